@@ -1,0 +1,84 @@
+"""Shared fixtures: the synthetic world (built and trained once per test session) and its models.
+
+Set CLIPCHAT_TEST_WORLD=DIR to keep the built world between runs while developing;
+without it every session builds a fresh one, as CI does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.world.scenes import Scene
+
+_FIGURES: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    path: Path
+    image: Image.Image
+    scene: Scene
+
+
+@pytest.fixture(scope="session")
+def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.world.build import build_world
+
+    configured = os.environ.get("CLIPCHAT_TEST_WORLD")
+    directory = Path(configured) if configured else tmp_path_factory.mktemp("world")
+    return build_world(directory)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("clipchat-cache")
+
+
+@pytest.fixture(scope="session")
+def world_models(world_dir: Path, cache_dir: Path):
+    """The world's prefix-mode model set: tiny CLIP, tiny GPT-2, trained captioner."""
+    from vision import load_models
+
+    return load_models(str(world_dir), device="cpu", cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def guided_models(world_dir: Path, cache_dir: Path):
+    """The same CLIP and GPT-2 with no captioning checkpoint: CLIP-guided decoding."""
+    from vision import load_models
+
+    return load_models(str(world_dir / "guided"), device="cpu", cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def heldout(world_dir: Path) -> list[HeldOut]:
+    """240 images never seen in training, one per distinct scene."""
+    folder = world_dir / "data" / "heldout"
+    items = []
+    for line in (folder / "captions.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        scene = Scene(row["size"], row["colour"], row["shape"], row["background"])
+        with Image.open(folder / row["image"]) as image:
+            items.append(HeldOut(folder / row["image"], image.convert("RGB"), scene))
+    return items
+
+
+@pytest.fixture
+def figure():
+    """Record a measured figure; they are printed together at the end of the run."""
+    def record(name: str, value: float | str) -> None:
+        _FIGURES[name] = f"{value:.3f}" if isinstance(value, float) else str(value)
+    return record
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _FIGURES:
+        terminalreporter.section("measured figures")
+        for name, value in sorted(_FIGURES.items()):
+            terminalreporter.write_line(f"{name}: {value}")

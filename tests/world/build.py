@@ -1,0 +1,89 @@
+"""Build the synthetic world into a directory: data, a tiny CLIP, a tiny GPT-2, a trained captioner.
+
+    python -m tests.world build DIR
+    clipchat describe --models DIR DIR/data/heldout/0000.png
+    clipchat describe --models DIR/guided DIR/data/heldout/0000.png
+
+The captioner is trained by `clipchat train-captioner` itself, exactly as an
+operator would train one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+from vision.tagger import DEFAULT_TEMPLATES
+
+from .clip_training import VALUES, tag_label, train_clip
+from .language_training import train_language_model
+from .scenes import ATTRIBUTES, Scene, all_scenes, render
+
+TRAIN_RENDERS_PER_SCENE = 12
+COMPLETE = ".complete"
+
+
+def write_split(directory: Path, scenes: list[Scene], seed: int) -> Path:
+    """Render `scenes` as PNGs and write `captions.jsonl` beside them."""
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index, scene in enumerate(scenes):
+        name = f"{index:05d}.png"
+        render(scene, rng).save(directory / name)
+        lines.append(json.dumps({"image": name, "caption": scene.caption, **scene.attributes()}))
+    (directory / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    return directory / "captions.jsonl"
+
+
+def write_vocabulary(path: Path) -> None:
+    """One section per attribute: each photo has exactly one value of each."""
+    lines = []
+    for attribute in ATTRIBUTES:
+        lines.append(f"[{attribute}]")
+        lines.extend(tag_label(attribute, value) for value in VALUES[attribute])
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_manifest(directory: Path, captioner: str, clip: str = "local-dir:clip",
+                   language_model: str = "local-dir:gpt2", vocabulary: str = "vocab.txt") -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "clipchat.json").write_text(json.dumps({
+        "description": "The synthetic test world: shapes of several colours and sizes on several backgrounds.",
+        "clip": clip, "language_model": language_model, "captioner": captioner, "vocabulary": vocabulary,
+    }, indent=2))
+
+
+def build_world(directory: Path, *, clip_steps: int = 400, log=print) -> Path:
+    """Build everything into `directory` (skipped when a finished build is already there)."""
+    from bot.cli import main as clipchat
+
+    if (directory / COMPLETE).is_file():
+        return directory
+    started = time.monotonic()
+    scenes = all_scenes()
+    train = write_split(directory / "data" / "train", [s for s in scenes for _ in range(TRAIN_RENDERS_PER_SCENE)],
+                        seed=1)
+    write_split(directory / "data" / "heldout", random.Random(2).sample(scenes, len(scenes)), seed=2)
+    write_vocabulary(directory / "vocab.txt")
+    log(f"world: data written ({time.monotonic() - started:.0f}s)")
+
+    train_clip(directory / "clip", list(DEFAULT_TEMPLATES), steps=clip_steps)
+    log(f"world: CLIP trained ({time.monotonic() - started:.0f}s)")
+    train_language_model(directory / "gpt2", [s.caption for s in scenes])
+    log(f"world: GPT-2 trained ({time.monotonic() - started:.0f}s)")
+
+    # The guided set has no captioning checkpoint; it is also what train-captioner reads CLIP and GPT-2 from.
+    write_manifest(directory / "guided", "guided", clip="local-dir:../clip", language_model="local-dir:../gpt2",
+                   vocabulary="../vocab.txt")
+    code = clipchat(["train-captioner", str(train), "--out", str(directory / "captioner"),
+                     "--models", str(directory / "guided"), "--device", "cpu", "--finetune-gpt2",
+                     "--prefix-length", "4", "--epochs", "3", "--batch-size", "32", "--lr", "2e-3"])
+    if code != 0:
+        raise RuntimeError(f"train-captioner failed with exit code {code}")
+    log(f"world: captioner trained ({time.monotonic() - started:.0f}s)")
+    write_manifest(directory, "local-dir:captioner")
+    (directory / COMPLETE).write_text(f"{time.monotonic() - started:.0f}s\n")
+    return directory

@@ -1,0 +1,160 @@
+"""The vision commands: describe, train-captioner, evaluate, prefetch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .decoding import METHODS, DecodingOptions
+from .errors import BadImage
+from .settings import VisionSettings
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    describe = commands.add_parser("describe", help="caption and tag photos")
+    describe.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
+    _add_model_arguments(describe)
+    _add_decoding_arguments(describe)
+    describe.add_argument("--tags", type=int, default=5, metavar="K", help="how many tags to show (default 5)")
+    describe.add_argument("--json", action="store_true", help="print one JSON object per photo")
+    describe.set_defaults(handler=run_describe)
+
+    train = commands.add_parser("train-captioner", help="train a prefix captioner from a captions file")
+    train.add_argument("captions", type=Path, help="COCO-style .json or .jsonl of {image, caption}")
+    train.add_argument("--out", type=Path, required=True, help="directory for the trained captioner")
+    train.add_argument("--images", type=Path, help="directory image paths are relative to")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=40)
+    train.add_argument("--lr", type=float, default=2e-5)
+    train.add_argument("--prefix-length", type=int, default=10)
+    train.add_argument("--mapper", choices=("mlp", "transformer"), default="mlp")
+    train.add_argument("--finetune-gpt2", action="store_true", help="train GPT-2 too (ClipCap's MLP setting)")
+    train.add_argument("--no-normalize-prefix", action="store_true", help="feed raw CLIP vectors, as ClipCap did")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    train.add_argument("--seed", type=int, default=0)
+    _add_model_arguments(train)
+    train.set_defaults(handler=run_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a captioner: BLEU-4, CIDEr, CLIPScore")
+    evaluate.add_argument("captions", type=Path, help="COCO-style .json or .jsonl of {image, caption}")
+    evaluate.add_argument("--images", type=Path, help="directory image paths are relative to")
+    evaluate.add_argument("--limit", type=int, help="score only the first N images")
+    evaluate.add_argument("--json", action="store_true", help="print machine-readable results")
+    _add_model_arguments(evaluate)
+    _add_decoding_arguments(evaluate)
+    evaluate.set_defaults(handler=run_evaluate)
+
+    prefetch = commands.add_parser("prefetch", help="download every model the configuration needs, "
+                                                    "so the bot then starts offline")
+    _add_model_arguments(prefetch)
+    prefetch.set_defaults(handler=run_prefetch)
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", metavar="DIR_OR_NAME",
+                        help="model set: a built-in name or a directory with clipchat.json (default: CLIPCHAT_MODELS)")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: CLIPCHAT_DEVICE)")
+    parser.add_argument("--dtype", help="auto, float32, float16 or bfloat16 (default: CLIPCHAT_DTYPE)")
+
+
+def _add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", choices=METHODS, help="decoding method (default: greedy, or guided "
+                                                          "when the model set has no captioning checkpoint)")
+    parser.add_argument("--beam-size", type=int)
+    parser.add_argument("--candidates", type=int, default=1, help="generate N captions and keep the one "
+                                                                  "CLIP finds closest to the photo")
+
+
+def _settings(args: argparse.Namespace, settings: VisionSettings) -> VisionSettings:
+    updates = {k: getattr(args, k) for k in ("models", "device", "dtype") if getattr(args, k, None)}
+    return settings.model_copy(update=updates)
+
+
+def _options(args: argparse.Namespace, models) -> DecodingOptions:
+    method = args.method or models.default_options().method
+    if args.candidates > 1 and method == "greedy":
+        method = "beam"
+    return DecodingOptions(method=method, beam_size=args.beam_size, num_candidates=args.candidates)
+
+
+def _load(settings: VisionSettings):
+    from .pipeline import load_models
+
+    return load_models(settings.model_set(), settings.device, settings.dtype, settings.cache_dir,
+                       settings.hub_cache_dir)
+
+
+def run_describe(args: argparse.Namespace, settings: VisionSettings) -> int:
+    from .intake import load_image
+
+    settings = _settings(args, settings)
+    images, names, failures = [], [], 0
+    for path in args.photos:
+        try:
+            images.append(load_image(path.read_bytes(), settings.image_limits()))
+            names.append(path)
+        except (OSError, BadImage) as error:
+            failures += 1
+            message = error.user_message if isinstance(error, BadImage) else f"cannot read it ({error.strerror})"
+            print(f"{path}: {message}", file=sys.stderr)
+    if images:
+        models = _load(settings)
+        options = _options(args, models)
+        for path, description in zip(names, models.describe(images, options, top_k_tags=args.tags)):
+            if args.json:
+                print(json.dumps({"photo": str(path), "caption": description.caption,
+                                  "tags": [{"label": t.label, "score": round(t.score, 4)} for t in description.tags]}))
+            else:
+                tags = ", ".join(f"{t.label} ({t.score:.2f})" for t in description.tags)
+                print(f"{path}: {description.caption}\n  tags: {tags or '-'}")
+    return 1 if failures else 0
+
+
+def run_train(args: argparse.Namespace, settings: VisionSettings) -> int:
+    from .datasets import read_captions
+    from .devices import resolve_device, resolve_dtype
+    from .encoder import load_clip
+    from .language_model import load_language_model
+    from .training import TrainingOptions, train_captioner
+
+    settings = _settings(args, settings)
+    model_set = settings.model_set()
+    options = TrainingOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                              prefix_length=args.prefix_length, mapper=args.mapper,
+                              finetune_language_model=args.finetune_gpt2,
+                              normalize_prefix=not args.no_normalize_prefix, seed=args.seed)
+    data = read_captions(args.captions, args.images)
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    encoder = load_clip(model_set.clip, model_set.clip_pretrained, device, dtype, settings.hub_cache_dir)
+    lm, tokenizer = load_language_model(model_set.language_model, device, dtype, settings.hub_cache_dir)
+    train_captioner(encoder, lm, tokenizer, data, args.out, options, resume=args.resume,
+                    language_model_ref=str(model_set.language_model))
+    print(f"Saved the captioner to {args.out}. Use it with CLIPCHAT_CAPTIONER=local-dir:{args.out.resolve()}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace, settings: VisionSettings) -> int:
+    from .datasets import read_captions
+    from .evaluation import evaluate
+
+    settings = _settings(args, settings)
+    data = read_captions(args.captions, args.images)[: args.limit]
+    models = _load(settings)
+    report = evaluate(models, data, _options(args, models), image_limits=settings.image_limits())
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(f"images: {report.images} (skipped {report.skipped})\nBLEU-4: {report.bleu4:.4f}\n"
+              f"CIDEr: {report.cider:.4f}\nCLIPScore: {report.clip_score:.4f}")
+    return 0
+
+
+def run_prefetch(args: argparse.Namespace, settings: VisionSettings) -> int:
+    settings = _settings(args, settings)
+    models = _load(settings)
+    print(f"Model set {models.model_set.name!r} is downloaded and its tag embeddings are cached. "
+          "The bot can now start offline (set HF_HUB_OFFLINE=1).")
+    return 0

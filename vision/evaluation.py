@@ -1,0 +1,72 @@
+"""Score a captioner on a captions file: BLEU-4 and CIDEr (pycocoevalcap's scorers) and mean CLIPScore."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .datasets import CaptionedImage
+from .decoding import DecodingOptions
+from .errors import BadImage
+from .intake import ImageLimits, load_image
+from .scoring import clip_score
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    images: int
+    skipped: int
+    bleu4: float
+    cider: float
+    clip_score: float
+    captions: dict[str, str] = field(default_factory=dict)  # image path -> generated caption
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def normalize_for_scoring(text: str) -> str:
+    """Lower case, words only: the role PTBTokenizer plays in the COCO toolkit, without its Java."""
+    return " ".join(re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower()))
+
+
+def evaluate(models, data: list[CaptionedImage], options: DecodingOptions | None = None,
+             batch_size: int = 32, image_limits: ImageLimits = ImageLimits()) -> EvaluationReport:
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+
+    generated: dict[str, str] = {}
+    references: dict[str, list[str]] = {}
+    clip_scores: list[float] = []
+    skipped = 0
+    for start in range(0, len(data), batch_size):
+        images, items = [], []
+        for item in data[start:start + batch_size]:
+            try:
+                images.append(load_image(item.image.read_bytes(), image_limits))
+                items.append(item)
+            except (OSError, BadImage) as error:
+                skipped += 1
+                log.warning("skipping %s: %s", item.image, getattr(error, "detail", error))
+        descriptions = models.describe(images, options)
+        if not descriptions:
+            continue
+        texts = models.encoder.embed_texts([d.caption for d in descriptions]).cpu()
+        vectors = torch.stack([d.embedding for d in descriptions])
+        clip_scores.extend(clip_score(vectors, texts).tolist())
+        for item, description in zip(items, descriptions):
+            generated[str(item.image)] = description.caption
+            references[str(item.image)] = list(item.captions)
+    if not generated:
+        return EvaluationReport(0, skipped, 0.0, 0.0, 0.0)
+    hypotheses = {k: [normalize_for_scoring(v)] for k, v in generated.items()}
+    refs = {k: [normalize_for_scoring(r) for r in v] for k, v in references.items()}
+    bleu, _ = Bleu(4).compute_score(refs, hypotheses, verbose=0)
+    cider, _ = Cider().compute_score(refs, hypotheses)
+    return EvaluationReport(images=len(generated), skipped=skipped, bleu4=float(bleu[3]), cider=float(cider),
+                            clip_score=float(torch.tensor(clip_scores).mean()), captions=generated)

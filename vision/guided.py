@@ -1,0 +1,100 @@
+"""Captions with no captioning checkpoint: CLIP-guided GPT-2 decoding (MAGIC, Su et al. 2022).
+
+At each step GPT-2 proposes its top-k next tokens. Each candidate is scored by
+
+    (1 - alpha) * p_LM(token)  -  alpha * max cos(h_token, h_context)  +  beta * softmax_k(CLIP(image, text + token))
+
+so the language model keeps the text fluent, the degeneration penalty stops it
+repeating itself, and CLIP pulls it towards what is in the picture.
+
+Expected quality, honestly: with a GPT-2 trained or fine-tuned on caption-style
+text (as in the MAGIC paper, or the test world) captions are short and mostly
+right about the main object and colour. With stock GPT-2 they are looser: the
+main object is usually named, but the sentence may wander and details can be
+wrong. Prefer a ClipCap or own-trained prefix checkpoint when one is available;
+this mode exists so the bot can always say something useful.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .decoding import Caption, DecodingOptions, clean_text
+from .errors import InvalidOptions
+from .language_model import stop_token_ids
+
+
+@dataclass
+class GuidedCaptioner:
+    lm: torch.nn.Module
+    tokenizer: object
+    encoder: object  # a ClipEncoder: embeds the candidate texts
+    prompt: str = ""  # e.g. "A picture of"; empty starts from the beginning-of-text token
+
+    def __post_init__(self) -> None:
+        self.stop_ids = stop_token_ids(self.tokenizer)
+
+    @torch.inference_mode()
+    def caption(self, clip: torch.Tensor, options: DecodingOptions = DecodingOptions(method="guided")
+                ) -> list[list[Caption]]:
+        """(B, D) CLIP image vectors -> one caption per image."""
+        if options.method not in ("guided", "greedy"):
+            raise InvalidOptions(f"Without a captioning checkpoint only guided decoding is possible, "
+                                 f"not {options.method!r}.")
+        if len(clip) == 0:
+            return []
+        k = options.guided_top_k or 45
+        alpha = 0.1 if options.guided_alpha is None else options.guided_alpha
+        beta = 2.0 if options.guided_beta is None else options.guided_beta
+        image = F.normalize(clip.float(), dim=-1).to(self.encoder.device)  # (B, D)
+        b = len(clip)
+        device = next(self.lm.parameters()).device
+
+        start = self.tokenizer.encode(self.prompt, add_special_tokens=False) if self.prompt else []
+        start = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None
+                 else self.tokenizer.eos_token_id] + start
+        ids = torch.tensor([start] * b, device=device)  # (B, P)
+        out = self.lm(ids, use_cache=True, output_hidden_states=True)
+        cache, logits = out.past_key_values, out.logits[:, -1]  # logits: (B, vocab)
+        context = F.normalize(out.hidden_states[-1].float(), dim=-1)  # (B, P, H)
+        generated: list[list[int]] = [[] for _ in range(b)]
+        log_probs: list[list[float]] = [[] for _ in range(b)]
+        finished = [False] * b
+
+        for _ in range(options.max_tokens):
+            probs = logits.float().softmax(dim=-1)
+            top_probs, top_ids = probs.topk(k, dim=-1)  # (B, k)
+            cache.batch_repeat_interleave(k)  # every candidate continues its own copy of the cache
+            step = self.lm(top_ids.reshape(b * k, 1), past_key_values=cache, use_cache=True,
+                           output_hidden_states=True)
+            hidden = F.normalize(step.hidden_states[-1][:, -1].float(), dim=-1).view(b, k, -1)  # (B, k, H)
+            penalty = torch.einsum("bkh,bph->bkp", hidden, context).amax(dim=-1)  # (B, k)
+            texts = [self._text(generated[i] + [int(t)]) for i in range(b) for t in top_ids[i]]
+            sims = (self.encoder.embed_texts(texts).view(b, k, -1) * image[:, None]).sum(-1)  # (B, k)
+            grounding = (sims * self.encoder.logit_scale).softmax(dim=-1).to(top_probs.device)
+            score = (1 - alpha) * top_probs - alpha * penalty + beta * grounding
+            choice = score.argmax(dim=-1)  # (B,)
+            rows = torch.arange(b, device=device) * k + choice
+            cache = step.past_key_values
+            cache.batch_select_indices(rows)
+            logits = step.logits[rows, -1]
+            chosen_hidden = hidden[torch.arange(b), choice]  # (B, H)
+            context = torch.cat([context, chosen_hidden[:, None]], dim=1)
+            for i in range(b):
+                if finished[i]:
+                    continue
+                token = int(top_ids[i, choice[i]])
+                generated[i].append(token)
+                log_probs[i].append(float(top_probs[i, choice[i]].log()))
+                finished[i] = token in self.stop_ids
+            if all(finished):
+                break
+        return [[Caption(text=clean_text(self._text(tokens)), tokens=tuple(tokens),
+                         log_prob=sum(lp) / max(len(lp), 1))] for tokens, lp in zip(generated, log_probs)]
+
+    def _text(self, tokens: list[int]) -> str:
+        body = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return f"{self.prompt} {body.strip()}".strip() if self.prompt else body.strip()

@@ -1,0 +1,104 @@
+"""Turn untrusted bytes into an RGB Pillow image, or a `BadImage` that says why not.
+
+Every photo comes from a stranger, so decoding is bounded: byte and pixel limits
+are checked before pixels are decoded, only raster formats that Pillow decodes
+itself are accepted (EPS would run Ghostscript), and every Pillow failure maps
+to one typed error with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import BadImage
+
+log = logging.getLogger(__name__)
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO (phone 3D photos)
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int = 20 * 1024 * 1024  # what the public Bot API lets a bot download
+    max_pixels: int = 50_000_000  # a 50 MP camera frame; decoding it needs about 150 MB
+
+
+def load_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
+    """Decode `data` into an upright RGB image; raise `BadImage` for anything else."""
+    if not data:
+        raise BadImage("empty", "That file is empty. Could you send the photo again?")
+    if len(data) > limits.max_bytes:
+        raise BadImage("too_large", f"That file is too big for me: please send an image under "
+                                    f"{limits.max_bytes // (1024 * 1024)} MB.",
+                       detail=f"{len(data)} bytes > {limits.max_bytes}")
+    try:
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except UnidentifiedImageError as error:
+        raise BadImage("not_an_image", "I can only look at images (JPEG, PNG, WebP, GIF, BMP or TIFF), "
+                                       "and this file isn't one I can read.", detail=str(error)) from error
+    except Image.DecompressionBombError as error:
+        raise _too_many_pixels(str(error)) from error
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise _damaged(str(error)) from error
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise _too_many_pixels(f"{width}x{height} > {limits.max_pixels} pixels")
+    if getattr(image, "is_animated", False):
+        image.seek(0)  # an animation is described by its first frame
+    try:
+        image.load()
+    except Image.DecompressionBombError as error:
+        raise _too_many_pixels(str(error)) from error
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        # Truncated data, broken chunks, or compressed text chunks that would expand without bound.
+        raise _damaged(f"{image.format}: {error}") from error
+    return to_rgb(_upright(image))
+
+
+def _damaged(detail: str) -> BadImage:
+    return BadImage("corrupt", "That image seems to be damaged, so I couldn't open it. Could you send it again?",
+                    detail=detail)
+
+
+def _too_many_pixels(detail: str) -> BadImage:
+    return BadImage("too_large", "That image has too many pixels for me. Please send a smaller version.",
+                    detail=detail)
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation, so that a phone photo is not described lying on its side."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, ValueError, TypeError, KeyError, SyntaxError) as error:
+        # Broken EXIF should not cost the user their photo: describe it as stored.
+        log.warning("ignoring unreadable EXIF orientation: %s", error)
+        return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparent areas become white, as chat apps show them."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return _high_depth_to_rgb(image)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+    """Scale 16-bit, 32-bit and float greyscale to 0..255 instead of clipping everything to white."""
+    pixels = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16") or (image.mode == "I" and pixels.max(initial=0) <= 65535 and pixels.min(initial=0) >= 0):
+        scaled = pixels / 257.0
+    else:
+        low, high = float(pixels.min(initial=0)), float(pixels.max(initial=0))
+        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), mode="L").convert("RGB")

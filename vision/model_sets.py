@@ -1,0 +1,177 @@
+"""Model choices as data: which CLIP, which language model, which captioner, which tag vocabulary.
+
+A model set is a small JSON file. Built-in sets live in `model_configs/`; any
+directory holding a `clipchat.json` is a set too, which is how an operator's own
+models and the test world are loaded. References inside a set are parsed here
+and nowhere else:
+
+    ViT-B-32-quickgelu        an open_clip built-in name (with `clip_pretrained`)
+    hf-hub:ORG/REPO           a repository on the Hugging Face Hub
+    hf-hub:ORG/REPO/FILE      one file in such a repository
+    local-dir:PATH            a local directory (relative to the set's own file)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+
+from .errors import ModelNotFound
+
+HF_HUB = "hf-hub:"
+LOCAL_DIR = "local-dir:"
+CLIPCAP = "clipcap:"
+GUIDED = "guided"
+MANIFEST = "clipchat.json"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Where weights live: `scheme` is "hf-hub", "local-dir" or "name" (a bare hub id or built-in name)."""
+
+    scheme: str
+    target: str
+
+    @classmethod
+    def parse(cls, text: str, base: Path | None = None) -> Ref:
+        if text.startswith(HF_HUB):
+            target = text[len(HF_HUB):].strip("/")
+            if not target:
+                raise ModelNotFound(f"{text!r} names no repository: write hf-hub:ORG/REPO.")
+            return cls("hf-hub", target)
+        if text.startswith(LOCAL_DIR):
+            path = Path(text[len(LOCAL_DIR):]).expanduser()
+            if not path.is_absolute() and base is not None:
+                path = base / path
+            return cls("local-dir", str(path))
+        return cls("name", text)
+
+    def __str__(self) -> str:
+        return self.target if self.scheme == "name" else f"{self.scheme}:{self.target}"
+
+    @property
+    def pretrained_id(self) -> str:
+        """What `from_pretrained` takes: a hub id or a directory."""
+        return self.target
+
+    def hub_file(self) -> tuple[str, str]:
+        """Split `ORG/REPO/FILE` into repository id and file name."""
+        parts = self.target.split("/")
+        if len(parts) < 3:
+            raise ModelNotFound(f"{self} names a repository, not a file: write hf-hub:ORG/REPO/FILE.")
+        return "/".join(parts[:2]), "/".join(parts[2:])
+
+
+@dataclass(frozen=True)
+class CaptionerChoice:
+    """`guided` (no checkpoint), `prefix` (our own format) or `clipcap` (ClipCap's published .pt files)."""
+
+    kind: str
+    location: Ref | None = None
+
+    @classmethod
+    def parse(cls, text: str, base: Path | None = None) -> CaptionerChoice:
+        if text == GUIDED:
+            return cls("guided")
+        if text.startswith(CLIPCAP):
+            location = text[len(CLIPCAP):]
+            ref = Ref.parse(location, base)
+            if ref.scheme == "name":  # a plain path to a .pt file
+                path = Path(location).expanduser()
+                ref = Ref("local-dir", str(path if path.is_absolute() or base is None else base / path))
+            return cls("clipcap", ref)
+        ref = Ref.parse(text, base)
+        if ref.scheme == "name":
+            raise ModelNotFound(f"Captioner {text!r} is not a reference: use 'guided', local-dir:PATH, "
+                                "hf-hub:ORG/REPO, or clipcap:FILE for a ClipCap checkpoint.")
+        return cls("prefix", ref)
+
+    def __str__(self) -> str:
+        if self.kind == "guided":
+            return GUIDED
+        return (CLIPCAP if self.kind == "clipcap" else "") + str(self.location)
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    name: str
+    clip: str  # an open_clip model name, or hf-hub:/local-dir: (open_clip parses those itself)
+    language_model: Ref
+    captioner: CaptionerChoice
+    clip_pretrained: str | None = None  # only with a built-in open_clip name
+    guided_prompt: str = ""  # words the guided captioner starts from, e.g. "A picture of"
+    vocabulary: str = "everyday"  # a built-in vocabulary name or a path to a vocabulary file
+    tag_templates: tuple[str, ...] | None = None  # None: the tagger's default prompt ensemble
+    description: str = ""
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict, base: Path | None = None) -> ModelSet:
+        missing = {"clip", "language_model", "captioner"} - set(data)
+        if missing:
+            raise ModelNotFound(f"Model set {name!r} lacks {', '.join(sorted(missing))}.")
+        clip = data["clip"]
+        if clip.startswith(LOCAL_DIR):
+            clip = f"{LOCAL_DIR}{Ref.parse(clip, base).target}"
+        vocabulary = data.get("vocabulary", "everyday")
+        if base is not None and vocabulary.endswith(".txt") and not Path(vocabulary).is_absolute():
+            vocabulary = str(base / vocabulary)
+        templates = data.get("tag_templates")
+        known = {"clip", "clip_pretrained", "language_model", "captioner", "guided_prompt", "vocabulary",
+                 "tag_templates", "description"}
+        return cls(name=name, clip=clip, clip_pretrained=data.get("clip_pretrained"),
+                   language_model=Ref.parse(data["language_model"], base),
+                   captioner=CaptionerChoice.parse(data["captioner"], base),
+                   guided_prompt=data.get("guided_prompt", ""), vocabulary=vocabulary,
+                   tag_templates=tuple(templates) if templates else None,
+                   description=data.get("description", ""),
+                   extra={k: v for k, v in data.items() if k not in known})
+
+    def with_overrides(self, *, clip: str | None = None, clip_pretrained: str | None = None,
+                       language_model: str | None = None, captioner: str | None = None) -> ModelSet:
+        """The same set with some references replaced, as settings from the environment do."""
+        changes: dict = {}
+        if clip:
+            changes["clip"] = clip
+            changes["clip_pretrained"] = clip_pretrained
+        elif clip_pretrained:
+            changes["clip_pretrained"] = clip_pretrained
+        if language_model:
+            changes["language_model"] = Ref.parse(language_model)
+        if captioner:
+            changes["captioner"] = CaptionerChoice.parse(captioner)
+        return replace(self, **changes) if changes else self
+
+
+def builtin_model_sets() -> list[str]:
+    folder = resources.files("vision") / "model_configs"
+    return sorted(entry.name.removesuffix(".json") for entry in folder.iterdir() if entry.name.endswith(".json"))
+
+
+def load_model_set(name_or_path: str) -> ModelSet:
+    """A built-in set by name, a directory holding clipchat.json, or a manifest file."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        manifest = path / MANIFEST
+        if not manifest.is_file():
+            raise ModelNotFound(f"{path} has no {MANIFEST}; a model directory needs one "
+                                "(see `python -m tests.world build DIR` for an example).")
+        return _read_manifest(manifest)
+    if path.suffix == ".json" and path.is_file():
+        return _read_manifest(path)
+    names = builtin_model_sets()
+    if name_or_path in names:
+        text = (resources.files("vision") / "model_configs" / f"{name_or_path}.json").read_text()
+        return ModelSet.from_dict(name_or_path, json.loads(text))
+    raise ModelNotFound(f"No model set called {name_or_path!r}. Built-in sets: {', '.join(names)}; "
+                        f"or give a directory that holds {MANIFEST}.")
+
+
+def _read_manifest(path: Path) -> ModelSet:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ModelNotFound(f"{path} is not valid JSON: {error}") from error
+    return ModelSet.from_dict(path.parent.name, data, base=path.parent.resolve())

@@ -1,0 +1,112 @@
+"""The load API: `load_models(name)` once, then `describe(images)`.
+
+    models = load_models("default", device="auto")
+    [description] = models.describe([image])
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .captioner import PrefixCaptioner, load_clipcap_checkpoint, load_prefix_captioner
+from .decoding import Caption, DecodingOptions, decode
+from .devices import resolve_device, resolve_dtype
+from .encoder import ClipEncoder, load_clip
+from .guided import GuidedCaptioner
+from .language_model import load_language_model
+from .model_sets import ModelSet, load_model_set
+from .scoring import rerank
+from .tagger import DEFAULT_TEMPLATES, Tag, ZeroShotTagger, load_vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Description:
+    caption: str
+    tags: list[Tag]
+    embedding: torch.Tensor  # (D,) normalised CLIP vector on the CPU, for search and storage
+    candidates: tuple[Caption, ...] = ()
+
+
+class VisionModels:
+    """Everything one model set needs, loaded once and shared by every chat."""
+
+    def __init__(self, model_set: ModelSet, encoder: ClipEncoder, captioner: PrefixCaptioner | GuidedCaptioner,
+                 tagger: ZeroShotTagger) -> None:
+        self.model_set = model_set
+        self.encoder = encoder
+        self.captioner = captioner
+        self.tagger = tagger
+
+    @property
+    def guided(self) -> bool:
+        return isinstance(self.captioner, GuidedCaptioner)
+
+    def default_options(self) -> DecodingOptions:
+        return DecodingOptions(method="guided" if self.guided else "greedy")
+
+    def caption(self, raw: torch.Tensor, options: DecodingOptions | None = None) -> list[list[Caption]]:
+        """(B, D) raw CLIP image vectors -> candidate captions per image, as the options ask."""
+        options = options or self.default_options()
+        if self.guided:
+            return self.captioner.caption(raw, options)
+        return decode(self.captioner, raw, options)
+
+    def describe(self, images: Sequence[Image.Image], options: DecodingOptions | None = None,
+                 top_k_tags: int = 5, tag_threshold: float = 0.1) -> list[Description]:
+        """Caption and tag a batch of images in one CLIP pass and one batched generation."""
+        if not images:
+            return []
+        raw = self.encoder.embed_images(images, normalize=False)
+        vectors = F.normalize(raw, dim=-1)
+        captions = self.caption(raw, options)
+        tags = self.tagger.tag(vectors, top_k=top_k_tags, threshold=tag_threshold)
+        out = []
+        for vector, candidates, image_tags in zip(vectors, captions, tags):
+            best = rerank(self.encoder, vector, candidates)[0][0] if len(candidates) > 1 else candidates[0]
+            out.append(Description(caption=best.text, tags=image_tags, embedding=vector.cpu(),
+                                   candidates=tuple(candidates)))
+        return out
+
+
+def load_models(models: str | ModelSet = "default", device: str = "auto", dtype: str = "auto",
+                cache_dir: Path | None = None, hub_cache_dir: Path | None = None) -> VisionModels:
+    """Load a model set by name, directory or object; unknown names are answered with the valid ones.
+
+    `cache_dir` holds clipchat's own derived files (tag embeddings); `hub_cache_dir`
+    overrides where Hugging Face downloads go (by default HF_HOME's cache).
+    """
+    cache_dir = cache_dir or default_cache_dir()
+    model_set = models if isinstance(models, ModelSet) else load_model_set(models)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    encoder = load_clip(model_set.clip, model_set.clip_pretrained, torch_device, torch_dtype, hub_cache_dir)
+    choice = model_set.captioner
+    if choice.kind == "guided":
+        lm, tokenizer = load_language_model(model_set.language_model, torch_device, torch_dtype, hub_cache_dir)
+        captioner = GuidedCaptioner(lm, tokenizer, encoder, prompt=model_set.guided_prompt)
+    elif choice.kind == "clipcap":
+        captioner = load_clipcap_checkpoint(choice.location, model_set.language_model, torch_device,
+                                            torch_dtype, hub_cache_dir)
+    else:
+        captioner = load_prefix_captioner(choice.location, model_set.language_model, torch_device,
+                                          torch_dtype, hub_cache_dir)
+    tagger = ZeroShotTagger(encoder, load_vocabulary(model_set.vocabulary),
+                            model_set.tag_templates or DEFAULT_TEMPLATES, cache_dir=cache_dir)
+    log.info("loaded model set %s (CLIP %s, captioner %s) on %s/%s", model_set.name, encoder.identity,
+             choice, torch_device, torch_dtype)
+    return VisionModels(model_set, encoder, captioner, tagger)
+
+
+def default_cache_dir() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("clipchat"))

@@ -1,0 +1,34 @@
+"""CLIP similarity put to use: CLIPScore, caption reranking, and text-to-image ranking."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .decoding import Caption
+
+CLIPSCORE_WEIGHT = 2.5  # Hessel et al. 2021: stretches cosines into a 0..1-ish range for ViT-B/32
+
+
+def clip_score(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+    """CLIPScore of paired rows: (N, D) normalised image and text vectors -> (N,) = 2.5 * max(cos, 0)."""
+    return CLIPSCORE_WEIGHT * (images.float() * texts.float().to(images.device)).sum(dim=-1).clamp(min=0)
+
+
+def rerank(encoder, image: torch.Tensor, candidates: Sequence[Caption]) -> list[tuple[Caption, float]]:
+    """Order one image's candidate captions by CLIPScore against its (D,) normalised vector, best first."""
+    if not candidates:
+        return []
+    texts = encoder.embed_texts([c.text for c in candidates])
+    scores = clip_score(image.expand(len(candidates), -1), texts)
+    return sorted(zip(candidates, scores.tolist()), key=lambda pair: pair[1], reverse=True)
+
+
+def rank_images(text: torch.Tensor, images: torch.Tensor, k: int = 5) -> list[tuple[int, float]]:
+    """Indices and cosines of the `k` (N, D) image vectors closest to one (D,) text vector, best first."""
+    if len(images) == 0:
+        return []
+    sims = images.float() @ text.float().to(images.device)
+    top = sims.topk(min(k, len(images)))
+    return list(zip(top.indices.tolist(), top.values.tolist()))

@@ -1,0 +1,39 @@
+"""Vision settings, read once from the environment or `.env` (prefix CLIPCHAT_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .intake import ImageLimits
+from .model_sets import ModelSet, load_model_set
+
+
+class VisionSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLIPCHAT_", env_file=".env", extra="ignore")
+
+    models: str = Field("default", description="A built-in model set (see `clipchat describe --list-models`), "
+                                               "or a directory that holds clipchat.json.")
+    clip_model: str | None = Field(None, description="Override the set's CLIP: an open_clip name, "
+                                                     "hf-hub:ORG/REPO or local-dir:PATH.")
+    clip_pretrained: str | None = Field(None, description="open_clip pretrained tag for a built-in CLIP name, "
+                                                          "e.g. openai.")
+    language_model: str | None = Field(None, description="Override the set's GPT-2: hf-hub:ORG/REPO or local-dir:PATH.")
+    captioner: str | None = Field(None, description="Override the set's captioner: guided, local-dir:PATH, "
+                                                    "hf-hub:ORG/REPO, or clipcap:FILE for a ClipCap .pt file.")
+    device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
+    dtype: str = Field("auto", description="auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16.")
+    cache_dir: Path | None = Field(None, description="clipchat's cache (tag embeddings); default: the user cache dir.")
+    hub_cache_dir: Path | None = Field(None, description="Where Hugging Face downloads go; default: HF_HOME's cache.")
+    max_image_bytes: int = Field(ImageLimits.max_bytes, description="Larger files are refused politely.")
+    max_image_pixels: int = Field(ImageLimits.max_pixels, description="Larger images are refused before decoding.")
+
+    def model_set(self) -> ModelSet:
+        return load_model_set(self.models).with_overrides(
+            clip=self.clip_model, clip_pretrained=self.clip_pretrained,
+            language_model=self.language_model, captioner=self.captioner)
+
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)

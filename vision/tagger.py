@@ -1,0 +1,197 @@
+"""Zero-shot tags: CLIP compares the photo with a prompt-ensembled vocabulary.
+
+A vocabulary is an editable text file, one label per line. Labels under one
+`[section]` header compete in one softmax; a file without headers is one section.
+The built-in `everyday` vocabulary is a single section of a few hundred objects,
+animals, foods, scenes and qualities, so that "dog" and "beach" compete for the
+same photo and irrelevant groups are never forced to answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .errors import InvalidOptions, ModelNotFound
+
+log = logging.getLogger(__name__)
+
+# A few of CLIP's ImageNet prompt templates: averaging over them is worth a few points of accuracy.
+DEFAULT_TEMPLATES = (
+    "a photo of a {}.",
+    "a blurry photo of a {}.",
+    "a close-up photo of a {}.",
+    "a good photo of the {}.",
+    "a picture of a {}.",
+    "an image of a {}.",
+)
+
+
+@dataclass(frozen=True)
+class Tag:
+    label: str
+    score: float  # probability within the label's section
+    section: str = ""
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    sections: tuple[tuple[str, tuple[str, ...]], ...]  # (name, labels) in file order
+
+    @property
+    def labels(self) -> list[str]:
+        return [label for _, labels in self.sections for label in labels]
+
+    def digest(self) -> str:
+        text = "\n".join(f"[{name}]\n" + "\n".join(labels) for name, labels in self.sections)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @classmethod
+    def parse(cls, text: str) -> Vocabulary:
+        sections: list[tuple[str, list[str]]] = [("", [])]
+        for raw in text.splitlines():
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            header = re.fullmatch(r"\[(.+)\]", line)
+            if header:
+                sections.append((header.group(1).strip(), []))
+            elif line not in sections[-1][1]:
+                sections[-1][1].append(line)
+        kept = tuple((name, tuple(labels)) for name, labels in sections if labels)
+        if not kept:
+            raise ModelNotFound("The tag vocabulary has no labels.")
+        return cls(kept)
+
+
+def load_vocabulary(name_or_path: str) -> Vocabulary:
+    """A built-in vocabulary by name (`everyday`) or a text file."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return Vocabulary.parse(path.read_text(encoding="utf-8"))
+    builtin = resources.files("vision") / "vocab" / f"{name_or_path}.txt"
+    if builtin.is_file():
+        return Vocabulary.parse(builtin.read_text(encoding="utf-8"))
+    names = sorted(p.name.removesuffix(".txt") for p in (resources.files("vision") / "vocab").iterdir())
+    raise ModelNotFound(f"No tag vocabulary {name_or_path!r}: built-in ones are {', '.join(names)}, "
+                        "or give the path of a text file with one label per line.")
+
+
+def parse_label_list(text: str) -> list[str]:
+    """ "a cat, a dog or a fox?" -> ["cat", "dog", "fox"] """
+    parts = re.split(r",|;|/|\bor\b|\band\b", text.strip().rstrip("?!."))
+    labels = []
+    for part in parts:
+        label = re.sub(r"^(a|an|the)\s+", "", part.strip(), flags=re.IGNORECASE).strip()
+        if label and label.lower() not in (existing.lower() for existing in labels):
+            labels.append(label)
+    return labels
+
+
+class ZeroShotTagger:
+    def __init__(self, encoder, vocabulary: Vocabulary, templates: Sequence[str] = DEFAULT_TEMPLATES,
+                 cache_dir: Path | None = None, max_cached_label_sets: int = 256) -> None:
+        if not templates or any("{}" not in t for t in templates):
+            raise InvalidOptions("Every tag template needs a {} where the label goes.")
+        self.encoder = encoder
+        self.vocabulary = vocabulary
+        self.templates = tuple(templates)
+        self.cache_dir = cache_dir
+        self._label_sets: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
+        self._max_cached = max_cached_label_sets
+        self.vocabulary_embeddings = self._vocabulary_embeddings()  # (L, D)
+
+    def tag(self, images: torch.Tensor, top_k: int = 5, threshold: float = 0.1) -> list[list[Tag]]:
+        """(B, D) normalised image vectors -> up to `top_k` tags each, scored above `threshold`, best first."""
+        probs = self._section_probabilities(images)
+        results = []
+        for row in probs:
+            tags = [Tag(label, float(p), section) for (section, label), p in zip(self._label_keys(), row)
+                    if p >= threshold]
+            results.append(sorted(tags, key=lambda t: t.score, reverse=True)[:top_k])
+        return results
+
+    def best_per_section(self, images: torch.Tensor) -> list[dict[str, Tag]]:
+        """(B, D) -> for each image, the winning label of every section."""
+        probs = self._section_probabilities(images)
+        keys = self._label_keys()
+        out = []
+        for row in probs:
+            best: dict[str, Tag] = {}
+            for (section, label), p in zip(keys, row.tolist()):
+                if section not in best or p > best[section].score:
+                    best[section] = Tag(label, p, section)
+            out.append(best)
+        return out
+
+    def classify(self, images: torch.Tensor, labels: Sequence[str]) -> list[list[Tag]]:
+        """Custom labels at call time ("a cat, a dog or a fox?"): every label, scored, best first."""
+        if len(labels) < 2:
+            raise InvalidOptions("Give me at least two labels to choose between, separated by commas or 'or'.")
+        embeddings = self.label_embeddings(labels)
+        probs = (self.encoder.logit_scale * images.float() @ embeddings.T).softmax(dim=-1)
+        return [sorted((Tag(label, float(p)) for label, p in zip(labels, row)), key=lambda t: t.score, reverse=True)
+                for row in probs]
+
+    def label_embeddings(self, labels: Sequence[str]) -> torch.Tensor:
+        """(L, D) prompt-ensembled text vectors, remembered for recently used label sets."""
+        key = tuple(labels)
+        if key in self._label_sets:
+            self._label_sets.move_to_end(key)
+            return self._label_sets[key]
+        embeddings = self._embed_labels(labels)
+        self._label_sets[key] = embeddings
+        if len(self._label_sets) > self._max_cached:
+            self._label_sets.popitem(last=False)
+        return embeddings
+
+    def _embed_labels(self, labels: Sequence[str]) -> torch.Tensor:
+        prompts = [template.format(label) for label in labels for template in self.templates]
+        per_prompt = self.encoder.embed_texts(prompts).view(len(labels), len(self.templates), -1)
+        return F.normalize(per_prompt.mean(dim=1), dim=-1)  # average on the sphere, then back onto it
+
+    def _vocabulary_embeddings(self) -> torch.Tensor:
+        path = self._cache_path()
+        if path is not None and path.is_file():
+            from safetensors.torch import load_file
+
+            return load_file(str(path))["embeddings"].to(self.encoder.device)
+        embeddings = self._embed_labels(self.vocabulary.labels)
+        if path is not None:
+            from safetensors.torch import save_file
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            save_file({"embeddings": embeddings.cpu().contiguous()}, str(partial))
+            partial.replace(path)  # atomic: two processes starting together never read half a file
+            log.info("cached %d tag embeddings in %s", len(embeddings), path)
+        return embeddings
+
+    def _cache_path(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = hashlib.sha256("\n".join([self.encoder.identity, self.vocabulary.digest(), *self.templates])
+                             .encode()).hexdigest()[:24]
+        return self.cache_dir / "tag-embeddings" / f"{key}.safetensors"
+
+    def _label_keys(self) -> list[tuple[str, str]]:
+        return [(name, label) for name, labels in self.vocabulary.sections for label in labels]
+
+    def _section_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.encoder.logit_scale * images.float().to(self.vocabulary_embeddings.device) \
+            @ self.vocabulary_embeddings.T  # (B, L)
+        probs, start = torch.empty_like(logits), 0
+        for _, labels in self.vocabulary.sections:
+            stop = start + len(labels)
+            probs[:, start:stop] = logits[:, start:stop].softmax(dim=-1)
+            start = stop
+        return probs

@@ -1,0 +1,180 @@
+"""Train a prefix captioner (the mapping network, optionally GPT-2 too) from a captions file.
+
+CLIP vectors are computed once and kept beside the output; every epoch ends
+with a checkpoint, and `resume=True` continues from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .captioner import PrefixCaptioner
+from .datasets import CaptionedImage
+from .errors import BadImage, ClipchatError, InvalidOptions
+from .intake import load_image
+from .mapper import MapperConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+EMBEDDINGS = "clip-embeddings.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    epochs: int = 10  # ClipCap's COCO schedule
+    batch_size: int = 40  # ClipCap's
+    lr: float = 2e-5  # ClipCap's, for GPT-2 fine-tuning; a mapper alone tolerates far more
+    warmup_fraction: float = 0.05  # linear warm-up, then linear decay to zero
+    prefix_length: int = 10
+    mapper: str = "mlp"
+    clip_length: int = 10  # transformer mapper only
+    num_layers: int = 8  # transformer mapper only
+    finetune_language_model: bool = False  # ClipCap's MLP results fine-tune GPT-2; the transformer keeps it frozen
+    normalize_prefix: bool = True  # unit vectors make the mapper indifferent to a CLIP's typical norm
+    max_caption_tokens: int = 40
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise InvalidOptions("epochs, batch size and learning rate must be positive.")
+        if self.mapper not in ("mlp", "transformer"):
+            raise InvalidOptions("mapper must be 'mlp' or 'transformer'.")
+
+
+def embed_dataset(encoder, data: list[CaptionedImage], out_dir: Path, progress: bool = True) -> tuple[torch.Tensor, list[int]]:
+    """Raw CLIP vectors of every readable image, cached in `out_dir`; returns (vectors, kept indices)."""
+    from safetensors.torch import load_file, save_file
+
+    key = {"clip": encoder.identity, "images": [str(item.image) for item in data]}
+    cache, meta = out_dir / EMBEDDINGS, out_dir / "clip-embeddings.json"
+    if cache.is_file() and meta.is_file() and json.loads(meta.read_text()).get("key") == key:
+        stored = load_file(str(cache))
+        return stored["vectors"], stored["kept"].tolist()
+    vectors, kept, skipped = [], [], 0
+    batch_images, batch_indices = [], []
+
+    def flush() -> None:
+        if batch_images:
+            vectors.append(encoder.embed_images(batch_images, normalize=False).cpu())
+            kept.extend(batch_indices)
+            batch_images.clear()
+            batch_indices.clear()
+
+    for index, item in enumerate(tqdm(data, desc="CLIP embeddings", disable=not progress, unit="img")):
+        try:
+            batch_images.append(load_image(item.image.read_bytes()))
+            batch_indices.append(index)
+        except (OSError, BadImage) as error:
+            skipped += 1
+            log.warning("skipping %s: %s", item.image, getattr(error, "detail", error))
+        if len(batch_images) >= encoder.batch_size:
+            flush()
+    flush()
+    if not kept:
+        raise ClipchatError("None of the images in the captions file could be read.")
+    if skipped:
+        log.warning("skipped %d unreadable images of %d", skipped, len(data))
+    all_vectors = torch.cat(vectors)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({"vectors": all_vectors.contiguous(), "kept": torch.tensor(kept)}, str(cache))
+    meta.write_text(json.dumps({"key": key}))
+    return all_vectors, kept
+
+
+def train_captioner(encoder, lm, tokenizer, data: list[CaptionedImage], out_dir: Path,
+                    options: TrainingOptions = TrainingOptions(), *, resume: bool = False,
+                    language_model_ref: str = "", progress: bool = True) -> PrefixCaptioner:
+    """Train and save to `out_dir` in clipchat's captioner format; returns the trained captioner."""
+    torch.manual_seed(options.seed)
+    random.seed(options.seed)
+    vectors, kept = embed_dataset(encoder, data, out_dir, progress)
+    rows = [(row, caption) for row, index in enumerate(kept) for caption in data[index].captions]
+    tokens, mask = _tokenize([caption for _, caption in rows], tokenizer, options.max_caption_tokens)
+    clip_rows = torch.tensor([row for row, _ in rows])
+
+    config = MapperConfig(clip_dim=vectors.shape[1], lm_dim=lm.get_input_embeddings().weight.shape[1],
+                          prefix_length=options.prefix_length, kind=options.mapper,
+                          clip_length=options.clip_length, num_layers=options.num_layers,
+                          normalize_prefix=options.normalize_prefix)
+    lm = lm.float()
+    captioner = PrefixCaptioner(config, lm, tokenizer, source=str(out_dir)).to(encoder.device)
+    lm.requires_grad_(options.finetune_language_model)
+    trainable = [p for p in captioner.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=options.lr)
+    steps_per_epoch = -(-len(rows) // options.batch_size)
+    total = steps_per_epoch * options.epochs
+    warmup = max(1, int(total * options.warmup_fraction))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
+
+    start_epoch = 0
+    checkpoint_path = out_dir / CHECKPOINT
+    if resume and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if state["options"] != asdict(options):
+            raise InvalidOptions(f"{checkpoint_path} was trained with other options; start afresh without --resume.")
+        captioner.mapper.load_state_dict(state["mapper"])
+        if options.finetune_language_model:
+            lm.load_state_dict(state["language_model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng"])
+        start_epoch = state["epoch"]
+        log.info("resuming from epoch %d of %d", start_epoch, options.epochs)
+
+    device = encoder.device
+    for epoch in range(start_epoch, options.epochs):
+        captioner.mapper.train()
+        lm.train(options.finetune_language_model)  # a frozen GPT-2 stays in eval mode: no dropout noise
+        order = torch.randperm(len(rows))
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{options.epochs}", disable=not progress)
+        for step in bar:
+            batch = order[step * options.batch_size:(step + 1) * options.batch_size]
+            logits = captioner(vectors[clip_rows[batch]].to(device), tokens[batch].to(device), mask[batch].to(device))
+            targets = tokens[batch].to(device).masked_fill(mask[batch].to(device) == 0, -100)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        _save_checkpoint(checkpoint_path, captioner, optimizer, schedule, epoch + 1, options)
+
+    captioner.eval()
+    captioner.save(out_dir, bundle_language_model=options.finetune_language_model,
+                   language_model_ref=language_model_ref, trained_with_clip=encoder.identity)
+    return captioner
+
+
+def _tokenize(captions: list[str], tokenizer, max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, T) token ids ending in end-of-text, and their (N, T) mask; T is the longest kept length."""
+    encoded = [tokenizer.encode(c, add_special_tokens=False)[: max_tokens - 1] + [tokenizer.eos_token_id]
+               for c in captions]
+    width = max(len(ids) for ids in encoded)
+    tokens = torch.zeros(len(encoded), width, dtype=torch.long)
+    mask = torch.zeros(len(encoded), width, dtype=torch.long)
+    for row, ids in enumerate(encoded):
+        tokens[row, :len(ids)] = torch.tensor(ids)
+        mask[row, :len(ids)] = 1
+    return tokens, mask
+
+
+def _save_checkpoint(path: Path, captioner: PrefixCaptioner, optimizer, schedule, epoch: int,
+                     options: TrainingOptions) -> None:
+    state = {"mapper": captioner.mapper.state_dict(), "optimizer": optimizer.state_dict(),
+             "schedule": schedule.state_dict(), "epoch": epoch, "options": asdict(options),
+             "rng": torch.get_rng_state()}
+    if options.finetune_language_model:
+        state["language_model"] = captioner.lm.state_dict()
+    partial = path.with_suffix(".partial")
+    torch.save(state, partial)
+    partial.replace(path)  # a crash mid-save leaves the previous checkpoint intact
