@@ -29,6 +29,7 @@ class DecodingOptions:
     guided_top_k: int | None = None  # guided only: LM candidates CLIP re-scores per step; None means MAGIC's 45
     guided_alpha: float | None = None  # guided only: degeneration penalty; None means MAGIC's 0.1
     guided_beta: float | None = None  # guided only: weight of the image; None means MAGIC's 2.0
+    guided_plausibility: float | None = None  # guided only: candidates need p >= this x the best p; None: 0.1
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -38,7 +39,7 @@ class DecodingOptions:
         if self.num_candidates < 1:
             raise InvalidOptions("num_candidates must be at least 1.")
         owned = {"beam": ("beam_size",), "sample": ("top_p", "temperature"),
-                 "guided": ("guided_top_k", "guided_alpha", "guided_beta")}
+                 "guided": ("guided_top_k", "guided_alpha", "guided_beta", "guided_plausibility")}
         for method, names in owned.items():
             for name in names:
                 if getattr(self, name) is not None and self.method != method:
@@ -54,6 +55,8 @@ class DecodingOptions:
             raise InvalidOptions("temperature must be positive; use method='greedy' for deterministic output.")
         if self.guided_top_k is not None and self.guided_top_k < 1:
             raise InvalidOptions("guided_top_k must be at least 1.")
+        if self.guided_plausibility is not None and not 0 <= self.guided_plausibility <= 1:
+            raise InvalidOptions("guided_plausibility must be in [0, 1].")
 
 
 @dataclass(frozen=True)

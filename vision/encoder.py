@@ -38,7 +38,7 @@ class ClipEncoder:
     @property
     def logit_scale(self) -> float:
         """CLIP's learned temperature: similarities times this are the logits it was trained on."""
-        return float(self.model.logit_scale.exp())
+        return float(self.model.logit_scale.detach().exp())
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """(N, 3, H, W) float32 on the CPU: the Pillow work, which callers may run off the event loop."""
@@ -101,7 +101,10 @@ def clip_identity(name: str, pretrained: str | None) -> str:
     for path in sorted(folder.glob("*")):
         if path.suffix in (".safetensors", ".bin", ".pth", ".json"):
             digest.update(path.name.encode())
-            with path.open("rb") as handle:  # the head and size tell weight files apart without reading GBs
+            size = path.stat().st_size
+            with path.open("rb") as handle:  # head, tail and size tell weight files apart without reading GBs
                 digest.update(handle.read(1 << 20))
-            digest.update(str(path.stat().st_size).encode())
+                handle.seek(max(0, size - (1 << 20)))
+                digest.update(handle.read(1 << 20))
+            digest.update(str(size).encode())
     return f"{folder.name}#{digest.hexdigest()[:12]}"

@@ -5,7 +5,10 @@ At each step GPT-2 proposes its top-k next tokens. Each candidate is scored by
     (1 - alpha) * p_LM(token)  -  alpha * max cos(h_token, h_context)  +  beta * softmax_k(CLIP(image, text + token))
 
 so the language model keeps the text fluent, the degeneration penalty stops it
-repeating itself, and CLIP pulls it towards what is in the picture.
+repeating itself, and CLIP pulls it towards what is in the picture. Only
+candidates the language model finds plausible compete (probability at least
+`plausibility` times the best one's, as in contrastive decoding): CLIP reads
+text as a bag of words and will otherwise prefer fragments like "a large a red".
 
 Expected quality, honestly: with a GPT-2 trained or fine-tuned on caption-style
 text (as in the MAGIC paper, or the test world) captions are short and mostly
@@ -24,7 +27,7 @@ import torch.nn.functional as F
 
 from .decoding import Caption, DecodingOptions, clean_text
 from .errors import InvalidOptions
-from .language_model import stop_token_ids
+from .language_model import cache_keyword, output_cache, stop_token_ids
 
 
 @dataclass
@@ -49,6 +52,7 @@ class GuidedCaptioner:
         k = options.guided_top_k or 45
         alpha = 0.1 if options.guided_alpha is None else options.guided_alpha
         beta = 2.0 if options.guided_beta is None else options.guided_beta
+        plausibility = 0.1 if options.guided_plausibility is None else options.guided_plausibility
         image = F.normalize(clip.float(), dim=-1).to(self.encoder.device)  # (B, D)
         b = len(clip)
         device = next(self.lm.parameters()).device
@@ -58,7 +62,8 @@ class GuidedCaptioner:
                  else self.tokenizer.eos_token_id] + start
         ids = torch.tensor([start] * b, device=device)  # (B, P)
         out = self.lm(ids, use_cache=True, output_hidden_states=True)
-        cache, logits = out.past_key_values, out.logits[:, -1]  # logits: (B, vocab)
+        cache, logits = output_cache(out), out.logits[:, -1]  # logits: (B, vocab)
+        keyword = cache_keyword(self.lm)
         context = F.normalize(out.hidden_states[-1].float(), dim=-1)  # (B, P, H)
         generated: list[list[int]] = [[] for _ in range(b)]
         log_probs: list[list[float]] = [[] for _ in range(b)]
@@ -68,17 +73,19 @@ class GuidedCaptioner:
             probs = logits.float().softmax(dim=-1)
             top_probs, top_ids = probs.topk(k, dim=-1)  # (B, k)
             cache.batch_repeat_interleave(k)  # every candidate continues its own copy of the cache
-            step = self.lm(top_ids.reshape(b * k, 1), past_key_values=cache, use_cache=True,
-                           output_hidden_states=True)
+            step = self.lm(top_ids.reshape(b * k, 1), use_cache=True, output_hidden_states=True, **{keyword: cache})
             hidden = F.normalize(step.hidden_states[-1][:, -1].float(), dim=-1).view(b, k, -1)  # (B, k, H)
             penalty = torch.einsum("bkh,bph->bkp", hidden, context).amax(dim=-1)  # (B, k)
-            texts = [self._text(generated[i] + [int(t)]) for i in range(b) for t in top_ids[i]]
-            sims = (self.encoder.embed_texts(texts).view(b, k, -1) * image[:, None]).sum(-1)  # (B, k)
+            plausible = top_probs >= plausibility * top_probs[:, :1]  # (B, k); the top token always is
+            rows_cols = plausible.nonzero().tolist()
+            texts = [self._text(generated[i] + [int(top_ids[i, j])]) for i, j in rows_cols]
+            sims = torch.full((b, k), float("-inf"), device=image.device)
+            sims[plausible.to(image.device)] = (self.encoder.embed_texts(texts) * image[[i for i, _ in rows_cols]]).sum(-1)
             grounding = (sims * self.encoder.logit_scale).softmax(dim=-1).to(top_probs.device)
-            score = (1 - alpha) * top_probs - alpha * penalty + beta * grounding
+            score = ((1 - alpha) * top_probs - alpha * penalty + beta * grounding).masked_fill(~plausible, float("-inf"))
             choice = score.argmax(dim=-1)  # (B,)
             rows = torch.arange(b, device=device) * k + choice
-            cache = step.past_key_values
+            cache = output_cache(step)
             cache.batch_select_indices(rows)
             logits = step.logits[rows, -1]
             chosen_hidden = hidden[torch.arange(b), choice]  # (B, H)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
@@ -34,3 +35,12 @@ def stop_token_ids(tokenizer) -> list[int]:
         if len(encoded) == 1:
             ids.add(encoded[0])
     return sorted(ids)
+
+
+def cache_keyword(lm) -> str:
+    """transformers 5.2x renamed `past_key_values` to `cache`; accept whichever this version has."""
+    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
+
+
+def output_cache(output):
+    return output.cache if getattr(output, "cache", None) is not None else output.past_key_values

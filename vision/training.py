@@ -120,7 +120,7 @@ def train_captioner(encoder, lm, tokenizer, data: list[CaptionedImage], out_dir:
     checkpoint_path = out_dir / CHECKPOINT
     if resume and checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state["options"] != asdict(options):
+        if _comparable(state["options"]) != _comparable(asdict(options)):
             raise InvalidOptions(f"{checkpoint_path} was trained with other options; start afresh without --resume.")
         captioner.mapper.load_state_dict(state["mapper"])
         if options.finetune_language_model:
@@ -153,6 +153,11 @@ def train_captioner(encoder, lm, tokenizer, data: list[CaptionedImage], out_dir:
     captioner.save(out_dir, bundle_language_model=options.finetune_language_model,
                    language_model_ref=language_model_ref, trained_with_clip=encoder.identity)
     return captioner
+
+
+def _comparable(options: dict) -> dict:
+    """Options that must match to resume; more epochs may be asked for."""
+    return {k: v for k, v in options.items() if k != "epochs"}
 
 
 def _tokenize(captions: list[str], tokenizer, max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -56,7 +56,7 @@ def write_manifest(directory: Path, captioner: str, clip: str = "local-dir:clip"
     }, indent=2))
 
 
-def build_world(directory: Path, *, clip_steps: int = 400, log=print) -> Path:
+def build_world(directory: Path, *, log=print) -> Path:
     """Build everything into `directory` (skipped when a finished build is already there)."""
     from bot.cli import main as clipchat
 
@@ -70,7 +70,7 @@ def build_world(directory: Path, *, clip_steps: int = 400, log=print) -> Path:
     write_vocabulary(directory / "vocab.txt")
     log(f"world: data written ({time.monotonic() - started:.0f}s)")
 
-    train_clip(directory / "clip", list(DEFAULT_TEMPLATES), steps=clip_steps)
+    train_clip(directory / "clip", list(DEFAULT_TEMPLATES))
     log(f"world: CLIP trained ({time.monotonic() - started:.0f}s)")
     train_language_model(directory / "gpt2", [s.caption for s in scenes])
     log(f"world: GPT-2 trained ({time.monotonic() - started:.0f}s)")
@@ -80,7 +80,7 @@ def build_world(directory: Path, *, clip_steps: int = 400, log=print) -> Path:
                    vocabulary="../vocab.txt")
     code = clipchat(["train-captioner", str(train), "--out", str(directory / "captioner"),
                      "--models", str(directory / "guided"), "--device", "cpu", "--finetune-gpt2",
-                     "--prefix-length", "4", "--epochs", "3", "--batch-size", "32", "--lr", "2e-3"])
+                     "--prefix-length", "4", "--epochs", "10", "--batch-size", "32", "--lr", "2e-3"])
     if code != 0:
         raise RuntimeError(f"train-captioner failed with exit code {code}")
     log(f"world: captioner trained ({time.monotonic() - started:.0f}s)")

@@ -5,6 +5,7 @@ caption, a phrase naming some attributes ("a red circle"), or a tag prompt
 ("a photo of a red."), the way web alt-text mixes full sentences and fragments.
 A fragment is true of several images in the batch, so the loss uses every true
 pair as a positive (multi-positive InfoNCE) rather than only the diagonal.
+Each image also meets its own caption with the shape swapped, as a hard negative.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ CLIP_CONFIG = {
     "model_cfg": {
         "embed_dim": 64,
         "quick_gelu": False,
-        "vision_cfg": {"image_size": 48, "layers": 3, "width": 96, "patch_size": 8, "head_width": 32},
-        "text_cfg": {"context_length": 20, "vocab_size": 49408, "width": 96, "heads": 4, "layers": 3},
+        # open_clip's ModifiedResNet: convolutions learn shapes from few samples, where a ViT
+        # this small learns colour and background but stays at chance on shape.
+        "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16},
+        "text_cfg": {"context_length": 20, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 2},
     },
-    "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bicubic",
-                       "resize_mode": "shortest"},
+    "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
 }
 
 VALUES = {"size": SIZES, "colour": tuple(COLOURS), "shape": SHAPES, "background": BACKGROUNDS}
@@ -78,8 +80,8 @@ def truth_matrix(image_codes: np.ndarray, text_constraints: np.ndarray) -> np.nd
     return agree.all(axis=2)
 
 
-def train_clip(out_dir: Path, templates: list[str], *, steps: int, batch_size: int = 120,
-               renders_per_scene: int = 24, seed: int = 0, config: dict | None = None, lr: float = 2e-3) -> None:
+def train_clip(out_dir: Path, templates: list[str], *, steps: int = 400, batch_size: int = 96,
+               renders_per_scene: int = 24, seed: int = 0, lr: float = 2e-3) -> None:
     """Train and save as an open_clip local-dir model (open_clip_config.json + weights)."""
     import open_clip
     from safetensors.torch import save_file
@@ -87,7 +89,7 @@ def train_clip(out_dir: Path, templates: list[str], *, steps: int, batch_size: i
     torch.manual_seed(seed)
     rng = random.Random(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "open_clip_config.json").write_text(json.dumps(config or CLIP_CONFIG, indent=2))
+    (out_dir / "open_clip_config.json").write_text(json.dumps(CLIP_CONFIG, indent=2))
     model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{out_dir}", load_weights=False)
     tokenizer = open_clip.get_tokenizer(f"local-dir:{out_dir}")
 
@@ -99,24 +101,31 @@ def train_clip(out_dir: Path, templates: list[str], *, steps: int, batch_size: i
     tokens = tokenizer(texts)  # (T, context_length)
     truth = truth_matrix(codes, constraints)  # (S, T)
     kind_weights = {0: 0.4, 1: 0.3, 2: 0.3}
+    full_caption = {tuple(row): index for index, (row, kind) in enumerate(zip(constraints, kinds)) if kind == 0}
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05, fused=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     model.train()
     progress = tqdm(range(steps), desc="training CLIP", leave=False)
     for _ in progress:
-        batch = _hard_negative_batch(scenes, batch_size, rng)
+        batch = rng.sample(range(len(scenes)), batch_size)
         images = pool[batch, torch.randint(renders_per_scene, (batch_size,))]
         chosen = []
         for s in batch:
             kind = rng.choices(list(kind_weights), weights=list(kind_weights.values()))[0]
             options = np.flatnonzero(truth[s] & (kinds == kind))
             chosen.append(int(rng.choice(options)))
-        targets = torch.from_numpy(truth[np.ix_(batch, chosen)]).float()  # (B, B)
+        # NegCLIP-style hard negatives: each image's caption with every other shape. Colour, size and
+        # background are global statistics learned in a few steps; shape needs spatial features, and
+        # random batches hold too few pairs that differ in shape alone to teach them.
+        chosen += [full_caption[(codes[s, 0], codes[s, 1], other, codes[s, 3])]
+                   for s in batch for other in range(len(SHAPES)) if other != codes[s, 2]]
+        targets = torch.from_numpy(truth[np.ix_(batch, chosen)]).float()  # (B, T)
         image_features = F.normalize(model.encode_image(images), dim=-1)
         text_features = F.normalize(model.encode_text(tokens[chosen]), dim=-1)
         logits = model.logit_scale.exp() * image_features @ text_features.T
-        loss = (_soft_cross_entropy(logits, targets) + _soft_cross_entropy(logits.T, targets.T)) / 2
+        said = targets.sum(dim=0) > 0  # swapped captions true of no image here have no image to point at
+        loss = (_soft_cross_entropy(logits, targets) + _soft_cross_entropy(logits.T[said], targets.T[said])) / 2
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -125,20 +134,6 @@ def train_clip(out_dir: Path, templates: list[str], *, steps: int, batch_size: i
             model.logit_scale.clamp_(0, 4.6052)
         progress.set_postfix(loss=f"{loss.item():.3f}")
     save_file(model.state_dict(), str(out_dir / "open_clip_model.safetensors"))
-
-
-def _hard_negative_batch(scenes: list[Scene], batch_size: int, rng: random.Random) -> list[int]:
-    """Whole groups of scenes that differ only in shape, so every image meets shape-only negatives.
-
-    Colour, size and background are global statistics a small network learns in a few
-    steps; shape needs spatial features, and random batches hold too few pairs that
-    differ in shape alone to teach them.
-    """
-    groups: dict[tuple[str, str, str], list[int]] = {}
-    for index, scene in enumerate(scenes):
-        groups.setdefault((scene.size, scene.colour, scene.background), []).append(index)
-    chosen = rng.sample(sorted(groups), max(1, batch_size // len(SHAPES)))
-    return [index for key in chosen for index in groups[key]]
 
 
 def _soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,8 @@ def train_language_model(out_dir: Path, texts: list[str], *, steps: int = 300, s
     torch.manual_seed(seed)
     rng = random.Random(seed)
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=300, min_frequency=1, special_tokens=[EOT], show_progress=False)
+    # 256 byte tokens plus enough merges that every caption word is one token, as in GPT-2's own vocabulary.
+    bpe.train_from_iterator(texts, vocab_size=512, min_frequency=1, special_tokens=[EOT], show_progress=False)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOT, eos_token=EOT,
                                         unk_token=EOT, model_max_length=64)
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=96, n_layer=2, n_head=4,

@@ -1,0 +1,117 @@
+"""Prefix captions on held-out photos, the KV-cached decoder against ClipCap's loop, and ClipCap checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vision import DecodingOptions, decode, load_models
+from vision.captioner import PrefixCaptioner, load_clipcap_checkpoint
+from vision.language_model import load_language_model
+from vision.mapper import MapperConfig
+from vision.model_sets import Ref
+from vision.reference import reference_greedy
+
+
+def test_prefix_captions_name_every_attribute(world_models, heldout, figure) -> None:
+    descriptions = world_models.describe([h.image for h in heldout])
+    exact = sum(d.caption == h.scene.caption for d, h in zip(descriptions, heldout)) / len(heldout)
+    figure("prefix captions naming every attribute exactly (240 held-out)", exact)
+    assert exact >= 0.90, [(d.caption, h.scene.caption) for d, h in zip(descriptions, heldout)][:10]
+
+
+def test_cached_greedy_decoding_matches_the_clipcap_reference_loop(world_models, heldout) -> None:
+    raw = world_models.encoder.embed_images([h.image for h in heldout[:24]], normalize=False)
+    batched = decode(world_models.captioner, raw, DecodingOptions(max_tokens=20))
+    for vector, [caption] in zip(raw, batched):
+        assert list(caption.tokens) == reference_greedy(world_models.captioner, vector, max_tokens=20)
+
+
+def test_a_batch_captions_each_image_as_if_alone(world_models, heldout) -> None:
+    raw = world_models.encoder.embed_images([h.image for h in heldout[:6]], normalize=False)
+    together = [c[0].text for c in decode(world_models.captioner, raw)]
+    alone = [decode(world_models.captioner, raw[i:i + 1])[0][0].text for i in range(len(raw))]
+    assert together == alone
+
+
+def test_beam_search_and_sampling_return_ranked_sentences(world_models, heldout) -> None:
+    raw = world_models.encoder.embed_images([h.image for h in heldout[:8]], normalize=False)
+    beams = decode(world_models.captioner, raw, DecodingOptions(method="beam", beam_size=4, num_candidates=3))
+    samples = decode(world_models.captioner, raw, DecodingOptions(method="sample", num_candidates=3, top_p=0.9))
+    for held, beam, sample in zip(heldout, beams, samples):
+        assert len(beam) == 3 and len({c.text for c in beam}) == 3  # distinct hypotheses
+        assert beam[0].log_prob >= beam[1].log_prob >= beam[2].log_prob
+        assert all(c.text.endswith(".") for c in beam + sample)  # stopped at the end of the sentence
+        assert [c.log_prob for c in sample] == sorted((c.log_prob for c in sample), reverse=True)
+    beam_right = sum(b[0].text == h.scene.caption for b, h in zip(beams, heldout))
+    assert beam_right >= 7
+
+
+def test_reranking_candidates_keeps_captions_right(world_models, heldout) -> None:
+    options = DecodingOptions(method="beam", beam_size=4, num_candidates=4)
+    descriptions = world_models.describe([h.image for h in heldout[:40]], options)
+    right = sum(d.caption == h.scene.caption for d, h in zip(descriptions, heldout[:40]))
+    assert right >= 36 and all(len(d.candidates) == 4 for d in descriptions)
+
+
+def clipcap_state(captioner: PrefixCaptioner, with_gpt: bool = True) -> dict[str, torch.Tensor]:
+    """The captioner's weights in ClipCap's published key layout, legacy GPT-2 buffers included."""
+    state = {f"clip_project.{k}": v.clone() for k, v in captioner.mapper.state_dict().items()}
+    if with_gpt:
+        state |= {f"gpt.{k}": v.clone() for k, v in captioner.lm.state_dict().items()}
+        positions = captioner.lm.config.n_positions
+        for layer in range(captioner.lm.config.n_layer):
+            state[f"gpt.transformer.h.{layer}.attn.bias"] = torch.tril(torch.ones(positions, positions,
+                                                                                 dtype=torch.uint8)).view(1, 1, positions, positions)
+            state[f"gpt.transformer.h.{layer}.attn.masked_bias"] = torch.tensor(-1e4)
+    return state
+
+
+def test_a_clipcap_checkpoint_loads_and_captions(world_models, world_dir: Path, heldout, tmp_path: Path) -> None:
+    captioner = world_models.captioner
+    state = clipcap_state(captioner)
+    assert "clip_project.model.0.weight" in state and "clip_project.model.2.weight" in state
+    assert "gpt.transformer.h.0.attn.masked_bias" in state and "gpt.lm_head.weight" in state
+    path = tmp_path / "coco_weights.pt"
+    torch.save(state, path)
+
+    loaded = load_clipcap_checkpoint(Ref("local-dir", str(path)), Ref("local-dir", str(world_dir / "gpt2")),
+                                     torch.device("cpu"), torch.float32)
+    assert loaded.config.kind == "mlp" and loaded.config.prefix_length == captioner.config.prefix_length
+    raw = world_models.encoder.embed_images([h.image for h in heldout[:30]], normalize=False)
+    # ClipCap feeds vectors as given; the world's captioner normalises them itself, so give ClipCap unit vectors.
+    theirs = [c[0].text for c in decode(loaded, F.normalize(raw, dim=-1))]
+    ours = [c[0].text for c in decode(captioner, raw)]
+    assert theirs == ours
+    assert sum(t == h.scene.caption for t, h in zip(theirs, heldout)) >= 27
+
+
+def test_a_clipcap_checkpoint_is_a_model_set_choice(world_dir: Path, world_models, heldout, tmp_path: Path,
+                                                     cache_dir) -> None:
+    path = tmp_path / "coco_weights.pt"
+    torch.save(clipcap_state(world_models.captioner), path)
+    (tmp_path / "clipchat.json").write_text(
+        f'{{"clip": "local-dir:{world_dir / "clip"}", "language_model": "local-dir:{world_dir / "gpt2"}", '
+        f'"captioner": "clipcap:coco_weights.pt", "vocabulary": "{world_dir / "vocab.txt"}"}}')
+    models = load_models(str(tmp_path), device="cpu", cache_dir=cache_dir)
+    assert models.captioner.source == f"clipcap:local-dir:{path}"
+    assert not models.guided and models.describe([heldout[0].image])[0].caption.endswith(".")
+
+
+def test_clipcap_transformer_mapper_layout_loads(world_dir: Path, tmp_path: Path) -> None:
+    lm, tokenizer = load_language_model(Ref("local-dir", str(world_dir / "gpt2")), torch.device("cpu"), torch.float32)
+    config = MapperConfig(clip_dim=64, lm_dim=lm.config.n_embd, prefix_length=6, kind="transformer",
+                          clip_length=5, num_layers=2)
+    original = PrefixCaptioner(config, lm, tokenizer)
+    state = clipcap_state(original, with_gpt=False)  # ClipCap's frozen-GPT-2 variant ships the mapper only
+    assert {"clip_project.linear.weight", "clip_project.prefix_const",
+            "clip_project.transformer.layers.1.attn.to_keys_values.weight",
+            "clip_project.transformer.layers.0.mlp.fc2.bias"} <= set(state)
+    torch.save(state, tmp_path / "transformer_weights.pt")
+    loaded = load_clipcap_checkpoint(Ref("local-dir", str(tmp_path / "transformer_weights.pt")),
+                                     Ref("local-dir", str(world_dir / "gpt2")), torch.device("cpu"), torch.float32)
+    assert (loaded.config.kind, loaded.config.num_layers, loaded.config.clip_length) == ("transformer", 2, 5)
+    vector = torch.randn(3, 64)
+    assert torch.allclose(loaded.prefix(vector), original.prefix(vector))

@@ -1,0 +1,45 @@
+"""Decoding options: every bad combination is rejected before any model runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from vision import DecodingOptions, InvalidOptions
+from vision.decoding import STRATEGIES, BeamSearch, Greedy, NucleusSampling
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"method": "telepathy"},
+    {"method": "greedy", "beam_size": 3},
+    {"method": "greedy", "top_p": 0.9},
+    {"method": "beam", "temperature": 0.7},
+    {"method": "sample", "guided_top_k": 10},
+    {"method": "greedy", "num_candidates": 3},
+    {"method": "guided", "num_candidates": 2},
+    {"method": "beam", "beam_size": 2, "num_candidates": 3},
+    {"method": "sample", "top_p": 0.0},
+    {"method": "sample", "top_p": 1.5},
+    {"method": "sample", "temperature": 0},
+    {"method": "guided", "guided_plausibility": 1.5},
+    {"method": "greedy", "guided_plausibility": 0.1},
+    {"max_tokens": 0},
+    {"num_candidates": 0},
+], ids=lambda kwargs: ",".join(f"{k}={v}" for k, v in kwargs.items()))
+def test_bad_combinations_are_rejected(kwargs: dict) -> None:
+    with pytest.raises(InvalidOptions):
+        DecodingOptions(**kwargs)
+
+
+def test_the_method_picks_the_strategy() -> None:
+    assert isinstance(STRATEGIES["greedy"], Greedy)
+    beam = STRATEGIES["beam"].generate_kwargs(DecodingOptions(method="beam", num_candidates=3))
+    assert beam["num_beams"] == 5 and beam["num_return_sequences"] == 3 and not beam["do_sample"]
+    assert isinstance(STRATEGIES["beam"], BeamSearch) and isinstance(STRATEGIES["sample"], NucleusSampling)
+    sample = STRATEGIES["sample"].generate_kwargs(DecodingOptions(method="sample", top_p=0.8, temperature=0.5))
+    assert sample["do_sample"] and sample["top_p"] == 0.8 and sample["temperature"] == 0.5
+
+
+def test_options_are_frozen() -> None:
+    options = DecodingOptions()
+    with pytest.raises(AttributeError):
+        options.method = "beam"  # type: ignore[misc]

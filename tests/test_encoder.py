@@ -1,0 +1,83 @@
+"""CLIP embeddings: retrieval on held-out photos, one loading path for every reference, device choice."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from vision import InvalidOptions, ModelNotFound
+from vision.devices import resolve_device, resolve_dtype
+from vision.encoder import load_clip
+from vision.scoring import clip_score, rank_images
+
+
+def test_text_to_image_recall_at_1_over_200_heldout_images(world_models, heldout, figure) -> None:
+    sample = heldout[:200]  # 200 distinct scenes
+    images = world_models.encoder.embed_images([h.image for h in sample])
+    texts = world_models.encoder.embed_texts([h.scene.caption for h in sample])
+    hits = sum(rank_images(text, images, k=1)[0][0] == i for i, text in enumerate(texts))
+    figure("text-to-image recall@1 (200 held-out)", hits / len(sample))
+    assert hits / len(sample) >= 0.90
+
+
+def test_embeddings_are_unit_vectors_whatever_the_batch_size(world_models, heldout) -> None:
+    encoder = world_models.encoder
+    images = [h.image for h in heldout[:5]]
+    full = encoder.embed_images(images)
+    assert full.shape == (5, encoder.dim) and torch.allclose(full.norm(dim=-1), torch.ones(5), atol=1e-5)
+    original = encoder.batch_size
+    encoder.batch_size = 2
+    try:
+        assert torch.allclose(encoder.embed_images(images), full, atol=1e-5)
+    finally:
+        encoder.batch_size = original
+    assert encoder.embed_images([]).shape == (0, encoder.dim)
+
+
+def test_clip_score_prefers_the_true_caption(world_models, heldout) -> None:
+    held = heldout[0]
+    image = world_models.encoder.embed_images([held.image])
+    wrong = held.scene.caption.replace(held.scene.colour, "green" if held.scene.colour != "green" else "red")
+    texts = world_models.encoder.embed_texts([held.scene.caption, wrong])
+    scores = clip_score(image.expand(2, -1), texts)
+    assert scores[0] > scores[1] and 0 <= float(scores.min()) <= 2.5
+
+
+def test_local_dir_is_loaded_like_a_hub_model_and_identified_by_content(world_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "clip"
+    shutil.copytree(world_dir / "clip", copy)
+    cpu = torch.device("cpu")
+    original = load_clip(f"local-dir:{world_dir / 'clip'}", None, cpu, torch.float32)
+    copied = load_clip(f"local-dir:{copy}", None, cpu, torch.float32)
+    assert original.identity == copied.identity  # same weights, same identity, wherever they live
+    weights = next(copy.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
+    assert load_clip(f"local-dir:{copy}", None, cpu, torch.float32).identity != original.identity
+
+
+def test_bad_clip_references_say_what_would_work(tmp_path: Path) -> None:
+    cpu = torch.device("cpu")
+    with pytest.raises(ModelNotFound, match="ViT-B-32-quickgelu"):
+        load_clip("ViT-Imaginary-99", "openai", cpu, torch.float32)
+    with pytest.raises(ModelNotFound, match="no open_clip_config.json"):
+        load_clip(f"local-dir:{tmp_path}", None, cpu, torch.float32)
+    (tmp_path / "open_clip_config.json").write_text("{}")
+    with pytest.raises(ModelNotFound, match="no weights"):
+        load_clip(f"local-dir:{tmp_path}", None, cpu, torch.float32)
+
+
+def test_device_and_dtype_choice() -> None:
+    device = resolve_device("auto")
+    assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(InvalidOptions, match="float16 is not supported on the CPU"):
+        resolve_dtype("float16", torch.device("cpu"))
+    with pytest.raises(InvalidOptions, match="Unknown dtype"):
+        resolve_dtype("float8", torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidOptions, match="no CUDA GPU"):
+            resolve_device("cuda")

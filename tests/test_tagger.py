@@ -1,0 +1,89 @@
+"""Zero-shot tags: per-label accuracy on held-out photos, call-time labels, and the on-disk cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.world.clip_training import tag_label
+from tests.world.scenes import ATTRIBUTES
+from vision import InvalidOptions
+from vision.tagger import Vocabulary, ZeroShotTagger, load_vocabulary, parse_label_list
+
+
+def test_top1_tag_for_every_scene_label(world_models, heldout, figure) -> None:
+    vectors = world_models.encoder.embed_images([h.image for h in heldout])
+    best = world_models.tagger.best_per_section(vectors)
+    correct = {a: sum(b[a].label == tag_label(a, getattr(h.scene, a)) for b, h in zip(best, heldout)) / len(heldout)
+               for a in ATTRIBUTES}
+    overall = sum(correct.values()) / len(correct)
+    for attribute, accuracy in correct.items():
+        figure(f"top-1 tag accuracy: {attribute}", accuracy)
+    figure("top-1 tag accuracy over all scene labels", overall)
+    assert overall >= 0.95 and min(correct.values()) >= 0.90, correct
+
+
+def test_described_photos_carry_their_tags(world_models, heldout) -> None:
+    held = heldout[3]
+    [description] = world_models.describe([held.image], top_k_tags=4, tag_threshold=0.0)
+    labels = [t.label for t in description.tags]
+    assert len(labels) == 4 and description.tags[0].score >= description.tags[-1].score
+    assert held.scene.colour in labels
+
+
+def test_custom_labels_at_call_time(world_models, heldout) -> None:
+    labels = parse_label_list("a red, a blue or a green?")
+    assert labels == ["red", "blue", "green"]
+    sample = [h for h in heldout if h.scene.colour in labels]
+    vectors = world_models.encoder.embed_images([h.image for h in sample])
+    answers = world_models.tagger.classify(vectors, labels)
+    right = sum(a[0].label == h.scene.colour for a, h in zip(answers, sample))
+    assert right / len(sample) >= 0.9
+    assert abs(sum(t.score for t in answers[0]) - 1) < 1e-4
+    with pytest.raises(InvalidOptions):
+        world_models.tagger.classify(vectors, ["red"])
+
+
+class CountingEncoder:
+    """Passes through to the real encoder, counting text embeddings."""
+
+    def __init__(self, encoder) -> None:
+        self.encoder, self.texts = encoder, 0
+
+    def __getattr__(self, name):
+        return getattr(self.encoder, name)
+
+    def embed_texts(self, texts):
+        self.texts += len(texts)
+        return self.encoder.embed_texts(texts)
+
+
+def test_vocabulary_embeddings_are_computed_once_per_model_and_vocabulary(world_models, tmp_path: Path) -> None:
+    vocabulary = world_models.tagger.vocabulary
+    first = CountingEncoder(world_models.encoder)
+    ZeroShotTagger(first, vocabulary, cache_dir=tmp_path)
+    assert first.texts == len(vocabulary.labels) * 6
+    again = CountingEncoder(world_models.encoder)
+    cached = ZeroShotTagger(again, vocabulary, cache_dir=tmp_path)
+    assert again.texts == 0
+    assert torch.allclose(cached.vocabulary_embeddings, world_models.tagger.vocabulary_embeddings, atol=1e-6)
+    edited = Vocabulary.parse("\n".join(vocabulary.labels + ["hexagon"]))
+    changed = CountingEncoder(world_models.encoder)
+    ZeroShotTagger(changed, edited, cache_dir=tmp_path)
+    assert changed.texts > 0
+    assert len(list((tmp_path / "tag-embeddings").glob("*.safetensors"))) == 2
+
+
+def test_vocabulary_files() -> None:
+    vocabulary = Vocabulary.parse("# comment\n[animals]\ncat\ndog  # best friend\ncat\n\n[places]\nbeach\n")
+    assert vocabulary.sections == (("animals", ("cat", "dog")), ("places", ("beach",)))
+    everyday = load_vocabulary("everyday")
+    assert len(everyday.sections) == 1 and 250 <= len(everyday.labels) <= 400
+    assert {"dog", "beach", "pizza", "sunset"} <= set(everyday.labels)
+
+
+def test_label_lists_from_a_question() -> None:
+    assert parse_label_list("cat / dog; the fox and an owl") == ["cat", "dog", "fox", "owl"]
+    assert parse_label_list("Cat, cat, CAT") == ["Cat"]

@@ -1,0 +1,58 @@
+"""Training a captioner from a captions file: formats, the embedding cache, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bot.cli import main as clipchat
+from vision import ClipchatError
+from vision.datasets import read_captions
+
+
+def small_coco_file(world_dir: Path, tmp_path: Path, count: int = 48) -> Path:
+    """The first `count` training images, rewritten as a COCO captions file with two captions each."""
+    rows = [json.loads(line) for line in (world_dir / "data" / "train" / "captions.jsonl").read_text().splitlines()]
+    rows = rows[::len(rows) // count][:count]
+    coco = {"images": [{"id": i, "file_name": row["image"]} for i, row in enumerate(rows)],
+            "annotations": [{"image_id": i, "caption": caption} for i, row in enumerate(rows)
+                            for caption in (row["caption"], row["caption"].rstrip(".") + " .")]}
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(coco))
+    return path
+
+
+def test_captions_files_in_both_formats(world_dir: Path, tmp_path: Path) -> None:
+    coco = read_captions(small_coco_file(world_dir, tmp_path), images_dir=world_dir / "data" / "train")
+    assert len(coco) == 48 and all(len(item.captions) == 2 and item.image.is_file() for item in coco)
+    jsonl = read_captions(world_dir / "data" / "heldout" / "captions.jsonl")
+    assert len(jsonl) == 240 and jsonl[0].image.parent == world_dir / "data" / "heldout"
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"image": "a.png", "caption": "fine"}\n{"picture": "b.png"}\n')
+    with pytest.raises(ClipchatError, match="broken.jsonl:2"):
+        read_captions(broken)
+
+
+def test_train_checkpoint_and_resume(world_dir: Path, tmp_path: Path, capsys) -> None:
+    captions = small_coco_file(world_dir, tmp_path)
+    out = tmp_path / "captioner"
+    common = [str(captions), "--images", str(world_dir / "data" / "train"), "--out", str(out),
+              "--models", str(world_dir / "guided"), "--device", "cpu", "--prefix-length", "2",
+              "--batch-size", "16", "--lr", "1e-3"]
+    assert clipchat(["train-captioner", *common, "--epochs", "1"]) == 0
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    embeddings = out / "clip-embeddings.safetensors"
+    embedded_at = embeddings.stat().st_mtime_ns
+    assert "CLIPCHAT_CAPTIONER=local-dir:" in capsys.readouterr().out
+
+    assert clipchat(["train-captioner", *common, "--epochs", "2", "--resume"]) == 0
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 2
+    assert embeddings.stat().st_mtime_ns == embedded_at  # CLIP vectors were computed once
+    manifest = json.loads((out / "captioner.json").read_text())
+    assert manifest["mapper"]["prefix_length"] == 2 and manifest["language_model"].startswith("local-dir:")
+
+    assert clipchat(["train-captioner", *common[:-2], "--lr", "5e-4", "--epochs", "3", "--resume"]) == 2
+    assert "other options" in capsys.readouterr().err
