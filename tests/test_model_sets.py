@@ -70,3 +70,10 @@ def test_settings_from_the_environment_override_the_set(monkeypatch: pytest.Monk
     monkeypatch.setenv("CLIPCHAT_MODELS", str(tmp_path / "empty"))
     with pytest.raises(ModelNotFound, match="has no clipchat.json"):
         VisionSettings().model_set()
+
+
+def test_a_typo_in_a_manifest_is_named(tmp_path: Path) -> None:
+    (tmp_path / "clipchat.json").write_text(json.dumps({
+        "clip": "ViT-B-32", "language_model": "gpt2", "captioner": "guided", "vocabluary": "mine.txt"}))
+    with pytest.raises(ModelNotFound, match="unknown keys vocabluary"):
+        load_model_set(str(tmp_path))

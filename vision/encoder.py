@@ -85,9 +85,14 @@ def load_clip(name: str, pretrained: str | None, device: torch.device, dtype: to
         raise ModelNotFound(f"Unknown CLIP model {name!r}. open_clip knows: {', '.join(open_clip.list_models())}; "
                             "or use hf-hub:ORG/REPO or local-dir:PATH.")
     precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        name, pretrained=pretrained, precision=precision, device=device,
-        cache_dir=str(cache_dir) if cache_dir else None)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, precision=precision, device=device,
+            cache_dir=str(cache_dir) if cache_dir else None)
+    except (OSError, RuntimeError) as error:  # open_clip reports a failed download as RuntimeError
+        raise ModelNotFound(f"Could not load CLIP {name} ({pretrained or 'no pretrained tag'}): {str(error).rstrip('.')}. "
+                            "If this machine is offline, run `clipchat prefetch` where it can reach the "
+                            "Hugging Face Hub.") from error
     tokenizer = open_clip.get_tokenizer(name)
     return ClipEncoder(model, preprocess, tokenizer, clip_identity(name, pretrained), device, dtype)
 

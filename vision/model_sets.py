@@ -14,7 +14,7 @@ and nowhere else:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -25,6 +25,8 @@ LOCAL_DIR = "local-dir:"
 CLIPCAP = "clipcap:"
 GUIDED = "guided"
 MANIFEST = "clipchat.json"
+KNOWN_KEYS = frozenset({"clip", "clip_pretrained", "language_model", "captioner", "guided_prompt", "vocabulary",
+                        "tag_templates", "description"})
 
 
 @dataclass(frozen=True)
@@ -105,13 +107,16 @@ class ModelSet:
     vocabulary: str = "everyday"  # a built-in vocabulary name or a path to a vocabulary file
     tag_templates: tuple[str, ...] | None = None  # None: the tagger's default prompt ensemble
     description: str = ""
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_dict(cls, name: str, data: dict, base: Path | None = None) -> ModelSet:
         missing = {"clip", "language_model", "captioner"} - set(data)
         if missing:
             raise ModelNotFound(f"Model set {name!r} lacks {', '.join(sorted(missing))}.")
+        unknown = set(data) - KNOWN_KEYS
+        if unknown:
+            raise ModelNotFound(f"Model set {name!r} has unknown keys {', '.join(sorted(unknown))}; "
+                                f"known keys are {', '.join(sorted(KNOWN_KEYS))}.")
         clip = data["clip"]
         if clip.startswith(LOCAL_DIR):
             clip = f"{LOCAL_DIR}{Ref.parse(clip, base).target}"
@@ -119,15 +124,12 @@ class ModelSet:
         if base is not None and vocabulary.endswith(".txt") and not Path(vocabulary).is_absolute():
             vocabulary = str(base / vocabulary)
         templates = data.get("tag_templates")
-        known = {"clip", "clip_pretrained", "language_model", "captioner", "guided_prompt", "vocabulary",
-                 "tag_templates", "description"}
         return cls(name=name, clip=clip, clip_pretrained=data.get("clip_pretrained"),
                    language_model=Ref.parse(data["language_model"], base),
                    captioner=CaptionerChoice.parse(data["captioner"], base),
                    guided_prompt=data.get("guided_prompt", ""), vocabulary=vocabulary,
                    tag_templates=tuple(templates) if templates else None,
-                   description=data.get("description", ""),
-                   extra={k: v for k, v in data.items() if k not in known})
+                   description=data.get("description", ""))
 
     def with_overrides(self, *, clip: str | None = None, clip_pretrained: str | None = None,
                        language_model: str | None = None, captioner: str | None = None) -> ModelSet:
