@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from storage import cli as storage_cli
 from vision import cli as vision_cli
 from vision.errors import ClipchatError
 from vision.settings import VisionSettings
@@ -16,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the models are doing")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     vision_cli.add_commands(commands)
+    storage_cli.add_commands(commands)
     return parser
 
 

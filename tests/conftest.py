@@ -82,3 +82,56 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("measured figures")
         for name, value in sorted(_FIGURES.items()):
             terminalreporter.write_line(f"{name}: {value}")
+
+
+# --- databases -------------------------------------------------------------------------------------------------
+
+POSTGRES_URL = os.environ.get("CLIPCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """A blank database: a SQLite file, or a fresh PostgreSQL database dropped afterwards.
+
+    PostgreSQL is skipped only outside CI when no server answers; under CI=true that fails.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'clipchat.db'}"
+        return
+    import uuid
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(POSTGRES_URL)
+    try:
+        admin = await asyncpg.connect(user=url.username, password=url.password, host=url.host,
+                                      port=url.port or 5432, database=url.database, timeout=5)
+    except (OSError, asyncpg.PostgresError) as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must test PostgreSQL, but {url.render_as_string()} did not answer: {error}")
+        pytest.skip(f"no PostgreSQL at {url.render_as_string()}: {error}")
+    name = f"clipchat_test_{uuid.uuid4().hex[:10]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+async def engine(database_url: str):
+    from storage import make_engine, upgrade
+
+    engine = make_engine(database_url)
+    await upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine):
+    from storage import make_sessionmaker
+
+    return make_sessionmaker(engine)

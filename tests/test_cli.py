@@ -68,3 +68,15 @@ def test_unknown_model_set_lists_the_valid_ones(heldout) -> None:
     result = clipchat("describe", "--models", "no-such-models", str(heldout[0].path))
     assert result.returncode == 2
     assert "default" in result.stderr and "clipcap-coco" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
+    import sqlite3
+
+    database = tmp_path / "clipchat.db"
+    result = clipchat("db", "upgrade", "--url", f"sqlite:///{database}")
+    assert result.returncode == 0, result.stderr
+    tables = {row[0] for row in sqlite3.connect(database).execute("select name from sqlite_master where type='table'")}
+    assert {"users", "chats", "images", "turns", "chat_settings", "user_settings", "alembic_version"} <= tables
+    again = clipchat("db", "upgrade", "--url", f"sqlite:///{database}")  # idempotent
+    assert again.returncode == 0, again.stderr

@@ -1,0 +1,40 @@
+"""`clipchat db upgrade`: apply the database migrations by hand (the bot also does it at start-up)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from .settings import StorageSettings
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    db = commands.add_parser("db", help="database maintenance")
+    actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = actions.add_parser("upgrade", help="apply migrations up to the newest (or --revision)")
+    upgrade.add_argument("--url", help="database URL (default: DATABASE_URL, else SQLite in the user data dir)")
+    upgrade.add_argument("--revision", default="head")
+    upgrade.set_defaults(handler=run_upgrade)
+
+
+def run_upgrade(args: argparse.Namespace, _settings) -> int:
+    from .database import make_engine, upgrade
+
+    url = args.url or StorageSettings().url()
+
+    async def main() -> None:
+        engine = make_engine(url)
+        try:
+            await upgrade(engine, args.revision)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+    print(f"Database is at revision {args.revision}: {_without_password(url)}")
+    return 0
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,120 @@
+"""Conversation context, keyed per user and per chat.
+
+A thread is (chat, user): what someone says privately never appears in a group,
+and in a group each person has their own thread. Images belong to the chat, so
+anyone in a group can ask about a photo posted there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import Chat, ImageRecord, Turn, User
+
+ROLES = ("user", "assistant")
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """What the bot learned about a photo, ready to store."""
+
+    chat_id: int
+    sender_id: int | None  # None for channel posts
+    message_id: int
+    file_id: str
+    file_unique_id: str
+    caption: str
+    tags: list[dict]
+    embedding: np.ndarray  # (D,) L2-normalised
+    embedding_model: str
+    media_group_id: str | None = None
+
+
+def encode_embedding(vector: np.ndarray) -> bytes:
+    """float16 bytes: half the size of float32, and cosine rankings stay the same to 3 decimals."""
+    return np.asarray(vector, dtype=np.float16).tobytes()
+
+
+def decode_embeddings(blobs: list[bytes]) -> np.ndarray:
+    """(N, D) float32 from float16 bytes."""
+    if not blobs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1).astype(np.float32)
+
+
+async def ensure_chat(session: AsyncSession, chat_id: int, kind: str) -> None:
+    if await session.get(Chat, chat_id) is None:
+        session.add(Chat(id=chat_id, kind=kind))
+        await session.flush()
+
+
+async def ensure_user(session: AsyncSession, user_id: int) -> None:
+    if await session.get(User, user_id) is None:
+        session.add(User(id=user_id))
+        await session.flush()
+
+
+async def save_image(session: AsyncSession, image: NewImage, chat_kind: str = "private") -> ImageRecord:
+    await ensure_chat(session, image.chat_id, chat_kind)
+    if image.sender_id is not None:
+        await ensure_user(session, image.sender_id)
+    record = ImageRecord(chat_id=image.chat_id, sender_id=image.sender_id, message_id=image.message_id,
+                         media_group_id=image.media_group_id, file_id=image.file_id,
+                         file_unique_id=image.file_unique_id, caption=image.caption, tags=image.tags,
+                         embedding=encode_embedding(image.embedding), embedding_model=image.embedding_model)
+    session.add(record)
+    await session.flush()
+    return record
+
+
+async def add_turn(session: AsyncSession, chat_id: int, user_id: int, role: str, text: str,
+                   image_id: int | None = None, chat_kind: str = "private") -> Turn:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    await ensure_chat(session, chat_id, chat_kind)
+    await ensure_user(session, user_id)
+    turn = Turn(chat_id=chat_id, user_id=user_id, role=role, text=text, image_id=image_id)
+    session.add(turn)
+    await session.flush()
+    return turn
+
+
+async def recent_turns(session: AsyncSession, chat_id: int, user_id: int, limit: int = 20) -> list[Turn]:
+    """The thread's last `limit` turns, oldest first."""
+    rows = await session.scalars(select(Turn).where(Turn.chat_id == chat_id, Turn.user_id == user_id)
+                                 .order_by(Turn.id.desc()).limit(limit))
+    return list(reversed(rows.all()))
+
+
+async def image_by_message(session: AsyncSession, chat_id: int, message_id: int) -> ImageRecord | None:
+    """The photo posted as `message_id` in this chat: what a reply points at."""
+    return await session.scalar(select(ImageRecord).where(ImageRecord.chat_id == chat_id,
+                                                          ImageRecord.message_id == message_id)
+                                .order_by(ImageRecord.id.desc()).limit(1))
+
+
+async def image_under_discussion(session: AsyncSession, chat_id: int, user_id: int,
+                                 reply_to_message_id: int | None = None) -> ImageRecord | None:
+    """The photo replied to; else the latest this user sent or talked about in this chat."""
+    if reply_to_message_id is not None:
+        replied = await image_by_message(session, chat_id, reply_to_message_id)
+        if replied is not None:
+            return replied
+    sent = await session.scalar(select(ImageRecord).where(ImageRecord.chat_id == chat_id,
+                                                          ImageRecord.sender_id == user_id)
+                                .order_by(ImageRecord.id.desc()).limit(1))
+    discussed = await session.scalar(select(ImageRecord).join(Turn, Turn.image_id == ImageRecord.id)
+                                     .where(Turn.chat_id == chat_id, Turn.user_id == user_id)
+                                     .order_by(Turn.id.desc()).limit(1))
+    candidates = [image for image in (sent, discussed) if image is not None]
+    return max(candidates, key=lambda image: image.id) if candidates else None
+
+
+async def reset_thread(session: AsyncSession, chat_id: int, user_id: int) -> int:
+    """Forget this user's conversation in this chat (their photos stay); returns turns removed."""
+    result = await session.execute(delete(Turn).where(Turn.chat_id == chat_id, Turn.user_id == user_id))
+    return result.rowcount or 0

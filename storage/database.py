@@ -1,0 +1,120 @@
+"""Engines, sessions, migrations and retried writes.
+
+SQLite by default (a file in the user's data directory, WAL mode, no server);
+PostgreSQL when DATABASE_URL says so. Migrations are Alembic's and run at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def default_database_url() -> str:
+    import platformdirs
+
+    folder = Path(platformdirs.user_data_dir("clipchat"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{folder / 'clipchat.db'}"
+
+
+def normalize_url(url: str) -> str:
+    """Accept the URLs operators paste (postgres://, postgresql://, sqlite:///) and pick the async drivers."""
+    for plain, driver in (("postgres://", "postgresql+asyncpg://"), ("postgresql://", "postgresql+asyncpg://"),
+                          ("sqlite://", "sqlite+aiosqlite://")):
+        if url.startswith(plain):
+            return driver + url[len(plain):]
+    return url
+
+
+def make_engine(url: str | None = None, **kwargs) -> AsyncEngine:
+    url = normalize_url(url or default_database_url())
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, **kwargs)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    # pre_ping replaces connections that died with a database restart before they are used
+    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
+    cursor.execute("PRAGMA foreign_keys=ON")  # cascades delete a user's images and turns
+    cursor.execute("PRAGMA busy_timeout=5000")  # writers queue instead of failing at once
+    cursor.close()
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(url: str | None = None):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    if url:
+        config.set_main_option("sqlalchemy.url", normalize_url(url))
+    return config
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Apply Alembic migrations up to `revision` on `engine`'s database."""
+    from alembic import command
+
+    def run(connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+TRANSIENT = (OperationalError, ConnectionError, OSError)
+
+
+async def write_with_retry(sessions: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]],
+                           attempts: int = 8, first_delay: float = 0.1) -> T:
+    """Run `work` in a fresh session and commit; retry when the database went away or is busy.
+
+    A restart drops every pooled connection; the next attempt gets a new one, so
+    the user's turn is written late rather than lost.
+    """
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            async with sessions() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        except DBAPIError as error:
+            if not (error.connection_invalidated or isinstance(error, OperationalError)
+                    or _is_connection_error(error)) or attempt == attempts:
+                raise
+            log.warning("database write failed (attempt %d of %d), retrying: %s", attempt, attempts,
+                        error.__class__.__name__)
+        except (ConnectionError, OSError) as error:
+            if attempt == attempts:
+                raise
+            log.warning("database connection failed (attempt %d of %d), retrying: %s", attempt, attempts, error)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+def _is_connection_error(error: DBAPIError) -> bool:
+    original = getattr(error, "orig", None)
+    name = type(original).__name__ if original is not None else ""
+    return any(word in name for word in ("Connection", "Interface", "AdminShutdown", "CannotConnectNow"))

@@ -1,0 +1,54 @@
+"""Retention and forgetting: what leaves the database, and when."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import Chat, ChatSettings, ImageRecord, Turn, User, UserSettings
+
+
+@dataclass(frozen=True)
+class Removed:
+    turns: int = 0
+    images: int = 0
+    settings: int = 0
+    users: int = 0
+
+
+async def purge_older_than(session: AsyncSession, age: timedelta, now: datetime | None = None) -> Removed:
+    """Delete turns and image records older than `age`; the bot's JobQueue runs this daily."""
+    cutoff = (now or datetime.now(timezone.utc)) - age
+    turns = await session.execute(delete(Turn).where(Turn.created_at < cutoff))
+    images = await session.execute(delete(ImageRecord).where(ImageRecord.created_at < cutoff))
+    return Removed(turns=turns.rowcount or 0, images=images.rowcount or 0)
+
+
+async def forget_user(session: AsyncSession, user_id: int) -> Removed:
+    """Delete everything about a user: their turns everywhere, the images they sent, their settings,
+    their private chat and the user row itself."""
+    turns = await session.execute(delete(Turn).where(Turn.user_id == user_id))
+    images = await session.execute(delete(ImageRecord).where(ImageRecord.sender_id == user_id))
+    settings = await session.execute(delete(UserSettings).where(UserSettings.user_id == user_id))
+    # A private chat's id is the user's id; its settings go with it.
+    private = await session.execute(delete(ChatSettings).where(ChatSettings.chat_id == user_id))
+    await session.execute(delete(Chat).where(Chat.id == user_id, Chat.kind == "private"))
+    users = await session.execute(delete(User).where(User.id == user_id))
+    return Removed(turns=turns.rowcount or 0, images=images.rowcount or 0,
+                   settings=(settings.rowcount or 0) + (private.rowcount or 0), users=users.rowcount or 0)
+
+
+async def rows_about_user(session: AsyncSession, user_id: int) -> int:
+    """How many rows still mention the user: zero after `forget_user`."""
+    counts = [
+        await session.scalar(select(func.count()).select_from(Turn).where(Turn.user_id == user_id)),
+        await session.scalar(select(func.count()).select_from(ImageRecord).where(ImageRecord.sender_id == user_id)),
+        await session.scalar(select(func.count()).select_from(UserSettings).where(UserSettings.user_id == user_id)),
+        await session.scalar(select(func.count()).select_from(User).where(User.id == user_id)),
+        await session.scalar(select(func.count()).select_from(Chat).where(Chat.id == user_id,
+                                                                          Chat.kind == "private")),
+    ]
+    return sum(counts)

@@ -1,0 +1,87 @@
+"""The tables: users, chats, their settings, image records and conversation turns.
+
+An image record keeps what the bot needs to talk about a photo later, never the
+pixels: Telegram's file ids, who sent it where, caption, tags, and the CLIP
+vector (float16 bytes) with the identity of the model that made it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram user id
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Chat(Base):
+    __tablename__ = "chats"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram chat id
+    kind: Mapped[str] = mapped_column(String(16))  # private, group, supergroup or channel
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ChatSettings(Base):
+    __tablename__ = "chat_settings"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
+    auto_caption: Mapped[bool] = mapped_column(Boolean, default=False)  # groups: caption every photo
+    alt_text: Mapped[bool] = mapped_column(Boolean, default=False)  # channels: add alt text to photo posts
+    updated_by: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class UserSettings(Base):
+    __tablename__ = "user_settings"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    preferences: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class ImageRecord(Base):
+    __tablename__ = "images"
+    __table_args__ = (
+        Index("ix_images_chat_model_id", "chat_id", "embedding_model", "id"),
+        Index("ix_images_chat_message", "chat_id", "message_id"),
+        Index("ix_images_chat_sender_id", "chat_id", "sender_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chats.id", ondelete="CASCADE"))
+    sender_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    media_group_id: Mapped[str | None] = mapped_column(String(64))
+    file_id: Mapped[str] = mapped_column(String(256))
+    file_unique_id: Mapped[str] = mapped_column(String(64), index=True)
+    caption: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list] = mapped_column(JSON, default=list)  # [{"label": str, "score": float}, ...]
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float16, L2-normalised
+    embedding_model: Mapped[str] = mapped_column(String(200))  # vectors of different models never meet
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class Turn(Base):
+    __tablename__ = "turns"
+    __table_args__ = (Index("ix_turns_thread", "chat_id", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chats.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))  # "user" or "assistant"
+    text: Mapped[str] = mapped_column(Text)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -1,0 +1,20 @@
+"""Storage settings, read once from the environment or `.env`."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .database import default_database_url, normalize_url
+
+
+class StorageSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLIPCHAT_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "CLIPCHAT_DATABASE_URL"),
+                                     description="SQLAlchemy URL; default: SQLite in the user data directory. "
+                                                 "postgresql://user@host/db works as pasted.")
+    retention_days: int = Field(90, description="Turns and image records older than this are purged daily.")
+
+    def url(self) -> str:
+        return normalize_url(self.database_url) if self.database_url else default_database_url()

@@ -1,0 +1,251 @@
+"""Storage on SQLite and PostgreSQL: migrations, per-thread context, forget, retention, search, faults."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+
+from storage import (EmbeddingIndex, ImageRecord, NewImage, Turn, UserSettings, add_turn, decode_embeddings,
+                     encode_embedding, forget_user, image_under_discussion, make_engine, make_sessionmaker,
+                     purge_older_than, recent_turns, reset_thread, rows_about_user, save_image, search_images,
+                     write_with_retry)
+
+ALICE, BOB, GROUP = 1001, 1002, -100500
+
+
+def photo(chat_id: int, sender_id: int | None, message_id: int, vector=None, model: str = "clip-test") -> NewImage:
+    vector = np.random.default_rng(message_id).normal(size=8) if vector is None else vector
+    return NewImage(chat_id=chat_id, sender_id=sender_id, message_id=message_id, file_id=f"file-{message_id}",
+                    file_unique_id=f"unique-{message_id}", caption=f"photo {message_id}",
+                    tags=[{"label": "cat", "score": 0.9}], embedding=vector / np.linalg.norm(vector),
+                    embedding_model=model)
+
+
+async def test_migrations_build_exactly_the_models(engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage import Base
+
+    def diff(connection):
+        return compare_metadata(MigrationContext.configure(connection), Base.metadata)
+
+    async with engine.connect() as connection:
+        assert await connection.run_sync(diff) == []
+
+
+async def test_context_survives_a_restart_and_stays_per_user_and_chat(database_url: str, sessions) -> None:
+    async with sessions() as session:
+        await add_turn(session, ALICE, ALICE, "user", "my secret: I love pineapple pizza")
+        await add_turn(session, GROUP, ALICE, "user", "what is in this photo?", chat_kind="supergroup")
+        await add_turn(session, GROUP, ALICE, "assistant", "a small red circle.", chat_kind="supergroup")
+        await add_turn(session, GROUP, BOB, "user", "and what colour is it?", chat_kind="supergroup")
+        group_photo = await save_image(session, photo(GROUP, ALICE, 77), chat_kind="supergroup")
+        await session.commit()
+
+    restarted = make_engine(database_url)  # a new process: nothing but the database carries over
+    try:
+        async with make_sessionmaker(restarted)() as session:
+            alice_group = [t.text for t in await recent_turns(session, GROUP, ALICE)]
+            bob_group = [t.text for t in await recent_turns(session, GROUP, BOB)]
+            alice_private = [t.text for t in await recent_turns(session, ALICE, ALICE)]
+            assert alice_group == ["what is in this photo?", "a small red circle."]
+            assert bob_group == ["and what colour is it?"]
+            assert alice_private == ["my secret: I love pineapple pizza"]
+            assert not any("pineapple" in text for text in alice_group + bob_group)
+            # Bob never sent a photo, but may ask about Alice's by replying to it.
+            replied = await image_under_discussion(session, GROUP, BOB, reply_to_message_id=77)
+            assert replied is not None and replied.id == group_photo.id
+            assert await image_under_discussion(session, GROUP, BOB) is None
+            assert await image_under_discussion(session, ALICE, ALICE) is None  # her private thread has no photo
+    finally:
+        await restarted.dispose()
+
+
+async def test_the_image_under_discussion(sessions) -> None:
+    async with sessions() as session:
+        first = await save_image(session, photo(ALICE, ALICE, 1))
+        second = await save_image(session, photo(ALICE, ALICE, 2))
+        assert (await image_under_discussion(session, ALICE, ALICE)).id == second.id  # the latest
+        assert (await image_under_discussion(session, ALICE, ALICE, reply_to_message_id=1)).id == first.id
+        assert (await image_under_discussion(session, ALICE, ALICE, reply_to_message_id=999)).id == second.id
+        # In a group, a photo Bob discussed stays his subject even after Alice posts another.
+        bobs = await save_image(session, photo(GROUP, ALICE, 10), chat_kind="group")
+        await add_turn(session, GROUP, BOB, "user", "is there a dog?", image_id=bobs.id, chat_kind="group")
+        await save_image(session, photo(GROUP, ALICE, 11), chat_kind="group")
+        assert (await image_under_discussion(session, GROUP, BOB)).id == bobs.id
+
+
+async def test_reset_clears_one_thread_only(sessions) -> None:
+    async with sessions() as session:
+        await add_turn(session, GROUP, ALICE, "user", "hello", chat_kind="group")
+        await add_turn(session, GROUP, BOB, "user", "hi", chat_kind="group")
+        await add_turn(session, ALICE, ALICE, "user", "private hello")
+        assert await reset_thread(session, GROUP, ALICE) == 1
+        assert await recent_turns(session, GROUP, ALICE) == []
+        assert [t.text for t in await recent_turns(session, GROUP, BOB)] == ["hi"]
+        assert [t.text for t in await recent_turns(session, ALICE, ALICE)] == ["private hello"]
+
+
+async def test_forget_leaves_nothing_about_the_user(sessions) -> None:
+    async with sessions() as session:
+        mine = await save_image(session, photo(ALICE, ALICE, 5))
+        await add_turn(session, ALICE, ALICE, "user", "describe it", image_id=mine.id)
+        await save_image(session, photo(GROUP, ALICE, 6), chat_kind="group")
+        await add_turn(session, GROUP, ALICE, "user", "what is this?", chat_kind="group")
+        bobs = await save_image(session, photo(GROUP, BOB, 7), chat_kind="group")
+        await add_turn(session, GROUP, BOB, "user", "nice", chat_kind="group")
+        session.add(UserSettings(user_id=ALICE, preferences={"language": "en"}))
+        await session.commit()
+        assert await rows_about_user(session, ALICE) > 0
+
+        removed = await forget_user(session, ALICE)
+        await session.commit()
+        assert (removed.turns, removed.images, removed.users) == (2, 2, 1) and removed.settings >= 1
+        assert await rows_about_user(session, ALICE) == 0
+        texts = " ".join(t.text for t in await session.scalars(select(Turn)))
+        assert "describe it" not in texts and "what is this" not in texts and "nice" in texts
+        assert [i.id for i in await session.scalars(select(ImageRecord))] == [bobs.id]
+
+
+async def test_retention_purges_old_turns_and_images(sessions) -> None:
+    async with sessions() as session:
+        old_image = await save_image(session, photo(ALICE, ALICE, 1))
+        await add_turn(session, ALICE, ALICE, "user", "old question", image_id=old_image.id)
+        long_ago = datetime.now(timezone.utc) - timedelta(days=120)
+        await session.execute(update(Turn).values(created_at=long_ago))
+        await session.execute(update(ImageRecord).values(created_at=long_ago))
+        await save_image(session, photo(ALICE, ALICE, 2))
+        await add_turn(session, ALICE, ALICE, "user", "new question")
+        removed = await purge_older_than(session, timedelta(days=90))
+        await session.commit()
+        assert (removed.turns, removed.images) == (1, 1)
+        assert [t.text for t in await recent_turns(session, ALICE, ALICE)] == ["new question"]
+        assert [i.message_id for i in await session.scalars(select(ImageRecord))] == [2]
+
+
+def test_embeddings_are_stored_compactly() -> None:
+    vector = np.random.default_rng(0).normal(size=512).astype(np.float32)
+    vector /= np.linalg.norm(vector)
+    blob = encode_embedding(vector)
+    assert len(blob) == 1024  # float16
+    assert np.abs(decode_embeddings([blob])[0] - vector).max() < 1e-3
+
+
+async def test_search_finds_the_photo_a_phrase_describes(sessions, world_models, heldout, figure) -> None:
+    sample = heldout[:200]
+    vectors = world_models.encoder.embed_images([h.image for h in sample]).cpu().numpy()
+    model = world_models.encoder.identity
+    async with sessions() as session:
+        for number, vector in enumerate(vectors):
+            await save_image(session, photo(GROUP, ALICE, number, vector=vector, model=model), chat_kind="group")
+        # Vectors from another CLIP must never be compared with this one's, however close they look.
+        await save_image(session, photo(GROUP, ALICE, 9999, vector=vectors[0], model="another-clip"),
+                         chat_kind="group")
+        await session.commit()
+        index = EmbeddingIndex()
+        queries = world_models.encoder.embed_texts([h.scene.caption for h in sample]).cpu().numpy()
+        hits = 0
+        for number, query in enumerate(queries):
+            [(record, score)] = await search_images(session, index, GROUP, model, query, k=1)
+            assert record.embedding_model == model and -1 <= score <= 1
+            hits += record.message_id == number
+    figure("storage search recall@1 (chat of 200)", hits / len(sample))
+    assert hits / len(sample) >= 0.90
+
+
+async def test_the_search_index_follows_new_and_deleted_photos(sessions) -> None:
+    index = EmbeddingIndex()
+    target = np.zeros(8)
+    target[3] = 1.0
+    async with sessions() as session:
+        for number in range(5):
+            await save_image(session, photo(ALICE, ALICE, number))
+        await session.commit()
+        before = await search_images(session, index, ALICE, "clip-test", target, k=5)
+        assert len(before) == 5 and all(r.message_id != 42 for r, _ in before)
+        await save_image(session, photo(ALICE, ALICE, 42, vector=target))
+        await session.commit()
+        [(best, score)] = await search_images(session, index, ALICE, "clip-test", target, k=1)
+        assert best.message_id == 42 and score > 0.99
+        await forget_user(session, ALICE)
+        await session.commit()
+        assert await search_images(session, index, ALICE, "clip-test", target) == []
+
+
+async def test_many_chats_writing_at_once_keep_every_turn_in_order(sessions) -> None:
+    async def conversation(chat_id: int) -> None:
+        for step in range(8):
+            async def write(session, step=step):
+                await add_turn(session, chat_id, chat_id, "user", f"message {step}")
+            await write_with_retry(sessions, write)
+
+    await asyncio.gather(*(conversation(2000 + n) for n in range(25)))
+    async with sessions() as session:
+        for n in range(25):
+            turns = await recent_turns(session, 2000 + n, 2000 + n, limit=100)
+            assert [t.text for t in turns] == [f"message {step}" for step in range(8)]
+
+
+async def test_a_write_interrupted_by_a_database_outage_is_retried_not_lost(database_url: str, sessions) -> None:
+    attempts = []
+    postgres = database_url.startswith("postgresql")
+
+    async def write(session) -> None:
+        attempts.append(1)
+        first = len(attempts) == 1
+        if first and not postgres:
+            await lock_sqlite_briefly(database_url, session)
+        await add_turn(session, ALICE, ALICE, "user", "please remember this")
+        if first and postgres:
+            await drop_every_connection(database_url)  # mid-transaction, as a server restart does
+            await add_turn(session, ALICE, ALICE, "user", "second statement of the same write")
+
+    await write_with_retry(sessions, write, first_delay=0.05)
+    async with sessions() as session:
+        texts = [t.text for t in await recent_turns(session, ALICE, ALICE)]
+    assert len(attempts) >= 2 and texts == ["please remember this"]
+
+
+async def drop_every_connection(database_url: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    admin = await asyncpg.connect(user=url.username, host=url.host, port=url.port or 5432, database="postgres")
+    await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = $1 AND pid <> pg_backend_pid()", url.database)
+    await admin.close()
+
+
+async def lock_sqlite_briefly(database_url: str, session) -> None:
+    """Another process takes the write lock for 0.3 s; this connection will not wait for it."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    blocker = sqlite3.connect(database_url.split("///", 1)[1], isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+
+    def release() -> None:
+        blocker.execute("COMMIT")
+        blocker.close()
+
+    asyncio.get_running_loop().call_later(0.3, release)
+    await session.execute(text("PRAGMA busy_timeout=0"))
+
+
+def test_database_url_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from storage import StorageSettings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", "postgres://bot:secret@db.internal:5432/clipchat")
+    assert StorageSettings().url() == "postgresql+asyncpg://bot:secret@db.internal:5432/clipchat"
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    default = StorageSettings().url()
+    assert default.startswith("sqlite+aiosqlite:///") and default.endswith("clipchat.db")
