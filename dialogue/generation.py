@@ -1,0 +1,107 @@
+"""Open questions: GPT-2 continues a prompt made of the photo's facts and the conversation.
+
+The prompt always keeps the caption and tags and drops the oldest turns first to
+fit GPT-2's window. Several sampled answers are cleaned of role markers, checked
+against the picture, and reranked by CLIP similarity plus likelihood.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from vision.decoding import Caption
+from vision.scoring import rerank
+
+from .conversation import Answer, AnswerOptions, Conversation
+from .grounded import COLOURS
+
+ROLE = re.compile(r"\b(?:User|Assistant|Photo|Tags)\s*:", re.IGNORECASE)
+MAX_QUESTION_TOKENS = 200  # a pasted essay still leaves room for the photo's facts
+MIN_ANSWER_TOKENS = 16  # the prompt always leaves at least this much of the window for the answer
+
+
+def build_prompt(tokenizer, conversation: Conversation, question: str, budget: int) -> str:
+    """The longest prompt within `budget` tokens: image facts always, then as many recent turns as fit."""
+    image = conversation.image
+    facts = f"Photo: {image.caption}\nTags: {', '.join(image.tags)}\n"
+    frame = len(tokenizer.encode(facts + "User:\nAssistant:", add_special_tokens=False))
+    room = max(1, min(MAX_QUESTION_TOKENS, budget - frame))
+    question_ids = tokenizer.encode(" " + question.strip(), add_special_tokens=False)
+    if len(question_ids) > room:  # keep the end of an over-long message: that is where the question usually is
+        question_ids = question_ids[len(question_ids) - room:]
+    tail = f"User:{tokenizer.decode(question_ids)}\nAssistant:"
+    used = len(tokenizer.encode(facts + tail, add_special_tokens=False))
+    kept: list[str] = []
+    for role, text in reversed(conversation.turns):
+        line = f"{'User' if role == 'user' else 'Assistant'}: {' '.join(text.split())}\n"
+        cost = len(tokenizer.encode(line, add_special_tokens=False))
+        if used + cost > budget:
+            break
+        kept.insert(0, line)
+        used += cost
+    return facts + "".join(kept) + tail
+
+
+def clean(text: str) -> str:
+    """The answer turn only: up to the first line break or role marker, tidied."""
+    text = text.split("\n", 1)[0]
+    marker = ROLE.search(text)
+    if marker:
+        text = text[:marker.start()]
+    return " ".join(text.split()).strip(" -:")
+
+
+@torch.inference_mode()
+def sample_answers(lm, tokenizer, prompt: str, options: AnswerOptions, max_tokens: int) -> list[Caption]:
+    device = next(lm.parameters()).device
+    ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)
+    newline = tokenizer.encode("\n", add_special_tokens=False)
+    out = lm.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, top_p=0.9, temperature=0.8,
+                      num_return_sequences=options.candidates, max_new_tokens=max_tokens,
+                      no_repeat_ngram_size=3, repetition_penalty=1.2,
+                      eos_token_id=[tokenizer.eos_token_id, *newline[:1]], pad_token_id=tokenizer.eos_token_id,
+                      return_dict_in_generate=True, output_scores=True)
+    scores = lm.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+    answers = []
+    for row, row_scores in zip(out.sequences[:, ids.shape[1]:], scores):
+        text = clean(tokenizer.decode(row, skip_special_tokens=True))
+        finite = row_scores[torch.isfinite(row_scores)]
+        if text:
+            answers.append(Caption(text, tuple(row.tolist()), float(finite.mean()) if len(finite) else 0.0))
+    return answers
+
+
+def contradiction(models, image: torch.Tensor, text: str) -> str | None:
+    """The first term in `text` that CLIP finds wrong for the photo, if any.
+
+    Each mentioned colour or vocabulary label is swapped for its alternatives; if
+    CLIP confidently prefers another version, the sentence contradicts the picture.
+    """
+    words = set(re.findall(r"[a-z]+", text.lower()))
+    groups = [COLOURS] + [labels for _, labels in models.tagger.vocabulary.sections if len(labels) <= 40]
+    for group in groups:
+        for term in (t for t in group if " " not in t and t in words):
+            variants = [re.sub(rf"\b{re.escape(term)}\b", other, text, flags=re.IGNORECASE) for other in group]
+            probs = (models.encoder.logit_scale * models.encoder.embed_texts(variants) @ image.float()).softmax(-1)
+            best = int(probs.argmax())
+            if group[best] != term and probs[best] >= 0.5 and probs[group.index(term)] < 0.1:
+                return term
+    return None
+
+
+def answer_open(models, conversation: Conversation, question: str, image: torch.Tensor,
+                options: AnswerOptions) -> Answer:
+    lm, tokenizer = models.captioner.lm, models.captioner.tokenizer
+    window = min(options.context_window, getattr(lm.config, "n_positions", options.context_window))
+    prompt = build_prompt(tokenizer, conversation, question, window - MIN_ANSWER_TOKENS)
+    room = window - len(tokenizer.encode(prompt, add_special_tokens=False))
+    candidates = sample_answers(lm, tokenizer, prompt, options, max_tokens=max(1, min(options.max_tokens, room)))
+    refused = {c.text: term for c in candidates if (term := contradiction(models, image, c.text))}
+    kept = [c for c in candidates if c.text not in refused]
+    if not kept:
+        return Answer(f"I'm not sure how to answer that from the photo. What I can see is: "
+                      f"{conversation.image.caption}", "open", 0.0, {"refused": refused})
+    best, score = rerank(models.encoder, image, kept)[0]
+    return Answer(best.text, "open", score, {"refused": refused, "candidates": len(candidates)})

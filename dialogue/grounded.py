@@ -1,0 +1,104 @@
+"""Answers CLIP can give by looking: colour, presence, what it is, how many.
+
+Each compares the photo with a handful of candidate phrases (prompt-ensembled by
+the model set's tagger) and phrases the winner as a sentence, hedged when CLIP
+is unsure. Candidate lists come from the model set's vocabulary when it has a
+section of that name (e.g. [colour], [shape]), else from the lists below.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .conversation import Answer
+
+COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "gray")
+CATEGORIES = {
+    "animal": ("dog", "cat", "bird", "horse", "cow", "sheep", "rabbit", "fox", "bear", "deer", "elephant", "giraffe",
+               "zebra", "lion", "tiger", "monkey", "fish", "turtle", "frog", "snake", "duck", "chicken", "butterfly"),
+    "place": ("beach", "forest", "mountain", "city street", "park", "kitchen", "living room", "bedroom", "office",
+              "restaurant", "desert", "lake", "river", "farm", "garden", "airport", "station", "stadium", "shop"),
+    "food": ("pizza", "burger", "sandwich", "salad", "soup", "pasta", "sushi", "cake", "ice cream", "fruit",
+             "bread", "steak", "noodles", "rice", "breakfast", "dessert"),
+    "vehicle": ("car", "truck", "bus", "motorcycle", "bicycle", "train", "airplane", "boat", "ship", "tram", "scooter"),
+}
+NUMBERS = ("one", "two", "three", "four", "five", "six")
+UNSURE = 0.5  # below this probability an answer says it is a guess
+
+
+def candidate_labels(models, category: str) -> tuple[str, ...] | None:
+    """The model set's own vocabulary section for `category`, if it has one, else a built-in list."""
+    names = {category, category + "s", "color" if category == "colour" else category}
+    for name, labels in models.tagger.vocabulary.sections:
+        if name.lower() in names:
+            return labels
+    if category == "colour":
+        return COLOURS
+    if category in ("object", "thing"):
+        return tuple(models.tagger.vocabulary.labels)
+    return CATEGORIES.get(category)
+
+
+def _best(models, image: torch.Tensor, labels: list[str]):
+    return models.tagger.classify(image[None], labels)[0]
+
+
+def answer_colour(models, image: torch.Tensor, subject: str | None) -> Answer:
+    colours = candidate_labels(models, "colour")
+    labels = [f"{c} {subject}" if subject else c for c in colours]
+    ranked = _best(models, image, labels)
+    colour = colours[labels.index(ranked[0].label)]
+    thing = f"The {subject} is" if subject else "It's"
+    text = f"{thing} {colour}." if ranked[0].score >= UNSURE else f"{thing} probably {colour}, but I'm not sure."
+    return Answer(text, "colour", ranked[0].score, {"colour": colour})
+
+
+def answer_presence(models, image: torch.Tensor, subject: str) -> Answer:
+    thing = singular(subject)
+    section = next((labels for _, labels in models.tagger.vocabulary.sections if thing in labels), None)
+    labels = list(section) if section else [thing, *[l for l in models.tagger.vocabulary.labels if l != thing]]
+    ranked = _best(models, image, labels)
+    # Within a section only one label wins; against a whole vocabulary, a thing among the top three is there.
+    top = ranked[:1] if section else ranked[:3]
+    present = any(t.label == thing for t in top)
+    score = next(t.score for t in ranked if t.label == thing)
+    if present:
+        return Answer(f"Yes, I can see {article(thing)}.", "presence", score, {"present": True})
+    return Answer(f"No, I don't see {article(thing)}. It looks more like {article(ranked[0].label)}.", "presence",
+                  1 - score, {"present": False, "instead": ranked[0].label})
+
+
+def answer_identify(models, image: torch.Tensor, category: str) -> Answer | None:
+    labels = candidate_labels(models, category)
+    if not labels:
+        return None
+    ranked = _best(models, image, list(labels))
+    best = ranked[0]
+    if best.score >= UNSURE:
+        text = f"It looks like {article(best.label)}."
+    else:
+        text = f"I think it's {article(best.label)}, though it could also be {article(ranked[1].label)}."
+    return Answer(text, "identify", best.score, {"label": best.label})
+
+
+def answer_count(models, image: torch.Tensor, subject: str) -> Answer:
+    plural = subject if subject.endswith("s") else subject + "s"
+    labels = [f"{n} {singular(subject) if n == 'one' else plural}" for n in NUMBERS]
+    ranked = _best(models, image, labels)
+    number = ranked[0].label.split()[0]
+    hedge = "" if ranked[0].score >= UNSURE else " I'm not certain about that count."
+    return Answer(f"I count {number}.{hedge}", "count", ranked[0].score, {"count": NUMBERS.index(number) + 1})
+
+
+def singular(noun: str) -> str:
+    if noun.endswith("ies"):
+        return noun[:-3] + "y"
+    if noun.endswith(("ches", "shes", "xes", "sses")):
+        return noun[:-2]
+    if noun.endswith("s") and not noun.endswith("ss"):
+        return noun[:-1]
+    return noun
+
+
+def article(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun

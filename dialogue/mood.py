@@ -1,0 +1,54 @@
+"""The mood of a photo, and of the user's words: CLIP zero-shot over a few moods and sentiments.
+
+This is the seed's multimodal sentiment analysis: both sides are compared in
+CLIP's shared space, so "what a lovely day" and a sunny beach land near each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .conversation import Answer
+
+MOODS = ("happy", "sad", "calm", "exciting", "scary", "romantic", "funny", "gloomy", "peaceful", "cozy")
+SENTIMENTS = ("positive", "negative", "neutral")
+_PHOTO_TEMPLATES = ("a {} photo.", "a photo that feels {}.", "the mood of this picture is {}.")
+_TEXT_TEMPLATES = ("a {} message.", "someone saying something {}.")
+
+
+@dataclass(frozen=True)
+class Mood:
+    label: str
+    scores: dict[str, float]
+
+
+def _ensemble(encoder, labels, templates) -> torch.Tensor:
+    prompts = [t.format(label) for label in labels for t in templates]
+    return F.normalize(encoder.embed_texts(prompts).view(len(labels), len(templates), -1).mean(1), dim=-1)
+
+
+def photo_mood(encoder, image: torch.Tensor) -> Mood:
+    probs = (encoder.logit_scale * _ensemble(encoder, MOODS, _PHOTO_TEMPLATES) @ image.float()).softmax(-1)
+    scores = dict(zip(MOODS, probs.tolist()))
+    return Mood(max(scores, key=scores.get), scores)
+
+
+def text_sentiment(encoder, text: str) -> Mood:
+    vector = encoder.embed_texts([text])[0]
+    probs = (encoder.logit_scale * _ensemble(encoder, SENTIMENTS, _TEXT_TEMPLATES) @ vector).softmax(-1)
+    scores = dict(zip(SENTIMENTS, probs.tolist()))
+    return Mood(max(scores, key=scores.get), scores)
+
+
+def answer_mood(encoder, image: torch.Tensor, user_text: str | None = None) -> Answer:
+    mood = photo_mood(encoder, image)
+    text = f"The photo feels {mood.label}."
+    details = {"photo": mood.scores}
+    if user_text:
+        sentiment = text_sentiment(encoder, user_text)
+        details["text"] = sentiment.scores
+        text += f" Your message reads as {sentiment.label}."
+    return Answer(text, "mood", mood.scores[mood.label], details)

@@ -1,0 +1,145 @@
+"""Follow-up questions: grounded answers on held-out photos, prompts that fit, answers that never contradict."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from dialogue import (AnswerOptions, Conversation, ImageFacts, answer, build_prompt, clean, contradiction,
+                      from_storage, photo_mood, route_question, text_sentiment)
+from dialogue.mood import MOODS, SENTIMENTS
+from tests.world.scenes import SHAPES
+
+
+def facts(models, held) -> ImageFacts:
+    vector = models.encoder.embed_images([held.image])[0].cpu().numpy()
+    return ImageFacts(held.scene.caption, (held.scene.colour, held.scene.shape), vector, models.encoder.identity)
+
+
+@pytest.mark.parametrize(("question", "kind", "subject"), [
+    ("What colour is the circle?", "colour", "circle"),
+    ("what color is it?", "colour", None),
+    ("Is there a dog?", "presence", "dog"),
+    ("Are there any cats in the photo?", "presence", "cats"),
+    ("Do you see a red star?", "presence", "red star"),
+    ("What animal is this?", "identify", "animal"),
+    ("What kind of food is that?", "identify", "food"),
+    ("Where is this?", "identify", "place"),
+    ("How many circles are there?", "count", "circles"),
+    ("What's the mood of this picture?", "mood", None),
+    ("Write a poem about it", "open", None),
+])
+def test_questions_are_routed_to_what_can_answer_them(question: str, kind: str, subject: str | None) -> None:
+    route = route_question(question)
+    assert (route.kind, route.subject) == (kind, subject)
+
+
+def test_colour_and_presence_questions_are_answered_from_the_picture(world_models, heldout, figure) -> None:
+    rng = random.Random(0)
+    sample = heldout[:120]
+    vectors = world_models.encoder.embed_images([h.image for h in sample]).cpu().numpy()
+    right = {"colour": 0, "present": 0, "absent": 0}
+    for held, vector in zip(sample, vectors):
+        conversation = Conversation(ImageFacts(held.scene.caption, (), vector, world_models.encoder.identity))
+        colour = answer(world_models, conversation, f"What colour is the {held.scene.shape}?")
+        right["colour"] += held.scene.colour in colour.text and colour.details["colour"] == held.scene.colour
+        present = answer(world_models, conversation, f"Is there a {held.scene.shape}?")
+        right["present"] += present.text.startswith("Yes")
+        other = rng.choice([s for s in SHAPES if s != held.scene.shape])
+        absent = answer(world_models, conversation, f"Is there a {other} in the picture?")
+        right["absent"] += absent.text.startswith("No")
+    for name, count in right.items():
+        figure(f"dialogue {name} questions right (120 held-out)", count / len(sample))
+    overall = sum(right.values()) / (3 * len(sample))
+    figure("dialogue colour and presence questions right overall", overall)
+    assert overall >= 0.90 and min(right.values()) / len(sample) >= 0.85, right
+
+
+def test_what_is_this_uses_the_model_sets_own_vocabulary(world_models, heldout) -> None:
+    sample = heldout[:60]
+    right = 0
+    for held in sample:
+        reply = answer(world_models, Conversation(facts(world_models, held)), "What shape is this?")
+        right += reply.route == "identify" and reply.details["label"] == held.scene.shape
+    assert right / len(sample) >= 0.9
+
+
+def test_no_photo_yet_gets_a_helpful_reply(world_models) -> None:
+    reply = answer(world_models, Conversation(image=None), "what colour is it?")
+    assert reply.route == "needs_photo" and "Send me" in reply.text
+
+
+def test_a_photo_seen_by_another_clip_is_asked_for_again(world_models, heldout) -> None:
+    old = facts(world_models, heldout[0])
+    stale = ImageFacts(old.caption, old.tags, old.embedding, "ViT-B-32-quickgelu/openai")
+    reply = answer(world_models, Conversation(stale), "what colour is it?")
+    assert reply.route == "needs_photo" and "send it once more" in reply.text
+
+
+def test_the_prompt_fits_the_window_keeping_the_photo_and_the_newest_turns(world_models, heldout) -> None:
+    tokenizer = world_models.captioner.tokenizer
+    turns = tuple((("user", "assistant")[i % 2], f"turn number {i} " + "blah " * 30) for i in range(40))
+    conversation = Conversation(facts(world_models, heldout[0]), turns)
+    prompt = build_prompt(tokenizer, conversation, "and the background?", budget=300)
+    assert len(tokenizer.encode(prompt)) <= 300
+    assert prompt.startswith(f"Photo: {heldout[0].scene.caption}\nTags: ")
+    assert "turn number 39" in prompt and "turn number 0 " not in prompt
+    assert prompt.endswith("User: and the background?\nAssistant:")
+    essay = "why " * 5000
+    long_prompt = build_prompt(tokenizer, Conversation(conversation.image), essay, budget=1000)
+    assert len(tokenizer.encode(long_prompt)) <= 1000 and long_prompt.startswith("Photo: ")
+
+
+def test_answers_are_cut_at_the_end_of_the_turn() -> None:
+    assert clean(" It is a red circle. User: and now?") == "It is a red circle."
+    assert clean("A square.\nUser: next question\nAssistant: more") == "A square."
+    assert clean("assistant: hello") == ""
+
+
+def test_an_answer_that_contradicts_the_picture_is_caught(world_models, heldout) -> None:
+    held = next(h for h in heldout if h.scene.colour == "red")
+    image = world_models.encoder.embed_images([held.image])[0]
+    assert contradiction(world_models, image, held.scene.caption) is None
+    assert contradiction(world_models, image, held.scene.caption.replace("red", "blue")) == "blue"
+
+
+def test_open_questions_never_send_a_contradiction(world_models, heldout) -> None:
+    for held in heldout[:6]:
+        image_facts = facts(world_models, held)
+        conversation = Conversation(image_facts, (("user", "hello"), ("assistant", "Hi! Send me a photo.")))
+        reply = answer(world_models, conversation, "Tell me about this photo", AnswerOptions(candidates=3))
+        assert reply.route == "open" and "\n" not in reply.text and "User:" not in reply.text
+        image = world_models.encoder.embed_images([held.image])[0]
+        if reply.confidence > 0:
+            assert contradiction(world_models, image, reply.text) is None
+        else:  # every candidate was refused: the reply falls back on what the photo shows
+            assert held.scene.caption in reply.text and reply.details["refused"]
+
+
+def test_mood_of_the_photo_and_of_the_words(world_models, heldout) -> None:
+    image = world_models.encoder.embed_images([heldout[0].image])[0]
+    mood = photo_mood(world_models.encoder, image)
+    assert mood.label in MOODS and abs(sum(mood.scores.values()) - 1) < 1e-4
+    sentiment = text_sentiment(world_models.encoder, "what a lovely day")
+    assert sentiment.label in SENTIMENTS and abs(sum(sentiment.scores.values()) - 1) < 1e-4
+    reply = answer(world_models, Conversation(facts(world_models, heldout[0])), "what's the mood here?")
+    assert reply.route == "mood" and reply.text.startswith("The photo feels")
+
+
+async def test_a_stored_thread_feeds_the_dialogue(sessions, world_models, heldout) -> None:
+    from storage import NewImage, add_turn, image_under_discussion, recent_turns, save_image
+
+    held = heldout[5]
+    image_facts = facts(world_models, held)
+    async with sessions() as session:
+        record = await save_image(session, NewImage(
+            chat_id=7, sender_id=7, message_id=1, file_id="f", file_unique_id="u", caption=held.scene.caption,
+            tags=[{"label": held.scene.colour, "score": 0.9}], embedding=image_facts.embedding,
+            embedding_model=world_models.encoder.identity))
+        await add_turn(session, 7, 7, "assistant", held.scene.caption, image_id=record.id)
+        await session.commit()
+        conversation = from_storage(await image_under_discussion(session, 7, 7), await recent_turns(session, 7, 7))
+    reply = answer(world_models, conversation, "what colour is it?")
+    assert conversation.turns == (("assistant", held.scene.caption),)
+    assert reply.details["colour"] == held.scene.colour
