@@ -18,6 +18,7 @@ from .conversation import Answer, AnswerOptions, Conversation
 from .grounded import COLOURS
 
 ROLE = re.compile(r"\b(?:User|Assistant|Photo|Tags)\s*:", re.IGNORECASE)
+LOOP = re.compile(r"\b(\w+)(?:\W+\1\b){2,}", re.IGNORECASE)  # the same word three times running
 MAX_QUESTION_TOKENS = 200  # a pasted essay still leaves room for the photo's facts
 MIN_ANSWER_TOKENS = 16  # the prompt always leaves at least this much of the window for the answer
 
@@ -68,7 +69,7 @@ def sample_answers(lm, tokenizer, prompt: str, options: AnswerOptions, max_token
     for row, row_scores in zip(out.sequences[:, ids.shape[1]:], scores):
         text = clean(tokenizer.decode(row, skip_special_tokens=True))
         finite = row_scores[torch.isfinite(row_scores)]
-        if text:
+        if text and not LOOP.search(text):
             answers.append(Caption(text, tuple(row.tolist()), float(finite.mean()) if len(finite) else 0.0))
     return answers
 

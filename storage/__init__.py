@@ -6,14 +6,14 @@ pass it to the data functions here. This package never imports `telegram`.
 
 from .context import (NewImage, add_turn, decode_embeddings, encode_embedding, image_by_message,
                       image_under_discussion, recent_turns, reset_thread, save_image)
-from .database import make_engine, make_sessionmaker, upgrade, write_with_retry
+from .database import make_engine, make_sessionmaker, open_database, upgrade, write_with_retry
 from .lifecycle import Removed, forget_user, purge_older_than, rows_about_user
 from .models import Base, Chat, ChatSettings, ImageRecord, Turn, User, UserSettings
 from .search import EmbeddingIndex, search_images
 from .settings import StorageSettings
 
 __all__ = ["Base", "Chat", "ChatSettings", "EmbeddingIndex", "ImageRecord", "NewImage", "Removed",
-           "StorageSettings", "Turn", "User", "UserSettings", "add_turn", "decode_embeddings", "encode_embedding",
-           "forget_user", "image_by_message", "image_under_discussion", "make_engine", "make_sessionmaker",
-           "purge_older_than", "recent_turns", "reset_thread", "rows_about_user", "save_image", "search_images",
-           "upgrade", "write_with_retry"]
+           "StorageSettings", "Turn", "User", "UserSettings", "add_turn", "decode_embeddings",
+           "encode_embedding", "forget_user", "image_by_message", "image_under_discussion", "make_engine",
+           "make_sessionmaker", "open_database", "purge_older_than", "recent_turns", "reset_thread",
+           "rows_about_user", "save_image", "search_images", "upgrade", "write_with_retry"]

@@ -82,7 +82,11 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         await connection.run_sync(run)
 
 
-TRANSIENT = (OperationalError, ConnectionError, OSError)
+async def open_database(url: str | None = None) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    """What the application's start-up hook calls: engine, migrations applied, one sessionmaker."""
+    engine = make_engine(url)
+    await upgrade(engine)
+    return engine, make_sessionmaker(engine)
 
 
 async def write_with_retry(sessions: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]],

@@ -91,7 +91,10 @@ def test_the_prompt_fits_the_window_keeping_the_photo_and_the_newest_turns(world
     assert len(tokenizer.encode(long_prompt)) <= 1000 and long_prompt.startswith("Photo: ")
 
 
-def test_answers_are_cut_at_the_end_of_the_turn() -> None:
+def test_answers_are_cut_at_the_end_of_the_turn_and_loops_are_caught() -> None:
+    from dialogue.generation import LOOP
+
+    assert LOOP.search("a black black black background.") and not LOOP.search("a black cat on a black mat")
     assert clean(" It is a red circle. User: and now?") == "It is a red circle."
     assert clean("A square.\nUser: next question\nAssistant: more") == "A square."
     assert clean("assistant: hello") == ""

@@ -38,6 +38,19 @@ async def test_migrations_build_exactly_the_models(engine) -> None:
         assert await connection.run_sync(diff) == []
 
 
+async def test_open_database_migrates_a_blank_database(database_url: str) -> None:
+    from storage import open_database
+
+    engine, sessions = await open_database(database_url)
+    try:
+        async with sessions() as session:
+            await add_turn(session, ALICE, ALICE, "user", "hello")
+            await session.commit()
+            assert [t.text for t in await recent_turns(session, ALICE, ALICE)] == ["hello"]
+    finally:
+        await engine.dispose()
+
+
 async def test_context_survives_a_restart_and_stays_per_user_and_chat(database_url: str, sessions) -> None:
     async with sessions() as session:
         await add_turn(session, ALICE, ALICE, "user", "my secret: I love pineapple pizza")
