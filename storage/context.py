@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import Chat, ImageRecord, Turn, User
+from .models import Chat, ImageRecord, Turn, User, utcnow
 
 ROLES = ("user", "assistant")
 
@@ -47,15 +47,20 @@ def decode_embeddings(blobs: list[bytes]) -> np.ndarray:
 
 
 async def ensure_chat(session: AsyncSession, chat_id: int, kind: str) -> None:
-    if await session.get(Chat, chat_id) is None:
-        session.add(Chat(id=chat_id, kind=kind))
-        await session.flush()
+    await _insert_if_missing(session, Chat, id=chat_id, kind=kind, first_seen=utcnow())
 
 
 async def ensure_user(session: AsyncSession, user_id: int) -> None:
-    if await session.get(User, user_id) is None:
-        session.add(User(id=user_id))
-        await session.flush()
+    await _insert_if_missing(session, User, id=user_id, first_seen=utcnow())
+
+
+async def _insert_if_missing(session: AsyncSession, model, **values) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING: everyone's first message in a new group races to create it."""
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    await session.execute(insert(model).values(**values).on_conflict_do_nothing())
 
 
 async def save_image(session: AsyncSession, image: NewImage, chat_kind: str = "private") -> ImageRecord:

@@ -262,3 +262,16 @@ def test_database_url_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     default = StorageSettings().url()
     assert default.startswith("sqlite+aiosqlite:///") and default.endswith("clipchat.db")
+
+
+async def test_first_words_from_many_people_in_a_new_group_all_land(sessions) -> None:
+    """Everyone's first message races to create the same chat row; none may fail."""
+    async def first_words(user_id: int) -> None:
+        async def write(session):
+            await add_turn(session, GROUP, user_id, "user", f"hello from {user_id}", chat_kind="supergroup")
+        await write_with_retry(sessions, write)
+
+    await asyncio.gather(*(first_words(3000 + n) for n in range(12)))
+    async with sessions() as session:
+        for n in range(12):
+            assert [t.text for t in await recent_turns(session, GROUP, 3000 + n)] == [f"hello from {3000 + n}"]
