@@ -1,0 +1,89 @@
+"""The micro-batcher: results reach the right callers, errors stay with their item, a full queue pushes back."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from vision.batcher import Busy, MicroBatcher
+
+
+async def test_concurrent_requests_are_batched_and_answered_to_the_right_caller() -> None:
+    calls: list[list[int]] = []
+
+    def square(items):
+        calls.append(list(items))
+        time.sleep(0.01)  # a model call: requests pile up meanwhile
+        return [i * i for i in items]
+
+    batcher = MicroBatcher(square, max_batch=8, max_wait=0.02)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(40)))
+    await batcher.close()
+    assert results == [i * i for i in range(40)]
+    assert max(len(c) for c in calls) == 8 and len(calls) <= 8  # 40 requests, far fewer model calls
+    assert sorted(i for c in calls for i in c) == list(range(40))
+
+
+async def test_one_bad_item_fails_only_its_caller() -> None:
+    def invert(items):
+        return [1 / i for i in items]  # the whole batch raises when any item is 0
+
+    batcher = MicroBatcher(invert, max_batch=16, max_wait=0.02)
+    outcomes = await asyncio.gather(*(batcher.submit(i) for i in [1, 2, 0, 4, 5]), return_exceptions=True)
+    await batcher.close()
+    assert outcomes[:2] == [1.0, 0.5] and outcomes[3:] == [0.25, 0.2]
+    assert isinstance(outcomes[2], ZeroDivisionError)
+
+
+async def test_a_full_queue_pushes_back_with_a_polite_error() -> None:
+    release = threading.Event()
+
+    def slow(items):
+        release.wait(5)
+        return list(items)
+
+    batcher = MicroBatcher(slow, max_batch=1, max_wait=0, max_queue=2)
+    running = asyncio.ensure_future(batcher.submit("first"))  # taken by the worker, blocking it
+    await asyncio.sleep(0.05)
+    queued = [asyncio.ensure_future(batcher.submit(n)) for n in ("second", "third")]
+    await asyncio.sleep(0.01)
+    with pytest.raises(Busy) as refused:
+        await batcher.submit("fourth")
+    assert "try again" in refused.value.user_message
+    release.set()
+    assert await running == "first" and [await q for q in queued] == ["second", "third"]
+    await batcher.close()
+
+
+async def test_the_event_loop_keeps_running_while_a_batch_computes() -> None:
+    def slow(items):
+        time.sleep(0.3)
+        return list(items)
+
+    batcher = MicroBatcher(slow, max_wait=0)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(ticker())
+    assert await batcher.submit("photo") == "photo"
+    task.cancel()
+    await batcher.close()
+    assert ticks >= 10  # other chats were served while the model worked
+
+
+async def test_describing_through_the_batcher_matches_describing_alone(world_models, heldout) -> None:
+    images = [h.image for h in heldout[:12]]
+    batcher = MicroBatcher(world_models.describe, max_batch=6, max_wait=0.05)
+    together = await asyncio.gather(*(batcher.submit(image) for image in images))
+    await batcher.close()
+    alone = [world_models.describe([image])[0] for image in images]
+    assert [d.caption for d in together] == [d.caption for d in alone]
+    assert max(batcher.batch_sizes) > 1
