@@ -57,8 +57,9 @@ class EmbeddingIndex:
         if vectors is not None and (len(vectors.ids), vectors.last_id) == (count, newest or 0):
             self._chats.move_to_end(key)
             return vectors
-        if vectors is None or not _only_appended(vectors, count, newest):
-            vectors = _ChatVectors()  # something was deleted (retention, forget): reload the chat
+        incremental = vectors is not None and _only_appended(vectors, count, newest)
+        if not incremental:
+            vectors = _ChatVectors()  # first look, or something was deleted (retention, forget): reload
         rows = (await session.execute(select(ImageRecord.id, ImageRecord.embedding)
                                       .where(*where, ImageRecord.id > vectors.last_id)
                                       .order_by(ImageRecord.id))).all()
@@ -66,9 +67,10 @@ class EmbeddingIndex:
             fresh = decode_embeddings([row.embedding for row in rows])
             vectors.ids = np.concatenate([vectors.ids, np.array([row.id for row in rows], dtype=np.int64)])
             vectors.matrix = fresh if not vectors.matrix.size else np.concatenate([vectors.matrix, fresh])
-        if len(vectors.ids) != count:  # a delete and an insert crossed: start over once
+        if incremental and len(vectors.ids) != count:  # a delete and an insert crossed: reload once
             self._chats.pop(key, None)
             return await self._fresh(session, chat_id, model)
+        # After a full reload a mismatch only means rows arrived meanwhile; the next query picks them up.
         self._chats[key] = vectors
         self._chats.move_to_end(key)
         if len(self._chats) > self._max_chats:

@@ -108,6 +108,7 @@ class ZeroShotTagger:
         self.cache_dir = cache_dir
         self._label_sets: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
         self._max_cached = max_cached_label_sets
+        self._keys = [(name, label) for name, labels in vocabulary.sections for label in labels]
         self.vocabulary_embeddings = self._vocabulary_embeddings()  # (L, D)
 
     def tag(self, images: torch.Tensor, top_k: int = 5, threshold: float = 0.1) -> list[list[Tag]]:
@@ -115,7 +116,7 @@ class ZeroShotTagger:
         probs = self._section_probabilities(images)
         results = []
         for row in probs:
-            tags = [Tag(label, float(p), section) for (section, label), p in zip(self._label_keys(), row)
+            tags = [Tag(label, float(p), section) for (section, label), p in zip(self._keys, row.tolist())
                     if p >= threshold]
             results.append(sorted(tags, key=lambda t: t.score, reverse=True)[:top_k])
         return results
@@ -123,11 +124,10 @@ class ZeroShotTagger:
     def best_per_section(self, images: torch.Tensor) -> list[dict[str, Tag]]:
         """(B, D) -> for each image, the winning label of every section."""
         probs = self._section_probabilities(images)
-        keys = self._label_keys()
         out = []
         for row in probs:
             best: dict[str, Tag] = {}
-            for (section, label), p in zip(keys, row.tolist()):
+            for (section, label), p in zip(self._keys, row.tolist()):
                 if section not in best or p > best[section].score:
                     best[section] = Tag(label, p, section)
             out.append(best)
@@ -182,9 +182,6 @@ class ZeroShotTagger:
         key = hashlib.sha256("\n".join([self.encoder.identity, self.vocabulary.digest(), *self.templates])
                              .encode()).hexdigest()[:24]
         return self.cache_dir / "tag-embeddings" / f"{key}.safetensors"
-
-    def _label_keys(self) -> list[tuple[str, str]]:
-        return [(name, label) for name, labels in self.vocabulary.sections for label in labels]
 
     def _section_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.encoder.logit_scale * images.float().to(self.vocabulary_embeddings.device) \
