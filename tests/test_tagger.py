@@ -87,3 +87,14 @@ def test_vocabulary_files() -> None:
 def test_label_lists_from_a_question() -> None:
     assert parse_label_list("cat / dog; the fox and an owl") == ["cat", "dog", "fox", "owl"]
     assert parse_label_list("Cat, cat, CAT") == ["Cat"]
+
+
+def test_labels_the_vocabulary_has_are_not_embedded_again(world_models) -> None:
+    vocabulary = world_models.tagger.vocabulary
+    counting = CountingEncoder(world_models.encoder)
+    tagger = ZeroShotTagger(counting, vocabulary)
+    counting.texts = 0
+    mixed = tagger.label_embeddings(["hexagon", *vocabulary.labels])  # "is there a hexagon?" against everything
+    assert counting.texts == len(tagger.templates)  # only the new label was embedded
+    assert torch.allclose(mixed[1:], tagger.vocabulary_embeddings, atol=1e-6)
+    assert torch.allclose(mixed[0], tagger._embed_labels(["hexagon"])[0], atol=1e-6)

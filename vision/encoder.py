@@ -90,7 +90,8 @@ def load_clip(name: str, pretrained: str | None, device: torch.device, dtype: to
             name, pretrained=pretrained, precision=precision, device=device,
             cache_dir=str(cache_dir) if cache_dir else None)
     except (OSError, RuntimeError) as error:  # open_clip reports a failed download as RuntimeError
-        raise ModelNotFound(f"Could not load CLIP {name} ({pretrained or 'no pretrained tag'}): {str(error).rstrip('.')}. "
+        reason = str(error).rstrip(".")
+        raise ModelNotFound(f"Could not load CLIP {name} ({pretrained or 'no pretrained tag'}): {reason}. "
                             "If this machine is offline, run `clipchat prefetch` where it can reach the "
                             "Hugging Face Hub.") from error
     tokenizer = open_clip.get_tokenizer(name)

@@ -73,16 +73,19 @@ class GuidedCaptioner:
             probs = logits.float().softmax(dim=-1)
             top_probs, top_ids = probs.topk(k, dim=-1)  # (B, k)
             cache.batch_repeat_interleave(k)  # every candidate continues its own copy of the cache
-            step = self.lm(top_ids.reshape(b * k, 1), use_cache=True, output_hidden_states=True, **{keyword: cache})
+            step = self.lm(top_ids.reshape(b * k, 1), use_cache=True, output_hidden_states=True,
+                           **{keyword: cache})
             hidden = F.normalize(step.hidden_states[-1][:, -1].float(), dim=-1).view(b, k, -1)  # (B, k, H)
             penalty = torch.einsum("bkh,bph->bkp", hidden, context).amax(dim=-1)  # (B, k)
             plausible = top_probs >= plausibility * top_probs[:, :1]  # (B, k); the top token always is
             rows_cols = plausible.nonzero().tolist()
             texts = [self._text(generated[i] + [int(top_ids[i, j])]) for i, j in rows_cols]
             sims = torch.full((b, k), float("-inf"), device=image.device)
-            sims[plausible.to(image.device)] = (self.encoder.embed_texts(texts) * image[[i for i, _ in rows_cols]]).sum(-1)
+            text_vectors = self.encoder.embed_texts(texts)  # (plausible candidates, D)
+            sims[plausible.to(image.device)] = (text_vectors * image[[i for i, _ in rows_cols]]).sum(-1)
             grounding = (sims * self.encoder.logit_scale).softmax(dim=-1).to(top_probs.device)
-            score = ((1 - alpha) * top_probs - alpha * penalty + beta * grounding).masked_fill(~plausible, float("-inf"))
+            score = (1 - alpha) * top_probs - alpha * penalty + beta * grounding
+            score = score.masked_fill(~plausible, float("-inf"))
             choice = score.argmax(dim=-1)  # (B,)
             rows = torch.arange(b, device=device) * k + choice
             cache = output_cache(step)

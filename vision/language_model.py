@@ -22,8 +22,8 @@ def load_language_model(ref: Ref, device: torch.device, dtype: torch.dtype, cach
         tokenizer = AutoTokenizer.from_pretrained(ref.pretrained_id, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(ref.pretrained_id, dtype=dtype, **kwargs)
     except OSError as error:
-        raise ModelNotFound(f"Could not load language model {ref}: {str(error).rstrip('.')}. If this machine is offline, "
-                            "run `clipchat prefetch` where it can reach the Hugging Face Hub.") from error
+        raise ModelNotFound(f"Could not load language model {ref}: {str(error).rstrip('.')}. If this machine is "
+                            "offline, run `clipchat prefetch` where it can reach the Hugging Face Hub.") from error
     return model.to(device).eval(), tokenizer
 
 

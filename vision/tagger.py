@@ -110,6 +110,7 @@ class ZeroShotTagger:
         self._max_cached = max_cached_label_sets
         self._keys = [(name, label) for name, labels in vocabulary.sections for label in labels]
         self.vocabulary_embeddings = self._vocabulary_embeddings()  # (L, D)
+        self._vocabulary_rows = {label: row for row, (_, label) in enumerate(self._keys)}
 
     def tag(self, images: torch.Tensor, top_k: int = 5, threshold: float = 0.1) -> list[list[Tag]]:
         """(B, D) normalised image vectors -> up to `top_k` tags each, scored above `threshold`, best first."""
@@ -148,7 +149,11 @@ class ZeroShotTagger:
         if key in self._label_sets:
             self._label_sets.move_to_end(key)
             return self._label_sets[key]
-        embeddings = self._embed_labels(labels)
+        # Vocabulary labels already have their vectors: embed only the ones the vocabulary lacks.
+        new = [label for label in dict.fromkeys(labels) if label not in self._vocabulary_rows]
+        fresh = dict(zip(new, self._embed_labels(new))) if new else {}
+        embeddings = torch.stack([fresh[label] if label in fresh
+                                  else self.vocabulary_embeddings[self._vocabulary_rows[label]] for label in labels])
         self._label_sets[key] = embeddings
         if len(self._label_sets) > self._max_cached:
             self._label_sets.popitem(last=False)
