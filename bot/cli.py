@@ -11,11 +11,14 @@ from vision import cli as vision_cli
 from vision.errors import ClipchatError
 from vision.settings import VisionSettings
 
+from . import runner
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clipchat", description="A Telegram assistant that looks at photos.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the models are doing")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    runner.add_commands(commands)
     vision_cli.add_commands(commands)
     storage_cli.add_commands(commands)
     return parser

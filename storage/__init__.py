@@ -4,16 +4,17 @@ Callers open one session per update from the sessionmaker built at start-up and
 pass it to the data functions here. This package never imports `telegram`.
 """
 
+from .chat_settings import SWITCHES, Switches, chat_switches, set_chat_switch
 from .context import (NewImage, add_turn, decode_embeddings, encode_embedding, image_by_message,
                       image_under_discussion, recent_turns, reset_thread, save_image)
 from .database import make_engine, make_sessionmaker, open_database, upgrade, write_with_retry
-from .lifecycle import Removed, forget_user, purge_older_than, rows_about_user
+from .lifecycle import Removed, forget_user, maintain, purge_older_than, rows_about_user, statistics
 from .models import Base, Chat, ChatSettings, ImageRecord, Turn, User, UserSettings
 from .search import EmbeddingIndex, search_images
 from .settings import StorageSettings
 
 __all__ = ["Base", "Chat", "ChatSettings", "EmbeddingIndex", "ImageRecord", "NewImage", "Removed",
-           "StorageSettings", "Turn", "User", "UserSettings", "add_turn", "decode_embeddings",
-           "encode_embedding", "forget_user", "image_by_message", "image_under_discussion", "make_engine",
+           "StorageSettings", "SWITCHES", "Switches", "Turn", "User", "UserSettings", "add_turn", "chat_switches", "decode_embeddings",
+           "encode_embedding", "forget_user", "image_by_message", "maintain", "image_under_discussion", "make_engine",
            "make_sessionmaker", "open_database", "purge_older_than", "recent_turns", "reset_thread",
-           "rows_about_user", "save_image", "search_images", "upgrade", "write_with_retry"]
+           "rows_about_user", "save_image", "search_images", "set_chat_switch", "statistics", "upgrade", "write_with_retry"]

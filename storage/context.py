@@ -32,6 +32,7 @@ class NewImage:
     embedding: np.ndarray  # (D,) L2-normalised
     embedding_model: str
     media_group_id: str | None = None
+    media_kind: str = "photo"  # "document" for an image sent as a file
 
 
 def encode_embedding(vector: np.ndarray) -> bytes:
@@ -70,19 +71,20 @@ async def save_image(session: AsyncSession, image: NewImage, chat_kind: str = "p
     record = ImageRecord(chat_id=image.chat_id, sender_id=image.sender_id, message_id=image.message_id,
                          media_group_id=image.media_group_id, file_id=image.file_id,
                          file_unique_id=image.file_unique_id, caption=image.caption, tags=image.tags,
-                         embedding=encode_embedding(image.embedding), embedding_model=image.embedding_model)
+                         embedding=encode_embedding(image.embedding), embedding_model=image.embedding_model,
+                         media_kind=image.media_kind)
     session.add(record)
     await session.flush()
     return record
 
 
 async def add_turn(session: AsyncSession, chat_id: int, user_id: int, role: str, text: str,
-                   image_id: int | None = None, chat_kind: str = "private") -> Turn:
+                   image_id: int | None = None, chat_kind: str = "private", message_id: int | None = None) -> Turn:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     await ensure_chat(session, chat_id, chat_kind)
     await ensure_user(session, user_id)
-    turn = Turn(chat_id=chat_id, user_id=user_id, role=role, text=text, image_id=image_id)
+    turn = Turn(chat_id=chat_id, user_id=user_id, role=role, text=text, image_id=image_id, message_id=message_id)
     session.add(turn)
     await session.flush()
     return turn
@@ -96,10 +98,16 @@ async def recent_turns(session: AsyncSession, chat_id: int, user_id: int, limit:
 
 
 async def image_by_message(session: AsyncSession, chat_id: int, message_id: int) -> ImageRecord | None:
-    """The photo posted as `message_id` in this chat: what a reply points at."""
-    return await session.scalar(select(ImageRecord).where(ImageRecord.chat_id == chat_id,
-                                                          ImageRecord.message_id == message_id)
-                                .order_by(ImageRecord.id.desc()).limit(1))
+    """The photo posted as `message_id` in this chat, or the one the bot's message `message_id` was about:
+    what a reply points at."""
+    posted = await session.scalar(select(ImageRecord).where(ImageRecord.chat_id == chat_id,
+                                                            ImageRecord.message_id == message_id)
+                                  .order_by(ImageRecord.id.desc()).limit(1))
+    if posted is not None:
+        return posted
+    return await session.scalar(select(ImageRecord).join(Turn, Turn.image_id == ImageRecord.id)
+                                .where(Turn.chat_id == chat_id, Turn.message_id == message_id)
+                                .order_by(Turn.id.desc()).limit(1))
 
 
 async def image_under_discussion(session: AsyncSession, chat_id: int, user_id: int,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from .models import Chat, ChatSettings, ImageRecord, Turn, User, UserSettings
 
@@ -52,3 +52,26 @@ async def rows_about_user(session: AsyncSession, user_id: int) -> int:
                                                                           Chat.kind == "private")),
     ]
     return sum(counts)
+
+
+async def statistics(session: AsyncSession) -> dict[str, int]:
+    """Row counts for the periodic statistics log line."""
+    counts = {}
+    for name, model in (("users", User), ("chats", Chat), ("images", ImageRecord), ("turns", Turn)):
+        counts[name] = await session.scalar(select(func.count()).select_from(model)) or 0
+    return counts
+
+
+async def maintain(engine: AsyncEngine) -> str:
+    """Keep the planner's statistics fresh and the SQLite write-ahead log short; returns what it did."""
+    if engine.dialect.name == "sqlite":
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql("PRAGMA optimize")
+            await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        return "sqlite: optimize, wal_checkpoint"
+    if engine.dialect.name == "postgresql":
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.exec_driver_sql("ANALYZE")
+        return "postgresql: analyze"
+    return f"{engine.dialect.name}: nothing to do"

@@ -67,6 +67,7 @@ class ImageRecord(Base):
     media_group_id: Mapped[str | None] = mapped_column(String(64))
     file_id: Mapped[str] = mapped_column(String(256))
     file_unique_id: Mapped[str] = mapped_column(String(64), index=True)
+    media_kind: Mapped[str] = mapped_column(String(16), default="photo", server_default="photo")  # or "document"
     caption: Mapped[str] = mapped_column(Text, default="")
     tags: Mapped[list] = mapped_column(JSON, default=list)  # [{"label": str, "score": float}, ...]
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float16, L2-normalised
@@ -76,7 +77,8 @@ class ImageRecord(Base):
 
 class Turn(Base):
     __tablename__ = "turns"
-    __table_args__ = (Index("ix_turns_thread", "chat_id", "user_id", "id"),)
+    __table_args__ = (Index("ix_turns_thread", "chat_id", "user_id", "id"),
+                      Index("ix_turns_chat_message", "chat_id", "message_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     chat_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chats.id", ondelete="CASCADE"))
@@ -84,4 +86,5 @@ class Turn(Base):
     role: Mapped[str] = mapped_column(String(16))  # "user" or "assistant"
     text: Mapped[str] = mapped_column(Text)
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
+    message_id: Mapped[int | None] = mapped_column(BigInteger)  # the bot's reply, so replies to it find the photo
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -9,7 +9,7 @@ from .database import default_database_url, normalize_url
 
 
 class StorageSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CLIPCHAT_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CLIPCHAT_", env_file=".env", extra="ignore", populate_by_name=True)
 
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "CLIPCHAT_DATABASE_URL"),
                                      description="SQLAlchemy URL; default: SQLite in the user data directory. "

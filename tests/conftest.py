@@ -135,3 +135,65 @@ def sessions(engine):
     from storage import make_sessionmaker
 
     return make_sessionmaker(engine)
+
+
+# --- the bot against a fake Bot API server ---------------------------------------------------------------------
+
+BOT_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"  # well-formed, and valid nowhere but the fake server
+
+
+@pytest.fixture
+async def telegram():
+    from tests.fake_telegram import FakeTelegram
+
+    server = await FakeTelegram(BOT_TOKEN).start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def bot_settings(telegram):
+    from bot.settings import BotSettings
+
+    return BotSettings(token=BOT_TOKEN, base_url=telegram.base_url, base_file_url=telegram.base_file_url,
+                       album_wait_s=0.4)
+
+
+@pytest.fixture
+async def start_bot(world_models, bot_settings, tmp_path: Path):
+    """Start the bot on the world's models against the fake server; call again after `stop` to restart it.
+
+    Long polling by default; `webhook=(port, secret)` starts the webhook server instead.
+    """
+    from bot.application import build_application
+    from storage import StorageSettings
+
+    running = []
+
+    async def start(settings=None, database_url: str | None = None, webhook: tuple[int, str] | None = None):
+        storage = StorageSettings(database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
+        app = build_application(settings or bot_settings, storage_settings=storage, models=world_models)
+        await app.initialize()
+        await app.post_init(app)
+        if webhook:
+            port, secret = webhook
+            await app.updater.start_webhook(listen="127.0.0.1", port=port, url_path="hook", secret_token=secret,
+                                            webhook_url=f"http://127.0.0.1:{port}/hook")
+        else:
+            await app.updater.start_polling(poll_interval=0, timeout=1)
+        await app.start()
+        running.append(app)
+        return app
+
+    async def stop(app) -> None:
+        running.remove(app)
+        if app.updater.running:
+            await app.updater.stop()
+        await app.stop()
+        await app.shutdown()
+        await app.post_shutdown(app)
+
+    start.stop = stop
+    yield start
+    for app in list(running):
+        await stop(app)

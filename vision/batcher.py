@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from .errors import ClipchatError
@@ -32,7 +32,8 @@ class Busy(ClipchatError):
 
 class MicroBatcher(Generic[T, R]):
     def __init__(self, process: Callable[[Sequence[T]], Sequence[R]], *, max_batch: int = 16,
-                 max_wait: float = 0.005, max_queue: int = 256, name: str = "vision") -> None:
+                 max_wait: float = 0.005, max_queue: int = 256, name: str = "vision",
+                 executor: Executor | None = None) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_batch and max_queue must be positive and max_wait not negative")
         self._process = process
@@ -41,8 +42,10 @@ class MicroBatcher(Generic[T, R]):
         self.name = name
         self._queue: asyncio.Queue[tuple[T, asyncio.Future]] = asyncio.Queue(maxsize=max_queue)
         # One long-lived thread: PyTorch's OpenMP team belongs to the calling thread, and hopping
-        # between the default executor's threads measured 40% slower on a 2-core CPU.
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-model")
+        # between the default executor's threads measured 40% slower on a 2-core CPU. Batchers
+        # over the same models share one (`executor`), so they never compete for the cores.
+        self._owns_thread = executor is None
+        self._thread = executor or model_thread(name)
         self._worker: asyncio.Task | None = None
         self.batch_sizes: list[int] = []  # for metrics and tests: how well requests were gathered
 
@@ -67,7 +70,12 @@ class MicroBatcher(Generic[T, R]):
             _, future = self._queue.get_nowait()
             if not future.done():
                 future.set_exception(Busy(detail="shutting down"))
-        self._thread.shutdown(wait=False)
+        if self._owns_thread:
+            self._thread.shutdown(wait=False)
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
 
     async def _run(self) -> None:
         while True:
@@ -102,6 +110,11 @@ class MicroBatcher(Generic[T, R]):
             return
         for (_, future), result in zip(batch, results):
             _settle(future, result=result)
+
+
+def model_thread(name: str = "vision") -> ThreadPoolExecutor:
+    """The single thread that runs a set of models; share it between the batchers that use them."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-model")
 
 
 def _settle(future: asyncio.Future, result=None, error: BaseException | None = None) -> None:

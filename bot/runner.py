@@ -1,0 +1,65 @@
+"""`clipchat run` (the bot, long polling or webhook) and `clipchat chat` (the same dialogue in a terminal)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+from pathlib import Path
+from urllib.parse import urlparse
+
+from storage import StorageSettings
+from vision.settings import VisionSettings
+
+from .settings import BotSettings
+
+log = logging.getLogger(__name__)
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser("run", help="run the Telegram bot (long polling, or --webhook URL)")
+    run.add_argument("--webhook", metavar="URL", help="public HTTPS URL Telegram should post updates to; "
+                                                      "starts the webhook server instead of polling")
+    run.add_argument("--listen", help="address for the webhook server (default: CLIPCHAT_WEBHOOK_LISTEN)")
+    run.add_argument("--port", type=int, help="port for the webhook server (default: CLIPCHAT_WEBHOOK_PORT)")
+    run.add_argument("--models", metavar="DIR_OR_NAME", help="model set (default: CLIPCHAT_MODELS)")
+    run.set_defaults(handler=run_bot)
+
+    chat = commands.add_parser("chat", help="talk to the models in this terminal: /photo PATH, then questions")
+    chat.add_argument("--models", metavar="DIR_OR_NAME", help="model set (default: CLIPCHAT_MODELS)")
+    chat.add_argument("--database", metavar="URL", help="keep the conversation in this database "
+                                                        "(default: a temporary one)")
+    chat.set_defaults(handler=run_chat)
+
+
+def run_bot(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
+    from telegram import Update
+
+    from .application import build_application
+
+    settings = BotSettings()
+    if args.models:
+        vision_settings = vision_settings.model_copy(update={"models": args.models})
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    application = build_application(settings, vision_settings, StorageSettings())
+    if not args.webhook:
+        log.info("starting with long polling")
+        application.run_polling(allowed_updates=Update.ALL_TYPES)
+        return 0
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
+    listen, port = args.listen or settings.webhook_listen, args.port or settings.webhook_port
+    log.info("starting the webhook server on %s:%d for %s", listen, port, args.webhook)
+    application.run_webhook(listen=listen, port=port, url_path=urlparse(args.webhook).path.lstrip("/"),
+                            webhook_url=args.webhook, secret_token=secret, allowed_updates=Update.ALL_TYPES)
+    return 0
+
+
+def run_chat(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
+    from .console import console
+
+    if args.models:
+        vision_settings = vision_settings.model_copy(update={"models": args.models})
+    return asyncio.run(console(vision_settings, args.database))
+
+

@@ -1,0 +1,311 @@
+"""A small fake Bot API server on 127.0.0.1, for driving the real python-telegram-bot stack in tests.
+
+It queues updates for getUpdates (or posts them to a webhook), serves files for
+getFile and the download, answers the send/edit methods the bot uses while
+recording every call, and can be told to fail a method (a 429 with retry_after).
+Bodies may be JSON, form-encoded or multipart, as real clients send them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import json
+import re
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+USERNAME = "clipchat_test_bot"
+BOT_ID = 4242
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def chat_id(self) -> int | None:
+        value = self.params.get("chat_id")
+        return int(value) if value is not None else None
+
+    @property
+    def reply_to(self) -> int | None:
+        parameters = self.params.get("reply_parameters") or {}
+        value = parameters.get("message_id", self.params.get("reply_to_message_id"))
+        return int(value) if value is not None else None
+
+    @property
+    def text(self) -> str:
+        return self.params.get("text") or self.params.get("caption") or ""
+
+
+class FakeTelegram:
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.calls: list[Call] = []
+        self.webhook: dict | None = None
+        self.files: dict[str, bytes] = {}
+        self.admins: dict[int, set[int]] = {}
+        self._updates: list[dict] = []
+        self._update_ids = itertools.count(1)
+        self._message_ids = itertools.count(100)
+        self._failures: dict[str, list[dict]] = {}
+        self._chats: dict[int, dict] = {}
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # --- server -------------------------------------------------------------------------------------------------
+
+    async def start(self) -> FakeTelegram:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self._api)
+        app.router.add_get("/file/bot{token}/{path:.*}", self._file)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/file/bot"
+
+    # --- what tests do ------------------------------------------------------------------------------------------
+
+    def push(self, update: dict) -> int:
+        update = {"update_id": next(self._update_ids), **update}
+        self._updates.append(update)
+        asyncio.get_running_loop().create_task(self._notify())
+        return update["update_id"]
+
+    def add_file(self, data: bytes, declared_size: int | None = None) -> tuple[str, str, int]:
+        unique = hashlib.sha1(data).hexdigest()[:16] + f"-{len(self.files)}"
+        file_id = f"file-{unique}"
+        self.files[file_id] = data
+        return file_id, unique, declared_size if declared_size is not None else len(data)
+
+    def fail(self, method: str, times: int = 1, code: int = 429, retry_after: int = 1,
+             description: str | None = None) -> None:
+        """The next `times` calls of `method` get this error instead of an answer."""
+        body = {"ok": False, "error_code": code,
+                "description": description or (f"Too Many Requests: retry after {retry_after}" if code == 429
+                                               else "Bad Request")}
+        if code == 429:
+            body["parameters"] = {"retry_after": retry_after}
+        self._failures.setdefault(method, []).extend([body] * times)
+
+    def sent(self, method: str | None = None, chat_id: int | None = None) -> list[Call]:
+        return [call for call in self.calls if (method is None or call.method == method)
+                and (chat_id is None or call.chat_id == chat_id)]
+
+    def replies(self, chat_id: int | None = None) -> list[Call]:
+        return [call for call in self.calls if call.method in ("sendMessage", "sendPhoto", "sendDocument")
+                and (chat_id is None or call.chat_id == chat_id)]
+
+    async def wait_for(self, check, timeout: float = 30.0, what: str = "the bot"):
+        """Wait until `check()` is truthy (re-checked after every call the bot makes); return its value."""
+        deadline = time.monotonic() + timeout
+        async with self._changed:
+            while not (result := check()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"timed out waiting for {what}; calls so far: "
+                                         f"{[(c.method, c.params.get('chat_id'), c.text[:60]) for c in self.calls]}")
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except asyncio.TimeoutError:
+                    continue
+        return result
+
+    async def wait_replies(self, chat_id: int, count: int, timeout: float = 30.0) -> list[Call]:
+        return await self.wait_for(lambda: (r := self.replies(chat_id)) and len(r) >= count and r, timeout,
+                                   f"{count} replies in chat {chat_id}")
+
+    # --- updates' contents --------------------------------------------------------------------------------------
+
+    def message(self, chat: dict, sender: dict | None, *, text: str | None = None, caption: str | None = None,
+                photo: tuple | None = None, document: tuple | None = None, mime_type: str = "image/jpeg",
+                media_group_id: str | None = None, reply_to: dict | None = None) -> dict:
+        self._chats[chat["id"]] = chat
+        message = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": chat}
+        if sender is not None:
+            message["from"] = sender
+        elif chat["type"] == "channel":
+            message["sender_chat"] = chat
+        if text is not None:
+            message["text"] = text
+            message["entities"] = _entities(text)
+        if caption is not None:
+            message["caption"] = caption
+            message["caption_entities"] = _entities(caption)
+        if photo is not None:
+            file_id, unique, size = photo
+            message["photo"] = [{"file_id": file_id, "file_unique_id": unique, "width": 64, "height": 64,
+                                 "file_size": size}]
+        if document is not None:
+            file_id, unique, size = document
+            message["document"] = {"file_id": file_id, "file_unique_id": unique, "file_name": "photo.bin",
+                                   "mime_type": mime_type, "file_size": size}
+        if media_group_id:
+            message["media_group_id"] = media_group_id
+        if reply_to is not None:
+            message["reply_to_message"] = reply_to
+        return message
+
+    def bot_message(self, call: Call) -> dict:
+        """The message the bot sent with `call`, as it would appear in a reply_to_message."""
+        return call.params["_result"]
+
+    # --- handlers -----------------------------------------------------------------------------------------------
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _api(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        method = request.match_info["method"]
+        params = await _params(request)
+        if method == "getUpdates":
+            return _ok(await self._get_updates(params))
+        call = Call(method, params)
+        self.calls.append(call)
+        try:
+            if self._failures.get(method):
+                body = self._failures[method].pop(0)
+                return web.json_response(body, status=body["error_code"])
+            result = self._answer(method, params)
+            params["_result"] = result
+            return _ok(result) if not isinstance(result, web.Response) else result
+        finally:
+            await self._notify()
+
+    async def _get_updates(self, params: dict) -> list[dict]:
+        offset = int(params.get("offset") or 0)
+        self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        deadline = time.monotonic() + float(params.get("timeout") or 0)
+        async with self._changed:
+            while not self._updates and time.monotonic() < deadline:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
+                except asyncio.TimeoutError:
+                    break
+        return self._updates[: int(params.get("limit") or 100)]
+
+    def _answer(self, method: str, params: dict):
+        bot = {"id": BOT_ID, "is_bot": True, "first_name": "clipchat", "username": USERNAME}
+        if method == "getMe":
+            return {**bot, "can_join_groups": True, "can_read_all_group_messages": False,
+                    "supports_inline_queries": False}
+        if method == "getFile":
+            file_id = params["file_id"]
+            if file_id not in self.files:
+                return web.json_response({"ok": False, "error_code": 400, "description": "Bad Request: invalid "
+                                          "file_id"}, status=400)
+            data = self.files[file_id]
+            if len(data) > 20 * 1024 * 1024:
+                return web.json_response({"ok": False, "error_code": 400, "description": "Bad Request: file is "
+                                          "too big"}, status=400)
+            return {"file_id": file_id, "file_unique_id": file_id[5:], "file_size": len(data),
+                    "file_path": f"photos/{file_id}.jpg"}
+        if method in ("sendMessage", "sendPhoto", "sendDocument", "editMessageCaption", "editMessageText"):
+            chat_id = int(params["chat_id"]) if "chat_id" in params else 0
+            message = {"message_id": int(params.get("message_id") or next(self._message_ids)),
+                       "date": int(time.time()), "chat": self._chats.get(chat_id, {"id": chat_id, "type": "private"}),
+                       "from": bot}
+            if "text" in params:
+                message["text"] = params["text"]
+            if "caption" in params:
+                message["caption"] = params["caption"]
+            if method == "sendPhoto":
+                message["photo"] = [{"file_id": params["photo"], "file_unique_id": "u", "width": 64, "height": 64}]
+            if method == "sendDocument":
+                message["document"] = {"file_id": params["document"], "file_unique_id": "u"}
+            return message
+        if method == "getChatMember":
+            user = {"id": int(params["user_id"]), "is_bot": False, "first_name": "Someone"}
+            if int(params["user_id"]) in self.admins.get(int(params["chat_id"]), set()):
+                return {"status": "creator", "user": user, "is_anonymous": False}
+            return {"status": "member", "user": user}
+        if method == "setWebhook":
+            self.webhook = {"url": params["url"], "secret_token": params.get("secret_token")}
+            return True
+        if method == "deleteWebhook":
+            self.webhook = None
+            return True
+        if method == "getWebhookInfo":
+            return {"url": (self.webhook or {}).get("url", ""), "has_custom_certificate": False,
+                    "pending_update_count": 0}
+        if method in ("sendChatAction", "setMyCommands", "answerCallbackQuery", "deleteMessage", "close", "logOut"):
+            return True
+        return web.json_response({"ok": False, "error_code": 404, "description": f"Not Found: {method}"},
+                                 status=404)
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        file_id = request.match_info["path"].removeprefix("photos/").removesuffix(".jpg")
+        if file_id not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
+
+
+def _ok(result) -> web.Response:
+    return web.json_response({"ok": True, "result": result})
+
+
+async def _params(request: web.Request) -> dict:
+    params = dict(request.query)
+    if request.body_exists:
+        if request.content_type == "application/json":
+            params.update(await request.json())
+        else:  # form-encoded or multipart; PTB sends complex values as JSON strings
+            for key, value in (await request.post()).items():
+                params[key] = value.file.read() if hasattr(value, "file") else value
+    for key, value in params.items():
+        if isinstance(value, str) and value[:1] in "{[":
+            params[key] = json.loads(value)
+    return params
+
+
+def _entities(text: str) -> list[dict]:
+    """Mention and command entities, with offsets in UTF-16 units as Telegram counts them."""
+    entities = []
+    for match in re.finditer(r"@\w+|^/\w+(?:@\w+)?", text):
+        offset = len(text[: match.start()].encode("utf-16-le")) // 2
+        length = len(match.group().encode("utf-16-le")) // 2
+        entities.append({"type": "bot_command" if match.group().startswith("/") else "mention",
+                         "offset": offset, "length": length})
+    return entities
+
+
+def user(user_id: int) -> dict:
+    return {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+
+
+def private(user_id: int) -> dict:
+    return {"id": user_id, "type": "private", "first_name": f"User {user_id}"}
+
+
+def group(chat_id: int = -100123) -> dict:
+    return {"id": chat_id, "type": "supergroup", "title": "Test group"}
+
+
+def channel(chat_id: int = -100999) -> dict:
+    return {"id": chat_id, "type": "channel", "title": "Test channel"}
