@@ -27,6 +27,7 @@ class Call:
     method: str
     params: dict
     at: float = field(default_factory=time.monotonic)
+    refused: bool = False  # answered with an injected error
 
     @property
     def chat_id(self) -> int | None:
@@ -109,13 +110,14 @@ class FakeTelegram:
             body["parameters"] = {"retry_after": retry_after}
         self._failures.setdefault(method, []).extend([body] * times)
 
-    def sent(self, method: str | None = None, chat_id: int | None = None) -> list[Call]:
+    def sent(self, method: str | None = None, chat_id: int | None = None, refused: bool = False) -> list[Call]:
+        """Calls the bot made (answered ones; with `refused`, also those that got an injected error)."""
         return [call for call in self.calls if (method is None or call.method == method)
-                and (chat_id is None or call.chat_id == chat_id)]
+                and (chat_id is None or call.chat_id == chat_id) and (refused or not call.refused)]
 
     def replies(self, chat_id: int | None = None) -> list[Call]:
         return [call for call in self.calls if call.method in ("sendMessage", "sendPhoto", "sendDocument")
-                and (chat_id is None or call.chat_id == chat_id)]
+                and (chat_id is None or call.chat_id == chat_id) and not call.refused]
 
     async def wait_for(self, check, timeout: float = 30.0, what: str = "the bot"):
         """Wait until `check()` is truthy (re-checked after every call the bot makes); return its value."""
@@ -189,6 +191,7 @@ class FakeTelegram:
         try:
             if self._failures.get(method):
                 body = self._failures[method].pop(0)
+                call.refused = True
                 return web.json_response(body, status=body["error_code"])
             result = self._answer(method, params)
             params["_result"] = result

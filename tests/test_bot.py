@@ -8,8 +8,11 @@ from tests.bot_helpers import jpeg, send_photo, send_text
 from tests.fake_telegram import USERNAME, group, private, user
 
 
-def caption_of(models, image) -> str:
-    return models.describe([image])[0].caption
+def caption_of(models, image, format: str = "JPEG") -> str:
+    """What the models say about the photo as the bot receives it (JPEG-compressed, like Telegram's photos)."""
+    from vision import load_image
+
+    return models.describe([load_image(jpeg(image, format))])[0].caption
 
 
 async def test_private_photo_gets_caption_and_tags(start_bot, telegram, world_models, heldout):
@@ -22,3 +25,188 @@ async def test_private_photo_gets_caption_and_tags(start_bot, telegram, world_mo
     assert telegram.sent("sendChatAction", 1)[0].params["action"] == "typing"
     registered = {c["command"] for c in telegram.sent("setMyCommands")[0].params["commands"]}
     assert {"caption", "tags", "ask", "mood", "search", "reset", "forget", "settings", "help"} <= registered
+
+
+def distinct(heldout, count: int, attribute: str = "colour"):
+    """Held-out photos that differ in `attribute`, so an answer can only be right about one of them."""
+    chosen, seen = [], set()
+    for held in heldout:
+        value = getattr(held.scene, attribute)
+        if value not in seen:
+            seen.add(value)
+            chosen.append(held)
+        if len(chosen) == count:
+            return chosen
+    raise AssertionError(f"not enough distinct {attribute}s")
+
+
+async def test_follow_up_questions_are_about_the_latest_or_the_replied_photo(start_bot, telegram, heldout):
+    await start_bot()
+    first, second = distinct(heldout, 2)
+    chat, alice = private(1), user(1)
+    first_message = send_photo(telegram, chat, alice, first.image)
+    await telegram.wait_replies(1, 1)
+    send_photo(telegram, chat, alice, second.image)
+    await telegram.wait_replies(1, 2)
+    send_text(telegram, chat, alice, f"what colour is the {second.scene.shape}?")
+    latest = (await telegram.wait_replies(1, 3))[-1]
+    assert second.scene.colour in latest.text and first.scene.colour not in latest.text
+    send_text(telegram, chat, alice, "what colour is it?", reply_to=first_message)
+    replied = (await telegram.wait_replies(1, 4))[-1]
+    assert first.scene.colour in replied.text and second.scene.colour not in replied.text
+
+
+async def test_a_question_in_the_photo_caption_is_answered(start_bot, telegram, heldout):
+    await start_bot()
+    held = heldout[3]
+    send_photo(telegram, private(2), user(2), held.image, caption=f"What colour is the {held.scene.shape}?")
+    [reply] = await telegram.wait_replies(2, 1)
+    assert reply.text.lower().startswith(("it's", "it is", "the", held.scene.colour)) or held.scene.colour in \
+        reply.text.split("\n")[0]
+    assert held.scene.colour in reply.text.split("\n\n")[0]
+
+
+async def test_an_album_gets_one_reply_that_covers_every_photo(start_bot, telegram, world_models, heldout):
+    app = await start_bot()
+    photos = distinct(heldout, 3)
+    for held in photos:
+        send_photo(telegram, private(3), user(3), held.image, media_group_id="album-1")
+    [reply] = await telegram.wait_replies(3, 1)
+    await asyncio.sleep(1.0)  # a second reply would have come by now
+    assert len(telegram.replies(3)) == 1
+    assert reply.text.startswith("3 photos:")
+    for held in photos:
+        assert caption_of(world_models, held.image).lower() in reply.text.lower()
+    assert max(app.bot_data["services"].inference.photos.batch_sizes) >= 2  # the album shared a batch
+
+
+async def test_an_image_sent_as_a_file_is_described_and_other_files_are_declined(start_bot, telegram, world_models,
+                                                                                 heldout):
+    await start_bot()
+    held = heldout[5]
+    document = telegram.add_file(jpeg(held.image, "PNG"))
+    telegram.push({"message": telegram.message(private(4), user(4), document=document, mime_type="image/png")})
+    [reply] = await telegram.wait_replies(4, 1)
+    assert caption_of(world_models, held.image, "PNG").lower() in reply.text.lower()
+    pdf = telegram.add_file(b"%PDF-1.4 not a picture")
+    telegram.push({"message": telegram.message(private(4), user(4), document=pdf, mime_type="application/pdf")})
+    declined = (await telegram.wait_replies(4, 2))[-1]
+    assert "only look at images" in declined.text
+
+
+async def test_in_a_group_the_bot_speaks_only_when_addressed(start_bot, telegram, heldout):
+    await start_bot()
+    chat, alice, bob = group(-100500), user(11), user(12)
+    quiet, asked = distinct(heldout, 2)
+    send_photo(telegram, chat, alice, quiet.image)
+    send_text(telegram, chat, bob, "nice photo!")
+    mention = send_photo(telegram, chat, bob, asked.image, caption=f"@{USERNAME} what colour is the "
+                                                                   f"{asked.scene.shape}?")
+    [answer] = await telegram.wait_replies(chat["id"], 1)
+    assert answer.reply_to == mention["message_id"] and asked.scene.colour in answer.text
+    send_text(telegram, chat, bob, "is there a dog?")  # not addressed: silence
+    send_text(telegram, chat, bob, "what colour is it?", reply_to=telegram.bot_message(answer))
+    replies = await telegram.wait_replies(chat["id"], 2)
+    await asyncio.sleep(0.5)
+    assert len(telegram.replies(chat["id"])) == 2  # nothing for the unaddressed photo or texts
+    assert asked.scene.colour in replies[1].text and replies[1].reply_to != mention["message_id"]
+
+
+async def test_group_admins_turn_on_auto_captions_and_others_cannot(start_bot, telegram, world_models, heldout):
+    await start_bot()
+    chat, admin, member = group(-100600), user(21), user(22)
+    telegram.admins[chat["id"]] = {admin["id"]}
+    send_text(telegram, chat, member, "/settings autocaption on")
+    refused = (await telegram.wait_replies(chat["id"], 1))[-1]
+    assert "Only this chat's admins" in refused.text
+    send_text(telegram, chat, admin, "/settings autocaption on")
+    saved = (await telegram.wait_replies(chat["id"], 2))[-1]
+    assert "on" in saved.text
+    send_photo(telegram, chat, member, heldout[7].image)
+    captioned = (await telegram.wait_replies(chat["id"], 3))[-1]
+    assert caption_of(world_models, heldout[7].image).lower() in captioned.text.lower()
+
+
+async def test_a_channel_gets_alt_text_that_keeps_the_authors_caption(start_bot, telegram, world_models, heldout):
+    from bot.text import ALT_TEXT_HEADER, utf16_length
+    from tests.fake_telegram import channel
+
+    await start_bot()
+    post_chat = channel(-100700)
+    send_text(telegram, post_chat, None, "/settings alttext on")
+    await telegram.wait_replies(post_chat["id"], 1)
+    post = send_photo(telegram, post_chat, None, heldout[8].image, caption="Our new poster 🎨")
+    [edit] = await telegram.wait_for(lambda: telegram.sent("editMessageCaption"), what="an alt text edit")
+    assert int(edit.params["message_id"]) == post["message_id"]
+    assert edit.params["caption"].startswith("Our new poster 🎨\n\n" + ALT_TEXT_HEADER)
+    assert caption_of(world_models, heldout[8].image).lower() in edit.params["caption"].lower()
+    long_caption = "🎨" * 480 + " words " * 4  # 988 UTF-16 units: room for only a little alt text
+    send_photo(telegram, post_chat, None, heldout[9].image, caption=long_caption)
+    edits = await telegram.wait_for(lambda: len(telegram.sent("editMessageCaption")) >= 2 and
+                                    telegram.sent("editMessageCaption"), what="a second edit")
+    assert edits[1].params["caption"].startswith(long_caption) and utf16_length(edits[1].params["caption"]) <= 1024
+
+
+async def test_search_sends_back_the_photo_the_phrase_describes(start_bot, telegram, heldout):
+    await start_bot()
+    photos = distinct(heldout, 4)
+    chat, alice = private(5), user(5)
+    file_ids = []
+    for number, held in enumerate(photos, 1):
+        message = send_photo(telegram, chat, alice, held.image)
+        file_ids.append(message["photo"][-1]["file_id"])
+        await telegram.wait_replies(5, number)
+    target = photos[2]
+    send_text(telegram, chat, alice, f"/search {target.scene.caption}")
+    found = await telegram.wait_for(lambda: telegram.sent("sendPhoto", 5), what="a search result")
+    assert found[0].params["photo"] == file_ids[2]
+    assert telegram.sent("sendChatAction", 5)[-1].params["action"] == "upload_photo"
+
+
+async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, heldout):
+    from storage import rows_about_user
+
+    app = await start_bot()
+    chat, alice = private(6), user(6)
+    send_photo(telegram, chat, alice, heldout[0].image)
+    await telegram.wait_replies(6, 1)
+    send_text(telegram, chat, alice, "/forget")
+    question = (await telegram.wait_replies(6, 2))[-1]
+    buttons = [b["callback_data"] for row in question.params["reply_markup"]["inline_keyboard"] for b in row]
+    assert buttons == ["forget:yes:6", "forget:no:6"]
+    sessions = app.bot_data["services"].sessions
+    async with sessions() as session:
+        assert await rows_about_user(session, 6) > 0  # nothing deleted before the answer
+    telegram.push({"callback_query": {"id": "cb1", "from": alice, "chat_instance": "ci", "data": "forget:yes:6",
+                                      "message": telegram.bot_message(question)}})
+    [done] = await telegram.wait_for(lambda: telegram.sent("editMessageText"), what="the confirmation")
+    assert done.params["text"].startswith("Done. I deleted 1 photos")
+    async with sessions() as session:
+        assert await rows_about_user(session, 6) == 0
+
+
+async def test_a_corrupt_image_and_a_25_mb_file_get_polite_refusals(start_bot, telegram, heldout):
+    await start_bot()
+    broken = jpeg(heldout[0].image)[:300]
+    send_photo(telegram, private(7), user(7), broken)
+    [damaged] = await telegram.wait_replies(7, 1)
+    assert "damaged" in damaged.text
+    huge = telegram.add_file(b"\xff\xd8" + bytes(25 * 1024 * 1024))
+    telegram.push({"message": telegram.message(private(7), user(7), document=huge)})
+    too_big = (await telegram.wait_replies(7, 2))[-1]
+    assert "too big" in too_big.text and "20 MB" in too_big.text
+    assert not telegram.sent("getFile")[1:]  # the 25 MB file was never fetched
+
+
+async def test_flood_control_and_network_errors_delay_the_reply_but_never_lose_it(start_bot, telegram, heldout):
+    await start_bot()
+    telegram.fail("sendMessage", times=1, code=429, retry_after=1)
+    send_photo(telegram, private(8), user(8), heldout[1].image)
+    [reply] = await telegram.wait_replies(8, 1)
+    refused, delivered = telegram.sent("sendMessage", 8, refused=True)
+    assert refused.refused and delivered.text == reply.text and delivered.at - refused.at >= 1.0  # retry_after
+    telegram.fail("sendMessage", times=1, code=502, description="Bad Gateway")
+    send_text(telegram, private(8), user(8), "what colour is it?")
+    answer = (await telegram.wait_replies(8, 2))[-1]
+    assert heldout[1].scene.colour in answer.text
+    assert [call.refused for call in telegram.sent("sendMessage", 8, refused=True)] == [True, False, True, False]
