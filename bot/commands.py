@@ -32,7 +32,7 @@ NO_PHOTO = "I don't have a photo here yet. Send one, or reply to a photo with th
 
 async def start(update: Update, context: BotContext) -> None:
     """Greet and explain."""
-    await reply(update.effective_message, "Hi! I'm clipchat, a bot that looks at photos.\n\n" + HELP)
+    await reply(update.effective_message, "Hi! I'm *clipchat*, a bot that looks at photos.\n\n" + HELP, markdown=True)
 
 
 async def help_command(update: Update, context: BotContext) -> None:

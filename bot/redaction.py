@@ -11,9 +11,9 @@ class RedactToken(logging.Filter):
         self.secret = secret
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "<bot-token>"), None
+        # Freeze the message now: libraries log mutable objects that may hold the token only later
+        # (PTB's getFile result gains the download URL after it is logged).
+        record.msg, record.args = record.getMessage().replace(self.secret, "<bot-token>"), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text and self.secret in record.exc_text:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vision.errors import ClipchatError
 
@@ -34,11 +35,11 @@ class BotSettings(BaseSettings):
     base_file_url: str = Field("https://api.telegram.org/file/bot", description="Bot API file download URL.")
     local_mode: bool = Field(False, description="The Bot API server is a local telegram-bot-api --local: "
                                                 "files are read from its disk.")
-    allowed_users: list[int] = Field(default_factory=list,
+    allowed_users: Annotated[list[int], NoDecode] = Field(default_factory=list,
                                      description="If set, only these user ids (and allowed chats) are served.")
-    allowed_chats: list[int] = Field(default_factory=list,
+    allowed_chats: Annotated[list[int], NoDecode] = Field(default_factory=list,
                                      description="If set, only these chat ids (and allowed users) are served.")
-    admin_ids: list[int] = Field(default_factory=list,
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list,
                                  description="Operators: always served, may change /settings anywhere, see /stats.")
     user_queue: int = Field(16, ge=1, description="Updates one user may have waiting; beyond that they are "
                                                   "asked to slow down.")

@@ -210,3 +210,133 @@ async def test_flood_control_and_network_errors_delay_the_reply_but_never_lose_i
     answer = (await telegram.wait_replies(8, 2))[-1]
     assert heldout[1].scene.colour in answer.text
     assert [call.refused for call in telegram.sent("sendMessage", 8, refused=True)] == [True, False, True, False]
+
+
+async def test_200_updates_from_20_users_are_all_answered_in_each_users_order(start_bot, telegram, heldout):
+    app = await start_bot()
+    users = range(1000, 1020)
+    sent: dict[int, list[int]] = {}
+    for number, user_id in enumerate(users):  # every user's photo arrives before anyone's questions
+        sent[user_id] = [send_photo(telegram, private(user_id), user(user_id), heldout[number].image)["message_id"]]
+    for turn in range(9):
+        for user_id in users:
+            question = ("what colour is it?", "is there a circle?", "what shape is it?")[turn % 3]
+            sent[user_id].append(send_text(telegram, private(user_id), user(user_id), question)["message_id"])
+    await telegram.wait_for(lambda: all(len(telegram.replies(u)) >= 10 for u in users), timeout=120,
+                            what="200 answers")
+    for user_id in users:
+        assert [reply.reply_to for reply in telegram.replies(user_id)] == sent[user_id]
+    photo_batches = app.bot_data["services"].inference.photos.batch_sizes
+    assert max(photo_batches) >= 4  # photos from different chats shared model batches
+
+
+async def test_one_users_flood_is_cut_short_and_never_starves_another_user(start_bot, telegram, bot_settings,
+                                                                           heldout):
+    from bot.ordering import SLOW_DOWN
+
+    await start_bot(bot_settings.model_copy(update={"user_queue": 4}))
+    send_photo(telegram, private(31), user(31), heldout[0].image)
+    await telegram.wait_replies(31, 1)
+    for _ in range(30):
+        send_text(telegram, private(31), user(31), "what colour is it?")
+    send_photo(telegram, private(32), user(32), heldout[1].image)
+    await telegram.wait_replies(32, 1)
+    await telegram.wait_for(lambda: any(SLOW_DOWN in r.text for r in telegram.replies(31)), what="slow down")
+    await asyncio.sleep(1.0)
+    flood_replies = telegram.replies(31)
+    assert sum(SLOW_DOWN in r.text for r in flood_replies) == 1  # asked once, not once per dropped message
+    assert len(flood_replies) <= 1 + 1 + 4 + 1  # photo, notice, the queue's worth, the one running
+
+
+async def test_a_restarted_bot_keeps_the_conversation(start_bot, telegram, heldout):
+    app = await start_bot()
+    held = heldout[4]
+    send_photo(telegram, private(41), user(41), held.image)
+    await telegram.wait_replies(41, 1)
+    await start_bot.stop(app)
+    await start_bot()
+    send_text(telegram, private(41), user(41), f"what colour is the {held.scene.shape}?")
+    answer = (await telegram.wait_replies(41, 2))[-1]
+    assert held.scene.colour in answer.text
+
+
+async def test_the_webhook_serves_telegram_and_refuses_requests_without_the_secret(start_bot, telegram, heldout):
+    import socket
+
+    import aiohttp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    await start_bot(webhook=(port, "s3cret-token"))
+    assert telegram.webhook == {"url": f"http://127.0.0.1:{port}/hook", "secret_token": "s3cret-token"}
+    update = {"update_id": 1, "message": telegram.message(private(51), user(51), text="/help")}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(telegram.webhook["url"], json=update) as response:
+            assert response.status == 403
+        async with http.post(telegram.webhook["url"], json=update,
+                             headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}) as response:
+            assert response.status == 403
+        await asyncio.sleep(0.5)
+        assert not telegram.replies(51)
+        async with http.post(telegram.webhook["url"], json=update,
+                             headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}) as response:
+            assert response.status == 200
+    [reply] = await telegram.wait_replies(51, 1)
+    assert "/search" in reply.text
+
+
+async def test_the_allow_list_keeps_strangers_out(start_bot, telegram, bot_settings, heldout):
+    await start_bot(bot_settings.model_copy(update={"allowed_users": [61]}))
+    send_photo(telegram, private(62), user(62), heldout[0].image)
+    [refusal] = await telegram.wait_replies(62, 1)
+    assert refusal.text == "Sorry, this bot is private."
+    send_photo(telegram, private(61), user(61), heldout[0].image)
+    [reply] = await telegram.wait_replies(61, 1)
+    assert "Tags:" in reply.text
+
+
+async def test_the_token_never_reaches_the_logs(start_bot, telegram, heldout, caplog):
+    import logging
+
+    from tests.conftest import BOT_TOKEN
+
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("httpx").setLevel(logging.DEBUG)
+    await start_bot()
+    send_photo(telegram, private(71), user(71), heldout[0].image)
+    await telegram.wait_replies(71, 1)
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "getUpdates" in text or "sendMessage" in text  # the request log lines were there to leak it
+    leaks = [(r.name, r.getMessage()[:300]) for r in caplog.records if BOT_TOKEN.split(":")[1] in r.getMessage()]
+    assert not leaks
+
+
+async def test_the_jobs_purge_old_rows_and_maintain_the_database(start_bot, telegram, heldout, caplog):
+    import logging
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import update
+
+    from storage import ImageRecord, Turn, statistics
+
+    caplog.set_level(logging.INFO, logger="bot.jobs")
+    app = await start_bot()
+    for user_id in (81, 82):
+        send_photo(telegram, private(user_id), user(user_id), heldout[user_id - 81].image)
+        await telegram.wait_replies(user_id, 1)
+    sessions = app.bot_data["services"].sessions
+    async with sessions() as session:  # user 81's photo and conversation are a year old
+        old = datetime.now(timezone.utc) - timedelta(days=365)
+        await session.execute(update(Turn).where(Turn.user_id == 81).values(created_at=old))
+        await session.execute(update(ImageRecord).where(ImageRecord.sender_id == 81).values(created_at=old))
+        await session.commit()
+    [retention] = app.job_queue.get_jobs_by_name("retention")
+    [maintenance] = app.job_queue.get_jobs_by_name("maintenance")
+    await retention.run(app)
+    await maintenance.run(app)
+    async with sessions() as session:
+        counts = await statistics(session)
+    assert counts["images"] == 1 and counts["turns"] == 2
+    assert any("removed 2 turns and 1 photo records" in r.getMessage() for r in caplog.records)
+    assert any("database maintenance (sqlite: optimize" in r.getMessage() for r in caplog.records)
