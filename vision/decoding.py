@@ -106,7 +106,8 @@ def decode(captioner, clip: torch.Tensor, options: DecodingOptions = DecodingOpt
     grouped = [captions[i * n:(i + 1) * n] for i in range(len(clip))]
     if options.method == "sample":  # samples come unordered; beams are already best first
         grouped = [sorted(group, key=lambda c: c.log_prob, reverse=True) for group in grouped]
-    return grouped
+    # A candidate cut off by max_tokens is never a better caption than one that ended its sentence.
+    return [sorted(group, key=lambda c: not (c.tokens and c.tokens[-1] in captioner.stop_ids)) for group in grouped]
 
 
 def _caption(captioner, tokens: torch.Tensor, scores: torch.Tensor) -> Caption:
