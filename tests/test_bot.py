@@ -340,3 +340,30 @@ async def test_the_jobs_purge_old_rows_and_maintain_the_database(start_bot, tele
     assert counts["images"] == 1 and counts["turns"] == 2
     assert any("removed 2 turns and 1 photo records" in r.getMessage() for r in caplog.records)
     assert any("database maintenance (sqlite: optimize" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_commands_answer_about_the_photo_under_discussion(start_bot, telegram, world_models, heldout):
+    app = await start_bot()
+    chat, alice = private(91), user(91)
+    send_text(telegram, chat, alice, "/caption")
+    assert "don't have a photo" in (await telegram.wait_replies(91, 1))[-1].text
+    held = next(h for h in heldout if h.scene.colour == "blue")
+    send_photo(telegram, chat, alice, held.image)
+    await telegram.wait_replies(91, 2)
+    commands = ["/start", "/caption", "/tags red, blue, green", f"/ask what colour is the {held.scene.shape}?",
+                "/mood", "/tags nothing", "/reset"]
+    for command in commands:
+        send_text(telegram, chat, alice, command)
+    calls = (await telegram.wait_replies(91, 2 + len(commands)))[2:]
+    start, caption, tags, ask, mood, one_label, reset = [call.text for call in calls]
+    assert calls[0].params["parse_mode"] == "Markdown" and "/search" in start
+    assert caption_of(world_models, held.image).lower() in caption.lower()
+    assert tags.splitlines()[0].startswith("blue: ")
+    assert "blue" in ask
+    assert mood.startswith("The photo feels")
+    assert "at least two labels" in one_label
+    assert reset.startswith("Done: I cleared our conversation here")
+    async with app.bot_data["services"].sessions() as session:
+        from storage import recent_turns
+
+        assert await recent_turns(session, 91, 91) == []

@@ -1,0 +1,28 @@
+"""The fake Bot API server itself: it must read every body encoding real clients send."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.conftest import BOT_TOKEN
+from tests.fake_telegram import private
+
+
+async def test_json_form_and_multipart_bodies_are_all_understood(telegram) -> None:
+    telegram.message(private(5), None, text="hello")  # the fake learns chat 5 is private
+    url = f"{telegram.base_url}{BOT_TOKEN}/sendMessage"
+    markup = '{"inline_keyboard": [[{"text": "ok", "callback_data": "x"}]]}'
+    form = aiohttp.FormData({"chat_id": "5", "text": "multipart", "reply_markup": markup})
+    form._is_multipart = True
+    async with aiohttp.ClientSession() as http:
+        for body in ({"json": {"chat_id": 5, "text": "json"}},
+                     {"data": {"chat_id": "5", "text": "form", "reply_markup": markup}},
+                     {"data": form}):
+            async with http.post(url, **body) as response:
+                assert (await response.json())["ok"] is True
+        async with http.post(f"{telegram.base_url}wrong:token/getMe") as response:
+            assert response.status == 401
+    calls = telegram.sent("sendMessage", 5)
+    assert [c.text for c in calls] == ["json", "form", "multipart"]
+    assert calls[1].params["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "x"
+    assert calls[2].params["reply_markup"] == calls[1].params["reply_markup"]
