@@ -63,7 +63,7 @@ def photos(count: int) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)) for _ in range(count)]
 
 
-def build_clipchat():
+def build_clipchat(device: str = "cpu", dtype: torch.dtype = torch.float32):
     import open_clip
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -74,11 +74,12 @@ def build_clipchat():
     from vision.pipeline import VisionModels
     from vision.tagger import ZeroShotTagger, load_vocabulary
 
-    cpu = torch.device("cpu")
+    where = torch.device(device)
     clip, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32-quickgelu", pretrained=None)
-    encoder = ClipEncoder(clip, preprocess, open_clip.get_tokenizer("ViT-B-32-quickgelu"), "bench", cpu, torch.float32)
-    lm = GPT2LMHeadModel(GPT2Config()).eval()
-    captioner = PrefixCaptioner(MapperConfig(), lm, numbered_tokenizer()).eval()
+    clip = clip.to(where, dtype)
+    encoder = ClipEncoder(clip, preprocess, open_clip.get_tokenizer("ViT-B-32-quickgelu"), "bench", where, dtype)
+    lm = GPT2LMHeadModel(GPT2Config()).to(where, dtype).eval()
+    captioner = PrefixCaptioner(MapperConfig(), lm, numbered_tokenizer()).to(where).eval()
     captioner.stop_ids = [GPT2_VOCAB - 1]  # random weights: nothing should end a caption early
     tagger = ZeroShotTagger(encoder, load_vocabulary("everyday"))
     model_set = ModelSet.from_dict("bench", {"clip": "ViT-B-32-quickgelu", "language_model": "gpt2",
@@ -102,21 +103,21 @@ def clipcap_reference(models) -> Callable[[Sequence[Image.Image]], list]:
     return run
 
 
-def coca_pipeline() -> Callable[[Sequence[Image.Image]], list]:
+def coca_pipeline(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Callable[[Sequence[Image.Image]], list]:
     """CoCa's greedy `generate` loop: image encoded once, the text decoder re-run over the whole
     sequence each step (it keeps no KV cache). open_clip's `generate` imports transformers helpers
     that transformers 5 removed, so the same loop runs here on CoCa's own forward."""
     import open_clip
 
     model, _, preprocess = open_clip.create_model_and_transforms("coca_ViT-B-32", pretrained=None)
-    model.eval()
+    model = model.to(device, dtype).eval()
     start_of_text = 49406
 
     @torch.inference_mode()
     def run(images):
-        pixels = torch.stack([preprocess(image) for image in images])
+        pixels = torch.stack([preprocess(image) for image in images]).to(device, dtype)
         image_latent, image_embs = model._encode_image(pixels)
-        out = torch.full((len(images), 1), start_of_text, dtype=torch.long)
+        out = torch.full((len(images), 1), start_of_text, dtype=torch.long, device=device)
         for _ in range(TOKENS):
             logits = model(pixels, out, image_latent=image_latent, image_embs=image_embs,
                            output_labels=False)["logits"][:, -1]
@@ -125,7 +126,8 @@ def coca_pipeline() -> Callable[[Sequence[Image.Image]], list]:
     return run
 
 
-def vision_encoder_decoder_pipeline() -> Callable[[Sequence[Image.Image]], list]:
+def vision_encoder_decoder_pipeline(device: str = "cpu", dtype: torch.dtype = torch.float32
+                                    ) -> Callable[[Sequence[Image.Image]], list]:
     """ViT-B/16 + GPT-2 with cross-attention, as nlpconnect/vit-gpt2-image-captioning.
 
     transformers 5 removed the `image-to-text` pipeline; these are the steps it ran:
@@ -136,13 +138,13 @@ def vision_encoder_decoder_pipeline() -> Callable[[Sequence[Image.Image]], list]
     tokenizer = numbered_tokenizer()
     processor = ViTImageProcessor()
     decoder = GPT2LMHeadModel(GPT2Config(add_cross_attention=True, is_decoder=True))
-    model = VisionEncoderDecoderModel(encoder=ViTModel(ViTConfig()), decoder=decoder).eval()
+    model = VisionEncoderDecoderModel(encoder=ViTModel(ViTConfig()), decoder=decoder).to(device, dtype).eval()
     model.config.decoder_start_token_id = tokenizer.eos_token_id
     model.config.pad_token_id = tokenizer.pad_token_id
 
     @torch.inference_mode()
     def run(images):
-        pixels = processor(images=list(images), return_tensors="pt").pixel_values
+        pixels = processor(images=list(images), return_tensors="pt").pixel_values.to(device, dtype)
         out = model.generate(pixels, max_new_tokens=TOKENS, min_new_tokens=TOKENS, do_sample=False, num_beams=1)
         return tokenizer.batch_decode(out, skip_special_tokens=True)
     return run

@@ -32,6 +32,7 @@ class Albums:
     def __init__(self, wait: float) -> None:
         self.wait = wait
         self._open: dict[tuple[int, str], Album] = {}
+        self._tasks: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
     def add(self, message: Message, where: Where, photo: PhotoFile, seen: Awaitable[Seen], text: str,
             addressed: bool, finish: Callable[[Album], Awaitable[None]]) -> None:
@@ -39,11 +40,16 @@ class Albums:
         album = self._open.get(key)
         if album is None:
             album = self._open[key] = Album(where, message, text, addressed)
-            asyncio.create_task(self._finish_when_quiet(key, album, finish), name=f"album-{key}")
-        album.photos.append((photo, asyncio.ensure_future(seen)))
+            self._keep(asyncio.create_task(self._finish_when_quiet(key, album, finish), name=f"album-{key}"))
+        album.photos.append((photo, self._keep(asyncio.ensure_future(seen))))
         album.text = album.text or text
         album.addressed = album.addressed or addressed
         album.last_seen = time.monotonic()
+
+    def _keep(self, task: asyncio.Task) -> asyncio.Task:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def settled(self, chat_id: int, user_id: int | None) -> None:
         """Wait for this user's open albums here, so that a question after an album is about it."""

@@ -59,9 +59,13 @@ class LocalInference:
         self._text_cache = text_cache
 
     async def describe(self, data: bytes) -> Seen:
-        # Decoding runs beside the model thread (Pillow releases the GIL); a bad file fails here, alone.
-        image = await asyncio.to_thread(load_image, data, self.limits)
-        return await self.photos.submit(image)
+        # Decoding and CLIP's resize run beside the model thread (Pillow releases the GIL), in
+        # parallel for many photos; a bad file fails here, alone, before it can join a batch.
+        pixels = await asyncio.to_thread(self._pixels, data)
+        return await self.photos.submit(pixels)
+
+    def _pixels(self, data: bytes) -> torch.Tensor:
+        return self.models.encoder.preprocess_images([load_image(data, self.limits)])[0]
 
     async def embed_text(self, text: str) -> np.ndarray:
         """(D,) normalised CLIP text vector; repeated searches hit the cache."""
@@ -92,9 +96,9 @@ class LocalInference:
     # --- on the model thread ---------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _describe_batch(self, images) -> list[Seen]:
+    def _describe_batch(self, pixels: Sequence[torch.Tensor]) -> list[Seen]:
         return [Seen(d.caption, [{"label": t.label, "score": round(t.score, 4)} for t in d.tags],
-                     d.embedding.float().numpy()) for d in self.models.describe(images)]
+                     d.embedding.float().numpy()) for d in self.models.describe_pixels(torch.stack(list(pixels)))]
 
     @torch.inference_mode()
     def _embed_text_batch(self, texts: Sequence[str]) -> list[np.ndarray]:

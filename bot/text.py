@@ -29,11 +29,6 @@ def _hashtag(label: str) -> str:
     return re.sub(r"\W+", "_", label.strip()).strip("_").lower()
 
 
-def describe_album(seens: list[Seen]) -> str:
-    lines = [f"{number}. {describe(seen, tags=3)}" for number, seen in enumerate(seens, 1)]
-    return f"{len(seens)} photos:\n" + "\n".join(lines)
-
-
 def is_question(text: str) -> bool:
     text = text.strip()
     return text.endswith("?") or bool(_QUESTION_START.match(text))
@@ -88,7 +83,3 @@ def _truncate_utf16(text: str, units: int) -> str:
         used += size
     return "".join(out)
 
-
-def escape_markdown(text: str) -> str:
-    """Escape text for Telegram's legacy Markdown, so captions with _ or * do not break formatting."""
-    return re.sub(r"([_*`\[])", r"\\\1", text)

@@ -65,7 +65,14 @@ class VisionModels:
         """Caption and tag a batch of images in one CLIP pass and one batched generation."""
         if not images:
             return []
-        raw = self.encoder.embed_images(images, normalize=False)
+        return self.describe_pixels(self.encoder.preprocess_images(images), options, top_k_tags, tag_threshold)
+
+    def describe_pixels(self, pixels: torch.Tensor, options: DecodingOptions | None = None,
+                        top_k_tags: int = 5, tag_threshold: float = 0.1) -> list[Description]:
+        """The same from (N, 3, H, W) preprocessed pixels, so the Pillow work can run elsewhere, in parallel."""
+        if not len(pixels):
+            return []
+        raw = self.encoder.embed_pixels(pixels, normalize=False)
         vectors = F.normalize(raw, dim=-1)
         captions = self.caption(raw, options)
         tags = self.tagger.tag(vectors, top_k=top_k_tags, threshold=tag_threshold)
