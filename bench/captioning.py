@@ -68,6 +68,7 @@ def build_clipchat(device: str = "cpu", dtype: torch.dtype = torch.float32):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from vision.captioner import PrefixCaptioner
+    from vision.language_model import linearize
     from vision.encoder import ClipEncoder
     from vision.mapper import MapperConfig
     from vision.model_sets import ModelSet
@@ -81,17 +82,25 @@ def build_clipchat(device: str = "cpu", dtype: torch.dtype = torch.float32):
     lm = GPT2LMHeadModel(GPT2Config()).to(where, dtype).eval()
     captioner = PrefixCaptioner(MapperConfig(), lm, numbered_tokenizer()).to(where).eval()
     captioner.stop_ids = [GPT2_VOCAB - 1]  # random weights: nothing should end a caption early
+    if where.type == "cpu" and dtype == torch.bfloat16:
+        linearize(lm)  # as load_models does
     tagger = ZeroShotTagger(encoder, load_vocabulary("everyday"))
     model_set = ModelSet.from_dict("bench", {"clip": "ViT-B-32-quickgelu", "language_model": "gpt2",
                                              "captioner": "local-dir:/random-weights"})
     return VisionModels(model_set, encoder, captioner, tagger)
 
 
-def clipchat_pipeline(models) -> Callable[[Sequence[Image.Image]], list]:
+def clipchat_pipeline(models) -> Callable[[Sequence], list]:
+    """Takes photos, or what `models.encoder.prepare` made of them (as the bot hands its model thread)."""
     from vision.decoding import DecodingOptions
 
     options = DecodingOptions(max_tokens=TOKENS)
-    return lambda images: models.describe(list(images), options)
+
+    def run(items):
+        if isinstance(items[0], Image.Image):
+            return models.describe(list(items), options)
+        return models.describe_pixels(models.encoder.pixels_from(items), options)
+    return run
 
 
 def clipcap_reference(models) -> Callable[[Sequence[Image.Image]], list]:
@@ -150,18 +159,34 @@ def vision_encoder_decoder_pipeline(device: str = "cpu", dtype: torch.dtype = to
     return run
 
 
-def measure(process, images: list[Image.Image], concurrency: int, max_batch: int) -> Figures:
-    """`concurrency` clients share `images`, each sending its next photo when the last is answered."""
+def measure(process, images: list[Image.Image], concurrency: int, max_batch: int, executor=None,
+            prepare=None, max_wait: float = 0.03) -> Figures:
+    """`concurrency` clients share `images`, each sending its next photo when the last is answered.
+
+    `prepare` is work the pipeline does per photo before it joins a batch, beside the model
+    thread (the bot's Pillow decode and resize); it counts in the latency.
+    """
     async def main() -> Figures:
-        batcher = MicroBatcher(process, max_batch=max_batch, max_wait=0.005, max_queue=1024)
+        preparing = 0
+        batcher = MicroBatcher(process, max_batch=max_batch, max_wait=max_wait, max_queue=1024, executor=executor,
+                               incoming=(lambda: preparing) if prepare else None)
         latencies: list[float] = []
 
         async def client(mine: list[Image.Image]) -> None:
+            nonlocal preparing
             for image in mine:
                 started = time.perf_counter()
-                await batcher.submit(image)
+                item = image
+                if prepare:
+                    preparing += 1
+                    try:
+                        item = await asyncio.to_thread(prepare, image)
+                    finally:
+                        preparing -= 1
+                await batcher.submit(item)
                 latencies.append(time.perf_counter() - started)
 
+        await batcher.submit(prepare(images[0]) if prepare else images[0])  # warm up, as a running bot is
         shares = [images[i::concurrency] for i in range(concurrency)]
         started = time.perf_counter()
         await asyncio.gather(*(client(share) for share in shares))
@@ -172,9 +197,9 @@ def measure(process, images: list[Image.Image], concurrency: int, max_batch: int
     return asyncio.run(main())
 
 
-def matmul_rate(size: int = 2048, repeats: int = 10) -> float:
-    """This machine's fp32 matmul FLOP/s: the physical limit the efficiency figure is measured against."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_rate(size: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """This machine's matmul FLOP/s (fp32 by default): the physical limit the efficiency figure is measured against."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     for _ in range(2):
         a @ b
     started = time.perf_counter()
@@ -209,26 +234,45 @@ def run(photo_count: int = 32, log=print) -> dict:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     torch.manual_seed(0)
     images = photos(photo_count)
-    results: dict = {"machine": {"threads": torch.get_num_threads(), "matmul_flops": matmul_rate()}}
-    models = build_clipchat()
+    from vision.batcher import model_thread
+    from vision.devices import resolve_dtype
+
+    # Every pipeline is built and run on one model thread, as the bot does: each thread that runs
+    # PyTorch gets its own OpenMP team, and a second team measured 40-50% slower on 2 cores.
+    thread = model_thread("bench")
+
+    def on_thread(function, *args):
+        return thread.submit(function, *args).result()
+
+    dtype = resolve_dtype("auto", torch.device("cpu"))  # what the bot runs on this CPU
+    results: dict = {"machine": {"threads": torch.get_num_threads(), "matmul_flops": on_thread(matmul_rate)},
+                     "clipchat_dtype": str(dtype).removeprefix("torch.")}
+    if dtype != torch.float32:
+        results["machine"]["matmul_flops_" + results["clipchat_dtype"]] = on_thread(matmul_rate, 2048, 10, dtype)
+    models = on_thread(build_clipchat, "cpu", dtype)
     ours = clipchat_pipeline(models)
-    ours(images[:16])  # warm-up: allocator, thread pool, a full batch's activations
+    on_thread(ours, images[:16])  # warm-up: allocator, thread pool, a full batch's activations
     results["clipchat_rss_mb"] = current_rss_mb()
     results["clipchat_load_peak_rss_mb"] = peak_rss_mb()
-    results["flops_per_photo"] = flops_per_photo(ours, images[0])
-    pipelines = {
-        "clipchat": (ours, 16),
-        "clipcap_ref": (clipcap_reference(models), 1),
-        "coca": (coca_pipeline(), 16),
-        "vision_encoder_decoder": (vision_encoder_decoder_pipeline(), 16),
+    results["flops_per_photo"] = on_thread(flops_per_photo, ours, images[0])
+    # The baselines run as shipped, in float32; ClipCap's loop runs on float32 copies of our models.
+    float32_models = models if dtype == torch.float32 else on_thread(build_clipchat)
+    pipelines = {"clipchat": (ours, 16, models.encoder.prepare)}
+    if dtype != torch.float32:  # what batching alone gives, without the faster number format
+        pipelines["clipchat_float32"] = (clipchat_pipeline(float32_models), 16, float32_models.encoder.prepare)
+    pipelines |= {
+        "clipcap_ref": (clipcap_reference(float32_models), 1, None),
+        "coca": (on_thread(coca_pipeline), 16, None),
+        "vision_encoder_decoder": (on_thread(vision_encoder_decoder_pipeline), 16, None),
     }
-    for name, (process, max_batch) in pipelines.items():
-        process(images[:1])
-        for concurrency, share in ((1, images[:4]), (16, images if name == "clipchat" else images[:16])):
-            figures = measure(process, share, concurrency, max_batch)
+    for name, (process, max_batch, prepare) in pipelines.items():
+        on_thread(process, images[:1])
+        for concurrency, share in ((1, images[:4]), (16, images if name.startswith("clipchat") else images[:16])):
+            figures = measure(process, share, concurrency, max_batch, thread, prepare)
             results[f"{name}_c{concurrency}"] = asdict(figures)
             log(f"{name:>24} c{concurrency:<3} {figures.photos_per_s:7.2f} photos/s   "
                 f"p50 {figures.p50_ms:8.0f} ms   p95 {figures.p95_ms:8.0f} ms")
+    thread.shutdown()
     results["peak_rss_mb"] = peak_rss_mb()
     ours16, ref16 = results["clipchat_c16"], results["clipcap_ref_c16"]
     results["ratio_vs_clipcap_ref_c16"] = ours16["photos_per_s"] / ref16["photos_per_s"]
@@ -238,17 +282,29 @@ def run(photo_count: int = 32, log=print) -> dict:
     results["latency_ratio_vs_clipcap_ref_c1"] = results["clipchat_c1"]["p50_ms"] / results["clipcap_ref_c1"]["p50_ms"]
     results["flop_efficiency_c16"] = (results["flops_per_photo"] * ours16["photos_per_s"]
                                       / results["machine"]["matmul_flops"])
+    native = results["machine"].get("matmul_flops_" + results["clipchat_dtype"])
+    if native:
+        results[f"flop_efficiency_c16_vs_{results['clipchat_dtype']}_matmul"] = (
+            results["flops_per_photo"] * ours16["photos_per_s"] / native)
     return results
 
 
 def report(results: dict, log=print) -> None:
     log(f"\nmachine fp32 matmul: {results['machine']['matmul_flops'] / 1e9:.1f} GFLOP/s "
-        f"({results['machine']['threads']} threads); clipchat {results['flops_per_photo'] / 1e9:.1f} GFLOP per photo")
+        f"({results['machine']['threads']} threads); clipchat {results['flops_per_photo'] / 1e9:.1f} GFLOP per photo, "
+        f"in {results['clipchat_dtype']} (the bot's `auto` on this CPU; baselines run as shipped, in float32)")
     log(f"throughput at c16 vs ClipCap reference:        {results['ratio_vs_clipcap_ref_c16']:.1f}x")
     log(f"throughput at c16 vs VisionEncoderDecoder:     {results['ratio_vs_vision_encoder_decoder_c16']:.1f}x")
     log(f"throughput at c16 vs CoCa:                     {results['ratio_vs_coca_c16']:.1f}x")
     log(f"p50 latency at c1 vs ClipCap reference:        {results['latency_ratio_vs_clipcap_ref_c1']:.2f}x")
-    log(f"achieved FLOP/s at c16 / matmul rate:          {results['flop_efficiency_c16']:.1%}")
+    log(f"achieved FLOP/s at c16 / fp32 matmul rate:     {results['flop_efficiency_c16']:.1%}")
+    native = f"flop_efficiency_c16_vs_{results['clipchat_dtype']}_matmul"
+    if native in results:
+        rate = results["machine"]["matmul_flops_" + results["clipchat_dtype"]]
+        log(f"   ... / {results['clipchat_dtype']} matmul rate ({rate / 1e9:.0f} GFLOP/s):  {results[native]:.1%}")
+    if "clipchat_float32_c16" in results:
+        log(f"clipchat in float32 at c16 vs VisionEncoderDecoder: "
+            f"{results['clipchat_float32_c16']['photos_per_s'] / results['vision_encoder_decoder_c16']['photos_per_s']:.1f}x")
     log(f"RSS with ViT-B/32 and GPT-2 loaded, after a batch of 16: {results['clipchat_rss_mb']:.0f} MB "
         f"(peak while loading {results['clipchat_load_peak_rss_mb']:.0f} MB; whole run with baselines "
         f"{results['peak_rss_mb']:.0f} MB)")

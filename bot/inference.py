@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,26 +47,35 @@ class LocalInference:
     """The models in this process, batched across chats on one model thread."""
 
     def __init__(self, models: VisionModels, *, limits: ImageLimits = ImageLimits(), max_batch: int = 16,
-                 max_wait: float = 0.005, max_queue: int = 256, text_cache: int = 4096) -> None:
+                 max_wait: float = 0.005, max_queue: int = 256, text_cache: int = 4096,
+                 executor: ThreadPoolExecutor | None = None) -> None:
         self.models = models
         self.identity = models.encoder.identity
         self.limits = limits
-        self._thread = model_thread("vision")
-        shared = dict(max_batch=max_batch, max_wait=max_wait, max_queue=max_queue, executor=self._thread)
-        self.photos = MicroBatcher(self._describe_batch, name="photos", **shared)
-        self.texts = MicroBatcher(self._embed_text_batch, name="texts", **shared)
-        self.questions = MicroBatcher(self._answer_batch, name="questions", **shared)
+        # Pass the thread the models were loaded on: one thread, one OpenMP team (see `open_services`).
+        self._thread = executor or model_thread("vision")
+        self._preparing = 0  # photos being decoded: the batch waits for them, and only for them
+        shared = dict(max_batch=max_batch, max_queue=max_queue, executor=self._thread)
+        self.photos = MicroBatcher(self._describe_batch, name="photos", max_wait=max_wait,
+                                   incoming=lambda: self._preparing, **shared)
+        self.texts = MicroBatcher(self._embed_text_batch, name="texts", max_wait=max_wait, **shared)
+        # Answers run one by one inside a batch (each has its own prompt), so waiting gains nothing.
+        self.questions = MicroBatcher(self._answer_batch, name="questions", max_wait=0, **shared)
         self._text_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._text_cache = text_cache
 
     async def describe(self, data: bytes) -> Seen:
         # Decoding and CLIP's resize run beside the model thread (Pillow releases the GIL), in
         # parallel for many photos; a bad file fails here, alone, before it can join a batch.
-        pixels = await asyncio.to_thread(self._pixels, data)
-        return await self.photos.submit(pixels)
+        self._preparing += 1
+        try:
+            prepared = await asyncio.to_thread(self._prepare, data)
+        finally:
+            self._preparing -= 1
+        return await self.photos.submit(prepared)
 
-    def _pixels(self, data: bytes) -> torch.Tensor:
-        return self.models.encoder.preprocess_images([load_image(data, self.limits)])[0]
+    def _prepare(self, data: bytes) -> torch.Tensor:
+        return self.models.encoder.prepare(load_image(data, self.limits))
 
     async def embed_text(self, text: str) -> np.ndarray:
         """(D,) normalised CLIP text vector; repeated searches hit the cache."""
@@ -96,9 +106,10 @@ class LocalInference:
     # --- on the model thread ---------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def _describe_batch(self, pixels: Sequence[torch.Tensor]) -> list[Seen]:
+    def _describe_batch(self, prepared: Sequence[torch.Tensor]) -> list[Seen]:
+        pixels = self.models.encoder.pixels_from(prepared)  # normalising is a torch op: model thread only
         return [Seen(d.caption, [{"label": t.label, "score": round(t.score, 4)} for t in d.tags],
-                     d.embedding.float().numpy()) for d in self.models.describe_pixels(torch.stack(list(pixels)))]
+                     d.embedding.float().numpy()) for d in self.models.describe_pixels(pixels)]
 
     @torch.inference_mode()
     def _embed_text_batch(self, texts: Sequence[str]) -> list[np.ndarray]:

@@ -45,7 +45,10 @@ class BotSettings(BaseSettings):
                                                   "asked to slow down.")
     max_concurrent_updates: int = Field(512, ge=1, description="Updates in progress at once, all users together.")
     max_batch: int = Field(16, ge=1, description="Photos (or questions) run through the models together.")
-    max_wait_ms: float = Field(5.0, ge=0, description="How long the first request waits for others to batch with.")
+    max_wait_ms: float = Field(30.0, ge=0, description="How long the first request waits for others to batch with "
+                                                       "(photos arrive staggered by their decoding; 5 ms split "
+                                                       "bursts into small batches, 30 ms measured 1.6x the "
+                                                       "throughput).")
     vision_queue: int = Field(256, ge=1, description="Requests waiting for the models before users get 'busy'.")
     album_wait_s: float = Field(1.0, gt=0, description="Quiet time after an album's last photo before replying.")
     search_results: int = Field(3, ge=1, le=10, description="At most this many photos answer /search.")

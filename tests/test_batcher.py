@@ -87,3 +87,26 @@ async def test_describing_through_the_batcher_matches_describing_alone(world_mod
     alone = [world_models.describe([image])[0] for image in images]
     assert [d.caption for d in together] == [d.caption for d in alone]
     assert max(batcher.batch_sizes) > 1
+
+
+async def test_a_lone_request_does_not_wait_for_company_that_is_not_coming() -> None:
+    import time
+
+    from vision.batcher import MicroBatcher
+
+    on_the_way = 0
+    batcher = MicroBatcher(lambda items: list(items), max_batch=8, max_wait=5.0, incoming=lambda: on_the_way)
+    started = time.perf_counter()
+    assert await batcher.submit("alone") == "alone"
+    assert time.perf_counter() - started < 1.0  # not the 5 s max_wait
+    on_the_way = 1  # one more is being decoded: the batch waits for it
+
+    async def late() -> str:
+        nonlocal on_the_way
+        await asyncio.sleep(0.2)
+        on_the_way = 0
+        return await batcher.submit("late")
+
+    results = await asyncio.gather(batcher.submit("early"), late())
+    assert results == ["early", "late"] and batcher.batch_sizes[-1] == 2
+    await batcher.close()

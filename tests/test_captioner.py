@@ -118,3 +118,30 @@ def test_clipcap_transformer_mapper_layout_loads(world_dir: Path, tmp_path: Path
     assert (loaded.config.kind, loaded.config.num_layers, loaded.config.clip_length) == ("transformer", 2, 5)
     vector = torch.randn(3, 64)
     assert torch.allclose(loaded.prefix(vector), original.prefix(vector))
+
+
+def test_bfloat16_gives_the_same_captions_as_float32(world_dir: Path, cache_dir: Path, heldout) -> None:
+    """The condition for `auto` choosing bfloat16 on CPUs with AMX: no caption may change."""
+    images = [h.image for h in heldout[:120]]
+    captions = {}
+    for dtype in ("float32", "bfloat16"):
+        models = load_models(str(world_dir), device="cpu", dtype=dtype, cache_dir=cache_dir / dtype)
+        captions[dtype] = [d.caption for d in models.describe(images)]
+    assert captions["bfloat16"] == captions["float32"]
+
+
+def test_a_linearized_language_model_keeps_gpt2s_checkpoint_layout(world_dir: Path) -> None:
+    from vision.language_model import linearize
+
+    lm, _ = load_language_model(Ref.parse(f"local-dir:{world_dir / 'gpt2'}"), torch.device("cpu"),
+                                torch.float32)
+    before = {k: v.clone() for k, v in lm.state_dict().items()}
+    tokens = torch.tensor([[1, 2, 3, 4]])
+    with torch.inference_mode():
+        expected = lm(input_ids=tokens).logits
+    assert linearize(lm) > 0
+    with torch.inference_mode():
+        assert torch.allclose(lm(input_ids=tokens).logits, expected, atol=1e-5)
+    after = lm.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    lm.load_state_dict(before)  # an ordinary GPT-2 checkpoint still loads

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vision import InvalidOptions, ModelNotFound
-from vision.devices import resolve_device, resolve_dtype
+from vision.devices import cpu_has_fast_bf16, resolve_device, resolve_dtype
 from vision.encoder import load_clip
 from vision.scoring import clip_score, rank_images
 
@@ -72,7 +72,8 @@ def test_bad_clip_references_say_what_would_work(tmp_path: Path) -> None:
 def test_device_and_dtype_choice() -> None:
     device = resolve_device("auto")
     assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if cpu_has_fast_bf16() else torch.float32)
+    assert resolve_dtype("auto", torch.device("cpu"), training=True) == torch.float32
     assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
     with pytest.raises(InvalidOptions, match="float16 is not supported on the CPU"):
         resolve_dtype("float16", torch.device("cpu"))

@@ -33,7 +33,7 @@ class Busy(ClipchatError):
 class MicroBatcher(Generic[T, R]):
     def __init__(self, process: Callable[[Sequence[T]], Sequence[R]], *, max_batch: int = 16,
                  max_wait: float = 0.005, max_queue: int = 256, name: str = "vision",
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, incoming: Callable[[], int] | None = None) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_batch and max_queue must be positive and max_wait not negative")
         self._process = process
@@ -46,6 +46,9 @@ class MicroBatcher(Generic[T, R]):
         # over the same models share one (`executor`), so they never compete for the cores.
         self._owns_thread = executor is None
         self._thread = executor or model_thread(name)
+        # How many requests are on their way (being decoded, say): the first request of a batch
+        # waits for company only while some are, so a lone photo never pays max_wait.
+        self._incoming = incoming
         self._worker: asyncio.Task | None = None
         self.batch_sizes: list[int] = []  # for metrics and tests: how well requests were gathered
 
@@ -83,7 +86,7 @@ class MicroBatcher(Generic[T, R]):
             deadline = time.monotonic() + self.max_wait
             while len(batch) < self.max_batch:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or (self._incoming is not None and self._queue.empty() and not self._incoming()):
                     break
                 try:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))

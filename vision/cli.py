@@ -127,7 +127,7 @@ def run_train(args: argparse.Namespace, settings: VisionSettings) -> int:
                               normalize_prefix=not args.no_normalize_prefix, seed=args.seed)
     data = read_captions(args.captions, args.images)
     device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
+    dtype = resolve_dtype(settings.dtype, device, training=True)
     encoder = load_clip(model_set.clip, model_set.clip_pretrained, device, dtype, settings.hub_cache_dir)
     lm, tokenizer = load_language_model(model_set.language_model, device, dtype, settings.hub_cache_dir)
     train_captioner(encoder, lm, tokenizer, data, args.out, options, resume=args.resume,

