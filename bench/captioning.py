@@ -63,7 +63,7 @@ def photos(count: int) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)) for _ in range(count)]
 
 
-def build_clipchat(device: str = "cpu", dtype: torch.dtype = torch.float32):
+def build_clipchat(device: str = "cpu", dtype: torch.dtype = torch.float32, clip_dtype: torch.dtype | None = None):
     import open_clip
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -77,8 +77,9 @@ def build_clipchat(device: str = "cpu", dtype: torch.dtype = torch.float32):
 
     where = torch.device(device)
     clip, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32-quickgelu", pretrained=None)
-    clip = clip.to(where, dtype)
-    encoder = ClipEncoder(clip, preprocess, open_clip.get_tokenizer("ViT-B-32-quickgelu"), "bench", where, dtype)
+    clip_dtype = clip_dtype or dtype
+    clip = clip.to(where, clip_dtype)
+    encoder = ClipEncoder(clip, preprocess, open_clip.get_tokenizer("ViT-B-32-quickgelu"), "bench", where, clip_dtype)
     lm = GPT2LMHeadModel(GPT2Config()).to(where, dtype).eval()
     captioner = PrefixCaptioner(MapperConfig(), lm, numbered_tokenizer()).to(where).eval()
     captioner.stop_ids = [GPT2_VOCAB - 1]  # random weights: nothing should end a caption early
@@ -230,7 +231,7 @@ def current_rss_mb() -> float:
         return peak_rss_mb()
 
 
-def run(photo_count: int = 32, log=print) -> dict:
+def run(photo_count: int = 32, log=print, dtype_name: str = "auto") -> dict:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     torch.manual_seed(0)
     images = photos(photo_count)
@@ -244,12 +245,14 @@ def run(photo_count: int = 32, log=print) -> dict:
     def on_thread(function, *args):
         return thread.submit(function, *args).result()
 
-    dtype = resolve_dtype("auto", torch.device("cpu"))  # what the bot runs on this CPU
+    dtype = resolve_dtype(dtype_name, torch.device("cpu"))  # `auto`: what the bot runs on this CPU
     results: dict = {"machine": {"threads": torch.get_num_threads(), "matmul_flops": on_thread(matmul_rate)},
                      "clipchat_dtype": str(dtype).removeprefix("torch.")}
     if dtype != torch.float32:
         results["machine"]["matmul_flops_" + results["clipchat_dtype"]] = on_thread(matmul_rate, 2048, 10, dtype)
-    models = on_thread(build_clipchat, "cpu", dtype)
+    clip_dtype = torch.float32 if dtype_name == "auto" else dtype  # as load_models does on a CPU
+    models = on_thread(build_clipchat, "cpu", dtype, clip_dtype)
+    results["clip_dtype"] = str(clip_dtype).removeprefix("torch.")
     ours = clipchat_pipeline(models)
     on_thread(ours, images[:16])  # warm-up: allocator, thread pool, a full batch's activations
     results["clipchat_rss_mb"] = current_rss_mb()
@@ -292,7 +295,7 @@ def run(photo_count: int = 32, log=print) -> dict:
 def report(results: dict, log=print) -> None:
     log(f"\nmachine fp32 matmul: {results['machine']['matmul_flops'] / 1e9:.1f} GFLOP/s "
         f"({results['machine']['threads']} threads); clipchat {results['flops_per_photo'] / 1e9:.1f} GFLOP per photo, "
-        f"in {results['clipchat_dtype']} (the bot's `auto` on this CPU; baselines run as shipped, in float32)")
+        f"GPT-2 in {results['clipchat_dtype']}, CLIP in {results['clip_dtype']} (baselines run as shipped, in float32)")
     log(f"throughput at c16 vs ClipCap reference:        {results['ratio_vs_clipcap_ref_c16']:.1f}x")
     log(f"throughput at c16 vs VisionEncoderDecoder:     {results['ratio_vs_vision_encoder_decoder_c16']:.1f}x")
     log(f"throughput at c16 vs CoCa:                     {results['ratio_vs_coca_c16']:.1f}x")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
 from storage import maintain, purge_older_than, statistics, write_with_retry
 
 from .context import BotContext
+from .doctor import HEARTBEAT_S, beat
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,14 @@ def _batchers(inference):
             yield name, batcher
 
 
+async def heartbeat(context: BotContext) -> None:
+    """Touch the heartbeat file that `clipchat doctor --alive` (the container health check) reads."""
+    await asyncio.to_thread(beat, context.services.settings)
+
+
 def schedule(job_queue, maintenance_hours: float) -> None:
     job_queue.run_repeating(purge_expired, interval=timedelta(days=1), first=timedelta(minutes=1),
                             name="retention")
     job_queue.run_repeating(maintain_database, interval=timedelta(hours=maintenance_hours),
                             first=timedelta(minutes=5), name="maintenance")
+    job_queue.run_repeating(heartbeat, interval=HEARTBEAT_S, first=0, name="heartbeat")

@@ -32,6 +32,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                         "(default: a temporary one)")
     chat.set_defaults(handler=run_chat)
 
+    doctor = commands.add_parser("doctor", help="check configuration, token, database, models and device")
+    doctor.add_argument("--alive", action="store_true", help="only check the running bot's heartbeat "
+                                                             "(the container health check)")
+    doctor.add_argument("--quiet", action="store_true", help="print only problems")
+    doctor.set_defaults(handler=run_doctor)
+
+    example = commands.add_parser("env-example", help="print a .env file documenting every setting")
+    example.set_defaults(handler=lambda args, settings: print(_env_example()) or 0)
+
 
 def run_bot(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
     from telegram import Update
@@ -53,6 +62,21 @@ def run_bot(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
     application.run_webhook(listen=listen, port=port, url_path=urlparse(args.webhook).path.lstrip("/"),
                             webhook_url=args.webhook, secret_token=secret, allowed_updates=Update.ALL_TYPES)
     return 0
+
+
+def run_doctor(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
+    from .doctor import alive, report, run_checks
+
+    settings = BotSettings()
+    if args.alive:
+        return report([alive(settings)], quiet=args.quiet)
+    return report(run_checks(settings, vision_settings, StorageSettings()), quiet=args.quiet)
+
+
+def _env_example() -> str:
+    from .env_example import env_example
+
+    return env_example()
 
 
 def run_chat(args: argparse.Namespace, vision_settings: VisionSettings) -> int:

@@ -60,6 +60,9 @@ class BotSettings(BaseSettings):
     webhook_listen: str = Field("0.0.0.0", description="Address the webhook server listens on.")
     webhook_port: int = Field(8443, description="Port the webhook server listens on.")
     maintenance_hours: float = Field(6, gt=0, description="How often the database maintenance job runs.")
+    state_dir_path: Path | None = Field(None, validation_alias=AliasChoices("CLIPCHAT_STATE_DIR"),
+                                        description="Where the bot keeps its heartbeat (for health checks); "
+                                                    "default: the user state dir.")
 
     @field_validator("allowed_users", "allowed_chats", "admin_ids", mode="before")
     @classmethod
@@ -85,6 +88,11 @@ class BotSettings(BaseSettings):
             raise TokenProblem(f"The bot token in {source} does not look like one from @BotFather "
                                f"(digits, a colon, then 30+ letters). " + BOTFATHER_HINT)
         return token
+
+    def state_dir(self) -> Path:
+        import platformdirs
+
+        return self.state_dir_path or Path(platformdirs.user_state_dir("clipchat"))
 
     def allows(self, user_id: int | None, chat_id: int | None) -> bool:
         """Whether the allow-lists let this user in this chat be served (no lists: everyone)."""

@@ -152,11 +152,11 @@ async def telegram():
 
 
 @pytest.fixture
-def bot_settings(telegram):
+def bot_settings(telegram, tmp_path: Path):
     from bot.settings import BotSettings
 
     return BotSettings(token=BOT_TOKEN, base_url=telegram.base_url, base_file_url=telegram.base_file_url,
-                       album_wait_s=0.4)
+                       album_wait_s=0.4, state_dir_path=tmp_path / "state")
 
 
 @pytest.fixture

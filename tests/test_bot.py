@@ -340,6 +340,10 @@ async def test_the_jobs_purge_old_rows_and_maintain_the_database(start_bot, tele
     assert counts["images"] == 1 and counts["turns"] == 2
     assert any("removed 2 turns and 1 photo records" in r.getMessage() for r in caplog.records)
     assert any("database maintenance (sqlite: optimize" in r.getMessage() for r in caplog.records)
+    from bot.doctor import alive
+
+    await telegram.wait_for(lambda: (app.bot_data["settings"].state_dir() / "heartbeat").exists(), what="heartbeat")
+    assert alive(app.bot_data["settings"]).status == "ok"
 
 
 async def test_the_commands_answer_about_the_photo_under_discussion(start_bot, telegram, world_models, heldout):

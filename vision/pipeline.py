@@ -95,7 +95,10 @@ def load_models(models: str | ModelSet = "default", device: str = "auto", dtype:
     model_set = models if isinstance(models, ModelSet) else load_model_set(models)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    encoder = load_clip(model_set.clip, model_set.clip_pretrained, torch_device, torch_dtype, hub_cache_dir)
+    # On a CPU, `auto` keeps CLIP in float32: in bfloat16 its vectors moved enough to change 2 of 240
+    # held-out captions on one trained test world, while GPT-2 in bfloat16 changed none on any.
+    clip_dtype = torch.float32 if dtype == "auto" and torch_device.type == "cpu" else torch_dtype
+    encoder = load_clip(model_set.clip, model_set.clip_pretrained, torch_device, clip_dtype, hub_cache_dir)
     choice = model_set.captioner
     if choice.kind == "guided":
         lm, tokenizer = load_language_model(model_set.language_model, torch_device, torch_dtype, hub_cache_dir)
