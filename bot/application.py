@@ -41,6 +41,11 @@ def build_application(settings: BotSettings, vision_settings: VisionSettings | N
     async def post_init(application: Application) -> None:
         application.bot_data["services"] = await open_services(settings, vision_settings, storage_settings, models)
         application.bot_data["albums"] = Albums(settings.album_wait_s)
+        if settings.shared_ordering:
+            from storage.update_order import SharedOrder
+
+            application.update_processor.shared = SharedOrder(application.bot_data["services"].sessions,
+                                                              reorder_window=settings.reorder_wait_s)
         await application.bot.set_my_commands(commands.COMMANDS)
         jobs.schedule(application.job_queue, settings.maintenance_hours)
         log.info("clipchat is up as @%s", application.bot.username)

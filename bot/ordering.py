@@ -2,7 +2,8 @@
 
 Updates of different users run concurrently (so one slow photo never stalls
 other chats); one user's updates run one after another, in the order Telegram
-sent them. A user with `per_user` updates already waiting is asked to slow down
+sent them, and with `shared` set (storage.SharedOrder), across every bot process
+on the same database. A user with `per_user` updates already waiting is asked to slow down
 and the extra update is dropped, so a flood cannot starve everyone else.
 """
 
@@ -39,6 +40,7 @@ class PerUserOrder(BaseUpdateProcessor):
         self._waiting: Counter[int] = Counter()
         self._warned: set[int] = set()
         self.dropped = 0
+        self.shared = None  # storage.SharedOrder when several processes serve this bot (set at start-up)
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         key = sender_key(update)
@@ -52,9 +54,19 @@ class PerUserOrder(BaseUpdateProcessor):
             return
         self._waiting[key] += 1
         lock = self._locks.setdefault(key, asyncio.Lock())
+        shared, update_id = self.shared, update.update_id
         try:
+            if shared is not None:
+                await shared.arrived(key, update_id)
             async with lock:
-                await coroutine
+                if shared is None:
+                    await coroutine
+                    return
+                try:
+                    await shared.wait_turn(key, update_id)
+                    await coroutine
+                finally:
+                    await shared.done(key, update_id)
         finally:
             self._waiting[key] -= 1
             if not self._waiting[key]:

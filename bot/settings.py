@@ -60,6 +60,11 @@ class BotSettings(BaseSettings):
     webhook_listen: str = Field("0.0.0.0", description="Address the webhook server listens on.")
     webhook_port: int = Field(8443, description="Port the webhook server listens on.")
     maintenance_hours: float = Field(6, gt=0, description="How often the database maintenance job runs.")
+    shared_ordering: bool = Field(False, description="Several bot processes serve this bot on one database "
+                                                     "(webhook behind a load balancer): keep each user's updates "
+                                                     "in order across them (adds reorder_wait_s per update).")
+    reorder_wait_s: float = Field(0.3, ge=0, description="With shared ordering: how long an update waits for an "
+                                                         "earlier one still on its way to another process.")
     state_dir_path: Path | None = Field(None, validation_alias=AliasChoices("CLIPCHAT_STATE_DIR"),
                                         description="Where the bot keeps its heartbeat (for health checks); "
                                                     "default: the user state dir.")

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MIGRATION_LOCK = 0x636C6970  # "clip": the advisory lock key migrations run under on PostgreSQL
 
 
 def default_database_url() -> str:
@@ -79,6 +80,8 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
     async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":  # several bot processes may start at once: one migrates
+            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         await connection.run_sync(run)
 
 

@@ -88,3 +88,13 @@ class Turn(Base):
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
     message_id: Mapped[int | None] = mapped_column(BigInteger)  # the bot's reply, so replies to it find the photo
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class PendingUpdate(Base):
+    """An update some bot process has received and not finished: the per-user queue shared by processes."""
+
+    __tablename__ = "pending_updates"
+
+    user_key: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # user, or channel
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram's order
+    arrived_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -275,3 +275,21 @@ async def test_first_words_from_many_people_in_a_new_group_all_land(sessions) ->
     async with sessions() as session:
         for n in range(12):
             assert [t.text for t in await recent_turns(session, GROUP, 3000 + n)] == [f"hello from {3000 + n}"]
+
+
+async def test_shared_order_lets_each_users_oldest_update_go_first(sessions) -> None:
+    import asyncio
+
+    from storage.update_order import SharedOrder
+
+    order = SharedOrder(sessions, reorder_window=0.05, poll=0.01)
+    await order.arrived(7, 12)  # the later update reached its process first
+    await order.arrived(7, 11)
+    await order.arrived(8, 40)  # another user is never held up
+    await asyncio.wait_for(order.wait_turn(8, 40), 2)
+    later = asyncio.create_task(order.wait_turn(7, 12))
+    await asyncio.wait_for(order.wait_turn(7, 11), 2)
+    await asyncio.sleep(0.2)
+    assert not later.done()  # 12 waits while 11 runs
+    await order.done(7, 11)
+    await asyncio.wait_for(later, 2)
