@@ -34,6 +34,7 @@ class Seen:
 
 class Inference(Protocol):
     identity: str  # which CLIP made the vectors; stored beside them
+    limits: ImageLimits  # what the bot refuses before downloading
 
     async def describe(self, data: bytes) -> Seen: ...
     async def embed_text(self, text: str) -> np.ndarray: ...

@@ -38,6 +38,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     doctor.add_argument("--quiet", action="store_true", help="print only problems")
     doctor.set_defaults(handler=run_doctor)
 
+    server = commands.add_parser("vision-server", help="run the models on a Ray cluster with Ray Serve "
+                                                       "(then start bots with CLIPCHAT_INFERENCE=ray)")
+    server.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    server.add_argument("--replicas", type=int, default=1, help="fixed number of replicas (default 1)")
+    server.add_argument("--autoscale", type=int, nargs=2, metavar=("MIN", "MAX"),
+                        help="let Serve scale between MIN and MAX replicas with the queue")
+    server.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs each replica claims (e.g. 1, 0.5)")
+    server.add_argument("--cpus-per-replica", type=float, default=1.0)
+    server.add_argument("--models", metavar="DIR_OR_NAME", help="model set (default: CLIPCHAT_MODELS)")
+    server.set_defaults(handler=run_vision_server)
+
     example = commands.add_parser("env-example", help="print a .env file documenting every setting")
     example.set_defaults(handler=lambda args, settings: print(_env_example()) or 0)
 
@@ -71,6 +82,20 @@ def run_doctor(args: argparse.Namespace, vision_settings: VisionSettings) -> int
     if args.alive:
         return report([alive(settings)], quiet=args.quiet)
     return report(run_checks(settings, vision_settings, StorageSettings()), quiet=args.quiet)
+
+
+def run_vision_server(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
+    from .ray_serve import deploy
+
+    if args.models:
+        vision_settings = vision_settings.model_copy(update={"models": args.models})
+    settings = BotSettings()
+    low, high = args.autoscale or (1, None)
+    deploy(vision_settings, replicas=args.replicas, min_replicas=low, max_replicas=high,
+           gpus_per_replica=args.gpus_per_replica, cpus_per_replica=args.cpus_per_replica,
+           max_batch=settings.max_batch, max_wait_s=settings.max_wait_ms / 1000, address=args.address,
+           blocking=True)
+    return 0
 
 
 def _env_example() -> str:

@@ -38,6 +38,15 @@ async def open_services(settings: BotSettings, vision_settings: VisionSettings, 
                         models: VisionModels | None = None) -> Services:
     """Load the models (unless given), open and migrate the database, and wire them together."""
     engine, sessions = await open_database(storage_settings.url())
+    if settings.inference == "ray":
+        from .ray_serve import RayInference
+
+        try:
+            inference = await RayInference.connect(vision_settings, settings.ray_address)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return Services(settings, storage_settings, inference, engine, sessions, EmbeddingIndex())
     # The models are loaded on the thread that will run them: each thread that runs PyTorch
     # gets its own OpenMP team, and a second team measured 40-50% slower batches on 2 cores.
     thread = model_thread("vision")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -60,6 +60,11 @@ class BotSettings(BaseSettings):
     webhook_listen: str = Field("0.0.0.0", description="Address the webhook server listens on.")
     webhook_port: int = Field(8443, description="Port the webhook server listens on.")
     maintenance_hours: float = Field(6, gt=0, description="How often the database maintenance job runs.")
+    inference: Literal["local", "ray"] = Field("local", description="Where the models run: local (in this "
+                                                                    "process) or ray (the vision application "
+                                                                    "started by `clipchat vision-server`).")
+    ray_address: str | None = Field(None, description="With inference=ray: the Ray cluster, e.g. auto or "
+                                                      "ray://head:10001; default: start or join a local one.")
     shared_ordering: bool = Field(False, description="Several bot processes serve this bot on one database "
                                                      "(webhook behind a load balancer): keep each user's updates "
                                                      "in order across them (adds reorder_wait_s per update).")
