@@ -56,8 +56,12 @@ class PerUserOrder(BaseUpdateProcessor):
         lock = self._locks.setdefault(key, asyncio.Lock())
         shared, update_id = self.shared, update.update_id
         try:
-            if shared is not None:
-                await shared.arrived(key, update_id)
+            if shared is not None and await shared.arrived(key, update_id) > self.per_user:
+                await shared.done(key, update_id)  # over the limit across all processes: as if full here
+                coroutine.close()
+                self.dropped += 1
+                await self._slow_down(update, key)
+                return
             async with lock:
                 if shared is None:
                     await coroutine

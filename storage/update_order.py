@@ -6,6 +6,9 @@ runs only when it is the oldest its user has pending, and leaves when done, so t
 next one (in whichever process) follows. On PostgreSQL the check runs under
 `pg_advisory_xact_lock(user)`, so two processes never decide at the same moment.
 
+The same table bounds each user's queue across processes: `arrived` says how many
+updates the user has pending everywhere, and the bot drops what exceeds its limit.
+
 Deliveries can cross on the way in: an update waits `reorder_window` seconds
 before its first check, so one that was sent earlier but arrived a little later
 still goes first.
@@ -32,11 +35,14 @@ class SharedOrder:
         self.poll = poll
         self.stale_after = timedelta(seconds=stale_after)  # a crashed process's updates stop blocking after this
 
-    async def arrived(self, key: int, update_id: int) -> None:
-        async def work(session: AsyncSession) -> None:
+    async def arrived(self, key: int, update_id: int) -> int:
+        """Record the update; returns how many this user now has pending across all processes."""
+        async def work(session: AsyncSession) -> int:
             await _insert_if_missing(session, PendingUpdate, user_key=key, update_id=update_id,
                                      arrived_at=datetime.now(timezone.utc))
-        await write_with_retry(self.sessions, work)
+            return await session.scalar(select(func.count()).select_from(PendingUpdate)
+                                        .where(PendingUpdate.user_key == key))
+        return await write_with_retry(self.sessions, work)
 
     async def wait_turn(self, key: int, update_id: int) -> None:
         """Return when `update_id` is the oldest update its user has pending anywhere."""

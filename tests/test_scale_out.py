@@ -19,6 +19,21 @@ from tests.test_bot_cli import bot_environment, command
 SECRET = "load-balanced-secret"
 
 
+async def wait_listening(port: int, process, timeout: float = 60.0) -> None:
+    """Until the process's webhook server accepts connections (it registers with Telegram a moment earlier)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            if process.returncode is not None or asyncio.get_running_loop().time() > deadline:
+                output = (await process.stdout.read()).decode() if process.returncode is not None else ""
+                raise AssertionError(f"no webhook server on port {port}: {output[-2000:]}") from None
+            await asyncio.sleep(0.2)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -40,6 +55,8 @@ async def test_two_webhook_processes_keep_each_users_order(telegram, database_ur
             stderr=asyncio.subprocess.STDOUT))
     try:
         await telegram.wait_for(lambda: len(telegram.sent("setWebhook")) == 2, timeout=180, what="two bots up")
+        for port, process in zip(ports, processes):
+            await wait_listening(port, process)
         users = [71, 72, 73]
         update_ids = itertools.count(1000)
         async with aiohttp.ClientSession() as http:

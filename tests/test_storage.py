@@ -283,9 +283,9 @@ async def test_shared_order_lets_each_users_oldest_update_go_first(sessions) -> 
     from storage.update_order import SharedOrder
 
     order = SharedOrder(sessions, reorder_window=0.05, poll=0.01)
-    await order.arrived(7, 12)  # the later update reached its process first
-    await order.arrived(7, 11)
-    await order.arrived(8, 40)  # another user is never held up
+    assert await order.arrived(7, 12) == 1  # the later update reached its process first
+    assert await order.arrived(7, 11) == 2  # the count bounds each user's queue across processes
+    assert await order.arrived(8, 40) == 1  # another user is never held up
     await asyncio.wait_for(order.wait_turn(8, 40), 2)
     later = asyncio.create_task(order.wait_turn(7, 12))
     await asyncio.wait_for(order.wait_turn(7, 11), 2)
