@@ -78,7 +78,7 @@ async def remember_photos(services: Services, where: Where, photos: list[tuple[P
                 embedding=seen.embedding, embedding_model=services.inference.identity,
                 media_group_id=photo.media_group_id, media_kind=photo.media_kind), chat_kind=where.chat_kind)
             ids.append(record.id)
-        if where.user_id is not None:
+        if where.user_id is not None and reply:  # a photo kept silently for /search is not a conversation
             image_id = ids[-1] if ids else None
             await add_turn(session, where.chat_id, where.user_id, "user", user_text or "[photo]", image_id,
                            where.chat_kind)

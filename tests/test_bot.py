@@ -98,7 +98,7 @@ async def test_in_a_group_the_bot_speaks_only_when_addressed(start_bot, telegram
     await start_bot()
     chat, alice, bob = group(-100500), user(11), user(12)
     quiet, asked = distinct(heldout, 2)
-    send_photo(telegram, chat, alice, quiet.image)
+    quiet_file = send_photo(telegram, chat, alice, quiet.image)["photo"][-1]["file_id"]
     send_text(telegram, chat, bob, "nice photo!")
     mention = send_photo(telegram, chat, bob, asked.image, caption=f"@{USERNAME} what colour is the "
                                                                    f"{asked.scene.shape}?")
@@ -110,6 +110,9 @@ async def test_in_a_group_the_bot_speaks_only_when_addressed(start_bot, telegram
     await asyncio.sleep(0.5)
     assert len(telegram.replies(chat["id"])) == 2  # nothing for the unaddressed photo or texts
     assert asked.scene.colour in replies[1].text and replies[1].reply_to != mention["message_id"]
+    send_text(telegram, chat, alice, f"/search {quiet.scene.caption}")  # the quiet photo was kept for search
+    [found] = await telegram.wait_for(lambda: telegram.sent("sendPhoto", chat["id"]), what="a search result")
+    assert found.params["photo"] == quiet_file
 
 
 async def test_group_admins_turn_on_auto_captions_and_others_cannot(start_bot, telegram, world_models, heldout):
