@@ -25,6 +25,7 @@ class ClipEncoder:
                  device: torch.device, dtype: torch.dtype, batch_size: int = 64) -> None:
         self.model = model.eval()
         self.preprocess = preprocess
+        self._preprocess_halves = _split_preprocess(preprocess)  # (Pillow steps, tensor steps)
         self.tokenizer = tokenizer
         self.identity = identity  # stored beside embeddings, so that two models' vectors are never compared
         self.device = device
@@ -52,14 +53,14 @@ class ClipEncoder:
         that does gets its own OpenMP team, and on a small CPU a second team measured the
         model thread 40-50% slower.
         """
-        pillow_steps, _ = _split_preprocess(self.preprocess)
+        pillow_steps, _ = self._preprocess_halves
         if pillow_steps is None:  # an unfamiliar pipeline: run it whole, here
             return self.preprocess(image)
         return torch.from_numpy(np.array(pillow_steps(image), dtype=np.uint8, copy=True))
 
     def pixels_from(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
         """The tensor half, batched: (N, 3, H, W) float32 from `prepare`'s outputs (run it on the model thread)."""
-        _, normalize = _split_preprocess(self.preprocess)
+        _, normalize = self._preprocess_halves
         batch = torch.stack(list(prepared))
         if batch.dtype != torch.uint8:  # `prepare` ran the whole pipeline already
             return batch
