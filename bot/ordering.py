@@ -55,16 +55,20 @@ class PerUserOrder(BaseUpdateProcessor):
         self._waiting[key] += 1
         lock = self._locks.setdefault(key, asyncio.Lock())
         shared, update_id = self.shared, update.update_id
+        # Recorded in the background: no await may come before the lock, whose FIFO queue is this
+        # process's arrival order (an update that overtook an older one there would hold the
+        # lock while waiting for it, forever).
+        recorded = asyncio.ensure_future(shared.arrived(key, update_id)) if shared is not None else None
         try:
-            if shared is not None and await shared.arrived(key, update_id) > self.per_user:
-                await shared.done(key, update_id)  # over the limit across all processes: as if full here
-                coroutine.close()
-                self.dropped += 1
-                await self._slow_down(update, key)
-                return
             async with lock:
-                if shared is None:
+                if recorded is None:
                     await coroutine
+                    return
+                if await recorded > self.per_user:
+                    await shared.done(key, update_id)  # over the limit across all processes: as if full here
+                    coroutine.close()
+                    self.dropped += 1
+                    await self._slow_down(update, key)
                     return
                 try:
                     await shared.wait_turn(key, update_id)
