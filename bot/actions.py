@@ -7,7 +7,6 @@ No `telegram` import here: the console (`clipchat chat`) and tests drive these t
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from dialogue import Answer, Conversation, ImageFacts, from_storage
@@ -61,8 +60,10 @@ async def ask(services: Services, where: Where, question: str, reply_to: int | N
 
 
 async def ask_about_new_photo(services: Services, where: Where, seen: Seen, question: str) -> Answer:
-    _, conversation = await thread(services, where)
-    conversation = Conversation(image=facts(seen, services.inference.identity), turns=conversation.turns)
+    async with services.sessions() as session:
+        turns = await recent_turns(session, where.chat_id, where.user_id, limit=CONTEXT_TURNS)
+    conversation = Conversation(image=facts(seen, services.inference.identity),
+                                turns=tuple((turn.role, turn.text) for turn in turns))
     return await services.inference.answer(conversation, question)
 
 
@@ -79,11 +80,8 @@ async def remember_photos(services: Services, where: Where, photos: list[tuple[P
                 media_group_id=photo.media_group_id, media_kind=photo.media_kind), chat_kind=where.chat_kind)
             ids.append(record.id)
         if where.user_id is not None and reply:  # a photo kept silently for /search is not a conversation
-            image_id = ids[-1] if ids else None
-            await add_turn(session, where.chat_id, where.user_id, "user", user_text or "[photo]", image_id,
-                           where.chat_kind)
-            await add_turn(session, where.chat_id, where.user_id, "assistant", reply, image_id, where.chat_kind,
-                           message_id=reply_message_id)
+            await _add_exchange(session, where, user_text or "[photo]", reply, ids[-1] if ids else None,
+                                reply_message_id)
         return ids
 
     return await write_with_retry(services.sessions, work)
@@ -91,17 +89,15 @@ async def remember_photos(services: Services, where: Where, photos: list[tuple[P
 
 async def remember_exchange(services: Services, where: Where, question: str, reply: str, image_id: int | None,
                             reply_message_id: int | None) -> None:
-    async def work(session) -> None:
-        await add_turn(session, where.chat_id, where.user_id, "user", question, image_id, where.chat_kind)
-        await add_turn(session, where.chat_id, where.user_id, "assistant", reply, image_id, where.chat_kind,
-                       message_id=reply_message_id)
-
-    await write_with_retry(services.sessions, work)
+    await write_with_retry(services.sessions, lambda session: _add_exchange(
+        session, where, question, reply, image_id, reply_message_id))
 
 
-async def describe_all(services: Services, blobs: list[bytes]) -> list[Seen | BaseException]:
-    """Describe several photos at once (they share a batch); a failure stays with its photo."""
-    return list(await asyncio.gather(*(services.inference.describe(data) for data in blobs), return_exceptions=True))
+async def _add_exchange(session, where: Where, said: str, reply: str, image_id: int | None,
+                        reply_message_id: int | None) -> None:
+    await add_turn(session, where.chat_id, where.user_id, "user", said, image_id, where.chat_kind)
+    await add_turn(session, where.chat_id, where.user_id, "assistant", reply, image_id, where.chat_kind,
+                   message_id=reply_message_id)
 
 
 async def search(services: Services, chat_id: int, phrase: str) -> list[tuple[ImageRecord, float]]:

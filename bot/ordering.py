@@ -48,9 +48,7 @@ class PerUserOrder(BaseUpdateProcessor):
             await coroutine
             return
         if self._waiting[key] >= self.per_user:
-            coroutine.close()  # never started: dropping it runs none of its handlers
-            self.dropped += 1
-            await self._slow_down(update, key)
+            await self._drop(update, key, coroutine)
             return
         self._waiting[key] += 1
         lock = self._locks.setdefault(key, asyncio.Lock())
@@ -66,9 +64,7 @@ class PerUserOrder(BaseUpdateProcessor):
                     return
                 if await recorded > self.per_user:
                     await shared.done(key, update_id)  # over the limit across all processes: as if full here
-                    coroutine.close()
-                    self.dropped += 1
-                    await self._slow_down(update, key)
+                    await self._drop(update, key, coroutine)
                     return
                 try:
                     await shared.wait_turn(key, update_id)
@@ -81,6 +77,11 @@ class PerUserOrder(BaseUpdateProcessor):
                 del self._waiting[key]
                 self._locks.pop(key, None)
                 self._warned.discard(key)
+
+    async def _drop(self, update: Update, key: int, coroutine) -> None:
+        coroutine.close()  # never started: dropping it runs none of its handlers
+        self.dropped += 1
+        await self._slow_down(update, key)
 
     async def _slow_down(self, update: Update, key: int) -> None:
         log.info("queue of %s is full (%d waiting); dropped an update", key, self.per_user)
