@@ -25,15 +25,17 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively with AMX tiles (Intel Sapphire Rapids and later).
+    """Whether this CPU multiplies bfloat16 natively: AMX tiles (Intel Sapphire Rapids and later)
+    or AVX-512 BF16 dot products (AMD Zen 4 and later, Intel Cooper Lake).
 
-    There, `python -m bench` measured GPT-2's batched generation 2x faster than in float32 (AMX
-    bf16 matmul 2.4 TFLOP/s against 0.33 for fp32 on 2 cores) with the test worlds' held-out
-    captions identical; `load_models` keeps CLIP itself in float32 under `auto` (see there).
-    Without AMX, bf16 is emulated or unmeasured, so float32 stays.
+    Measured on 2 cores: a Sapphire Rapids Xeon's AMX ran bf16 matmul at 2.6 TFLOP/s against 0.36
+    for fp32, and GPT-2's batched generation 2x faster; a Zen 4 EPYC's AVX-512 BF16 ran 360 GFLOP/s
+    against 135 for fp32, and a (16, 768) x (768, 3072) layer 2.7x faster. The test worlds' held-out
+    captions stayed identical on both; `load_models` keeps CLIP itself in float32 under `auto`.
+    Elsewhere bf16 is emulated, so float32 stays.
     """
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe and probe())
+    return any(bool(probe and probe()) for probe in (getattr(torch.cpu, "_is_amx_tile_supported", None),
+                                                      getattr(torch.cpu, "_is_avx512_bf16_supported", None)))
 
 
 def resolve_dtype(name: str, device: torch.device, training: bool = False) -> torch.dtype:

@@ -24,7 +24,7 @@ class VisionSettings(BaseSettings):
     captioner: str | None = Field(None, description="Override the set's captioner: guided, local-dir:PATH, "
                                                     "hf-hub:ORG/REPO, or clipcap:FILE for a ClipCap .pt file.")
     device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
-    dtype: str = Field("auto", description="auto (float16 on CUDA, bfloat16 on CPUs with AMX, else float32), "
+    dtype: str = Field("auto", description="auto (float16 on CUDA; on CPUs with native bfloat16, GPT-2 in bfloat16; else float32), "
                                                "float32, float16 or bfloat16.")
     cache_dir: Path | None = Field(None, description="clipchat's cache (tag embeddings); default: the user cache dir.")
     hub_cache_dir: Path | None = Field(None, description="Where Hugging Face downloads go; default: HF_HOME's cache.")
