@@ -29,6 +29,17 @@ def test_cached_greedy_decoding_matches_the_clipcap_reference_loop(world_models,
         assert list(caption.tokens) == reference_greedy(world_models.captioner, vector, max_tokens=20)
 
 
+def test_a_greedy_captions_score_is_the_language_models_own(world_models, heldout) -> None:
+    """The score that ranks and reports a caption: its tokens' mean log-probability under teacher forcing."""
+    raw = world_models.encoder.embed_images([h.image for h in heldout[:8]], normalize=False)
+    for vector, [caption] in zip(raw, decode(world_models.captioner, raw)):
+        tokens = torch.tensor([caption.tokens])
+        with torch.inference_mode():
+            logits = world_models.captioner(vector[None], tokens, torch.ones_like(tokens))  # (1, T, vocab)
+        expected = logits.float().log_softmax(-1).gather(2, tokens[..., None]).mean()
+        assert abs(caption.log_prob - float(expected)) < 1e-4
+
+
 def test_a_batch_captions_each_image_as_if_alone(world_models, heldout) -> None:
     raw = world_models.encoder.embed_images([h.image for h in heldout[:6]], normalize=False)
     together = [c[0].text for c in decode(world_models.captioner, raw)]
@@ -122,7 +133,7 @@ def test_clipcap_transformer_mapper_layout_loads(world_dir: Path, tmp_path: Path
 
 def test_a_bfloat16_language_model_gives_the_same_captions_as_float32(world_dir: Path, cache_dir: Path,
                                                                      heldout) -> None:
-    """The condition for `auto` running GPT-2 in bfloat16 on CPUs with AMX: no caption may change."""
+    """The condition for `auto` running GPT-2 in bfloat16 on CPUs with native bf16: no caption may change."""
     images = [h.image for h in heldout]
     reference = load_models(str(world_dir), device="cpu", dtype="float32", cache_dir=cache_dir / "float32")
     half = load_models(str(world_dir), device="cpu", dtype="bfloat16", cache_dir=cache_dir / "bfloat16")

@@ -2,8 +2,8 @@
 
     decode(captioner, clip_vectors, DecodingOptions(method="beam", beam_size=5))
 
-Greedy, beam and nucleus sampling run through transformers' `generate` on the
-mapped prefix embeddings, with the KV cache. The guided method (no checkpoint)
+Greedy decoding is our own KV-cached loop; beam search and nucleus sampling run
+through transformers' `generate`; all start from the mapped prefix embeddings. The guided method (no checkpoint)
 lives in `guided.py` and takes the same options.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .errors import InvalidOptions
+from .language_model import cache_keyword, output_cache
 
 METHODS = ("greedy", "beam", "sample", "guided")
 
@@ -67,17 +68,68 @@ class Caption:
 
 
 class Greedy:
+    """Our own loop on the KV cache: one forward per token and nothing else per step.
+
+    `generate` runs the same arithmetic (argmax on the same float32 logits, so the same
+    tokens: all 240 held-out test-world captions matched in float32 and bfloat16), but
+    its per-step machinery (logits processors, stopping criteria, score bookkeeping)
+    costs time on a GPU: on an H100 in float16, models-only photos/s rose from 5.5 to
+    8.7 at batch 1 and from 1004 to 1253 at batch 256. On a CPU the two are level.
+    """
+
+    def decode(self, captioner, prefix: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
+        lm, batch = captioner.lm, len(prefix)
+        stop_ids = torch.tensor(captioner.stop_ids, device=prefix.device)
+        out = lm(inputs_embeds=prefix, use_cache=True, logits_to_keep=1)
+        cache, tokens, log_probs = output_cache(out), [], []
+        keyword = cache_keyword(lm)
+        finished = torch.zeros(batch, dtype=torch.bool, device=prefix.device)
+        for _ in range(options.max_tokens):
+            logits = out.logits[:, -1].float()  # (B, vocab), in float32 as `generate` scores them
+            token = logits.argmax(dim=-1)  # (B,)
+            chosen = logits.log_softmax(dim=-1).gather(1, token[:, None])[:, 0]  # (B,)
+            tokens.append(token)
+            log_probs.append(chosen.masked_fill(finished, float("-inf")))  # after its stop: padding
+            finished |= torch.isin(token, stop_ids)
+            if bool(finished.all()):
+                break
+            out = lm(input_ids=token[:, None], use_cache=True, **{keyword: cache})
+            cache = output_cache(out)
+        return [[_caption(captioner, row, row_scores)]
+                for row, row_scores in zip(torch.stack(tokens, dim=1), torch.stack(log_probs, dim=1))]
+
+
+class GenerateStrategy:
+    """Beam search and sampling: transformers' `generate`, whose implementations these are."""
+
+    def decode(self, captioner, prefix: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
+        mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
+        out = captioner.lm.generate(
+            inputs_embeds=prefix, attention_mask=mask, max_new_tokens=options.max_tokens,
+            eos_token_id=captioner.stop_ids, pad_token_id=captioner.tokenizer.eos_token_id,
+            return_dict_in_generate=True, output_scores=True, **self.generate_kwargs(options))
+        scores = captioner.lm.compute_transition_scores(out.sequences, out.scores, getattr(out, "beam_indices", None),
+                                                        normalize_logits=True)
+        captions = [_caption(captioner, row, row_scores) for row, row_scores in zip(out.sequences, scores)]
+        n = options.num_candidates
+        return [captions[i * n:(i + 1) * n] for i in range(len(prefix))]
+
     def generate_kwargs(self, options: DecodingOptions) -> dict:
-        return {"do_sample": False, "num_beams": 1}
+        raise NotImplementedError
 
 
-class BeamSearch:
+class BeamSearch(GenerateStrategy):
     def generate_kwargs(self, options: DecodingOptions) -> dict:
         return {"do_sample": False, "num_beams": options.beam_size or 5, "early_stopping": True,
                 "num_return_sequences": options.num_candidates}
 
 
-class NucleusSampling:
+class NucleusSampling(GenerateStrategy):
+    def decode(self, captioner, prefix: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
+        # samples come unordered; beams are already best first
+        return [sorted(group, key=lambda c: c.log_prob, reverse=True)
+                for group in super().decode(captioner, prefix, options)]
+
     def generate_kwargs(self, options: DecodingOptions) -> dict:
         return {"do_sample": True, "top_p": options.top_p or 0.9, "top_k": 0,
                 "temperature": options.temperature or 1.0, "num_return_sequences": options.num_candidates}
@@ -94,18 +146,7 @@ def decode(captioner, clip: torch.Tensor, options: DecodingOptions = DecodingOpt
     if len(clip) == 0:
         return []
     prefix = captioner.prefix(clip)  # (B, prefix_length, lm_dim)
-    mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
-    out = captioner.lm.generate(
-        inputs_embeds=prefix, attention_mask=mask, max_new_tokens=options.max_tokens,
-        eos_token_id=captioner.stop_ids, pad_token_id=captioner.tokenizer.eos_token_id,
-        return_dict_in_generate=True, output_scores=True, **STRATEGIES[options.method].generate_kwargs(options))
-    scores = captioner.lm.compute_transition_scores(out.sequences, out.scores, getattr(out, "beam_indices", None),
-                                                    normalize_logits=True)
-    captions = [_caption(captioner, row, row_scores) for row, row_scores in zip(out.sequences, scores)]
-    n = options.num_candidates
-    grouped = [captions[i * n:(i + 1) * n] for i in range(len(clip))]
-    if options.method == "sample":  # samples come unordered; beams are already best first
-        grouped = [sorted(group, key=lambda c: c.log_prob, reverse=True) for group in grouped]
+    grouped = STRATEGIES[options.method].decode(captioner, prefix, options)
     # A candidate cut off by max_tokens is never a better caption than one that ended its sentence.
     return [sorted(group, key=lambda c: not (c.tokens and c.tokens[-1] in captioner.stop_ids)) for group in grouped]
 
