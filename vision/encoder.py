@@ -43,7 +43,7 @@ class ClipEncoder:
         return float(self.model.logit_scale.detach().exp())
 
     def preprocess_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(N, 3, H, W) float32 on the CPU: resized, cropped and normalised as this CLIP expects."""
+        """(N, 3, H, W) float32 on the model's device: resized, cropped and normalised as this CLIP expects."""
         return self.pixels_from([self.prepare(image) for image in images])
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
@@ -59,9 +59,13 @@ class ClipEncoder:
         return torch.from_numpy(np.array(pillow_steps(image), dtype=np.uint8, copy=True))
 
     def pixels_from(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The tensor half, batched: (N, 3, H, W) float32 from `prepare`'s outputs (run it on the model thread)."""
+        """The tensor half, batched: (N, 3, H, W) float32 on the model's device from `prepare`'s outputs.
+
+        Run it on the model thread. On a GPU the bytes travel as uint8 (a quarter of float32's)
+        and are normalised there.
+        """
         _, normalize = self._preprocess_halves
-        batch = torch.stack(list(prepared))
+        batch = torch.stack(list(prepared)).to(self.device)
         if batch.dtype != torch.uint8:  # `prepare` ran the whole pipeline already
             return batch
         pixels = batch.permute(0, 3, 1, 2).float().div(255)  # what ToTensor does, for the whole batch
