@@ -358,6 +358,17 @@ async def test_the_jobs_purge_old_rows_and_maintain_the_database(start_bot, tele
     assert alive(app.bot_data["settings"]).status == "ok"
 
 
+async def test_the_health_check_passes_as_soon_as_the_bot_is_up(start_bot) -> None:
+    """A container must not look dead for its first heartbeat interval."""
+    from bot.doctor import HEARTBEAT_S, alive
+
+    app = await start_bot()
+    deadline = asyncio.get_running_loop().time() + HEARTBEAT_S / 6
+    while alive(app.bot_data["settings"]).status != "ok":
+        assert asyncio.get_running_loop().time() < deadline, "no heartbeat within 5 s of start-up"
+        await asyncio.sleep(0.1)
+
+
 async def test_the_commands_answer_about_the_photo_under_discussion(start_bot, telegram, world_models, heldout):
     app = await start_bot()
     chat, alice = private(91), user(91)
