@@ -48,6 +48,25 @@ def test_compose_runs_the_bot_beside_postgresql_with_named_volumes() -> None:
     assert (DEPLOY / bot["build"]["dockerfile"].removeprefix("deploy/")).is_file()
 
 
+def test_docker_compose_config_validates_with_and_without_the_ray_profile(tmp_path: Path) -> None:
+    """What an operator does first: copy .env.example to .env, then `docker compose config`."""
+    if shutil.which("docker") is None or subprocess.run(["docker", "compose", "version"],
+                                                        capture_output=True).returncode != 0:
+        pytest.skip("Docker Compose v2 is not installed")
+    deploy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, deploy)
+    shutil.copy(deploy / ".env.example", deploy / ".env")
+
+    def services(*profile: str) -> set[str]:
+        result = subprocess.run(["docker", "compose", *profile, "config", "--services"], cwd=deploy,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return set(result.stdout.split())
+
+    assert services() == {"bot", "db"}
+    assert services("--profile", "ray") == {"bot", "db", "vision"}
+
+
 def doctor(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPCHAT_", "TELEGRAM_", "DATABASE_"))}
     return subprocess.run([*command(), "doctor", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path,
