@@ -79,8 +79,8 @@ def measure(device: str, dtype_name: str, batches: list[int], log=print) -> dict
                                                           options),
                      lambda n: models.describe_pixels(pixels[:n], options)),
         "clipcap_ref": (clipcap_reference(models), None),
-        "coca": (lambda batch: coca(batch), None),
-        "vision_encoder_decoder": (lambda batch: encoder_decoder(batch), None),
+        "coca": (coca, None),
+        "vision_encoder_decoder": (encoder_decoder, None),
     }
     figures: dict = {}
     for name, (end_to_end, models_only) in pipelines.items():

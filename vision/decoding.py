@@ -3,8 +3,8 @@
     decode(captioner, clip_vectors, DecodingOptions(method="beam", beam_size=5))
 
 Greedy decoding is our own KV-cached loop; beam search and nucleus sampling run
-through transformers' `generate`; all start from the mapped prefix embeddings. The guided method (no checkpoint)
-lives in `guided.py` and takes the same options.
+through transformers' `generate`; all start from the mapped prefix embeddings.
+The guided method (no checkpoint) lives in `guided.py` and takes the same options.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class BeamSearch(GenerateStrategy):
 
 class NucleusSampling(GenerateStrategy):
     def decode(self, captioner, prefix: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
-        # samples come unordered; beams are already best first
+        # samples come unordered (beam search returns its beams best first already)
         return [sorted(group, key=lambda c: c.log_prob, reverse=True)
                 for group in super().decode(captioner, prefix, options)]
 
