@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vision.batcher import MicroBatcher
+from bot.engine.batcher import MicroBatcher
 
 TOKENS = 20
 GPT2_VOCAB = 50257
@@ -68,8 +68,8 @@ def build_clipchat(device: str = "cpu", dtype: torch.dtype = torch.float32, clip
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from vision.captioner import PrefixCaptioner
-    from vision.language_model import linearize
     from vision.encoder import ClipEncoder
+    from vision.language_model import linearize
     from vision.mapper import MapperConfig
     from vision.model_sets import ModelSet
     from vision.pipeline import VisionModels
@@ -105,7 +105,7 @@ def clipchat_pipeline(models) -> Callable[[Sequence], list]:
 
 
 def clipcap_reference(models) -> Callable[[Sequence[Image.Image]], list]:
-    from vision.reference import reference_greedy
+    from bench.reference import reference_greedy
 
     def run(images):
         return [reference_greedy(models.captioner, models.encoder.embed_images([image], normalize=False)[0],
@@ -143,7 +143,14 @@ def vision_encoder_decoder_pipeline(device: str = "cpu", dtype: torch.dtype = to
     transformers 5 removed the `image-to-text` pipeline; these are the steps it ran:
     image processor, `generate` (KV-cached, batched), batch decode.
     """
-    from transformers import GPT2Config, GPT2LMHeadModel, ViTConfig, ViTImageProcessor, ViTModel, VisionEncoderDecoderModel
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
+        ViTModel,
+    )
 
     tokenizer = numbered_tokenizer()
     processor = ViTImageProcessor()
@@ -235,7 +242,7 @@ def run(photo_count: int = 32, log=print, dtype_name: str = "auto") -> dict:
     logging.getLogger("transformers").setLevel(logging.ERROR)
     torch.manual_seed(0)
     images = photos(photo_count)
-    from vision.batcher import model_thread
+    from bot.engine.batcher import model_thread
     from vision.devices import resolve_dtype
 
     # Every pipeline is built and run on one model thread, as the bot does: each thread that runs

@@ -25,8 +25,14 @@ from pathlib import Path
 
 import torch
 
-from .captioning import (TOKENS, build_clipchat, clipcap_reference, coca_pipeline, photos,
-                         vision_encoder_decoder_pipeline)
+from .captioning import (
+    TOKENS,
+    build_clipchat,
+    clipcap_reference,
+    coca_pipeline,
+    photos,
+    vision_encoder_decoder_pipeline,
+)
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 

@@ -19,8 +19,15 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import insert, select
 
-from storage import (EmbeddingIndex, ImageRecord, decode_embeddings, encode_embedding, make_engine,
-                     make_sessionmaker, upgrade)
+from storage import (
+    EmbeddingIndex,
+    ImageRecord,
+    decode_embeddings,
+    encode_embedding,
+    make_engine,
+    make_sessionmaker,
+    upgrade,
+)
 from storage.context import ensure_chat
 
 MODEL = "bench-clip"

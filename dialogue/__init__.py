@@ -1,7 +1,7 @@
 """Follow-up questions about a photo, grounded by CLIP so answers do not contradict the picture.
 
-    from dialogue import answer, Conversation, ImageFacts
-    reply = answer(models, Conversation(image=facts, turns=recent), "what colour is the car?")
+    from dialogue import answer, Conversation
+    reply = answer(models, Conversation(image=photo_facts, turns=recent), "what colour is the car?")
 
 This package never imports `telegram`.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .conversation import Answer, AnswerOptions, Conversation, ImageFacts, from_storage
+from .conversation import Answer, AnswerOptions, Conversation
 from .generation import answer_open, build_prompt, clean, contradiction
 from .grounded import answer_colour, answer_count, answer_identify, answer_presence
 from .mood import answer_mood, photo_mood, text_sentiment
@@ -27,7 +27,7 @@ def answer(models, conversation: Conversation, question: str, options: AnswerOpt
     question = " ".join(question.split())[:MAX_QUESTION_CHARS]
     if conversation.image is None:
         return Answer(NEEDS_PHOTO, "needs_photo")
-    if conversation.image.embedding_model and conversation.image.embedding_model != models.encoder.identity:
+    if conversation.image.model and conversation.image.model != models.encoder.identity:
         return Answer(SEE_AGAIN, "needs_photo")
     image = torch.as_tensor(conversation.image.embedding, dtype=torch.float32, device=models.encoder.device)
     route = route_question(question)
@@ -46,6 +46,6 @@ def answer(models, conversation: Conversation, question: str, options: AnswerOpt
     return answer_open(models, conversation, question, image, options)
 
 
-__all__ = ["Answer", "AnswerOptions", "Conversation", "ImageFacts", "Route", "answer", "answer_colour",
+__all__ = ["Answer", "AnswerOptions", "Conversation", "Route", "answer", "answer_colour",
            "answer_count", "answer_identify", "answer_mood", "answer_open", "answer_presence", "build_prompt",
-           "clean", "contradiction", "from_storage", "photo_mood", "route_question", "text_sentiment"]
+           "clean", "contradiction", "photo_mood", "route_question", "text_sentiment"]

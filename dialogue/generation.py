@@ -11,7 +11,7 @@ import re
 
 import torch
 
-from vision.decoding import Caption
+from vision.language_model import Caption
 from vision.scoring import rerank
 
 from .conversation import Answer, AnswerOptions, Conversation
@@ -26,7 +26,7 @@ MIN_ANSWER_TOKENS = 16  # the prompt always leaves at least this much of the win
 def build_prompt(tokenizer, conversation: Conversation, question: str, budget: int) -> str:
     """The longest prompt within `budget` tokens: image facts always, then as many recent turns as fit."""
     image = conversation.image
-    facts = f"Photo: {image.caption}\nTags: {', '.join(image.tags)}\n"
+    facts = f"Photo: {image.caption}\nTags: {', '.join(image.labels)}\n"
     frame = len(tokenizer.encode(facts + "User:\nAssistant:", add_special_tokens=False))
     room = max(1, min(MAX_QUESTION_TOKENS, budget - frame))
     question_ids = tokenizer.encode(" " + question.strip(), add_special_tokens=False)

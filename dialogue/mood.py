@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from vision.tagger import zero_shot_weights
 
 from .conversation import Answer
 
@@ -25,20 +26,15 @@ class Mood:
     scores: dict[str, float]
 
 
-def _ensemble(encoder, labels, templates) -> torch.Tensor:
-    prompts = [t.format(label) for label in labels for t in templates]
-    return F.normalize(encoder.embed_texts(prompts).view(len(labels), len(templates), -1).mean(1), dim=-1)
-
-
 def photo_mood(encoder, image: torch.Tensor) -> Mood:
-    probs = (encoder.logit_scale * _ensemble(encoder, MOODS, _PHOTO_TEMPLATES) @ image.float()).softmax(-1)
+    probs = (encoder.logit_scale * zero_shot_weights(encoder, MOODS, _PHOTO_TEMPLATES) @ image.float()).softmax(-1)
     scores = dict(zip(MOODS, probs.tolist()))
     return Mood(max(scores, key=scores.get), scores)
 
 
 def text_sentiment(encoder, text: str) -> Mood:
     vector = encoder.embed_texts([text])[0]
-    probs = (encoder.logit_scale * _ensemble(encoder, SENTIMENTS, _TEXT_TEMPLATES) @ vector).softmax(-1)
+    probs = (encoder.logit_scale * zero_shot_weights(encoder, SENTIMENTS, _TEXT_TEMPLATES) @ vector).softmax(-1)
     scores = dict(zip(SENTIMENTS, probs.tolist()))
     return Mood(max(scores, key=scores.get), scores)
 

@@ -5,11 +5,18 @@ pass it to the data functions here. This package never imports `telegram`.
 """
 
 from .chat_settings import SWITCHES, Switches, chat_switches, set_chat_switch
-from .context import (NewImage, add_turn, decode_embeddings, encode_embedding, image_by_message,
-                      image_under_discussion, recent_turns, reset_thread, save_image)
+from .context import (
+                      NewImage,
+                      add_turn,
+                      image_by_message,
+                      image_under_discussion,
+                      recent_turns,
+                      reset_thread,
+                      save_image,
+)
 from .database import make_engine, make_sessionmaker, open_database, upgrade, write_with_retry
 from .lifecycle import Removed, forget_user, maintain, purge_older_than, rows_about_user, statistics
-from .models import Base, Chat, ChatSettings, ImageRecord, Turn, User, UserSettings
+from .models import Base, Chat, ChatSettings, ImageRecord, Turn, User, UserSettings, decode_embeddings, encode_embedding
 from .search import EmbeddingIndex, search_images
 from .settings import StorageSettings
 

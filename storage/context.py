@@ -9,42 +9,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import Chat, ImageRecord, Turn, User, utcnow
+from clipchat.facts import PhotoFacts
+
+from .models import Chat, ImageRecord, Turn, User, encode_embedding, encode_tags, utcnow
 
 ROLES = ("user", "assistant")
 
 
 @dataclass(frozen=True)
 class NewImage:
-    """What the bot learned about a photo, ready to store."""
+    """A photo to store: where it was posted, its Telegram file, and what the models saw in it."""
 
     chat_id: int
     sender_id: int | None  # None for channel posts
     message_id: int
     file_id: str
     file_unique_id: str
-    caption: str
-    tags: list[dict]
-    embedding: np.ndarray  # (D,) L2-normalised
-    embedding_model: str
+    facts: PhotoFacts
     media_group_id: str | None = None
     media_kind: str = "photo"  # "document" for an image sent as a file
-
-
-def encode_embedding(vector: np.ndarray) -> bytes:
-    """float16 bytes: half the size of float32, and cosine rankings stay the same to 3 decimals."""
-    return np.asarray(vector, dtype=np.float16).tobytes()
-
-
-def decode_embeddings(blobs: list[bytes]) -> np.ndarray:
-    """(N, D) float32 from float16 bytes."""
-    if not blobs:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1).astype(np.float32)
 
 
 async def ensure_chat(session: AsyncSession, chat_id: int, kind: str) -> None:
@@ -70,9 +56,9 @@ async def save_image(session: AsyncSession, image: NewImage, chat_kind: str = "p
         await ensure_user(session, image.sender_id)
     record = ImageRecord(chat_id=image.chat_id, sender_id=image.sender_id, message_id=image.message_id,
                          media_group_id=image.media_group_id, file_id=image.file_id,
-                         file_unique_id=image.file_unique_id, caption=image.caption, tags=image.tags,
-                         embedding=encode_embedding(image.embedding), embedding_model=image.embedding_model,
-                         media_kind=image.media_kind)
+                         file_unique_id=image.file_unique_id, caption=image.facts.caption,
+                         tags=encode_tags(image.facts.tags), embedding=encode_embedding(image.facts.embedding),
+                         embedding_model=image.facts.model, media_kind=image.media_kind)
     session.add(record)
     await session.flush()
     return record

@@ -6,8 +6,6 @@ PostgreSQL when DATABASE_URL says so. Migrations are Alembic's and run at start-
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -16,7 +14,8 @@ from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-log = logging.getLogger(__name__)
+from clipchat.retrying import retrying
+
 T = TypeVar("T")
 MIGRATION_LOCK = 0x636C6970  # "clip": the advisory lock key migrations run under on PostgreSQL
 
@@ -99,26 +98,20 @@ async def write_with_retry(sessions: async_sessionmaker[AsyncSession], work: Cal
     A restart drops every pooled connection; the next attempt gets a new one, so
     the user's turn is written late rather than lost.
     """
-    delay = first_delay
-    for attempt in range(1, attempts + 1):
-        try:
+    async for attempt in retrying(is_transient, attempts=attempts, first_delay=first_delay, max_delay=2.0,
+                                  what="database write"):
+        with attempt:
             async with sessions() as session:
                 result = await work(session)
                 await session.commit()
-                return result
-        except DBAPIError as error:
-            if not (error.connection_invalidated or isinstance(error, OperationalError)
-                    or _is_connection_error(error)) or attempt == attempts:
-                raise
-            log.warning("database write failed (attempt %d of %d), retrying: %s", attempt, attempts,
-                        error.__class__.__name__)
-        except (ConnectionError, OSError) as error:
-            if attempt == attempts:
-                raise
-            log.warning("database connection failed (attempt %d of %d), retrying: %s", attempt, attempts, error)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
+    return result
+
+
+def is_transient(error: BaseException) -> bool:
+    """A lost connection, a restarting server or a locked SQLite file: worth another try."""
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or isinstance(error, OperationalError) or _is_connection_error(error)
+    return isinstance(error, ConnectionError | OSError)
 
 
 def _is_connection_error(error: DBAPIError) -> bool:

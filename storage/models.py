@@ -9,12 +9,32 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import numpy as np
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from clipchat.facts import PhotoFacts, Tag
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def encode_embedding(vector: np.ndarray) -> bytes:
+    """float16 bytes: half the size of float32, and cosine rankings stay the same to 3 decimals."""
+    return np.asarray(vector, dtype=np.float16).tobytes()
+
+
+def decode_embeddings(blobs: list[bytes]) -> np.ndarray:
+    """(N, D) float32 from float16 bytes."""
+    if not blobs:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1).astype(np.float32)
+
+
+def encode_tags(tags: tuple[Tag, ...]) -> list[dict]:
+    return [{"label": tag.label, "score": round(tag.score, 4)} | ({"section": tag.section} if tag.section else {})
+            for tag in tags]
 
 
 class Base(DeclarativeBase):
@@ -73,6 +93,11 @@ class ImageRecord(Base):
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float16, L2-normalised
     embedding_model: Mapped[str] = mapped_column(String(200))  # vectors of different models never meet
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+    def facts(self) -> PhotoFacts:
+        """What the models saw in this photo, as they first reported it."""
+        return PhotoFacts(caption=self.caption, tags=tuple(Tag(**tag) for tag in self.tags),
+                          embedding=decode_embeddings([self.embedding])[0], model=self.embedding_model)
 
 
 class Turn(Base):

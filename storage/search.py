@@ -15,8 +15,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .context import decode_embeddings
-from .models import ImageRecord
+from .models import ImageRecord, decode_embeddings
 
 
 @dataclass

@@ -153,7 +153,7 @@ async def telegram():
 
 @pytest.fixture
 def bot_settings(telegram, tmp_path: Path):
-    from bot.settings import BotSettings
+    from bot.core.settings import BotSettings
 
     return BotSettings(token=BOT_TOKEN, base_url=telegram.base_url, base_file_url=telegram.base_file_url,
                        album_wait_s=0.4, state_dir_path=tmp_path / "state")
@@ -165,7 +165,7 @@ async def start_bot(world_models, bot_settings, tmp_path: Path):
 
     Long polling by default; `webhook=(port, secret)` starts the webhook server instead.
     """
-    from bot.application import build_application
+    from bot.adapter.application import build_application
     from storage import StorageSettings
 
     running = []

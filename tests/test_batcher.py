@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from vision.batcher import Busy, MicroBatcher
+from bot.engine.batcher import MicroBatcher
+from clipchat.errors import Busy
 
 
 async def test_concurrent_requests_are_batched_and_answered_to_the_right_caller() -> None:
@@ -92,7 +93,7 @@ async def test_describing_through_the_batcher_matches_describing_alone(world_mod
 async def test_a_lone_request_does_not_wait_for_company_that_is_not_coming() -> None:
     import time
 
-    from vision.batcher import MicroBatcher
+    from bot.engine.batcher import MicroBatcher
 
     on_the_way = 0
     batcher = MicroBatcher(lambda items: list(items), max_batch=8, max_wait=5.0, incoming=lambda: on_the_way)

@@ -76,7 +76,7 @@ async def test_an_album_gets_one_reply_that_covers_every_photo(start_bot, telegr
     assert reply.text.startswith("3 photos:")
     for held in photos:
         assert caption_of(world_models, held.image).lower() in reply.text.lower()
-    assert max(app.bot_data["services"].inference.photos.batch_sizes) >= 2  # the album shared a batch
+    assert max(app.bot_data.services.models.batch_sizes("describe")) >= 2  # the album shared a batch
 
 
 async def test_an_image_sent_as_a_file_is_described_and_other_files_are_declined(start_bot, telegram, world_models,
@@ -130,7 +130,7 @@ async def test_group_admins_turn_on_auto_captions_and_others_cannot(start_bot, t
 
 
 async def test_a_channel_gets_alt_text_that_keeps_the_authors_caption(start_bot, telegram, world_models, heldout):
-    from bot.text import ALT_TEXT_HEADER, utf16_length
+    from bot.core.text import ALT_TEXT_HEADER, utf16_length
     from tests.fake_telegram import channel
 
     await start_bot()
@@ -176,7 +176,7 @@ async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, he
     question = (await telegram.wait_replies(6, 2))[-1]
     buttons = [b["callback_data"] for row in question.params["reply_markup"]["inline_keyboard"] for b in row]
     assert buttons == ["forget:yes:6", "forget:no:6"]
-    sessions = app.bot_data["services"].sessions
+    sessions = app.bot_data.services.sessions
     async with sessions() as session:
         assert await rows_about_user(session, 6) > 0  # nothing deleted before the answer
     telegram.push({"callback_query": {"id": "cb1", "from": alice, "chat_instance": "ci", "data": "forget:yes:6",
@@ -228,13 +228,13 @@ async def test_200_updates_from_20_users_are_all_answered_in_each_users_order(st
                             what="200 answers")
     for user_id in users:
         assert [reply.reply_to for reply in telegram.replies(user_id)] == sent[user_id]
-    photo_batches = app.bot_data["services"].inference.photos.batch_sizes
+    photo_batches = app.bot_data.services.models.batch_sizes("describe")
     assert max(photo_batches) >= 4  # photos from different chats shared model batches
 
 
 async def test_one_users_flood_is_cut_short_and_never_starves_another_user(start_bot, telegram, bot_settings,
                                                                            heldout):
-    from bot.ordering import SLOW_DOWN
+    from bot.adapter.ordering import SLOW_DOWN
 
     await start_bot(bot_settings.model_copy(update={"user_queue": 4}))
     send_photo(telegram, private(31), user(31), heldout[0].image)
@@ -322,12 +322,12 @@ async def test_the_jobs_purge_old_rows_and_maintain_the_database(start_bot, tele
 
     from storage import ImageRecord, Turn, statistics
 
-    caplog.set_level(logging.INFO, logger="bot.jobs")
+    caplog.set_level(logging.INFO, logger="bot.adapter.jobs")
     app = await start_bot()
     for user_id in (81, 82):
         send_photo(telegram, private(user_id), user(user_id), heldout[user_id - 81].image)
         await telegram.wait_replies(user_id, 1)
-    sessions = app.bot_data["services"].sessions
+    sessions = app.bot_data.services.sessions
 
     async def stored_turns() -> int:  # the bot writes after it replies: wait for both users' rows
         async with sessions() as session:
@@ -351,20 +351,21 @@ async def test_the_jobs_purge_old_rows_and_maintain_the_database(start_bot, tele
     assert counts["images"] == 1 and counts["turns"] == 2
     assert any("removed 2 turns and 1 photo records" in r.getMessage() for r in caplog.records)
     assert any("database maintenance (sqlite: optimize" in r.getMessage() for r in caplog.records)
-    from bot.doctor import alive
+    from bot.ops.doctor import alive
 
     [heartbeat] = app.job_queue.get_jobs_by_name("heartbeat")
     await heartbeat.run(app)
-    assert alive(app.bot_data["settings"]).status == "ok"
+    assert alive(app.bot_data.settings).status == "ok"
 
 
 async def test_the_health_check_passes_as_soon_as_the_bot_is_up(start_bot) -> None:
     """A container must not look dead for its first heartbeat interval."""
-    from bot.doctor import HEARTBEAT_S, alive
+    from bot.core.heartbeat import HEARTBEAT_S
+    from bot.ops.doctor import alive
 
     app = await start_bot()
     deadline = asyncio.get_running_loop().time() + HEARTBEAT_S / 6
-    while alive(app.bot_data["settings"]).status != "ok":
+    while alive(app.bot_data.settings).status != "ok":
         assert asyncio.get_running_loop().time() < deadline, "no heartbeat within 5 s of start-up"
         await asyncio.sleep(0.1)
 
@@ -390,7 +391,7 @@ async def test_the_commands_answer_about_the_photo_under_discussion(start_bot, t
     assert mood.startswith("The photo feels")
     assert "at least two labels" in one_label
     assert reset.startswith("Done: I cleared our conversation here")
-    async with app.bot_data["services"].sessions() as session:
+    async with app.bot_data.services.sessions() as session:
         from storage import recent_turns
 
         assert await recent_turns(session, 91, 91) == []

@@ -6,7 +6,7 @@ import asyncio
 
 from telegram import Update
 
-from bot.ordering import PerUserOrder
+from bot.adapter.ordering import PerUserOrder
 from tests.fake_telegram import private, user
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.settings import BotSettings, TokenProblem
+from bot.core.settings import BotSettings, TokenProblem
 
 GOOD = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 

@@ -6,9 +6,17 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.inference import Seen
-from bot.text import (ALT_TEXT_HEADER, CAPTION_LIMIT, describe, is_question, split_message, utf16_length,
-                      with_alt_text, without_mention)
+from bot.core.text import (
+    ALT_TEXT_HEADER,
+    CAPTION_LIMIT,
+    describe,
+    is_question,
+    split_message,
+    utf16_length,
+    with_alt_text,
+    without_mention,
+)
+from clipchat.facts import PhotoFacts, Tag
 
 
 @given(st.text(alphabet=st.sampled_from("ab \n🎨"), min_size=0, max_size=12000))
@@ -33,9 +41,8 @@ def test_alt_text_keeps_the_authors_caption_and_fits_1024(author: str, descripti
 
 
 def test_a_description_is_a_sentence_with_hashtags() -> None:
-    seen = Seen("a red circle on grass", [{"label": "red", "score": 0.9}, {"label": "green grass", "score": 0.5}],
-                np.zeros(4))
-    assert describe(seen) == "A red circle on grass.\nTags: #red, #green_grass"
+    facts = PhotoFacts("a red circle on grass", (Tag("red", 0.9), Tag("green grass", 0.5)), np.zeros(4), "clip")
+    assert describe(facts) == "A red circle on grass.\nTags: #red, #green_grass"
 
 
 def test_questions_and_mentions_are_recognised() -> None:
@@ -46,7 +53,7 @@ def test_questions_and_mentions_are_recognised() -> None:
 async def test_markdown_that_telegram_rejects_is_resent_as_plain_text(telegram) -> None:
     from telegram import Bot, Message
 
-    from bot.sending import reply
+    from bot.adapter.sending import reply
     from tests.conftest import BOT_TOKEN
     from tests.fake_telegram import private, user
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench.reference import reference_greedy
 from vision import DecodingOptions, decode, load_models
 from vision.captioner import PrefixCaptioner, load_clipcap_checkpoint
 from vision.language_model import load_language_model
 from vision.mapper import MapperConfig
 from vision.model_sets import Ref
-from vision.reference import reference_greedy
 
 
 def test_prefix_captions_name_every_attribute(world_models, heldout, figure) -> None:
@@ -67,7 +67,8 @@ def test_reranking_candidates_keeps_captions_right(world_models, heldout) -> Non
     options = DecodingOptions(method="beam", beam_size=4, num_candidates=4)
     descriptions = world_models.describe([h.image for h in heldout[:40]], options)
     right = sum(d.caption == h.scene.caption for d, h in zip(descriptions, heldout[:40]))
-    assert right >= 36 and all(len(d.candidates) == 4 for d in descriptions)
+    raw = world_models.encoder.embed_images([h.image for h in heldout[:4]], normalize=False)
+    assert right >= 36 and all(len(candidates) == 4 for candidates in world_models.caption(raw, options))
 
 
 def clipcap_state(captioner: PrefixCaptioner, with_gpt: bool = True) -> dict[str, torch.Tensor]:
@@ -111,7 +112,7 @@ def test_a_clipcap_checkpoint_is_a_model_set_choice(world_dir: Path, world_model
         f'"captioner": "clipcap:coco_weights.pt", "vocabulary": "{world_dir / "vocab.txt"}"}}')
     models = load_models(str(tmp_path), device="cpu", cache_dir=cache_dir)
     assert models.captioner.source == f"clipcap:local-dir:{path}"
-    assert not models.guided and models.describe([heldout[0].image])[0].caption.endswith(".")
+    assert "guided" not in models.captioner.methods and models.describe([heldout[0].image])[0].caption.endswith(".")
 
 
 def test_clipcap_transformer_mapper_layout_loads(world_dir: Path, tmp_path: Path) -> None:

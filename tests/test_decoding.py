@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from vision import DecodingOptions, InvalidOptions
+from clipchat.errors import InvalidConfig
+from vision import DecodingOptions
 from vision.decoding import STRATEGIES, BeamSearch, Greedy, NucleusSampling
+from vision.guided import Guided
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -26,17 +28,21 @@ from vision.decoding import STRATEGIES, BeamSearch, Greedy, NucleusSampling
     {"num_candidates": 0},
 ], ids=lambda kwargs: ",".join(f"{k}={v}" for k, v in kwargs.items()))
 def test_bad_combinations_are_rejected(kwargs: dict) -> None:
-    with pytest.raises(InvalidOptions):
+    with pytest.raises(InvalidConfig):
         DecodingOptions(**kwargs)
 
 
-def test_the_method_picks_the_strategy() -> None:
-    assert isinstance(STRATEGIES["greedy"], Greedy)
-    beam = STRATEGIES["beam"].generate_kwargs(DecodingOptions(method="beam", num_candidates=3))
+def test_the_method_picks_the_strategy_with_its_own_defaults() -> None:
+    assert STRATEGIES == {"greedy": Greedy, "beam": BeamSearch, "sample": NucleusSampling, "guided": Guided}
+    options = DecodingOptions(method="beam", num_candidates=3)
+    beam = options.strategy().generate_kwargs(options)
     assert beam["num_beams"] == 5 and beam["num_return_sequences"] == 3 and not beam["do_sample"]
-    assert isinstance(STRATEGIES["beam"], BeamSearch) and isinstance(STRATEGIES["sample"], NucleusSampling)
-    sample = STRATEGIES["sample"].generate_kwargs(DecodingOptions(method="sample", top_p=0.8, temperature=0.5))
-    assert sample["do_sample"] and sample["top_p"] == 0.8 and sample["temperature"] == 0.5
+    options = DecodingOptions(method="sample", top_p=0.8)
+    assert options.strategy() == NucleusSampling(top_p=0.8, temperature=1.0)
+    sample = options.strategy().generate_kwargs(options)
+    assert sample["do_sample"] and sample["top_p"] == 0.8 and sample["temperature"] == 1.0
+    assert DecodingOptions(method="guided", guided_beta=0.0).strategy() == Guided(beta=0.0)
+    assert Guided().top_k == 45 and Guided().plausibility == 0.1  # MAGIC's, stated once
 
 
 def test_options_are_frozen() -> None:

@@ -18,7 +18,7 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 
 def test_env_example_documents_every_setting_with_its_default() -> None:
-    from bot.env_example import env_example
+    from bot.ops.env_example import env_example
 
     assert (DEPLOY / ".env.example").read_text() == env_example() + "\n", "run: clipchat env-example > deploy/.env.example"
     text = env_example()

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
-from dialogue import (AnswerOptions, Conversation, ImageFacts, answer, build_prompt, clean, contradiction,
-                      from_storage, photo_mood, route_question, text_sentiment)
+from clipchat.facts import PhotoFacts, Tag
+from dialogue import (
+    AnswerOptions,
+    Conversation,
+    answer,
+    build_prompt,
+    clean,
+    contradiction,
+    photo_mood,
+    route_question,
+    text_sentiment,
+)
 from dialogue.mood import MOODS, SENTIMENTS
 from tests.world.scenes import SHAPES
 
 
-def facts(models, held) -> ImageFacts:
+def facts(models, held) -> PhotoFacts:
     vector = models.encoder.embed_images([held.image])[0].cpu().numpy()
-    return ImageFacts(held.scene.caption, (held.scene.colour, held.scene.shape), vector, models.encoder.identity)
+    return PhotoFacts(held.scene.caption, (Tag(held.scene.colour, 0.9), Tag(held.scene.shape, 0.8)), vector,
+                      models.encoder.identity)
 
 
 @pytest.mark.parametrize(("question", "kind", "subject"), [
@@ -41,7 +53,7 @@ def test_colour_and_presence_questions_are_answered_from_the_picture(world_model
     vectors = world_models.encoder.embed_images([h.image for h in sample]).cpu().numpy()
     right = {"colour": 0, "present": 0, "absent": 0}
     for held, vector in zip(sample, vectors):
-        conversation = Conversation(ImageFacts(held.scene.caption, (), vector, world_models.encoder.identity))
+        conversation = Conversation(PhotoFacts(held.scene.caption, (), vector, world_models.encoder.identity))
         colour = answer(world_models, conversation, f"What colour is the {held.scene.shape}?")
         right["colour"] += held.scene.colour in colour.text and colour.details["colour"] == held.scene.colour
         present = answer(world_models, conversation, f"Is there a {held.scene.shape}?")
@@ -72,7 +84,7 @@ def test_no_photo_yet_gets_a_helpful_reply(world_models) -> None:
 
 def test_a_photo_seen_by_another_clip_is_asked_for_again(world_models, heldout) -> None:
     old = facts(world_models, heldout[0])
-    stale = ImageFacts(old.caption, old.tags, old.embedding, "ViT-B-32-quickgelu/openai")
+    stale = PhotoFacts(old.caption, old.tags, old.embedding, "ViT-B-32-quickgelu/openai")
     reply = answer(world_models, Conversation(stale), "what colour is it?")
     assert reply.route == "needs_photo" and "send it once more" in reply.text
 
@@ -137,12 +149,15 @@ async def test_a_stored_thread_feeds_the_dialogue(sessions, world_models, heldou
     image_facts = facts(world_models, held)
     async with sessions() as session:
         record = await save_image(session, NewImage(
-            chat_id=7, sender_id=7, message_id=1, file_id="f", file_unique_id="u", caption=held.scene.caption,
-            tags=[{"label": held.scene.colour, "score": 0.9}], embedding=image_facts.embedding,
-            embedding_model=world_models.encoder.identity))
+            chat_id=7, sender_id=7, message_id=1, file_id="f", file_unique_id="u", facts=image_facts))
         await add_turn(session, 7, 7, "assistant", held.scene.caption, image_id=record.id)
         await session.commit()
-        conversation = from_storage(await image_under_discussion(session, 7, 7), await recent_turns(session, 7, 7))
+        stored = await image_under_discussion(session, 7, 7)
+        turns = await recent_turns(session, 7, 7)
+    conversation = Conversation(stored.facts(), tuple((turn.role, turn.text) for turn in turns))
+    assert (stored.facts().caption, stored.facts().tags, stored.facts().model) == (
+        image_facts.caption, image_facts.tags, image_facts.model)  # what vision made is what storage gives back
+    assert np.allclose(stored.facts().embedding, image_facts.embedding, atol=1e-3)  # kept as float16
     reply = answer(world_models, conversation, "what colour is it?")
     assert conversation.turns == (("assistant", held.scene.caption),)
     assert reply.details["colour"] == held.scene.colour

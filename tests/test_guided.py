@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vision import DecodingOptions, InvalidOptions
+from clipchat.errors import InvalidConfig
+from vision import DecodingOptions
 
 
 def test_guided_captions_name_the_colour_and_shape(guided_models, heldout, figure) -> None:
@@ -36,5 +37,5 @@ def test_the_image_steers_the_words(guided_models, heldout) -> None:
 
 
 def test_guided_mode_refuses_checkpoint_only_methods(guided_models, heldout) -> None:
-    with pytest.raises(InvalidOptions, match="only guided decoding"):
+    with pytest.raises(InvalidConfig, match="only guided decoding"):
         guided_models.describe([heldout[0].image], DecodingOptions(method="beam"))

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vision import BadImage, ImageLimits, load_image
+from clipchat.errors import BadImage
+from vision import ImageLimits, load_image
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vision import ModelNotFound, builtin_model_sets, load_model_set
+from clipchat.errors import InvalidConfig, ModelNotFound
+from vision import builtin_model_sets, load_model_set
 from vision.model_sets import CaptionerChoice, Ref
 from vision.settings import VisionSettings
 
@@ -18,7 +19,7 @@ def test_references_parse_in_one_place(tmp_path: Path) -> None:
     assert Ref.parse("local-dir:/abs/gpt2", base=tmp_path) == Ref("local-dir", "/abs/gpt2")
     assert Ref.parse("gpt2") == Ref("name", "gpt2")
     assert Ref.parse("hf-hub:org/repo/weights/coco.pt").hub_file() == ("org/repo", "weights/coco.pt")
-    with pytest.raises(ModelNotFound, match="names a repository, not a file"):
+    with pytest.raises(InvalidConfig, match="names a repository, not a file"):
         Ref.parse("hf-hub:org/repo").hub_file()
 
 
@@ -28,7 +29,7 @@ def test_captioner_choices() -> None:
     assert (clipcap.kind, clipcap.location) == ("clipcap", Ref("hf-hub", "org/repo/coco_weights.pt"))
     assert CaptionerChoice.parse("clipcap:/data/coco_weights.pt").location == Ref("local-dir", "/data/coco_weights.pt")
     assert CaptionerChoice.parse("local-dir:/models/mine").kind == "prefix"
-    with pytest.raises(ModelNotFound, match="not a reference"):
+    with pytest.raises(InvalidConfig, match="not a reference"):
         CaptionerChoice.parse("my-captioner")
 
 
@@ -75,5 +76,5 @@ def test_settings_from_the_environment_override_the_set(monkeypatch: pytest.Monk
 def test_a_typo_in_a_manifest_is_named(tmp_path: Path) -> None:
     (tmp_path / "clipchat.json").write_text(json.dumps({
         "clip": "ViT-B-32", "language_model": "gpt2", "captioner": "guided", "vocabluary": "mine.txt"}))
-    with pytest.raises(ModelNotFound, match="unknown keys vocabluary"):
+    with pytest.raises(InvalidConfig, match="unknown keys vocabluary"):
         load_model_set(str(tmp_path))

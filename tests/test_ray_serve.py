@@ -15,7 +15,7 @@ def vision_server(world_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     import ray
     from ray import serve
 
-    from bot.ray_serve import deploy
+    from bot.engine.ray_serve import deploy
     from vision.settings import VisionSettings
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
@@ -31,7 +31,7 @@ async def test_the_bot_answers_through_ray_serve(vision_server, start_bot, bot_s
     from vision import load_image
 
     app = await start_bot(bot_settings.model_copy(update={"inference": "ray"}))
-    assert type(app.bot_data["services"].inference).__name__ == "RayInference"
+    assert type(app.bot_data.services.models).__name__ == "RayModels"
     photos = [h for h in heldout if h.scene.colour in ("red", "blue")][:2]
     chat, alice = private(301), user(301)
     file_ids = []

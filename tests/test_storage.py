@@ -9,20 +9,37 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
-from storage import (EmbeddingIndex, ImageRecord, NewImage, Turn, UserSettings, add_turn, decode_embeddings,
-                     encode_embedding, forget_user, image_under_discussion, make_engine, make_sessionmaker,
-                     purge_older_than, recent_turns, reset_thread, rows_about_user, save_image, search_images,
-                     write_with_retry)
+from clipchat.facts import PhotoFacts, Tag
+from storage import (
+    EmbeddingIndex,
+    ImageRecord,
+    NewImage,
+    Turn,
+    UserSettings,
+    add_turn,
+    decode_embeddings,
+    encode_embedding,
+    forget_user,
+    image_under_discussion,
+    make_engine,
+    make_sessionmaker,
+    purge_older_than,
+    recent_turns,
+    reset_thread,
+    rows_about_user,
+    save_image,
+    search_images,
+    write_with_retry,
+)
 
 ALICE, BOB, GROUP = 1001, 1002, -100500
 
 
 def photo(chat_id: int, sender_id: int | None, message_id: int, vector=None, model: str = "clip-test") -> NewImage:
     vector = np.random.default_rng(message_id).normal(size=8) if vector is None else vector
+    facts = PhotoFacts(f"photo {message_id}", (Tag("cat", 0.9),), vector / np.linalg.norm(vector), model)
     return NewImage(chat_id=chat_id, sender_id=sender_id, message_id=message_id, file_id=f"file-{message_id}",
-                    file_unique_id=f"unique-{message_id}", caption=f"photo {message_id}",
-                    tags=[{"label": "cat", "score": 0.9}], embedding=vector / np.linalg.norm(vector),
-                    embedding_model=model)
+                    file_unique_id=f"unique-{message_id}", facts=facts)
 
 
 async def test_migrations_build_exactly_the_models(engine) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bot.cli import main as clipchat
-from vision import ClipchatError
+from bot.ops.cli import main as clipchat
+from clipchat.errors import ClipchatError
 from vision.datasets import read_captions
 
 

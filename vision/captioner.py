@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import ModelNotFound
+from clipchat.errors import InvalidConfig, ModelNotFound
+
 from .language_model import load_language_model, stop_token_ids
 from .mapper import MapperConfig, build_mapper
 from .model_sets import Ref
@@ -30,6 +31,8 @@ LEGACY_BUFFERS = (".attn.bias", ".attn.masked_bias")
 
 
 class PrefixCaptioner(nn.Module):
+    methods = ("greedy", "beam", "sample")  # decoding strategies that start from the mapped prefix
+
     def __init__(self, config: MapperConfig, lm: nn.Module, tokenizer, source: str = "") -> None:
         super().__init__()
         self.config = config
@@ -38,6 +41,10 @@ class PrefixCaptioner(nn.Module):
         self.tokenizer = tokenizer
         self.source = source
         self.stop_ids = stop_token_ids(tokenizer)
+
+    def refusal(self, method: str) -> str:
+        return (f"Decoding method {method!r} is for model sets without a captioning checkpoint; "
+                f"this one decodes with {', '.join(self.methods)}.")
 
     @property
     def device(self) -> torch.device:
@@ -86,7 +93,7 @@ def load_prefix_captioner(ref: Ref, default_lm: Ref, device: torch.device, dtype
         raise ModelNotFound(f"{directory} is not a captioner directory: it has no captioner.json.")
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("format") != FORMAT:
-        raise ModelNotFound(f"{manifest_path} is not a {FORMAT} file.")
+        raise InvalidConfig(f"{manifest_path} is not a {FORMAT} file.")
     lm_value = manifest.get("language_model") or str(default_lm)
     lm_ref = Ref("local-dir", str(directory / "language_model")) if lm_value == BUNDLED else Ref.parse(lm_value)
     lm, tokenizer = load_language_model(lm_ref, device, dtype, cache_dir)
@@ -104,7 +111,7 @@ def load_clipcap_checkpoint(ref: Ref, lm_ref: Ref, device: torch.device, dtype: 
     gpt_state = {k.removeprefix("gpt."): v for k, v in state.items()
                  if k.startswith("gpt.") and not k.endswith(LEGACY_BUFFERS)}
     if not mapper_state:
-        raise ModelNotFound(f"{path} has no clip_project.* weights: it is not a ClipCap checkpoint.")
+        raise InvalidConfig(f"{path} has no clip_project.* weights: it is not a ClipCap checkpoint.")
     lm, tokenizer = load_language_model(lm_ref, device, dtype, cache_dir)
     config = _infer_mapper_config(mapper_state, lm.get_input_embeddings().weight.shape[1])
     captioner = PrefixCaptioner(config, lm, tokenizer, source=f"clipcap:{ref}")
@@ -113,7 +120,7 @@ def load_clipcap_checkpoint(ref: Ref, lm_ref: Ref, device: torch.device, dtype: 
         missing, unexpected = lm.load_state_dict(gpt_state, strict=False)
         tied = {"lm_head.weight"} if lm.config.tie_word_embeddings else set()
         if set(missing) - tied or unexpected:
-            raise ModelNotFound(f"{path} does not fit {lm_ref}: missing {sorted(set(missing) - tied)[:5]}, "
+            raise InvalidConfig(f"{path} does not fit {lm_ref}: missing {sorted(set(missing) - tied)[:5]}, "
                                 f"unexpected {sorted(unexpected)[:5]}.")
     return captioner.to(device).eval()
 
@@ -129,7 +136,7 @@ def _infer_mapper_config(state: dict[str, torch.Tensor], lm_dim: int) -> MapperC
                             prefix_length=state["prefix_const"].shape[0],
                             clip_length=state["linear.weight"].shape[0] // lm_dim, kind="transformer",
                             num_layers=len(layers))
-    raise ModelNotFound("The checkpoint's mapping network is neither ClipCap's MLP nor its transformer.")
+    raise InvalidConfig("The checkpoint's mapping network is neither ClipCap's MLP nor its transformer.")
 
 
 def _local_directory(ref: Ref, cache_dir: Path | None) -> Path:

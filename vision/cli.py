@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
+from clipchat.errors import BadImage
+
 from .decoding import METHODS, DecodingOptions
-from .errors import BadImage
 from .settings import VisionSettings
 
 
@@ -73,7 +75,7 @@ def _settings(args: argparse.Namespace, settings: VisionSettings) -> VisionSetti
 
 
 def _options(args: argparse.Namespace, models) -> DecodingOptions:
-    method = args.method or models.default_options().method
+    method = args.method or models.captioner.methods[0]
     if args.candidates > 1 and method == "greedy":
         method = "beam"
     return DecodingOptions(method=method, beam_size=args.beam_size, num_candidates=args.candidates)
@@ -105,7 +107,7 @@ def run_describe(args: argparse.Namespace, settings: VisionSettings) -> int:
         for path, description in zip(names, models.describe(images, options, top_k_tags=args.tags)):
             if args.json:
                 print(json.dumps({"photo": str(path), "caption": description.caption,
-                                  "tags": [{"label": t.label, "score": round(t.score, 4)} for t in description.tags]}))
+                                  "tags": [asdict(tag) for tag in description.tags]}))
             else:
                 tags = ", ".join(f"{t.label} ({t.score:.2f})" for t in description.tags)
                 print(f"{path}: {description.caption}\n  tags: {tags or '-'}")

@@ -1,72 +1,36 @@
-"""How captions are decoded: frozen options, a strategy picked from them, and `decode`.
+"""How captions are decoded: frozen options, the strategy they pick, and `decode`.
 
     decode(captioner, clip_vectors, DecodingOptions(method="beam", beam_size=5))
 
-Greedy decoding is our own KV-cached loop; beam search and nucleus sampling run
-through transformers' `generate`; all start from the mapped prefix embeddings.
-The guided method (no checkpoint) lives in `guided.py` and takes the same options.
+Every method is a strategy object: a frozen dataclass whose fields are the method's
+own parameters, with their defaults stated there and only there. `DecodingOptions`
+leaves them None ("the method's default") and builds its strategy when it is made,
+so a bad value or combination is refused before any model runs. Greedy decoding is
+our own KV-cached loop; beam search and nucleus sampling run through transformers'
+`generate`; the guided method (no checkpoint) is `guided.Guided`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 import torch
 
-from .errors import InvalidOptions
-from .language_model import cache_keyword, output_cache
+from clipchat.errors import InvalidConfig
 
-METHODS = ("greedy", "beam", "sample", "guided")
+from .guided import Guided
+from .language_model import Caption, cache_keyword, clean_text, output_cache
 
 
-@dataclass(frozen=True)
-class DecodingOptions:
-    method: str = "greedy"
-    max_tokens: int = 30  # one sentence: COCO captions average about 11 GPT-2 tokens
-    num_candidates: int = 1  # captions returned per image, best first (beam and sample only)
-    beam_size: int | None = None  # beam only; None means ClipCap's 5
-    top_p: float | None = None  # sample only; None means 0.9
-    temperature: float | None = None  # sample only; None means 1.0
-    guided_top_k: int | None = None  # guided only: LM candidates CLIP re-scores per step; None means MAGIC's 45
-    guided_alpha: float | None = None  # guided only: degeneration penalty; None means MAGIC's 0.1
-    guided_beta: float | None = None  # guided only: weight of the image; None means MAGIC's 2.0
-    guided_plausibility: float | None = None  # guided only: candidates need p >= this x the best p; None: 0.1
+class Strategy(Protocol):
+    OPTIONS: ClassVar[dict[str, str]]  # DecodingOptions field -> this strategy's field
 
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise InvalidOptions(f"Unknown decoding method {self.method!r}; choose one of {', '.join(METHODS)}.")
-        if self.max_tokens < 1:
-            raise InvalidOptions("max_tokens must be at least 1.")
-        if self.num_candidates < 1:
-            raise InvalidOptions("num_candidates must be at least 1.")
-        owned = {"beam": ("beam_size",), "sample": ("top_p", "temperature"),
-                 "guided": ("guided_top_k", "guided_alpha", "guided_beta", "guided_plausibility")}
-        for method, names in owned.items():
-            for name in names:
-                if getattr(self, name) is not None and self.method != method:
-                    raise InvalidOptions(f"{name} only applies to method={method!r}, not {self.method!r}.")
-        if self.method in ("greedy", "guided") and self.num_candidates != 1:
-            raise InvalidOptions(f"method={self.method!r} yields one caption; use beam or sample for "
-                                 "several candidates.")
-        if self.method == "beam" and self.num_candidates > (self.beam_size or 5):
-            raise InvalidOptions("num_candidates cannot exceed beam_size.")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise InvalidOptions("top_p must be in (0, 1].")
-        if self.temperature is not None and self.temperature <= 0:
-            raise InvalidOptions("temperature must be positive; use method='greedy' for deterministic output.")
-        if self.guided_top_k is not None and self.guided_top_k < 1:
-            raise InvalidOptions("guided_top_k must be at least 1.")
-        if self.guided_plausibility is not None and not 0 <= self.guided_plausibility <= 1:
-            raise InvalidOptions("guided_plausibility must be in [0, 1].")
+    def check(self, options: DecodingOptions) -> None: ...
+    def decode(self, captioner, clip: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]: ...
 
 
 @dataclass(frozen=True)
-class Caption:
-    text: str
-    tokens: tuple[int, ...]
-    log_prob: float  # mean per-token log-probability under the language model
-
-
 class Greedy:
     """Our own loop on the KV cache: one forward per token and nothing else per step.
 
@@ -77,7 +41,13 @@ class Greedy:
     8.7 at batch 1 and from 1004 to 1253 at batch 256. On a CPU the two are level.
     """
 
-    def decode(self, captioner, prefix: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
+    OPTIONS: ClassVar[dict[str, str]] = {}
+
+    def check(self, options: DecodingOptions) -> None:
+        _one_caption(options)
+
+    def decode(self, captioner, clip: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
+        prefix = captioner.prefix(clip)  # (B, prefix_length, lm_dim)
         lm, batch = captioner.lm, len(prefix)
         stop_ids = torch.tensor(captioner.stop_ids, device=prefix.device)
         out = lm(inputs_embeds=prefix, use_cache=True, logits_to_keep=1)
@@ -99,10 +69,11 @@ class Greedy:
                 for row, row_scores in zip(torch.stack(tokens, dim=1), torch.stack(log_probs, dim=1))]
 
 
-class GenerateStrategy:
+class _Generate:
     """Beam search and sampling: transformers' `generate`, whose implementations these are."""
 
-    def decode(self, captioner, prefix: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
+    def decode(self, captioner, clip: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
+        prefix = captioner.prefix(clip)  # (B, prefix_length, lm_dim)
         mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
         out = captioner.lm.generate(
             inputs_embeds=prefix, attention_mask=mask, max_new_tokens=options.max_tokens,
@@ -118,37 +89,104 @@ class GenerateStrategy:
         raise NotImplementedError
 
 
-class BeamSearch(GenerateStrategy):
+@dataclass(frozen=True)
+class BeamSearch(_Generate):
+    beam_size: int = 5  # ClipCap's
+
+    OPTIONS: ClassVar[dict[str, str]] = {"beam_size": "beam_size"}
+
+    def check(self, options: DecodingOptions) -> None:
+        if self.beam_size < 1:
+            raise InvalidConfig("beam_size must be at least 1.")
+        if options.num_candidates > self.beam_size:
+            raise InvalidConfig("num_candidates cannot exceed beam_size.")
+
     def generate_kwargs(self, options: DecodingOptions) -> dict:
-        return {"do_sample": False, "num_beams": options.beam_size or 5, "early_stopping": True,
+        return {"do_sample": False, "num_beams": self.beam_size, "early_stopping": True,
                 "num_return_sequences": options.num_candidates}
 
 
-class NucleusSampling(GenerateStrategy):
-    def decode(self, captioner, prefix: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
+@dataclass(frozen=True)
+class NucleusSampling(_Generate):
+    top_p: float = 0.9
+    temperature: float = 1.0
+
+    OPTIONS: ClassVar[dict[str, str]] = {"top_p": "top_p", "temperature": "temperature"}
+
+    def check(self, options: DecodingOptions) -> None:
+        if not 0 < self.top_p <= 1:
+            raise InvalidConfig("top_p must be in (0, 1].")
+        if self.temperature <= 0:
+            raise InvalidConfig("temperature must be positive; use method='greedy' for deterministic output.")
+
+    def decode(self, captioner, clip: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
         # samples come unordered (beam search returns its beams best first already)
         return [sorted(group, key=lambda c: c.log_prob, reverse=True)
-                for group in super().decode(captioner, prefix, options)]
+                for group in super().decode(captioner, clip, options)]
 
     def generate_kwargs(self, options: DecodingOptions) -> dict:
-        return {"do_sample": True, "top_p": options.top_p or 0.9, "top_k": 0,
-                "temperature": options.temperature or 1.0, "num_return_sequences": options.num_candidates}
+        return {"do_sample": True, "top_p": self.top_p, "top_k": 0, "temperature": self.temperature,
+                "num_return_sequences": options.num_candidates}
 
 
-STRATEGIES = {"greedy": Greedy(), "beam": BeamSearch(), "sample": NucleusSampling()}
+STRATEGIES: dict[str, type] = {"greedy": Greedy, "beam": BeamSearch, "sample": NucleusSampling, "guided": Guided}
+METHODS = tuple(STRATEGIES)
+
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    method: str = "greedy"
+    max_tokens: int = 30  # one sentence: COCO captions average about 11 GPT-2 tokens
+    num_candidates: int = 1  # captions returned per image, best first (beam and sample only)
+    # Each method's own parameters; None means that method's default, stated in its strategy class.
+    beam_size: int | None = None  # beam
+    top_p: float | None = None  # sample
+    temperature: float | None = None  # sample
+    guided_top_k: int | None = None  # guided: LM candidates CLIP re-scores per step
+    guided_alpha: float | None = None  # guided: degeneration penalty
+    guided_beta: float | None = None  # guided: weight of the image
+    guided_plausibility: float | None = None  # guided: candidates need p >= this x the best p
+
+    def __post_init__(self) -> None:
+        if self.method not in STRATEGIES:
+            raise InvalidConfig(f"Unknown decoding method {self.method!r}; choose one of {', '.join(METHODS)}.")
+        if self.max_tokens < 1:
+            raise InvalidConfig("max_tokens must be at least 1.")
+        if self.num_candidates < 1:
+            raise InvalidConfig("num_candidates must be at least 1.")
+        for method, strategy in STRATEGIES.items():
+            for name in strategy.OPTIONS:
+                if getattr(self, name) is not None and self.method != method:
+                    raise InvalidConfig(f"{name} only applies to method={method!r}, not {self.method!r}.")
+        self.strategy().check(self)
+
+    def strategy(self) -> Strategy:
+        """The method's strategy object, with the parameters these options set and its defaults for the rest."""
+        cls = STRATEGIES[self.method]
+        given = {field: getattr(self, name) for name, field in cls.OPTIONS.items() if getattr(self, name) is not None}
+        return cls(**given)
 
 
 @torch.inference_mode()
-def decode(captioner, clip: torch.Tensor, options: DecodingOptions = DecodingOptions()) -> list[list[Caption]]:
-    """(B, clip_dim) raw CLIP vectors -> for each image, `num_candidates` captions, best first."""
-    if options.method == "guided":
-        raise InvalidOptions("The guided method needs the image and CLIP: call GuidedCaptioner.caption instead.")
+def decode(captioner, clip: torch.Tensor, options: DecodingOptions | None = None) -> list[list[Caption]]:
+    """(B, clip_dim) raw CLIP vectors -> for each image, `num_candidates` captions, best first.
+
+    Without options, the captioner's own default method (its first in `captioner.methods`).
+    """
+    options = options or DecodingOptions(method=captioner.methods[0])
+    if options.method not in captioner.methods:
+        raise InvalidConfig(captioner.refusal(options.method))
     if len(clip) == 0:
         return []
-    prefix = captioner.prefix(clip)  # (B, prefix_length, lm_dim)
-    grouped = STRATEGIES[options.method].decode(captioner, prefix, options)
+    grouped = options.strategy().decode(captioner, clip, options)
     # A candidate cut off by max_tokens is never a better caption than one that ended its sentence.
     return [sorted(group, key=lambda c: not (c.tokens and c.tokens[-1] in captioner.stop_ids)) for group in grouped]
+
+
+def _one_caption(options: DecodingOptions) -> None:
+    if options.num_candidates != 1:
+        raise InvalidConfig(f"method={options.method!r} yields one caption; use beam or sample for several "
+                            "candidates.")
 
 
 def _caption(captioner, tokens: torch.Tensor, scores: torch.Tensor) -> Caption:
@@ -164,6 +202,5 @@ def _caption(captioner, tokens: torch.Tensor, scores: torch.Tensor) -> Caption:
                    tokens=tuple(kept), log_prob=log_prob)
 
 
-def clean_text(text: str) -> str:
-    """One tidy sentence: no surrounding space, no line breaks."""
-    return " ".join(text.split())
+__all__ = ["METHODS", "STRATEGIES", "BeamSearch", "Caption", "DecodingOptions", "Greedy", "NucleusSampling",
+           "decode"]

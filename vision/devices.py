@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InvalidOptions
+from clipchat.errors import InvalidConfig
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -17,9 +17,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as error:
-        raise InvalidOptions(f"Unknown device {name!r}: use auto, cpu, cuda or cuda:N.") from error
+        raise InvalidConfig(f"Unknown device {name!r}: use auto, cpu, cuda or cuda:N.") from error
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidOptions(f"Device {name!r} was asked for, but PyTorch sees no CUDA GPU here. "
+        raise InvalidConfig(f"Device {name!r} was asked for, but PyTorch sees no CUDA GPU here. "
                              "Use CLIPCHAT_DEVICE=cpu or install a CUDA build of PyTorch.")
     return device
 
@@ -48,8 +48,8 @@ def resolve_dtype(name: str, device: torch.device, training: bool = False) -> to
             return torch.float16
         return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
     if name not in DTYPES:
-        raise InvalidOptions(f"Unknown dtype {name!r}: use one of auto, {', '.join(sorted(DTYPES))}.")
+        raise InvalidConfig(f"Unknown dtype {name!r}: use one of auto, {', '.join(sorted(DTYPES))}.")
     dtype = DTYPES[name]
     if dtype == torch.float16 and device.type == "cpu":
-        raise InvalidOptions("float16 is not supported on the CPU; use float32 (or bfloat16 on CPUs that have it).")
+        raise InvalidConfig("float16 is not supported on the CPU; use float32 (or bfloat16 on CPUs that have it).")
     return dtype

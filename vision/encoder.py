@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import ModelNotFound
+from clipchat.errors import ModelNotFound
+
 from .model_sets import LOCAL_DIR
 
 log = logging.getLogger(__name__)

@@ -6,11 +6,13 @@ import logging
 import re
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
+
+from clipchat.errors import BadImage
 
 from .datasets import CaptionedImage
 from .decoding import DecodingOptions
-from .errors import BadImage
 from .intake import ImageLimits, load_image
 from .scoring import clip_score
 
@@ -57,7 +59,7 @@ def evaluate(models, data: list[CaptionedImage], options: DecodingOptions | None
         if not descriptions:
             continue
         texts = models.encoder.embed_texts([d.caption for d in descriptions]).cpu()
-        vectors = torch.stack([d.embedding for d in descriptions])
+        vectors = torch.from_numpy(np.stack([d.embedding for d in descriptions]))
         clip_scores.extend(clip_score(vectors, texts).tolist())
         for item, description in zip(items, descriptions):
             generated[str(item.image)] = description.caption

@@ -21,49 +21,72 @@ this mode exists so the bot can always say something useful.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from .decoding import Caption, DecodingOptions, clean_text
-from .errors import InvalidOptions
-from .language_model import cache_keyword, output_cache, stop_token_ids
+from clipchat.errors import InvalidConfig
+
+from .language_model import Caption, cache_keyword, clean_text, output_cache, stop_token_ids
 
 
 @dataclass
 class GuidedCaptioner:
+    """A language model and the CLIP that steers it: what a model set without a captioning checkpoint has."""
+
     lm: torch.nn.Module
     tokenizer: object
     encoder: object  # a ClipEncoder: embeds the candidate texts
     prompt: str = ""  # e.g. "A picture of"; empty starts from the beginning-of-text token
 
+    methods: ClassVar[tuple[str, ...]] = ("guided",)
+
     def __post_init__(self) -> None:
         self.stop_ids = stop_token_ids(self.tokenizer)
 
-    @torch.inference_mode()
-    def caption(self, clip: torch.Tensor, options: DecodingOptions = DecodingOptions(method="guided")
-                ) -> list[list[Caption]]:
-        """(B, D) CLIP image vectors -> one caption per image."""
-        if options.method not in ("guided", "greedy"):
-            raise InvalidOptions(f"Without a captioning checkpoint only guided decoding is possible, "
-                                 f"not {options.method!r}.")
-        if len(clip) == 0:
-            return []
-        k = options.guided_top_k or 45
-        alpha = 0.1 if options.guided_alpha is None else options.guided_alpha
-        beta = 2.0 if options.guided_beta is None else options.guided_beta
-        plausibility = 0.1 if options.guided_plausibility is None else options.guided_plausibility
-        image = F.normalize(clip.float(), dim=-1).to(self.encoder.device)  # (B, D)
-        b = len(clip)
-        device = next(self.lm.parameters()).device
+    def refusal(self, method: str) -> str:
+        return f"Without a captioning checkpoint only guided decoding is possible, not {method!r}."
 
-        start = self.tokenizer.encode(self.prompt, add_special_tokens=False) if self.prompt else []
-        start = [self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None
-                 else self.tokenizer.eos_token_id] + start
+    def text(self, tokens: list[int]) -> str:
+        body = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return f"{self.prompt} {body.strip()}".strip() if self.prompt else body.strip()
+
+
+@dataclass(frozen=True)
+class Guided:
+    """MAGIC search; its defaults are the paper's, with the plausibility filter from contrastive decoding."""
+
+    top_k: int = 45  # LM candidates CLIP re-scores per step
+    alpha: float = 0.1  # degeneration penalty
+    beta: float = 2.0  # weight of the image
+    plausibility: float = 0.1  # candidates need p >= this x the best p
+
+    OPTIONS: ClassVar[dict[str, str]] = {"guided_top_k": "top_k", "guided_alpha": "alpha", "guided_beta": "beta",
+                                         "guided_plausibility": "plausibility"}
+
+    def check(self, options) -> None:
+        if options.num_candidates != 1:
+            raise InvalidConfig("method='guided' yields one caption; use beam or sample for several candidates.")
+        if self.top_k < 1:
+            raise InvalidConfig("guided_top_k must be at least 1.")
+        if not 0 <= self.plausibility <= 1:
+            raise InvalidConfig("guided_plausibility must be in [0, 1].")
+
+    def decode(self, captioner: GuidedCaptioner, clip: torch.Tensor, options) -> list[list[Caption]]:
+        """(B, D) raw CLIP image vectors -> one caption per image."""
+        k, alpha, beta = self.top_k, self.alpha, self.beta
+        lm, tokenizer, encoder = captioner.lm, captioner.tokenizer, captioner.encoder
+        image = F.normalize(clip.float(), dim=-1).to(encoder.device)  # (B, D)
+        b = len(clip)
+        device = next(lm.parameters()).device
+
+        start = tokenizer.encode(captioner.prompt, add_special_tokens=False) if captioner.prompt else []
+        start = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id] + start
         ids = torch.tensor([start] * b, device=device)  # (B, P)
-        out = self.lm(ids, use_cache=True, output_hidden_states=True)
+        out = lm(ids, use_cache=True, output_hidden_states=True)
         cache, logits = output_cache(out), out.logits[:, -1]  # logits: (B, vocab)
-        keyword = cache_keyword(self.lm)
+        keyword = cache_keyword(lm)
         context = F.normalize(out.hidden_states[-1].float(), dim=-1)  # (B, P, H)
         generated: list[list[int]] = [[] for _ in range(b)]
         log_probs: list[list[float]] = [[] for _ in range(b)]
@@ -73,17 +96,17 @@ class GuidedCaptioner:
             probs = logits.float().softmax(dim=-1)
             top_probs, top_ids = probs.topk(k, dim=-1)  # (B, k)
             cache.batch_repeat_interleave(k)  # every candidate continues its own copy of the cache
-            step = self.lm(top_ids.reshape(b * k, 1), use_cache=True, output_hidden_states=True,
+            step = lm(top_ids.reshape(b * k, 1), use_cache=True, output_hidden_states=True,
                            **{keyword: cache})
             hidden = F.normalize(step.hidden_states[-1][:, -1].float(), dim=-1).view(b, k, -1)  # (B, k, H)
             penalty = torch.einsum("bkh,bph->bkp", hidden, context).amax(dim=-1)  # (B, k)
-            plausible = top_probs >= plausibility * top_probs[:, :1]  # (B, k); the top token always is
+            plausible = top_probs >= self.plausibility * top_probs[:, :1]  # (B, k); the top token always is
             rows_cols = plausible.nonzero().tolist()
-            texts = [self._text(generated[i] + [int(top_ids[i, j])]) for i, j in rows_cols]
+            texts = [captioner.text(generated[i] + [int(top_ids[i, j])]) for i, j in rows_cols]
             sims = torch.full((b, k), float("-inf"), device=image.device)
-            text_vectors = self.encoder.embed_texts(texts)  # (plausible candidates, D)
+            text_vectors = encoder.embed_texts(texts)  # (plausible candidates, D)
             sims[plausible.to(image.device)] = (text_vectors * image[[i for i, _ in rows_cols]]).sum(-1)
-            grounding = (sims * self.encoder.logit_scale).softmax(dim=-1).to(top_probs.device)
+            grounding = (sims * encoder.logit_scale).softmax(dim=-1).to(top_probs.device)
             score = (1 - alpha) * top_probs - alpha * penalty + beta * grounding
             score = score.masked_fill(~plausible, float("-inf"))
             choice = score.argmax(dim=-1)  # (B,)
@@ -99,12 +122,8 @@ class GuidedCaptioner:
                 token = int(top_ids[i, choice[i]])
                 generated[i].append(token)
                 log_probs[i].append(float(top_probs[i, choice[i]].log()))
-                finished[i] = token in self.stop_ids
+                finished[i] = token in captioner.stop_ids
             if all(finished):
                 break
-        return [[Caption(text=clean_text(self._text(tokens)), tokens=tuple(tokens),
+        return [[Caption(text=clean_text(captioner.text(tokens)), tokens=tuple(tokens),
                          log_prob=sum(lp) / max(len(lp), 1))] for tokens, lp in zip(generated, log_probs)]
-
-    def _text(self, tokens: list[int]) -> str:
-        body = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        return f"{self.prompt} {body.strip()}".strip() if self.prompt else body.strip()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import BadImage
+from clipchat.errors import BadImage
 
 log = logging.getLogger(__name__)
 

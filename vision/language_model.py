@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .errors import ModelNotFound
+from clipchat.errors import ModelNotFound
+
 from .model_sets import Ref
+
+
+@dataclass(frozen=True)
+class Caption:
+    """One decoded sentence."""
+
+    text: str
+    tokens: tuple[int, ...]
+    log_prob: float  # mean per-token log-probability under the language model
+
+
+def clean_text(text: str) -> str:
+    """One tidy sentence: no surrounding space, no line breaks."""
+    return " ".join(text.split())
 
 
 def load_language_model(ref: Ref, device: torch.device, dtype: torch.dtype, cache_dir: Path | None = None):

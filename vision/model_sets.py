@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from .errors import ModelNotFound
+from clipchat.errors import InvalidConfig, ModelNotFound
 
 HF_HUB = "hf-hub:"
 LOCAL_DIR = "local-dir:"
@@ -41,7 +41,7 @@ class Ref:
         if text.startswith(HF_HUB):
             target = text[len(HF_HUB):].strip("/")
             if not target:
-                raise ModelNotFound(f"{text!r} names no repository: write hf-hub:ORG/REPO.")
+                raise InvalidConfig(f"{text!r} names no repository: write hf-hub:ORG/REPO.")
             return cls("hf-hub", target)
         if text.startswith(LOCAL_DIR):
             path = Path(text[len(LOCAL_DIR):]).expanduser()
@@ -62,7 +62,7 @@ class Ref:
         """Split `ORG/REPO/FILE` into repository id and file name."""
         parts = self.target.split("/")
         if len(parts) < 3:
-            raise ModelNotFound(f"{self} names a repository, not a file: write hf-hub:ORG/REPO/FILE.")
+            raise InvalidConfig(f"{self} names a repository, not a file: write hf-hub:ORG/REPO/FILE.")
         return "/".join(parts[:2]), "/".join(parts[2:])
 
 
@@ -86,7 +86,7 @@ class CaptionerChoice:
             return cls("clipcap", ref)
         ref = Ref.parse(text, base)
         if ref.scheme == "name":
-            raise ModelNotFound(f"Captioner {text!r} is not a reference: use 'guided', local-dir:PATH, "
+            raise InvalidConfig(f"Captioner {text!r} is not a reference: use 'guided', local-dir:PATH, "
                                 "hf-hub:ORG/REPO, or clipcap:FILE for a ClipCap checkpoint.")
         return cls("prefix", ref)
 
@@ -112,10 +112,10 @@ class ModelSet:
     def from_dict(cls, name: str, data: dict, base: Path | None = None) -> ModelSet:
         missing = {"clip", "language_model", "captioner"} - set(data)
         if missing:
-            raise ModelNotFound(f"Model set {name!r} lacks {', '.join(sorted(missing))}.")
+            raise InvalidConfig(f"Model set {name!r} lacks {', '.join(sorted(missing))}.")
         unknown = set(data) - KNOWN_KEYS
         if unknown:
-            raise ModelNotFound(f"Model set {name!r} has unknown keys {', '.join(sorted(unknown))}; "
+            raise InvalidConfig(f"Model set {name!r} has unknown keys {', '.join(sorted(unknown))}; "
                                 f"known keys are {', '.join(sorted(KNOWN_KEYS))}.")
         clip = data["clip"]
         if clip.startswith(LOCAL_DIR):
@@ -158,8 +158,8 @@ def load_model_set(name_or_path: str) -> ModelSet:
     if path.is_dir():
         manifest = path / MANIFEST
         if not manifest.is_file():
-            raise ModelNotFound(f"{path} has no {MANIFEST}; a model directory needs one "
-                                "(see `python -m tests.world build DIR` for an example).")
+            raise ModelNotFound(f"{path} has no {MANIFEST}; a model directory needs one naming "
+                                "its clip, language_model and captioner.")
         return _read_manifest(manifest)
     if path.suffix == ".json" and path.is_file():
         return _read_manifest(path)
@@ -175,5 +175,5 @@ def _read_manifest(path: Path) -> ModelSet:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ModelNotFound(f"{path} is not valid JSON: {error}") from error
+        raise InvalidConfig(f"{path} is not valid JSON: {error}") from error
     return ModelSet.from_dict(path.parent.name, data, base=path.parent.resolve())

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from clipchat.facts import PhotoFacts
 
 from .captioner import PrefixCaptioner, load_clipcap_checkpoint, load_prefix_captioner
 from .decoding import Caption, DecodingOptions, decode
@@ -23,17 +24,9 @@ from .guided import GuidedCaptioner
 from .language_model import linearize, load_language_model
 from .model_sets import ModelSet, load_model_set
 from .scoring import rerank
-from .tagger import DEFAULT_TEMPLATES, Tag, ZeroShotTagger, load_vocabulary
+from .tagger import DEFAULT_TEMPLATES, ZeroShotTagger, load_vocabulary
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Description:
-    caption: str
-    tags: list[Tag]
-    embedding: torch.Tensor  # (D,) normalised CLIP vector on the CPU, for search and storage
-    candidates: tuple[Caption, ...] = ()
 
 
 class VisionModels:
@@ -46,29 +39,20 @@ class VisionModels:
         self.captioner = captioner
         self.tagger = tagger
 
-    @property
-    def guided(self) -> bool:
-        return isinstance(self.captioner, GuidedCaptioner)
-
-    def default_options(self) -> DecodingOptions:
-        return DecodingOptions(method="guided" if self.guided else "greedy")
-
     def caption(self, raw: torch.Tensor, options: DecodingOptions | None = None) -> list[list[Caption]]:
-        """(B, D) raw CLIP image vectors -> candidate captions per image, as the options ask."""
-        options = options or self.default_options()
-        if self.guided:
-            return self.captioner.caption(raw, options)
+        """(B, D) raw CLIP image vectors -> candidate captions per image, best first, as the options ask
+        (without options: the captioner's own method)."""
         return decode(self.captioner, raw, options)
 
     def describe(self, images: Sequence[Image.Image], options: DecodingOptions | None = None,
-                 top_k_tags: int = 5, tag_threshold: float = 0.1) -> list[Description]:
+                 top_k_tags: int = 5, tag_threshold: float = 0.1) -> list[PhotoFacts]:
         """Caption and tag a batch of images in one CLIP pass and one batched generation."""
         if not images:
             return []
         return self.describe_pixels(self.encoder.preprocess_images(images), options, top_k_tags, tag_threshold)
 
     def describe_pixels(self, pixels: torch.Tensor, options: DecodingOptions | None = None,
-                        top_k_tags: int = 5, tag_threshold: float = 0.1) -> list[Description]:
+                        top_k_tags: int = 5, tag_threshold: float = 0.1) -> list[PhotoFacts]:
         """The same from (N, 3, H, W) preprocessed pixels, so the Pillow work can run elsewhere, in parallel."""
         if not len(pixels):
             return []
@@ -79,8 +63,8 @@ class VisionModels:
         out = []
         for vector, candidates, image_tags in zip(vectors, captions, tags):
             best = rerank(self.encoder, vector, candidates)[0][0] if len(candidates) > 1 else candidates[0]
-            out.append(Description(caption=best.text, tags=image_tags, embedding=vector.cpu(),
-                                   candidates=tuple(candidates)))
+            out.append(PhotoFacts(caption=best.text, tags=tuple(image_tags),
+                                  embedding=vector.float().cpu().numpy(), model=self.encoder.identity))
         return out
 
 

@@ -1,4 +1,4 @@
-"""CLIP similarity put to use: CLIPScore, caption reranking, and text-to-image ranking."""
+"""CLIP similarity put to use: CLIPScore and caption reranking."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .decoding import Caption
+from .language_model import Caption
 
 CLIPSCORE_WEIGHT = 2.5  # Hessel et al. 2021: stretches cosines into a 0..1-ish range for ViT-B/32
 
@@ -30,12 +30,3 @@ def rerank(encoder, image: torch.Tensor, candidates: Sequence[Caption], fluency_
     scores = clip_score(image.expand(len(candidates), -1), texts).cpu()
     scores = scores + fluency_weight * torch.tensor([c.log_prob for c in candidates])
     return sorted(zip(candidates, scores.tolist()), key=lambda pair: pair[1], reverse=True)
-
-
-def rank_images(text: torch.Tensor, images: torch.Tensor, k: int = 5) -> list[tuple[int, float]]:
-    """Indices and cosines of the `k` (N, D) image vectors closest to one (D,) text vector, best first."""
-    if len(images) == 0:
-        return []
-    sims = images.float() @ text.float().to(images.device)
-    top = sims.topk(min(k, len(images)))
-    return list(zip(top.indices.tolist(), top.values.tolist()))

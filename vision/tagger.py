@@ -19,9 +19,10 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from open_clip import build_zero_shot_classifier
 
-from .errors import InvalidOptions, ModelNotFound
+from clipchat.errors import InvalidConfig, InvalidInput, ModelNotFound
+from clipchat.facts import Tag
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,6 @@ DEFAULT_TEMPLATES = (
     "a picture of a {}.",
     "an image of a {}.",
 )
-
-
-@dataclass(frozen=True)
-class Tag:
-    label: str
-    score: float  # probability within the label's section
-    section: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,7 +63,7 @@ class Vocabulary:
                 sections[-1][1].append(line)
         kept = tuple((name, tuple(labels)) for name, labels in sections if labels)
         if not kept:
-            raise ModelNotFound("The tag vocabulary has no labels.")
+            raise InvalidConfig("The tag vocabulary has no labels.")
         return cls(kept)
 
 
@@ -101,7 +95,7 @@ class ZeroShotTagger:
     def __init__(self, encoder, vocabulary: Vocabulary, templates: Sequence[str] = DEFAULT_TEMPLATES,
                  cache_dir: Path | None = None, max_cached_label_sets: int = 256) -> None:
         if not templates or any("{}" not in t for t in templates):
-            raise InvalidOptions("Every tag template needs a {} where the label goes.")
+            raise InvalidConfig("Every tag template needs a {} where the label goes.")
         self.encoder = encoder
         self.vocabulary = vocabulary
         self.templates = tuple(templates)
@@ -122,22 +116,10 @@ class ZeroShotTagger:
             results.append(sorted(tags, key=lambda t: t.score, reverse=True)[:top_k])
         return results
 
-    def best_per_section(self, images: torch.Tensor) -> list[dict[str, Tag]]:
-        """(B, D) -> for each image, the winning label of every section."""
-        probs = self._section_probabilities(images)
-        out = []
-        for row in probs:
-            best: dict[str, Tag] = {}
-            for (section, label), p in zip(self._keys, row.tolist()):
-                if section not in best or p > best[section].score:
-                    best[section] = Tag(label, p, section)
-            out.append(best)
-        return out
-
     def classify(self, images: torch.Tensor, labels: Sequence[str]) -> list[list[Tag]]:
         """Custom labels at call time ("a cat, a dog or a fox?"): every label, scored, best first."""
         if len(labels) < 2:
-            raise InvalidOptions("Give me at least two labels to choose between, separated by commas or 'or'.")
+            raise InvalidInput("Give me at least two labels to choose between, separated by commas or 'or'.")
         embeddings = self.label_embeddings(labels)
         probs = (self.encoder.logit_scale * images.float() @ embeddings.T).softmax(dim=-1)
         return [sorted((Tag(label, float(p)) for label, p in zip(labels, row)), key=lambda t: t.score, reverse=True)
@@ -160,9 +142,7 @@ class ZeroShotTagger:
         return embeddings
 
     def _embed_labels(self, labels: Sequence[str]) -> torch.Tensor:
-        prompts = [template.format(label) for label in labels for template in self.templates]
-        per_prompt = self.encoder.embed_texts(prompts).view(len(labels), len(self.templates), -1)
-        return F.normalize(per_prompt.mean(dim=1), dim=-1)  # average on the sphere, then back onto it
+        return zero_shot_weights(self.encoder, labels, self.templates)
 
     def _vocabulary_embeddings(self) -> torch.Tensor:
         path = self._cache_path()
@@ -197,3 +177,12 @@ class ZeroShotTagger:
             probs[:, start:stop] = logits[:, start:stop].softmax(dim=-1)
             start = stop
         return probs
+
+
+def zero_shot_weights(encoder, labels: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+    """(L, D) float32: each label's text vectors averaged over the templates, on the sphere (open_clip's ensemble)."""
+    per_batch = max(1, encoder.batch_size * 4 // len(templates))  # about as many texts per pass as embed_texts
+    with torch.inference_mode():
+        weights = build_zero_shot_classifier(encoder.model, encoder.tokenizer, list(labels), list(templates),
+                                             num_classes_per_batch=per_batch, device=encoder.device)  # (D, L)
+    return weights.T.float()

@@ -15,10 +15,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from clipchat.errors import BadImage, InvalidConfig
 
 from .captioner import PrefixCaptioner
 from .datasets import CaptionedImage
-from .errors import BadImage, ClipchatError, InvalidOptions
 from .intake import load_image
 from .mapper import MapperConfig
 
@@ -45,9 +47,9 @@ class TrainingOptions:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise InvalidOptions("epochs, batch size and learning rate must be positive.")
+            raise InvalidConfig("epochs, batch size and learning rate must be positive.")
         if self.mapper not in ("mlp", "transformer"):
-            raise InvalidOptions("mapper must be 'mlp' or 'transformer'.")
+            raise InvalidConfig("mapper must be 'mlp' or 'transformer'.")
 
 
 def embed_dataset(encoder, data: list[CaptionedImage], out_dir: Path, progress: bool = True) -> tuple[torch.Tensor, list[int]]:
@@ -80,7 +82,7 @@ def embed_dataset(encoder, data: list[CaptionedImage], out_dir: Path, progress: 
             flush()
     flush()
     if not kept:
-        raise ClipchatError("None of the images in the captions file could be read.")
+        raise InvalidConfig("None of the images in the captions file could be read.")
     if skipped:
         log.warning("skipped %d unreadable images of %d", skipped, len(data))
     all_vectors = torch.cat(vectors)
@@ -112,16 +114,14 @@ def train_captioner(encoder, lm, tokenizer, data: list[CaptionedImage], out_dir:
     optimizer = torch.optim.AdamW(trainable, lr=options.lr)
     steps_per_epoch = -(-len(rows) // options.batch_size)
     total = steps_per_epoch * options.epochs
-    warmup = max(1, int(total * options.warmup_fraction))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))))
+    schedule = get_linear_schedule_with_warmup(optimizer, max(1, int(total * options.warmup_fraction)), total)
 
     start_epoch = 0
     checkpoint_path = out_dir / CHECKPOINT
     if resume and checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         if _comparable(state["options"]) != _comparable(asdict(options)):
-            raise InvalidOptions(f"{checkpoint_path} was trained with other options; start afresh without --resume.")
+            raise InvalidConfig(f"{checkpoint_path} was trained with other options; start afresh without --resume.")
         captioner.mapper.load_state_dict(state["mapper"])
         if options.finetune_language_model:
             lm.load_state_dict(state["language_model"])

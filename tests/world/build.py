@@ -58,7 +58,7 @@ def write_manifest(directory: Path, captioner: str, clip: str = "local-dir:clip"
 
 def build_world(directory: Path, *, log=print) -> Path:
     """Build everything into `directory` (skipped when a finished build is already there)."""
-    from bot.cli import main as clipchat
+    from bot.ops.cli import main as clipchat
 
     if (directory / COMPLETE).is_file():
         return directory

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .scenes import ATTRIBUTES, BACKGROUNDS, COLOURS, IMAGE_SIZE, SHAPES, SIZES, Scene, all_scenes, describe, render
+from .scenes import ATTRIBUTES, BACKGROUNDS, COLOURS, SHAPES, SIZES, Scene, all_scenes, describe, render
 
 # Small enough to train in about two minutes on two CPU cores, big enough to
 # separate 240 scenes.

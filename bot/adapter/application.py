@@ -1,0 +1,152 @@
+"""The composition root: `build_application()` wires settings, services, routing and jobs.
+
+Cheap objects (the database engine, the update processor) are built here; the heavy
+ones (models, migrations) in the start-up hook, then reach handlers as typed bot data.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from telegram import Update
+from telegram.error import Forbidden, NetworkError, RetryAfter
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from clipchat.errors import ClipchatError, UserError
+from storage import StorageSettings, make_engine, make_sessionmaker
+from storage.update_order import SharedOrder
+from vision import VisionModels
+from vision.settings import VisionSettings
+
+from ..core.services import open_services
+from ..core.settings import BotSettings
+from . import admin, commands, handlers, jobs
+from .albums import Albums
+from .context import BotContext, BotData
+from .ordering import PerUserOrder
+from .redaction import redact_token_in_logs
+from .sending import reply
+from .telegram_io import addressed
+
+log = logging.getLogger(__name__)
+SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
+NOT_ALLOWED = "Sorry, this bot is private."
+
+
+def build_application(settings: BotSettings, vision_settings: VisionSettings | None = None,
+                      storage_settings: StorageSettings | None = None, *,
+                      models: VisionModels | None = None) -> Application:
+    """Everything the bot needs, wired; models load and the database migrates in the start-up hook."""
+    token = settings.bot_token()
+    redact_token_in_logs(token)
+    vision_settings = vision_settings or VisionSettings()
+    storage_settings = storage_settings or StorageSettings()
+    database = make_engine(storage_settings.url())  # connects on first use, in the start-up hook
+    shared = (SharedOrder(make_sessionmaker(database), reorder_window=settings.reorder_wait_s)
+              if settings.shared_ordering else None)
+
+    async def post_init(application: Application) -> None:
+        data: BotData = application.bot_data
+        data.services = await open_services(settings, vision_settings, storage_settings, models=models,
+                                            database=database)
+        await application.bot.set_my_commands(commands.COMMANDS)
+        jobs.schedule(application.job_queue, settings.maintenance_hours)
+        log.info("clipchat is up as @%s", application.bot.username)
+
+    async def post_shutdown(application: Application) -> None:
+        data: BotData = application.bot_data
+        if data.services is not None:
+            await data.services.close()
+            data.services = None
+
+    application = (
+        ApplicationBuilder().token(token)
+        .base_url(settings.base_url).base_file_url(settings.base_file_url).local_mode(settings.local_mode)
+        .rate_limiter(AIORateLimiter(overall_max_rate=settings.rate_limit_per_second,
+                                     group_max_rate=settings.rate_limit_per_group_minute,
+                                     max_retries=settings.send_retries))
+        .concurrent_updates(PerUserOrder(settings.max_concurrent_updates, settings.user_queue, shared))
+        .context_types(ContextTypes(context=BotContext, bot_data=BotData))
+        .post_init(post_init).post_shutdown(post_shutdown)
+        .build())
+    application.bot_data.settings = settings
+    application.bot_data.albums = Albums(settings.album_wait_s)
+    add_routes(application)
+    return application
+
+
+def add_routes(application: Application) -> None:
+    """All routing in one place; handler group -1 guards access before anything runs."""
+    application.add_handler(TypeHandler(Update, check_access), group=-1)
+    channel = filters.UpdateType.CHANNEL_POST
+    private = filters.ChatType.PRIVATE
+    for name, callback in (("start", commands.start), ("help", commands.help_command),
+                           ("caption", commands.caption), ("tags", commands.tags), ("ask", commands.ask),
+                           ("mood", commands.mood), ("search", commands.search), ("reset", commands.reset),
+                           ("forget", admin.forget), ("settings", admin.settings), ("stats", commands.stats)):
+        application.add_handler(CommandHandler(name, callback, filters=~filters.UpdateType.EDITED))
+    application.add_handler(MessageHandler(channel & filters.Regex(r"^/settings(@\w+)?\b"), admin.settings))
+    application.add_handler(MessageHandler(channel & filters.PHOTO, handlers.on_channel_photo))
+    application.add_handler(CallbackQueryHandler(admin.settings_button, pattern=r"^settings:"))
+    application.add_handler(CallbackQueryHandler(admin.forget_button, pattern=r"^forget:"))
+    new_messages = filters.UpdateType.MESSAGE
+    application.add_handler(MessageHandler(new_messages & (filters.PHOTO | filters.Document.IMAGE),
+                                           handlers.on_photo))
+    application.add_handler(MessageHandler(new_messages & private & filters.Document.ALL, handlers.on_other_file))
+    application.add_handler(MessageHandler(new_messages & filters.TEXT & ~filters.COMMAND, handlers.on_text))
+    application.add_error_handler(on_error)
+
+
+async def check_access(update: Update, context: BotContext) -> None:
+    """Stop updates from users and chats outside the allow-lists."""
+    user = update.effective_user
+    chat = update.effective_chat
+    if context.bot_data.settings.allows(user.id if user else None, chat.id if chat else None):
+        return
+    log.info("refused update from user %s in chat %s (allow-list)", user and user.id, chat and chat.id)
+    if update.effective_message is not None and chat is not None and chat.type == "private":
+        await reply(update.effective_message, NOT_ALLOWED)
+    raise ApplicationHandlerStop
+
+
+async def on_error(update: object, context: BotContext) -> None:
+    """One place for every error: people get a message they can act on, operators get the detail or traceback."""
+    error = context.error
+    message = update.effective_message if isinstance(update, Update) else None
+    if isinstance(error, UserError):
+        log.info("%s: %s", type(error).__name__, error.detail)
+        text = error.user_message
+    elif isinstance(error, ClipchatError):  # the operator's to fix: say so in the log, apologise in the chat
+        log.error("%s: %s", type(error).__name__, error.detail)
+        text = SORRY
+    elif isinstance(error, Forbidden):
+        log.info("not allowed to write there (blocked, or removed from the chat): %s", error)
+        return
+    elif isinstance(error, RetryAfter | NetworkError):
+        log.warning("Telegram unreachable or limiting us, update dropped after retries: %s", error)
+        return
+    else:
+        log.error("unhandled error while handling an update", exc_info=error)
+        text = SORRY
+    if message is not None and (message.chat.type == "private" or _spoken_to(message, context)):
+        try:
+            await reply(message, text)
+        except (Forbidden, NetworkError, RetryAfter) as send_error:
+            log.warning("could not send the error message: %s", send_error)
+
+
+def _spoken_to(message, context: BotContext) -> bool:
+    text = message.text or message.caption or ""
+    return bool(re.match(r"^/\w", text)) or addressed(message, context.bot.username, context.bot.id)

@@ -1,0 +1,105 @@
+"""The commands: /start, /help, /caption, /tags, /ask, /mood, /search, /reset, /stats."""
+
+from __future__ import annotations
+
+from telegram import BotCommand, ReplyParameters, Update
+from telegram.constants import ChatAction
+
+from ..core import records, talk
+from .context import BotContext
+from .handlers import answer_question
+from .sending import chat_action, reply, with_retries
+from .telegram_io import replied_message_id, where
+
+COMMANDS = [
+    BotCommand("caption", "Describe the latest photo (or the one you reply to)"),
+    BotCommand("tags", "Tags for the photo; or /tags cat, dog, fox to choose between labels"),
+    BotCommand("ask", "Ask about the photo: /ask what colour is the car?"),
+    BotCommand("mood", "The mood of the photo"),
+    BotCommand("search", "Find an earlier photo in this chat: /search red bicycle"),
+    BotCommand("reset", "Clear my memory of our conversation here"),
+    BotCommand("forget", "Delete everything I know about you"),
+    BotCommand("settings", "Group and channel admins: auto-captions, alt text"),
+    BotCommand("help", "What I can do"),
+]
+HELP = ("Send me a photo and I'll describe and tag it. Then ask me about it: \"what colour is the car?\", "
+        "\"is there a dog?\", \"what's the mood?\". Reply to an earlier photo to ask about that one.\n\n"
+        + "\n".join(f"/{c.command} - {c.description}" for c in COMMANDS)
+        + "\n\nIn groups, mention me or reply to me. I keep our conversation so I can follow up; "
+          "/reset clears it and /forget deletes everything about you.")
+
+
+async def start(update: Update, context: BotContext) -> None:
+    """Greet and explain."""
+    await reply(update.effective_message, "Hi! I'm *clipchat*, a bot that looks at photos.\n\n" + HELP, markdown=True)
+
+
+async def help_command(update: Update, context: BotContext) -> None:
+    """List what the bot can do."""
+    await reply(update.effective_message, HELP)
+
+
+async def caption(update: Update, context: BotContext) -> None:
+    """Describe the photo under discussion again."""
+    message = update.effective_message
+    await reply(message, await talk.caption(context.services, where(message), replied_message_id(message)))
+
+
+async def tags(update: Update, context: BotContext) -> None:
+    """Top tags, or how well each given label fits."""
+    message = update.effective_message
+    async with chat_action(context.bot, message.chat_id):
+        answer = await talk.tags(context.services, where(message), " ".join(context.args or []),
+                                 replied_message_id(message))
+    await reply(message, answer)
+
+
+async def ask(update: Update, context: BotContext) -> None:
+    """/ask <question>."""
+    question = " ".join(context.args or [])
+    if not question:
+        await reply(update.effective_message, "Ask me something about the photo, e.g. /ask what colour is it?")
+        return
+    await answer_question(update, context, question)
+
+
+async def mood(update: Update, context: BotContext) -> None:
+    """How the photo feels."""
+    message = update.effective_message
+    async with chat_action(context.bot, message.chat_id):
+        answer = await talk.mood(context.services, where(message), replied_message_id(message))
+    await reply(message, answer)
+
+
+async def search(update: Update, context: BotContext) -> None:
+    """/search <text>: send back the best-matching earlier photo(s) of this chat."""
+    message = update.effective_message
+    phrase = " ".join(context.args or [])
+    if not phrase:
+        await reply(message, "Tell me what to look for, e.g. /search red bicycle")
+        return
+    retries = context.services.settings.send_retries
+    async with chat_action(context.bot, message.chat_id, ChatAction.UPLOAD_PHOTO):
+        found = await talk.search(context.services, message.chat_id, phrase)
+        if not found:
+            await reply(message, talk.NO_PHOTOS_TO_SEARCH)
+            return
+        quote = ReplyParameters(message.message_id, allow_sending_without_reply=True)
+        for hit in found:
+            send = context.bot.send_document if hit.media_kind == "document" else context.bot.send_photo
+            await with_retries(lambda send=send, hit=hit: send(message.chat_id, hit.file_id, caption=hit.caption,
+                                                               reply_parameters=quote), retries)
+
+
+async def reset(update: Update, context: BotContext) -> None:
+    """Clear this user's conversation in this chat."""
+    removed = await records.reset(context.services, where(update.effective_message))
+    await reply(update.effective_message, f"Done: I cleared our conversation here ({removed} messages). "
+                                          "Your photos are still searchable.")
+
+
+async def stats(update: Update, context: BotContext) -> None:
+    """Operators only: row counts."""
+    message = update.effective_message
+    user = message.from_user
+    await reply(message, await records.statistics_for(context.services, user.id if user else None))

@@ -1,0 +1,31 @@
+"""Typed bot data and the callback context handlers receive (PTB's `ContextTypes`)."""
+
+from __future__ import annotations
+
+from telegram.ext import Application, CallbackContext, ExtBot
+
+from ..core.services import Services
+from ..core.settings import BotSettings
+from .albums import Albums
+
+
+class BotData:
+    """`application.bot_data`: the settings from the build, the services from the start-up hook."""
+
+    def __init__(self) -> None:
+        self.settings: BotSettings | None = None
+        self.services: Services | None = None
+        self.albums: Albums | None = None
+
+
+class BotContext(CallbackContext[ExtBot, dict, dict, BotData]):
+    @property
+    def services(self) -> Services:
+        return self.bot_data.services
+
+    @property
+    def albums(self) -> Albums:
+        return self.bot_data.albums
+
+
+BotApplication = Application[ExtBot, BotContext, dict, dict, BotData, object]

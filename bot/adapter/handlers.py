@@ -1,0 +1,77 @@
+"""Message handlers: photos, images sent as files, albums, questions and channel posts.
+
+Each unpacks the update, hands it to the core and lets the core answer through a `TelegramChat`.
+"""
+
+from __future__ import annotations
+
+from telegram import Message, Update
+
+from ..core import photos, talk
+from ..core.incoming import PhotoMessage
+from .albums import Album
+from .context import BotContext
+from .sending import reply
+from .telegram_chat import TelegramChat
+from .telegram_io import addressed, photo_file, photo_message, replied_message_id, user_text, where
+
+NOT_AN_IMAGE = "I can only look at images (JPEG, PNG or WebP, as a photo or a file). This file isn't one."
+
+
+def chat_for(context: BotContext, message: Message) -> TelegramChat:
+    services = context.services
+    return TelegramChat(message, services.settings.send_retries, services.models.limits.max_bytes)
+
+
+async def on_photo(update: Update, context: BotContext) -> None:
+    """A photo or image file in a private chat or group."""
+    message = update.effective_message
+    incoming = photo_message(message, context.bot)
+    if message.media_group_id:
+        looking = photos.look(context.services, chat_for(context, message), incoming.photo)
+        context.albums.add(message, incoming, looking, lambda album: _finish_album(context, album))
+        return
+    await photos.on_photo(context.services, incoming, chat_for(context, message))
+
+
+async def _finish_album(context: BotContext, album: Album) -> None:
+    results = [(photo, await _settled(task)) for photo, task in album.photos]
+    await photos.on_album(context.services, album.where, album.text, album.addressed, results,
+                          chat_for(context, album.first))
+
+
+async def _settled(task):
+    try:
+        return await task
+    except Exception as error:  # each photo's own failure goes into the album's reply
+        return error
+
+
+async def on_other_file(update: Update, context: BotContext) -> None:
+    """A file that is not an image, sent privately: say what the bot can read."""
+    await reply(update.effective_message, NOT_AN_IMAGE)
+
+
+async def on_text(update: Update, context: BotContext) -> None:
+    """A follow-up question about the latest photo, or about the photo replied to."""
+    message = update.effective_message
+    if not addressed(message, context.bot.username, context.bot.id):
+        return
+    question = user_text(message, context.bot.username)
+    if question:
+        await answer_question(update, context, question)
+
+
+async def answer_question(update: Update, context: BotContext, question: str) -> None:
+    """Shared by plain text and /ask; a question right after an album waits for the album's reply."""
+    message = update.effective_message
+    await context.albums.settled(message.chat_id, message.from_user.id if message.from_user else None)
+    await talk.on_question(context.services, where(message), question, replied_message_id(message),
+                           chat_for(context, message))
+
+
+async def on_channel_photo(update: Update, context: BotContext) -> None:
+    """A photo posted in a channel: alt text, when the channel turned it on."""
+    post = update.effective_message
+    as_written = PhotoMessage(where(post), photo_file(post), post.caption or "", addressed=False)  # spaces and all
+    await photos.on_channel_post(context.services, as_written, chat_for(context, post))

@@ -1,0 +1,100 @@
+"""Per-user order and a bounded queue per user, as a python-telegram-bot update processor.
+
+Updates of different users run concurrently (so one slow photo never stalls
+other chats); one user's updates run one after another, in the order Telegram
+sent them, and with `shared` set (storage.SharedOrder), across every bot process
+on the same database. A user with `per_user` updates already waiting is asked to slow down
+and the extra update is dropped, so a flood cannot starve everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable
+from typing import Any
+
+from telegram import Update
+from telegram.error import TelegramError
+from telegram.ext import BaseUpdateProcessor
+
+log = logging.getLogger(__name__)
+SLOW_DOWN = "You're sending faster than I can look. I'll answer what I have so far; send the rest in a moment."
+
+
+def sender_key(update: object) -> int | None:
+    """Whose queue an update joins: the user, or the chat for channel posts."""
+    if not isinstance(update, Update):
+        return None
+    if update.effective_user is not None:
+        return update.effective_user.id
+    return update.effective_chat.id if update.effective_chat is not None else None
+
+
+class PerUserOrder(BaseUpdateProcessor):
+    def __init__(self, max_concurrent_updates: int = 512, per_user: int = 16, shared=None) -> None:
+        super().__init__(max_concurrent_updates)
+        self.per_user = per_user
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._waiting: Counter[int] = Counter()
+        self._warned: set[int] = set()
+        self.dropped = 0
+        self.shared = shared  # storage.SharedOrder when several processes serve this bot
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        key = sender_key(update)
+        if key is None:
+            await coroutine
+            return
+        if self._waiting[key] >= self.per_user:
+            await self._drop(update, key, coroutine)
+            return
+        self._waiting[key] += 1
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        shared, update_id = self.shared, update.update_id
+        # Recorded in the background: no await may come before the lock, whose FIFO queue is this
+        # process's arrival order (an update that overtook an older one there would hold the
+        # lock while waiting for it, forever).
+        recorded = asyncio.ensure_future(shared.arrived(key, update_id)) if shared is not None else None
+        try:
+            async with lock:
+                if recorded is None:
+                    await coroutine
+                    return
+                if await recorded > self.per_user:
+                    await shared.done(key, update_id)  # over the limit across all processes: as if full here
+                    await self._drop(update, key, coroutine)
+                    return
+                try:
+                    await shared.wait_turn(key, update_id)
+                    await coroutine
+                finally:
+                    await shared.done(key, update_id)
+        finally:
+            self._waiting[key] -= 1
+            if not self._waiting[key]:
+                del self._waiting[key]
+                self._locks.pop(key, None)
+                self._warned.discard(key)
+
+    async def _drop(self, update: Update, key: int, coroutine) -> None:
+        coroutine.close()  # never started: dropping it runs none of its handlers
+        self.dropped += 1
+        await self._slow_down(update, key)
+
+    async def _slow_down(self, update: Update, key: int) -> None:
+        log.info("queue of %s is full (%d waiting); dropped an update", key, self.per_user)
+        if key in self._warned or update.effective_message is None or update.effective_chat.type != "private":
+            return
+        self._warned.add(key)
+        try:
+            await update.effective_message.reply_text(SLOW_DOWN)
+        except TelegramError as error:
+            log.info("could not ask %s to slow down: %s", key, error)
+
+    async def initialize(self) -> None:
+        """Nothing to allocate: locks are made per user as updates arrive."""
+
+    async def shutdown(self) -> None:
+        """Nothing to free."""

@@ -1,0 +1,85 @@
+"""Sending that survives Telegram: long replies split, Markdown that falls back to plain text,
+network errors retried, and chat actions kept alive while the models work.
+
+Flood control (429 RetryAfter) is PTB's `AIORateLimiter`'s job, with its own retries;
+here only network blips are retried, with the project's one retry policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from telegram import Bot, Message, ReplyParameters
+from telegram.constants import ChatAction, ParseMode
+from telegram.error import BadRequest, NetworkError, RetryAfter
+
+from clipchat.retrying import retrying
+
+from ..core.text import split_message
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+ACTION_REFRESH_S = 4.5  # Telegram shows a chat action for 5 seconds
+
+
+def is_network_blip(error: BaseException) -> bool:
+    # BadRequest is a NetworkError subclass in PTB, but sending the same request again cannot help.
+    return isinstance(error, NetworkError) and not isinstance(error, BadRequest)
+
+
+async def with_retries(send: Callable[[], Awaitable[T]], retries: int = 3) -> T:
+    """Run `send`, retrying network errors (the rate limiter already waited out flood control)."""
+    async for attempt in retrying(is_network_blip, attempts=retries + 1, first_delay=1.0, max_delay=8.0,
+                                  what="sending to Telegram"):
+        with attempt:
+            result = await send()
+    return result
+
+
+async def reply(message: Message, text: str, *, markdown: bool = False, retries: int = 3,
+                **kwargs) -> Message | None:
+    """Reply to `message` with `text`, split to Telegram's limit; returns the first message sent."""
+    first = None
+    for number, piece in enumerate(split_message(text)):
+        extra = kwargs if number == 0 else {}  # a keyboard belongs to the first piece only
+        sent = await _send_piece(message, piece, markdown, retries, **extra)
+        first = first or sent
+    return first
+
+
+async def _send_piece(message: Message, text: str, markdown: bool, retries: int, **kwargs) -> Message:
+    quote = ReplyParameters(message_id=message.message_id, allow_sending_without_reply=True)
+    if markdown:
+        try:
+            return await with_retries(lambda: message.get_bot().send_message(
+                message.chat_id, text, parse_mode=ParseMode.MARKDOWN, reply_parameters=quote, **kwargs), retries)
+        except BadRequest as error:
+            if "parse" not in str(error).lower():
+                raise
+            log.info("Markdown did not parse (%s); sending as plain text", error)
+    return await with_retries(lambda: message.get_bot().send_message(
+        message.chat_id, text, reply_parameters=quote, **kwargs), retries)
+
+
+@contextlib.asynccontextmanager
+async def chat_action(bot: Bot, chat_id: int, action: str = ChatAction.TYPING) -> AsyncIterator[None]:
+    """Show 'typing…' (or 'sending photo…') until the block ends, however long the models take."""
+    async def keep_showing() -> None:
+        while True:
+            try:
+                await bot.send_chat_action(chat_id, action)
+            except (NetworkError, RetryAfter) as error:  # a missing 'typing…' must never cost the reply
+                log.info("chat action not shown: %s", error)
+            await asyncio.sleep(ACTION_REFRESH_S)
+
+    task = asyncio.create_task(keep_showing())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):  # the cancellation we asked for
+            await task

@@ -1,0 +1,69 @@
+"""Reading what arrived: which file is the photo, who sent it where, and whether the bot was addressed."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Bot, Message, MessageEntity
+
+from ..core.incoming import PhotoFile, PhotoMessage, Where
+from ..core.text import without_mention
+
+log = logging.getLogger(__name__)
+
+
+def where(message: Message) -> Where:
+    user = message.from_user
+    return Where(chat_id=message.chat_id, chat_kind=message.chat.type, user_id=user.id if user else None)
+
+
+def photo_file(message: Message) -> PhotoFile | None:
+    """The largest size of a photo, or an image sent as a file; None for anything else."""
+    if message.photo:
+        largest = message.photo[-1]
+        return PhotoFile(message.message_id, largest.file_id, largest.file_unique_id, "photo",
+                         message.media_group_id)
+    if message.document is not None and (message.document.mime_type or "").startswith("image/"):
+        document = message.document
+        return PhotoFile(message.message_id, document.file_id, document.file_unique_id, "document",
+                         message.media_group_id)
+    return None
+
+
+def mentions_bot(message: Message, username: str, bot_id: int) -> bool:
+    """The bot is named in the text or in a photo's caption (@name, or a mention by link)."""
+    kinds = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION]
+    entities = {**message.parse_entities(kinds), **message.parse_caption_entities(kinds)}
+    for entity, text in entities.items():
+        if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == bot_id:
+            return True
+        if entity.type == MessageEntity.MENTION and text.lower() == f"@{username.lower()}":
+            return True
+    return False
+
+
+def replies_to_bot(message: Message, bot_id: int) -> bool:
+    replied = message.reply_to_message
+    return replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
+
+
+def addressed(message: Message, username: str, bot_id: int) -> bool:
+    """In a group the bot speaks only when spoken to; in a private chat it always is."""
+    if message.chat.type == "private":
+        return True
+    return mentions_bot(message, username, bot_id) or replies_to_bot(message, bot_id)
+
+
+def user_text(message: Message, username: str) -> str:
+    """The message's words without the bot's @name."""
+    return without_mention(message.text or message.caption or "", username)
+
+
+def photo_message(message: Message, bot: Bot) -> PhotoMessage:
+    """A photo (or image file) as the core reads it."""
+    return PhotoMessage(where(message), photo_file(message), user_text(message, bot.username),
+                        addressed(message, bot.username, bot.id))
+
+
+def replied_message_id(message: Message) -> int | None:
+    return message.reply_to_message.message_id if message.reply_to_message else None

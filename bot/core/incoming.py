@@ -1,0 +1,49 @@
+"""What arrived, and where to answer: plain data the adapter fills in, and the port the core replies through."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Where:
+    chat_id: int
+    chat_kind: str  # private, group, supergroup or channel
+    user_id: int | None  # None for channel posts
+
+
+@dataclass(frozen=True)
+class PhotoFile:
+    message_id: int
+    file_id: str
+    file_unique_id: str
+    media_kind: str = "photo"  # or "document"
+    media_group_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PhotoMessage:
+    where: Where
+    photo: PhotoFile
+    text: str  # the sender's words with the bot's @name taken out
+    addressed: bool  # private, or the bot was mentioned or replied to
+
+
+class Chat(Protocol):
+    """The conversation the core answers in: a Telegram chat, or the terminal of `clipchat chat`."""
+
+    async def fetch(self, photo: PhotoFile) -> bytes:
+        """The photo's bytes; raises BadImage when it is too big to fetch."""
+
+    def working(self, action: str = "typing") -> AbstractAsyncContextManager[None]:
+        """Shows that the bot is busy on this chat's behalf while the block runs."""
+
+    async def reply(self, text: str) -> int | None:
+        """Sends `text` in answer; returns the message id of the reply, if it has one."""
+
+
+class Channel(Chat, Protocol):
+    async def edit_caption(self, caption: str) -> None:
+        """Replaces the post's caption, keeping the author's formatting."""

@@ -1,0 +1,126 @@
+"""Photos: look at one, answer it (or keep it quietly for /search), albums, and channel alt text.
+
+Models first, then one short write (retried if the database is restarting), so a
+slow photo never holds a database connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from clipchat.errors import BadImage, UserError
+from clipchat.facts import PhotoFacts
+from dialogue import Conversation
+from storage import NewImage, Switches, add_turn, chat_switches, recent_turns, save_image, write_with_retry
+
+from ..engine import AnswerRequest, DescribeRequest
+from . import text
+from .incoming import Channel, Chat, PhotoFile, PhotoMessage, Where
+from .services import Services
+
+log = logging.getLogger(__name__)
+CONTEXT_TURNS = 12  # recent turns fed back to the dialogue model
+ALBUM_PHOTO_FAILED = "Sorry, something went wrong while I looked at this one."
+
+
+async def look(services: Services, chat: Chat, photo: PhotoFile) -> PhotoFacts:
+    """Fetch the photo and describe it."""
+    return await services.models.describe(DescribeRequest(await chat.fetch(photo)))
+
+
+async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> None:
+    """Describe a photo, or answer the question in its caption; a group photo nobody asked about is kept quietly."""
+    where = message.where
+    spoken_to = message.addressed or (await _switches(services, where)).auto_caption
+    if not spoken_to:
+        try:
+            facts = await look(services, chat, message.photo)
+        except BadImage as error:
+            log.info("unaddressed group photo skipped: %s", error.detail)
+            return
+        await remember(services, where, [(message.photo, facts)], message.text, "", None)
+        return
+    async with chat.working():
+        facts = await look(services, chat, message.photo)
+        if text.is_question(message.text):
+            answer = await services.models.answer(AnswerRequest(await _conversation(services, where, facts),
+                                                                message.text))
+            response = f"{answer.text}\n\n({text.describe(facts, tags=3)})"
+        else:
+            response = text.describe(facts)
+    sent = await chat.reply(response)
+    await remember(services, where, [(message.photo, facts)], message.text, response, sent)
+
+
+async def on_album(services: Services, where: Where, words: str, addressed: bool,
+                   results: Sequence[tuple[PhotoFile, PhotoFacts | BaseException]], chat: Chat) -> None:
+    """One reply for an album, a line per photo; each photo's own failure gets its own line."""
+    if not (addressed or (await _switches(services, where)).auto_caption):
+        await remember(services, where, [(p, r) for p, r in results if isinstance(r, PhotoFacts)], words, "", None)
+        return
+    lines, good = [], []
+    for number, (photo, result) in enumerate(results, 1):
+        if isinstance(result, UserError):
+            lines.append(f"{number}. {result.user_message}")
+        elif isinstance(result, BaseException):
+            log.error("album photo %d failed", number, exc_info=result)
+            lines.append(f"{number}. {ALBUM_PHOTO_FAILED}")
+        else:
+            lines.append(f"{number}. {text.describe(result, tags=3)}")
+            good.append((photo, result))
+    response = f"{len(results)} photos:\n" + "\n".join(lines)
+    sent = await chat.reply(response)
+    await remember(services, where, good, words, response, sent)
+
+
+async def on_channel_post(services: Services, message: PhotoMessage, channel: Channel) -> None:
+    """Add alt text to a channel's photo post when the channel turned that on."""
+    if not (await _switches(services, message.where)).alt_text:
+        return
+    facts = await look(services, channel, message.photo)
+    caption = text.with_alt_text(message.text, facts.caption.strip().capitalize() + ".")
+    if caption is None:
+        log.info("channel %s post %s: caption already full, alt text skipped", message.where.chat_id,
+                 message.photo.message_id)
+    else:
+        await channel.edit_caption(caption)
+    await remember(services, message.where, [(message.photo, facts)], message.text, caption or "", None)
+
+
+async def remember(services: Services, where: Where, photos: Sequence[tuple[PhotoFile, PhotoFacts]],
+                   user_text: str, reply: str, reply_message_id: int | None) -> list[int]:
+    """Store the photos, what the user said and what the bot answered; returns the image ids."""
+    async def work(session) -> list[int]:
+        ids = []
+        for photo, facts in photos:
+            record = await save_image(session, NewImage(
+                chat_id=where.chat_id, sender_id=where.user_id, message_id=photo.message_id, file_id=photo.file_id,
+                file_unique_id=photo.file_unique_id, facts=facts, media_group_id=photo.media_group_id,
+                media_kind=photo.media_kind), chat_kind=where.chat_kind)
+            ids.append(record.id)
+        if where.user_id is not None and reply:  # a photo kept silently for /search is not a conversation
+            await add_exchange(session, where, user_text or "[photo]", reply, ids[-1] if ids else None,
+                               reply_message_id)
+        return ids
+
+    return await write_with_retry(services.sessions, work)
+
+
+async def add_exchange(session, where: Where, said: str, reply: str, image_id: int | None,
+                       reply_message_id: int | None) -> None:
+    """The user's turn and the bot's answer to it."""
+    await add_turn(session, where.chat_id, where.user_id, "user", said, image_id, where.chat_kind)
+    await add_turn(session, where.chat_id, where.user_id, "assistant", reply, image_id, where.chat_kind,
+                   message_id=reply_message_id)
+
+
+async def _conversation(services: Services, where: Where, facts: PhotoFacts) -> Conversation:
+    async with services.sessions() as session:
+        turns = await recent_turns(session, where.chat_id, where.user_id, limit=CONTEXT_TURNS)
+    return Conversation(image=facts, turns=tuple((turn.role, turn.text) for turn in turns))
+
+
+async def _switches(services: Services, where: Where) -> Switches:
+    async with services.sessions() as session:
+        return await chat_switches(session, where.chat_id)

@@ -1,0 +1,66 @@
+"""What the bot keeps, and letting go of it: /reset, /forget, chat switches, statistics and upkeep."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from storage import (
+    Removed,
+    Switches,
+    chat_switches,
+    forget_user,
+    maintain,
+    purge_older_than,
+    reset_thread,
+    set_chat_switch,
+    statistics,
+    write_with_retry,
+)
+
+from .incoming import Where
+from .services import Services
+
+ONLY_OPERATORS = "Only the bot's operators can see statistics."
+
+
+async def reset(services: Services, where: Where) -> int:
+    """Clear this user's conversation in this chat; returns the turns removed."""
+    return await write_with_retry(services.sessions, lambda session: reset_thread(session, where.chat_id,
+                                                                                   where.user_id))
+
+
+async def forget(services: Services, user_id: int) -> Removed:
+    return await write_with_retry(services.sessions, lambda session: forget_user(session, user_id))
+
+
+async def switches(services: Services, chat_id: int) -> Switches:
+    async with services.sessions() as session:
+        return await chat_switches(session, chat_id)
+
+
+async def set_switch(services: Services, where: Where, name: str, value: bool) -> Switches:
+    return await write_with_retry(services.sessions, lambda session: set_chat_switch(
+        session, where.chat_id, where.chat_kind, name, value, where.user_id))
+
+
+async def statistics_for(services: Services, user_id: int | None) -> str:
+    """Row counts, for operators only."""
+    if user_id is None or user_id not in services.settings.admin_ids:
+        return ONLY_OPERATORS
+    async with services.sessions() as session:
+        counts = await statistics(session)
+    return "\n".join(f"{name}: {value}" for name, value in counts.items())
+
+
+async def purge_expired(services: Services) -> tuple[int, Removed]:
+    """Delete turns and photo records older than the retention period; returns (days, what went)."""
+    age = timedelta(days=services.storage_settings.retention_days)
+    return age.days, await write_with_retry(services.sessions, lambda session: purge_older_than(session, age))
+
+
+async def upkeep(services: Services) -> str:
+    """Refresh planner statistics and trim the SQLite log; returns a line saying what the bot holds."""
+    done = await maintain(services.database)
+    async with services.sessions() as session:
+        counts = await statistics(session)
+    return f"database maintenance ({done}); rows {counts}; model queues {services.models.queue_depths()}"

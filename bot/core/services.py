@@ -1,0 +1,69 @@
+"""The composition root's product: every heavy object the application uses, built once at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storage import EmbeddingIndex, StorageSettings, make_engine, make_sessionmaker, upgrade
+from vision import VisionModels, load_models
+from vision.settings import VisionSettings
+
+from ..engine import LocalModels, ModelEngine, Models
+from ..engine.batcher import model_thread
+from .settings import BotSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: BotSettings
+    storage_settings: StorageSettings
+    models: Models
+    database: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    index: EmbeddingIndex
+
+    async def close(self) -> None:
+        await self.models.close()
+        await self.database.dispose()
+
+
+async def open_services(settings: BotSettings, vision_settings: VisionSettings, storage_settings: StorageSettings,
+                        *, models: VisionModels | None = None, database: AsyncEngine | None = None) -> Services:
+    """Migrate the database (`database`, else one made from the settings), load the models (unless given)
+    and wire them together."""
+    database = database or make_engine(storage_settings.url())
+    try:
+        await upgrade(database)
+        served = await _open_models(settings, vision_settings, models)
+    except BaseException:
+        await database.dispose()
+        raise
+    log.info("services ready: models %s, database %s", served.identity, database.url.render_as_string())
+    return Services(settings, storage_settings, served, database, make_sessionmaker(database), EmbeddingIndex())
+
+
+async def _open_models(settings: BotSettings, vision_settings: VisionSettings, models: VisionModels | None) -> Models:
+    if settings.inference == "ray":
+        from ..engine.ray_serve import RayModels
+
+        return await RayModels.connect(vision_settings, settings.ray_address)
+    # The models are loaded on the thread that will run them: each thread that runs PyTorch
+    # gets its own OpenMP team, and a second team measured 40-50% slower batches on 2 cores.
+    thread = model_thread("vision")
+    try:
+        if models is None:
+            models = await asyncio.get_running_loop().run_in_executor(thread, partial(
+                load_models, vision_settings.model_set(), device=vision_settings.device, dtype=vision_settings.dtype,
+                cache_dir=vision_settings.cache_dir, hub_cache_dir=vision_settings.hub_cache_dir))
+    except BaseException:
+        thread.shutdown(wait=False)
+        raise
+    return LocalModels(ModelEngine(models, vision_settings.image_limits()), max_batch=settings.max_batch,
+                       max_wait=settings.max_wait_ms / 1000, max_queue=settings.vision_queue, executor=thread)

@@ -1,0 +1,118 @@
+"""Bot settings, read once from the environment or `.env` (prefix CLIPCHAT_; the token as TELEGRAM_BOT_TOKEN)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from clipchat.errors import OperatorError
+
+# BotFather's tokens look like 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw
+TOKEN_PATTERN = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{30,}$")
+BOTFATHER_HINT = ("Open Telegram, talk to @BotFather, send /newbot and follow the steps; then put the token it "
+                  "gives you in TELEGRAM_BOT_TOKEN (or in a file named by TELEGRAM_BOT_TOKEN_FILE).")
+
+
+class TokenProblem(OperatorError):
+    """No usable bot token: the message says how to get one."""
+
+
+class BotSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLIPCHAT_", env_file=".env", extra="ignore", populate_by_name=True)
+
+    token: SecretStr | None = Field(None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "CLIPCHAT_TOKEN"),
+                                    description="The bot token from @BotFather.")
+    token_file: Path | None = Field(None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN_FILE",
+                                                                        "CLIPCHAT_TOKEN_FILE"),
+                                    description="A file holding the token (Docker/systemd secrets).")
+    base_url: str = Field("https://api.telegram.org/bot",
+                          description="Bot API URL; point it at your own telegram-bot-api server to lift the "
+                                      "20 MB download limit.")
+    base_file_url: str = Field("https://api.telegram.org/file/bot", description="Bot API file download URL.")
+    local_mode: bool = Field(False, description="The Bot API server is a local telegram-bot-api --local: "
+                                                "files are read from its disk.")
+    allowed_users: Annotated[list[int], NoDecode] = Field(default_factory=list,
+                                     description="If set, only these user ids (and allowed chats) are served.")
+    allowed_chats: Annotated[list[int], NoDecode] = Field(default_factory=list,
+                                     description="If set, only these chat ids (and allowed users) are served.")
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list,
+                                 description="Operators: always served, may change /settings anywhere, see /stats.")
+    user_queue: int = Field(16, ge=1, description="Updates one user may have waiting; beyond that they are "
+                                                  "asked to slow down.")
+    max_concurrent_updates: int = Field(512, ge=1, description="Updates in progress at once, all users together.")
+    max_batch: int = Field(16, ge=1, description="Photos (or questions) run through the models together.")
+    max_wait_ms: float = Field(30.0, ge=0, description="How long the first request waits for others to batch with "
+                                                       "(photos arrive staggered by their decoding; 5 ms split "
+                                                       "bursts into small batches, 30 ms measured 1.6x the "
+                                                       "throughput).")
+    vision_queue: int = Field(256, ge=1, description="Requests waiting for the models before users get 'busy'.")
+    album_wait_s: float = Field(1.0, gt=0, description="Quiet time after an album's last photo before replying.")
+    search_results: int = Field(3, ge=1, le=10, description="At most this many photos answer /search.")
+    rate_limit_per_second: float = Field(30, gt=0, description="Messages per second, all chats (Telegram's limit).")
+    rate_limit_per_group_minute: float = Field(20, gt=0, description="Messages per minute in one group.")
+    send_retries: int = Field(3, ge=0, description="Retries of a send after flood control or a network error.")
+    webhook_secret: SecretStr | None = Field(None, description="Secret token Telegram sends with each webhook "
+                                                               "call; default: a random one per start.")
+    webhook_listen: str = Field("0.0.0.0", description="Address the webhook server listens on.")
+    webhook_port: int = Field(8443, description="Port the webhook server listens on.")
+    maintenance_hours: float = Field(6, gt=0, description="How often the database maintenance job runs.")
+    inference: Literal["local", "ray"] = Field("local", description="Where the models run: local (in this "
+                                                                    "process) or ray (the vision application "
+                                                                    "started by `clipchat vision-server`).")
+    ray_address: str | None = Field(None, description="With inference=ray: the Ray cluster, e.g. auto or "
+                                                      "ray://head:10001; default: start or join a local one.")
+    shared_ordering: bool = Field(False, description="Several bot processes serve this bot on one database "
+                                                     "(webhook behind a load balancer): keep each user's updates "
+                                                     "in order across them (adds reorder_wait_s per update).")
+    reorder_wait_s: float = Field(0.3, ge=0, description="With shared ordering: how long an update waits for an "
+                                                         "earlier one still on its way to another process.")
+    state_dir_path: Path | None = Field(None, validation_alias=AliasChoices("CLIPCHAT_STATE_DIR"),
+                                        description="Where the bot keeps its heartbeat (for health checks); "
+                                                    "default: the user state dir.")
+
+    @field_validator("allowed_users", "allowed_chats", "admin_ids", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str | int):  # "1,2,3" from the environment, or one id
+            return [int(part) for part in str(value).replace(" ", ",").split(",") if part]
+        return value
+
+    def bot_token(self) -> str:
+        """The token, checked; raises TokenProblem with the @BotFather steps when it is missing or malformed."""
+        if self.token is not None:
+            token, source = self.token.get_secret_value().strip(), "TELEGRAM_BOT_TOKEN"
+        elif self.token_file is not None:
+            try:
+                token, source = self.token_file.read_text().strip(), str(self.token_file)
+            except OSError as error:
+                raise TokenProblem(f"Could not read the bot token file {self.token_file}: {error.strerror}. "
+                                   + BOTFATHER_HINT) from error
+        else:
+            raise TokenProblem("No bot token found. " + BOTFATHER_HINT)
+        if not TOKEN_PATTERN.match(token):
+            # Never echo the value: a half-pasted token is still a secret.
+            raise TokenProblem(f"The bot token in {source} does not look like one from @BotFather "
+                               f"(digits, a colon, then 30+ letters). " + BOTFATHER_HINT)
+        return token
+
+    def state_dir(self) -> Path:
+        import platformdirs
+
+        return self.state_dir_path or Path(platformdirs.user_state_dir("clipchat"))
+
+    def heartbeat_path(self) -> Path:
+        """The file the running bot touches every HEARTBEAT_S seconds and `clipchat doctor --alive` reads."""
+        return self.state_dir() / "heartbeat"
+
+    def allows(self, user_id: int | None, chat_id: int | None) -> bool:
+        """Whether the allow-lists let this user in this chat be served (no lists: everyone)."""
+        if user_id is not None and user_id in self.admin_ids:
+            return True
+        if not self.allowed_users and not self.allowed_chats:
+            return True
+        return (user_id is not None and user_id in self.allowed_users) or (
+            chat_id is not None and chat_id in self.allowed_chats)

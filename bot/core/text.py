@@ -1,0 +1,85 @@
+"""Words the bot sends: descriptions, split replies and channel alt text. No Telegram objects here."""
+
+from __future__ import annotations
+
+import re
+
+from clipchat.facts import PhotoFacts
+
+MESSAGE_LIMIT = 4096  # Telegram's limit for one text message
+CAPTION_LIMIT = 1024  # and for a photo's caption
+ALT_TEXT_HEADER = "🖼 Image description: "
+_QUESTION_START = re.compile(r"^(?:what|which|who|where|when|why|how|is|are|do|does|can|could|would|should|will|"
+                             r"tell me|describe)\b", re.IGNORECASE)
+
+
+def describe(facts: PhotoFacts, tags: int = 5) -> str:
+    """'A red circle on grass.' plus its top tags, the way the bot answers a photo."""
+    caption = facts.caption.strip()
+    text = caption[:1].upper() + caption[1:]
+    if text and text[-1] not in ".!?":
+        text += "."
+    labels = facts.labels[:tags]
+    if labels:
+        text += "\nTags: " + ", ".join(f"#{_hashtag(label)}" for label in labels)
+    return text
+
+
+def _hashtag(label: str) -> str:
+    return re.sub(r"\W+", "_", label.strip()).strip("_").lower()
+
+
+def is_question(text: str) -> bool:
+    text = text.strip()
+    return text.endswith("?") or bool(_QUESTION_START.match(text))
+
+
+def without_mention(text: str, username: str | None) -> str:
+    """'@clipchat_bot what is this?' -> 'what is this?'"""
+    if username:
+        text = re.sub(rf"@{re.escape(username)}\b", " ", text, flags=re.IGNORECASE)
+    return " ".join(text.split()).strip(" ,:")
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Pieces of at most `limit` characters, cut at paragraph, line or word boundaries where possible."""
+    pieces = []
+    text = text.strip()
+    while len(text) > limit:
+        window = text[:limit]
+        cut = max(window.rfind("\n\n"), window.rfind("\n"), window.rfind(" "))
+        if cut < limit // 2:  # no good boundary: cut hard rather than send a tiny piece
+            cut = limit
+        pieces.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text:
+        pieces.append(text)
+    return pieces
+
+
+def utf16_length(text: str) -> int:
+    """Telegram counts message lengths in UTF-16 code units (an emoji is two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def with_alt_text(author_text: str, description: str, limit: int = CAPTION_LIMIT) -> str | None:
+    """The author's caption, untouched, followed by the description, within `limit`; None if no room is left."""
+    separator = "\n\n" if author_text else ""
+    room = limit - utf16_length(author_text + separator + ALT_TEXT_HEADER)
+    if room < 12:  # not even a few words fit: leave the post alone rather than mangle the author's text
+        return None
+    if utf16_length(description) > room:
+        description = _truncate_utf16(description, room - 1).rstrip() + "…"
+    return author_text + separator + ALT_TEXT_HEADER + description
+
+
+def _truncate_utf16(text: str, units: int) -> str:
+    out, used = [], 0
+    for char in text:
+        size = utf16_length(char)
+        if used + size > units:
+            break
+        out.append(char)
+        used += size
+    return "".join(out)
+

@@ -1,0 +1,74 @@
+"""The model engine's public interface: what the bot may ask of the models, as typed requests and results.
+
+Every feature is one request type, one result type and one method of `Models`.
+`LocalModels` answers in this process; `RayModels` sends the same requests to a
+Ray Serve application. Both wrap the same `ModelEngine`, so a feature is written
+once, in `engine.py`, plus one line in each transport.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from clipchat.facts import PhotoFacts, Tag
+from dialogue import Answer, Conversation
+from vision import ImageLimits
+
+
+@dataclass(frozen=True)
+class DescribeRequest:
+    data: bytes  # the file as sent: decoded (and refused, if it must be) beside the model thread
+
+
+@dataclass(frozen=True)
+class TextRequest:
+    text: str  # a search phrase
+
+
+@dataclass(frozen=True)
+class TextVector:
+    vector: np.ndarray  # (D,) float32, L2-normalised CLIP text vector
+
+
+@dataclass(frozen=True)
+class ClassifyRequest:
+    embedding: np.ndarray  # (D,) the photo's CLIP vector
+    labels: tuple[str, ...]  # at least two
+
+
+@dataclass(frozen=True)
+class LabelScores:
+    tags: tuple[Tag, ...]  # every label asked about, best first
+
+
+@dataclass(frozen=True)
+class AnswerRequest:
+    conversation: Conversation
+    question: str
+
+
+@dataclass(frozen=True)
+class MoodRequest:
+    embedding: np.ndarray  # (D,) the photo's CLIP vector
+
+
+# The features, by method name: what a transport may be asked to run.
+FEATURES = ("describe", "embed_text", "classify", "answer", "mood")
+
+
+class Models(Protocol):
+    """The models as the application sees them; every call may raise a `clipchat.errors.UserError`."""
+
+    identity: str  # which CLIP made the vectors: stored beside them
+    limits: ImageLimits  # what the bot refuses before downloading
+
+    async def describe(self, request: DescribeRequest) -> PhotoFacts: ...
+    async def embed_text(self, request: TextRequest) -> TextVector: ...
+    async def classify(self, request: ClassifyRequest) -> LabelScores: ...
+    async def answer(self, request: AnswerRequest) -> Answer: ...
+    async def mood(self, request: MoodRequest) -> Answer: ...
+    def queue_depths(self) -> dict[str, int]: ...
+    async def close(self) -> None: ...

@@ -1,0 +1,92 @@
+"""The in-process transport: the engine's features behind micro-batchers that share one model thread.
+
+The event loop never computes: each call waits in its feature's batcher, and
+batches run on the thread the models were loaded on (one thread, one OpenMP team).
+Concurrent chats share batches; a photo waits for company only while other
+photos are still being decoded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from clipchat.facts import PhotoFacts
+from dialogue import Answer
+
+from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, MoodRequest, TextRequest, TextVector
+from .batcher import MicroBatcher, model_thread
+from .engine import ModelEngine
+
+
+class LocalModels:
+    """`Models` in this process."""
+
+    def __init__(self, engine: ModelEngine, *, max_batch: int = 16, max_wait: float = 0.005, max_queue: int = 256,
+                 text_cache: int = 4096, executor: ThreadPoolExecutor | None = None) -> None:
+        self.engine = engine
+        self.identity = engine.identity
+        self.limits = engine.limits
+        # Pass the thread the models were loaded on: one thread, one OpenMP team (see `open_services`).
+        self._thread = executor or model_thread("vision")
+        self._options = dict(max_batch=max_batch, max_queue=max_queue, executor=self._thread)
+        self._max_wait = max_wait
+        self._batchers: dict[str, MicroBatcher] = {}
+        self._preparing = 0  # photos being decoded: a photo batch waits for them, and only for them
+        self._text_vectors: OrderedDict[str, TextVector] = OrderedDict()
+        self._text_cache = text_cache
+
+    async def describe(self, request: DescribeRequest) -> PhotoFacts:
+        # Decoding and CLIP's resize run beside the model thread, in parallel for many photos.
+        self._preparing += 1
+        try:
+            prepared = await asyncio.to_thread(self.engine.prepare, request)
+        finally:
+            self._preparing -= 1
+        return await self._run(self.engine.describe, prepared, incoming=lambda: self._preparing)
+
+    async def embed_text(self, request: TextRequest) -> TextVector:
+        """Repeated searches hit the cache."""
+        cached = self._text_vectors.get(request.text)
+        if cached is not None:
+            self._text_vectors.move_to_end(request.text)
+            return cached
+        vector = self._text_vectors[request.text] = await self._run(self.engine.embed_text, request)
+        if len(self._text_vectors) > self._text_cache:
+            self._text_vectors.popitem(last=False)
+        return vector
+
+    # Each has its own prompt or labels, so batches gain nothing by waiting for company.
+    async def classify(self, request: ClassifyRequest) -> LabelScores:
+        return await self._run(self.engine.classify, request, wait=False)
+
+    async def answer(self, request: AnswerRequest) -> Answer:
+        return await self._run(self.engine.answer, request, wait=False)
+
+    async def mood(self, request: MoodRequest) -> Answer:
+        return await self._run(self.engine.mood, request, wait=False)
+
+    def batch_sizes(self, feature: str) -> list[int]:
+        """How well requests were gathered: every batch `feature` ran, in order (for metrics and tests)."""
+        batcher = self._batchers.get(feature)
+        return list(batcher.batch_sizes) if batcher else []
+
+    def queue_depths(self) -> dict[str, int]:
+        return {name: batcher.waiting for name, batcher in self._batchers.items()}
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+        self._thread.shutdown(wait=True)
+
+    async def _run(self, feature: Callable[[Sequence], list], item, *, wait: bool = True,
+                   incoming: Callable[[], int] | None = None):
+        """`feature`'s result for `item`, computed in a batch with whatever else arrived meanwhile."""
+        name = feature.__name__
+        batcher = self._batchers.get(name)
+        if batcher is None:
+            batcher = self._batchers[name] = MicroBatcher(feature, name=name, incoming=incoming,
+                                                          max_wait=self._max_wait if wait else 0, **self._options)
+        return await batcher.submit(item)

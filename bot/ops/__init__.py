@@ -1,0 +1,1 @@
+"""Operations: the `clipchat` command line, the runner, the terminal chat, `doctor` and `env-example`."""

@@ -1,0 +1,113 @@
+"""`clipchat run` (the bot, long polling or webhook) and `clipchat chat` (the same dialogue in a terminal)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+from urllib.parse import urlparse
+
+from storage import StorageSettings
+from vision.settings import VisionSettings
+
+from ..core.settings import BotSettings
+
+log = logging.getLogger(__name__)
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser("run", help="run the Telegram bot (long polling, or --webhook URL)")
+    run.add_argument("--webhook", metavar="URL", help="public HTTPS URL Telegram should post updates to; "
+                                                      "starts the webhook server instead of polling")
+    run.add_argument("--listen", help="address for the webhook server (default: CLIPCHAT_WEBHOOK_LISTEN)")
+    run.add_argument("--port", type=int, help="port for the webhook server (default: CLIPCHAT_WEBHOOK_PORT)")
+    run.add_argument("--models", metavar="DIR_OR_NAME", help="model set (default: CLIPCHAT_MODELS)")
+    run.set_defaults(handler=run_bot)
+
+    chat = commands.add_parser("chat", help="talk to the models in this terminal: /photo PATH, then questions")
+    chat.add_argument("--models", metavar="DIR_OR_NAME", help="model set (default: CLIPCHAT_MODELS)")
+    chat.add_argument("--database", metavar="URL", help="keep the conversation in this database "
+                                                        "(default: a temporary one)")
+    chat.set_defaults(handler=run_chat)
+
+    doctor = commands.add_parser("doctor", help="check configuration, token, database, models and device")
+    doctor.add_argument("--alive", action="store_true", help="only check the running bot's heartbeat "
+                                                             "(the container health check)")
+    doctor.add_argument("--quiet", action="store_true", help="print only problems")
+    doctor.set_defaults(handler=run_doctor)
+
+    server = commands.add_parser("vision-server", help="run the models on a Ray cluster with Ray Serve "
+                                                       "(then start bots with CLIPCHAT_INFERENCE=ray)")
+    server.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    server.add_argument("--replicas", type=int, default=1, help="fixed number of replicas (default 1)")
+    server.add_argument("--autoscale", type=int, nargs=2, metavar=("MIN", "MAX"),
+                        help="let Serve scale between MIN and MAX replicas with the queue")
+    server.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs each replica claims (e.g. 1, 0.5)")
+    server.add_argument("--cpus-per-replica", type=float, default=1.0)
+    server.add_argument("--models", metavar="DIR_OR_NAME", help="model set (default: CLIPCHAT_MODELS)")
+    server.set_defaults(handler=run_vision_server)
+
+    example = commands.add_parser("env-example", help="print a .env file documenting every setting")
+    example.set_defaults(handler=lambda args, settings: print(_env_example()) or 0)
+
+
+def run_bot(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
+    from telegram import Update
+
+    from ..adapter.application import build_application
+
+    settings = BotSettings()
+    if args.models:
+        vision_settings = vision_settings.model_copy(update={"models": args.models})
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    application = build_application(settings, vision_settings, StorageSettings())
+    if not args.webhook:
+        log.info("starting with long polling")
+        application.run_polling(allowed_updates=Update.ALL_TYPES)
+        return 0
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
+    listen, port = args.listen or settings.webhook_listen, args.port or settings.webhook_port
+    log.info("starting the webhook server on %s:%d for %s", listen, port, args.webhook)
+    application.run_webhook(listen=listen, port=port, url_path=urlparse(args.webhook).path.lstrip("/"),
+                            webhook_url=args.webhook, secret_token=secret, allowed_updates=Update.ALL_TYPES)
+    return 0
+
+
+def run_doctor(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
+    from .doctor import alive, report, run_checks
+
+    settings = BotSettings()
+    if args.alive:
+        return report([alive(settings)], quiet=args.quiet)
+    return report(run_checks(settings, vision_settings, StorageSettings()), quiet=args.quiet)
+
+
+def run_vision_server(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
+    from ..engine.ray_serve import deploy
+
+    if args.models:
+        vision_settings = vision_settings.model_copy(update={"models": args.models})
+    settings = BotSettings()
+    low, high = args.autoscale or (1, None)
+    deploy(vision_settings, replicas=args.replicas, min_replicas=low, max_replicas=high,
+           gpus_per_replica=args.gpus_per_replica, cpus_per_replica=args.cpus_per_replica,
+           max_batch=settings.max_batch, max_wait_s=settings.max_wait_ms / 1000, address=args.address,
+           blocking=True)
+    return 0
+
+
+def _env_example() -> str:
+    from .env_example import env_example
+
+    return env_example()
+
+
+def run_chat(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
+    from .console import console
+
+    if args.models:
+        vision_settings = vision_settings.model_copy(update={"models": args.models})
+    return asyncio.run(console(vision_settings, args.database))
+
+

@@ -1,0 +1,75 @@
+"""Errors whose message tells someone what to do next.
+
+    ClipchatError                 user_message (for people) and detail (for logs)
+    ├── UserError                 the person in the chat can act on it: the bot shows user_message
+    │   ├── InvalidInput          what they sent cannot work (BadImage, too few labels)
+    │   └── Busy                  nothing wrong with it: try again in a moment
+    └── OperatorError             whoever runs the bot must act: the CLI prints detail, the bot logs it
+        ├── NotFound              a model, file or vocabulary that resolves to nothing (ModelNotFound)
+        └── InvalidConfig         settings, model sets or options that cannot work (InvalidOptions, ...)
+
+Everything else is a bug and goes to the bot's one error handler with its traceback.
+"""
+
+from __future__ import annotations
+
+
+class ClipchatError(Exception):
+    """Base of every error that carries a message written for people."""
+
+    user_message = "Something went wrong."
+
+    def __init__(self, user_message: str | None = None, *, detail: str | None = None) -> None:
+        if user_message is not None:
+            self.user_message = user_message
+        # `detail` is for logs and operators; it may name files or formats.
+        self.detail = detail or self.user_message
+        super().__init__(self.detail)
+
+    def __reduce__(self):
+        # Subclasses take other arguments than `args`: rebuild from the attributes, so errors
+        # cross process boundaries (Ray Serve replicas) intact.
+        return _rebuild, (type(self), self.__dict__)
+
+
+def _rebuild(cls: type[ClipchatError], state: dict) -> ClipchatError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("detail", ""))
+    error.__dict__.update(state)
+    return error
+
+
+class UserError(ClipchatError):
+    """Shown as it is to the person whose message caused it."""
+
+
+class InvalidInput(UserError, ValueError):
+    """What the user sent cannot work; the message says what would."""
+
+
+class Busy(UserError):
+    user_message = "I'm looking at a lot of photos right now. Please try again in a minute."
+
+
+class OperatorError(ClipchatError):
+    """Configuration the operator must fix; people in chats only hear that something went wrong."""
+
+
+class NotFound(OperatorError, LookupError):
+    """A name or path that resolves to nothing; the message lists what would."""
+
+
+class ModelNotFound(NotFound):
+    """A model set, model, checkpoint or vocabulary that does not exist."""
+
+
+class InvalidConfig(OperatorError, ValueError):
+    """Settings, files or options that exist but cannot work."""
+
+
+class BadImage(InvalidInput):
+    """The bytes are not an image we can look at; `reason` says why, for metrics and logs."""
+
+    def __init__(self, reason: str, user_message: str, *, detail: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(user_message, detail=detail)
