@@ -71,17 +71,43 @@ def alembic_config(url: str | None = None):
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Apply Alembic migrations up to `revision` on `engine`'s database."""
+    await _migrate(engine, "upgrade", revision)
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Undo migrations down to `revision` ("base": an empty database); the rows of older tables stay."""
+    await _migrate(engine, "downgrade", revision)
+
+
+async def _migrate(engine: AsyncEngine, direction: str, revision: str) -> None:
     from alembic import command
 
     def run(connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        getattr(command, direction)(config, revision)
 
-    async with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":  # several bot processes may start at once: one migrates
-            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
-        await connection.run_sync(run)
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":  # several bot processes may start at once: one migrates
+                await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+            await connection.run_sync(run)
+        return
+    # SQLite alters a table by copying it and dropping the old one; with foreign keys on, that
+    # drop cascades (turns lost the photo they were about when 0002 was undone). Alembic's advice:
+    # foreign keys off around the migration (the pragma only works outside a transaction), then checked.
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        await connection.commit()
+        try:
+            async with connection.begin():
+                await connection.run_sync(run)
+                broken = (await connection.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    raise RuntimeError(f"migration to {revision} left rows pointing at nothing: {broken[:5]}")
+        finally:
+            await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            await connection.commit()
 
 
 async def open_database(url: str | None = None) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:

@@ -1,0 +1,142 @@
+"""Migrations with rows in the tables: stop before each one, fill the tables, migrate up and down, nothing lost.
+
+Runs on SQLite and PostgreSQL (the `database_url` fixture), like the rest of the storage tests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from storage import downgrade, make_engine, upgrade
+from storage.models import encode_embedding
+
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+ALICE, BOB, GROUP = 1001, 1002, -100500
+VECTOR = encode_embedding(np.full(8, 1 / np.sqrt(8)))
+
+# What a busy bot holds at revision 0001: two people, a private chat and a group, settings, photos and turns.
+AT_0001 = {
+    "users": [{"id": ALICE, "first_seen": NOW}, {"id": BOB, "first_seen": NOW}],
+    "chats": [{"id": ALICE, "kind": "private", "first_seen": NOW}, {"id": GROUP, "kind": "supergroup", "first_seen": NOW}],
+    "chat_settings": [{"chat_id": GROUP, "auto_caption": True, "alt_text": False, "updated_by": ALICE}],
+    "user_settings": [{"user_id": BOB, "preferences": '{"language": "de"}'}],
+    "images": [{"id": 1, "chat_id": ALICE, "sender_id": ALICE, "message_id": 10, "media_group_id": None,
+                "file_id": "AgAD-photo-1", "file_unique_id": "u1", "caption": "a red circle on grass",
+                "tags": '[{"label": "red", "score": 0.9}]', "embedding": VECTOR, "embedding_model": "clip-a",
+                "created_at": NOW},
+               {"id": 2, "chat_id": GROUP, "sender_id": BOB, "message_id": 11, "media_group_id": "album-7",
+                "file_id": "AgAD-photo-2", "file_unique_id": "u2", "caption": "a blue square",
+                "tags": "[]", "embedding": VECTOR, "embedding_model": "clip-a", "created_at": NOW}],
+    "turns": [{"id": 1, "chat_id": ALICE, "user_id": ALICE, "role": "user", "text": "[photo]", "image_id": 1,
+               "created_at": NOW},
+              {"id": 2, "chat_id": ALICE, "user_id": ALICE, "role": "assistant", "text": "A red circle.",
+               "image_id": 1, "created_at": NOW},
+              {"id": 3, "chat_id": GROUP, "user_id": BOB, "role": "user", "text": "what colour?", "image_id": 2,
+               "created_at": NOW}],
+}
+# Rows that only the later revisions can hold.
+AT_0002 = {
+    "images": [{"id": 3, "chat_id": GROUP, "sender_id": ALICE, "message_id": 12, "media_group_id": None,
+                "file_id": "BQAD-doc-3", "file_unique_id": "u3", "caption": "a green triangle", "tags": "[]",
+                "embedding": VECTOR, "embedding_model": "clip-a", "created_at": NOW, "media_kind": "document"}],
+    "turns": [{"id": 4, "chat_id": GROUP, "user_id": ALICE, "role": "assistant", "text": "It's green.",
+               "image_id": 3, "created_at": NOW, "message_id": 99}],
+}
+AT_0003 = {"pending_updates": [{"user_key": ALICE, "update_id": 5000, "arrived_at": NOW}]}
+ROWS = {"0001": AT_0001, "0002": AT_0002, "0003": AT_0003}
+MIGRATIONS = [("base", "0001"), ("0001", "0002"), ("0002", "0003")]
+KEYS = {"users": "id", "chats": "id", "chat_settings": "chat_id", "user_settings": "user_id", "images": "id",
+        "turns": "id", "pending_updates": "update_id"}
+
+
+async def insert(engine, rows: dict[str, list[dict]]) -> None:
+    async with engine.begin() as connection:
+        for table, records in rows.items():
+            for record in records:
+                columns = ", ".join(record)
+                values = ", ".join(f":{name}" for name in record)
+                await connection.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({values})"), record)
+
+
+async def table_rows(engine, table: str) -> list[dict]:
+    async with engine.connect() as connection:
+        result = await connection.execute(text(f"SELECT * FROM {table} ORDER BY {KEYS[table]}"))
+        return [dict(row._mapping) for row in result]
+
+
+async def tables(engine) -> set[str]:
+    from sqlalchemy import inspect
+
+    async with engine.connect() as connection:
+        return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names())) - {"alembic_version"}
+
+
+def same(stored: dict, written: dict) -> bool:
+    """The row as written, whatever each database hands back for JSON, booleans and times."""
+    import json
+
+    for name, value in written.items():
+        got = stored[name]
+        if isinstance(value, datetime):
+            got = datetime.fromisoformat(got) if isinstance(got, str) else got  # SQLite keeps text
+            got = got if got.tzinfo else got.replace(tzinfo=timezone.utc)
+        elif name in ("tags", "preferences"):
+            got, value = (json.loads(got) if isinstance(got, str) else got), json.loads(value)
+        elif isinstance(value, bool):
+            got = bool(got)
+        if got != value:
+            return False
+    return True
+
+
+async def assert_kept(engine, written: list[dict[str, list[dict]]]) -> None:
+    for rows in written:
+        for table, records in rows.items():
+            stored = {row[KEYS[table]]: row for row in await table_rows(engine, table)}
+            for record in records:
+                assert same(stored[record[KEYS[table]]], record), (table, stored[record[KEYS[table]]], record)
+
+
+@pytest.mark.parametrize(("before", "target"), MIGRATIONS, ids=[target for _, target in MIGRATIONS])
+async def test_each_migration_keeps_the_rows_it_finds(database_url: str, before: str, target: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        written = []
+        if before != "base":
+            await upgrade(engine, before)
+            for revision in [r for _, r in MIGRATIONS][: [r for _, r in MIGRATIONS].index(before) + 1]:
+                await insert(engine, ROWS[revision])
+                written.append(ROWS[revision])
+        await upgrade(engine, target)
+        await assert_kept(engine, written)
+        await insert(engine, ROWS[target])  # the new schema takes the rows it was made for
+        await assert_kept(engine, [*written, ROWS[target]])
+        if target == "0002":  # photos stored before the column existed were sent as photos
+            assert {row["id"]: row["media_kind"] for row in await table_rows(engine, "images")} == {
+                1: "photo", 2: "photo", 3: "document"}
+        await downgrade(engine, before)
+        await assert_kept(engine, written)  # going back loses only what the newer schema added
+    finally:
+        await engine.dispose()
+
+
+async def test_down_to_nothing_and_up_again(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        await upgrade(engine)
+        await insert(engine, AT_0001)
+        await insert(engine, AT_0002)
+        await insert(engine, AT_0003)
+        await downgrade(engine, "base")
+        assert await tables(engine) == set()
+        await upgrade(engine)
+        assert await tables(engine) == set(KEYS)
+        assert all([await table_rows(engine, table) == [] for table in KEYS])
+        await insert(engine, AT_0001)  # and it works as a fresh database does
+        await assert_kept(engine, [AT_0001])
+    finally:
+        await engine.dispose()
