@@ -17,7 +17,7 @@ from tests.test_cli import clipchat
 
 def command() -> list[str]:
     executable = shutil.which("clipchat")
-    return [executable] if executable else [sys.executable, "-m", "bot.cli"]
+    return [executable] if executable else [sys.executable, "-m", "bot.ops.cli"]
 
 
 def bot_environment(telegram, world_dir: Path, tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ import pytest
 
 def clipchat(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     executable = shutil.which("clipchat")
-    command = [executable] if executable else [sys.executable, "-m", "bot.cli"]
+    command = [executable] if executable else [sys.executable, "-m", "bot.ops.cli"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # nothing here may reach for the network
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 

@@ -26,6 +26,8 @@ from vision.guided import Guided
     {"method": "greedy", "guided_plausibility": 0.1},
     {"max_tokens": 0},
     {"num_candidates": 0},
+    {"num_candidates": 2},  # several candidates need a method that makes them
+    {"beam_size": 3},  # a method's parameter without the method
 ], ids=lambda kwargs: ",".join(f"{k}={v}" for k, v in kwargs.items()))
 def test_bad_combinations_are_rejected(kwargs: dict) -> None:
     with pytest.raises(InvalidConfig):

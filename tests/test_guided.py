@@ -36,6 +36,15 @@ def test_the_image_steers_the_words(guided_models, heldout) -> None:
     assert right(seeing) >= right(blind) + 15
 
 
+def test_options_without_a_method_decode_the_captioners_own_way(guided_models, world_models, heldout) -> None:
+    raw = guided_models.encoder.embed_images([h.image for h in heldout[:4]], normalize=False)
+    short = DecodingOptions(max_tokens=12)
+    assert guided_models.caption(raw, short) == guided_models.caption(raw, DecodingOptions(method="guided",
+                                                                                           max_tokens=12))
+    assert world_models.caption(raw, short) == world_models.caption(raw, DecodingOptions(method="greedy",
+                                                                                         max_tokens=12))
+
+
 def test_guided_mode_refuses_checkpoint_only_methods(guided_models, heldout) -> None:
     with pytest.raises(InvalidConfig, match="only guided decoding"):
         guided_models.describe([heldout[0].image], DecodingOptions(method="beam"))

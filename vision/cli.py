@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from clipchat.errors import BadImage
@@ -107,7 +106,7 @@ def run_describe(args: argparse.Namespace, settings: VisionSettings) -> int:
         for path, description in zip(names, models.describe(images, options, top_k_tags=args.tags)):
             if args.json:
                 print(json.dumps({"photo": str(path), "caption": description.caption,
-                                  "tags": [asdict(tag) for tag in description.tags]}))
+                                  "tags": [{"label": t.label, "score": round(t.score, 4)} for t in description.tags]}))
             else:
                 tags = ", ".join(f"{t.label} ({t.score:.2f})" for t in description.tags)
                 print(f"{path}: {description.caption}\n  tags: {tags or '-'}")

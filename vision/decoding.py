@@ -12,7 +12,7 @@ our own KV-cached loop; beam search and nucleus sampling run through transformer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Protocol
 
 import torch
@@ -135,7 +135,7 @@ METHODS = tuple(STRATEGIES)
 
 @dataclass(frozen=True)
 class DecodingOptions:
-    method: str = "greedy"
+    method: str | None = None  # None: the captioner's own (greedy with a checkpoint, guided without)
     max_tokens: int = 30  # one sentence: COCO captions average about 11 GPT-2 tokens
     num_candidates: int = 1  # captions returned per image, best first (beam and sample only)
     # Each method's own parameters; None means that method's default, stated in its strategy class.
@@ -148,20 +148,34 @@ class DecodingOptions:
     guided_plausibility: float | None = None  # guided: candidates need p >= this x the best p
 
     def __post_init__(self) -> None:
+        if self.method is None:
+            self._check_common(owner=None)
+            return
         if self.method not in STRATEGIES:
             raise InvalidConfig(f"Unknown decoding method {self.method!r}; choose one of {', '.join(METHODS)}.")
+        self._check_common(owner=self.method)
+        self.strategy().check(self)
+
+    def _check_common(self, owner: str | None) -> None:
         if self.max_tokens < 1:
             raise InvalidConfig("max_tokens must be at least 1.")
         if self.num_candidates < 1:
             raise InvalidConfig("num_candidates must be at least 1.")
+        if owner is None and self.num_candidates != 1:
+            raise InvalidConfig("Name the method (beam or sample) to get several candidates.")
         for method, strategy in STRATEGIES.items():
             for name in strategy.OPTIONS:
-                if getattr(self, name) is not None and self.method != method:
-                    raise InvalidConfig(f"{name} only applies to method={method!r}, not {self.method!r}.")
-        self.strategy().check(self)
+                if getattr(self, name) is not None and owner != method:
+                    raise InvalidConfig(f"{name} only applies to method={method!r}, not {owner!r}.")
+
+    def for_captioner(self, captioner) -> DecodingOptions:
+        """These options with the method made explicit: without one, the captioner's own (its first)."""
+        return self if self.method is not None else replace(self, method=captioner.methods[0])
 
     def strategy(self) -> Strategy:
         """The method's strategy object, with the parameters these options set and its defaults for the rest."""
+        if self.method is None:
+            raise InvalidConfig("No decoding method yet: `for_captioner` picks the captioner's own.")
         cls = STRATEGIES[self.method]
         given = {field: getattr(self, name) for name, field in cls.OPTIONS.items() if getattr(self, name) is not None}
         return cls(**given)
@@ -171,9 +185,9 @@ class DecodingOptions:
 def decode(captioner, clip: torch.Tensor, options: DecodingOptions | None = None) -> list[list[Caption]]:
     """(B, clip_dim) raw CLIP vectors -> for each image, `num_candidates` captions, best first.
 
-    Without options, the captioner's own default method (its first in `captioner.methods`).
+    Without a method, the captioner's own (its first in `captioner.methods`).
     """
-    options = options or DecodingOptions(method=captioner.methods[0])
+    options = (options or DecodingOptions()).for_captioner(captioner)
     if options.method not in captioner.methods:
         raise InvalidConfig(captioner.refusal(options.method))
     if len(clip) == 0:

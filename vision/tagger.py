@@ -19,7 +19,6 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from open_clip import build_zero_shot_classifier
 
 from clipchat.errors import InvalidConfig, InvalidInput, ModelNotFound
 from clipchat.facts import Tag
@@ -181,6 +180,8 @@ class ZeroShotTagger:
 
 def zero_shot_weights(encoder, labels: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
     """(L, D) float32: each label's text vectors averaged over the templates, on the sphere (open_clip's ensemble)."""
+    from open_clip import build_zero_shot_classifier  # here: `import vision` stays light for `doctor --alive`
+
     per_batch = max(1, encoder.batch_size * 4 // len(templates))  # about as many texts per pass as embed_texts
     with torch.inference_mode():
         weights = build_zero_shot_classifier(encoder.model, encoder.tokenizer, list(labels), list(templates),

@@ -25,12 +25,11 @@ from telegram.ext import (
 )
 
 from clipchat.errors import ClipchatError, UserError
-from storage import StorageSettings, make_engine, make_sessionmaker
-from storage.update_order import SharedOrder
+from storage import StorageSettings
 from vision import VisionModels
 from vision.settings import VisionSettings
 
-from ..core.services import open_services
+from ..core.services import open_services, plan_database
 from ..core.settings import BotSettings
 from . import admin, commands, handlers, jobs
 from .albums import Albums
@@ -53,9 +52,7 @@ def build_application(settings: BotSettings, vision_settings: VisionSettings | N
     redact_token_in_logs(token)
     vision_settings = vision_settings or VisionSettings()
     storage_settings = storage_settings or StorageSettings()
-    database = make_engine(storage_settings.url())  # connects on first use, in the start-up hook
-    shared = (SharedOrder(make_sessionmaker(database), reorder_window=settings.reorder_wait_s)
-              if settings.shared_ordering else None)
+    database, shared = plan_database(settings, storage_settings)  # nothing connects before the start-up hook
 
     async def post_init(application: Application) -> None:
         data: BotData = application.bot_data

@@ -10,6 +10,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import EmbeddingIndex, StorageSettings, make_engine, make_sessionmaker, upgrade
+from storage.update_order import SharedOrder
 from vision import VisionModels, load_models
 from vision.settings import VisionSettings
 
@@ -32,6 +33,15 @@ class Services:
     async def close(self) -> None:
         await self.models.close()
         await self.database.dispose()
+
+
+def plan_database(settings: BotSettings, storage_settings: StorageSettings) -> tuple[AsyncEngine, SharedOrder | None]:
+    """The database engine (it connects on first use) and, when several processes serve the bot, the
+    order they share: cheap to build before the event loop runs, so the update processor can take it."""
+    database = make_engine(storage_settings.url())
+    shared = (SharedOrder(make_sessionmaker(database), reorder_window=settings.reorder_wait_s)
+              if settings.shared_ordering else None)
+    return database, shared
 
 
 async def open_services(settings: BotSettings, vision_settings: VisionSettings, storage_settings: StorageSettings,

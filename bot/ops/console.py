@@ -102,4 +102,4 @@ async def _photo(services: Services, terminal: Terminal, path: Path, number: int
         return
     terminal.files[str(path)] = data
     photo = PhotoFile(number, str(path), hashlib.sha1(data).hexdigest()[:32])
-    await photos.on_photo(services, PhotoMessage(HERE, photo, "", addressed=True), terminal)
+    await photos.on_photo(services, PhotoMessage(HERE, photo, str(path), addressed=True), terminal)
