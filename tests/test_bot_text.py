@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.core.text import (
@@ -19,11 +19,31 @@ from bot.core.text import (
 from clipchat.facts import PhotoFacts, Tag
 
 
-@given(st.text(alphabet=st.sampled_from("ab \n🎨"), min_size=0, max_size=12000))
-def test_split_messages_fit_telegrams_limit_and_keep_every_word(text: str) -> None:
+WORDS = st.sampled_from(["a", "word", "🎨", "🎨🎨🎨", "naïve", "𝕏", "longerword", "Ünïcödé"])
+SEPARATORS = st.sampled_from([" ", " ", " ", "\n", "\n\n"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(WORDS, SEPARATORS), min_size=60, max_size=600), st.integers(2, 8))
+def test_long_messages_split_within_the_utf16_limit_and_keep_every_word(parts, pieces_wanted: int) -> None:
+    text = "".join(word + separator for word, separator in parts)
+    limit = max(40, utf16_length(text) // pieces_wanted)  # always shorter than the text: it must be split
+    pieces = split_message(text, limit=limit)
+    assert len(pieces) >= 2
+    assert all(0 < utf16_length(piece) <= limit for piece in pieces)
+    assert " ".join(pieces).split() == text.split()  # every word, in order, none cut in two
+
+
+def test_an_emoji_heavy_reply_splits_within_telegrams_4096_units() -> None:
+    text = " ".join(["🎨🎨🎨", "word", "𝕏"] * 1500)  # 4,500 words, about 15,000 UTF-16 units
+    pieces = split_message(text)
+    assert all(utf16_length(piece) <= 4096 for piece in pieces) and " ".join(pieces).split() == text.split()
+
+
+def test_a_long_run_without_spaces_is_cut_hard_and_loses_nothing() -> None:
+    text = "🎨" * 5000  # 10,000 UTF-16 units, nowhere to cut nicely
     pieces = split_message(text, limit=4096)
-    assert all(0 < len(piece) <= 4096 for piece in pieces)
-    assert "".join(pieces).split() == text.split()
+    assert [utf16_length(piece) for piece in pieces] == [4096, 4096, 1808] and "".join(pieces) == text
 
 
 def test_long_replies_are_cut_between_words() -> None:
@@ -31,13 +51,27 @@ def test_long_replies_are_cut_between_words() -> None:
     assert len(pieces) == 3 and all(not p.startswith(" ") and p.endswith("word") for p in pieces)
 
 
-@given(st.text(max_size=1100), st.text(min_size=1, max_size=600))
+AUTHORS = st.text(alphabet=st.sampled_from("ab 🎨\n"), max_size=1100)
+DESCRIPTIONS = st.text(alphabet=st.sampled_from("xy 🖼."), min_size=1, max_size=1200)
+
+
+@settings(max_examples=300, deadline=None)
+@example("", "x" * 1200)  # the description alone is too long: truncated
+@example("🎨" * 500, "a red circle")  # the author's caption leaves no room: left alone
+@example("Our poster", "A red circle on grass.")  # room for all of it
+@given(AUTHORS, DESCRIPTIONS)
 def test_alt_text_keeps_the_authors_caption_and_fits_1024(author: str, description: str) -> None:
     caption = with_alt_text(author, description)
-    if caption is None:
-        assert utf16_length(author) > CAPTION_LIMIT - utf16_length(ALT_TEXT_HEADER) - 14
+    head = author + ("\n\n" if author else "") + ALT_TEXT_HEADER
+    room = CAPTION_LIMIT - utf16_length(head)
+    if room < 12:
+        assert caption is None  # not even a few words fit: the post stays as the author wrote it
         return
-    assert caption.startswith(author) and utf16_length(caption) <= CAPTION_LIMIT
+    assert caption.startswith(head) and utf16_length(caption) <= CAPTION_LIMIT
+    if utf16_length(description) <= room:
+        assert caption == head + description
+    else:  # truncated: as much of the description as fits, and an ellipsis
+        assert caption.endswith("…") and description.startswith(caption[len(head):-1])
 
 
 def test_a_description_is_a_sentence_with_hashtags() -> None:

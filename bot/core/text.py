@@ -42,14 +42,15 @@ def without_mention(text: str, username: str | None) -> str:
 
 
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Pieces of at most `limit` characters, cut at paragraph, line or word boundaries where possible."""
+    """Pieces of at most `limit` UTF-16 units (Telegram's count: an emoji is two), cut at paragraph, line
+    or word boundaries where possible."""
     pieces = []
     text = text.strip()
-    while len(text) > limit:
-        window = text[:limit]
+    while utf16_length(text) > limit:
+        window = _truncate_utf16(text, limit)  # the longest start of `text` within the limit
         cut = max(window.rfind("\n\n"), window.rfind("\n"), window.rfind(" "))
-        if cut < limit // 2:  # no good boundary: cut hard rather than send a tiny piece
-            cut = limit
+        if cut < len(window) // 2:  # no good boundary: cut hard rather than send a tiny piece
+            cut = len(window)
         pieces.append(text[:cut].rstrip())
         text = text[cut:].lstrip()
     if text:
@@ -74,12 +75,8 @@ def with_alt_text(author_text: str, description: str, limit: int = CAPTION_LIMIT
 
 
 def _truncate_utf16(text: str, units: int) -> str:
-    out, used = [], 0
-    for char in text:
-        size = utf16_length(char)
-        if used + size > units:
-            break
-        out.append(char)
-        used += size
-    return "".join(out)
-
+    """The longest start of `text` within `units` UTF-16 units (never half a character)."""
+    if utf16_length(text) <= units:
+        return text
+    encoded = text.encode("utf-16-le")[: 2 * units]
+    return encoded.decode("utf-16-le", errors="ignore")  # a surrogate pair cut in two is dropped whole
