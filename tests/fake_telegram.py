@@ -194,6 +194,7 @@ class FakeTelegram:
                 call.refused = True
                 return web.json_response(body, status=body["error_code"])
             result = self._answer(method, params)
+            call.refused = isinstance(result, web.Response) and result.status >= 400  # Telegram would refuse it
             params["_result"] = result
             return _ok(result) if not isinstance(result, web.Response) else result
         finally:
@@ -228,6 +229,10 @@ class FakeTelegram:
             return {"file_id": file_id, "file_unique_id": file_id[5:], "file_size": len(data),
                     "file_path": f"photos/{file_id}.jpg"}
         if method in ("sendMessage", "sendPhoto", "sendDocument", "editMessageCaption", "editMessageText"):
+            refusal = _refusal(params)
+            if refusal:
+                return web.json_response({"ok": False, "error_code": 400, "description": f"Bad Request: {refusal}"},
+                                         status=400)
             chat_id = int(params["chat_id"]) if "chat_id" in params else 0
             message = {"message_id": int(params.get("message_id") or next(self._message_ids)),
                        "date": int(time.time()), "chat": self._chats.get(chat_id, {"id": chat_id, "type": "private"}),
@@ -267,6 +272,62 @@ class FakeTelegram:
         if file_id not in self.files:
             return web.Response(status=404)
         return web.Response(body=self.files[file_id], content_type="application/octet-stream")
+
+
+TEXT_LIMIT, CAPTION_LIMIT = 4096, 1024  # UTF-16 code units, as Telegram counts them
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _refusal(params: dict) -> str | None:
+    """What Telegram would refuse in a message the bot sends: over-long text or caption, broken Markdown."""
+    for field, limit, too_long in (("text", TEXT_LIMIT, "message is too long"),
+                                   ("caption", CAPTION_LIMIT, "message caption is too long")):
+        if field not in params:
+            continue
+        if field == "text" and not params[field].strip():
+            return "message text is empty"
+        if _utf16(params[field]) > limit:
+            return too_long
+        if params.get("parse_mode") in ("Markdown", "markdown"):
+            offset = _unclosed_markdown(params[field])
+            if offset is not None:
+                return f"can't parse entities: Can't find end of the entity starting at byte offset {offset}"
+    return None
+
+
+def _unclosed_markdown(text: str) -> int | None:
+    """Telegram's legacy Markdown: *bold*, _italic_, `code`, ```pre```, [text](url), backslash escapes.
+    Returns the byte offset of an entity that never ends, or None when the text parses."""
+    i, opener, start = 0, None, 0
+    while i < len(text):
+        if opener is None:
+            if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "_*`[":
+                i += 2
+                continue
+            for mark in ("```", "*", "_", "`", "["):
+                if text.startswith(mark, i):
+                    opener, start = mark, i
+                    i += len(mark)
+                    break
+            else:
+                i += 1
+            continue
+        close = {"[": "](", "```": "```"}.get(opener, opener)
+        if text.startswith(close, i):
+            if opener == "[":
+                end = text.find(")", i + 2)
+                if end < 0:
+                    break
+                i = end + 1
+            else:
+                i += len(close)
+            opener = None
+            continue
+        i += 1
+    return len(text[:start].encode()) if opener is not None else None
 
 
 def _ok(result) -> web.Response:

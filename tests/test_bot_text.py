@@ -98,3 +98,19 @@ async def test_markdown_that_telegram_rejects_is_resent_as_plain_text(telegram) 
     refused, delivered = telegram.sent("sendMessage", refused=True)
     assert refused.params["parse_mode"] == "Markdown" and "parse_mode" not in delivered.params
     assert sent.text == "*unbalanced" == delivered.text
+
+
+async def test_an_emoji_heavy_reply_reaches_telegram_in_pieces_it_accepts(telegram) -> None:
+    from telegram import Bot, Message
+
+    from bot.adapter.sending import reply
+    from tests.conftest import BOT_TOKEN
+    from tests.fake_telegram import private, user
+
+    text = " ".join(["🎨🎨🎨", "word"] * 2000)  # 4,000 words, 20,000 UTF-16 units
+    async with Bot(BOT_TOKEN, base_url=telegram.base_url) as bot:
+        message = Message.de_json(telegram.message(private(2), user(2), text="hi"), bot)
+        await reply(message, text)
+    sent = telegram.sent("sendMessage", refused=True)
+    assert len(sent) >= 5 and not any(call.refused for call in sent)
+    assert " ".join(call.text for call in sent).split() == text.split()

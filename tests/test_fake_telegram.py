@@ -26,3 +26,21 @@ async def test_json_form_and_multipart_bodies_are_all_understood(telegram) -> No
     assert [c.text for c in calls] == ["json", "form", "multipart"]
     assert calls[1].params["reply_markup"]["inline_keyboard"][0][0]["callback_data"] == "x"
     assert calls[2].params["reply_markup"] == calls[1].params["reply_markup"]
+
+
+async def test_what_telegram_refuses_is_refused(telegram) -> None:
+    """4,096 UTF-16 units of text, 1,024 of caption, and legacy Markdown that parses."""
+    telegram.message(private(6), None, text="hello")
+    url = f"{telegram.base_url}{BOT_TOKEN}"
+    cases = [("sendMessage", {"text": "🎨" * 2048}, True), ("sendMessage", {"text": "🎨" * 2049}, False),
+             ("sendMessage", {"text": "   "}, False),
+             ("sendPhoto", {"photo": "f", "caption": "🎨" * 512}, True),
+             ("sendPhoto", {"photo": "f", "caption": "🎨" * 513}, False),
+             ("sendMessage", {"text": "*bold* _it_ `code` [a](http://x) snake\\_case", "parse_mode": "Markdown"}, True),
+             ("sendMessage", {"text": "I'm *clipchat", "parse_mode": "Markdown"}, False),
+             ("sendMessage", {"text": "I'm *clipchat"}, True)]  # plain text may hold any star
+    async with aiohttp.ClientSession() as http:
+        for method, params, accepted in cases:
+            async with http.post(f"{url}/{method}", json={"chat_id": 6, **params}) as response:
+                assert (await response.json())["ok"] is accepted, (method, params)
+    assert [call.refused for call in telegram.calls] == [not accepted for _, _, accepted in cases]
