@@ -45,9 +45,15 @@ class SharedOrder:
         return await write_with_retry(self.sessions, work)
 
     async def wait_turn(self, key: int, update_id: int) -> None:
-        """Return when `update_id` is the oldest update its user has pending anywhere."""
+        """Return when no update older than `update_id` is pending for its user anywhere.
+
+        Not "when it is the oldest": /forget removes the user's rows, this one's included, and
+        an update whose row is gone must still get its turn."""
         await asyncio.sleep(self.reorder_window)
-        while await write_with_retry(self.sessions, lambda session: self._oldest(session, key)) != update_id:
+        while True:
+            oldest = await write_with_retry(self.sessions, lambda session: self._oldest(session, key))
+            if oldest is None or oldest >= update_id:
+                return
             await asyncio.sleep(self.poll)
 
     async def done(self, key: int, update_id: int) -> None:

@@ -167,6 +167,7 @@ async def test_search_sends_back_the_photo_the_phrase_describes(start_bot, teleg
 
 async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, heldout):
     from storage import rows_about_user
+    from tests.oracles import columns_holding
 
     app = await start_bot()
     chat, alice = private(6), user(6)
@@ -185,6 +186,7 @@ async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, he
     assert done.params["text"].startswith("Done. I deleted 1 photos")
     async with sessions() as session:
         assert await rows_about_user(session, 6) == 0
+        assert await columns_holding(session, 6) == {}  # no column of any table still names them
 
 
 async def test_a_corrupt_image_and_a_25_mb_file_get_polite_refusals(start_bot, telegram, heldout):

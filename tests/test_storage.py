@@ -142,6 +142,32 @@ async def test_forget_leaves_nothing_about_the_user(sessions) -> None:
         assert [i.id for i in await session.scalars(select(ImageRecord))] == [bobs.id]
 
 
+async def test_after_forget_no_column_of_any_table_holds_the_user(sessions) -> None:
+    """The oracle scans the database's own catalogue, so it also covers what forget_user never heard of."""
+    from storage import set_chat_switch
+    from storage.update_order import SharedOrder
+    from tests.oracles import columns_holding
+
+    carol = 7_000_000_001  # far from every other id in these rows, so only she can match
+    async with sessions() as session:
+        mine = await save_image(session, photo(carol, carol, 5))
+        await add_turn(session, carol, carol, "user", "describe it", image_id=mine.id)
+        await save_image(session, photo(GROUP, carol, 6), chat_kind="group")
+        await add_turn(session, GROUP, carol, "assistant", "a cat", chat_kind="group", message_id=77)
+        await set_chat_switch(session, GROUP, "group", "auto_caption", True, updated_by=carol)  # she is an admin
+        session.add(UserSettings(user_id=carol, preferences={"language": "en"}))
+        await session.commit()
+    await SharedOrder(sessions).arrived(carol, 5000)  # an update of hers some process is working on
+    async with sessions() as session:
+        before = await columns_holding(session, carol)
+        assert {"users.id", "images.sender_id", "turns.user_id", "chat_settings.updated_by",
+                "user_settings.user_id", "pending_updates.user_key"} <= set(before)
+        await forget_user(session, carol)
+        await session.commit()
+        assert await columns_holding(session, carol) == {}
+        assert await rows_about_user(session, carol) == 0
+
+
 async def test_retention_purges_old_turns_and_images(sessions) -> None:
     async with sessions() as session:
         old_image = await save_image(session, photo(ALICE, ALICE, 1))
