@@ -46,6 +46,40 @@ async def test_clipchat_run_answers_a_photo_and_stops_cleanly(telegram, world_di
     assert BOT_TOKEN.split(":")[1] not in log
 
 
+async def test_clipchat_run_webhook_registers_a_random_secret_and_refuses_requests_without_it(
+        telegram, world_dir: Path, tmp_path: Path) -> None:
+    import aiohttp
+
+    from tests.test_scale_out import free_port, wait_listening
+
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        *command(), "run", "--webhook", f"http://127.0.0.1:{port}/hook", "--listen", "127.0.0.1", "--port", str(port),
+        env=bot_environment(telegram, world_dir, tmp_path), cwd=tmp_path,  # no CLIPCHAT_WEBHOOK_SECRET
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        [registered] = await telegram.wait_for(lambda: telegram.sent("setWebhook"), timeout=180, what="the webhook")
+        secret = registered.params.get("secret_token") or ""
+        assert len(secret) >= 32 and secret.isascii(), "the runner must register a random secret of its own"
+        await wait_listening(port, process)
+        update = {"update_id": 1, "message": telegram.message(private(9), user(9), text="/help")}
+        async with aiohttp.ClientSession() as http:
+            for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": secret[:-1]}):
+                async with http.post(f"http://127.0.0.1:{port}/hook", json=update, headers=headers) as response:
+                    assert response.status == 403
+            async with http.post(f"http://127.0.0.1:{port}/hook", json=update,
+                                 headers={"X-Telegram-Bot-Api-Secret-Token": secret}) as response:
+                assert response.status == 200
+        [reply] = await telegram.wait_replies(9, 1, timeout=60)
+        assert "/search" in reply.text
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+    log = output.decode()
+    assert process.returncode == 0, log
+    assert secret not in log and BOT_TOKEN.split(":")[1] not in log
+
+
 def test_clipchat_run_without_a_token_says_how_to_get_one(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("CLIPCHAT_", "TELEGRAM_"))}
     import subprocess
