@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import io
+from collections.abc import Callable
 
 from PIL import Image
 
@@ -21,6 +24,22 @@ def send_photo(telegram: FakeTelegram, chat: dict, sender: dict | None, image: I
     message = telegram.message(chat, sender, photo=telegram.add_file(data), caption=caption, **fields)
     telegram.push({"channel_post" if chat["type"] == "channel" else "message": message})
     return message
+
+
+async def eventually(check: Callable, *, what: str, timeout: float = 30.0, interval: float = 0.05):
+    """Poll `check` (a function, or a coroutine function) until it returns something truthy, and return that;
+    fail, saying what never happened, after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 def send_text(telegram: FakeTelegram, chat: dict, sender: dict | None, text: str, **fields) -> dict:

@@ -283,16 +283,16 @@ def _utf16(text: str) -> int:
 
 def _refusal(params: dict) -> str | None:
     """What Telegram would refuse in a message the bot sends: over-long text or caption, broken Markdown."""
-    for field, limit, too_long in (("text", TEXT_LIMIT, "message is too long"),
-                                   ("caption", CAPTION_LIMIT, "message caption is too long")):
-        if field not in params:
+    for name, limit, too_long in (("text", TEXT_LIMIT, "message is too long"),
+                                  ("caption", CAPTION_LIMIT, "message caption is too long")):
+        if name not in params:
             continue
-        if field == "text" and not params[field].strip():
+        if name == "text" and not params[name].strip():
             return "message text is empty"
-        if _utf16(params[field]) > limit:
+        if _utf16(params[name]) > limit:
             return too_long
         if params.get("parse_mode") in ("Markdown", "markdown"):
-            offset = _unclosed_markdown(params[field])
+            offset = _unclosed_markdown(params[name])
             if offset is not None:
                 return f"can't parse entities: Can't find end of the entity starting at byte offset {offset}"
     return None

@@ -10,6 +10,7 @@ import pytest
 
 from bot.engine.batcher import MicroBatcher
 from clipchat.errors import Busy
+from tests.bot_helpers import eventually
 
 
 async def test_concurrent_requests_are_batched_and_answered_to_the_right_caller() -> None:
@@ -40,17 +41,18 @@ async def test_one_bad_item_fails_only_its_caller() -> None:
 
 
 async def test_a_full_queue_pushes_back_with_a_polite_error() -> None:
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     def slow(items):
-        release.wait(5)
+        started.set()
+        assert release.wait(10), "the test never released the batch"
         return list(items)
 
     batcher = MicroBatcher(slow, max_batch=1, max_wait=0, max_queue=2)
-    running = asyncio.ensure_future(batcher.submit("first"))  # taken by the worker, blocking it
-    await asyncio.sleep(0.05)
+    running = asyncio.ensure_future(batcher.submit("first"))
+    assert await asyncio.to_thread(started.wait, 10)  # the worker holds "first": the queue is empty again
     queued = [asyncio.ensure_future(batcher.submit(n)) for n in ("second", "third")]
-    await asyncio.sleep(0.01)
+    await eventually(lambda: batcher.waiting == 2, what="two requests queued")
     with pytest.raises(Busy) as refused:
         await batcher.submit("fourth")
     assert "try again" in refused.value.user_message
@@ -60,24 +62,20 @@ async def test_a_full_queue_pushes_back_with_a_polite_error() -> None:
 
 
 async def test_the_event_loop_keeps_running_while_a_batch_computes() -> None:
-    def slow(items):
-        time.sleep(0.3)
+    """The batch can only finish if the event loop, free while it computes, releases it."""
+    started, release = threading.Event(), threading.Event()
+
+    def needs_the_loop(items):
+        started.set()
+        assert release.wait(10), "the event loop was blocked while the batch computed"
         return list(items)
 
-    batcher = MicroBatcher(slow, max_wait=0)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.01)
-
-    task = asyncio.create_task(ticker())
-    assert await batcher.submit("photo") == "photo"
-    task.cancel()
+    batcher = MicroBatcher(needs_the_loop, max_wait=0)
+    result = asyncio.ensure_future(batcher.submit("photo"))
+    assert await asyncio.to_thread(started.wait, 10)
+    release.set()  # the loop runs: another chat's work could be done here
+    assert await result == "photo"
     await batcher.close()
-    assert ticks >= 10  # other chats were served while the model worked
 
 
 async def test_describing_through_the_batcher_matches_describing_alone(world_models, heldout) -> None:
@@ -91,15 +89,10 @@ async def test_describing_through_the_batcher_matches_describing_alone(world_mod
 
 
 async def test_a_lone_request_does_not_wait_for_company_that_is_not_coming() -> None:
-    import time
-
-    from bot.engine.batcher import MicroBatcher
-
     on_the_way = 0
-    batcher = MicroBatcher(lambda items: list(items), max_batch=8, max_wait=5.0, incoming=lambda: on_the_way)
-    started = time.perf_counter()
-    assert await batcher.submit("alone") == "alone"
-    assert time.perf_counter() - started < 1.0  # not the 5 s max_wait
+    batcher = MicroBatcher(lambda items: list(items), max_batch=8, max_wait=3600, incoming=lambda: on_the_way)
+    # With nothing on its way, a lone request runs at once; waiting out max_wait would time this out.
+    assert await asyncio.wait_for(batcher.submit("alone"), 10) == "alone"
     on_the_way = 1  # one more is being decoded: the batch waits for it
 
     async def late() -> str:

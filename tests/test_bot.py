@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.bot_helpers import jpeg, send_photo, send_text
+from sqlalchemy import func, select
+
+from storage import ImageRecord, Turn
+from tests.bot_helpers import eventually, jpeg, send_photo, send_text
 from tests.fake_telegram import USERNAME, group, private, user
 
 
@@ -25,6 +28,13 @@ async def test_private_photo_gets_caption_and_tags(start_bot, telegram, world_mo
     assert telegram.sent("sendChatAction", 1)[0].params["action"] == "typing"
     registered = {c["command"] for c in telegram.sent("setMyCommands")[0].params["commands"]}
     assert {"caption", "tags", "ask", "mood", "search", "reset", "forget", "settings", "help"} <= registered
+
+
+async def stored(app, where, count: int) -> bool:
+    """Whether the bot's database holds exactly `count` rows of that table matching `where`."""
+    model = where.left.table
+    async with app.bot_data.services.sessions() as session:
+        return await session.scalar(select(func.count()).select_from(model).where(where)) == count
 
 
 def distinct(heldout, count: int, attribute: str = "colour"):
@@ -71,7 +81,9 @@ async def test_an_album_gets_one_reply_that_covers_every_photo(start_bot, telegr
     for held in photos:
         send_photo(telegram, private(3), user(3), held.image, media_group_id="album-1")
     [reply] = await telegram.wait_replies(3, 1)
-    await asyncio.sleep(1.0)  # a second reply would have come by now
+    # The album's turns are stored after its reply: once they are there, every reply it caused was sent.
+    await eventually(lambda: stored(app, ImageRecord.chat_id == 3, 3), what="the album's photos stored")
+    await eventually(lambda: stored(app, Turn.chat_id == 3, 2), what="the album's turns stored")
     assert len(telegram.replies(3)) == 1
     assert reply.text.startswith("3 photos:")
     for held in photos:
@@ -105,9 +117,12 @@ async def test_in_a_group_the_bot_speaks_only_when_addressed(start_bot, telegram
     assert answer.reply_to == mention["message_id"] and asked.scene.colour in answer.text
     send_text(telegram, chat, bob, "is there a dog?")  # not addressed: silence
     send_text(telegram, chat, bob, "what colour is it?", reply_to=telegram.bot_message(answer))
-    replies = await telegram.wait_replies(chat["id"], 2)
-    await asyncio.sleep(0.5)
-    assert len(telegram.replies(chat["id"])) == 2  # nothing for the unaddressed photo or texts
+    await telegram.wait_replies(chat["id"], 2)
+    for sender in (alice, bob):  # each person's updates run in order: their /help comes after all they sent
+        send_text(telegram, chat, sender, "/help")
+    replies = await telegram.wait_replies(chat["id"], 4)
+    assert len(telegram.replies(chat["id"])) == 4  # nothing for the unaddressed photo or texts
+    assert all("/search" in reply.text for reply in replies[2:])
     assert asked.scene.colour in replies[1].text and replies[1].reply_to != mention["message_id"]
     send_text(telegram, chat, alice, f"/search {quiet.scene.caption}")  # the quiet photo was kept for search
     [found] = await telegram.wait_for(lambda: telegram.sent("sendPhoto", chat["id"]), what="a search result")
@@ -238,7 +253,7 @@ async def test_one_users_flood_is_cut_short_and_never_starves_another_user(start
                                                                            heldout):
     from bot.adapter.ordering import SLOW_DOWN
 
-    await start_bot(bot_settings.model_copy(update={"user_queue": 4}))
+    app = await start_bot(bot_settings.model_copy(update={"user_queue": 4}))
     send_photo(telegram, private(31), user(31), heldout[0].image)
     await telegram.wait_replies(31, 1)
     for _ in range(30):
@@ -246,7 +261,8 @@ async def test_one_users_flood_is_cut_short_and_never_starves_another_user(start
     send_photo(telegram, private(32), user(32), heldout[1].image)
     await telegram.wait_replies(32, 1)
     await telegram.wait_for(lambda: any(SLOW_DOWN in r.text for r in telegram.replies(31)), what="slow down")
-    await asyncio.sleep(1.0)
+    await eventually(lambda: app.update_processor.in_progress(31) == 0, what="the flood to be worked off",
+                     timeout=120)
     flood_replies = telegram.replies(31)
     assert sum(SLOW_DOWN in r.text for r in flood_replies) == 1  # asked once, not once per dropped message
     assert len(flood_replies) <= 1 + 1 + 4 + 1  # photo, notice, the queue's worth, the one running
@@ -281,13 +297,13 @@ async def test_the_webhook_serves_telegram_and_refuses_requests_without_the_secr
         async with http.post(telegram.webhook["url"], json=update,
                              headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}) as response:
             assert response.status == 403
-        await asyncio.sleep(0.5)
-        assert not telegram.replies(51)
-        async with http.post(telegram.webhook["url"], json=update,
-                             headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}) as response:
-            assert response.status == 200
-    [reply] = await telegram.wait_replies(51, 1)
-    assert "/search" in reply.text
+        for update_id, text in ((2, "/help"), (3, "/start")):  # in order: /start's reply comes after /help's
+            update = {"update_id": update_id, "message": telegram.message(private(51), user(51), text=text)}
+            async with http.post(telegram.webhook["url"], json=update,
+                                 headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}) as response:
+                assert response.status == 200
+    replies = await telegram.wait_replies(51, 2)
+    assert len(replies) == 2 and "/search" in replies[0].text and "clipchat" in replies[1].text  # refused: unheard
 
 
 async def test_the_allow_list_keeps_strangers_out(start_bot, telegram, bot_settings, heldout):
@@ -331,14 +347,8 @@ async def test_the_jobs_purge_old_rows_and_maintain_the_database(start_bot, tele
         await telegram.wait_replies(user_id, 1)
     sessions = app.bot_data.services.sessions
 
-    async def stored_turns() -> int:  # the bot writes after it replies: wait for both users' rows
-        async with sessions() as session:
-            return (await statistics(session))["turns"]
-
-    for _ in range(100):
-        if await stored_turns() == 4:
-            break
-        await asyncio.sleep(0.05)
+    # the bot writes after it replies: wait for both users' rows
+    await eventually(lambda: stored(app, Turn.id > 0, 4), what="both users' turns stored")
     async with sessions() as session:  # user 81's photo and conversation are a year old
         old = datetime.now(timezone.utc) - timedelta(days=365)
         await session.execute(update(Turn).where(Turn.user_id == 81).values(created_at=old))

@@ -18,7 +18,6 @@ from bot.core.text import (
 )
 from clipchat.facts import PhotoFacts, Tag
 
-
 WORDS = st.sampled_from(["a", "word", "🎨", "🎨🎨🎨", "naïve", "𝕏", "longerword", "Ünïcödé"])
 SEPARATORS = st.sampled_from([" ", " ", " ", "\n", "\n\n"])
 
