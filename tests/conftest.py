@@ -69,6 +69,23 @@ def heldout(world_dir: Path) -> list[HeldOut]:
     return items
 
 
+@pytest.fixture(scope="session")
+def understood(world_models, heldout: list[HeldOut]) -> list[HeldOut]:
+    """Held-out photos the world's models read exactly right once JPEG-compressed, as Telegram sends them.
+
+    The bot's tests check plumbing (the right photo, answer and reply reach the right chat), so
+    they use these: a retrained world that misses a few photos still tests the plumbing, while
+    the vision and dialogue tests assert the models' accuracy as rates over all of `heldout`.
+    """
+    from tests.bot_helpers import jpeg
+    from vision import load_image
+
+    descriptions = world_models.describe([load_image(jpeg(h.image)) for h in heldout])
+    chosen = [h for h, d in zip(heldout, descriptions) if d.caption == h.scene.caption]
+    assert len(chosen) >= 0.8 * len(heldout), f"the world's models read only {len(chosen)} photos right"
+    return chosen
+
+
 @pytest.fixture
 def figure():
     """Record a measured figure; they are printed together at the end of the run."""

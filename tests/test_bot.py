@@ -18,11 +18,11 @@ def caption_of(models, image, format: str = "JPEG") -> str:
     return models.describe([load_image(jpeg(image, format))])[0].caption
 
 
-async def test_private_photo_gets_caption_and_tags(start_bot, telegram, world_models, heldout):
+async def test_private_photo_gets_caption_and_tags(start_bot, telegram, world_models, understood):
     await start_bot()
-    photo = send_photo(telegram, private(1), user(1), heldout[0].image)
+    photo = send_photo(telegram, private(1), user(1), understood[0].image)
     [reply] = await telegram.wait_replies(1, 1)
-    assert caption_of(world_models, heldout[0].image).lower() in reply.text.lower()
+    assert caption_of(world_models, understood[0].image).lower() in reply.text.lower()
     assert "Tags: #" in reply.text
     assert reply.reply_to == photo["message_id"]
     assert telegram.sent("sendChatAction", 1)[0].params["action"] == "typing"
@@ -37,10 +37,10 @@ async def stored(app, where, count: int) -> bool:
         return await session.scalar(select(func.count()).select_from(model).where(where)) == count
 
 
-def distinct(heldout, count: int, attribute: str = "colour"):
+def distinct(photos, count: int, attribute: str = "colour"):
     """Held-out photos that differ in `attribute`, so an answer can only be right about one of them."""
     chosen, seen = [], set()
-    for held in heldout:
+    for held in photos:
         value = getattr(held.scene, attribute)
         if value not in seen:
             seen.add(value)
@@ -50,9 +50,9 @@ def distinct(heldout, count: int, attribute: str = "colour"):
     raise AssertionError(f"not enough distinct {attribute}s")
 
 
-async def test_follow_up_questions_are_about_the_latest_or_the_replied_photo(start_bot, telegram, heldout):
+async def test_follow_up_questions_are_about_the_latest_or_the_replied_photo(start_bot, telegram, understood):
     await start_bot()
-    first, second = distinct(heldout, 2)
+    first, second = distinct(understood, 2)
     chat, alice = private(1), user(1)
     first_message = send_photo(telegram, chat, alice, first.image)
     await telegram.wait_replies(1, 1)
@@ -66,18 +66,18 @@ async def test_follow_up_questions_are_about_the_latest_or_the_replied_photo(sta
     assert first.scene.colour in replied.text and second.scene.colour not in replied.text
 
 
-async def test_a_question_in_the_photo_caption_is_answered(start_bot, telegram, heldout):
+async def test_a_question_in_the_photo_caption_is_answered(start_bot, telegram, understood):
     await start_bot()
-    held = heldout[3]
+    held = understood[3]
     send_photo(telegram, private(2), user(2), held.image, caption=f"What colour is the {held.scene.shape}?")
     [reply] = await telegram.wait_replies(2, 1)
     answer, description = reply.text.split("\n\n")
     assert held.scene.colour in answer and description.startswith("(") and "Tags:" in description
 
 
-async def test_an_album_gets_one_reply_that_covers_every_photo(start_bot, telegram, world_models, heldout):
+async def test_an_album_gets_one_reply_that_covers_every_photo(start_bot, telegram, world_models, understood):
     app = await start_bot()
-    photos = distinct(heldout, 3)
+    photos = distinct(understood, 3)
     for held in photos:
         send_photo(telegram, private(3), user(3), held.image, media_group_id="album-1")
     [reply] = await telegram.wait_replies(3, 1)
@@ -92,9 +92,9 @@ async def test_an_album_gets_one_reply_that_covers_every_photo(start_bot, telegr
 
 
 async def test_an_image_sent_as_a_file_is_described_and_other_files_are_declined(start_bot, telegram, world_models,
-                                                                                 heldout):
+                                                                                 understood):
     await start_bot()
-    held = heldout[5]
+    held = understood[5]
     document = telegram.add_file(jpeg(held.image, "PNG"))
     telegram.push({"message": telegram.message(private(4), user(4), document=document, mime_type="image/png")})
     [reply] = await telegram.wait_replies(4, 1)
@@ -105,10 +105,10 @@ async def test_an_image_sent_as_a_file_is_described_and_other_files_are_declined
     assert "only look at images" in declined.text
 
 
-async def test_in_a_group_the_bot_speaks_only_when_addressed(start_bot, telegram, heldout):
+async def test_in_a_group_the_bot_speaks_only_when_addressed(start_bot, telegram, understood):
     await start_bot()
     chat, alice, bob = group(-100500), user(11), user(12)
-    quiet, asked = distinct(heldout, 2)
+    quiet, asked = distinct(understood, 2)
     quiet_file = send_photo(telegram, chat, alice, quiet.image)["photo"][-1]["file_id"]
     send_text(telegram, chat, bob, "nice photo!")
     mention = send_photo(telegram, chat, bob, asked.image, caption=f"@{USERNAME} what colour is the "
@@ -129,7 +129,7 @@ async def test_in_a_group_the_bot_speaks_only_when_addressed(start_bot, telegram
     assert found.params["photo"] == quiet_file
 
 
-async def test_group_admins_turn_on_auto_captions_and_others_cannot(start_bot, telegram, world_models, heldout):
+async def test_group_admins_turn_on_auto_captions_and_others_cannot(start_bot, telegram, world_models, understood):
     await start_bot()
     chat, admin, member = group(-100600), user(21), user(22)
     telegram.admins[chat["id"]] = {admin["id"]}
@@ -139,12 +139,12 @@ async def test_group_admins_turn_on_auto_captions_and_others_cannot(start_bot, t
     send_text(telegram, chat, admin, "/settings autocaption on")
     saved = (await telegram.wait_replies(chat["id"], 2))[-1]
     assert "on" in saved.text
-    send_photo(telegram, chat, member, heldout[7].image)
+    send_photo(telegram, chat, member, understood[7].image)
     captioned = (await telegram.wait_replies(chat["id"], 3))[-1]
-    assert caption_of(world_models, heldout[7].image).lower() in captioned.text.lower()
+    assert caption_of(world_models, understood[7].image).lower() in captioned.text.lower()
 
 
-async def test_a_channel_gets_alt_text_that_keeps_the_authors_caption(start_bot, telegram, world_models, heldout):
+async def test_a_channel_gets_alt_text_that_keeps_the_authors_caption(start_bot, telegram, world_models, understood):
     from bot.core.text import ALT_TEXT_HEADER, utf16_length
     from tests.fake_telegram import channel
 
@@ -152,21 +152,21 @@ async def test_a_channel_gets_alt_text_that_keeps_the_authors_caption(start_bot,
     post_chat = channel(-100700)
     send_text(telegram, post_chat, None, "/settings alttext on")
     await telegram.wait_replies(post_chat["id"], 1)
-    post = send_photo(telegram, post_chat, None, heldout[8].image, caption="Our new poster 🎨")
+    post = send_photo(telegram, post_chat, None, understood[8].image, caption="Our new poster 🎨")
     [edit] = await telegram.wait_for(lambda: telegram.sent("editMessageCaption"), what="an alt text edit")
     assert int(edit.params["message_id"]) == post["message_id"]
     assert edit.params["caption"].startswith("Our new poster 🎨\n\n" + ALT_TEXT_HEADER)
-    assert caption_of(world_models, heldout[8].image).lower() in edit.params["caption"].lower()
+    assert caption_of(world_models, understood[8].image).lower() in edit.params["caption"].lower()
     long_caption = "🎨" * 480 + " words " * 4  # 988 UTF-16 units: room for only a little alt text
-    send_photo(telegram, post_chat, None, heldout[9].image, caption=long_caption)
+    send_photo(telegram, post_chat, None, understood[9].image, caption=long_caption)
     edits = await telegram.wait_for(lambda: len(telegram.sent("editMessageCaption")) >= 2 and
                                     telegram.sent("editMessageCaption"), what="a second edit")
     assert edits[1].params["caption"].startswith(long_caption) and utf16_length(edits[1].params["caption"]) <= 1024
 
 
-async def test_search_sends_back_the_photo_the_phrase_describes(start_bot, telegram, heldout):
+async def test_search_sends_back_the_photo_the_phrase_describes(start_bot, telegram, understood):
     await start_bot()
-    photos = distinct(heldout, 4)
+    photos = distinct(understood, 4)
     chat, alice = private(5), user(5)
     file_ids = []
     for number, held in enumerate(photos, 1):
@@ -180,13 +180,13 @@ async def test_search_sends_back_the_photo_the_phrase_describes(start_bot, teleg
     assert telegram.sent("sendChatAction", 5)[-1].params["action"] == "upload_photo"
 
 
-async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, heldout):
+async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, understood):
     from storage import rows_about_user
     from tests.oracles import columns_holding
 
     app = await start_bot()
     chat, alice = private(6), user(6)
-    send_photo(telegram, chat, alice, heldout[0].image)
+    send_photo(telegram, chat, alice, understood[0].image)
     await telegram.wait_replies(6, 1)
     send_text(telegram, chat, alice, "/forget")
     question = (await telegram.wait_replies(6, 2))[-1]
@@ -204,9 +204,9 @@ async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, he
         assert await columns_holding(session, 6) == {}  # no column of any table still names them
 
 
-async def test_a_corrupt_image_and_a_25_mb_file_get_polite_refusals(start_bot, telegram, heldout):
+async def test_a_corrupt_image_and_a_25_mb_file_get_polite_refusals(start_bot, telegram, understood):
     await start_bot()
-    broken = jpeg(heldout[0].image)[:300]
+    broken = jpeg(understood[0].image)[:300]
     send_photo(telegram, private(7), user(7), broken)
     [damaged] = await telegram.wait_replies(7, 1)
     assert "damaged" in damaged.text
@@ -217,26 +217,26 @@ async def test_a_corrupt_image_and_a_25_mb_file_get_polite_refusals(start_bot, t
     assert not telegram.sent("getFile")[1:]  # the 25 MB file was never fetched
 
 
-async def test_flood_control_and_network_errors_delay_the_reply_but_never_lose_it(start_bot, telegram, heldout):
+async def test_flood_control_and_network_errors_delay_the_reply_but_never_lose_it(start_bot, telegram, understood):
     await start_bot()
     telegram.fail("sendMessage", times=1, code=429, retry_after=1)
-    send_photo(telegram, private(8), user(8), heldout[1].image)
+    send_photo(telegram, private(8), user(8), understood[1].image)
     [reply] = await telegram.wait_replies(8, 1)
     refused, delivered = telegram.sent("sendMessage", 8, refused=True)
     assert refused.refused and delivered.text == reply.text and delivered.at - refused.at >= 1.0  # retry_after
     telegram.fail("sendMessage", times=1, code=502, description="Bad Gateway")
     send_text(telegram, private(8), user(8), "what colour is it?")
     answer = (await telegram.wait_replies(8, 2))[-1]
-    assert heldout[1].scene.colour in answer.text
+    assert understood[1].scene.colour in answer.text
     assert [call.refused for call in telegram.sent("sendMessage", 8, refused=True)] == [True, False, True, False]
 
 
-async def test_200_updates_from_20_users_are_all_answered_in_each_users_order(start_bot, telegram, heldout):
+async def test_200_updates_from_20_users_are_all_answered_in_each_users_order(start_bot, telegram, understood):
     app = await start_bot()
     users = range(1000, 1020)
     sent: dict[int, list[int]] = {}
     for number, user_id in enumerate(users):  # every user's photo arrives before anyone's questions
-        sent[user_id] = [send_photo(telegram, private(user_id), user(user_id), heldout[number].image)["message_id"]]
+        sent[user_id] = [send_photo(telegram, private(user_id), user(user_id), understood[number].image)["message_id"]]
     for turn in range(9):
         for user_id in users:
             question = ("what colour is it?", "is there a circle?", "what shape is it?")[turn % 3]
@@ -250,15 +250,15 @@ async def test_200_updates_from_20_users_are_all_answered_in_each_users_order(st
 
 
 async def test_one_users_flood_is_cut_short_and_never_starves_another_user(start_bot, telegram, bot_settings,
-                                                                           heldout):
+                                                                           understood):
     from bot.adapter.ordering import SLOW_DOWN
 
     app = await start_bot(bot_settings.model_copy(update={"user_queue": 4}))
-    send_photo(telegram, private(31), user(31), heldout[0].image)
+    send_photo(telegram, private(31), user(31), understood[0].image)
     await telegram.wait_replies(31, 1)
     for _ in range(30):
         send_text(telegram, private(31), user(31), "what colour is it?")
-    send_photo(telegram, private(32), user(32), heldout[1].image)
+    send_photo(telegram, private(32), user(32), understood[1].image)
     await telegram.wait_replies(32, 1)
     await telegram.wait_for(lambda: any(SLOW_DOWN in r.text for r in telegram.replies(31)), what="slow down")
     await eventually(lambda: app.update_processor.in_progress(31) == 0, what="the flood to be worked off",
@@ -268,9 +268,9 @@ async def test_one_users_flood_is_cut_short_and_never_starves_another_user(start
     assert len(flood_replies) <= 1 + 1 + 4 + 1  # photo, notice, the queue's worth, the one running
 
 
-async def test_a_restarted_bot_keeps_the_conversation(start_bot, telegram, heldout):
+async def test_a_restarted_bot_keeps_the_conversation(start_bot, telegram, understood):
     app = await start_bot()
-    held = heldout[4]
+    held = understood[4]
     send_photo(telegram, private(41), user(41), held.image)
     await telegram.wait_replies(41, 1)
     await start_bot.stop(app)
@@ -280,7 +280,7 @@ async def test_a_restarted_bot_keeps_the_conversation(start_bot, telegram, heldo
     assert held.scene.colour in answer.text
 
 
-async def test_the_webhook_serves_telegram_and_refuses_requests_without_the_secret(start_bot, telegram, heldout):
+async def test_the_webhook_serves_telegram_and_refuses_requests_without_the_secret(start_bot, telegram, understood):
     import socket
 
     import aiohttp
@@ -306,17 +306,17 @@ async def test_the_webhook_serves_telegram_and_refuses_requests_without_the_secr
     assert len(replies) == 2 and "/search" in replies[0].text and "clipchat" in replies[1].text  # refused: unheard
 
 
-async def test_the_allow_list_keeps_strangers_out(start_bot, telegram, bot_settings, heldout):
+async def test_the_allow_list_keeps_strangers_out(start_bot, telegram, bot_settings, understood):
     await start_bot(bot_settings.model_copy(update={"allowed_users": [61]}))
-    send_photo(telegram, private(62), user(62), heldout[0].image)
+    send_photo(telegram, private(62), user(62), understood[0].image)
     [refusal] = await telegram.wait_replies(62, 1)
     assert refusal.text == "Sorry, this bot is private."
-    send_photo(telegram, private(61), user(61), heldout[0].image)
+    send_photo(telegram, private(61), user(61), understood[0].image)
     [reply] = await telegram.wait_replies(61, 1)
     assert "Tags:" in reply.text
 
 
-async def test_the_token_never_reaches_the_logs(start_bot, telegram, heldout, caplog):
+async def test_the_token_never_reaches_the_logs(start_bot, telegram, understood, caplog):
     import logging
 
     from tests.conftest import BOT_TOKEN
@@ -324,7 +324,7 @@ async def test_the_token_never_reaches_the_logs(start_bot, telegram, heldout, ca
     caplog.set_level(logging.DEBUG)
     logging.getLogger("httpx").setLevel(logging.DEBUG)
     await start_bot()
-    send_photo(telegram, private(71), user(71), heldout[0].image)
+    send_photo(telegram, private(71), user(71), understood[0].image)
     await telegram.wait_replies(71, 1)
     text = "\n".join(record.getMessage() for record in caplog.records)
     assert "getUpdates" in text or "sendMessage" in text  # the request log lines were there to leak it
@@ -332,7 +332,7 @@ async def test_the_token_never_reaches_the_logs(start_bot, telegram, heldout, ca
     assert not leaks
 
 
-async def test_the_jobs_purge_old_rows_and_maintain_the_database(start_bot, telegram, heldout, caplog):
+async def test_the_jobs_purge_old_rows_and_maintain_the_database(start_bot, telegram, understood, caplog):
     import logging
     from datetime import datetime, timedelta, timezone
 
@@ -343,7 +343,7 @@ async def test_the_jobs_purge_old_rows_and_maintain_the_database(start_bot, tele
     caplog.set_level(logging.INFO, logger="bot.adapter.jobs")
     app = await start_bot()
     for user_id in (81, 82):
-        send_photo(telegram, private(user_id), user(user_id), heldout[user_id - 81].image)
+        send_photo(telegram, private(user_id), user(user_id), understood[user_id - 81].image)
         await telegram.wait_replies(user_id, 1)
     sessions = app.bot_data.services.sessions
 
@@ -382,12 +382,12 @@ async def test_the_health_check_passes_as_soon_as_the_bot_is_up(start_bot) -> No
         await asyncio.sleep(0.1)
 
 
-async def test_the_commands_answer_about_the_photo_under_discussion(start_bot, telegram, world_models, heldout):
+async def test_the_commands_answer_about_the_photo_under_discussion(start_bot, telegram, world_models, understood):
     app = await start_bot()
     chat, alice = private(91), user(91)
     send_text(telegram, chat, alice, "/caption")
     assert "don't have a photo" in (await telegram.wait_replies(91, 1))[-1].text
-    held = next(h for h in heldout if h.scene.colour == "blue")
+    held = next(h for h in understood if h.scene.colour == "blue")
     send_photo(telegram, chat, alice, held.image)
     await telegram.wait_replies(91, 2)
     commands = ["/start", "/caption", "/tags red, blue, green", f"/ask what colour is the {held.scene.shape}?",

@@ -27,12 +27,12 @@ def vision_server(world_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 async def test_the_bot_answers_through_ray_serve(vision_server, start_bot, bot_settings, telegram, world_models,
-                                                 heldout):
+                                                 understood):
     from vision import load_image
 
     app = await start_bot(bot_settings.model_copy(update={"inference": "ray"}))
     assert type(app.bot_data.services.models).__name__ == "RayModels"
-    photos = [h for h in heldout if h.scene.colour in ("red", "blue")][:2]
+    photos = [h for h in understood if h.scene.colour in ("red", "blue")][:2]
     chat, alice = private(301), user(301)
     file_ids = []
     for number, held in enumerate(photos, 1):
@@ -46,6 +46,6 @@ async def test_the_bot_answers_through_ray_serve(vision_server, start_bot, bot_s
     send_text(telegram, chat, alice, f"/search {photos[0].scene.caption}")
     [found] = (await telegram.wait_for(lambda: telegram.sent("sendPhoto", 301), timeout=60, what="a search"))[:1]
     assert found.params["photo"] == file_ids[0]
-    send_photo(telegram, chat, alice, jpeg(heldout[0].image)[:200])  # a broken file: refused in the replica
+    send_photo(telegram, chat, alice, jpeg(understood[0].image)[:200])  # a broken file: refused in the replica
     refusal = (await telegram.wait_replies(301, 5, timeout=60))[-1]
     assert "damaged" in refusal.text
