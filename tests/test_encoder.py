@@ -9,18 +9,21 @@ import pytest
 import torch
 
 from clipchat.errors import InvalidConfig, ModelNotFound
+from tests.conftest import by_split
 from vision.devices import cpu_has_fast_bf16, resolve_device, resolve_dtype
 from vision.encoder import load_clip
 from vision.scoring import clip_score
 
 
 def test_text_to_image_recall_at_1_over_200_heldout_images(world_models, heldout, figure) -> None:
-    sample = heldout[:200]  # 200 distinct scenes
+    sample = heldout[:200]  # 200 distinct scenes; unseen ones' captions were never shown to CLIP either
     images = world_models.encoder.embed_images([h.image for h in sample])
     texts = world_models.encoder.embed_texts([h.scene.caption for h in sample])
-    hits = int(((texts @ images.T).argmax(dim=1) == torch.arange(len(sample))).sum())  # each text's best image
-    figure("text-to-image recall@1 (200 held-out)", hits / len(sample))
-    assert hits / len(sample) >= 0.90
+    best = (texts @ images.T).argmax(dim=1).tolist()  # each caption's best image among all 200
+    recall = by_split(sample, lambda h: sample[best[sample.index(h)]] is h)
+    for split, value in recall.items():
+        figure(f"text-to-image recall@1 among 200, {split} combinations", value)
+    assert recall["seen"] >= 0.90 and recall["unseen"] >= 0.85, recall
 
 
 def test_embeddings_are_unit_vectors_whatever_the_batch_size(world_models, heldout) -> None:

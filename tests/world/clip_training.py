@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .scenes import ATTRIBUTES, BACKGROUNDS, COLOURS, SHAPES, SIZES, Scene, all_scenes, describe, render
+from .scenes import ATTRIBUTES, BACKGROUNDS, COLOURS, SHAPES, SIZES, Scene, describe, render
 
 # Small enough to train in about two minutes on two CPU cores, big enough to
 # separate 240 scenes.
@@ -44,8 +44,9 @@ def tag_label(attribute: str, value: str) -> str:
     return f"{value} background" if attribute == "background" else value
 
 
-def candidate_texts(templates: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Every text the trainer may show, with the attribute values it asserts.
+def candidate_texts(templates: list[str], seen: set[tuple[int, ...]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every text the trainer may show, with the attribute values it asserts; full captions only of the
+    `seen` combinations (codes), so an unseen combination's caption is never shown, not even as a negative.
 
     Returns (texts, constraints (T, 4) int with -1 for "unsaid", kind (T,) 0=full 1=tag 2=fragment).
     """
@@ -56,6 +57,8 @@ def candidate_texts(templates: list[str]) -> tuple[list[str], np.ndarray, np.nda
         if all(v is None for v in combo):
             continue
         full = all(v is not None for v in combo)
+        if full and tuple(VALUES[a].index(v) for a, v in said.items()) not in seen:
+            continue
         texts.append(describe(**said) + ("." if full else ""))
         constraints.append([VALUES[a].index(v) if v else -1 for a, v in said.items()])
         kinds.append(0 if full else 2)
@@ -80,7 +83,7 @@ def truth_matrix(image_codes: np.ndarray, text_constraints: np.ndarray) -> np.nd
     return agree.all(axis=2)
 
 
-def train_clip(out_dir: Path, templates: list[str], *, steps: int = 400, batch_size: int = 96,
+def train_clip(out_dir: Path, templates: list[str], scenes: list[Scene], *, steps: int = 500, batch_size: int = 96,
                renders_per_scene: int = 24, seed: int = 0, lr: float = 2e-3) -> None:
     """Train and save as an open_clip local-dir model (open_clip_config.json + weights)."""
     import open_clip
@@ -93,11 +96,10 @@ def train_clip(out_dir: Path, templates: list[str], *, steps: int = 400, batch_s
     model, _, preprocess = open_clip.create_model_and_transforms(f"local-dir:{out_dir}", load_weights=False)
     tokenizer = open_clip.get_tokenizer(f"local-dir:{out_dir}")
 
-    scenes = all_scenes()
     codes = scene_codes(scenes)
     pool = torch.stack([torch.stack([preprocess(render(s, rng)) for _ in range(renders_per_scene)])
                         for s in tqdm(scenes, desc="rendering", leave=False)])  # (S, R, 3, H, W)
-    texts, constraints, kinds = candidate_texts(templates)
+    texts, constraints, kinds = candidate_texts(templates, {tuple(code) for code in codes})
     tokens = tokenizer(texts)  # (T, context_length)
     truth = truth_matrix(codes, constraints)  # (S, T)
     kind_weights = {0: 0.4, 1: 0.3, 2: 0.3}
@@ -118,8 +120,9 @@ def train_clip(out_dir: Path, templates: list[str], *, steps: int = 400, batch_s
         # NegCLIP-style hard negatives: each image's caption with every other shape. Colour, size and
         # background are global statistics learned in a few steps; shape needs spatial features, and
         # random batches hold too few pairs that differ in shape alone to teach them.
-        chosen += [full_caption[(codes[s, 0], codes[s, 1], other, codes[s, 3])]
-                   for s in batch for other in range(len(SHAPES)) if other != codes[s, 2]]
+        swapped = [(codes[s, 0], codes[s, 1], other, codes[s, 3]) for s in batch for other in range(len(SHAPES))
+                   if other != codes[s, 2]]
+        chosen += [full_caption[key] for key in swapped if key in full_caption]  # seen combinations only
         targets = torch.from_numpy(truth[np.ix_(batch, chosen)]).float()  # (B, T)
         image_features = F.normalize(model.encode_image(images), dim=-1)
         text_features = F.normalize(model.encode_text(tokens[chosen]), dim=-1)

@@ -50,6 +50,17 @@ def all_scenes() -> list[Scene]:
     return [Scene(*combo) for combo in itertools.product(SIZES, COLOURS, SHAPES, BACKGROUNDS)]
 
 
+def compositional_split(unseen_fraction: float = 0.2, seed: int = 3) -> tuple[list[Scene], list[Scene]]:
+    """(seen, unseen): about a fifth of the attribute combinations never reach any training step, while
+    every value of every attribute stays seen, so held-out photos of them test composition, not memory."""
+    scenes = all_scenes()
+    unseen = random.Random(seed).sample(scenes, round(unseen_fraction * len(scenes)))
+    seen = [s for s in scenes if s not in unseen]
+    for attribute in ("size", "colour", "shape", "background"):
+        assert {getattr(s, attribute) for s in seen} == {getattr(s, attribute) for s in scenes}, attribute
+    return seen, unseen
+
+
 def describe(size: str | None = None, colour: str | None = None, shape: str | None = None,
              background: str | None = None) -> str:
     """A phrase naming some attributes, in the fixed caption word order.
