@@ -106,8 +106,17 @@ async def _migrate(engine: AsyncEngine, direction: str, revision: str) -> None:
                 if broken:
                     raise RuntimeError(f"migration to {revision} left rows pointing at nothing: {broken[:5]}")
         finally:
-            await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-            await connection.commit()
+            # The connection goes back to the pool: with foreign keys off there, cascades would
+            # silently stop, so a connection that cannot be shown to have them on is thrown away.
+            try:
+                await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                enforced = (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar()
+                await connection.commit()
+            except BaseException:
+                await connection.invalidate()
+                raise
+            if enforced != 1:
+                await connection.invalidate()
 
 
 async def open_database(url: str | None = None) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:

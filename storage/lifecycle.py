@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from .models import Chat, ChatSettings, ImageRecord, PendingUpdate, Turn, User, UserSettings
+from .models import Chat, ChatSettings, ImageRecord, Turn, User, UserSettings
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,11 @@ async def purge_older_than(session: AsyncSession, age: timedelta, now: datetime 
 
 async def forget_user(session: AsyncSession, user_id: int) -> Removed:
     """Delete everything about a user: their turns everywhere, the images they sent, their settings,
-    their private chat, their place in the shared update queue, their name on a chat's switches,
-    and the user row itself."""
+    their private chat, their name on a chat's switches, and the user row itself.
+
+    Their rows in `pending_updates` (update ids, nothing they said) are left to the updates that own
+    them, which remove them as they finish: deleting them here would let another process run the
+    user's later updates out of order."""
     turns = await session.execute(delete(Turn).where(Turn.user_id == user_id))
     images = await session.execute(delete(ImageRecord).where(ImageRecord.sender_id == user_id))
     settings = await session.execute(delete(UserSettings).where(UserSettings.user_id == user_id))
@@ -39,7 +42,6 @@ async def forget_user(session: AsyncSession, user_id: int) -> Removed:
     await session.execute(delete(Chat).where(Chat.id == user_id, Chat.kind == "private"))
     # A group's switches stay as they are; only who flipped them is forgotten.
     await session.execute(update(ChatSettings).where(ChatSettings.updated_by == user_id).values(updated_by=None))
-    await session.execute(delete(PendingUpdate).where(PendingUpdate.user_key == user_id))
     users = await session.execute(delete(User).where(User.id == user_id))
     return Removed(turns=turns.rowcount or 0, images=images.rowcount or 0,
                    settings=(settings.rowcount or 0) + (private.rowcount or 0), users=users.rowcount or 0)
@@ -55,7 +57,6 @@ async def rows_about_user(session: AsyncSession, user_id: int) -> int:
         await session.scalar(select(func.count()).select_from(Chat).where(Chat.id == user_id,
                                                                           Chat.kind == "private")),
         await session.scalar(select(func.count()).select_from(ChatSettings).where(ChatSettings.updated_by == user_id)),
-        await session.scalar(select(func.count()).select_from(PendingUpdate).where(PendingUpdate.user_key == user_id)),
     ]
     return sum(counts)
 

@@ -47,8 +47,8 @@ class SharedOrder:
     async def wait_turn(self, key: int, update_id: int) -> None:
         """Return when no update older than `update_id` is pending for its user anywhere.
 
-        Not "when it is the oldest": /forget removes the user's rows, this one's included, and
-        an update whose row is gone must still get its turn."""
+        Not "when it is the oldest": an update slower than `stale_after` has its own row removed
+        as stale by the others, and must not then wait for it for ever."""
         await asyncio.sleep(self.reorder_window)
         while True:
             oldest = await write_with_retry(self.sessions, lambda session: self._oldest(session, key))

@@ -282,52 +282,55 @@ def _utf16(text: str) -> int:
 
 
 def _refusal(params: dict) -> str | None:
-    """What Telegram would refuse in a message the bot sends: over-long text or caption, broken Markdown."""
+    """What Telegram would refuse in a message the bot sends: too long, empty, or legacy Markdown with an
+    entity left open. Lengths are UTF-16 units of the text as shown (after Markdown), the stricter of the
+    counts Telegram has been seen to use. MarkdownV2 and HTML are not checked: the bot sends neither."""
     for name, limit, too_long in (("text", TEXT_LIMIT, "message is too long"),
                                   ("caption", CAPTION_LIMIT, "message caption is too long")):
         if name not in params:
             continue
-        if name == "text" and not params[name].strip():
-            return "message text is empty"
-        if _utf16(params[name]) > limit:
-            return too_long
+        shown, broken_at = params[name], None
         if params.get("parse_mode") in ("Markdown", "markdown"):
-            offset = _unclosed_markdown(params[name])
-            if offset is not None:
-                return f"can't parse entities: Can't find end of the entity starting at byte offset {offset}"
+            shown, broken_at = _legacy_markdown(params[name])
+        if broken_at is not None:
+            return f"can't parse entities: Can't find end of the entity starting at byte offset {broken_at}"
+        if name == "text" and not shown.strip():
+            return "message text is empty"
+        if _utf16(shown) > limit:
+            return too_long
     return None
 
 
-def _unclosed_markdown(text: str) -> int | None:
-    """Telegram's legacy Markdown: *bold*, _italic_, `code`, ```pre```, [text](url), backslash escapes.
-    Returns the byte offset of an entity that never ends, or None when the text parses."""
-    i, opener, start = 0, None, 0
+def _legacy_markdown(text: str) -> tuple[str, int | None]:
+    """(the text as shown, the byte offset of an entity that never ends, or None).
+
+    *bold*, _italic_, `code` and ```pre``` must close; [text](url) shows its text, and a [ that
+    no ]( follows is plain text, as Telegram's parser has it; a backslash escapes _ * ` [.
+    """
+    shown, i = [], 0
     while i < len(text):
-        if opener is None:
-            if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "_*`[":
-                i += 2
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "_*`[":
+            shown.append(text[i + 1])
+            i += 2
+            continue
+        mark = "```" if text.startswith("```", i) else text[i] if text[i] in "*_`" else None
+        if mark is not None:
+            end = text.find(mark, i + len(mark))
+            if end < 0:
+                return "".join(shown), len(text[:i].encode())
+            shown.append(text[i + len(mark):end])
+            i = end + len(mark)
+            continue
+        if text[i] == "[":
+            close = text.find("]", i + 1)
+            if close >= 0 and text.startswith("(", close + 1):
+                url_end = text.find(")", close + 2)
+                shown.append(text[i + 1:close])
+                i = url_end + 1 if url_end >= 0 else len(text)
                 continue
-            for mark in ("```", "*", "_", "`", "["):
-                if text.startswith(mark, i):
-                    opener, start = mark, i
-                    i += len(mark)
-                    break
-            else:
-                i += 1
-            continue
-        close = {"[": "](", "```": "```"}.get(opener, opener)
-        if text.startswith(close, i):
-            if opener == "[":
-                end = text.find(")", i + 2)
-                if end < 0:
-                    break
-                i = end + 1
-            else:
-                i += len(close)
-            opener = None
-            continue
+        shown.append(text[i])
         i += 1
-    return len(text[:start].encode()) if opener is not None else None
+    return "".join(shown), None
 
 
 def _ok(result) -> web.Response:
@@ -343,8 +346,8 @@ async def _params(request: web.Request) -> dict:
             for key, value in (await request.post()).items():
                 params[key] = value.file.read() if hasattr(value, "file") else value
     for key, value in params.items():
-        if isinstance(value, str) and value[:1] in "{[":
-            params[key] = json.loads(value)
+        if key not in ("text", "caption") and isinstance(value, str) and value[:1] in "{[":
+            params[key] = json.loads(value)  # reply_markup, entities...: never what a person wrote
     return params
 
 

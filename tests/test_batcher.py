@@ -101,6 +101,6 @@ async def test_a_lone_request_does_not_wait_for_company_that_is_not_coming() -> 
         on_the_way = 0
         return await batcher.submit("late")
 
-    results = await asyncio.gather(batcher.submit("early"), late())
+    results = await asyncio.wait_for(asyncio.gather(batcher.submit("early"), late()), 10)
     assert results == ["early", "late"] and batcher.batch_sizes[-1] == 2
     await batcher.close()

@@ -45,8 +45,8 @@ async def test_one_process_keeps_order_and_runs_users_side_by_side() -> None:
         await asyncio.sleep(delay)
         events.append(f"end {name}")
 
-    await asyncio.gather(processor.do_process_update(update(1, 5), handle("a1", 0.2)),
-                         processor.do_process_update(update(2, 5), handle("a2", 0.0)),
-                         processor.do_process_update(update(3, 6), handle("b1", 0.0)))
+    await asyncio.wait_for(asyncio.gather(processor.do_process_update(update(1, 5), handle("a1", 0.2)),
+                                          processor.do_process_update(update(2, 5), handle("a2", 0.0)),
+                                          processor.do_process_update(update(3, 6), handle("b1", 0.0))), 10)
     assert events.index("end a1") < events.index("start a2")  # one user: one after another
     assert events.index("end b1") < events.index("end a1")  # another user did not wait for a1

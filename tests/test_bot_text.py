@@ -69,8 +69,14 @@ def test_alt_text_keeps_the_authors_caption_and_fits_1024(author: str, descripti
     assert caption.startswith(head) and utf16_length(caption) <= CAPTION_LIMIT
     if utf16_length(description) <= room:
         assert caption == head + description
-    else:  # truncated: as much of the description as fits, and an ellipsis
-        assert caption.endswith("…") and description.startswith(caption[len(head):-1])
+    else:  # truncated: as much of the description as fits beside the ellipsis, and the ellipsis
+        fits, used = 0, 0
+        for char in description:
+            used += utf16_length(char)
+            if used > room - 1:
+                break
+            fits += 1
+        assert caption == head + description[:fits].rstrip() + "…"
 
 
 def test_a_description_is_a_sentence_with_hashtags() -> None:

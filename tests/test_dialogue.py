@@ -69,7 +69,7 @@ def test_colour_and_presence_questions_are_answered_from_the_picture(world_model
             figure(f"dialogue {name} questions right, {split} combinations", rate)
         overall = sum(rates.values()) / len(rates)
         figure(f"dialogue colour and presence questions right overall, {split} combinations", overall)
-        assert overall >= 0.90 and min(rates.values()) >= 0.85, (split, rates)
+        assert overall >= 0.90 and min(rates.values()) >= 0.85, (split, rates)  # unseen "is there": 0.91
 
 
 def test_what_is_this_uses_the_model_sets_own_vocabulary(world_models, heldout) -> None:
@@ -124,10 +124,11 @@ def test_an_answer_that_contradicts_the_picture_is_caught(world_models, heldout)
 
 
 def test_open_answers_rarely_name_what_the_photo_does_not_show(world_models, heldout, figure) -> None:
-    """Judged against the scene itself, not by the CLIP check that chose the answer."""
-    from tests.world.scenes import COLOURS, SIZES
-
+    """Judged against the scene itself (every attribute, the background too), not by the CLIP check that
+    chose the answer."""
     import torch
+
+    from tests.world.scenes import BACKGROUNDS, COLOURS, SIZES
 
     torch.manual_seed(0)  # answers are sampled from the global generator, which other tests advance
     sample = heldout[::4]  # 60 scenes, seen and unseen
@@ -139,13 +140,13 @@ def test_open_answers_rarely_name_what_the_photo_does_not_show(world_models, hel
         assert reply.route == "open" and "\n" not in reply.text and "User:" not in reply.text
         words = set(re.findall(r"[a-z]+", reply.text.lower()))
         truth = {held.scene.colour, held.scene.shape, held.scene.size, *held.scene.background.split()}
-        wrong += bool(words & (set(COLOURS) | set(SHAPES) | set(SIZES)) - truth)
+        wrong += bool(words & (set(COLOURS) | set(SHAPES) | set(SIZES) | set(BACKGROUNDS)) - truth)
         if "candidates" not in reply.details:  # no candidate survived: the reply falls back on the stored caption
             fallbacks += 1
             assert stored.caption in reply.text
-    figure("open answers naming a colour, shape or size the photo lacks (60 held-out)", wrong / len(sample))
+    figure("open answers naming a colour, shape, size or background the photo lacks (60 held-out)", wrong / len(sample))
     figure("open answers that fell back on the caption (60 held-out)", fallbacks / len(sample))
-    assert wrong / len(sample) <= 0.2  # the stored caption's own errors count too; 1.0 without the CLIP check
+    assert wrong / len(sample) <= 0.2  # the stored caption's own errors count too; 60/60 without the CLIP check
 
 
 def test_mood_of_the_photo_and_of_the_words(world_models, heldout) -> None:

@@ -29,7 +29,7 @@ async def test_json_form_and_multipart_bodies_are_all_understood(telegram) -> No
 
 
 async def test_what_telegram_refuses_is_refused(telegram) -> None:
-    """4,096 UTF-16 units of text, 1,024 of caption, and legacy Markdown that parses."""
+    """4,096 UTF-16 units of text, 1,024 of caption (as shown, after Markdown), and legacy Markdown that parses."""
     telegram.message(private(6), None, text="hello")
     url = f"{telegram.base_url}{BOT_TOKEN}"
     cases = [("sendMessage", {"text": "🎨" * 2048}, True), ("sendMessage", {"text": "🎨" * 2049}, False),
@@ -38,6 +38,8 @@ async def test_what_telegram_refuses_is_refused(telegram) -> None:
              ("sendPhoto", {"photo": "f", "caption": "🎨" * 513}, False),
              ("sendMessage", {"text": "*bold* _it_ `code` [a](http://x) snake\\_case", "parse_mode": "Markdown"}, True),
              ("sendMessage", {"text": "I'm *clipchat", "parse_mode": "Markdown"}, False),
+             ("sendMessage", {"text": "[a] *b* [c](http://x", "parse_mode": "Markdown"}, True),
+             ("sendMessage", {"text": "*" + "🎨" * 2048 + "*", "parse_mode": "Markdown"}, True),
              ("sendMessage", {"text": "I'm *clipchat"}, True)]  # plain text may hold any star
     async with aiohttp.ClientSession() as http:
         for method, params, accepted in cases:

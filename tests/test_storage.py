@@ -31,6 +31,7 @@ from storage import (
     search_images,
     write_with_retry,
 )
+from tests.bot_helpers import eventually
 from tests.conftest import by_split
 
 ALICE, BOB, GROUP = 1001, 1002, -100500
@@ -158,13 +159,16 @@ async def test_after_forget_no_column_of_any_table_holds_the_user(sessions) -> N
         await set_chat_switch(session, GROUP, "group", "auto_caption", True, updated_by=carol)  # she is an admin
         session.add(UserSettings(user_id=carol, preferences={"language": "en"}))
         await session.commit()
-    await SharedOrder(sessions).arrived(carol, 5000)  # an update of hers some process is working on
+    order = SharedOrder(sessions)
+    await order.arrived(carol, 5000)  # her /forget, in flight in some process
     async with sessions() as session:
         before = await columns_holding(session, carol)
         assert {"users.id", "images.sender_id", "turns.user_id", "chat_settings.updated_by",
                 "user_settings.user_id", "pending_updates.user_key"} <= set(before)
         await forget_user(session, carol)
         await session.commit()
+    await order.done(carol, 5000)  # the /forget update finishes, as every update does
+    async with sessions() as session:
         assert await columns_holding(session, carol) == {}
         assert await rows_about_user(session, carol) == 0
 
@@ -214,7 +218,7 @@ async def test_search_finds_the_photo_a_phrase_describes(sessions, world_models,
     recall = by_split(sample, lambda h: found[h.path])
     for split, value in recall.items():
         figure(f"storage search recall@1 in a chat of 200, {split} combinations", value)
-    assert recall["seen"] >= 0.90 and recall["unseen"] >= 0.85, recall
+    assert recall["seen"] >= 0.90 and recall["unseen"] >= 0.90, recall
 
 
 async def test_the_search_index_follows_new_and_deleted_photos(sessions) -> None:
@@ -333,9 +337,17 @@ async def test_shared_order_lets_each_users_oldest_update_go_first(sessions) -> 
     assert await order.arrived(7, 11) == 2  # the count bounds each user's queue across processes
     assert await order.arrived(8, 40) == 1  # another user is never held up
     await asyncio.wait_for(order.wait_turn(8, 40), 2)
+    checks, oldest = [], order._oldest
+
+    async def counted(session, key):  # each time an update looks whether it is its turn
+        checks.append(key)
+        return await oldest(session, key)
+
+    order._oldest = counted
     later = asyncio.create_task(order.wait_turn(7, 12))
     await asyncio.wait_for(order.wait_turn(7, 11), 2)
-    await asyncio.sleep(0.2)
+    looked = checks.count(7)
+    await eventually(lambda: checks.count(7) >= looked + 3, what="12 to look for its turn again")
     assert not later.done()  # 12 waits while 11 runs
     await order.done(7, 11)
     await asyncio.wait_for(later, 2)

@@ -50,7 +50,7 @@ def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
         window = _truncate_utf16(text, limit)  # the longest start of `text` within the limit
         cut = max(window.rfind("\n\n"), window.rfind("\n"), window.rfind(" "))
         if cut < len(window) // 2:  # no good boundary: cut hard rather than send a tiny piece
-            cut = len(window)
+            cut = max(len(window), 1)  # at least one character, even one wider than the limit
         pieces.append(text[:cut].rstrip())
         text = text[cut:].lstrip()
     if text:
