@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -28,22 +29,30 @@ def bot_environment(telegram, world_dir: Path, tmp_path: Path, **extra: str) -> 
             **extra}
 
 
-async def test_clipchat_run_answers_a_photo_and_stops_cleanly(telegram, world_dir: Path, heldout, tmp_path: Path):
+@contextlib.asynccontextmanager
+async def clipchat_run(telegram, world_dir: Path, tmp_path: Path, *args: str):
+    """`clipchat run ARGS` against the fake server; on leaving, Ctrl-C, and the whole log in `logs`."""
     process = await asyncio.create_subprocess_exec(
-        *command(), "run", env=bot_environment(telegram, world_dir, tmp_path), cwd=tmp_path,
+        *command(), "run", *args, env=bot_environment(telegram, world_dir, tmp_path), cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    logs: list[str] = []
     try:
+        yield process, logs
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+        logs.append(output.decode())
+    assert process.returncode == 0, logs[0]
+    assert BOT_TOKEN.split(":")[1] not in logs[0]
+
+
+async def test_clipchat_run_answers_a_photo_and_stops_cleanly(telegram, world_dir: Path, heldout, tmp_path: Path):
+    async with clipchat_run(telegram, world_dir, tmp_path) as (_, logs):
         await telegram.wait_for(lambda: telegram.sent("setMyCommands"), timeout=180, what="the bot to start")
         send_photo(telegram, private(1), user(1), heldout[0].image)
         [reply] = await telegram.wait_replies(1, 1, timeout=60)
         assert "Tags:" in reply.text
-    finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = await asyncio.wait_for(process.communicate(), 60)
-    log = output.decode()
-    assert process.returncode == 0, log
-    assert "clipchat is up as @clipchat_test_bot" in log
-    assert BOT_TOKEN.split(":")[1] not in log
+    assert "clipchat is up as @clipchat_test_bot" in logs[0]
 
 
 async def test_clipchat_run_webhook_registers_a_random_secret_and_refuses_requests_without_it(
@@ -53,11 +62,10 @@ async def test_clipchat_run_webhook_registers_a_random_secret_and_refuses_reques
     from tests.test_scale_out import free_port, wait_listening
 
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        *command(), "run", "--webhook", f"http://127.0.0.1:{port}/hook", "--listen", "127.0.0.1", "--port", str(port),
-        env=bot_environment(telegram, world_dir, tmp_path), cwd=tmp_path,  # no CLIPCHAT_WEBHOOK_SECRET
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    try:
+    hook = f"http://127.0.0.1:{port}/hook"
+    # No CLIPCHAT_WEBHOOK_SECRET in the environment: the runner must make one up.
+    async with clipchat_run(telegram, world_dir, tmp_path, "--webhook", hook, "--listen", "127.0.0.1",
+                            "--port", str(port)) as (process, logs):
         [registered] = await telegram.wait_for(lambda: telegram.sent("setWebhook"), timeout=180, what="the webhook")
         secret = registered.params.get("secret_token") or ""
         assert len(secret) >= 32 and secret.isascii(), "the runner must register a random secret of its own"
@@ -65,19 +73,13 @@ async def test_clipchat_run_webhook_registers_a_random_secret_and_refuses_reques
         update = {"update_id": 1, "message": telegram.message(private(9), user(9), text="/help")}
         async with aiohttp.ClientSession() as http:
             for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": secret[:-1]}):
-                async with http.post(f"http://127.0.0.1:{port}/hook", json=update, headers=headers) as response:
+                async with http.post(hook, json=update, headers=headers) as response:
                     assert response.status == 403
-            async with http.post(f"http://127.0.0.1:{port}/hook", json=update,
-                                 headers={"X-Telegram-Bot-Api-Secret-Token": secret}) as response:
+            async with http.post(hook, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": secret}) as response:
                 assert response.status == 200
         [reply] = await telegram.wait_replies(9, 1, timeout=60)
         assert "/search" in reply.text
-    finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = await asyncio.wait_for(process.communicate(), 60)
-    log = output.decode()
-    assert process.returncode == 0, log
-    assert secret not in log and BOT_TOKEN.split(":")[1] not in log
+    assert secret not in logs[0]
 
 
 def test_clipchat_run_without_a_token_says_how_to_get_one(tmp_path: Path) -> None:
