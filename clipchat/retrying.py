@@ -1,4 +1,4 @@
-"""One retry policy for everything that talks over a network: exponential back-off, capped in tries and time.
+"""One retry policy for everything that talks over a network: exponential back-off, capped in tries.
 
     async for attempt in retrying(is_transient, attempts=8, first_delay=0.1, max_delay=2.0, what="database write"):
         with attempt:
@@ -10,30 +10,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
 log = logging.getLogger(__name__)
 
 
 def retrying(transient: Callable[[BaseException], bool], *, attempts: int, first_delay: float, max_delay: float,
-             total: float | None = None, what: str = "call") -> AsyncRetrying:
+             what: str = "call") -> AsyncRetrying:
     """Retry while `transient(error)` holds: waits first_delay, then double, at most max_delay each,
-    for at most `attempts` tries and (if given) `total` seconds; the last error is raised as it is."""
-    stop = stop_after_attempt(max(1, attempts))
-    if total is not None:
-        stop = stop | stop_after_delay(total)
+    for at most `attempts` tries; the last error is raised as it is."""
 
     def warn(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         log.warning("%s failed (attempt %d of %d), retrying: %s: %s", what, state.attempt_number, attempts,
                     type(error).__name__, error)
 
-    return AsyncRetrying(retry=retry_if_exception(transient), stop=stop, reraise=True, before_sleep=warn,
+    return AsyncRetrying(retry=retry_if_exception(transient), stop=stop_after_attempt(max(1, attempts)), reraise=True, before_sleep=warn,
                          wait=wait_exponential(multiplier=first_delay, max=max_delay))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Integer, String, Text, cast, column, func, inspect, or_, select, table
+from sqlalchemy import JSON, Integer, String, Text, cast, column, func, inspect, select, table
 
 
 async def columns_holding(session, value: int) -> dict[str, int]:
@@ -21,7 +21,7 @@ async def columns_holding(session, value: int) -> dict[str, int]:
             if isinstance(kind, Integer):
                 matches = column(column_name) == value
             elif isinstance(kind, String | Text | JSON):
-                matches = or_(cast(column(column_name), Text).like(f"%{value}%"))
+                matches = cast(column(column_name), Text).like(f"%{value}%")
             else:  # binary: CLIP vectors, which hold no ids
                 continue
             count = await session.scalar(select(func.count()).select_from(table(name)).where(matches))

@@ -48,7 +48,8 @@ AT_0002 = {
 }
 AT_0003 = {"pending_updates": [{"user_key": ALICE, "update_id": 5000, "arrived_at": NOW}]}
 ROWS = {"0001": AT_0001, "0002": AT_0002, "0003": AT_0003}
-MIGRATIONS = [("base", "0001"), ("0001", "0002"), ("0002", "0003")]
+REVISIONS = ["0001", "0002", "0003"]
+MIGRATIONS = list(zip(["base", *REVISIONS], REVISIONS))  # (stop before, migrate to)
 KEYS = {"users": "id", "chats": "id", "chat_settings": "chat_id", "user_settings": "user_id", "images": "id",
         "turns": "id", "pending_updates": "update_id"}
 
@@ -108,7 +109,7 @@ async def test_each_migration_keeps_the_rows_it_finds(database_url: str, before:
         written = []
         if before != "base":
             await upgrade(engine, before)
-            for revision in [r for _, r in MIGRATIONS][: [r for _, r in MIGRATIONS].index(before) + 1]:
+            for revision in REVISIONS[: REVISIONS.index(before) + 1]:  # what each revision up to `before` holds
                 await insert(engine, ROWS[revision])
                 written.append(ROWS[revision])
         await upgrade(engine, target)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from telegram.ext import Application, CallbackContext, ExtBot
+from telegram.ext import CallbackContext, ExtBot
 
 from ..core.services import Services
 from ..core.settings import BotSettings
@@ -27,5 +27,3 @@ class BotContext(CallbackContext[ExtBot, dict, dict, BotData]):
     def albums(self) -> Albums:
         return self.bot_data.albums
 
-
-BotApplication = Application[ExtBot, BotContext, dict, dict, BotData, object]
