@@ -3,11 +3,11 @@
     python -m bench.gpu [--json PATH] [--batches 1 16 64 256] [--dtypes float16 bfloat16]
 
 Run it as one command on the device machine. The same random-weight, real-size
-architectures as `python -m bench` (ViT-B/32 + GPT-2 124M for clipchat; ClipCap's
-recompute loop at batch 1; CoCa ViT-B/32; ViT-B/16 + GPT-2 VisionEncoderDecoder),
-20-token captions. Two figures per row:
+architectures and pipelines as `python -m bench` (bench/pipelines.py: clipchat, and each
+baseline as shipped and at its best), every pipeline in the same dtype, 20-token captions.
+Two figures per row:
 
-- end to end: from Pillow photos (resize and normalise in the timing, on worker threads as the bot does);
+- end to end: from JPEG bytes (decoding and resizing in the timing, on worker threads as the bot does);
 - models: from preprocessed pixels already on the GPU, the accelerator's own rate.
 
 `--device cpu --batches 1 2 --dtypes float32` checks the script itself on a CPU.
@@ -25,15 +25,10 @@ from pathlib import Path
 
 import torch
 
-from .captioning import (
-    TOKENS,
-    build_clipchat,
-    clipcap_reference,
-    coca_pipeline,
-    photos,
-    vision_encoder_decoder_pipeline,
-)
+from .pipelines import BASELINES, TOKENS, Pipeline, clipchat, decode, jpeg_photos
 
+RATIO_BASELINES = ("clipcap_ref", "clipcap_best", "coca", "coca_best", "vision_encoder_decoder",
+                   "vision_encoder_decoder_best")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -51,16 +46,6 @@ def rate(run, batch: list, device: str, min_seconds: float = 2.0) -> float:
             return repeats * len(batch) / elapsed
 
 
-def _lazy(build):
-    built = []
-
-    def run(batch):
-        if not built:
-            built.append(build())
-        return built[0](batch)
-    return run
-
-
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -70,53 +55,54 @@ def measure(device: str, dtype_name: str, batches: list[int], log=print) -> dict
     from vision.decoding import DecodingOptions
 
     dtype = DTYPES[dtype_name]
-    images = photos(max(batches))
+    photos = jpeg_photos(max(batches))
     options = DecodingOptions(max_tokens=TOKENS)
-    models = build_clipchat(device, dtype)
-    pixels = models.encoder.preprocess_images(images).to(device)
-    # as the bot does: Pillow's half of preprocessing on worker threads, the tensor half with the models
+    # as the bot does: decoding and Pillow's half of preprocessing on worker threads
     pool = ThreadPoolExecutor(max_workers=os.cpu_count())
-    prepare = models.encoder.prepare
-    # baselines are built on first use, so one that fails to build fails only its own rows
-    coca = _lazy(lambda: coca_pipeline(device, dtype))
-    encoder_decoder = _lazy(lambda: vision_encoder_decoder_pipeline(device, dtype))
-    pipelines = {
-        "clipchat": (lambda batch: models.describe_pixels(models.encoder.pixels_from(list(pool.map(prepare, batch))),
-                                                          options),
-                     lambda n: models.describe_pixels(pixels[:n], options)),
-        "clipcap_ref": (clipcap_reference(models), None),
-        "coca": (coca, None),
-        "vision_encoder_decoder": (encoder_decoder, None),
-    }
     figures: dict = {}
-    for name, (end_to_end, models_only) in pipelines.items():
+    for build in (clipchat, *BASELINES):
+        try:  # one device run is all there is: a pipeline that fails is reported and the others still measured
+            pipeline: Pipeline = build(device, dtype)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
+            log(f"{dtype_name:>9} {getattr(build, '__name__', build)} failed to build: {error!r}")
+            traceback.print_exc()
+            continue
+        models_only = None
+        if pipeline.system == "clipchat":
+            models = pipeline.parts["models"]
+            pixels = models.encoder.preprocess_images([decode(data) for data in photos])
+            pixels = pixels.to(device)
+            models_only = lambda batch, m=models, px=pixels: m.describe_pixels(px[:len(batch)], options)  # noqa: E731
+        end_to_end = lambda batch, p=pipeline: p.process(list(pool.map(p.prepare, batch)))  # noqa: E731
         for batch in batches:
-            if name == "clipcap_ref" and batch > 1:
-                continue  # its predict.py captions one photo at a time
+            if pipeline.max_batch == 1 and batch > 1:
+                continue  # ClipCap's predict.py captions one photo at a time
+            key = f"{pipeline.name}_b{batch}"
             try:
-                row = {"end_to_end": rate(end_to_end, images[:batch], device)}
+                row = {"end_to_end": rate(end_to_end, photos[:batch], device)}
                 if models_only is not None:
-                    row["models"] = rate(lambda n: models_only(len(n)), images[:batch], device)
+                    row["models"] = rate(models_only, photos[:batch], device)
             except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
-                # one device run is all there is: a failing row is reported and the others still measured
-                log(f"{dtype_name:>9} {name:>24} b{batch:<4} failed: {error!r}")
-                figures[f"{name}_b{batch}"] = {"error": repr(error)}
+                log(f"{dtype_name:>9} {pipeline.name:>28} b{batch:<4} failed: {error!r}")
+                figures[key] = {"error": repr(error)}
                 traceback.print_exc()
                 if device.startswith("cuda"):
                     torch.cuda.empty_cache()
                 continue
-            figures[f"{name}_b{batch}"] = row
+            figures[key] = row
             extra = f"   models {row['models']:8.1f}" if "models" in row else ""
-            log(f"{dtype_name:>9} {name:>24} b{batch:<4} {row['end_to_end']:8.1f} photos/s{extra}")
+            log(f"{dtype_name:>9} {pipeline.name:>28} b{batch:<4} {row['end_to_end']:8.1f} photos/s{extra}")
+        del pipeline, models_only, end_to_end
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
     if device.startswith("cuda"):
         figures["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
         torch.cuda.reset_peak_memory_stats()
     best = max(batches)
-    ours = figures[f"clipchat_b{best}"].get("end_to_end")
-    for baseline, key in (("coca", f"coca_b{best}"), ("vision_encoder_decoder", f"vision_encoder_decoder_b{best}"),
-                          ("clipcap_ref", "clipcap_ref_b1")):
-        theirs = figures[key].get("end_to_end")
-        figures[f"ratio_vs_{baseline}_b{best}"] = ours / theirs if ours and theirs else None
+    ours = figures.get(f"clipchat_b{best}", {}).get("end_to_end")
+    for name in RATIO_BASELINES:
+        theirs = figures.get(f"{name}_b{1 if name == 'clipcap_ref' else best}", {}).get("end_to_end")
+        figures[f"ratio_vs_{name}"] = ours / theirs if ours and theirs else None
     return figures
 
 
@@ -134,12 +120,10 @@ def main() -> None:
                "torch": torch.__version__}
     for dtype_name in args.dtypes:
         results[dtype_name] = measure(args.device, dtype_name, args.batches)
-        best = max(args.batches)
-        ratios = {name: results[dtype_name][f"ratio_vs_{name}_b{best}"]
-                  for name in ("vision_encoder_decoder", "coca", "clipcap_ref")}
-        shown = {name: "n/a" if ratio is None else f"{ratio:.1f}x" for name, ratio in ratios.items()}
-        print(f"{dtype_name}: at batch {best}, clipchat is {shown['vision_encoder_decoder']} VisionEncoderDecoder, "
-              f"{shown['coca']} CoCa, {shown['clipcap_ref']} the ClipCap reference at batch 1", flush=True)
+        shown = ", ".join(f"{name} {'n/a' if ratio is None else f'{ratio:.1f}x'}" for name in RATIO_BASELINES
+                          for ratio in [results[dtype_name][f"ratio_vs_{name}"]])
+        print(f"{dtype_name}: clipchat at batch {max(args.batches)} against each at the same batch "
+              f"(clipcap_ref at batch 1): {shown}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -14,14 +14,17 @@ import torch
 from clipchat.facts import PhotoFacts
 from dialogue import Answer, answer, answer_mood
 from vision import ImageLimits, VisionModels, load_image
+from vision.decoding import DecodingOptions
 
 from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, MoodRequest, TextRequest, TextVector
 
 
 class ModelEngine:
-    def __init__(self, models: VisionModels, limits: ImageLimits = ImageLimits()) -> None:
+    def __init__(self, models: VisionModels, limits: ImageLimits = ImageLimits(),
+                 decoding: DecodingOptions | None = None) -> None:
         self.models = models
         self.limits = limits
+        self.decoding = decoding  # None: the captioner's own method and defaults
         self.identity = models.encoder.identity
 
     def prepare(self, request: DescribeRequest) -> torch.Tensor:
@@ -31,7 +34,7 @@ class ModelEngine:
     @torch.inference_mode()
     def describe(self, prepared: Sequence[torch.Tensor]) -> list[PhotoFacts]:
         pixels = self.models.encoder.pixels_from(prepared)  # (N, 3, H, W); normalising is a torch op
-        return self.models.describe_pixels(pixels)
+        return self.models.describe_pixels(pixels, self.decoding)
 
     @torch.inference_mode()
     def embed_text(self, requests: Sequence[TextRequest]) -> list[TextVector]:
