@@ -8,7 +8,8 @@ twice in two dtypes has the same weights. Each baseline comes twice:
 - as shipped: what its own example code does (ClipCap's predict.py one photo at a time
   without a KV cache; CoCa's `generate`, which re-runs both text towers every step;
   VisionEncoderDecoder's processor run over the batch on the model thread);
-- at its best: batched with a KV cache, preprocessing beside the model thread as clipchat does.
+- at its best: batched with a KV cache, decoding and preprocessing beside the model thread with
+  clipchat's own `load_image` (which shrinks large photos while decoding them).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from vision.intake import load_image
 
 TOKENS = 20
 GPT2_VOCAB = 50257
@@ -165,7 +168,7 @@ def clipcap_batched(device: str = "cpu", dtype: torch.dtype = torch.float32) -> 
                                     pad_token_id=GPT2_VOCAB - 1, eos_token_id=GPT2_VOCAB - 1)
         return [row.tolist() for row in out]
     return Pipeline("clipcap_best", "ClipCap", "batched, KV cache, resize on workers", 16,
-                    lambda data: encoder.prepare(decode(data)), run, _name(dtype), {"models": models})
+                    lambda data: encoder.prepare(load_image(data)), run, _name(dtype), {"models": models})
 
 
 def _coca(device: str, dtype: torch.dtype):
@@ -213,7 +216,7 @@ def coca_cached(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipe
         tokens, _ = greedy_logits(model, image_embs, TOKENS)
         return [row.tolist() for row in tokens]
     return Pipeline("coca_best", "CoCa", "KV cache, resize on workers", 16,
-                    lambda data: images.prepare(decode(data)), run, _name(dtype), {"model": model})
+                    lambda data: images.prepare(load_image(data)), run, _name(dtype), {"model": model})
 
 
 def _vision_encoder_decoder(device: str, dtype: torch.dtype):
@@ -243,7 +246,7 @@ def vision_encoder_decoder(device: str = "cpu", dtype: torch.dtype = torch.float
 
     if best:
         return Pipeline("vision_encoder_decoder_best", "VisionEncoderDecoder", "processor on workers", 16,
-                        lambda data: processor(images=decode(data), return_tensors="np").pixel_values[0],
+                        lambda data: processor(images=load_image(data), return_tensors="np").pixel_values[0],
                         lambda prepared: generate(torch.from_numpy(np.stack(prepared))), _name(dtype),
                         {"model": model})
     return Pipeline("vision_encoder_decoder", "VisionEncoderDecoder", "as shipped: batched, KV cache", 16, decode,
