@@ -132,3 +132,52 @@ def test_any_truncation_of_a_real_photo_is_handled(cut: int) -> None:
         assert load_image(photo[:cut]).mode == "RGB"  # JPEG sometimes decodes a prefix; that's fine
     except BadImage as error:
         assert error.reason in ("corrupt", "not_an_image")
+
+
+def test_large_photos_are_shrunk_but_stay_upright_and_large_enough_for_clip() -> None:
+    image = Image.new("RGB", (2400, 1200), "white")
+    image.paste((255, 0, 0), (0, 0, 240, 1200))  # a red band on the left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    for data in (encode(image, "JPEG", exif=exif.tobytes(), quality=95), encode(image, "PNG", exif=exif.tobytes())):
+        upright = load_image(data)
+        assert upright.size[0] < upright.size[1]  # rotated as the phone showed it
+        assert 448 <= min(upright.size) < 1200  # shrunk, but never below twice CLIP's 224 pixels
+        top_row = np.asarray(upright)[5]
+        assert top_row[:, 0].mean() > 200 and top_row[:, 1].mean() < 80
+
+
+PEAK_SCRIPT = """
+import resource, sys
+from vision import load_image
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+image = load_image(data)
+print(image.mode, image.size[0], image.size[1], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def _crafted(kind: str) -> bytes:
+    """Small files that decode to 49 million pixels."""
+    side = 7000
+    if kind == "grey16":
+        return encode(Image.new("I;16", (side, side), 40000), "PNG")
+    if kind == "rgba":
+        return encode(Image.new("RGBA", (side, side), (10, 200, 30, 128)), "PNG")
+    return encode(Image.new("P", (side, side), 3), "PNG", transparency=3)
+
+
+@pytest.mark.parametrize("kind", ["grey16", "rgba", "palette"])
+def test_small_files_that_decode_to_many_pixels_stay_within_a_memory_budget(kind, tmp_path) -> None:
+    """A 95 KB 16-bit PNG once peaked at 2.2 GB (float64 at full size), an RGBA one at 1.6 GB."""
+    import subprocess
+    import sys
+
+    path = tmp_path / f"{kind}.png"
+    path.write_bytes(_crafted(kind))
+    assert path.stat().st_size < 300_000
+    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path)], capture_output=True, text=True, check=True)
+    mode, width, height, peak_mb = out.stdout.split()
+    # one full-size 32-bit plane is 196 MB: decoding needs that much, never several copies
+    assert int(peak_mb) < 450, f"{kind}: decoding peaked {peak_mb} MB above the start"
+    assert mode == "RGB" and 448 <= min(int(width), int(height)) < 7000
