@@ -14,7 +14,9 @@ class StorageSettings(BaseSettings):
     database_url: str | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "CLIPCHAT_DATABASE_URL"),
                                      description="SQLAlchemy URL; default: SQLite in the user data directory. "
                                                  "postgresql://user@host/db works as pasted.")
-    retention_days: int = Field(90, description="Turns and image records older than this are purged daily.")
+    # At least a day: 0 or less would delete every turn and photo record at the next purge.
+    retention_days: int = Field(90, ge=1, le=36500, description="Turns and image records older than this are "
+                                                                 "purged daily.")
 
     def url(self) -> str:
         return normalize_url(self.database_url) if self.database_url else default_database_url()

@@ -385,6 +385,26 @@ async def test_the_health_check_passes_as_soon_as_the_bot_is_up(start_bot) -> No
         await asyncio.sleep(0.1)
 
 
+async def test_tags_refuses_too_many_or_too_long_labels_before_any_model_runs(start_bot, telegram, understood):
+    """A 4 KB message once made 675 labels: some 4,000 CLIP text passes on the thread everyone shares."""
+    app = await start_bot()
+    chat, mallory = private(93), user(93)
+    send_photo(telegram, chat, mallory, understood[0].image)
+    await telegram.wait_replies(93, 1)
+    models = app.bot_data.services.models
+    before = models.batch_sizes("classify")
+    crowd = "/tags " + ", ".join(f"t{i}" for i in range(600))
+    assert len(crowd) <= 4096  # one Telegram message
+    send_text(telegram, chat, mallory, crowd)
+    send_text(telegram, chat, mallory, "/tags cat, " + "very " * 40 + "long dog")
+    send_text(telegram, chat, mallory, "/tags red or blue")
+    many, long, fine = [call.text for call in (await telegram.wait_replies(93, 4))[1:]]
+    assert "up to 20 labels" in many and "600" in many
+    assert "at most 60 characters" in long
+    assert fine.splitlines()[0].split(":")[0] in ("red", "blue")
+    assert len(models.batch_sizes("classify")) == len(before) + 1  # only the sensible request reached the models
+
+
 async def test_the_commands_answer_about_the_photo_under_discussion(start_bot, telegram, world_models, understood):
     app = await start_bot()
     chat, alice = private(91), user(91)

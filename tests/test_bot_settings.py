@@ -41,3 +41,27 @@ def test_allow_lists_and_admins_come_from_comma_separated_ids(monkeypatch) -> No
     assert settings.allows(1, 1) and settings.allows(3, -100) and settings.allows(9, 5)
     assert not settings.allows(3, 3) and not settings.allows(None, 7)
     assert BotSettings(allowed_users=[], allowed_chats=[]).allows(3, 3)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("CLIPCHAT_RETENTION_DAYS", "0"),  # would purge every turn and photo record at the next run
+    ("CLIPCHAT_RETENTION_DAYS", "-1"),
+    ("CLIPCHAT_WEBHOOK_PORT", "70000"),
+    ("CLIPCHAT_MAX_WAIT_MS", "-5"),
+    ("CLIPCHAT_USER_QUEUE", "0"),
+    ("CLIPCHAT_MAX_LABELS", "100000"),
+    ("CLIPCHAT_SEND_RETRIES", "1000"),
+    ("CLIPCHAT_MAX_IMAGE_PIXELS", "0"),
+])
+def test_settings_out_of_bounds_are_refused_with_the_setting_named(monkeypatch, variable, value) -> None:
+    from pydantic import ValidationError
+
+    from storage import StorageSettings
+    from vision.settings import VisionSettings
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", GOOD)
+    monkeypatch.setenv(variable, value)
+    field = variable.removeprefix("CLIPCHAT_").lower()
+    owner = next(cls for cls in (BotSettings, StorageSettings, VisionSettings) if field in cls.model_fields)
+    with pytest.raises(ValidationError, match=field):
+        owner(_env_file=None)

@@ -28,8 +28,8 @@ class VisionSettings(BaseSettings):
                                                "float32, float16 or bfloat16.")
     cache_dir: Path | None = Field(None, description="clipchat's cache (tag embeddings); default: the user cache dir.")
     hub_cache_dir: Path | None = Field(None, description="Where Hugging Face downloads go; default: HF_HOME's cache.")
-    max_image_bytes: int = Field(ImageLimits.max_bytes, description="Larger files are refused politely.")
-    max_image_pixels: int = Field(ImageLimits.max_pixels, description="Larger images are refused before decoding.")
+    max_image_bytes: int = Field(ImageLimits.max_bytes, ge=1024, le=2**31, description="Larger files are refused politely.")
+    max_image_pixels: int = Field(ImageLimits.max_pixels, ge=50_000, le=500_000_000, description="Larger images are refused before decoding.")
 
     def model_set(self) -> ModelSet:
         return load_model_set(self.models).with_overrides(

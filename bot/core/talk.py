@@ -61,9 +61,22 @@ async def tags(services: Services, where: Where, labels_text: str, reply_to: int
         return NO_PHOTO
     found = conversation.image.tags
     if labels_text.strip():
-        request = ClassifyRequest(conversation.image.embedding, tuple(parse_label_list(labels_text)))
-        found = (await services.models.classify(request)).tags
+        labels = parse_label_list(labels_text)
+        refusal = _label_refusal(labels, services.settings.max_labels, services.settings.max_label_chars)
+        if refusal:
+            return refusal
+        found = (await services.models.classify(ClassifyRequest(conversation.image.embedding, tuple(labels)))).tags
     return "\n".join(f"{tag.label}: {tag.score:.0%}" for tag in found[:10]) or NOTHING_TO_TAG
+
+
+def _label_refusal(labels: list[str], most: int, longest: int) -> str | None:
+    """Why these labels are too much work to weigh, or None. Checked before any model runs."""
+    if len(labels) > most:
+        return (f"I can weigh up to {most} labels at once, and you gave {len(labels)}. "
+                "Please pick the ones you care about most.")
+    if any(len(label) > longest for label in labels):
+        return f"Each label can be at most {longest} characters long. Short names work best, like: /tags cat, dog, fox"
+    return None
 
 
 async def mood(services: Services, where: Where, reply_to: int | None) -> str:
