@@ -3,7 +3,8 @@
     ClipchatError                 user_message (for people) and detail (for logs)
     ├── UserError                 the person in the chat can act on it: the bot shows user_message
     │   ├── InvalidInput          what they sent cannot work (BadImage, too few labels)
-    │   └── Busy                  nothing wrong with it: try again in a moment
+    │   ├── Busy                  nothing wrong with it: try again in a moment
+    │   └── Unavailable           what it points to cannot be fetched (an expired or deleted file)
     └── OperatorError             whoever runs the bot must act: the CLI prints detail, the bot logs it
         ├── NotFound              a model, file or vocabulary that resolves to nothing (ModelNotFound)
         └── InvalidConfig         settings, model sets or options that cannot work (InvalidOptions, ...)
@@ -49,6 +50,11 @@ class InvalidInput(UserError, ValueError):
 
 class Busy(UserError):
     user_message = "I'm looking at a lot of photos right now. Please try again in a minute."
+
+
+class Unavailable(UserError):
+    user_message = ("I couldn't fetch that file from Telegram: it may have expired or been deleted. "
+                    "Could you send it again?")
 
 
 class OperatorError(ClipchatError):

@@ -51,6 +51,7 @@ class FakeTelegram:
         self.calls: list[Call] = []
         self.webhook: dict | None = None
         self.files: dict[str, bytes] = {}
+        self.download_status: dict[str, int] = {}
         self.admins: dict[int, set[int]] = {}
         self._updates: list[dict] = []
         self._update_ids = itertools.count(1)
@@ -94,10 +95,14 @@ class FakeTelegram:
         asyncio.get_running_loop().create_task(self._notify())
         return update["update_id"]
 
-    def add_file(self, data: bytes, declared_size: int | None = None) -> tuple[str, str, int]:
+    def add_file(self, data: bytes, declared_size: int | None = None,
+                 download_status: int | None = None) -> tuple[str, str, int]:
+        """A file getFile knows; `download_status` makes the file server answer that instead (404: expired)."""
         unique = hashlib.sha1(data).hexdigest()[:16] + f"-{len(self.files)}"
         file_id = f"file-{unique}"
         self.files[file_id] = data
+        if download_status is not None:
+            self.download_status[file_id] = download_status
         return file_id, unique, declared_size if declared_size is not None else len(data)
 
     def fail(self, method: str, times: int = 1, code: int = 429, retry_after: int = 1,
@@ -271,6 +276,8 @@ class FakeTelegram:
         file_id = request.match_info["path"].removeprefix("photos/").removesuffix(".jpg")
         if file_id not in self.files:
             return web.Response(status=404)
+        if file_id in self.download_status:
+            return web.Response(status=self.download_status[file_id])
         return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
 

@@ -319,6 +319,33 @@ async def test_the_allow_list_keeps_strangers_out(start_bot, telegram, bot_setti
     assert "Tags:" in reply.text
 
 
+async def test_a_photo_telegram_no_longer_serves_gets_a_polite_reply(start_bot, telegram, understood, caplog):
+    """PTB reads the file server's 404 as InvalidToken: it reached the log as an unhandled error, and the
+    sender read "something went wrong on my side"."""
+    await start_bot()
+    chat, ann = private(94), user(94)
+    telegram.fail("getFile", code=400, description="Bad Request: wrong file_id")
+    send_photo(telegram, chat, ann, understood[0].image)  # getFile refuses it
+    for status in (404, 502):  # expired or deleted, then a file server in trouble
+        photo = telegram.add_file(jpeg(understood[0].image), download_status=status)
+        telegram.push({"message": telegram.message(chat, ann, photo=photo)})
+    send_photo(telegram, chat, ann, understood[1].image)
+    replies = [call.text for call in await telegram.wait_replies(94, 4)]
+    assert all("couldn't fetch that file" in text and "send it again" in text for text in replies[:3]), replies
+    assert understood[1].scene.caption.lower() in replies[3].lower()  # and the next photo is looked at
+    assert "unhandled error" not in caplog.text
+
+
+async def test_a_refused_request_is_reported_as_refused_and_the_user_still_hears_back(start_bot, telegram, caplog):
+    """BadRequest is a NetworkError in PTB: it was logged as "Telegram unreachable" and nobody heard back."""
+    await start_bot()
+    telegram.fail("sendMessage", code=400, description="Bad Request: message is too long")
+    send_text(telegram, private(95), user(95), "/caption")
+    apology = (await telegram.wait_replies(95, 1))[0].text
+    assert apology.startswith("Sorry")
+    assert "Telegram refused a request" in caplog.text and "unreachable" not in caplog.text
+
+
 async def test_the_token_never_reaches_the_logs(start_bot, telegram, understood, caplog):
     import logging
 

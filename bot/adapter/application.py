@@ -10,7 +10,7 @@ import logging
 import re
 
 from telegram import Update
-from telegram.error import Forbidden, NetworkError, RetryAfter
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -131,6 +131,9 @@ async def on_error(update: object, context: BotContext) -> None:
     elif isinstance(error, Forbidden):
         log.info("not allowed to write there (blocked, or removed from the chat): %s", error)
         return
+    elif isinstance(error, BadRequest):  # a NetworkError subclass in PTB, but Telegram answered: we asked wrong
+        log.error("Telegram refused a request: %s", error, exc_info=error)
+        text = SORRY
     elif isinstance(error, RetryAfter | NetworkError):
         log.warning("Telegram unreachable or limiting us, update dropped after retries: %s", error)
         return

@@ -6,9 +6,9 @@ import contextlib
 
 from telegram import Bot, Message
 from telegram.constants import ChatAction
-from telegram.error import BadRequest
+from telegram.error import BadRequest, InvalidToken, NetworkError
 
-from clipchat.errors import BadImage
+from clipchat.errors import BadImage, Unavailable
 
 from ..core.incoming import PhotoFile
 from .sending import chat_action, reply, with_retries
@@ -59,8 +59,15 @@ async def download(bot: Bot, message: Message, photo: PhotoFile, max_bytes: int)
     except BadRequest as error:
         if "too big" in str(error).lower():  # the public Bot API serves at most 20 MB
             raise too_big from error
-        raise
-    data = bytes(await telegram_file.download_as_bytearray())
+        raise Unavailable(detail=f"getFile refused: {error}") from error
+    try:
+        data = bytes(await telegram_file.download_as_bytearray())
+    except InvalidToken as error:
+        # PTB reads any 401 or 404 from the file server as a bad token; the token just worked for
+        # getFile, so the file is gone (an expired file_path, a deleted file)
+        raise Unavailable(detail=f"file download refused: {error}") from error
+    except NetworkError as error:
+        raise Unavailable(detail=f"file download failed: {error!r}") from error
     if len(data) > max_bytes:
         raise too_big
     return data
