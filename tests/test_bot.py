@@ -164,6 +164,19 @@ async def test_a_channel_gets_alt_text_that_keeps_the_authors_caption(start_bot,
     assert edits[1].params["caption"].startswith(long_caption) and utf16_length(edits[1].params["caption"]) <= 1024
 
 
+async def test_commands_posted_in_a_channel_crash_nothing_and_stay_out_of_it(start_bot, telegram, caplog):
+    """/forget there failed on from_user=None and /ask on an IntegrityError, and "Sorry..." went into the channel."""
+    from tests.fake_telegram import channel
+
+    await start_bot()
+    post_chat = channel(-100701)
+    for command in ("/forget", "/ask what is in the photo?", "/caption", "/tags cat, dog", "/reset", "/settings"):
+        send_text(telegram, post_chat, None, command)
+    [settings] = await telegram.wait_replies(post_chat["id"], 1)  # a channel's posts are handled in order
+    assert "alt" in settings.text.lower()
+    assert "Traceback" not in caplog.text and "unhandled error" not in caplog.text
+
+
 async def test_search_sends_back_the_photo_the_phrase_describes(start_bot, telegram, understood):
     await start_bot()
     photos = distinct(understood, 4)

@@ -93,7 +93,10 @@ def add_routes(application: Application) -> None:
                            ("caption", commands.caption), ("tags", commands.tags), ("ask", commands.ask),
                            ("mood", commands.mood), ("search", commands.search), ("reset", commands.reset),
                            ("forget", admin.forget), ("settings", admin.settings), ("stats", commands.stats)):
-        application.add_handler(CommandHandler(name, callback, filters=~filters.UpdateType.EDITED))
+        # New messages only: an edit is not a new command, and a channel post has no user to answer
+        application.add_handler(CommandHandler(name, callback, filters=filters.UpdateType.MESSAGE))
+    # In a channel only /settings makes sense (its posts come from the channel, not from a person);
+    # other commands posted there are ignored rather than answered into the channel
     application.add_handler(MessageHandler(channel & filters.Regex(r"^/settings(@\w+)?\b"), admin.settings))
     application.add_handler(MessageHandler(channel & filters.PHOTO, handlers.on_channel_photo))
     application.add_handler(CallbackQueryHandler(admin.settings_button, pattern=r"^settings:"))
