@@ -78,6 +78,7 @@ class ImageRecord(Base):
         Index("ix_images_chat_model_id", "chat_id", "embedding_model", "id"),
         Index("ix_images_chat_message", "chat_id", "message_id"),
         Index("ix_images_chat_sender_id", "chat_id", "sender_id", "id"),
+        {"sqlite_autoincrement": True},  # never reuse an id: see migration 0004
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -103,7 +104,8 @@ class ImageRecord(Base):
 class Turn(Base):
     __tablename__ = "turns"
     __table_args__ = (Index("ix_turns_thread", "chat_id", "user_id", "id"),
-                      Index("ix_turns_chat_message", "chat_id", "message_id"))
+                      Index("ix_turns_chat_message", "chat_id", "message_id"),
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     chat_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chats.id", ondelete="CASCADE"))

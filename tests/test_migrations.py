@@ -47,8 +47,8 @@ AT_0002 = {
                "image_id": 3, "created_at": NOW, "message_id": 99}],
 }
 AT_0003 = {"pending_updates": [{"user_key": ALICE, "update_id": 5000, "arrived_at": NOW}]}
-ROWS = {"0001": AT_0001, "0002": AT_0002, "0003": AT_0003}
-REVISIONS = ["0001", "0002", "0003"]
+ROWS = {"0001": AT_0001, "0002": AT_0002, "0003": AT_0003, "0004": {}}
+REVISIONS = ["0001", "0002", "0003", "0004"]
 MIGRATIONS = list(zip(["base", *REVISIONS], REVISIONS))  # (stop before, migrate to)
 KEYS = {"users": "id", "chats": "id", "chat_settings": "chat_id", "user_settings": "user_id", "images": "id",
         "turns": "id", "pending_updates": "update_id"}

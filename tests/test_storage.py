@@ -240,6 +240,25 @@ async def test_the_search_index_follows_new_and_deleted_photos(sessions) -> None
         assert await search_images(session, index, ALICE, "clip-test", target) == []
 
 
+async def test_a_forgotten_photo_never_lends_its_id_or_vector_to_the_next_one(sessions) -> None:
+    """SQLite reused a deleted newest row's id, and the index kept the forgotten vector under the new photo."""
+    index = EmbeddingIndex()
+    theirs, mine = np.zeros(8), np.zeros(8)
+    theirs[1], mine[5] = 1.0, 1.0
+    async with sessions() as session:
+        await save_image(session, photo(GROUP, ALICE, 1))
+        forgotten = await save_image(session, photo(GROUP, BOB, 2, vector=theirs))  # the chat's newest photo
+        await session.commit()
+        assert (await search_images(session, index, GROUP, "clip-test", theirs, k=1))[0][0].id == forgotten.id
+        await forget_user(session, BOB)
+        await session.commit()
+        new = await save_image(session, photo(GROUP, ALICE, 3, vector=mine))
+        await session.commit()
+        assert new.id != forgotten.id
+        [(best, score)] = await search_images(session, index, GROUP, "clip-test", mine, k=1)
+        assert best.id == new.id and score > 0.99  # found by its own vector, not the forgotten one
+
+
 async def test_many_chats_writing_at_once_keep_every_turn_in_order(sessions) -> None:
     async def conversation(chat_id: int) -> None:
         for step in range(8):
