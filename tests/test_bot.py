@@ -91,6 +91,34 @@ async def test_an_album_gets_one_reply_that_covers_every_photo(start_bot, telegr
     assert max(app.bot_data.services.models.batch_sizes("describe")) >= 2  # the album shared a batch
 
 
+async def test_one_senders_albums_take_turns_instead_of_all_running_at_once(start_bot, telegram, understood,
+                                                                           monkeypatch):
+    """Album photos skipped the per-user queue: 100 photos from one sender were all downloaded and decoded at once."""
+    from bot.adapter.albums import ALBUM_SIZE
+    from bot.core import photos as core_photos
+
+    real_look, running, peak = core_photos.look, 0, 0
+
+    async def counted_look(*args, **kwargs):
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            return await real_look(*args, **kwargs)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(core_photos, "look", counted_look)
+    await start_bot()
+    for album in ("album-a", "album-b"):
+        for number in range(ALBUM_SIZE):
+            send_photo(telegram, private(6), user(6), understood[number % len(understood)].image,
+                       media_group_id=album)
+    replies = await telegram.wait_replies(6, 2, timeout=120)
+    assert [reply.text.split(":")[0] for reply in replies] == [f"{ALBUM_SIZE} photos"] * 2  # nothing lost
+    assert peak <= ALBUM_SIZE
+
+
 async def test_an_image_sent_as_a_file_is_described_and_other_files_are_declined(start_bot, telegram, world_models,
                                                                                  understood):
     await start_bot()

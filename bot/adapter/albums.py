@@ -2,6 +2,9 @@
 
 Each photo starts downloading and describing at once (so an album shares a
 batch), and the album is answered when no new photo has come for `wait` seconds.
+A sender has at most `ALBUM_SIZE` album photos in flight: the handler of the next one
+waits for a slot, holding that sender's queue, so albums cannot bypass the per-user
+limit that bounds everyone else's memory and model time.
 """
 
 from __future__ import annotations
@@ -13,9 +16,20 @@ from dataclasses import dataclass, field
 
 from telegram import Message
 
+from clipchat.errors import Busy
 from clipchat.facts import PhotoFacts
 
 from ..core.incoming import PhotoFile, PhotoMessage, Where
+
+ALBUM_SIZE = 10  # Telegram's most photos in one album
+SLOT_TIMEOUT_S = 300.0  # longer than any photo takes; past it the sender hears "busy"
+
+
+@dataclass
+class _Slots:
+    free: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(ALBUM_SIZE))
+    users: int = 0  # photos holding a slot or waiting for one
+    looking: int = 0  # photos holding a slot
 
 
 @dataclass
@@ -34,18 +48,49 @@ class Albums:
         self.wait = wait
         self._open: dict[tuple[int, str], Album] = {}
         self._tasks: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
+        self._slots: dict[int, _Slots] = {}  # per sender with album photos in flight or waiting
 
-    def add(self, message: Message, incoming: PhotoMessage, looking: Awaitable[PhotoFacts],
-            finish: Callable[[Album], Awaitable[None]]) -> None:
+    async def add(self, message: Message, incoming: PhotoMessage, looking: Awaitable[PhotoFacts],
+                  finish: Callable[[Album], Awaitable[None]]) -> None:
+        """Start looking at one album photo once its sender has a free slot."""
+        sender = incoming.where.user_id if incoming.where.user_id is not None else incoming.where.chat_id
+        slots = self._slots.setdefault(sender, _Slots())
+        slots.users += 1
+        try:
+            async with asyncio.timeout(SLOT_TIMEOUT_S):
+                await slots.free.acquire()
+        except TimeoutError:
+            self._leave(sender, slots)
+            if asyncio.iscoroutine(looking):
+                looking.close()
+            raise Busy(detail=f"album slots of {sender} stayed full for {SLOT_TIMEOUT_S:.0f} s") from None
+        slots.looking += 1
+        task = self._keep(asyncio.ensure_future(looking))
+        task.add_done_callback(lambda _: self._release(sender, slots))
         key = (message.chat_id, message.media_group_id)
         album = self._open.get(key)
         if album is None:
             album = self._open[key] = Album(incoming.where, message, incoming.text, incoming.addressed)
             self._keep(asyncio.create_task(self._finish_when_quiet(key, album, finish), name=f"album-{key}"))
-        album.photos.append((incoming.photo, self._keep(asyncio.ensure_future(looking))))
+        album.photos.append((incoming.photo, task))
         album.text = album.text or incoming.text
         album.addressed = album.addressed or incoming.addressed
         album.last_seen = time.monotonic()
+
+    def in_flight(self, sender: int) -> int:
+        """Album photos of this sender being looked at now (for metrics and tests)."""
+        slots = self._slots.get(sender)
+        return slots.looking if slots is not None else 0
+
+    def _release(self, sender: int, slots: _Slots) -> None:
+        slots.looking -= 1
+        slots.free.release()
+        self._leave(sender, slots)
+
+    def _leave(self, sender: int, slots: _Slots) -> None:
+        slots.users -= 1
+        if not slots.users:
+            del self._slots[sender]  # nobody holds or waits: forget the idle sender
 
     def _keep(self, task: asyncio.Task) -> asyncio.Task:
         self._tasks.add(task)

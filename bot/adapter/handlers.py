@@ -29,7 +29,7 @@ async def on_photo(update: Update, context: BotContext) -> None:
     incoming = photo_message(message, context.bot)
     if message.media_group_id:
         looking = photos.look(context.services, chat_for(context, message), incoming.photo)
-        context.albums.add(message, incoming, looking, lambda album: _finish_album(context, album))
+        await context.albums.add(message, incoming, looking, lambda album: _finish_album(context, album))
         return
     await photos.on_photo(context.services, incoming, chat_for(context, message))
 
