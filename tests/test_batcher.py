@@ -104,3 +104,35 @@ async def test_a_lone_request_does_not_wait_for_company_that_is_not_coming() -> 
     results = await asyncio.wait_for(asyncio.gather(batcher.submit("early"), late()), 10)
     assert results == ["early", "late"] and batcher.batch_sizes[-1] == 2
     await batcher.close()
+
+
+async def test_photos_are_decoded_a_few_at_a_time_not_by_every_thread_asyncio_has() -> None:
+    """Decoding ran on asyncio's default pool (up to 32 threads), each holding a full-size photo."""
+    from bot.engine.api import DescribeRequest
+    from bot.engine.local import LocalModels
+
+    lock, running, peak = threading.Lock(), 0, 0
+
+    class Engine:
+        identity, limits = "fake", None
+
+        def prepare(self, request):
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            time.sleep(0.05)  # a decode long enough for the others to pile up behind it
+            with lock:
+                running -= 1
+            return request.data
+
+        def describe(self, prepared):
+            return [bytes(item) for item in prepared]
+
+    models = LocalModels(Engine(), decode_workers=2)
+    try:
+        answers = await asyncio.gather(*(models.describe(DescribeRequest(bytes([n]))) for n in range(12)))
+    finally:
+        await models.close()
+    assert answers == [bytes([n]) for n in range(12)]
+    assert peak == 2

@@ -76,4 +76,5 @@ async def _open_models(settings: BotSettings, vision_settings: VisionSettings, m
         thread.shutdown(wait=False)
         raise
     return LocalModels(ModelEngine(models, vision_settings.image_limits()), max_batch=settings.max_batch,
-                       max_wait=settings.max_wait_ms / 1000, max_queue=settings.vision_queue, executor=thread)
+                       max_wait=settings.max_wait_ms / 1000, max_queue=settings.vision_queue, executor=thread,
+                       decode_workers=settings.decode_workers)

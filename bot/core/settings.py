@@ -41,21 +41,29 @@ class BotSettings(BaseSettings):
                                      description="If set, only these chat ids (and allowed users) are served.")
     admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list,
                                  description="Operators: always served, may change /settings anywhere, see /stats.")
-    user_queue: int = Field(16, ge=1, le=1000, description="Updates one user may have waiting; beyond that they are "
-                                                  "asked to slow down.")
-    max_concurrent_updates: int = Field(512, ge=1, le=10_000, description="Updates in progress at once, all users together.")
+    user_queue: int = Field(16, ge=1, le=1000,
+                            description="Updates one user may have waiting; beyond that they are asked to slow down.")
+    max_concurrent_updates: int = Field(512, ge=1, le=10_000,
+                                        description="Updates in progress at once, all users together.")
     max_batch: int = Field(16, ge=1, le=1024, description="Photos (or questions) run through the models together.")
-    max_wait_ms: float = Field(30.0, ge=0, le=5000, description="How long the first request waits for others to batch with "
-                                                       "(photos arrive staggered by their decoding; 5 ms split "
-                                                       "bursts into small batches, 30 ms measured 1.6x the "
-                                                       "throughput).")
-    vision_queue: int = Field(256, ge=1, le=100_000, description="Requests waiting for the models before users get 'busy'.")
-    album_wait_s: float = Field(1.0, gt=0, le=60, description="Quiet time after an album's last photo before replying.")
+    max_wait_ms: float = Field(30.0, ge=0, le=5000,
+                               description="How long the first request waits for others to batch with (photos "
+                                           "arrive staggered by their decoding; 5 ms split bursts into small "
+                                           "batches, 30 ms measured 1.6x the throughput).")
+    decode_workers: int | None = Field(None, ge=1, le=64,
+                                       description="Photos decoded at once (each may briefly take 200 MB); "
+                                                   "default: the CPU count, at most 4.")
+    vision_queue: int = Field(256, ge=1, le=100_000,
+                              description="Requests waiting for the models before users get 'busy'.")
+    album_wait_s: float = Field(1.0, gt=0, le=60,
+                                description="Quiet time after an album's last photo before replying.")
     search_results: int = Field(3, ge=1, le=10, description="At most this many photos answer /search.")
-    max_labels: int = Field(20, ge=2, le=200, description="Labels one /tags may weigh: each costs CLIP text "
-                            "passes on the model thread every user shares.")
+    max_labels: int = Field(20, ge=2, le=200,
+                            description="Labels one /tags may weigh: each costs CLIP text passes on the model "
+                                        "thread every user shares.")
     max_label_chars: int = Field(60, ge=8, le=300, description="Characters in one /tags label.")
-    rate_limit_per_second: float = Field(30, gt=0, le=1000, description="Messages per second, all chats (Telegram's limit).")
+    rate_limit_per_second: float = Field(30, gt=0, le=1000,
+                                         description="Messages per second, all chats (Telegram's limit).")
     rate_limit_per_group_minute: float = Field(20, gt=0, le=1000, description="Messages per minute in one group.")
     send_retries: int = Field(3, ge=0, le=10, description="Retries of a send after flood control or a network error.")
     webhook_secret: SecretStr | None = Field(None, description="Secret token Telegram sends with each webhook "
@@ -71,8 +79,9 @@ class BotSettings(BaseSettings):
     shared_ordering: bool = Field(False, description="Several bot processes serve this bot on one database "
                                                      "(webhook behind a load balancer): keep each user's updates "
                                                      "in order across them (adds reorder_wait_s per update).")
-    reorder_wait_s: float = Field(0.3, ge=0, le=30, description="With shared ordering: how long an update waits for an "
-                                                         "earlier one still on its way to another process.")
+    reorder_wait_s: float = Field(0.3, ge=0, le=30,
+                                  description="With shared ordering: how long an update waits for an "
+                                              "earlier one still on its way to another process.")
     state_dir_path: Path | None = Field(None, validation_alias=AliasChoices("CLIPCHAT_STATE_DIR"),
                                         description="Where the bot keeps its heartbeat (for health checks); "
                                                     "default: the user state dir.")

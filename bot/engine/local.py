@@ -9,6 +9,7 @@ photos are still being decoded.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,8 @@ class LocalModels:
     """`Models` in this process."""
 
     def __init__(self, engine: ModelEngine, *, max_batch: int = 16, max_wait: float = 0.005, max_queue: int = 256,
-                 text_cache: int = 4096, executor: ThreadPoolExecutor | None = None) -> None:
+                 text_cache: int = 4096, executor: ThreadPoolExecutor | None = None,
+                 decode_workers: int | None = None) -> None:
         self.engine = engine
         self.identity = engine.identity
         self.limits = engine.limits
@@ -35,6 +37,10 @@ class LocalModels:
         self._max_wait = max_wait
         self._batchers: dict[str, MicroBatcher] = {}
         self._preparing = 0  # photos being decoded: a photo batch waits for them, and only for them
+        # Decoding a large photo briefly takes up to one full-size plane (200 MB at 50 MP): a few at a
+        # time, not asyncio's default pool of up to 32 threads
+        self._decoders = ThreadPoolExecutor(max_workers=decode_workers or min(4, os.cpu_count() or 1),
+                                            thread_name_prefix="decode")
         self._text_vectors: OrderedDict[str, TextVector] = OrderedDict()
         self._text_cache = text_cache
 
@@ -42,7 +48,7 @@ class LocalModels:
         # Decoding and CLIP's resize run beside the model thread, in parallel for many photos.
         self._preparing += 1
         try:
-            prepared = await asyncio.to_thread(self.engine.prepare, request)
+            prepared = await asyncio.get_running_loop().run_in_executor(self._decoders, self.engine.prepare, request)
         finally:
             self._preparing -= 1
         return await self._run(self.engine.describe, prepared, incoming=lambda: self._preparing)
@@ -79,6 +85,7 @@ class LocalModels:
     async def close(self) -> None:
         for batcher in self._batchers.values():
             await batcher.close()
+        self._decoders.shutdown(wait=True)
         self._thread.shutdown(wait=True)
 
     async def _run(self, feature: Callable[[Sequence], list], item, *, wait: bool = True,
