@@ -205,6 +205,17 @@ async def test_commands_posted_in_a_channel_crash_nothing_and_stay_out_of_it(sta
     assert "Traceback" not in caplog.text and "unhandled error" not in caplog.text
 
 
+async def test_a_busy_group_sees_one_typing_indicator_not_one_per_photo(start_bot, telegram, understood):
+    """Each handler sent its own "typing…" through the replies' rate limiter, so replies queued behind them."""
+    await start_bot()
+    room = group(-100778)
+    for number in range(6):
+        send_photo(telegram, room, user(300 + number), understood[number].image, caption=f"@{USERNAME} describe it")
+    await telegram.wait_replies(room["id"], 6, timeout=60)
+    actions = telegram.sent("sendChatAction", room["id"])
+    assert 1 <= len(actions) <= 3, f"{len(actions)} chat actions for 6 photos at once"
+
+
 async def test_search_sends_back_the_photo_the_phrase_describes(start_bot, telegram, understood):
     await start_bot()
     photos = distinct(understood, 4)
@@ -229,8 +240,14 @@ async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, un
     chat, alice = private(6), user(6)
     send_photo(telegram, chat, alice, understood[0].image)
     await telegram.wait_replies(6, 1)
+    send_text(telegram, chat, alice, "/tags cat, dog")  # their words, cached beside everyone's
+    send_text(telegram, chat, alice, f"/search {understood[0].scene.caption}")
+    await telegram.wait_for(lambda: telegram.sent("sendPhoto", 6), what="a search result")
+    models = app.bot_data.services.models
+    assert models.cached_entries() >= 2
     send_text(telegram, chat, alice, "/forget")
-    question = (await telegram.wait_replies(6, 2))[-1]
+    [question] = await telegram.wait_for(lambda: [c for c in telegram.replies(6) if "reply_markup" in c.params],
+                                         what="the /forget question")
     buttons = [b["callback_data"] for row in question.params["reply_markup"]["inline_keyboard"] for b in row]
     assert buttons == ["forget:yes:6", "forget:no:6"]
     sessions = app.bot_data.services.sessions
@@ -243,6 +260,7 @@ async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, un
     async with sessions() as session:
         assert await rows_about_user(session, 6) == 0
         assert await columns_holding(session, 6) == {}  # no column of any table still names them
+    assert models.cached_entries() == 0  # nor the phrases and labels the models kept in memory
 
 
 async def test_a_corrupt_image_and_a_25_mb_file_get_polite_refusals(start_bot, telegram, understood):

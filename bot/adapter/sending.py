@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from telegram import Bot, Message, ReplyParameters
@@ -65,6 +66,17 @@ async def _send_piece(message: Message, text: str, markdown: bool, retries: int,
         message.chat_id, text, reply_parameters=quote, **kwargs), retries)
 
 
+@dataclass
+class _Showing:
+    task: asyncio.Task
+    holders: int = 0
+
+
+# One indicator per (bot, chat, action), however many handlers are working there: each action is a
+# request through the same rate limiter as the replies, and a busy group's replies queued behind them.
+_showing: dict[tuple[int, int, str], _Showing] = {}
+
+
 @contextlib.asynccontextmanager
 async def chat_action(bot: Bot, chat_id: int, action: str = ChatAction.TYPING) -> AsyncIterator[None]:
     """Show 'typing…' (or 'sending photo…') until the block ends, however long the models take."""
@@ -76,10 +88,17 @@ async def chat_action(bot: Bot, chat_id: int, action: str = ChatAction.TYPING) -
                 log.info("chat action not shown: %s", error)
             await asyncio.sleep(ACTION_REFRESH_S)
 
-    task = asyncio.create_task(keep_showing())
+    key = (id(bot), chat_id, str(action))
+    showing = _showing.get(key)
+    if showing is None:
+        showing = _showing[key] = _Showing(asyncio.create_task(keep_showing()))
+    showing.holders += 1
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):  # the cancellation we asked for
-            await task
+        showing.holders -= 1
+        if not showing.holders:
+            del _showing[key]
+            showing.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):  # the cancellation we asked for
+                await showing.task
