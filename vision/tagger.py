@@ -105,6 +105,16 @@ class ZeroShotTagger:
         self.vocabulary_embeddings = self._vocabulary_embeddings()  # (L, D)
         self._vocabulary_rows = {label: row for row, (_, label) in enumerate(self._keys)}
 
+    @property
+    def cached_label_sets(self) -> int:
+        return len(self._label_sets)
+
+    def forget_label_sets(self) -> int:
+        """Drop every cached /tags label set (they are people's words); returns how many there were."""
+        count = len(self._label_sets)
+        self._label_sets.clear()
+        return count
+
     def tag(self, images: torch.Tensor, top_k: int = 5, threshold: float = 0.1) -> list[list[Tag]]:
         """(B, D) normalised image vectors -> up to `top_k` tags each, scored above `threshold`, best first."""
         probs = self._section_probabilities(images)

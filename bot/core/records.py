@@ -30,7 +30,9 @@ async def reset(services: Services, where: Where) -> int:
 
 
 async def forget(services: Services, user_id: int) -> Removed:
-    return await write_with_retry(services.sessions, lambda session: forget_user(session, user_id))
+    removed = await write_with_retry(services.sessions, lambda session: forget_user(session, user_id))
+    await services.models.forget_caches()  # their search phrases and /tags labels, among everyone's
+    return removed
 
 
 async def switches(services: Services, chat_id: int) -> Switches:

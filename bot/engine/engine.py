@@ -36,6 +36,11 @@ class ModelEngine:
         pixels = self.models.encoder.pixels_from(prepared)  # (N, 3, H, W); normalising is a torch op
         return self.models.describe_pixels(pixels, self.decoding)
 
+    def forget_caches(self) -> int:
+        """Model thread: drop what people typed that the models keep (label sets); returns how many."""
+        tagger = self.models.tagger
+        return tagger.forget_label_sets() if tagger is not None else 0
+
     @torch.inference_mode()
     def embed_text(self, requests: Sequence[TextRequest]) -> list[TextVector]:
         vectors = self.models.encoder.embed_texts([r.text for r in requests]).float().cpu().numpy()  # (N, D)

@@ -74,6 +74,16 @@ class LocalModels:
     async def mood(self, request: MoodRequest) -> Answer:
         return await self._run(self.engine.mood, request, wait=False)
 
+    async def forget_caches(self) -> None:
+        """Drop every cached phrase and label set: a cache entry cannot say whose words it holds."""
+        self._text_vectors.clear()
+        await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.forget_caches)
+
+    def cached_entries(self) -> int:
+        """Search phrases and /tags label sets held in memory (for metrics and tests)."""
+        tagger = self.engine.models.tagger
+        return len(self._text_vectors) + (tagger.cached_label_sets if tagger is not None else 0)
+
     def batch_sizes(self, feature: str) -> list[int]:
         """How well requests were gathered: every batch `feature` ran, in order (for metrics and tests)."""
         batcher = self._batchers.get(feature)

@@ -57,6 +57,9 @@ def deployment_class():
         def identity(self) -> str:
             return self.local.identity
 
+        async def forget_caches(self) -> None:
+            await self.local.forget_caches()
+
         async def call(self, feature: str, request):
             if feature not in FEATURES:
                 raise ValueError(f"no model feature {feature!r}")
@@ -121,6 +124,10 @@ class RayModels:
 
     async def mood(self, request: MoodRequest) -> Answer:
         return await self._call("mood", request)
+
+    async def forget_caches(self) -> None:
+        # Reaches one replica; the others' caches are bounded and age out as they fill.
+        await self.handle.forget_caches.remote()
 
     def queue_depths(self) -> dict[str, int]:
         return {}  # the queues are the replicas'; Ray's dashboard and metrics show them
