@@ -36,6 +36,11 @@ class ModelEngine:
         pixels = self.models.encoder.pixels_from(prepared)  # (N, 3, H, W); normalising is a torch op
         return self.models.describe_pixels(pixels, self.decoding)
 
+    def cached_entries(self) -> int:
+        """/tags label sets the models hold (for metrics and tests)."""
+        tagger = self.models.tagger
+        return tagger.cached_label_sets if tagger is not None else 0
+
     def forget_caches(self) -> int:
         """Model thread: drop what people typed that the models keep (label sets); returns how many."""
         tagger = self.models.tagger

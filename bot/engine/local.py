@@ -81,8 +81,7 @@ class LocalModels:
 
     def cached_entries(self) -> int:
         """Search phrases and /tags label sets held in memory (for metrics and tests)."""
-        tagger = self.engine.models.tagger
-        return len(self._text_vectors) + (tagger.cached_label_sets if tagger is not None else 0)
+        return len(self._text_vectors) + self.engine.cached_entries()
 
     def batch_sizes(self, feature: str) -> list[int]:
         """How well requests were gathered: every batch `feature` ran, in order (for metrics and tests)."""
