@@ -6,17 +6,22 @@ PostgreSQL when DATABASE_URL says so. Migrations are Alembic's and run at start-
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from clipchat.retrying import retrying
 
 T = TypeVar("T")
+DEFAULT_TIMEOUT_S = 5.0  # any one database wait; a write retries within WRITE_DEADLINE_S in all
+WRITE_DEADLINE_S = 20.0
 MIGRATION_LOCK = 0x636C6970  # "clip": the advisory lock key migrations run under on PostgreSQL
 
 
@@ -37,21 +42,25 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str | None = None, **kwargs) -> AsyncEngine:
+def make_engine(url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S, **kwargs) -> AsyncEngine:
+    """An engine whose every wait is bounded by `timeout` seconds: connecting, waiting for a pooled
+    connection, one statement, and (SQLite) waiting for the writer's lock. A dead server fails fast
+    instead of holding a user's queue for asyncpg's default minute per attempt."""
     url = normalize_url(url or default_database_url())
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, **kwargs)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        engine = create_async_engine(url, connect_args={"timeout": timeout}, **kwargs)
+        event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_ms=int(timeout * 1000)))
         return engine
+    connect_args = {"timeout": timeout, "command_timeout": timeout} if url.startswith("postgresql+asyncpg") else {}
     # pre_ping replaces connections that died with a database restart before they are used
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    return create_async_engine(url, pool_pre_ping=True, pool_timeout=timeout, connect_args=connect_args, **kwargs)
 
 
-def _sqlite_pragmas(connection, _record) -> None:
+def _sqlite_pragmas(connection, _record, busy_ms: int) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
     cursor.execute("PRAGMA foreign_keys=ON")  # cascades delete a user's images and turns
-    cursor.execute("PRAGMA busy_timeout=5000")  # writers queue instead of failing at once
+    cursor.execute(f"PRAGMA busy_timeout={busy_ms:d}")  # writers queue instead of failing at once
     cursor.close()
 
 
@@ -127,14 +136,15 @@ async def open_database(url: str | None = None) -> tuple[AsyncEngine, async_sess
 
 
 async def write_with_retry(sessions: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]],
-                           attempts: int = 8, first_delay: float = 0.1) -> T:
+                           attempts: int = 8, first_delay: float = 0.1, deadline: float = WRITE_DEADLINE_S) -> T:
     """Run `work` in a fresh session and commit; retry when the database went away or is busy.
 
     A restart drops every pooled connection; the next attempt gets a new one, so
-    the user's turn is written late rather than lost.
+    the user's turn is written late rather than lost. No retry starts after `deadline`
+    seconds: a database that stays down fails the write (a transaction, so nothing half-written).
     """
     async for attempt in retrying(is_transient, attempts=attempts, first_delay=first_delay, max_delay=2.0,
-                                  what="database write"):
+                                  deadline=deadline, what="database write"):
         with attempt:
             async with sessions() as session:
                 result = await work(session)
@@ -143,10 +153,28 @@ async def write_with_retry(sessions: async_sessionmaker[AsyncSession], work: Cal
 
 
 def is_transient(error: BaseException) -> bool:
-    """A lost connection, a restarting server or a locked SQLite file: worth another try."""
+    """A lost connection, a restarting server, a locked SQLite file or a wait that timed out: worth
+    another try, and, when the tries run out, worth telling the user to come back later."""
+    if is_full(error):  # space does not come back within a retry's wait: say so at once
+        return False
     if isinstance(error, DBAPIError):
         return error.connection_invalidated or isinstance(error, OperationalError) or _is_connection_error(error)
-    return isinstance(error, ConnectionError | OSError)
+    # SQLAlchemy's pool timeout; asyncpg's connect and command timeouts arrive as TimeoutError
+    return isinstance(error, ConnectionError | OSError | TimeoutError | SQLAlchemyTimeout)
+
+
+def is_full(error: BaseException) -> bool:
+    """The database's disk is full (SQLite's SQLITE_FULL, PostgreSQL's disk_full, ENOSPC)."""
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    original = getattr(error, "orig", None)
+    return isinstance(error, DBAPIError) and ("database or disk is full" in str(error)
+                                              or "DiskFull" in type(original).__name__)
+
+
+def unavailable(error: BaseException) -> bool:
+    """The database cannot serve this now (down, timed out, full): the user should come back later."""
+    return is_transient(error) or is_full(error)
 
 
 def _is_connection_error(error: DBAPIError) -> bool:

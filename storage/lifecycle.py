@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from .models import Chat, ChatSettings, ImageRecord, Turn, User, UserSettings
+from .models import Chat, ChatSettings, ImageRecord, PendingUpdate, Turn, User, UserSettings
 
 
 @dataclass(frozen=True)
@@ -27,38 +28,57 @@ async def purge_older_than(session: AsyncSession, age: timedelta, now: datetime 
     return Removed(turns=turns.rowcount or 0, images=images.rowcount or 0)
 
 
-async def forget_user(session: AsyncSession, user_id: int) -> Removed:
+def _private_chat(user_id: int):
+    return (Chat.id == user_id) & (Chat.kind == "private")
+
+
+# Where every table mentions a person (or the group or channel identity they write as), as a filter.
+# Every table is listed, even one that never does, so that a new table fails the forgetting test
+# until someone decides how /forget treats it.
+USER_ROWS: dict[str, Callable[[int], ColumnElement[bool]]] = {
+    "users": lambda user_id: User.id == user_id,
+    "user_settings": lambda user_id: UserSettings.user_id == user_id,
+    "turns": lambda user_id: Turn.user_id == user_id,
+    "images": lambda user_id: ImageRecord.sender_id == user_id,
+    "chats": _private_chat,  # a private chat's id is the user's; a group an anonymous admin wrote as stays
+    "chat_settings": lambda user_id: (ChatSettings.updated_by == user_id) | ChatSettings.chat_id.in_(
+        select(Chat.id).where(_private_chat(user_id))),
+    "pending_updates": lambda user_id: PendingUpdate.user_key == user_id,
+}
+TABLES = {model.__tablename__: model for model in (User, UserSettings, Turn, ImageRecord, Chat, ChatSettings,
+                                                   PendingUpdate)}
+
+
+async def forget_user(session: AsyncSession, user_id: int, now: datetime | None = None,
+                      pending_grace: timedelta = timedelta(minutes=5)) -> Removed:
     """Delete everything about a user: their turns everywhere, the images they sent, their settings,
     their private chat, their name on a chat's switches, and the user row itself.
 
-    Their rows in `pending_updates` (update ids, nothing they said) are left to the updates that own
-    them, which remove them as they finish: deleting them here would let another process run the
-    user's later updates out of order."""
-    turns = await session.execute(delete(Turn).where(Turn.user_id == user_id))
-    images = await session.execute(delete(ImageRecord).where(ImageRecord.sender_id == user_id))
-    settings = await session.execute(delete(UserSettings).where(UserSettings.user_id == user_id))
-    # A private chat's id is the user's id; its settings go with it.
-    private = await session.execute(delete(ChatSettings).where(ChatSettings.chat_id == user_id))
-    await session.execute(delete(Chat).where(Chat.id == user_id, Chat.kind == "private"))
+    Their rows in `pending_updates` (update ids, nothing they said) younger than `pending_grace` belong
+    to updates still running, the /forget itself among them, which remove them as they finish (deleting
+    them here would let another process run the user's later updates out of order); older ones were
+    left by a process that died, and go now."""
+    turns = await session.execute(delete(Turn).where(USER_ROWS["turns"](user_id)))
+    images = await session.execute(delete(ImageRecord).where(USER_ROWS["images"](user_id)))
+    settings = await session.execute(delete(UserSettings).where(USER_ROWS["user_settings"](user_id)))
+    private = await session.execute(delete(ChatSettings).where(ChatSettings.chat_id.in_(
+        select(Chat.id).where(_private_chat(user_id)))))
+    await session.execute(delete(Chat).where(_private_chat(user_id)))
     # A group's switches stay as they are; only who flipped them is forgotten.
     await session.execute(update(ChatSettings).where(ChatSettings.updated_by == user_id).values(updated_by=None))
-    users = await session.execute(delete(User).where(User.id == user_id))
+    cutoff = (now or datetime.now(timezone.utc)) - pending_grace
+    await session.execute(delete(PendingUpdate).where(USER_ROWS["pending_updates"](user_id),
+                                                      PendingUpdate.arrived_at < cutoff))
+    users = await session.execute(delete(User).where(USER_ROWS["users"](user_id)))
     return Removed(turns=turns.rowcount or 0, images=images.rowcount or 0,
                    settings=(settings.rowcount or 0) + (private.rowcount or 0), users=users.rowcount or 0)
 
 
-async def rows_about_user(session: AsyncSession, user_id: int) -> int:
-    """How many rows still mention the user: zero after `forget_user`."""
-    counts = [
-        await session.scalar(select(func.count()).select_from(Turn).where(Turn.user_id == user_id)),
-        await session.scalar(select(func.count()).select_from(ImageRecord).where(ImageRecord.sender_id == user_id)),
-        await session.scalar(select(func.count()).select_from(UserSettings).where(UserSettings.user_id == user_id)),
-        await session.scalar(select(func.count()).select_from(User).where(User.id == user_id)),
-        await session.scalar(select(func.count()).select_from(Chat).where(Chat.id == user_id,
-                                                                          Chat.kind == "private")),
-        await session.scalar(select(func.count()).select_from(ChatSettings).where(ChatSettings.updated_by == user_id)),
-    ]
-    return sum(counts)
+async def rows_about_user(session: AsyncSession, user_id: int) -> dict[str, int]:
+    """How many rows of each table still mention the user: none after `forget_user` (once the
+    updates that were running have finished)."""
+    return {name: await session.scalar(select(func.count()).select_from(TABLES[name]).where(where(user_id)))
+            for name, where in USER_ROWS.items()}
 
 
 async def statistics(session: AsyncSession) -> dict[str, int]:
