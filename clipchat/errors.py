@@ -4,6 +4,8 @@
     ├── UserError                 the person in the chat can act on it: the bot shows user_message
     │   ├── InvalidInput          what they sent cannot work (BadImage, too few labels)
     │   ├── Busy                  nothing wrong with it: try again in a moment
+    │   │   ├── TooSlow           a model call ran past its deadline
+    │   │   └── StorageDown       the database is unreachable through every retry, or full
     │   └── Unavailable           what it points to cannot be fetched (an expired or deleted file)
     └── OperatorError             whoever runs the bot must act: the CLI prints detail, the bot logs it
         ├── NotFound              a model, file or vocabulary that resolves to nothing (ModelNotFound)
@@ -50,6 +52,15 @@ class InvalidInput(UserError, ValueError):
 
 class Busy(UserError):
     user_message = "I'm looking at a lot of photos right now. Please try again in a minute."
+
+
+class TooSlow(Busy):
+    user_message = "That took me too long, so I stopped: I'm very busy right now. Please try again in a minute."
+
+
+class StorageDown(Busy):
+    user_message = ("I can't use my memory (the database) right now, so I may not remember this. "
+                    "Please try again in a minute.")
 
 
 class Unavailable(UserError):

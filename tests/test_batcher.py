@@ -136,3 +136,42 @@ async def test_photos_are_decoded_a_few_at_a_time_not_by_every_thread_asyncio_ha
         await models.close()
     assert answers == [bytes([n]) for n in range(12)]
     assert peak == 2
+
+
+async def test_large_photos_take_turns_within_the_decode_memory_budget() -> None:
+    """Two decode threads each held a crafted 49 MP PNG at once (900 MB); the budget counts bytes, not photos."""
+    from bot.engine.api import DescribeRequest
+    from bot.engine.local import LocalModels
+    from tests.test_intake import png_claiming_size
+    from vision import ImageLimits
+    from vision.intake import decode_cost
+
+    lock, running, peak = threading.Lock(), 0, 0
+
+    class Engine:
+        identity, limits = "fake", ImageLimits()
+
+        def prepare(self, request):
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            time.sleep(0.05)
+            with lock:
+                running -= 1
+            return request.data
+
+        def describe(self, prepared):
+            return [len(item) for item in prepared]
+
+    large, small = png_claiming_size(7000, 7000), png_claiming_size(640, 480)
+    assert decode_cost(large) > 200 * 2**20 > 100 * decode_cost(small)  # read from the header alone
+    models = LocalModels(Engine(), decode_workers=2, decode_memory=300 * 2**20)
+    try:
+        await asyncio.gather(*(models.describe(DescribeRequest(large)) for _ in range(4)))
+        assert peak == 1 and models.decode_budget.peak <= 300 * 2**20
+        peak = 0
+        await asyncio.gather(*(models.describe(DescribeRequest(small)) for _ in range(8)))
+        assert peak == 2  # ordinary photos still decode side by side
+    finally:
+        await models.close()

@@ -24,8 +24,9 @@ from telegram.ext import (
     filters,
 )
 
-from clipchat.errors import ClipchatError, UserError
+from clipchat.errors import ClipchatError, StorageDown, UserError
 from storage import StorageSettings
+from storage.database import unavailable
 from vision import VisionModels
 from vision.settings import VisionSettings
 
@@ -36,7 +37,7 @@ from .albums import Albums
 from .context import BotContext, BotData
 from .ordering import PerUserOrder
 from .redaction import redact_token_in_logs
-from .sending import reply
+from .sending import SEND_DEADLINE_S, reply
 from .telegram_io import addressed
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ def build_application(settings: BotSettings, vision_settings: VisionSettings | N
                                      group_max_rate=settings.rate_limit_per_group_minute,
                                      max_retries=settings.send_retries))
         .concurrent_updates(PerUserOrder(settings.max_concurrent_updates, settings.user_queue, shared))
+        # Every update in progress may be sending at once (PTB's default pool, 256 connections with a
+        # 1 s wait, dropped replies under a flood), plus the jobs; a request that finds the pool full
+        # (chat actions run beside their updates) waits its turn as long as a send may take.
+        .connection_pool_size(settings.max_concurrent_updates + 8).pool_timeout(SEND_DEADLINE_S)
         .context_types(ContextTypes(context=BotContext, bot_data=BotData))
         .post_init(post_init).post_shutdown(post_shutdown)
         .build())
@@ -131,6 +136,9 @@ async def on_error(update: object, context: BotContext) -> None:
     elif isinstance(error, ClipchatError):  # the operator's to fix: say so in the log, apologise in the chat
         log.error("%s: %s", type(error).__name__, error.detail)
         text = SORRY
+    elif unavailable(error):  # the database stayed unreachable through the retries, or is full
+        log.warning("database unavailable, update answered with 'try again': %s: %s", type(error).__name__, error)
+        text = StorageDown.user_message
     elif isinstance(error, Forbidden):
         log.info("not allowed to write there (blocked, or removed from the chat): %s", error)
         return

@@ -20,7 +20,8 @@ NOT_AN_IMAGE = "I can only look at images (JPEG, PNG or WebP, as a photo or a fi
 
 def chat_for(context: BotContext, message: Message) -> TelegramChat:
     services = context.services
-    return TelegramChat(message, services.settings.send_retries, services.models.limits.max_bytes)
+    return TelegramChat(message, services.settings.send_retries, services.models.limits.max_bytes,
+                        services.settings.download_timeout_s)
 
 
 async def on_photo(update: Update, context: BotContext) -> None:
@@ -65,7 +66,7 @@ async def on_text(update: Update, context: BotContext) -> None:
 async def answer_question(update: Update, context: BotContext, question: str) -> None:
     """Shared by plain text and /ask; a question right after an album waits for the album's reply."""
     message = update.effective_message
-    await context.albums.settled(message.chat_id, message.from_user.id if message.from_user else None)
+    await context.albums.settled(message.chat_id, where(message).user_id)
     await talk.on_question(context.services, where(message), question, replied_message_id(message),
                            chat_for(context, message))
 

@@ -7,7 +7,7 @@ import logging
 from datetime import timedelta
 
 from ..core import records
-from ..core.heartbeat import HEARTBEAT_S, beat
+from ..core.heartbeat import HEARTBEAT_S, beat, stuck
 from .context import BotContext
 
 log = logging.getLogger(__name__)
@@ -25,8 +25,14 @@ async def maintain_database(context: BotContext) -> None:
 
 
 async def heartbeat(context: BotContext) -> None:
-    """Touch the heartbeat file that `clipchat doctor --alive` (the container health check) reads."""
-    await asyncio.to_thread(beat, context.services.settings.heartbeat_path())
+    """Touch the heartbeat file that `clipchat doctor --alive` (the container health check) reads,
+    unless the models are stuck."""
+    services = context.services
+    problem = stuck(services.models.stalled_for(), services.settings.model_timeout_s)
+    if problem:
+        log.error("%s: no heartbeat, so the health check fails and the bot gets restarted", problem)
+        return
+    await asyncio.to_thread(beat, services.settings.heartbeat_path())
 
 
 def schedule(job_queue, maintenance_hours: float) -> None:

@@ -2,7 +2,8 @@
 network errors retried, and chat actions kept alive while the models work.
 
 Flood control (429 RetryAfter) is PTB's `AIORateLimiter`'s job, with its own retries;
-here only network blips are retried, with the project's one retry policy.
+here only network blips are retried (never a RetryAfter, so the two never multiply), with the
+project's one retry policy, and no retry starts after SEND_DEADLINE_S.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..core.text import split_message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+SEND_DEADLINE_S = 30.0  # past it the reply is stale: the user has likely asked again
 ACTION_REFRESH_S = 4.5  # Telegram shows a chat action for 5 seconds
 
 
@@ -32,10 +34,10 @@ def is_network_blip(error: BaseException) -> bool:
     return isinstance(error, NetworkError) and not isinstance(error, BadRequest)
 
 
-async def with_retries(send: Callable[[], Awaitable[T]], retries: int = 3) -> T:
+async def with_retries(send: Callable[[], Awaitable[T]], retries: int = 3, what: str = "sending to Telegram") -> T:
     """Run `send`, retrying network errors (the rate limiter already waited out flood control)."""
     async for attempt in retrying(is_network_blip, attempts=retries + 1, first_delay=1.0, max_delay=8.0,
-                                  what="sending to Telegram"):
+                                  deadline=SEND_DEADLINE_S, what=what):
         with attempt:
             result = await send()
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from telegram import Bot, Message
@@ -13,17 +14,27 @@ from clipchat.errors import BadImage, Unavailable
 from ..core.incoming import PhotoFile
 from .sending import chat_action, reply, with_retries
 
+SLOW_DOWNLOAD = "Telegram took too long to give me that file. Could you send it again in a moment?"
+
 
 class TelegramChat:
     """The `Chat` (and `Channel`) the core answers through, for one incoming message."""
 
-    def __init__(self, message: Message, retries: int, max_bytes: int) -> None:
+    def __init__(self, message: Message, retries: int, max_bytes: int, download_timeout: float = 60.0) -> None:
         self.message = message
         self.retries = retries
         self.max_bytes = max_bytes
+        self.download_timeout = download_timeout
 
     async def fetch(self, photo: PhotoFile) -> bytes:
-        return await download(self.message.get_bot(), self.message, photo, self.max_bytes)
+        # PTB's timeouts bound each read; this bounds the whole file, which a slow server could drip-feed
+        try:
+            async with asyncio.timeout(self.download_timeout):
+                return await download(self.message.get_bot(), self.message, photo, self.max_bytes,
+                                      self.download_timeout)
+        except TimeoutError:
+            raise Unavailable(SLOW_DOWNLOAD, detail=f"download of {photo.file_unique_id} took over "
+                                                    f"{self.download_timeout:g} s") from None
 
     def working(self, action: str = ChatAction.TYPING) -> contextlib.AbstractAsyncContextManager[None]:
         return chat_action(self.message.get_bot(), self.message.chat_id, action)
@@ -45,8 +56,10 @@ def file_size(message: Message) -> int | None:
     return message.document.file_size if message.document else None
 
 
-async def download(bot: Bot, message: Message, photo: PhotoFile, max_bytes: int) -> bytes:
-    """The photo's bytes; too-large files are refused before any download."""
+async def download(bot: Bot, message: Message, photo: PhotoFile, max_bytes: int, timeout: float = 60.0) -> bytes:
+    """The photo's bytes; too-large files are refused before any download. A slow answer is waited
+    for up to `timeout` (PTB's 5 s read timeout failed whole albums on a busy CPU) and a network
+    blip retried; what still fails is Unavailable, which the user can act on."""
     size = file_size(message)
     limit_mb = max_bytes // (1024 * 1024)
     too_big = BadImage("too_large", f"That file is too big for me: please send an image under {limit_mb} MB "
@@ -55,13 +68,17 @@ async def download(bot: Bot, message: Message, photo: PhotoFile, max_bytes: int)
     if size is not None and size > max_bytes:
         raise too_big
     try:
-        telegram_file = await bot.get_file(photo.file_id)
+        telegram_file = await with_retries(lambda: bot.get_file(photo.file_id, read_timeout=timeout), retries=2,
+                                           what="getFile")
     except BadRequest as error:
         if "too big" in str(error).lower():  # the public Bot API serves at most 20 MB
             raise too_big from error
         raise Unavailable(detail=f"getFile refused: {error}") from error
+    except NetworkError as error:
+        raise Unavailable(detail=f"getFile failed: {error!r}") from error
     try:
-        data = bytes(await telegram_file.download_as_bytearray())
+        data = bytes(await with_retries(lambda: telegram_file.download_as_bytearray(read_timeout=timeout),
+                                        retries=2, what="downloading a photo"))
     except InvalidToken as error:
         # PTB reads any 401 or 404 from the file server as a bad token; the token just worked for
         # getFile, so the file is gone (an expired file_path, a deleted file)

@@ -16,6 +16,7 @@ from vision.settings import VisionSettings
 
 from ..engine import LocalModels, ModelEngine, Models
 from ..engine.batcher import model_thread
+from ..engine.budget import return_large_blocks_to_the_os
 from .settings import BotSettings
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class Services:
 def plan_database(settings: BotSettings, storage_settings: StorageSettings) -> tuple[AsyncEngine, SharedOrder | None]:
     """The database engine (it connects on first use) and, when several processes serve the bot, the
     order they share: cheap to build before the event loop runs, so the update processor can take it."""
-    database = make_engine(storage_settings.url())
+    database = make_engine(storage_settings.url(), timeout=storage_settings.database_timeout_s)
     shared = (SharedOrder(make_sessionmaker(database), reorder_window=settings.reorder_wait_s)
               if settings.shared_ordering else None)
     return database, shared
@@ -48,7 +49,7 @@ async def open_services(settings: BotSettings, vision_settings: VisionSettings, 
                         *, models: VisionModels | None = None, database: AsyncEngine | None = None) -> Services:
     """Migrate the database (`database`, else one made from the settings), load the models (unless given)
     and wire them together."""
-    database = database or make_engine(storage_settings.url())
+    database = database or make_engine(storage_settings.url(), timeout=storage_settings.database_timeout_s)
     try:
         await upgrade(database)
         served = await _open_models(settings, vision_settings, models)
@@ -63,7 +64,8 @@ async def _open_models(settings: BotSettings, vision_settings: VisionSettings, m
     if settings.inference == "ray":
         from ..engine.ray_serve import RayModels
 
-        return await RayModels.connect(vision_settings, settings.ray_address)
+        return await RayModels.connect(vision_settings, settings.ray_address, settings.model_timeout_s)
+    return_large_blocks_to_the_os()  # decoded photos' memory goes back when they are done
     # The models are loaded on the thread that will run them: each thread that runs PyTorch
     # gets its own OpenMP team, and a second team measured 40-50% slower batches on 2 cores.
     thread = model_thread("vision")
@@ -77,4 +79,5 @@ async def _open_models(settings: BotSettings, vision_settings: VisionSettings, m
         raise
     return LocalModels(ModelEngine(models, vision_settings.image_limits()), max_batch=settings.max_batch,
                        max_wait=settings.max_wait_ms / 1000, max_queue=settings.vision_queue, executor=thread,
-                       decode_workers=settings.decode_workers)
+                       decode_workers=settings.decode_workers, decode_memory=settings.decode_memory_mb * 2**20,
+                       timeout=settings.model_timeout_s)

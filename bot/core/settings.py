@@ -53,8 +53,17 @@ class BotSettings(BaseSettings):
     decode_workers: int | None = Field(None, ge=1, le=64,
                                        description="Photos decoded at once (each may briefly take 200 MB); "
                                                    "default: the CPU count, at most 4.")
+    decode_memory_mb: int = Field(512, ge=64, le=65536,
+                                  description="Memory photos being decoded may take at once, all users together "
+                                              "(a crafted 95 KB PNG can decode to 300 MB); more waits its turn.")
     vision_queue: int = Field(256, ge=1, le=100_000,
                               description="Requests waiting for the models before users get 'busy'.")
+    model_timeout_s: float = Field(120, ge=1, le=3600,
+                                   description="Longest a user waits for the models (queue included) before "
+                                               "hearing 'try again'; a batch running longer fails the health "
+                                               "check, so a hung GPU gets the bot restarted.")
+    download_timeout_s: float = Field(60, ge=1, le=3600, description="Longest a photo's download from Telegram "
+                                                                     "may take, all of it.")
     album_wait_s: float = Field(1.0, gt=0, le=60,
                                 description="Quiet time after an album's last photo before replying.")
     search_results: int = Field(3, ge=1, le=10, description="At most this many photos answer /search.")

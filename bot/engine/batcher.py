@@ -47,6 +47,7 @@ class MicroBatcher(Generic[T, R]):
         self._incoming = incoming
         self._worker: asyncio.Task | None = None
         self.batch_sizes: list[int] = []  # for metrics and tests: how well requests were gathered
+        self._running_since: float | None = None  # when the batch now on the model thread started
 
     async def submit(self, item: T) -> R:
         """The result for `item`, computed in a batch with whatever else arrived meanwhile."""
@@ -76,6 +77,11 @@ class MicroBatcher(Generic[T, R]):
     def waiting(self) -> int:
         return self._queue.qsize()
 
+    def stalled_for(self) -> float:
+        """Seconds the batch now running has taken (0 when idle): liveness, since a hung GPU never raises."""
+        started = self._running_since
+        return time.monotonic() - started if started is not None else 0.0
+
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
@@ -95,6 +101,7 @@ class MicroBatcher(Generic[T, R]):
 
     async def _answer(self, batch: list[tuple[T, asyncio.Future]]) -> None:
         items = [item for item, _ in batch]
+        self._running_since = time.monotonic()
         try:
             results = await asyncio.get_running_loop().run_in_executor(self._thread, self._process, items)
             if len(results) != len(items):
@@ -107,6 +114,8 @@ class MicroBatcher(Generic[T, R]):
             for pair in batch:
                 await self._answer([pair])
             return
+        finally:
+            self._running_since = None
         for (_, future), result in zip(batch, results):
             _settle(future, result=result)
 

@@ -9,16 +9,20 @@ photos are still being decoded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from clipchat.errors import TooSlow
 from clipchat.facts import PhotoFacts
 from dialogue import Answer
+from vision.intake import decode_cost
 
 from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, MoodRequest, TextRequest, TextVector
 from .batcher import MicroBatcher, model_thread
+from .budget import MemoryBudget
 from .engine import ModelEngine
 
 
@@ -27,7 +31,8 @@ class LocalModels:
 
     def __init__(self, engine: ModelEngine, *, max_batch: int = 16, max_wait: float = 0.005, max_queue: int = 256,
                  text_cache: int = 4096, executor: ThreadPoolExecutor | None = None,
-                 decode_workers: int | None = None) -> None:
+                 decode_workers: int | None = None, decode_memory: int = 512 * 2**20,
+                 timeout: float = 120.0) -> None:
         self.engine = engine
         self.identity = engine.identity
         self.limits = engine.limits
@@ -41,17 +46,24 @@ class LocalModels:
         # time, not asyncio's default pool of up to 32 threads
         self._decoders = ThreadPoolExecutor(max_workers=decode_workers or min(4, os.cpu_count() or 1),
                                             thread_name_prefix="decode")
+        self.decode_budget = MemoryBudget(decode_memory)  # ... and only so many bytes of them at once
         self._text_vectors: OrderedDict[str, TextVector] = OrderedDict()
         self._text_cache = text_cache
+        # A caller waits at most this long, queue and decoding included; a batch still running past it
+        # makes `stalled_for` say so, and the bot's liveness check fails (a hung GPU never raises)
+        self.timeout = timeout
 
     async def describe(self, request: DescribeRequest) -> PhotoFacts:
         # Decoding and CLIP's resize run beside the model thread, in parallel for many photos.
-        self._preparing += 1
-        try:
-            prepared = await asyncio.get_running_loop().run_in_executor(self._decoders, self.engine.prepare, request)
-        finally:
-            self._preparing -= 1
-        return await self._run(self.engine.describe, prepared, incoming=lambda: self._preparing)
+        async with self._deadline("describe"):
+            self._preparing += 1
+            try:
+                async with self.decode_budget.take(decode_cost(request.data, self.limits)):
+                    prepared = await asyncio.get_running_loop().run_in_executor(self._decoders, self.engine.prepare,
+                                                                                request)
+            finally:
+                self._preparing -= 1
+            return await self._run(self.engine.describe, prepared, incoming=lambda: self._preparing)
 
     async def embed_text(self, request: TextRequest) -> TextVector:
         """Repeated searches hit the cache."""
@@ -88,6 +100,10 @@ class LocalModels:
         batcher = self._batchers.get(feature)
         return list(batcher.batch_sizes) if batcher else []
 
+    def stalled_for(self) -> float:
+        """Seconds the batch now on the model thread has been running (0 when idle)."""
+        return max((batcher.stalled_for() for batcher in self._batchers.values()), default=0.0)
+
     def queue_depths(self) -> dict[str, int]:
         return {name: batcher.waiting for name, batcher in self._batchers.items()}
 
@@ -105,4 +121,16 @@ class LocalModels:
         if batcher is None:
             batcher = self._batchers[name] = MicroBatcher(feature, name=name, incoming=incoming,
                                                           max_wait=self._max_wait if wait else 0, **self._options)
-        return await batcher.submit(item)
+        async with self._deadline(name):
+            return await batcher.submit(item)
+
+    @contextlib.asynccontextmanager
+    async def _deadline(self, feature: str) -> AsyncIterator[None]:
+        """The block within `timeout` seconds, or TooSlow: the caller's wait ends, though a model thread
+        that hangs cannot be interrupted (its item is dropped when the batch that holds it ends)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                yield
+        except TimeoutError:
+            raise TooSlow(detail=f"{feature} took over {self.timeout:g} s (model thread busy "
+                                 f"{self.stalled_for():.0f} s on one batch)") from None

@@ -56,7 +56,7 @@ async def check_database(settings: StorageSettings) -> Check:
 
     url = settings.url()
     shown = make_url(url).render_as_string(hide_password=True)
-    engine = make_engine(url)
+    engine = make_engine(url, timeout=settings.database_timeout_s)
     try:
         async with engine.connect() as connection:
             current = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
