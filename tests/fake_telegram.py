@@ -51,7 +51,8 @@ class FakeTelegram:
         self.calls: list[Call] = []
         self.webhook: dict | None = None
         self.files: dict[str, bytes] = {}
-        self.download_status: dict[str, int] = {}
+        self.download_status: dict[str, int | str] = {}  # a status code, or "hang" or "truncate"
+        self.latency: dict[str, float] = {}  # seconds a method takes to answer (a slow or distant server)
         self.admins: dict[int, set[int]] = {}
         self._updates: list[dict] = []
         self._update_ids = itertools.count(1)
@@ -60,6 +61,7 @@ class FakeTelegram:
         self._chats: dict[int, dict] = {}
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self._closing = asyncio.Event()  # a download told to hang waits for this
         self.port = 0
 
     # --- server -------------------------------------------------------------------------------------------------
@@ -76,6 +78,7 @@ class FakeTelegram:
         return self
 
     async def stop(self) -> None:
+        self._closing.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -96,8 +99,9 @@ class FakeTelegram:
         return update["update_id"]
 
     def add_file(self, data: bytes, declared_size: int | None = None,
-                 download_status: int | None = None) -> tuple[str, str, int]:
-        """A file getFile knows; `download_status` makes the file server answer that instead (404: expired)."""
+                 download_status: int | str | None = None) -> tuple[str, str, int]:
+        """A file getFile knows; `download_status` makes the file server answer that instead (404: expired),
+        never answer ("hang"), or cut the body short ("truncate")."""
         unique = hashlib.sha1(data).hexdigest()[:16] + f"-{len(self.files)}"
         file_id = f"file-{unique}"
         self.files[file_id] = data
@@ -147,10 +151,19 @@ class FakeTelegram:
 
     def message(self, chat: dict, sender: dict | None, *, text: str | None = None, caption: str | None = None,
                 photo: tuple | None = None, document: tuple | None = None, mime_type: str = "image/jpeg",
-                media_group_id: str | None = None, reply_to: dict | None = None) -> dict:
+                media_group_id: str | None = None, reply_to: dict | None = None,
+                sender_chat: dict | None = None) -> dict:
+        """A message from `sender`; with `sender_chat`, written as that group or channel (Telegram then puts
+        a shared account in `from`: GroupAnonymousBot for the group itself, Channel_Bot for a channel)."""
         self._chats[chat["id"]] = chat
         message = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": chat}
-        if sender is not None:
+        if sender_chat is not None:
+            shared = 1087968824 if sender_chat["id"] == chat["id"] else 136817688
+            message["from"] = {"id": shared, "is_bot": True, "first_name": "Group" if shared == 1087968824
+                               else "Channel", "username": "GroupAnonymousBot" if shared == 1087968824
+                               else "Channel_Bot"}
+            message["sender_chat"] = sender_chat
+        elif sender is not None:
             message["from"] = sender
         elif chat["type"] == "channel":
             message["sender_chat"] = chat
@@ -193,6 +206,8 @@ class FakeTelegram:
             return _ok(await self._get_updates(params))
         call = Call(method, params)
         self.calls.append(call)
+        if method in self.latency:
+            await asyncio.sleep(self.latency[method])
         try:
             if self._failures.get(method):
                 body = self._failures[method].pop(0)
@@ -276,8 +291,18 @@ class FakeTelegram:
         file_id = request.match_info["path"].removeprefix("photos/").removesuffix(".jpg")
         if file_id not in self.files:
             return web.Response(status=404)
-        if file_id in self.download_status:
-            return web.Response(status=self.download_status[file_id])
+        fault = self.download_status.get(file_id)
+        if fault == "hang":
+            await self._closing.wait()
+            return web.Response(status=503)
+        if fault == "truncate":  # promise the whole file, send half, hang up
+            response = web.StreamResponse(headers={"Content-Length": str(len(self.files[file_id]))})
+            await response.prepare(request)
+            await response.write(self.files[file_id][: len(self.files[file_id]) // 2])
+            request.transport.close()
+            return response
+        if fault is not None:
+            return web.Response(status=fault)
         return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
 

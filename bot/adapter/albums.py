@@ -46,7 +46,8 @@ class Album:
 class Albums:
     def __init__(self, wait: float) -> None:
         self.wait = wait
-        self._open: dict[tuple[int, str], Album] = {}
+        self._open: dict[tuple[int, str], Album] = {}  # still taking photos
+        self._unsettled: list[Album] = []  # taking photos, or being answered and written down
         self._tasks: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
         self._slots: dict[int, _Slots] = {}  # per sender with album photos in flight or waiting
 
@@ -71,6 +72,7 @@ class Albums:
         album = self._open.get(key)
         if album is None:
             album = self._open[key] = Album(incoming.where, message, incoming.text, incoming.addressed)
+            self._unsettled.append(album)
             self._keep(asyncio.create_task(self._finish_when_quiet(key, album, finish), name=f"album-{key}"))
         album.photos.append((incoming.photo, task))
         album.text = album.text or incoming.text
@@ -98,8 +100,13 @@ class Albums:
         return task
 
     async def settled(self, chat_id: int, user_id: int | None) -> None:
-        """Wait for this user's open albums here, so that a question after an album is about it."""
-        for album in [a for (chat, _), a in self._open.items() if chat == chat_id and a.where.user_id == user_id]:
+        """Wait for this user's albums here, so that a question after an album is about it."""
+        for album in [a for a in self._unsettled if a.where.chat_id == chat_id and a.where.user_id == user_id]:
+            await album.done.wait()
+
+    async def settled_sender(self, sender: int) -> None:
+        """Wait for this sender's albums in every chat, replies and records written (before /forget)."""
+        for album in [a for a in self._unsettled if a.where.user_id == sender]:
             await album.done.wait()
 
     async def _finish_when_quiet(self, key, album: Album, finish) -> None:
@@ -109,4 +116,5 @@ class Albums:
             del self._open[key]
             await finish(album)
         finally:
+            self._unsettled.remove(album)
             album.done.set()

@@ -101,5 +101,4 @@ async def reset(update: Update, context: BotContext) -> None:
 async def stats(update: Update, context: BotContext) -> None:
     """Operators only: row counts."""
     message = update.effective_message
-    user = message.from_user
-    await reply(message, await records.statistics_for(context.services, user.id if user else None))
+    await reply(message, await records.statistics_for(context.services, where(message).user_id))

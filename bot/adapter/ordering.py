@@ -19,15 +19,23 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import BaseUpdateProcessor
 
+from .telegram_io import sender_id
+
 log = logging.getLogger(__name__)
 SLOW_DOWN = "You're sending faster than I can look. I'll answer what I have so far; send the rest in a moment."
 
 
 def sender_key(update: object) -> int | None:
-    """Whose queue an update joins: the user, or the chat for channel posts."""
+    """Whose queue an update joins: the person, the group or channel they write as (never a shared
+    account like GroupAnonymousBot, whose queue would be everyone's), or the chat for channel posts."""
     if not isinstance(update, Update):
         return None
-    if update.effective_user is not None:
+    message = update.effective_message
+    if message is not None and update.callback_query is None:
+        key = sender_id(message)
+        if key is not None:
+            return key
+    elif update.effective_user is not None:
         return update.effective_user.id
     return update.effective_chat.id if update.effective_chat is not None else None
 

@@ -12,9 +12,28 @@ from ..core.text import without_mention
 log = logging.getLogger(__name__)
 
 
-def where(message: Message) -> Where:
+# Accounts Telegram puts in `from` for many people at once: anonymous group admins (GroupAnonymousBot),
+# people posting as a channel (Channel_Bot) and a linked channel's posts forwarded into its group
+# (Telegram). The one who wrote is known only as `sender_chat`.
+SHARED_ACCOUNTS = frozenset({1087968824, 136817688, 777000})
+
+
+def sender_id(message: Message) -> int | None:
+    """Who wrote this, as the bot keys queues and conversations: the person, or the chat they wrote as
+    (an anonymous admin's is the group itself). None for a channel's own post."""
     user = message.from_user
-    return Where(chat_id=message.chat_id, chat_kind=message.chat.type, user_id=user.id if user else None)
+    if message.sender_chat is not None and (user is None or user.id in SHARED_ACCOUNTS):
+        return message.sender_chat.id if message.chat.type != "channel" else None
+    return user.id if user else None
+
+
+def writes_as_chat(message: Message) -> bool:
+    """The sender hides behind a group or channel identity that others may share."""
+    return sender_id(message) is not None and sender_id(message) < 0
+
+
+def where(message: Message) -> Where:
+    return Where(chat_id=message.chat_id, chat_kind=message.chat.type, user_id=sender_id(message))
 
 
 def photo_file(message: Message) -> PhotoFile | None:

@@ -1,0 +1,77 @@
+"""People Telegram hides behind shared accounts: anonymous admins and those who write as a channel.
+
+Telegram puts the same account in `from` for all of them (GroupAnonymousBot, Channel_Bot), so the
+bot keys them by `sender_chat`: each group's anonymous admins, and each channel, are one sender.
+"""
+
+from __future__ import annotations
+
+from tests.bot_helpers import send_photo, send_text
+from tests.fake_telegram import group, user
+
+GROUP_A, GROUP_B = group(-100701), group(-100702)
+GROUP_A["title"], GROUP_B["title"] = "Group A", "Group B"
+NEWS = {"id": -100703, "type": "channel", "title": "News"}
+
+
+async def test_anonymous_admins_of_one_group_cannot_crowd_out_those_of_another(start_bot, telegram, bot_settings,
+                                                                              understood):
+    """With one queue for the shared account, group B's question was dropped behind group A's flood."""
+    await start_bot(bot_settings.model_copy(update={"user_queue": 2}))
+    held = understood[0]
+    send_photo(telegram, GROUP_B, None, held.image, caption="@clipchat_test_bot", sender_chat=GROUP_B)
+    await telegram.wait_replies(GROUP_B["id"], 1, timeout=60)
+    for _ in range(6):  # more than group A's queue holds
+        send_photo(telegram, GROUP_A, None, held.image, caption="@clipchat_test_bot", sender_chat=GROUP_A)
+    send_text(telegram, GROUP_B, None, "@clipchat_test_bot what colour is it?", sender_chat=GROUP_B)
+    replies = await telegram.wait_replies(GROUP_B["id"], 2, timeout=60)
+    assert replies[-1].reply_to is not None and replies[-1].text
+    answered_a = await telegram.wait_replies(GROUP_A["id"], 2, timeout=60)
+    assert len(answered_a) >= 2  # group A itself was only slowed down, to its own queue's size
+
+
+async def test_an_anonymous_admin_may_change_the_groups_settings(start_bot, telegram):
+    await start_bot()
+    send_text(telegram, GROUP_A, None, "/settings autocaption on", sender_chat=GROUP_A)
+    [answer] = await telegram.wait_replies(GROUP_A["id"], 1)
+    assert answer.text.startswith("Saved. Auto-captions")
+    # Writing as some channel proves nothing about this group
+    send_text(telegram, GROUP_A, None, "/settings autocaption off", sender_chat=NEWS)
+    answers = await telegram.wait_replies(GROUP_A["id"], 2)
+    assert answers[-1].text == "Only this chat's admins can change my settings."
+
+
+async def test_an_anonymous_admins_forget_is_explained_and_an_admin_can_confirm_it(start_bot, telegram,
+                                                                                     understood):
+    from storage import rows_about_user
+
+    app = await start_bot()
+    gid = GROUP_A["id"]
+    send_photo(telegram, GROUP_A, None, understood[0].image, caption="@clipchat_test_bot", sender_chat=GROUP_A)
+    await telegram.wait_replies(gid, 1, timeout=60)
+    bob = user(7101)  # a member who wrote as himself
+    send_photo(telegram, GROUP_A, bob, understood[1].image, caption="@clipchat_test_bot")
+    await telegram.wait_replies(gid, 2, timeout=60)
+    send_text(telegram, GROUP_A, None, "/forget", sender_chat=GROUP_A)
+    question = (await telegram.wait_replies(gid, 3))[-1]
+    assert "You're writing as Group A, not as yourself" in question.text
+    assert "only an admin of Group A can confirm" in question.text
+    buttons = [b["callback_data"] for row in question.params["reply_markup"]["inline_keyboard"] for b in row]
+    assert buttons == [f"forget:yes:{gid}", f"forget:no:{gid}"]
+
+    def press(presser: dict, number: int) -> None:
+        telegram.push({"callback_query": {"id": f"cb{number}", "from": presser, "chat_instance": "ci",
+                                          "data": f"forget:yes:{gid}", "message": telegram.bot_message(question)}})
+
+    press(bob, 1)  # not an admin: refused
+    await telegram.wait_for(lambda: telegram.sent("answerCallbackQuery"), what="the refusal")
+    assert telegram.sent("answerCallbackQuery")[0].params.get("show_alert") in (True, "true", "True")
+    assert not telegram.sent("editMessageText")
+    admin = user(7102)
+    telegram.admins[gid] = {admin["id"]}
+    press(admin, 2)  # a button press names the real person: an admin of the group confirms
+    [done] = await telegram.wait_for(lambda: telegram.sent("editMessageText"), what="the confirmation")
+    assert done.params["text"].startswith("Done. I deleted 1 photos")
+    async with app.bot_data.services.sessions() as session:
+        assert not any((await rows_about_user(session, gid)).values())
+        assert sum((await rows_about_user(session, bob["id"])).values()) > 0  # Bob's own photo stays
