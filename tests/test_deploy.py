@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -48,23 +49,132 @@ def test_compose_runs_the_bot_beside_postgresql_with_named_volumes() -> None:
     assert (DEPLOY / bot["build"]["dockerfile"].removeprefix("deploy/")).is_file()
 
 
-def test_docker_compose_config_validates_with_and_without_the_ray_profile(tmp_path: Path) -> None:
-    """What an operator does first: copy .env.example to .env, then `docker compose config`."""
+def test_docker_compose_config_validates_with_and_without_ray(tmp_path: Path) -> None:
+    """What an operator does first: copy .env.example to .env, set the database password, `docker compose config`."""
     if shutil.which("docker") is None or subprocess.run(["docker", "compose", "version"],
                                                         capture_output=True).returncode != 0:
         pytest.skip("Docker Compose v2 is not installed")
     deploy = tmp_path / "deploy"
     shutil.copytree(DEPLOY, deploy)
     shutil.copy(deploy / ".env.example", deploy / ".env")
+    (deploy / "ray_auth_token").write_text("0" * 64)
+    environment = {key: value for key, value in os.environ.items() if key != "POSTGRES_PASSWORD"}
 
-    def services(*profile: str) -> set[str]:
-        result = subprocess.run(["docker", "compose", *profile, "config", "--services"], cwd=deploy,
-                                capture_output=True, text=True, timeout=60)
+    def config(*files: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "compose", *(f"--file={name}" for name in files), "config", "--services"],
+                              cwd=deploy, capture_output=True, text=True, timeout=60, env=environment)
+
+    refused = config("docker-compose.yml")
+    assert refused.returncode != 0 and "set POSTGRES_PASSWORD in deploy/.env" in refused.stderr
+    with open(deploy / ".env", "a") as env_file:
+        env_file.write("POSTGRES_PASSWORD=0123456789abcdef\n")
+    for files, expected in ((("docker-compose.yml",), {"bot", "db"}),
+                            (("docker-compose.yml", "docker-compose.ray.yml"), {"bot", "db", "vision"})):
+        result = config(*files)
         assert result.returncode == 0, result.stderr
-        return set(result.stdout.split())
+        assert set(result.stdout.split()) == expected
 
-    assert services() == {"bot", "db"}
-    assert services("--profile", "ray") == {"bot", "db", "vision"}
+
+# --- what the deploy files expose (finding 12) ------------------------------------------------------------------
+
+RAY_COMPOSE = DEPLOY / "docker-compose.ray.yml"
+RAY_PORTS = ("6380", "10001", "8265")  # GCS, Ray Client, dashboard
+
+
+def load_compose(path: Path) -> dict:
+    assert path.is_file(), f"{path.name} is missing"
+    return yaml.safe_load(path.read_text())
+
+
+def environment_of(service: dict) -> dict[str, str | None]:
+    """A service's `environment:`, list or mapping form; a name without a value passes the operator's through."""
+    listed = service.get("environment") or {}
+    if isinstance(listed, dict):
+        return {key: None if value is None else str(value) for key, value in listed.items()}
+    return {entry.partition("=")[0]: entry.partition("=")[2] if "=" in entry else None for entry in listed}
+
+
+def test_compose_refuses_to_start_without_a_database_password() -> None:
+    text = (DEPLOY / "docker-compose.yml").read_text()
+    uses = re.findall(r"\$\{POSTGRES_PASSWORD([^}]*)\}", text)
+    assert len(uses) == 2, uses  # the database's own setting and the bot's DATABASE_URL
+    assert all(use.startswith(":?") and len(use) > 2 for use in uses), f"a fallback password: {uses}"
+
+
+def test_the_vision_container_gets_model_settings_only() -> None:
+    """The Ray head runs whatever its cluster is sent: it must not hold the bot token or the database password."""
+    from vision.settings import VisionSettings
+
+    vision = load_compose(RAY_COMPOSE)["services"]["vision"]
+    assert "env_file" not in vision, "env_file hands the container every line of .env"
+    environment = environment_of(vision)
+    model_settings = {f"CLIPCHAT_{name.upper()}" for name in VisionSettings.model_fields}
+    batching = {"CLIPCHAT_MAX_BATCH", "CLIPCHAT_MAX_WAIT_MS"}  # how a replica batches, read by vision-server
+    allowed = model_settings | batching | {"HF_HUB_OFFLINE", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"}
+    assert set(environment) <= allowed, set(environment) - allowed
+    assert model_settings <= set(environment), f"model settings not passed on: {model_settings - set(environment)}"
+    assert all(environment[name] is None for name in model_settings), "model settings come from .env, not here"
+    for secret in ("TELEGRAM_BOT_TOKEN", "DATABASE_URL", "POSTGRES_PASSWORD", "RAY_AUTH_TOKEN"):
+        assert secret not in RAY_COMPOSE.read_text().replace("RAY_AUTH_TOKEN_PATH", "")
+
+
+def test_ray_ports_stay_on_the_compose_network() -> None:
+    assert "vision" not in load_compose(DEPLOY / "docker-compose.yml")["services"], "Ray is the override's, opt-in"
+    for path in (DEPLOY / "docker-compose.yml", RAY_COMPOSE):
+        for name, service in load_compose(path)["services"].items():
+            published = [str(port) for port in service.get("ports", [])]
+            assert not [port for port in published if any(ray in port for ray in RAY_PORTS)], (name, published)
+    vision = load_compose(RAY_COMPOSE)["services"]["vision"]
+    start = " ".join(vision["command"])
+    assert "ports" not in vision and "network_mode" not in vision
+    assert "0.0.0.0" not in start and "--include-dashboard=false" in start
+
+
+def test_the_ray_token_is_a_secret_file_both_sides_read() -> None:
+    compose = load_compose(RAY_COMPOSE)
+    assert set(compose["secrets"]["ray_auth_token"]) == {"file"}
+    for name in ("vision", "bot"):
+        service = compose["services"][name]
+        assert "ray_auth_token" in service["secrets"], name
+        environment = environment_of(service)
+        assert environment["RAY_AUTH_MODE"] == "token", name
+        assert environment["RAY_AUTH_TOKEN_PATH"] == "/run/secrets/ray_auth_token", name
+    assert environment_of(compose["services"]["bot"])["CLIPCHAT_RAY_ADDRESS"] == "ray://vision:10001"
+    assert "ray_auth_token" in (DEPLOY / ".gitignore").read_text().split()
+
+
+def unit_directives(path: Path) -> dict[str, list[str]]:
+    """[Service] of a systemd unit: each key with every value it is given (systemd keys may repeat)."""
+    section, directives = None, {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]" and "=" in line and not line.startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            directives.setdefault(key, []).append(value)
+    return directives
+
+
+def test_the_systemd_unit_sandboxes_the_bot() -> None:
+    unit = unit_directives(DEPLOY / "clipchat.service")
+    expected = {"ProtectKernelTunables": "true", "ProtectKernelModules": "true", "ProtectKernelLogs": "true",
+                "ProtectControlGroups": "true", "ProtectClock": "true", "ProtectHostname": "true",
+                "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6", "CapabilityBoundingSet": "",
+                "AmbientCapabilities": "", "SystemCallFilter": "@system-service", "SystemCallArchitectures": "native",
+                "LockPersonality": "true", "RestrictNamespaces": "true", "RestrictRealtime": "true",
+                "RestrictSUIDSGID": "true", "PrivateDevices": "true", "UMask": "0077", "NoNewPrivileges": "true"}
+    for key, value in expected.items():
+        assert value in unit.get(key, []), f"{key}={value} missing (has {unit.get(key)})"
+    assert re.fullmatch(r"\d+[KMGT]", unit["MemoryMax"][-1]), unit.get("MemoryMax")
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        return
+    result = subprocess.run([analyze, "security", "--offline=yes", str(DEPLOY / "clipchat.service")],
+                            capture_output=True, text=True, timeout=60)
+    score = re.search(r"Overall exposure level for clipchat.service: ([\d.]+)", result.stdout)
+    assert score, result.stdout + result.stderr
+    assert float(score.group(1)) <= 3.0, result.stdout  # "OK"; the unit shipped before this scored 8.5
 
 
 def doctor(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:

@@ -3,6 +3,11 @@
     clipchat vision-server --replicas 2 --gpus-per-replica 1     # on the Ray cluster's head node
     CLIPCHAT_INFERENCE=ray CLIPCHAT_RAY_ADDRESS=auto clipchat run  # every bot process
 
+Ray 2.60 turns token authentication on for a local cluster, and for `ray start` whenever a token
+exists; such a cluster admits only processes started with RAY_AUTH_MODE=token and the head's
+token (RAY_AUTH_TOKEN_PATH=FILE). Ray reads both when it is imported; clipchat never reads the
+token itself, so it cannot log it. deploy/README.md says how to hand it out.
+
 A replica holds a `LocalModels`: requests from every bot process meet in its
 micro-batchers, exactly as chats do in one process. `RayModels` is the bot's side.
 User-facing errors (a damaged photo) come back as values and are raised again here,
@@ -13,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 
-from clipchat.errors import ClipchatError
+from clipchat.errors import ClipchatError, InvalidConfig, TooSlow
 from clipchat.facts import PhotoFacts
 from dialogue import Answer
 from vision.settings import VisionSettings
@@ -71,15 +78,38 @@ def deployment_class():
     return VisionDeployment
 
 
+def join_cluster(address: str | None) -> None:
+    """Connect this process to the Ray cluster at `address` (None: start a local one), once.
+
+    A cluster that refuses us looks, after Ray's retries, like one that is not there; the error
+    says what to check, token authentication first, since Ray turns it on by itself.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, include_dashboard=False, ignore_reinit_error=True)
+    except ConnectionError as error:
+        if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+            hint = "check the address, and that RAY_AUTH_TOKEN_PATH names a copy of the head's token file"
+        else:
+            hint = ("if the cluster uses token authentication, start this process with RAY_AUTH_MODE=token "
+                    "and RAY_AUTH_TOKEN_PATH naming a copy of the head's token file")
+        raise InvalidConfig(detail=f"could not join the Ray cluster at {address}: {error}; {hint} "
+                                   "(deploy/README.md, \"Securing the cluster\")") from error
+
+
 def deploy(vision: VisionSettings, *, replicas: int | None = 1, min_replicas: int = 1, max_replicas: int | None = None,
            gpus_per_replica: float = 0.0, cpus_per_replica: float = 1.0, max_batch: int = 16,
-           max_wait_s: float = 0.03, address: str | None = None, blocking: bool = False):
-    """Start (or update) the vision application on the Ray cluster at `address` (None: a local one)."""
-    import ray
+           max_wait_s: float = 0.03, address: str | None = None):
+    """Start (or update) the vision application on the Ray cluster at `address` (None: a local one).
+
+    Returns once the replicas are up; `clipchat vision-server` then waits for a signal and calls `undeploy`.
+    """
     from ray import serve
 
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, ignore_reinit_error=True)
+    join_cluster(address)
     options: dict = {"ray_actor_options": {"num_gpus": gpus_per_replica, "num_cpus": cpus_per_replica}}
     if max_replicas:  # Serve adds replicas while requests queue, and removes them when idle
         options["autoscaling_config"] = {"min_replicas": min_replicas, "max_replicas": max_replicas,
@@ -87,28 +117,58 @@ def deploy(vision: VisionSettings, *, replicas: int | None = 1, min_replicas: in
     else:
         options["num_replicas"] = replicas
     app = deployment_class().options(**options).bind(vision.model_dump(mode="json"), max_batch, max_wait_s)
-    return serve.run(app, name=APP_NAME, route_prefix=None, blocking=blocking)
+    return serve.run(app, name=APP_NAME, route_prefix=None)
+
+
+def undeploy(timeout_s: float) -> bool:
+    """Remove the vision application from the cluster; False if that was not confirmed within `timeout_s`.
+
+    The removal runs on a helper thread: when the cluster has gone away, Ray's calls wait for it
+    to come back, and someone stopping the server should not wait with them.
+    """
+    from ray import serve
+
+    outcome: list[BaseException | None] = []
+
+    def remove() -> None:
+        try:
+            serve.delete(APP_NAME)
+            outcome.append(None)
+        except Exception as error:  # reported below, on the thread that decides what happens next
+            outcome.append(error)
+
+    worker = threading.Thread(target=remove, name="undeploy", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if outcome == [None]:
+        log.info("removed %s from the Ray cluster", APP_NAME)
+        return True
+    reason = outcome[0] if outcome else f"no answer within {timeout_s:g} s: is the cluster still running?"
+    log.warning("could not remove %s from the Ray cluster (%s); `serve shutdown` on the head removes it", APP_NAME,
+                reason)
+    return False
 
 
 class RayModels:
     """`Models`, answered by the vision application on Ray Serve."""
 
-    def __init__(self, handle, identity: str, limits) -> None:
+    def __init__(self, handle, identity: str, limits, timeout: float = 120.0) -> None:
         self.handle = handle
         self.identity = identity
         self.limits = limits
+        self.timeout = timeout  # a caller's longest wait, as in LocalModels
 
     @classmethod
-    async def connect(cls, vision: VisionSettings, address: str | None) -> RayModels:
+    async def connect(cls, vision: VisionSettings, address: str | None, timeout: float = 120.0) -> RayModels:
         import ray
         from ray import serve
 
         if not ray.is_initialized():
-            await asyncio.to_thread(ray.init, address=address, include_dashboard=False, ignore_reinit_error=True)
+            await asyncio.to_thread(join_cluster, address)
         handle = serve.get_app_handle(APP_NAME)
         identity = await handle.identity.remote()
         log.info("vision on Ray Serve (%s), models %s", address or "local", identity)
-        return cls(handle, identity, vision.image_limits())
+        return cls(handle, identity, vision.image_limits(), timeout)
 
     async def describe(self, request: DescribeRequest) -> PhotoFacts:
         return await self._call("describe", request)
@@ -129,6 +189,9 @@ class RayModels:
         # Reaches one replica; the others' caches are bounded and age out as they fill.
         await self.handle.forget_caches.remote()
 
+    def stalled_for(self) -> float:
+        return 0.0  # a replica's health is Ray Serve's to check: it replaces replicas that stop answering
+
     def queue_depths(self) -> dict[str, int]:
         return {}  # the queues are the replicas'; Ray's dashboard and metrics show them
 
@@ -136,7 +199,11 @@ class RayModels:
         """The replicas belong to the cluster, not to this bot process: nothing to stop."""
 
     async def _call(self, feature: str, request):
-        result = await self.handle.call.remote(feature, request)
+        try:
+            async with asyncio.timeout(self.timeout):
+                result = await self.handle.call.remote(feature, request)
+        except TimeoutError:
+            raise TooSlow(detail=f"{feature} on Ray Serve took over {self.timeout:g} s") from None
         if isinstance(result, ClipchatError):
             raise result
         return result

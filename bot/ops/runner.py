@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import logging
 import secrets
+import signal
+import time
 from urllib.parse import urlparse
 
 from storage import StorageSettings
@@ -46,6 +48,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     server.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs each replica claims (e.g. 1, 0.5)")
     server.add_argument("--cpus-per-replica", type=float, default=1.0)
     server.add_argument("--models", metavar="DIR_OR_NAME", help="model set (default: CLIPCHAT_MODELS)")
+    server.add_argument("--stop-timeout", type=float, default=20.0, metavar="SECONDS",
+                        help="on Ctrl-C or SIGTERM, how long to wait for the cluster to remove the application "
+                             "(default 20; a second Ctrl-C stops waiting)")
     server.set_defaults(handler=run_vision_server)
 
     example = commands.add_parser("env-example", help="print a .env file documenting every setting")
@@ -83,17 +88,46 @@ def run_doctor(args: argparse.Namespace, vision_settings: VisionSettings) -> int
     return report(run_checks(settings, vision_settings, StorageSettings()), quiet=args.quiet)
 
 
+class _Stop(Exception):
+    """SIGINT or SIGTERM arrived: stop serving."""
+
+
+def _stop_on_signal(signum: int, frame) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
 def run_vision_server(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
-    from ..engine.ray_serve import deploy
+    from ..engine.ray_serve import APP_NAME, deploy, join_cluster, undeploy
 
     if args.models:
         vision_settings = vision_settings.model_copy(update={"models": args.models})
     settings = BotSettings()
     low, high = args.autoscale or (1, None)
-    deploy(vision_settings, replicas=args.replicas, min_replicas=low, max_replicas=high,
-           gpus_per_replica=args.gpus_per_replica, cpus_per_replica=args.cpus_per_replica,
-           max_batch=settings.max_batch, max_wait_s=settings.max_wait_ms / 1000, address=args.address,
-           blocking=True)
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    join_cluster(args.address)
+    # Ctrl-C and SIGTERM both stop the server, here rather than in Ray's blocking serve.run(): that
+    # one lets KeyboardInterrupt reach Ray's exception hook, which waits on the cluster (forever, once
+    # the cluster has stopped), and joining the cluster installed Ray's SIGTERM handler, which aborts
+    # with a stack dump. So the handlers go in after joining; explicitly for SIGINT too, since a shell
+    # starts background jobs with SIGINT ignored.
+    previous = {signum: signal.signal(signum, _stop_on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            deploy(vision_settings, replicas=args.replicas, min_replicas=low, max_replicas=high,
+                   gpus_per_replica=args.gpus_per_replica, cpus_per_replica=args.cpus_per_replica,
+                   max_batch=settings.max_batch, max_wait_s=settings.max_wait_ms / 1000, address=args.address)
+            log.info("%s is serving; Ctrl-C or SIGTERM removes it from the cluster and stops", APP_NAME)
+            while True:
+                time.sleep(3600)
+        except _Stop as stop:  # during the deployment too: its replicas may already be running
+            log.info("%s: removing %s from the cluster (waiting at most %g s)", stop, APP_NAME, args.stop_timeout)
+        try:
+            undeploy(args.stop_timeout)
+        except _Stop:
+            log.warning("stopping without waiting for the cluster to remove %s", APP_NAME)
+    finally:
+        for signum, handler in previous.items():  # None: a handler set outside Python, such as Ray's
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
     return 0
 
 
