@@ -120,6 +120,12 @@ def figure():
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
+    from tests.fault_table import ROWS, table
+
+    if ROWS:
+        terminalreporter.section("fault table")
+        for line in table(ROWS):
+            terminalreporter.write_line(line)
     if _FIGURES:
         terminalreporter.section("measured figures")
         for name, value in sorted(_FIGURES.items()):

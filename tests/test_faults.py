@@ -1,0 +1,456 @@
+"""Fault injection: crafted files, hostile bursts, a failing Bot API, hung models, a dying database.
+
+Each test plays one fault against the real bot (the fake Bot API server, the world's models) and adds
+a row to the fault table printed at the end of the run: tries, replies, turns lost, crashes and peak
+resident memory. The targets: nothing lost, nothing crashed, and the token in no log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sqlite3
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+
+from tests.bot_helpers import jpeg, send_photo, send_text
+from tests.conftest import BOT_TOKEN, POSTGRES_URL
+from tests.fake_telegram import private, user
+from tests.fault_table import Try, Watch, account
+from tests.test_intake import encode, png_claiming_size
+
+NO_LEAK = BOT_TOKEN.split(":")[1]
+
+
+def crafted(kind: str, side: int = 7000) -> bytes:
+    """Small files that are expensive or impossible to decode."""
+    if kind == "grey16":  # 16-bit greyscale: 49 MP from 95 KB
+        return encode(Image.new("I;16", (side, side), 40000), "PNG")
+    if kind == "rgba":
+        return encode(Image.new("RGBA", (side, side), (10, 200, 30, 128)), "PNG")
+    if kind == "palette":
+        return encode(Image.new("P", (side, side), 3), "PNG", transparency=3)
+    if kind == "bomb":  # a header claiming 10 gigapixels
+        return png_claiming_size(100_000, 100_000)
+    if kind == "truncated":
+        return encode(Image.new("RGB", (side // 4, side // 4), "red"), "JPEG")[:2000]
+    if kind == "not an image":
+        return b"%PDF-1.4\n1 0 obj<<>>endobj\n" * 10
+    raise ValueError(kind)
+
+
+DECODABLE = ("grey16", "rgba", "palette")
+KINDS = DECODABLE + ("bomb", "truncated", "not an image")
+
+
+def send_document(telegram, chat: dict, sender: dict, data: bytes, **fields) -> dict:
+    message = telegram.message(chat, sender, document=telegram.add_file(data), mime_type="image/png", **fields)
+    telegram.push({"message": message})
+    return message
+
+
+def sessions_of(app):
+    return app.bot_data.services.sessions
+
+
+async def warmed_up(telegram, image) -> None:
+    """One ordinary photo first: the baseline is a bot that has answered once (its first batch sets up
+    PyTorch's buffers, a few hundred MB that a fault must not be blamed for)."""
+    send_photo(telegram, private(7999), user(7999), image)
+    await telegram.wait_replies(7999, 1, timeout=60)
+
+
+async def test_crafted_images_get_an_answer_or_a_polite_refusal(start_bot, telegram, understood):
+    app = await start_bot()
+    await warmed_up(telegram, understood[0].image)
+    files = {kind: crafted(kind) for kind in KINDS}  # made before watching: making them takes memory too
+    tries = []
+    with Watch() as watch:
+        for number, kind in enumerate(KINDS):
+            chat = private(8000 + number)
+            message = send_document(telegram, chat, user(8000 + number), files[kind])
+            tries.append(Try(chat["id"], message["message_id"], answer=kind in DECODABLE))
+        for attempt in tries:
+            await telegram.wait_replies(attempt.chat_id, 1, timeout=120)
+    row = await account("crafted images (16-bit, RGBA, palette, bomb, cut, PDF)", telegram, sessions_of(app),
+                        tries, watch)
+    assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
+    assert row.peak_rss_mb < 1024
+    assert NO_LEAK not in watch.text()
+
+
+async def _album_burst(telegram, files: dict[str, bytes], senders: int, photos: int) -> list[Try]:
+    """`senders` people each post an album of `photos` crafted documents at once."""
+    tries = []
+    for sender in range(senders):
+        chat, person = private(9000 + sender), user(9000 + sender)
+        first = None
+        for number in range(photos):
+            message = send_document(telegram, chat, person, files[KINDS[(sender + number) % len(KINDS)]],
+                                    media_group_id=f"burst-{sender}")
+            first = first or message
+        tries.append(Try(chat["id"], first["message_id"], answer=True))
+    for attempt in tries:
+        await telegram.wait_replies(attempt.chat_id, 1, timeout=300)
+    return tries
+
+
+async def test_a_hostile_album_burst_stays_within_a_gigabyte(start_bot, telegram, understood):
+    """20 senders x 10-photo albums of crafted documents: every album answered, memory bounded."""
+    app = await start_bot()
+    await warmed_up(telegram, understood[0].image)
+    files = {kind: crafted(kind, side=3000) for kind in KINDS}
+    with Watch() as watch:
+        tries = await _album_burst(telegram, files, senders=20, photos=10)
+    row = await account("hostile album burst, test world (20 x 10 crafted files)", telegram, sessions_of(app),
+                        tries, watch)
+    assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
+    assert row.peak_rss_mb < 1024
+
+
+async def test_a_hostile_album_burst_on_full_size_models(telegram, bot_settings, tmp_path, understood):
+    """The same burst on ViT-B/32 and GPT-2 124M (random weights: the hub is out of reach here)."""
+    import torch
+
+    from bench.pipelines import build_models
+    from bot.adapter.application import build_application
+    from storage import StorageSettings
+    from vision.tagger import ZeroShotTagger, load_vocabulary
+
+    models = build_models("cpu", torch.float32, tags=False)
+    # A slice of the everyday vocabulary: its full 4,000 labels take two minutes of CLIP text passes here
+    everyday = load_vocabulary("everyday")
+    models.tagger = ZeroShotTagger(models.encoder, type(everyday)(tuple(
+        (name, labels[:20]) for name, labels in everyday.sections)))
+    storage = StorageSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'full.db'}")
+    app = build_application(bot_settings, storage_settings=storage, models=models)
+    await app.initialize()
+    await app.post_init(app)
+    await app.updater.start_polling(poll_interval=0, timeout=1)
+    await app.start()
+    files = {kind: crafted(kind, side=3000) for kind in KINDS}
+    try:
+        await warmed_up(telegram, Image.new("RGB", (640, 480), "orange"))
+        with Watch() as watch:
+            tries = await _album_burst(telegram, files, senders=20, photos=10)
+        row = await account("hostile album burst, ViT-B/32 + GPT-2 (20 x 10 crafted files)", telegram,
+                            sessions_of(app), tries, watch)
+    finally:
+        await app.updater.stop()
+        await app.stop()
+        await app.shutdown()
+        await app.post_shutdown(app)
+    assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
+    assert row.peak_rss_mb < 1024
+
+
+async def test_429_storms_and_5xx_from_the_bot_api_delay_replies_but_lose_none(start_bot, telegram, understood):
+    app = await start_bot()
+    telegram.fail("sendMessage", times=10, code=429, retry_after=1)
+    telegram.fail("sendMessage", times=3, code=502, description="Bad Gateway")
+    tries = []
+    with Watch() as watch:
+        for number in range(10):
+            chat = private(8100 + number)
+            message = send_photo(telegram, chat, user(8100 + number), understood[number % len(understood)].image)
+            tries.append(Try(chat["id"], message["message_id"], answer=True))
+        for attempt in tries:
+            await telegram.wait_replies(attempt.chat_id, 1, timeout=120)
+    row = await account("429 storm (10) and 502s (3) from the Bot API", telegram, sessions_of(app), tries, watch)
+    assert len(telegram.sent("sendMessage", refused=True)) - len(telegram.sent("sendMessage")) == 13  # it hit
+    assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
+
+
+async def test_failed_downloads_are_explained(start_bot, telegram, bot_settings, understood):
+    """404 (an expired file), a server that never answers, a body cut short."""
+    from bot.adapter.telegram_chat import SLOW_DOWNLOAD
+    from clipchat.errors import Unavailable
+
+    app = await start_bot(bot_settings.model_copy(update={"download_timeout_s": 8}))
+    data = jpeg(understood[0].image)
+    tries = []
+    with Watch() as watch:
+        for number, fault in enumerate((404, "hang", "truncate")):
+            chat, person = private(8200 + number), user(8200 + number)
+            message = telegram.message(chat, person, photo=telegram.add_file(data, download_status=fault))
+            telegram.push({"message": message})
+            tries.append(Try(chat["id"], message["message_id"], answer=False))
+        heard = [(await telegram.wait_replies(t.chat_id, 1, timeout=30))[0].text for t in tries]
+    row = await account("file downloads failing (404, hang, truncated body)", telegram, sessions_of(app), tries,
+                        watch)
+    assert heard == [Unavailable.user_message, SLOW_DOWNLOAD, Unavailable.user_message]
+    assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
+
+
+async def test_a_hung_model_call_times_out_and_fails_the_health_check(start_bot, telegram, bot_settings, understood):
+    """A hung GPU never raises: the user hears "try again", liveness fails, and the bot recovers with it."""
+    from bot.adapter import jobs
+    from bot.ops.doctor import FAIL, OK, alive
+    from clipchat.errors import TooSlow
+
+    settings = bot_settings.model_copy(update={"model_timeout_s": 2})
+    app = await start_bot(settings)
+    services = app.bot_data.services
+    released = threading.Event()
+    describe = services.models.engine.describe
+
+    @functools.wraps(describe)
+    def hangs_once(batch):
+        if not released.is_set():
+            released.wait(60)  # the model thread is stuck, as on a hung GPU
+        return describe(batch)
+
+    services.models.engine.describe = hangs_once
+    context = SimpleNamespace(services=services)
+    heartbeat = settings.heartbeat_path()
+    tries = []
+    with Watch() as watch:
+        first = send_photo(telegram, private(8300), user(8300), understood[0].image)
+        tries.append(Try(8300, first["message_id"], answer=False))
+        [busy] = await telegram.wait_replies(8300, 1, timeout=30)
+        assert busy.text == TooSlow.user_message
+        await asyncio.sleep(0.5)
+        os.utime(heartbeat, (time.time() - 3600, time.time() - 3600))  # the last beat was long ago
+        await jobs.heartbeat(context)
+        assert alive(settings).status == FAIL  # stuck: the container is restarted
+        released.set()
+        await asyncio.sleep(0.5)
+        second = send_photo(telegram, private(8301), user(8301), understood[1].image)
+        tries.append(Try(8301, second["message_id"], answer=True))
+        await telegram.wait_replies(8301, 1, timeout=60)
+        await jobs.heartbeat(context)
+        assert alive(settings).status == OK
+    row = await account("a hung model call (2 s limit)", telegram, sessions_of(app), tries, watch)
+    assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
+
+
+class Plug:
+    """A TCP proxy in front of PostgreSQL that can be pulled (every connection cut, new ones refused) and put back:
+    the database killed and restarted, as the bot sees it."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port_behind = host, port
+        self.pulled = False
+        self._links: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> Plug:
+        self._server = await asyncio.start_server(self._link, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _link(self, client_reader, client_writer) -> None:
+        if self.pulled:
+            client_writer.close()
+            return
+        server_reader, server_writer = await asyncio.open_connection(self.host, self.port_behind)
+        self._links |= {client_writer, server_writer}
+
+        async def pipe(reader, writer) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass  # the other side was cut: closing below is all there is to do
+            finally:
+                writer.close()
+
+        await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
+
+    def pull(self) -> None:
+        self.pulled = True
+        for writer in self._links:
+            writer.transport.abort()
+        self._links.clear()
+
+    def put_back(self) -> None:
+        self.pulled = False
+
+    async def close(self) -> None:
+        self.pull()
+        self._server.close()
+
+
+@pytest.fixture
+async def plugged_postgres():
+    """A fresh PostgreSQL database behind a `Plug`, and its URL through the plug."""
+    import uuid
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(POSTGRES_URL)
+    try:
+        admin = await asyncpg.connect(user=url.username, password=url.password, host=url.host,
+                                      port=url.port or 5432, database=url.database, timeout=5)
+    except (OSError, asyncpg.PostgresError) as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must test PostgreSQL, but {url.render_as_string()} did not answer: {error}")
+        pytest.skip(f"no PostgreSQL at {url.render_as_string()}: {error}")
+    name = f"clipchat_fault_{uuid.uuid4().hex[:10]}"
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    plug = await Plug(url.host, url.port or 5432).start()
+    try:
+        yield plug, url.set(host="127.0.0.1", port=plug.port, database=name).render_as_string(hide_password=False)
+    finally:
+        await plug.close()
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_the_database_killed_mid_write_and_restarted_loses_nothing(start_bot, telegram, understood,
+                                                                          plugged_postgres):
+    """The database dies as the bot writes down its answers, and comes back 3 s later; then it stays down
+    for a question, which is refused at once rather than after minutes."""
+    from clipchat.errors import StorageDown
+
+    plug, url = plugged_postgres
+    app = await start_bot(database_url=url)
+    tries = []
+    with Watch() as watch:
+        for number in range(4):
+            chat = private(8400 + number)
+            message = send_photo(telegram, chat, user(8400 + number), understood[number].image)
+            tries.append(Try(chat["id"], message["message_id"], answer=True))
+        await telegram.wait_for(lambda: telegram.sent("sendMessage"), what="the first answer")
+        plug.pull()  # the answers are being written down now
+        await asyncio.sleep(3)
+        plug.put_back()
+        for attempt in tries:
+            await telegram.wait_replies(attempt.chat_id, 1, timeout=60)
+        await asyncio.sleep(1)  # the last writes land
+        plug.pull()
+        started = time.monotonic()
+        question = send_text(telegram, private(8400), user(8400), "what colour is it?")
+        tries.append(Try(8400, question["message_id"], answer=True))
+        replies = await telegram.wait_replies(8400, 2, timeout=60)
+        assert replies[-1].text == StorageDown.user_message
+        assert time.monotonic() - started < 30
+        plug.put_back()
+    row = await account("database killed mid-write, back 3 s later; then down", telegram, sessions_of(app), tries,
+                        watch)
+    assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
+
+
+async def test_a_full_disk_under_sqlite_is_explained_and_serving_resumes(start_bot, telegram, understood):
+    """SQLite's own "database or disk is full" (its page limit stands in for the disk), then space again."""
+    from sqlalchemy import event
+
+    from clipchat.errors import StorageDown
+
+    app = await start_bot()
+    database = app.bot_data.services.database
+    path = database.url.database
+    with sqlite3.connect(path) as writer:
+        pages = writer.execute("PRAGMA page_count").fetchone()[0] + 4
+
+    def no_room(connection, _record) -> None:
+        connection.execute(f"PRAGMA max_page_count={pages}")
+
+    # Small rows, appended until no page is left, so every table's pages are full: as on a disk with no space
+    fillers = ("INSERT INTO users (id, first_seen) VALUES (-1 - ?, '2026-01-01')",
+               "INSERT INTO chats (id, kind, first_seen) VALUES (-1 - ?, 'x', '2026-01-01')",
+               "INSERT INTO turns (chat_id, user_id, role, text, created_at) VALUES (-1, -1, 'u', ?, '2026-01-01')",
+               "INSERT INTO images (chat_id, message_id, file_id, file_unique_id, media_kind, caption, tags, embedding,"
+               " embedding_model, created_at) VALUES (-1, ?, '', '', '', '', '[]', x'', '', '2026-01-01')")
+
+    def fill() -> int:
+        writer = sqlite3.connect(path)  # foreign keys off, as sqlite3 opens it: filler rows need no owners
+        no_room(writer, None)
+        filled = 0
+        try:
+            for statement in fillers:
+                try:
+                    while True:
+                        writer.execute(statement, (filled,))
+                        writer.commit()
+                        filled += 1
+                except sqlite3.OperationalError as error:
+                    assert "full" in str(error)
+                    writer.rollback()
+        finally:
+            writer.close()
+        return filled
+
+    tries = []
+    with Watch() as watch:
+        event.listen(database.sync_engine, "connect", no_room)
+        await database.dispose()  # every new connection now finds the disk full
+        assert fill() > 0
+        first = send_photo(telegram, private(8500), user(8500), understood[0].image)
+        tries.append(Try(8500, first["message_id"], answer=True))
+        replies = await telegram.wait_replies(8500, 2, timeout=60)
+        assert replies[-1].text == StorageDown.user_message
+        event.remove(database.sync_engine, "connect", no_room)
+        await database.dispose()
+        second = send_photo(telegram, private(8501), user(8501), understood[1].image)
+        tries.append(Try(8501, second["message_id"], answer=True))
+        await telegram.wait_replies(8501, 1, timeout=60)
+    row = await account("disk full under SQLite, then freed", telegram, sessions_of(app), tries, watch)
+    assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
+
+
+async def test_a_flood_of_1000_updates_from_100_users_is_answered_in_full(start_bot, telegram, bot_settings,
+                                                                         understood):
+    """The fake server has no flood limit, so the bot's own rate limit is lifted to let the flood through."""
+    app = await start_bot(bot_settings.model_copy(update={"rate_limit_per_second": 1000,
+                                                          "rate_limit_per_group_minute": 1000}))
+    tries = []
+    with Watch() as watch:
+        for person in range(100):
+            chat, sender = private(10_000 + person), user(10_000 + person)
+            message = send_photo(telegram, chat, sender, understood[person % len(understood)].image)
+            tries.append(Try(chat["id"], message["message_id"], answer=True))
+        for round_ in range(9):
+            for person in range(100):
+                chat, sender = private(10_000 + person), user(10_000 + person)
+                text = "what colour is it?" if round_ % 3 == 0 else "/caption"
+                message = send_text(telegram, chat, sender, text)
+                tries.append(Try(chat["id"], message["message_id"], answer=round_ % 3 == 0))
+        for person in range(100):
+            await telegram.wait_replies(10_000 + person, 10, timeout=300)
+    row = await account("a flood: 1,000 updates from 100 users", telegram, sessions_of(app), tries, watch)
+    assert (row.tries, row.replies, row.lost, row.crashes) == (1000, 1000, 0, 0), watch.tracebacks()
+
+
+async def test_a_slow_bot_api_under_many_senders_drops_no_reply(start_bot, telegram, bot_settings):
+    """300 people at once while each send takes 1.5 s: PTB's default pool (256 connections, 1 s wait)
+    dropped the replies that found it full."""
+    app = await start_bot(bot_settings.model_copy(update={"rate_limit_per_second": 1000}))
+    telegram.latency["sendMessage"] = 1.5
+    tries = []
+    with Watch() as watch:
+        for person in range(300):
+            message = send_text(telegram, private(20_000 + person), user(20_000 + person), "/help")
+            tries.append(Try(20_000 + person, message["message_id"], answer=False))
+        await telegram.wait_for(lambda: len(telegram.sent("sendMessage")) >= 300 or watch.tracebacks(),
+                                timeout=120, what="300 replies")
+    row = await account("a slow Bot API (1.5 s a send) and 300 senders at once", telegram, sessions_of(app), tries,
+                        watch)
+    assert (row.replies, row.lost, row.crashes) == (300, 0, 0), watch.tracebacks()
+
+
+async def test_a_restart_mid_conversation_keeps_every_turn(start_bot, telegram, understood):
+    app = await start_bot()
+    chat, alice = private(8600), user(8600)
+    tries = []
+    with Watch() as watch:
+        photo = send_photo(telegram, chat, alice, understood[0].image)
+        tries.append(Try(8600, photo["message_id"], answer=True))
+        await telegram.wait_replies(8600, 1, timeout=60)
+        question = send_text(telegram, chat, alice, "what colour is it?")
+        tries.append(Try(8600, question["message_id"], answer=True))
+        await asyncio.sleep(0.05)  # the question is on its way through the bot
+        await start_bot.stop(app)
+        app = await start_bot()  # the same database
+        follow_up = send_text(telegram, chat, alice, "and what shape?")
+        tries.append(Try(8600, follow_up["message_id"], answer=True))
+        await telegram.wait_replies(8600, 3, timeout=60)
+    row = await account("a restart mid-conversation", telegram, sessions_of(app), tries, watch)
+    assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
+    assert NO_LEAK not in watch.text()
