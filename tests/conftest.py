@@ -6,6 +6,7 @@ without it every session builds a fresh one, as CI does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -137,15 +138,12 @@ def pytest_terminal_summary(terminalreporter) -> None:
 POSTGRES_URL = os.environ.get("CLIPCHAT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path):
-    """A blank database: a SQLite file, or a fresh PostgreSQL database dropped afterwards.
+@contextlib.asynccontextmanager
+async def fresh_postgres():
+    """A new, empty PostgreSQL database, as a SQLAlchemy URL; dropped afterwards.
 
-    PostgreSQL is skipped only outside CI when no server answers; under CI=true that fails.
+    Skipped only outside CI when no server answers; under CI=true that fails.
     """
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'clipchat.db'}"
-        return
     import uuid
 
     import asyncpg
@@ -162,10 +160,20 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path):
     name = f"clipchat_test_{uuid.uuid4().hex[:10]}"
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield url.set(database=name).render_as_string(hide_password=False)
+        yield url.set(database=name)
     finally:
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """A blank database: a SQLite file, or a fresh PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'clipchat.db'}"
+        return
+    async with fresh_postgres() as url:
+        yield url.render_as_string(hide_password=False)
 
 
 @pytest.fixture

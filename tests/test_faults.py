@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.bot_helpers import jpeg, send_photo, send_text
-from tests.conftest import BOT_TOKEN, POSTGRES_URL
+from tests.conftest import BOT_TOKEN, fresh_postgres
 from tests.fake_telegram import private, user
 from tests.fault_table import Try, Watch, account
 from tests.test_intake import encode, png_claiming_size
@@ -279,28 +279,12 @@ class Plug:
 @pytest.fixture
 async def plugged_postgres():
     """A fresh PostgreSQL database behind a `Plug`, and its URL through the plug."""
-    import uuid
-
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(POSTGRES_URL)
-    try:
-        admin = await asyncpg.connect(user=url.username, password=url.password, host=url.host,
-                                      port=url.port or 5432, database=url.database, timeout=5)
-    except (OSError, asyncpg.PostgresError) as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must test PostgreSQL, but {url.render_as_string()} did not answer: {error}")
-        pytest.skip(f"no PostgreSQL at {url.render_as_string()}: {error}")
-    name = f"clipchat_fault_{uuid.uuid4().hex[:10]}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    plug = await Plug(url.host, url.port or 5432).start()
-    try:
-        yield plug, url.set(host="127.0.0.1", port=plug.port, database=name).render_as_string(hide_password=False)
-    finally:
-        await plug.close()
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
+    async with fresh_postgres() as url:
+        plug = await Plug(url.host, url.port or 5432).start()
+        try:
+            yield plug, url.set(host="127.0.0.1", port=plug.port).render_as_string(hide_password=False)
+        finally:
+            await plug.close()
 
 
 async def test_the_database_killed_mid_write_and_restarted_loses_nothing(start_bot, telegram, understood,
