@@ -491,6 +491,18 @@ async def test_tags_refuses_too_many_or_too_long_labels_before_any_model_runs(st
     assert len(models.batch_sizes("classify")) == len(before) + 1  # only the sensible request reached the models
 
 
+async def test_a_pasted_essay_is_read_in_part_and_the_user_is_told(start_bot, telegram, understood):
+    await start_bot()
+    chat, bob = private(94), user(94)
+    send_photo(telegram, chat, bob, understood[0].image)
+    await telegram.wait_replies(94, 1)
+    send_text(telegram, chat, bob, "what colour is it? " + "and also " * 300)
+    answer = (await telegram.wait_replies(94, 2))[-1].text
+    assert answer.endswith("(I read only the first 1000 characters of your message.)")
+    send_text(telegram, chat, bob, "what colour is it?")
+    assert "I read only" not in (await telegram.wait_replies(94, 3))[-1].text
+
+
 async def test_the_commands_answer_about_the_photo_under_discussion(start_bot, telegram, world_models, understood):
     app = await start_bot()
     chat, alice = private(91), user(91)

@@ -70,6 +70,9 @@ class BotSettings(BaseSettings):
     max_labels: int = Field(20, ge=2, le=200,
                             description="Labels one /tags may weigh: each costs CLIP text passes on the model "
                                         "thread every user shares.")
+    max_question_chars: int = Field(1000, ge=50, le=2000,
+                                    description="Characters of a question the models read; the user is told "
+                                                "when theirs was longer.")
     max_label_chars: int = Field(60, ge=8, le=300, description="Characters in one /tags label.")
     rate_limit_per_second: float = Field(30, gt=0, le=1000,
                                          description="Messages per second, all chats (Telegram's limit).")

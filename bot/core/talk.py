@@ -41,10 +41,13 @@ async def thread(services: Services, where: Where, reply_to: int | None = None) 
 
 async def on_question(services: Services, where: Where, question: str, reply_to: int | None, chat: Chat) -> None:
     """Answer a follow-up about the photo under discussion, and remember the exchange."""
+    most = services.settings.max_question_chars
+    question, cut = question[:most], len(question) > most  # the model reads a bounded prompt anyway
     async with chat.working():
         image, conversation = await thread(services, where, reply_to)
         answer = await services.models.answer(AnswerRequest(conversation, question))
-    sent = await chat.reply(answer.text)
+    note = f"\n\n(I read only the first {most} characters of your message.)" if cut else ""
+    sent = await chat.reply(answer.text + note)
     await write_with_retry(services.sessions, lambda session: add_exchange(
         session, where, question, answer.text, image.id if image else None, sent))
 
