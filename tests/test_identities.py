@@ -75,3 +75,24 @@ async def test_an_anonymous_admins_forget_is_explained_and_an_admin_can_confirm_
     async with app.bot_data.services.sessions() as session:
         assert not any((await rows_about_user(session, gid)).values())
         assert sum((await rows_about_user(session, bob["id"])).values()) > 0  # Bob's own photo stays
+
+
+async def test_forget_waits_for_an_album_still_being_looked_at(start_bot, telegram, understood):
+    """The album's reply and records came after the forget had run, and its rows stayed."""
+    from storage import rows_about_user
+    from tests.fake_telegram import private
+
+    app = await start_bot()
+    chat, carol = private(7201), user(7201)
+    for held in understood[:3]:
+        send_photo(telegram, chat, carol, held.image, media_group_id="album-before-forget")
+    send_text(telegram, chat, carol, "/forget")
+    question = await telegram.wait_for(lambda: [c for c in telegram.replies(7201) if "reply_markup" in c.params],
+                                       what="the /forget question")
+    telegram.push({"callback_query": {"id": "cb-album", "from": carol, "chat_instance": "ci",
+                                      "data": "forget:yes:7201", "message": telegram.bot_message(question[0])}})
+    [done] = await telegram.wait_for(lambda: telegram.sent("editMessageText"), what="the confirmation")
+    assert done.params["text"].startswith("Done. I deleted 3 photos")
+    assert any(call.text.startswith("3 photos:") for call in telegram.replies(7201))  # answered first
+    async with app.bot_data.services.sessions() as session:
+        assert not any((await rows_about_user(session, 7201)).values())

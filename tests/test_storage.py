@@ -237,6 +237,22 @@ async def test_a_database_that_hangs_fails_fast_instead_of_holding_the_user(tmp_
     assert time.monotonic() - started < 6
 
 
+async def test_retries_stop_at_their_deadline_whatever_the_attempts_left() -> None:
+    """One retry policy for network and database, capped in total time as well as in tries."""
+    import time
+
+    from clipchat.retrying import retrying
+
+    tries, started = 0, time.monotonic()
+    with pytest.raises(ConnectionError):
+        async for attempt in retrying(lambda error: True, attempts=1000, first_delay=0.05, max_delay=0.05,
+                                      deadline=0.5, what="a call that always fails"):
+            with attempt:
+                tries += 1
+                raise ConnectionError("down")
+    assert time.monotonic() - started < 1.5 and 5 <= tries < 20
+
+
 async def test_retention_purges_old_turns_and_images(sessions) -> None:
     async with sessions() as session:
         old_image = await save_image(session, photo(ALICE, ALICE, 1))
