@@ -175,3 +175,36 @@ async def test_large_photos_take_turns_within_the_decode_memory_budget() -> None
         assert peak == 2  # ordinary photos still decode side by side
     finally:
         await models.close()
+
+
+async def test_a_decode_keeps_its_memory_until_its_thread_is_done_even_after_its_caller_gave_up() -> None:
+    """The budget went back when the deadline passed, while the thread still held the photo."""
+    from bot.engine.api import DescribeRequest
+    from bot.engine.local import LocalModels
+    from clipchat.errors import TooSlow
+    from tests.test_intake import png_claiming_size
+    from vision import ImageLimits
+
+    finished = threading.Event()
+
+    class Engine:
+        identity, limits = "fake", ImageLimits()
+
+        def prepare(self, request):
+            time.sleep(0.6)  # a slow decode: the caller's deadline passes first
+            finished.set()
+            return request.data
+
+        def describe(self, prepared):
+            return [len(item) for item in prepared]
+
+    models = LocalModels(Engine(), decode_workers=1, timeout=0.2)
+    try:
+        with pytest.raises(TooSlow):
+            await models.describe(DescribeRequest(png_claiming_size(7000, 7000)))
+        assert not finished.is_set() and models.decode_budget.used > 0  # still decoding: still charged
+        await asyncio.get_running_loop().run_in_executor(None, finished.wait, 5)
+        await asyncio.sleep(0.05)
+        assert models.decode_budget.used == 0
+    finally:
+        await models.close()

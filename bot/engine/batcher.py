@@ -101,9 +101,8 @@ class MicroBatcher(Generic[T, R]):
 
     async def _answer(self, batch: list[tuple[T, asyncio.Future]]) -> None:
         items = [item for item, _ in batch]
-        self._running_since = time.monotonic()
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self._thread, self._process, items)
+            results = await asyncio.get_running_loop().run_in_executor(self._thread, self._timed, items)
             if len(results) != len(items):
                 raise RuntimeError(f"{self.name}: {len(results)} results for {len(items)} items")
         except Exception as error:  # isolate the bad item: retry one at a time, fail only its caller
@@ -114,10 +113,18 @@ class MicroBatcher(Generic[T, R]):
             for pair in batch:
                 await self._answer([pair])
             return
-        finally:
-            self._running_since = None
         for (_, future), result in zip(batch, results):
             _settle(future, result=result)
+
+
+    def _timed(self, items: Sequence[T]) -> Sequence[R]:
+        """Model thread: the batch, timed from when it starts here (not from when it joined the thread's
+        queue behind other features' batches, which is load, not a hang)."""
+        self._running_since = time.monotonic()
+        try:
+            return self._process(items)
+        finally:
+            self._running_since = None
 
 
 def model_thread(name: str = "vision") -> ThreadPoolExecutor:

@@ -58,12 +58,25 @@ class LocalModels:
         async with self._deadline("describe"):
             self._preparing += 1
             try:
-                async with self.decode_budget.take(decode_cost(request.data, self.limits)):
-                    prepared = await asyncio.get_running_loop().run_in_executor(self._decoders, self.engine.prepare,
-                                                                                request)
+                prepared = await self._decode(request)
             finally:
                 self._preparing -= 1
             return await self._run(self.engine.describe, prepared, incoming=lambda: self._preparing)
+
+    async def _decode(self, request: DescribeRequest):
+        """Decode within the memory budget. Even reading the header runs off the event loop (a PNG of
+        100k empty chunks takes 0.3 s to open), and the bytes are held until the decoding thread is
+        done, however soon its caller gives up."""
+        loop = asyncio.get_running_loop()
+        cost = await loop.run_in_executor(self._decoders, decode_cost, request.data, self.limits)
+        await self.decode_budget.acquire(cost)
+        try:
+            decoding = loop.run_in_executor(self._decoders, self.engine.prepare, request)
+        except BaseException:
+            self.decode_budget.release(cost)
+            raise
+        decoding.add_done_callback(lambda _: self.decode_budget.release(cost))
+        return await asyncio.shield(decoding)
 
     async def embed_text(self, request: TextRequest) -> TextVector:
         """Repeated searches hit the cache."""
@@ -89,7 +102,8 @@ class LocalModels:
     async def forget_caches(self) -> None:
         """Drop every cached phrase and label set: a cache entry cannot say whose words it holds."""
         self._text_vectors.clear()
-        await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.forget_caches)
+        async with self._deadline("forget_caches"):
+            await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.forget_caches)
 
     def cached_entries(self) -> int:
         """Search phrases and /tags label sets held in memory (for metrics and tests)."""
@@ -128,9 +142,12 @@ class LocalModels:
     async def _deadline(self, feature: str) -> AsyncIterator[None]:
         """The block within `timeout` seconds, or TooSlow: the caller's wait ends, though a model thread
         that hangs cannot be interrupted (its item is dropped when the batch that holds it ends)."""
+        deadline = asyncio.timeout(self.timeout)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with deadline:
                 yield
         except TimeoutError:
+            if not deadline.expired():  # some other wait inside timed out: not ours to rename
+                raise
             raise TooSlow(detail=f"{feature} took over {self.timeout:g} s (model thread busy "
                                  f"{self.stalled_for():.0f} s on one batch)") from None
