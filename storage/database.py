@@ -43,15 +43,16 @@ def normalize_url(url: str) -> str:
 
 
 def make_engine(url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S, **kwargs) -> AsyncEngine:
-    """An engine whose every wait is bounded by `timeout` seconds: connecting, waiting for a pooled
-    connection, one statement, and (SQLite) waiting for the writer's lock. A dead server fails fast
-    instead of holding a user's queue for asyncpg's default minute per attempt."""
+    """An engine whose waits are bounded by `timeout` seconds: connecting, waiting for a pooled
+    connection, and (SQLite) waiting for the writer's lock. A dead server fails fast instead of
+    holding a user's queue for asyncpg's default minute per attempt. Statements themselves are not
+    cut short: migrations (behind an advisory lock), the purge and ANALYZE may rightly run long."""
     url = normalize_url(url or default_database_url())
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": timeout}, **kwargs)
         event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, busy_ms=int(timeout * 1000)))
         return engine
-    connect_args = {"timeout": timeout, "command_timeout": timeout} if url.startswith("postgresql+asyncpg") else {}
+    connect_args = {"timeout": timeout} if url.startswith("postgresql+asyncpg") else {}
     # pre_ping replaces connections that died with a database restart before they are used
     return create_async_engine(url, pool_pre_ping=True, pool_timeout=timeout, connect_args=connect_args, **kwargs)
 

@@ -21,7 +21,7 @@ from PIL import Image
 from tests.bot_helpers import jpeg, send_photo, send_text
 from tests.conftest import BOT_TOKEN, fresh_postgres
 from tests.fake_telegram import private, user
-from tests.fault_table import Try, Watch, account
+from tests.fault_table import Try, Watch, account, refusals
 from tests.test_intake import encode, png_claiming_size
 
 NO_LEAK = BOT_TOKEN.split(":")[1]
@@ -400,6 +400,7 @@ async def test_a_flood_of_1000_updates_from_100_users_is_answered_in_full(start_
             await telegram.wait_replies(10_000 + person, 10, timeout=300)
     row = await account("a flood: 1,000 updates from 100 users", telegram, sessions_of(app), tries, watch)
     assert (row.tries, row.replies, row.lost, row.crashes) == (1000, 1000, 0, 0), watch.tracebacks()
+    assert not [call.text for call in telegram.replies() if call.text in refusals()]  # answers, not "busy"
 
 
 async def test_a_slow_bot_api_under_many_senders_drops_no_reply(start_bot, telegram, bot_settings):

@@ -30,8 +30,12 @@ def sender_key(update: object) -> int | None:
     account like GroupAnonymousBot, whose queue would be everyone's), or the chat for channel posts."""
     if not isinstance(update, Update):
         return None
+    query = update.callback_query
+    if query is not None and (query.data or "").startswith("forget:yes:"):
+        # forgetting a group or channel identity waits behind that identity's own updates in flight
+        return int(query.data.rsplit(":", 1)[1])
     message = update.effective_message
-    if message is not None and update.callback_query is None:
+    if message is not None and query is None:
         key = sender_id(message)
         if key is not None:
             return key

@@ -28,11 +28,14 @@ class TelegramChat:
 
     async def fetch(self, photo: PhotoFile) -> bytes:
         # PTB's timeouts bound each read; this bounds the whole file, which a slow server could drip-feed
+        deadline = asyncio.timeout(self.download_timeout)
         try:
-            async with asyncio.timeout(self.download_timeout):
+            async with deadline:
                 return await download(self.message.get_bot(), self.message, photo, self.max_bytes,
                                       self.download_timeout)
         except TimeoutError:
+            if not deadline.expired():
+                raise
             raise Unavailable(SLOW_DOWNLOAD, detail=f"download of {photo.file_unique_id} took over "
                                                     f"{self.download_timeout:g} s") from None
 

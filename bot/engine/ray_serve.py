@@ -47,19 +47,31 @@ def deployment_class():
 
     @serve.deployment(name="VisionDeployment", max_ongoing_requests=256)
     class VisionDeployment:
-        def __init__(self, settings: dict, max_batch: int = 16, max_wait_s: float = 0.03) -> None:
+        def __init__(self, settings: dict, max_batch: int = 16, max_wait_s: float = 0.03, timeout_s: float = 120.0,
+                     decode_memory: int = 512 * 2**20) -> None:
             from vision import load_models
 
             from .batcher import model_thread
+            from .budget import return_large_blocks_to_the_os
             from .engine import ModelEngine
             from .local import LocalModels
 
             vision = VisionSettings(**settings)
+            return_large_blocks_to_the_os()
+            self.timeout_s = timeout_s
             thread = model_thread("vision")  # load and run on one thread: one OpenMP team
             models = thread.submit(load_models, vision.model_set(), vision.device, vision.dtype,
                                    vision.cache_dir, vision.hub_cache_dir).result()
             self.local = LocalModels(ModelEngine(models, vision.image_limits()), max_batch=max_batch,
-                                     max_wait=max_wait_s, executor=thread)
+                                     max_wait=max_wait_s, executor=thread, timeout=timeout_s,
+                                     decode_memory=decode_memory)
+
+        def check_health(self) -> None:
+            """Serve calls this every few seconds and replaces a replica that fails it: a hung GPU never
+            raises, so a batch stuck past the callers' timeout counts as a failure."""
+            stalled = self.local.stalled_for()
+            if stalled > self.timeout_s:
+                raise RuntimeError(f"the models have been stuck on one batch for {stalled:.0f} s")
 
         def identity(self) -> str:
             return self.local.identity
@@ -102,7 +114,8 @@ def join_cluster(address: str | None) -> None:
 
 def deploy(vision: VisionSettings, *, replicas: int | None = 1, min_replicas: int = 1, max_replicas: int | None = None,
            gpus_per_replica: float = 0.0, cpus_per_replica: float = 1.0, max_batch: int = 16,
-           max_wait_s: float = 0.03, address: str | None = None):
+           max_wait_s: float = 0.03, address: str | None = None, timeout_s: float = 120.0,
+           decode_memory: int = 512 * 2**20):
     """Start (or update) the vision application on the Ray cluster at `address` (None: a local one).
 
     Returns once the replicas are up; `clipchat vision-server` then waits for a signal and calls `undeploy`.
@@ -116,7 +129,8 @@ def deploy(vision: VisionSettings, *, replicas: int | None = 1, min_replicas: in
                                          "target_ongoing_requests": max_batch}
     else:
         options["num_replicas"] = replicas
-    app = deployment_class().options(**options).bind(vision.model_dump(mode="json"), max_batch, max_wait_s)
+    app = deployment_class().options(**options).bind(vision.model_dump(mode="json"), max_batch, max_wait_s,
+                                                      timeout_s, decode_memory)
     return serve.run(app, name=APP_NAME, route_prefix=None)
 
 
@@ -199,10 +213,13 @@ class RayModels:
         """The replicas belong to the cluster, not to this bot process: nothing to stop."""
 
     async def _call(self, feature: str, request):
+        deadline = asyncio.timeout(self.timeout)
         try:
-            async with asyncio.timeout(self.timeout):
+            async with deadline:
                 result = await self.handle.call.remote(feature, request)
         except TimeoutError:
+            if not deadline.expired():
+                raise
             raise TooSlow(detail=f"{feature} on Ray Serve took over {self.timeout:g} s") from None
         if isinstance(result, ClipchatError):
             raise result

@@ -115,7 +115,8 @@ def run_vision_server(args: argparse.Namespace, vision_settings: VisionSettings)
         try:
             deploy(vision_settings, replicas=args.replicas, min_replicas=low, max_replicas=high,
                    gpus_per_replica=args.gpus_per_replica, cpus_per_replica=args.cpus_per_replica,
-                   max_batch=settings.max_batch, max_wait_s=settings.max_wait_ms / 1000, address=args.address)
+                   max_batch=settings.max_batch, max_wait_s=settings.max_wait_ms / 1000, address=args.address,
+                   timeout_s=settings.model_timeout_s, decode_memory=settings.decode_memory_mb * 2**20)
             log.info("%s is serving; Ctrl-C or SIGTERM removes it from the cluster and stops", APP_NAME)
             while True:
                 time.sleep(3600)
