@@ -15,9 +15,9 @@ class StorageSettings(BaseSettings):
                                      description="SQLAlchemy URL; default: SQLite in the user data directory. "
                                                  "postgresql://user@host/db works as pasted.")
     database_timeout_s: float = Field(5, gt=0, le=300,
-                                      description="Longest any one database wait may take (connecting, a "
-                                                  "statement, a lock); a write retries for at most 20 s in all, "
-                                                  "then the user hears 'try again'.")
+                                      description="Longest any one wait for the database may take "
+                                                  "(connecting, a pooled connection, a lock); a write retries "
+                                                  "for at most 20 s in all, then the user hears 'try again'.")
     # At least a day: 0 or less would delete every turn and photo record at the next purge.
     retention_days: int = Field(90, ge=1, le=36500, description="Turns and image records older than this are "
                                                                  "purged daily.")
