@@ -1,45 +1,165 @@
-"""Which questions CLIP can answer by looking, and what they ask about."""
+"""Which questions can be answered without the language model, and what they ask about.
+
+A question is tidied first (case, typos people make, contractions, polite openings such as
+"could you tell me"), then tried against one small set of patterns per route, in order. The
+routes and the rules for each are written out, with a bank of everyday phrasings that measures
+them, in tests/data/routing_bank.jsonl. Anything not matched is "open": the language model
+answers it, so a pattern here should only claim questions its path answers better.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-_ARTICLES = r"(?:a|an|the|any|some)\s+"
-
 
 @dataclass(frozen=True)
 class Route:
-    kind: str  # colour, presence, identify, count, mood or open
+    kind: str  # describe, colour, presence, identify, count, mood or open
     subject: str | None = None  # "circle", "dog" ... or the category for identify ("animal", "place")
 
 
-_PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("colour", re.compile(r"\bwhat colou?rs?\b(?:\s+(?:is|are)\s+(?:the\s+|this\s+|that\s+)?(?P<subject>[\w\s-]+?))?\s*\??$")),
-    ("colour", re.compile(r"\bwhich colou?r\b(?:\s+(?:is|are)\s+(?:the\s+|this\s+|that\s+)?(?P<subject>[\w\s-]+?))?\s*\??$")),
-    ("count", re.compile(r"\bhow many\s+(?P<subject>[\w\s-]+?)(?:\s+(?:are|is|can|do)\b.*)?\s*\??$")),
-    ("presence", re.compile(r"\b(?:is there|are there|do you see|can you see|is it|does it (?:show|have)|"
-                            r"does the (?:photo|picture|image) (?:show|have|contain))\s+" + f"(?:{_ARTICLES})?"
-                            r"(?P<subject>[\w\s-]+?)(?:\s+in (?:it|this|the (?:photo|picture|image)))?\s*\??$")),
-    ("identify", re.compile(r"\bwhat (?:kind of |sort of |type of )?(?P<subject>animal|object|thing|place|shape|food|"
-                            r"vehicle|plant|flower|bird|dog|cat)\b.*\??$")),
-    ("identify", re.compile(r"\bwhere (?:is|was) (?:this|it|that)\b.*\??$")),
-    ("mood", re.compile(r"\b(?:mood|feel(?:ing)?|vibe|atmosphere|emotion)\b")),
+# Words as people type them in chat, mapped to the words the patterns expect.
+_WORDS = {
+    "wat": "what", "wht": "what", "waht": "what", "whta": "what", "whats": "what is", "wats": "what is",
+    "what's": "what is", "what're": "what are", "wheres": "where is", "where's": "where is", "hw": "how",
+    "manny": "many", "u": "you", "r": "are", "ur": "your", "ther": "there", "theres": "there is",
+    "there's": "there is", "dat": "that", "dis": "this", "ths": "this", "thats": "that is", "that's": "that is",
+    "it's": "it is", "whos": "who is", "who's": "who is", "hows": "how is", "how's": "how is",
+    "color": "colour", "colors": "colours", "colour's": "colour is", "color's": "colour is",
+    "descrbe": "describe", "discribe": "describe", "desribe": "describe", "decribe": "describe",
+    "pls": "please", "plz": "please", "im": "i am", "i'm": "i am",
+}
+_WORD = re.compile(r"[\w']+")
+# "Hey,", "please", "could you tell me", "I wonder": dropped, leaving the question itself.
+_POLITE = re.compile(r"^(?:hey|hi|hello|ok|okay|so|well|um|and|but|bot|please|quick question|"
+                     r"(?:could|can|would|will) you(?: please)?(?= (?:tell|describe|count|check|explain|give|"
+                     r"let|say|caption|identify|name|guess|write))|"
+                     r"(?:tell|let) me know|tell me(?= (?:what|which|how|where|if|whether|the|who))|"
+                     r"do you know|any idea|i wonder|i (?:would like|want|wanna) to know|check)\b[\s,:]*")
+_THANKS = re.compile(r"[\s,]*\b(?:please|thanks|thank you|for me)$")
+
+PHOTO = r"(?:photo|picture|image|pic|pict|photograph|shot|snap|img)"
+THIS = rf"(?:it|this|that|this one|(?:the|this|that) {PHOTO})"  # the photo itself
+_DETERMINERS = re.compile(r"^(?:a|an|the|any|some|this|that|these|those|its|his|her|their|my)\s+")
+_WHERE_IN_PHOTO = re.compile(rf"(?:^|\s+)(?:(?:in|on|inside) {THIS}|here|there|at all|"
+                             r"anywhere|visible)$")
+_NO_SUBJECT = {"it", "this", "that", "they", "them", "these", "those", "thing", "one", "stuff", "object"}
+
+COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "gray", "grey",
+           "beige", "gold", "silver", "violet", "turquoise", "navy", "maroon", "cyan", "magenta")
+CATEGORIES = ("animal", "object", "thing", "place", "location", "shape", "food", "dish", "vehicle", "plant",
+              "flower", "bird", "dog", "cat")
+_SAME_CATEGORY = {"location": "place", "dish": "food"}
+_MOODS = ("happy", "sad", "cheerful", "gloomy", "joyful", "depressing", "peaceful", "calm", "scary", "romantic",
+          "melancholic", "cosy", "cozy", "sombre", "somber", "uplifting")
+_CATEGORY = "|".join(CATEGORIES)
+
+_MOOD = [re.compile(r"\b(?:mood|feel|feels|feeling|feelings|vibe|vibes|atmosphere|emotion|emotions)\b"),
+         re.compile(rf"^(?:is|was) (?:it|this|that) (?:a |an )?(?:{'|'.join(_MOODS)})(?: {PHOTO}| scene)?$")]
+_COLOUR = [
+    re.compile(r"^(?:(?:what|which) (?:is |are )?)?(?:the )?(?:main |dominant |primary |predominant )?"
+               r"colours? (?:of )(?P<subject>.+)$"),
+    re.compile(r"^(?:what|which) colours? (?:is|are|was|were) (?P<subject>.+)$"),
+    re.compile(r"^(?:what|which) colours? (?P<subject>.+?) (?:is|are|was|were)$"),  # "what colour the car is"
+    re.compile(r"^(?:(?:what|which) (?:is |are )?)?(?:the )?(?:main |dominant |primary |predominant )?colours?\b"),
+    # "is the car red?": the colour answer says which colour it is, which answers yes or no too
+    re.compile(rf"^(?:is|are) (?P<subject>it|this|that|they|(?:the|this|that|these|those) [\w' -]+?) "
+               rf"(?:(?:{'|'.join(COLOURS)}) or )?(?:{'|'.join(COLOURS)})$"),
+]
+_COUNT = [
+    re.compile(r"^(?:count )?how many\b ?(?P<subject>.*)$"),
+    re.compile(r"^count (?:all )?(?P<subject>.+)$"),
+    re.compile(r"^(?:what is )?the number of (?P<subject>.+)$"),
+]
+_COUNT_END = re.compile(r"\b(?:are|is|were|was|can|could|do|does|did|there|in|on|you|i|we|have|has|here|visible|"
+                        r"shown|left)\b.*$")
+_PLACE = [
+    re.compile(rf"^where (?:(?:is|was|are|were|could|might|would|do you think) )?(?:{THIS}|we|here|this place)"
+               r"(?: (?:is|was|be|been|located|taken|shot|photographed|from))*$"),
+    re.compile(r"^(?:in )?(?:what|which) (?:place|location|country|city) (?:is|was) (?:this|it|that)\b"),
+]
+_IDENTIFY = [
+    re.compile(rf"\b(?:what|which) (?:kind|sort|type|breed|species) of (?P<subject>{_CATEGORY})\b"),
+    re.compile(rf"^(?:what|which) (?P<subject>{_CATEGORY})\b"),
+    re.compile(rf"^what (?:is|are) (?:this|that|the|it) (?P<subject>{_CATEGORY})"
+               rf"(?: called| in (?:the|this) {PHOTO})?$"),
+    re.compile(r"^what is the name of (?:this|the|that) (?P<subject>place|location|animal|food|dish|flower|plant|"
+               r"bird|shape|vehicle)$"),
+]
+_PRESENCE = [
+    re.compile(r"^(?:(?:is|are) there|(?:if|whether) there (?:is|are)|(?:do|can|could) you (?:see|spot|find|notice)|"
+               r"can i see|any) (?P<subject>.+)$"),
+    re.compile(rf"^does (?:it|this|the {PHOTO}|this {PHOTO}) (?:show|have|contain|include|feature) (?P<subject>.+)$"),
+    re.compile(rf"^(?:is|are) (?:it|this|that) (?:a |an )?(?:{PHOTO} of )?(?P<subject>(?:a|an|some) .+)$"),
+    re.compile(rf"^(?:is|are) (?:it|this|that) (?:a |an )?{PHOTO} of (?P<subject>.+)$"),
+    re.compile(r"^are (?:these|those|they) (?P<subject>\w+s)$"),  # "are these apples?"
+]
+_DESCRIBE = [
+    re.compile(rf"^what (?:is|are) (?:it|this|that|these|those)(?: thing| one)?(?: (?:a )?{PHOTO}(?: of)?| of)?$"),
+    re.compile(r"^what (?:this|that|it) is$"),
+    re.compile(rf"^what (?:is|are) (?:in|on) (?:it|{THIS})$"),
+    re.compile(rf"^what (?:is|are) (?:shown|pictured|depicted|happening|going on|visible|there)"
+               rf"(?: here| (?:in|on) {THIS})?$"),
+    re.compile(rf"^what (?:is|are) (?:the|this) {PHOTO} (?:about|of|showing)$"),
+    re.compile(rf"^what (?:does|do) {THIS} (?:show|depict|contain|have)$"),
+    re.compile(r"^what (?:am i|are we|are you) (?:looking at|seeing)$"),
+    re.compile(rf"^(?:what|everything|all) (?:do |can )?you (?:can )?see(?: here| (?:in|on) {THIS})?$"),
+    re.compile(rf"^(?:describe|explain|caption|identify|summari[sz]e)(?: (?:me )?(?:{THIS}|what you see|"
+               rf"what is (?:in|on) {THIS}|everything))?$"),
+    re.compile(rf"^(?:give|write)(?: me)? (?:a |the )?(?:description|caption)(?: (?:for|of) {THIS})?$"),
+    re.compile(rf"^what can you (?:tell me|say) about {THIS}$"),
+    re.compile(rf"^tell me (?:more |everything |all )?(?:about {THIS}|(?:that )?you (?:can )?see"
+               rf"(?: (?:in|on) {THIS})?)$"),
 ]
 
 
+def tidy(question: str) -> str:
+    """Lower case, one space, typos and contractions spelt out, polite framing and end punctuation dropped."""
+    text = " ".join(question.lower().replace("\u2019", "'").split())
+    text = _WORD.sub(lambda word: _WORDS.get(word.group(), word.group()), text)
+    text = re.sub(r"[\s?!.,;:]+$", "", text)
+    while True:
+        shorter = _THANKS.sub("", _POLITE.sub("", text)).strip(" ,")
+        if shorter == text:
+            return text
+        text = shorter
+
+
 def route_question(question: str) -> Route:
-    text = " ".join(question.lower().split())
-    for kind, pattern in _PATTERNS:
-        match = pattern.search(text)
-        if match:
-            subject = match.groupdict().get("subject")
-            if kind == "identify" and subject is None:
-                subject = "place"  # "where is this?"
-            if subject:
-                subject = re.sub(r"\s+(?:in|on|of)\s+(?:it|this|the (?:photo|picture|image))$", "", subject.strip())
-                subject = re.sub(rf"^{_ARTICLES}", "", subject)
-                if subject in ("it", "this", "that", "they", "those", "these"):
-                    subject = None
-            return Route(kind, subject or None)
+    text = tidy(question)
+    if any(pattern.search(text) for pattern in _MOOD):
+        return Route("mood")
+    for pattern in _COLOUR:
+        if match := pattern.search(text):
+            return Route("colour", _subject(match))
+    for pattern in _COUNT:
+        if match := pattern.search(text):
+            named = _COUNT_END.sub("", match.group("subject")).strip()
+            return Route("count", _subject(named))
+    if any(pattern.search(text) for pattern in _PLACE):
+        return Route("identify", "place")
+    for pattern in _IDENTIFY:
+        if match := pattern.search(text):
+            category = match.group("subject")
+            return Route("identify", _SAME_CATEGORY.get(category, category))
+    for pattern in _PRESENCE:
+        if match := pattern.search(text):
+            thing = _subject(match)
+            # "anything red?" names no thing to look for; "a real photo?" is about the photo, not in it
+            if thing and not re.match(r"(?:anything|something)\b", thing) and not re.search(rf"\b{PHOTO}$", thing):
+                return Route("presence", thing)
+            return Route("open")
+    if any(pattern.search(text) for pattern in _DESCRIBE):
+        return Route("describe")
     return Route("open")
+
+
+def _subject(found: re.Match | str) -> str | None:
+    """The thing a question names, without articles or "in the photo"; None for "it", "this", "that thing"."""
+    text = found if isinstance(found, str) else (found.groupdict().get("subject") or "")
+    previous = None
+    while text != previous:
+        previous = text
+        text = _WHERE_IN_PHOTO.sub("", _DETERMINERS.sub("", text.strip())).strip()
+    return None if not text or text in _NO_SUBJECT else text
