@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .conversation import Answer, AnswerOptions, Conversation
+from .describe import answer_describe
 from .generation import answer_open, build_prompt, clean, contradiction
 from .grounded import answer_colour, answer_count, answer_identify, answer_presence
 from .mood import answer_mood, photo_mood, text_sentiment
@@ -31,6 +32,8 @@ def answer(models, conversation: Conversation, question: str, options: AnswerOpt
         return Answer(SEE_AGAIN, "needs_photo")
     image = torch.as_tensor(conversation.image.embedding, dtype=torch.float32, device=models.encoder.device)
     route = route_question(question)
+    if route.kind == "describe":  # "what is this?": the caption and tags already say it
+        return answer_describe(conversation.image)
     if route.kind == "colour":
         return answer_colour(models, image, route.subject)
     if route.kind == "presence" and route.subject:
@@ -47,5 +50,5 @@ def answer(models, conversation: Conversation, question: str, options: AnswerOpt
 
 
 __all__ = ["Answer", "AnswerOptions", "Conversation", "Route", "answer", "answer_colour",
-           "answer_count", "answer_identify", "answer_mood", "answer_open", "answer_presence", "build_prompt",
-           "clean", "contradiction", "photo_mood", "route_question", "text_sentiment"]
+           "answer_count", "answer_describe", "answer_identify", "answer_mood", "answer_open", "answer_presence",
+           "build_prompt", "clean", "contradiction", "photo_mood", "route_question", "text_sentiment"]

@@ -2,8 +2,8 @@
 
 A question is tidied first (case, typos people make, contractions, polite openings such as
 "could you tell me"), then tried against one small set of patterns per route, in order. The
-routes and the rules for each are written out, with a bank of everyday phrasings that measures
-them, in tests/data/routing_bank.jsonl. Anything not matched is "open": the language model
+rules for each route are written out in the test suite's question bank (routing_bank.jsonl),
+whose everyday phrasings measure them. Anything not matched is "open": the language model
 answers it, so a pattern here should only claim questions its path answers better.
 """
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.core.text import (
     ALT_TEXT_HEADER,
     CAPTION_LIMIT,
+    alt_text,
     describe,
     is_question,
     split_message,
@@ -82,6 +84,24 @@ def test_alt_text_keeps_the_authors_caption_and_fits_1024(author: str, descripti
 def test_a_description_is_a_sentence_with_hashtags() -> None:
     facts = PhotoFacts("a red circle on grass", (Tag("red", 0.9), Tag("green grass", 0.5)), np.zeros(4), "clip")
     assert describe(facts) == "A red circle on grass.\nTags: #red, #green_grass"
+
+
+@pytest.mark.parametrize("ending", [".", "", " .", ".."])
+def test_channel_alt_text_ends_the_description_with_one_full_stop(ending: str) -> None:
+    """It was the caption's own full stop plus one more: 'A large green circle on a striped background..'."""
+    caption = "a large green circle on a striped background"
+    facts = PhotoFacts(caption + ending, (Tag("green", 0.9),), np.zeros(4), "clip")
+    sentence = "A large green circle on a striped background."
+    assert alt_text("Our poster", facts) == "Our poster\n\n" + ALT_TEXT_HEADER + sentence
+    assert describe(facts) == sentence + "\nTags: #green"
+
+
+def test_descriptions_keep_the_captions_capitals_and_own_ending() -> None:
+    """str.capitalize() made 'a view of Paris' into 'A view of paris.'."""
+    paris = PhotoFacts("a view of Paris at night", (), np.zeros(4), "clip")
+    assert alt_text("", paris) == ALT_TEXT_HEADER + "A view of Paris at night."
+    wow = PhotoFacts("what a sunset!", (), np.zeros(4), "clip")
+    assert alt_text("", wow) == ALT_TEXT_HEADER + "What a sunset!" and describe(wow) == "What a sunset!"
 
 
 def test_questions_and_mentions_are_recognised() -> None:

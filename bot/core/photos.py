@@ -47,6 +47,8 @@ async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> Non
             answer = await services.models.answer(AnswerRequest(await _conversation(services, where, facts),
                                                                 message.text))
             response = f"{answer.text}\n\n({text.describe(facts, tags=3)})"
+            if answer.route == "describe":  # "what is this?": the answer is the description, don't repeat it
+                response = answer.text
         else:
             response = text.describe(facts)
     sent = await chat.reply(response)
@@ -79,7 +81,7 @@ async def on_channel_post(services: Services, message: PhotoMessage, channel: Ch
     if not (await _switches(services, message.where)).alt_text:
         return
     facts = await look(services, channel, message.photo)
-    caption = text.with_alt_text(message.text, facts.caption.strip().capitalize() + ".")
+    caption = text.alt_text(message.text, facts)
     if caption is None:
         log.info("channel %s post %s: caption already full, alt text skipped", message.where.chat_id,
                  message.photo.message_id)

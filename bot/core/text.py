@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 from clipchat.facts import PhotoFacts
+from dialogue.describe import describe as _describe
+from dialogue.describe import sentence
 
 MESSAGE_LIMIT = 4096  # Telegram's limit for one text message
 CAPTION_LIMIT = 1024  # and for a photo's caption
@@ -14,19 +16,13 @@ _QUESTION_START = re.compile(r"^(?:what|which|who|where|when|why|how|is|are|do|d
 
 
 def describe(facts: PhotoFacts, tags: int = 5) -> str:
-    """'A red circle on grass.' plus its top tags, the way the bot answers a photo."""
-    caption = facts.caption.strip()
-    text = caption[:1].upper() + caption[1:]
-    if text and text[-1] not in ".!?":
-        text += "."
-    labels = facts.labels[:tags]
-    if labels:
-        text += "\nTags: " + ", ".join(f"#{_hashtag(label)}" for label in labels)
-    return text
+    """'A red circle on grass.' plus its top tags, the way the bot answers a photo (and "what is this?")."""
+    return _describe(facts, tags)
 
 
-def _hashtag(label: str) -> str:
-    return re.sub(r"\W+", "_", label.strip()).strip("_").lower()
+def alt_text(author_text: str, facts: PhotoFacts, limit: int = CAPTION_LIMIT) -> str | None:
+    """A channel post's new caption: the author's, then the photo's caption as one sentence (one full stop)."""
+    return with_alt_text(author_text, sentence(facts.caption), limit)
 
 
 def is_question(text: str) -> bool:

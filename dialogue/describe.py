@@ -1,0 +1,42 @@
+"""The photo as a whole: "what is this?" answered with what was seen when the photo arrived.
+
+The caption and tags were made for this photo already, so the answer needs no model at all
+and says exactly what the bot's own description of the photo says.
+"""
+
+from __future__ import annotations
+
+import re
+
+from clipchat.facts import PhotoFacts
+
+from .conversation import Answer
+
+
+def sentence(caption: str) -> str:
+    """'a red circle on grass' -> 'A red circle on grass.': capitalised, ending in exactly one full stop
+    (or the caption's own ! ? …), so a caption that already ends in one does not get a second."""
+    text = " ".join(caption.split())
+    text = re.sub(r"\s+([.!?…])$", r"\1", text)  # "on grass ." as some captioners tokenise it
+    text = re.sub(r"(?<!\.)\.\.$", ".", text)  # a stray second full stop, but not an ellipsis "..."
+    if not text:
+        return ""
+    text = text[:1].upper() + text[1:]  # not str.capitalize(): that would lower-case "Paris"
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
+
+
+def describe(facts: PhotoFacts, tags: int = 5) -> str:
+    """'A red circle on grass.' and a line of its top tags, the way the bot answers a photo."""
+    text = sentence(facts.caption)
+    labels = [_hashtag(label) for label in facts.labels[:tags]]
+    if labels := [label for label in labels if label]:
+        text += "\nTags: " + ", ".join(f"#{label}" for label in labels)
+    return text
+
+
+def answer_describe(facts: PhotoFacts) -> Answer:
+    return Answer(describe(facts), "describe", 1.0, {"caption": facts.caption, "tags": facts.labels[:5]})
+
+
+def _hashtag(label: str) -> str:
+    return re.sub(r"\W+", "_", label.strip()).strip("_").lower()
