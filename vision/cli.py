@@ -117,11 +117,13 @@ def run_train(args: argparse.Namespace, settings: VisionSettings) -> int:
     from .datasets import read_captions
     from .devices import resolve_device, resolve_dtype
     from .encoder import load_clip
+    from .hub import ensure_available
     from .language_model import load_language_model
     from .training import TrainingOptions, train_captioner
 
     settings = _settings(args, settings)
     model_set = settings.model_set()
+    ensure_available(model_set, settings.hub_cache_dir)  # it loads CLIP and GPT-2 without load_models' check
     options = TrainingOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               prefix_length=args.prefix_length, mapper=args.mapper,
                               finetune_language_model=args.finetune_gpt2,

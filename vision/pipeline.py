@@ -21,6 +21,7 @@ from .decoding import Caption, DecodingOptions, decode
 from .devices import resolve_device, resolve_dtype
 from .encoder import ClipEncoder, load_clip
 from .guided import GuidedCaptioner
+from .hub import ensure_available
 from .language_model import linearize, load_language_model
 from .model_sets import ModelSet, load_model_set
 from .scoring import rerank
@@ -77,6 +78,7 @@ def load_models(models: str | ModelSet = "default", device: str = "auto", dtype:
     """
     cache_dir = cache_dir or default_cache_dir()
     model_set = models if isinstance(models, ModelSet) else load_model_set(models)
+    ensure_available(model_set, hub_cache_dir)  # seconds, not minutes of retries, when weights cannot come
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     # On a CPU, `auto` keeps CLIP in float32: in bfloat16 its vectors moved enough to change 2 of 240

@@ -10,6 +10,7 @@ import signal
 import time
 from urllib.parse import urlparse
 
+from clipchat.errors import OperatorError
 from storage import StorageSettings
 from vision.settings import VisionSettings
 
@@ -57,8 +58,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     example.set_defaults(handler=lambda args, settings: print(_env_example()) or 0)
 
 
+class TelegramUnreachable(OperatorError):
+    """The Bot API did not answer at start-up."""
+
+
 def run_bot(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
     from telegram import Update
+    from telegram.error import BadRequest, NetworkError
 
     from ..adapter.application import build_application
 
@@ -67,16 +73,32 @@ def run_bot(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
         vision_settings = vision_settings.model_copy(update={"models": args.models})
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
     application = build_application(settings, vision_settings, StorageSettings())
-    if not args.webhook:
-        log.info("starting with long polling")
-        application.run_polling(allowed_updates=Update.ALL_TYPES)
+    if settings.inference != "ray":  # with ray, the models are the vision server's
+        _ensure_models(vision_settings)
+    # PTB logs a failed start-up request with its traceback, then raises it: the error below is the one report
+    logging.getLogger("telegram.ext").addFilter(_not_an_aborted_start)
+    try:
+        if not args.webhook:
+            log.info("starting with long polling")
+            application.run_polling(allowed_updates=Update.ALL_TYPES)
+            return 0
+        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
+        listen, port = args.listen or settings.webhook_listen, args.port or settings.webhook_port
+        log.info("starting the webhook server on %s:%d for %s", listen, port, args.webhook)
+        application.run_webhook(listen=listen, port=port, url_path=urlparse(args.webhook).path.lstrip("/"),
+                                webhook_url=args.webhook, secret_token=secret, allowed_updates=Update.ALL_TYPES)
         return 0
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
-    listen, port = args.listen or settings.webhook_listen, args.port or settings.webhook_port
-    log.info("starting the webhook server on %s:%d for %s", listen, port, args.webhook)
-    application.run_webhook(listen=listen, port=port, url_path=urlparse(args.webhook).path.lstrip("/"),
-                            webhook_url=args.webhook, secret_token=secret, allowed_updates=Update.ALL_TYPES)
-    return 0
+    except NetworkError as error:  # TimedOut too; BadRequest means Telegram answered, and is not this
+        if isinstance(error, BadRequest):
+            raise
+        raise TelegramUnreachable(detail=f"Cannot reach the Telegram Bot API at {settings.base_url} ({error}): "
+                                         "check this machine's network, or CLIPCHAT_BASE_URL.") from error
+
+
+def _not_an_aborted_start(record: logging.LogRecord) -> bool:
+    """False for PTB's 'Network Retry Loop (Bootstrap ...): ... Aborting.' records: the error is raised after it."""
+    message = record.getMessage()
+    return not (message.startswith("Network Retry Loop (Bootstrap") and "Aborting" in message)
 
 
 def run_doctor(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
@@ -104,6 +126,8 @@ def run_vision_server(args: argparse.Namespace, vision_settings: VisionSettings)
     settings = BotSettings()
     low, high = args.autoscale or (1, None)
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    if args.address is None:  # a local cluster: the replicas load the models here, so this check holds for them
+        _ensure_models(vision_settings)
     join_cluster(args.address)
     # Ctrl-C and SIGTERM both stop the server, here rather than in Ray's blocking serve.run(): that
     # one lets KeyboardInterrupt reach Ray's exception hook, which waits on the cluster (forever, once
@@ -143,6 +167,15 @@ def run_chat(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
 
     if args.models:
         vision_settings = vision_settings.model_copy(update={"models": args.models})
+    _ensure_models(vision_settings)
     return asyncio.run(console(vision_settings, args.database))
+
+
+def _ensure_models(vision_settings: VisionSettings) -> None:
+    """Fail now, in one line, when the models cannot be had: before the database, Telegram or Ray start
+    (loading the models checks again, which costs a few file lookups)."""
+    from vision.hub import ensure_available
+
+    ensure_available(vision_settings.model_set(), vision_settings.hub_cache_dir)
 
 
