@@ -156,8 +156,16 @@ def run_evaluate(args: argparse.Namespace, settings: VisionSettings) -> int:
 
 
 def run_prefetch(args: argparse.Namespace, settings: VisionSettings) -> int:
+    from .hub import hub_cache_folder
+    from .pipeline import default_cache_dir
+
     settings = _settings(args, settings)
     models = _load(settings)
+    models.answerer.get()  # loaded on the first open question otherwise, which may come offline
+    hub, own = hub_cache_folder(settings.hub_cache_dir), settings.cache_dir or default_cache_dir()
     print(f"Model set {models.model_set.name!r} is downloaded and its tag embeddings are cached. "
-          "The bot can now start offline (set HF_HUB_OFFLINE=1).")
+          "The bot can now start offline (set HF_HUB_OFFLINE=1).\n"
+          f"For a machine without internet access, copy {hub} (the Hugging Face downloads) and {own} "
+          "(clipchat's cache) to the same folders there, or point CLIPCHAT_HUB_CACHE_DIR and CLIPCHAT_CACHE_DIR "
+          "at the copies.")
     return 0
