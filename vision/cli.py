@@ -84,7 +84,7 @@ def _load(settings: VisionSettings):
     from .pipeline import load_models
 
     return load_models(settings.model_set(), settings.device, settings.dtype, settings.cache_dir,
-                       settings.hub_cache_dir)
+                       settings.hub_cache_dir, allow_random_weights=settings.allow_random_weights)
 
 
 def run_describe(args: argparse.Namespace, settings: VisionSettings) -> int:
@@ -131,7 +131,8 @@ def run_train(args: argparse.Namespace, settings: VisionSettings) -> int:
     data = read_captions(args.captions, args.images)
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device, training=True)
-    encoder = load_clip(model_set.clip, model_set.clip_pretrained, device, dtype, settings.hub_cache_dir)
+    encoder = load_clip(model_set.clip, model_set.clip_pretrained, device, dtype, settings.hub_cache_dir,
+                        allow_random_weights=settings.allow_random_weights)
     lm, tokenizer = load_language_model(model_set.language_model, device, dtype, settings.hub_cache_dir)
     train_captioner(encoder, lm, tokenizer, data, args.out, options, resume=args.resume,
                     language_model_ref=str(model_set.language_model))

@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from clipchat.errors import ModelNotFound
+from clipchat.errors import InvalidConfig, ModelNotFound
 
-from .model_sets import LOCAL_DIR
+from .model_sets import HF_HUB, LOCAL_DIR
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,73 @@ def _split_preprocess(preprocess):
     return None, None
 
 
+# transformers ids of OpenAI's CLIPs, which people paste from model cards, and the same weights in open_clip
+# (the -quickgelu variants: OpenAI trained with QuickGELU, and the plain configs would run it with GELU).
+TRANSFORMERS_IDS = {
+    "openai/clip-vit-base-patch32": "ViT-B-32-quickgelu",
+    "openai/clip-vit-base-patch16": "ViT-B-16-quickgelu",
+    "openai/clip-vit-large-patch14": "ViT-L-14-quickgelu",
+    "openai/clip-vit-large-patch14-336": "ViT-L-14-336-quickgelu",
+}
+RANDOM_WEIGHTS_SETTING = "CLIPCHAT_ALLOW_RANDOM_WEIGHTS"
+
+
+def is_builtin_reference(name: str) -> bool:
+    """An open_clip config name (weights chosen by a pretrained tag), not hf-hub:/local-dir:."""
+    return not name.startswith((LOCAL_DIR, HF_HUB))
+
+
+def check_clip_reference(name: str, pretrained: str | None, allow_random_weights: bool = False) -> None:
+    """Refuse, in one line that names the fix, a CLIP reference that would fail or would load random weights.
+
+    Cheap (no weights are read), so `clipchat doctor` asks it too.
+    """
+    import open_clip
+
+    if name.startswith(HF_HUB) and name[len(HF_HUB):].strip("/").lower() in TRANSFORMERS_IDS:
+        raise ModelNotFound(unknown_clip_message(name[len(HF_HUB):], open_clip.list_models()))
+    if not is_builtin_reference(name):
+        return
+    if name not in open_clip.list_models():
+        raise ModelNotFound(unknown_clip_message(name, open_clip.list_models()))
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if pretrained is None:
+        if allow_random_weights:
+            return
+        hint = (f"choose its weights with CLIPCHAT_CLIP_PRETRAINED ({', '.join(tags)})" if tags
+                else "open_clip has no pretrained weights for it: pick another CLIP")
+        raise InvalidConfig(f"CLIP {name} has no pretrained tag, so it would run on random weights: {hint}, "
+                            f"or set {RANDOM_WEIGHTS_SETTING}=true if random weights are what you want.")
+    if pretrained not in tags and not Path(pretrained).expanduser().is_file():  # open_clip also takes a file
+        raise InvalidConfig(f"open_clip has no {pretrained!r} weights for CLIP {name}: set CLIPCHAT_CLIP_PRETRAINED "
+                            f"to one of {', '.join(tags)}." if tags else
+                            f"open_clip has no pretrained weights for CLIP {name}: pick another CLIP.")
+
+
+def unknown_clip_message(name: str, known: Sequence[str]) -> str:
+    """One short line: the open_clip equivalent of a transformers id, or the closest names (`ViT-L/14` -> ViT-L-14)."""
+    import difflib
+
+    if name.lower().strip("/") in TRANSFORMERS_IDS:
+        equivalent = TRANSFORMERS_IDS[name.lower().strip("/")]
+        return (f"{name} is a Hugging Face transformers id; clipchat loads CLIP through open_clip, where the same "
+                f"weights are CLIPCHAT_CLIP_MODEL={equivalent} with CLIPCHAT_CLIP_PRETRAINED=openai.")
+    by_lower = {known_name.lower(): known_name for known_name in known}
+    normalised = name.replace("/", "-").lower()
+    close = [normalised] if normalised in by_lower else difflib.get_close_matches(normalised, list(by_lower), n=3,
+                                                                                 cutoff=0.6)
+    guess = (f"did you mean {', '.join(by_lower[match] for match in close)}?" if close
+             else "open_clip's names look like ViT-B-32-quickgelu (open_clip.list_models() lists them all)")
+    return f"Unknown CLIP model {name!r}: {guess} Or use hf-hub:ORG/REPO or local-dir:PATH."
+
+
 def load_clip(name: str, pretrained: str | None, device: torch.device, dtype: torch.dtype,
-              cache_dir: Path | None = None) -> ClipEncoder:
-    """Load by open_clip name plus pretrained tag, `hf-hub:ORG/REPO` or `local-dir:PATH`: one code path."""
+              cache_dir: Path | None = None, *, allow_random_weights: bool = False) -> ClipEncoder:
+    """Load by open_clip name plus pretrained tag, `hf-hub:ORG/REPO` or `local-dir:PATH`: one code path.
+
+    A built-in name without a tag is refused unless `allow_random_weights`: open_clip would build it
+    with random weights and only log a warning, and every caption and tag would be noise.
+    """
     import open_clip
 
     if name.startswith(LOCAL_DIR):
@@ -123,13 +187,15 @@ def load_clip(name: str, pretrained: str | None, device: torch.device, dtype: to
             raise ModelNotFound(f"{folder} is not an open_clip model directory: it has no open_clip_config.json.")
         if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")) and not any(folder.glob("*.pth")):
             raise ModelNotFound(f"{folder} has a CLIP config but no weights file.")
-    elif not name.startswith("hf-hub:") and name not in open_clip.list_models():
-        raise ModelNotFound(f"Unknown CLIP model {name!r}. open_clip knows: {', '.join(open_clip.list_models())}; "
-                            "or use hf-hub:ORG/REPO or local-dir:PATH.")
+    check_clip_reference(name, pretrained, allow_random_weights)
+    # open_clip warns, and runs on, when OpenAI's weights (trained with QuickGELU) load into a GELU config
+    # such as ViT-B-32; giving that config the activation its weights expect avoids the quiet loss.
+    quick_gelu = bool(is_builtin_reference(name) and pretrained
+                      and open_clip.get_pretrained_cfg(name, pretrained).get("quick_gelu"))
     precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained, precision=precision, device=device,
+            name, pretrained=pretrained, precision=precision, device=device, force_quick_gelu=quick_gelu,
             cache_dir=str(cache_dir) if cache_dir else None)
     except (OSError, RuntimeError) as error:  # open_clip reports a failed download as RuntimeError
         reason = str(error).rstrip(".")

@@ -70,7 +70,8 @@ class VisionModels:
 
 
 def load_models(models: str | ModelSet = "default", device: str = "auto", dtype: str = "auto",
-                cache_dir: Path | None = None, hub_cache_dir: Path | None = None) -> VisionModels:
+                cache_dir: Path | None = None, hub_cache_dir: Path | None = None, *,
+                allow_random_weights: bool = False) -> VisionModels:
     """Load a model set by name, directory or object; unknown names are answered with the valid ones.
 
     `cache_dir` holds clipchat's own derived files (tag embeddings); `hub_cache_dir`
@@ -84,7 +85,8 @@ def load_models(models: str | ModelSet = "default", device: str = "auto", dtype:
     # On a CPU, `auto` keeps CLIP in float32: in bfloat16 its vectors moved enough to change 2 of 240
     # held-out captions on one trained test world, while GPT-2 in bfloat16 changed none on any.
     clip_dtype = torch.float32 if dtype == "auto" and torch_device.type == "cpu" else torch_dtype
-    encoder = load_clip(model_set.clip, model_set.clip_pretrained, torch_device, clip_dtype, hub_cache_dir)
+    encoder = load_clip(model_set.clip, model_set.clip_pretrained, torch_device, clip_dtype, hub_cache_dir,
+                        allow_random_weights=allow_random_weights)
     choice = model_set.captioner
     if choice.kind == "guided":
         lm, tokenizer = load_language_model(model_set.language_model, torch_device, torch_dtype, hub_cache_dir)

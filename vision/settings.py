@@ -23,6 +23,8 @@ class VisionSettings(BaseSettings):
     language_model: str | None = Field(None, description="Override the set's GPT-2: hf-hub:ORG/REPO or local-dir:PATH.")
     captioner: str | None = Field(None, description="Override the set's captioner: guided, local-dir:PATH, "
                                                     "hf-hub:ORG/REPO, or clipcap:FILE for a ClipCap .pt file.")
+    allow_random_weights: bool = Field(False, description="Let a built-in CLIP name without a pretrained tag run "
+                                                          "on random weights (benchmarks only): otherwise refused.")
     device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
     dtype: str = Field("auto", description="auto (float16 on CUDA; on CPUs with native bfloat16, GPT-2 in bfloat16; else float32), "
                                                "float32, float16 or bfloat16.")

@@ -73,7 +73,8 @@ async def _open_models(settings: BotSettings, vision_settings: VisionSettings, m
         if models is None:
             models = await asyncio.get_running_loop().run_in_executor(thread, partial(
                 load_models, vision_settings.model_set(), device=vision_settings.device, dtype=vision_settings.dtype,
-                cache_dir=vision_settings.cache_dir, hub_cache_dir=vision_settings.hub_cache_dir))
+                cache_dir=vision_settings.cache_dir, hub_cache_dir=vision_settings.hub_cache_dir,
+                allow_random_weights=vision_settings.allow_random_weights))
     except BaseException:
         thread.shutdown(wait=False)
         raise

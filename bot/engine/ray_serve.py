@@ -61,7 +61,8 @@ def deployment_class():
             self.timeout_s = timeout_s
             thread = model_thread("vision")  # load and run on one thread: one OpenMP team
             models = thread.submit(load_models, vision.model_set(), vision.device, vision.dtype,
-                                   vision.cache_dir, vision.hub_cache_dir).result()
+                                   vision.cache_dir, vision.hub_cache_dir,
+                                   allow_random_weights=vision.allow_random_weights).result()
             self.local = LocalModels(ModelEngine(models, vision.image_limits()), max_batch=max_batch,
                                      max_wait=max_wait_s, executor=thread, timeout=timeout_s,
                                      decode_memory=decode_memory)
