@@ -3,6 +3,7 @@ in one line that names the fix, and `clipchat doctor` / `clipchat models` say wh
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 from PIL import Image
 
 from clipchat.errors import ClipchatError, InvalidConfig, ModelNotFound
+from tests.conftest import BOT_TOKEN
 from vision.model_sets import ModelSet, builtin_model_sets, load_model_set
 from vision.settings import VisionSettings
 
@@ -108,3 +110,115 @@ def test_unknown_clip_names_get_a_short_suggestion(name: str, suggestion: str) -
         load_clip(name, "openai", CPU, torch.float32)
     message = one_line(caught.value)
     assert suggestion in message and len(message) < 250, message  # not open_clip's 2.7 kB list of names
+
+
+# --- 4. doctor checks every model, and Telegram when asked ----------------------------------------------------
+
+
+def cache_file(cache: Path, repo_id: str, filename: str, data: bytes) -> None:
+    """Put a file into a Hugging Face cache as hf_hub_download leaves it: a blob, and a snapshot link to it."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(data)
+    link = repo / "snapshots" / commit / filename
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(os.path.relpath(blob, link.parent))
+
+
+def cache_clip_weights(cache: Path, model_set: ModelSet, size: int) -> None:
+    """Where open_clip's hub download puts this CLIP's weights (ORG/REPO/ or ORG/REPO/FILE; safetensors first)."""
+    repo_id, filename = os.path.split(open_clip.get_pretrained_cfg(model_set.clip, model_set.clip_pretrained)["hf_hub"])
+    cache_file(cache, repo_id, filename or "open_clip_model.safetensors", b"\0" * size)
+
+
+def by_name(checks) -> dict:
+    return {check.name: check for check in checks}
+
+
+def test_doctor_checks_the_clip_in_the_hub_cache(tmp_path: Path) -> None:
+    from bot.ops.doctor import FAIL, OK, WARN, check_models
+
+    model_set = tagged_builtin_set()
+    settings = VisionSettings(models=model_set.name, hub_cache_dir=tmp_path / "hub")
+    checks = by_name(check_models(settings))
+    assert checks["clip"].status == WARN and "not downloaded" in checks["clip"].detail
+    assert "prefetch" in checks["models"].fix
+    cache_clip_weights(tmp_path / "hub", model_set, 2_000_000)
+    checks = by_name(check_models(settings))
+    assert checks["clip"].status == OK and "2.0 MB" in checks["clip"].detail
+    assert checks["models"].status == WARN  # its other models are still to download
+
+    broken = by_name(check_models(settings.model_copy(update={"clip_model": "openai/clip-vit-base-patch32"})))
+    assert broken["clip"].status == FAIL and "ViT-B-32-quickgelu" in broken["clip"].detail
+    assert broken["models"].status == FAIL
+
+
+def test_doctor_checks_every_local_model_and_the_answer_model(tmp_path: Path) -> None:
+    from bot.ops.doctor import FAIL, OK, check_models
+
+    (tmp_path / "clip").mkdir()
+    (tmp_path / "clip" / "open_clip_config.json").write_text("{}")
+    (tmp_path / "clip" / "open_clip_model.safetensors").write_bytes(b"\0" * 3000)
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "coco.pt").write_bytes(b"\0" * 5000)
+    (tmp_path / "clipchat.json").write_text(json.dumps({
+        "clip": "local-dir:clip", "language_model": "local-dir:lm", "captioner": "clipcap:coco.pt",
+        "answer_model": "local-dir:answers"}))
+    checks = by_name(check_models(VisionSettings(models=str(tmp_path))))
+    assert [checks[name].status for name in ("clip", "language model", "captioner")] == [OK, OK, OK]
+    assert "3.0 kB" in checks["clip"].detail and "5.0 kB" in checks["captioner"].detail
+    assert checks["answer model"].status == FAIL and "answers does not exist" in checks["answer model"].detail
+    assert checks["models"].status == FAIL
+
+
+async def test_doctor_online_asks_telegram_whose_token_it_is(telegram, monkeypatch, capsys, tmp_path: Path) -> None:
+    import asyncio
+
+    from bot.core.settings import BotSettings
+    from bot.ops.cli import main
+    from bot.ops.doctor import FAIL, check_telegram
+
+    for key, value in {"TELEGRAM_BOT_TOKEN": BOT_TOKEN, "CLIPCHAT_BASE_URL": telegram.base_url,
+                       "CLIPCHAT_STATE_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+                       "CLIPCHAT_HUB_CACHE_DIR": str(tmp_path / "hub")}.items():
+        monkeypatch.setenv(key, value)
+    await asyncio.to_thread(main, ["doctor", "--online"])  # its own event loop; the fake server runs on this one
+    output = capsys.readouterr().out
+    assert "✓ telegram:" in output and "@clipchat_test_bot" in output, output
+    assert [call.method for call in telegram.calls] == ["getMe"]
+
+    other_token = BOT_TOKEN[:-1] + ("x" if BOT_TOKEN[-1] != "x" else "y")  # well-formed, unknown to the server
+    refused = await check_telegram(BotSettings(token=other_token, base_url=telegram.base_url))
+    assert refused.status == FAIL and "refused the token" in refused.detail and "@BotFather" in refused.fix
+    assert other_token.split(":")[1] not in refused.detail + refused.fix
+    telegram.latency["getMe"] = 2
+    slow = await asyncio.wait_for(check_telegram(BotSettings(token=BOT_TOKEN, base_url=telegram.base_url),
+                                                 timeout_s=0.3), 1.5)
+    assert slow.status == FAIL and "no answer within 0.3 s" in slow.detail
+
+
+# --- 5. clipchat models ---------------------------------------------------------------------------------------
+
+
+def test_clipchat_models_lists_the_sets_and_what_is_on_disk(monkeypatch, capsys, tmp_path: Path) -> None:
+    from bot.ops.cli import main
+
+    model_set = tagged_builtin_set()
+    cache_clip_weights(tmp_path / "hub", model_set, 1_500_000)
+    monkeypatch.setenv("CLIPCHAT_HUB_CACHE_DIR", str(tmp_path / "hub"))
+    monkeypatch.setenv("CLIPCHAT_MODELS", model_set.name)
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in builtin_model_sets():
+        description = load_model_set(name).description
+        marker = "*" if name == model_set.name else " "
+        assert f"{marker} {name}: {description}" in lines
+    configured = lines.index(f"* {model_set.name}: {model_set.description}")
+    clip_row = next(line for line in lines[configured:] if line.split()[:1] == ["clip"])
+    assert f"{model_set.clip} ({model_set.clip_pretrained})" in clip_row and "on disk, 1.5 MB" in clip_row
+    language_row = next(line for line in lines[configured:] if line.strip().startswith("language model"))
+    assert "not downloaded" in language_row

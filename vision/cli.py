@@ -1,4 +1,4 @@
-"""The vision commands: describe, train-captioner, evaluate, prefetch."""
+"""The vision commands: describe, train-captioner, evaluate, prefetch, models."""
 
 from __future__ import annotations
 
@@ -46,6 +46,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     _add_model_arguments(evaluate)
     _add_decoding_arguments(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
+
+    models = commands.add_parser("models", help="list the built-in model sets, what is downloaded and its size")
+    models.add_argument("--models", metavar="DIR_OR_NAME",
+                        help="the set to mark as configured (default: CLIPCHAT_MODELS)")
+    models.set_defaults(handler=run_models)
 
     prefetch = commands.add_parser("prefetch", help="download every model the configuration needs, "
                                                     "so the bot then starts offline")
@@ -170,3 +175,42 @@ def run_prefetch(args: argparse.Namespace, settings: VisionSettings) -> int:
           "(clipchat's cache) to the same folders there, or point CLIPCHAT_HUB_CACHE_DIR and CLIPCHAT_CACHE_DIR "
           "at the copies.")
     return 0
+
+
+def run_models(args: argparse.Namespace, settings: VisionSettings) -> int:
+    """Each built-in set (and a configured directory), each of its models, whether it is on disk and how big."""
+    from clipchat.errors import ClipchatError
+
+    from .model_sets import builtin_model_sets, load_model_set
+
+    settings = _settings(args, settings)
+    try:
+        configured = settings.model_set()  # with the CLIPCHAT_CLIP_MODEL, ... overrides applied
+    except ClipchatError as error:
+        configured, problem = None, error.detail
+    from_directory = Path(settings.models).expanduser().exists()
+    sets = [configured if configured and not from_directory and name == configured.name else load_model_set(name)
+            for name in builtin_model_sets()]
+    if configured is not None and from_directory:
+        sets.append(configured)
+    print(f"Model sets (* = configured by CLIPCHAT_MODELS={settings.models}):")
+    for model_set in sets:
+        _print_set(model_set, model_set is configured, settings)
+    if configured is None:
+        print(f"clipchat: the configured set cannot load: {problem}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _print_set(model_set, marked: bool, settings: VisionSettings) -> None:
+    from .model_cache import INVALID, MISSING, ON_DISK, human_size, presence
+
+    print(f"{'*' if marked else ' '} {model_set.name}: {model_set.description or '(no description)'}")
+    found = presence(model_set, settings.hub_cache_dir, settings.allow_random_weights)
+    width = max(len(f.reference) for f in found)
+    for item in found:
+        state = f"{ON_DISK}, {human_size(item.size)}" if item.state == ON_DISK else item.state
+        problem = f": {item.detail}" if item.state in (MISSING, INVALID) else ""
+        print(f"    {item.role:<15} {item.reference:<{width}}  {state}{problem}")
+    sizes = {item.detail: item.size or 0 for item in found if item.state == ON_DISK}  # one entry per place
+    print(f"    {'in all':<15} {human_size(sum(sizes.values()))} on disk")

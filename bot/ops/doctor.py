@@ -1,6 +1,8 @@
-"""`clipchat doctor`: check configuration, token, database, model cache and device, and say what to fix.
+"""`clipchat doctor`: check configuration, token, database, each model of the set and the device, and say
+what to fix.
 
-`--alive` is the container health check: the bot's heartbeat job must have run recently.
+`--online` also asks Telegram whose token it is (getMe). `--alive` is the container health check:
+the bot's heartbeat job must have run recently.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
+from urllib.parse import urlparse
 
 from clipchat.errors import ClipchatError
 from storage import StorageSettings
@@ -72,30 +74,70 @@ async def check_database(settings: StorageSettings) -> Check:
     return Check("database", OK, f"{shown}: reachable, schema {current} (newest)")
 
 
-def check_models(settings: VisionSettings) -> Check:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+def check_models(settings: VisionSettings) -> list[Check]:
+    """The set as a whole, then each of its models: CLIP, language model, captioner, answer model."""
+    from vision.model_cache import NOT_DOWNLOADED, presence
 
     try:
         model_set = settings.model_set()
     except ClipchatError as error:
-        return Check("models", FAIL, error.detail)
-    missing = []
-    for ref in (model_set.language_model, model_set.captioner.location):
-        if ref is None:
-            continue
-        if ref.scheme == "local-dir":
-            if not Path(ref.target).exists():
-                missing.append(f"{ref} (no such directory)")
-            continue
-        try:
-            snapshot_download(ref.target, cache_dir=settings.hub_cache_dir, local_files_only=True)
-        except (LocalEntryNotFoundError, OSError, ValueError):
-            missing.append(str(ref))
-    if missing:
-        return Check("models", WARN, f"set {model_set.name}: not downloaded yet: {', '.join(missing)}",
-                     "the bot downloads them at first start; `clipchat prefetch` does it now")
-    return Check("models", OK, f"set {model_set.name}: language model and captioner are on disk")
+        return [Check("models", FAIL, error.detail)]
+    found_all = presence(model_set, settings.hub_cache_dir, settings.allow_random_weights)
+    parts = [_model_check(found) for found in found_all]
+    worst = FAIL if any(c.status == FAIL for c in parts) else WARN if any(c.status == WARN for c in parts) else OK
+    attention = sum(c.status != OK for c in parts)
+    summary = (f"set {model_set.name}: {len(parts)} models, all ready" if worst == OK
+               else f"set {model_set.name}: {attention} of {len(parts)} models need attention")
+    downloads = any(found.state == NOT_DOWNLOADED for found in found_all)
+    fix = "the bot downloads what is missing at first start; `clipchat prefetch` does it now" if downloads else ""
+    return [Check("models", worst, summary, fix), *parts]
+
+
+def _model_check(found) -> Check:
+    from vision import model_cache
+
+    name, shown = found.role, f"{found.reference}: "
+    if found.state == model_cache.ON_DISK:
+        return Check(name, OK, f"{shown}on disk ({model_cache.human_size(found.size)})")
+    if found.state == model_cache.NOTHING:
+        if name == "clip":  # random weights were allowed on purpose; still worth a line
+            return Check(name, WARN, f"{shown}{found.detail}: captions and tags will be noise",
+                         "unset CLIPCHAT_ALLOW_RANDOM_WEIGHTS unless this is a benchmark")
+        return Check(name, OK, f"{shown}{found.detail}")
+    if found.state == model_cache.NOT_DOWNLOADED:
+        return Check(name, WARN, f"{shown}not downloaded yet ({found.detail})")  # the fix is on the set's line
+    if found.state == model_cache.MISSING:
+        return Check(name, FAIL, f"{shown}{found.detail}", "fix the path in the model set or in its override")
+    return Check(name, FAIL, found.detail)  # invalid: the message already names the setting to change
+
+
+async def check_telegram(settings: BotSettings, timeout_s: float = 10.0) -> Check:
+    """`--online`: ask Telegram (or CLIPCHAT_BASE_URL's server) who the token belongs to, within `timeout_s`."""
+    from telegram import Bot
+    from telegram.error import InvalidToken, TelegramError
+    from telegram.request import HTTPXRequest
+
+    try:
+        token = settings.bot_token()
+    except ClipchatError:
+        return Check("telegram", FAIL, "not asked: there is no usable token (see the token check)")
+    server = urlparse(settings.base_url).netloc or settings.base_url
+    request = HTTPXRequest(connect_timeout=timeout_s, read_timeout=timeout_s, write_timeout=timeout_s,
+                           pool_timeout=timeout_s)
+    bot = Bot(token, base_url=settings.base_url, base_file_url=settings.base_file_url, request=request)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async with bot:  # initialising the bot is the getMe call
+                username = bot.username
+    except InvalidToken:  # its message repeats the token: never print it
+        return Check("telegram", FAIL, f"{server} refused the token (Unauthorized)",
+                     "it was revoked or mistyped: copy the current one from @BotFather (/mybots > API Token)")
+    except (TimeoutError, TelegramError) as error:
+        reason = (f"no answer within {timeout_s:g} s" if isinstance(error, TimeoutError)
+                  else f"{type(error).__name__}: {error.message}".replace(token, "<token>"))
+        return Check("telegram", FAIL, f"{server}: {reason}",
+                     "is this machine online, and CLIPCHAT_BASE_URL right?")
+    return Check("telegram", OK, f"{server} knows the token: the bot is @{username}")
 
 
 def check_device(settings: VisionSettings) -> Check:
@@ -131,8 +173,12 @@ def check_disk(settings: VisionSettings) -> Check:
     return Check("disk", OK, f"{free:.0f} GiB free under {probe}")
 
 
-def run_checks(bot: BotSettings, vision: VisionSettings, storage: StorageSettings) -> list[Check]:
-    return [check_token(bot), asyncio.run(check_database(storage)), check_models(vision), check_device(vision),
+def run_checks(bot: BotSettings, vision: VisionSettings, storage: StorageSettings,
+               online: bool = False) -> list[Check]:
+    checks = [check_token(bot)]
+    if online:
+        checks.append(asyncio.run(check_telegram(bot)))
+    return [*checks, asyncio.run(check_database(storage)), *check_models(vision), check_device(vision),
             check_disk(vision)]
 
 

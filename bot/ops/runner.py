@@ -38,6 +38,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     doctor.add_argument("--alive", action="store_true", help="only check the running bot's heartbeat "
                                                              "(the container health check)")
     doctor.add_argument("--quiet", action="store_true", help="print only problems")
+    doctor.add_argument("--online", action="store_true", help="also ask Telegram whose token it is (getMe)")
     doctor.set_defaults(handler=run_doctor)
 
     server = commands.add_parser("vision-server", help="run the models on a Ray cluster with Ray Serve "
@@ -107,7 +108,7 @@ def run_doctor(args: argparse.Namespace, vision_settings: VisionSettings) -> int
     settings = BotSettings()
     if args.alive:
         return report([alive(settings)], quiet=args.quiet)
-    return report(run_checks(settings, vision_settings, StorageSettings()), quiet=args.quiet)
+    return report(run_checks(settings, vision_settings, StorageSettings(), online=args.online), quiet=args.quiet)
 
 
 class _Stop(Exception):
