@@ -112,6 +112,52 @@ def test_unknown_clip_names_get_a_short_suggestion(name: str, suggestion: str) -
     assert suggestion in message and len(message) < 250, message  # not open_clip's 2.7 kB list of names
 
 
+# --- 2. a captioner refuses a CLIP of another width at load time ----------------------------------------------
+
+
+def other_width_clip(world_dir: Path, folder: Path) -> int:
+    """The world's CLIP design, twice as wide an embedding, saved as a local open_clip directory; its width."""
+    from safetensors.torch import save_file
+
+    config = json.loads((world_dir / "clip" / "open_clip_config.json").read_text())
+    config["model_cfg"]["embed_dim"] *= 2
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    model = open_clip.CLIP(**config["model_cfg"])
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "open_clip_model.safetensors"))
+    return config["model_cfg"]["embed_dim"]
+
+
+def test_a_prefix_captioner_refuses_a_clip_of_another_width(world_dir: Path, tmp_path: Path) -> None:
+    from vision.pipeline import load_models
+
+    manifest = json.loads((world_dir / "captioner" / "captioner.json").read_text())
+    expected = manifest["mapper"]["clip_dim"]
+    other = other_width_clip(world_dir, tmp_path / "wide-clip")
+    model_set = load_model_set(str(world_dir)).with_overrides(clip=f"local-dir:{tmp_path / 'wide-clip'}")
+    with pytest.raises(InvalidConfig) as caught:  # before: loaded, then a matrix-shape error at the first photo
+        load_models(model_set, device="cpu", cache_dir=tmp_path)
+    message = one_line(caught.value)
+    assert f"expects {expected}-wide" in message and f"gives {other}-wide" in message
+    assert manifest["trained_with_clip"] in message  # the CLIP it fits, as training recorded it
+
+
+def test_a_clipcap_checkpoint_refuses_a_clip_of_another_width(world_dir: Path, tmp_path: Path) -> None:
+    from vision.mapper import MapperConfig, build_mapper
+    from vision.pipeline import load_models
+
+    lm_width = json.loads((world_dir / "gpt2" / "config.json").read_text())["n_embd"]
+    mapper = build_mapper(MapperConfig(clip_dim=512, lm_dim=lm_width, prefix_length=2))  # ClipCap's published width
+    torch.save({f"clip_project.{k}": v for k, v in mapper.state_dict().items()}, tmp_path / "coco_weights.pt")
+    (tmp_path / "clipchat.json").write_text(json.dumps({
+        "clip": f"local-dir:{world_dir / 'clip'}", "language_model": f"local-dir:{world_dir / 'gpt2'}",
+        "captioner": "clipcap:coco_weights.pt", "vocabulary": str(world_dir / "vocab.txt")}))
+    with pytest.raises(InvalidConfig) as caught:
+        load_models(str(tmp_path), device="cpu", cache_dir=tmp_path / "cache")
+    message = one_line(caught.value)
+    assert "expects 512-wide" in message and "ViT-B/32" in message and "ViT-B-32-quickgelu" in message
+
+
 # --- 4. doctor checks every model, and Telegram when asked ----------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -22,12 +23,18 @@ from .language_model import load_language_model, stop_token_ids
 from .mapper import MapperConfig, build_mapper
 from .model_sets import Ref
 
+if TYPE_CHECKING:
+    from .encoder import ClipEncoder
+
 log = logging.getLogger(__name__)
 
 FORMAT = "clipchat-prefix-captioner"
 BUNDLED = "bundled"
 # GPT-2 checkpoints from transformers < 4.31 carry the causal mask as buffers; current GPT-2 builds it on the fly.
 LEGACY_BUFFERS = (".attn.bias", ".attn.masked_bias")
+# What ClipCap's published checkpoints (COCO, Conceptual Captions) were trained on; their .pt files do not say.
+CLIPCAP_TRAINED_WITH = ("ClipCap's published checkpoints were trained on OpenAI's ViT-B/32 (512-wide): set "
+                        "CLIPCHAT_CLIP_MODEL=ViT-B-32-quickgelu and CLIPCHAT_CLIP_PRETRAINED=openai")
 
 
 class PrefixCaptioner(nn.Module):
@@ -83,8 +90,8 @@ class PrefixCaptioner(nn.Module):
 
 
 def load_prefix_captioner(ref: Ref, default_lm: Ref, device: torch.device, dtype: torch.dtype,
-                          cache_dir: Path | None = None) -> PrefixCaptioner:
-    """Our own format, from `local-dir:PATH` or `hf-hub:ORG/REPO`."""
+                          cache_dir: Path | None = None, *, clip: ClipEncoder | None = None) -> PrefixCaptioner:
+    """Our own format, from `local-dir:PATH` or `hf-hub:ORG/REPO`; with `clip`, refused unless it fits that CLIP."""
     from safetensors.torch import load_file
 
     directory = _local_directory(ref, cache_dir)
@@ -94,6 +101,11 @@ def load_prefix_captioner(ref: Ref, default_lm: Ref, device: torch.device, dtype
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("format") != FORMAT:
         raise InvalidConfig(f"{manifest_path} is not a {FORMAT} file.")
+    if clip is not None:
+        trained_with = manifest.get("trained_with_clip")
+        check_clip_width(str(ref), MapperConfig(**manifest["mapper"]).clip_dim, clip,
+                         f"It was trained with CLIP {trained_with}: set CLIPCHAT_CLIP_MODEL to that CLIP, or train "
+                         "one for this CLIP with `clipchat train-captioner`" if trained_with else "")
     lm_value = manifest.get("language_model") or str(default_lm)
     lm_ref = Ref("local-dir", str(directory / "language_model")) if lm_value == BUNDLED else Ref.parse(lm_value)
     lm, tokenizer = load_language_model(lm_ref, device, dtype, cache_dir)
@@ -103,8 +115,8 @@ def load_prefix_captioner(ref: Ref, default_lm: Ref, device: torch.device, dtype
 
 
 def load_clipcap_checkpoint(ref: Ref, lm_ref: Ref, device: torch.device, dtype: torch.dtype,
-                            cache_dir: Path | None = None) -> PrefixCaptioner:
-    """ClipCap's `.pt` layout, from a file path or `hf-hub:ORG/REPO/FILE`."""
+                            cache_dir: Path | None = None, *, clip: ClipEncoder | None = None) -> PrefixCaptioner:
+    """ClipCap's `.pt` layout, from a file path or `hf-hub:ORG/REPO/FILE`; with `clip`, refused unless it fits."""
     path = _local_file(ref, cache_dir)
     state = torch.load(path, map_location="cpu", weights_only=True)
     mapper_state = {k.removeprefix("clip_project."): v for k, v in state.items() if k.startswith("clip_project.")}
@@ -112,6 +124,10 @@ def load_clipcap_checkpoint(ref: Ref, lm_ref: Ref, device: torch.device, dtype: 
                  if k.startswith("gpt.") and not k.endswith(LEGACY_BUFFERS)}
     if not mapper_state:
         raise InvalidConfig(f"{path} has no clip_project.* weights: it is not a ClipCap checkpoint.")
+    if clip is not None:  # before GPT-2 loads: the answer needs only the mapper's first layer
+        first = mapper_state.get("model.0.weight", mapper_state.get("linear.weight"))
+        if first is not None:
+            check_clip_width(f"clipcap:{ref}", first.shape[1], clip, CLIPCAP_TRAINED_WITH)
     lm, tokenizer = load_language_model(lm_ref, device, dtype, cache_dir)
     config = _infer_mapper_config(mapper_state, lm.get_input_embeddings().weight.shape[1])
     captioner = PrefixCaptioner(config, lm, tokenizer, source=f"clipcap:{ref}")
@@ -123,6 +139,17 @@ def load_clipcap_checkpoint(ref: Ref, lm_ref: Ref, device: torch.device, dtype: 
             raise InvalidConfig(f"{path} does not fit {lm_ref}: missing {sorted(set(missing) - tied)[:5]}, "
                                 f"unexpected {sorted(unexpected)[:5]}.")
     return captioner.to(device).eval()
+
+
+def check_clip_width(source: str, expected: int, clip: ClipEncoder, trained_with: str = "") -> None:
+    """A captioner maps vectors of one CLIP width: another CLIP would end in a matrix-shape error at the
+    first photo, so the mismatch is refused at load time, with the CLIP that fits when it is known."""
+    if clip.dim == expected:
+        return
+    fix = trained_with or ("Set CLIPCHAT_CLIP_MODEL to a CLIP that fits, or train a captioner for this one with "
+                           "`clipchat train-captioner`")
+    raise InvalidConfig(f"Captioner {source} expects {expected}-wide CLIP vectors, but CLIP {clip.identity} gives "
+                        f"{clip.dim}-wide ones. {fix}.")
 
 
 def _infer_mapper_config(state: dict[str, torch.Tensor], lm_dim: int) -> MapperConfig:

@@ -93,10 +93,10 @@ def load_models(models: str | ModelSet = "default", device: str = "auto", dtype:
         captioner = GuidedCaptioner(lm, tokenizer, encoder, prompt=model_set.guided_prompt)
     elif choice.kind == "clipcap":
         captioner = load_clipcap_checkpoint(choice.location, model_set.language_model, torch_device,
-                                            torch_dtype, hub_cache_dir)
+                                            torch_dtype, hub_cache_dir, clip=encoder)
     else:
         captioner = load_prefix_captioner(choice.location, model_set.language_model, torch_device,
-                                          torch_dtype, hub_cache_dir)
+                                          torch_dtype, hub_cache_dir, clip=encoder)
     if torch_device.type == "cpu" and torch_dtype == torch.bfloat16:
         linearize(captioner.lm)  # measured faster there; see linearize
     tagger = ZeroShotTagger(encoder, load_vocabulary(model_set.vocabulary),
