@@ -125,12 +125,12 @@ def ensure_available(model_set: ModelSet, hub_cache_dir: Path | str | None = Non
         roles.setdefault(file.repo, file.role)
     needs = ", ".join(f"{repo} ({role})" for repo, role in roles.items())
     if constants.HF_HUB_OFFLINE:
-        raise ModelNotFound(f"Model set {model_set.name!r} needs {needs}, not in {cache}, and HF_HUB_OFFLINE is "
-                            f"set. {_prefetch_hint(model_set, cache)}")
+        raise ModelNotFound(f"Model set {model_set.name!r} is not downloaded: {cache} lacks {needs}, and "
+                            f"HF_HUB_OFFLINE is set. {_prefetch_hint(model_set, cache)}")
     problem = probe(constants.ENDPOINT, timeout_s)
     if problem:
-        raise ModelNotFound(f"Model set {model_set.name!r} needs {needs}, not in {cache}, and {constants.ENDPOINT} "
-                            f"cannot be reached ({problem}). {_prefetch_hint(model_set, cache)}")
+        raise ModelNotFound(f"Model set {model_set.name!r} is not downloaded: {cache} lacks {needs}, and "
+                            f"{constants.ENDPOINT} cannot be reached ({problem}). {_prefetch_hint(model_set, cache)}")
     log.info("downloading into %s: %s", cache, needs)
 
 
