@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from .models import Chat, ChatSettings, ImageRecord, PendingUpdate, Turn, User, UserSettings
+from .models import Chat, ChatSettings, ImageRecord, PendingUpdate, ReindexRun, Turn, User, UserSettings
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,10 @@ USER_ROWS: dict[str, Callable[[int], ColumnElement[bool]]] = {
     "chat_settings": lambda user_id: (ChatSettings.updated_by == user_id) | ChatSettings.chat_id.in_(
         select(Chat.id).where(_private_chat(user_id))),
     "pending_updates": lambda user_id: PendingUpdate.user_key == user_id,
+    "reindex_runs": lambda user_id: ReindexRun.chat_id == user_id,  # a run on one private chat names its user
 }
 TABLES = {model.__tablename__: model for model in (User, UserSettings, Turn, ImageRecord, Chat, ChatSettings,
-                                                   PendingUpdate)}
+                                                   PendingUpdate, ReindexRun)}
 
 
 async def forget_user(session: AsyncSession, user_id: int, now: datetime | None = None,
@@ -69,6 +70,8 @@ async def forget_user(session: AsyncSession, user_id: int, now: datetime | None 
     cutoff = (now or datetime.now(timezone.utc)) - pending_grace
     await session.execute(delete(PendingUpdate).where(USER_ROWS["pending_updates"](user_id),
                                                       PendingUpdate.arrived_at < cutoff))
+    # A re-index of their private chat has nothing left to do there; its runner carries on harmlessly.
+    await session.execute(delete(ReindexRun).where(USER_ROWS["reindex_runs"](user_id)))
     users = await session.execute(delete(User).where(USER_ROWS["users"](user_id)))
     return Removed(turns=turns.rowcount or 0, images=images.rowcount or 0,
                    settings=(settings.rowcount or 0) + (private.rowcount or 0), users=users.rowcount or 0)

@@ -10,7 +10,19 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import numpy as np
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from clipchat.facts import PhotoFacts, Tag
@@ -93,6 +105,9 @@ class ImageRecord(Base):
     tags: Mapped[list] = mapped_column(JSON, default=list)  # [{"label": str, "score": float}, ...]
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float16, L2-normalised
     embedding_model: Mapped[str] = mapped_column(String(200))  # vectors of different models never meet
+    # Telegram no longer had the file when `clipchat db reindex` asked for it: it cannot be re-embedded
+    # (nor sent back), so reindexing skips it and /search does not count it as waiting.
+    file_gone: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
     def facts(self) -> PhotoFacts:
@@ -125,3 +140,16 @@ class PendingUpdate(Base):
     user_key: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # user, or channel
     update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram's order
     arrived_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReindexRun(Base):
+    """A `clipchat db reindex` at work, while it works: its row goes when it ends, and a crashed run's
+    heartbeat goes stale. Bot processes read it to tell people their older photos are on their way."""
+
+    __tablename__ = "reindex_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    embedding_model: Mapped[str] = mapped_column(String(200))  # the CLIP the photos are re-embedded with
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)  # the one chat it works on; None: every chat
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

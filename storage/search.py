@@ -2,8 +2,9 @@
 
 Brute force is exact and, with the vectors held in memory, fast: 100k photos of
 512 floats is one 200 MB matrix-vector product. The index keeps each chat's
-matrix and only fetches rows added since its last look, so a query costs two
-indexed SQL aggregates plus the product.
+matrix and only fetches rows added since its last look, so a query costs one
+indexed SQL aggregate plus the product. Rows join a chat's matrix out of id order
+too (`clipchat db reindex` re-embeds old photos), which the sum of ids notices.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class _ChatVectors:
     @property
     def last_id(self) -> int:
         return int(self.ids[-1]) if len(self.ids) else 0
+
+    def same_rows(self, count: int, newest: int | None, id_sum: int | None) -> bool:
+        return (len(self.ids), self.last_id, int(self.ids.sum())) == (count, newest or 0, int(id_sum or 0))
 
 
 class EmbeddingIndex:
@@ -50,10 +54,10 @@ class EmbeddingIndex:
     async def _fresh(self, session: AsyncSession, chat_id: int, model: str) -> _ChatVectors:
         key = (chat_id, model)
         where = (ImageRecord.chat_id == chat_id, ImageRecord.embedding_model == model)
-        count, newest = (await session.execute(select(func.count(ImageRecord.id), func.max(ImageRecord.id))
-                                               .where(*where))).one()
+        count, newest, id_sum = (await session.execute(select(func.count(ImageRecord.id), func.max(ImageRecord.id),
+                                                              func.sum(ImageRecord.id)).where(*where))).one()
         vectors = self._chats.get(key)
-        if vectors is not None and (len(vectors.ids), vectors.last_id) == (count, newest or 0):
+        if vectors is not None and vectors.same_rows(count, newest, id_sum):
             self._chats.move_to_end(key)
             return vectors
         incremental = vectors is not None and _only_appended(vectors, count, newest)
@@ -66,7 +70,7 @@ class EmbeddingIndex:
             fresh = decode_embeddings([row.embedding for row in rows])
             vectors.ids = np.concatenate([vectors.ids, np.array([row.id for row in rows], dtype=np.int64)])
             vectors.matrix = fresh if not vectors.matrix.size else np.concatenate([vectors.matrix, fresh])
-        if incremental and len(vectors.ids) != count:  # a delete and an insert crossed: reload once
+        if incremental and not vectors.same_rows(count, newest, id_sum):  # rows went or came below: reload once
             self._chats.pop(key, None)
             return await self._fresh(session, chat_id, model)
         # After a full reload a mismatch only means rows arrived meanwhile; the next query picks them up.

@@ -47,11 +47,18 @@ AT_0002 = {
                "image_id": 3, "created_at": NOW, "message_id": 99}],
 }
 AT_0003 = {"pending_updates": [{"user_key": ALICE, "update_id": 5000, "arrived_at": NOW}]}
-ROWS = {"0001": AT_0001, "0002": AT_0002, "0003": AT_0003, "0004": {}}
-REVISIONS = ["0001", "0002", "0003", "0004"]
+AT_0005 = {
+    "images": [{"id": 4, "chat_id": ALICE, "sender_id": ALICE, "message_id": 13, "media_group_id": None,
+                "file_id": "AgAD-gone-4", "file_unique_id": "u4", "caption": "a grey star", "tags": "[]",
+                "embedding": VECTOR, "embedding_model": "clip-a", "created_at": NOW, "media_kind": "photo",
+                "file_gone": True}],
+    "reindex_runs": [{"id": 1, "embedding_model": "clip-b", "chat_id": GROUP, "started_at": NOW, "beat_at": NOW}],
+}
+ROWS = {"0001": AT_0001, "0002": AT_0002, "0003": AT_0003, "0004": {}, "0005": AT_0005}
+REVISIONS = ["0001", "0002", "0003", "0004", "0005"]
 MIGRATIONS = list(zip(["base", *REVISIONS], REVISIONS))  # (stop before, migrate to)
 KEYS = {"users": "id", "chats": "id", "chat_settings": "chat_id", "user_settings": "user_id", "images": "id",
-        "turns": "id", "pending_updates": "update_id"}
+        "turns": "id", "pending_updates": "update_id", "reindex_runs": "id"}
 
 
 async def insert(engine, rows: dict[str, list[dict]]) -> None:
@@ -119,8 +126,15 @@ async def test_each_migration_keeps_the_rows_it_finds(database_url: str, before:
         if target == "0002":  # photos stored before the column existed were sent as photos
             assert {row["id"]: row["media_kind"] for row in await table_rows(engine, "images")} == {
                 1: "photo", 2: "photo", 3: "document"}
+        if target == "0005":  # photos stored before were never found gone
+            assert {row["id"]: bool(row["file_gone"]) for row in await table_rows(engine, "images")} == {
+                1: False, 2: False, 3: False, 4: True}
         await downgrade(engine, before)
         await assert_kept(engine, written)  # going back loses only what the newer schema added
+        if target == "0005" and engine.dialect.name == "sqlite":  # 0004's AUTOINCREMENT survives the way back
+            async with engine.connect() as connection:
+                schema = (await connection.execute(text("SELECT sql FROM sqlite_master WHERE name = 'images'")))
+                assert "AUTOINCREMENT" in schema.scalar_one()
     finally:
         await engine.dispose()
 
