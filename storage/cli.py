@@ -1,4 +1,8 @@
-"""`clipchat db upgrade`: apply the database migrations by hand (the bot also does it at start-up)."""
+"""`clipchat db upgrade`: apply the database migrations by hand (the bot also does it at start-up).
+
+`db reindex` needs Telegram and the models, which this package never imports: bot/ops adds it
+to the `db` actions returned here.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,15 @@ import asyncio
 from .settings import StorageSettings
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:
+def add_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """Add `db` and its actions; returns the actions, for the layers above to add theirs."""
     db = commands.add_parser("db", help="database maintenance")
     actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = actions.add_parser("upgrade", help="apply migrations up to the newest (or --revision)")
     upgrade.add_argument("--url", help="database URL (default: DATABASE_URL, else SQLite in the user data dir)")
     upgrade.add_argument("--revision", default="head")
     upgrade.set_defaults(handler=run_upgrade)
+    return actions
 
 
 def run_upgrade(args: argparse.Namespace, _settings) -> int:

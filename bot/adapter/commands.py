@@ -80,15 +80,14 @@ async def search(update: Update, context: BotContext) -> None:
         return
     retries = context.services.settings.send_retries
     async with chat_action(context.bot, message.chat_id, ChatAction.UPLOAD_PHOTO):
-        found = await talk.search(context.services, message.chat_id, phrase)
-        if not found:
-            await reply(message, talk.NO_PHOTOS_TO_SEARCH)
-            return
+        answer = await talk.search(context.services, message.chat_id, phrase)
         quote = ReplyParameters(message.message_id, allow_sending_without_reply=True)
-        for hit in found:
+        for hit in answer.found:
             send = context.bot.send_document if hit.media_kind == "document" else context.bot.send_photo
             await with_retries(lambda send=send, hit=hit: send(message.chat_id, hit.file_id, caption=hit.caption,
                                                                reply_parameters=quote), retries)
+        if answer.note:
+            await reply(message, answer.note)
 
 
 async def reset(update: Update, context: BotContext) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from dialogue import Answer, Conversation
 from storage import ImageRecord, image_under_discussion, recent_turns, search_images, write_with_retry
+from storage.reindex import photos_waiting, reindex_running
 from vision.tagger import parse_label_list
 
 from ..engine import AnswerRequest, ClassifyRequest, MoodRequest, TextRequest
@@ -17,6 +18,12 @@ from .services import Services
 NO_PHOTO = "I don't have a photo here yet. Send one, or reply to a photo with the command."
 NOTHING_TO_TAG = "Nothing stands out clearly enough to tag."
 NO_PHOTOS_TO_SEARCH = "I haven't seen any photos in this chat yet (or they were deleted)."
+# After the operator changed CLIP, photos seen before are searchable once `clipchat db reindex` re-embedded them.
+REINDEXING = ("I'm re-indexing this chat's earlier photos for my upgraded eyes ({count} still to go); "
+              "please search again in a few minutes.")
+NOT_REINDEXED = ("I can't search this chat's {photos} yet: I got new eyes, and they are searchable "
+                 "again once the bot's operator re-indexes them.")
+ONLY_REINDEXED = "(I searched only the photos I've re-indexed so far; {photos} {are} still to come.)"
 MAX_SEARCH_CHARS = 300
 
 
@@ -27,6 +34,14 @@ class Found:
     file_id: str
     media_kind: str  # photo or document
     caption: str
+
+
+@dataclass(frozen=True)
+class Search:
+    """What /search answers: the photos found, and a note said after them (or instead, when none was)."""
+
+    found: list[Found]
+    note: str | None = None
 
 
 async def thread(services: Services, where: Where, reply_to: int | None = None) -> tuple[ImageRecord | None,
@@ -90,14 +105,25 @@ async def mood(services: Services, where: Where, reply_to: int | None) -> str:
     return answer.text
 
 
-async def search(services: Services, chat_id: int, phrase: str) -> list[Found]:
-    """This chat's photos that best match `phrase`: the best one, plus any nearly as good."""
+async def search(services: Services, chat_id: int, phrase: str) -> Search:
+    """This chat's photos that best match `phrase`: the best one, plus any nearly as good; and, when
+    some of the chat's photos were seen by an earlier CLIP, that they could not be searched."""
     vector = await services.models.embed_text(TextRequest(phrase[:MAX_SEARCH_CHARS]))
+    identity = services.models.identity
     async with services.sessions() as session:
-        hits = await search_images(session, services.index, chat_id, services.models.identity, vector.vector,
+        hits = await search_images(session, services.index, chat_id, identity, vector.vector,
                                    k=services.settings.search_results)
-    if not hits:
-        return []
-    best = hits[0][1]
-    return [Found(record.file_id, record.media_kind, f"{record.caption} (match {score:.2f})"[:text.CAPTION_LIMIT])
-            for record, score in hits if score >= best - 0.02]
+        waiting = await photos_waiting(session, identity, chat_id)
+        running = waiting > 0 and await reindex_running(session, identity, chat_id)
+    found = []
+    if hits:
+        best = hits[0][1]
+        found = [Found(record.file_id, record.media_kind,
+                       f"{record.caption} (match {score:.2f})"[:text.CAPTION_LIMIT])
+                 for record, score in hits if score >= best - 0.02]
+    if not waiting:
+        return Search(found, None if found else NO_PHOTOS_TO_SEARCH)
+    photos = "1 earlier photo" if waiting == 1 else f"{waiting} earlier photos"
+    if found:
+        return Search(found, ONLY_REINDEXED.format(photos=photos, are="is" if waiting == 1 else "are"))
+    return Search(found, REINDEXING.format(count=waiting) if running else NOT_REINDEXED.format(photos=photos))

@@ -14,7 +14,7 @@ from storage import cli as storage_cli
 from vision import cli as vision_cli
 from vision.settings import VisionSettings
 
-from . import runner
+from . import reindex, runner
 
 # The Hugging Face libraries' settings: HF_HUB_OFFLINE, HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, ... and these
 HUB_NAMES = frozenset({"TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN"})
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     runner.add_commands(commands)
     vision_cli.add_commands(commands)
-    storage_cli.add_commands(commands)
+    reindex.add_command(storage_cli.add_commands(commands))
     return parser
 
 

@@ -80,8 +80,9 @@ async def _loop(services: Services, terminal: Terminal) -> None:
             elif command == "/mood":
                 print(await talk.mood(services, HERE, None))
             elif command == "/search":
-                found = await talk.search(services, HERE.chat_id, rest)
-                print("\n".join(f"{hit.file_id}  {hit.caption}" for hit in found) or "No photos yet.")
+                answer = await talk.search(services, HERE.chat_id, rest)
+                print("\n".join([f"{hit.file_id}  {hit.caption}" for hit in answer.found]
+                                + ([answer.note] if answer.note else [])))
             elif command == "/reset":
                 await records.reset(services, HERE)
                 print("Conversation cleared.")
