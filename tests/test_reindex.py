@@ -118,13 +118,14 @@ async def test_reindex_makes_photos_of_a_retired_clip_searchable(start_bot, tele
     assert not run.done(), "the run ended before /search was answered: the hanging downloads should hold it"
 
     assert await asyncio.wait_for(run, 30) == 1  # failures: the exit status says to run it again
-    assert "1 re-embedded, 1 gone from Telegram, 2 failed" in capsys.readouterr().out
+    shown = printed(capsys)
+    assert "1 re-embedded, 1 gone from Telegram, 2 failed" in shown and "re-indexing: 100%" in shown
     assert "can't search this chat's 1 earlier photo yet" in await search(bob, bobs.scene.caption, 3)  # run over
 
     telegram.download_status.clear()
     asked = len(telegram.sent("getFile"))
     assert await asyncio.wait_for(asyncio.to_thread(main, argv), 30) == 0
-    assert "2 re-embedded, 0 gone from Telegram, 0 failed" in capsys.readouterr().out
+    assert "2 re-embedded, 0 gone from Telegram, 0 failed" in printed(capsys)
     retried = {call.params["file_id"] for call in telegram.sent("getFile")[asked:]}
     assert retried == {file_ids[slow.path], file_ids[bobs.path]}  # neither the done nor the gone photo again
     send_text(telegram, bob, user(42), f"/search {bobs.scene.caption}")
@@ -133,9 +134,16 @@ async def test_reindex_makes_photos_of_a_retired_clip_searchable(start_bot, tele
 
     asked = len(telegram.sent("getFile"))
     assert await asyncio.wait_for(asyncio.to_thread(main, argv), 30) == 0
-    assert "Nothing to re-index" in capsys.readouterr().out
+    assert "Nothing to re-index" in printed(capsys)
     assert len(telegram.sent("getFile")) == asked
     rows = (await stored()).values()
     assert sum(model == identity for model, _ in rows) == 3 and sum(gone_ for _, gone_ in rows) == 1
     async with services.sessions() as session:  # captions stay as first seen
         assert dict((await session.execute(select(ImageRecord.id, ImageRecord.caption))).all()) == captions
+
+
+def printed(capsys) -> str:
+    """What the command printed: the summary (stdout), the progress bar and warnings (stderr); never the token."""
+    out, err = capsys.readouterr()
+    assert BOT_TOKEN not in out + err
+    return out + err

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from telegram.ext import AIORateLimiter, ExtBot
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from clipchat.errors import ClipchatError, OperatorError
+from clipchat.errors import BadImage, ClipchatError, OperatorError
 from storage import StorageSettings, make_engine, make_sessionmaker, upgrade, write_with_retry
 from storage.database import unavailable
 from storage.reindex import (
@@ -97,7 +98,11 @@ def run_reindex(args: argparse.Namespace, vision_settings: VisionSettings) -> in
     redact_token_in_logs(settings.bot_token())  # checked first: a missing token says how to get one
     storage = StorageSettings()
     url = args.url or storage.url()
-    tally = asyncio.run(_main(settings, vision_settings, url, storage.database_timeout_s, args.chat, args.rate))
+    try:
+        tally = asyncio.run(_main(settings, vision_settings, url, storage.database_timeout_s, args.chat, args.rate))
+    except KeyboardInterrupt:  # what was re-embedded is kept; the next run starts with what is left
+        print("\nStopped: run `clipchat db reindex` again to carry on where it stopped.", file=sys.stderr)
+        return 130
     return 1 if tally is not None and tally.failed else 0
 
 
@@ -241,7 +246,7 @@ async def reindex(bot: ExtBot, sessions, embedder: Embedder, *, chat_id: int | N
 
 async def _reembed(bot: ExtBot, sessions, embedder: Embedder, photo: Waiting, timeout: float, tally: Tally) -> None:
     try:
-        vector = await embedder.embed(await _fetch(bot, photo.file_id, timeout))
+        vector = await embedder.embed(await _fetch(bot, photo.file_id, timeout, embedder.limits.max_bytes))
     except Gone as error:
         log.info("photo %d (chat %d) is gone from Telegram: %s", photo.id, photo.chat_id, error)
         await write_with_retry(sessions, lambda session: mark_gone(session, photo))
@@ -258,7 +263,7 @@ async def _reembed(bot: ExtBot, sessions, embedder: Embedder, photo: Waiting, ti
         tally.reembedded += 1  # else deleted meanwhile (/forget, retention) or done by another run
 
 
-async def _fetch(bot: ExtBot, file_id: str, timeout: float) -> bytes:
+async def _fetch(bot: ExtBot, file_id: str, timeout: float, max_bytes: int) -> bytes:
     """The file's bytes, all of it within `timeout` seconds; Gone when Telegram no longer has it."""
     async with asyncio.timeout(timeout):
         try:
@@ -268,6 +273,9 @@ async def _fetch(bot: ExtBot, file_id: str, timeout: float) -> bytes:
             if "too big" in str(error).lower():  # there, but over the public Bot API's 20 MB
                 raise
             raise Gone(str(error)) from error  # "invalid file_id", "wrong file identifier", ...
+        if telegram_file.file_size and telegram_file.file_size > max_bytes:  # refused before downloading it
+            raise BadImage("too_large", "too large", detail=f"{telegram_file.file_size} bytes > {max_bytes} "
+                                                            "(CLIPCHAT_MAX_IMAGE_BYTES)")
         try:
             return bytes(await with_retries(lambda: telegram_file.download_as_bytearray(read_timeout=timeout),
                                             retries=2, what="downloading a photo"))
