@@ -73,6 +73,10 @@ async def test_a_question_in_the_photo_caption_is_answered(start_bot, telegram, 
     [reply] = await telegram.wait_replies(2, 1)
     answer, description = reply.text.split("\n\n")
     assert held.scene.colour in answer and description.startswith("(") and "Tags:" in description
+    send_photo(telegram, private(2), user(2), understood[4].image, caption="What is this?")
+    described = (await telegram.wait_replies(2, 2))[-1]  # the description answers it: said once, not twice
+    assert described.text.lower().startswith(understood[4].scene.caption.lower()) and "Tags: #" in described.text
+    assert "(" not in described.text and described.text.lower().count(understood[4].scene.caption.lower()) == 1
 
 
 async def test_an_album_gets_one_reply_that_covers_every_photo(start_bot, telegram, world_models, understood):
@@ -185,6 +189,7 @@ async def test_a_channel_gets_alt_text_that_keeps_the_authors_caption(start_bot,
     assert int(edit.params["message_id"]) == post["message_id"]
     assert edit.params["caption"].startswith("Our new poster 🎨\n\n" + ALT_TEXT_HEADER)
     assert caption_of(world_models, understood[8].image).lower() in edit.params["caption"].lower()
+    assert edit.params["caption"].endswith(".") and not edit.params["caption"].endswith("..")
     long_caption = "🎨" * 480 + " words " * 4  # 988 UTF-16 units: room for only a little alt text
     send_photo(telegram, post_chat, None, understood[9].image, caption=long_caption)
     edits = await telegram.wait_for(lambda: len(telegram.sent("editMessageCaption")) >= 2 and

@@ -81,6 +81,22 @@ def test_what_is_this_uses_the_model_sets_own_vocabulary(world_models, heldout) 
     assert right / len(sample) >= 0.9
 
 
+@pytest.mark.parametrize("question", ["What is this?", "whats in the picture", "Describe it", "what do you see?"])
+def test_what_is_this_is_answered_with_the_photos_caption_and_tags(world_models, heldout, question: str) -> None:
+    """The most common question about a photo got the open-question fallback ("I'm not sure how to answer that
+    from the photo. What I can see is: ...") or whatever the language model made up."""
+    for held in heldout[:3]:
+        reply = answer(world_models, Conversation(facts(world_models, held)), question)
+        assert reply.route == "describe", reply.text
+        caption, tags = reply.text.split("\n")
+        assert caption.lower() == held.scene.caption.lower()  # a sentence, with one full stop
+        assert tags == f"Tags: #{held.scene.colour}, #{held.scene.shape}"
+    stored = world_models.describe([heldout[3].image])[0]  # what the bot keeps: the models' own caption and tags
+    reply = answer(world_models, Conversation(stored), question)
+    assert reply.text.lower().startswith(stored.caption.lower().rstrip(".")) and "I'm not sure" not in reply.text
+    assert all("#" + re.sub(r"\W+", "_", label).lower() in reply.text for label in stored.labels[:3])
+
+
 def test_no_photo_yet_gets_a_helpful_reply(world_models) -> None:
     reply = answer(world_models, Conversation(image=None), "what colour is it?")
     assert reply.route == "needs_photo" and "Send me" in reply.text
@@ -136,7 +152,7 @@ def test_open_answers_rarely_name_what_the_photo_does_not_show(world_models, hel
     for held in sample:
         stored = world_models.describe([held.image])[0]  # what the bot keeps: the models' caption, not the truth
         conversation = Conversation(stored, (("user", "hello"), ("assistant", "Hi! Send me a photo.")))
-        reply = answer(world_models, conversation, "Tell me about this photo", AnswerOptions(candidates=3))
+        reply = answer(world_models, conversation, "What else can you tell me about it?", AnswerOptions(candidates=3))
         assert reply.route == "open" and "\n" not in reply.text and "User:" not in reply.text
         words = set(re.findall(r"[a-z]+", reply.text.lower()))
         truth = {held.scene.colour, held.scene.shape, held.scene.size, *held.scene.background.split()}
