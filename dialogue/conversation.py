@@ -24,6 +24,6 @@ class Answer:
 @dataclass(frozen=True)
 class AnswerOptions:
     max_tokens: int = 40  # one or two sentences
-    candidates: int = 4  # GPT-2 answers sampled, then reranked
-    context_window: int = 1024  # GPT-2's; the prompt and the answer must fit
+    candidates: int = 4  # answers sampled, then reranked
+    context_window: int | None = None  # a cap on the answer model's own window (from its config); None: no cap
     contradiction_margin: float = 0.05  # an answer this much further from the photo than its caption is refused

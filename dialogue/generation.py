@@ -1,8 +1,10 @@
-"""Open questions: GPT-2 continues a prompt made of the photo's facts and the conversation.
+"""Open questions: the answer model continues a prompt made of the photo's facts and the conversation.
 
-The prompt always keeps the caption and tags and drops the oldest turns first to
-fit GPT-2's window. Several sampled answers are cleaned of role markers, checked
-against the picture, and reranked by CLIP similarity plus likelihood.
+The answer model is the set's own (any causal LM, loaded on the first open question)
+or the captioner's GPT-2. The prompt uses its chat template when it has one (see
+prompts.py) and always fits its window. Several sampled answers are cleaned of role
+markers, checked against the picture by CLIP, and reranked by CLIP similarity plus
+likelihood, whichever model wrote them.
 """
 
 from __future__ import annotations
@@ -11,38 +13,24 @@ import re
 
 import torch
 
+from vision.answer_model import AnswerModel
 from vision.language_model import Caption
 from vision.scoring import rerank
 
 from .conversation import Answer, AnswerOptions, Conversation
 from .grounded import COLOURS
+from .prompts import chat_prompt, plain_prompt
 
-ROLE = re.compile(r"\b(?:User|Assistant|Photo|Tags)\s*:", re.IGNORECASE)
+ROLE = re.compile(r"\b(?:User|Assistant|Photo|Tags|Caption|System)\s*:", re.IGNORECASE)
 LOOP = re.compile(r"\b(\w+)(?:\W+\1\b){2,}", re.IGNORECASE)  # the same word three times running
-MAX_QUESTION_TOKENS = 200  # a pasted essay still leaves room for the photo's facts
 MIN_ANSWER_TOKENS = 16  # the prompt always leaves at least this much of the window for the answer
 
 
 def build_prompt(tokenizer, conversation: Conversation, question: str, budget: int) -> str:
-    """The longest prompt within `budget` tokens: image facts always, then as many recent turns as fit."""
-    image = conversation.image
-    facts = f"Photo: {image.caption}\nTags: {', '.join(image.labels)}\n"
-    frame = len(tokenizer.encode(facts + "User:\nAssistant:", add_special_tokens=False))
-    room = max(1, min(MAX_QUESTION_TOKENS, budget - frame))
-    question_ids = tokenizer.encode(" " + question.strip(), add_special_tokens=False)
-    if len(question_ids) > room:  # keep the end of an over-long message: that is where the question usually is
-        question_ids = question_ids[len(question_ids) - room:]
-    tail = f"User:{tokenizer.decode(question_ids)}\nAssistant:"
-    used = len(tokenizer.encode(facts + tail, add_special_tokens=False))
-    kept: list[str] = []
-    for role, text in reversed(conversation.turns):
-        line = f"{'User' if role == 'user' else 'Assistant'}: {' '.join(text.split())}\n"
-        cost = len(tokenizer.encode(line, add_special_tokens=False))
-        if used + cost > budget:
-            break
-        kept.insert(0, line)
-        used += cost
-    return facts + "".join(kept) + tail
+    """The longest prompt within `budget` tokens: the chat template when the tokenizer has one."""
+    if getattr(tokenizer, "chat_template", None):
+        return chat_prompt(tokenizer, conversation, question, budget)
+    return plain_prompt(tokenizer, conversation, question, budget)
 
 
 def clean(text: str) -> str:
@@ -55,14 +43,15 @@ def clean(text: str) -> str:
 
 
 @torch.inference_mode()
-def sample_answers(lm, tokenizer, prompt: str, options: AnswerOptions, max_tokens: int) -> list[Caption]:
+def sample_answers(model: AnswerModel, prompt: str, options: AnswerOptions, max_tokens: int) -> list[Caption]:
+    lm, tokenizer = model.lm, model.tokenizer
     device = next(lm.parameters()).device
-    ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)
-    newline = tokenizer.encode("\n", add_special_tokens=False)
+    # A chat template already holds its special tokens; a plain prompt gets what the tokenizer adds.
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=not model.chat).input_ids.to(device)
     out = lm.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, top_p=0.9, temperature=0.8,
                       num_return_sequences=options.candidates, max_new_tokens=max_tokens,
                       no_repeat_ngram_size=3, repetition_penalty=1.2,
-                      eos_token_id=[tokenizer.eos_token_id, *newline[:1]], pad_token_id=tokenizer.eos_token_id,
+                      eos_token_id=model.stop_ids, pad_token_id=model.pad_id,
                       return_dict_in_generate=True, output_scores=True)
     scores = lm.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
     answers = []
@@ -94,11 +83,11 @@ def contradiction(models, image: torch.Tensor, text: str) -> str | None:
 
 def answer_open(models, conversation: Conversation, question: str, image: torch.Tensor,
                 options: AnswerOptions) -> Answer:
-    lm, tokenizer = models.captioner.lm, models.captioner.tokenizer
-    window = min(options.context_window, getattr(lm.config, "n_positions", options.context_window))
-    prompt = build_prompt(tokenizer, conversation, question, window - MIN_ANSWER_TOKENS)
-    room = window - len(tokenizer.encode(prompt, add_special_tokens=False))
-    candidates = sample_answers(lm, tokenizer, prompt, options, max_tokens=max(1, min(options.max_tokens, room)))
+    model = models.answerer.get()
+    window = min(model.window, options.context_window or model.window)
+    prompt = build_prompt(model.tokenizer, conversation, question, window - MIN_ANSWER_TOKENS)
+    room = window - len(model.tokenizer.encode(prompt, add_special_tokens=False))
+    candidates = sample_answers(model, prompt, options, max_tokens=max(1, min(options.max_tokens, room)))
     refused = {c.text: term for c in candidates if (term := contradiction(models, image, c.text))}
     kept = [c for c in candidates if c.text not in refused]
     if not kept:

@@ -115,12 +115,12 @@ def test_the_prompt_fits_the_window_keeping_the_photo_and_the_newest_turns(world
     conversation = Conversation(facts(world_models, heldout[0]), turns)
     prompt = build_prompt(tokenizer, conversation, "and the background?", budget=300)
     assert len(tokenizer.encode(prompt)) <= 300
-    assert prompt.startswith(f"Photo: {heldout[0].scene.caption}\nTags: ")
+    assert f"Photo: {heldout[0].scene.caption}\nTags: " in prompt  # after the worked example, when it fits
     assert "turn number 39" in prompt and "turn number 0 " not in prompt
     assert prompt.endswith("User: and the background?\nAssistant:")
     essay = "why " * 5000
     long_prompt = build_prompt(tokenizer, Conversation(conversation.image), essay, budget=1000)
-    assert len(tokenizer.encode(long_prompt)) <= 1000 and long_prompt.startswith("Photo: ")
+    assert len(tokenizer.encode(long_prompt)) <= 1000 and "Photo: " in long_prompt
 
 
 def test_answers_are_cut_at_the_end_of_the_turn_and_loops_are_caught() -> None:

@@ -35,11 +35,15 @@ def test_captioner_choices() -> None:
 
 def test_builtin_sets_load_and_unknown_names_list_them() -> None:
     names = builtin_model_sets()
-    assert {"default", "clipcap-coco", "clipcap-conceptual"} <= set(names)
+    assert {"guided", "clipcap-coco", "clipcap-conceptual"} <= set(names)
     default = load_model_set("default")
-    assert (default.clip, default.clip_pretrained, default.captioner.kind) == ("ViT-B-32-quickgelu", "openai", "guided")
-    coco = load_model_set("clipcap-coco")
-    assert coco.captioner.kind == "clipcap" and coco.captioner.location.scheme == "hf-hub"
+    # The default captions with ClipCap's COCO checkpoint, on the CLIP it was trained with, not guided stock GPT-2.
+    assert default.name == "clipcap-coco" and default.captioner.kind == "clipcap"
+    assert default.captioner.location.scheme == "hf-hub" and "COCO" in default.captioner.location.target
+    assert (default.clip, default.clip_pretrained) == ("ViT-B-32-quickgelu", "openai")
+    assert default.answer_model == Ref("hf-hub", "openai-community/gpt2")  # open questions: stock GPT-2
+    guided = load_model_set("guided")
+    assert (guided.clip, guided.clip_pretrained, guided.captioner.kind) == ("ViT-B-32-quickgelu", "openai", "guided")
     with pytest.raises(ModelNotFound) as caught:
         load_model_set("vit-huge-dreams")
     assert all(name in caught.value.user_message for name in names)

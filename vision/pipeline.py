@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from PIL import Image
 
 from clipchat.facts import PhotoFacts
 
+from .answer_model import LazyAnswerModel, answer_model_from, load_answer_model
 from .captioner import PrefixCaptioner, load_clipcap_checkpoint, load_prefix_captioner
 from .decoding import Caption, DecodingOptions, decode
 from .devices import resolve_device, resolve_dtype
@@ -34,11 +36,14 @@ class VisionModels:
     """Everything one model set needs, loaded once and shared by every chat."""
 
     def __init__(self, model_set: ModelSet, encoder: ClipEncoder, captioner: PrefixCaptioner | GuidedCaptioner,
-                 tagger: ZeroShotTagger) -> None:
+                 tagger: ZeroShotTagger, answerer: LazyAnswerModel | None = None) -> None:
         self.model_set = model_set
         self.encoder = encoder
         self.captioner = captioner
         self.tagger = tagger
+        # Open questions: the set's answer model, else the captioner's own language model.
+        self.answerer = answerer or LazyAnswerModel.ready(
+            answer_model_from(captioner.lm, captioner.tokenizer, str(model_set.language_model)))
 
     def caption(self, raw: torch.Tensor, options: DecodingOptions | None = None) -> list[list[Caption]]:
         """(B, D) raw CLIP image vectors -> candidate captions per image, best first, as the options ask
@@ -101,9 +106,15 @@ def load_models(models: str | ModelSet = "default", device: str = "auto", dtype:
         linearize(captioner.lm)  # measured faster there; see linearize
     tagger = ZeroShotTagger(encoder, load_vocabulary(model_set.vocabulary),
                             model_set.tag_templates or DEFAULT_TEMPLATES, cache_dir=cache_dir)
-    log.info("loaded model set %s (CLIP %s, captioner %s) on %s/%s", model_set.name, encoder.identity,
-             choice, torch_device, torch_dtype)
-    return VisionModels(model_set, encoder, captioner, tagger)
+    answerer = None  # the captioner's language model
+    answer_ref = model_set.answer_model
+    if answer_ref is not None and not (choice.kind == "guided" and answer_ref == model_set.language_model):
+        # A model of its own, loaded on the first open question: photos alone never pay for its memory.
+        answerer = LazyAnswerModel(partial(load_answer_model, answer_ref, torch_device, torch_dtype, hub_cache_dir),
+                                   str(answer_ref))
+    log.info("loaded model set %s (CLIP %s, captioner %s, answers %s) on %s/%s", model_set.name, encoder.identity,
+             choice, answer_ref or "by the captioner's language model", torch_device, torch_dtype)
+    return VisionModels(model_set, encoder, captioner, tagger, answerer)
 
 
 def default_cache_dir() -> Path:

@@ -14,7 +14,7 @@ from .model_sets import ModelSet, load_model_set
 class VisionSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLIPCHAT_", env_file=".env", extra="ignore")
 
-    models: str = Field("default", description="A built-in model set (see `clipchat describe --list-models`), "
+    models: str = Field("default", description="A built-in model set (`clipchat models` lists them), "
                                                "or a directory that holds clipchat.json.")
     clip_model: str | None = Field(None, description="Override the set's CLIP: an open_clip name, "
                                                      "hf-hub:ORG/REPO or local-dir:PATH.")
@@ -23,6 +23,8 @@ class VisionSettings(BaseSettings):
     language_model: str | None = Field(None, description="Override the set's GPT-2: hf-hub:ORG/REPO or local-dir:PATH.")
     captioner: str | None = Field(None, description="Override the set's captioner: guided, local-dir:PATH, "
                                                     "hf-hub:ORG/REPO, or clipcap:FILE for a ClipCap .pt file.")
+    answer_model: str | None = Field(None, description="Override the set's model for open questions: any causal "
+                                                       "language model, hf-hub:ORG/REPO or local-dir:PATH.")
     allow_random_weights: bool = Field(False, description="Let a built-in CLIP name without a pretrained tag run "
                                                           "on random weights (benchmarks only): otherwise refused.")
     device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
@@ -36,7 +38,7 @@ class VisionSettings(BaseSettings):
     def model_set(self) -> ModelSet:
         return load_model_set(self.models).with_overrides(
             clip=self.clip_model, clip_pretrained=self.clip_pretrained,
-            language_model=self.language_model, captioner=self.captioner)
+            language_model=self.language_model, captioner=self.captioner, answer_model=self.answer_model)
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)

@@ -1,0 +1,106 @@
+"""The model that answers open questions: any transformers causal LM, loaded when first needed.
+
+    answerer = LazyAnswerModel(lambda: load_answer_model(ref, device, dtype))
+    model = answerer.get()        # loads on the first open question, then stays
+    model.window, model.chat      # context length from its config; whether it has a chat template
+
+The captioner's own GPT-2 can serve (the guided set shares it); a separate model costs
+its memory only once somebody asks an open question.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .language_model import load_language_model
+from .model_sets import Ref
+
+log = logging.getLogger(__name__)
+
+# Config fields that hold the context length, across architectures (GPT-2 names it n_positions).
+WINDOW_FIELDS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length", "max_sequence_length")
+
+
+@dataclass(frozen=True)
+class AnswerModel:
+    lm: torch.nn.Module
+    tokenizer: object
+    window: int  # tokens the prompt and the answer share
+    source: str
+
+    @property
+    def chat(self) -> bool:
+        """Whether the tokenizer brings a chat template (instruction-tuned models do; GPT-2 does not)."""
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    @property
+    def stop_ids(self) -> list[int]:
+        """End of turn as the model knows it, and a new line: answers are one or two sentences."""
+        ids: set[int] = set()
+        for source in (getattr(self.lm, "generation_config", None), self.lm.config, self.tokenizer):
+            value = getattr(source, "eos_token_id", None)
+            ids.update(value if isinstance(value, (list, tuple)) else [value] if value is not None else [])
+        newline = self.tokenizer.encode("\n", add_special_tokens=False)
+        if len(newline) == 1:
+            ids.add(newline[0])
+        return sorted(ids)
+
+    @property
+    def pad_id(self) -> int:
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        return pad if pad is not None else self.stop_ids[0]
+
+
+def context_window(lm: torch.nn.Module, tokenizer) -> int:
+    for name in WINDOW_FIELDS:
+        value = getattr(lm.config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else 1024
+
+
+def answer_model_from(lm: torch.nn.Module, tokenizer, source: str) -> AnswerModel:
+    return AnswerModel(lm, tokenizer, context_window(lm, tokenizer), source)
+
+
+def load_answer_model(ref: Ref, device: torch.device, dtype: torch.dtype,
+                      cache_dir: Path | None = None) -> AnswerModel:
+    lm, tokenizer = load_language_model(ref, device, dtype, cache_dir)
+    model = answer_model_from(lm, tokenizer, str(ref))
+    log.info("answer model %s loaded: %d-token window, %s", ref, model.window,
+             "chat template" if model.chat else "plain prompt")
+    return model
+
+
+class LazyAnswerModel:
+    """Loads once, on the first `get()`; every later call returns the same model."""
+
+    def __init__(self, load: Callable[[], AnswerModel], source: str) -> None:
+        self._load = load
+        self.source = source
+        self._model: AnswerModel | None = None
+        self._lock = threading.Lock()  # the model thread asks, but a warm-up or a test may ask from another
+
+    @classmethod
+    def ready(cls, model: AnswerModel) -> LazyAnswerModel:
+        lazy = cls(lambda: model, model.source)
+        lazy._model = model
+        return lazy
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def get(self) -> AnswerModel:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
