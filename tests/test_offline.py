@@ -202,3 +202,23 @@ def test_prefetch_names_the_folders_to_copy_to_an_offline_machine(world_dir: Pat
     assert main(["prefetch", "--models", str(world_dir)]) == 0
     out = capsys.readouterr().out
     assert f"copy {tmp_path / 'hub'} " in out and f" {tmp_path / 'own'} " in out, out
+
+
+async def test_run_with_a_revoked_token_says_so_in_one_line_without_the_token(world_dir: Path, tmp_path: Path,
+                                                                              telegram) -> None:
+    """PTB's InvalidToken repeats the token in its message; as a traceback it would reach the container log."""
+    import asyncio
+
+    revoked = TOKEN[:-1] + ("x" if TOKEN[-1] != "x" else "y")  # well-formed, refused by the server
+    env = clean_environment(TELEGRAM_BOT_TOKEN=revoked, CLIPCHAT_MODELS=str(world_dir), HF_HUB_OFFLINE="1",
+                            CLIPCHAT_BASE_URL=telegram.base_url, DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}")
+    executable = shutil.which("clipchat")
+    command = [executable] if executable else [sys.executable, "-m", "bot.ops.cli"]
+    process = await asyncio.create_subprocess_exec(*command, "run", cwd=tmp_path, env=env,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, stderr = await asyncio.wait_for(process.communicate(), 90)  # the fake server answers on this loop meanwhile
+    output = stderr.decode()
+    assert process.returncode == 2, output
+    assert "Traceback" not in output and revoked not in output and revoked.split(":")[1] not in output
+    [line] = [line for line in output.splitlines() if not line[:4].isdigit()]
+    assert line.startswith("clipchat: ") and "@BotFather" in line

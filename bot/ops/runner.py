@@ -65,7 +65,7 @@ class TelegramUnreachable(OperatorError):
 
 def run_bot(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
     from telegram import Update
-    from telegram.error import BadRequest, NetworkError
+    from telegram.error import BadRequest, InvalidToken, NetworkError
 
     from ..adapter.application import build_application
 
@@ -89,6 +89,9 @@ def run_bot(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
         application.run_webhook(listen=listen, port=port, url_path=urlparse(args.webhook).path.lstrip("/"),
                                 webhook_url=args.webhook, secret_token=secret, allowed_updates=Update.ALL_TYPES)
         return 0
+    except InvalidToken:  # its message repeats the token: it must not reach the log as a traceback
+        raise TelegramUnreachable(detail="Telegram refused the bot token (Unauthorized): it was revoked or mistyped; "
+                                         "copy the current one from @BotFather (/mybots > API Token).") from None
     except NetworkError as error:  # TimedOut too; BadRequest means Telegram answered, and is not this
         if isinstance(error, BadRequest):
             raise
