@@ -16,7 +16,7 @@ class Conversation:
 @dataclass(frozen=True)
 class Answer:
     text: str
-    route: str  # which path answered: colour, presence, identify, count, mood, open, needs_photo
+    route: str  # which path answered: colour, presence, identify, count, mood, describe, open, needs_photo
     confidence: float = 1.0
     details: dict = field(default_factory=dict)
 

@@ -47,14 +47,41 @@ def _fit_turns(turns, cost, room: int) -> list[tuple[str, str]]:
     return kept
 
 
+def alternating(turns) -> list[tuple[str, str]]:
+    """Turns as strict templates want them (Llama 2, Mistral): starting with the user, roles alternating, and
+    ending with the assistant, since the new question follows; neighbours of one role are joined."""
+    merged: list[tuple[str, str]] = []
+    for role, text in turns:
+        text = " ".join(text.split())
+        if merged and merged[-1][0] == role:
+            merged[-1] = (role, f"{merged[-1][1]} {text}")
+        elif merged or role == "user":
+            merged.append((role, text))
+    return merged[:-1] if merged and merged[-1][0] == "user" else merged
+
+
+def _messages(system: str, turns, asked: str, fold_system: bool) -> list[dict]:
+    messages = [{"role": role, "content": text} for role, text in turns] + [{"role": "user", "content": asked}]
+    if fold_system:  # templates without a system role (Gemma, Mistral): the facts open the first user turn
+        messages[0] = {"role": "user", "content": f"{system}\n\n{messages[0]['content']}"}
+        return messages
+    return [{"role": "system", "content": system}, *messages]
+
+
 def chat_prompt(tokenizer, conversation: Conversation, question: str, budget: int) -> str:
     """The model's own chat template: a system message with the facts, recent turns, then the question."""
-    system = system_message(conversation.image)
+    from jinja2 import TemplateError
 
-    def render(turns, asked: str) -> str:
-        messages = [{"role": "system", "content": system}]
-        messages += [{"role": role, "content": " ".join(text.split())} for role, text in turns]
-        messages.append({"role": "user", "content": asked})
+    system = system_message(conversation.image)
+    turns = alternating(conversation.turns)
+    fold_system = False
+    try:
+        tokenizer.apply_chat_template(_messages(system, (), "?", False), tokenize=False, add_generation_prompt=True)
+    except TemplateError:
+        fold_system = True
+
+    def render(kept, asked: str) -> str:
+        messages = _messages(system, kept, asked, fold_system)
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def size(text: str) -> int:
@@ -62,7 +89,9 @@ def chat_prompt(tokenizer, conversation: Conversation, question: str, budget: in
 
     room = max(1, min(MAX_QUESTION_TOKENS, budget - size(render((), ""))))
     question = tokenizer.decode(_question_ids(tokenizer, question, room)).strip()
-    return render(_fit_turns(conversation.turns, lambda turns: size(render(turns, question)), budget), question)
+    pairs = [tuple(turns[i:i + 2]) for i in range(0, len(turns), 2)]  # (user, assistant), dropped together
+    kept = _fit_turns(pairs, lambda chosen: size(render([t for pair in chosen for t in pair], question)), budget)
+    return render([turn for pair in kept for turn in pair], question)
 
 
 def plain_prompt(tokenizer, conversation: Conversation, question: str, budget: int) -> str:

@@ -120,7 +120,7 @@ def test_the_prompt_fits_the_window_keeping_the_photo_and_the_newest_turns(world
     assert prompt.endswith("User: and the background?\nAssistant:")
     essay = "why " * 5000
     long_prompt = build_prompt(tokenizer, Conversation(conversation.image), essay, budget=1000)
-    assert len(tokenizer.encode(long_prompt)) <= 1000 and "Photo: " in long_prompt
+    assert len(tokenizer.encode(long_prompt)) <= 1000 and f"Photo: {heldout[0].scene.caption}\n" in long_prompt
 
 
 def test_answers_are_cut_at_the_end_of_the_turn_and_loops_are_caught() -> None:
