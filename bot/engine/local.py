@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,8 @@ from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, M
 from .batcher import MicroBatcher, model_thread
 from .budget import MemoryBudget
 from .engine import ModelEngine
+
+ANSWER_MODEL_RETRY_S = 60.0  # after a failed load of the answer model, questions hear its error this long
 
 
 class LocalModels:
@@ -52,6 +55,8 @@ class LocalModels:
         # A caller waits at most this long, queue and decoding included; a batch still running past it
         # makes `stalled_for` say so, and the bot's liveness check fails (a hung GPU never raises)
         self.timeout = timeout
+        self._answer_loading: asyncio.Future | None = None
+        self._answer_failed_at = 0.0
 
     async def describe(self, request: DescribeRequest) -> PhotoFacts:
         # Decoding and CLIP's resize run beside the model thread, in parallel for many photos.
@@ -94,7 +99,27 @@ class LocalModels:
         return await self._run(self.engine.classify, request, wait=False)
 
     async def answer(self, request: AnswerRequest) -> Answer:
+        await self._answer_model_ready()
         return await self._run(self.engine.answer, request, wait=False)
+
+    async def _answer_model_ready(self) -> None:
+        """Load the answer model beside the model thread on the first question: a download or a load of
+        several GB must not hold everyone's photos, nor look like a hung model thread to the liveness check.
+        A failed load is reported to the questions of the next minute, then tried again."""
+        answerer = self.engine.models.answerer
+        if answerer.loaded:
+            return
+        loading = self._answer_loading
+        if loading is None or (loading.done() and loading.exception() is not None
+                               and time.monotonic() - self._answer_failed_at > ANSWER_MODEL_RETRY_S):
+            loading = self._answer_loading = asyncio.ensure_future(asyncio.to_thread(answerer.get))
+            loading.add_done_callback(self._note_answer_load)
+        async with self._deadline("loading the answer model"):
+            await asyncio.shield(loading)  # a caller that gives up leaves the load running for the next one
+
+    def _note_answer_load(self, loading: asyncio.Future) -> None:
+        if not loading.cancelled() and loading.exception() is not None:
+            self._answer_failed_at = time.monotonic()
 
     async def mood(self, request: MoodRequest) -> Answer:
         return await self._run(self.engine.mood, request, wait=False)
