@@ -121,6 +121,9 @@ async def test_reindex_makes_photos_of_a_retired_clip_searchable(start_bot, tele
     shown = printed(capsys)
     assert "1 re-embedded, 1 gone from Telegram, 2 failed" in shown and "re-indexing: 100%" in shown
     assert "can't search this chat's 1 earlier photo yet" in await search(bob, bobs.scene.caption, 3)  # run over
+    send_text(telegram, alice, user(41), f"/search {good.scene.caption}")  # found, one left, and nobody re-indexing
+    note = (await telegram.wait_replies(41, 8))[-1].text
+    assert "1 earlier photo is searchable again once the bot's operator re-indexes" in note, note
 
     telegram.download_status.clear()
     asked = len(telegram.sent("getFile"))

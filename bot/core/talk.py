@@ -24,6 +24,8 @@ REINDEXING = ("I'm re-indexing this chat's earlier photos for my upgraded eyes (
 NOT_REINDEXED = ("I can't search this chat's {photos} yet: I got new eyes, and they are searchable "
                  "again once the bot's operator re-indexes them.")
 ONLY_REINDEXED = "(I searched only the photos I've re-indexed so far; {photos} {are} still to come.)"
+ONLY_NEW = ("(I searched only the photos I've seen since I got new eyes; {photos} {are} searchable again "
+            "once the bot's operator re-indexes them.)")
 MAX_SEARCH_CHARS = 300
 
 
@@ -125,5 +127,6 @@ async def search(services: Services, chat_id: int, phrase: str) -> Search:
         return Search(found, None if found else NO_PHOTOS_TO_SEARCH)
     photos = "1 earlier photo" if waiting == 1 else f"{waiting} earlier photos"
     if found:
-        return Search(found, ONLY_REINDEXED.format(photos=photos, are="is" if waiting == 1 else "are"))
+        note = ONLY_REINDEXED if running else ONLY_NEW  # never promise a re-indexing nobody is running
+        return Search(found, note.format(photos=photos, are="is" if waiting == 1 else "are"))
     return Search(found, REINDEXING.format(count=waiting) if running else NOT_REINDEXED.format(photos=photos))
