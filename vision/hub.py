@@ -130,7 +130,7 @@ def ensure_available(model_set: ModelSet, hub_cache_dir: Path | str | None = Non
     problem = probe(constants.ENDPOINT, timeout_s)
     if problem:
         raise ModelNotFound(f"Model set {model_set.name!r} is not downloaded: {cache} lacks {needs}, and "
-                            f"{constants.ENDPOINT} cannot be reached ({problem}). {_prefetch_hint(model_set, cache)}")
+                            f"{_host(constants.ENDPOINT)} cannot be reached ({problem}). {_prefetch_hint(model_set, cache)}")
     log.info("downloading into %s: %s", cache, needs)
 
 
@@ -161,3 +161,11 @@ def probe(url: str, timeout_s: float) -> str | None:
     thread.start()
     thread.join(timeout_s)
     return outcome[0] if outcome else f"no answer in {timeout_s:g} s"
+
+
+def _host(endpoint: str) -> str:
+    """The endpoint without credentials a mirror's URL may carry (https://user:password@mirror)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}" if parts.hostname else endpoint

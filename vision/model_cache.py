@@ -51,7 +51,7 @@ class HubCache:
 
         try:
             return Path(snapshot_download(repo_id, cache_dir=self.cache_dir, local_files_only=True))
-        except (LocalEntryNotFoundError, FileNotFoundError):
+        except (LocalEntryNotFoundError, FileNotFoundError, ValueError):  # ValueError: not a repository id at all
             return None
 
     def repo_size(self, repo_id: str) -> int | None:
