@@ -150,3 +150,40 @@ def printed(capsys) -> str:
     out, err = capsys.readouterr()
     assert BOT_TOKEN not in out + err
     return out + err
+
+
+async def test_another_bots_token_stops_the_run_before_marking_anything_gone(start_bot, telegram, understood,
+                                                                            world_dir, tmp_path, monkeypatch,
+                                                                            capsys) -> None:
+    """File ids belong to the bot that received them: with another bot's token every photo looks gone, and
+    marking them so would hide them for good."""
+    from bot.ops.cli import main
+    from bot.ops.reindex import GONE_BEFORE_ANY
+
+    app = await start_bot()
+    services = app.bot_data.services
+    alice = private(43)
+    for count, held in enumerate(understood[:GONE_BEFORE_ANY + 1], start=1):
+        send_photo(telegram, alice, user(43), held.image)
+        await telegram.wait_replies(43, count)
+
+    async def rows() -> list:
+        async with services.sessions() as session:
+            return (await session.execute(select(ImageRecord.embedding_model, ImageRecord.file_gone))).all()
+
+    async def all_stored() -> bool:
+        return len(await rows()) == GONE_BEFORE_ANY + 1
+
+    await eventually(all_stored, what="the photos stored")
+    async with services.sessions() as session:
+        await session.execute(update(ImageRecord).values(embedding_model=RETIRED))
+        await session.commit()
+    telegram.files.clear()  # to this server's bot, every file id is unknown, as to another bot
+    for name, value in (("TELEGRAM_BOT_TOKEN", BOT_TOKEN), ("CLIPCHAT_BASE_URL", telegram.base_url),
+                        ("CLIPCHAT_BASE_FILE_URL", telegram.base_file_url), ("CLIPCHAT_MODELS", str(world_dir)),
+                        ("CLIPCHAT_DEVICE", "cpu")):
+        monkeypatch.setenv(name, value)
+    argv = ["db", "reindex", "--rate", "50", "--url", f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"]
+    assert await asyncio.wait_for(asyncio.to_thread(main, argv), 30) == 2
+    assert f"Telegram knew none of the first {GONE_BEFORE_ANY} photos" in printed(capsys)
+    assert all(model == RETIRED and not gone for model, gone in await rows())  # still waiting, none hidden

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -55,10 +55,17 @@ from ..core.settings import BotSettings
 log = logging.getLogger(__name__)
 IN_FLIGHT = 8  # photos being fetched or embedded at once; --rate paces how fast new ones start
 PAGE = 200  # waiting photos read from the database at a time
+# File ids belong to the bot that received them: with another bot's token every photo looks gone. Until one
+# photo comes back, gone ones are only noted, and this many in a row stop the run with nothing marked.
+GONE_BEFORE_ANY = 5
 
 
 class Gone(Exception):
     """Telegram no longer has this photo's file."""
+
+
+class WrongBot(OperatorError):
+    """Every photo so far was unknown to Telegram: the token is likely another bot's."""
 
 
 @dataclass
@@ -66,6 +73,7 @@ class Tally:
     reembedded: int = 0
     gone: int = 0
     failed: int = 0
+    unconfirmed: list = field(default_factory=list)  # gone photos not yet marked: no photo has come back yet
 
     def summary(self, identity: str) -> str:
         line = (f"Re-indexed for CLIP {identity}: {self.reembedded} re-embedded, {self.gone} gone from Telegram, "
@@ -235,6 +243,7 @@ async def reindex(bot: ExtBot, sessions, embedder: Embedder, *, chat_id: int | N
                             group.create_task(one(photo))
                 except ExceptionGroup as errors:  # a photo's own trouble is tallied; this is the database
                     raise errors.exceptions[0] from errors
+            await _confirm_gone(sessions, tally)  # too few to doubt the token
     finally:
         heart.cancel()
         try:
@@ -249,6 +258,13 @@ async def _reembed(bot: ExtBot, sessions, embedder: Embedder, photo: Waiting, ti
         vector = await embedder.embed(await _fetch(bot, photo.file_id, timeout, embedder.limits.max_bytes))
     except Gone as error:
         log.info("photo %d (chat %d) is gone from Telegram: %s", photo.id, photo.chat_id, error)
+        if not tally.reembedded:
+            tally.unconfirmed.append(photo)
+            if len(tally.unconfirmed) >= GONE_BEFORE_ANY:
+                raise WrongBot(detail=f"Telegram knew none of the first {len(tally.unconfirmed)} photos: is "
+                                      "TELEGRAM_BOT_TOKEN the token of the bot that received them? Nothing was "
+                                      "marked gone.") from None
+            return
         await write_with_retry(sessions, lambda session: mark_gone(session, photo))
         tally.gone += 1
         return
@@ -261,6 +277,15 @@ async def _reembed(bot: ExtBot, sessions, embedder: Embedder, photo: Waiting, ti
     if await write_with_retry(sessions, lambda session: replace_embedding(session, photo, vector,
                                                                           embedder.identity)):
         tally.reembedded += 1  # else deleted meanwhile (/forget, retention) or done by another run
+    await _confirm_gone(sessions, tally)
+
+
+async def _confirm_gone(sessions, tally: Tally) -> None:
+    """Mark the gone photos noted before any came back: the token is right, they really are gone."""
+    while tally.unconfirmed:
+        photo = tally.unconfirmed.pop()
+        await write_with_retry(sessions, lambda session: mark_gone(session, photo))
+        tally.gone += 1
 
 
 async def _fetch(bot: ExtBot, file_id: str, timeout: float, max_bytes: int) -> bytes:
