@@ -28,6 +28,26 @@ def test_env_example_documents_every_setting_with_its_default() -> None:
         assert f"# {variable}={default}\n" in text
 
 
+def test_every_command_the_docs_name_exists() -> None:
+    """The settings once sent operators to `clipchat describe --list-models`, which never existed."""
+    import re
+
+    from bot.ops.cli import build_parser
+
+    parser = build_parser()
+    commands = set(parser._subparsers._group_actions[0].choices)
+    texts = [(DEPLOY / ".env.example").read_text(), (DEPLOY.parent / "README.md").read_text(),
+             (DEPLOY / "README.md").read_text()]
+    named = {m.group(1) for text in texts for m in re.finditer(r"`clipchat ([a-z][a-z-]*)", text)}
+    assert named and named <= commands, named - commands
+    for text in texts:
+        for flags in re.findall(r"`clipchat ([a-z][a-z-]*(?: [a-z-]+)*(?: --[a-z-]+)+)", text):
+            command, *rest = flags.split()
+            options = {option for action in parser._subparsers._group_actions[0].choices[command]._actions
+                       for option in action.option_strings}
+            assert {word for word in rest if word.startswith("--")} <= options, flags
+
+
 def test_the_dockerfile_passes_hadolint() -> None:
     linter = shutil.which("hadolint")
     if linter is None:
