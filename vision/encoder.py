@@ -203,7 +203,10 @@ def load_clip(name: str, pretrained: str | None, device: torch.device, dtype: to
                             "If this machine is offline, run `clipchat prefetch` where it can reach the "
                             "Hugging Face Hub.") from error
     tokenizer = open_clip.get_tokenizer(name)
-    return ClipEncoder(model, preprocess, tokenizer, clip_identity(name, pretrained), device, dtype)
+    identity = clip_identity(name, pretrained)
+    if quick_gelu and not name.endswith("-quickgelu"):  # its vectors differ from what this name gave before
+        identity += "+quickgelu"
+    return ClipEncoder(model, preprocess, tokenizer, identity, device, dtype)
 
 
 def clip_identity(name: str, pretrained: str | None) -> str:
