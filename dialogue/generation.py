@@ -86,7 +86,7 @@ def answer_open(models, conversation: Conversation, question: str, image: torch.
     model = models.answerer.get()
     window = min(model.window, options.context_window or model.window)
     prompt = build_prompt(model.tokenizer, conversation, question, window - MIN_ANSWER_TOKENS)
-    room = window - len(model.tokenizer.encode(prompt, add_special_tokens=False))
+    room = window - len(model.tokenizer.encode(prompt, add_special_tokens=not model.chat))  # as sampled
     candidates = sample_answers(model, prompt, options, max_tokens=max(1, min(options.max_tokens, room)))
     refused = {c.text: term for c in candidates if (term := contradiction(models, image, c.text))}
     kept = [c for c in candidates if c.text not in refused]

@@ -1,8 +1,10 @@
 """Prompts for the answer model: its chat template when it has one, else a short few-shot text.
 
-Both carry the same facts (the caption, the tags CLIP found, and how sure it was) and
-keep them always; the oldest turns are dropped first to fit the model's window, and an
-over-long question keeps its end, where the question usually is.
+The chat prompt's system message carries the caption, the tags CLIP found and those it is
+confident about; the plain one carries the caption and tags as `Photo:`/`Tags:` lines, the
+format GPT-2 continues best. Both keep the facts always; the oldest turns are dropped first
+to fit the model's window, and an over-long question keeps its end, where the question
+usually is.
 """
 
 from __future__ import annotations
