@@ -1,4 +1,5 @@
-"""Build the synthetic world into a directory: data, a tiny CLIP, a tiny GPT-2, a trained captioner.
+"""Build the synthetic world into a directory: data, a tiny CLIP, a tiny GPT-2, a trained captioner, and a
+tiny Llama-style chat model that answers open questions.
 
     python -m tests.world build DIR
     clipchat describe --models DIR DIR/data/heldout/0000.png
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from vision.tagger import DEFAULT_TEMPLATES
 
+from .chat_training import train_chat_model
 from .clip_training import VALUES, tag_label, train_clip
 from .language_training import train_language_model
 from .scenes import ATTRIBUTES, Scene, all_scenes, compositional_split, render
@@ -54,11 +56,13 @@ def write_vocabulary(path: Path) -> None:
 
 
 def write_manifest(directory: Path, captioner: str, clip: str = "local-dir:clip",
-                   language_model: str = "local-dir:gpt2", vocabulary: str = "vocab.txt") -> None:
+                   language_model: str = "local-dir:gpt2", vocabulary: str = "vocab.txt",
+                   answer_model: str | None = None) -> None:
     directory.mkdir(parents=True, exist_ok=True)
+    extra = {"answer_model": answer_model} if answer_model else {}
     (directory / "clipchat.json").write_text(json.dumps({
         "description": "The synthetic test world: shapes of several colours and sizes on several backgrounds.",
-        "clip": clip, "language_model": language_model, "captioner": captioner, "vocabulary": vocabulary,
+        "clip": clip, "language_model": language_model, "captioner": captioner, "vocabulary": vocabulary, **extra,
     }, indent=2))
 
 
@@ -83,6 +87,8 @@ def build_world(directory: Path, *, log=print) -> Path:
     log(f"world: CLIP trained ({time.monotonic() - started:.0f}s)")
     train_language_model(directory / "gpt2", [s.caption for s in seen])
     log(f"world: GPT-2 trained ({time.monotonic() - started:.0f}s)")
+    train_chat_model(directory / "chat", seen)
+    log(f"world: chat answer model trained ({time.monotonic() - started:.0f}s)")
 
     # The guided set has no captioning checkpoint; it is also what train-captioner reads CLIP and GPT-2 from.
     write_manifest(directory / "guided", "guided", clip="local-dir:../clip", language_model="local-dir:../gpt2",
@@ -93,6 +99,6 @@ def build_world(directory: Path, *, log=print) -> Path:
     if code != 0:
         raise RuntimeError(f"train-captioner failed with exit code {code}")
     log(f"world: captioner trained ({time.monotonic() - started:.0f}s)")
-    write_manifest(directory, "local-dir:captioner")
+    write_manifest(directory, "local-dir:captioner", answer_model="local-dir:chat")
     (directory / COMPLETE).write_text(f"{time.monotonic() - started:.0f}s\n")
     return directory
