@@ -118,7 +118,10 @@ def load_clipcap_checkpoint(ref: Ref, lm_ref: Ref, device: torch.device, dtype: 
                             cache_dir: Path | None = None, *, clip: ClipEncoder | None = None) -> PrefixCaptioner:
     """ClipCap's `.pt` layout, from a file path or `hf-hub:ORG/REPO/FILE`; with `clip`, refused unless it fits."""
     path = _local_file(ref, cache_dir)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # mapped, not read: the fine-tuned GPT-2 inside is not held twice while it is copied into the model
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # torch's legacy (pre-zip) format cannot be mapped
+        state = torch.load(path, map_location="cpu", weights_only=True)
     mapper_state = {k.removeprefix("clip_project."): v for k, v in state.items() if k.startswith("clip_project.")}
     gpt_state = {k.removeprefix("gpt."): v for k, v in state.items()
                  if k.startswith("gpt.") and not k.endswith(LEGACY_BUFFERS)}
