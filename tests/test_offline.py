@@ -162,7 +162,7 @@ def test_an_offline_machine_with_the_downloads_copied_over_passes_the_check(tmp_
     from huggingface_hub import constants
 
     from clipchat.errors import ModelNotFound
-    from vision.hub import clip_hub_files, ensure_available, hub_files
+    from vision.hub import LM_TOKENIZER, clip_hub_files, ensure_available, hub_files
     from vision.model_sets import builtin_model_sets, load_model_set
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -178,6 +178,14 @@ def test_an_offline_machine_with_the_downloads_copied_over_passes_the_check(tmp_
         shutil.rmtree(cache / f"models--{lost.repo.replace('/', '--')}")
         with pytest.raises(ModelNotFound, match=re.escape(f"{lost.repo} ({lost.role})")):
             ensure_available(model_set, cache)
+    # A config and weights are not a language model: a cache copied without the tokenizer fails here, in one
+    # line, not in the loader's retries
+    cache = tmp_path / "no-tokenizer"
+    for file in hub_files(model_set) + clip_hub_files(model_set.clip, model_set.clip_pretrained):
+        if file.names != LM_TOKENIZER:
+            fake_cached(cache, file.repo, file.names[-1])
+    with pytest.raises(ModelNotFound, match="language model"):
+        ensure_available(model_set, cache)
 
 
 def test_run_without_telegram_says_so_in_one_line(world_dir: Path, tmp_path: Path, closed_port: int) -> None:

@@ -29,6 +29,8 @@ PROBE_TIMEOUT_S = 3.0
 # What transformers' from_pretrained reads for a causal language model: the config and one weights layout
 LM_CONFIG = ("config.json",)
 LM_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+# ... and its tokenizer, from the same repository: a fast tokenizer's file or a slow one's vocabulary
+LM_TOKENIZER = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model")
 # open_clip: an hf-hub: model's config, and its weights (safetensors preferred, as open_clip does)
 CLIP_CONFIG = ("open_clip_config.json",)
 CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -75,7 +77,8 @@ def hub_files(model_set: ModelSet) -> list[HubFile]:
 def _language_model_files(ref: Ref, role: str) -> list[HubFile]:
     # A bare name is a hub id unless it is a directory here (transformers decides the same way)
     if ref.scheme == "hf-hub" or (ref.scheme == "name" and not Path(ref.target).exists()):
-        return [HubFile(ref.target, LM_CONFIG, role), HubFile(ref.target, LM_WEIGHTS, role)]
+        return [HubFile(ref.target, LM_CONFIG, role), HubFile(ref.target, LM_WEIGHTS, role),
+                HubFile(ref.target, LM_TOKENIZER, role)]
     return []
 
 
