@@ -268,3 +268,22 @@ def test_clipchat_models_lists_the_sets_and_what_is_on_disk(monkeypatch, capsys,
     assert f"{model_set.clip} ({model_set.clip_pretrained})" in clip_row and "on disk, 1.5 MB" in clip_row
     language_row = next(line for line in lines[configured:] if line.strip().startswith("language model"))
     assert "not downloaded" in language_row
+
+
+def test_a_language_model_copied_without_its_tokenizer_is_not_on_disk(tmp_path: Path) -> None:
+    """doctor and `clipchat models` agree with the start-up check: a snapshot is not a language model until its
+    config, weights and tokenizer are all there."""
+    from vision.model_cache import NOT_DOWNLOADED, ON_DISK, presence
+
+    model_set = load_model_set("guided")
+    repo = model_set.language_model.target
+    cache = tmp_path / "hub"
+    cache_file(cache, repo, "config.json", b"{}")
+    cache_file(cache, repo, "model.safetensors", b"\0" * 1000)
+
+    def language_model() -> object:
+        return next(p for p in presence(model_set, cache) if p.role == "language model")
+
+    assert language_model().state == NOT_DOWNLOADED and "tokenizer.json" in language_model().detail
+    cache_file(cache, repo, "tokenizer.json", b"{}")
+    assert language_model().state == ON_DISK

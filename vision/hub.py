@@ -60,9 +60,9 @@ def hub_files(model_set: ModelSet) -> list[HubFile]:
     if model_set.clip.startswith(HF_HUB):
         repo = model_set.clip[len(HF_HUB):].strip("/")
         files += [HubFile(repo, CLIP_CONFIG, "CLIP"), HubFile(repo, CLIP_WEIGHTS, "CLIP")]
-    files += _language_model_files(model_set.language_model, "language model")
+    files += language_model_files(model_set.language_model, "language model")
     if model_set.answer_model is not None:
-        files += _language_model_files(model_set.answer_model, "answer model")
+        files += language_model_files(model_set.answer_model, "answer model")
     captioner = model_set.captioner
     if captioner.location is not None and captioner.location.scheme == "hf-hub":
         if captioner.kind == "clipcap":
@@ -74,7 +74,8 @@ def hub_files(model_set: ModelSet) -> list[HubFile]:
     return files
 
 
-def _language_model_files(ref: Ref, role: str) -> list[HubFile]:
+def language_model_files(ref: Ref, role: str) -> list[HubFile]:
+    """What transformers reads for a causal LM from the hub (config, weights, tokenizer); [] for a directory."""
     # A bare name is a hub id unless it is a directory here (transformers decides the same way)
     if ref.scheme == "hf-hub" or (ref.scheme == "name" and not Path(ref.target).exists()):
         return [HubFile(ref.target, LM_CONFIG, role), HubFile(ref.target, LM_WEIGHTS, role),

@@ -13,7 +13,7 @@ from pathlib import Path
 from clipchat.errors import ClipchatError
 
 from .encoder import check_clip_reference
-from .hub import clip_hub_files
+from .hub import clip_hub_files, hub_cache_folder, language_model_files, missing_files
 from .model_sets import HF_HUB, LOCAL_DIR, ModelSet, Ref
 
 ON_DISK = "on disk"
@@ -72,7 +72,7 @@ def presence(model_set: ModelSet, hub_cache_dir: Path | None = None,
              allow_random_weights: bool = False) -> list[Presence]:
     """One entry per model the set needs: CLIP, language model, captioner and (when set) answer model."""
     hub = HubCache(hub_cache_dir)
-    found = [_clip(model_set, hub, allow_random_weights), _repository("language model", model_set.language_model, hub)]
+    found = [_clip(model_set, hub, allow_random_weights), _language_model("language model", model_set.language_model, hub)]
     captioner = model_set.captioner
     if captioner.kind == "guided":
         found.append(Presence("captioner", str(captioner), NOTHING, "CLIP-guided decoding with the language model"))
@@ -81,7 +81,7 @@ def presence(model_set: ModelSet, hub_cache_dir: Path | None = None,
     else:
         found.append(_repository("captioner", captioner.location, hub))
     if model_set.answer_model is not None:
-        found.append(_repository("answer model", model_set.answer_model, hub))
+        found.append(_language_model("answer model", model_set.answer_model, hub))
     return found
 
 
@@ -118,6 +118,17 @@ def _clip(model_set: ModelSet, hub: HubCache, allow_random_weights: bool) -> Pre
     if path.is_file():
         return Presence("clip", shown, ON_DISK, str(path), path.stat().st_size)
     return Presence("clip", shown, NOT_DOWNLOADED, config.get("url", ""))
+
+
+def _language_model(role: str, ref: Ref, hub: HubCache) -> Presence:
+    """On disk only when every file the start-up check wants is (config, weights, tokenizer): doctor and
+    `clipchat models` then agree with it."""
+    files = language_model_files(ref, role)
+    lacking = missing_files(files, hub_cache_folder(hub.cache_dir)) if files else []
+    if lacking:
+        names = ", ".join(file.names[0] for file in lacking)
+        return Presence(role, str(ref), NOT_DOWNLOADED, f"{ref.target} on the Hugging Face Hub (no {names} here)")
+    return _repository(role, ref, hub)
 
 
 def _repository(role: str, ref: Ref, hub: HubCache) -> Presence:
