@@ -53,3 +53,10 @@ def resolve_dtype(name: str, device: torch.device, training: bool = False) -> to
     if dtype == torch.float16 and device.type == "cpu":
         raise InvalidConfig("float16 is not supported on the CPU; use float32 (or bfloat16 on CPUs that have it).")
     return dtype
+
+
+def resolve_clip_dtype(name: str, device: torch.device) -> torch.dtype:
+    """CLIP's dtype: as `resolve_dtype`, except that `auto` keeps it in float32 on a CPU. In bfloat16 its
+    vectors moved enough to change 2 of 240 held-out test-world captions, while GPT-2 in bfloat16 changed none.
+    Every process that embeds photos (the bot, `db reindex`) must use this one rule: /search compares them."""
+    return torch.float32 if name == "auto" and device.type == "cpu" else resolve_dtype(name, device)

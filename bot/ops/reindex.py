@@ -44,7 +44,7 @@ from storage.reindex import (
     start_run,
 )
 from vision import ImageLimits, load_image
-from vision.devices import resolve_device, resolve_dtype
+from vision.devices import resolve_clip_dtype, resolve_device
 from vision.encoder import ClipEncoder, clip_identity, load_clip
 from vision.settings import VisionSettings
 
@@ -184,9 +184,7 @@ class Embedder:
     async def load(cls, settings: VisionSettings, timeout: float) -> Embedder:
         model_set = settings.model_set()
         device = resolve_device(settings.device)
-        # float32 on a CPU, as the bot's `auto` does: its vectors are the ones /search compares against
-        auto_cpu = settings.dtype == "auto" and device.type == "cpu"
-        dtype = torch.float32 if auto_cpu else resolve_dtype(settings.dtype, device)
+        dtype = resolve_clip_dtype(settings.dtype, device)  # the bot's rule: /search compares their vectors
         # One thread loads and runs CLIP: PyTorch gives each thread its own OpenMP team (see services.py)
         thread = ThreadPoolExecutor(1, thread_name_prefix="reindex-clip")
         encoder = await asyncio.get_running_loop().run_in_executor(
