@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+MARK = "<bot-token>"  # what the token reads as in logs
+
 
 class RedactToken(logging.Filter):
     def __init__(self, secret: str) -> None:
@@ -13,11 +15,17 @@ class RedactToken(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         # Freeze the message now: libraries log mutable objects that may hold the token only later
         # (PTB's getFile result gains the download URL after it is logged).
-        record.msg, record.args = record.getMessage().replace(self.secret, "<bot-token>"), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text and self.secret in record.exc_text:
-            record.exc_text = record.exc_text.replace(self.secret, "<bot-token>")
+        record.msg, record.args = record.getMessage().replace(self.secret, MARK), None
+        if record.exc_info:
+            if not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            # Only the text goes on, redacted below: a formatter that renders exc_info itself (the JSON
+            # one does) would print the token again from the exception's own message.
+            record.exc_info = None
+        # The traceback, the stack and any `extra=` strings (the JSON format writes every extra field)
+        for name, value in list(vars(record).items()):
+            if isinstance(value, str) and self.secret in value:
+                setattr(record, name, value.replace(self.secret, MARK))
         return True
 
 

@@ -15,6 +15,7 @@ from vision import cli as vision_cli
 from vision.settings import VisionSettings
 
 from . import reindex, runner
+from .logs import configure_logging, read_log_settings
 
 # The Hugging Face libraries' settings: HF_HUB_OFFLINE, HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, ... and these
 HUB_NAMES = frozenset({"TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN"})
@@ -22,7 +23,8 @@ HUB_NAMES = frozenset({"TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN"})
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clipchat", description="A Telegram assistant that looks at photos.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what the models are doing")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log what the models are doing (at least INFO; see CLIPCHAT_LOG_LEVEL)")
     parser.add_argument("--version", action="version", version=f"clipchat {version('clipchat')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     runner.add_commands(commands)
@@ -52,8 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     # Before any command runs: nothing this module imports loads huggingface_hub (the models load inside commands)
     taken = hub_settings_from_env_file()
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:  # CLIPCHAT_LOG_LEVEL and CLIPCHAT_LOG_FORMAT, before anything logs
+        configure_logging(read_log_settings(), verbose=args.verbose)
+    except ClipchatError as error:
+        print(f"clipchat: {error.detail}", file=sys.stderr)
+        return 2
     if taken:  # names only: HF_TOKEN's value never reaches a log
         logging.getLogger(__name__).info("Hugging Face settings from .env: %s", ", ".join(taken))
     try:

@@ -10,8 +10,10 @@ from storage import StorageSettings
 from vision.settings import VisionSettings
 
 from ..core.settings import BotSettings
+from .logs import LogSettings
 
-SECTIONS = (("Telegram bot", BotSettings), ("Models", VisionSettings), ("Storage", StorageSettings))
+SECTIONS = (("Telegram bot", BotSettings), ("Models", VisionSettings), ("Storage", StorageSettings),
+            ("Logging", LogSettings))
 SECRET_EXAMPLES = {"TELEGRAM_BOT_TOKEN": "<paste the token from @BotFather here>"}
 
 

@@ -17,6 +17,7 @@ from storage import StorageSettings
 from vision.settings import VisionSettings
 
 from ..core.settings import BotSettings
+from .logs import report_progress
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def run_bot(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
     settings = BotSettings()
     if args.models:
         vision_settings = vision_settings.model_copy(update={"models": args.models})
-    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    report_progress()  # INFO, unless CLIPCHAT_LOG_LEVEL says otherwise
     application = build_application(settings, vision_settings, StorageSettings())
     if settings.inference != "ray":  # with ray, the models are the vision server's
         _ensure_models(vision_settings)
@@ -131,7 +132,7 @@ def run_vision_server(args: argparse.Namespace, vision_settings: VisionSettings)
         vision_settings = vision_settings.model_copy(update={"models": args.models})
     settings = BotSettings()
     low, high = args.autoscale or (1, None)
-    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    report_progress()  # INFO, unless CLIPCHAT_LOG_LEVEL says otherwise
     if args.address is None:  # a local cluster: the replicas load the models here, so this check holds for them
         _ensure_models(vision_settings)
     join_cluster(args.address)
