@@ -14,14 +14,48 @@ from .context import (
                       reset_thread,
                       save_image,
 )
-from .database import downgrade, make_engine, make_sessionmaker, open_database, upgrade, write_with_retry
-from .lifecycle import Removed, forget_user, maintain, purge_older_than, rows_about_user, statistics
-from .models import Base, Chat, ChatSettings, ImageRecord, Turn, User, UserSettings, decode_embeddings, encode_embedding
+from .database import (
+                      downgrade,
+                      make_engine,
+                      make_sessionmaker,
+                      open_database,
+                      upgrade,
+                      write_with_retry,
+)
+from .lifecycle import (
+                      Removed,
+                      forget_user,
+                      maintain,
+                      purge_older_than,
+                      rows_about_user,
+                      statistics,
+)
+from .models import (
+                      Base,
+                      Chat,
+                      ChatSettings,
+                      ImageRecord,
+                      Turn,
+                      User,
+                      UserSettings,
+                      decode_embeddings,
+                      encode_embedding,
+)
 from .search import EmbeddingIndex, search_images
 from .settings import StorageSettings
+from .usage import (
+                      access_of,
+                      busiest,
+                      first_to_tell,
+                      purge_usage_before,
+                      set_access,
+                      usage_on,
+                      use,
+)
 
 __all__ = ["Base", "Chat", "ChatSettings", "EmbeddingIndex", "ImageRecord", "NewImage", "Removed",
            "StorageSettings", "SWITCHES", "Switches", "Turn", "User", "UserSettings", "add_turn", "chat_switches", "decode_embeddings", "downgrade",
            "encode_embedding", "forget_user", "image_by_message", "maintain", "image_under_discussion", "make_engine",
            "make_sessionmaker", "open_database", "purge_older_than", "recent_turns", "reset_thread",
-           "rows_about_user", "save_image", "search_images", "set_chat_switch", "statistics", "upgrade", "write_with_retry"]
+           "rows_about_user", "save_image", "search_images", "set_chat_switch", "statistics", "upgrade", "write_with_retry",
+           "access_of", "busiest", "first_to_tell", "purge_usage_before", "set_access", "usage_on", "use"]

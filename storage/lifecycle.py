@@ -9,7 +9,18 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from .models import Chat, ChatSettings, ImageRecord, PendingUpdate, ReindexRun, Turn, User, UserSettings
+from .models import (
+    Chat,
+    ChatSettings,
+    ImageRecord,
+    PendingUpdate,
+    ReindexRun,
+    Turn,
+    Usage,
+    User,
+    UserAccess,
+    UserSettings,
+)
 
 
 @dataclass(frozen=True)
@@ -45,9 +56,16 @@ USER_ROWS: dict[str, Callable[[int], ColumnElement[bool]]] = {
         select(Chat.id).where(_private_chat(user_id))),
     "pending_updates": lambda user_id: PendingUpdate.user_key == user_id,
     "reindex_runs": lambda user_id: ReindexRun.chat_id == user_id,  # a run on one private chat names its user
+    "user_access": lambda user_id: UserAccess.user_id == user_id,
+    "usage": lambda user_id: (Usage.subject_id == user_id) & (Usage.scope == "user"),
+}
+# What /forget keeps on purpose, and why: without these, /forget would lift a ban or refill today's budget.
+KEPT_AFTER_FORGET = {
+    "user_access": "an operator's ban or allowance is the operator's record, not the user's",
+    "usage": "today's counts (numbers only) stay until the day is over, then go with the daily upkeep",
 }
 TABLES = {model.__tablename__: model for model in (User, UserSettings, Turn, ImageRecord, Chat, ChatSettings,
-                                                   PendingUpdate, ReindexRun)}
+                                                   PendingUpdate, ReindexRun, UserAccess, Usage)}
 
 
 async def forget_user(session: AsyncSession, user_id: int, now: datetime | None = None,
@@ -72,6 +90,8 @@ async def forget_user(session: AsyncSession, user_id: int, now: datetime | None 
                                                       PendingUpdate.arrived_at < cutoff))
     # A re-index of their private chat has nothing left to do there; its runner carries on harmlessly.
     await session.execute(delete(ReindexRun).where(USER_ROWS["reindex_runs"](user_id)))
+    today = (now or datetime.now(timezone.utc)).date()
+    await session.execute(delete(Usage).where(USER_ROWS["usage"](user_id), Usage.day < today))
     users = await session.execute(delete(User).where(USER_ROWS["users"](user_id)))
     return Removed(turns=turns.rowcount or 0, images=images.rowcount or 0,
                    settings=(settings.rowcount or 0) + (private.rowcount or 0), users=users.rowcount or 0)
@@ -79,9 +99,9 @@ async def forget_user(session: AsyncSession, user_id: int, now: datetime | None 
 
 async def rows_about_user(session: AsyncSession, user_id: int) -> dict[str, int]:
     """How many rows of each table still mention the user: none after `forget_user` (once the
-    updates that were running have finished)."""
+    updates that were running have finished), but for the tables /forget keeps on purpose."""
     return {name: await session.scalar(select(func.count()).select_from(TABLES[name]).where(where(user_id)))
-            for name, where in USER_ROWS.items()}
+            for name, where in USER_ROWS.items() if name not in KEPT_AFTER_FORGET}
 
 
 async def statistics(session: AsyncSession) -> dict[str, int]:

@@ -7,13 +7,14 @@ vector (float16 bytes) with the identity of the model that made it.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -74,6 +76,12 @@ class ChatSettings(Base):
     chat_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
     auto_caption: Mapped[bool] = mapped_column(Boolean, default=False)  # groups: caption every photo
     alt_text: Mapped[bool] = mapped_column(Boolean, default=False)  # channels: add alt text to photo posts
+    # groups: keep photos nobody addressed (captioned, for /search); off: they are neither looked at nor kept
+    index_photos: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    language: Mapped[str | None] = mapped_column(String(16))  # replies' language; None: each sender's own
+    # The operators' daily budgets for this chat, replacing the settings' (None: the settings' default)
+    daily_photos: Mapped[int | None] = mapped_column(Integer)
+    daily_questions: Mapped[int | None] = mapped_column(Integer)
     updated_by: Mapped[int | None] = mapped_column(BigInteger)
 
 
@@ -140,6 +148,30 @@ class PendingUpdate(Base):
     user_key: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # user, or channel
     update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram's order
     arrived_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UserAccess(Base):
+    """An operator's word on one user, from the bot's /allow and /ban: every bot process reads it."""
+
+    __tablename__ = "user_access"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # or a sender chat
+    status: Mapped[str] = mapped_column(String(8))  # "allowed" (past the allow-lists) or "banned"
+    updated_by: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Usage(Base):
+    """What one user, or one group, used of the models on one (UTC) day: the daily budgets count here."""
+
+    __tablename__ = "usage"
+
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)  # "user" or "chat"
+    subject_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # "photos" or "questions"
+    count: Mapped[int] = mapped_column(Integer, default=0)  # asked for, refused ones included
+    told: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # over-budget note sent
 
 
 class ReindexRun(Base):

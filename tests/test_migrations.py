@@ -5,7 +5,7 @@ Runs on SQLite and PostgreSQL (the `database_url` fixture), like the rest of the
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import numpy as np
 import pytest
@@ -54,11 +54,19 @@ AT_0005 = {
                 "file_gone": True}],
     "reindex_runs": [{"id": 1, "embedding_model": "clip-b", "chat_id": GROUP, "started_at": NOW, "beat_at": NOW}],
 }
-ROWS = {"0001": AT_0001, "0002": AT_0002, "0003": AT_0003, "0004": {}, "0005": AT_0005}
-REVISIONS = ["0001", "0002", "0003", "0004", "0005"]
+AT_0006 = {
+    "chat_settings": [{"chat_id": ALICE, "auto_caption": False, "alt_text": False, "updated_by": ALICE,
+                       "index_photos": False, "language": "es", "daily_photos": 5, "daily_questions": None}],
+    "user_access": [{"user_id": BOB, "status": "banned", "updated_by": ALICE, "updated_at": NOW}],
+    "usage": [{"scope": "user", "subject_id": ALICE, "day": NOW.date(), "kind": "photos", "count": 3,
+               "told": True}],
+}
+ROWS = {"0001": AT_0001, "0002": AT_0002, "0003": AT_0003, "0004": {}, "0005": AT_0005, "0006": AT_0006}
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006"]
 MIGRATIONS = list(zip(["base", *REVISIONS], REVISIONS))  # (stop before, migrate to)
 KEYS = {"users": "id", "chats": "id", "chat_settings": "chat_id", "user_settings": "user_id", "images": "id",
-        "turns": "id", "pending_updates": "update_id", "reindex_runs": "id"}
+        "turns": "id", "pending_updates": "update_id", "reindex_runs": "id", "user_access": "user_id",
+        "usage": "subject_id"}
 
 
 async def insert(engine, rows: dict[str, list[dict]]) -> None:
@@ -92,6 +100,8 @@ def same(stored: dict, written: dict) -> bool:
         if isinstance(value, datetime):
             got = datetime.fromisoformat(got) if isinstance(got, str) else got  # SQLite keeps text
             got = got if got.tzinfo else got.replace(tzinfo=timezone.utc)
+        elif isinstance(value, date):
+            got = date.fromisoformat(got) if isinstance(got, str) else got
         elif name in ("tags", "preferences"):
             got, value = (json.loads(got) if isinstance(got, str) else got), json.loads(value)
         elif isinstance(value, bool):
@@ -126,6 +136,9 @@ async def test_each_migration_keeps_the_rows_it_finds(database_url: str, before:
         if target == "0002":  # photos stored before the column existed were sent as photos
             assert {row["id"]: row["media_kind"] for row in await table_rows(engine, "images")} == {
                 1: "photo", 2: "photo", 3: "document"}
+        if target == "0006":  # groups keep indexing unaddressed photos, as they did before they could choose
+            assert {row["chat_id"]: bool(row["index_photos"]) for row in await table_rows(engine, "chat_settings")
+                    } == {GROUP: True, ALICE: False}
         if target == "0005":  # photos stored before were never found gone
             assert {row["id"]: bool(row["file_gone"]) for row in await table_rows(engine, "images")} == {
                 1: False, 2: False, 3: False, 4: True}
