@@ -16,18 +16,30 @@ Everything else is a bug and goes to the bot's one error handler with its traceb
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from .i18n import N_, translator
+
 
 class ClipchatError(Exception):
     """Base of every error that carries a message written for people."""
 
-    user_message = "Something went wrong."
+    user_message = N_("Something went wrong.")
 
-    def __init__(self, user_message: str | None = None, *, detail: str | None = None) -> None:
-        if user_message is not None:
-            self.user_message = user_message
+    def __init__(self, user_message: str | None = None, *, detail: str | None = None,
+                 params: Mapping[str, object] | None = None) -> None:
+        # `user_message` is the English text, with {name} placeholders when `params` fill them in; marked with
+        # N_ (clipchat.i18n) where it is written, it is said in the reader's language by `said_in`.
+        self.message_id = user_message if user_message is not None else type(self).user_message
+        self.params = dict(params or {})
+        self.user_message = self.message_id.format(**self.params) if self.params else self.message_id
         # `detail` is for logs and operators; it may name files or formats.
         self.detail = detail or self.user_message
         super().__init__(self.detail)
+
+    def said_in(self, language: str | None) -> str:
+        """`user_message` in the reader's language."""
+        return translator(language)(self.message_id, **self.params)
 
     def __reduce__(self):
         # Subclasses take other arguments than `args`: rebuild from the attributes, so errors
@@ -51,21 +63,21 @@ class InvalidInput(UserError, ValueError):
 
 
 class Busy(UserError):
-    user_message = "I'm looking at a lot of photos right now. Please try again in a minute."
+    user_message = N_("I'm looking at a lot of photos right now. Please try again in a minute.")
 
 
 class TooSlow(Busy):
-    user_message = "That took me too long, so I stopped: I'm very busy right now. Please try again in a minute."
+    user_message = N_("That took me too long, so I stopped: I'm very busy right now. Please try again in a minute.")
 
 
 class StorageDown(Busy):
-    user_message = ("I can't use my memory (the database) right now, so I may not remember this. "
-                    "Please try again in a minute.")
+    user_message = N_("I can't use my memory (the database) right now, so I may not remember this. "
+                      "Please try again in a minute.")
 
 
 class Unavailable(UserError):
-    user_message = ("I couldn't fetch that file from Telegram: it may have expired or been deleted. "
-                    "Could you send it again?")
+    user_message = N_("I couldn't fetch that file from Telegram: it may have expired or been deleted. "
+                      "Could you send it again?")
 
 
 class OperatorError(ClipchatError):
@@ -87,6 +99,7 @@ class InvalidConfig(OperatorError, ValueError):
 class BadImage(InvalidInput):
     """The bytes are not an image we can look at; `reason` says why, for metrics and logs."""
 
-    def __init__(self, reason: str, user_message: str, *, detail: str | None = None) -> None:
+    def __init__(self, reason: str, user_message: str, *, detail: str | None = None,
+                 params: Mapping[str, object] | None = None) -> None:
         self.reason = reason
-        super().__init__(user_message, detail=detail)
+        super().__init__(user_message, detail=detail, params=params)

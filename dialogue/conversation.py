@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from clipchat.facts import PhotoFacts
+from clipchat.i18n import Said
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,13 @@ class Answer:
     route: str  # which path answered: colour, presence, identify, count, mood, describe, open, needs_photo
     confidence: float = 1.0
     details: dict = field(default_factory=dict)
+    said: Said | None = None  # the answer as a phrase the core says in the reader's language; None: `text` as is
+
+    @property
+    def quotes_models(self) -> bool:
+        """The answer holds the models' own words (a caption, labels, generated text), which stay in their
+        language whatever the reader's."""
+        return self.route in ("describe", "open", "presence", "identify")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from clipchat.facts import PhotoFacts
+from clipchat.i18n import Said, english, say, translator
 
 from .conversation import Answer
 
@@ -25,17 +26,24 @@ def sentence(caption: str) -> str:
     return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 
-def describe(facts: PhotoFacts, tags: int = 5) -> str:
-    """'A red circle on grass.' and a line of its top tags, the way the bot answers a photo."""
+def described(facts: PhotoFacts, tags: int = 5) -> Said:
+    """'A red circle on grass.' and a line of its top tags, the way the bot answers a photo; the caption and
+    tags are the models' words, only "Tags:" is said in the reader's language."""
     text = sentence(facts.caption)
     labels = [_hashtag(label) for label in facts.labels[:tags]]
     if labels := [label for label in labels if label]:
-        text += "\nTags: " + ", ".join(f"#{label}" for label in labels)
+        return text, "\n", say("Tags: {tags}", tags=", ".join(f"#{label}" for label in labels))
     return text
 
 
+def describe(facts: PhotoFacts, tags: int = 5, language: str | None = None) -> str:
+    return translator(language).said(described(facts, tags))
+
+
 def answer_describe(facts: PhotoFacts) -> Answer:
-    return Answer(describe(facts), "describe", 1.0, {"caption": facts.caption, "tags": facts.labels[:5]})
+    said = described(facts)
+    return Answer(english(said), "describe", 1.0, {"caption": facts.caption, "tags": facts.labels[:5]},
+                  said)
 
 
 def _hashtag(label: str) -> str:

@@ -13,6 +13,7 @@ import re
 
 import torch
 
+from clipchat.i18n import english, say
 from vision.answer_model import AnswerModel
 from vision.language_model import Caption
 from vision.scoring import rerank
@@ -91,7 +92,8 @@ def answer_open(models, conversation: Conversation, question: str, image: torch.
     refused = {c.text: term for c in candidates if (term := contradiction(models, image, c.text))}
     kept = [c for c in candidates if c.text not in refused]
     if not kept:
-        return Answer(f"I'm not sure how to answer that from the photo. What I can see is: "
-                      f"{conversation.image.caption}", "open", 0.0, {"refused": refused})
+        said = say("I'm not sure how to answer that from the photo. What I can see is: {caption}",
+                   caption=conversation.image.caption)
+        return Answer(english(said), "open", 0.0, {"refused": refused}, said)
     best, score = rerank(models.encoder, image, kept)[0]
     return Answer(best.text, "open", score, {"refused": refused, "candidates": len(candidates)})

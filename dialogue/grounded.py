@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from clipchat.i18n import Phrase, english, say, word
+
 from .conversation import Answer
 
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "gray")
@@ -24,6 +26,14 @@ CATEGORIES = {
 }
 NUMBERS = ("one", "two", "three", "four", "five", "six")
 UNSURE = 0.5  # below this probability an answer says it is a guess
+# The built-in colours and counts as the catalogs translate them; a model set's own colour words stay as they are.
+COLOUR_NAMES = {name.msgid: name for name in (
+    word("colour", "red"), word("colour", "orange"), word("colour", "yellow"), word("colour", "green"),
+    word("colour", "blue"), word("colour", "purple"), word("colour", "pink"), word("colour", "brown"),
+    word("colour", "black"), word("colour", "white"), word("colour", "gray"), word("colour", "grey"))}
+NUMBER_NAMES = {name.msgid: name for name in (
+    word("count", "one"), word("count", "two"), word("count", "three"), word("count", "four"),
+    word("count", "five"), word("count", "six"))}
 
 
 def candidate_labels(models, category: str) -> tuple[str, ...] | None:
@@ -48,9 +58,17 @@ def answer_colour(models, image: torch.Tensor, subject: str | None) -> Answer:
     labels = [f"{c} {subject}" if subject else c for c in colours]
     ranked = _best(models, image, labels)
     colour = colours[labels.index(ranked[0].label)]
-    thing = f"The {subject} is" if subject else "It's"
-    text = f"{thing} {colour}." if ranked[0].score >= UNSURE else f"{thing} probably {colour}, but I'm not sure."
-    return Answer(text, "colour", ranked[0].score, {"colour": colour})
+    name = COLOUR_NAMES.get(colour, colour)
+    sure = ranked[0].score >= UNSURE
+    if sure and subject:
+        said = say("The {subject} is {colour}.", subject=subject, colour=name)
+    elif sure:
+        said = say("It's {colour}.", colour=name)
+    elif subject:
+        said = say("The {subject} is probably {colour}, but I'm not sure.", subject=subject, colour=name)
+    else:
+        said = say("It's probably {colour}, but I'm not sure.", colour=name)
+    return Answer(english(said), "colour", ranked[0].score, {"colour": colour}, said)
 
 
 def answer_presence(models, image: torch.Tensor, subject: str) -> Answer:
@@ -63,9 +81,11 @@ def answer_presence(models, image: torch.Tensor, subject: str) -> Answer:
     present = any(t.label == thing for t in top)
     score = next(t.score for t in ranked if t.label == thing)
     if present:
-        return Answer(f"Yes, I can see {article(thing)}.", "presence", score, {"present": True})
-    return Answer(f"No, I don't see {article(thing)}. It looks more like {article(ranked[0].label)}.", "presence",
-                  1 - score, {"present": False, "instead": ranked[0].label})
+        said = say("Yes, I can see {thing}.", thing=article(thing))
+        return Answer(english(said), "presence", score, {"present": True}, said)
+    said = say("No, I don't see {thing}. It looks more like {other}.", thing=article(thing),
+               other=article(ranked[0].label))
+    return Answer(english(said), "presence", 1 - score, {"present": False, "instead": ranked[0].label}, said)
 
 
 def answer_identify(models, image: torch.Tensor, category: str) -> Answer | None:
@@ -75,10 +95,11 @@ def answer_identify(models, image: torch.Tensor, category: str) -> Answer | None
     ranked = _best(models, image, list(labels))
     best = ranked[0]
     if best.score >= UNSURE:
-        text = f"It looks like {article(best.label)}."
+        said = say("It looks like {thing}.", thing=article(best.label))
     else:
-        text = f"I think it's {article(best.label)}, though it could also be {article(ranked[1].label)}."
-    return Answer(text, "identify", best.score, {"label": best.label})
+        said = say("I think it's {thing}, though it could also be {other}.", thing=article(best.label),
+                   other=article(ranked[1].label))
+    return Answer(english(said), "identify", best.score, {"label": best.label}, said)
 
 
 def answer_count(models, image: torch.Tensor, subject: str) -> Answer:
@@ -86,8 +107,11 @@ def answer_count(models, image: torch.Tensor, subject: str) -> Answer:
     labels = [f"{n} {singular(subject) if n == 'one' else plural}" for n in NUMBERS]
     ranked = _best(models, image, labels)
     number = ranked[0].label.split()[0]
-    hedge = "" if ranked[0].score >= UNSURE else " I'm not certain about that count."
-    return Answer(f"I count {number}.{hedge}", "count", ranked[0].score, {"count": NUMBERS.index(number) + 1})
+    if ranked[0].score >= UNSURE:
+        said = say("I count {number}.", number=NUMBER_NAMES[number])
+    else:
+        said = say("I count {number}. I'm not certain about that count.", number=NUMBER_NAMES[number])
+    return Answer(english(said), "count", ranked[0].score, {"count": NUMBERS.index(number) + 1}, said)
 
 
 def singular(noun: str) -> str:
@@ -100,5 +124,8 @@ def singular(noun: str) -> str:
     return noun
 
 
-def article(noun: str) -> str:
-    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+def article(noun: str) -> Phrase:
+    """'a dog', 'an owl': English wants an article; other languages say the label (a model's word) as it is."""
+    if noun[:1].lower() in "aeiou":
+        return word("a thing", "an {label}", label=noun)
+    return word("a thing", "a {label}", label=noun)

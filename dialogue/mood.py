@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from clipchat.i18n import english, say, word
 from vision.tagger import zero_shot_weights
 
 from .conversation import Answer
@@ -18,6 +19,13 @@ MOODS = ("happy", "sad", "calm", "exciting", "scary", "romantic", "funny", "gloo
 SENTIMENTS = ("positive", "negative", "neutral")
 _PHOTO_TEMPLATES = ("a {} photo.", "a photo that feels {}.", "the mood of this picture is {}.")
 _TEXT_TEMPLATES = ("a {} message.", "someone saying something {}.")
+# The moods and sentiments as the catalogs translate them (CLIP itself reads the English words above).
+MOOD_NAMES = {name.msgid: name for name in (
+    word("mood", "happy"), word("mood", "sad"), word("mood", "calm"), word("mood", "exciting"),
+    word("mood", "scary"), word("mood", "romantic"), word("mood", "funny"), word("mood", "gloomy"),
+    word("mood", "peaceful"), word("mood", "cozy"))}
+SENTIMENT_NAMES = {name.msgid: name for name in (
+    word("sentiment", "positive"), word("sentiment", "negative"), word("sentiment", "neutral"))}
 
 
 @dataclass(frozen=True)
@@ -41,10 +49,10 @@ def text_sentiment(encoder, text: str) -> Mood:
 
 def answer_mood(encoder, image: torch.Tensor, user_text: str | None = None) -> Answer:
     mood = photo_mood(encoder, image)
-    text = f"The photo feels {mood.label}."
+    said = say("The photo feels {mood}.", mood=MOOD_NAMES[mood.label])
     details = {"photo": mood.scores}
     if user_text:
         sentiment = text_sentiment(encoder, user_text)
         details["text"] = sentiment.scores
-        text += f" Your message reads as {sentiment.label}."
-    return Answer(text, "mood", mood.scores[mood.label], details)
+        said = (said, " ", say("Your message reads as {sentiment}.", sentiment=SENTIMENT_NAMES[sentiment.label]))
+    return Answer(english(said), "mood", mood.scores[mood.label], details, said)

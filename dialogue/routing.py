@@ -5,6 +5,10 @@ A question is tidied first (case, typos people make, contractions, polite openin
 rules for each route are written out in the test suite's question bank (routing_bank.jsonl),
 whose everyday phrasings measure them. Anything not matched is "open": the language model
 answers it, so a pattern here should only claim questions its path answers better.
+
+In the other languages the bot speaks (Russian, Spanish, Chinese) only the two commonest questions are routed:
+the photo as a whole ("Что это?", "¿Qué es esto?", "这是什么？") and its colour ("Какого цвета?"). Their subject is
+not kept, since CLIP reads English: "какого цвета машина?" is answered with the photo's main colour.
 """
 
 from __future__ import annotations
@@ -114,11 +118,51 @@ _DESCRIBE = [
 ]
 
 
+# Russian, Spanish and Chinese, after `tidy` and `_plain` (lower case, ё as е, no Spanish accents or politeness).
+_RU_PHOTO = r"(?:фото|фотк[аеу]|фотографи[ияю]|картинк[аеу]|изображени[еия]|снимк?[еау]?|кадр[еа]?)"
+_ES_PHOTO = r"(?:foto|imagen|fotografia|dibujo)"
+_ZH_PHOTO = r"(?:图片|照片|图像|图|画面|相片|这张图|这张照片|这张图片|这幅图|这幅画)"
+_DESCRIBE_ELSEWHERE = [
+    re.compile(r"^(?:что|че|чё|што) (?:это|тут|здесь|там|это тут)(?: такое| за (?:штука|вещь|" + _RU_PHOTO + r"))?$"),
+    re.compile(r"^(?:а )?это что(?: такое)?$"),
+    re.compile(rf"^что (?:(?:есть|видно|изображено|нарисовано|показано) )?(?:на|в) (?:этом |этой )?{_RU_PHOTO}$"),
+    re.compile(rf"^что (?:тут |здесь )?(?:изображено|нарисовано|показано)(?: (?:на|в) (?:этом |этой )?{_RU_PHOTO})?$"),
+    re.compile(rf"^что ты (?:тут |здесь )?видишь(?: (?:на|в) (?:этом |этой )?{_RU_PHOTO})?$"),
+    re.compile(rf"^(?:опиши|опишите|расскажи|расскажите)(?: (?:это|его|ее|мне|что видишь|"
+               rf"(?:о |об |про )?(?:этом |эту |это |этой )?{_RU_PHOTO}))*$"),
+    re.compile(r"^(?:que|qué) (?:es|son) (?:esto|eso|esta|este|aquello|estas|estos)(?: de aqui)?$"),
+    re.compile(r"^(?:que|qué) es$"),
+    re.compile(rf"^que (?:hay|ves|se ve|aparece|sale|puedes ver|muestra|representa)"
+               rf"(?: aqui| (?:en|dentro de) (?:la|esta|esa|mi) {_ES_PHOTO}| (?:la|esta) {_ES_PHOTO})?$"),
+    re.compile(rf"^(?:describe|describa|describeme|describela|describelo|describemela|describemelo|"
+               rf"describir)(?: (?:esto|lo que ves|(?:la|esta|esa|mi) {_ES_PHOTO}))?$"),
+    re.compile(r"^(?:这|那|它|这个|那个|这张|这里|这儿)(?:是|是个|是一个|画的是|拍的是)?(?:什么|啥)(?:东西)?[呢啊呀]?$"),
+    re.compile(r"^(?:是)?(?:什么|啥)$"),
+    re.compile(rf"^(?:这张|这个|这幅)?{_ZH_PHOTO}(?:里|里面|上|中)?(?:有|是|拍的是|画的是)(?:什么|啥)(?:东西)?[呢啊呀]?$"),
+    re.compile(rf"^(?:请|请你|帮我)?(?:描述|描写|形容|介绍|说说|讲讲)(?:一下)?(?:这张|这个|这幅)?{_ZH_PHOTO}?[吧呢]?$"),
+    re.compile(r"^你(?:看到|看见|能看到)了?(?:什么|啥)[呢啊呀]?$"),
+]
+_COLOUR_ELSEWHERE = [
+    re.compile(r"^(?:а )?(?:какого|какой|какие|каких|каким) (?:\w+ )?цвет(?:а|ов|ом)?\b"),
+    re.compile(r"\bэто (?:какого|какой) цвет"),
+    re.compile(r"^(?:de )?(?:que|cual|cuales) (?:es el |son los )?colou?r(?:es)?\b"),
+    re.compile(r"(?:什么|啥|哪种|哪个|哪些)(?:颜色|色)|颜色是(?:什么|啥)"),
+]
+_POLITE_ELSEWHERE = re.compile(r"(?:^|\s)(?:пожалуйста|плиз|por favor|porfa)(?=\s|$)|^(?:请问|请)(?=.)")
+
+
+def _plain(text: str) -> str:
+    """`tidy`'s text the way the patterns in other languages expect it."""
+    text = text.replace("ё", "е").translate(str.maketrans("áéíóúü", "aeiouu")).lstrip("¿¡ ")
+    text = _POLITE_ELSEWHERE.sub(" ", text)
+    return " ".join(re.sub(r"[,，、]", " ", text).split()).rstrip("吗嘛")
+
+
 def tidy(question: str) -> str:
     """Lower case, one space, typos and contractions spelt out, polite framing and end punctuation dropped."""
     text = " ".join(question.lower().replace("\u2019", "'").split())
     text = _WORD.sub(lambda word: _WORDS.get(word.group(), word.group()), text)
-    text = re.sub(r"[\s?!.,;:]+$", "", text)
+    text = re.sub(r"[\s?!.,;:？！。，]+$", "", text)  # Chinese full-width marks too
     while True:
         shorter = _THANKS.sub("", _POLITE.sub("", text)).strip(" ,")
         if shorter == text:
@@ -128,6 +172,11 @@ def tidy(question: str) -> str:
 
 def route_question(question: str) -> Route:
     text = tidy(question)
+    plain = _plain(text)
+    if any(pattern.search(plain) for pattern in _COLOUR_ELSEWHERE):
+        return Route("colour")
+    if any(pattern.search(plain) for pattern in _DESCRIBE_ELSEWHERE):
+        return Route("describe")
     if any(pattern.search(text) for pattern in _MOOD):
         return Route("mood")
     for pattern in _COLOUR:

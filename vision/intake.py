@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from clipchat.errors import BadImage
+from clipchat.i18n import N_
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +36,16 @@ class ImageLimits:
 def load_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
     """Decode `data` into an upright RGB image; raise `BadImage` for anything else."""
     if not data:
-        raise BadImage("empty", "That file is empty. Could you send the photo again?")
+        raise BadImage("empty", N_("That file is empty. Could you send the photo again?"))
     if len(data) > limits.max_bytes:
-        raise BadImage("too_large", f"That file is too big for me: please send an image under "
-                                    f"{limits.max_bytes // (1024 * 1024)} MB.",
+        raise BadImage("too_large", N_("That file is too big for me: please send an image under {limit_mb} MB."),
+                       params={"limit_mb": limits.max_bytes // (1024 * 1024)},
                        detail=f"{len(data)} bytes > {limits.max_bytes}")
     try:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError as error:
-        raise BadImage("not_an_image", "I can only look at images (JPEG, PNG, WebP, GIF, BMP or TIFF), "
-                                       "and this file isn't one I can read.", detail=str(error)) from error
+        raise BadImage("not_an_image", N_("I can only look at images (JPEG, PNG, WebP, GIF, BMP or TIFF), "
+                                          "and this file isn't one I can read."), detail=str(error)) from error
     except Image.DecompressionBombError as error:
         raise _too_many_pixels(str(error)) from error
     except (OSError, ValueError, SyntaxError, EOFError) as error:
@@ -108,12 +109,12 @@ def _shrink(image: Image.Image, min_side: int) -> Image.Image:
 
 
 def _damaged(detail: str) -> BadImage:
-    return BadImage("corrupt", "That image seems to be damaged, so I couldn't open it. Could you send it again?",
+    return BadImage("corrupt", N_("That image seems to be damaged, so I couldn't open it. Could you send it again?"),
                     detail=detail)
 
 
 def _too_many_pixels(detail: str) -> BadImage:
-    return BadImage("too_large", "That image has too many pixels for me. Please send a smaller version.",
+    return BadImage("too_large", N_("That image has too many pixels for me. Please send a smaller version."),
                     detail=detail)
 
 

@@ -22,6 +22,7 @@ import torch
 
 from clipchat.errors import InvalidConfig, InvalidInput, ModelNotFound
 from clipchat.facts import Tag
+from clipchat.i18n import N_
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class ZeroShotTagger:
     def classify(self, images: torch.Tensor, labels: Sequence[str]) -> list[list[Tag]]:
         """Custom labels at call time ("a cat, a dog or a fox?"): every label, scored, best first."""
         if len(labels) < 2:
-            raise InvalidInput("Give me at least two labels to choose between, separated by commas or 'or'.")
+            raise InvalidInput(N_("Give me at least two labels to choose between, separated by commas or 'or'."))
         embeddings = self.label_embeddings(labels)
         probs = (self.encoder.logit_scale * images.float() @ embeddings.T).softmax(dim=-1)
         return [sorted((Tag(label, float(p)) for label, p in zip(labels, row)), key=lambda t: t.score, reverse=True)
