@@ -35,6 +35,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--no-normalize-prefix", action="store_true", help="feed raw CLIP vectors, as ClipCap did")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--validation-fraction", type=float, default=0.1, metavar="F",
+                       help="share of the images held out to measure validation loss each epoch (default 0.1; "
+                            "0 trains on all of them, without validation)")
     _add_model_arguments(train)
     train.set_defaults(handler=run_train)
 
@@ -43,6 +46,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--images", type=Path, help="directory image paths are relative to")
     evaluate.add_argument("--limit", type=int, help="score only the first N images")
     evaluate.add_argument("--json", action="store_true", help="print machine-readable results")
+    evaluate.add_argument("--report", type=Path, metavar="DIR", help="also write DIR/index.html: every photo with "
+                          "its caption, references, tags and CLIPScore, worst first")
     _add_model_arguments(evaluate)
     _add_decoding_arguments(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
@@ -124,7 +129,7 @@ def run_train(args: argparse.Namespace, settings: VisionSettings) -> int:
     from .encoder import load_clip
     from .hub import ensure_available
     from .language_model import load_language_model
-    from .training import TrainingOptions, train_captioner
+    from .training import TrainingOptions, split_for_validation, train_captioner
 
     settings = _settings(args, settings)
     model_set = settings.model_set()
@@ -132,17 +137,30 @@ def run_train(args: argparse.Namespace, settings: VisionSettings) -> int:
     options = TrainingOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               prefix_length=args.prefix_length, mapper=args.mapper,
                               finetune_language_model=args.finetune_gpt2,
-                              normalize_prefix=not args.no_normalize_prefix, seed=args.seed)
+                              normalize_prefix=not args.no_normalize_prefix, seed=args.seed,
+                              validation_fraction=args.validation_fraction)
     data = read_captions(args.captions, args.images)
+    split_for_validation([item.image for item in data], options.validation_fraction)  # too few: refused before loading
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device, training=True)
     encoder = load_clip(model_set.clip, model_set.clip_pretrained, device, dtype, settings.hub_cache_dir,
                         allow_random_weights=settings.allow_random_weights)
     lm, tokenizer = load_language_model(model_set.language_model, device, dtype, settings.hub_cache_dir)
-    train_captioner(encoder, lm, tokenizer, data, args.out, options, resume=args.resume,
-                    language_model_ref=str(model_set.language_model))
-    print(f"Saved the captioner to {args.out}. Use it with CLIPCHAT_CAPTIONER=local-dir:{args.out.resolve()}")
+    if options.validation_fraction == 0:
+        print("Training on every image with no validation split: nothing will say whether it trained long enough.")
+    trained = train_captioner(encoder, lm, tokenizer, data, args.out, options, resume=args.resume,
+                              language_model_ref=str(model_set.language_model), on_epoch=_print_epoch)
+    print(f"Saved the captioner to {args.out}. Use it with CLIPCHAT_CAPTIONER=local-dir:{args.out.resolve()}\n"
+          f"Loss history: {trained.history_file} (curve: {trained.curve_file})")
+    if trained.warning:  # last, below the progress bars, where the operator looks when it ends
+        print(f"clipchat: warning: {trained.warning}", file=sys.stderr)
     return 0
+
+
+def _print_epoch(losses, epochs: int) -> None:
+    validation = "-" if losses.validation_loss is None else f"{losses.validation_loss:.4f}"
+    print(f"epoch {losses.epoch}/{epochs} ({losses.steps} steps): train loss {losses.train_loss:.4f}, "
+          f"validation loss {validation}", flush=True)
 
 
 def run_evaluate(args: argparse.Namespace, settings: VisionSettings) -> int:
@@ -153,6 +171,11 @@ def run_evaluate(args: argparse.Namespace, settings: VisionSettings) -> int:
     data = read_captions(args.captions, args.images)[: args.limit]
     models = _load(settings)
     report = evaluate(models, data, _options(args, models), image_limits=settings.image_limits())
+    if args.report:
+        from .report import write_contact_sheet
+
+        page = write_contact_sheet(report, args.report, settings.image_limits())
+        print(f"Report: {page}", file=sys.stderr if args.json else sys.stdout)  # --json keeps stdout pure JSON
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -1,15 +1,20 @@
-"""Score a captioner on a captions file: BLEU-4 and CIDEr (pycocoevalcap's scorers) and mean CLIPScore."""
+"""Score a captioner on a captions file: BLEU-4 and CIDEr (pycocoevalcap's scorers) and mean CLIPScore.
+
+Each photo's own result is kept too (`EvaluationReport.photos`), for `report.write_contact_sheet`.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from clipchat.errors import BadImage
+from clipchat.facts import Tag
 
 from .datasets import CaptionedImage
 from .decoding import DecodingOptions
@@ -20,6 +25,15 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ScoredPhoto:
+    image: Path
+    caption: str  # generated
+    references: tuple[str, ...]
+    tags: tuple[Tag, ...]
+    clip_score: float
+
+
+@dataclass(frozen=True)
 class EvaluationReport:
     images: int
     skipped: int
@@ -27,9 +41,11 @@ class EvaluationReport:
     cider: float
     clip_score: float
     captions: dict[str, str] = field(default_factory=dict)  # image path -> generated caption
+    photos: list[ScoredPhoto] = field(default_factory=list)  # in the captions file's order
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The scores and captions (`--json`); each photo's details go to the HTML report instead."""
+        return {item.name: getattr(self, item.name) for item in fields(self) if item.name != "photos"}
 
 
 def normalize_for_scoring(text: str) -> str:
@@ -44,7 +60,7 @@ def evaluate(models, data: list[CaptionedImage], options: DecodingOptions | None
 
     generated: dict[str, str] = {}
     references: dict[str, list[str]] = {}
-    clip_scores: list[float] = []
+    photos: list[ScoredPhoto] = []
     skipped = 0
     for start in range(0, len(data), batch_size):
         images, items = [], []
@@ -60,10 +76,11 @@ def evaluate(models, data: list[CaptionedImage], options: DecodingOptions | None
             continue
         texts = models.encoder.embed_texts([d.caption for d in descriptions]).cpu()
         vectors = torch.from_numpy(np.stack([d.embedding for d in descriptions]))
-        clip_scores.extend(clip_score(vectors, texts).tolist())
-        for item, description in zip(items, descriptions):
+        scores = clip_score(vectors, texts).tolist()
+        for item, description, score in zip(items, descriptions, scores):
             generated[str(item.image)] = description.caption
             references[str(item.image)] = list(item.captions)
+            photos.append(ScoredPhoto(item.image, description.caption, item.captions, description.tags, score))
     if not generated:
         return EvaluationReport(0, skipped, 0.0, 0.0, 0.0)
     hypotheses = {k: [normalize_for_scoring(v)] for k, v in generated.items()}
@@ -71,4 +88,5 @@ def evaluate(models, data: list[CaptionedImage], options: DecodingOptions | None
     bleu, _ = Bleu(4).compute_score(refs, hypotheses, verbose=0)
     cider, _ = Cider().compute_score(refs, hypotheses)
     return EvaluationReport(images=len(generated), skipped=skipped, bleu4=float(bleu[3]), cider=float(cider),
-                            clip_score=float(torch.tensor(clip_scores).mean()), captions=generated)
+                            clip_score=float(np.mean([photo.clip_score for photo in photos])), captions=generated,
+                            photos=photos)
