@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from clipchat.metrics import STAGE_SECONDS
 from clipchat.retrying import retrying
 
 T = TypeVar("T")
@@ -144,12 +145,13 @@ async def write_with_retry(sessions: async_sessionmaker[AsyncSession], work: Cal
     the user's turn is written late rather than lost. No retry starts after `deadline`
     seconds: a database that stays down fails the write (a transaction, so nothing half-written).
     """
-    async for attempt in retrying(is_transient, attempts=attempts, first_delay=first_delay, max_delay=2.0,
-                                  deadline=deadline, what="database write"):
-        with attempt:
-            async with sessions() as session:
-                result = await work(session)
-                await session.commit()
+    with STAGE_SECONDS.labels("database").time():  # retries included: the wait the caller saw
+        async for attempt in retrying(is_transient, attempts=attempts, first_delay=first_delay, max_delay=2.0,
+                                      deadline=deadline, what="database write"):
+            with attempt:
+                async with sessions() as session:
+                    result = await work(session)
+                    await session.commit()
     return result
 
 

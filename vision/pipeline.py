@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from clipchat.facts import PhotoFacts
+from clipchat.metrics import STAGE_SECONDS
 
 from .answer_model import LazyAnswerModel, answer_model_from, load_answer_model
 from .captioner import PrefixCaptioner, load_clipcap_checkpoint, load_prefix_captioner
@@ -62,9 +63,12 @@ class VisionModels:
         """The same from (N, 3, H, W) preprocessed pixels, so the Pillow work can run elsewhere, in parallel."""
         if not len(pixels):
             return []
-        raw = self.encoder.embed_pixels(pixels, normalize=False)
+        with STAGE_SECONDS.labels("clip").time():
+            raw = self.encoder.embed_pixels(pixels, normalize=False)
+            _finish(raw)  # on a GPU the pass runs ahead of Python: without this its time would count as captioning
         vectors = F.normalize(raw, dim=-1)
-        captions = self.caption(raw, options)
+        with STAGE_SECONDS.labels("caption").time():
+            captions = self.caption(raw, options)
         tags = self.tagger.tag(vectors, top_k=top_k_tags, threshold=tag_threshold)
         out = []
         for vector, candidates, image_tags in zip(vectors, captions, tags):
@@ -72,6 +76,12 @@ class VisionModels:
             out.append(PhotoFacts(caption=best.text, tags=tuple(image_tags),
                                   embedding=vector.float().cpu().numpy(), model=self.encoder.identity))
         return out
+
+
+def _finish(tensor: torch.Tensor) -> None:
+    """Wait for the device's queued work on `tensor` (nothing to wait for on a CPU)."""
+    if tensor.is_cuda:
+        torch.cuda.synchronize(tensor.device)
 
 
 def load_models(models: str | ModelSet = "default", device: str = "auto", dtype: str = "auto",

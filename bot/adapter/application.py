@@ -12,7 +12,6 @@ import re
 from telegram import Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     ApplicationHandlerStop,
@@ -25,6 +24,7 @@ from telegram.ext import (
 )
 
 from clipchat.errors import ClipchatError, StorageDown, UserError
+from clipchat.metrics import ERRORS
 from storage import StorageSettings
 from storage.database import unavailable
 from vision import VisionModels
@@ -35,6 +35,7 @@ from ..core.settings import BotSettings
 from . import admin, commands, handlers, jobs
 from .albums import Albums
 from .context import BotContext, BotData
+from .monitoring import MeteredRateLimiter, MetricsServer, UpdateCounter, counted_as
 from .ordering import PerUserOrder
 from .redaction import redact_token_in_logs
 from .sending import SEND_DEADLINE_S, reply
@@ -54,9 +55,11 @@ def build_application(settings: BotSettings, vision_settings: VisionSettings | N
     vision_settings = vision_settings or VisionSettings()
     storage_settings = storage_settings or StorageSettings()
     database, shared = plan_database(settings, storage_settings)  # nothing connects before the start-up hook
+    metrics = MetricsServer(settings.metrics_address, settings.metrics_port)
 
     async def post_init(application: Application) -> None:
         data: BotData = application.bot_data
+        metrics.start()  # first: a port in use fails the start in one line, before minutes of model loading
         data.services = await open_services(settings, vision_settings, storage_settings, models=models,
                                             database=database)
         await application.bot.set_my_commands(commands.COMMANDS)
@@ -68,13 +71,14 @@ def build_application(settings: BotSettings, vision_settings: VisionSettings | N
         if data.services is not None:
             await data.services.close()
             data.services = None
+        await metrics.stop()
 
     application = (
         ApplicationBuilder().token(token)
         .base_url(settings.base_url).base_file_url(settings.base_file_url).local_mode(settings.local_mode)
-        .rate_limiter(AIORateLimiter(overall_max_rate=settings.rate_limit_per_second,
-                                     group_max_rate=settings.rate_limit_per_group_minute,
-                                     max_retries=settings.send_retries))
+        .rate_limiter(MeteredRateLimiter(overall_max_rate=settings.rate_limit_per_second,
+                                         group_max_rate=settings.rate_limit_per_group_minute,
+                                         max_retries=settings.send_retries))
         .concurrent_updates(PerUserOrder(settings.max_concurrent_updates, settings.user_queue, shared))
         # Every update in progress may be sending at once (PTB's default pool, 256 connections with a
         # 1 s wait, dropped replies under a flood), plus the jobs; a request that finds the pool full
@@ -91,6 +95,7 @@ def build_application(settings: BotSettings, vision_settings: VisionSettings | N
 
 def add_routes(application: Application) -> None:
     """All routing in one place; handler group -1 guards access before anything runs."""
+    application.add_handler(TypeHandler(Update, UpdateCounter()), group=-2)  # every update, refused ones too
     application.add_handler(TypeHandler(Update, check_access), group=-1)
     channel = filters.UpdateType.CHANNEL_POST
     private = filters.ChatType.PRIVATE
@@ -129,6 +134,7 @@ async def check_access(update: Update, context: BotContext) -> None:
 async def on_error(update: object, context: BotContext) -> None:
     """One place for every error: people get a message they can act on, operators get the detail or traceback."""
     error = context.error
+    ERRORS.labels(type(error).__name__).inc()
     message = update.effective_message if isinstance(update, Update) else None
     if isinstance(error, UserError):
         log.info("%s: %s", type(error).__name__, error.detail)
@@ -153,7 +159,8 @@ async def on_error(update: object, context: BotContext) -> None:
         text = SORRY
     if message is not None and (message.chat.type == "private" or _spoken_to(message, context)):
         try:
-            await reply(message, text)
+            with counted_as("error"):
+                await reply(message, text)
         except (Forbidden, NetworkError, RetryAfter) as send_error:
             log.warning("could not send the error message: %s", send_error)
 

@@ -19,6 +19,8 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import BaseUpdateProcessor
 
+from clipchat.metrics import UPDATE_QUEUE, UPDATES_DROPPED
+
 from .telegram_io import sender_id
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class PerUserOrder(BaseUpdateProcessor):
             await self._drop(update, key, coroutine)
             return
         self._waiting[key] += 1
+        if self._waiting[key] > 1:  # behind one of its sender's updates: queued
+            UPDATE_QUEUE.inc()
         lock = self._locks.setdefault(key, asyncio.Lock())
         shared, update_id = self.shared, update.update_id
         # Recorded in the background: no await may come before the lock, whose FIFO queue is this
@@ -85,7 +89,9 @@ class PerUserOrder(BaseUpdateProcessor):
                     await shared.done(key, update_id)
         finally:
             self._waiting[key] -= 1
-            if not self._waiting[key]:
+            if self._waiting[key]:  # the next of its sender's updates leaves the queue
+                UPDATE_QUEUE.dec()
+            else:
                 del self._waiting[key]
                 self._locks.pop(key, None)
                 self._warned.discard(key)
@@ -97,6 +103,7 @@ class PerUserOrder(BaseUpdateProcessor):
     async def _drop(self, update: Update, key: int, coroutine) -> None:
         coroutine.close()  # never started: dropping it runs none of its handlers
         self.dropped += 1
+        UPDATES_DROPPED.inc()
         await self._slow_down(update, key)
 
     async def _slow_down(self, update: Update, key: int) -> None:

@@ -10,6 +10,7 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, InvalidToken, NetworkError
 
 from clipchat.errors import BadImage, Unavailable
+from clipchat.metrics import STAGE_SECONDS
 
 from ..core.incoming import PhotoFile
 from .sending import chat_action, reply, with_retries
@@ -30,9 +31,10 @@ class TelegramChat:
         # PTB's timeouts bound each read; this bounds the whole file, which a slow server could drip-feed
         deadline = asyncio.timeout(self.download_timeout)
         try:
-            async with deadline:
-                return await download(self.message.get_bot(), self.message, photo, self.max_bytes,
-                                      self.download_timeout)
+            with STAGE_SECONDS.labels("download").time():
+                async with deadline:
+                    return await download(self.message.get_bot(), self.message, photo, self.max_bytes,
+                                          self.download_timeout)
         except TimeoutError:
             if not deadline.expired():
                 raise

@@ -118,11 +118,11 @@ async def add_exchange(session, where: Where, said: str, reply: str, image_id: i
 
 
 async def _conversation(services: Services, where: Where, facts: PhotoFacts) -> Conversation:
-    async with services.sessions() as session:
+    async with services.reading() as session:
         turns = await recent_turns(session, where.chat_id, where.user_id, limit=CONTEXT_TURNS)
     return Conversation(image=facts, turns=tuple((turn.role, turn.text) for turn in turns))
 
 
 async def _switches(services: Services, where: Where) -> Switches:
-    async with services.sessions() as session:
+    async with services.reading() as session:
         return await chat_switches(session, where.chat_id)

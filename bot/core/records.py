@@ -36,7 +36,7 @@ async def forget(services: Services, user_id: int) -> Removed:
 
 
 async def switches(services: Services, chat_id: int) -> Switches:
-    async with services.sessions() as session:
+    async with services.reading() as session:
         return await chat_switches(session, chat_id)
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from clipchat.metrics import STAGE_SECONDS
 from storage import EmbeddingIndex, StorageSettings, make_engine, make_sessionmaker, upgrade
 from storage.update_order import SharedOrder
 from vision import VisionModels, load_models
@@ -30,6 +33,13 @@ class Services:
     database: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     index: EmbeddingIndex
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads, timed as the `database` stage (writes are timed by `write_with_retry`)."""
+        with STAGE_SECONDS.labels("database").time():
+            async with self.sessions() as session:
+                yield session
 
     async def close(self) -> None:
         await self.models.close()

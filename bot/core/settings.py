@@ -94,6 +94,12 @@ class BotSettings(BaseSettings):
     reorder_wait_s: float = Field(0.3, ge=0, le=30,
                                   description="With shared ordering: how long an update waits for an "
                                               "earlier one still on its way to another process.")
+    metrics_port: int | None = Field(None, ge=1, le=65535,
+                                     description="Serve Prometheus metrics at http://ADDRESS:PORT/metrics "
+                                                 "(deploy/README.md: scrape config, Grafana dashboard); "
+                                                 "default: off.")
+    metrics_address: str = Field("127.0.0.1", description="Address the metrics server listens on (0.0.0.0: "
+                                                          "every interface, e.g. for a Prometheus container).")
     state_dir_path: Path | None = Field(None, validation_alias=AliasChoices("CLIPCHAT_STATE_DIR"),
                                         description="Where the bot keeps its heartbeat (for health checks); "
                                                     "default: the user state dir.")

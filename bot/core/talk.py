@@ -49,7 +49,7 @@ class Search:
 async def thread(services: Services, where: Where, reply_to: int | None = None) -> tuple[ImageRecord | None,
                                                                                         Conversation]:
     """The photo under discussion and the recent turns of this user in this chat."""
-    async with services.sessions() as session:
+    async with services.reading() as session:
         image = await image_under_discussion(session, where.chat_id, where.user_id, reply_to)
         turns = await recent_turns(session, where.chat_id, where.user_id, limit=CONTEXT_TURNS)
     return image, Conversation(image=image.facts() if image else None,
@@ -112,7 +112,7 @@ async def search(services: Services, chat_id: int, phrase: str) -> Search:
     some of the chat's photos were seen by an earlier CLIP, that they could not be searched."""
     vector = await services.models.embed_text(TextRequest(phrase[:MAX_SEARCH_CHARS]))
     identity = services.models.identity
-    async with services.sessions() as session:
+    async with services.reading() as session:
         hits = await search_images(session, services.index, chat_id, identity, vector.vector,
                                    k=services.settings.search_results)
         waiting = await photos_waiting(session, identity, chat_id)

@@ -20,6 +20,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from clipchat.errors import Busy
+from clipchat.metrics import BATCH_SIZE, MODEL_BUSY, MODEL_QUEUE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,6 +59,7 @@ class MicroBatcher(Generic[T, R]):
             self._queue.put_nowait((item, future))
         except asyncio.QueueFull:
             raise Busy(detail=f"{self.name} queue full ({self._queue.maxsize} waiting)") from None
+        MODEL_QUEUE.labels(self.name).inc()
         return await future
 
     async def close(self) -> None:
@@ -68,6 +70,7 @@ class MicroBatcher(Generic[T, R]):
                 await self._worker
         while not self._queue.empty():
             _, future = self._queue.get_nowait()
+            MODEL_QUEUE.labels(self.name).dec()
             if not future.done():
                 future.set_exception(Busy(detail="shutting down"))
         if self._owns_thread:
@@ -85,6 +88,7 @@ class MicroBatcher(Generic[T, R]):
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            MODEL_QUEUE.labels(self.name).dec()  # counted as it leaves the queue: a cancelled worker leaks none
             deadline = time.monotonic() + self.max_wait
             while len(batch) < self.max_batch:
                 remaining = deadline - time.monotonic()
@@ -92,11 +96,13 @@ class MicroBatcher(Generic[T, R]):
                     break
                 try:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    MODEL_QUEUE.labels(self.name).dec()
                 except asyncio.TimeoutError:
                     break
             live = [(item, future) for item, future in batch if not future.cancelled()]
             if live:
                 self.batch_sizes.append(len(live))
+                BATCH_SIZE.labels(self.name).observe(len(live))
                 await self._answer(live)
 
     async def _answer(self, batch: list[tuple[T, asyncio.Future]]) -> None:
@@ -120,11 +126,12 @@ class MicroBatcher(Generic[T, R]):
     def _timed(self, items: Sequence[T]) -> Sequence[R]:
         """Model thread: the batch, timed from when it starts here (not from when it joined the thread's
         queue behind other features' batches, which is load, not a hang)."""
-        self._running_since = time.monotonic()
+        self._running_since = started = time.monotonic()
         try:
             return self._process(items)
         finally:
             self._running_since = None
+            MODEL_BUSY.labels(self.name).inc(time.monotonic() - started)
 
 
 def model_thread(name: str = "vision") -> ThreadPoolExecutor:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from clipchat.facts import PhotoFacts
+from clipchat.metrics import STAGE_SECONDS
 from dialogue import Answer, answer, answer_mood
 from vision import ImageLimits, VisionModels, load_image
 from vision.decoding import DecodingOptions
@@ -29,7 +30,8 @@ class ModelEngine:
 
     def prepare(self, request: DescribeRequest) -> torch.Tensor:
         """Any thread: decode, check and resize one photo for CLIP; a bad file fails here, alone."""
-        return self.models.encoder.prepare(load_image(request.data, self.limits))
+        with STAGE_SECONDS.labels("decode").time():
+            return self.models.encoder.prepare(load_image(request.data, self.limits))
 
     @torch.inference_mode()
     def describe(self, prepared: Sequence[torch.Tensor]) -> list[PhotoFacts]:
@@ -58,7 +60,11 @@ class ModelEngine:
 
     @torch.inference_mode()
     def answer(self, requests: Sequence[AnswerRequest]) -> list[Answer]:
-        return [answer(self.models, r.conversation, r.question) for r in requests]  # each has its own prompt
+        return [self._answer(r) for r in requests]  # each has its own prompt
+
+    def _answer(self, request: AnswerRequest) -> Answer:
+        with STAGE_SECONDS.labels("answer").time():
+            return answer(self.models, request.conversation, request.question)
 
     @torch.inference_mode()
     def mood(self, requests: Sequence[MoodRequest]) -> list[Answer]:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from clipchat.errors import TooSlow
 from clipchat.facts import PhotoFacts
+from clipchat.metrics import DECODE_QUEUE
 from dialogue import Answer
 from vision.intake import decode_cost
 
@@ -62,10 +63,12 @@ class LocalModels:
         # Decoding and CLIP's resize run beside the model thread, in parallel for many photos.
         async with self._deadline("describe"):
             self._preparing += 1
+            DECODE_QUEUE.inc()
             try:
                 prepared = await self._decode(request)
             finally:
                 self._preparing -= 1
+                DECODE_QUEUE.dec()
             return await self._run(self.engine.describe, prepared, incoming=lambda: self._preparing)
 
     async def _decode(self, request: DescribeRequest):
