@@ -394,8 +394,12 @@ def _entities(text: str) -> list[dict]:
     return entities
 
 
-def user(user_id: int) -> dict:
-    return {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+def user(user_id: int, language_code: str | None = None) -> dict:
+    """A person; `language_code` is their Telegram app's language, as Telegram puts it in `from` ("ru", "zh-hans")."""
+    person = {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+    if language_code is not None:
+        person["language_code"] = language_code
+    return person
 
 
 def private(user_id: int) -> dict:

@@ -1,4 +1,5 @@
-"""Admin-only /settings for groups and channels, and /forget with its confirmation."""
+"""/settings (admins of groups and channels; in a private chat, its person chooses the language), and /forget
+with its confirmation."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import logging
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
+
+from clipchat.i18n import LANGUAGES, N_, Translator, choose, name_of, supported, translator
 
 from ..core import records
 from ..core.incoming import Where
@@ -18,13 +21,14 @@ from .telegram_io import where, writes_as_chat
 log = logging.getLogger(__name__)
 
 NAMES = {"autocaption": "auto_caption", "auto_caption": "auto_caption", "alttext": "alt_text", "alt_text": "alt_text"}
-LABELS = {"auto_caption": "Auto-captions (every photo in the group)", "alt_text": "Alt text on photo posts"}
-ONLY_ADMINS = "Only this chat's admins can change my settings."
+LABELS = {"auto_caption": N_("Auto-captions (every photo in the group)"), "alt_text": N_("Alt text on photo posts")}
+ONLY_ADMINS = N_("Only this chat's admins can change my settings.")
+LANGUAGE_CHOICES = "|".join(language.split("_")[0] for language in LANGUAGES) + "|auto"  # en|ru|es|zh|auto
 ADMIN_STATUSES = (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
-ANONYMOUS_FORGET = ("You're writing as {name}, not as yourself, so I can't tell you apart from others who "
-                    "write that way. This deletes everything sent to me as {name}, by anyone, including our "
-                    "conversations; only an admin of {name} can confirm. What you sent from your own account "
-                    "stays: send /forget from it (in a private chat with me) for that. Are you sure?")
+ANONYMOUS_FORGET = N_("You're writing as {name}, not as yourself, so I can't tell you apart from others who "
+                      "write that way. This deletes everything sent to me as {name}, by anyone, including our "
+                      "conversations; only an admin of {name} can confirm. What you sent from your own account "
+                      "stays: send /forget from it (in a private chat with me) for that. Are you sure?")
 
 
 async def is_admin(context: BotContext, chat_id: int, chat_kind: str, user_id: int | None) -> bool:
@@ -60,39 +64,80 @@ def _switch_for(chat_kind: str) -> str:
     return "alt_text" if chat_kind == "channel" else "auto_caption"
 
 
-def _keyboard(chat_kind: str, current: Switches) -> InlineKeyboardMarkup:
+def _keyboard(chat_kind: str, current: Switches, _: Translator) -> InlineKeyboardMarkup:
     name = _switch_for(chat_kind)
     on = getattr(current, name)
-    return InlineKeyboardMarkup([[InlineKeyboardButton(
-        f"{'Turn off' if on else 'Turn on'}: {LABELS[name]}", callback_data=f"settings:{name}:{int(not on)}")]])
+    setting = _(LABELS[name])
+    label = _("Turn off: {setting}", setting=setting) if on else _("Turn on: {setting}", setting=setting)
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=f"settings:{name}:{int(not on)}")]])
 
 
-def _describe(chat_kind: str, current: Switches) -> str:
+def _describe(chat_kind: str, current: Switches, _: Translator) -> str:
     name = _switch_for(chat_kind)
-    return f"{LABELS[name]}: {'on' if getattr(current, name) else 'off'}."
+    setting = _(LABELS[name])
+    state = _("{setting}: on.", setting=setting) if getattr(current, name) else _("{setting}: off.", setting=setting)
+    return state + "\n" + _language_line(current, _)
+
+
+def _language_line(current: Switches, _: Translator) -> str:
+    if current.language is None:
+        return _("Language: each person's own Telegram language.")
+    return _("Language: {language}.", language=name_of(current.language))
+
+
+async def _language_setting(context: BotContext, message, here: Where, value: str | None) -> None:
+    """/settings language [en|zh|ru|es|auto]: the language every reply in this chat is written in; auto (None)
+    answers each person in their own Telegram language."""
+    sender = where(message).language
+    if value is None or (value != "auto" and supported(value) is None):
+        _ = await context.speaking_to(where(message))
+        current = await records.switches(context.services, here.chat_id)
+        known = ", ".join(f"{language.split('_')[0]} – {name_of(language)}" for language in LANGUAGES)
+        refusal = "" if value is None else _("I can't speak {code} yet.", code=value) + " "
+        await reply(message, refusal + _language_line(current, _) + "\n" + _(
+            "I can answer in: {languages}. Choose with /settings language {choices}.", languages=known,
+            choices=LANGUAGE_CHOICES))
+        return
+    chosen = None if value == "auto" else supported(value)
+    await records.set_switch(context.services, here, "language", chosen)
+    _ = translator(choose(chosen, sender))  # said in the language just chosen
+    if chosen is None:
+        await reply(message, _("Saved. I'll answer everyone here in their own Telegram language."))
+    else:
+        await reply(message, _("Saved. I'll answer everyone here in {language}.", language=name_of(chosen)))
 
 
 async def settings(update: Update, context: BotContext) -> None:
     """/settings, or /settings autocaption|alttext on|off, for admins of groups and channels."""
     message = update.effective_message
     chat = message.chat
-    if chat.type == "private":
-        await reply(message, "Settings belong to groups and channels: add me to one and send /settings there.")
+    args = [arg.lower() for arg in (context.args if context.args is not None else message.text.split()[1:])]
+    _ = await context.speaking_to(where(message))
+    if chat.type == "private":  # a person's own chat: they choose its language; the switches are for groups
+        if args[:1] == ["language"]:
+            await _language_setting(context, message, where(message), args[1] if len(args) > 1 else None)
+            return
+        await reply(message, _("Auto-captions and alt text belong to groups and channels: add me to one and send "
+                               "/settings there. Here you can choose my language: /settings language {choices}.",
+                               choices=LANGUAGE_CHOICES))
         return
     user_id = where(message).user_id
     if not await is_admin(context, chat.id, chat.type, user_id):
-        await reply(message, ONLY_ADMINS)
+        await reply(message, _(ONLY_ADMINS))
         return
     here = Where(chat.id, chat.type, user_id)
-    args = [arg.lower() for arg in (context.args if context.args is not None else message.text.split()[1:])]
+    if args[:1] == ["language"]:
+        await _language_setting(context, message, here, args[1] if len(args) > 1 else None)
+        return
     if len(args) == 2 and args[0] in NAMES and args[1] in ("on", "off"):
         current = await records.set_switch(context.services, here, NAMES[args[0]], args[1] == "on")
-        await reply(message, "Saved. " + _describe(chat.type, current))
+        await reply(message, _("Saved.") + " " + _describe(chat.type, current, _))
         return
     current = await records.switches(context.services, chat.id)
-    await reply(message, _describe(chat.type, current) + f"\nChange it with the button, or "
-                f"/settings {'alttext' if chat.type == 'channel' else 'autocaption'} on|off.",
-                reply_markup=_keyboard(chat.type, current))
+    commands = "/settings alttext on|off" if chat.type == "channel" else "/settings autocaption on|off"
+    await reply(message, _describe(chat.type, current, _) + "\n" + _(
+                "Change them with the buttons, or {commands}; the language with /settings language {choices}.",
+                commands=commands, choices=LANGUAGE_CHOICES), reply_markup=_keyboard(chat.type, current, _))
 
 
 async def settings_button(update: Update, context: BotContext) -> None:
@@ -100,41 +145,47 @@ async def settings_button(update: Update, context: BotContext) -> None:
     query = update.callback_query
     chat = query.message.chat
     _, name, value = query.data.split(":")
+    here = Where(chat.id, chat.type, query.from_user.id, query.from_user.language_code)
+    _ = await context.speaking_to(here)
     if not await is_admin(context, chat.id, chat.type, query.from_user.id):
-        await query.answer(ONLY_ADMINS, show_alert=True)
+        await query.answer(_(ONLY_ADMINS), show_alert=True)
         return
-    current = await records.set_switch(context.services, Where(chat.id, chat.type, query.from_user.id), name,
-                                       value == "1")
-    await query.answer("Saved.")
-    await query.edit_message_text(_describe(chat.type, current), reply_markup=_keyboard(chat.type, current))
+    current = await records.set_switch(context.services, here, name, value == "1")
+    await query.answer(_("Saved."))
+    await query.edit_message_text(_describe(chat.type, current, _), reply_markup=_keyboard(chat.type, current, _))
 
 
 async def forget(update: Update, context: BotContext) -> None:
     """Ask before deleting everything about the user (or the group or channel identity they write as)."""
     message = update.effective_message
     identity = where(message).user_id
-    keyboard = InlineKeyboardMarkup([[InlineKeyboardButton("Yes, delete everything", callback_data=f"forget:yes:{identity}"),
-                                      InlineKeyboardButton("Cancel", callback_data=f"forget:no:{identity}")]])
+    _ = await context.speaking_to(where(message))
+    keyboard = InlineKeyboardMarkup([[
+        InlineKeyboardButton(_("Yes, delete everything"), callback_data=f"forget:yes:{identity}"),
+        InlineKeyboardButton(_("Cancel"), callback_data=f"forget:no:{identity}")]])
     if writes_as_chat(message):
-        name = message.sender_chat.title or "this identity"
-        await reply(message, ANONYMOUS_FORGET.format(name=name), reply_markup=keyboard)
+        name = message.sender_chat.title or _("this identity")
+        await reply(message, _(ANONYMOUS_FORGET, name=name), reply_markup=keyboard)
         return
-    await reply(message, "This deletes every photo you sent me, our conversations in every chat and your "
-                         "settings. It can't be undone. Are you sure?", reply_markup=keyboard)
+    await reply(message, _("This deletes every photo you sent me, our conversations in every chat and your "
+                           "settings. It can't be undone. Are you sure?"), reply_markup=keyboard)
 
 
 async def forget_button(update: Update, context: BotContext) -> None:
     """The answer to /forget's question: only the person asked, or an admin of the identity they wrote as."""
     query = update.callback_query
     _, choice, identity = query.data.split(":")
+    chat = query.message.chat
+    _ = await context.speaking_to(Where(chat.id, chat.type, query.from_user.id, query.from_user.language_code))
     if not await _may_forget(context, int(identity), query.from_user.id):
-        await query.answer("This question was for someone else.", show_alert=True)
+        await query.answer(_("This question was for someone else."), show_alert=True)
         return
     await query.answer()
     if choice != "yes":
-        await query.edit_message_text("Cancelled: I kept everything.")
+        await query.edit_message_text(_("Cancelled: I kept everything."))
         return
     await context.albums.settled_sender(int(identity))  # album photos still being looked at land first
     removed = await records.forget(context.services, int(identity))
-    await query.edit_message_text(f"Done. I deleted {removed.images} photos and {removed.turns} messages, "
-                                  "and everything else I knew about you.")
+    # Said in the language read before the forgetting: a private chat's own setting goes with everything else
+    await query.edit_message_text(_("Done. I deleted {images} photos and {turns} messages, and everything else I "
+                                    "knew about you.", images=removed.images, turns=removed.turns))

@@ -24,12 +24,14 @@ from telegram.ext import (
 )
 
 from clipchat.errors import ClipchatError, StorageDown, UserError
+from clipchat.i18n import N_, choose, translator
 from clipchat.metrics import ERRORS
 from storage import StorageSettings
 from storage.database import unavailable
 from vision import VisionModels
 from vision.settings import VisionSettings
 
+from ..core import records
 from ..core.services import open_services, plan_database
 from ..core.settings import BotSettings
 from . import admin, commands, handlers, jobs
@@ -39,11 +41,11 @@ from .monitoring import MeteredRateLimiter, MetricsServer, UpdateCounter, counte
 from .ordering import PerUserOrder
 from .redaction import redact_token_in_logs
 from .sending import SEND_DEADLINE_S, reply
-from .telegram_io import addressed
+from .telegram_io import addressed, where
 
 log = logging.getLogger(__name__)
-SORRY = "Sorry, something went wrong on my side. Please try again in a moment."
-NOT_ALLOWED = "Sorry, this bot is private."
+SORRY = N_("Sorry, something went wrong on my side. Please try again in a moment.")
+NOT_ALLOWED = N_("Sorry, this bot is private.")
 
 
 def build_application(settings: BotSettings, vision_settings: VisionSettings | None = None,
@@ -63,6 +65,8 @@ def build_application(settings: BotSettings, vision_settings: VisionSettings | N
         data.services = await open_services(settings, vision_settings, storage_settings, models=models,
                                             database=database)
         await application.bot.set_my_commands(commands.COMMANDS)
+        for language, code in commands.MENU_LANGUAGES.items():  # the menu in each language the bot speaks
+            await application.bot.set_my_commands(commands.commands_in(translator(language)), language_code=code)
         jobs.schedule(application.job_queue, settings.maintenance_hours)
         log.info("clipchat is up as @%s", application.bot.username)
 
@@ -127,7 +131,8 @@ async def check_access(update: Update, context: BotContext) -> None:
         return
     log.info("refused update from user %s in chat %s (allow-list)", user and user.id, chat and chat.id)
     if update.effective_message is not None and chat is not None and chat.type == "private":
-        await reply(update.effective_message, NOT_ALLOWED)
+        _ = translator(choose(None, user.language_code if user else None))  # refused: their chat has no settings
+        await reply(update.effective_message, _(NOT_ALLOWED))
     raise ApplicationHandlerStop
 
 
@@ -158,11 +163,25 @@ async def on_error(update: object, context: BotContext) -> None:
         log.error("unhandled error while handling an update", exc_info=error)
         text = SORRY
     if message is not None and (message.chat.type == "private" or _spoken_to(message, context)):
+        language = await _reply_language(context, message, error)
+        text = error.said_in(language) if isinstance(error, UserError) else translator(language)(text)
         try:
             with counted_as("error"):
                 await reply(message, text)
         except (Forbidden, NetworkError, RetryAfter) as send_error:
             log.warning("could not send the error message: %s", send_error)
+
+
+async def _reply_language(context: BotContext, message, error: BaseException) -> str:
+    """The language to answer an error in; the chat's setting is not read when the database is what failed."""
+    here = where(message)
+    if isinstance(error, StorageDown) or unavailable(error) or context.services is None:
+        return choose(None, here.language)
+    try:
+        return await records.language(context.services, here)
+    except Exception as failure:  # whatever broke the update may break this read too: the sender's language will do
+        log.warning("could not read the chat's language for an error reply: %s: %s", type(failure).__name__, failure)
+        return choose(None, here.language)
 
 
 def _spoken_to(message, context: BotContext) -> bool:

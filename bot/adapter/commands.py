@@ -5,6 +5,8 @@ from __future__ import annotations
 from telegram import BotCommand, ReplyParameters, Update
 from telegram.constants import ChatAction
 
+from clipchat.i18n import LANGUAGES, N_, Translator
+
 from ..core import records, talk
 from .context import BotContext
 from .handlers import answer_question
@@ -12,31 +14,43 @@ from .sending import chat_action, reply, with_retries
 from .telegram_io import replied_message_id, where
 
 COMMANDS = [
-    BotCommand("caption", "Describe the latest photo (or the one you reply to)"),
-    BotCommand("tags", "Tags for the photo; or /tags cat, dog, fox to choose between labels"),
-    BotCommand("ask", "Ask about the photo: /ask what colour is the car?"),
-    BotCommand("mood", "The mood of the photo"),
-    BotCommand("search", "Find an earlier photo in this chat: /search red bicycle"),
-    BotCommand("reset", "Clear my memory of our conversation here"),
-    BotCommand("forget", "Delete everything I know about you"),
-    BotCommand("settings", "Group and channel admins: auto-captions, alt text"),
-    BotCommand("help", "What I can do"),
+    BotCommand("caption", N_("Describe the latest photo (or the one you reply to)")),
+    BotCommand("tags", N_("Tags for the photo; or /tags cat, dog, fox to choose between labels")),
+    BotCommand("ask", N_("Ask about the photo: /ask what colour is the car?")),
+    BotCommand("mood", N_("The mood of the photo")),
+    BotCommand("search", N_("Find an earlier photo in this chat: /search red bicycle")),
+    BotCommand("reset", N_("Clear my memory of our conversation here")),
+    BotCommand("forget", N_("Delete everything I know about you")),
+    BotCommand("settings", N_("Language; for group and channel admins also auto-captions, alt text")),
+    BotCommand("help", N_("What I can do")),
 ]
-HELP = ("Send me a photo and I'll describe and tag it. Then ask me about it: \"what colour is the car?\", "
-        "\"is there a dog?\", \"what's the mood?\". Reply to an earlier photo to ask about that one.\n\n"
-        + "\n".join(f"/{c.command} - {c.description}" for c in COMMANDS)
-        + "\n\nIn groups, mention me or reply to me. I keep our conversation so I can follow up; "
-          "/reset clears it and /forget deletes everything about you.")
+# Telegram's menus take a two-letter language code; every Chinese reader gets the Simplified menu.
+MENU_LANGUAGES = {language: language.split("_")[0] for language in LANGUAGES if language != "en"}
+
+
+def commands_in(_: Translator) -> list[BotCommand]:
+    """The command menu in one language, as `set_my_commands` registers it for that language's users."""
+    return [BotCommand(command.command, _(command.description)) for command in COMMANDS]
+
+
+def help_text(_: Translator) -> str:
+    return (_("Send me a photo and I'll describe and tag it. Then ask me about it: \"what colour is the car?\", "
+              "\"is there a dog?\", \"what's the mood?\". Reply to an earlier photo to ask about that one.")
+            + "\n\n" + "\n".join(f"/{c.command} - {c.description}" for c in commands_in(_)) + "\n\n"
+            + _("In groups, mention me or reply to me. I keep our conversation so I can follow up; "
+                "/reset clears it and /forget deletes everything about you."))
 
 
 async def start(update: Update, context: BotContext) -> None:
     """Greet and explain."""
-    await reply(update.effective_message, "Hi! I'm *clipchat*, a bot that looks at photos.\n\n" + HELP, markdown=True)
+    _ = await context.speaking_to(where(update.effective_message))
+    await reply(update.effective_message, _("Hi! I'm *clipchat*, a bot that looks at photos.") + "\n\n"
+                + help_text(_), markdown=True)
 
 
 async def help_command(update: Update, context: BotContext) -> None:
     """List what the bot can do."""
-    await reply(update.effective_message, HELP)
+    await reply(update.effective_message, help_text(await context.speaking_to(where(update.effective_message))))
 
 
 async def caption(update: Update, context: BotContext) -> None:
@@ -58,7 +72,8 @@ async def ask(update: Update, context: BotContext) -> None:
     """/ask <question>."""
     question = " ".join(context.args or [])
     if not question:
-        await reply(update.effective_message, "Ask me something about the photo, e.g. /ask what colour is it?")
+        _ = await context.speaking_to(where(update.effective_message))
+        await reply(update.effective_message, _("Ask me something about the photo, e.g. /ask what colour is it?"))
         return
     await answer_question(update, context, question)
 
@@ -76,11 +91,12 @@ async def search(update: Update, context: BotContext) -> None:
     message = update.effective_message
     phrase = " ".join(context.args or [])
     if not phrase:
-        await reply(message, "Tell me what to look for, e.g. /search red bicycle")
+        _ = await context.speaking_to(where(message))
+        await reply(message, _("Tell me what to look for, e.g. /search red bicycle"))
         return
     retries = context.services.settings.send_retries
     async with chat_action(context.bot, message.chat_id, ChatAction.UPLOAD_PHOTO):
-        answer = await talk.search(context.services, message.chat_id, phrase)
+        answer = await talk.search(context.services, where(message), phrase)
         quote = ReplyParameters(message.message_id, allow_sending_without_reply=True)
         for hit in answer.found:
             send = context.bot.send_document if hit.media_kind == "document" else context.bot.send_photo
@@ -93,11 +109,15 @@ async def search(update: Update, context: BotContext) -> None:
 async def reset(update: Update, context: BotContext) -> None:
     """Clear this user's conversation in this chat."""
     removed = await records.reset(context.services, where(update.effective_message))
-    await reply(update.effective_message, f"Done: I cleared our conversation here ({removed} messages). "
-                                          "Your photos are still searchable.")
+    _ = await context.speaking_to(where(update.effective_message))
+    await reply(update.effective_message, _.plural("Done: I cleared our conversation here ({count} message). Your "
+                                                   "photos are still searchable.", "Done: I cleared our conversation "
+                                                   "here ({count} messages). Your photos are still searchable.",
+                                                   removed, count=removed))
 
 
 async def stats(update: Update, context: BotContext) -> None:
     """Operators only: row counts."""
     message = update.effective_message
-    await reply(message, await records.statistics_for(context.services, where(message).user_id))
+    language = (await context.speaking_to(where(message))).language
+    await reply(message, await records.statistics_for(context.services, where(message).user_id, language))

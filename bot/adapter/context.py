@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from telegram.ext import CallbackContext, ExtBot
 
+from clipchat.i18n import Translator, translator
+
+from ..core import records
+from ..core.incoming import Where
 from ..core.services import Services
 from ..core.settings import BotSettings
 from .albums import Albums
@@ -26,4 +30,8 @@ class BotContext(CallbackContext[ExtBot, dict, dict, BotData]):
     @property
     def albums(self) -> Albums:
         return self.bot_data.albums
+
+    async def speaking_to(self, here: Where) -> Translator:
+        """The catalog to answer in here: the chat's /settings language, else the sender's, else English."""
+        return translator(await records.language(self.services, here))
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from telegram import Message, Update
 
+from clipchat.i18n import N_
+
 from ..core import photos, talk
 from ..core.incoming import PhotoMessage
 from .albums import Album
@@ -15,7 +17,7 @@ from .sending import reply
 from .telegram_chat import TelegramChat
 from .telegram_io import addressed, photo_file, photo_message, replied_message_id, user_text, where
 
-NOT_AN_IMAGE = "I can only look at images (JPEG, PNG or WebP, as a photo or a file). This file isn't one."
+NOT_AN_IMAGE = N_("I can only look at images (JPEG, PNG or WebP, as a photo or a file). This file isn't one.")
 
 
 def chat_for(context: BotContext, message: Message) -> TelegramChat:
@@ -50,7 +52,8 @@ async def _settled(task):
 
 async def on_other_file(update: Update, context: BotContext) -> None:
     """A file that is not an image, sent privately: say what the bot can read."""
-    await reply(update.effective_message, NOT_AN_IMAGE)
+    _ = await context.speaking_to(where(update.effective_message))
+    await reply(update.effective_message, _(NOT_AN_IMAGE))
 
 
 async def on_text(update: Update, context: BotContext) -> None:

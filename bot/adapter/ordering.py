@@ -19,12 +19,14 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import BaseUpdateProcessor
 
+from clipchat.i18n import N_, choose, translator
+
 from clipchat.metrics import UPDATE_QUEUE, UPDATES_DROPPED
 
 from .telegram_io import sender_id
 
 log = logging.getLogger(__name__)
-SLOW_DOWN = "You're sending faster than I can look. I'll answer what I have so far; send the rest in a moment."
+SLOW_DOWN = N_("You're sending faster than I can look. I'll answer what I have so far; send the rest in a moment.")
 
 
 def sender_key(update: object) -> int | None:
@@ -112,7 +114,8 @@ class PerUserOrder(BaseUpdateProcessor):
             return
         self._warned.add(key)
         try:
-            await update.effective_message.reply_text(SLOW_DOWN)
+            user = update.effective_user  # the sender's own language: a flood is no time to read the chat's
+            await update.effective_message.reply_text(translator(choose(None, user and user.language_code))(SLOW_DOWN))
         except TelegramError as error:
             log.info("could not ask %s to slow down: %s", key, error)
 

@@ -10,12 +10,13 @@ from telegram.constants import ChatAction
 from telegram.error import BadRequest, InvalidToken, NetworkError
 
 from clipchat.errors import BadImage, Unavailable
+from clipchat.i18n import N_
 from clipchat.metrics import STAGE_SECONDS
 
 from ..core.incoming import PhotoFile
 from .sending import chat_action, reply, with_retries
 
-SLOW_DOWNLOAD = "Telegram took too long to give me that file. Could you send it again in a moment?"
+SLOW_DOWNLOAD = N_("Telegram took too long to give me that file. Could you send it again in a moment?")
 
 
 class TelegramChat:
@@ -67,9 +68,9 @@ async def download(bot: Bot, message: Message, photo: PhotoFile, max_bytes: int,
     blip retried; what still fails is Unavailable, which the user can act on."""
     size = file_size(message)
     limit_mb = max_bytes // (1024 * 1024)
-    too_big = BadImage("too_large", f"That file is too big for me: please send an image under {limit_mb} MB "
-                                    f"(as a photo, Telegram compresses it for you).",
-                       detail=f"{size} bytes > {max_bytes}")
+    too_big = BadImage("too_large", N_("That file is too big for me: please send an image under {limit_mb} MB "
+                                       "(as a photo, Telegram compresses it for you)."),
+                       params={"limit_mb": limit_mb}, detail=f"{size} bytes > {max_bytes}")
     if size is not None and size > max_bytes:
         raise too_big
     try:

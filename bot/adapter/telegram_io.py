@@ -33,7 +33,9 @@ def writes_as_chat(message: Message) -> bool:
 
 
 def where(message: Message) -> Where:
-    return Where(chat_id=message.chat_id, chat_kind=message.chat.type, user_id=sender_id(message))
+    user = message.from_user
+    return Where(chat_id=message.chat_id, chat_kind=message.chat.type, user_id=sender_id(message),
+                 language=user.language_code if user else None)
 
 
 def photo_file(message: Message) -> PhotoFile | None:

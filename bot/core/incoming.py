@@ -12,6 +12,7 @@ class Where:
     chat_id: int
     chat_kind: str  # private, group, supergroup or channel
     user_id: int | None  # None for channel posts
+    language: str | None = None  # the sender's Telegram language_code ("ru", "zh-hans"); None: not known
 
 
 @dataclass(frozen=True)

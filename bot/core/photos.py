@@ -11,17 +11,18 @@ from collections.abc import Sequence
 
 from clipchat.errors import BadImage, UserError
 from clipchat.facts import PhotoFacts
+from clipchat.i18n import N_, translator
 from dialogue import Conversation
 from storage import NewImage, Switches, add_turn, chat_switches, recent_turns, save_image, write_with_retry
 
 from ..engine import AnswerRequest, DescribeRequest
-from . import text
+from . import records, text
 from .incoming import Channel, Chat, PhotoFile, PhotoMessage, Where
 from .services import Services
 
 log = logging.getLogger(__name__)
 CONTEXT_TURNS = 12  # recent turns fed back to the dialogue model
-ALBUM_PHOTO_FAILED = "Sorry, something went wrong while I looked at this one."
+ALBUM_PHOTO_FAILED = N_("Sorry, something went wrong while I looked at this one.")
 
 
 async def look(services: Services, chat: Chat, photo: PhotoFile) -> PhotoFacts:
@@ -41,16 +42,19 @@ async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> Non
             return
         await remember(services, where, [(message.photo, facts)], message.text, "", None)
         return
+    language = await records.language(services, where)
     async with chat.working():
         facts = await look(services, chat, message.photo)
         if text.is_question(message.text):
             answer = await services.models.answer(AnswerRequest(await _conversation(services, where, facts),
                                                                 message.text))
-            response = f"{answer.text}\n\n({text.describe(facts, tags=3)})"
+            said = text.spoken(answer, language, noted=False)
+            response = f"{said}\n\n({text.describe(facts, tags=3, language=language)})"
             if answer.route == "describe":  # "what is this?": the answer is the description, don't repeat it
-                response = answer.text
+                response = said
         else:
-            response = text.describe(facts)
+            response = text.describe(facts, language=language)
+    response = text.noting_model_language(response, language)  # the caption is the models' own words
     sent = await chat.reply(response)
     await remember(services, where, [(message.photo, facts)], message.text, response, sent)
 
@@ -61,17 +65,21 @@ async def on_album(services: Services, where: Where, words: str, addressed: bool
     if not (addressed or (await _switches(services, where)).auto_caption):
         await remember(services, where, [(p, r) for p, r in results if isinstance(r, PhotoFacts)], words, "", None)
         return
+    language = await records.language(services, where)
+    _ = translator(language)
     lines, good = [], []
     for number, (photo, result) in enumerate(results, 1):
         if isinstance(result, UserError):
-            lines.append(f"{number}. {result.user_message}")
+            lines.append(f"{number}. {result.said_in(language)}")
         elif isinstance(result, BaseException):
             log.error("album photo %d failed", number, exc_info=result)
-            lines.append(f"{number}. {ALBUM_PHOTO_FAILED}")
+            lines.append(f"{number}. {_(ALBUM_PHOTO_FAILED)}")
         else:
-            lines.append(f"{number}. {text.describe(result, tags=3)}")
+            lines.append(f"{number}. {text.describe(result, tags=3, language=language)}")
             good.append((photo, result))
-    response = f"{len(results)} photos:\n" + "\n".join(lines)
+    response = _.plural("{count} photo:", "{count} photos:", len(results), count=len(results)) + "\n" + "\n".join(lines)
+    if good:
+        response = text.noting_model_language(response, language)
     sent = await chat.reply(response)
     await remember(services, where, good, words, response, sent)
 
@@ -81,7 +89,7 @@ async def on_channel_post(services: Services, message: PhotoMessage, channel: Ch
     if not (await _switches(services, message.where)).alt_text:
         return
     facts = await look(services, channel, message.photo)
-    caption = text.alt_text(message.text, facts)
+    caption = text.alt_text(message.text, facts, language=await records.language(services, message.where))
     if caption is None:
         log.info("channel %s post %s: caption already full, alt text skipped", message.where.chat_id,
                  message.photo.message_id)

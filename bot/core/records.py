@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from clipchat.i18n import N_, choose, translator
 from storage import (
     Removed,
     Switches,
@@ -20,7 +21,7 @@ from storage import (
 from .incoming import Where
 from .services import Services
 
-ONLY_OPERATORS = "Only the bot's operators can see statistics."
+ONLY_OPERATORS = N_("Only the bot's operators can see statistics.")
 
 
 async def reset(services: Services, where: Where) -> int:
@@ -40,15 +41,20 @@ async def switches(services: Services, chat_id: int) -> Switches:
         return await chat_switches(session, chat_id)
 
 
-async def set_switch(services: Services, where: Where, name: str, value: bool) -> Switches:
+async def language(services: Services, where: Where) -> str:
+    """The language replies here are written in: the chat's /settings language, else the sender's, else English."""
+    return choose((await switches(services, where.chat_id)).language, where.language)
+
+
+async def set_switch(services: Services, where: Where, name: str, value: bool | str | None) -> Switches:
     return await write_with_retry(services.sessions, lambda session: set_chat_switch(
         session, where.chat_id, where.chat_kind, name, value, where.user_id))
 
 
-async def statistics_for(services: Services, user_id: int | None) -> str:
+async def statistics_for(services: Services, user_id: int | None, language: str | None = None) -> str:
     """Row counts, for operators only."""
     if user_id is None or user_id not in services.settings.admin_ids:
-        return ONLY_OPERATORS
+        return translator(language)(ONLY_OPERATORS)
     async with services.sessions() as session:
         counts = await statistics(session)
     return "\n".join(f"{name}: {value}" for name, value in counts.items())

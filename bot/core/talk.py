@@ -4,28 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from clipchat.i18n import N_, translator
 from dialogue import Answer, Conversation
 from storage import ImageRecord, image_under_discussion, recent_turns, search_images, write_with_retry
 from storage.reindex import photos_waiting, reindex_running
 from vision.tagger import parse_label_list
 
 from ..engine import AnswerRequest, ClassifyRequest, MoodRequest, TextRequest
-from . import text
+from . import records, text
 from .incoming import Chat, Where
 from .photos import CONTEXT_TURNS, add_exchange
 from .services import Services
 
-NO_PHOTO = "I don't have a photo here yet. Send one, or reply to a photo with the command."
-NOTHING_TO_TAG = "Nothing stands out clearly enough to tag."
-NO_PHOTOS_TO_SEARCH = "I haven't seen any photos in this chat yet (or they were deleted)."
+NO_PHOTO = N_("I don't have a photo here yet. Send one, or reply to a photo with the command.")
+NOTHING_TO_TAG = N_("Nothing stands out clearly enough to tag.")
+NO_PHOTOS_TO_SEARCH = N_("I haven't seen any photos in this chat yet (or they were deleted).")
 # After the operator changed CLIP, photos seen before are searchable once `clipchat db reindex` re-embedded them.
-REINDEXING = ("I'm re-indexing this chat's earlier photos for my upgraded eyes ({count} still to go); "
-              "please search again in a few minutes.")
-NOT_REINDEXED = ("I can't search this chat's {photos} yet: I got new eyes, and they are searchable "
-                 "again once the bot's operator re-indexes them.")
-ONLY_REINDEXED = "(I searched only the photos I've re-indexed so far; {photos} {are} still to come.)"
-ONLY_NEW = ("(I searched only the photos I've seen since I got new eyes; {photos} {are} searchable again "
-            "once the bot's operator re-indexes them.)")
+REINDEXING = N_("I'm re-indexing this chat's earlier photos for my upgraded eyes ({count} still to go); "
+                "please search again in a few minutes.")
 MAX_SEARCH_CHARS = 300
 
 
@@ -63,53 +59,65 @@ async def on_question(services: Services, where: Where, question: str, reply_to:
     async with chat.working():
         image, conversation = await thread(services, where, reply_to)
         answer = await services.models.answer(AnswerRequest(conversation, question))
-    note = f"\n\n(I read only the first {most} characters of your message.)" if cut else ""
-    sent = await chat.reply(answer.text + note)
+    language = await records.language(services, where)
+    _ = translator(language)
+    note = "\n\n" + _("(I read only the first {count} characters of your message.)", count=most) if cut else ""
+    sent = await chat.reply(text.spoken(answer, language) + note)
     await write_with_retry(services.sessions, lambda session: add_exchange(
         session, where, question, answer.text, image.id if image else None, sent))
 
 
 async def caption(services: Services, where: Where, reply_to: int | None) -> str:
     image, conversation = await thread(services, where, reply_to)
-    return text.describe(conversation.image) if image else NO_PHOTO
+    language = await records.language(services, where)
+    if image is None:
+        return translator(language)(NO_PHOTO)
+    return text.noting_model_language(text.describe(conversation.image, language=language), language)
 
 
 async def tags(services: Services, where: Where, labels_text: str, reply_to: int | None) -> str:
     """The photo's stored tags, or with labels given, how well each label fits it."""
     image, conversation = await thread(services, where, reply_to)
+    language = await records.language(services, where)
     if image is None:
-        return NO_PHOTO
+        return translator(language)(NO_PHOTO)
     found = conversation.image.tags
     if labels_text.strip():
         labels = parse_label_list(labels_text)
-        refusal = _label_refusal(labels, services.settings.max_labels, services.settings.max_label_chars)
+        refusal = _label_refusal(labels, services.settings.max_labels, services.settings.max_label_chars, language)
         if refusal:
             return refusal
         found = (await services.models.classify(ClassifyRequest(conversation.image.embedding, tuple(labels)))).tags
-    return "\n".join(f"{tag.label}: {tag.score:.0%}" for tag in found[:10]) or NOTHING_TO_TAG
+    if not found:
+        return translator(language)(NOTHING_TO_TAG)
+    return text.noting_model_language("\n".join(f"{tag.label}: {tag.score:.0%}" for tag in found[:10]), language)
 
 
-def _label_refusal(labels: list[str], most: int, longest: int) -> str | None:
+def _label_refusal(labels: list[str], most: int, longest: int, language: str) -> str | None:
     """Why these labels are too much work to weigh, or None. Checked before any model runs."""
+    _ = translator(language)
     if len(labels) > most:
-        return (f"I can weigh up to {most} labels at once, and you gave {len(labels)}. "
-                "Please pick the ones you care about most.")
+        return _("I can weigh up to {most} labels at once, and you gave {given}. "
+                 "Please pick the ones you care about most.", most=most, given=len(labels))
     if any(len(label) > longest for label in labels):
-        return f"Each label can be at most {longest} characters long. Short names work best, like: /tags cat, dog, fox"
+        return _("Each label can be at most {longest} characters long. Short names work best, like: "
+                 "/tags cat, dog, fox", longest=longest)
     return None
 
 
 async def mood(services: Services, where: Where, reply_to: int | None) -> str:
     image, conversation = await thread(services, where, reply_to)
+    language = await records.language(services, where)
     if image is None:
-        return NO_PHOTO
+        return translator(language)(NO_PHOTO)
     answer: Answer = await services.models.mood(MoodRequest(conversation.image.embedding))
-    return answer.text
+    return text.spoken(answer, language)
 
 
-async def search(services: Services, chat_id: int, phrase: str) -> Search:
+async def search(services: Services, where: Where, phrase: str) -> Search:
     """This chat's photos that best match `phrase`: the best one, plus any nearly as good; and, when
     some of the chat's photos were seen by an earlier CLIP, that they could not be searched."""
+    chat_id = where.chat_id
     vector = await services.models.embed_text(TextRequest(phrase[:MAX_SEARCH_CHARS]))
     identity = services.models.identity
     async with services.reading() as session:
@@ -117,16 +125,29 @@ async def search(services: Services, chat_id: int, phrase: str) -> Search:
                                    k=services.settings.search_results)
         waiting = await photos_waiting(session, identity, chat_id)
         running = waiting > 0 and await reindex_running(session, identity, chat_id)
+    _ = translator(await records.language(services, where))
     found = []
     if hits:
         best = hits[0][1]
         found = [Found(record.file_id, record.media_kind,
-                       f"{record.caption} (match {score:.2f})"[:text.CAPTION_LIMIT])
+                       _("{caption} (match {score:.2f})", caption=record.caption, score=score)[:text.CAPTION_LIMIT])
                  for record, score in hits if score >= best - 0.02]
     if not waiting:
-        return Search(found, None if found else NO_PHOTOS_TO_SEARCH)
-    photos = "1 earlier photo" if waiting == 1 else f"{waiting} earlier photos"
+        return Search(found, None if found else _(NO_PHOTOS_TO_SEARCH))
+    if found and running:  # never promise a re-indexing nobody is running
+        return Search(found, _.plural("(I searched only the photos I've re-indexed so far; {count} earlier photo is "
+                                      "still to come.)", "(I searched only the photos I've re-indexed so far; "
+                                      "{count} earlier photos are still to come.)", waiting, count=waiting))
     if found:
-        note = ONLY_REINDEXED if running else ONLY_NEW  # never promise a re-indexing nobody is running
-        return Search(found, note.format(photos=photos, are="is" if waiting == 1 else "are"))
-    return Search(found, REINDEXING.format(count=waiting) if running else NOT_REINDEXED.format(photos=photos))
+        return Search(found, _.plural("(I searched only the photos I've seen since I got new eyes; {count} earlier "
+                                      "photo is searchable again once the bot's operator re-indexes them.)",
+                                      "(I searched only the photos I've seen since I got new eyes; {count} earlier "
+                                      "photos are searchable again once the bot's operator re-indexes them.)",
+                                      waiting, count=waiting))
+    if running:
+        return Search(found, _(REINDEXING, count=waiting))
+    return Search(found, _.plural("I can't search this chat's {count} earlier photo yet: I got new eyes, and they "
+                                  "are searchable again once the bot's operator re-indexes them.",
+                                  "I can't search this chat's {count} earlier photos yet: I got new eyes, and they "
+                                  "are searchable again once the bot's operator re-indexes them.", waiting,
+                                  count=waiting))

@@ -5,29 +5,49 @@ from __future__ import annotations
 import re
 
 from clipchat.facts import PhotoFacts
+from clipchat.i18n import DEFAULT, MODEL_LANGUAGE, N_, translator
+from dialogue import Answer
 from dialogue.describe import describe as _describe
 from dialogue.describe import sentence
 
 MESSAGE_LIMIT = 4096  # Telegram's limit for one text message
 CAPTION_LIMIT = 1024  # and for a photo's caption
-ALT_TEXT_HEADER = "🖼 Image description: "
+ALT_TEXT_HEADER = N_("🖼 Image description: ")
+ALT_TEXT_HEADER_IN_MODEL_LANGUAGE = N_("🖼 Image description (in English): ")  # for channels in another language
+MODEL_LANGUAGE_NOTE = N_("(The description is in English: that's the only language my models write.)")
 _QUESTION_START = re.compile(r"^(?:what|which|who|where|when|why|how|is|are|do|does|can|could|would|should|will|"
                              r"tell me|describe)\b", re.IGNORECASE)
 
 
-def describe(facts: PhotoFacts, tags: int = 5) -> str:
+def describe(facts: PhotoFacts, tags: int = 5, language: str = DEFAULT) -> str:
     """'A red circle on grass.' plus its top tags, the way the bot answers a photo (and "what is this?")."""
-    return _describe(facts, tags)
+    return _describe(facts, tags, language)
 
 
-def alt_text(author_text: str, facts: PhotoFacts, limit: int = CAPTION_LIMIT) -> str | None:
+def noting_model_language(text: str, language: str) -> str:
+    """A reply that quotes the models' own words (a caption, tags, a generated answer) says once, at its end,
+    that they are in the models' language when the reader's is another."""
+    if language == MODEL_LANGUAGE:
+        return text
+    return f"{text}\n\n{translator(language)(MODEL_LANGUAGE_NOTE)}"
+
+
+def spoken(answer: Answer, language: str, noted: bool = True) -> str:
+    """A dialogue answer in the reader's language, noting it (unless the caller will) when it quotes the
+    models' words in theirs."""
+    said = translator(language).said(answer.said) if answer.said is not None else answer.text
+    return noting_model_language(said, language) if noted and answer.quotes_models else said
+
+
+def alt_text(author_text: str, facts: PhotoFacts, limit: int = CAPTION_LIMIT, language: str = DEFAULT) -> str | None:
     """A channel post's new caption: the author's, then the photo's caption as one sentence (one full stop)."""
-    return with_alt_text(author_text, sentence(facts.caption), limit)
+    header = ALT_TEXT_HEADER if language == MODEL_LANGUAGE else ALT_TEXT_HEADER_IN_MODEL_LANGUAGE
+    return with_alt_text(author_text, sentence(facts.caption), limit, translator(language)(header))
 
 
 def is_question(text: str) -> bool:
     text = text.strip()
-    return text.endswith("?") or bool(_QUESTION_START.match(text))
+    return text.endswith(("?", "？")) or bool(_QUESTION_START.match(text))
 
 
 def without_mention(text: str, username: str | None) -> str:
@@ -59,15 +79,16 @@ def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def with_alt_text(author_text: str, description: str, limit: int = CAPTION_LIMIT) -> str | None:
+def with_alt_text(author_text: str, description: str, limit: int = CAPTION_LIMIT,
+                  header: str = ALT_TEXT_HEADER) -> str | None:
     """The author's caption, untouched, followed by the description, within `limit`; None if no room is left."""
     separator = "\n\n" if author_text else ""
-    room = limit - utf16_length(author_text + separator + ALT_TEXT_HEADER)
+    room = limit - utf16_length(author_text + separator + header)
     if room < 12:  # not even a few words fit: leave the post alone rather than mangle the author's text
         return None
     if utf16_length(description) > room:
         description = _truncate_utf16(description, room - 1).rstrip() + "…"
-    return author_text + separator + ALT_TEXT_HEADER + description
+    return author_text + separator + header + description
 
 
 def _truncate_utf16(text: str, units: int) -> str:

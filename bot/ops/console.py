@@ -80,7 +80,7 @@ async def _loop(services: Services, terminal: Terminal) -> None:
             elif command == "/mood":
                 print(await talk.mood(services, HERE, None))
             elif command == "/search":
-                answer = await talk.search(services, HERE.chat_id, rest)
+                answer = await talk.search(services, HERE, rest)
                 print("\n".join([f"{hit.file_id}  {hit.caption}" for hit in answer.found]
                                 + ([answer.note] if answer.note else [])))
             elif command == "/reset":
