@@ -20,7 +20,6 @@ from telegram.error import TelegramError
 from telegram.ext import BaseUpdateProcessor
 
 from clipchat.i18n import N_, choose, translator
-
 from clipchat.metrics import UPDATE_QUEUE, UPDATES_DROPPED
 
 from .telegram_io import sender_id
