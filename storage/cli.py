@@ -1,4 +1,5 @@
-"""`clipchat db upgrade`: apply the database migrations by hand (the bot also does it at start-up).
+"""`clipchat db upgrade`: apply the database migrations by hand (the bot also does it at start-up);
+`db backup` and `db restore` come from backup.py.
 
 `db reindex` needs Telegram and the models, which this package never imports: bot/ops adds it
 to the `db` actions returned here.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from . import backup
 from .settings import StorageSettings
 
 
@@ -20,6 +22,7 @@ def add_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAc
     upgrade.add_argument("--url", help="database URL (default: DATABASE_URL, else SQLite in the user data dir)")
     upgrade.add_argument("--revision", default="head")
     upgrade.set_defaults(handler=run_upgrade)
+    backup.add_commands(actions)
     return actions
 
 

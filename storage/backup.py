@@ -1,0 +1,240 @@
+"""`clipchat db backup PATH` and `clipchat db restore PATH`: the database copied while the bot runs, and put back.
+
+SQLite: the online backup API (sqlite3's `Connection.backup`) copies one consistent snapshot, the
+committed pages still in the WAL included, while the bot goes on writing (in WAL mode a reader never
+blocks the writer). The copy is written beside PATH and renamed into place once checked, so a failed
+backup never leaves half a file under PATH.
+
+PostgreSQL: `pg_dump --format=custom`, put back by `pg_restore --clean --if-exists --no-owner` in one
+transaction (a restore that fails changes nothing). The password reaches them in PGPASSWORD, never on
+a command line (`ps` shows those) and never in what this prints.
+
+A restore refuses to overwrite a database that holds rows unless given --force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import subprocess
+from contextlib import closing
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+
+from clipchat.errors import InvalidConfig, NotFound, OperatorError
+
+from .database import alembic_config, make_engine, normalize_url
+from .settings import StorageSettings
+
+TOOL_TIMEOUT_S = 3600.0  # pg_dump / pg_restore: a larger database needs --timeout
+# What libpq understands in a URL's query; asyncpg's own options (and its `ssl`, mapped) stay behind
+LIBPQ_PARAMETERS = {"sslmode", "sslrootcert", "sslcert", "sslkey", "application_name", "options",
+                    "target_session_attrs", "connect_timeout"}
+CLIENT_HINT = ("install the PostgreSQL client tools of the server's major version "
+               "(Debian/Ubuntu: apt install postgresql-client)")
+
+
+def add_commands(actions: argparse._SubParsersAction) -> None:
+    """`db backup` and `db restore`, beside storage's other `db` actions."""
+    backup = actions.add_parser("backup", help="copy the database to PATH, safe while the bot runs "
+                                               "(SQLite: a database file; PostgreSQL: a pg_dump custom archive)")
+    restore = actions.add_parser("restore", help="put a `db backup` copy back into the configured database "
+                                                 "(stop the bot first)")
+    for parser in (backup, restore):
+        parser.add_argument("path", type=Path, metavar="PATH")
+        parser.add_argument("--url", help="database URL (default: DATABASE_URL, else SQLite in the user data dir)")
+        parser.add_argument("--timeout", type=float, default=TOOL_TIMEOUT_S, metavar="SECONDS",
+                            help=f"PostgreSQL: longest pg_dump or pg_restore may run (default {TOOL_TIMEOUT_S:g})")
+    restore.add_argument("--force", action="store_true", help="replace a database that already holds rows")
+    backup.set_defaults(handler=run_backup)
+    restore.set_defaults(handler=run_restore)
+
+
+def run_backup(args: argparse.Namespace, _vision_settings) -> int:
+    settings = StorageSettings()
+    url = normalize_url(args.url or settings.url())
+    target = args.path.expanduser().resolve()
+    if _is_sqlite(url):
+        revision = backup_sqlite(_sqlite_file(url), target, settings.database_timeout_s)
+        what = f"schema revision {revision}"
+    else:
+        backup_postgres(url, target, args.timeout, settings.database_timeout_s)
+        what = "pg_dump custom format"
+    print(f"Backed up {_shown(url)} to {target} ({target.stat().st_size / 2**20:.1f} MB, {what}).")
+    return 0
+
+
+def run_restore(args: argparse.Namespace, _vision_settings) -> int:
+    settings = StorageSettings()
+    url = normalize_url(args.url or settings.url())
+    source = args.path.expanduser().resolve()
+    if not source.is_file():
+        raise NotFound(detail=f"No backup at {source}.")
+    if not args.force:
+        holding = asyncio.run(tables_with_rows(url, settings.database_timeout_s))
+        if holding:
+            raise InvalidConfig(detail=f"{_shown(url)} already holds data (in {', '.join(holding)}): stop the bot "
+                                       "and add --force to replace it with the backup.")
+    if _is_sqlite(url):
+        revision = restore_sqlite(source, _sqlite_file(url), settings.database_timeout_s)
+        what = f" (schema revision {revision})"
+    else:
+        restore_postgres(url, source, args.timeout, settings.database_timeout_s)
+        what = ""
+    print(f"Restored {source} into {_shown(url)}{what}. Start the bot: it applies any newer migrations.")
+    return 0
+
+
+# --- SQLite ----------------------------------------------------------------------------------------------------
+
+def backup_sqlite(database: Path, target: Path, timeout: float) -> str:
+    """Copy `database` to `target` with the online backup API; returns the copy's schema revision."""
+    if not database.is_file():
+        raise NotFound(detail=f"No database at {database}: nothing to back up (is DATABASE_URL the bot's?).")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    try:
+        with closing(sqlite3.connect(database, timeout=timeout)) as source, closing(sqlite3.connect(partial)) as copy:
+            source.backup(copy)  # one read transaction: a consistent snapshot, WAL included
+            copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
+            revision = _checked_revision(copy, partial)
+        with open(partial, "rb+") as written:  # on disk before it takes PATH's name
+            os.fsync(written.fileno())
+        os.replace(partial, target)
+    except sqlite3.Error as error:
+        raise OperatorError(detail=f"Backing up {database} failed: {error}.") from error
+    finally:
+        partial.unlink(missing_ok=True)
+    return revision
+
+
+def restore_sqlite(backup: Path, database: Path, timeout: float) -> str:
+    """Copy a `backup_sqlite` file into `database` (created if missing) with the backup API; returns its revision.
+
+    Through SQLite, not a file copy: the database's own -wal and -shm files stay coherent with it."""
+    try:
+        with closing(sqlite3.connect(f"{backup.as_uri()}?mode=ro", uri=True)) as source:
+            revision = _checked_revision(source, backup)
+            _known_revision(revision, backup)
+            database.parent.mkdir(parents=True, exist_ok=True)
+            with closing(sqlite3.connect(database, timeout=timeout)) as destination:
+                source.backup(destination)
+    except sqlite3.Error as error:
+        raise OperatorError(detail=f"Restoring {backup} into {database} failed: {error}.") from error
+    return revision
+
+
+def _checked_revision(connection: sqlite3.Connection, path: Path) -> str:
+    """The copy's Alembic revision, after SQLite's quick check of its pages."""
+    try:
+        [verdict] = connection.execute("PRAGMA quick_check").fetchone()
+        [revision] = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.DatabaseError as error:  # not a database, or not clipchat's
+        raise InvalidConfig(detail=f"{path} is not a clipchat SQLite database ({error}).") from error
+    if verdict != "ok":
+        raise InvalidConfig(detail=f"{path} is damaged: SQLite's quick check says {verdict}.")
+    return revision
+
+
+def _known_revision(revision: str, backup: Path) -> None:
+    """A backup from a newer clipchat cannot be migrated by this one: refused before anything is overwritten."""
+    from alembic.script import ScriptDirectory
+
+    if revision not in {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}:
+        raise InvalidConfig(detail=f"{backup} has schema revision {revision}, which this clipchat does not know: "
+                                   "restore it with the clipchat version that made it (or a newer one).")
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------------------------
+
+def backup_postgres(url: str, target: Path, timeout: float, connect_timeout: float) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    conninfo, password = _libpq(url)
+    try:
+        _run_tool(["pg_dump", "--format=custom", "--file", str(partial), "--dbname", conninfo], password, timeout,
+                  connect_timeout)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def restore_postgres(url: str, backup: Path, timeout: float, connect_timeout: float) -> None:
+    conninfo, password = _libpq(url)
+    _run_tool(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction", "--dbname", conninfo,
+               str(backup)], password, timeout, connect_timeout)
+
+
+def _libpq(url: str) -> tuple[str, str | None]:
+    """A URL libpq reads, without the password (returned apart, for PGPASSWORD)."""
+    parsed = make_url(url)
+    query = {key: value for key, value in parsed.query.items() if key in LIBPQ_PARAMETERS}
+    if "ssl" in parsed.query and "sslmode" not in query:  # asyncpg's name for it
+        query["sslmode"] = parsed.query["ssl"]
+    plain = URL.create("postgresql", username=parsed.username, host=parsed.host, port=parsed.port,
+                       database=parsed.database, query=query)
+    return plain.render_as_string(hide_password=False), parsed.password
+
+
+def _run_tool(command: list[str], password: str | None, timeout: float, connect_timeout: float) -> None:
+    env = {**os.environ, "PGCONNECT_TIMEOUT": str(max(2, round(connect_timeout)))}
+    if password:
+        env["PGPASSWORD"] = password
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise NotFound(detail=f"{command[0]} is not installed: {CLIENT_HINT}.") from None
+    except subprocess.TimeoutExpired:
+        raise OperatorError(detail=f"{command[0]} ran over {timeout:g} s and was stopped; give it longer "
+                                   "with --timeout.") from None
+    if done.returncode != 0:
+        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        reason = next((line for line in lines if "error:" in line), lines[-1] if lines else
+                      f"exit status {done.returncode}")
+        if password:
+            reason = reason.replace(password, "***")
+        raise OperatorError(detail=f"{command[0]} failed: {reason}")
+
+
+# --- both ------------------------------------------------------------------------------------------------------
+
+async def tables_with_rows(url: str, timeout: float) -> list[str]:
+    """The database's tables that hold at least one row (the migrations' bookkeeping aside)."""
+    from sqlalchemy import inspect, text
+
+    if _is_sqlite(url) and not _sqlite_file(url).is_file():
+        return []  # checking would create it
+    engine = make_engine(url, timeout=timeout)
+    try:
+        async with engine.connect() as connection:
+            names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+            holding = []
+            for name in sorted(set(names) - {"alembic_version"}):
+                quoted = engine.dialect.identifier_preparer.quote(name)
+                if (await connection.execute(text(f"SELECT 1 FROM {quoted} LIMIT 1"))).first():
+                    holding.append(name)
+            return holding
+    finally:
+        await engine.dispose()
+
+
+def _is_sqlite(url: str) -> bool:
+    if url.startswith("sqlite"):
+        return True
+    if url.startswith("postgresql"):
+        return False
+    raise InvalidConfig(detail=f"db backup and restore know SQLite and PostgreSQL, not {_shown(url)}.")
+
+
+def _sqlite_file(url: str) -> Path:
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        raise InvalidConfig(detail=f"{url} is not a database file: nothing to back up or restore.")
+    return Path(database).expanduser().resolve()
+
+
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,91 @@
+"""`clipchat db backup` and `clipchat db restore`, end to end: the bot still knows a photo and a conversation
+after its database is backed up, wiped and restored."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from storage import Turn
+from tests.bot_helpers import eventually, send_photo, send_text
+from tests.conftest import fresh_postgres
+from tests.fake_telegram import private, user
+from tests.test_bot import caption_of, stored
+
+
+async def clipchat(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    """The `clipchat` command line in this process, as an operator types it (on a thread: it runs its own loop)."""
+    from bot.ops.cli import main
+
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@contextlib.asynccontextmanager
+async def database(kind: str, tmp_path: Path):
+    """The bot's database URL, and how to wipe that database as a lost disk would."""
+    if kind == "sqlite":
+        file = tmp_path / "bot.db"
+
+        async def wipe() -> None:
+            for path in (file, Path(f"{file}-wal"), Path(f"{file}-shm")):
+                path.unlink(missing_ok=True)
+
+        yield f"sqlite+aiosqlite:///{file}", wipe
+        return
+    if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
+        pytest.skip("pg_dump and pg_restore are not installed (apt install postgresql-client, the server's version)")
+    async with fresh_postgres() as url:
+        from storage import make_engine
+
+        async def wipe() -> None:
+            engine = make_engine(url.render_as_string(hide_password=False))
+            try:
+                async with engine.begin() as connection:
+                    await connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+                    await connection.exec_driver_sql("CREATE SCHEMA public")
+            finally:
+                await engine.dispose()
+
+        yield url.render_as_string(hide_password=False), wipe
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_a_restored_backup_brings_back_the_photo_and_the_conversation(kind, start_bot, telegram, world_models,
+                                                                             understood, tmp_path, capsys):
+    held, chat, alice = understood[0], private(1), user(1)
+    backup = tmp_path / "backups" / ("clipchat.db" if kind == "sqlite" else "clipchat.dump")
+    async with database(kind, tmp_path) as (url, wipe):
+        app = await start_bot(database_url=url)
+        send_photo(telegram, chat, alice, held.image)
+        await telegram.wait_replies(1, 1)
+        send_text(telegram, chat, alice, f"what colour is the {held.scene.shape}?")
+        assert held.scene.colour in (await telegram.wait_replies(1, 2))[-1].text
+        await eventually(lambda: stored(app, Turn.chat_id == 1, 4), what="the photo's and the question's turns")
+        if kind == "sqlite":  # the newest writes are still in the WAL: the online backup must take them too
+            assert Path(f"{tmp_path / 'bot.db'}-wal").stat().st_size > 0
+        code, out, err = await clipchat(capsys, "db", "backup", str(backup), "--url", url)  # while the bot runs
+        assert code == 0, err
+        assert f"to {backup}" in out and backup.is_file()
+        await start_bot.stop(app)
+
+        await wipe()
+        code, out, err = await clipchat(capsys, "db", "restore", str(backup), "--url", url)
+        assert code == 0, err
+        assert "Restored" in out
+        code, _, err = await clipchat(capsys, "db", "restore", str(backup), "--url", url)  # it holds rows now
+        assert code == 2 and err.count("\n") == 1 and "--force" in err and "already holds data" in err
+
+        app = await start_bot(database_url=url)
+        assert await stored(app, Turn.chat_id == 1, 4)  # the conversation so far
+        send_text(telegram, chat, alice, "/caption")
+        assert caption_of(world_models, held.image).lower() in (await telegram.wait_replies(1, 3))[-1].text.lower()
+        send_text(telegram, chat, alice, "what colour is it?")
+        assert held.scene.colour in (await telegram.wait_replies(1, 4))[-1].text
+        await start_bot.stop(app)
