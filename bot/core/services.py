@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -81,13 +81,23 @@ async def _open_models(settings: BotSettings, vision_settings: VisionSettings, m
     thread = model_thread("vision")
     try:
         if models is None:
-            models = await asyncio.get_running_loop().run_in_executor(thread, partial(
-                load_models, vision_settings.model_set(), device=vision_settings.device, dtype=vision_settings.dtype,
-                cache_dir=vision_settings.cache_dir, hub_cache_dir=vision_settings.hub_cache_dir,
-                allow_random_weights=vision_settings.allow_random_weights))
+            models = await asyncio.get_running_loop().run_in_executor(thread, load_configured_models, vision_settings)
     except BaseException:
         thread.shutdown(wait=False)
         raise
+    return serve_locally(models, settings, vision_settings, thread)
+
+
+def load_configured_models(vision_settings: VisionSettings) -> VisionModels:
+    """The operator's model set, device and dtype; call it on the thread that will run them."""
+    return load_models(vision_settings.model_set(), device=vision_settings.device, dtype=vision_settings.dtype,
+                       cache_dir=vision_settings.cache_dir, hub_cache_dir=vision_settings.hub_cache_dir,
+                       allow_random_weights=vision_settings.allow_random_weights)
+
+
+def serve_locally(models: VisionModels, settings: BotSettings, vision_settings: VisionSettings,
+                  thread: Executor) -> LocalModels:
+    """The in-process transport as the bot configures it (`clipchat bench` measures this very object)."""
     return LocalModels(ModelEngine(models, vision_settings.image_limits()), max_batch=settings.max_batch,
                        max_wait=settings.max_wait_ms / 1000, max_queue=settings.vision_queue, executor=thread,
                        decode_workers=settings.decode_workers, decode_memory=settings.decode_memory_mb * 2**20,

@@ -14,7 +14,7 @@ from storage import cli as storage_cli
 from vision import cli as vision_cli
 from vision.settings import VisionSettings
 
-from . import reindex, runner
+from . import reindex, runner, sizing
 from .logs import configure_logging, read_log_settings
 
 # The Hugging Face libraries' settings: HF_HUB_OFFLINE, HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN, ... and these
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_commands(commands)
     vision_cli.add_commands(commands)
     reindex.add_command(storage_cli.add_commands(commands))
+    sizing.add_command(commands)
     return parser
 
 
