@@ -6,8 +6,9 @@ Every method is a strategy object: a frozen dataclass whose fields are the metho
 own parameters, with their defaults stated there and only there. `DecodingOptions`
 leaves them None ("the method's default") and builds its strategy when it is made,
 so a bad value or combination is refused before any model runs. Greedy decoding is
-our own KV-cached loop; beam search and nucleus sampling run through transformers'
-`generate`; the guided method (no checkpoint) is `guided.Guided`.
+our own KV-cached loop (with `graphs=True`, at fixed shapes and replayed as CUDA graphs:
+`graphs.py`); beam search and nucleus sampling run through transformers' `generate`; the
+guided method (no checkpoint) is `guided.Guided`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from clipchat.errors import InvalidConfig
 
+from .graphs import static_greedy
 from .guided import Guided
 from .language_model import Caption, cache_keyword, clean_text, output_cache
 
@@ -47,6 +49,9 @@ class Greedy:
         _one_caption(options)
 
     def decode(self, captioner, clip: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
+        if options.graphs:  # the same steps at fixed shapes: graphs.py
+            return [[_caption(captioner, row, row_scores)]
+                    for row, row_scores in static_greedy(captioner, clip, options.max_tokens)]
         prefix = captioner.prefix(clip)  # (B, prefix_length, lm_dim)
         lm, batch = captioner.lm, len(prefix)
         stop_ids = torch.tensor(captioner.stop_ids, device=prefix.device)
@@ -146,6 +151,9 @@ class DecodingOptions:
     guided_alpha: float | None = None  # guided: degeneration penalty
     guided_beta: float | None = None  # guided: weight of the image
     guided_plausibility: float | None = None  # guided: candidates need p >= this x the best p
+    # greedy only: a static KV cache and batches padded to fixed sizes, each step replayed as one CUDA graph on a
+    # GPU, and CLIP's image tower too in `VisionModels.describe`; the same tokens as without (tests/test_graphs.py)
+    graphs: bool = False
 
     def __post_init__(self) -> None:
         if self.method is None:
@@ -163,6 +171,8 @@ class DecodingOptions:
             raise InvalidConfig("num_candidates must be at least 1.")
         if owner is None and self.num_candidates != 1:
             raise InvalidConfig("Name the method (beam or sample) to get several candidates.")
+        if self.graphs and owner not in (None, "greedy"):
+            raise InvalidConfig(f"graphs=True is for greedy decoding, not method={owner!r}.")
         for method, strategy in STRATEGIES.items():
             for name in strategy.OPTIONS:
                 if getattr(self, name) is not None and owner != method:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from clipchat.errors import InvalidConfig, ModelNotFound
 
+from .graphs import static_image_features
 from .model_sets import HF_HUB, LOCAL_DIR
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,14 @@ class ClipEncoder:
         return normalize(pixels) if normalize is not None else pixels
 
     @torch.inference_mode()
-    def embed_pixels(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """(N, 3, H, W) preprocessed pixels -> (N, D) float32 embeddings on the model's device."""
+    def embed_pixels(self, pixels: torch.Tensor, normalize: bool = True, graphs: bool = False) -> torch.Tensor:
+        """(N, 3, H, W) preprocessed pixels -> (N, D) float32 embeddings on the model's device.
+
+        `graphs`: at fixed batch sizes, replayed as CUDA graphs on a GPU (`graphs.py`).
+        """
+        if graphs:
+            features = static_image_features(self, pixels)
+            return F.normalize(features, dim=-1) if normalize else features
         chunks = []
         for start in range(0, len(pixels), self.batch_size):
             batch = pixels[start:start + self.batch_size].to(self.device, self.dtype)

@@ -64,7 +64,7 @@ class VisionModels:
         if not len(pixels):
             return []
         with STAGE_SECONDS.labels("clip").time():
-            raw = self.encoder.embed_pixels(pixels, normalize=False)
+            raw = self.encoder.embed_pixels(pixels, normalize=False, graphs=bool(options and options.graphs))
             _finish(raw)  # on a GPU the pass runs ahead of Python: without this its time would count as captioning
         vectors = F.normalize(raw, dim=-1)
         with STAGE_SECONDS.labels("caption").time():
