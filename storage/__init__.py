@@ -44,6 +44,7 @@ from .models import (
 from .search import EmbeddingIndex, search_images
 from .settings import StorageSettings
 from .usage import (
+                      AccessList,
                       access_of,
                       busiest,
                       first_to_tell,
@@ -58,4 +59,4 @@ __all__ = ["Base", "Chat", "ChatSettings", "EmbeddingIndex", "ImageRecord", "New
            "encode_embedding", "forget_user", "image_by_message", "maintain", "image_under_discussion", "make_engine",
            "make_sessionmaker", "open_database", "purge_older_than", "recent_turns", "reset_thread",
            "rows_about_user", "save_image", "search_images", "set_chat_switch", "statistics", "upgrade", "write_with_retry",
-           "access_of", "busiest", "first_to_tell", "purge_usage_before", "set_access", "usage_on", "use"]
+           "AccessList", "access_of", "busiest", "first_to_tell", "purge_usage_before", "set_access", "usage_on", "use"]

@@ -6,13 +6,19 @@ bans. A count is taken with one atomic upsert, so two processes never lose an in
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
 from datetime import date
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .models import Usage, UserAccess, utcnow
+
+log = logging.getLogger(__name__)
 
 ACCESS = ("allowed", "banned")
 KINDS = ("photos", "questions")
@@ -22,6 +28,55 @@ SCOPES = ("user", "chat")
 async def access_of(session: AsyncSession, user_id: int) -> str | None:
     """'allowed', 'banned', or None when no operator has said anything about this user."""
     return await session.scalar(select(UserAccess.status).where(UserAccess.user_id == user_id))
+
+
+class AccessList:
+    """The operators' allow/ban list, kept in memory and read whole from SQL again once it is `refresh_s` old.
+
+    Every update is checked against it, and the check must not wait for the database: a sender's
+    updates queue behind the one being checked, and a burst (two albums) would overflow their queue.
+    So a stale list is still answered from, while one read in the background brings it up to date:
+    a change made in this process applies at once, one made in another process within about
+    `refresh_s`. Only the very first check reads inline (`refresh` at start-up avoids even that)."""
+
+    def __init__(self, refresh_s: float = 5.0) -> None:
+        self.refresh_s = refresh_s
+        self._status: dict[int, str] = {}
+        self._read_at: float | None = None
+        self._reading: asyncio.Task | None = None
+
+    async def refresh(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        async with sessions() as session:
+            rows = await session.execute(select(UserAccess.user_id, UserAccess.status))
+        self._status = dict(rows.tuples().all())
+        self._read_at = time.monotonic()
+
+    async def status_of(self, sessions: async_sessionmaker[AsyncSession],
+                        identities: Iterable[int]) -> list[str | None]:
+        """What operators said about each identity ('allowed', 'banned', or None)."""
+        if self._read_at is None:
+            await self.refresh(sessions)
+        elif time.monotonic() - self._read_at > self.refresh_s and (self._reading is None or self._reading.done()):
+            self._reading = asyncio.create_task(self.refresh(sessions), name="access-list")
+            self._reading.add_done_callback(_log_failure)
+        return [self._status.get(identity) for identity in identities]
+
+    def changed(self, user_id: int, status: str | None) -> None:
+        """This process wrote a change: apply it without waiting for the next read."""
+        if status is None:
+            self._status.pop(user_id, None)
+        else:
+            self._status[user_id] = status
+
+    async def close(self) -> None:
+        if self._reading is not None and not self._reading.done():
+            self._reading.cancel()
+            await asyncio.gather(self._reading, return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:  # the old list stays; the next check tries again
+        log.warning("could not read the operators' allow/ban list: %s", task.exception())
 
 
 async def set_access(session: AsyncSession, user_id: int, status: str | None, updated_by: int | None) -> None:

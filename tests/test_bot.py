@@ -264,7 +264,9 @@ async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, un
     assert done.params["text"].startswith("Done. I deleted 1 photos")
     async with sessions() as session:
         assert not any((await rows_about_user(session, 6)).values())
-        assert await columns_holding(session, 6) == {}  # no column of any table still names them
+        # No column of any table still names them, but today's counts behind the budgets (one row per kind:
+        # the photo, then /tags and /search), kept so that /forget cannot refill a budget
+        assert await columns_holding(session, 6) == {"usage.subject_id": 2}
     assert models.cached_entries() == 0  # nor the phrases and labels the models kept in memory
 
 

@@ -20,10 +20,12 @@ from .telegram_io import where, writes_as_chat
 
 log = logging.getLogger(__name__)
 
-NAMES = {"autocaption": "auto_caption", "auto_caption": "auto_caption", "alttext": "alt_text", "alt_text": "alt_text"}
-LABELS = {"auto_caption": N_("Auto-captions (every photo in the group)"), "alt_text": N_("Alt text on photo posts")}
+NAMES = {"autocaption": "auto_caption", "auto_caption": "auto_caption", "alttext": "alt_text", "alt_text": "alt_text",
+         "index": "index_photos"}
+LABELS = {"auto_caption": N_("Auto-captions (every photo in the group)"), "alt_text": N_("Alt text on photo posts"),
+          "index_photos": N_("Keep photos nobody asked me about, for /search")}
 ONLY_ADMINS = N_("Only this chat's admins can change my settings.")
-LANGUAGE_CHOICES = "|".join(language.split("_")[0] for language in LANGUAGES) + "|auto"  # en|ru|es|zh|auto
+LANGUAGE_CHOICES = "|".join(language.split("_")[0] for language in LANGUAGES) + "|auto"  # en|zh|ru|es|auto
 ADMIN_STATUSES = (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
 ANONYMOUS_FORGET = N_("You're writing as {name}, not as yourself, so I can't tell you apart from others who "
                       "write that way. This deletes everything sent to me as {name}, by anyone, including our "
@@ -60,23 +62,24 @@ async def _may_forget(context: BotContext, identity: int, presser: int) -> bool:
     return member.status in ADMIN_STATUSES
 
 
-def _switch_for(chat_kind: str) -> str:
-    return "alt_text" if chat_kind == "channel" else "auto_caption"
+def _switches_for(chat_kind: str) -> tuple[str, ...]:
+    return ("alt_text",) if chat_kind == "channel" else ("auto_caption", "index_photos")
 
 
 def _keyboard(chat_kind: str, current: Switches, _: Translator) -> InlineKeyboardMarkup:
-    name = _switch_for(chat_kind)
-    on = getattr(current, name)
-    setting = _(LABELS[name])
-    label = _("Turn off: {setting}", setting=setting) if on else _("Turn on: {setting}", setting=setting)
-    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=f"settings:{name}:{int(not on)}")]])
+    rows = []
+    for name in _switches_for(chat_kind):
+        on = getattr(current, name)
+        setting = _(LABELS[name])
+        label = _("Turn off: {setting}", setting=setting) if on else _("Turn on: {setting}", setting=setting)
+        rows.append([InlineKeyboardButton(label, callback_data=f"settings:{name}:{int(not on)}")])
+    return InlineKeyboardMarkup(rows)
 
 
 def _describe(chat_kind: str, current: Switches, _: Translator) -> str:
-    name = _switch_for(chat_kind)
-    setting = _(LABELS[name])
-    state = _("{setting}: on.", setting=setting) if getattr(current, name) else _("{setting}: off.", setting=setting)
-    return state + "\n" + _language_line(current, _)
+    lines = [_("{setting}: on.", setting=_(LABELS[name])) if getattr(current, name) else
+             _("{setting}: off.", setting=_(LABELS[name])) for name in _switches_for(chat_kind)]
+    return "\n".join([*lines, _language_line(current, _)])
 
 
 def _language_line(current: Switches, _: Translator) -> str:
@@ -129,12 +132,12 @@ async def settings(update: Update, context: BotContext) -> None:
     if args[:1] == ["language"]:
         await _language_setting(context, message, here, args[1] if len(args) > 1 else None)
         return
-    if len(args) == 2 and args[0] in NAMES and args[1] in ("on", "off"):
+    if len(args) == 2 and args[0] in NAMES and NAMES[args[0]] in _switches_for(chat.type) and args[1] in ("on", "off"):
         current = await records.set_switch(context.services, here, NAMES[args[0]], args[1] == "on")
         await reply(message, _("Saved.") + " " + _describe(chat.type, current, _))
         return
     current = await records.switches(context.services, chat.id)
-    commands = "/settings alttext on|off" if chat.type == "channel" else "/settings autocaption on|off"
+    commands = "/settings alttext on|off" if chat.type == "channel" else "/settings autocaption|index on|off"
     await reply(message, _describe(chat.type, current, _) + "\n" + _(
                 "Change them with the buttons, or {commands}; the language with /settings language {choices}.",
                 commands=commands, choices=LANGUAGE_CHOICES), reply_markup=_keyboard(chat.type, current, _))
@@ -145,6 +148,9 @@ async def settings_button(update: Update, context: BotContext) -> None:
     query = update.callback_query
     chat = query.message.chat
     _, name, value = query.data.split(":")
+    if name not in _switches_for(chat.type):  # a crafted button: only this chat's switches can be flipped
+        await query.answer()
+        return
     here = Where(chat.id, chat.type, query.from_user.id, query.from_user.language_code)
     _ = await context.speaking_to(here)
     if not await is_admin(context, chat.id, chat.type, query.from_user.id):

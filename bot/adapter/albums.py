@@ -79,6 +79,11 @@ class Albums:
         album.addressed = album.addressed or incoming.addressed
         album.last_seen = time.monotonic()
 
+    def addressed(self, chat_id: int, media_group_id: str) -> bool:
+        """Whether an album still taking photos was spoken to (its caption comes with one photo only)."""
+        album = self._open.get((chat_id, media_group_id))
+        return album is not None and album.addressed
+
     def in_flight(self, sender: int) -> int:
         """Album photos of this sender being looked at now (for metrics and tests)."""
         slots = self._slots.get(sender)

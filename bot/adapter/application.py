@@ -31,10 +31,10 @@ from storage.database import unavailable
 from vision import VisionModels
 from vision.settings import VisionSettings
 
-from ..core import records
+from ..core import quotas, records
 from ..core.services import open_services, plan_database
 from ..core.settings import BotSettings
-from . import admin, commands, handlers, jobs
+from . import admin, commands, handlers, jobs, operators
 from .albums import Albums
 from .context import BotContext, BotData
 from .monitoring import MeteredRateLimiter, MetricsServer, UpdateCounter, counted_as
@@ -106,7 +106,9 @@ def add_routes(application: Application) -> None:
     for name, callback in (("start", commands.start), ("help", commands.help_command),
                            ("caption", commands.caption), ("tags", commands.tags), ("ask", commands.ask),
                            ("mood", commands.mood), ("search", commands.search), ("reset", commands.reset),
-                           ("forget", admin.forget), ("settings", admin.settings), ("stats", commands.stats)):
+                           ("forget", admin.forget), ("settings", admin.settings), ("stats", commands.stats),
+                           ("allow", operators.allow), ("ban", operators.ban), ("unban", operators.unban),
+                           ("usage", operators.usage), ("quota", operators.quota)):
         # New messages only: an edit is not a new command, and a channel post has no user to answer
         application.add_handler(CommandHandler(name, callback, filters=filters.UpdateType.MESSAGE))
     # In a channel only /settings makes sense (its posts come from the channel, not from a person);
@@ -127,10 +129,15 @@ async def check_access(update: Update, context: BotContext) -> None:
     """Stop updates from users and chats outside the allow-lists."""
     user = update.effective_user
     chat = update.effective_chat
-    if context.bot_data.settings.allows(user.id if user else None, chat.id if chat else None):
+    sender_chat = update.effective_message.sender_chat if update.effective_message is not None else None
+    verdict = await quotas.access(context.services, user.id if user else None, chat.id if chat else None,
+                                  sender_chat.id if sender_chat is not None and chat is not None
+                                  and sender_chat.id != chat.id else None)
+    if verdict == "served":
         return
-    log.info("refused update from user %s in chat %s (allow-list)", user and user.id, chat and chat.id)
-    if update.effective_message is not None and chat is not None and chat.type == "private":
+    log.info("refused update from user %s in chat %s (%s)", user and user.id, chat and chat.id,
+             "banned" if verdict == "banned" else "allow-list")
+    if verdict == "outside" and update.effective_message is not None and chat is not None and chat.type == "private":
         _ = translator(choose(None, user.language_code if user else None))  # refused: their chat has no settings
         await reply(update.effective_message, _(NOT_ALLOWED))
     raise ApplicationHandlerStop
@@ -144,6 +151,8 @@ async def on_error(update: object, context: BotContext) -> None:
     if isinstance(error, UserError):
         log.info("%s: %s", type(error).__name__, error.detail)
         text = error.user_message
+        if not text:  # already said (a budget refused again the same day): nothing more to tell
+            return
     elif isinstance(error, ClipchatError):  # the operator's to fix: say so in the log, apologise in the chat
         log.error("%s: %s", type(error).__name__, error.detail)
         text = SORRY

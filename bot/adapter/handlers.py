@@ -5,6 +5,8 @@ Each unpacks the update, hands it to the core and lets the core answer through a
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from telegram import Message, Update
 
 from clipchat.i18n import N_
@@ -31,7 +33,9 @@ async def on_photo(update: Update, context: BotContext) -> None:
     message = update.effective_message
     incoming = photo_message(message, context.bot)
     if message.media_group_id:
-        looking = photos.look(context.services, chat_for(context, message), incoming.photo)
+        if context.albums.addressed(message.chat_id, message.media_group_id):  # the caption came with another photo
+            incoming = replace(incoming, addressed=True)
+        looking = photos.look_if_admitted(context.services, chat_for(context, message), incoming)
         await context.albums.add(message, incoming, looking, lambda album: _finish_album(context, album))
         return
     await photos.on_photo(context.services, incoming, chat_for(context, message))

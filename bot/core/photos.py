@@ -16,7 +16,7 @@ from dialogue import Conversation
 from storage import NewImage, Switches, add_turn, chat_switches, recent_turns, save_image, write_with_retry
 
 from ..engine import AnswerRequest, DescribeRequest
-from . import records, text
+from . import quotas, records, text
 from .incoming import Channel, Chat, PhotoFile, PhotoMessage, Where
 from .services import Services
 
@@ -30,11 +30,34 @@ async def look(services: Services, chat: Chat, photo: PhotoFile) -> PhotoFacts:
     return await services.models.describe(DescribeRequest(await chat.fetch(photo)))
 
 
+async def admit(services: Services, message: PhotoMessage) -> str:
+    """What to do with a photo, decided before any model runs: "answer" it, "keep" it quietly for /search
+    (a group photo nobody addressed), or "skip" it (the group turned indexing off). Raises OverBudget
+    (which says so once a day, and only to someone who spoke to the bot) past a daily budget."""
+    switches = await _switches(services, message.where)
+    spoken_to = message.addressed or switches.auto_caption
+    if not spoken_to and not switches.index_photos:
+        return "skip"
+    await quotas.spend(services, message.where, "photos", speak=spoken_to)
+    return "answer" if spoken_to else "keep"
+
+
+async def look_if_admitted(services: Services, chat: Chat, message: PhotoMessage) -> PhotoFacts | None:
+    """An album photo, admitted and looked at in the album's own task (the sender's queue waits for no
+    database); None when the group keeps no photos nobody asked about."""
+    if await admit(services, message) == "skip":
+        return None
+    return await look(services, chat, message.photo)
+
+
 async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> None:
-    """Describe a photo, or answer the question in its caption; a group photo nobody asked about is kept quietly."""
+    """Describe a photo, or answer the question in its caption; a group photo nobody asked about is kept
+    quietly, unless the group turned that off."""
     where = message.where
-    spoken_to = message.addressed or (await _switches(services, where)).auto_caption
-    if not spoken_to:
+    admission = await admit(services, message)
+    if admission == "skip":
+        return
+    if admission == "keep":
         try:
             facts = await look(services, chat, message.photo)
         except BadImage as error:
@@ -60,8 +83,13 @@ async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> Non
 
 
 async def on_album(services: Services, where: Where, words: str, addressed: bool,
-                   results: Sequence[tuple[PhotoFile, PhotoFacts | BaseException]], chat: Chat) -> None:
-    """One reply for an album, a line per photo; each photo's own failure gets its own line."""
+                   results: Sequence[tuple[PhotoFile, PhotoFacts | BaseException | None]], chat: Chat) -> None:
+    """One reply for an album, a line per photo; each photo's own failure gets its own line. Photos the
+    group keeps no record of (None), and budget refusals already told today, get none."""
+    results = [(photo, result) for photo, result in results
+               if result is not None and not (isinstance(result, quotas.OverBudget) and not result.user_message)]
+    if not results:
+        return
     if not (addressed or (await _switches(services, where)).auto_caption):
         await remember(services, where, [(p, r) for p, r in results if isinstance(r, PhotoFacts)], words, "", None)
         return
@@ -88,6 +116,7 @@ async def on_channel_post(services: Services, message: PhotoMessage, channel: Ch
     """Add alt text to a channel's photo post when the channel turned that on."""
     if not (await _switches(services, message.where)).alt_text:
         return
+    await quotas.spend(services, message.where, "photos", speak=False)  # nobody to tell in a channel
     facts = await look(services, channel, message.photo)
     caption = text.alt_text(message.text, facts, language=await records.language(services, message.where))
     if caption is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from clipchat.i18n import N_, choose, translator
 from storage import (
@@ -12,6 +12,7 @@ from storage import (
     forget_user,
     maintain,
     purge_older_than,
+    purge_usage_before,
     reset_thread,
     set_chat_switch,
     statistics,
@@ -63,7 +64,13 @@ async def statistics_for(services: Services, user_id: int | None, language: str 
 async def purge_expired(services: Services) -> tuple[int, Removed]:
     """Delete turns and photo records older than the retention period; returns (days, what went)."""
     age = timedelta(days=services.storage_settings.retention_days)
-    return age.days, await write_with_retry(services.sessions, lambda session: purge_older_than(session, age))
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+
+    async def work(session) -> Removed:
+        await purge_usage_before(session, yesterday)  # budgets are daily; a day's grace for clocks in other zones
+        return await purge_older_than(session, age)
+
+    return age.days, await write_with_retry(services.sessions, work)
 
 
 async def upkeep(services: Services) -> str:

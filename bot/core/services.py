@@ -7,12 +7,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clipchat.metrics import STAGE_SECONDS
-from storage import EmbeddingIndex, StorageSettings, make_engine, make_sessionmaker, upgrade
+from storage import AccessList, EmbeddingIndex, StorageSettings, make_engine, make_sessionmaker, upgrade
 from storage.update_order import SharedOrder
 from vision import VisionModels, load_models
 from vision.settings import VisionSettings
@@ -33,6 +33,7 @@ class Services:
     database: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     index: EmbeddingIndex
+    access: AccessList = field(default_factory=AccessList)  # the operators' /allow and /ban, checked per update
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -42,6 +43,7 @@ class Services:
                 yield session
 
     async def close(self) -> None:
+        await self.access.close()
         await self.models.close()
         await self.database.dispose()
 
@@ -66,8 +68,14 @@ async def open_services(settings: BotSettings, vision_settings: VisionSettings, 
     except BaseException:
         await database.dispose()
         raise
+    services = Services(settings, storage_settings, served, database, make_sessionmaker(database), EmbeddingIndex())
+    try:
+        await services.access.refresh(services.sessions)  # so that no update waits for it
+    except BaseException:
+        await services.close()
+        raise
     log.info("services ready: models %s, database %s", served.identity, database.url.render_as_string())
-    return Services(settings, storage_settings, served, database, make_sessionmaker(database), EmbeddingIndex())
+    return services
 
 
 async def _open_models(settings: BotSettings, vision_settings: VisionSettings, models: VisionModels | None) -> Models:

@@ -74,6 +74,18 @@ class BotSettings(BaseSettings):
                                     description="Characters of a question the models read; the user is told "
                                                 "when theirs was longer.")
     max_label_chars: int = Field(60, ge=8, le=300, description="Characters in one /tags label.")
+    daily_photos_per_user: int = Field(300, ge=0, le=1_000_000,
+                                       description="Photos one user may have looked at per day (UTC), all chats "
+                                                   "together; 0: no limit. Operators are never limited; "
+                                                   "/quota changes it for one chat.")
+    daily_questions_per_user: int = Field(600, ge=0, le=1_000_000,
+                                          description="Questions (and /tags, /mood, /search) one user may ask "
+                                                      "per day; 0: no limit.")
+    daily_photos_per_group: int = Field(3000, ge=0, le=1_000_000,
+                                        description="Photos one group or channel may have looked at per day, "
+                                                    "unaddressed ones kept for /search included; 0: no limit.")
+    daily_questions_per_group: int = Field(3000, ge=0, le=1_000_000,
+                                           description="Questions one group may ask per day; 0: no limit.")
     rate_limit_per_second: float = Field(30, gt=0, le=1000,
                                          description="Messages per second, all chats (Telegram's limit).")
     rate_limit_per_group_minute: float = Field(20, gt=0, le=1000, description="Messages per minute in one group.")

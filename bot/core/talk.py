@@ -11,7 +11,7 @@ from storage.reindex import photos_waiting, reindex_running
 from vision.tagger import parse_label_list
 
 from ..engine import AnswerRequest, ClassifyRequest, MoodRequest, TextRequest
-from . import records, text
+from . import quotas, records, text
 from .incoming import Chat, Where
 from .photos import CONTEXT_TURNS, add_exchange
 from .services import Services
@@ -54,6 +54,7 @@ async def thread(services: Services, where: Where, reply_to: int | None = None) 
 
 async def on_question(services: Services, where: Where, question: str, reply_to: int | None, chat: Chat) -> None:
     """Answer a follow-up about the photo under discussion, and remember the exchange."""
+    await quotas.spend(services, where, "questions")
     most = services.settings.max_question_chars
     question, cut = question[:most], len(question) > most  # the model reads a bounded prompt anyway
     async with chat.working():
@@ -87,6 +88,7 @@ async def tags(services: Services, where: Where, labels_text: str, reply_to: int
         refusal = _label_refusal(labels, services.settings.max_labels, services.settings.max_label_chars, language)
         if refusal:
             return refusal
+        await quotas.spend(services, where, "questions")
         found = (await services.models.classify(ClassifyRequest(conversation.image.embedding, tuple(labels)))).tags
     if not found:
         return translator(language)(NOTHING_TO_TAG)
@@ -110,6 +112,7 @@ async def mood(services: Services, where: Where, reply_to: int | None) -> str:
     language = await records.language(services, where)
     if image is None:
         return translator(language)(NO_PHOTO)
+    await quotas.spend(services, where, "questions")
     answer: Answer = await services.models.mood(MoodRequest(conversation.image.embedding))
     return text.spoken(answer, language)
 
@@ -117,6 +120,7 @@ async def mood(services: Services, where: Where, reply_to: int | None) -> str:
 async def search(services: Services, where: Where, phrase: str) -> Search:
     """This chat's photos that best match `phrase`: the best one, plus any nearly as good; and, when
     some of the chat's photos were seen by an earlier CLIP, that they could not be searched."""
+    await quotas.spend(services, where, "questions")
     chat_id = where.chat_id
     vector = await services.models.embed_text(TextRequest(phrase[:MAX_SEARCH_CHARS]))
     identity = services.models.identity

@@ -1,0 +1,178 @@
+"""The operators' commands (CLIPCHAT_ADMIN_IDS): /allow, /ban, /unban, /usage and /quota.
+
+What they change is stored in SQL, so it holds for every bot process serving the bot and
+survives restarts. A user is named by id (`/ban 123456`) or by replying to their message.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Message, Update
+
+from clipchat.i18n import N_, Translator
+
+from ..core import quotas, records
+from ..core.incoming import Where
+from .context import BotContext
+from .sending import reply
+from .telegram_io import sender_id, where
+
+log = logging.getLogger(__name__)
+ONLY_OPERATORS = N_("Only the bot's operators can do that.")
+WHO = N_("Name the user by id (/{command} 123456789), or reply to one of their messages with /{command}.")
+QUOTA_HELP = N_("Set this chat's daily budget: /quota photos 500 or /quota questions default. For another chat "
+                "(a private chat's id is its user's): /quota -1001234567890 photos 500. 0 means no limit.")
+HELP = N_("Operator commands:\n/allow ID - serve this user even when allow-lists are set\n"
+          "/ban ID - ignore this user (or channel identity) everywhere\n/unban ID - back to the usual rules\n"
+          "/usage [ID] - today's use of a user or chat, or the busiest ones\n"
+          "/quota [CHAT] photos|questions N|default - a chat's daily budget\n/stats - what the database holds\n"
+          "Or reply to someone's message with /allow, /ban, /unban or /usage.")
+ALLOWED = N_("{user} is allowed now, in every chat, whatever the allow-lists say.")
+BANNED = N_("{user} is banned: I'll ignore everything they send, in every chat, until /unban {user}.")
+IS_OPERATOR = N_("{user} is an operator: take them out of CLIPCHAT_ADMIN_IDS first.")
+UNBANNED = N_("{user} is back to the usual rules.")
+USED = {"photos": N_("photos: {used} of {limit}"), "questions": N_("questions: {used} of {limit}")}
+USED_FREELY = {"photos": N_("photos: {used} (no limit)"), "questions": N_("questions: {used} (no limit)")}
+BUSIEST = {"photos": N_("{subject}: {count} photos"), "questions": N_("{subject}: {count} questions")}
+STATUS = {"banned": N_("Banned."), "allowed": N_("Allowed by an operator.")}
+BUDGET_SAVED = {"photos": N_("Saved: the daily budget of photos in chat {chat} is now {budget}."),
+                "questions": N_("Saved: the daily budget of questions in chat {chat} is now {budget}.")}
+DEFAULT_BUDGET, NO_LIMIT, A_DAY = N_("the configured default"), N_("no limit"), N_("{limit} a day")
+
+
+def _is_operator(message: Message, context: BotContext) -> bool:
+    return message.from_user is not None and message.from_user.id in context.services.settings.admin_ids
+
+
+def _target(message: Message, args: list[str]) -> int | None:
+    """The id in the arguments, else the author of the message replied to."""
+    if args:
+        try:
+            return int(args[0])
+        except ValueError:
+            return None
+    replied = message.reply_to_message
+    return sender_id(replied) if replied is not None else None
+
+
+async def _operator(update: Update, context: BotContext) -> Translator | None:
+    """The catalog to answer an operator in; None (after saying so) for anyone else."""
+    message = update.effective_message
+    _ = await context.speaking_to(where(message))
+    if not _is_operator(message, context):
+        await reply(message, _(ONLY_OPERATORS))
+        return None
+    return _
+
+
+async def _operator_and_target(update: Update, context: BotContext, command: str) -> tuple[Translator, int] | None:
+    """The operator's catalog and the user they named, after telling anyone else (and an operator who named
+    nobody) why not."""
+    _ = await _operator(update, context)
+    if _ is None:
+        return None
+    target = _target(update.effective_message, context.args or [])
+    if target is None:
+        await reply(update.effective_message, _(WHO, command=command))
+        return None
+    return _, target
+
+
+async def allow(update: Update, context: BotContext) -> None:
+    """/allow ID: serve this user even where allow-lists would refuse them; lifts a ban."""
+    named = await _operator_and_target(update, context, "allow")
+    if named is None:
+        return
+    _, target = named
+    await quotas.set_user_access(context.services, target, "allowed", update.effective_user.id)
+    log.info("operator %s allowed %s", update.effective_user.id, target)
+    await reply(update.effective_message, _(ALLOWED, user=target))
+
+
+async def ban(update: Update, context: BotContext) -> None:
+    """/ban ID: ignore everything this user (or channel identity) sends, in every chat."""
+    named = await _operator_and_target(update, context, "ban")
+    if named is None:
+        return
+    _, target = named
+    if target in context.services.settings.admin_ids:
+        await reply(update.effective_message, _(IS_OPERATOR, user=target))
+        return
+    await quotas.set_user_access(context.services, target, "banned", update.effective_user.id)
+    log.info("operator %s banned %s", update.effective_user.id, target)
+    await reply(update.effective_message, _(BANNED, user=target))
+
+
+async def unban(update: Update, context: BotContext) -> None:
+    """/unban ID: forget what operators said about this user; the settings' allow-lists apply again."""
+    named = await _operator_and_target(update, context, "unban")
+    if named is None:
+        return
+    _, target = named
+    await quotas.set_user_access(context.services, target, None, update.effective_user.id)
+    log.info("operator %s reset the access of %s", update.effective_user.id, target)
+    await reply(update.effective_message, _(UNBANNED, user=target))
+
+
+def _line(report: quotas.UsageReport, _: Translator) -> str:
+    """'photos: 3 of 300, questions: 0 of 600. Banned.'"""
+    used = ", ".join(_(USED[kind], used=report.used[kind], limit=report.limits[kind]) if report.limits[kind] else
+                     _(USED_FREELY[kind], used=report.used[kind]) for kind in report.used)
+    return used + "." + (" " + _(STATUS[report.status]) if report.status in STATUS else "")
+
+
+async def usage(update: Update, context: BotContext) -> None:
+    """/usage ID: a user's (or chat's, by its negative id) use today; /usage alone: this group, or the busiest."""
+    _ = await _operator(update, context)
+    if _ is None:
+        return
+    message, services = update.effective_message, context.services
+    args = context.args or []
+    if args and args[0].lower() == "help":
+        await reply(message, _(HELP))
+        return
+    target = _target(message, args)
+    if target is None and args:
+        await reply(message, _(WHO, command="usage"))
+        return
+    if target is not None:
+        scope = "chat" if target < 0 else "user"
+        report = await quotas.usage_of(services, scope, target, "group" if target < 0 else "private")
+        await reply(message, _("{subject} today: {usage}", subject=target, usage=_line(report, _)))
+        return
+    if message.chat.type != "private":
+        report = await quotas.usage_of(services, "chat", message.chat_id, message.chat.type)
+        await reply(message, _("This chat today: {usage}", usage=_line(report, _)))
+        return
+    lines = [_("Busiest today (UTC):")]
+    for scope, title in (("user", _("People")), ("chat", _("Groups and channels"))):
+        rows = await quotas.heaviest(services, scope)
+        lines.append(title + ": " + ("; ".join(_(BUSIEST[kind], subject=subject, count=count)
+                                               for subject, kind, count in rows) or _("none yet")))
+    await reply(message, "\n".join(lines) + "\n\n" + _(HELP))
+
+
+async def quota(update: Update, context: BotContext) -> None:
+    """/quota [CHAT_ID] photos|questions N|default: a chat's own daily budget (0: no limit)."""
+    _ = await _operator(update, context)
+    if _ is None:
+        return
+    message = update.effective_message
+    args = [arg.lower() for arg in context.args or []]
+    here = where(message)
+    if len(args) == 3:
+        try:
+            chat_id = int(args.pop(0))
+        except ValueError:
+            await reply(message, _(QUOTA_HELP))
+            return
+        here = Where(chat_id, "private" if chat_id > 0 else "supergroup", here.user_id)
+    if len(args) != 2 or args[0] not in ("photos", "questions") or not (args[1] == "default" or args[1].isdigit()):
+        await reply(message, _(QUOTA_HELP))
+        return
+    value = None if args[1] == "default" else int(args[1])
+    await records.set_switch(context.services, here, f"daily_{args[0]}", value)
+    log.info("operator %s set chat %s daily %s to %s", update.effective_user.id, here.chat_id, args[0], value)
+    budget = _(DEFAULT_BUDGET) if value is None else (_(NO_LIMIT) if value == 0 else _(A_DAY, limit=value))
+    await reply(message, _(BUDGET_SAVED[args[0]], chat=here.chat_id, budget=budget))

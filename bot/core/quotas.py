@@ -1,0 +1,162 @@
+"""Daily budgets and the operators' allow/ban list: one community member cannot use up the models.
+
+Each photo the models look at, and each question they answer, is counted for its sender and,
+in a group or channel, for the chat, before any model runs. Over budget, the sender is told once
+a day when the budget comes back; later attempts that day are dropped without a word, so a
+flood of photos cannot become a flood of refusals. Operators are never counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+from clipchat.errors import UserError
+from clipchat.i18n import N_
+from storage import access_of, busiest, chat_switches, first_to_tell, set_access, usage_on, use, write_with_retry
+from storage.database import unavailable
+
+from .incoming import Where
+from .services import Services
+
+log = logging.getLogger(__name__)
+GROUP_KINDS = ("group", "supergroup", "channel")
+# One message per kind and scope, so that each language can word "photos" and "questions" its own way.
+OVER = {
+    ("user", "photos"): N_("You've used your daily budget of photos ({limit}). It comes back at midnight UTC, in "
+                           "{hours} h {minutes} min; until then I'll stay quiet about photos."),
+    ("user", "questions"): N_("You've used your daily budget of questions ({limit}). It comes back at midnight UTC, "
+                              "in {hours} h {minutes} min; until then I'll stay quiet about questions."),
+    ("chat", "photos"): N_("This chat has used its daily budget of photos ({limit}). It comes back at midnight UTC, "
+                           "in {hours} h {minutes} min; until then I'll stay quiet about photos here."),
+    ("chat", "questions"): N_("This chat has used its daily budget of questions ({limit}). It comes back at "
+                              "midnight UTC, in {hours} h {minutes} min; until then I'll stay quiet about questions "
+                              "here."),
+}
+
+
+class OverBudget(UserError):
+    """Over a daily budget. The first refusal of the day says when it comes back; later ones say nothing
+    (an empty user_message: the error handler sends no reply)."""
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The day's budgets that apply to one sender in one chat (None: no limit)."""
+
+    user: int | None
+    chat: int | None
+
+
+def today(now: datetime | None = None) -> date:
+    return (now or datetime.now(timezone.utc)).date()
+
+
+def until_midnight(now: datetime | None = None) -> tuple[int, int]:
+    """(hours, minutes) until the budgets come back, at midnight UTC."""
+    now = now or datetime.now(timezone.utc)
+    midnight = datetime.combine(now.date() + timedelta(days=1), time(0), tzinfo=timezone.utc)
+    return divmod(max(1, int((midnight - now).total_seconds() // 60)), 60)
+
+
+def _limit(value: int | None) -> int | None:
+    return value if value else None  # 0 in the settings: no limit
+
+
+async def budgets(services: Services, where: Where, kind: str) -> Budgets:
+    """The user's and the chat's budgets for `kind` here: the chat's own, where operators set one."""
+    settings = services.settings
+    async with services.reading() as session:
+        switches = await chat_switches(session, where.chat_id)
+    override = switches.daily_photos if kind == "photos" else switches.daily_questions
+    user = settings.daily_photos_per_user if kind == "photos" else settings.daily_questions_per_user
+    chat = settings.daily_photos_per_group if kind == "photos" else settings.daily_questions_per_group
+    if where.chat_kind in GROUP_KINDS:
+        return Budgets(user=_limit(user), chat=_limit(chat if override is None else override))
+    return Budgets(user=_limit(user if override is None else override), chat=None)  # private: the chat is the user
+
+
+async def spend(services: Services, where: Where, kind: str, *, speak: bool = True) -> None:
+    """Count one use of the models; raises OverBudget (said once a day, when `speak`) when it is one too many."""
+    if where.user_id is not None and where.user_id in services.settings.admin_ids:
+        return
+    limits = await budgets(services, where, kind)
+    subjects = [(scope, subject, limit) for scope, subject, limit in (
+        ("user", where.user_id, limits.user), ("chat", where.chat_id, limits.chat))
+        if subject is not None and limit is not None]
+    if not subjects:
+        return
+    day = today()
+
+    async def count(session) -> tuple[str, int, int, bool] | None:
+        for scope, subject, limit in subjects:
+            if await use(session, scope, subject, day, kind) > limit:
+                return scope, subject, limit, speak and await first_to_tell(session, scope, subject, day, kind)
+        return None
+
+    over = await write_with_retry(services.sessions, count)
+    if over is None:
+        return
+    scope, subject, limit, tell = over
+    log.info("%s %s over its daily budget of %d %s%s", scope, subject, limit, kind, "" if tell else " (quiet)")
+    detail = f"{scope} {subject} over {limit} {kind} today"
+    if not tell:
+        raise OverBudget("", detail=detail)
+    hours, minutes = until_midnight()
+    raise OverBudget(OVER[scope, kind], detail=detail, params={"limit": limit, "hours": hours, "minutes": minutes})
+
+
+async def access(services: Services, user_id: int | None, chat_id: int | None,
+                 sender_chat_id: int | None = None) -> str:
+    """"served", "banned" (ignored without a word) or "outside" the allow-lists (told so in private).
+
+    Operators are always served; then an operator's /ban (of the person, or of the channel they write
+    as) or /allow decides; then the settings' allow-lists. With the database down, the allow-lists
+    alone decide (bans wait for it)."""
+    settings = services.settings
+    if user_id is not None and user_id in settings.admin_ids:
+        return "served"
+    identities = [identity for identity in (user_id, sender_chat_id) if identity is not None]
+    try:
+        said = await services.access.status_of(services.sessions, identities)
+    except Exception as error:
+        if not unavailable(error):
+            raise
+        log.warning("database unavailable: allow-lists alone decide for user %s: %s", user_id, error)
+        said = []
+    if "banned" in said:
+        return "banned"
+    if said and said[0] == "allowed" and user_id is not None:
+        return "served"
+    return "served" if settings.allows(user_id, chat_id) else "outside"
+
+
+async def set_user_access(services: Services, user_id: int, status: str | None, operator: int | None) -> None:
+    await write_with_retry(services.sessions, lambda session: set_access(session, user_id, status, operator))
+    services.access.changed(user_id, status)
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    status: str | None  # "allowed", "banned" or None for a user; None for a chat
+    used: dict[str, int]  # kind -> count today
+    limits: dict[str, int | None]  # kind -> today's budget (None: no limit)
+
+
+async def usage_of(services: Services, scope: str, subject_id: int, chat_kind: str = "private") -> UsageReport:
+    """One user's (or chat's) use today, their budgets and what operators said about them."""
+    async with services.reading() as session:
+        used = await usage_on(session, scope, subject_id, today())
+        status = await access_of(session, subject_id) if scope == "user" else None
+    where = Where(subject_id, chat_kind, subject_id if scope == "user" else None)
+    limits = {}
+    for kind in used:
+        budget = await budgets(services, where, kind)
+        limits[kind] = budget.user if scope == "user" else budget.chat
+    return UsageReport(status, used, limits)
+
+
+async def heaviest(services: Services, scope: str, limit: int = 10) -> list[tuple[int, str, int]]:
+    async with services.reading() as session:
+        return await busiest(session, scope, today(), limit)
