@@ -82,6 +82,12 @@ def test_static_cache_scores_and_cut_off_captions_match_the_eager_ones(float32_m
     assert [round(a.log_prob, 4) for [a] in eager] == [round(b.log_prob, 4) for [b] in static]
 
 
+def test_more_photos_than_the_largest_bucket_go_in_chunks(float32_models, heldout_raw) -> None:
+    raw = torch.cat([heldout_raw, heldout_raw[:60]])  # 300: a full 256 bucket, then 44 padded to 64
+    eager = tokens_by_batch(float32_models.captioner, raw, len(raw), DecodingOptions())
+    assert tokens_by_batch(float32_models.captioner, raw, len(raw), DecodingOptions(graphs=True)) == eager
+
+
 def test_describe_with_graphs_says_what_it_says_without(float32_models, heldout) -> None:
     """End to end: CLIP's tower at fixed batch sizes too, and each batch reuses the buffers of the last."""
     models, graphs = float32_models, DecodingOptions(graphs=True)

@@ -118,7 +118,6 @@ class _Decoder:
             # at most max_tokens - 1 warm-up steps: the buffers have room for no more
             self.graph = capture(self._step, prefix.device, self.pool, min(WARMUP_STEPS, self.max_tokens - 1))
             self._start(prefix, real)  # the warm-up ran steps: start again
-            self._start(prefix, real)
         produced = 1
         while produced < self.max_tokens:
             if produced % CHECK_EVERY == 0 and bool(self.finished.all()):
@@ -157,7 +156,7 @@ class StaticGreedy:
     """A captioner's fixed-shape decoders, one per (bucket, max_tokens), made on first use and then kept.
 
     Memory: each keeps a KV cache of 2 x layers x bucket x (prefix + max_tokens) x width; GPT-2 small at
-    bucket 256 with a 10-token prefix and 30 tokens is 2 x 12 x 256 x 39 x 768 x 2 bytes = 368 MiB in float16.
+    bucket 256 with a 10-token prefix and 30 tokens is 2 x 12 x 256 x 39 x 768 x 2 bytes = 351 MiB in float16.
     The captured steps share one memory pool: they run one at a time (the one model thread) and keep
     nothing in it between replays, since their results go to buffers made outside it.
     """
