@@ -122,20 +122,27 @@ def _name(dtype: torch.dtype) -> str:
 
 
 def clipchat(device: str = "cpu", dtype: torch.dtype = torch.float32,
-             clip_dtype: torch.dtype | None = None) -> Pipeline:
+             clip_dtype: torch.dtype | None = None, graphs: bool = False) -> Pipeline:
     """The bot's own path: ModelEngine.prepare (decode, checks, resize) and ModelEngine.describe
-    (CLIP, KV-cached batched greedy captions, tags), as LocalModels runs them."""
+    (CLIP, KV-cached batched greedy captions, tags), as LocalModels runs them. With `graphs`, CLIP's
+    tower and each greedy step at fixed batch sizes, replayed as CUDA graphs on a GPU (vision/graphs.py)."""
     from bot.engine.api import DescribeRequest
     from bot.engine.engine import ModelEngine
     from vision.decoding import DecodingOptions
 
     models = build_models(device, dtype, clip_dtype)
-    engine = ModelEngine(models, decoding=DecodingOptions(max_tokens=TOKENS))
+    decoding = DecodingOptions(max_tokens=TOKENS, graphs=graphs)
+    engine = ModelEngine(models, decoding=decoding)
     mixed = clip_dtype not in (None, dtype)
-    return Pipeline("clipchat" + ("_as_bot_runs" if mixed else ""), "clipchat",
-                    f"CLIP {_name(clip_dtype)}, GPT-2 {_name(dtype)} (the bot's auto)" if mixed else "as shipped",
+    config = f"CLIP {_name(clip_dtype)}, GPT-2 {_name(dtype)} (the bot's auto)" if mixed else "as shipped"
+    return Pipeline("clipchat" + ("_as_bot_runs" if mixed else "") + ("_graphs" if graphs else ""), "clipchat",
+                    config + (", CUDA graphs (static KV cache, fixed batch sizes)" if graphs else ""),
                     16, lambda data: engine.prepare(DescribeRequest(data)), engine.describe,
-                    _name(dtype), {"models": models})
+                    _name(dtype), {"models": models, "decoding": decoding})
+
+
+def clipchat_graphs(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
+    return clipchat(device, dtype, graphs=True)
 
 
 def clipcap_reference(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
