@@ -152,7 +152,7 @@ class DecodingOptions:
     guided_beta: float | None = None  # guided: weight of the image
     guided_plausibility: float | None = None  # guided: candidates need p >= this x the best p
     # greedy only: a static KV cache and batches padded to fixed sizes, each step replayed as one CUDA graph on a
-    # GPU, and CLIP's image tower too in `VisionModels.describe`; the same tokens as without (tests/test_graphs.py)
+    # GPU, and CLIP's image tower too in `VisionModels.describe`; the same tokens as without, checked by the tests
     graphs: bool = False
 
     def __post_init__(self) -> None:

@@ -15,9 +15,9 @@ addresses it was captured with. So here:
 
 Manual capture (torch.cuda.CUDAGraph), not torch.compile(mode="reduce-overhead"): a captured
 graph replays the very kernels the uncaptured step launches, so the CPU tests of the uncaptured
-step (tests/test_graphs.py) check the arithmetic the GPU replays. Inductor would fuse the step into
-new kernels that reduce in another order, so its tokens could drift from the eager path's, and it
-compiles for minutes per bucket.
+step check the arithmetic the GPU replays. Inductor would fuse the step into new kernels that
+reduce in another order, so its tokens could drift from the eager path's, and it compiles for
+minutes per bucket.
 
 On a CPU nothing is captured: the same fixed-shape loop runs as it is.
 """
