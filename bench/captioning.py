@@ -15,7 +15,10 @@ What makes the comparison fair:
 - FLOPs counted with attention included (`bench/flops.py`); efficiency is the least time
   the work could take at this machine's matmul rate for each dtype used, over the time taken;
 - the bfloat16 rows use the float32 rows' weights, and the run prints how many captions
-  bfloat16 changed.
+  bfloat16 changed;
+- decoding timed on its own, on the same photos (`bench/photo_decoding.py`): each row's
+  "decode ms" is its way of decoding (every pixel, or `load_image`'s draft), while its
+  photos/s and latencies still include decoding, as users wait for it.
 
 Weights are random (real-size ViT-B/32, GPT-2 124M, CoCa ViT-B/32, ViT-B/16 + GPT-2) and
 every caption is 20 tokens, so no download is needed and every pipeline does the same work.
@@ -36,6 +39,7 @@ from vision.devices import cpu_has_fast_bf16
 
 from . import harness
 from .flops import ceiling_seconds, count_flops, matmul_rate
+from .photo_decoding import decode_figures, describe
 from .pipelines import BASELINES, TOKENS, Pipeline, clipchat, jpeg_photos
 from .tokens import caption_tokens, compare_tokens, same_weights
 
@@ -68,7 +72,7 @@ def _flops(pipeline: Pipeline, photo: bytes, thread: Executor) -> dict[str, floa
 
 
 def _row(pipeline: Pipeline, flops: dict[str, float]) -> dict:
-    return {"system": pipeline.system, "config": pipeline.config, "dtype": pipeline.dtype,
+    return {"system": pipeline.system, "config": pipeline.config, "dtype": pipeline.dtype, "decoder": pipeline.decoder,
             "flops_per_photo": sum(flops.values()), "flops_by_dtype": flops, "runs": {}}
 
 
@@ -162,6 +166,10 @@ def run(photos: int = 64, repeats: int = 5, clients: int = 16, lone: int = 8, dt
     for dtype_name in dtypes:
         section, models = _section(dtype_name, jpegs, args, rates, thread, log)
         results["sections"][dtype_name] = section
+        if "decode_ms_per_photo" not in results:  # the same for every dtype: once, on the model thread, alone
+            encoder = next(iter(models.values())).encoder
+            results["decode_ms_per_photo"] = thread.submit(decode_figures, jpegs, encoder, "cpu",
+                                                           os.cpu_count()).result()
         for name, candidate in models.items():
             tokens = thread.submit(caption_tokens, candidate, jpegs).result()
             if dtype_name == "float32":
@@ -184,15 +192,22 @@ def report(results: dict, log=print) -> None:
     log(f"\n{machine['cpu']}, {machine['threads']} threads; matmul GFLOP/s: {ceilings}")
     log(f"{settings['repeats']} repeats of {settings['photos']} JPEG photos, {settings['tokens']}-token captions, "
         f"the bot's {settings['max_wait'] * 1000:.0f} ms batching wait. Medians [min-max over repeats].")
+    decoding = results.get("decode_ms_per_photo")
+    if decoding:
+        log("")
+        for line in describe(decoding):
+            log(line)
     for dtype_name, section in results["sections"].items():
         log(f"\n== every pipeline in {dtype_name} ==")
         log(f"{'pipeline':<22}{'configuration':<42}{burst + ' photos/s':>22}{burst + ' p95 ms':>22}"
-            f"{'c1 p50 ms':>20}{'GFLOP':>7}{'efficiency':>24}")
+            f"{'c1 p50 ms':>20}{'GFLOP':>7}{'efficiency':>24}{'decode ms':>11}")
         for row in section["rows"].values():
             runs = row[burst]
+            decode_ms = (decoding or {}).get(row.get("decoder"), {}).get("decode_ms")
             log(f"{row['system']:<22}{row['config']:<42}{_spread(runs['photos_per_s'], '.2f'):>22}"
                 f"{_spread(runs['p95_ms'], '.0f'):>22}{_spread(row['c1']['p50_ms'], '.0f'):>20}"
-                f"{row['flops_per_photo'] / 1e9:7.1f}{_spread(runs['efficiency'], '.1%'):>24}")
+                f"{row['flops_per_photo'] / 1e9:7.1f}{_spread(runs['efficiency'], '.1%'):>24}"
+                f"{'n/a' if decode_ms is None else f'{decode_ms:.1f}':>11}")
         for row in section["rows"].values():
             if "poisson" in row:
                 log(f"Poisson arrivals at {row['poisson_rate']:.2f}/s: {row['system']} ({row['config']}): "

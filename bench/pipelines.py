@@ -10,13 +10,18 @@ twice in two dtypes has the same weights. Each baseline comes twice:
   VisionEncoderDecoder's processor run over the batch on the model thread);
 - at its best: batched with a KV cache, decoding and preprocessing beside the model thread with
   clipchat's own `load_image` (which shrinks large photos while decoding them).
+
+`on_device_decoding` turns clipchat or a best-configured baseline into the same pipeline with its
+JPEGs decoded and resized on the device (`vision.gpu_intake`), as `python -m bench.gpu` runs them
+on a GPU. `Pipeline.decoder` names how a pipeline decodes, for the decoding figures
+(`bench/photo_decoding.py`).
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +45,7 @@ class Pipeline:
     process: Callable[[Sequence[Any]], list]  # the model thread: one result per prepared photo
     dtype: str = "float32"
     parts: dict = field(default_factory=dict)  # models the FLOP count and the token check reach into
+    decoder: str = "pillow_draft"  # pillow_full (every pixel), pillow_draft (load_image) or device (gpu_intake)
 
 
 def jpeg_photos(count: int, seed: int = SEED, size: tuple[int, int] = (1280, 960)) -> list[bytes]:
@@ -157,7 +163,7 @@ def clipcap_reference(device: str = "cpu", dtype: torch.dtype = torch.float32) -
                                                                          normalize=False)[0], max_tokens=TOKENS)
                 for image in images]
     return Pipeline("clipcap_ref", "ClipCap", "as shipped: batch 1, no KV cache", 1, decode, run,
-                    _name(dtype), {"models": models})
+                    _name(dtype), {"models": models}, decoder="pillow_full")
 
 
 def clipcap_batched(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
@@ -207,7 +213,8 @@ def coca(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
                            output_labels=False)["logits"][:, -1]
             out = torch.cat([out, logits.argmax(dim=-1, keepdim=True)], dim=1)
         return [row.tolist() for row in out[:, 1:]]
-    return Pipeline("coca", "CoCa", "as shipped: no KV cache", 16, decode, run, _name(dtype), {"model": model})
+    return Pipeline("coca", "CoCa", "as shipped: no KV cache", 16, decode, run, _name(dtype), {"model": model},
+                    decoder="pillow_full")
 
 
 def coca_cached(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
@@ -223,7 +230,8 @@ def coca_cached(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipe
         tokens, _ = greedy_logits(model, image_embs, TOKENS)
         return [row.tolist() for row in tokens]
     return Pipeline("coca_best", "CoCa", "KV cache, resize on workers", 16,
-                    lambda data: images.prepare(load_image(data)), run, _name(dtype), {"model": model})
+                    lambda data: images.prepare(load_image(data)), run, _name(dtype),
+                    {"model": model, "images": images})
 
 
 def _vision_encoder_decoder(device: str, dtype: torch.dtype):
@@ -244,6 +252,8 @@ def vision_encoder_decoder(device: str = "cpu", dtype: torch.dtype = torch.float
     from transformers import ViTImageProcessor
 
     model, processor = _vision_encoder_decoder(device, dtype), ViTImageProcessor()
+    from vision.encoder import ClipEncoder
+
 
     @torch.inference_mode()
     def generate(pixels: torch.Tensor) -> list:
@@ -253,13 +263,55 @@ def vision_encoder_decoder(device: str = "cpu", dtype: torch.dtype = torch.float
 
     if best:
         return Pipeline("vision_encoder_decoder_best", "VisionEncoderDecoder", "processor on workers", 16,
+        # the processor's steps as torchvision transforms, for decoding on the device (`on_device_decoding`)
+        images = ClipEncoder(model, _vit_processor_steps(processor), None, "vit", torch.device(device), dtype)
                         lambda data: processor(images=load_image(data), return_tensors="np").pixel_values[0],
                         lambda prepared: generate(torch.from_numpy(np.stack(prepared))), _name(dtype),
-                        {"model": model})
+                        {"model": model, "images": images,
+                         "from_crops": lambda crops: generate(images.pixels_from(crops))})
     return Pipeline("vision_encoder_decoder", "VisionEncoderDecoder", "as shipped: batched, KV cache", 16, decode,
                     lambda images: generate(processor(images=list(images), return_tensors="pt").pixel_values),
-                    _name(dtype), {"model": model})
+                    _name(dtype), {"model": model}, decoder="pillow_full")
+
+
+def _vit_processor_steps(processor):
+    """What ViTImageProcessor does (a bilinear resize to its fixed size, scale to 0-1, normalise), as a
+    torchvision Compose, which `ClipEncoder` splits at ToTensor and `vision.gpu_intake` runs on tensors."""
+    from torchvision import transforms as T
+
+    if not (processor.do_resize and processor.do_rescale and processor.do_normalize
+            and processor.rescale_factor == 1 / 255 and processor.resample == Image.Resampling.BILINEAR):
+        raise ValueError(f"an image processor this benchmark does not mirror: {processor}")
+    return T.Compose([T.Resize((processor.size["height"], processor.size["width"]), T.InterpolationMode.BILINEAR),
+                      T.ToTensor(), T.Normalize(processor.image_mean, processor.image_std)])
 
 
 BASELINES = (clipcap_reference, clipcap_batched, coca, coca_cached, vision_encoder_decoder,
              lambda device="cpu", dtype=torch.float32: vision_encoder_decoder(device, dtype, best=True))
+
+
+def on_device_decoding(pipeline: Pipeline, device: str | None = None) -> Pipeline:
+    """`pipeline` with its JPEGs decoded, resized and cropped on `device` (its models' device by default)
+    by `vision.gpu_intake`: headers checked on the workers, the batch decoded on the model thread.
+
+    For clipchat and the best-configured baselines, whose `prepare` makes an encoder's crops
+    (`parts["images"]`, else the models' encoder); `parts["from_crops"]` runs a batch of crops where
+    `process` takes something else.
+    """
+    from clipchat.errors import BadImage
+    from vision.gpu_intake import DeviceIntake
+
+    images = pipeline.parts.get("images") or pipeline.parts["models"].encoder
+    from_crops = pipeline.parts.get("from_crops", pipeline.process)
+    intake = DeviceIntake(images, device=device)
+
+    def process(prepared: Sequence[Any]) -> list:
+        crops = intake.decode(prepared)
+        failed = next((crop for crop in crops if isinstance(crop, BadImage)), None)
+        if failed is not None:  # the benchmark's photos all decode: this would be a bug, not a photo
+            raise failed
+        return from_crops(crops)
+    where = "the GPU" if intake.device.type == "cuda" else "the CPU by torchvision"
+    kept = [part for part in pipeline.config.split(", ") if part != "as shipped" and not part.endswith("on workers")]
+    return replace(pipeline, config=", ".join(kept + [f"JPEGs decoded and resized on {where}"]),
+                   prepare=intake.prepare, process=process, decoder="device")
