@@ -5,10 +5,13 @@
 Run it as one command on the device machine. The same random-weight, real-size
 architectures and pipelines as `python -m bench` (bench/pipelines.py: clipchat, and each
 baseline as shipped and at its best), every pipeline in the same dtype, 20-token captions.
-Two figures per row:
+`clipchat_graphs` is clipchat with DecodingOptions(graphs=True): CLIP's tower and each greedy
+step at fixed batch sizes, replayed as CUDA graphs (vision/graphs.py). Figures per row:
 
 - end to end: from JPEG bytes (decoding and resizing in the timing, on worker threads as the bot does);
-- models: from preprocessed pixels already on the GPU, the accelerator's own rate.
+- models: from preprocessed pixels already on the GPU, the accelerator's own rate;
+- p50_ms: the median call's milliseconds per photo, end to end (at batch 1, one photo's latency);
+- peak_memory_mb (on a GPU): torch.cuda.max_memory_allocated since the pipeline was built.
 
 Decoding: on a GPU, clipchat and every best-configured baseline decode and resize their JPEGs on the
 device (vision/gpu_intake, through bench.pipelines.on_device_decoding), so the ratios compare like with
@@ -25,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import os
+import statistics
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
@@ -36,25 +41,27 @@ from pathlib import Path
 import torch
 
 from .photo_decoding import decode_figures, describe
-from .pipelines import BASELINES, TOKENS, Pipeline, clipchat, decode, jpeg_photos, on_device_decoding
+from .pipelines import BASELINES, Pipeline, clipchat, clipchat_graphs, decode, jpeg_photos, on_device_decoding
 
 RATIO_BASELINES = ("clipcap_ref", "clipcap_best", "coca", "coca_best", "vision_encoder_decoder",
                    "vision_encoder_decoder_best")
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
-def rate(run, batch: list, device: str, min_seconds: float = 2.0) -> float:
-    """Photos per second for `run(batch)`, repeated for at least `min_seconds` after a warm-up."""
+def rate(run, batch: list, device: str, min_seconds: float = 2.0) -> tuple[float, float]:
+    """(photos per second, median milliseconds per photo) for `run(batch)`, repeated for at least
+    `min_seconds` after a warm-up (which also captures the CUDA graphs of a graphs row)."""
     run(batch)
     _sync(device)
-    repeats, started = 0, time.perf_counter()
+    calls, started = [], time.perf_counter()
     while True:
+        began = time.perf_counter()
         run(batch)
-        repeats += 1
         _sync(device)
+        calls.append(time.perf_counter() - began)
         elapsed = time.perf_counter() - started
         if elapsed >= min_seconds:
-            return repeats * len(batch) / elapsed
+            return len(calls) * len(batch) / elapsed, statistics.median(calls) / len(batch) * 1000
 
 
 def _sync(device: str) -> None:
@@ -86,16 +93,15 @@ def _decoding(builds, on: bool) -> list:
 
 def measure(device: str, dtype_name: str, batches: list[int], log=print,
             device_decoding: bool | None = None) -> dict:
-    from vision.decoding import DecodingOptions
-
     dtype = DTYPES[dtype_name]
     photos = jpeg_photos(max(batches))
     device_decoding = device.startswith("cuda") if device_decoding is None else device_decoding
-    options = DecodingOptions(max_tokens=TOKENS)
     # as the bot does: decoding and Pillow's half of preprocessing on worker threads
     pool = ThreadPoolExecutor(max_workers=os.cpu_count())
     figures: dict = {}
-    for build in _decoding((clipchat, *BASELINES), device_decoding):
+    for build in _decoding((clipchat, clipchat_graphs, *BASELINES), device_decoding):
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()  # each row's peak: its own weights, buffers and graphs
         try:  # one device run is all there is: a pipeline that fails is reported and the others still measured
             pipeline: Pipeline = build(device, dtype)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
@@ -107,16 +113,20 @@ def measure(device: str, dtype_name: str, batches: list[int], log=print,
             models = pipeline.parts["models"]
             pixels = models.encoder.preprocess_images([decode(data) for data in photos])
             pixels = pixels.to(device)
-            models_only = lambda batch, m=models, px=pixels: m.describe_pixels(px[:len(batch)], options)  # noqa: E731
+            decoding = pipeline.parts["decoding"]  # the engine's: with or without graphs
+            models_only = lambda batch, m=models, px=pixels, o=decoding: (  # noqa: E731
+                m.describe_pixels(px[:len(batch)], o))
         end_to_end = lambda batch, p=pipeline: p.process(list(pool.map(p.prepare, batch)))  # noqa: E731
         for batch in batches:
             if pipeline.max_batch == 1 and batch > 1:
                 continue  # ClipCap's predict.py captions one photo at a time
             key = f"{pipeline.name}_b{batch}"
             try:
-                row = {"end_to_end": rate(end_to_end, photos[:batch], device)}
+                row = dict(zip(("end_to_end", "p50_ms"), rate(end_to_end, photos[:batch], device)))
                 if models_only is not None:
-                    row["models"] = rate(models_only, photos[:batch], device)
+                    row["models"] = rate(models_only, photos[:batch], device)[0]
+                if device.startswith("cuda"):
+                    row["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
             except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
                 log(f"{dtype_name:>9} {pipeline.name:>28} b{batch:<4} failed: {error!r}")
                 figures[key] = {"error": repr(error)}
@@ -126,13 +136,17 @@ def measure(device: str, dtype_name: str, batches: list[int], log=print,
                 continue
             figures[key] = row
             extra = f"   models {row['models']:8.1f}" if "models" in row else ""
-            log(f"{dtype_name:>9} {pipeline.name:>28} b{batch:<4} {row['end_to_end']:8.1f} photos/s{extra}")
+            extra += f"   peak {row['peak_memory_mb']:7.0f} MiB" if "peak_memory_mb" in row else ""
+            log(f"{dtype_name:>9} {pipeline.name:>28} b{batch:<4} {row['end_to_end']:8.1f} photos/s "
+                f"p50 {row['p50_ms']:8.2f} ms/photo{extra}")
         del pipeline, models_only, end_to_end
+        gc.collect()  # a graphs row's captured graphs and static caches go with its models
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
     if device.startswith("cuda"):
-        figures["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        torch.cuda.reset_peak_memory_stats()
+        figures["peak_memory_mb"] = max((row.get("peak_memory_mb", 0) for row in figures.values()), default=0)
+    eager, graphed = (figures.get(f"{name}_b1", {}).get("p50_ms") for name in ("clipchat", "clipchat_graphs"))
+    figures["graphs_speedup_b1_p50"] = eager / graphed if eager and graphed else None
     best = max(batches)
     ours = figures.get(f"clipchat_b{best}", {}).get("end_to_end")
     for name in RATIO_BASELINES:
@@ -168,6 +182,12 @@ def main() -> None:
                           for ratio in [results[dtype_name][f"ratio_vs_{name}"]])
         print(f"{dtype_name}: clipchat at batch {max(args.batches)} against each at the same batch "
               f"(clipcap_ref at batch 1): {shown}", flush=True)
+        speedup = results[dtype_name]["graphs_speedup_b1_p50"]
+        if speedup is not None:
+            what = "CUDA graphs" if args.device.startswith("cuda") else "graphs=True (uncaptured on a CPU)"
+            print(f"{dtype_name}: {what} at batch 1, p50 per photo end to end: "
+                  f"{results[dtype_name]['clipchat_graphs_b1']['p50_ms']:.1f} ms against "
+                  f"{results[dtype_name]['clipchat_b1']['p50_ms']:.1f} ms eager ({speedup:.2f}x)", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
