@@ -251,9 +251,9 @@ def vision_encoder_decoder(device: str = "cpu", dtype: torch.dtype = torch.float
     steps it ran. At its best the image processor runs per photo on the workers."""
     from transformers import ViTImageProcessor
 
-    model, processor = _vision_encoder_decoder(device, dtype), ViTImageProcessor()
     from vision.encoder import ClipEncoder
 
+    model, processor = _vision_encoder_decoder(device, dtype), ViTImageProcessor()
 
     @torch.inference_mode()
     def generate(pixels: torch.Tensor) -> list:
@@ -262,9 +262,9 @@ def vision_encoder_decoder(device: str = "cpu", dtype: torch.dtype = torch.float
         return [row.tolist() for row in out[:, 1:]]
 
     if best:
-        return Pipeline("vision_encoder_decoder_best", "VisionEncoderDecoder", "processor on workers", 16,
         # the processor's steps as torchvision transforms, for decoding on the device (`on_device_decoding`)
         images = ClipEncoder(model, _vit_processor_steps(processor), None, "vit", torch.device(device), dtype)
+        return Pipeline("vision_encoder_decoder_best", "VisionEncoderDecoder", "processor on workers", 16,
                         lambda data: processor(images=load_image(data), return_tensors="np").pixel_values[0],
                         lambda prepared: generate(torch.from_numpy(np.stack(prepared))), _name(dtype),
                         {"model": model, "images": images,
