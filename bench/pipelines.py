@@ -49,7 +49,8 @@ class Pipeline:
 
 
 def jpeg_photos(count: int, seed: int = SEED, size: tuple[int, int] = (1280, 960)) -> list[bytes]:
-    """Photo-like JPEGs at Telegram's largest photo size: smooth gradients and shapes, quality 87."""
+    """Photo-like JPEGs at Telegram's largest photo size and about its quality (85): smooth gradients,
+    sensor-like noise and shapes, made here from `seed` so every run decodes the same bytes."""
     rng = np.random.default_rng(seed)
     photos = []
     for _ in range(count):
@@ -65,7 +66,7 @@ def jpeg_photos(count: int, seed: int = SEED, size: tuple[int, int] = (1280, 960
             shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
             shape((x, y, x + w, y + h), fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
         out = io.BytesIO()
-        image.save(out, format="JPEG", quality=87)
+        image.save(out, format="JPEG", quality=85)
         photos.append(out.getvalue())
     return photos
 
