@@ -13,7 +13,9 @@ from bench.tokens import caption_tokens, compare_tokens, same_weights
 
 @pytest.fixture(scope="module")
 def photos():
-    return jpeg_photos(2, seed=3)
+    # Under 896 px, draft decoding (the best pipelines') and full decoding (as shipped) give the same pixels, so
+    # these compare the models' arithmetic alone: random weights' flat scores flip on resize noise
+    return jpeg_photos(2, seed=3, size=(640, 480))
 
 
 def _tokens(pipeline, photos):
