@@ -93,8 +93,9 @@ def build_models(device: str = "cpu", dtype: torch.dtype = torch.float32, clip_d
                  as_clipchat_loads: bool = True, tags: bool = True):
     """ViT-B/32 CLIP, GPT-2 124M and a prefix mapper, seeded: the same weights in any dtype.
 
-    `as_clipchat_loads` swaps GPT-2's Conv1D for nn.Linear in CPU bfloat16, as `load_models` does;
-    ClipCap's own code would not, so its rows build without it. Without `tags` there is no tagger
+    `as_clipchat_loads` applies `load_models`' CPU kernels (vision.pipeline.use_cpu_kernels: GPT-2's Conv1D
+    as nn.Linear, float32 linears through oneDNN with packed weights); ClipCap's own code would not, so its
+    rows build without them. Without `tags` there is no tagger
     (its label vectors take CLIP's text tower over the whole vocabulary), for pipelines that never tag.
     """
     import open_clip
@@ -102,10 +103,9 @@ def build_models(device: str = "cpu", dtype: torch.dtype = torch.float32, clip_d
 
     from vision.captioner import PrefixCaptioner
     from vision.encoder import ClipEncoder
-    from vision.language_model import linearize
     from vision.mapper import MapperConfig
     from vision.model_sets import ModelSet
-    from vision.pipeline import VisionModels
+    from vision.pipeline import VisionModels, use_cpu_kernels
     from vision.tagger import ZeroShotTagger, load_vocabulary
 
     where, clip_dtype = torch.device(device), clip_dtype or dtype
@@ -116,8 +116,8 @@ def build_models(device: str = "cpu", dtype: torch.dtype = torch.float32, clip_d
     lm = GPT2LMHeadModel(GPT2Config())
     captioner = PrefixCaptioner(MapperConfig(), lm, numbered_tokenizer()).to(where, dtype).eval().requires_grad_(False)
     captioner.stop_ids = [GPT2_VOCAB - 1]
-    if as_clipchat_loads and where.type == "cpu" and dtype == torch.bfloat16:
-        linearize(captioner.lm)
+    if as_clipchat_loads:
+        use_cpu_kernels(encoder, captioner)
     tagger = ZeroShotTagger(encoder, load_vocabulary("everyday")) if tags else None
     model_set = ModelSet.from_dict("bench", {"clip": "ViT-B-32-quickgelu", "language_model": "gpt2",
                                              "captioner": "local-dir:/random-weights"})
