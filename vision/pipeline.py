@@ -85,7 +85,8 @@ def use_cpu_kernels(encoder, captioner) -> None:
     The same arithmetic up to float rounding; inference only."""
     if next(captioner.lm.parameters()).device.type == "cpu":
         linearize(captioner.lm)
-    pack_linears(captioner)  # float32 ones on a CPU only: a bfloat16 GPT-2's float32 mapper too
+    # float32 ones on a CPU only: a bfloat16 GPT-2's float32 mapper too (a guided captioner is its GPT-2 alone)
+    pack_linears(captioner if isinstance(captioner, torch.nn.Module) else captioner.lm)
     pack_linears(encoder.model)
 
 
