@@ -79,40 +79,38 @@ async def _operator_and_target(update: Update, context: BotContext, command: str
     return _, target
 
 
-async def allow(update: Update, context: BotContext) -> None:
-    """/allow ID: serve this user even where allow-lists would refuse them; lifts a ban."""
-    named = await _operator_and_target(update, context, "allow")
+# command -> (what it stores, what it says, the log's verb)
+ACCESS_COMMANDS = {"allow": ("allowed", ALLOWED, "allowed"), "ban": ("banned", BANNED, "banned"),
+                   "unban": (None, UNBANNED, "reset the access of")}
+
+
+async def _set_access(update: Update, context: BotContext, command: str) -> None:
+    named = await _operator_and_target(update, context, command)
     if named is None:
         return
     _, target = named
-    await quotas.set_user_access(context.services, target, "allowed", update.effective_user.id)
-    log.info("operator %s allowed %s", update.effective_user.id, target)
-    await reply(update.effective_message, _(ALLOWED, user=target))
+    status, said, verb = ACCESS_COMMANDS[command]
+    if status == "banned" and target in context.services.settings.admin_ids:
+        await reply(update.effective_message, _(IS_OPERATOR, user=target))
+        return
+    await quotas.set_user_access(context.services, target, status, update.effective_user.id)
+    log.info("operator %s %s %s", update.effective_user.id, verb, target)
+    await reply(update.effective_message, _(said, user=target))
+
+
+async def allow(update: Update, context: BotContext) -> None:
+    """/allow ID: serve this user even where allow-lists would refuse them; lifts a ban."""
+    await _set_access(update, context, "allow")
 
 
 async def ban(update: Update, context: BotContext) -> None:
     """/ban ID: ignore everything this user (or channel identity) sends, in every chat."""
-    named = await _operator_and_target(update, context, "ban")
-    if named is None:
-        return
-    _, target = named
-    if target in context.services.settings.admin_ids:
-        await reply(update.effective_message, _(IS_OPERATOR, user=target))
-        return
-    await quotas.set_user_access(context.services, target, "banned", update.effective_user.id)
-    log.info("operator %s banned %s", update.effective_user.id, target)
-    await reply(update.effective_message, _(BANNED, user=target))
+    await _set_access(update, context, "ban")
 
 
 async def unban(update: Update, context: BotContext) -> None:
     """/unban ID: forget what operators said about this user; the settings' allow-lists apply again."""
-    named = await _operator_and_target(update, context, "unban")
-    if named is None:
-        return
-    _, target = named
-    await quotas.set_user_access(context.services, target, None, update.effective_user.id)
-    log.info("operator %s reset the access of %s", update.effective_user.id, target)
-    await reply(update.effective_message, _(UNBANNED, user=target))
+    await _set_access(update, context, "unban")
 
 
 def _line(report: quotas.UsageReport, _: Translator) -> str:

@@ -38,7 +38,7 @@ async def admit(services: Services, message: PhotoMessage) -> str:
     spoken_to = message.addressed or switches.auto_caption
     if not spoken_to and not switches.index_photos:
         return "skip"
-    await quotas.spend(services, message.where, "photos", speak=spoken_to)
+    await quotas.spend(services, message.where, "photos", speak=spoken_to, switches=switches)
     return "answer" if spoken_to else "keep"
 
 
@@ -114,9 +114,10 @@ async def on_album(services: Services, where: Where, words: str, addressed: bool
 
 async def on_channel_post(services: Services, message: PhotoMessage, channel: Channel) -> None:
     """Add alt text to a channel's photo post when the channel turned that on."""
-    if not (await _switches(services, message.where)).alt_text:
+    switches = await _switches(services, message.where)
+    if not switches.alt_text:
         return
-    await quotas.spend(services, message.where, "photos", speak=False)  # nobody to tell in a channel
+    await quotas.spend(services, message.where, "photos", speak=False, switches=switches)  # nobody to tell there
     facts = await look(services, channel, message.photo)
     caption = text.alt_text(message.text, facts, language=await records.language(services, message.where))
     if caption is None:

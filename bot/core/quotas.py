@@ -14,7 +14,17 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from clipchat.errors import UserError
 from clipchat.i18n import N_
-from storage import access_of, busiest, chat_switches, first_to_tell, set_access, usage_on, use, write_with_retry
+from storage import (
+    Switches,
+    access_of,
+    busiest,
+    chat_switches,
+    first_to_tell,
+    set_access,
+    usage_on,
+    use,
+    write_with_retry,
+)
 from storage.database import unavailable
 
 from .incoming import Where
@@ -64,11 +74,13 @@ def _limit(value: int | None) -> int | None:
     return value if value else None  # 0 in the settings: no limit
 
 
-async def budgets(services: Services, where: Where, kind: str) -> Budgets:
-    """The user's and the chat's budgets for `kind` here: the chat's own, where operators set one."""
+async def budgets(services: Services, where: Where, kind: str, switches: Switches | None = None) -> Budgets:
+    """The user's and the chat's budgets for `kind` here: the chat's own, where operators set one
+    (`switches`: the chat's settings, when the caller has read them already)."""
     settings = services.settings
-    async with services.reading() as session:
-        switches = await chat_switches(session, where.chat_id)
+    if switches is None:
+        async with services.reading() as session:
+            switches = await chat_switches(session, where.chat_id)
     override = switches.daily_photos if kind == "photos" else switches.daily_questions
     user = settings.daily_photos_per_user if kind == "photos" else settings.daily_questions_per_user
     chat = settings.daily_photos_per_group if kind == "photos" else settings.daily_questions_per_group
@@ -77,11 +89,12 @@ async def budgets(services: Services, where: Where, kind: str) -> Budgets:
     return Budgets(user=_limit(user if override is None else override), chat=None)  # private: the chat is the user
 
 
-async def spend(services: Services, where: Where, kind: str, *, speak: bool = True) -> None:
+async def spend(services: Services, where: Where, kind: str, *, speak: bool = True,
+                switches: Switches | None = None) -> None:
     """Count one use of the models; raises OverBudget (said once a day, when `speak`) when it is one too many."""
     if where.user_id is not None and where.user_id in services.settings.admin_ids:
         return
-    limits = await budgets(services, where, kind)
+    limits = await budgets(services, where, kind, switches)
     subjects = [(scope, subject, limit) for scope, subject, limit in (
         ("user", where.user_id, limits.user), ("chat", where.chat_id, limits.chat))
         if subject is not None and limit is not None]
