@@ -1,9 +1,10 @@
 """FLOPs per photo and the machine's ceiling, so efficiency means the fraction of the possible.
 
-PyTorch's FLOP counter sees the ops that run, and misses two: with the
+PyTorch's FLOP counter sees the ops that run, and misses three: with the
 `nn.MultiheadAttention` fast path on (inference mode, open_clip's ViT) a whole block
-runs as one fused kernel it does not know, and on a CPU attention itself runs as
-`_scaled_dot_product_flash_attention_for_cpu`, which its table lacks. A ViT-B/32
+runs as one fused kernel it does not know, on a CPU attention itself runs as
+`_scaled_dot_product_flash_attention_for_cpu`, which its table lacks, and so do the
+packed linears' oneDNN kernel (`vision.packed_linear`), which it would count as nothing. A ViT-B/32
 image counted 5.9 GFLOP of the 8.8 a hand count gives. Counting here turns the fast
 path off and counts the CPU attention kernel as the other attention kernels are
 counted; `vit_flops` is the hand count a test holds the counter to.
@@ -35,11 +36,23 @@ def count_flops(work: Callable[[], object]) -> float:
     def cpu_attention(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
         return sdpa_flop_count(query_shape, key_shape, value_shape)
 
-    cpu_kernel = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-    counter = FlopCounterMode(display=False, custom_mapping={cpu_kernel: cpu_attention})
+    def packed_linear(input_shape, *args, out_shape=None, **kwargs) -> int:  # its weight is in oneDNN's layout
+        return 2 * input_shape[-1] * _elements(out_shape)
+
+    mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention}
+    if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        mapping[torch.ops.mkldnn._linear_pointwise] = packed_linear
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with attention_fast_path(False), counter:
         work()
     return float(counter.get_total_flops())
+
+
+def _elements(shape) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
 
 
 def vit_flops(visual) -> float:

@@ -9,6 +9,7 @@ import torch
 from bench.flops import count_flops, vit_flops
 from bench.pipelines import build_models, clipcap_batched, clipcap_reference, coca, coca_cached, jpeg_photos
 from bench.tokens import caption_tokens, compare_tokens, same_weights
+from vision.packed_linear import pack_linears, packing_available
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,10 @@ def test_flops_count_attention_as_the_hand_count_does():
     assert counted == pytest.approx(vit_flops(model.visual), rel=1e-6)
     # what the benchmark reported before: the fused attention path went uncounted
     assert plain.get_total_flops() < 0.8 * counted
+    if packing_available():  # as clipchat loads it on a CPU: oneDNN kernels, counted as the same work
+        pack_linears(model)
+        with torch.inference_mode():
+            assert count_flops(lambda: model.encode_image(pixels)) == pytest.approx(counted, rel=1e-6)
 
 
 def test_cached_coca_captions_as_coca_does(photos):

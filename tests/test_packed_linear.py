@@ -1,4 +1,4 @@
-"""Float32 linears through oneDNN with packed weights (vision.packed_linear): what load_models does on a CPU."""
+"""Linears and self-attention through oneDNN with packed weights (vision.packed_linear): what load_models does on a CPU."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from vision.devices import cpu_has_fast_bf16
 from vision.language_model import linearize
-from vision.packed_linear import PackedLinear, pack_linears, packing_available
+from vision.packed_linear import PackedSelfAttention, pack_linears, packing_available
 
 pytestmark = pytest.mark.skipif(not packing_available(), reason="this PyTorch build has no oneDNN")
 
@@ -31,11 +32,38 @@ def test_a_packed_language_model_computes_the_same_and_saves_the_same_checkpoint
     assert all(torch.equal(state[name], saved[name]) for name in saved)
 
 
-def test_the_loaded_world_models_run_their_float32_linears_packed(world_models) -> None:
-    """CLIP stays float32 on every CPU; GPT-2 is float32 where the CPU lacks fast bfloat16."""
+def test_the_loaded_world_models_run_their_linears_and_attention_packed(world_models) -> None:
+    """CLIP stays float32 on every CPU; GPT-2 is bfloat16 where the CPU multiplies it natively, float32 elsewhere."""
+    packed_dtypes = (torch.float32, torch.bfloat16) if cpu_has_fast_bf16() else (torch.float32,)
     for model in (world_models.captioner, world_models.encoder.model):
-        attention = {id(m.out_proj) for m in model.modules() if isinstance(m, torch.nn.MultiheadAttention)}
-        plain = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.weight.dtype == torch.float32
-                 and id(m) not in attention]
-        assert not plain, f"{len(plain)} float32 linears left unpacked"
-    assert any(isinstance(m, PackedLinear) for m in world_models.encoder.model.modules())
+        in_attention = {id(m.out_proj) for m in model.modules() if isinstance(m, PackedSelfAttention)}
+        plain = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.weight.dtype in packed_dtypes
+                 and id(m) not in in_attention]
+        assert not plain, f"{len(plain)} linears left unpacked"
+        assert not any(type(m) is torch.nn.MultiheadAttention for m in model.modules())
+    assert any(isinstance(m, PackedSelfAttention) for m in world_models.encoder.model.modules())
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_packed_self_attention_attends_as_multihead_attention_does(batch_first: bool) -> None:
+    torch.manual_seed(0)
+    holder = torch.nn.Sequential(torch.nn.MultiheadAttention(64, 4, batch_first=batch_first)).eval()
+    original = holder[0]
+    x = torch.randn(3, 7, 64) if batch_first else torch.randn(7, 3, 64)
+    causal = torch.full((7, 7), float("-inf")).triu(1)  # open_clip's text tower: an additive mask
+    saved = {name: value.clone() for name, value in holder.state_dict().items()}
+    with torch.inference_mode():
+        expected = [original(x, x, x, need_weights=False, attn_mask=mask)[0] for mask in (None, causal, causal < 0)]
+        weights = original(x, x, x)[1]
+        assert pack_linears(holder) == 1
+        packed = holder[0]
+        assert isinstance(packed, PackedSelfAttention)
+        got = [packed(x, x, x, need_weights=False, attn_mask=mask)[0] for mask in (None, causal, causal < 0)]
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(expected, got))
+        # what it does not do itself, the original module does: the same weights, the same answer
+        assert torch.equal(packed(x, x, x)[1], weights)
+        other = torch.randn_like(x)
+        assert torch.equal(packed(x, other, other, need_weights=False)[0],
+                           original(x, other, other, need_weights=False)[0])
+    state = holder.state_dict()
+    assert state.keys() == saved.keys() and all(torch.equal(state[name], saved[name]) for name in saved)

@@ -81,11 +81,12 @@ class VisionModels:
 
 def use_cpu_kernels(encoder, captioner) -> None:
     """On a CPU, the kernels measured fastest there, once the weights are in: GPT-2's Conv1D as nn.Linear
-    (see linearize), and every float32 linear through oneDNN with its weight packed once (see packed_linear).
+    (see linearize), and every float32 linear (bfloat16 too, where the CPU multiplies it natively) through
+    oneDNN with its weight packed once (see packed_linear).
     The same arithmetic up to float rounding; inference only."""
     if next(captioner.lm.parameters()).device.type == "cpu":
         linearize(captioner.lm)
-    # float32 ones on a CPU only: a bfloat16 GPT-2's float32 mapper too (a guided captioner is its GPT-2 alone)
+    # on a CPU only (a guided captioner is its GPT-2 alone)
     pack_linears(captioner if isinstance(captioner, torch.nn.Module) else captioner.lm)
     pack_linears(encoder.model)
 
