@@ -6,15 +6,19 @@ same checks run on the GPU's decoder.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
 
 import pytest
 import torch
 from PIL import Image
 
+from bot.engine import DescribeRequest, LocalModels, ModelEngine
 from clipchat.errors import BadImage
 from vision import ImageLimits, load_image
 from vision.gpu_intake import DeferredJpeg, DeviceIntake, describe_photos, device_intake
+from vision.settings import VisionSettings
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 TELEGRAM_SIDE = 1280  # the long side of the largest photo size Telegram sends
@@ -172,3 +176,31 @@ def test_limits_are_checked_from_the_header_before_anything_is_decoded(world_mod
 def test_device_decoding_is_only_chosen_for_cuda_models(world_models):
     assert world_models.encoder.device.type == "cpu"
     assert device_intake(world_models.encoder) is None  # CPU hosts keep Pillow with draft() and reduce()
+
+
+async def test_the_bot_decodes_on_the_device_and_refuses_only_the_bad_photo_of_a_batch(world_models, understood):
+    """The bot's own path (LocalModels over a ModelEngine with a device intake, as CLIPCHAT_JPEG_ON_DEVICE
+    makes on a GPU): three people's photos share a batch, two are described as Pillow describes them, and
+    the one whose data is damaged past its header gets the polite refusal, alone."""
+    photos = [telegram_jpeg(understood[0].image), encode(understood[1].image.resize((640, 640)), "PNG"),
+              bogus_huffman_jpeg(understood[2].image)]
+    local = LocalModels(ModelEngine(world_models, intake=DeviceIntake(world_models.encoder, device="cpu")),
+                        max_wait=0.5, timeout=60)
+    try:
+        good, png, bad = await asyncio.gather(*(local.describe(DescribeRequest(data)) for data in photos),
+                                              return_exceptions=True)
+        assert local.batch_sizes("describe") == [3]
+    finally:
+        await local.close()
+    assert good.caption == understood[0].scene.caption
+    [expected] = pillow_facts(world_models, photos[1:2])
+    assert (png.caption, top_tag(png)) == (expected.caption, top_tag(expected))
+    assert isinstance(bad, BadImage) and bad.reason == "corrupt"
+
+
+def test_the_gpu_switches_are_left_off_with_a_warning_on_a_cpu(world_models, caplog):
+    settings = VisionSettings(cuda_graphs=True, jpeg_on_device=True)
+    with caplog.at_level(logging.WARNING):
+        engine = ModelEngine.configured(world_models, settings)
+    assert engine.intake is None and engine.decoding is None  # Pillow's draft and eager decoding, as without them
+    assert "CLIPCHAT_CUDA_GRAPHS is on" in caplog.text and "CLIPCHAT_JPEG_ON_DEVICE is on" in caplog.text

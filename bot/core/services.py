@@ -106,7 +106,7 @@ def load_configured_models(vision_settings: VisionSettings) -> VisionModels:
 def serve_locally(models: VisionModels, settings: BotSettings, vision_settings: VisionSettings,
                   thread: Executor) -> LocalModels:
     """The in-process transport as the bot configures it (`clipchat bench` measures this very object)."""
-    return LocalModels(ModelEngine(models, vision_settings.image_limits()), max_batch=settings.max_batch,
+    return LocalModels(ModelEngine.configured(models, vision_settings), max_batch=settings.max_batch,
                        max_wait=settings.max_wait_ms / 1000, max_queue=settings.vision_queue, executor=thread,
                        decode_workers=settings.decode_workers, decode_memory=settings.decode_memory_mb * 2**20,
                        timeout=settings.model_timeout_s)

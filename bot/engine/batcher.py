@@ -142,6 +142,8 @@ def model_thread(name: str = "vision") -> ThreadPoolExecutor:
 def _settle(future: asyncio.Future, result=None, error: BaseException | None = None) -> None:
     if future.done():  # the caller gave up (timeout, cancelled update)
         return
+    if error is None and isinstance(result, Exception):  # a batch answers one item with its own error
+        error = result
     if error is not None:
         future.set_exception(error)
     else:

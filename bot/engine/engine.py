@@ -3,38 +3,79 @@
 Each method takes a batch of requests and returns one result per request, in order.
 Only `prepare` may run on another thread (it decodes a photo with Pillow, which
 releases the GIL); everything else runs on the one thread the models were loaded on.
+
+On a GPU the operator may turn on CUDA graphs (`CLIPCHAT_CUDA_GRAPHS`: greedy captions and
+CLIP's tower replayed at fixed batch sizes) and JPEG decoding on the device
+(`CLIPCHAT_JPEG_ON_DEVICE`: `prepare` then reads only the header, and `describe` decodes the
+batch); `ModelEngine.configured` reads both.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
 
+from clipchat.errors import BadImage, InvalidConfig
 from clipchat.facts import PhotoFacts
 from clipchat.metrics import STAGE_SECONDS
 from dialogue import Answer, answer, answer_mood
 from vision import ImageLimits, VisionModels, load_image
 from vision.decoding import DecodingOptions
+from vision.gpu_intake import DeferredJpeg, DeviceIntake, describe_photos, device_intake
+from vision.settings import VisionSettings
 
 from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, MoodRequest, TextRequest, TextVector
+
+log = logging.getLogger(__name__)
 
 
 class ModelEngine:
     def __init__(self, models: VisionModels, limits: ImageLimits = ImageLimits(),
-                 decoding: DecodingOptions | None = None) -> None:
+                 decoding: DecodingOptions | None = None, intake: DeviceIntake | None = None) -> None:
         self.models = models
         self.limits = limits
+        if decoding is not None:  # options this captioner refuses fail here, at start-up, not on every photo
+            decoding.for_captioner(models.captioner)
         self.decoding = decoding  # None: the captioner's own method and defaults
+        self.intake = intake  # None: Pillow decodes every photo in `prepare`
         self.identity = models.encoder.identity
 
-    def prepare(self, request: DescribeRequest) -> torch.Tensor:
-        """Any thread: decode, check and resize one photo for CLIP; a bad file fails here, alone."""
+    @classmethod
+    def configured(cls, models: VisionModels, settings: VisionSettings) -> ModelEngine:
+        """The engine as the operator's settings ask; the GPU-only switches are logged and left off elsewhere
+        (on a CPU, padding to fixed batch sizes only costs time, and Pillow's draft decoding beats torchvision's)."""
+        limits, on_gpu = settings.image_limits(), models.encoder.device.type == "cuda"
+        decoding = intake = None
+        if settings.cuda_graphs and on_gpu:
+            if "greedy" not in models.captioner.methods:
+                raise InvalidConfig(f"CLIPCHAT_CUDA_GRAPHS needs a captioner that decodes greedily; the model set "
+                                    f"{models.model_set.name!r} has {', '.join(models.captioner.methods)}. "
+                                    "Turn it off or choose a set with a trained captioner.")
+            decoding = DecodingOptions(method="greedy", graphs=True)
+        if settings.jpeg_on_device and on_gpu:
+            intake = device_intake(models.encoder, limits)  # None where CLIP's preprocessing has no tensor form
+        for name, wanted, used in (("CUDA_GRAPHS", settings.cuda_graphs, decoding), ("JPEG_ON_DEVICE",
+                                                                                    settings.jpeg_on_device, intake)):
+            if wanted and used is None:
+                log.warning("CLIPCHAT_%s is on, but the models run on %s: left off", name, models.encoder.device)
+        return cls(models, limits, decoding, intake)
+
+    def prepare(self, request: DescribeRequest) -> torch.Tensor | DeferredJpeg:
+        """Any thread: decode, check and resize one photo for CLIP; a bad file fails here, alone. With
+        JPEG decoding on the device, a plain JPEG only has its header checked here, and `describe` decodes it."""
         with STAGE_SECONDS.labels("decode").time():
+            if self.intake is not None:
+                return self.intake.prepare(request.data)
             return self.models.encoder.prepare(load_image(request.data, self.limits))
 
     @torch.inference_mode()
-    def describe(self, prepared: Sequence[torch.Tensor]) -> list[PhotoFacts]:
+    def describe(self, prepared: Sequence[torch.Tensor | DeferredJpeg]) -> list[PhotoFacts | BadImage]:
+        """One PhotoFacts per photo; with device decoding, the `BadImage` of a photo no decoder could read
+        (the batcher hands it to that photo's caller alone)."""
+        if self.intake is not None:
+            return describe_photos(self.models, self.intake, prepared, self.decoding)
         pixels = self.models.encoder.pixels_from(prepared)  # (N, 3, H, W); normalising is a torch op
         return self.models.describe_pixels(pixels, self.decoding)
 

@@ -63,7 +63,7 @@ def deployment_class():
             models = thread.submit(load_models, vision.model_set(), vision.device, vision.dtype,
                                    vision.cache_dir, vision.hub_cache_dir,
                                    allow_random_weights=vision.allow_random_weights).result()
-            self.local = LocalModels(ModelEngine(models, vision.image_limits()), max_batch=max_batch,
+            self.local = LocalModels(ModelEngine.configured(models, vision), max_batch=max_batch,
                                      max_wait=max_wait_s, executor=thread, timeout=timeout_s,
                                      decode_memory=decode_memory)
 
