@@ -56,10 +56,12 @@ class ModelEngine:
             decoding = DecodingOptions(method="greedy", graphs=True)
         if settings.jpeg_on_device and on_gpu:
             intake = device_intake(models.encoder, limits)  # None where CLIP's preprocessing has no tensor form
-        for name, wanted, used in (("CUDA_GRAPHS", settings.cuda_graphs, decoding), ("JPEG_ON_DEVICE",
-                                                                                    settings.jpeg_on_device, intake)):
-            if wanted and used is None:
-                log.warning("CLIPCHAT_%s is on, but the models run on %s: left off", name, models.encoder.device)
+        elsewhere = f"the models run on {models.encoder.device}"
+        if settings.cuda_graphs and decoding is None:
+            log.warning("CLIPCHAT_CUDA_GRAPHS is on, but %s: left off", elsewhere)
+        if settings.jpeg_on_device and intake is None:
+            log.warning("CLIPCHAT_JPEG_ON_DEVICE is on, but %s: left off",
+                        "CLIP's preprocessing has a step with no tensor form" if on_gpu else elsewhere)
         return cls(models, limits, decoding, intake)
 
     def prepare(self, request: DescribeRequest) -> torch.Tensor | DeferredJpeg:
