@@ -59,14 +59,14 @@ class Greedy:
         cache, tokens, log_probs = output_cache(out), [], []
         keyword = cache_keyword(lm)
         finished = torch.zeros(batch, dtype=torch.bool, device=prefix.device)
-        for _ in range(options.max_tokens):
+        for step in range(options.max_tokens):
             logits = out.logits[:, -1].float()  # (B, vocab), in float32 as `generate` scores them
             token = logits.argmax(dim=-1)  # (B,)
             chosen = logits.log_softmax(dim=-1).gather(1, token[:, None])[:, 0]  # (B,)
             tokens.append(token)
             log_probs.append(chosen.masked_fill(finished, float("-inf")))  # after its stop: padding
             finished |= torch.isin(token, stop_ids)
-            if bool(finished.all()):
+            if bool(finished.all()) or step == options.max_tokens - 1:  # no forward for a token never chosen
                 break
             out = lm(input_ids=token[:, None], use_cache=True, **{keyword: cache})
             cache = output_cache(out)
