@@ -2,12 +2,12 @@
 
 PyTorch's FLOP counter sees the ops that run, and misses three: with the
 `nn.MultiheadAttention` fast path on (inference mode, open_clip's ViT) a whole block
-runs as one fused kernel it does not know, on a CPU attention itself runs as
-`_scaled_dot_product_flash_attention_for_cpu`, which its table lacks, and so do the
-packed linears' oneDNN kernel (`vision.packed_linear`), which it would count as nothing. A ViT-B/32
+runs as one fused kernel it does not know; on a CPU attention itself runs as
+`_scaled_dot_product_flash_attention_for_cpu`, which its table lacks; and it counts the
+packed linears' oneDNN kernel (`vision.packed_linear`) as no work at all. A ViT-B/32
 image counted 5.9 GFLOP of the 8.8 a hand count gives. Counting here turns the fast
-path off and counts the CPU attention kernel as the other attention kernels are
-counted; `vit_flops` is the hand count a test holds the counter to.
+path off, counts the CPU attention kernel as the other attention kernels are
+counted and a packed linear as the matmul it is; `vit_flops` is the hand count a test holds the counter to.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ import torch
 from PIL import Image
 
 from bot.engine import DescribeRequest, LocalModels, ModelEngine
-from clipchat.errors import BadImage
+from clipchat.errors import BadImage, InvalidConfig
 from vision import ImageLimits, load_image
+from vision.decoding import DecodingOptions
 from vision.gpu_intake import DeferredJpeg, DeviceIntake, describe_photos, device_intake
 from vision.settings import VisionSettings
 
@@ -185,7 +186,7 @@ async def test_the_bot_decodes_on_the_device_and_refuses_only_the_bad_photo_of_a
     photos = [telegram_jpeg(understood[0].image), encode(understood[1].image.resize((640, 640)), "PNG"),
               bogus_huffman_jpeg(understood[2].image)]
     local = LocalModels(ModelEngine(world_models, intake=DeviceIntake(world_models.encoder, device="cpu")),
-                        max_wait=0.5, timeout=60)
+                        max_wait=10, timeout=60)  # a batch waits only while photos are still being read
     try:
         good, png, bad = await asyncio.gather(*(local.describe(DescribeRequest(data)) for data in photos),
                                               return_exceptions=True)
@@ -204,3 +205,8 @@ def test_the_gpu_switches_are_left_off_with_a_warning_on_a_cpu(world_models, cap
         engine = ModelEngine.configured(world_models, settings)
     assert engine.intake is None and engine.decoding is None  # Pillow's draft and eager decoding, as without them
     assert "CLIPCHAT_CUDA_GRAPHS is on" in caplog.text and "CLIPCHAT_JPEG_ON_DEVICE is on" in caplog.text
+
+
+def test_decoding_options_the_captioner_refuses_stop_the_engine_at_start_up(world_models):
+    with pytest.raises(InvalidConfig, match="guided"):
+        ModelEngine(world_models, decoding=DecodingOptions(method="guided"))

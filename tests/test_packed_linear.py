@@ -65,5 +65,26 @@ def test_packed_self_attention_attends_as_multihead_attention_does(batch_first: 
         other = torch.randn_like(x)
         assert torch.equal(packed(x, other, other, need_weights=False)[0],
                            original(x, other, other, need_weights=False)[0])
+        per_head = causal.expand(3 * 4, 7, 7)  # (B * H, L, L), as open_clip builds for padded text
+        assert torch.allclose(packed(x, x, x, need_weights=False, attn_mask=per_head)[0], expected[1], atol=1e-5)
+        alone = x[0] if batch_first else x[:, 0]  # one sequence, unbatched: (L, E)
+        assert torch.allclose(packed(alone, alone, alone, need_weights=False)[0],
+                              original(alone, alone, alone, need_weights=False)[0], atol=1e-5)
     state = holder.state_dict()
     assert state.keys() == saved.keys() and all(torch.equal(state[name], saved[name]) for name in saved)
+
+
+def test_packed_self_attention_trains_as_the_original_does() -> None:
+    """In training mode (dropout on) it is the original module, in the same mode, that answers."""
+    torch.manual_seed(0)
+    holder = torch.nn.Sequential(torch.nn.MultiheadAttention(64, 4, dropout=0.5, batch_first=True)).eval()
+    original = holder[0]
+    pack_linears(holder)
+    holder.train()
+    x = torch.randn(2, 5, 64)
+    torch.manual_seed(1)
+    packed_out = holder[0](x, x, x, need_weights=False)[0]
+    torch.manual_seed(1)
+    assert original.training and torch.equal(packed_out, original(x, x, x, need_weights=False)[0])
+    holder.eval()
+    assert not original.training

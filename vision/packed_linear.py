@@ -12,7 +12,9 @@ token unpacked and 11.8 ms packed on a Zen 4; elsewhere bfloat16 is emulated and
     pack_linears(captioner.lm)      # every nn.Linear, in place; returns how many
 
 The packed copy sits beside the weight (the module keeps `weight`, so state dicts, tied
-embeddings and anything reading `lm_head.weight` see the usual tensor); inference only.
+embeddings and anything reading `lm_head.weight` see the usual tensor); inference only: pack once
+the weights are in and on the CPU for good, since loading or moving weights afterwards leaves the
+packed copies as they were.
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ class PackedSelfAttention(nn.Module):
 
     Attention's own fast path multiplies by its input projection unpacked, and for one photo through
     ViT-B/32 in float32 those products took 35 of the tower's 84 ms on a Zen 4. Anything else it is asked
-    (cross-attention, padding masks, attention weights) goes to the original module. Its state dict is the
-    original's: in_proj_weight, in_proj_bias and out_proj.
+    (cross-attention, padding or per-head masks, unbatched input, attention weights, training with its
+    dropout) goes to the original module. Its state dict is the original's: in_proj_weight, in_proj_bias
+    and out_proj.
     """
 
     def __init__(self, attention: nn.MultiheadAttention) -> None:
@@ -80,11 +83,16 @@ class PackedSelfAttention(nn.Module):
         self.out_proj = attention.out_proj
         self.register_buffer("packed_in", _pack(attention.in_proj_weight), persistent=False)
         self.register_buffer("packed_out", _pack(attention.out_proj.weight), persistent=False)
-        object.__setattr__(self, "_source", attention)
+        object.__setattr__(self, "_source", attention)  # not a child: the state dict stays the original's
+
+    def train(self, mode: bool = True) -> PackedSelfAttention:
+        self._source.train(mode)  # it answers what this module does not, in the same mode
+        return super().train(mode)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_padding_mask=None,
                 need_weights: bool = True, attn_mask: torch.Tensor | None = None, **kwargs):
-        if not (query is key is value) or key_padding_mask is not None or need_weights or kwargs:
+        if (not (query is key is value) or key_padding_mask is not None or need_weights or kwargs or self.training
+                or query.dim() != 3 or (attn_mask is not None and attn_mask.dim() != 2)):
             return self._source(query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
                                 attn_mask=attn_mask, **kwargs)
         x = query if self.batch_first else query.transpose(0, 1)  # (B, L, E)

@@ -37,7 +37,9 @@ class ModelEngine:
         self.models = models
         self.limits = limits
         if decoding is not None:  # options this captioner refuses fail here, at start-up, not on every photo
-            decoding.for_captioner(models.captioner)
+            method = decoding.for_captioner(models.captioner).method
+            if method not in models.captioner.methods:
+                raise InvalidConfig(models.captioner.refusal(method))
         self.decoding = decoding  # None: the captioner's own method and defaults
         self.intake = intake  # None: Pillow decodes every photo in `prepare`
         self.identity = models.encoder.identity
