@@ -13,6 +13,7 @@ counted and a packed linear as the matmul it is; `vit_flops` is the hand count a
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 
@@ -37,7 +38,7 @@ def count_flops(work: Callable[[], object]) -> float:
         return sdpa_flop_count(query_shape, key_shape, value_shape)
 
     def packed_linear(input_shape, *args, out_shape=None, **kwargs) -> int:  # its weight is in oneDNN's layout
-        return 2 * input_shape[-1] * _elements(out_shape)
+        return 2 * input_shape[-1] * math.prod(out_shape)
 
     mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention}
     if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
@@ -46,13 +47,6 @@ def count_flops(work: Callable[[], object]) -> float:
     with attention_fast_path(False), counter:
         work()
     return float(counter.get_total_flops())
-
-
-def _elements(shape) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
 
 
 def vit_flops(visual) -> float:

@@ -94,7 +94,7 @@ def build_models(device: str = "cpu", dtype: torch.dtype = torch.float32, clip_d
     """ViT-B/32 CLIP, GPT-2 124M and a prefix mapper, seeded: the same weights in any dtype.
 
     `as_clipchat_loads` applies `load_models`' CPU kernels (vision.pipeline.use_cpu_kernels: GPT-2's Conv1D
-    as nn.Linear, float32 linears through oneDNN with packed weights); ClipCap's own code would not, so its
+    as nn.Linear, linears and CLIP's attention through oneDNN with packed weights); ClipCap's own code would not, so its
     rows build without them. Without `tags` there is no tagger
     (its label vectors take CLIP's text tower over the whole vocabulary), for pipelines that never tag.
     """
