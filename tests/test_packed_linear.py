@@ -41,6 +41,7 @@ def test_the_loaded_world_models_run_their_linears_and_attention_packed(world_mo
                  and id(m) not in in_attention]
         assert not plain, f"{len(plain)} linears left unpacked"
         assert not any(type(m) is torch.nn.MultiheadAttention for m in model.modules())
+        assert not any(m.training for m in model.modules())  # in training mode attention would run unpacked
     assert any(isinstance(m, PackedSelfAttention) for m in world_models.encoder.model.modules())
 
 
@@ -58,7 +59,7 @@ def test_packed_self_attention_attends_as_multihead_attention_does(batch_first: 
         assert pack_linears(holder) == 1
         packed = holder[0]
         assert isinstance(packed, PackedSelfAttention)
-        got = [packed(x, x, x, need_weights=False, attn_mask=mask)[0] for mask in (None, causal, causal < 0)]
+        got = [_packed_only(packed, x, attn_mask=mask) for mask in (None, causal, causal < 0)]
         assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(expected, got))
         # what it does not do itself, the original module does: the same weights, the same answer
         assert torch.equal(packed(x, x, x)[1], weights)
@@ -72,6 +73,16 @@ def test_packed_self_attention_attends_as_multihead_attention_does(batch_first: 
                               original(alone, alone, alone, need_weights=False)[0], atol=1e-5)
     state = holder.state_dict()
     assert state.keys() == saved.keys() and all(torch.equal(state[name], saved[name]) for name in saved)
+
+
+def _packed_only(packed: PackedSelfAttention, x: torch.Tensor, attn_mask=None) -> torch.Tensor:
+    """Its answer from its own packed path: the original module, its fallback, must not be asked."""
+    source = packed._source
+    source.forward = lambda *args, **kwargs: pytest.fail("answered by the unpacked original")
+    try:
+        return packed(x, x, x, need_weights=False, attn_mask=attn_mask)[0]
+    finally:
+        del source.forward
 
 
 def test_packed_self_attention_trains_as_the_original_does() -> None:

@@ -84,6 +84,7 @@ class PackedSelfAttention(nn.Module):
         self.register_buffer("packed_in", _pack(attention.in_proj_weight), persistent=False)
         self.register_buffer("packed_out", _pack(attention.out_proj.weight), persistent=False)
         object.__setattr__(self, "_source", attention)  # not a child: the state dict stays the original's
+        self.train(attention.training)  # a new module starts in training mode, which the original would answer
 
     def train(self, mode: bool = True) -> PackedSelfAttention:
         self._source.train(mode)  # it answers what this module does not, in the same mode
