@@ -94,6 +94,6 @@ def linearize(lm: torch.nn.Module) -> int:
                                     dtype=child.weight.dtype)
                 linear.weight = torch.nn.Parameter(child.weight.detach().T.contiguous(), requires_grad=False)
                 linear.bias = torch.nn.Parameter(child.bias.detach().clone(), requires_grad=False)
-                setattr(module, name, linear)
+                setattr(module, name, linear.train(child.training))
                 swapped += 1
     return swapped

@@ -49,6 +49,7 @@ class PackedLinear(nn.Module):
         # Not a child module (its parameters are these): it writes the state dict in its own layout
         # (GPT2Linear keeps Conv1D's), so checkpoints and weight comparisons see the model as loaded.
         object.__setattr__(self, "_source", linear)
+        self.train(linear.training)  # a new module starts in training mode; a model packed after eval() stays in eval
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
         self._source._save_to_state_dict(destination, prefix, keep_vars)
