@@ -144,7 +144,8 @@ def test_a_strict_chat_template_gets_alternating_turns_and_the_facts_in_the_firs
 
 async def test_photos_are_served_while_the_answer_model_loads(world_dir, cache_dir, heldout) -> None:
     """The first question loads the answer model beside the model thread: a download or a load of several GB
-    must not hold everyone's photos, nor stall the model thread long enough to fail the liveness check."""
+    must not hold everyone's photos, nor stall the model thread long enough to fail the liveness check. The
+    thread that loaded it ends: alive, it would keep its OpenMP team and slow every later photo."""
     import asyncio
     import threading
 
@@ -155,8 +156,10 @@ async def test_photos_are_served_while_the_answer_model_loads(world_dir, cache_d
 
     models = load_models(str(world_dir), device="cpu", cache_dir=cache_dir)
     real, loading, release = models.answerer, threading.Event(), threading.Event()
+    loaders = []
 
     def slow_load():
+        loaders.append(threading.current_thread())
         loading.set()
         release.wait(30)  # held until the photo below is answered
         return real.get()
@@ -172,6 +175,8 @@ async def test_photos_are_served_while_the_answer_model_loads(world_dir, cache_d
         release.set()
         reply = await asyncio.wait_for(question, 30)
         assert reply.route == "open" and models.answerer.loaded
+        loaders[0].join(10)
+        assert not loaders[0].is_alive()
     finally:
         release.set()
         await local.close()

@@ -23,7 +23,7 @@ from dialogue import Answer
 from vision.intake import decode_cost
 
 from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, MoodRequest, TextRequest, TextVector
-from .batcher import MicroBatcher, model_thread
+from .batcher import MicroBatcher, model_thread, passing_thread
 from .budget import MemoryBudget
 from .engine import ModelEngine
 
@@ -115,7 +115,8 @@ class LocalModels:
         loading = self._answer_loading
         if loading is None or (loading.done() and loading.exception() is not None
                                and time.monotonic() - self._answer_failed_at > ANSWER_MODEL_RETRY_S):
-            loading = self._answer_loading = asyncio.ensure_future(asyncio.to_thread(answerer.get))
+            # not a pooled thread: one that outlives the load would keep its OpenMP team (see passing_thread)
+            loading = self._answer_loading = asyncio.wrap_future(passing_thread(answerer.get, "answer-model-load"))
             loading.add_done_callback(self._note_answer_load)
         async with self._deadline("loading the answer model"):
             await asyncio.shield(loading)  # a caller that gives up leaves the load running for the next one
