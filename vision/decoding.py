@@ -20,6 +20,7 @@ import torch
 
 from clipchat.errors import InvalidConfig
 
+from .gpt2_steps import Gpt2Steps
 from .graphs import static_greedy
 from .guided import Guided
 from .language_model import Caption, cache_keyword, clean_text, output_cache
@@ -40,7 +41,8 @@ class Greedy:
     tokens: all 240 held-out test-world captions matched in float32 and bfloat16), but
     its per-step machinery (logits processors, stopping criteria, score bookkeeping)
     costs time on a GPU: on an H100 in float16, models-only photos/s rose from 5.5 to
-    8.7 at batch 1 and from 1004 to 1253 at batch 256. On a CPU the two are level.
+    8.7 at batch 1 and from 1004 to 1253 at batch 256. On a CPU the two are level, and a
+    plain GPT-2 there steps through `gpt2_steps` instead of its `forward`.
     """
 
     OPTIONS: ClassVar[dict[str, str]] = {}
@@ -53,14 +55,13 @@ class Greedy:
             return [[_caption(captioner, row, row_scores)]
                     for row, row_scores in static_greedy(captioner, clip, options.max_tokens)]
         prefix = captioner.prefix(clip)  # (B, prefix_length, lm_dim)
-        lm, batch = captioner.lm, len(prefix)
+        batch = len(prefix)
+        steps = (Gpt2Steps(captioner.lm, batch, prefix.shape[1] + options.max_tokens)
+                 if Gpt2Steps.fits(captioner.lm) else _ForwardSteps(captioner.lm))
         stop_ids = torch.tensor(captioner.stop_ids, device=prefix.device)
-        out = lm(inputs_embeds=prefix, use_cache=True, logits_to_keep=1)
-        cache, tokens, log_probs = output_cache(out), [], []
-        keyword = cache_keyword(lm)
+        logits, tokens, log_probs = steps.first(prefix), [], []  # logits (B, vocab), float32 as `generate` scores
         finished = torch.zeros(batch, dtype=torch.bool, device=prefix.device)
         for step in range(options.max_tokens):
-            logits = out.logits[:, -1].float()  # (B, vocab), in float32 as `generate` scores them
             token = logits.argmax(dim=-1)  # (B,)
             chosen = logits.log_softmax(dim=-1).gather(1, token[:, None])[:, 0]  # (B,)
             tokens.append(token)
@@ -68,10 +69,27 @@ class Greedy:
             finished |= torch.isin(token, stop_ids)
             if bool(finished.all()) or step == options.max_tokens - 1:  # no forward for a token never chosen
                 break
-            out = lm(input_ids=token[:, None], use_cache=True, **{keyword: cache})
-            cache = output_cache(out)
+            logits = steps.next(token)
         return [[_caption(captioner, row, row_scores)]
                 for row, row_scores in zip(torch.stack(tokens, dim=1), torch.stack(log_probs, dim=1))]
+
+
+class _ForwardSteps:
+    """Any causal LM's steps through its own `forward` and transformers' KV cache (`gpt2_steps` has the lean
+    GPT-2 path on a CPU)."""
+
+    def __init__(self, lm) -> None:
+        self.lm, self.keyword, self.cache = lm, cache_keyword(lm), None
+
+    def first(self, prefix: torch.Tensor) -> torch.Tensor:
+        return self._logits(self.lm(inputs_embeds=prefix, use_cache=True, logits_to_keep=1))
+
+    def next(self, token: torch.Tensor) -> torch.Tensor:
+        return self._logits(self.lm(input_ids=token[:, None], use_cache=True, **{self.keyword: self.cache}))
+
+    def _logits(self, out) -> torch.Tensor:
+        self.cache = output_cache(out)
+        return out.logits[:, -1].float()  # (B, vocab)
 
 
 class _Generate:
