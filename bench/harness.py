@@ -18,8 +18,9 @@ import asyncio
 import statistics
 import time
 from collections.abc import Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -65,9 +66,30 @@ class _Server:
 
 def warm_up(pipeline: Pipeline, photos: Sequence[bytes], thread: Executor) -> None:
     """The same for every pipeline: one full batch and one lone photo, through prepare and process."""
+    check_prepare_keeps_off_openmp(pipeline, photos[0])
     batch = [pipeline.prepare(data) for data in photos[:pipeline.max_batch]]
     thread.submit(pipeline.process, batch).result()
     thread.submit(pipeline.process, batch[:1]).result()
+
+
+def check_prepare_keeps_off_openmp(pipeline: Pipeline, photo: bytes) -> None:
+    """Refuse a `prepare` that runs a parallel PyTorch op. It runs on worker threads, and such a thread keeps
+    an OpenMP team of its own; with two teams on the CPU OpenMP stops its threads spinning between parallel
+    regions, which slowed the model thread by up to 60% on 2 cores, for every pipeline measured after it."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():  # Linux only; elsewhere unchecked
+        return
+
+    def prepare() -> int:
+        before = len(list(tasks.iterdir()))
+        pipeline.prepare(photo)
+        return len(list(tasks.iterdir())) - before
+
+    with ThreadPoolExecutor(1, thread_name_prefix="prepare-check") as worker:  # a thread that ends after
+        spawned = worker.submit(prepare).result(RUN_TIMEOUT_S)
+    if spawned > 0:  # threads ending elsewhere meanwhile can only lower the count
+        raise RuntimeError(f"{pipeline.name}: prepare started {spawned} thread(s): an OpenMP team, from a parallel "
+                           "PyTorch op; keep it to Pillow and NumPy (the model thread does the tensor work)")
 
 
 def closed_loop(pipeline: Pipeline, photos: Sequence[bytes], clients: int, thread: Executor,

@@ -250,7 +250,7 @@ def vision_encoder_decoder(device: str = "cpu", dtype: torch.dtype = torch.float
     """ViT-B/16 + GPT-2 with cross-attention, as nlpconnect/vit-gpt2-image-captioning: `generate` is
     already batched and KV-cached. transformers 5 removed the `image-to-text` pipeline; these are the
     steps it ran. At its best the image processor runs per photo on the workers."""
-    from transformers import ViTImageProcessor
+    from transformers import ViTImageProcessor, ViTImageProcessorPil
 
     from vision.encoder import ClipEncoder
 
@@ -265,8 +265,11 @@ def vision_encoder_decoder(device: str = "cpu", dtype: torch.dtype = torch.float
     if best:
         # the processor's steps as torchvision transforms, for decoding on the device (`on_device_decoding`)
         images = ClipEncoder(model, _vit_processor_steps(processor), None, "vit", torch.device(device), dtype)
+        # On the workers, its Pillow twin: the default one runs torchvision, and a worker thread that runs a
+        # parallel PyTorch op keeps an OpenMP team that slows the model thread of every pipeline after it.
+        on_workers = ViTImageProcessorPil()
         return Pipeline("vision_encoder_decoder_best", "VisionEncoderDecoder", "processor on workers", 16,
-                        lambda data: processor(images=load_image(data), return_tensors="np").pixel_values[0],
+                        lambda data: on_workers(images=load_image(data), return_tensors="np").pixel_values[0],
                         lambda prepared: generate(torch.from_numpy(np.stack(prepared))), _name(dtype),
                         {"model": model, "images": images,
                          "from_crops": lambda crops: generate(images.pixels_from(crops))})

@@ -67,3 +67,17 @@ def test_token_comparison_counts_changes():
     assert figures["captions_changed"] == 0.5
     assert figures["tokens_changed"] == pytest.approx(2 / 7)
     assert figures["median_first_change"] == 1
+
+
+@pytest.mark.skipif(torch.get_num_threads() < 2, reason="with one intra-op thread PyTorch starts no OpenMP team")
+def test_a_prepare_that_would_start_an_openmp_team_is_refused(photos):
+    """prepare runs beside the model thread: a parallel PyTorch op there slows every pipeline measured after it."""
+    from bench.harness import check_prepare_keeps_off_openmp
+    from bench.pipelines import Pipeline, decode
+
+    def tensor_work(data: bytes) -> torch.Tensor:
+        return torch.ones(4_000_000) * 2  # big enough to run in parallel
+
+    with pytest.raises(RuntimeError, match="OpenMP team"):
+        check_prepare_keeps_off_openmp(Pipeline("tensors", "t", "t", 1, tensor_work, list), photos[0])
+    check_prepare_keeps_off_openmp(Pipeline("pillow", "p", "p", 1, decode, list), photos[0])
