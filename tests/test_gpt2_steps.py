@@ -22,6 +22,16 @@ def captions(captioner, raw: torch.Tensor, batch: int, options: DecodingOptions)
             for [caption] in decode(captioner, raw[start:start + batch], options)]
 
 
+def through_lean_steps(monkeypatch, captioner, raw, batch, options) -> list:
+    calls = []
+    original = Gpt2Steps._forward
+    with monkeypatch.context() as patch:
+        patch.setattr(Gpt2Steps, "_forward", lambda self, x: calls.append(1) or original(self, x))
+        out = captions(captioner, raw, batch, options)
+    assert calls  # decode took this path, else both sides of a comparison would run `forward`
+    return out
+
+
 def through_forward(monkeypatch, captioner, raw, batch, options) -> list:
     with monkeypatch.context() as patch:
         patch.setattr(Gpt2Steps, "fits", staticmethod(lambda lm: False))
@@ -31,10 +41,9 @@ def through_forward(monkeypatch, captioner, raw, batch, options) -> list:
 @pytest.mark.parametrize("batch", [1, 16, 240])
 def test_the_lean_steps_give_forwards_tokens_and_scores(models_and_raw, monkeypatch, batch: int) -> None:
     models, raw = models_and_raw
-    assert Gpt2Steps.fits(models.captioner.lm)  # else both sides below would run `forward`
     options = DecodingOptions()
     expected = through_forward(monkeypatch, models.captioner, raw, batch, options)
-    got = captions(models.captioner, raw, batch, options)
+    got = through_lean_steps(monkeypatch, models.captioner, raw, batch, options)
     assert len(got) == len(raw)
     assert [i for i, (a, b) in enumerate(zip(expected, got)) if a.tokens != b.tokens] == []
     assert max(abs(a.log_prob - b.log_prob) for a, b in zip(expected, got)) < 1e-3
@@ -45,19 +54,43 @@ def test_captions_cut_off_by_max_tokens_match_too(models_and_raw, monkeypatch) -
     for max_tokens in (1, 2, 5):  # 1: the prefix pass alone
         options = DecodingOptions(max_tokens=max_tokens)
         expected = through_forward(monkeypatch, models.captioner, raw[:8], 8, options)
-        got = captions(models.captioner, raw[:8], 8, options)
+        got = through_lean_steps(monkeypatch, models.captioner, raw[:8], 8, options)
         assert [c.tokens for c in got] == [c.tokens for c in expected]
         assert all(len(c.tokens) == max_tokens for c in got)
 
 
 def test_only_a_plain_gpt2_in_inference_on_a_cpu_takes_the_lean_steps() -> None:
     small = dict(n_layer=1, n_embd=32, n_head=2, vocab_size=50)
-    assert Gpt2Steps.fits(GPT2LMHeadModel(GPT2Config(**small)).eval())
+    plain = GPT2LMHeadModel(GPT2Config(**small)).eval()
+    assert Gpt2Steps.fits(plain)
     assert not Gpt2Steps.fits(GPT2LMHeadModel(GPT2Config(**small)).train())
-    assert not Gpt2Steps.fits(GPT2LMHeadModel(GPT2Config(**small, scale_attn_by_inverse_layer_idx=True)).eval())
+    plain.transformer.h[0].attn.attn_dropout.train()  # one layer left in training: its dropout would be skipped
+    assert not Gpt2Steps.fits(plain)
+    plain.eval()
+    hook = plain.transformer.h[0].mlp.register_forward_hook(lambda *args: None)  # these steps would bypass it
+    assert not Gpt2Steps.fits(plain)
+    hook.remove()
+    assert Gpt2Steps.fits(plain)
     assert not Gpt2Steps.fits(GPT2LMHeadModel(GPT2Config(**small, add_cross_attention=True)).eval())
     eager = GPT2LMHeadModel(GPT2Config(**small, attn_implementation="eager")).eval()
     assert not Gpt2Steps.fits(eager)  # its softmax is not sdpa's: tokens could differ
+    assert not Gpt2Steps.fits(GPT2LMHeadModel(GPT2Config(**small)).to("meta").eval())  # not on a CPU
     llama = LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                          num_attention_heads=2, vocab_size=50)).eval()
     assert not Gpt2Steps.fits(llama)
+
+
+@pytest.mark.parametrize("options", [{}, {"scale_attn_by_inverse_layer_idx": True}, {"n_head": 3},
+                                     {"scale_attn_weights": False}])
+def test_gpt2_variants_step_to_forwards_logits(options: dict) -> None:
+    """Attention scaled by layer, heads of 16 and 32 wide, unscaled attention: the model's own scale is used."""
+    torch.manual_seed(0)
+    config = dict(n_layer=3, n_embd=48, n_head=3 if options.get("n_head") == 3 else 2, vocab_size=97) | options
+    lm = GPT2LMHeadModel(GPT2Config(**config)).eval()
+    prefix, tokens = torch.randn(2, 4, 48), torch.randint(0, 97, (2, 3))
+    steps = Gpt2Steps(lm, batch=2, length=7)
+    with torch.inference_mode():
+        got = [steps.first(prefix)] + [steps.next(tokens[:, i]) for i in range(3)]
+        whole = lm(inputs_embeds=torch.cat([prefix, lm.transformer.wte(tokens)], dim=1)).logits  # (2, 7, 97)
+    expected = [whole[:, 3]] + [whole[:, 4 + i] for i in range(3)]
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(got, expected))

@@ -11,8 +11,9 @@ calls it, over a KV buffer allocated once for the whole caption instead of a cac
     logits = steps.first(prefix)  # (B, vocab) after the prefix embeddings (B, P, D)
     logits = steps.next(token)    # (B, vocab) after one more token (B,)
 
-Only a plain GPT-2 in inference mode on a CPU (`Gpt2Steps.fits`), whose sdpa attention this mirrors;
-anything else decodes through `forward`.
+Only a plain GPT-2 in inference mode on a CPU (`Gpt2Steps.fits`), whose sdpa attention this mirrors,
+scale included; anything else decodes through `forward`. `first` takes the whole prefix at position 0,
+`next` one token at a time.
 """
 
 from __future__ import annotations
@@ -23,24 +24,25 @@ import torch.nn.functional as F
 
 class Gpt2Steps:
     def __init__(self, lm, batch: int, length: int) -> None:
-        config, weight = lm.config, lm.lm_head.weight
         self.lm, self.blocks = lm, list(lm.transformer.h)
-        self.heads, self.width = config.n_head, config.n_embd
+        self.heads, self.width = lm.config.n_head, lm.config.n_embd
         head_dim = self.width // self.heads
-        # per block: keys and values (2, B, H, length, head_dim), written a position at a time
-        self.kv = [torch.empty(2, batch, self.heads, length, head_dim, dtype=weight.dtype, device=weight.device)
-                   for _ in self.blocks]
+        # per block, keys and values (2, B, H, length, head_dim): allocated once, where a growing cache would
+        # copy itself at every token
+        self.kv = [torch.empty(2, batch, self.heads, length, head_dim, dtype=block.attn.c_attn.weight.dtype,
+                               device=block.attn.c_attn.weight.device) for block in self.blocks]
         self.filled = 0
 
     @staticmethod
     def fits(lm) -> bool:
+        """A plain GPT-2 in inference on a CPU, attending through sdpa, with nothing hooked into its modules
+        (these steps call its layers directly, past any hook or dropout)."""
         from transformers import GPT2LMHeadModel
 
-        config = getattr(lm, "config", None)
-        return (type(lm) is GPT2LMHeadModel and not lm.training and lm.lm_head.weight.device.type == "cpu"
-                and config._attn_implementation == "sdpa" and config.scale_attn_weights
-                and not (config.add_cross_attention or config.scale_attn_by_inverse_layer_idx
-                         or config.reorder_and_upcast_attn))
+        return (type(lm) is GPT2LMHeadModel and lm.lm_head.weight.device.type == "cpu"
+                and lm.config._attn_implementation == "sdpa" and not lm.config.add_cross_attention
+                and not any(m.training or m._forward_hooks or m._forward_pre_hooks or hasattr(m, "_hf_hook")
+                            for m in lm.modules()))
 
     def first(self, prefix: torch.Tensor) -> torch.Tensor:
         return self._forward(prefix)
@@ -59,7 +61,8 @@ class Gpt2Steps:
             q = q.view(batch, length, self.heads, -1).transpose(1, 2)  # (B, H, T, head_dim)
             kv[0, :, :, start:end] = k.view(batch, length, self.heads, -1).transpose(1, 2)
             kv[1, :, :, start:end] = v.view(batch, length, self.heads, -1).transpose(1, 2)
-            attended = F.scaled_dot_product_attention(q, kv[0, :, :, :end], kv[1, :, :, :end], is_causal=length > 1)
+            attended = F.scaled_dot_product_attention(q, kv[0, :, :, :end], kv[1, :, :, :end], is_causal=length > 1,
+                                                      scale=block.attn.scaling)  # (B, H, T, head_dim)
             h = block.attn.c_proj(attended.transpose(1, 2).reshape(batch, length, self.width)) + h
             h = block.mlp.c_proj(block.mlp.act(block.mlp.c_fc(block.ln_2(h)))) + h
         self.filled = end
