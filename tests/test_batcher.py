@@ -106,6 +106,28 @@ async def test_a_lone_request_does_not_wait_for_company_that_is_not_coming() -> 
     await batcher.close()
 
 
+async def test_a_burst_decoded_a_few_at_a_time_is_one_batch_not_a_batch_and_a_straggling_second() -> None:
+    """16 photos from a burst reach the batcher a few ms apart, as two decoding threads finish them. Waiting
+    max_wait after the first only took the first 9 of them, and the other 7 waited out that whole batch."""
+    on_the_way = 8
+    batcher = MicroBatcher(lambda items: list(items), max_batch=16, max_wait=0.1, incoming=lambda: on_the_way)
+
+    async def decoded(n: int) -> int:
+        nonlocal on_the_way
+        await asyncio.sleep(0.025 * n)  # the 8th arrives 175 ms after the first, past max_wait
+        on_the_way -= 1
+        return await batcher.submit(n)
+
+    assert await asyncio.wait_for(asyncio.gather(*(decoded(n) for n in range(8))), 10) == list(range(8))
+    assert batcher.batch_sizes == [8]
+    # A photo that never comes (its download hung) holds the batch only max_wait past the latest arrival.
+    on_the_way = 1
+    started = time.monotonic()
+    assert await asyncio.wait_for(batcher.submit("alone"), 10) == "alone"
+    assert 0.1 <= time.monotonic() - started < 5 and batcher.batch_sizes[-1] == 1
+    await batcher.close()
+
+
 async def test_photos_are_decoded_a_few_at_a_time_not_by_every_thread_asyncio_has() -> None:
     """Decoding ran on asyncio's default pool (up to 32 threads), each holding a full-size photo."""
     from bot.engine.api import DescribeRequest

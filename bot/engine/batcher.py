@@ -3,7 +3,8 @@
     batcher = MicroBatcher(models.describe, max_batch=16, max_wait=0.005)
     description = await batcher.submit(image)      # from any number of handlers at once
 
-The first request waits at most `max_wait` for company; the batch runs in the
+The first request waits at most `max_wait` for company (with `incoming`, the count of requests on their
+way, it waits only while some are, and up to `max_wait` past the latest to arrive); the batch runs in the
 batcher's own model thread so the event loop keeps serving other chats. If a batch fails, its items are
 retried one by one, so one bad item fails only its own caller. The queue is
 bounded: when it is full, `submit` raises `Busy`, a message the bot can show.
@@ -99,6 +100,11 @@ class MicroBatcher(Generic[T, R]):
                     MODEL_QUEUE.labels(self.name).dec()
                 except asyncio.TimeoutError:
                     break
+                if self._incoming is not None:
+                    # Photos still being decoded arrive a few ms apart: wait max_wait past the latest, not the
+                    # first, so a burst of 16 decoded two at a time is one batch, not a batch of the first
+                    # 9 and a second whose photos wait out the whole first (bound: max_batch x max_wait)
+                    deadline = time.monotonic() + self.max_wait
             live = [(item, future) for item, future in batch if not future.cancelled()]
             if live:
                 self.batch_sizes.append(len(live))
