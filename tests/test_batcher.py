@@ -107,25 +107,38 @@ async def test_a_lone_request_does_not_wait_for_company_that_is_not_coming() -> 
 
 
 async def test_a_burst_decoded_a_few_at_a_time_is_one_batch_not_a_batch_and_a_straggling_second() -> None:
-    """16 photos from a burst reach the batcher a few ms apart, as two decoding threads finish them. Waiting
-    max_wait after the first only took the first 9 of them, and the other 7 waited out that whole batch."""
-    on_the_way = 8
-    batcher = MicroBatcher(lambda items: list(items), max_batch=16, max_wait=0.1, incoming=lambda: on_the_way)
+    """Photos from a burst reach the batcher apart, as the decoding threads finish them. Waiting max_wait after
+    the first took 9 of 16 (the benchmark's 16 users), and the other 7 waited out that whole batch."""
+    on_the_way = 4
+    batcher = MicroBatcher(lambda items: list(items), max_batch=16, max_wait=0.5, incoming=lambda: on_the_way)
 
-    async def decoded(n: int) -> int:
+    async def decoded(n: int, after: float) -> int:
         nonlocal on_the_way
-        await asyncio.sleep(0.025 * n)  # the 8th arrives 175 ms after the first, past max_wait
+        await asyncio.sleep(after)
         on_the_way -= 1
         return await batcher.submit(n)
 
-    assert await asyncio.wait_for(asyncio.gather(*(decoded(n) for n in range(8))), 10) == list(range(8))
-    assert batcher.batch_sizes == [8]
-    # A photo that never comes (its download hung) holds the batch only max_wait past the latest arrival.
-    on_the_way = 1
+    # each arrives 0.2 s after the one before, the last 0.6 s after the first: past max_wait, not past its own
+    burst = (decoded(n, 0.2 * n) for n in range(4))
+    assert await asyncio.wait_for(asyncio.gather(*burst), 10) == list(range(4))
+    assert batcher.batch_sizes == [4]
+    # A photo that never comes (its download hung) holds the batch max_wait past the latest arrival, no longer.
+    on_the_way = 3  # two arrive, one never does
     started = time.monotonic()
-    assert await asyncio.wait_for(batcher.submit("alone"), 10) == "alone"
-    assert 0.1 <= time.monotonic() - started < 5 and batcher.batch_sizes[-1] == 1
+    # the second leaves one on the way for good: the batch goes 0.5 s after it (the old rule: after the first)
+    assert await asyncio.wait_for(asyncio.gather(decoded(10, 0), decoded(11, 0.2)), 10) == [10, 11]
+    assert 0.65 <= time.monotonic() - started < 5 and batcher.batch_sizes[-1] == 2
     await batcher.close()
+
+
+async def test_closing_answers_the_requests_a_gathering_batch_holds() -> None:
+    batcher = MicroBatcher(lambda items: list(items), max_batch=8, max_wait=3600, incoming=lambda: 1)
+    waiting = asyncio.ensure_future(batcher.submit("gathered"))  # waits for company that never comes
+    await asyncio.sleep(0.1)  # taken off the queue, into the batch
+    assert batcher.waiting == 0 and not waiting.done()
+    await batcher.close()
+    with pytest.raises(Busy):
+        await asyncio.wait_for(waiting, 10)
 
 
 async def test_photos_are_decoded_a_few_at_a_time_not_by_every_thread_asyncio_has() -> None:

@@ -3,11 +3,12 @@
     batcher = MicroBatcher(models.describe, max_batch=16, max_wait=0.005)
     description = await batcher.submit(image)      # from any number of handlers at once
 
-The first request waits at most `max_wait` for company (with `incoming`, the count of requests on their
-way, it waits only while some are, and up to `max_wait` past the latest to arrive); the batch runs in the
-batcher's own model thread so the event loop keeps serving other chats. If a batch fails, its items are
-retried one by one, so one bad item fails only its own caller. The queue is
-bounded: when it is full, `submit` raises `Busy`, a message the bot can show.
+The first request waits at most `max_wait` for company. With `incoming`, the count of requests on their
+way (photos being decoded), it waits only while some are, and up to `max_wait` past the latest to arrive:
+at most `max_batch x max_wait` in all. The batch runs in the batcher's own model thread so the event loop
+keeps serving other chats. If a batch fails, its items are retried one by one, so one bad item fails only
+its own caller. The queue is bounded: when it is full, `submit` raises `Busy`, a message the bot can show;
+`close` answers everything not yet answered with `Busy` too.
 """
 
 from __future__ import annotations
@@ -90,26 +91,35 @@ class MicroBatcher(Generic[T, R]):
         while True:
             batch = [await self._queue.get()]
             MODEL_QUEUE.labels(self.name).dec()  # counted as it leaves the queue: a cancelled worker leaks none
-            deadline = time.monotonic() + self.max_wait
-            while len(batch) < self.max_batch:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or (self._incoming is not None and self._queue.empty() and not self._incoming()):
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                    MODEL_QUEUE.labels(self.name).dec()
-                except asyncio.TimeoutError:
-                    break
-                if self._incoming is not None:
-                    # Photos still being decoded arrive a few ms apart: wait max_wait past the latest, not the
-                    # first, so a burst of 16 decoded two at a time is one batch, not a batch of the first
-                    # 9 and a second whose photos wait out the whole first (bound: max_batch x max_wait)
-                    deadline = time.monotonic() + self.max_wait
-            live = [(item, future) for item, future in batch if not future.cancelled()]
-            if live:
-                self.batch_sizes.append(len(live))
-                BATCH_SIZE.labels(self.name).observe(len(live))
-                await self._answer(live)
+            try:
+                await self._gather(batch)
+                live = [(item, future) for item, future in batch if not future.cancelled()]
+                if live:
+                    self.batch_sizes.append(len(live))
+                    BATCH_SIZE.labels(self.name).observe(len(live))
+                    await self._answer(live)
+            except asyncio.CancelledError:  # `close`: the requests taken off the queue hear it too
+                for _, future in batch:
+                    _settle(future, error=Busy(detail="shutting down"))
+                raise
+
+    async def _gather(self, batch: list[tuple[T, asyncio.Future]]) -> None:
+        """Add to `batch` what arrives while it waits for company."""
+        deadline = time.monotonic() + self.max_wait
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (self._incoming is not None and self._queue.empty() and not self._incoming()):
+                return
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                MODEL_QUEUE.labels(self.name).dec()
+            except asyncio.TimeoutError:
+                return
+            if self._incoming is not None:
+                # Photos still being decoded arrive a few ms apart: wait max_wait past the latest, not the first,
+                # so a burst decoded two at a time is one batch, not a batch of the first few and a second whose
+                # photos wait out the whole first (at most max_batch - 1 extensions, each needing an arrival)
+                deadline = time.monotonic() + self.max_wait
 
     async def _answer(self, batch: list[tuple[T, asyncio.Future]]) -> None:
         items = [item for item, _ in batch]
