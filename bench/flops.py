@@ -71,14 +71,16 @@ def matmul_rate(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: i
     """This machine's dense matmul FLOP/s in `dtype`: the ceiling that dtype's work is measured against.
 
     The faster of PyTorch's matmul and oneDNN's with the weight packed (`vision.packed_linear`, what clipchat
-    runs): on AMD CPUs PyTorch's float32 matmul goes to MKL, which does not use AVX-512 there (157 GFLOP/s on
-    a 2-core Zen 4 against oneDNN's 374), and a ceiling from it alone put clipchat at 118% efficiency.
+    runs): on AMD CPUs PyTorch's float32 matmul goes to MKL, which does not use AVX-512 there (141-157 GFLOP/s
+    on a 2-core Zen 4 against oneDNN's 374), and a ceiling from it alone put clipchat at 118% efficiency.
     """
+    from vision.devices import cpu_has_fast_bf16
     from vision.packed_linear import PackedLinear, packing_available
 
     a = torch.randn(size, size, dtype=dtype)
     ways = [lambda: a @ a]
-    if packing_available() and a.device.type == "cpu":
+    # pack_linears' rule: oneDNN refuses to pack bfloat16 where the CPU lacks it natively, and clipchat does not
+    if packing_available() and (dtype == torch.float32 or (dtype == torch.bfloat16 and cpu_has_fast_bf16())):
         packed = PackedLinear(torch.nn.Linear(size, size, bias=False, dtype=dtype).eval())
         ways.append(lambda: packed(a))
     best = float("inf")
