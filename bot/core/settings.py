@@ -47,9 +47,9 @@ class BotSettings(BaseSettings):
                                         description="Updates in progress at once, all users together.")
     max_batch: int = Field(16, ge=1, le=1024, description="Photos (or questions) run through the models together.")
     max_wait_ms: float = Field(30.0, ge=0, le=5000,
-                               description="How long a batch waits for the next photo still being decoded (photos "
-                                           "arrive staggered by their decoding; 5 ms split bursts into small "
-                                           "batches, 30 ms measured 1.6x the throughput).")
+                               description="How long a request waits for others to batch with. Photos wait only while "
+                                           "more are being decoded, up to this long past the latest to arrive "
+                                           "(at most CLIPCHAT_MAX_BATCH times it); search phrases this long.")
     decode_workers: int | None = Field(None, ge=1, le=64,
                                        description="Photos decoded at once (each may briefly take 200 MB); "
                                                    "default: the CPU count, at most 4.")
