@@ -78,9 +78,12 @@ def dialogues(scenes: list[Scene], count: int, seed: int) -> list[list[dict]]:
     return out
 
 
-def train_chat_model(out_dir: Path, scenes: list[Scene], *, steps: int = 2000, seed: int = 0, width: int = 128,
-                     layers: int = 2, lr: float = 1e-3) -> None:
-    """Save a chat-template tokenizer and a tiny Llama to `out_dir`, loadable with `from_pretrained(out_dir)`."""
+def train_chat_model(out_dir: Path, scenes: list[Scene], *, steps: int = 800, seed: int = 0, width: int = 128,
+                     layers: int = 2, lr: float = 2e-3) -> None:
+    """Save a chat-template tokenizer and a tiny Llama to `out_dir`, loadable with `from_pretrained(out_dir)`.
+
+    800 steps at twice the rate answer 97% of the answer-model test's questions right (2000 steps: 100%, the
+    test asks 80%) in half the time: this was the largest part of building the world, 310 s on 2 cores."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
