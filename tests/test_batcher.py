@@ -118,7 +118,7 @@ async def test_a_burst_decoded_a_few_at_a_time_is_one_batch_not_a_batch_and_a_st
         on_the_way -= 1
         return await batcher.submit(n)
 
-    # each arrives 0.2 s after the one before, the last 0.6 s after the first: past max_wait, not past its own
+    # each arrives 0.2 s after the one before: the last comes 0.6 s after the first, past max_wait from it
     burst = (decoded(n, 0.2 * n) for n in range(4))
     assert await asyncio.wait_for(asyncio.gather(*burst), 10) == list(range(4))
     assert batcher.batch_sizes == [4]
