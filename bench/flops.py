@@ -74,13 +74,11 @@ def matmul_rate(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: i
     runs): on AMD CPUs PyTorch's float32 matmul goes to MKL, which does not use AVX-512 there (141-157 GFLOP/s
     on a 2-core Zen 4 against oneDNN's 374), and a ceiling from it alone put clipchat at 118% efficiency.
     """
-    from vision.devices import cpu_has_fast_bf16
-    from vision.packed_linear import PackedLinear, packing_available
+    from vision.packed_linear import PackedLinear, packed_dtypes
 
     a = torch.randn(size, size, dtype=dtype)
     ways = [lambda: a @ a]
-    # pack_linears' rule: oneDNN refuses to pack bfloat16 where the CPU lacks it natively, and clipchat does not
-    if packing_available() and (dtype == torch.float32 or (dtype == torch.bfloat16 and cpu_has_fast_bf16())):
+    if dtype in packed_dtypes():  # what pack_linears packs for clipchat
         packed = PackedLinear(torch.nn.Linear(size, size, bias=False, dtype=dtype).eval())
         ways.append(lambda: packed(a))
     best = float("inf")

@@ -37,6 +37,14 @@ def packing_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+def packed_dtypes() -> tuple[torch.dtype, ...]:
+    """The dtypes whose linears get packed: bfloat16 only where the CPU multiplies it natively (oneDNN refuses
+    to pack it elsewhere); none without oneDNN."""
+    if not packing_available():
+        return ()
+    return (torch.float32, torch.bfloat16) if cpu_has_fast_bf16() else (torch.float32,)
+
+
 class PackedLinear(nn.Module):
     """An nn.Linear's forward on oneDNN with a pre-packed weight: y = x W^T + b, x (..., in) -> (..., out)."""
 
@@ -125,7 +133,7 @@ def pack_linears(model: nn.Module) -> int:
     if not packing_available():
         log.info("oneDNN packed linears unavailable in this PyTorch build; linears unchanged")
         return 0
-    dtypes = (torch.float32, torch.bfloat16) if cpu_has_fast_bf16() else (torch.float32,)
+    dtypes = packed_dtypes()
     swapped = 0
     for module in list(model.modules()):
         if isinstance(module, nn.MultiheadAttention | PackedSelfAttention):
