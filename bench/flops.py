@@ -37,12 +37,14 @@ def count_flops(work: Callable[[], object]) -> float:
     def cpu_attention(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
         return sdpa_flop_count(query_shape, key_shape, value_shape)
 
-    def packed_linear(input_shape, *args, out_shape=None, **kwargs) -> int:  # its weight is in oneDNN's layout
+    def packed_linear(input_shape, *args, out_shape=None, **kwargs) -> int:  # ops FlopCounterMode does not know
         return 2 * input_shape[-1] * math.prod(out_shape)
 
     mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention}
     if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
         mapping[torch.ops.mkldnn._linear_pointwise] = packed_linear
+    if hasattr(torch.ops.clipchat, "bf16_rows_linear"):  # vision.bf16_rows, once loaded
+        mapping[torch.ops.clipchat.bf16_rows_linear] = packed_linear
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with attention_fast_path(False), counter:
         work()

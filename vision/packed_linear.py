@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import bf16_rows
 from .devices import cpu_has_fast_bf16
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,15 @@ def packed_dtypes() -> tuple[torch.dtype, ...]:
 class PackedLinear(nn.Module):
     """An nn.Linear's forward on oneDNN with a pre-packed weight: y = x W^T + b, x (..., in) -> (..., out)."""
 
-    def __init__(self, linear: nn.Linear) -> None:
+    def __init__(self, linear: nn.Linear, few_rows: bool = False) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight = linear.weight  # shared, not copied: tied weights stay tied
         self.bias = linear.bias
+        # `few_rows`: bfloat16 products of up to bf16_rows.MAX_ROWS rows (a caption step for one to three photos)
+        # through bf16_rows' kernel, which reads the plain weight at memory speed; the caller has loaded it
+        self.few_rows = few_rows and linear.weight.dtype == torch.bfloat16 and linear.weight.is_contiguous() \
+            and (linear.bias is None or linear.bias.is_contiguous())
         self.register_buffer("packed", _pack(linear.weight), persistent=False)
         # Not a child module (its parameters are these): it writes the state dict in its own layout
         # (GPT2Linear keeps Conv1D's), so checkpoints and weight comparisons see the model as loaded.
@@ -63,10 +68,13 @@ class PackedLinear(nn.Module):
         self._source._save_to_state_dict(destination, prefix, keep_vars)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.few_rows and 0 < x.numel() <= bf16_rows.MAX_ROWS * self.in_features and x.dtype == torch.bfloat16:
+            return bf16_rows.linear(x, self.weight.detach(), self.bias.detach() if self.bias is not None else None)
         return _linear(x, self.packed, self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, packed for oneDNN"
+        few = f", up to {bf16_rows.MAX_ROWS} rows by bf16_rows" if self.few_rows else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, packed for oneDNN{few}"
 
 
 def _pack(weight: torch.Tensor) -> torch.Tensor:
@@ -126,10 +134,10 @@ def _packable_attention(module: nn.Module, dtypes: tuple) -> bool:
             and module.in_proj_weight.device.type == "cpu")
 
 
-def pack_linears(model: nn.Module) -> int:
+def pack_linears(model: nn.Module, few_rows: bool = False) -> int:
     """Swap every float32 nn.Linear on the CPU in `model` for a PackedLinear, and every bfloat16 one where the
     CPU multiplies bfloat16 natively; self-attention modules likewise for a PackedSelfAttention. Returns how
-    many modules it swapped."""
+    many modules it swapped. `few_rows`: bf16_rows' kernel is loaded, for bfloat16 linears' few-row products."""
     if not packing_available():
         log.info("oneDNN packed linears unavailable in this PyTorch build; linears unchanged")
         return 0
@@ -144,7 +152,7 @@ def pack_linears(model: nn.Module) -> int:
                 swapped += 1
             elif (type(child) is nn.Linear or _is_gpt2_linear(child)) and child.weight.dtype in dtypes \
                     and child.weight.device.type == "cpu":
-                setattr(module, name, PackedLinear(child))
+                setattr(module, name, PackedLinear(child, few_rows))
                 swapped += 1
     return swapped
 

@@ -18,6 +18,7 @@ from PIL import Image
 from clipchat.facts import PhotoFacts
 from clipchat.metrics import STAGE_SECONDS
 
+from . import bf16_rows
 from .answer_model import LazyAnswerModel, answer_model_from, load_answer_model
 from .captioner import PrefixCaptioner, load_clipcap_checkpoint, load_prefix_captioner
 from .decoding import Caption, DecodingOptions, decode
@@ -79,15 +80,19 @@ class VisionModels:
         return out
 
 
-def use_cpu_kernels(encoder, captioner) -> None:
+def use_cpu_kernels(encoder, captioner, cache_dir: Path | None = None) -> None:
     """On a CPU, the kernels measured fastest there, once the weights are in: GPT-2's Conv1D as nn.Linear
     (see linearize), and every float32 linear (bfloat16 too, where the CPU multiplies it natively) through
-    oneDNN with its weight packed once (see packed_linear).
+    oneDNN with its weight packed once (see packed_linear); a bfloat16 GPT-2's steps for one to three photos
+    through bf16_rows' kernel, built into `cache_dir` (clipchat's cache by default) the first time.
     The same arithmetic up to float rounding; inference only."""
-    if next(captioner.lm.parameters()).device.type == "cpu":
+    weight = next(captioner.lm.parameters())
+    few_rows = False
+    if weight.device.type == "cpu":
         linearize(captioner.lm)
+        few_rows = weight.dtype == torch.bfloat16 and bf16_rows.load(cache_dir or default_cache_dir())
     # on a CPU only (a guided captioner is its GPT-2 alone)
-    pack_linears(captioner if isinstance(captioner, torch.nn.Module) else captioner.lm)
+    pack_linears(captioner if isinstance(captioner, torch.nn.Module) else captioner.lm, few_rows)
     pack_linears(encoder.model)
 
 
@@ -123,7 +128,7 @@ def load_models(models: str | ModelSet = "default", device: str = "auto", dtype:
     else:
         captioner = load_prefix_captioner(choice.location, model_set.language_model, torch_device,
                                           torch_dtype, hub_cache_dir, clip=encoder)
-    use_cpu_kernels(encoder, captioner)
+    use_cpu_kernels(encoder, captioner, cache_dir)
     tagger = ZeroShotTagger(encoder, load_vocabulary(model_set.vocabulary),
                             model_set.tag_templates or DEFAULT_TEMPLATES, cache_dir=cache_dir)
     answerer = None  # the captioner's language model

@@ -1,0 +1,93 @@
+"""vision.bf16_rows: GPT-2's few-row bfloat16 products at memory speed, built on first use, and oneDNN where not."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vision import DecodingOptions, bf16_rows, decode, load_models
+from vision.packed_linear import PackedLinear, packing_available
+
+needs_kernel = pytest.mark.skipif(not (bf16_rows.cpu_supports() and packing_available()),
+                                  reason="the kernel needs AVX-512 BF16 (and packed linears beside it)")
+
+
+@pytest.fixture(scope="module")
+def kernel(cache_dir: Path) -> None:
+    assert bf16_rows.load(cache_dir), "the kernel should build wherever the CPU has AVX-512 BF16 and g++ is here"
+
+
+@needs_kernel
+@pytest.mark.parametrize("rows", [1, 2, 3])
+@pytest.mark.parametrize("inputs, outputs", [(768, 2304), (770, 1001), (33, 64), (16, 5)])  # whole and partial 32s
+@pytest.mark.parametrize("bias", [True, False])
+def test_few_rows_are_the_exact_product_rounded_once_to_bfloat16(kernel, rows, inputs, outputs, bias) -> None:
+    generator = torch.Generator().manual_seed(rows * inputs + outputs)
+    x = torch.randn(rows, inputs, generator=generator).bfloat16()
+    weight = torch.randn(outputs, inputs, generator=generator).bfloat16()
+    b = torch.randn(outputs, generator=generator).bfloat16() if bias else None
+    got = bf16_rows.linear(x, weight, b).double()
+    exact = torch.nn.functional.linear(x.double(), weight.double(), b.double() if bias else None)
+    # rounding to bfloat16 moves a value by at most half its last place (2^-9 of it); summing K terms in float32
+    # adds at most K float32 roundings of the terms' sizes
+    terms = x.double().abs() @ weight.double().abs().T + (b.double().abs() if bias else 0)
+    assert got.shape == (rows, outputs)
+    assert ((got - exact).abs() <= exact.abs() * 2 ** -8 + terms * (inputs + 1) * 2 ** -24).all()
+
+
+@needs_kernel
+def test_a_packed_bfloat16_linear_takes_the_kernel_for_few_rows_and_onednn_for_more(kernel) -> None:
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 200).bfloat16().requires_grad_(False)
+    packed = PackedLinear(linear, few_rows=True)
+    assert packed.few_rows and not PackedLinear(torch.nn.Linear(96, 200), few_rows=True).few_rows  # bfloat16 only
+    for shape in [(1, 96), (3, 96), (1, 1, 96), (4, 96), (2, 8, 96)]:
+        x = torch.randn(*shape).bfloat16()
+        with torch.profiler.profile() as profile:
+            out = packed(x)
+        ran = {event.name for event in profile.events()}
+        few = x.numel() <= bf16_rows.MAX_ROWS * 96
+        assert ("clipchat::bf16_rows_linear" in ran) == few and ("mkldnn::_linear_pointwise" in ran) != few
+        assert out.shape == (*shape[:-1], 200)
+        assert torch.allclose(out.float(), linear(x).float(), rtol=2 ** -7, atol=1e-2)
+
+
+@needs_kernel
+def test_held_out_captions_one_photo_at_a_time_are_the_ones_onednn_gives(world_dir, cache_dir, heldout) -> None:
+    models = load_models(str(world_dir), device="cpu", dtype="bfloat16", cache_dir=cache_dir)
+    linears = [m for m in models.captioner.lm.modules() if isinstance(m, PackedLinear)]
+    assert linears and all(m.few_rows for m in linears)  # load_models turned it on for the bfloat16 GPT-2
+    raw = models.encoder.embed_images([h.image for h in heldout], normalize=False)  # (240, D)
+
+    def one_at_a_time() -> list:
+        return [caption.tokens for row in raw for [caption] in decode(models.captioner, row[None], DecodingOptions())]
+
+    with_kernel = one_at_a_time()
+    for module in linears:
+        module.few_rows = False
+    assert one_at_a_time() == with_kernel
+
+
+def test_without_a_compiler_it_says_why_and_the_linears_stay_on_onednn(tmp_path) -> None:
+    script = ("import logging, sys; from pathlib import Path; logging.basicConfig(level=logging.INFO); "
+              "from vision import bf16_rows; print('loaded', bf16_rows.load(Path(sys.argv[1])))")
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "cache")], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=Path(__file__).parents[1])
+    assert "loaded False" in done.stdout, done.stderr
+    reason = "no-such-compiler" if bf16_rows.cpu_supports() else "this CPU has no AVX-512 BF16"
+    assert "bfloat16 one-row kernel unavailable" in done.stderr and reason in done.stderr
+
+
+def test_a_compiler_error_is_reported_with_the_compilers_words(tmp_path, monkeypatch) -> None:
+    broken = tmp_path / "bf16_rows.cpp"
+    broken.write_text("this is not C++\n")
+    monkeypatch.setattr(bf16_rows, "SOURCE", broken)
+    with pytest.raises(OSError, match=r"failed: \S*bf16_rows\.cpp:1"):
+        bf16_rows.build(tmp_path / "kernels")
+    assert not list((tmp_path / "kernels").iterdir())  # no half-written library left to load

@@ -1,0 +1,74 @@
+// y = x W^T + b for one to three rows of bfloat16 x: GPT-2's decoding steps on a CPU with AVX-512 BF16.
+//
+// At so few rows a linear layer is a pass over its weight, and its speed is the speed of that pass.
+// oneDNN's packed product read GPT-2's 250 MB of bfloat16 weights at about half the rate a plain
+// reduction streams them on a 2-core Zen 4; this reads each weight row once, start to end, and
+// dots it with every input row (vision/bf16_rows.py has the figures). One weight row at a time: taking
+// two or four rows together, as GEMM kernels do, measured 40% slower here.
+//
+// Accumulation is float32 (vdpbf16ps multiplies bfloat16 pairs exactly and adds them in float32), the
+// bias is added in float32, and the sum is rounded once to bfloat16, nearest-even, as oneDNN does.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/BFloat16.h>
+#include <immintrin.h>
+#include <torch/library.h>
+
+namespace {
+
+constexpr int64_t kMaxRows = 3;  // at 4 rows oneDNN was as fast (vision/bf16_rows.py): loads of x outnumber weight loads
+
+template <int M>
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+void dot_rows(const c10::BFloat16* x, const c10::BFloat16* w, const c10::BFloat16* bias, c10::BFloat16* y,
+              int64_t K, int64_t N, int64_t begin, int64_t end) {
+  const int64_t body = K - K % 32;
+  const __mmask32 tail = static_cast<__mmask32>((uint64_t{1} << (K % 32)) - 1);
+  for (int64_t n = begin; n < end; ++n) {
+    const c10::BFloat16* row = w + n * K;
+    __m512 acc[M];
+    for (int m = 0; m < M; ++m) acc[m] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < body; k += 32) {
+      const __m512bh wv = (__m512bh)_mm512_loadu_si512(row + k);
+      for (int m = 0; m < M; ++m)
+        acc[m] = _mm512_dpbf16_ps(acc[m], wv, (__m512bh)_mm512_loadu_si512(x + m * K + k));
+    }
+    if (tail) {  // masked lanes load as zeros and add nothing
+      const __m512bh wv = (__m512bh)_mm512_maskz_loadu_epi16(tail, row + body);
+      for (int m = 0; m < M; ++m)
+        acc[m] = _mm512_dpbf16_ps(acc[m], wv, (__m512bh)_mm512_maskz_loadu_epi16(tail, x + m * K + body));
+    }
+    const float b = bias ? static_cast<float>(bias[n]) : 0.0f;
+    for (int m = 0; m < M; ++m) y[m * N + n] = c10::BFloat16(_mm512_reduce_add_ps(acc[m]) + b);
+  }
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(x.dim() == 2 && weight.dim() == 2 && x.size(1) == weight.size(1), "x (M, K) and weight (N, K)");
+  TORCH_CHECK(x.size(0) >= 1 && x.size(0) <= kMaxRows, "1 to ", kMaxRows, " rows, got ", x.size(0));
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16 && weight.scalar_type() == at::kBFloat16, "bfloat16 only");
+  TORCH_CHECK(x.is_contiguous() && weight.is_contiguous(), "contiguous x and weight");
+  TORCH_CHECK(!bias || (bias->is_contiguous() && bias->scalar_type() == at::kBFloat16
+                        && bias->numel() == weight.size(0)), "a contiguous bfloat16 bias of N");
+  const int64_t M = x.size(0), K = x.size(1), N = weight.size(0);
+  at::Tensor y = at::empty({M, N}, x.options());
+  const auto* xp = x.const_data_ptr<c10::BFloat16>();
+  const auto* wp = weight.const_data_ptr<c10::BFloat16>();
+  const c10::BFloat16* bp = bias ? bias->const_data_ptr<c10::BFloat16>() : nullptr;
+  auto* yp = y.mutable_data_ptr<c10::BFloat16>();
+  // ~64 rows of 768 are 100 KB of weight: enough per thread to pay for waking it
+  at::parallel_for(0, N, 64, [&](int64_t begin, int64_t end) {
+    switch (M) {
+      case 1: dot_rows<1>(xp, wp, bp, yp, K, N, begin, end); break;
+      case 2: dot_rows<2>(xp, wp, bp, yp, K, N, begin, end); break;
+      default: dot_rows<3>(xp, wp, bp, yp, K, N, begin, end); break;
+    }
+  });
+  return y;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(clipchat, m) { m.def("bf16_rows_linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor"); }
+TORCH_LIBRARY_IMPL(clipchat, CPU, m) { m.impl("bf16_rows_linear", &linear); }
