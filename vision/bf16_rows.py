@@ -1,20 +1,21 @@
 """A few rows of bfloat16 through a linear layer at the speed of reading its weight (kernels/bf16_rows.cpp).
 
 A caption step for one photo multiplies one row by each of GPT-2's weight matrices, so its time is the
-time to read them: 250 MB a token in bfloat16. On a 2-core Zen 4 oneDNN's packed product (packed_linear)
-read them at 14-17 GB/s, while a plain reduction over the same tensors (`max`) streamed 23-30 GB/s; this
-kernel read them at 23.6 GB/s against 23.1 for the reduction in the same run (GPT-2's 12 blocks and output layer,
-median of 15). Its error against a float64 product is oneDNN's (the same mean over those layers). Neither
-oneDNN nor MKL nor Inductor (16 GB/s, after 30 s of compiling) offered a faster one-row product, so it is
-hand-written, about 80 lines.
+time to read them: 250 MB a token in bfloat16. Measured on a 2-core Zen 4 (medians of 15, two runs), GPT-2's
+12 blocks and output layer at one row took 15.3-17.1 ms through oneDNN's packed product (packed_linear) and
+8.7-9.3 ms through this kernel, while merely reading the weights (`max` over them) took 7.4-7.5 ms. At two rows
+9.2-10.3 against 15.7-19.1, at three 10.1-12.2 against 13.4-15.3; at four oneDNN was as fast, so it takes over
+(MAX_ROWS). A whole photo through the benchmark's bfloat16 clipchat pipeline took 282-300 ms against 420-436.
+Its error against a float64 product is oneDNN's. Neither oneDNN nor MKL nor Inductor (16 GB/s, after 30 s of
+compiling) offered a faster few-row product, so it is hand-written: one loop of AVX-512 BF16 dot products.
 
     if bf16_rows.load(cache_dir):               # this CPU has AVX-512 BF16, and the kernel is built
         y = bf16_rows.linear(x, weight, bias)   # x (..., K) of at most MAX_ROWS rows, weight (N, K)
 
-`load` compiles it once per source and PyTorch version with the system's C++ compiler into
-`cache_dir/kernels` (a second or ten), or finds it built there, or under the environment's prefix
-(`share/clipchat/kernels`, where `python -m vision.bf16_rows DIR` puts it when an image is built). Without the
-CPU feature or a compiler it says why in the log once and returns False, and linears stay on oneDNN.
+`load` finds it built for this source and PyTorch under the environment's prefix (`share/clipchat/kernels`,
+where `python -m vision.bf16_rows` puts it while an image is built), in `cache_dir/kernels` or in the user's
+cache, or compiles it into `cache_dir/kernels` with the system's C++ compiler (about ten seconds, once).
+Without the CPU feature or a compiler it says why in the log once and returns False; linears stay on oneDNN.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -38,6 +41,7 @@ SOURCE = Path(__file__).parent / "kernels" / "bf16_rows.cpp"
 BUILD_TIMEOUT_S = 300.0
 _loaded: Path | None = None
 _refused: str | None = None
+_loading = threading.Lock()
 
 
 def cpu_supports() -> bool:
@@ -46,8 +50,10 @@ def cpu_supports() -> bool:
 
 
 def library_name() -> str:
-    """The built file's name: a new source or PyTorch version is a new file, never a stale one loaded."""
-    key = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + " ".join(_flags()).encode())
+    """The built file's name: a new source, build recipe or PyTorch (version, C++ ABI, installation) is a new
+    file, never a stale one loaded; one user cache serves several environments."""
+    torch_build = f"{torch.__version__} {torch.compiled_with_cxx11_abi()} {Path(torch.__file__).parent}"
+    key = hashlib.sha256(SOURCE.read_bytes() + Path(__file__).read_bytes() + torch_build.encode())
     return f"clipchat_bf16_rows_{key.hexdigest()[:16]}.so"
 
 
@@ -65,6 +71,11 @@ def _places(cache_dir: Path) -> list[Path]:
 
 def load(cache_dir: Path) -> bool:
     """Make `linear` usable in this process (see the module's docstring); whether it is."""
+    with _loading:  # one library per process: a second registration of the op would abort the load
+        return _load(cache_dir)
+
+
+def _load(cache_dir: Path) -> bool:
     global _loaded, _refused
     if _loaded is not None:
         return True
@@ -73,9 +84,16 @@ def load(cache_dir: Path) -> bool:
     try:
         if not cpu_supports():
             raise OSError("this CPU has no AVX-512 BF16")
-        path = next((d / library_name() for d in _places(cache_dir) if (d / library_name()).is_file()), None) \
-            or build(cache_dir / "kernels")
-        torch.ops.load_library(str(path))
+        path = next((d / library_name() for d in _places(cache_dir) if (d / library_name()).is_file()), None)
+        if path is not None:
+            try:
+                torch.ops.load_library(str(path))
+            except OSError:  # a copy found that does not load (damaged, say): build one of our own
+                log.warning("cannot load %s; building the kernel again", path, exc_info=True)
+                path = None
+        if path is None:
+            path = build(cache_dir / "kernels")
+            torch.ops.load_library(str(path))
     except (OSError, subprocess.SubprocessError, RuntimeError) as error:
         _refused = str(error)
         log.warning("bfloat16 one-row kernel unavailable (%s): GPT-2's steps stay on oneDNN, about 30%% slower "
@@ -86,6 +104,11 @@ def load(cache_dir: Path) -> bool:
     return True
 
 
+def refusal() -> str | None:
+    """Why `load` returned False, if it did."""
+    return _refused
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """x (..., K) of at most MAX_ROWS rows, weight (N, K), bias (N,) or None, all bfloat16 -> (..., N)."""
     rows = x.reshape(-1, x.shape[-1]).contiguous()  # (M, K)
@@ -94,31 +117,38 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
 
 def build(directory: Path) -> Path:
     """Compile the kernel into `directory` (atomically: a build racing this one leaves a whole file)."""
-    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-    if compiler is None:
-        raise OSError("no C++ compiler (c++, g++ or $CXX) to build it with")
+    if platform.machine() not in ("x86_64", "AMD64"):  # its intrinsics are x86's (any x86-64 CPU may build it)
+        raise OSError(f"the kernel is for x86-64 CPUs, this is {platform.machine()}")
+    compiler = shlex.split(os.environ.get("CXX", "")) or [shutil.which("g++") or shutil.which("c++") or ""]
+    if not compiler[0]:
+        raise OSError("no C++ compiler (g++, c++ or $CXX) to build it with")
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / library_name()
+    root = Path(torch.__file__).parent
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
-        out = Path(scratch) / target.name
-        done = subprocess.run([compiler, str(SOURCE), "-o", str(out), *_flags()], capture_output=True, text=True,
-                              timeout=BUILD_TIMEOUT_S)
-        if done.returncode != 0:
-            raise OSError(f"{compiler} failed: {done.stderr.strip()[-1000:]}")
+        objects, out = Path(scratch) / "bf16_rows.o", Path(scratch) / target.name
+        # OpenMP's calls are left for PyTorch's own runtime to answer: linking -fopenmp would name the system's
+        # libgomp, a second runtime (its own threads) wherever PyTorch's wheel ships a renamed one
+        _run([*compiler, "-c", str(SOURCE), "-o", str(objects), "-O3", "-std=c++20", "-fPIC", "-fopenmp",
+              f"-D_GLIBCXX_USE_CXX11_ABI={int(torch.compiled_with_cxx11_abi())}", f"-I{root / 'include'}",
+              f"-I{root / 'include' / 'torch' / 'csrc' / 'api' / 'include'}"], compiler)
+        _run([*compiler, "-shared", str(objects), "-o", str(out), f"-L{root / 'lib'}", "-lc10", "-ltorch_cpu",
+              f"-Wl,-rpath,{root / 'lib'}"], compiler)
         os.replace(out, target)
     log.info("built the bfloat16 one-row kernel: %s", target)
     return target
 
 
-def _flags() -> list[str]:
-    root = Path(torch.__file__).parent
-    abi = int(torch.compiled_with_cxx11_abi())
-    return ["-O3", "-std=c++20", "-shared", "-fPIC", "-fopenmp", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
-            f"-I{root / 'include'}", f"-I{root / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
-            f"-L{root / 'lib'}", "-lc10", "-ltorch_cpu",
-            f"-Wl,-rpath,{root / 'lib'}"]
+def _run(command: list[str], compiler: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=BUILD_TIMEOUT_S)
+    if done.returncode != 0:
+        raise OSError(f"{' '.join(compiler)} failed: {done.stderr.strip()[-1000:]}")
 
 
 if __name__ == "__main__":  # python -m vision.bf16_rows [DIR]: build ahead, e.g. into an image's prebuilt_dir()
     logging.basicConfig(level=logging.INFO)
-    print(build(Path(sys.argv[1]) if len(sys.argv) > 1 else prebuilt_dir()))
+    try:
+        print(build(Path(sys.argv[1]) if len(sys.argv) > 1 else prebuilt_dir()))
+    except OSError as error:  # an image built for arm64, say: the bot then runs on oneDNN alone
+        print(f"not built: {error}")
+        sys.exit(0 if platform.machine() not in ("x86_64", "AMD64") else 1)

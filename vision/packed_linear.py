@@ -10,6 +10,7 @@ natively (AVX-512 BF16, AMX): at one row, GPT-2's 12 blocks and output layer too
 token unpacked and 11.8 ms packed on a Zen 4; elsewhere bfloat16 is emulated and they stay.
 
     pack_linears(captioner.lm)      # every nn.Linear, in place; returns how many
+    pack_linears(captioner.lm, few_rows=bf16_rows.load(cache_dir))  # bfloat16 at 1-3 rows by bf16_rows' kernel
 
 The packed copy sits beside the weight (the module keeps `weight`, so state dicts, tied
 embeddings and anything reading `lm_head.weight` see the usual tensor); inference only: pack once

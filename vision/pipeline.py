@@ -28,7 +28,7 @@ from .guided import GuidedCaptioner
 from .hub import ensure_available
 from .language_model import linearize, load_language_model
 from .model_sets import ModelSet, load_model_set
-from .packed_linear import pack_linears
+from .packed_linear import pack_linears, packing_available
 from .scoring import rerank
 from .tagger import DEFAULT_TEMPLATES, ZeroShotTagger, load_vocabulary
 
@@ -90,7 +90,8 @@ def use_cpu_kernels(encoder, captioner, cache_dir: Path | None = None) -> None:
     few_rows = False
     if weight.device.type == "cpu":
         linearize(captioner.lm)
-        few_rows = weight.dtype == torch.bfloat16 and bf16_rows.load(cache_dir or default_cache_dir())
+        few_rows = (weight.dtype == torch.bfloat16 and bf16_rows.cpu_supports() and packing_available()
+                    and bf16_rows.load(cache_dir or default_cache_dir()))
     # on a CPU only (a guided captioner is its GPT-2 alone)
     pack_linears(captioner if isinstance(captioner, torch.nn.Module) else captioner.lm, few_rows)
     pack_linears(encoder.model)
