@@ -4,10 +4,10 @@
 // oneDNN's packed product read GPT-2's 250 MB of bfloat16 weights at about half the rate a plain
 // reduction streams them on a 2-core Zen 4; this reads each weight row once, start to end, and
 // dots it with every input row (vision/bf16_rows.py has the figures). One weight row at a time: taking
-// two or four rows together, as GEMM kernels do, measured 40% slower here.
+// two or four weight rows together, as GEMM kernels do, took 40% longer here.
 //
-// Accumulation is float32 (vdpbf16ps multiplies bfloat16 pairs exactly and adds them in float32), the
-// bias is added in float32, and the sum is rounded once to bfloat16, nearest-even, as oneDNN does.
+// Accumulation is float32 (vdpbf16ps multiplies bfloat16 pairs exactly, flushing denormals, and adds them in
+// float32), the bias is added in float32, and the sum is rounded once to bfloat16, nearest-even, as oneDNN does.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
