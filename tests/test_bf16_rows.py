@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from vision import DecodingOptions, bf16_rows, decode, load_models
-from vision.packed_linear import PackedLinear, packing_available
+from vision.gpt2_steps import Gpt2Steps
+from vision.language_model import linearize
+from vision.packed_linear import PackedLinear, pack_linears, packing_available
 
 needs_kernel = pytest.mark.skipif(not (bf16_rows.cpu_supports() and packing_available()),
                                   reason="the kernel needs AVX-512 BF16 (and packed linears beside it)")
@@ -57,6 +60,32 @@ def test_a_packed_bfloat16_linear_takes_the_kernel_for_few_rows_and_onednn_for_m
         assert ("clipchat::bf16_rows_linear" in ran) == few and ("mkldnn::_linear_pointwise" in ran) != few
         assert out.shape == (*shape[:-1], 200)
         assert torch.allclose(out.float(), linear(x).float(), rtol=2 ** -7, atol=1e-2)
+
+
+@needs_kernel
+@pytest.mark.parametrize("options", [{}, {"scale_attn_by_inverse_layer_idx": True}, {"n_head": 3},
+                                     {"scale_attn_weights": False}])
+def test_a_gpt2_step_in_one_call_gives_the_python_steps_logits_bit_for_bit(kernel, options: dict) -> None:
+    torch.manual_seed(0)
+    lm = GPT2LMHeadModel(GPT2Config(**dict(n_layer=2, n_embd=96, n_head=4, vocab_size=300) | options))
+    lm = lm.eval().bfloat16().requires_grad_(False)
+    linearize(lm)
+    pack_linears(lm, few_rows=True)
+    for batch in (1, 2, 3):
+        prefix, tokens = torch.randn(batch, 4, 96).bfloat16(), torch.randint(0, 300, (5, batch))
+        fused, plain = Gpt2Steps(lm, batch, length=9), Gpt2Steps(lm, batch, length=9)
+        plain.fused = None
+        with torch.inference_mode(), torch.profiler.profile() as profile:
+            got = [fused.first(prefix)] + [fused.next(token) for token in tokens]
+        expected = [plain.first(prefix)] + [plain.next(token) for token in tokens]
+        assert sum(event.name == "clipchat::gpt2_step" for event in profile.events()) == len(tokens)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert Gpt2Steps(lm, 4, length=9).fused is None  # four rows are oneDNN's, step by step
+    gelu = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50, activation_function="gelu"))
+    gelu = gelu.eval().bfloat16()
+    linearize(gelu)
+    pack_linears(gelu, few_rows=True)
+    assert Gpt2Steps(gelu, 1, length=4).fused is None  # the C++ repeats gelu_new's operations, no other's
 
 
 @needs_kernel

@@ -115,6 +115,14 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     return torch.ops.clipchat.bf16_rows_linear(rows, weight, bias).view(*x.shape[:-1], weight.shape[0])
 
 
+def gpt2_step(h: torch.Tensor, params: list[torch.Tensor], kv: list[torch.Tensor], start: int, heads: int,
+              scales: list[float], eps: float) -> torch.Tensor:
+    """One greedy step of a GPT-2 for one to three captions, its linears on this kernel (gpt2_steps.py says
+    which models, and what `params` holds): h (B, 1, D) embeddings at `start`, kv per block (2, B, H, length,
+    head_dim) written there -> (B, vocab) float32 logits."""
+    return torch.ops.clipchat.gpt2_step(h, params, kv, start, heads, scales, eps)
+
+
 def build(directory: Path) -> Path:
     """Compile the kernel into `directory` (atomically: a build racing this one leaves a whole file)."""
     if platform.machine() not in ("x86_64", "AMD64"):  # its intrinsics are x86's (any x86-64 CPU may build it)

@@ -20,6 +20,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from . import bf16_rows
+from .packed_linear import PackedLinear
 
 
 class Gpt2Steps:
@@ -32,6 +36,8 @@ class Gpt2Steps:
         self.kv = [torch.empty(2, batch, self.heads, length, head_dim, dtype=block.attn.c_attn.weight.dtype,
                                device=block.attn.c_attn.weight.device) for block in self.blocks]
         self.filled = 0
+        self.scales = [block.attn.scaling for block in self.blocks]
+        self.fused = _fused_params(lm) if batch <= bf16_rows.MAX_ROWS else None
 
     @staticmethod
     def fits(lm) -> bool:
@@ -48,7 +54,14 @@ class Gpt2Steps:
         return self._forward(prefix)
 
     def next(self, token: torch.Tensor) -> torch.Tensor:
-        return self._forward(self.lm.transformer.wte(token[:, None]))
+        x = self.lm.transformer.wte(token[:, None])  # (B, 1, D)
+        if self.fused is None:
+            return self._forward(x)
+        h = x + self.lm.transformer.wpe(torch.arange(self.filled, self.filled + 1, device=x.device))
+        logits = bf16_rows.gpt2_step(h, self.fused, self.kv, self.filled, self.heads, self.scales,
+                                     self.lm.config.layer_norm_epsilon)
+        self.filled += 1
+        return logits
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, D) input embeddings at the next T positions -> (B, vocab) float32 logits at the last."""
@@ -67,3 +80,25 @@ class Gpt2Steps:
             h = block.mlp.c_proj(block.mlp.act(block.mlp.c_fc(block.ln_2(h)))) + h
         self.filled = end
         return self.lm.lm_head(transformer.ln_f(h[:, -1:]))[:, -1].float()  # (B, vocab)
+
+
+def _fused_params(lm) -> list[torch.Tensor] | None:
+    """What bf16_rows.gpt2_step takes for `lm`'s steps (per block ln_1, c_attn, attn.c_proj, ln_2, c_fc and
+    mlp.c_proj, weight and bias each; then ln_f and the output layer's weight), where it computes what `_forward`
+    does: every linear on the few-row kernel, layer norms of the configured epsilon, and gelu_new, whose
+    operations the C++ repeats; else None."""
+    from transformers.activations import NewGELUActivation
+
+    transformer, params = lm.transformer, []
+    for block in transformer.h:
+        modules = (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2, block.mlp.c_fc, block.mlp.c_proj)
+        if type(block.mlp.act) is not NewGELUActivation or any(m.bias is None for m in modules):
+            return None
+        params += [tensor.detach() for m in modules for tensor in (m.weight, m.bias)]
+    norms = [m for block in transformer.h for m in (block.ln_1, block.ln_2)] + [transformer.ln_f]
+    linears = [m for block in transformer.h for m in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc,
+                                                     block.mlp.c_proj)] + [lm.lm_head]
+    if (not all(type(m) is nn.LayerNorm and m.eps == lm.config.layer_norm_epsilon for m in norms)
+            or not all(isinstance(m, PackedLinear) and m.few_rows for m in linears) or lm.lm_head.bias is not None):
+        return None
+    return params + [transformer.ln_f.weight.detach(), transformer.ln_f.bias.detach(), lm.lm_head.weight.detach()]

@@ -10,7 +10,14 @@
 // float32), the bias is added in float32, and the sum is rounded once to bfloat16, nearest-even, as oneDNN does.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/add.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/layer_norm.h>
+#include <ATen/ops/mul.h>
+#include <ATen/ops/pow.h>
+#include <ATen/ops/scaled_dot_product_attention.h>
+#include <ATen/ops/tanh.h>
+#include <cmath>
 #include <c10/util/BFloat16.h>
 #include <immintrin.h>
 #include <torch/library.h>
@@ -68,7 +75,58 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const std::opti
   return y;
 }
 
+// x (..., K) -> (..., N), as vision/bf16_rows.py's `linear` shapes it
+at::Tensor rows_linear(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = weight.size(0);
+  return linear(x.reshape({-1, x.size(-1)}).contiguous(), weight, bias).view(shape);
+}
+
+// transformers' NewGELUActivation (GPT-2's gelu_new), op for op and in its order, so it rounds as the module does
+at::Tensor gelu_new(const at::Tensor& x) {
+  const at::Tensor inner = at::mul(at::add(x, at::mul(at::pow(x, 3.0), 0.044715)), std::sqrt(2.0 / M_PI));
+  return at::mul(at::mul(x, 0.5), at::add(at::tanh(inner), 1.0));
+}
+
+constexpr int64_t kBlockParams = 12;  // ln_1 (w, b), c_attn, attn.c_proj, ln_2, c_fc, mlp.c_proj (weight, bias each)
+
+// One greedy step of a GPT-2 for one to three captions: vision/gpt2_steps.py's `_forward` at one position, the
+// same ATen calls in the same order (so the same bits), without Python between them.
+// h (B, 1, D) embeddings at position `start`; params: kBlockParams per block, then ln_f (w, b) and the output
+// layer's weight; kv: per block (2, B, H, length, head_dim), written at `start`. -> (B, vocab) float32 logits.
+at::Tensor gpt2_step(const at::Tensor& x, at::TensorList params, at::TensorList kv, int64_t start, int64_t heads,
+                     at::ArrayRef<double> scales, double eps) {
+  const int64_t blocks = static_cast<int64_t>(kv.size()), B = x.size(0), T = x.size(1), D = x.size(2);
+  TORCH_CHECK(T == 1 && static_cast<int64_t>(params.size()) == blocks * kBlockParams + 3
+              && static_cast<int64_t>(scales.size()) == blocks, "one position, and every block's parameters");
+  const int64_t end = start + T;
+  at::Tensor h = x;
+  for (int64_t l = 0; l < blocks; ++l) {
+    const at::Tensor* p = params.data() + l * kBlockParams;
+    const auto qkv = rows_linear(at::layer_norm(h, {D}, p[0], p[1], eps), p[2], p[3]).split(D, 2);  // (B, T, D) each
+    const at::Tensor q = qkv[0].view({B, T, heads, -1}).transpose(1, 2);  // (B, H, T, head_dim)
+    kv[l].select(0, 0).slice(2, start, end).copy_(qkv[1].view({B, T, heads, -1}).transpose(1, 2));
+    kv[l].select(0, 1).slice(2, start, end).copy_(qkv[2].view({B, T, heads, -1}).transpose(1, 2));
+    const at::Tensor attended = at::scaled_dot_product_attention(
+        q, kv[l].select(0, 0).slice(2, 0, end), kv[l].select(0, 1).slice(2, 0, end), std::nullopt, 0.0, false,
+        scales[l]);  // (B, H, T, head_dim)
+    h = at::add(rows_linear(attended.transpose(1, 2).reshape({B, T, D}), p[4], p[5]), h);
+    h = at::add(rows_linear(gelu_new(rows_linear(at::layer_norm(h, {D}, p[6], p[7], eps), p[8], p[9])), p[10], p[11]),
+                h);
+  }
+  const at::Tensor* last = params.data() + blocks * kBlockParams;
+  return rows_linear(at::layer_norm(h.slice(1, T - 1, T), {D}, last[0], last[1], eps), last[2], std::nullopt)
+      .select(1, -1)
+      .to(at::kFloat);  // (B, vocab)
+}
+
 }  // namespace
 
-TORCH_LIBRARY(clipchat, m) { m.def("bf16_rows_linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor"); }
-TORCH_LIBRARY_IMPL(clipchat, CPU, m) { m.impl("bf16_rows_linear", &linear); }
+TORCH_LIBRARY(clipchat, m) {
+  m.def("bf16_rows_linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor");
+  m.def("gpt2_step(Tensor x, Tensor[] params, Tensor(a!)[] kv, int start, int heads, float[] scales, float eps) -> Tensor");
+}
+TORCH_LIBRARY_IMPL(clipchat, CPU, m) {
+  m.impl("bf16_rows_linear", &linear);
+  m.impl("gpt2_step", &gpt2_step);
+}
