@@ -12,6 +12,9 @@ compiling) offered a faster few-row product, so it is hand-written: one loop of 
     if bf16_rows.load(cache_dir):               # this CPU has AVX-512 BF16, and the kernel is built
         y = bf16_rows.linear(x, weight, bias)   # x (..., K) of at most MAX_ROWS rows, weight (N, K)
 
+The same library holds `gpt2_step`, a whole GPT-2 step for one to three captions over this kernel in one
+call (vision/gpt2_steps.py says when it runs).
+
 `load` finds it built for this source and PyTorch under the environment's prefix (`share/clipchat/kernels`,
 where `python -m vision.bf16_rows` puts it while an image is built), in `cache_dir/kernels` or in the user's
 cache, or compiles it into `cache_dir/kernels` with the system's C++ compiler (about ten seconds, once).
