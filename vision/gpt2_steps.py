@@ -94,16 +94,16 @@ def _fused_params(lm) -> list[torch.Tensor] | None:
     operations the C++ repeats; else None."""
     from transformers.activations import NewGELUActivation
 
-    transformer, params = lm.transformer, []
-    for block in transformer.h:
-        modules = (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2, block.mlp.c_fc, block.mlp.c_proj)
-        if type(block.mlp.act) is not NewGELUActivation or any(m.bias is None for m in modules):
-            return None
-        params += [tensor.detach() for m in modules for tensor in (m.weight, m.bias)]
+    transformer = lm.transformer
     norms = [m for block in transformer.h for m in (block.ln_1, block.ln_2)] + [transformer.ln_f]
     linears = [m for block in transformer.h for m in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc,
                                                      block.mlp.c_proj)] + [lm.lm_head]
     if (not all(type(m) is nn.LayerNorm and m.eps == lm.config.layer_norm_epsilon for m in norms)
-            or not all(isinstance(m, PackedLinear) and m.few_rows for m in linears) or lm.lm_head.bias is not None):
+            or not all(isinstance(m, PackedLinear) and m.few_rows for m in linears) or lm.lm_head.bias is not None
+            or not all(type(block.mlp.act) is NewGELUActivation for block in transformer.h)
+            or any(m.weight is None or m.bias is None for m in norms + linears[:-1])):
         return None
+    params = [tensor.detach() for block in transformer.h
+              for m in (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2, block.mlp.c_fc, block.mlp.c_proj)
+              for tensor in (m.weight, m.bias)]
     return params + [transformer.ln_f.weight.detach(), transformer.ln_f.bias.detach(), lm.lm_head.weight.detach()]
