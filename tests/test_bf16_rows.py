@@ -64,10 +64,12 @@ def test_a_packed_bfloat16_linear_takes_the_kernel_for_few_rows_and_onednn_for_m
 
 @needs_kernel
 @pytest.mark.parametrize("options", [{}, {"scale_attn_by_inverse_layer_idx": True}, {"n_head": 3},
-                                     {"scale_attn_weights": False}])
+                                     {"scale_attn_weights": False}, {"layer_norm_epsilon": 1e-2}])
 def test_a_gpt2_step_in_one_call_gives_the_python_steps_logits_bit_for_bit(kernel, options: dict) -> None:
     torch.manual_seed(0)
     lm = GPT2LMHeadModel(GPT2Config(**dict(n_layer=2, n_embd=96, n_head=4, vocab_size=300) | options))
+    for parameter in lm.parameters():  # GPT-2 starts with zero biases and unit norms: a swapped one would not show
+        parameter.data.normal_(0, 0.2)
     lm = lm.eval().bfloat16().requires_grad_(False)
     linearize(lm)
     pack_linears(lm, few_rows=True)

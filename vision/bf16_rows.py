@@ -73,7 +73,7 @@ def _places(cache_dir: Path) -> list[Path]:
 
 
 def load(cache_dir: Path) -> bool:
-    """Make `linear` usable in this process (see the module's docstring); whether it is."""
+    """Make `linear` and `gpt2_step` usable in this process (see the module's docstring); whether it is."""
     with _loading:  # one library per process: a second registration of the op would abort the load
         return _load(cache_dir)
 

@@ -15,10 +15,11 @@ Only a plain GPT-2 in inference mode on a CPU (`Gpt2Steps.fits`), whose sdpa att
 scale included; anything else decodes through `forward`. `first` takes the whole prefix at position 0,
 `next` one token at a time.
 
-Where every linear of a bfloat16 GPT-2 takes bf16_rows' few-row kernel (one to three captions), `next` runs the
-whole step in C++ (`bf16_rows.gpt2_step`): the same ATen calls as `_forward`, so the same bits, without Python
-between its 400-odd calls. On a 2-core Zen 4 that is about 1 ms of a 7-8 ms step, and a lone photo through the
-benchmark's bfloat16 pipeline took 159 ms against 179 (medians of 16, interleaved).
+Where every linear of a bfloat16 GPT-2 takes bf16_rows' few-row kernel (one to three captions; `_fused_params`
+has the whole condition), `next` runs the whole step in C++ (`bf16_rows.gpt2_step`): the same ATen calls as
+`_forward`, so the same bits, without Python between its 400-odd calls. In one run on a 2-core Zen 4
+(2026-12-03) that was about 1 ms of a 7-8 ms step, and a lone photo through the benchmark's bfloat16 pipeline
+took 159 ms against 179 (medians of 16, interleaved).
 """
 
 from __future__ import annotations
@@ -91,17 +92,22 @@ def _fused_params(lm) -> list[torch.Tensor] | None:
     """What bf16_rows.gpt2_step takes for `lm`'s steps (per block ln_1, c_attn, attn.c_proj, ln_2, c_fc and
     mlp.c_proj, weight and bias each; then ln_f and the output layer's weight), where it computes what `_forward`
     does: every linear on the few-row kernel, layer norms of the configured epsilon, and gelu_new, whose
-    operations the C++ repeats; else None."""
+    operations the C++ repeats, none of them with a forward of its own (a hub kernel, say) or hooks for the C++
+    to skip; else None."""
+    from torch.nn.modules import module as torch_module
     from transformers.activations import NewGELUActivation
 
     transformer = lm.transformer
+    if getattr(torch_module, "_global_forward_hooks", None) or getattr(torch_module, "_global_forward_pre_hooks", None):
+        return None  # hooks on every module (nn.modules.module.register_module_forward_hook): _forward runs them
     norms = [m for block in transformer.h for m in (block.ln_1, block.ln_2)] + [transformer.ln_f]
     linears = [m for block in transformer.h for m in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc,
                                                      block.mlp.c_proj)] + [lm.lm_head]
     if (not all(type(m) is nn.LayerNorm and m.eps == lm.config.layer_norm_epsilon for m in norms)
             or not all(isinstance(m, PackedLinear) and m.few_rows for m in linears) or lm.lm_head.bias is not None
             or not all(type(block.mlp.act) is NewGELUActivation for block in transformer.h)
-            or any(m.weight is None or m.bias is None for m in norms + linears[:-1])):
+            or any(m.weight is None or m.bias is None for m in norms + linears[:-1])
+            or any("forward" in vars(m) for m in norms + linears + [block.mlp.act for block in transformer.h])):
         return None
     params = [tensor.detach() for block in transformer.h
               for m in (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2, block.mlp.c_fc, block.mlp.c_proj)

@@ -8,6 +8,8 @@
 //
 // Accumulation is float32 (vdpbf16ps multiplies bfloat16 pairs exactly, flushing denormals, and adds them in
 // float32), the bias is added in float32, and the sum is rounded once to bfloat16, nearest-even, as oneDNN does.
+//
+// gpt2_step, below, is one whole decoding step of such a GPT-2 over this kernel, in one call from Python.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/add.h>
@@ -100,6 +102,7 @@ at::Tensor gpt2_step(const at::Tensor& x, at::TensorList params, at::TensorList 
   TORCH_CHECK(T == 1 && static_cast<int64_t>(params.size()) == blocks * kBlockParams + 3
               && static_cast<int64_t>(scales.size()) == blocks, "one position, and every block's parameters");
   const int64_t end = start + T;
+  for (const at::Tensor& cache : kv) TORCH_CHECK(end <= cache.size(3), "position ", start, " is past the KV buffer");
   at::Tensor h = x;
   for (int64_t l = 0; l < blocks; ++l) {
     const at::Tensor* p = params.data() + l * kBlockParams;
