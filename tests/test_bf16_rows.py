@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from bench.flops import count_flops
 from vision import DecodingOptions, bf16_rows, decode, load_models
 from vision.gpt2_steps import Gpt2Steps
 from vision.language_model import linearize
@@ -62,10 +63,8 @@ def test_a_packed_bfloat16_linear_takes_the_kernel_for_few_rows_and_onednn_for_m
         assert torch.allclose(out.float(), linear(x).float(), rtol=2 ** -7, atol=1e-2)
 
 
-@needs_kernel
-@pytest.mark.parametrize("options", [{}, {"scale_attn_by_inverse_layer_idx": True}, {"n_head": 3},
-                                     {"scale_attn_weights": False}, {"layer_norm_epsilon": 1e-2}])
-def test_a_gpt2_step_in_one_call_gives_the_python_steps_logits_bit_for_bit(kernel, options: dict) -> None:
+def small_packed_gpt2(**options) -> GPT2LMHeadModel:
+    """A bfloat16 GPT-2 as load_models leaves one on a CPU with AVX-512 BF16: linears packed, few rows on the kernel."""
     torch.manual_seed(0)
     lm = GPT2LMHeadModel(GPT2Config(**dict(n_layer=2, n_embd=96, n_head=4, vocab_size=300) | options))
     for parameter in lm.parameters():  # GPT-2 starts with zero biases and unit norms: a swapped one would not show
@@ -73,6 +72,14 @@ def test_a_gpt2_step_in_one_call_gives_the_python_steps_logits_bit_for_bit(kerne
     lm = lm.eval().bfloat16().requires_grad_(False)
     linearize(lm)
     pack_linears(lm, few_rows=True)
+    return lm
+
+
+@needs_kernel
+@pytest.mark.parametrize("options", [{}, {"scale_attn_by_inverse_layer_idx": True}, {"n_head": 3},
+                                     {"scale_attn_weights": False}, {"layer_norm_epsilon": 1e-2}])
+def test_a_gpt2_step_in_one_call_gives_the_python_steps_logits_bit_for_bit(kernel, options: dict) -> None:
+    lm = small_packed_gpt2(**options)
     for batch in (1, 2, 3):
         prefix, tokens = torch.randn(batch, 4, 96).bfloat16(), torch.randint(0, 300, (5, batch))
         fused, plain = Gpt2Steps(lm, batch, length=9), Gpt2Steps(lm, batch, length=9)
@@ -88,6 +95,27 @@ def test_a_gpt2_step_in_one_call_gives_the_python_steps_logits_bit_for_bit(kerne
     linearize(gelu)
     pack_linears(gelu, few_rows=True)
     assert Gpt2Steps(gelu, 1, length=4).fused is None  # the C++ repeats gelu_new's operations, no other's
+
+
+@needs_kernel
+def test_the_benchmarks_flop_count_sees_every_step(kernel) -> None:
+    """The counter's hooks on every module send the steps through Python, where it sees each linear and attention
+    (counted as one op it knows nothing of, a step would count as no work)."""
+    lm = small_packed_gpt2()
+    prefix, tokens = torch.randn(2, 4, 96).bfloat16(), torch.randint(0, 300, (5, 2))
+
+    def caption(fused: bool) -> None:
+        steps = Gpt2Steps(lm, 2, length=9)
+        if not fused:
+            steps.fused = None
+        steps.first(prefix)
+        for token in tokens:
+            steps.next(token)
+
+    assert Gpt2Steps(lm, 2, length=9).fused is not None  # uncounted, a step is one call
+    with torch.inference_mode():
+        counted, step_by_step = count_flops(lambda: caption(True)), count_flops(lambda: caption(False))
+    assert counted == step_by_step and step_by_step > 2 * 5 * 2 * 96 * 300
 
 
 @needs_kernel
