@@ -35,7 +35,7 @@ import torch
 
 from bot.core.settings import BotSettings
 from bot.engine.batcher import model_thread
-from vision.devices import cpu_has_fast_bf16
+from vision.catalog.devices import cpu_has_fast_bf16
 
 from . import harness
 from .flops import ceiling_seconds, count_flops, matmul_rate

@@ -4,7 +4,7 @@ PyTorch's FLOP counter sees the ops that run, and misses three: with the
 `nn.MultiheadAttention` fast path on (inference mode, open_clip's ViT) a whole block
 runs as one fused kernel it does not know; on a CPU attention itself runs as
 `_scaled_dot_product_flash_attention_for_cpu`, which its table lacks; and it counts the
-packed linears' oneDNN kernel (`vision.packed_linear`) as no work at all. A ViT-B/32
+packed linears' oneDNN kernel (`vision.fast.packed_linear`) as no work at all. A ViT-B/32
 image counted 5.9 GFLOP of the 8.8 a hand count gives. Counting here turns the fast
 path off, counts the CPU attention kernel as the other attention kernels are
 counted and a packed linear as the matmul it is; `vit_flops` is the hand count a test holds the counter to.
@@ -43,7 +43,7 @@ def count_flops(work: Callable[[], object]) -> float:
     mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention}
     if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
         mapping[torch.ops.mkldnn._linear_pointwise] = packed_linear
-    if hasattr(torch.ops.clipchat, "bf16_rows_linear"):  # vision.bf16_rows, once loaded
+    if hasattr(torch.ops.clipchat, "bf16_rows_linear"):  # vision.fast.bf16_rows, once loaded
         mapping[torch.ops.clipchat.bf16_rows_linear] = packed_linear
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with attention_fast_path(False), counter:
@@ -72,11 +72,11 @@ def vit_flops(visual) -> float:
 def matmul_rate(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 10) -> float:
     """This machine's dense matmul FLOP/s in `dtype`: the ceiling that dtype's work is measured against.
 
-    The faster of PyTorch's matmul and oneDNN's with the weight packed (`vision.packed_linear`, what clipchat
+    The faster of PyTorch's matmul and oneDNN's with the weight packed (`vision.fast.packed_linear`, what clipchat
     runs): on AMD CPUs PyTorch's float32 matmul goes to MKL, which does not use AVX-512 there (141-157 GFLOP/s
     on a 2-core Zen 4 against oneDNN's 374), and a ceiling from it alone put clipchat at 118% efficiency.
     """
-    from vision.packed_linear import PackedLinear, packed_dtypes
+    from vision.fast.packed_linear import PackedLinear, packed_dtypes
 
     a = torch.randn(size, size, dtype=dtype)
     ways = [lambda: a @ a]

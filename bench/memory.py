@@ -90,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.memory")
     parser.add_argument("--dtype", default="auto", help="as CLIPCHAT_DTYPE (default auto)")
     args = parser.parse_args()
-    from vision.devices import resolve_dtype
+    from vision.catalog.devices import resolve_dtype
 
     print(f"dtype {args.dtype} (GPT-2s in {resolve_dtype(args.dtype, torch.device('cpu'))}, CLIP in float32 "
           f"under auto)")

@@ -8,7 +8,7 @@ include decoding as well), in milliseconds per photo:
 - `pillow_full`: Pillow decodes every pixel (`bench.pipelines.decode`), as the baselines' own code does;
 - `pillow_draft`: clipchat's `load_image`, which decodes a large JPEG at 1/2, 1/4 or 1/8 of its size
   (`draft`) and shrinks by whole factors before converting; the best-configured baselines use it too;
-- `device`: `vision.gpu_intake`, the whole batch decoded by `torchvision.io.decode_jpeg` on the
+- `device`: `vision.intake.device_jpeg`, the whole batch decoded by `torchvision.io.decode_jpeg` on the
   device (`--device cpu`: torchvision's CPU decoder, to check the script) and resized there.
 
 Two figures each: `decode_ms` (bytes to RGB pixels at whatever size the decoder gives) and
@@ -25,8 +25,8 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 
 import torch
 
-from vision.gpu_intake import DeviceIntake
-from vision.intake import load_image
+from vision.intake.device_jpeg import DeviceIntake
+from vision.intake.images import load_image
 
 from .pipelines import decode
 

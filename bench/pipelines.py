@@ -12,7 +12,7 @@ twice in two dtypes has the same weights. Each baseline comes twice:
   clipchat's own `load_image` (which shrinks large photos while decoding them).
 
 `on_device_decoding` turns clipchat or a best-configured baseline into the same pipeline with its
-JPEGs decoded and resized on the device (`vision.gpu_intake`), as `python -m bench.gpu` runs them
+JPEGs decoded and resized on the device (`vision.intake.device_jpeg`), as `python -m bench.gpu` runs them
 on a GPU. `Pipeline.decoder` names how a pipeline decodes, for the decoding figures
 (`bench/photo_decoding.py`).
 """
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from vision.intake import load_image
+from vision.intake.images import load_image
 
 TOKENS = 20
 GPT2_VOCAB = 50257
@@ -101,12 +101,12 @@ def build_models(device: str = "cpu", dtype: torch.dtype = torch.float32, clip_d
     import open_clip
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from vision.captioner import PrefixCaptioner
-    from vision.encoder import ClipEncoder
-    from vision.mapper import MapperConfig
-    from vision.model_sets import ModelSet
+    from vision.catalog.model_sets import ModelSet
+    from vision.models.captioner import PrefixCaptioner
+    from vision.models.encoder import ClipEncoder
+    from vision.models.mapper import MapperConfig
+    from vision.models.tagger import ZeroShotTagger, load_vocabulary
     from vision.pipeline import VisionModels, use_cpu_kernels
-    from vision.tagger import ZeroShotTagger, load_vocabulary
 
     where, clip_dtype = torch.device(device), clip_dtype or dtype
     torch.manual_seed(SEED)
@@ -135,7 +135,7 @@ def clipchat(device: str = "cpu", dtype: torch.dtype = torch.float32,
     tower and each greedy step at fixed batch sizes, replayed as CUDA graphs on a GPU (vision/graphs.py)."""
     from bot.engine.api import DescribeRequest
     from bot.engine.engine import ModelEngine
-    from vision.decoding import DecodingOptions
+    from vision.decoding.strategies import DecodingOptions
 
     models = build_models(device, dtype, clip_dtype)
     decoding = DecodingOptions(max_tokens=TOKENS, graphs=graphs)
@@ -220,7 +220,7 @@ def coca(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
 
 def coca_cached(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
     from bench.coca_cache import greedy_logits
-    from vision.encoder import ClipEncoder
+    from vision.models.encoder import ClipEncoder
 
     model, preprocess = _coca(device, dtype)
     images = ClipEncoder(model, preprocess, None, "coca", torch.device(device), dtype)  # its prepare/pixels_from
@@ -252,7 +252,7 @@ def vision_encoder_decoder(device: str = "cpu", dtype: torch.dtype = torch.float
     steps it ran. At its best the image processor runs per photo on the workers."""
     from transformers import ViTImageProcessor, ViTImageProcessorPil
 
-    from vision.encoder import ClipEncoder
+    from vision.models.encoder import ClipEncoder
 
     model, processor = _vision_encoder_decoder(device, dtype), ViTImageProcessor()
 
@@ -280,7 +280,7 @@ def vision_encoder_decoder(device: str = "cpu", dtype: torch.dtype = torch.float
 
 def _vit_processor_steps(processor):
     """What ViTImageProcessor does (a bilinear resize to its fixed size, scale to 0-1, normalise), as a
-    torchvision Compose, which `ClipEncoder` splits at ToTensor and `vision.gpu_intake` runs on tensors."""
+    torchvision Compose, which `ClipEncoder` splits at ToTensor and `vision.intake.device_jpeg` runs on tensors."""
     from torchvision import transforms as T
 
     if not (processor.do_resize and processor.do_rescale and processor.do_normalize
@@ -296,14 +296,14 @@ BASELINES = (clipcap_reference, clipcap_batched, coca, coca_cached, vision_encod
 
 def on_device_decoding(pipeline: Pipeline, device: str | None = None) -> Pipeline:
     """`pipeline` with its JPEGs decoded, resized and cropped on `device` (its models' device by default)
-    by `vision.gpu_intake`: headers checked on the workers, the batch decoded on the model thread.
+    by `vision.intake.device_jpeg`: headers checked on the workers, the batch decoded on the model thread.
 
     For clipchat and the best-configured baselines, whose `prepare` makes an encoder's crops
     (`parts["images"]`, else the models' encoder); `parts["from_crops"]` runs a batch of crops where
     `process` takes something else.
     """
     from clipchat.errors import BadImage
-    from vision.gpu_intake import DeviceIntake
+    from vision.intake.device_jpeg import DeviceIntake
 
     images = pipeline.parts.get("images") or pipeline.parts["models"].encoder
     from_crops = pipeline.parts.get("from_crops", pipeline.process)
@@ -317,5 +317,5 @@ def on_device_decoding(pipeline: Pipeline, device: str | None = None) -> Pipelin
         return from_crops(crops)
     where = "the GPU" if intake.device.type == "cuda" else "the CPU by torchvision"
     kept = [part for part in pipeline.config.split(", ") if part != "as shipped" and not part.endswith("on workers")]
-    return replace(pipeline, config=", ".join(kept + [f"JPEGs decoded and resized on {where}"]),
+    return replace(pipeline, config=", ".join([*kept, f"JPEGs decoded and resized on {where}"]),
                    prepare=intake.prepare, process=process, decoder="device")

@@ -71,7 +71,7 @@ async def measure(url: str, sizes: list[int], queries: int) -> None:
             warm, naive = [], []
             for probe in probes:
                 started = time.perf_counter()
-                [(best, _)] = await index.search(session, chat_id, MODEL, probe, k=1)
+                [(_best, _)] = await index.search(session, chat_id, MODEL, probe, k=1)
                 warm.append(time.perf_counter() - started)
             for probe in probes[: max(3, queries // 10)]:
                 started = time.perf_counter()

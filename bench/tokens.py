@@ -12,7 +12,7 @@ from .pipelines import TOKENS, decode
 @torch.inference_mode()
 def caption_tokens(models, photos: list[bytes]) -> list[list[int]]:
     """Greedy 20-token captions of `photos`, as token ids."""
-    from vision.decoding import DecodingOptions
+    from vision.decoding.strategies import DecodingOptions
 
     encoder = models.encoder
     pixels = encoder.pixels_from([encoder.prepare(decode(data)) for data in photos])

@@ -14,9 +14,9 @@ import re
 import torch
 
 from clipchat.i18n import english, say
-from vision.answer_model import AnswerModel
-from vision.language_model import Caption
-from vision.scoring import rerank
+from vision.models.answer_model import AnswerModel
+from vision.models.language_model import Caption
+from vision.models.scoring import rerank
 
 from .conversation import Answer, AnswerOptions, Conversation
 from .grounded import COLOURS

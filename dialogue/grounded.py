@@ -74,7 +74,7 @@ def answer_colour(models, image: torch.Tensor, subject: str | None) -> Answer:
 def answer_presence(models, image: torch.Tensor, subject: str) -> Answer:
     thing = singular(subject)
     section = next((labels for _, labels in models.tagger.vocabulary.sections if thing in labels), None)
-    labels = list(section) if section else [thing, *[l for l in models.tagger.vocabulary.labels if l != thing]]
+    labels = list(section) if section else [thing, *[label for label in models.tagger.vocabulary.labels if label != thing]]
     ranked = _best(models, image, labels)
     # Within a section only one label wins; against a whole vocabulary, a thing among the top three is there.
     top = ranked[:1] if section else ranked[:3]

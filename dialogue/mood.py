@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from clipchat.i18n import english, say, word
-from vision.tagger import zero_shot_weights
+from vision.models.tagger import zero_shot_weights
 
 from .conversation import Answer
 

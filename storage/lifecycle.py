@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -33,7 +33,7 @@ class Removed:
 
 async def purge_older_than(session: AsyncSession, age: timedelta, now: datetime | None = None) -> Removed:
     """Delete turns and image records older than `age`; the bot's JobQueue runs this daily."""
-    cutoff = (now or datetime.now(timezone.utc)) - age
+    cutoff = (now or datetime.now(UTC)) - age
     turns = await session.execute(delete(Turn).where(Turn.created_at < cutoff))
     images = await session.execute(delete(ImageRecord).where(ImageRecord.created_at < cutoff))
     return Removed(turns=turns.rowcount or 0, images=images.rowcount or 0)
@@ -85,12 +85,12 @@ async def forget_user(session: AsyncSession, user_id: int, now: datetime | None 
     await session.execute(delete(Chat).where(_private_chat(user_id)))
     # A group's switches stay as they are; only who flipped them is forgotten.
     await session.execute(update(ChatSettings).where(ChatSettings.updated_by == user_id).values(updated_by=None))
-    cutoff = (now or datetime.now(timezone.utc)) - pending_grace
+    cutoff = (now or datetime.now(UTC)) - pending_grace
     await session.execute(delete(PendingUpdate).where(USER_ROWS["pending_updates"](user_id),
                                                       PendingUpdate.arrived_at < cutoff))
     # A re-index of their private chat has nothing left to do there; its runner carries on harmlessly.
     await session.execute(delete(ReindexRun).where(USER_ROWS["reindex_runs"](user_id)))
-    today = (now or datetime.now(timezone.utc)).date()
+    today = (now or datetime.now(UTC)).date()
     await session.execute(delete(Usage).where(USER_ROWS["usage"](user_id), Usage.day < today))
     users = await session.execute(delete(User).where(USER_ROWS["users"](user_id)))
     return Removed(turns=turns.rowcount or 0, images=images.rowcount or 0,

@@ -7,7 +7,7 @@ vector (float16 bytes) with the identity of the model that made it.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 from sqlalchemy import (
@@ -31,7 +31,7 @@ from clipchat.facts import PhotoFacts, Tag
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def encode_embedding(vector: np.ndarray) -> bytes:

@@ -9,7 +9,7 @@ works, so every bot process sharing the database can tell people it is under way
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
@@ -93,4 +93,4 @@ async def reindex_running(session: AsyncSession, model: str, chat_id: int) -> bo
 
 
 def _dead_before() -> datetime:
-    return datetime.now(timezone.utc) - timedelta(seconds=ALIVE_S)
+    return datetime.now(UTC) - timedelta(seconds=ALIVE_S)

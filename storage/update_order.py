@@ -17,7 +17,7 @@ still goes first.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -39,7 +39,7 @@ class SharedOrder:
         """Record the update; returns how many this user now has pending across all processes."""
         async def work(session: AsyncSession) -> int:
             await _insert_if_missing(session, PendingUpdate, user_key=key, update_id=update_id,
-                                     arrived_at=datetime.now(timezone.utc))
+                                     arrived_at=datetime.now(UTC))
             return await session.scalar(select(func.count()).select_from(PendingUpdate)
                                         .where(PendingUpdate.user_key == key))
         return await write_with_retry(self.sessions, work)
@@ -63,7 +63,7 @@ class SharedOrder:
     async def _oldest(self, session: AsyncSession, key: int) -> int | None:
         if session.bind.dialect.name == "postgresql":
             await session.execute(select(func.pg_advisory_xact_lock(key)))
-        cutoff = datetime.now(timezone.utc) - self.stale_after
+        cutoff = datetime.now(UTC) - self.stale_after
         await session.execute(delete(PendingUpdate).where(PendingUpdate.user_key == key,
                                                           PendingUpdate.arrived_at < cutoff))
         return await session.scalar(select(func.min(PendingUpdate.update_id)).where(PendingUpdate.user_key == key))

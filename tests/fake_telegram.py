@@ -139,7 +139,7 @@ class FakeTelegram:
                                          f"{[(c.method, c.params.get('chat_id'), c.text[:60]) for c in self.calls]}")
                 try:
                     await asyncio.wait_for(self._changed.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
         return result
 
@@ -228,7 +228,7 @@ class FakeTelegram:
             while not self._updates and time.monotonic() < deadline:
                 try:
                     await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
         return self._updates[: int(params.get("limit") or 100)]
 

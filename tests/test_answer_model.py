@@ -19,8 +19,8 @@ from dialogue.conversation import AnswerOptions
 from dialogue.generation import answer_open, build_prompt
 from tests.world.scenes import BACKGROUNDS, COLOURS, SHAPES, SIZES
 from vision import load_models
-from vision.answer_model import load_answer_model
-from vision.model_sets import Ref
+from vision.catalog.model_sets import Ref
+from vision.models.answer_model import load_answer_model
 
 # Questions the routing leaves open (or that reach the open path), each with how to judge an answer.
 EVALUATION_QUESTIONS = ("what is the background like?", "is it big?", "tell me about the shape")
@@ -152,7 +152,7 @@ async def test_photos_are_served_while_the_answer_model_loads(world_dir, cache_d
     from bot.engine import LocalModels, ModelEngine
     from bot.engine.api import AnswerRequest, DescribeRequest
     from tests.bot_helpers import jpeg
-    from vision.answer_model import LazyAnswerModel
+    from vision.models.answer_model import LazyAnswerModel
 
     models = load_models(str(world_dir), device="cpu", cache_dir=cache_dir)
     real, loading, release = models.answerer, threading.Event(), threading.Event()

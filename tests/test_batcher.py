@@ -179,7 +179,7 @@ async def test_large_photos_take_turns_within_the_decode_memory_budget() -> None
     from bot.engine.local import LocalModels
     from tests.test_intake import png_claiming_size
     from vision import ImageLimits
-    from vision.intake import decode_cost
+    from vision.intake.images import decode_cost
 
     lock, running, peak = threading.Lock(), 0, 0
 

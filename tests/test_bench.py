@@ -9,7 +9,7 @@ import torch
 from bench.flops import count_flops, vit_flops
 from bench.pipelines import build_models, clipcap_batched, clipcap_reference, coca, coca_cached, jpeg_photos
 from bench.tokens import caption_tokens, compare_tokens, same_weights
-from vision.packed_linear import pack_linears, packing_available
+from vision.fast.packed_linear import pack_linears, packing_available
 
 
 @pytest.fixture(scope="module")

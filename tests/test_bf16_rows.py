@@ -1,4 +1,4 @@
-"""vision.bf16_rows: GPT-2's few-row bfloat16 products at memory speed, built on first use, and oneDNN where not."""
+"""vision.fast.bf16_rows: GPT-2's few-row bfloat16 products at memory speed, built on first use, and oneDNN where not."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from bench.flops import count_flops
 from vision import DecodingOptions, bf16_rows, decode, load_models
-from vision.gpt2_steps import Gpt2Steps
-from vision.language_model import linearize
-from vision.packed_linear import PackedLinear, pack_linears, packing_available
+from vision.fast.gpt2_steps import Gpt2Steps
+from vision.fast.packed_linear import PackedLinear, pack_linears, packing_available
+from vision.models.language_model import linearize
 
 needs_kernel = pytest.mark.skipif(not (bf16_rows.cpu_supports() and packing_available()),
                                   reason="the kernel needs AVX-512 BF16 (and packed linears beside it)")
@@ -140,7 +140,7 @@ def test_without_a_compiler_the_log_and_doctor_say_why_and_the_linears_stay_on_o
               "from bot.ops.doctor import check_device\n"
               "from vision import bf16_rows\n"
               "bf16_rows.prebuilt_dir = lambda: Path(sys.argv[1])  # none built there either\n"
-              "from vision.settings import VisionSettings\n"
+              "from vision.catalog.settings import VisionSettings\n"
               "check = check_device(VisionSettings())\n"
               "print(check.status, '|', check.detail, '|', check.fix)\n"
               "print('loaded', bf16_rows.load(VisionSettings().cache_dir))\n")

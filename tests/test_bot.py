@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC
 
 from sqlalchemy import func, select
 
@@ -430,7 +431,7 @@ async def test_the_token_never_reaches_the_logs(start_bot, telegram, understood,
 
 async def test_the_jobs_purge_old_rows_and_maintain_the_database(start_bot, telegram, understood, caplog):
     import logging
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from sqlalchemy import update
 
@@ -446,7 +447,7 @@ async def test_the_jobs_purge_old_rows_and_maintain_the_database(start_bot, tele
     # the bot writes after it replies: wait for both users' rows
     await eventually(lambda: stored(app, Turn.id > 0, 4), what="both users' turns stored")
     async with sessions() as session:  # user 81's photo and conversation are a year old
-        old = datetime.now(timezone.utc) - timedelta(days=365)
+        old = datetime.now(UTC) - timedelta(days=365)
         await session.execute(update(Turn).where(Turn.user_id == 81).values(created_at=old))
         await session.execute(update(ImageRecord).where(ImageRecord.sender_id == 81).values(created_at=old))
         await session.commit()

@@ -57,7 +57,7 @@ def test_settings_out_of_bounds_are_refused_with_the_setting_named(monkeypatch, 
     from pydantic import ValidationError
 
     from storage import StorageSettings
-    from vision.settings import VisionSettings
+    from vision.catalog.settings import VisionSettings
 
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", GOOD)
     monkeypatch.setenv(variable, value)

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from bench.reference import reference_greedy
 from tests.conftest import attribute_accuracy, by_split
 from vision import DecodingOptions, decode, load_models
-from vision.captioner import PrefixCaptioner, load_clipcap_checkpoint
-from vision.language_model import load_language_model
-from vision.mapper import MapperConfig
-from vision.model_sets import Ref
+from vision.catalog.model_sets import Ref
+from vision.models.captioner import PrefixCaptioner, load_clipcap_checkpoint
+from vision.models.language_model import load_language_model
+from vision.models.mapper import MapperConfig
 
 
 def test_prefix_captions_name_every_attribute(world_models, heldout, figure) -> None:
@@ -56,7 +56,7 @@ def test_beam_search_and_sampling_return_ranked_sentences(world_models, heldout)
     beams = decode(world_models.captioner, raw, DecodingOptions(method="beam", beam_size=4, num_candidates=3))
     torch.manual_seed(0)  # sampling draws from the global generator, which earlier tests have advanced
     samples = decode(world_models.captioner, raw, DecodingOptions(method="sample", num_candidates=3, top_p=0.9))
-    for held, beam, sample in zip(heldout, beams, samples):
+    for _held, beam, sample in zip(heldout, beams, samples):
         assert len(beam) == 3 and len({c.text for c in beam}) == 3  # distinct hypotheses
         for candidates in (beam, sample):
             ended = [c.text.endswith(".") for c in candidates]
@@ -151,7 +151,7 @@ def test_a_bfloat16_language_model_gives_the_same_captions_as_float32(world_dir:
 
 
 def test_a_linearized_language_model_keeps_gpt2s_checkpoint_layout(world_dir: Path) -> None:
-    from vision.language_model import linearize
+    from vision.models.language_model import linearize
 
     lm, _ = load_language_model(Ref.parse(f"local-dir:{world_dir / 'gpt2'}"), torch.device("cpu"),
                                 torch.float32)

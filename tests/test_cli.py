@@ -80,3 +80,22 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
     assert {"users", "chats", "images", "turns", "chat_settings", "user_settings", "alembic_version"} <= tables
     again = clipchat("db", "upgrade", "--url", f"sqlite:///{database}")  # idempotent
     assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize(("command", "package"), [("train-captioner", "matplotlib"), ("evaluate", "pycocoevalcap")])
+def test_training_commands_say_how_to_install_their_extra(command: str, package: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The bot's install leaves training out; its commands then say what to install, before loading anything."""
+    import importlib.util
+
+    from bot.ops.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == package else real(name, *a))
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text('{"image": "a.jpg", "caption": "a cat."}\n')
+    extra = ["--out", str(tmp_path / "out")] if command == "train-captioner" else []
+    assert main([command, str(captions), *extra, "--models", str(tmp_path / "no-such-set")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'clipchat[train]'" in err and package in err

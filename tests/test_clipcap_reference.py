@@ -18,10 +18,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from vision.captioner import load_clipcap_checkpoint
-from vision.decoding import DecodingOptions, decode
-from vision.language_model import stop_token_ids
-from vision.model_sets import Ref
+from vision.catalog.model_sets import Ref
+from vision.decoding.strategies import DecodingOptions, decode
+from vision.models.captioner import load_clipcap_checkpoint
+from vision.models.language_model import stop_token_ids
 
 PREFIX_LENGTH = 10  # ClipCap's MLP setting, and its COCO checkpoint's
 CLIP_DIM = 512  # OpenAI ViT-B/32, which the published checkpoints were trained on

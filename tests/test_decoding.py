@@ -6,8 +6,8 @@ import pytest
 
 from clipchat.errors import InvalidConfig
 from vision import DecodingOptions
-from vision.decoding import STRATEGIES, BeamSearch, Greedy, NucleusSampling
-from vision.guided import Guided
+from vision.decoding.guided import Guided
+from vision.decoding.strategies import STRATEGIES, BeamSearch, Greedy, NucleusSampling
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -35,7 +35,7 @@ def test_bad_combinations_are_rejected(kwargs: dict) -> None:
 
 
 def test_the_method_picks_the_strategy_with_its_own_defaults() -> None:
-    assert STRATEGIES == {"greedy": Greedy, "beam": BeamSearch, "sample": NucleusSampling, "guided": Guided}
+    assert {"greedy": Greedy, "beam": BeamSearch, "sample": NucleusSampling, "guided": Guided} == STRATEGIES
     options = DecodingOptions(method="beam", num_candidates=3)
     beam = options.strategy().generate_kwargs(options)
     assert beam["num_beams"] == 5 and beam["num_return_sequences"] == 3 and not beam["do_sample"]

@@ -233,7 +233,7 @@ def test_one_image_name_everywhere() -> None:
         assert names <= {image}, (path.name, names)
         tags |= set(re.findall(re.escape(image) + r":([\w.${}:-]+)", text))
     for compose in (DEPLOY / "docker-compose.yml", RAY_COMPOSE):
-        for name, service in load_compose(compose)["services"].items():
+        for _name, service in load_compose(compose)["services"].items():
             if "clipchat" in service.get("image", ""):
                 assert service["image"] == image + ":${CLIPCHAT_IMAGE_VERSION:-latest}-${CLIPCHAT_IMAGE_TARGET:-cpu}"
     published = re.compile(r"(latest|\d+\.\d+(\.\d+)?|X\.Y(\.Z)?)(-(cpu|cuda))?")
@@ -356,7 +356,7 @@ def test_compose_refuses_to_start_without_a_database_password() -> None:
 
 def test_the_vision_container_gets_model_settings_only() -> None:
     """The Ray head runs whatever its cluster is sent: it must not hold the bot token or the database password."""
-    from vision.settings import VisionSettings
+    from vision.catalog.settings import VisionSettings
 
     vision = load_compose(RAY_COMPOSE)["services"]["vision"]
     assert "env_file" not in vision, "env_file hands the container every line of .env"

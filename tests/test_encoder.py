@@ -10,9 +10,9 @@ import torch
 
 from clipchat.errors import InvalidConfig, ModelNotFound
 from tests.conftest import by_split
-from vision.devices import cpu_has_fast_bf16, resolve_device, resolve_dtype
-from vision.encoder import load_clip
-from vision.scoring import clip_score
+from vision.catalog.devices import cpu_has_fast_bf16, resolve_device, resolve_dtype
+from vision.models.encoder import load_clip
+from vision.models.scoring import clip_score
 
 
 def test_text_to_image_recall_at_1_over_200_heldout_images(world_models, heldout, figure) -> None:
@@ -65,7 +65,7 @@ def test_bad_clip_references_say_what_would_work(tmp_path: Path) -> None:
     cpu = torch.device("cpu")
     with pytest.raises(ModelNotFound, match="ViT-B-32-quickgelu"):
         load_clip("ViT-Imaginary-99", "openai", cpu, torch.float32)
-    with pytest.raises(ModelNotFound, match="no open_clip_config.json"):
+    with pytest.raises(ModelNotFound, match=r"no open_clip_config\.json"):
         load_clip(f"local-dir:{tmp_path}", None, cpu, torch.float32)
     (tmp_path / "open_clip_config.json").write_text("{}")
     with pytest.raises(ModelNotFound, match="no weights"):

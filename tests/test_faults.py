@@ -45,7 +45,7 @@ def crafted(kind: str, side: int = 7000) -> bytes:
 
 
 DECODABLE = ("grey16", "rgba", "palette")
-KINDS = DECODABLE + ("bomb", "truncated", "not an image")
+KINDS = (*DECODABLE, "bomb", "truncated", "not an image")
 
 
 def send_document(telegram, chat: dict, sender: dict, data: bytes, **fields) -> dict:
@@ -120,7 +120,7 @@ async def test_a_hostile_album_burst_on_full_size_models(telegram, bot_settings,
     from bench.pipelines import build_models
     from bot.adapter.application import build_application
     from storage import StorageSettings
-    from vision.tagger import ZeroShotTagger, load_vocabulary
+    from vision.models.tagger import ZeroShotTagger, load_vocabulary
 
     models = build_models("cpu", torch.float32, tags=False)
     # A slice of the everyday vocabulary: its full 4,000 labels take two minutes of CLIP text passes here

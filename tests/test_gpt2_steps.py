@@ -1,4 +1,4 @@
-"""Greedy captions through vision.gpt2_steps (GPT-2's modules called directly over a KV buffer) are the
+"""Greedy captions through vision.fast.gpt2_steps (GPT-2's modules called directly over a KV buffer) are the
 captions its own `forward` gives, token for token, on every held-out photo, in float32 and bfloat16."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from vision import DecodingOptions, decode, load_models
-from vision.gpt2_steps import Gpt2Steps
+from vision.fast.gpt2_steps import Gpt2Steps
 
 
 @pytest.fixture(scope="module", params=["float32", "bfloat16"])

@@ -17,9 +17,9 @@ from PIL import Image
 from bot.engine import DescribeRequest, LocalModels, ModelEngine
 from clipchat.errors import BadImage, InvalidConfig
 from vision import ImageLimits, load_image
-from vision.decoding import DecodingOptions
-from vision.gpu_intake import DeferredJpeg, DeviceIntake, describe_photos, device_intake
-from vision.settings import VisionSettings
+from vision.catalog.settings import VisionSettings
+from vision.decoding.strategies import DecodingOptions
+from vision.intake.device_jpeg import DeferredJpeg, DeviceIntake, describe_photos, device_intake
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 TELEGRAM_SIDE = 1280  # the long side of the largest photo size Telegram sends

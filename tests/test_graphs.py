@@ -8,7 +8,7 @@ import torch
 
 from clipchat.errors import InvalidConfig
 from vision import DecodingOptions, decode, load_models
-from vision.graphs import BUCKETS, bucket
+from vision.fast.graphs import BUCKETS, bucket
 
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU; the CPU tests above "
                                                                "check the same fixed-shape steps uncaptured")
@@ -116,7 +116,7 @@ def test_the_auto_dtype_models_give_the_eager_tokens_too(world_models, heldout) 
 @GPU
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_cuda_graphs_give_the_eager_tokens_on_every_heldout_photo(world_dir, cache_dir, heldout, dtype: str) -> None:
-    from vision.graphs import _DECODERS, _TOWERS
+    from vision.fast.graphs import _DECODERS, _TOWERS
 
     models = load_models(str(world_dir), device="cuda", dtype=dtype, cache_dir=cache_dir)
     pixels = models.encoder.preprocess_images([h.image for h in heldout])  # (240, 3, H, W) on the GPU

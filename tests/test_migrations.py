@@ -5,7 +5,7 @@ Runs on SQLite and PostgreSQL (the `database_url` fixture), like the rest of the
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ from sqlalchemy import text
 from storage import downgrade, make_engine, upgrade
 from storage.models import encode_embedding
 
-NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 ALICE, BOB, GROUP = 1001, 1002, -100500
 VECTOR = encode_embedding(np.full(8, 1 / np.sqrt(8)))
 
@@ -99,7 +99,7 @@ def same(stored: dict, written: dict) -> bool:
         got = stored[name]
         if isinstance(value, datetime):
             got = datetime.fromisoformat(got) if isinstance(got, str) else got  # SQLite keeps text
-            got = got if got.tzinfo else got.replace(tzinfo=timezone.utc)
+            got = got if got.tzinfo else got.replace(tzinfo=UTC)
         elif isinstance(value, date):
             got = date.fromisoformat(got) if isinstance(got, str) else got
         elif name in ("tags", "preferences"):

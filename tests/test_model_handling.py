@@ -15,8 +15,8 @@ from PIL import Image
 
 from clipchat.errors import ClipchatError, InvalidConfig, ModelNotFound
 from tests.conftest import BOT_TOKEN
-from vision.model_sets import ModelSet, builtin_model_sets, load_model_set
-from vision.settings import VisionSettings
+from vision.catalog.model_sets import ModelSet, builtin_model_sets, load_model_set
+from vision.catalog.settings import VisionSettings
 
 CPU = torch.device("cpu")
 NO_WEIGHTS_CLIP = "ViT-S-32-alt"  # open_clip's smallest built-in config (256-wide), with no published weights
@@ -69,7 +69,7 @@ def test_overriding_the_clip_keeps_the_sets_weights_or_asks_for_a_tag(monkeypatc
 
 
 def test_a_clip_without_weights_is_refused_unless_random_weights_are_allowed() -> None:
-    from vision.encoder import load_clip
+    from vision.models.encoder import load_clip
 
     with pytest.raises(InvalidConfig) as caught:
         load_clip(NO_WEIGHTS_CLIP, None, CPU, torch.float32)
@@ -104,7 +104,7 @@ def test_describe_with_a_clip_that_has_no_weights_exits_with_one_line(monkeypatc
     ("hf-hub:openai/clip-vit-base-patch32", "CLIPCHAT_CLIP_MODEL=ViT-B-32-quickgelu"),
 ])
 def test_unknown_clip_names_get_a_short_suggestion(name: str, suggestion: str) -> None:
-    from vision.encoder import load_clip
+    from vision.models.encoder import load_clip
 
     with pytest.raises(ModelNotFound) as caught:
         load_clip(name, "openai", CPU, torch.float32)
@@ -143,7 +143,7 @@ def test_a_prefix_captioner_refuses_a_clip_of_another_width(world_dir: Path, tmp
 
 
 def test_a_clipcap_checkpoint_refuses_a_clip_of_another_width(world_dir: Path, tmp_path: Path) -> None:
-    from vision.mapper import MapperConfig, build_mapper
+    from vision.models.mapper import MapperConfig, build_mapper
     from vision.pipeline import load_models
 
     lm_width = json.loads((world_dir / "gpt2" / "config.json").read_text())["n_embd"]
@@ -273,7 +273,7 @@ def test_clipchat_models_lists_the_sets_and_what_is_on_disk(monkeypatch, capsys,
 def test_a_language_model_copied_without_its_tokenizer_is_not_on_disk(tmp_path: Path) -> None:
     """doctor and `clipchat models` agree with the start-up check: a snapshot is not a language model until its
     config, weights and tokenizer are all there."""
-    from vision.model_cache import NOT_DOWNLOADED, ON_DISK, presence
+    from vision.catalog.model_cache import NOT_DOWNLOADED, ON_DISK, presence
 
     model_set = load_model_set("guided")
     repo = model_set.language_model.target

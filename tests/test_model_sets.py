@@ -9,8 +9,8 @@ import pytest
 
 from clipchat.errors import InvalidConfig, ModelNotFound
 from vision import builtin_model_sets, load_model_set
-from vision.model_sets import CaptionerChoice, Ref
-from vision.settings import VisionSettings
+from vision.catalog.model_sets import CaptionerChoice, Ref
+from vision.catalog.settings import VisionSettings
 
 
 def test_references_parse_in_one_place(tmp_path: Path) -> None:
@@ -73,7 +73,7 @@ def test_settings_from_the_environment_override_the_set(monkeypatch: pytest.Monk
     assert str(model_set.language_model) == "hf-hub:openai-community/gpt2-medium"
     assert model_set.clip == "ViT-B-32-quickgelu"
     monkeypatch.setenv("CLIPCHAT_MODELS", str(tmp_path / "empty"))
-    with pytest.raises(ModelNotFound, match="has no clipchat.json"):
+    with pytest.raises(ModelNotFound, match=r"has no clipchat\.json"):
         VisionSettings().model_set()
 
 

@@ -54,8 +54,8 @@ def root_level():
 
 def a_builtin_set() -> str:
     """The default set when it is a built-in one (built-in names change; every one of them is on the hub)."""
-    from vision.model_sets import builtin_model_sets
-    from vision.settings import VisionSettings
+    from vision.catalog.model_sets import builtin_model_sets
+    from vision.catalog.settings import VisionSettings
 
     names = builtin_model_sets()
     default = VisionSettings.model_fields["models"].default
@@ -162,8 +162,8 @@ def test_an_offline_machine_with_the_downloads_copied_over_passes_the_check(tmp_
     from huggingface_hub import constants
 
     from clipchat.errors import ModelNotFound
-    from vision.hub import LM_TOKENIZER, clip_hub_files, ensure_available, hub_files
-    from vision.model_sets import builtin_model_sets, load_model_set
+    from vision.catalog.hub import LM_TOKENIZER, clip_hub_files, ensure_available, hub_files
+    from vision.catalog.model_sets import builtin_model_sets, load_model_set
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     for name in builtin_model_sets():

@@ -1,4 +1,4 @@
-"""Linears and self-attention through oneDNN with packed weights (vision.packed_linear): what load_models does on a CPU."""
+"""Linears and self-attention through oneDNN with packed weights (vision.fast.packed_linear): what load_models does on a CPU."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from vision.devices import cpu_has_fast_bf16
-from vision.language_model import linearize
-from vision.packed_linear import PackedSelfAttention, pack_linears, packing_available
+from vision.catalog.devices import cpu_has_fast_bf16
+from vision.fast.packed_linear import PackedSelfAttention, pack_linears, packing_available
+from vision.models.language_model import linearize
 
 pytestmark = pytest.mark.skipif(not packing_available(), reason="this PyTorch build has no oneDNN")
 

@@ -4,7 +4,7 @@ Bot API server, the command run in-process (bot.ops.cli.main) on the bot's datab
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import delete, select, update
@@ -52,7 +52,7 @@ async def test_a_run_that_stopped_beating_is_not_announced(sessions) -> None:
         assert await reindex_running(session, "new", chat_id=5)
         assert not await reindex_running(session, "other", chat_id=5)  # it would not make them searchable here
         await session.execute(update(ReindexRun).where(ReindexRun.id == run)
-                              .values(beat_at=datetime.now(timezone.utc) - timedelta(minutes=5)))
+                              .values(beat_at=datetime.now(UTC) - timedelta(minutes=5)))
         await session.commit()
         assert not await reindex_running(session, "new", chat_id=5)  # killed: its heartbeat went stale
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -184,7 +184,7 @@ def test_rows_about_user_knows_every_table() -> None:
 async def test_forget_removes_pending_updates_a_dead_process_left(sessions) -> None:
     from storage.models import PendingUpdate
 
-    long_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
     async with sessions() as session:
         session.add(PendingUpdate(user_key=ALICE, update_id=10, arrived_at=long_ago))  # its process died
         session.add(PendingUpdate(user_key=ALICE, update_id=11))  # the /forget itself, still running
@@ -257,7 +257,7 @@ async def test_retention_purges_old_turns_and_images(sessions) -> None:
     async with sessions() as session:
         old_image = await save_image(session, photo(ALICE, ALICE, 1))
         await add_turn(session, ALICE, ALICE, "user", "old question", image_id=old_image.id)
-        long_ago = datetime.now(timezone.utc) - timedelta(days=120)
+        long_ago = datetime.now(UTC) - timedelta(days=120)
         await session.execute(update(Turn).values(created_at=long_ago))
         await session.execute(update(ImageRecord).values(created_at=long_ago))
         await save_image(session, photo(ALICE, ALICE, 2))

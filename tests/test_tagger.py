@@ -11,7 +11,7 @@ from clipchat.errors import InvalidInput
 from tests.conftest import by_split
 from tests.world.clip_training import tag_label
 from tests.world.scenes import ATTRIBUTES
-from vision.tagger import Vocabulary, ZeroShotTagger, load_vocabulary, parse_label_list
+from vision.models.tagger import Vocabulary, ZeroShotTagger, load_vocabulary, parse_label_list
 
 
 def test_top1_tag_for_every_scene_label(world_models, heldout, figure) -> None:
@@ -80,7 +80,7 @@ def test_vocabulary_embeddings_are_computed_once_per_model_and_vocabulary(world_
     cached = ZeroShotTagger(again, vocabulary, cache_dir=tmp_path)
     assert again.texts == 0
     assert torch.allclose(cached.vocabulary_embeddings, world_models.tagger.vocabulary_embeddings, atol=1e-6)
-    edited = Vocabulary.parse("\n".join(vocabulary.labels + ["hexagon"]))
+    edited = Vocabulary.parse("\n".join([*vocabulary.labels, "hexagon"]))
     changed = CountingEncoder(world_models.encoder)
     ZeroShotTagger(changed, edited, cache_dir=tmp_path)
     assert changed.texts > 0

@@ -10,7 +10,7 @@ import torch
 
 from bot.ops.cli import main as clipchat
 from clipchat.errors import ClipchatError
-from vision.datasets import read_captions
+from vision.training.datasets import read_captions
 
 
 def small_coco_file(world_dir: Path, tmp_path: Path, count: int = 48) -> Path:
@@ -32,7 +32,7 @@ def test_captions_files_in_both_formats(world_dir: Path, tmp_path: Path) -> None
     assert len(jsonl) == 240 and jsonl[0].image.parent == world_dir / "data" / "heldout"
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"image": "a.png", "caption": "fine"}\n{"picture": "b.png"}\n')
-    with pytest.raises(ClipchatError, match="broken.jsonl:2"):
+    with pytest.raises(ClipchatError, match=r"broken\.jsonl:2"):
         read_captions(broken)
 
 

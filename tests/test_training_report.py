@@ -13,7 +13,7 @@ from PIL import Image
 
 from bot.ops.cli import main as clipchat
 from tests.test_training import small_coco_file
-from vision.training import split_for_validation
+from vision.training.trainer import split_for_validation
 
 STILL_FALLING = "validation loss was still falling at the end"
 

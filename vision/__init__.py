@@ -8,9 +8,9 @@
 This package never imports `telegram`; its errors are `clipchat.errors`'.
 """
 
-from .decoding import Caption, DecodingOptions, decode
-from .intake import ImageLimits, load_image
-from .model_sets import ModelSet, builtin_model_sets, load_model_set
+from .catalog.model_sets import ModelSet, builtin_model_sets, load_model_set
+from .decoding.strategies import Caption, DecodingOptions, decode
+from .intake.images import ImageLimits, load_image
 from .pipeline import VisionModels, load_models
 
 __all__ = ["Caption", "DecodingOptions", "ImageLimits", "ModelSet", "VisionModels", "builtin_model_sets", "decode",

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 from clipchat.errors import BadImage
 
-from .decoding import METHODS, DecodingOptions
-from .settings import VisionSettings
+from .catalog.settings import VisionSettings
+from .decoding.strategies import METHODS, DecodingOptions
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -98,7 +99,7 @@ def _load(settings: VisionSettings):
 
 
 def run_describe(args: argparse.Namespace, settings: VisionSettings) -> int:
-    from .intake import load_image
+    from .intake.images import load_image
 
     settings = _settings(args, settings)
     images, names, failures = [], [], 0
@@ -123,13 +124,28 @@ def run_describe(args: argparse.Namespace, settings: VisionSettings) -> int:
     return 1 if failures else 0
 
 
+TRAINING_EXTRA = {"train-captioner": ("matplotlib",), "evaluate": ("pycocoevalcap",)}
+
+
+def missing_training_extra(command: str) -> str | None:
+    """Why `command` cannot run in this install, or None: training's dependencies are the `[train]` extra."""
+    missing = [name for name in TRAINING_EXTRA[command] if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (f"clipchat {command} needs the training extra ({', '.join(missing)} is not installed): "
+            "pip install 'clipchat[train]'")
+
+
 def run_train(args: argparse.Namespace, settings: VisionSettings) -> int:
-    from .datasets import read_captions
-    from .devices import resolve_device, resolve_dtype
-    from .encoder import load_clip
-    from .hub import ensure_available
-    from .language_model import load_language_model
-    from .training import TrainingOptions, split_for_validation, train_captioner
+    if why := missing_training_extra("train-captioner"):
+        print(f"clipchat: {why}", file=sys.stderr)
+        return 2
+    from .catalog.devices import resolve_device, resolve_dtype
+    from .catalog.hub import ensure_available
+    from .models.encoder import load_clip
+    from .models.language_model import load_language_model
+    from .training.datasets import read_captions
+    from .training.trainer import TrainingOptions, split_for_validation, train_captioner
 
     settings = _settings(args, settings)
     model_set = settings.model_set()
@@ -164,15 +180,18 @@ def _print_epoch(losses, epochs: int) -> None:
 
 
 def run_evaluate(args: argparse.Namespace, settings: VisionSettings) -> int:
-    from .datasets import read_captions
-    from .evaluation import evaluate
+    if why := missing_training_extra("evaluate"):
+        print(f"clipchat: {why}", file=sys.stderr)
+        return 2
+    from .training.datasets import read_captions
+    from .training.evaluation import evaluate
 
     settings = _settings(args, settings)
     data = read_captions(args.captions, args.images)[: args.limit]
     models = _load(settings)
     report = evaluate(models, data, _options(args, models), image_limits=settings.image_limits())
     if args.report:
-        from .report import write_contact_sheet
+        from .training.report import write_contact_sheet
 
         page = write_contact_sheet(report, args.report, settings.image_limits())
         print(f"Report: {page}", file=sys.stderr if args.json else sys.stdout)  # --json keeps stdout pure JSON
@@ -185,7 +204,7 @@ def run_evaluate(args: argparse.Namespace, settings: VisionSettings) -> int:
 
 
 def run_prefetch(args: argparse.Namespace, settings: VisionSettings) -> int:
-    from .hub import hub_cache_folder
+    from .catalog.hub import hub_cache_folder
     from .pipeline import default_cache_dir
 
     settings = _settings(args, settings)
@@ -204,7 +223,7 @@ def run_models(args: argparse.Namespace, settings: VisionSettings) -> int:
     """Each built-in set (and a configured directory), each of its models, whether it is on disk and how big."""
     from clipchat.errors import ClipchatError
 
-    from .model_sets import builtin_model_sets, load_model_set
+    from .catalog.model_sets import builtin_model_sets, load_model_set
 
     settings = _settings(args, settings)
     try:
@@ -226,7 +245,7 @@ def run_models(args: argparse.Namespace, settings: VisionSettings) -> int:
 
 
 def _print_set(model_set, marked: bool, settings: VisionSettings) -> None:
-    from .model_cache import INVALID, MISSING, ON_DISK, human_size, presence
+    from .catalog.model_cache import INVALID, MISSING, ON_DISK, human_size, presence
 
     print(f"{'*' if marked else ' '} {model_set.name}: {model_set.description or '(no description)'}")
     found = presence(model_set, settings.hub_cache_dir, settings.allow_random_weights)

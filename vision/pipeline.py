@@ -18,19 +18,19 @@ from PIL import Image
 from clipchat.facts import PhotoFacts
 from clipchat.metrics import STAGE_SECONDS
 
-from . import bf16_rows
-from .answer_model import LazyAnswerModel, answer_model_from, load_answer_model
-from .captioner import PrefixCaptioner, load_clipcap_checkpoint, load_prefix_captioner
-from .decoding import Caption, DecodingOptions, decode
-from .devices import resolve_clip_dtype, resolve_device, resolve_dtype
-from .encoder import ClipEncoder, load_clip
-from .guided import GuidedCaptioner
-from .hub import ensure_available
-from .language_model import linearize, load_language_model
-from .model_sets import ModelSet, load_model_set
-from .packed_linear import pack_linears, packing_available
-from .scoring import rerank
-from .tagger import DEFAULT_TEMPLATES, ZeroShotTagger, load_vocabulary
+from .catalog.devices import resolve_clip_dtype, resolve_device, resolve_dtype
+from .catalog.hub import ensure_available
+from .catalog.model_sets import ModelSet, load_model_set
+from .decoding.guided import GuidedCaptioner
+from .decoding.strategies import Caption, DecodingOptions, decode
+from .fast import bf16_rows
+from .fast.packed_linear import pack_linears, packing_available
+from .models.answer_model import LazyAnswerModel, answer_model_from, load_answer_model
+from .models.captioner import PrefixCaptioner, load_clipcap_checkpoint, load_prefix_captioner
+from .models.encoder import ClipEncoder, load_clip
+from .models.language_model import linearize, load_language_model
+from .models.scoring import rerank
+from .models.tagger import DEFAULT_TEMPLATES, ZeroShotTagger, load_vocabulary
 
 log = logging.getLogger(__name__)
 

@@ -116,7 +116,8 @@ class Albums:
 
     async def _finish_when_quiet(self, key, album: Album, finish) -> None:
         try:
-            while (remaining := album.last_seen + self.wait - time.monotonic()) > 0:
+            # A quiet period that each new photo extends: no event to wait for, only the clock.
+            while (remaining := album.last_seen + self.wait - time.monotonic()) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(remaining)
             del self._open[key]
             await finish(album)

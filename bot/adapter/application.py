@@ -29,7 +29,7 @@ from clipchat.metrics import ERRORS
 from storage import StorageSettings
 from storage.database import unavailable
 from vision import VisionModels
-from vision.settings import VisionSettings
+from vision.catalog.settings import VisionSettings
 
 from ..core import quotas, records
 from ..core.services import open_services, plan_database

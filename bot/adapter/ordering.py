@@ -99,7 +99,7 @@ class PerUserOrder(BaseUpdateProcessor):
 
     def in_progress(self, key: int) -> int:
         """How many of this sender's updates are running or waiting here (for metrics and tests)."""
-        return self._waiting[key] if key in self._waiting else 0
+        return self._waiting.get(key, 0)
 
     async def _drop(self, update: Update, key: int, coroutine) -> None:
         coroutine.close()  # never started: dropping it runs none of its handlers

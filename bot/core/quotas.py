@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from clipchat.errors import UserError
 from clipchat.i18n import N_
@@ -60,13 +60,13 @@ class Budgets:
 
 
 def today(now: datetime | None = None) -> date:
-    return (now or datetime.now(timezone.utc)).date()
+    return (now or datetime.now(UTC)).date()
 
 
 def until_midnight(now: datetime | None = None) -> tuple[int, int]:
     """(hours, minutes) until the budgets come back, at midnight UTC."""
-    now = now or datetime.now(timezone.utc)
-    midnight = datetime.combine(now.date() + timedelta(days=1), time(0), tzinfo=timezone.utc)
+    now = now or datetime.now(UTC)
+    midnight = datetime.combine(now.date() + timedelta(days=1), time(0), tzinfo=UTC)
     return divmod(max(1, int((midnight - now).total_seconds() // 60)), 60)
 
 

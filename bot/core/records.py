@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from clipchat.i18n import N_, choose, translator
 from storage import (
@@ -64,7 +64,7 @@ async def statistics_for(services: Services, user_id: int | None, language: str 
 async def purge_expired(services: Services) -> tuple[int, Removed]:
     """Delete turns and photo records older than the retention period; returns (days, what went)."""
     age = timedelta(days=services.storage_settings.retention_days)
-    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
 
     async def work(session) -> Removed:
         await purge_usage_before(session, yesterday)  # budgets are daily; a day's grace for clocks in other zones

@@ -15,7 +15,7 @@ from clipchat.metrics import STAGE_SECONDS
 from storage import AccessList, EmbeddingIndex, StorageSettings, make_engine, make_sessionmaker, upgrade
 from storage.update_order import SharedOrder
 from vision import VisionModels, load_models
-from vision.settings import VisionSettings
+from vision.catalog.settings import VisionSettings
 
 from ..engine import LocalModels, ModelEngine, Models
 from ..engine.batcher import model_thread

@@ -8,7 +8,7 @@ from clipchat.i18n import N_, translator
 from dialogue import Answer, Conversation
 from storage import ImageRecord, image_under_discussion, recent_turns, search_images, write_with_retry
 from storage.reindex import photos_waiting, reindex_running
-from vision.tagger import parse_label_list
+from vision.models.tagger import parse_label_list
 
 from ..engine import AnswerRequest, ClassifyRequest, MoodRequest, TextRequest
 from . import quotas, records, text

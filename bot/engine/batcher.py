@@ -113,7 +113,7 @@ class MicroBatcher(Generic[T, R]):
             try:
                 batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 MODEL_QUEUE.labels(self.name).dec()
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return
             if self._incoming is not None:
                 # Photos still being decoded arrive a few ms apart: wait max_wait past the latest, not the first,

@@ -22,9 +22,9 @@ from clipchat.facts import PhotoFacts
 from clipchat.metrics import STAGE_SECONDS
 from dialogue import Answer, answer, answer_mood
 from vision import ImageLimits, VisionModels, load_image
-from vision.decoding import DecodingOptions
-from vision.gpu_intake import DeferredJpeg, DeviceIntake, describe_photos, device_intake
-from vision.settings import VisionSettings
+from vision.catalog.settings import VisionSettings
+from vision.decoding.strategies import DecodingOptions
+from vision.intake.device_jpeg import DeferredJpeg, DeviceIntake, describe_photos, device_intake
 
 from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, MoodRequest, TextRequest, TextVector
 

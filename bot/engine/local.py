@@ -20,7 +20,7 @@ from clipchat.errors import TooSlow
 from clipchat.facts import PhotoFacts
 from clipchat.metrics import DECODE_QUEUE
 from dialogue import Answer
-from vision.intake import decode_cost
+from vision.intake.images import decode_cost
 
 from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, MoodRequest, TextRequest, TextVector
 from .batcher import MicroBatcher, model_thread, passing_thread

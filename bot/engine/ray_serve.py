@@ -24,7 +24,7 @@ import threading
 from clipchat.errors import ClipchatError, InvalidConfig, TooSlow
 from clipchat.facts import PhotoFacts
 from dialogue import Answer
-from vision.settings import VisionSettings
+from vision.catalog.settings import VisionSettings
 
 from .api import (
     FEATURES,

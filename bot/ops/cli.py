@@ -12,7 +12,7 @@ from importlib.metadata import version
 from clipchat.errors import ClipchatError
 from storage import cli as storage_cli
 from vision import cli as vision_cli
-from vision.settings import VisionSettings
+from vision.catalog.settings import VisionSettings
 
 from . import reindex, runner, sizing
 from .logs import configure_logging, read_log_settings

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from clipchat.errors import ClipchatError
 from storage import StorageSettings
-from vision.settings import VisionSettings
+from vision.catalog.settings import VisionSettings
 
 from ..core import photos, records, talk
 from ..core.incoming import PhotoFile, PhotoMessage, Where

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from clipchat.errors import ClipchatError
 from storage import StorageSettings
-from vision.settings import VisionSettings
+from vision.catalog.settings import VisionSettings
 
 from ..core import heartbeat
 from ..core.settings import BotSettings
@@ -76,7 +76,7 @@ async def check_database(settings: StorageSettings) -> Check:
 
 def check_models(settings: VisionSettings) -> list[Check]:
     """The set as a whole, then each of its models: CLIP, language model, captioner, answer model."""
-    from vision.model_cache import NOT_DOWNLOADED, presence
+    from vision.catalog.model_cache import NOT_DOWNLOADED, presence
 
     try:
         model_set = settings.model_set()
@@ -94,7 +94,7 @@ def check_models(settings: VisionSettings) -> list[Check]:
 
 
 def _model_check(found) -> Check:
-    from vision import model_cache
+    from vision.catalog import model_cache
 
     name, shown = found.role, f"{found.reference}: "
     if found.state == model_cache.ON_DISK:
@@ -143,8 +143,8 @@ async def check_telegram(settings: BotSettings, timeout_s: float = 10.0) -> Chec
 def check_device(settings: VisionSettings) -> Check:
     import torch
 
-    from vision import bf16_rows
-    from vision.devices import resolve_device, resolve_dtype
+    from vision.catalog.devices import resolve_device, resolve_dtype
+    from vision.fast import bf16_rows
     from vision.pipeline import default_cache_dir
 
     try:

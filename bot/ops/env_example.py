@@ -7,7 +7,7 @@ import textwrap
 from pydantic_core import PydanticUndefined
 
 from storage import StorageSettings
-from vision.settings import VisionSettings
+from vision.catalog.settings import VisionSettings
 
 from ..core.settings import BotSettings
 from .logs import LogSettings

@@ -9,7 +9,7 @@ which sits on the handler and so rewrites each record before either formatter se
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -64,7 +64,7 @@ class JsonLines(JsonFormatter):
                                         "stack_info": "stack"})
 
     def add_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict) -> None:
-        moment = datetime.fromtimestamp(record.created, tz=timezone.utc)
+        moment = datetime.fromtimestamp(record.created, tz=UTC)
         log_data["time"] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
         super().add_fields(log_data, record, message_dict)
 

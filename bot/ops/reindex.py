@@ -44,9 +44,9 @@ from storage.reindex import (
     start_run,
 )
 from vision import ImageLimits, load_image
-from vision.devices import resolve_clip_dtype, resolve_device
-from vision.encoder import ClipEncoder, clip_identity, load_clip
-from vision.settings import VisionSettings
+from vision.catalog.devices import resolve_clip_dtype, resolve_device
+from vision.catalog.settings import VisionSettings
+from vision.models.encoder import ClipEncoder, clip_identity, load_clip
 
 from ..adapter.redaction import redact_token_in_logs
 from ..adapter.sending import with_retries
@@ -263,7 +263,7 @@ async def _reembed(bot: ExtBot, sessions, embedder: Embedder, photo: Waiting, ti
                                       "TELEGRAM_BOT_TOKEN the token of the bot that received them? Nothing was "
                                       "marked gone.") from None
             return
-        await write_with_retry(sessions, lambda session: mark_gone(session, photo))
+        await write_with_retry(sessions, lambda session, photo=photo: mark_gone(session, photo))
         tally.gone += 1
         return
     except (TelegramError, TimeoutError, OSError, ClipchatError) as error:
@@ -282,7 +282,7 @@ async def _confirm_gone(sessions, tally: Tally) -> None:
     """Mark the gone photos noted before any came back: the token is right, they really are gone."""
     while tally.unconfirmed:
         photo = tally.unconfirmed.pop()
-        await write_with_retry(sessions, lambda session: mark_gone(session, photo))
+        await write_with_retry(sessions, lambda session, photo=photo: mark_gone(session, photo))
         tally.gone += 1
 
 

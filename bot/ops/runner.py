@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 
 from clipchat.errors import OperatorError
 from storage import StorageSettings
-from vision.settings import VisionSettings
+from vision.catalog.settings import VisionSettings
 
 from ..core.settings import BotSettings
 from .logs import report_progress
@@ -189,7 +189,7 @@ def run_chat(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
 def _ensure_models(vision_settings: VisionSettings) -> None:
     """Fail now, in one line, when the models cannot be had: before the database, Telegram or Ray start
     (loading the models checks again, which costs a few file lookups)."""
-    from vision.hub import ensure_available
+    from vision.catalog.hub import ensure_available
 
     ensure_available(vision_settings.model_set(), vision_settings.hub_cache_dir)
 

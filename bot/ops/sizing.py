@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from clipchat.errors import InvalidConfig
-from vision.settings import VisionSettings
+from vision.catalog.settings import VisionSettings
 
 from ..core.services import load_configured_models, serve_locally
 from ..core.settings import BotSettings

@@ -16,7 +16,7 @@ import random
 import time
 from pathlib import Path
 
-from vision.tagger import DEFAULT_TEMPLATES
+from vision.models.tagger import DEFAULT_TEMPLATES
 
 from .chat_training import train_chat_model
 from .clip_training import VALUES, tag_label, train_clip
@@ -24,7 +24,7 @@ from .language_training import train_language_model
 from .scenes import ATTRIBUTES, Scene, all_scenes, compositional_split, render
 
 TRAIN_RENDERS_PER_SCENE = 12
-# CLIP learns single labels from these; the tagger asks with its own templates (vision.tagger.DEFAULT_TEMPLATES),
+# CLIP learns single labels from these; the tagger asks with its own templates (vision.models.tagger.DEFAULT_TEMPLATES),
 # which CLIP never sees, so tag accuracy is not a recital of training texts.
 CLIP_TRAINING_TEMPLATES = ("a rendering of a {}.", "a {} is shown.", "look, a {}.", "a simple drawing of a {}.",
                            "there is a {} here.", "a {}.", "an illustration of a {}.", "this shows a {}.")

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import bf16_rows
-from .devices import cpu_has_fast_bf16
+from ..catalog.devices import cpu_has_fast_bf16
+from ..fast import bf16_rows
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,6 @@ def pack_linears(model: nn.Module, few_rows: bool = False) -> int:
 
 
 def _is_gpt2_linear(module: nn.Module) -> bool:
-    from .language_model import GPT2Linear
+    from ..models.language_model import GPT2Linear
 
     return isinstance(module, GPT2Linear)

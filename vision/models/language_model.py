@@ -10,7 +10,7 @@ import torch
 
 from clipchat.errors import ModelNotFound
 
-from .model_sets import Ref
+from ..catalog.model_sets import Ref
 
 
 @dataclass(frozen=True)

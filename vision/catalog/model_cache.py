@@ -12,7 +12,7 @@ from pathlib import Path
 
 from clipchat.errors import ClipchatError
 
-from .encoder import check_clip_reference
+from ..models.encoder import check_clip_reference
 from .hub import clip_hub_files, hub_cache_folder, language_model_files, missing_files
 from .model_sets import HF_HUB, LOCAL_DIR, ModelSet, Ref
 

@@ -23,11 +23,11 @@ from transformers import get_linear_schedule_with_warmup
 
 from clipchat.errors import BadImage, InvalidConfig
 
-from .captioner import PrefixCaptioner
+from ..intake.images import load_image
+from ..models.captioner import PrefixCaptioner
+from ..models.mapper import MapperConfig
 from .datasets import CaptionedImage
-from .intake import load_image
 from .learning_curve import CURVE, HISTORY, EpochLoss, LossHistory, save_history, still_falling
-from .mapper import MapperConfig
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def _comparable(options: dict) -> dict:
 
 def _tokenize(captions: list[str], tokenizer, max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, T) token ids ending in end-of-text, and their (N, T) mask; T is the longest kept length."""
-    encoded = [tokenizer.encode(c, add_special_tokens=False)[: max_tokens - 1] + [tokenizer.eos_token_id]
+    encoded = [[*tokenizer.encode(c, add_special_tokens=False)[:max_tokens - 1], tokenizer.eos_token_id]
                for c in captions]
     width = max(len(ids) for ids in encoded)
     tokens = torch.zeros(len(encoded), width, dtype=torch.long)

@@ -16,7 +16,7 @@ The same library holds `gpt2_step`, a whole GPT-2 step for one to three captions
 call (vision/gpt2_steps.py says when it runs).
 
 `load` finds it built for this source and PyTorch under the environment's prefix (`share/clipchat/kernels`,
-where `python -m vision.bf16_rows` puts it while an image is built), in `cache_dir/kernels` or in the user's
+where `python -m vision.fast.bf16_rows` puts it while an image is built), in `cache_dir/kernels` or in the user's
 cache, or compiles it into `cache_dir/kernels` with the system's C++ compiler (about ten seconds, once).
 Without the CPU feature or a compiler it says why in the log once and returns False; linears stay on oneDNN.
 """
@@ -156,7 +156,7 @@ def _run(command: list[str], compiler: list[str]) -> None:
         raise OSError(f"{' '.join(compiler)} failed: {done.stderr.strip()[-1000:]}")
 
 
-if __name__ == "__main__":  # python -m vision.bf16_rows [DIR]: build ahead, e.g. into an image's prebuilt_dir()
+if __name__ == "__main__":  # python -m vision.fast.bf16_rows [DIR]: build ahead, e.g. into an image's prebuilt_dir()
     logging.basicConfig(level=logging.INFO)
     try:
         print(build(Path(sys.argv[1]) if len(sys.argv) > 1 else prebuilt_dir()))

@@ -14,8 +14,8 @@ from jinja2 import Environment
 
 from clipchat.errors import BadImage
 
+from ..intake.images import ImageLimits, load_image
 from .evaluation import EvaluationReport
-from .intake import ImageLimits, load_image
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ import torch
 
 from clipchat.errors import InvalidConfig
 
-from .gpt2_steps import Gpt2Steps
-from .graphs import static_greedy
+from ..fast.gpt2_steps import Gpt2Steps
+from ..fast.graphs import static_greedy
+from ..models.language_model import Caption, cache_keyword, clean_text, output_cache
 from .guided import Guided
-from .language_model import Caption, cache_keyword, clean_text, output_cache
 
 
 class Strategy(Protocol):

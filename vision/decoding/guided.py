@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from clipchat.errors import InvalidConfig
 
-from .language_model import Caption, cache_keyword, clean_text, output_cache, stop_token_ids
+from ..models.language_model import Caption, cache_keyword, clean_text, output_cache, stop_token_ids
 
 
 @dataclass
@@ -82,7 +82,7 @@ class Guided:
         device = next(lm.parameters()).device
 
         start = tokenizer.encode(captioner.prompt, add_special_tokens=False) if captioner.prompt else []
-        start = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id] + start
+        start = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id, *start]
         ids = torch.tensor([start] * b, device=device)  # (B, P)
         out = lm(ids, use_cache=True, output_hidden_states=True)
         cache, logits = output_cache(out), out.logits[:, -1]  # logits: (B, vocab)

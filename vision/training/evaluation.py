@@ -16,10 +16,10 @@ import torch
 from clipchat.errors import BadImage
 from clipchat.facts import Tag
 
+from ..decoding.strategies import DecodingOptions
+from ..intake.images import ImageLimits, load_image
+from ..models.scoring import clip_score
 from .datasets import CaptionedImage
-from .decoding import DecodingOptions
-from .intake import ImageLimits, load_image
-from .scoring import clip_score
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import torch
 
 from clipchat.errors import InvalidConfig
 
-from .language_model import cache_keyword
+from ..models.language_model import cache_keyword
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # Steps between checks that every caption has ended: a check waits for the GPU to drain, so checking

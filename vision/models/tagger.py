@@ -72,10 +72,10 @@ def load_vocabulary(name_or_path: str) -> Vocabulary:
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return Vocabulary.parse(path.read_text(encoding="utf-8"))
-    builtin = resources.files("vision") / "vocab" / f"{name_or_path}.txt"
+    builtin = resources.files("vision.catalog") / "vocab" / f"{name_or_path}.txt"
     if builtin.is_file():
         return Vocabulary.parse(builtin.read_text(encoding="utf-8"))
-    names = sorted(p.name.removesuffix(".txt") for p in (resources.files("vision") / "vocab").iterdir())
+    names = sorted(p.name.removesuffix(".txt") for p in (resources.files("vision.catalog") / "vocab").iterdir())
     raise ModelNotFound(f"No tag vocabulary {name_or_path!r}: built-in ones are {', '.join(names)}, "
                         "or give the path of a text file with one label per line.")
 

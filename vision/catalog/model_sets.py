@@ -177,7 +177,7 @@ class ModelSet:
 
 
 def builtin_model_sets() -> list[str]:
-    folder = resources.files("vision") / "model_configs"
+    folder = resources.files("vision.catalog") / "model_configs"
     return sorted(entry.name.removesuffix(".json") for entry in folder.iterdir() if entry.name.endswith(".json"))
 
 
@@ -196,7 +196,7 @@ def load_model_set(name_or_path: str) -> ModelSet:
     if name_or_path == DEFAULT:
         name_or_path = DEFAULT_SET
     if name_or_path in names:
-        text = (resources.files("vision") / "model_configs" / f"{name_or_path}.json").read_text()
+        text = (resources.files("vision.catalog") / "model_configs" / f"{name_or_path}.json").read_text()
         return ModelSet.from_dict(name_or_path, json.loads(text))
     listed = ", ".join(f"{name} ({DEFAULT})" if name == DEFAULT_SET else name for name in names)
     raise ModelNotFound(f"No model set called {name_or_path!r}. Built-in sets: {listed}; "

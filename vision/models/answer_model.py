@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from ..catalog.model_sets import Ref
 from .language_model import load_language_model
-from .model_sets import Ref
 
 log = logging.getLogger(__name__)
 

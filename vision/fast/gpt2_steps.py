@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import bf16_rows
+from ..fast import bf16_rows
 from .packed_linear import PackedLinear
 
 
@@ -114,4 +114,4 @@ def _fused_params(lm) -> list[torch.Tensor] | None:
     params = [tensor.detach() for block in transformer.h
               for m in (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2, block.mlp.c_fc, block.mlp.c_proj)
               for tensor in (m.weight, m.bias)]
-    return params + [transformer.ln_f.weight.detach(), transformer.ln_f.bias.detach(), lm.lm_head.weight.detach()]
+    return [*params, transformer.ln_f.weight.detach(), transformer.ln_f.bias.detach(), lm.lm_head.weight.detach()]

@@ -29,7 +29,7 @@ from PIL import Image, UnidentifiedImageError
 
 from clipchat.errors import BadImage
 
-from .intake import ImageLimits, load_image
+from .images import ImageLimits, load_image
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .intake import ImageLimits
+from ..intake.images import ImageLimits
 from .model_sets import ModelSet, load_model_set
 
 

@@ -33,7 +33,7 @@ def read_captions(path: Path, images_dir: Path | None = None) -> list[CaptionedI
                 row = json.loads(line)
                 grouped[root / row["image"]].append(row["caption"].strip())
             except (json.JSONDecodeError, KeyError, AttributeError) as error:
-                raise InvalidConfig(f"{path}:{number}: expected {{\"image\": ..., \"caption\": ...}} ({error}).")
+                raise InvalidConfig(f"{path}:{number}: expected {{\"image\": ..., \"caption\": ...}} ({error}).") from error
     else:
         try:
             data = json.loads(text)
@@ -41,7 +41,7 @@ def read_captions(path: Path, images_dir: Path | None = None) -> list[CaptionedI
             for annotation in data["annotations"]:
                 grouped[root / files[annotation["image_id"]]].append(annotation["caption"].strip())
         except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise InvalidConfig(f"{path} is not a COCO captions file with images and annotations ({error}).")
+            raise InvalidConfig(f"{path} is not a COCO captions file with images and annotations ({error}).") from error
     if not grouped:
         raise InvalidConfig(f"{path} holds no captions.")
     return [CaptionedImage(image, tuple(captions)) for image, captions in grouped.items()]

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 
 from clipchat.errors import InvalidConfig, ModelNotFound
 
+from ..catalog.model_sets import Ref
 from .language_model import load_language_model, stop_token_ids
 from .mapper import MapperConfig, build_mapper
-from .model_sets import Ref
 
 if TYPE_CHECKING:
     from .encoder import ClipEncoder

@@ -14,8 +14,8 @@ from PIL import Image
 
 from clipchat.errors import InvalidConfig, ModelNotFound
 
-from .graphs import static_image_features
-from .model_sets import HF_HUB, LOCAL_DIR
+from ..catalog.model_sets import HF_HUB, LOCAL_DIR
+from ..fast.graphs import static_image_features
 
 log = logging.getLogger(__name__)
 
