@@ -72,8 +72,15 @@ def _flops(pipeline: Pipeline, photo: bytes, thread: Executor) -> dict[str, floa
 
 
 def _row(pipeline: Pipeline, flops: dict[str, float]) -> dict:
-    return {"system": pipeline.system, "config": pipeline.config, "dtype": pipeline.dtype, "decoder": pipeline.decoder,
-            "flops_per_photo": sum(flops.values()), "flops_by_dtype": flops, "runs": {}}
+    return {
+        "system": pipeline.system,
+        "config": pipeline.config,
+        "dtype": pipeline.dtype,
+        "decoder": pipeline.decoder,
+        "flops_per_photo": sum(flops.values()),
+        "flops_by_dtype": flops,
+        "runs": {},
+    }
 
 
 def _section(dtype_name: str, photos: list[bytes], args: dict, rates: dict, thread: Executor, log) -> tuple:
@@ -87,10 +94,12 @@ def _section(dtype_name: str, photos: list[bytes], args: dict, rates: dict, thre
         for pipeline in pipelines:
             runs = rows[pipeline.name]["runs"]
             runs.setdefault(burst, []).append(harness.closed_loop(pipeline, photos, args["clients"], thread, wait))
-            runs.setdefault(lone, []).append(harness.closed_loop(pipeline, photos[:args["lone"]], 1, thread, wait))
+            runs.setdefault(lone, []).append(harness.closed_loop(pipeline, photos[: args["lone"]], 1, thread, wait))
             sample = runs[burst][-1]
-            log(f"{dtype_name} repeat {repeat + 1}/{args['repeats']} {pipeline.name:>28} {burst} "
-                f"{sample.photos_per_s:6.2f} photos/s, c1 p50 {runs[lone][-1].p50_ms:6.0f} ms")
+            log(
+                f"{dtype_name} repeat {repeat + 1}/{args['repeats']} {pipeline.name:>28} {burst} "
+                f"{sample.photos_per_s:6.2f} photos/s, c1 p50 {runs[lone][-1].p50_ms:6.0f} ms"
+            )
     if args["poisson"]:
         _poisson(pipelines, rows, photos, args, thread, log)
     section = {"rows": {name: _summarise(row, rates, burst) for name, row in rows.items()}}
@@ -100,9 +109,12 @@ def _section(dtype_name: str, photos: list[bytes], args: dict, rates: dict, thre
 
 def _poisson(pipelines: list[Pipeline], rows: dict, photos: list[bytes], args: dict, thread, log) -> None:
     burst = f"c{args['clients']}"
-    capacity = {p.name: harness.spread([s.photos_per_s for s in rows[p.name]["runs"][burst]])["median"]
-                for p in pipelines}
-    best = [name for name, row in rows.items() if row["system"] == "clipchat" or not row["config"].startswith("as shipped")]
+    capacity = {
+        p.name: harness.spread([s.photos_per_s for s in rows[p.name]["runs"][burst]])["median"] for p in pipelines
+    }
+    best = [
+        name for name, row in rows.items() if row["system"] == "clipchat" or not row["config"].startswith("as shipped")
+    ]
     rate = args["rate"] or POISSON_LOAD * min(capacity[name] for name in best)
     for pipeline in pipelines:
         if capacity[pipeline.name] < 1.1 * rate:  # it cannot keep up: its queue would only grow
@@ -113,8 +125,10 @@ def _poisson(pipelines: list[Pipeline], rows: dict, photos: list[bytes], args: d
                 continue
             sample = harness.poisson(pipeline, photos, rate, thread, args["max_wait"], seed=repeat)
             rows[pipeline.name]["runs"].setdefault("poisson", []).append(sample)
-            log(f"poisson {rate:.2f}/s repeat {repeat + 1} {pipeline.name:>28} p50 {sample.p50_ms:6.0f} ms "
-                f"p95 {sample.p95_ms:6.0f} ms")
+            log(
+                f"poisson {rate:.2f}/s repeat {repeat + 1} {pipeline.name:>28} p50 {sample.p50_ms:6.0f} ms "
+                f"p95 {sample.p95_ms:6.0f} ms"
+            )
     for row in rows.values():
         row["poisson_rate"] = rate
 
@@ -123,9 +137,11 @@ def _summarise(row: dict, rates: dict, burst: str) -> dict:
     out = {key: value for key, value in row.items() if key != "runs"}
     ceiling = ceiling_seconds(row["flops_by_dtype"], rates)
     for mode, samples in row["runs"].items():
-        out[mode] = {"photos_per_s": harness.spread([s.photos_per_s for s in samples]),
-                     "p50_ms": harness.spread([s.p50_ms for s in samples]),
-                     "p95_ms": harness.spread([s.p95_ms for s in samples])}
+        out[mode] = {
+            "photos_per_s": harness.spread([s.photos_per_s for s in samples]),
+            "p50_ms": harness.spread([s.p50_ms for s in samples]),
+            "p95_ms": harness.spread([s.p95_ms for s in samples]),
+        }
         if mode == burst:  # the mode that keeps the models busy
             out[mode]["efficiency"] = harness.spread([ceiling * s.photos_per_s for s in samples])
     return out
@@ -146,8 +162,16 @@ def _ratios(rows: dict, burst: str, lone: str) -> dict:
     return out
 
 
-def run(photos: int = 64, repeats: int = 5, clients: int = 16, lone: int = 8, dtypes: list[str] | None = None,
-        poisson: bool = False, rate: float | None = None, log=print) -> dict:
+def run(
+    photos: int = 64,
+    repeats: int = 5,
+    clients: int = 16,
+    lone: int = 8,
+    dtypes: list[str] | None = None,
+    poisson: bool = False,
+    rate: float | None = None,
+    log=print,
+) -> dict:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.set_verbosity_error()  # generate's attention-mask advice, once per batch
@@ -156,27 +180,45 @@ def run(photos: int = 64, repeats: int = 5, clients: int = 16, lone: int = 8, dt
     # Everything runs on one model thread, as in the bot: each thread that runs PyTorch gets its own
     # OpenMP team, and a second busy team measured 40-50% slower on 2 cores.
     thread = model_thread("bench")
-    args = {"photos": photos, "repeats": repeats, "clients": clients, "lone": lone, "poisson": poisson,
-            "rate": rate, "max_wait": BotSettings.model_fields["max_wait_ms"].default / 1000, "tokens": TOKENS}
+    args = {
+        "photos": photos,
+        "repeats": repeats,
+        "clients": clients,
+        "lone": lone,
+        "poisson": poisson,
+        "rate": rate,
+        "max_wait": BotSettings.model_fields["max_wait_ms"].default / 1000,
+        "tokens": TOKENS,
+    }
     rates = {name: thread.submit(matmul_rate, DTYPES[name]).result() for name in {"float32", *dtypes}}
-    results: dict = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                                 "threads": torch.get_num_threads(), "matmul_flops": rates},
-                     "settings": dict(args), "sections": {}}
+    results: dict = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "matmul_flops": rates,
+        },
+        "settings": dict(args),
+        "sections": {},
+    }
     reference = None  # float32 clipchat: its weights and its captions
     for dtype_name in dtypes:
         section, models = _section(dtype_name, jpegs, args, rates, thread, log)
         results["sections"][dtype_name] = section
         if "decode_ms_per_photo" not in results:  # the same for every dtype: once, on the model thread, alone
             encoder = next(iter(models.values())).encoder
-            results["decode_ms_per_photo"] = thread.submit(decode_figures, jpegs, encoder, "cpu",
-                                                           os.cpu_count()).result()
+            results["decode_ms_per_photo"] = thread.submit(
+                decode_figures, jpegs, encoder, "cpu", os.cpu_count()
+            ).result()
         for name, candidate in models.items():
             tokens = thread.submit(caption_tokens, candidate, jpegs).result()
             if dtype_name == "float32":
                 reference = (candidate, tokens)
             elif reference is not None:
                 results.setdefault("against_float32", {})[f"{dtype_name}/{name}"] = {
-                    "same_weights": same_weights(reference[0], candidate), **compare_tokens(reference[1], tokens)}
+                    "same_weights": same_weights(reference[0], candidate),
+                    **compare_tokens(reference[1], tokens),
+                }
     thread.shutdown()
     return results
 
@@ -190,8 +232,10 @@ def report(results: dict, log=print) -> None:
     burst = f"c{settings['clients']}"
     ceilings = ", ".join(f"{name} {rate / 1e9:.0f}" for name, rate in sorted(machine["matmul_flops"].items()))
     log(f"\n{machine['cpu']}, {machine['threads']} threads; matmul GFLOP/s: {ceilings}")
-    log(f"{settings['repeats']} repeats of {settings['photos']} JPEG photos, {settings['tokens']}-token captions, "
-        f"the bot's {settings['max_wait'] * 1000:.0f} ms batching wait. Medians [min-max over repeats].")
+    log(
+        f"{settings['repeats']} repeats of {settings['photos']} JPEG photos, {settings['tokens']}-token captions, "
+        f"the bot's {settings['max_wait'] * 1000:.0f} ms batching wait. Medians [min-max over repeats]."
+    )
     decoding = results.get("decode_ms_per_photo")
     if decoding:
         log("")
@@ -199,31 +243,43 @@ def report(results: dict, log=print) -> None:
             log(line)
     for dtype_name, section in results["sections"].items():
         log(f"\n== every pipeline in {dtype_name} ==")
-        log(f"{'pipeline':<22}{'configuration':<42}{burst + ' photos/s':>22}{burst + ' p95 ms':>22}"
-            f"{'c1 p50 ms':>20}{'GFLOP':>7}{'efficiency':>24}{'decode ms':>11}")
+        log(
+            f"{'pipeline':<22}{'configuration':<42}{burst + ' photos/s':>22}{burst + ' p95 ms':>22}"
+            f"{'c1 p50 ms':>20}{'GFLOP':>7}{'efficiency':>24}{'decode ms':>11}"
+        )
         for row in section["rows"].values():
             runs = row[burst]
             decode_ms = (decoding or {}).get(row.get("decoder"), {}).get("decode_ms")
-            log(f"{row['system']:<22}{row['config']:<42}{_spread(runs['photos_per_s'], '.2f'):>22}"
+            log(
+                f"{row['system']:<22}{row['config']:<42}{_spread(runs['photos_per_s'], '.2f'):>22}"
                 f"{_spread(runs['p95_ms'], '.0f'):>22}{_spread(row['c1']['p50_ms'], '.0f'):>20}"
                 f"{row['flops_per_photo'] / 1e9:7.1f}{_spread(runs['efficiency'], '.1%'):>24}"
-                f"{'n/a' if decode_ms is None else f'{decode_ms:.1f}':>11}")
+                f"{'n/a' if decode_ms is None else f'{decode_ms:.1f}':>11}"
+            )
         for row in section["rows"].values():
             if "poisson" in row:
-                log(f"Poisson arrivals at {row['poisson_rate']:.2f}/s: {row['system']} ({row['config']}): "
-                    f"p50 {_spread(row['poisson']['p50_ms'], '.0f')} ms, p95 {_spread(row['poisson']['p95_ms'], '.0f')} ms")
+                log(
+                    f"Poisson arrivals at {row['poisson_rate']:.2f}/s: {row['system']} ({row['config']}): "
+                    f"p50 {_spread(row['poisson']['p50_ms'], '.0f')} ms, p95 {_spread(row['poisson']['p95_ms'], '.0f')} ms"
+                )
             elif "poisson_skipped" in row:
-                log(f"Poisson arrivals at {row['poisson_rate']:.2f}/s: {row['system']} ({row['config']}) cannot keep "
-                    f"up ({row['poisson_skipped']})")
+                log(
+                    f"Poisson arrivals at {row['poisson_rate']:.2f}/s: {row['system']} ({row['config']}) cannot keep "
+                    f"up ({row['poisson_skipped']})"
+                )
         for name, ratio in section["ratios"].items():
             row = section["rows"][name]
-            log(f"clipchat vs {row['system']} ({row['config']}): throughput {_spread(ratio['throughput'], '.1f')}x, "
-                f"lone-photo latency {_spread(ratio['c1_p50_latency'], '.2f')}x")
+            log(
+                f"clipchat vs {row['system']} ({row['config']}): throughput {_spread(ratio['throughput'], '.1f')}x, "
+                f"lone-photo latency {_spread(ratio['c1_p50_latency'], '.2f')}x"
+            )
     for name, check in results.get("against_float32", {}).items():
-        log(f"\n{name} on the float32 weights ({'identical' if check['same_weights'] else 'NOT the same'} after "
+        log(
+            f"\n{name} on the float32 weights ({'identical' if check['same_weights'] else 'NOT the same'} after "
             f"casting): {check['captions_changed']:.0%} of {check['captions']} captions changed, "
             f"{check['tokens_changed']:.1%} of tokens, first change at token {check['median_first_change']} (median). "
-            "Random weights give flat logits, where small changes flip the argmax most easily.")
+            "Random weights give flat logits, where small changes flip the argmax most easily."
+        )
 
 
 def dump(results: dict, path) -> None:

@@ -79,6 +79,6 @@ def greedy_logits(model, image_embs: torch.Tensor, steps: int, forced: torch.Ten
             x = _cross_attention_step(cross, x, image[layer])
         step_logits = (decoder.ln_final(x) @ decoder.text_projection)[:, -1]  # (B, vocab)
         logits.append(step_logits)
-        token = step_logits.argmax(dim=-1, keepdim=True) if forced is None else forced[:, position:position + 1]
+        token = step_logits.argmax(dim=-1, keepdim=True) if forced is None else forced[:, position : position + 1]
         tokens.append(token)
     return torch.cat(tokens, dim=1), torch.stack(logits, dim=1)

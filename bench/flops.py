@@ -93,7 +93,7 @@ def matmul_rate(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: i
                 for _ in range(repeats):
                     way()
                 best = min(best, time.perf_counter() - started)
-    return 2 * size ** 3 * repeats / best
+    return 2 * size**3 * repeats / best
 
 
 def ceiling_seconds(flops_by_dtype: dict[str, float], rates: dict[str, float]) -> float:

@@ -43,8 +43,14 @@ import torch
 from .photo_decoding import decode_figures, describe
 from .pipelines import BASELINES, Pipeline, clipchat, clipchat_graphs, decode, jpeg_photos, on_device_decoding
 
-RATIO_BASELINES = ("clipcap_ref", "clipcap_best", "coca", "coca_best", "vision_encoder_decoder",
-                   "vision_encoder_decoder_best")
+RATIO_BASELINES = (
+    "clipcap_ref",
+    "clipcap_best",
+    "coca",
+    "coca_best",
+    "vision_encoder_decoder",
+    "vision_encoder_decoder_best",
+)
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -80,6 +86,7 @@ def _decoding(builds, on: bool) -> list:
         def built(device: str, dtype: torch.dtype) -> Pipeline:
             pipeline = build(device, dtype)
             return on_device_decoding(pipeline) if pipeline.decoder == "pillow_draft" else pipeline
+
         return built
 
     def clipchat_pillow(device: str, dtype: torch.dtype) -> Pipeline:
@@ -91,8 +98,7 @@ def _decoding(builds, on: bool) -> list:
     return out
 
 
-def measure(device: str, dtype_name: str, batches: list[int], log=print,
-            device_decoding: bool | None = None) -> dict:
+def measure(device: str, dtype_name: str, batches: list[int], log=print, device_decoding: bool | None = None) -> dict:
     dtype = DTYPES[dtype_name]
     photos = jpeg_photos(max(batches))
     device_decoding = device.startswith("cuda") if device_decoding is None else device_decoding
@@ -114,8 +120,10 @@ def measure(device: str, dtype_name: str, batches: list[int], log=print,
             pixels = models.encoder.preprocess_images([decode(data) for data in photos])
             pixels = pixels.to(device)
             decoding = pipeline.parts["decoding"]  # the engine's: with or without graphs
-            models_only = lambda batch, m=models, px=pixels, o=decoding: (  # noqa: E731
-                m.describe_pixels(px[:len(batch)], o))
+
+            def models_only(batch, m=models, px=pixels, o=decoding):
+                return m.describe_pixels(px[: len(batch)], o)
+
         end_to_end = lambda batch, p=pipeline: p.process(list(pool.map(p.prepare, batch)))  # noqa: E731
         for batch in batches:
             if pipeline.max_batch == 1 and batch > 1:
@@ -137,8 +145,10 @@ def measure(device: str, dtype_name: str, batches: list[int], log=print,
             figures[key] = row
             extra = f"   models {row['models']:8.1f}" if "models" in row else ""
             extra += f"   peak {row['peak_memory_mb']:7.0f} MiB" if "peak_memory_mb" in row else ""
-            log(f"{dtype_name:>9} {pipeline.name:>28} b{batch:<4} {row['end_to_end']:8.1f} photos/s "
-                f"p50 {row['p50_ms']:8.2f} ms/photo{extra}")
+            log(
+                f"{dtype_name:>9} {pipeline.name:>28} b{batch:<4} {row['end_to_end']:8.1f} photos/s "
+                f"p50 {row['p50_ms']:8.2f} ms/photo{extra}"
+            )
         del pipeline, models_only, end_to_end
         gc.collect()  # a graphs row's captured graphs and static caches go with its models
         if device.startswith("cuda"):
@@ -161,33 +171,48 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--dtypes", nargs="+", default=["float16", "bfloat16"], choices=sorted(DTYPES))
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--device-decoding", action=argparse.BooleanOptionalAction,
-                        help="decode JPEGs on the device for clipchat and the best baselines (default: on a GPU)")
+    parser.add_argument(
+        "--device-decoding",
+        action=argparse.BooleanOptionalAction,
+        help="decode JPEGs on the device for clipchat and the best baselines (default: on a GPU)",
+    )
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("no CUDA device here; use --device cpu to check the script")
     torch.backends.cuda.matmul.allow_tf32 = True
-    results = {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-               "torch": torch.__version__}
+    results = {
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+        "torch": torch.__version__,
+    }
     from .pipelines import build_models
 
     encoder = build_models(args.device, tags=False).encoder  # its preprocessing: ViT-B/32's 224-pixel crop
-    results["decode_ms_per_photo"] = decode_figures(jpeg_photos(max(args.batches)), encoder, args.device,
-                                                    os.cpu_count())
+    results["decode_ms_per_photo"] = decode_figures(
+        jpeg_photos(max(args.batches)), encoder, args.device, os.cpu_count()
+    )
     del encoder
     print("\n".join(describe(results["decode_ms_per_photo"])), flush=True)
     for dtype_name in args.dtypes:
         results[dtype_name] = measure(args.device, dtype_name, args.batches, device_decoding=args.device_decoding)
-        shown = ", ".join(f"{name} {'n/a' if ratio is None else f'{ratio:.1f}x'}" for name in RATIO_BASELINES
-                          for ratio in [results[dtype_name][f"ratio_vs_{name}"]])
-        print(f"{dtype_name}: clipchat at batch {max(args.batches)} against each at the same batch "
-              f"(clipcap_ref at batch 1): {shown}", flush=True)
+        shown = ", ".join(
+            f"{name} {'n/a' if ratio is None else f'{ratio:.1f}x'}"
+            for name in RATIO_BASELINES
+            for ratio in [results[dtype_name][f"ratio_vs_{name}"]]
+        )
+        print(
+            f"{dtype_name}: clipchat at batch {max(args.batches)} against each at the same batch "
+            f"(clipcap_ref at batch 1): {shown}",
+            flush=True,
+        )
         speedup = results[dtype_name]["graphs_speedup_b1_p50"]
         if speedup is not None:
             what = "CUDA graphs" if args.device.startswith("cuda") else "graphs=True (uncaptured on a CPU)"
-            print(f"{dtype_name}: {what} at batch 1, p50 per photo end to end: "
-                  f"{results[dtype_name]['clipchat_graphs_b1']['p50_ms']:.1f} ms against "
-                  f"{results[dtype_name]['clipchat_b1']['p50_ms']:.1f} ms eager ({speedup:.2f}x)", flush=True)
+            print(
+                f"{dtype_name}: {what} at batch 1, p50 per photo end to end: "
+                f"{results[dtype_name]['clipchat_graphs_b1']['p50_ms']:.1f} ms against "
+                f"{results[dtype_name]['clipchat_b1']['p50_ms']:.1f} ms eager ({speedup:.2f}x)",
+                flush=True,
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -49,9 +49,15 @@ class _Server:
     def __init__(self, pipeline: Pipeline, thread: Executor, max_wait: float) -> None:
         self.pipeline = pipeline
         self.preparing = 0
-        self.batcher = MicroBatcher(pipeline.process, max_batch=pipeline.max_batch, max_wait=max_wait,
-                                    max_queue=4096, name=pipeline.name, executor=thread,
-                                    incoming=lambda: self.preparing)
+        self.batcher = MicroBatcher(
+            pipeline.process,
+            max_batch=pipeline.max_batch,
+            max_wait=max_wait,
+            max_queue=4096,
+            name=pipeline.name,
+            executor=thread,
+            incoming=lambda: self.preparing,
+        )
 
     async def caption(self, data: bytes, arrived: float) -> float:
         """Seconds from `arrived` to the answer."""
@@ -67,7 +73,7 @@ class _Server:
 def warm_up(pipeline: Pipeline, photos: Sequence[bytes], thread: Executor) -> None:
     """The same for every pipeline: one full batch and one lone photo, through prepare and process."""
     check_prepare_keeps_off_openmp(pipeline, photos[0])
-    batch = [pipeline.prepare(data) for data in photos[:pipeline.max_batch]]
+    batch = [pipeline.prepare(data) for data in photos[: pipeline.max_batch]]
     thread.submit(pipeline.process, batch).result()
     thread.submit(pipeline.process, batch[:1]).result()
 
@@ -88,12 +94,13 @@ def check_prepare_keeps_off_openmp(pipeline: Pipeline, photo: bytes) -> None:
     with ThreadPoolExecutor(1, thread_name_prefix="prepare-check") as worker:  # a thread that ends after
         spawned = worker.submit(prepare).result(RUN_TIMEOUT_S)
     if spawned > 0:  # threads ending elsewhere meanwhile can only lower the count
-        raise RuntimeError(f"{pipeline.name}: prepare started {spawned} thread(s): an OpenMP team, from a parallel "
-                           "PyTorch op; keep it to Pillow and NumPy (the model thread does the tensor work)")
+        raise RuntimeError(
+            f"{pipeline.name}: prepare started {spawned} thread(s): an OpenMP team, from a parallel "
+            "PyTorch op; keep it to Pillow and NumPy (the model thread does the tensor work)"
+        )
 
 
-def closed_loop(pipeline: Pipeline, photos: Sequence[bytes], clients: int, thread: Executor,
-                max_wait: float) -> Sample:
+def closed_loop(pipeline: Pipeline, photos: Sequence[bytes], clients: int, thread: Executor, max_wait: float) -> Sample:
     async def main() -> Sample:
         server = _Server(pipeline, thread, max_wait)
         latencies: list[float] = []
@@ -107,11 +114,13 @@ def closed_loop(pipeline: Pipeline, photos: Sequence[bytes], clients: int, threa
         wall = time.perf_counter() - started
         await server.batcher.close()
         return Sample(len(photos) / wall, tuple(latencies))
+
     return asyncio.run(main())
 
 
-def poisson(pipeline: Pipeline, photos: Sequence[bytes], rate: float, thread: Executor, max_wait: float,
-            seed: int) -> Sample:
+def poisson(
+    pipeline: Pipeline, photos: Sequence[bytes], rate: float, thread: Executor, max_wait: float, seed: int
+) -> Sample:
     """Throughput here is photos over the time from the first arrival to the last answer."""
     gaps = np.random.default_rng(seed).exponential(1 / rate, len(photos))
     gaps[0] = 0.0
@@ -128,6 +137,7 @@ def poisson(pipeline: Pipeline, photos: Sequence[bytes], rate: float, thread: Ex
         wall = time.perf_counter() - started
         await server.batcher.close()
         return Sample(len(photos) / wall, tuple(latencies))
+
     return asyncio.run(main())
 
 

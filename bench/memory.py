@@ -44,8 +44,9 @@ def build_default_architectures(folder: Path) -> Path:
     bpe = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
-                                        unk_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )
     gpt2 = GPT2LMHeadModel(GPT2Config())  # 124M
     gpt2.save_pretrained(folder / "gpt2")
     tokenizer.save_pretrained(folder / "gpt2")
@@ -57,9 +58,16 @@ def build_default_architectures(folder: Path) -> Path:
     state["clip_project.model.2.bias"] = torch.zeros(width * prefix)
     torch.save(state, folder / "coco_weights.pt")
     del gpt2, state
-    (folder / "clipchat.json").write_text(json.dumps({
-        "clip": "ViT-B-32-quickgelu", "language_model": "local-dir:gpt2", "captioner": "clipcap:coco_weights.pt",
-        "answer_model": "local-dir:gpt2"}))
+    (folder / "clipchat.json").write_text(
+        json.dumps(
+            {
+                "clip": "ViT-B-32-quickgelu",
+                "language_model": "local-dir:gpt2",
+                "captioner": "clipcap:coco_weights.pt",
+                "answer_model": "local-dir:gpt2",
+            }
+        )
+    )
     return folder
 
 
@@ -74,8 +82,9 @@ def measure(dtype: str) -> dict[str, float]:
         # Written by another process, so what building them allocated is not counted here.
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             folder = pool.submit(build_default_architectures, Path(scratch)).result()
-        models = load_models(str(folder), device="cpu", dtype=dtype, cache_dir=Path(scratch) / "cache",
-                             allow_random_weights=True)
+        models = load_models(
+            str(folder), device="cpu", dtype=dtype, cache_dir=Path(scratch) / "cache", allow_random_weights=True
+        )
         figures["CLIP and captioner loaded"] = rss_gb()
         photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (960, 1280, 3), dtype=np.uint8))
         [facts] = models.describe([photo])
@@ -92,8 +101,9 @@ def main() -> None:
     args = parser.parse_args()
     from vision.catalog.devices import resolve_dtype
 
-    print(f"dtype {args.dtype} (GPT-2s in {resolve_dtype(args.dtype, torch.device('cpu'))}, CLIP in float32 "
-          f"under auto)")
+    print(
+        f"dtype {args.dtype} (GPT-2s in {resolve_dtype(args.dtype, torch.device('cpu'))}, CLIP in float32 under auto)"
+    )
     for step, value in measure(args.dtype).items():
         print(f"{value:6.2f} GB  {step}")
 

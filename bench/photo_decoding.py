@@ -56,6 +56,7 @@ def _batch_ms(work: Callable[[], object], count: int, device: torch.device, repe
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         return time.perf_counter() - started
+
     timed()  # warm-up: the decoder's handles and buffers
     return 1000 * min(timed() for _ in range(repeats)) / count
 
@@ -67,17 +68,22 @@ def decode_figures(photos: Sequence[bytes], encoder, device: str | torch.device,
 
     figures: dict = {
         "photos": len(photos),
-        "pillow_full": {"decode_ms": _per_photo_ms(decode, photos),
-                        "to_crop_ms": _per_photo_ms(lambda data: encoder.prepare(decode(data)), photos)},
-        "pillow_draft": {"decode_ms": _per_photo_ms(load_image, photos),
-                         "to_crop_ms": _per_photo_ms(lambda data: encoder.prepare(load_image(data)), photos)},
+        "pillow_full": {
+            "decode_ms": _per_photo_ms(decode, photos),
+            "to_crop_ms": _per_photo_ms(lambda data: encoder.prepare(decode(data)), photos),
+        },
+        "pillow_draft": {
+            "decode_ms": _per_photo_ms(load_image, photos),
+            "to_crop_ms": _per_photo_ms(lambda data: encoder.prepare(load_image(data)), photos),
+        },
     }
     if threads:
         figures["threads"] = threads
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode") as pool:
             for name, open_ in (("pillow_full", decode), ("pillow_draft", load_image)):
-                figures[name]["pool_to_crop_ms"] = _pool_ms(lambda data, o=open_: encoder.prepare(o(data)), photos,
-                                                            pool)
+                figures[name]["pool_to_crop_ms"] = _pool_ms(
+                    lambda data, o=open_: encoder.prepare(o(data)), photos, pool
+                )
     intake = DeviceIntake(encoder, device=device)
     where = intake.device
     encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in photos]
@@ -93,14 +99,20 @@ def describe(figures: dict) -> list[str]:
     """The figures as lines for a person."""
     pool = f" ({figures.get('threads')} threads: {{pool_to_crop_ms:.2f}})"
     lines = [f"Decoding {figures['photos']} JPEGs, ms per photo: decode / decode and resize to CLIP's crop"]
-    for name, label in (("pillow_full", "Pillow, every pixel (baselines as shipped)"),
-                        ("pillow_draft", "Pillow with draft (clipchat, baselines at their best)")):
+    for name, label in (
+        ("pillow_full", "Pillow, every pixel (baselines as shipped)"),
+        ("pillow_draft", "Pillow with draft (clipchat, baselines at their best)"),
+    ):
         row = figures[name]
-        lines.append(f"  {label:<56}{row['decode_ms']:7.2f} / {row['to_crop_ms']:6.2f}"
-                     + (pool.format(**row) if "pool_to_crop_ms" in row else ""))
+        lines.append(
+            f"  {label:<56}{row['decode_ms']:7.2f} / {row['to_crop_ms']:6.2f}"
+            + (pool.format(**row) if "pool_to_crop_ms" in row else "")
+        )
     row = figures["device"]
-    lines.append(f"  {'torchvision decode_jpeg on ' + row['device'] + ', one batch':<56}"
-                 f"{row['decode_ms']:7.2f} / {row['to_crop_ms']:6.2f}")
+    lines.append(
+        f"  {'torchvision decode_jpeg on ' + row['device'] + ', one batch':<56}"
+        f"{row['decode_ms']:7.2f} / {row['to_crop_ms']:6.2f}"
+    )
     return lines
 
 

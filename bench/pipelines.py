@@ -85,12 +85,21 @@ def numbered_tokenizer():
     vocab = {f"w{i}": i for i in range(GPT2_VOCAB)}
     tokenizer = Tokenizer(WordLevel(vocab, unk_token=f"w{GPT2_VOCAB - 2}"))
     tokenizer.pre_tokenizer = Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=f"w{GPT2_VOCAB - 1}",
-                                   unk_token=f"w{GPT2_VOCAB - 2}", pad_token=f"w{GPT2_VOCAB - 1}")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token=f"w{GPT2_VOCAB - 1}",
+        unk_token=f"w{GPT2_VOCAB - 2}",
+        pad_token=f"w{GPT2_VOCAB - 1}",
+    )
 
 
-def build_models(device: str = "cpu", dtype: torch.dtype = torch.float32, clip_dtype: torch.dtype | None = None,
-                 as_clipchat_loads: bool = True, tags: bool = True):
+def build_models(
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    clip_dtype: torch.dtype | None = None,
+    as_clipchat_loads: bool = True,
+    tags: bool = True,
+):
     """ViT-B/32 CLIP, GPT-2 124M and a prefix mapper, seeded: the same weights in any dtype.
 
     `as_clipchat_loads` applies `load_models`' CPU kernels (vision.pipeline.use_cpu_kernels: GPT-2's Conv1D
@@ -119,8 +128,9 @@ def build_models(device: str = "cpu", dtype: torch.dtype = torch.float32, clip_d
     if as_clipchat_loads:
         use_cpu_kernels(encoder, captioner)
     tagger = ZeroShotTagger(encoder, load_vocabulary("everyday")) if tags else None
-    model_set = ModelSet.from_dict("bench", {"clip": "ViT-B-32-quickgelu", "language_model": "gpt2",
-                                             "captioner": "local-dir:/random-weights"})
+    model_set = ModelSet.from_dict(
+        "bench", {"clip": "ViT-B-32-quickgelu", "language_model": "gpt2", "captioner": "local-dir:/random-weights"}
+    )
     return VisionModels(model_set, encoder, captioner, tagger)
 
 
@@ -128,8 +138,9 @@ def _name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def clipchat(device: str = "cpu", dtype: torch.dtype = torch.float32,
-             clip_dtype: torch.dtype | None = None, graphs: bool = False) -> Pipeline:
+def clipchat(
+    device: str = "cpu", dtype: torch.dtype = torch.float32, clip_dtype: torch.dtype | None = None, graphs: bool = False
+) -> Pipeline:
     """The bot's own path: ModelEngine.prepare (decode, checks, resize) and ModelEngine.describe
     (CLIP, KV-cached batched greedy captions, tags), as LocalModels runs them. With `graphs`, CLIP's
     tower and each greedy step at fixed batch sizes, replayed as CUDA graphs on a GPU (vision/graphs.py)."""
@@ -142,10 +153,16 @@ def clipchat(device: str = "cpu", dtype: torch.dtype = torch.float32,
     engine = ModelEngine(models, decoding=decoding)
     mixed = clip_dtype not in (None, dtype)
     config = f"CLIP {_name(clip_dtype)}, GPT-2 {_name(dtype)} (the bot's auto)" if mixed else "as shipped"
-    return Pipeline("clipchat" + ("_as_bot_runs" if mixed else "") + ("_graphs" if graphs else ""), "clipchat",
-                    config + (", CUDA graphs (static KV cache, fixed batch sizes)" if graphs else ""),
-                    16, lambda data: engine.prepare(DescribeRequest(data)), engine.describe,
-                    _name(dtype), {"models": models, "decoding": decoding})
+    return Pipeline(
+        "clipchat" + ("_as_bot_runs" if mixed else "") + ("_graphs" if graphs else ""),
+        "clipchat",
+        config + (", CUDA graphs (static KV cache, fixed batch sizes)" if graphs else ""),
+        16,
+        lambda data: engine.prepare(DescribeRequest(data)),
+        engine.describe,
+        _name(dtype),
+        {"models": models, "decoding": decoding},
+    )
 
 
 def clipchat_graphs(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
@@ -160,11 +177,26 @@ def clipcap_reference(device: str = "cpu", dtype: torch.dtype = torch.float32) -
     encoder = models.encoder
 
     def run(images):
-        return [reference_greedy(models.captioner, encoder.embed_pixels(encoder.preprocess(image)[None],
-                                                                         normalize=False)[0], max_tokens=TOKENS)
-                for image in images]
-    return Pipeline("clipcap_ref", "ClipCap", "as shipped: batch 1, no KV cache", 1, decode, run,
-                    _name(dtype), {"models": models}, decoder="pillow_full")
+        return [
+            reference_greedy(
+                models.captioner,
+                encoder.embed_pixels(encoder.preprocess(image)[None], normalize=False)[0],
+                max_tokens=TOKENS,
+            )
+            for image in images
+        ]
+
+    return Pipeline(
+        "clipcap_ref",
+        "ClipCap",
+        "as shipped: batch 1, no KV cache",
+        1,
+        decode,
+        run,
+        _name(dtype),
+        {"models": models},
+        decoder="pillow_full",
+    )
 
 
 def clipcap_batched(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
@@ -177,12 +209,28 @@ def clipcap_batched(device: str = "cpu", dtype: torch.dtype = torch.float32) -> 
         raw = encoder.embed_pixels(encoder.pixels_from(prepared), normalize=False)  # (B, 512)
         prefix = captioner.prefix(raw)  # (B, prefix_length, 768)
         mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
-        out = captioner.lm.generate(inputs_embeds=prefix, attention_mask=mask, max_new_tokens=TOKENS,
-                                    min_new_tokens=TOKENS, do_sample=False, num_beams=1,
-                                    pad_token_id=GPT2_VOCAB - 1, eos_token_id=GPT2_VOCAB - 1)
+        out = captioner.lm.generate(
+            inputs_embeds=prefix,
+            attention_mask=mask,
+            max_new_tokens=TOKENS,
+            min_new_tokens=TOKENS,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=GPT2_VOCAB - 1,
+            eos_token_id=GPT2_VOCAB - 1,
+        )
         return [row.tolist() for row in out]
-    return Pipeline("clipcap_best", "ClipCap", "batched, KV cache, resize on workers", 16,
-                    lambda data: encoder.prepare(load_image(data)), run, _name(dtype), {"models": models})
+
+    return Pipeline(
+        "clipcap_best",
+        "ClipCap",
+        "batched, KV cache, resize on workers",
+        16,
+        lambda data: encoder.prepare(load_image(data)),
+        run,
+        _name(dtype),
+        {"models": models},
+    )
 
 
 def _coca(device: str, dtype: torch.dtype):
@@ -192,7 +240,7 @@ def _coca(device: str, dtype: torch.dtype):
     model, _, preprocess = open_clip.create_model_and_transforms("coca_ViT-B-32", pretrained=None)
     # open_clip leaves the decoder's output projection empty (zeros here) until weights load;
     # initialised like its siblings, argmax picks real tokens instead of always token 0
-    torch.nn.init.normal_(model.text_decoder.text_projection, std=model.text_decoder.width ** -0.5)
+    torch.nn.init.normal_(model.text_decoder.text_projection, std=model.text_decoder.width**-0.5)
     return model.to(device, dtype).eval().requires_grad_(False), preprocess
 
 
@@ -210,12 +258,23 @@ def coca(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
         image_latent, image_embs = model._encode_image(pixels)
         out = torch.full((len(images), 1), START_OF_TEXT, dtype=torch.long, device=device)
         for _ in range(TOKENS):
-            logits = model(pixels, out, image_latent=image_latent, image_embs=image_embs,
-                           output_labels=False)["logits"][:, -1]
+            logits = model(pixels, out, image_latent=image_latent, image_embs=image_embs, output_labels=False)[
+                "logits"
+            ][:, -1]
             out = torch.cat([out, logits.argmax(dim=-1, keepdim=True)], dim=1)
         return [row.tolist() for row in out[:, 1:]]
-    return Pipeline("coca", "CoCa", "as shipped: no KV cache", 16, decode, run, _name(dtype), {"model": model},
-                    decoder="pillow_full")
+
+    return Pipeline(
+        "coca",
+        "CoCa",
+        "as shipped: no KV cache",
+        16,
+        decode,
+        run,
+        _name(dtype),
+        {"model": model},
+        decoder="pillow_full",
+    )
 
 
 def coca_cached(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
@@ -230,9 +289,17 @@ def coca_cached(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipe
         _, image_embs = model._encode_image(images.pixels_from(prepared).to(dtype))
         tokens, _ = greedy_logits(model, image_embs, TOKENS)
         return [row.tolist() for row in tokens]
-    return Pipeline("coca_best", "CoCa", "KV cache, resize on workers", 16,
-                    lambda data: images.prepare(load_image(data)), run, _name(dtype),
-                    {"model": model, "images": images})
+
+    return Pipeline(
+        "coca_best",
+        "CoCa",
+        "KV cache, resize on workers",
+        16,
+        lambda data: images.prepare(load_image(data)),
+        run,
+        _name(dtype),
+        {"model": model, "images": images},
+    )
 
 
 def _vision_encoder_decoder(device: str, dtype: torch.dtype):
@@ -240,7 +307,12 @@ def _vision_encoder_decoder(device: str, dtype: torch.dtype):
 
     torch.manual_seed(SEED)
     decoder = GPT2LMHeadModel(GPT2Config(add_cross_attention=True, is_decoder=True))
-    model = VisionEncoderDecoderModel(encoder=ViTModel(ViTConfig()), decoder=decoder).to(device, dtype).eval().requires_grad_(False)
+    model = (
+        VisionEncoderDecoderModel(encoder=ViTModel(ViTConfig()), decoder=decoder)
+        .to(device, dtype)
+        .eval()
+        .requires_grad_(False)
+    )
     model.config.decoder_start_token_id = GPT2_VOCAB - 1
     model.config.pad_token_id = GPT2_VOCAB - 1
     return model
@@ -258,8 +330,9 @@ def vision_encoder_decoder(device: str = "cpu", dtype: torch.dtype = torch.float
 
     @torch.inference_mode()
     def generate(pixels: torch.Tensor) -> list:
-        out = model.generate(pixels.to(device, dtype), max_new_tokens=TOKENS, min_new_tokens=TOKENS,
-                             do_sample=False, num_beams=1)
+        out = model.generate(
+            pixels.to(device, dtype), max_new_tokens=TOKENS, min_new_tokens=TOKENS, do_sample=False, num_beams=1
+        )
         return [row.tolist() for row in out[:, 1:]]
 
     if best:
@@ -268,14 +341,27 @@ def vision_encoder_decoder(device: str = "cpu", dtype: torch.dtype = torch.float
         # On the workers, its Pillow twin: the default one runs torchvision, and a worker thread that runs a
         # parallel PyTorch op keeps an OpenMP team that slows the model thread of every pipeline after it.
         on_workers = ViTImageProcessorPil()
-        return Pipeline("vision_encoder_decoder_best", "VisionEncoderDecoder", "processor on workers", 16,
-                        lambda data: on_workers(images=load_image(data), return_tensors="np").pixel_values[0],
-                        lambda prepared: generate(torch.from_numpy(np.stack(prepared))), _name(dtype),
-                        {"model": model, "images": images,
-                         "from_crops": lambda crops: generate(images.pixels_from(crops))})
-    return Pipeline("vision_encoder_decoder", "VisionEncoderDecoder", "as shipped: batched, KV cache", 16, decode,
-                    lambda images: generate(processor(images=list(images), return_tensors="pt").pixel_values),
-                    _name(dtype), {"model": model}, decoder="pillow_full")
+        return Pipeline(
+            "vision_encoder_decoder_best",
+            "VisionEncoderDecoder",
+            "processor on workers",
+            16,
+            lambda data: on_workers(images=load_image(data), return_tensors="np").pixel_values[0],
+            lambda prepared: generate(torch.from_numpy(np.stack(prepared))),
+            _name(dtype),
+            {"model": model, "images": images, "from_crops": lambda crops: generate(images.pixels_from(crops))},
+        )
+    return Pipeline(
+        "vision_encoder_decoder",
+        "VisionEncoderDecoder",
+        "as shipped: batched, KV cache",
+        16,
+        decode,
+        lambda images: generate(processor(images=list(images), return_tensors="pt").pixel_values),
+        _name(dtype),
+        {"model": model},
+        decoder="pillow_full",
+    )
 
 
 def _vit_processor_steps(processor):
@@ -283,15 +369,31 @@ def _vit_processor_steps(processor):
     torchvision Compose, which `ClipEncoder` splits at ToTensor and `vision.intake.device_jpeg` runs on tensors."""
     from torchvision import transforms as T
 
-    if not (processor.do_resize and processor.do_rescale and processor.do_normalize
-            and processor.rescale_factor == 1 / 255 and processor.resample == Image.Resampling.BILINEAR):
+    if not (
+        processor.do_resize
+        and processor.do_rescale
+        and processor.do_normalize
+        and processor.rescale_factor == 1 / 255
+        and processor.resample == Image.Resampling.BILINEAR
+    ):
         raise ValueError(f"an image processor this benchmark does not mirror: {processor}")
-    return T.Compose([T.Resize((processor.size["height"], processor.size["width"]), T.InterpolationMode.BILINEAR),
-                      T.ToTensor(), T.Normalize(processor.image_mean, processor.image_std)])
+    return T.Compose(
+        [
+            T.Resize((processor.size["height"], processor.size["width"]), T.InterpolationMode.BILINEAR),
+            T.ToTensor(),
+            T.Normalize(processor.image_mean, processor.image_std),
+        ]
+    )
 
 
-BASELINES = (clipcap_reference, clipcap_batched, coca, coca_cached, vision_encoder_decoder,
-             lambda device="cpu", dtype=torch.float32: vision_encoder_decoder(device, dtype, best=True))
+BASELINES = (
+    clipcap_reference,
+    clipcap_batched,
+    coca,
+    coca_cached,
+    vision_encoder_decoder,
+    lambda device="cpu", dtype=torch.float32: vision_encoder_decoder(device, dtype, best=True),
+)
 
 
 def on_device_decoding(pipeline: Pipeline, device: str | None = None) -> Pipeline:
@@ -315,7 +417,13 @@ def on_device_decoding(pipeline: Pipeline, device: str | None = None) -> Pipelin
         if failed is not None:  # the benchmark's photos all decode: this would be a bug, not a photo
             raise failed
         return from_crops(crops)
+
     where = "the GPU" if intake.device.type == "cuda" else "the CPU by torchvision"
     kept = [part for part in pipeline.config.split(", ") if part != "as shipped" and not part.endswith("on workers")]
-    return replace(pipeline, config=", ".join([*kept, f"JPEGs decoded and resized on {where}"]),
-                   prepare=intake.prepare, process=process, decoder="device")
+    return replace(
+        pipeline,
+        config=", ".join([*kept, f"JPEGs decoded and resized on {where}"]),
+        prepare=intake.prepare,
+        process=process,
+        decoder="device",
+    )

@@ -40,16 +40,34 @@ async def fill(sessions, chat_id: int, count: int, rng: np.random.Generator) -> 
         for start in range(0, count, 5000):
             vectors = rng.normal(size=(min(5000, count - start), DIM)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            await session.execute(insert(ImageRecord), [
-                {"chat_id": chat_id, "sender_id": None, "message_id": start + i, "file_id": f"f{start + i}",
-                 "file_unique_id": f"u{start + i}", "caption": "", "tags": [], "embedding": encode_embedding(v),
-                 "embedding_model": MODEL} for i, v in enumerate(vectors)])
+            await session.execute(
+                insert(ImageRecord),
+                [
+                    {
+                        "chat_id": chat_id,
+                        "sender_id": None,
+                        "message_id": start + i,
+                        "file_id": f"f{start + i}",
+                        "file_unique_id": f"u{start + i}",
+                        "caption": "",
+                        "tags": [],
+                        "embedding": encode_embedding(v),
+                        "embedding_model": MODEL,
+                    }
+                    for i, v in enumerate(vectors)
+                ],
+            )
         await session.commit()
 
 
 async def naive_search(session, chat_id: int, query: np.ndarray) -> int:
-    rows = (await session.execute(select(ImageRecord.id, ImageRecord.embedding).where(
-        ImageRecord.chat_id == chat_id, ImageRecord.embedding_model == MODEL))).all()
+    rows = (
+        await session.execute(
+            select(ImageRecord.id, ImageRecord.embedding).where(
+                ImageRecord.chat_id == chat_id, ImageRecord.embedding_model == MODEL
+            )
+        )
+    ).all()
     scores = decode_embeddings([r.embedding for r in rows]) @ query
     return int(rows[int(np.argmax(scores))].id)
 
@@ -79,8 +97,10 @@ async def measure(url: str, sizes: list[int], queries: int) -> None:
                 naive.append(time.perf_counter() - started)
         p50, p95 = statistics.median(warm), float(np.percentile(warm, 95))
         reload = statistics.median(naive)
-        print(f"{size:>8} {first * 1000:>10.1f}ms {p50 * 1000:>8.2f}ms {p95 * 1000:>8.2f}ms "
-              f"{reload * 1000:>9.1f}ms {reload / p50:>8.0f}x")
+        print(
+            f"{size:>8} {first * 1000:>10.1f}ms {p50 * 1000:>8.2f}ms {p95 * 1000:>8.2f}ms "
+            f"{reload * 1000:>9.1f}ms {reload / p50:>8.0f}x"
+        )
     await engine.dispose()
 
 

@@ -22,14 +22,19 @@ def caption_tokens(models, photos: list[bytes]) -> list[list[int]]:
 
 def compare_tokens(reference: list[list[int]], other: list[list[int]]) -> dict:
     """How many captions changed, how many tokens, and where the first change fell."""
-    changed = [next((i for i, (a, b) in enumerate(zip(x, y)) if a != b), None if len(x) == len(y) else
-                    min(len(x), len(y))) for x, y in zip(reference, other)]
+    changed = [
+        next((i for i, (a, b) in enumerate(zip(x, y)) if a != b), None if len(x) == len(y) else min(len(x), len(y)))
+        for x, y in zip(reference, other)
+    ]
     positions = sum(max(len(x), len(y)) for x, y in zip(reference, other))
     differing = sum(sum(a != b for a, b in zip(x, y)) + abs(len(x) - len(y)) for x, y in zip(reference, other))
     firsts = [i for i in changed if i is not None]
-    return {"captions": len(reference), "captions_changed": len(firsts) / len(reference),
-            "tokens_changed": differing / positions,
-            "median_first_change": statistics.median(firsts) if firsts else None}
+    return {
+        "captions": len(reference),
+        "captions_changed": len(firsts) / len(reference),
+        "tokens_changed": differing / positions,
+        "median_first_change": statistics.median(firsts) if firsts else None,
+    }
 
 
 def same_weights(a, b) -> bool:

@@ -5,17 +5,28 @@ and `bot` can all depend on it without depending on each other.
 """
 
 from .errors import (
-                     BadImage,
-                     Busy,
-                     ClipchatError,
-                     InvalidConfig,
-                     InvalidInput,
-                     ModelNotFound,
-                     NotFound,
-                     OperatorError,
-                     UserError,
+    BadImage,
+    Busy,
+    ClipchatError,
+    InvalidConfig,
+    InvalidInput,
+    ModelNotFound,
+    NotFound,
+    OperatorError,
+    UserError,
 )
 from .facts import PhotoFacts, Tag
 
-__all__ = ["BadImage", "Busy", "ClipchatError", "InvalidConfig", "InvalidInput", "ModelNotFound", "NotFound", "OperatorError",
-           "PhotoFacts", "Tag", "UserError"]
+__all__ = [
+    "BadImage",
+    "Busy",
+    "ClipchatError",
+    "InvalidConfig",
+    "InvalidInput",
+    "ModelNotFound",
+    "NotFound",
+    "OperatorError",
+    "PhotoFacts",
+    "Tag",
+    "UserError",
+]

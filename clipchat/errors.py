@@ -26,8 +26,9 @@ class ClipchatError(Exception):
 
     user_message = N_("Something went wrong.")
 
-    def __init__(self, user_message: str | None = None, *, detail: str | None = None,
-                 params: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self, user_message: str | None = None, *, detail: str | None = None, params: Mapping[str, object] | None = None
+    ) -> None:
         # `user_message` is the English text, with {name} placeholders when `params` fill them in; marked with
         # N_ (clipchat.i18n) where it is written, it is said in the reader's language by `said_in`.
         self.message_id = user_message if user_message is not None else type(self).user_message
@@ -71,13 +72,15 @@ class TooSlow(Busy):
 
 
 class StorageDown(Busy):
-    user_message = N_("I can't use my memory (the database) right now, so I may not remember this. "
-                      "Please try again in a minute.")
+    user_message = N_(
+        "I can't use my memory (the database) right now, so I may not remember this. Please try again in a minute."
+    )
 
 
 class Unavailable(UserError):
-    user_message = N_("I couldn't fetch that file from Telegram: it may have expired or been deleted. "
-                      "Could you send it again?")
+    user_message = N_(
+        "I couldn't fetch that file from Telegram: it may have expired or been deleted. Could you send it again?"
+    )
 
 
 class OperatorError(ClipchatError):
@@ -99,7 +102,8 @@ class InvalidConfig(OperatorError, ValueError):
 class BadImage(InvalidInput):
     """The bytes are not an image we can look at; `reason` says why, for metrics and logs."""
 
-    def __init__(self, reason: str, user_message: str, *, detail: str | None = None,
-                 params: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self, reason: str, user_message: str, *, detail: str | None = None, params: Mapping[str, object] | None = None
+    ) -> None:
         self.reason = reason
         super().__init__(user_message, detail=detail, params=params)

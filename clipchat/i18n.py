@@ -71,7 +71,7 @@ def choose(chat_setting: str | None, sender: str | None) -> str:
 
 
 def name_of(language: str, in_language: str | None = None) -> str:
-    """"русский", "español", "中文 (简体)": a language's own name, or its name in `in_language`."""
+    """ "русский", "español", "中文 (简体)": a language's own name, or its name in `in_language`."""
     name = Locale.parse(language).get_display_name(in_language or language) or language
     return name[:1].upper() + name[1:]
 
@@ -133,10 +133,14 @@ class Translator:
     def said(self, said: Said) -> str:
         """A phrase, plain text (the models' or the user's own words, said as they are), or parts of both."""
         if isinstance(said, Phrase):
-            params = {name: self.said(value) if isinstance(value, Phrase | tuple) else value
-                      for name, value in said.params}
-            found = (self._translations.pgettext(said.context, said.msgid) if said.context
-                     else self._translations.gettext(said.msgid))
+            params = {
+                name: self.said(value) if isinstance(value, Phrase | tuple) else value for name, value in said.params
+            }
+            found = (
+                self._translations.pgettext(said.context, said.msgid)
+                if said.context
+                else self._translations.gettext(said.msgid)
+            )
             return self._filled(found, said.msgid, params)
         if isinstance(said, tuple):
             return "".join(self.said(part) for part in said)

@@ -28,32 +28,73 @@ ProcessCollector(registry=REGISTRY)  # process_resident_memory_bytes, process_cp
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 STAGES = ("download", "decode", "clip", "caption", "answer", "database")
 
-UPDATES = Counter("clipchat_updates", "Updates received from Telegram, by kind (photo, album_photo, "
-                  "document_image, text, command_<name>, callback, channel_post, edited, ...).", ["kind"],
-                  registry=REGISTRY)
-UPDATES_DROPPED = Counter("clipchat_updates_dropped", "Updates dropped because their sender's queue was full "
-                          "(the sender was asked to slow down).", registry=REGISTRY)
-REPLIES = Counter("clipchat_replies", "Messages the bot sent or edited, by kind (text, photo, edit_caption, "
-                  "edit_text, callback_answer, error).", ["kind"], registry=REGISTRY)
-STAGE_SECONDS = Histogram("clipchat_stage_seconds", "Time spent in each stage of the work: download (from "
-                          "Telegram), decode (one photo, beside the model thread), clip (image encoding, per batch), "
-                          "caption (caption decoding, per batch), answer (one question's answer), database (a write with its retries, "
-                          "or a read).", ["stage"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
-BATCH_SIZE = Histogram("clipchat_batch_size", "Requests run through the models together, per batch, by operation.",
-                       ["operation"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=REGISTRY)
-MODEL_QUEUE = Gauge("clipchat_model_queue_depth", "Requests waiting for the model thread, by operation.",
-                    ["operation"], registry=REGISTRY)
-DECODE_QUEUE = Gauge("clipchat_decode_queue_depth", "Photos being decoded, or waiting for a decoding thread "
-                     "or for memory to decode in.", registry=REGISTRY)
-UPDATE_QUEUE = Gauge("clipchat_update_queue_depth", "Updates waiting behind an earlier update of the same "
-                     "sender (each sender's updates run one at a time, in order).", registry=REGISTRY)
-ERRORS = Counter("clipchat_errors", "Errors that reached the bot's error handler, by exception class.", ["error"],
-                 registry=REGISTRY)
-MODEL_BUSY = Counter("clipchat_model_busy_seconds", "Seconds the model thread spent running batches, by operation "
-                     "(its rate is the model thread's utilisation).", ["operation"], registry=REGISTRY)
-SEND_WAIT = Histogram("clipchat_send_wait_seconds", "How long each request to a chat waited before Telegram got "
-                      "it: the rate limiter's spacing and flood-control (429 retry_after) pauses.",
-                      buckets=(0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0), registry=REGISTRY)
+UPDATES = Counter(
+    "clipchat_updates",
+    "Updates received from Telegram, by kind (photo, album_photo, "
+    "document_image, text, command_<name>, callback, channel_post, edited, ...).",
+    ["kind"],
+    registry=REGISTRY,
+)
+UPDATES_DROPPED = Counter(
+    "clipchat_updates_dropped",
+    "Updates dropped because their sender's queue was full (the sender was asked to slow down).",
+    registry=REGISTRY,
+)
+REPLIES = Counter(
+    "clipchat_replies",
+    "Messages the bot sent or edited, by kind (text, photo, edit_caption, edit_text, callback_answer, error).",
+    ["kind"],
+    registry=REGISTRY,
+)
+STAGE_SECONDS = Histogram(
+    "clipchat_stage_seconds",
+    "Time spent in each stage of the work: download (from "
+    "Telegram), decode (one photo, beside the model thread), clip (image encoding, per batch), "
+    "caption (caption decoding, per batch), answer (one question's answer), database (a write with its retries, "
+    "or a read).",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+BATCH_SIZE = Histogram(
+    "clipchat_batch_size",
+    "Requests run through the models together, per batch, by operation.",
+    ["operation"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+    registry=REGISTRY,
+)
+MODEL_QUEUE = Gauge(
+    "clipchat_model_queue_depth",
+    "Requests waiting for the model thread, by operation.",
+    ["operation"],
+    registry=REGISTRY,
+)
+DECODE_QUEUE = Gauge(
+    "clipchat_decode_queue_depth",
+    "Photos being decoded, or waiting for a decoding thread or for memory to decode in.",
+    registry=REGISTRY,
+)
+UPDATE_QUEUE = Gauge(
+    "clipchat_update_queue_depth",
+    "Updates waiting behind an earlier update of the same sender (each sender's updates run one at a time, in order).",
+    registry=REGISTRY,
+)
+ERRORS = Counter(
+    "clipchat_errors", "Errors that reached the bot's error handler, by exception class.", ["error"], registry=REGISTRY
+)
+MODEL_BUSY = Counter(
+    "clipchat_model_busy_seconds",
+    "Seconds the model thread spent running batches, by operation (its rate is the model thread's utilisation).",
+    ["operation"],
+    registry=REGISTRY,
+)
+SEND_WAIT = Histogram(
+    "clipchat_send_wait_seconds",
+    "How long each request to a chat waited before Telegram got "
+    "it: the rate limiter's spacing and flood-control (429 retry_after) pauses.",
+    buckets=(0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
 
 for _stage in STAGES:  # every stage shows from the start, as a zero rather than a gap in the graphs
     STAGE_SECONDS.labels(_stage)

@@ -20,10 +20,13 @@ from .mood import answer_mood, photo_mood, text_sentiment
 from .routing import Route, route_question
 
 MAX_QUESTION_CHARS = 2000
-NEEDS_PHOTO = N_("I don't have a photo to talk about yet. Send me one (or reply to a photo with your question) "
-                 "and ask me anything about it.")
-SEE_AGAIN = N_("My eyes have been upgraded since you sent that photo, so I need to see it again. "
-               "Could you send it once more?")
+NEEDS_PHOTO = N_(
+    "I don't have a photo to talk about yet. Send me one (or reply to a photo with your question) "
+    "and ask me anything about it."
+)
+SEE_AGAIN = N_(
+    "My eyes have been upgraded since you sent that photo, so I need to see it again. Could you send it once more?"
+)
 
 
 def answer(models, conversation: Conversation, question: str, options: AnswerOptions = AnswerOptions()) -> Answer:
@@ -52,6 +55,23 @@ def answer(models, conversation: Conversation, question: str, options: AnswerOpt
     return answer_open(models, conversation, question, image, options)
 
 
-__all__ = ["Answer", "AnswerOptions", "Conversation", "Route", "answer", "answer_colour",
-           "answer_count", "answer_describe", "answer_identify", "answer_mood", "answer_open", "answer_presence",
-           "build_prompt", "clean", "contradiction", "photo_mood", "route_question", "text_sentiment"]
+__all__ = [
+    "Answer",
+    "AnswerOptions",
+    "Conversation",
+    "Route",
+    "answer",
+    "answer_colour",
+    "answer_count",
+    "answer_describe",
+    "answer_identify",
+    "answer_mood",
+    "answer_open",
+    "answer_presence",
+    "build_prompt",
+    "clean",
+    "contradiction",
+    "photo_mood",
+    "route_question",
+    "text_sentiment",
+]

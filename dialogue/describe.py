@@ -42,8 +42,7 @@ def describe(facts: PhotoFacts, tags: int = 5, language: str | None = None) -> s
 
 def answer_describe(facts: PhotoFacts) -> Answer:
     said = described(facts)
-    return Answer(english(said), "describe", 1.0, {"caption": facts.caption, "tags": facts.labels[:5]},
-                  said)
+    return Answer(english(said), "describe", 1.0, {"caption": facts.caption, "tags": facts.labels[:5]}, said)
 
 
 def _hashtag(label: str) -> str:

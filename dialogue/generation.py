@@ -39,7 +39,7 @@ def clean(text: str) -> str:
     text = text.split("\n", 1)[0]
     marker = ROLE.search(text)
     if marker:
-        text = text[:marker.start()]
+        text = text[: marker.start()]
     return " ".join(text.split()).strip(" -:")
 
 
@@ -49,14 +49,24 @@ def sample_answers(model: AnswerModel, prompt: str, options: AnswerOptions, max_
     device = next(lm.parameters()).device
     # A chat template already holds its special tokens; a plain prompt gets what the tokenizer adds.
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=not model.chat).input_ids.to(device)
-    out = lm.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, top_p=0.9, temperature=0.8,
-                      num_return_sequences=options.candidates, max_new_tokens=max_tokens,
-                      no_repeat_ngram_size=3, repetition_penalty=1.2,
-                      eos_token_id=model.stop_ids, pad_token_id=model.pad_id,
-                      return_dict_in_generate=True, output_scores=True)
+    out = lm.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        do_sample=True,
+        top_p=0.9,
+        temperature=0.8,
+        num_return_sequences=options.candidates,
+        max_new_tokens=max_tokens,
+        no_repeat_ngram_size=3,
+        repetition_penalty=1.2,
+        eos_token_id=model.stop_ids,
+        pad_token_id=model.pad_id,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
     scores = lm.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
     answers = []
-    for row, row_scores in zip(out.sequences[:, ids.shape[1]:], scores):
+    for row, row_scores in zip(out.sequences[:, ids.shape[1] :], scores):
         text = clean(tokenizer.decode(row, skip_special_tokens=True))
         finite = row_scores[torch.isfinite(row_scores)]
         if text and not LOOP.search(text):
@@ -82,8 +92,9 @@ def contradiction(models, image: torch.Tensor, text: str) -> str | None:
     return None
 
 
-def answer_open(models, conversation: Conversation, question: str, image: torch.Tensor,
-                options: AnswerOptions) -> Answer:
+def answer_open(
+    models, conversation: Conversation, question: str, image: torch.Tensor, options: AnswerOptions
+) -> Answer:
     model = models.answerer.get()
     window = min(model.window, options.context_window or model.window)
     prompt = build_prompt(model.tokenizer, conversation, question, window - MIN_ANSWER_TOKENS)
@@ -92,8 +103,10 @@ def answer_open(models, conversation: Conversation, question: str, image: torch.
     refused = {c.text: term for c in candidates if (term := contradiction(models, image, c.text))}
     kept = [c for c in candidates if c.text not in refused]
     if not kept:
-        said = say("I'm not sure how to answer that from the photo. What I can see is: {caption}",
-                   caption=conversation.image.caption)
+        said = say(
+            "I'm not sure how to answer that from the photo. What I can see is: {caption}",
+            caption=conversation.image.caption,
+        )
         return Answer(english(said), "open", 0.0, {"refused": refused}, said)
     best, score = rerank(models.encoder, image, kept)[0]
     return Answer(best.text, "open", score, {"refused": refused, "candidates": len(candidates)})

@@ -16,24 +16,103 @@ from .conversation import Answer
 
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "gray")
 CATEGORIES = {
-    "animal": ("dog", "cat", "bird", "horse", "cow", "sheep", "rabbit", "fox", "bear", "deer", "elephant", "giraffe",
-               "zebra", "lion", "tiger", "monkey", "fish", "turtle", "frog", "snake", "duck", "chicken", "butterfly"),
-    "place": ("beach", "forest", "mountain", "city street", "park", "kitchen", "living room", "bedroom", "office",
-              "restaurant", "desert", "lake", "river", "farm", "garden", "airport", "station", "stadium", "shop"),
-    "food": ("pizza", "burger", "sandwich", "salad", "soup", "pasta", "sushi", "cake", "ice cream", "fruit",
-             "bread", "steak", "noodles", "rice", "breakfast", "dessert"),
+    "animal": (
+        "dog",
+        "cat",
+        "bird",
+        "horse",
+        "cow",
+        "sheep",
+        "rabbit",
+        "fox",
+        "bear",
+        "deer",
+        "elephant",
+        "giraffe",
+        "zebra",
+        "lion",
+        "tiger",
+        "monkey",
+        "fish",
+        "turtle",
+        "frog",
+        "snake",
+        "duck",
+        "chicken",
+        "butterfly",
+    ),
+    "place": (
+        "beach",
+        "forest",
+        "mountain",
+        "city street",
+        "park",
+        "kitchen",
+        "living room",
+        "bedroom",
+        "office",
+        "restaurant",
+        "desert",
+        "lake",
+        "river",
+        "farm",
+        "garden",
+        "airport",
+        "station",
+        "stadium",
+        "shop",
+    ),
+    "food": (
+        "pizza",
+        "burger",
+        "sandwich",
+        "salad",
+        "soup",
+        "pasta",
+        "sushi",
+        "cake",
+        "ice cream",
+        "fruit",
+        "bread",
+        "steak",
+        "noodles",
+        "rice",
+        "breakfast",
+        "dessert",
+    ),
     "vehicle": ("car", "truck", "bus", "motorcycle", "bicycle", "train", "airplane", "boat", "ship", "tram", "scooter"),
 }
 NUMBERS = ("one", "two", "three", "four", "five", "six")
 UNSURE = 0.5  # below this probability an answer says it is a guess
 # The built-in colours and counts as the catalogs translate them; a model set's own colour words stay as they are.
-COLOUR_NAMES = {name.msgid: name for name in (
-    word("colour", "red"), word("colour", "orange"), word("colour", "yellow"), word("colour", "green"),
-    word("colour", "blue"), word("colour", "purple"), word("colour", "pink"), word("colour", "brown"),
-    word("colour", "black"), word("colour", "white"), word("colour", "gray"), word("colour", "grey"))}
-NUMBER_NAMES = {name.msgid: name for name in (
-    word("count", "one"), word("count", "two"), word("count", "three"), word("count", "four"),
-    word("count", "five"), word("count", "six"))}
+COLOUR_NAMES = {
+    name.msgid: name
+    for name in (
+        word("colour", "red"),
+        word("colour", "orange"),
+        word("colour", "yellow"),
+        word("colour", "green"),
+        word("colour", "blue"),
+        word("colour", "purple"),
+        word("colour", "pink"),
+        word("colour", "brown"),
+        word("colour", "black"),
+        word("colour", "white"),
+        word("colour", "gray"),
+        word("colour", "grey"),
+    )
+}
+NUMBER_NAMES = {
+    name.msgid: name
+    for name in (
+        word("count", "one"),
+        word("count", "two"),
+        word("count", "three"),
+        word("count", "four"),
+        word("count", "five"),
+        word("count", "six"),
+    )
+}
 
 
 def candidate_labels(models, category: str) -> tuple[str, ...] | None:
@@ -74,7 +153,9 @@ def answer_colour(models, image: torch.Tensor, subject: str | None) -> Answer:
 def answer_presence(models, image: torch.Tensor, subject: str) -> Answer:
     thing = singular(subject)
     section = next((labels for _, labels in models.tagger.vocabulary.sections if thing in labels), None)
-    labels = list(section) if section else [thing, *[label for label in models.tagger.vocabulary.labels if label != thing]]
+    labels = (
+        list(section) if section else [thing, *[label for label in models.tagger.vocabulary.labels if label != thing]]
+    )
     ranked = _best(models, image, labels)
     # Within a section only one label wins; against a whole vocabulary, a thing among the top three is there.
     top = ranked[:1] if section else ranked[:3]
@@ -83,8 +164,9 @@ def answer_presence(models, image: torch.Tensor, subject: str) -> Answer:
     if present:
         said = say("Yes, I can see {thing}.", thing=article(thing))
         return Answer(english(said), "presence", score, {"present": True}, said)
-    said = say("No, I don't see {thing}. It looks more like {other}.", thing=article(thing),
-               other=article(ranked[0].label))
+    said = say(
+        "No, I don't see {thing}. It looks more like {other}.", thing=article(thing), other=article(ranked[0].label)
+    )
     return Answer(english(said), "presence", 1 - score, {"present": False, "instead": ranked[0].label}, said)
 
 
@@ -97,8 +179,11 @@ def answer_identify(models, image: torch.Tensor, category: str) -> Answer | None
     if best.score >= UNSURE:
         said = say("It looks like {thing}.", thing=article(best.label))
     else:
-        said = say("I think it's {thing}, though it could also be {other}.", thing=article(best.label),
-                   other=article(ranked[1].label))
+        said = say(
+            "I think it's {thing}, though it could also be {other}.",
+            thing=article(best.label),
+            other=article(ranked[1].label),
+        )
     return Answer(english(said), "identify", best.score, {"label": best.label}, said)
 
 

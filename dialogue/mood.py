@@ -20,12 +20,25 @@ SENTIMENTS = ("positive", "negative", "neutral")
 _PHOTO_TEMPLATES = ("a {} photo.", "a photo that feels {}.", "the mood of this picture is {}.")
 _TEXT_TEMPLATES = ("a {} message.", "someone saying something {}.")
 # The moods and sentiments as the catalogs translate them (CLIP itself reads the English words above).
-MOOD_NAMES = {name.msgid: name for name in (
-    word("mood", "happy"), word("mood", "sad"), word("mood", "calm"), word("mood", "exciting"),
-    word("mood", "scary"), word("mood", "romantic"), word("mood", "funny"), word("mood", "gloomy"),
-    word("mood", "peaceful"), word("mood", "cozy"))}
-SENTIMENT_NAMES = {name.msgid: name for name in (
-    word("sentiment", "positive"), word("sentiment", "negative"), word("sentiment", "neutral"))}
+MOOD_NAMES = {
+    name.msgid: name
+    for name in (
+        word("mood", "happy"),
+        word("mood", "sad"),
+        word("mood", "calm"),
+        word("mood", "exciting"),
+        word("mood", "scary"),
+        word("mood", "romantic"),
+        word("mood", "funny"),
+        word("mood", "gloomy"),
+        word("mood", "peaceful"),
+        word("mood", "cozy"),
+    )
+}
+SENTIMENT_NAMES = {
+    name.msgid: name
+    for name in (word("sentiment", "positive"), word("sentiment", "negative"), word("sentiment", "neutral"))
+}
 
 
 @dataclass(frozen=True)

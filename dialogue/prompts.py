@@ -14,11 +14,15 @@ from clipchat.facts import PhotoFacts
 from .conversation import Conversation
 
 MAX_QUESTION_TOKENS = 200  # a pasted essay still leaves room for the photo's facts
-INSTRUCTION = ("You answer questions about a photo you cannot see, only from these facts, which CLIP checked "
-               "against the photo. Answer in one short sentence.")
+INSTRUCTION = (
+    "You answer questions about a photo you cannot see, only from these facts, which CLIP checked "
+    "against the photo. Answer in one short sentence."
+)
 # One worked example teaches a plain language model the format; it goes first, so it is dropped first.
-EXAMPLE = ("Photo: A dog sitting on a couch.\nTags: dog, couch, living room\n"
-           "User: what is the dog doing?\nAssistant: It is sitting on a couch.\n\n")
+EXAMPLE = (
+    "Photo: A dog sitting on a couch.\nTags: dog, couch, living room\n"
+    "User: what is the dog doing?\nAssistant: It is sitting on a couch.\n\n"
+)
 
 
 def facts_text(image: PhotoFacts) -> str:
@@ -36,7 +40,7 @@ def system_message(image: PhotoFacts) -> str:
 
 def _question_ids(tokenizer, question: str, room: int) -> list[int]:
     ids = tokenizer.encode(" " + question.strip(), add_special_tokens=False)
-    return ids[len(ids) - room:] if len(ids) > room else ids
+    return ids[len(ids) - room :] if len(ids) > room else ids
 
 
 def _fit_turns(turns, cost, room: int) -> list[tuple[str, str]]:
@@ -91,7 +95,7 @@ def chat_prompt(tokenizer, conversation: Conversation, question: str, budget: in
 
     room = max(1, min(MAX_QUESTION_TOKENS, budget - size(render((), ""))))
     question = tokenizer.decode(_question_ids(tokenizer, question, room)).strip()
-    pairs = [tuple(turns[i:i + 2]) for i in range(0, len(turns), 2)]  # (user, assistant), dropped together
+    pairs = [tuple(turns[i : i + 2]) for i in range(0, len(turns), 2)]  # (user, assistant), dropped together
     kept = _fit_turns(pairs, lambda chosen: size(render([t for pair in chosen for t in pair], question)), budget)
     return render([turn for pair in kept for turn in pair], question)
 
@@ -107,8 +111,9 @@ def plain_prompt(tokenizer, conversation: Conversation, question: str, budget: i
     room = max(1, min(MAX_QUESTION_TOKENS, budget - size(facts + "User:\nAssistant:")))
     tail = f"User:{tokenizer.decode(_question_ids(tokenizer, question, room))}\nAssistant:"
     used = size(facts + tail)
-    lines = [f"{'User' if role == 'user' else 'Assistant'}: {' '.join(text.split())}\n"
-             for role, text in conversation.turns]
+    lines = [
+        f"{'User' if role == 'user' else 'Assistant'}: {' '.join(text.split())}\n" for role, text in conversation.turns
+    ]
     kept = _fit_turns(lines, lambda chosen: used + sum(size(line) for line in chosen), budget)
     prompt = facts + "".join(kept) + tail
     return EXAMPLE + prompt if size(EXAMPLE + prompt) <= budget else prompt

@@ -25,75 +25,178 @@ class Route:
 
 # Words as people type them in chat, mapped to the words the patterns expect.
 _WORDS = {
-    "wat": "what", "wht": "what", "waht": "what", "whta": "what", "whats": "what is", "wats": "what is",
-    "what's": "what is", "what're": "what are", "wheres": "where is", "where's": "where is", "hw": "how",
-    "manny": "many", "u": "you", "r": "are", "ur": "your", "ther": "there", "theres": "there is",
-    "there's": "there is", "dat": "that", "dis": "this", "ths": "this", "thats": "that is", "that's": "that is",
-    "it's": "it is", "whos": "who is", "who's": "who is", "hows": "how is", "how's": "how is",
-    "color": "colour", "colors": "colours", "colour's": "colour is", "color's": "colour is",
-    "descrbe": "describe", "discribe": "describe", "desribe": "describe", "decribe": "describe",
-    "pls": "please", "plz": "please", "im": "i am", "i'm": "i am",
+    "wat": "what",
+    "wht": "what",
+    "waht": "what",
+    "whta": "what",
+    "whats": "what is",
+    "wats": "what is",
+    "what's": "what is",
+    "what're": "what are",
+    "wheres": "where is",
+    "where's": "where is",
+    "hw": "how",
+    "manny": "many",
+    "u": "you",
+    "r": "are",
+    "ur": "your",
+    "ther": "there",
+    "theres": "there is",
+    "there's": "there is",
+    "dat": "that",
+    "dis": "this",
+    "ths": "this",
+    "thats": "that is",
+    "that's": "that is",
+    "it's": "it is",
+    "whos": "who is",
+    "who's": "who is",
+    "hows": "how is",
+    "how's": "how is",
+    "color": "colour",
+    "colors": "colours",
+    "colour's": "colour is",
+    "color's": "colour is",
+    "descrbe": "describe",
+    "discribe": "describe",
+    "desribe": "describe",
+    "decribe": "describe",
+    "pls": "please",
+    "plz": "please",
+    "im": "i am",
+    "i'm": "i am",
 }
 _WORD = re.compile(r"[\w']+")
 # "Hey,", "please", "could you tell me", "I wonder": dropped, leaving the question itself.
-_POLITE = re.compile(r"^(?:hey|hi|hello|ok|okay|so|well|um|and|but|bot|please|quick question|"
-                     r"(?:could|can|would|will) you(?: please)?(?= (?:tell|describe|count|check|explain|give|"
-                     r"let|say|caption|identify|name|guess|write))|"
-                     r"(?:tell|let) me know|tell me(?= (?:what|which|how|where|if|whether|the|who))|"
-                     r"do you know|any idea|i wonder|i (?:would like|want|wanna) to know|check)\b[\s,:]*")
+_POLITE = re.compile(
+    r"^(?:hey|hi|hello|ok|okay|so|well|um|and|but|bot|please|quick question|"
+    r"(?:could|can|would|will) you(?: please)?(?= (?:tell|describe|count|check|explain|give|"
+    r"let|say|caption|identify|name|guess|write))|"
+    r"(?:tell|let) me know|tell me(?= (?:what|which|how|where|if|whether|the|who))|"
+    r"do you know|any idea|i wonder|i (?:would like|want|wanna) to know|check)\b[\s,:]*"
+)
 _THANKS = re.compile(r"[\s,]*\b(?:please|thanks|thank you|for me)$")
 
 PHOTO = r"(?:photo|picture|image|pic|pict|photograph|shot|snap|img)"
 THIS = rf"(?:it|this|that|this one|(?:the|this|that) {PHOTO})"  # the photo itself
 _DETERMINERS = re.compile(r"^(?:a|an|the|any|some|this|that|these|those|its|his|her|their|my)\s+")
-_WHERE_IN_PHOTO = re.compile(rf"(?:^|\s+)(?:(?:in|on|inside) {THIS}|here|there|at all|"
-                             r"anywhere|visible)$")
+_WHERE_IN_PHOTO = re.compile(
+    rf"(?:^|\s+)(?:(?:in|on|inside) {THIS}|here|there|at all|"
+    r"anywhere|visible)$"
+)
 _NO_SUBJECT = {"it", "this", "that", "they", "them", "these", "those", "thing", "one", "stuff", "object"}
 
-COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "gray", "grey",
-           "beige", "gold", "silver", "violet", "turquoise", "navy", "maroon", "cyan", "magenta")
-CATEGORIES = ("animal", "object", "thing", "place", "location", "shape", "food", "dish", "vehicle", "plant",
-              "flower", "bird", "dog", "cat")
+COLOURS = (
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "pink",
+    "brown",
+    "black",
+    "white",
+    "gray",
+    "grey",
+    "beige",
+    "gold",
+    "silver",
+    "violet",
+    "turquoise",
+    "navy",
+    "maroon",
+    "cyan",
+    "magenta",
+)
+CATEGORIES = (
+    "animal",
+    "object",
+    "thing",
+    "place",
+    "location",
+    "shape",
+    "food",
+    "dish",
+    "vehicle",
+    "plant",
+    "flower",
+    "bird",
+    "dog",
+    "cat",
+)
 _SAME_CATEGORY = {"location": "place", "dish": "food"}
-_MOODS = ("happy", "sad", "cheerful", "gloomy", "joyful", "depressing", "peaceful", "calm", "scary", "romantic",
-          "melancholic", "cosy", "cozy", "sombre", "somber", "uplifting")
+_MOODS = (
+    "happy",
+    "sad",
+    "cheerful",
+    "gloomy",
+    "joyful",
+    "depressing",
+    "peaceful",
+    "calm",
+    "scary",
+    "romantic",
+    "melancholic",
+    "cosy",
+    "cozy",
+    "sombre",
+    "somber",
+    "uplifting",
+)
 _CATEGORY = "|".join(CATEGORIES)
 
-_MOOD = [re.compile(r"\b(?:mood|feel|feels|feeling|feelings|vibe|vibes|atmosphere|emotion|emotions)\b"),
-         re.compile(rf"^(?:is|was) (?:it|this|that) (?:a |an )?(?:{'|'.join(_MOODS)})(?: {PHOTO}| scene)?$")]
+_MOOD = [
+    re.compile(r"\b(?:mood|feel|feels|feeling|feelings|vibe|vibes|atmosphere|emotion|emotions)\b"),
+    re.compile(rf"^(?:is|was) (?:it|this|that) (?:a |an )?(?:{'|'.join(_MOODS)})(?: {PHOTO}| scene)?$"),
+]
 _COLOUR = [
-    re.compile(r"^(?:(?:what|which) (?:is |are )?)?(?:the )?(?:main |dominant |primary |predominant )?"
-               r"colours? (?:of )(?P<subject>.+)$"),
+    re.compile(
+        r"^(?:(?:what|which) (?:is |are )?)?(?:the )?(?:main |dominant |primary |predominant )?"
+        r"colours? (?:of )(?P<subject>.+)$"
+    ),
     re.compile(r"^(?:what|which) colours? (?:is|are|was|were) (?P<subject>.+)$"),
     re.compile(r"^(?:what|which) colours? (?P<subject>.+?) (?:is|are|was|were)$"),  # "what colour the car is"
     re.compile(r"^(?:(?:what|which) (?:is |are )?)?(?:the )?(?:main |dominant |primary |predominant )?colours?\b"),
     # "is the car red?": the colour answer says which colour it is, which answers yes or no too
-    re.compile(rf"^(?:is|are) (?P<subject>it|this|that|they|(?:the|this|that|these|those) [\w' -]+?) "
-               rf"(?:(?:{'|'.join(COLOURS)}) or )?(?:{'|'.join(COLOURS)})$"),
+    re.compile(
+        rf"^(?:is|are) (?P<subject>it|this|that|they|(?:the|this|that|these|those) [\w' -]+?) "
+        rf"(?:(?:{'|'.join(COLOURS)}) or )?(?:{'|'.join(COLOURS)})$"
+    ),
 ]
 _COUNT = [
     re.compile(r"^(?:count )?how many\b ?(?P<subject>.*)$"),
     re.compile(r"^count (?:all )?(?P<subject>.+)$"),
     re.compile(r"^(?:what is )?the number of (?P<subject>.+)$"),
 ]
-_COUNT_END = re.compile(r"\b(?:are|is|were|was|can|could|do|does|did|there|in|on|you|i|we|have|has|here|visible|"
-                        r"shown|left)\b.*$")
+_COUNT_END = re.compile(
+    r"\b(?:are|is|were|was|can|could|do|does|did|there|in|on|you|i|we|have|has|here|visible|"
+    r"shown|left)\b.*$"
+)
 _PLACE = [
-    re.compile(rf"^where (?:(?:is|was|are|were|could|might|would|do you think) )?(?:{THIS}|we|here|this place)"
-               r"(?: (?:is|was|be|been|located|taken|shot|photographed|from))*$"),
+    re.compile(
+        rf"^where (?:(?:is|was|are|were|could|might|would|do you think) )?(?:{THIS}|we|here|this place)"
+        r"(?: (?:is|was|be|been|located|taken|shot|photographed|from))*$"
+    ),
     re.compile(r"^(?:in )?(?:what|which) (?:place|location|country|city) (?:is|was) (?:this|it|that)\b"),
 ]
 _IDENTIFY = [
     re.compile(rf"\b(?:what|which) (?:kind|sort|type|breed|species) of (?P<subject>{_CATEGORY})\b"),
     re.compile(rf"^(?:what|which) (?P<subject>{_CATEGORY})\b"),
-    re.compile(rf"^what (?:is|are) (?:this|that|the|it) (?P<subject>{_CATEGORY})"
-               rf"(?: called| in (?:the|this) {PHOTO})?$"),
-    re.compile(r"^what is the name of (?:this|the|that) (?P<subject>place|location|animal|food|dish|flower|plant|"
-               r"bird|shape|vehicle)$"),
+    re.compile(
+        rf"^what (?:is|are) (?:this|that|the|it) (?P<subject>{_CATEGORY})"
+        rf"(?: called| in (?:the|this) {PHOTO})?$"
+    ),
+    re.compile(
+        r"^what is the name of (?:this|the|that) (?P<subject>place|location|animal|food|dish|flower|plant|"
+        r"bird|shape|vehicle)$"
+    ),
 ]
 _PRESENCE = [
-    re.compile(r"^(?:(?:is|are) there|(?:if|whether) there (?:is|are)|(?:do|can|could) you (?:see|spot|find|notice)|"
-               r"can i see|any) (?P<subject>.+)$"),
+    re.compile(
+        r"^(?:(?:is|are) there|(?:if|whether) there (?:is|are)|(?:do|can|could) you (?:see|spot|find|notice)|"
+        r"can i see|any) (?P<subject>.+)$"
+    ),
     re.compile(rf"^does (?:it|this|the {PHOTO}|this {PHOTO}) (?:show|have|contain|include|feature) (?P<subject>.+)$"),
     re.compile(rf"^(?:is|are) (?:it|this|that) (?:a |an )?(?:{PHOTO} of )?(?P<subject>(?:a|an|some) .+)$"),
     re.compile(rf"^(?:is|are) (?:it|this|that) (?:a |an )?{PHOTO} of (?P<subject>.+)$"),
@@ -103,18 +206,24 @@ _DESCRIBE = [
     re.compile(rf"^what (?:is|are) (?:it|this|that|these|those)(?: thing| one)?(?: (?:a )?{PHOTO}(?: of)?| of)?$"),
     re.compile(r"^what (?:this|that|it) is$"),
     re.compile(rf"^what (?:is|are) (?:in|on) (?:it|{THIS})$"),
-    re.compile(rf"^what (?:is|are) (?:shown|pictured|depicted|happening|going on|visible|there)"
-               rf"(?: here| (?:in|on) {THIS})?$"),
+    re.compile(
+        rf"^what (?:is|are) (?:shown|pictured|depicted|happening|going on|visible|there)"
+        rf"(?: here| (?:in|on) {THIS})?$"
+    ),
     re.compile(rf"^what (?:is|are) (?:the|this) {PHOTO} (?:about|of|showing)$"),
     re.compile(rf"^what (?:does|do) {THIS} (?:show|depict|contain|have)$"),
     re.compile(r"^what (?:am i|are we|are you) (?:looking at|seeing)$"),
     re.compile(rf"^(?:what|everything|all) (?:do |can )?you (?:can )?see(?: here| (?:in|on) {THIS})?$"),
-    re.compile(rf"^(?:describe|explain|caption|identify|summari[sz]e)(?: (?:me )?(?:{THIS}|what you see|"
-               rf"what is (?:in|on) {THIS}|everything))?$"),
+    re.compile(
+        rf"^(?:describe|explain|caption|identify|summari[sz]e)(?: (?:me )?(?:{THIS}|what you see|"
+        rf"what is (?:in|on) {THIS}|everything))?$"
+    ),
     re.compile(rf"^(?:give|write)(?: me)? (?:a |the )?(?:description|caption)(?: (?:for|of) {THIS})?$"),
     re.compile(rf"^what can you (?:tell me|say) about {THIS}$"),
-    re.compile(rf"^tell me (?:more |everything |all )?(?:about {THIS}|(?:that )?you (?:can )?see"
-               rf"(?: (?:in|on) {THIS})?)$"),
+    re.compile(
+        rf"^tell me (?:more |everything |all )?(?:about {THIS}|(?:that )?you (?:can )?see"
+        rf"(?: (?:in|on) {THIS})?)$"
+    ),
 ]
 
 
@@ -128,17 +237,27 @@ _DESCRIBE_ELSEWHERE = [
     re.compile(rf"^что (?:(?:есть|видно|изображено|нарисовано|показано) )?(?:на|в) (?:этом |этой )?{_RU_PHOTO}$"),
     re.compile(rf"^что (?:тут |здесь )?(?:изображено|нарисовано|показано)(?: (?:на|в) (?:этом |этой )?{_RU_PHOTO})?$"),
     re.compile(rf"^что ты (?:тут |здесь )?видишь(?: (?:на|в) (?:этом |этой )?{_RU_PHOTO})?$"),
-    re.compile(rf"^(?:опиши|опишите|расскажи|расскажите)(?: (?:это|его|ее|мне|что видишь|"
-               rf"(?:о |об |про )?(?:этом |эту |это |этой )?{_RU_PHOTO}))*$"),
+    re.compile(
+        rf"^(?:опиши|опишите|расскажи|расскажите)(?: (?:это|его|ее|мне|что видишь|"
+        rf"(?:о |об |про )?(?:этом |эту |это |этой )?{_RU_PHOTO}))*$"
+    ),
     re.compile(r"^(?:que|qué) (?:es|son) (?:esto|eso|esta|este|aquello|estas|estos)(?: de aqui)?$"),
     re.compile(r"^(?:que|qué) es$"),
-    re.compile(rf"^que (?:hay|ves|se ve|aparece|sale|puedes ver|muestra|representa)"
-               rf"(?: aqui| (?:en|dentro de) (?:la|esta|esa|mi) {_ES_PHOTO}| (?:la|esta) {_ES_PHOTO})?$"),
-    re.compile(rf"^(?:describe|describa|describeme|describela|describelo|describemela|describemelo|"
-               rf"describir)(?: (?:esto|lo que ves|(?:la|esta|esa|mi) {_ES_PHOTO}))?$"),
-    re.compile(r"^(?:这|那|它|这个|那个|这张|这里|这儿)(?:是|是个|是一个|画的是|拍的是)?(?:什么|啥)(?:东西)?[呢啊呀]?$"),
+    re.compile(
+        rf"^que (?:hay|ves|se ve|aparece|sale|puedes ver|muestra|representa)"
+        rf"(?: aqui| (?:en|dentro de) (?:la|esta|esa|mi) {_ES_PHOTO}| (?:la|esta) {_ES_PHOTO})?$"
+    ),
+    re.compile(
+        rf"^(?:describe|describa|describeme|describela|describelo|describemela|describemelo|"
+        rf"describir)(?: (?:esto|lo que ves|(?:la|esta|esa|mi) {_ES_PHOTO}))?$"
+    ),
+    re.compile(
+        r"^(?:这|那|它|这个|那个|这张|这里|这儿)(?:是|是个|是一个|画的是|拍的是)?(?:什么|啥)(?:东西)?[呢啊呀]?$"
+    ),
     re.compile(r"^(?:是)?(?:什么|啥)$"),
-    re.compile(rf"^(?:这张|这个|这幅)?{_ZH_PHOTO}(?:里|里面|上|中)?(?:有|是|拍的是|画的是)(?:什么|啥)(?:东西)?[呢啊呀]?$"),
+    re.compile(
+        rf"^(?:这张|这个|这幅)?{_ZH_PHOTO}(?:里|里面|上|中)?(?:有|是|拍的是|画的是)(?:什么|啥)(?:东西)?[呢啊呀]?$"
+    ),
     re.compile(rf"^(?:请|请你|帮我)?(?:描述|描写|形容|介绍|说说|讲讲)(?:一下)?(?:这张|这个|这幅)?{_ZH_PHOTO}?[吧呢]?$"),
     re.compile(r"^你(?:看到|看见|能看到)了?(?:什么|啥)[呢啊呀]?$"),
 ]

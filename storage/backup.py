@@ -31,23 +31,41 @@ from .settings import StorageSettings
 
 TOOL_TIMEOUT_S = 3600.0  # pg_dump / pg_restore: a larger database needs --timeout
 # What libpq understands in a URL's query; asyncpg's own options (and its `ssl`, mapped) stay behind
-LIBPQ_PARAMETERS = {"sslmode", "sslrootcert", "sslcert", "sslkey", "application_name", "options",
-                    "target_session_attrs", "connect_timeout"}
-CLIENT_HINT = ("install the PostgreSQL client tools of the server's major version "
-               "(Debian/Ubuntu: apt install postgresql-client)")
+LIBPQ_PARAMETERS = {
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "application_name",
+    "options",
+    "target_session_attrs",
+    "connect_timeout",
+}
+CLIENT_HINT = (
+    "install the PostgreSQL client tools of the server's major version (Debian/Ubuntu: apt install postgresql-client)"
+)
 
 
 def add_commands(actions: argparse._SubParsersAction) -> None:
     """`db backup` and `db restore`, beside storage's other `db` actions."""
-    backup = actions.add_parser("backup", help="copy the database to PATH, safe while the bot runs "
-                                               "(SQLite: a database file; PostgreSQL: a pg_dump custom archive)")
-    restore = actions.add_parser("restore", help="put a `db backup` copy back into the configured database "
-                                                 "(stop the bot first)")
+    backup = actions.add_parser(
+        "backup",
+        help="copy the database to PATH, safe while the bot runs "
+        "(SQLite: a database file; PostgreSQL: a pg_dump custom archive)",
+    )
+    restore = actions.add_parser(
+        "restore", help="put a `db backup` copy back into the configured database (stop the bot first)"
+    )
     for parser in (backup, restore):
         parser.add_argument("path", type=Path, metavar="PATH")
         parser.add_argument("--url", help="database URL (default: DATABASE_URL, else SQLite in the user data dir)")
-        parser.add_argument("--timeout", type=float, default=TOOL_TIMEOUT_S, metavar="SECONDS",
-                            help=f"PostgreSQL: longest pg_dump or pg_restore may run (default {TOOL_TIMEOUT_S:g})")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=TOOL_TIMEOUT_S,
+            metavar="SECONDS",
+            help=f"PostgreSQL: longest pg_dump or pg_restore may run (default {TOOL_TIMEOUT_S:g})",
+        )
     restore.add_argument("--force", action="store_true", help="replace a database that already holds rows")
     backup.set_defaults(handler=run_backup)
     restore.set_defaults(handler=run_restore)
@@ -76,8 +94,10 @@ def run_restore(args: argparse.Namespace, _vision_settings) -> int:
     if not args.force:
         holding = asyncio.run(tables_with_rows(url, settings.database_timeout_s))
         if holding:
-            raise InvalidConfig(detail=f"{_shown(url)} already holds data (in {', '.join(holding)}): stop the bot "
-                                       "and add --force to replace it with the backup.")
+            raise InvalidConfig(
+                detail=f"{_shown(url)} already holds data (in {', '.join(holding)}): stop the bot "
+                "and add --force to replace it with the backup."
+            )
     if _is_sqlite(url):
         revision = restore_sqlite(source, _sqlite_file(url), settings.database_timeout_s)
         what = f" (schema revision {revision})"
@@ -89,6 +109,7 @@ def run_restore(args: argparse.Namespace, _vision_settings) -> int:
 
 
 # --- SQLite ----------------------------------------------------------------------------------------------------
+
 
 def backup_sqlite(database: Path, target: Path, timeout: float) -> str:
     """Copy `database` to `target` with the online backup API; returns the copy's schema revision."""
@@ -144,19 +165,26 @@ def _known_revision(revision: str, backup: Path) -> None:
     from alembic.script import ScriptDirectory
 
     if revision not in {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}:
-        raise InvalidConfig(detail=f"{backup} has schema revision {revision}, which this clipchat does not know: "
-                                   "restore it with the clipchat version that made it (or a newer one).")
+        raise InvalidConfig(
+            detail=f"{backup} has schema revision {revision}, which this clipchat does not know: "
+            "restore it with the clipchat version that made it (or a newer one)."
+        )
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------------------------
+
 
 def backup_postgres(url: str, target: Path, timeout: float, connect_timeout: float) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     conninfo, password = _libpq(url)
     try:
-        _run_tool(["pg_dump", "--format=custom", "--file", str(partial), "--dbname", conninfo], password, timeout,
-                  connect_timeout)
+        _run_tool(
+            ["pg_dump", "--format=custom", "--file", str(partial), "--dbname", conninfo],
+            password,
+            timeout,
+            connect_timeout,
+        )
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -164,8 +192,21 @@ def backup_postgres(url: str, target: Path, timeout: float, connect_timeout: flo
 
 def restore_postgres(url: str, backup: Path, timeout: float, connect_timeout: float) -> None:
     conninfo, password = _libpq(url)
-    _run_tool(["pg_restore", "--clean", "--if-exists", "--no-owner", "--single-transaction", "--dbname", conninfo,
-               str(backup)], password, timeout, connect_timeout)
+    _run_tool(
+        [
+            "pg_restore",
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--single-transaction",
+            "--dbname",
+            conninfo,
+            str(backup),
+        ],
+        password,
+        timeout,
+        connect_timeout,
+    )
 
 
 def _libpq(url: str) -> tuple[str, str | None]:
@@ -174,8 +215,14 @@ def _libpq(url: str) -> tuple[str, str | None]:
     query = {key: value for key, value in parsed.query.items() if key in LIBPQ_PARAMETERS}
     if "ssl" in parsed.query and "sslmode" not in query:  # asyncpg's name for it
         query["sslmode"] = parsed.query["ssl"]
-    plain = URL.create("postgresql", username=parsed.username, host=parsed.host, port=parsed.port,
-                       database=parsed.database, query=query)
+    plain = URL.create(
+        "postgresql",
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+        query=query,
+    )
     return plain.render_as_string(hide_password=False), parsed.password
 
 
@@ -188,18 +235,21 @@ def _run_tool(command: list[str], password: str | None, timeout: float, connect_
     except FileNotFoundError:
         raise NotFound(detail=f"{command[0]} is not installed: {CLIENT_HINT}.") from None
     except subprocess.TimeoutExpired:
-        raise OperatorError(detail=f"{command[0]} ran over {timeout:g} s and was stopped; give it longer "
-                                   "with --timeout.") from None
+        raise OperatorError(
+            detail=f"{command[0]} ran over {timeout:g} s and was stopped; give it longer with --timeout."
+        ) from None
     if done.returncode != 0:
         lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        reason = next((line for line in lines if "error:" in line), lines[-1] if lines else
-                      f"exit status {done.returncode}")
+        reason = next(
+            (line for line in lines if "error:" in line), lines[-1] if lines else f"exit status {done.returncode}"
+        )
         if password:
             reason = reason.replace(password, "***")
         raise OperatorError(detail=f"{command[0]} failed: {reason}")
 
 
 # --- both ------------------------------------------------------------------------------------------------------
+
 
 async def tables_with_rows(url: str, timeout: float) -> list[str]:
     """The database's tables that hold at least one row (the migrations' bookkeeping aside)."""

@@ -28,17 +28,28 @@ SWITCHES = tuple(field.name for field in fields(Switches))
 def _switches(row: ChatSettings | None) -> Switches:
     if row is None:
         return Switches()
-    return Switches(auto_caption=bool(row.auto_caption), alt_text=bool(row.alt_text),
-                    index_photos=row.index_photos is not False, language=row.language,
-                    daily_photos=row.daily_photos, daily_questions=row.daily_questions)
+    return Switches(
+        auto_caption=bool(row.auto_caption),
+        alt_text=bool(row.alt_text),
+        index_photos=row.index_photos is not False,
+        language=row.language,
+        daily_photos=row.daily_photos,
+        daily_questions=row.daily_questions,
+    )
 
 
 async def chat_switches(session: AsyncSession, chat_id: int) -> Switches:
     return _switches(await session.get(ChatSettings, chat_id))
 
 
-async def set_chat_switch(session: AsyncSession, chat_id: int, chat_kind: str, name: str,
-                          value: bool | int | str | None, updated_by: int | None) -> Switches:
+async def set_chat_switch(
+    session: AsyncSession,
+    chat_id: int,
+    chat_kind: str,
+    name: str,
+    value: bool | int | str | None,
+    updated_by: int | None,
+) -> Switches:
     """Change one setting of a chat; returns every setting as it now stands."""
     if name not in SWITCHES:
         raise ValueError(f"unknown setting {name!r}; known: {', '.join(SWITCHES)}")

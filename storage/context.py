@@ -54,18 +54,34 @@ async def save_image(session: AsyncSession, image: NewImage, chat_kind: str = "p
     await ensure_chat(session, image.chat_id, chat_kind)
     if image.sender_id is not None:
         await ensure_user(session, image.sender_id)
-    record = ImageRecord(chat_id=image.chat_id, sender_id=image.sender_id, message_id=image.message_id,
-                         media_group_id=image.media_group_id, file_id=image.file_id,
-                         file_unique_id=image.file_unique_id, caption=image.facts.caption,
-                         tags=encode_tags(image.facts.tags), embedding=encode_embedding(image.facts.embedding),
-                         embedding_model=image.facts.model, media_kind=image.media_kind)
+    record = ImageRecord(
+        chat_id=image.chat_id,
+        sender_id=image.sender_id,
+        message_id=image.message_id,
+        media_group_id=image.media_group_id,
+        file_id=image.file_id,
+        file_unique_id=image.file_unique_id,
+        caption=image.facts.caption,
+        tags=encode_tags(image.facts.tags),
+        embedding=encode_embedding(image.facts.embedding),
+        embedding_model=image.facts.model,
+        media_kind=image.media_kind,
+    )
     session.add(record)
     await session.flush()
     return record
 
 
-async def add_turn(session: AsyncSession, chat_id: int, user_id: int, role: str, text: str,
-                   image_id: int | None = None, chat_kind: str = "private", message_id: int | None = None) -> Turn:
+async def add_turn(
+    session: AsyncSession,
+    chat_id: int,
+    user_id: int,
+    role: str,
+    text: str,
+    image_id: int | None = None,
+    chat_kind: str = "private",
+    message_id: int | None = None,
+) -> Turn:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     await ensure_chat(session, chat_id, chat_kind)
@@ -78,37 +94,53 @@ async def add_turn(session: AsyncSession, chat_id: int, user_id: int, role: str,
 
 async def recent_turns(session: AsyncSession, chat_id: int, user_id: int, limit: int = 20) -> list[Turn]:
     """The thread's last `limit` turns, oldest first."""
-    rows = await session.scalars(select(Turn).where(Turn.chat_id == chat_id, Turn.user_id == user_id)
-                                 .order_by(Turn.id.desc()).limit(limit))
+    rows = await session.scalars(
+        select(Turn).where(Turn.chat_id == chat_id, Turn.user_id == user_id).order_by(Turn.id.desc()).limit(limit)
+    )
     return list(reversed(rows.all()))
 
 
 async def image_by_message(session: AsyncSession, chat_id: int, message_id: int) -> ImageRecord | None:
     """The photo posted as `message_id` in this chat, or the one the bot's message `message_id` was about:
     what a reply points at."""
-    posted = await session.scalar(select(ImageRecord).where(ImageRecord.chat_id == chat_id,
-                                                            ImageRecord.message_id == message_id)
-                                  .order_by(ImageRecord.id.desc()).limit(1))
+    posted = await session.scalar(
+        select(ImageRecord)
+        .where(ImageRecord.chat_id == chat_id, ImageRecord.message_id == message_id)
+        .order_by(ImageRecord.id.desc())
+        .limit(1)
+    )
     if posted is not None:
         return posted
-    return await session.scalar(select(ImageRecord).join(Turn, Turn.image_id == ImageRecord.id)
-                                .where(Turn.chat_id == chat_id, Turn.message_id == message_id)
-                                .order_by(Turn.id.desc()).limit(1))
+    return await session.scalar(
+        select(ImageRecord)
+        .join(Turn, Turn.image_id == ImageRecord.id)
+        .where(Turn.chat_id == chat_id, Turn.message_id == message_id)
+        .order_by(Turn.id.desc())
+        .limit(1)
+    )
 
 
-async def image_under_discussion(session: AsyncSession, chat_id: int, user_id: int,
-                                 reply_to_message_id: int | None = None) -> ImageRecord | None:
+async def image_under_discussion(
+    session: AsyncSession, chat_id: int, user_id: int, reply_to_message_id: int | None = None
+) -> ImageRecord | None:
     """The photo replied to; else the latest this user sent or talked about in this chat."""
     if reply_to_message_id is not None:
         replied = await image_by_message(session, chat_id, reply_to_message_id)
         if replied is not None:
             return replied
-    sent = await session.scalar(select(ImageRecord).where(ImageRecord.chat_id == chat_id,
-                                                          ImageRecord.sender_id == user_id)
-                                .order_by(ImageRecord.id.desc()).limit(1))
-    discussed = await session.scalar(select(ImageRecord).join(Turn, Turn.image_id == ImageRecord.id)
-                                     .where(Turn.chat_id == chat_id, Turn.user_id == user_id)
-                                     .order_by(Turn.id.desc()).limit(1))
+    sent = await session.scalar(
+        select(ImageRecord)
+        .where(ImageRecord.chat_id == chat_id, ImageRecord.sender_id == user_id)
+        .order_by(ImageRecord.id.desc())
+        .limit(1)
+    )
+    discussed = await session.scalar(
+        select(ImageRecord)
+        .join(Turn, Turn.image_id == ImageRecord.id)
+        .where(Turn.chat_id == chat_id, Turn.user_id == user_id)
+        .order_by(Turn.id.desc())
+        .limit(1)
+    )
     candidates = [image for image in (sent, discussed) if image is not None]
     return max(candidates, key=lambda image: image.id) if candidates else None
 

@@ -36,10 +36,13 @@ def default_database_url() -> str:
 
 def normalize_url(url: str) -> str:
     """Accept the URLs operators paste (postgres://, postgresql://, sqlite:///) and pick the async drivers."""
-    for plain, driver in (("postgres://", "postgresql+asyncpg://"), ("postgresql://", "postgresql+asyncpg://"),
-                          ("sqlite://", "sqlite+aiosqlite://")):
+    for plain, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
         if url.startswith(plain):
-            return driver + url[len(plain):]
+            return driver + url[len(plain) :]
     return url
 
 
@@ -137,8 +140,13 @@ async def open_database(url: str | None = None) -> tuple[AsyncEngine, async_sess
     return engine, make_sessionmaker(engine)
 
 
-async def write_with_retry(sessions: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]],
-                           attempts: int = 8, first_delay: float = 0.1, deadline: float = WRITE_DEADLINE_S) -> T:
+async def write_with_retry(
+    sessions: async_sessionmaker[AsyncSession],
+    work: Callable[[AsyncSession], Awaitable[T]],
+    attempts: int = 8,
+    first_delay: float = 0.1,
+    deadline: float = WRITE_DEADLINE_S,
+) -> T:
     """Run `work` in a fresh session and commit; retry when the database went away or is busy.
 
     A restart drops every pooled connection; the next attempt gets a new one, so
@@ -146,8 +154,14 @@ async def write_with_retry(sessions: async_sessionmaker[AsyncSession], work: Cal
     seconds: a database that stays down fails the write (a transaction, so nothing half-written).
     """
     with STAGE_SECONDS.labels("database").time():  # retries included: the wait the caller saw
-        async for attempt in retrying(is_transient, attempts=attempts, first_delay=first_delay, max_delay=2.0,
-                                      deadline=deadline, what="database write"):
+        async for attempt in retrying(
+            is_transient,
+            attempts=attempts,
+            first_delay=first_delay,
+            max_delay=2.0,
+            deadline=deadline,
+            what="database write",
+        ):
             with attempt:
                 async with sessions() as session:
                     result = await work(session)
@@ -171,8 +185,9 @@ def is_full(error: BaseException) -> bool:
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         return True
     original = getattr(error, "orig", None)
-    return isinstance(error, DBAPIError) and ("database or disk is full" in str(error)
-                                              or "DiskFull" in type(original).__name__)
+    return isinstance(error, DBAPIError) and (
+        "database or disk is full" in str(error) or "DiskFull" in type(original).__name__
+    )
 
 
 def unavailable(error: BaseException) -> bool:

@@ -52,8 +52,9 @@ USER_ROWS: dict[str, Callable[[int], ColumnElement[bool]]] = {
     "turns": lambda user_id: Turn.user_id == user_id,
     "images": lambda user_id: ImageRecord.sender_id == user_id,
     "chats": _private_chat,  # a private chat's id is the user's; a group an anonymous admin wrote as stays
-    "chat_settings": lambda user_id: (ChatSettings.updated_by == user_id) | ChatSettings.chat_id.in_(
-        select(Chat.id).where(_private_chat(user_id))),
+    "chat_settings": lambda user_id: (
+        (ChatSettings.updated_by == user_id) | ChatSettings.chat_id.in_(select(Chat.id).where(_private_chat(user_id)))
+    ),
     "pending_updates": lambda user_id: PendingUpdate.user_key == user_id,
     "reindex_runs": lambda user_id: ReindexRun.chat_id == user_id,  # a run on one private chat names its user
     "user_access": lambda user_id: UserAccess.user_id == user_id,
@@ -64,12 +65,26 @@ KEPT_AFTER_FORGET = {
     "user_access": "an operator's ban or allowance is the operator's record, not the user's",
     "usage": "today's counts (numbers only) stay until the day is over, then go with the daily upkeep",
 }
-TABLES = {model.__tablename__: model for model in (User, UserSettings, Turn, ImageRecord, Chat, ChatSettings,
-                                                   PendingUpdate, ReindexRun, UserAccess, Usage)}
+TABLES = {
+    model.__tablename__: model
+    for model in (
+        User,
+        UserSettings,
+        Turn,
+        ImageRecord,
+        Chat,
+        ChatSettings,
+        PendingUpdate,
+        ReindexRun,
+        UserAccess,
+        Usage,
+    )
+}
 
 
-async def forget_user(session: AsyncSession, user_id: int, now: datetime | None = None,
-                      pending_grace: timedelta = timedelta(minutes=5)) -> Removed:
+async def forget_user(
+    session: AsyncSession, user_id: int, now: datetime | None = None, pending_grace: timedelta = timedelta(minutes=5)
+) -> Removed:
     """Delete everything about a user: their turns everywhere, the images they sent, their settings,
     their private chat, their name on a chat's switches, and the user row itself.
 
@@ -80,28 +95,37 @@ async def forget_user(session: AsyncSession, user_id: int, now: datetime | None 
     turns = await session.execute(delete(Turn).where(USER_ROWS["turns"](user_id)))
     images = await session.execute(delete(ImageRecord).where(USER_ROWS["images"](user_id)))
     settings = await session.execute(delete(UserSettings).where(USER_ROWS["user_settings"](user_id)))
-    private = await session.execute(delete(ChatSettings).where(ChatSettings.chat_id.in_(
-        select(Chat.id).where(_private_chat(user_id)))))
+    private = await session.execute(
+        delete(ChatSettings).where(ChatSettings.chat_id.in_(select(Chat.id).where(_private_chat(user_id))))
+    )
     await session.execute(delete(Chat).where(_private_chat(user_id)))
     # A group's switches stay as they are; only who flipped them is forgotten.
     await session.execute(update(ChatSettings).where(ChatSettings.updated_by == user_id).values(updated_by=None))
     cutoff = (now or datetime.now(UTC)) - pending_grace
-    await session.execute(delete(PendingUpdate).where(USER_ROWS["pending_updates"](user_id),
-                                                      PendingUpdate.arrived_at < cutoff))
+    await session.execute(
+        delete(PendingUpdate).where(USER_ROWS["pending_updates"](user_id), PendingUpdate.arrived_at < cutoff)
+    )
     # A re-index of their private chat has nothing left to do there; its runner carries on harmlessly.
     await session.execute(delete(ReindexRun).where(USER_ROWS["reindex_runs"](user_id)))
     today = (now or datetime.now(UTC)).date()
     await session.execute(delete(Usage).where(USER_ROWS["usage"](user_id), Usage.day < today))
     users = await session.execute(delete(User).where(USER_ROWS["users"](user_id)))
-    return Removed(turns=turns.rowcount or 0, images=images.rowcount or 0,
-                   settings=(settings.rowcount or 0) + (private.rowcount or 0), users=users.rowcount or 0)
+    return Removed(
+        turns=turns.rowcount or 0,
+        images=images.rowcount or 0,
+        settings=(settings.rowcount or 0) + (private.rowcount or 0),
+        users=users.rowcount or 0,
+    )
 
 
 async def rows_about_user(session: AsyncSession, user_id: int) -> dict[str, int]:
     """How many rows of each table still mention the user: none after `forget_user` (once the
     updates that were running have finished), but for the tables /forget keeps on purpose."""
-    return {name: await session.scalar(select(func.count()).select_from(TABLES[name]).where(where(user_id)))
-            for name, where in USER_ROWS.items() if name not in KEPT_AFTER_FORGET}
+    return {
+        name: await session.scalar(select(func.count()).select_from(TABLES[name]).where(where(user_id)))
+        for name, where in USER_ROWS.items()
+        if name not in KEPT_AFTER_FORGET
+    }
 
 
 async def statistics(session: AsyncSession) -> dict[str, int]:

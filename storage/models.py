@@ -47,8 +47,10 @@ def decode_embeddings(blobs: list[bytes]) -> np.ndarray:
 
 
 def encode_tags(tags: tuple[Tag, ...]) -> list[dict]:
-    return [{"label": tag.label, "score": round(tag.score, 4)} | ({"section": tag.section} if tag.section else {})
-            for tag in tags]
+    return [
+        {"label": tag.label, "score": round(tag.score, 4)} | ({"section": tag.section} if tag.section else {})
+        for tag in tags
+    ]
 
 
 class Base(DeclarativeBase):
@@ -120,15 +122,21 @@ class ImageRecord(Base):
 
     def facts(self) -> PhotoFacts:
         """What the models saw in this photo, as they first reported it."""
-        return PhotoFacts(caption=self.caption, tags=tuple(Tag(**tag) for tag in self.tags),
-                          embedding=decode_embeddings([self.embedding])[0], model=self.embedding_model)
+        return PhotoFacts(
+            caption=self.caption,
+            tags=tuple(Tag(**tag) for tag in self.tags),
+            embedding=decode_embeddings([self.embedding])[0],
+            model=self.embedding_model,
+        )
 
 
 class Turn(Base):
     __tablename__ = "turns"
-    __table_args__ = (Index("ix_turns_thread", "chat_id", "user_id", "id"),
-                      Index("ix_turns_chat_message", "chat_id", "message_id"),
-                      {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_turns_thread", "chat_id", "user_id", "id"),
+        Index("ix_turns_chat_message", "chat_id", "message_id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     chat_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chats.id", ondelete="CASCADE"))

@@ -41,23 +41,27 @@ async def photos_waiting(session: AsyncSession, model: str, chat_id: int | None 
     return await session.scalar(select(func.count(ImageRecord.id)).where(*_waiting(model, chat_id))) or 0
 
 
-async def next_waiting(session: AsyncSession, model: str, chat_id: int | None, after_id: int,
-                       limit: int = 100) -> list[Waiting]:
+async def next_waiting(
+    session: AsyncSession, model: str, chat_id: int | None, after_id: int, limit: int = 100
+) -> list[Waiting]:
     """The next `limit` waiting photos by id after `after_id`: one pass visits each photo once."""
-    rows = await session.execute(select(ImageRecord.id, ImageRecord.chat_id, ImageRecord.file_id,
-                                        ImageRecord.embedding_model)
-                                 .where(*_waiting(model, chat_id), ImageRecord.id > after_id)
-                                 .order_by(ImageRecord.id).limit(limit))
+    rows = await session.execute(
+        select(ImageRecord.id, ImageRecord.chat_id, ImageRecord.file_id, ImageRecord.embedding_model)
+        .where(*_waiting(model, chat_id), ImageRecord.id > after_id)
+        .order_by(ImageRecord.id)
+        .limit(limit)
+    )
     return [Waiting(*row) for row in rows]
 
 
 async def replace_embedding(session: AsyncSession, photo: Waiting, vector: np.ndarray, model: str) -> bool:
     """Store the photo's vector from `model`; False when it changed meanwhile (deleted, or another run
     got there first), in which case nothing is written. Caption and tags stay as first seen."""
-    result = await session.execute(update(ImageRecord)
-                                   .where(ImageRecord.id == photo.id,
-                                          ImageRecord.embedding_model == photo.embedding_model)
-                                   .values(embedding=encode_embedding(vector), embedding_model=model))
+    result = await session.execute(
+        update(ImageRecord)
+        .where(ImageRecord.id == photo.id, ImageRecord.embedding_model == photo.embedding_model)
+        .values(embedding=encode_embedding(vector), embedding_model=model)
+    )
     return bool(result.rowcount)
 
 
@@ -86,9 +90,15 @@ async def end_run(session: AsyncSession, run_id: int) -> None:
 async def reindex_running(session: AsyncSession, model: str, chat_id: int) -> bool:
     """Whether a live run is re-embedding this chat's photos with `model` (a run for another CLIP
     would not make them searchable here)."""
-    found = await session.scalar(select(ReindexRun.id).where(
-        ReindexRun.embedding_model == model, ReindexRun.beat_at >= _dead_before(),
-        or_(ReindexRun.chat_id.is_(None), ReindexRun.chat_id == chat_id)).limit(1))
+    found = await session.scalar(
+        select(ReindexRun.id)
+        .where(
+            ReindexRun.embedding_model == model,
+            ReindexRun.beat_at >= _dead_before(),
+            or_(ReindexRun.chat_id.is_(None), ReindexRun.chat_id == chat_id),
+        )
+        .limit(1)
+    )
     return found is not None
 
 

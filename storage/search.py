@@ -39,8 +39,9 @@ class EmbeddingIndex:
         self._chats: OrderedDict[tuple[int, str], _ChatVectors] = OrderedDict()
         self._max_chats = max_chats
 
-    async def search(self, session: AsyncSession, chat_id: int, model: str, query: np.ndarray,
-                     k: int = 5) -> list[tuple[int, float]]:
+    async def search(
+        self, session: AsyncSession, chat_id: int, model: str, query: np.ndarray, k: int = 5
+    ) -> list[tuple[int, float]]:
         """Image ids and cosine similarities of the `k` best matches, best first."""
         vectors = await self._fresh(session, chat_id, model)
         if not len(vectors.ids):
@@ -54,8 +55,11 @@ class EmbeddingIndex:
     async def _fresh(self, session: AsyncSession, chat_id: int, model: str) -> _ChatVectors:
         key = (chat_id, model)
         where = (ImageRecord.chat_id == chat_id, ImageRecord.embedding_model == model)
-        count, newest, id_sum = (await session.execute(select(func.count(ImageRecord.id), func.max(ImageRecord.id),
-                                                              func.sum(ImageRecord.id)).where(*where))).one()
+        count, newest, id_sum = (
+            await session.execute(
+                select(func.count(ImageRecord.id), func.max(ImageRecord.id), func.sum(ImageRecord.id)).where(*where)
+            )
+        ).one()
         vectors = self._chats.get(key)
         if vectors is not None and vectors.same_rows(count, newest, id_sum):
             self._chats.move_to_end(key)
@@ -63,9 +67,13 @@ class EmbeddingIndex:
         incremental = vectors is not None and _only_appended(vectors, count, newest)
         if not incremental:
             vectors = _ChatVectors()  # first look, or something was deleted (retention, forget): reload
-        rows = (await session.execute(select(ImageRecord.id, ImageRecord.embedding)
-                                      .where(*where, ImageRecord.id > vectors.last_id)
-                                      .order_by(ImageRecord.id))).all()
+        rows = (
+            await session.execute(
+                select(ImageRecord.id, ImageRecord.embedding)
+                .where(*where, ImageRecord.id > vectors.last_id)
+                .order_by(ImageRecord.id)
+            )
+        ).all()
         if rows:
             fresh = decode_embeddings([row.embedding for row in rows])
             vectors.ids = np.concatenate([vectors.ids, np.array([row.id for row in rows], dtype=np.int64)])
@@ -85,12 +93,14 @@ def _only_appended(vectors: _ChatVectors, count: int, newest: int | None) -> boo
     return newest is not None and newest >= vectors.last_id and count >= len(vectors.ids)
 
 
-async def search_images(session: AsyncSession, index: EmbeddingIndex, chat_id: int, model: str,
-                        query: np.ndarray, k: int = 5) -> list[tuple[ImageRecord, float]]:
+async def search_images(
+    session: AsyncSession, index: EmbeddingIndex, chat_id: int, model: str, query: np.ndarray, k: int = 5
+) -> list[tuple[ImageRecord, float]]:
     """The chat's `k` photos closest to a (D,) normalised CLIP text vector, with their cosines."""
     hits = await index.search(session, chat_id, model, query, k)
     if not hits:
         return []
-    records = {r.id: r for r in await session.scalars(select(ImageRecord)
-                                                       .where(ImageRecord.id.in_([i for i, _ in hits])))}
+    records = {
+        r.id: r for r in await session.scalars(select(ImageRecord).where(ImageRecord.id.in_([i for i, _ in hits])))
+    }
     return [(records[i], score) for i, score in hits if i in records]

@@ -28,8 +28,13 @@ from .models import PendingUpdate
 
 
 class SharedOrder:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], reorder_window: float = 0.3,
-                 poll: float = 0.05, stale_after: float = 300.0) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        reorder_window: float = 0.3,
+        poll: float = 0.05,
+        stale_after: float = 300.0,
+    ) -> None:
         self.sessions = sessions
         self.reorder_window = reorder_window
         self.poll = poll
@@ -37,11 +42,15 @@ class SharedOrder:
 
     async def arrived(self, key: int, update_id: int) -> int:
         """Record the update; returns how many this user now has pending across all processes."""
+
         async def work(session: AsyncSession) -> int:
-            await _insert_if_missing(session, PendingUpdate, user_key=key, update_id=update_id,
-                                     arrived_at=datetime.now(UTC))
-            return await session.scalar(select(func.count()).select_from(PendingUpdate)
-                                        .where(PendingUpdate.user_key == key))
+            await _insert_if_missing(
+                session, PendingUpdate, user_key=key, update_id=update_id, arrived_at=datetime.now(UTC)
+            )
+            return await session.scalar(
+                select(func.count()).select_from(PendingUpdate).where(PendingUpdate.user_key == key)
+            )
+
         return await write_with_retry(self.sessions, work)
 
     async def wait_turn(self, key: int, update_id: int) -> None:
@@ -57,13 +66,18 @@ class SharedOrder:
             await asyncio.sleep(self.poll)
 
     async def done(self, key: int, update_id: int) -> None:
-        await write_with_retry(self.sessions, lambda session: session.execute(
-            delete(PendingUpdate).where(PendingUpdate.user_key == key, PendingUpdate.update_id == update_id)))
+        await write_with_retry(
+            self.sessions,
+            lambda session: session.execute(
+                delete(PendingUpdate).where(PendingUpdate.user_key == key, PendingUpdate.update_id == update_id)
+            ),
+        )
 
     async def _oldest(self, session: AsyncSession, key: int) -> int | None:
         if session.bind.dialect.name == "postgresql":
             await session.execute(select(func.pg_advisory_xact_lock(key)))
         cutoff = datetime.now(UTC) - self.stale_after
-        await session.execute(delete(PendingUpdate).where(PendingUpdate.user_key == key,
-                                                          PendingUpdate.arrived_at < cutoff))
+        await session.execute(
+            delete(PendingUpdate).where(PendingUpdate.user_key == key, PendingUpdate.arrived_at < cutoff)
+        )
         return await session.scalar(select(func.min(PendingUpdate.update_id)).where(PendingUpdate.user_key == key))

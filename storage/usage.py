@@ -51,8 +51,9 @@ class AccessList:
         self._status = dict(rows.tuples().all())
         self._read_at = time.monotonic()
 
-    async def status_of(self, sessions: async_sessionmaker[AsyncSession],
-                        identities: Iterable[int]) -> list[str | None]:
+    async def status_of(
+        self, sessions: async_sessionmaker[AsyncSession], identities: Iterable[int]
+    ) -> list[str | None]:
         """What operators said about each identity ('allowed', 'banned', or None)."""
         if self._read_at is None:
             await self.refresh(sessions)
@@ -94,32 +95,47 @@ async def use(session: AsyncSession, scope: str, subject_id: int, day: date, kin
     if scope not in SCOPES or kind not in KINDS:
         raise ValueError(f"unknown usage {scope}/{kind}")
     dialect = {"sqlite": sqlite, "postgresql": postgresql}[session.bind.dialect.name]
-    statement = dialect.insert(Usage).values(scope=scope, subject_id=subject_id, day=day, kind=kind, count=1,
-                                             told=False)
-    statement = statement.on_conflict_do_update(index_elements=["scope", "subject_id", "day", "kind"],
-                                                set_={"count": Usage.count + 1}).returning(Usage.count)
+    statement = dialect.insert(Usage).values(
+        scope=scope, subject_id=subject_id, day=day, kind=kind, count=1, told=False
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["scope", "subject_id", "day", "kind"], set_={"count": Usage.count + 1}
+    ).returning(Usage.count)
     return (await session.execute(statement)).scalar_one()
 
 
 async def first_to_tell(session: AsyncSession, scope: str, subject_id: int, day: date, kind: str) -> bool:
     """Whether this caller is the first to tell about the exhausted budget (each is told once a day)."""
-    told = await session.execute(update(Usage).where(
-        Usage.scope == scope, Usage.subject_id == subject_id, Usage.day == day, Usage.kind == kind,
-        Usage.told.is_(False)).values(told=True))
+    told = await session.execute(
+        update(Usage)
+        .where(
+            Usage.scope == scope,
+            Usage.subject_id == subject_id,
+            Usage.day == day,
+            Usage.kind == kind,
+            Usage.told.is_(False),
+        )
+        .values(told=True)
+    )
     return told.rowcount == 1
 
 
 async def usage_on(session: AsyncSession, scope: str, subject_id: int, day: date) -> dict[str, int]:
     """The day's counts of one user or chat, by kind (0 for kinds not used)."""
-    rows = await session.execute(select(Usage.kind, Usage.count).where(
-        Usage.scope == scope, Usage.subject_id == subject_id, Usage.day == day))
+    rows = await session.execute(
+        select(Usage.kind, Usage.count).where(Usage.scope == scope, Usage.subject_id == subject_id, Usage.day == day)
+    )
     return {kind: 0 for kind in KINDS} | dict(rows.tuples().all())
 
 
 async def busiest(session: AsyncSession, scope: str, day: date, limit: int = 10) -> list[tuple[int, str, int]]:
     """The day's heaviest users (or chats): (id, kind, count), most first."""
-    rows = await session.execute(select(Usage.subject_id, Usage.kind, Usage.count).where(
-        Usage.scope == scope, Usage.day == day).order_by(Usage.count.desc(), Usage.subject_id).limit(limit))
+    rows = await session.execute(
+        select(Usage.subject_id, Usage.kind, Usage.count)
+        .where(Usage.scope == scope, Usage.day == day)
+        .order_by(Usage.count.desc(), Usage.subject_id)
+        .limit(limit)
+    )
     return list(rows.tuples().all())
 
 

@@ -18,8 +18,14 @@ def jpeg(image: Image.Image, format: str = "JPEG") -> bytes:
     return buffer.getvalue()
 
 
-def send_photo(telegram: FakeTelegram, chat: dict, sender: dict | None, image: Image.Image | bytes,
-               caption: str | None = None, **fields) -> dict:
+def send_photo(
+    telegram: FakeTelegram,
+    chat: dict,
+    sender: dict | None,
+    image: Image.Image | bytes,
+    caption: str | None = None,
+    **fields,
+) -> dict:
     data = image if isinstance(image, bytes) else jpeg(image)
     message = telegram.message(chat, sender, photo=telegram.add_file(data), caption=caption, **fields)
     telegram.push({"channel_post" if chat["type"] == "channel" else "message": message})

@@ -115,8 +115,10 @@ def understood(world_models, heldout: list[HeldOut]) -> list[HeldOut]:
 @pytest.fixture
 def figure():
     """Record a measured figure; they are printed together at the end of the run."""
+
     def record(name: str, value: float | str) -> None:
         _FIGURES[name] = f"{value:.3f}" if isinstance(value, float) else str(value)
+
     return record
 
 
@@ -151,8 +153,14 @@ async def fresh_postgres():
 
     url = make_url(POSTGRES_URL)
     try:
-        admin = await asyncpg.connect(user=url.username, password=url.password, host=url.host,
-                                      port=url.port or 5432, database=url.database, timeout=5)
+        admin = await asyncpg.connect(
+            user=url.username,
+            password=url.password,
+            host=url.host,
+            port=url.port or 5432,
+            database=url.database,
+            timeout=5,
+        )
     except (OSError, asyncpg.PostgresError) as error:
         if os.environ.get("CI"):
             pytest.fail(f"CI must test PostgreSQL, but {url.render_as_string()} did not answer: {error}")
@@ -211,8 +219,13 @@ async def telegram():
 def bot_settings(telegram, tmp_path: Path):
     from bot.core.settings import BotSettings
 
-    return BotSettings(token=BOT_TOKEN, base_url=telegram.base_url, base_file_url=telegram.base_file_url,
-                       album_wait_s=0.4, state_dir_path=tmp_path / "state")
+    return BotSettings(
+        token=BOT_TOKEN,
+        base_url=telegram.base_url,
+        base_file_url=telegram.base_file_url,
+        album_wait_s=0.4,
+        state_dir_path=tmp_path / "state",
+    )
 
 
 @pytest.fixture
@@ -233,8 +246,13 @@ async def start_bot(world_models, bot_settings, tmp_path: Path):
         await app.post_init(app)
         if webhook:
             port, secret = webhook
-            await app.updater.start_webhook(listen="127.0.0.1", port=port, url_path="hook", secret_token=secret,
-                                            webhook_url=f"http://127.0.0.1:{port}/hook")
+            await app.updater.start_webhook(
+                listen="127.0.0.1",
+                port=port,
+                url_path="hook",
+                secret_token=secret,
+                webhook_url=f"http://127.0.0.1:{port}/hook",
+            )
         else:
             await app.updater.start_polling(poll_interval=0, timeout=1)
         await app.start()

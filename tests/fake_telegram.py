@@ -98,8 +98,9 @@ class FakeTelegram:
         asyncio.get_running_loop().create_task(self._notify())
         return update["update_id"]
 
-    def add_file(self, data: bytes, declared_size: int | None = None,
-                 download_status: int | str | None = None) -> tuple[str, str, int]:
+    def add_file(
+        self, data: bytes, declared_size: int | None = None, download_status: int | str | None = None
+    ) -> tuple[str, str, int]:
         """A file getFile knows; `download_status` makes the file server answer that instead (404: expired),
         never answer ("hang"), or cut the body short ("truncate")."""
         unique = hashlib.sha1(data).hexdigest()[:16] + f"-{len(self.files)}"
@@ -109,24 +110,38 @@ class FakeTelegram:
             self.download_status[file_id] = download_status
         return file_id, unique, declared_size if declared_size is not None else len(data)
 
-    def fail(self, method: str, times: int = 1, code: int = 429, retry_after: int = 1,
-             description: str | None = None) -> None:
+    def fail(
+        self, method: str, times: int = 1, code: int = 429, retry_after: int = 1, description: str | None = None
+    ) -> None:
         """The next `times` calls of `method` get this error instead of an answer."""
-        body = {"ok": False, "error_code": code,
-                "description": description or (f"Too Many Requests: retry after {retry_after}" if code == 429
-                                               else "Bad Request")}
+        body = {
+            "ok": False,
+            "error_code": code,
+            "description": description
+            or (f"Too Many Requests: retry after {retry_after}" if code == 429 else "Bad Request"),
+        }
         if code == 429:
             body["parameters"] = {"retry_after": retry_after}
         self._failures.setdefault(method, []).extend([body] * times)
 
     def sent(self, method: str | None = None, chat_id: int | None = None, refused: bool = False) -> list[Call]:
         """Calls the bot made (answered ones; with `refused`, also those that got an injected error)."""
-        return [call for call in self.calls if (method is None or call.method == method)
-                and (chat_id is None or call.chat_id == chat_id) and (refused or not call.refused)]
+        return [
+            call
+            for call in self.calls
+            if (method is None or call.method == method)
+            and (chat_id is None or call.chat_id == chat_id)
+            and (refused or not call.refused)
+        ]
 
     def replies(self, chat_id: int | None = None) -> list[Call]:
-        return [call for call in self.calls if call.method in ("sendMessage", "sendPhoto", "sendDocument")
-                and (chat_id is None or call.chat_id == chat_id) and not call.refused]
+        return [
+            call
+            for call in self.calls
+            if call.method in ("sendMessage", "sendPhoto", "sendDocument")
+            and (chat_id is None or call.chat_id == chat_id)
+            and not call.refused
+        ]
 
     async def wait_for(self, check, timeout: float = 30.0, what: str = "the bot"):
         """Wait until `check()` is truthy (re-checked after every call the bot makes); return its value."""
@@ -135,8 +150,10 @@ class FakeTelegram:
             while not (result := check()):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(f"timed out waiting for {what}; calls so far: "
-                                         f"{[(c.method, c.params.get('chat_id'), c.text[:60]) for c in self.calls]}")
+                    raise AssertionError(
+                        f"timed out waiting for {what}; calls so far: "
+                        f"{[(c.method, c.params.get('chat_id'), c.text[:60]) for c in self.calls]}"
+                    )
                 try:
                     await asyncio.wait_for(self._changed.wait(), remaining)
                 except TimeoutError:
@@ -144,24 +161,40 @@ class FakeTelegram:
         return result
 
     async def wait_replies(self, chat_id: int, count: int, timeout: float = 30.0) -> list[Call]:
-        return await self.wait_for(lambda: (r := self.replies(chat_id)) and len(r) >= count and r, timeout,
-                                   f"{count} replies in chat {chat_id}")
+        return await self.wait_for(
+            lambda: (r := self.replies(chat_id)) and len(r) >= count and r,
+            timeout,
+            f"{count} replies in chat {chat_id}",
+        )
 
     # --- updates' contents --------------------------------------------------------------------------------------
 
-    def message(self, chat: dict, sender: dict | None, *, text: str | None = None, caption: str | None = None,
-                photo: tuple | None = None, document: tuple | None = None, mime_type: str = "image/jpeg",
-                media_group_id: str | None = None, reply_to: dict | None = None,
-                sender_chat: dict | None = None) -> dict:
+    def message(
+        self,
+        chat: dict,
+        sender: dict | None,
+        *,
+        text: str | None = None,
+        caption: str | None = None,
+        photo: tuple | None = None,
+        document: tuple | None = None,
+        mime_type: str = "image/jpeg",
+        media_group_id: str | None = None,
+        reply_to: dict | None = None,
+        sender_chat: dict | None = None,
+    ) -> dict:
         """A message from `sender`; with `sender_chat`, written as that group or channel (Telegram then puts
         a shared account in `from`: GroupAnonymousBot for the group itself, Channel_Bot for a channel)."""
         self._chats[chat["id"]] = chat
         message = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": chat}
         if sender_chat is not None:
             shared = 1087968824 if sender_chat["id"] == chat["id"] else 136817688
-            message["from"] = {"id": shared, "is_bot": True, "first_name": "Group" if shared == 1087968824
-                               else "Channel", "username": "GroupAnonymousBot" if shared == 1087968824
-                               else "Channel_Bot"}
+            message["from"] = {
+                "id": shared,
+                "is_bot": True,
+                "first_name": "Group" if shared == 1087968824 else "Channel",
+                "username": "GroupAnonymousBot" if shared == 1087968824 else "Channel_Bot",
+            }
             message["sender_chat"] = sender_chat
         elif sender is not None:
             message["from"] = sender
@@ -175,12 +208,18 @@ class FakeTelegram:
             message["caption_entities"] = _entities(caption)
         if photo is not None:
             file_id, unique, size = photo
-            message["photo"] = [{"file_id": file_id, "file_unique_id": unique, "width": 64, "height": 64,
-                                 "file_size": size}]
+            message["photo"] = [
+                {"file_id": file_id, "file_unique_id": unique, "width": 64, "height": 64, "file_size": size}
+            ]
         if document is not None:
             file_id, unique, size = document
-            message["document"] = {"file_id": file_id, "file_unique_id": unique, "file_name": "photo.bin",
-                                   "mime_type": mime_type, "file_size": size}
+            message["document"] = {
+                "file_id": file_id,
+                "file_unique_id": unique,
+                "file_name": "photo.bin",
+                "mime_type": mime_type,
+                "file_size": size,
+            }
         if media_group_id:
             message["media_group_id"] = media_group_id
         if reply_to is not None:
@@ -235,28 +274,42 @@ class FakeTelegram:
     def _answer(self, method: str, params: dict):
         bot = {"id": BOT_ID, "is_bot": True, "first_name": "clipchat", "username": USERNAME}
         if method == "getMe":
-            return {**bot, "can_join_groups": True, "can_read_all_group_messages": False,
-                    "supports_inline_queries": False}
+            return {
+                **bot,
+                "can_join_groups": True,
+                "can_read_all_group_messages": False,
+                "supports_inline_queries": False,
+            }
         if method == "getFile":
             file_id = params["file_id"]
             if file_id not in self.files:
-                return web.json_response({"ok": False, "error_code": 400, "description": "Bad Request: invalid "
-                                          "file_id"}, status=400)
+                return web.json_response(
+                    {"ok": False, "error_code": 400, "description": "Bad Request: invalid file_id"}, status=400
+                )
             data = self.files[file_id]
             if len(data) > 20 * 1024 * 1024:
-                return web.json_response({"ok": False, "error_code": 400, "description": "Bad Request: file is "
-                                          "too big"}, status=400)
-            return {"file_id": file_id, "file_unique_id": file_id[5:], "file_size": len(data),
-                    "file_path": f"photos/{file_id}.jpg"}
+                return web.json_response(
+                    {"ok": False, "error_code": 400, "description": "Bad Request: file is too big"}, status=400
+                )
+            return {
+                "file_id": file_id,
+                "file_unique_id": file_id[5:],
+                "file_size": len(data),
+                "file_path": f"photos/{file_id}.jpg",
+            }
         if method in ("sendMessage", "sendPhoto", "sendDocument", "editMessageCaption", "editMessageText"):
             refusal = _refusal(params)
             if refusal:
-                return web.json_response({"ok": False, "error_code": 400, "description": f"Bad Request: {refusal}"},
-                                         status=400)
+                return web.json_response(
+                    {"ok": False, "error_code": 400, "description": f"Bad Request: {refusal}"}, status=400
+                )
             chat_id = int(params["chat_id"]) if "chat_id" in params else 0
-            message = {"message_id": int(params.get("message_id") or next(self._message_ids)),
-                       "date": int(time.time()), "chat": self._chats.get(chat_id, {"id": chat_id, "type": "private"}),
-                       "from": bot}
+            message = {
+                "message_id": int(params.get("message_id") or next(self._message_ids)),
+                "date": int(time.time()),
+                "chat": self._chats.get(chat_id, {"id": chat_id, "type": "private"}),
+                "from": bot,
+            }
             if "text" in params:
                 message["text"] = params["text"]
             if "caption" in params:
@@ -278,12 +331,14 @@ class FakeTelegram:
             self.webhook = None
             return True
         if method == "getWebhookInfo":
-            return {"url": (self.webhook or {}).get("url", ""), "has_custom_certificate": False,
-                    "pending_update_count": 0}
+            return {
+                "url": (self.webhook or {}).get("url", ""),
+                "has_custom_certificate": False,
+                "pending_update_count": 0,
+            }
         if method in ("sendChatAction", "setMyCommands", "answerCallbackQuery", "deleteMessage", "close", "logOut"):
             return True
-        return web.json_response({"ok": False, "error_code": 404, "description": f"Not Found: {method}"},
-                                 status=404)
+        return web.json_response({"ok": False, "error_code": 404, "description": f"Not Found: {method}"}, status=404)
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:
@@ -317,8 +372,10 @@ def _refusal(params: dict) -> str | None:
     """What Telegram would refuse in a message the bot sends: too long, empty, or legacy Markdown with an
     entity left open. Lengths are UTF-16 units of the text as shown (after Markdown), the stricter of the
     counts Telegram has been seen to use. MarkdownV2 and HTML are not checked: the bot sends neither."""
-    for name, limit, too_long in (("text", TEXT_LIMIT, "message is too long"),
-                                  ("caption", CAPTION_LIMIT, "message caption is too long")):
+    for name, limit, too_long in (
+        ("text", TEXT_LIMIT, "message is too long"),
+        ("caption", CAPTION_LIMIT, "message caption is too long"),
+    ):
         if name not in params:
             continue
         shown, broken_at = params[name], None
@@ -350,14 +407,14 @@ def _legacy_markdown(text: str) -> tuple[str, int | None]:
             end = text.find(mark, i + len(mark))
             if end < 0:
                 return "".join(shown), len(text[:i].encode())
-            shown.append(text[i + len(mark):end])
+            shown.append(text[i + len(mark) : end])
             i = end + len(mark)
             continue
         if text[i] == "[":
             close = text.find("]", i + 1)
             if close >= 0 and text.startswith("(", close + 1):
                 url_end = text.find(")", close + 2)
-                shown.append(text[i + 1:close])
+                shown.append(text[i + 1 : close])
                 i = url_end + 1 if url_end >= 0 else len(text)
                 continue
         shown.append(text[i])
@@ -389,8 +446,9 @@ def _entities(text: str) -> list[dict]:
     for match in re.finditer(r"@\w+|^/\w+(?:@\w+)?", text):
         offset = len(text[: match.start()].encode("utf-16-le")) // 2
         length = len(match.group().encode("utf-16-le")) // 2
-        entities.append({"type": "bot_command" if match.group().startswith("/") else "mention",
-                         "offset": offset, "length": length})
+        entities.append(
+            {"type": "bot_command" if match.group().startswith("/") else "mention", "offset": offset, "length": length}
+        )
     return entities
 
 

@@ -60,7 +60,8 @@ def refusals() -> set[str]:
 def table(rows: list[Row]) -> list[str]:
     header = f"{'fault':<58} {'tries':>6} {'replies':>8} {'lost':>5} {'crashes':>8} {'peak RSS +MB':>13}"
     return [header, "-" * len(header)] + [
-        f"{r.fault:<58} {r.tries:>6} {r.replies:>8} {r.lost:>5} {r.crashes:>8} {r.peak_rss_mb:>13.0f}" for r in rows]
+        f"{r.fault:<58} {r.tries:>6} {r.replies:>8} {r.lost:>5} {r.crashes:>8} {r.peak_rss_mb:>13.0f}" for r in rows
+    ]
 
 
 def resident_bytes() -> int:
@@ -106,9 +107,13 @@ class Watch(logging.Handler):
     def tracebacks(self) -> list[str]:
         """Errors nobody handled. PTB's HTTP layer is left out: it logs, with a traceback, the empty body of
         every 404 it then raises as an error, which the bot does handle."""
-        return [f"{r.name}: {r.getMessage()[:200]}" for r in self.records
-                if r.levelno >= logging.ERROR and (r.exc_info or r.exc_text or "unhandled" in r.getMessage())
-                and not r.name.startswith("telegram.request")]
+        return [
+            f"{r.name}: {r.getMessage()[:200]}"
+            for r in self.records
+            if r.levelno >= logging.ERROR
+            and (r.exc_info or r.exc_text or "unhandled" in r.getMessage())
+            and not r.name.startswith("telegram.request")
+        ]
 
     def text(self) -> str:
         return "\n".join(r.getMessage() + (r.exc_text or "") for r in self.records)
@@ -122,8 +127,11 @@ async def account(fault: str, telegram, sessions, tries: list[Try], watch: Watch
     answered = {int(telegram.bot_message(r)["message_id"]) for r in replies if "_result" in r.params}
     for _ in range(100):  # the bot writes an answer down just after sending it: give the last ones a moment
         async with sessions() as session:
-            kept = set(await session.scalars(select(Turn.message_id).where(Turn.role == "assistant",
-                                                                          Turn.message_id.is_not(None))))
+            kept = set(
+                await session.scalars(
+                    select(Turn.message_id).where(Turn.role == "assistant", Turn.message_id.is_not(None))
+                )
+            )
         if answered <= kept:
             break
         await asyncio.sleep(0.05)
@@ -136,7 +144,13 @@ async def account(fault: str, telegram, sessions, tries: list[Try], watch: Watch
             # answered and then forgotten, unless the user heard "try again" or "I can't reach my memory"
             lost += 0 if any(r.text in refusals() for r in heard) else 1
     sorry = sum(1 for r in replies if r.text.startswith(SORRY_PREFIX))
-    row = Row(fault, len(tries), len([r for r in replies if any(r.reply_to == t.message_id for t in tries)]), lost,
-              len(watch.tracebacks()) + sorry, watch.peak_mb)
+    row = Row(
+        fault,
+        len(tries),
+        len([r for r in replies if any(r.reply_to == t.message_id for t in tries)]),
+        lost,
+        len(watch.tracebacks()) + sorry,
+        watch.peak_mb,
+    )
     ROWS.append(row)
     return row

@@ -63,12 +63,16 @@ def photos_and_facts(world_models, understood):
 
 
 def test_the_chat_model_answers_open_questions_about_the_world_and_gpt2_does_not(
-        world_models, world_dir, cache_dir, photos_and_facts, figure) -> None:
+    world_models, world_dir, cache_dir, photos_and_facts, figure
+) -> None:
     photos, facts = photos_and_facts
     assert world_models.answerer.get().chat  # the world's set names its chat model as the answer model
     chat_rate, misses = right_rate(world_models, photos, facts)
-    gpt2 = load_models(world_models.model_set.with_overrides(answer_model=f"local-dir:{world_dir / 'gpt2'}"),
-                       device="cpu", cache_dir=cache_dir)
+    gpt2 = load_models(
+        world_models.model_set.with_overrides(answer_model=f"local-dir:{world_dir / 'gpt2'}"),
+        device="cpu",
+        cache_dir=cache_dir,
+    )
     assert not gpt2.answerer.get().chat
     gpt2_rate, _ = right_rate(gpt2, photos, facts)
     figure(f"open questions answered right by the chat answer model ({len(photos)} held-out x 3)", chat_rate)
@@ -107,8 +111,13 @@ def test_a_chat_answer_that_contradicts_the_photo_is_refused(world_models, under
     tags = tuple(replace(tag, label=wrong) if tag.label == held.scene.colour else tag for tag in stored.tags)
     lied = PhotoFacts(stored.caption.replace(held.scene.colour, wrong), tags, stored.embedding, stored.model)
     torch.manual_seed(0)
-    reply = answer_open(world_models, Conversation(lied), "which colour does it have?",
-                        torch.as_tensor(stored.embedding), AnswerOptions(candidates=4))
+    reply = answer_open(
+        world_models,
+        Conversation(lied),
+        "which colour does it have?",
+        torch.as_tensor(stored.embedding),
+        AnswerOptions(candidates=4),
+    )
     assert wrong not in reply.text.split("What I can see is:")[0]
     assert reply.details["refused"] and wrong in reply.details["refused"].values()
 
@@ -123,19 +132,26 @@ STRICT_TEMPLATE = (  # as Mistral's and Gemma's: no system role, and user/assist
     "{% for message in messages %}{% if message['role'] == 'system' %}{{ raise_exception('System role not "
     "supported') }}{% endif %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception("
     "'Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}<|{{ message['role'] }}|>\n"
-    "{{ message['content'] }}<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+    "{{ message['content'] }}<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
 
 
 def test_a_strict_chat_template_gets_alternating_turns_and_the_facts_in_the_first_user_turn(
-        world_models, heldout) -> None:
+    world_models, heldout
+) -> None:
     import copy
 
     tokenizer = copy.deepcopy(world_models.answerer.get().tokenizer)
     tokenizer.chat_template = STRICT_TEMPLATE
     stored = world_models.describe([heldout[0].image])[0]
     # As stored: an assistant greeting first, two user messages in a row, a question left unanswered.
-    turns = (("assistant", "Hi! Send me a photo."), ("user", "here it is"), ("user", "nice, right?"),
-             ("assistant", "A lovely photo."), ("user", "and the colour?"))
+    turns = (
+        ("assistant", "Hi! Send me a photo."),
+        ("user", "here it is"),
+        ("user", "nice, right?"),
+        ("assistant", "A lovely photo."),
+        ("user", "and the colour?"),
+    )
     prompt = build_prompt(tokenizer, Conversation(stored, turns), "and the background?", 250)
     assert prompt.startswith("<|user|>\n") and stored.caption in prompt.split("<|end|>")[0]
     assert "here it is nice, right?" in prompt and "Hi! Send me a photo." not in prompt

@@ -27,8 +27,11 @@ HANDLERS = ("handlers", "commands", "admin", "jobs")  # they unpack updates and 
 def modules(layer: str) -> list[Path]:
     """Every module of a layer, its sub-packages' included (`vision/models/encoder.py`)."""
     folder = ROOT / layer.replace(".", "/")
-    return sorted(path for path in folder.rglob("*.py")  # packages only: not Alembic's migration scripts
-                  if all((parent / "__init__.py").exists() for parent in path.parents if parent.is_relative_to(folder)))
+    return sorted(
+        path
+        for path in folder.rglob("*.py")  # packages only: not Alembic's migration scripts
+        if all((parent / "__init__.py").exists() for parent in path.parents if parent.is_relative_to(folder))
+    )
 
 
 def module_name(path: Path) -> str:
@@ -77,9 +80,12 @@ def test_each_layer_imports_only_itself_and_the_layers_below(layer: str) -> None
 
 
 def test_handlers_call_the_core_only() -> None:
-    wrong = [f"{name}.py imports {module}" for name in HANDLERS
-             for module in imports(ROOT / "bot" / "adapter" / f"{name}.py", "bot.adapter")
-             if module.split(".")[0] in ("storage", "vision", "dialogue") or module.startswith("bot.engine")]
+    wrong = [
+        f"{name}.py imports {module}"
+        for name in HANDLERS
+        for module in imports(ROOT / "bot" / "adapter" / f"{name}.py", "bot.adapter")
+        if module.split(".")[0] in ("storage", "vision", "dialogue") or module.startswith("bot.engine")
+    ]
     assert not wrong
 
 
@@ -99,8 +105,9 @@ def test_architecture_md_names_every_module_in_exactly_one_row() -> None:
             table[package] = {f"{package}.{name}" for name in names}
     assert {layer_of(package) for package in table} == set(LAYERS)
     named = [module for modules_named in table.values() for module in modules_named]
-    actual = {module_name(path) for layer in LAYERS for path in modules(layer)
-              if path.stem not in ("__init__", "__main__")}
+    actual = {
+        module_name(path) for layer in LAYERS for path in modules(layer) if path.stem not in ("__init__", "__main__")
+    }
     assert sorted(named) == sorted(actual), set(named) ^ actual
 
 
@@ -111,21 +118,38 @@ def vision_modules(room: str) -> list[Path]:
 @pytest.mark.parametrize("room", ["models", "decoding", "intake", "catalog"])
 def test_the_plain_path_never_imports_the_speed_paths(room: str) -> None:
     """Speed paths plug into the plain path from outside (`vision.pipeline`), never the other way round."""
-    wrong = [f"{path.relative_to(ROOT)} imports {name}" for path in vision_modules(room)
-             for name in imports(path, package_of(path)) if name == "vision.fast" or name.startswith("vision.fast.")]
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in vision_modules(room)
+        for name in imports(path, package_of(path))
+        if name == "vision.fast" or name.startswith("vision.fast.")
+    ]
     assert not wrong
 
 
 def test_nothing_the_bot_runs_imports_training() -> None:
     """Training is an extra (`clipchat[train]`): the bot, its engine and the vision it loads never need it."""
-    runtime = [path for layer in LAYERS for path in modules(layer)
-               if not module_name(path).startswith("vision.training") and module_name(path) != "vision.cli"]
-    wrong = [f"{path.relative_to(ROOT)} imports {name}" for path in runtime for name in imports(path, package_of(path))
-             if name == "vision.training" or name.startswith("vision.training.")]
+    runtime = [
+        path
+        for layer in LAYERS
+        for path in modules(layer)
+        if not module_name(path).startswith("vision.training") and module_name(path) != "vision.cli"
+    ]
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in runtime
+        for name in imports(path, package_of(path))
+        if name == "vision.training" or name.startswith("vision.training.")
+    ]
     assert not wrong
 
 
 def test_nothing_in_the_product_points_into_tests() -> None:
-    mentions = [f"{path.relative_to(ROOT)}: {line.strip()}" for layer in LAYERS for path in modules(layer)
-                for line in path.read_text().splitlines() if re.search(r"\btests[./]", line)]
+    mentions = [
+        f"{path.relative_to(ROOT)}: {line.strip()}"
+        for layer in LAYERS
+        for path in modules(layer)
+        for line in path.read_text().splitlines()
+        if re.search(r"\btests[./]", line)
+    ]
     assert not mentions

@@ -57,8 +57,9 @@ async def database(kind: str, tmp_path: Path):
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-async def test_a_restored_backup_brings_back_the_photo_and_the_conversation(kind, start_bot, telegram, world_models,
-                                                                             understood, tmp_path, capsys):
+async def test_a_restored_backup_brings_back_the_photo_and_the_conversation(
+    kind, start_bot, telegram, world_models, understood, tmp_path, capsys
+):
     held, chat, alice = understood[0], private(1), user(1)
     backup = tmp_path / "backups" / ("clipchat.db" if kind == "sqlite" else "clipchat.dump")
     async with database(kind, tmp_path) as (url, wipe):

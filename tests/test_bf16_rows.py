@@ -19,8 +19,10 @@ from vision.fast.gpt2_steps import Gpt2Steps
 from vision.fast.packed_linear import PackedLinear, pack_linears, packing_available
 from vision.models.language_model import linearize
 
-needs_kernel = pytest.mark.skipif(not (bf16_rows.cpu_supports() and packing_available()),
-                                  reason="the kernel needs AVX-512 BF16 (and packed linears beside it)")
+needs_kernel = pytest.mark.skipif(
+    not (bf16_rows.cpu_supports() and packing_available()),
+    reason="the kernel needs AVX-512 BF16 (and packed linears beside it)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_few_rows_are_the_exact_product_rounded_once_to_bfloat16(kernel, rows, i
     # adds at most K float32 roundings of the terms' sizes
     terms = x.double().abs() @ weight.double().abs().T + (b.double().abs() if bias else 0)
     assert got.shape == (rows, outputs)
-    assert ((got - exact).abs() <= exact.abs() * 2 ** -8 + terms * (inputs + 1) * 2 ** -24).all()
+    assert ((got - exact).abs() <= exact.abs() * 2**-8 + terms * (inputs + 1) * 2**-24).all()
 
 
 @needs_kernel
@@ -60,7 +62,7 @@ def test_a_packed_bfloat16_linear_takes_the_kernel_for_few_rows_and_onednn_for_m
         few = x.numel() <= bf16_rows.MAX_ROWS * 96
         assert ("clipchat::bf16_rows_linear" in ran) == few and ("mkldnn::_linear_pointwise" in ran) != few
         assert out.shape == (*shape[:-1], 200)
-        assert torch.allclose(out.float(), linear(x).float(), rtol=2 ** -7, atol=1e-2)
+        assert torch.allclose(out.float(), linear(x).float(), rtol=2**-7, atol=1e-2)
 
 
 def small_packed_gpt2(**options) -> GPT2LMHeadModel:
@@ -76,8 +78,16 @@ def small_packed_gpt2(**options) -> GPT2LMHeadModel:
 
 
 @needs_kernel
-@pytest.mark.parametrize("options", [{}, {"scale_attn_by_inverse_layer_idx": True}, {"n_head": 3},
-                                     {"scale_attn_weights": False}, {"layer_norm_epsilon": 1e-2}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"scale_attn_by_inverse_layer_idx": True},
+        {"n_head": 3},
+        {"scale_attn_weights": False},
+        {"layer_norm_epsilon": 1e-2},
+    ],
+)
 def test_a_gpt2_step_in_one_call_gives_the_python_steps_logits_bit_for_bit(kernel, options: dict) -> None:
     lm = small_packed_gpt2(**options)
     for batch in (1, 2, 3):
@@ -136,18 +146,32 @@ def test_held_out_captions_one_photo_at_a_time_are_the_ones_onednn_gives(world_d
 
 def test_without_a_compiler_the_log_and_doctor_say_why_and_the_linears_stay_on_onednn(tmp_path) -> None:
     """In a process of its own: `load` answers once per process."""
-    script = ("import logging, sys; from pathlib import Path; logging.basicConfig(level=logging.INFO)\n"
-              "from bot.ops.doctor import check_device\n"
-              "from vision import bf16_rows\n"
-              "bf16_rows.prebuilt_dir = lambda: Path(sys.argv[1])  # none built there either\n"
-              "from vision.catalog.settings import VisionSettings\n"
-              "check = check_device(VisionSettings())\n"
-              "print(check.status, '|', check.detail, '|', check.fix)\n"
-              "print('loaded', bf16_rows.load(VisionSettings().cache_dir))\n")
-    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "XDG_CACHE_HOME": str(tmp_path / "xdg"),
-           "CLIPCHAT_DEVICE": "cpu", "CLIPCHAT_DTYPE": "bfloat16", "CLIPCHAT_CACHE_DIR": str(tmp_path / "cache")}
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "prebuilt")], capture_output=True, text=True, env=env, timeout=120,
-                          cwd=Path(__file__).parents[1])
+    script = (
+        "import logging, sys; from pathlib import Path; logging.basicConfig(level=logging.INFO)\n"
+        "from bot.ops.doctor import check_device\n"
+        "from vision import bf16_rows\n"
+        "bf16_rows.prebuilt_dir = lambda: Path(sys.argv[1])  # none built there either\n"
+        "from vision.catalog.settings import VisionSettings\n"
+        "check = check_device(VisionSettings())\n"
+        "print(check.status, '|', check.detail, '|', check.fix)\n"
+        "print('loaded', bf16_rows.load(VisionSettings().cache_dir))\n"
+    )
+    env = {
+        **os.environ,
+        "CXX": str(tmp_path / "no-such-compiler"),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+        "CLIPCHAT_DEVICE": "cpu",
+        "CLIPCHAT_DTYPE": "bfloat16",
+        "CLIPCHAT_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "prebuilt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=Path(__file__).parents[1],
+    )
     assert "loaded False" in done.stdout, done.stderr
     if bf16_rows.cpu_supports():
         assert "bfloat16 one-row kernel unavailable" in done.stderr and "no-such-compiler" in done.stderr

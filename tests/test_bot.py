@@ -96,8 +96,9 @@ async def test_an_album_gets_one_reply_that_covers_every_photo(start_bot, telegr
     assert max(app.bot_data.services.models.batch_sizes("describe")) >= 2  # the album shared a batch
 
 
-async def test_one_senders_albums_take_turns_instead_of_all_running_at_once(start_bot, telegram, understood,
-                                                                           monkeypatch):
+async def test_one_senders_albums_take_turns_instead_of_all_running_at_once(
+    start_bot, telegram, understood, monkeypatch
+):
     """Album photos skipped the per-user queue: 100 photos from one sender were all downloaded and decoded at once."""
     from bot.adapter.albums import ALBUM_SIZE
     from bot.core import photos as core_photos
@@ -117,15 +118,15 @@ async def test_one_senders_albums_take_turns_instead_of_all_running_at_once(star
     await start_bot()
     for album in ("album-a", "album-b"):
         for number in range(ALBUM_SIZE):
-            send_photo(telegram, private(6), user(6), understood[number % len(understood)].image,
-                       media_group_id=album)
+            send_photo(telegram, private(6), user(6), understood[number % len(understood)].image, media_group_id=album)
     replies = await telegram.wait_replies(6, 2, timeout=120)
     assert [reply.text.split(":")[0] for reply in replies] == [f"{ALBUM_SIZE} photos"] * 2  # nothing lost
     assert peak <= ALBUM_SIZE
 
 
-async def test_an_image_sent_as_a_file_is_described_and_other_files_are_declined(start_bot, telegram, world_models,
-                                                                                 understood):
+async def test_an_image_sent_as_a_file_is_described_and_other_files_are_declined(
+    start_bot, telegram, world_models, understood
+):
     await start_bot()
     held = understood[5]
     document = telegram.add_file(jpeg(held.image, "PNG"))
@@ -144,8 +145,9 @@ async def test_in_a_group_the_bot_speaks_only_when_addressed(start_bot, telegram
     quiet, asked = distinct(understood, 2)
     quiet_file = send_photo(telegram, chat, alice, quiet.image)["photo"][-1]["file_id"]
     send_text(telegram, chat, bob, "nice photo!")
-    mention = send_photo(telegram, chat, bob, asked.image, caption=f"@{USERNAME} what colour is the "
-                                                                   f"{asked.scene.shape}?")
+    mention = send_photo(
+        telegram, chat, bob, asked.image, caption=f"@{USERNAME} what colour is the {asked.scene.shape}?"
+    )
     [answer] = await telegram.wait_replies(chat["id"], 1)
     assert answer.reply_to == mention["message_id"] and asked.scene.colour in answer.text
     send_text(telegram, chat, bob, "is there a dog?")  # not addressed: silence
@@ -193,8 +195,10 @@ async def test_a_channel_gets_alt_text_that_keeps_the_authors_caption(start_bot,
     assert edit.params["caption"].endswith(".") and not edit.params["caption"].endswith("..")
     long_caption = "🎨" * 480 + " words " * 4  # 988 UTF-16 units: room for only a little alt text
     send_photo(telegram, post_chat, None, understood[9].image, caption=long_caption)
-    edits = await telegram.wait_for(lambda: len(telegram.sent("editMessageCaption")) >= 2 and
-                                    telegram.sent("editMessageCaption"), what="a second edit")
+    edits = await telegram.wait_for(
+        lambda: len(telegram.sent("editMessageCaption")) >= 2 and telegram.sent("editMessageCaption"),
+        what="a second edit",
+    )
     assert edits[1].params["caption"].startswith(long_caption) and utf16_length(edits[1].params["caption"]) <= 1024
 
 
@@ -252,15 +256,25 @@ async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, un
     models = app.bot_data.services.models
     assert models.cached_entries() >= 2
     send_text(telegram, chat, alice, "/forget")
-    [question] = await telegram.wait_for(lambda: [c for c in telegram.replies(6) if "reply_markup" in c.params],
-                                         what="the /forget question")
+    [question] = await telegram.wait_for(
+        lambda: [c for c in telegram.replies(6) if "reply_markup" in c.params], what="the /forget question"
+    )
     buttons = [b["callback_data"] for row in question.params["reply_markup"]["inline_keyboard"] for b in row]
     assert buttons == ["forget:yes:6", "forget:no:6"]
     sessions = app.bot_data.services.sessions
     async with sessions() as session:
         assert sum((await rows_about_user(session, 6)).values()) > 0  # nothing deleted before the answer
-    telegram.push({"callback_query": {"id": "cb1", "from": alice, "chat_instance": "ci", "data": "forget:yes:6",
-                                      "message": telegram.bot_message(question)}})
+    telegram.push(
+        {
+            "callback_query": {
+                "id": "cb1",
+                "from": alice,
+                "chat_instance": "ci",
+                "data": "forget:yes:6",
+                "message": telegram.bot_message(question),
+            }
+        }
+    )
     [done] = await telegram.wait_for(lambda: telegram.sent("editMessageText"), what="the confirmation")
     assert done.params["text"].startswith("Done. I deleted 1 photos")
     async with sessions() as session:
@@ -308,16 +322,16 @@ async def test_200_updates_from_20_users_are_all_answered_in_each_users_order(st
         for user_id in users:
             question = ("what colour is it?", "is there a circle?", "what shape is it?")[turn % 3]
             sent[user_id].append(send_text(telegram, private(user_id), user(user_id), question)["message_id"])
-    await telegram.wait_for(lambda: all(len(telegram.replies(u)) >= 10 for u in users), timeout=120,
-                            what="200 answers")
+    await telegram.wait_for(lambda: all(len(telegram.replies(u)) >= 10 for u in users), timeout=120, what="200 answers")
     for user_id in users:
         assert [reply.reply_to for reply in telegram.replies(user_id)] == sent[user_id]
     photo_batches = app.bot_data.services.models.batch_sizes("describe")
     assert max(photo_batches) >= 4  # photos from different chats shared model batches
 
 
-async def test_one_users_flood_is_cut_short_and_never_starves_another_user(start_bot, telegram, bot_settings,
-                                                                           understood):
+async def test_one_users_flood_is_cut_short_and_never_starves_another_user(
+    start_bot, telegram, bot_settings, understood
+):
     from bot.adapter.ordering import SLOW_DOWN
 
     app = await start_bot(bot_settings.model_copy(update={"user_queue": 4}))
@@ -328,11 +342,15 @@ async def test_one_users_flood_is_cut_short_and_never_starves_another_user(start
     send_photo(telegram, private(32), user(32), understood[1].image)
     await telegram.wait_replies(32, 1)
     await telegram.wait_for(lambda: any(SLOW_DOWN in r.text for r in telegram.replies(31)), what="slow down")
+
     def answered() -> int:
         return sum(SLOW_DOWN not in r.text for r in telegram.replies(31)) - 1  # less the photo's reply
 
-    await eventually(lambda: app.update_processor.dropped + answered() == 30, timeout=120,
-                     what="every one of the 30 texts answered or dropped")
+    await eventually(
+        lambda: app.update_processor.dropped + answered() == 30,
+        timeout=120,
+        what="every one of the 30 texts answered or dropped",
+    )
     flood_replies = telegram.replies(31)
     assert sum(SLOW_DOWN in r.text for r in flood_replies) == 1  # asked once, not once per dropped message
     assert len(flood_replies) <= 1 + 1 + 4 + 1  # photo, notice, the queue's worth, the one running
@@ -364,13 +382,15 @@ async def test_the_webhook_serves_telegram_and_refuses_requests_without_the_secr
     async with aiohttp.ClientSession() as http:
         async with http.post(telegram.webhook["url"], json=update) as response:
             assert response.status == 403
-        async with http.post(telegram.webhook["url"], json=update,
-                             headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}) as response:
+        async with http.post(
+            telegram.webhook["url"], json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}
+        ) as response:
             assert response.status == 403
         for update_id, text in ((2, "/help"), (3, "/start")):  # in order: /start's reply comes after /help's
             update = {"update_id": update_id, "message": telegram.message(private(51), user(51), text=text)}
-            async with http.post(telegram.webhook["url"], json=update,
-                                 headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}) as response:
+            async with http.post(
+                telegram.webhook["url"], json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}
+            ) as response:
                 assert response.status == 200
     replies = await telegram.wait_replies(51, 2)
     assert len(replies) == 2 and "/search" in replies[0].text and "clipchat" in replies[1].text  # refused: unheard
@@ -519,8 +539,15 @@ async def test_the_commands_answer_about_the_photo_under_discussion(start_bot, t
     held = next(h for h in understood if h.scene.colour == "blue")
     send_photo(telegram, chat, alice, held.image)
     await telegram.wait_replies(91, 2)
-    commands = ["/start", "/caption", "/tags red, blue, green", f"/ask what colour is the {held.scene.shape}?",
-                "/mood", "/tags nothing", "/reset"]
+    commands = [
+        "/start",
+        "/caption",
+        "/tags red, blue, green",
+        f"/ask what colour is the {held.scene.shape}?",
+        "/mood",
+        "/tags nothing",
+        "/reset",
+    ]
     for command in commands:
         send_text(telegram, chat, alice, command)
     calls = (await telegram.wait_replies(91, 2 + len(commands)))[2:]

@@ -23,18 +23,31 @@ def command() -> list[str]:
 
 def bot_environment(telegram, world_dir: Path, tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("CLIPCHAT_", "TELEGRAM_"))}
-    return {**env, "HF_HUB_OFFLINE": "1", "TELEGRAM_BOT_TOKEN": BOT_TOKEN, "CLIPCHAT_MODELS": str(world_dir),
-            "CLIPCHAT_BASE_URL": telegram.base_url, "CLIPCHAT_BASE_FILE_URL": telegram.base_file_url,
-            "CLIPCHAT_CACHE_DIR": str(tmp_path / "cache"), "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
-            **extra}
+    return {
+        **env,
+        "HF_HUB_OFFLINE": "1",
+        "TELEGRAM_BOT_TOKEN": BOT_TOKEN,
+        "CLIPCHAT_MODELS": str(world_dir),
+        "CLIPCHAT_BASE_URL": telegram.base_url,
+        "CLIPCHAT_BASE_FILE_URL": telegram.base_file_url,
+        "CLIPCHAT_CACHE_DIR": str(tmp_path / "cache"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+        **extra,
+    }
 
 
 @contextlib.asynccontextmanager
 async def clipchat_run(telegram, world_dir: Path, tmp_path: Path, *args: str):
     """`clipchat run ARGS` against the fake server; on leaving, Ctrl-C, and the whole log in `logs`."""
     process = await asyncio.create_subprocess_exec(
-        *command(), "run", *args, env=bot_environment(telegram, world_dir, tmp_path), cwd=tmp_path,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        *command(),
+        "run",
+        *args,
+        env=bot_environment(telegram, world_dir, tmp_path),
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     logs: list[str] = []
     try:
         yield process, logs
@@ -56,7 +69,8 @@ async def test_clipchat_run_answers_a_photo_and_stops_cleanly(telegram, world_di
 
 
 async def test_clipchat_run_webhook_registers_a_random_secret_and_refuses_requests_without_it(
-        telegram, world_dir: Path, tmp_path: Path) -> None:
+    telegram, world_dir: Path, tmp_path: Path
+) -> None:
     import aiohttp
 
     from tests.test_scale_out import free_port, wait_listening
@@ -64,8 +78,9 @@ async def test_clipchat_run_webhook_registers_a_random_secret_and_refuses_reques
     port = free_port()
     hook = f"http://127.0.0.1:{port}/hook"
     # No CLIPCHAT_WEBHOOK_SECRET in the environment: the runner must make one up.
-    async with clipchat_run(telegram, world_dir, tmp_path, "--webhook", hook, "--listen", "127.0.0.1",
-                            "--port", str(port)) as (process, logs):
+    async with clipchat_run(
+        telegram, world_dir, tmp_path, "--webhook", hook, "--listen", "127.0.0.1", "--port", str(port)
+    ) as (process, logs):
         [registered] = await telegram.wait_for(lambda: telegram.sent("setWebhook"), timeout=180, what="the webhook")
         secret = registered.params.get("secret_token") or ""
         assert len(secret) >= 32 and secret.isascii(), "the runner must register a random secret of its own"
@@ -86,8 +101,14 @@ def test_clipchat_run_without_a_token_says_how_to_get_one(tmp_path: Path) -> Non
     env = {key: value for key, value in os.environ.items() if not key.startswith(("CLIPCHAT_", "TELEGRAM_"))}
     import subprocess
 
-    result = subprocess.run([*command(), "run"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                            env={**env, "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        [*command(), "run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**env, "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "@BotFather" in result.stderr and "/newbot" in result.stderr
 
@@ -97,9 +118,15 @@ def test_clipchat_chat_talks_about_a_photo(world_dir: Path, heldout, tmp_path: P
 
     held = heldout[0]
     script = f"/photo {held.path}\nwhat colour is the {held.scene.shape}?\n/search {held.scene.caption}\n/quit\n"
-    result = subprocess.run([*command(), "chat", "--models", str(world_dir)], input=script, capture_output=True,
-                            text=True, timeout=300, cwd=tmp_path,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "CLIPCHAT_CACHE_DIR": str(tmp_path)})
+    result = subprocess.run(
+        [*command(), "chat", "--models", str(world_dir)],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "CLIPCHAT_CACHE_DIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].lower().startswith(held.scene.caption.lower().rstrip("."))

@@ -11,8 +11,19 @@ from tests.fake_telegram import private, user
 
 
 def update(update_id: int, user_id: int = 5) -> Update:
-    return Update.de_json({"update_id": update_id, "message": {
-        "message_id": update_id, "date": 0, "chat": private(user_id), "from": user(user_id), "text": "hi"}}, None)
+    return Update.de_json(
+        {
+            "update_id": update_id,
+            "message": {
+                "message_id": update_id,
+                "date": 0,
+                "chat": private(user_id),
+                "from": user(user_id),
+                "text": "hi",
+            },
+        },
+        None,
+    )
 
 
 async def test_an_update_recorded_sooner_never_overtakes_an_older_one(sessions) -> None:
@@ -31,8 +42,9 @@ async def test_an_update_recorded_sooner_never_overtakes_an_older_one(sessions) 
     async def handle(number: int) -> None:
         ran.append(number)
 
-    await asyncio.wait_for(asyncio.gather(*(processor.do_process_update(update(n), handle(n)) for n in (1, 2, 3))),
-                           timeout=10)
+    await asyncio.wait_for(
+        asyncio.gather(*(processor.do_process_update(update(n), handle(n)) for n in (1, 2, 3))), timeout=10
+    )
     assert ran == [1, 2, 3]
 
 
@@ -45,8 +57,13 @@ async def test_one_process_keeps_order_and_runs_users_side_by_side() -> None:
         await asyncio.sleep(delay)
         events.append(f"end {name}")
 
-    await asyncio.wait_for(asyncio.gather(processor.do_process_update(update(1, 5), handle("a1", 0.2)),
-                                          processor.do_process_update(update(2, 5), handle("a2", 0.0)),
-                                          processor.do_process_update(update(3, 6), handle("b1", 0.0))), 10)
+    await asyncio.wait_for(
+        asyncio.gather(
+            processor.do_process_update(update(1, 5), handle("a1", 0.2)),
+            processor.do_process_update(update(2, 5), handle("a2", 0.0)),
+            processor.do_process_update(update(3, 6), handle("b1", 0.0)),
+        ),
+        10,
+    )
     assert events.index("end a1") < events.index("start a2")  # one user: one after another
     assert events.index("end b1") < events.index("end a1")  # another user did not wait for a1

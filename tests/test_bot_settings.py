@@ -43,16 +43,19 @@ def test_allow_lists_and_admins_come_from_comma_separated_ids(monkeypatch) -> No
     assert BotSettings(allowed_users=[], allowed_chats=[]).allows(3, 3)
 
 
-@pytest.mark.parametrize(("variable", "value"), [
-    ("CLIPCHAT_RETENTION_DAYS", "0"),  # would purge every turn and photo record at the next run
-    ("CLIPCHAT_RETENTION_DAYS", "-1"),
-    ("CLIPCHAT_WEBHOOK_PORT", "70000"),
-    ("CLIPCHAT_MAX_WAIT_MS", "-5"),
-    ("CLIPCHAT_USER_QUEUE", "0"),
-    ("CLIPCHAT_MAX_LABELS", "100000"),
-    ("CLIPCHAT_SEND_RETRIES", "1000"),
-    ("CLIPCHAT_MAX_IMAGE_PIXELS", "0"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CLIPCHAT_RETENTION_DAYS", "0"),  # would purge every turn and photo record at the next run
+        ("CLIPCHAT_RETENTION_DAYS", "-1"),
+        ("CLIPCHAT_WEBHOOK_PORT", "70000"),
+        ("CLIPCHAT_MAX_WAIT_MS", "-5"),
+        ("CLIPCHAT_USER_QUEUE", "0"),
+        ("CLIPCHAT_MAX_LABELS", "100000"),
+        ("CLIPCHAT_SEND_RETRIES", "1000"),
+        ("CLIPCHAT_MAX_IMAGE_PIXELS", "0"),
+    ],
+)
 def test_settings_out_of_bounds_are_refused_with_the_setting_named(monkeypatch, variable, value) -> None:
     from pydantic import ValidationError
 

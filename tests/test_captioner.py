@@ -47,7 +47,7 @@ def test_a_greedy_captions_score_is_the_language_models_own(world_models, heldou
 def test_a_batch_captions_each_image_as_if_alone(world_models, heldout) -> None:
     raw = world_models.encoder.embed_images([h.image for h in heldout[:6]], normalize=False)
     together = [c[0].text for c in decode(world_models.captioner, raw)]
-    alone = [decode(world_models.captioner, raw[i:i + 1])[0][0].text for i in range(len(raw))]
+    alone = [decode(world_models.captioner, raw[i : i + 1])[0][0].text for i in range(len(raw))]
     assert together == alone
 
 
@@ -82,8 +82,9 @@ def clipcap_state(captioner: PrefixCaptioner, with_gpt: bool = True) -> dict[str
         state |= {f"gpt.{k}": v.clone() for k, v in captioner.lm.state_dict().items()}
         positions = captioner.lm.config.n_positions
         for layer in range(captioner.lm.config.n_layer):
-            state[f"gpt.transformer.h.{layer}.attn.bias"] = torch.tril(torch.ones(positions, positions,
-                                                                                 dtype=torch.uint8)).view(1, 1, positions, positions)
+            state[f"gpt.transformer.h.{layer}.attn.bias"] = torch.tril(
+                torch.ones(positions, positions, dtype=torch.uint8)
+            ).view(1, 1, positions, positions)
             state[f"gpt.transformer.h.{layer}.attn.masked_bias"] = torch.tensor(-1e4)
     return state
 
@@ -96,8 +97,9 @@ def test_a_clipcap_checkpoint_loads_and_captions(world_models, world_dir: Path, 
     path = tmp_path / "coco_weights.pt"
     torch.save(state, path)
 
-    loaded = load_clipcap_checkpoint(Ref("local-dir", str(path)), Ref("local-dir", str(world_dir / "gpt2")),
-                                     torch.device("cpu"), torch.float32)
+    loaded = load_clipcap_checkpoint(
+        Ref("local-dir", str(path)), Ref("local-dir", str(world_dir / "gpt2")), torch.device("cpu"), torch.float32
+    )
     assert loaded.config.kind == "mlp" and loaded.config.prefix_length == captioner.config.prefix_length
     raw = world_models.encoder.embed_images([h.image for h in heldout[:30]], normalize=False)
     # ClipCap feeds vectors as given; the world's captioner normalises them itself, so give ClipCap unit vectors.
@@ -107,13 +109,15 @@ def test_a_clipcap_checkpoint_loads_and_captions(world_models, world_dir: Path, 
     assert sum(t == h.scene.caption for t, h in zip(theirs, heldout)) >= 27
 
 
-def test_a_clipcap_checkpoint_is_a_model_set_choice(world_dir: Path, world_models, heldout, tmp_path: Path,
-                                                     cache_dir) -> None:
+def test_a_clipcap_checkpoint_is_a_model_set_choice(
+    world_dir: Path, world_models, heldout, tmp_path: Path, cache_dir
+) -> None:
     path = tmp_path / "coco_weights.pt"
     torch.save(clipcap_state(world_models.captioner), path)
     (tmp_path / "clipchat.json").write_text(
         f'{{"clip": "local-dir:{world_dir / "clip"}", "language_model": "local-dir:{world_dir / "gpt2"}", '
-        f'"captioner": "clipcap:coco_weights.pt", "vocabulary": "{world_dir / "vocab.txt"}"}}')
+        f'"captioner": "clipcap:coco_weights.pt", "vocabulary": "{world_dir / "vocab.txt"}"}}'
+    )
     models = load_models(str(tmp_path), device="cpu", cache_dir=cache_dir)
     assert models.captioner.source == f"clipcap:local-dir:{path}"
     assert "guided" not in models.captioner.methods and models.describe([heldout[0].image])[0].caption.endswith(".")
@@ -121,23 +125,32 @@ def test_a_clipcap_checkpoint_is_a_model_set_choice(world_dir: Path, world_model
 
 def test_clipcap_transformer_mapper_layout_loads(world_dir: Path, tmp_path: Path) -> None:
     lm, tokenizer = load_language_model(Ref("local-dir", str(world_dir / "gpt2")), torch.device("cpu"), torch.float32)
-    config = MapperConfig(clip_dim=64, lm_dim=lm.config.n_embd, prefix_length=6, kind="transformer",
-                          clip_length=5, num_layers=2)
+    config = MapperConfig(
+        clip_dim=64, lm_dim=lm.config.n_embd, prefix_length=6, kind="transformer", clip_length=5, num_layers=2
+    )
     original = PrefixCaptioner(config, lm, tokenizer)
     state = clipcap_state(original, with_gpt=False)  # ClipCap's frozen-GPT-2 variant ships the mapper only
-    assert {"clip_project.linear.weight", "clip_project.prefix_const",
-            "clip_project.transformer.layers.1.attn.to_keys_values.weight",
-            "clip_project.transformer.layers.0.mlp.fc2.bias"} <= set(state)
+    assert {
+        "clip_project.linear.weight",
+        "clip_project.prefix_const",
+        "clip_project.transformer.layers.1.attn.to_keys_values.weight",
+        "clip_project.transformer.layers.0.mlp.fc2.bias",
+    } <= set(state)
     torch.save(state, tmp_path / "transformer_weights.pt")
-    loaded = load_clipcap_checkpoint(Ref("local-dir", str(tmp_path / "transformer_weights.pt")),
-                                     Ref("local-dir", str(world_dir / "gpt2")), torch.device("cpu"), torch.float32)
+    loaded = load_clipcap_checkpoint(
+        Ref("local-dir", str(tmp_path / "transformer_weights.pt")),
+        Ref("local-dir", str(world_dir / "gpt2")),
+        torch.device("cpu"),
+        torch.float32,
+    )
     assert (loaded.config.kind, loaded.config.num_layers, loaded.config.clip_length) == ("transformer", 2, 5)
     vector = torch.randn(3, 64)
     assert torch.allclose(loaded.prefix(vector), original.prefix(vector))
 
 
-def test_a_bfloat16_language_model_gives_the_same_captions_as_float32(world_dir: Path, cache_dir: Path,
-                                                                     heldout) -> None:
+def test_a_bfloat16_language_model_gives_the_same_captions_as_float32(
+    world_dir: Path, cache_dir: Path, heldout
+) -> None:
     """The condition for `auto` running GPT-2 in bfloat16 on CPUs with native bf16: no caption may change."""
     images = [h.image for h in heldout]
     reference = load_models(str(world_dir), device="cpu", dtype="float32", cache_dir=cache_dir / "float32")
@@ -153,8 +166,7 @@ def test_a_bfloat16_language_model_gives_the_same_captions_as_float32(world_dir:
 def test_a_linearized_language_model_keeps_gpt2s_checkpoint_layout(world_dir: Path) -> None:
     from vision.models.language_model import linearize
 
-    lm, _ = load_language_model(Ref.parse(f"local-dir:{world_dir / 'gpt2'}"), torch.device("cpu"),
-                                torch.float32)
+    lm, _ = load_language_model(Ref.parse(f"local-dir:{world_dir / 'gpt2'}"), torch.device("cpu"), torch.float32)
     before = {k: v.clone() for k, v in lm.state_dict().items()}
     tokens = torch.tensor([[1, 2, 3, 4]])
     with torch.inference_mode():

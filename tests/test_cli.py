@@ -47,8 +47,15 @@ def test_describe_json_and_a_bad_file_among_good_ones(world_dir: Path, heldout, 
 
 
 def test_evaluate_scores_the_world_captioner(world_dir: Path, figure) -> None:
-    result = clipchat("evaluate", "--models", str(world_dir), "--json", "--limit", "120",
-                      str(world_dir / "data" / "heldout" / "captions.jsonl"))
+    result = clipchat(
+        "evaluate",
+        "--models",
+        str(world_dir),
+        "--json",
+        "--limit",
+        "120",
+        str(world_dir / "data" / "heldout" / "captions.jsonl"),
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     figure("evaluate on 120 held-out: BLEU-4", report["bleu4"])
@@ -83,9 +90,9 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("command", "package"), [("train-captioner", "matplotlib"), ("evaluate", "pycocoevalcap")])
-def test_training_commands_say_how_to_install_their_extra(command: str, package: str, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_training_commands_say_how_to_install_their_extra(
+    command: str, package: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The bot's install leaves training out; its commands then say what to install, before loading anything."""
     import importlib.util
 

@@ -26,8 +26,10 @@ from vision.models.language_model import stop_token_ids
 PREFIX_LENGTH = 10  # ClipCap's MLP setting, and its COCO checkpoint's
 CLIP_DIM = 512  # OpenAI ViT-B/32, which the published checkpoints were trained on
 MAX_TOKENS = 30
-WORDS = ("a man riding a horse on a beach . two dogs play with a ball in the park . a plate of food on a table . "
-         "a red bus parked next to a building . people standing in a kitchen .")
+WORDS = (
+    "a man riding a horse on a beach . two dogs play with a ball in the park . a plate of food on a table . "
+    "a red bus parked next to a building . people standing in a kitchen ."
+)
 
 
 class ClipCapMLP(nn.Module):
@@ -78,15 +80,24 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Cl
 
     folder = tmp_path_factory.mktemp("clipcap")
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([WORDS], vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"],
-                            show_progress=False)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>",
-                                        eos_token="<|endoftext|>", unk_token="<|endoftext|>")
+    bpe.train_from_iterator(
+        [WORDS], vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"], show_progress=False
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>"
+    )
     # A wide initialisation gives peaked logits, so the argmax never hangs on float rounding between
     # the cached and the uncached computation.
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=64, n_layer=2, n_head=4,
-                        initializer_range=0.4, bos_token_id=tokenizer.eos_token_id,
-                        eos_token_id=tokenizer.eos_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=64,
+        n_embd=64,
+        n_layer=2,
+        n_head=4,
+        initializer_range=0.4,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     stock = GPT2LMHeadModel(config).eval()  # what the checkpoint's GPT-2 was fine-tuned from
     stock.save_pretrained(folder / "gpt2")
@@ -106,8 +117,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Cl
 
 def test_the_clipcap_layout_captions_token_for_token_like_the_papers_decoding(checkpoint) -> None:
     path, gpt2, reference = checkpoint
-    captioner = load_clipcap_checkpoint(Ref("local-dir", str(path)), Ref("local-dir", str(gpt2)),
-                                        torch.device("cpu"), torch.float32)
+    captioner = load_clipcap_checkpoint(
+        Ref("local-dir", str(path)), Ref("local-dir", str(gpt2)), torch.device("cpu"), torch.float32
+    )
     assert captioner.config.prefix_length == PREFIX_LENGTH and captioner.config.clip_dim == CLIP_DIM
     assert not captioner.config.normalize_prefix  # ClipCap fed raw CLIP vectors
     torch.manual_seed(2)

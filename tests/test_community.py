@@ -26,8 +26,14 @@ async def last_reply_after(telegram, chat_id: int, count: int) -> str:
 
 
 async def test_daily_budgets_are_told_once_and_spare_operators(start_bot, telegram, bot_settings, understood):
-    settings = bot_settings.model_copy(update={"daily_photos_per_user": 2, "daily_questions_per_user": 1,
-                                               "daily_photos_per_group": 3, "admin_ids": [OPERATOR]})
+    settings = bot_settings.model_copy(
+        update={
+            "daily_photos_per_user": 2,
+            "daily_questions_per_user": 1,
+            "daily_photos_per_group": 3,
+            "admin_ids": [OPERATOR],
+        }
+    )
     app = await start_bot(settings)
     alice, chat = user(1), private(1)
     for number in range(2):
@@ -70,8 +76,9 @@ async def _equals(count, expected: int) -> bool:
     return await count == expected
 
 
-async def test_operators_allow_and_ban_people_and_it_outlives_a_restart(start_bot, telegram, bot_settings, understood,
-                                                                        caplog):
+async def test_operators_allow_and_ban_people_and_it_outlives_a_restart(
+    start_bot, telegram, bot_settings, understood, caplog
+):
     caplog.set_level(logging.INFO, logger="bot.adapter.application")  # where refusals are logged
     settings = bot_settings.model_copy(update={"allowed_users": [1], "admin_ids": [OPERATOR]})
     app = await start_bot(settings)
@@ -132,8 +139,9 @@ async def test_counts_taken_at_once_are_never_lost(sessions) -> None:
     from storage import use, write_with_retry
 
     day = date(2026, 12, 1)
-    counts = await asyncio.gather(*[write_with_retry(sessions, lambda session: use(session, "user", 7, day, "photos"))
-                                    for _ in range(12)])
+    counts = await asyncio.gather(
+        *[write_with_retry(sessions, lambda session: use(session, "user", 7, day, "photos")) for _ in range(12)]
+    )
     assert sorted(counts) == list(range(1, 13))
 
 

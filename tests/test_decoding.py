@@ -10,25 +10,29 @@ from vision.decoding.guided import Guided
 from vision.decoding.strategies import STRATEGIES, BeamSearch, Greedy, NucleusSampling
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"method": "telepathy"},
-    {"method": "greedy", "beam_size": 3},
-    {"method": "greedy", "top_p": 0.9},
-    {"method": "beam", "temperature": 0.7},
-    {"method": "sample", "guided_top_k": 10},
-    {"method": "greedy", "num_candidates": 3},
-    {"method": "guided", "num_candidates": 2},
-    {"method": "beam", "beam_size": 2, "num_candidates": 3},
-    {"method": "sample", "top_p": 0.0},
-    {"method": "sample", "top_p": 1.5},
-    {"method": "sample", "temperature": 0},
-    {"method": "guided", "guided_plausibility": 1.5},
-    {"method": "greedy", "guided_plausibility": 0.1},
-    {"max_tokens": 0},
-    {"num_candidates": 0},
-    {"num_candidates": 2},  # several candidates need a method that makes them
-    {"beam_size": 3},  # a method's parameter without the method
-], ids=lambda kwargs: ",".join(f"{k}={v}" for k, v in kwargs.items()))
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"method": "telepathy"},
+        {"method": "greedy", "beam_size": 3},
+        {"method": "greedy", "top_p": 0.9},
+        {"method": "beam", "temperature": 0.7},
+        {"method": "sample", "guided_top_k": 10},
+        {"method": "greedy", "num_candidates": 3},
+        {"method": "guided", "num_candidates": 2},
+        {"method": "beam", "beam_size": 2, "num_candidates": 3},
+        {"method": "sample", "top_p": 0.0},
+        {"method": "sample", "top_p": 1.5},
+        {"method": "sample", "temperature": 0},
+        {"method": "guided", "guided_plausibility": 1.5},
+        {"method": "greedy", "guided_plausibility": 0.1},
+        {"max_tokens": 0},
+        {"num_candidates": 0},
+        {"num_candidates": 2},  # several candidates need a method that makes them
+        {"beam_size": 3},  # a method's parameter without the method
+    ],
+    ids=lambda kwargs: ",".join(f"{k}={v}" for k, v in kwargs.items()),
+)
 def test_bad_combinations_are_rejected(kwargs: dict) -> None:
     with pytest.raises(InvalidConfig):
         DecodingOptions(**kwargs)

@@ -21,10 +21,17 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 def test_env_example_documents_every_setting_with_its_default() -> None:
     from bot.ops.env_example import env_example
 
-    assert (DEPLOY / ".env.example").read_text() == env_example() + "\n", "run: clipchat env-example > deploy/.env.example"
+    assert (DEPLOY / ".env.example").read_text() == env_example() + "\n", (
+        "run: clipchat env-example > deploy/.env.example"
+    )
     text = env_example()
-    for variable, default in (("CLIPCHAT_USER_QUEUE", "16"), ("DATABASE_URL", ""), ("CLIPCHAT_DTYPE", "auto"),
-                              ("CLIPCHAT_RETENTION_DAYS", "90"), ("CLIPCHAT_LOCAL_MODE", "false")):
+    for variable, default in (
+        ("CLIPCHAT_USER_QUEUE", "16"),
+        ("DATABASE_URL", ""),
+        ("CLIPCHAT_DTYPE", "auto"),
+        ("CLIPCHAT_RETENTION_DAYS", "90"),
+        ("CLIPCHAT_LOCAL_MODE", "false"),
+    ):
         assert f"# {variable}={default}\n" in text
 
 
@@ -36,15 +43,21 @@ def test_every_command_the_docs_name_exists() -> None:
 
     parser = build_parser()
     commands = set(parser._subparsers._group_actions[0].choices)
-    texts = [(DEPLOY / ".env.example").read_text(), (DEPLOY.parent / "README.md").read_text(),
-             (DEPLOY / "README.md").read_text()]
+    texts = [
+        (DEPLOY / ".env.example").read_text(),
+        (DEPLOY.parent / "README.md").read_text(),
+        (DEPLOY / "README.md").read_text(),
+    ]
     named = {m.group(1) for text in texts for m in re.finditer(r"`clipchat ([a-z][a-z-]*)", text)}
     assert named and named <= commands, named - commands
     for text in texts:
         for flags in re.findall(r"`clipchat ([a-z][a-z-]*(?: [a-z-]+)*(?: --[a-z-]+)+)", text):
             command, *rest = flags.split()
-            options = {option for action in parser._subparsers._group_actions[0].choices[command]._actions
-                       for option in action.option_strings}
+            options = {
+                option
+                for action in parser._subparsers._group_actions[0].choices[command]._actions
+                for option in action.option_strings
+            }
             assert {word for word in rest if word.startswith("--")} <= options, flags
 
 
@@ -63,7 +76,10 @@ def test_compose_runs_the_bot_beside_postgresql_with_named_volumes() -> None:
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     bot, db = compose["services"]["bot"], compose["services"]["db"]
     assert bot["depends_on"]["db"]["condition"] == "service_healthy" and "healthcheck" in db
-    assert bot["environment"]["DATABASE_URL"].startswith("postgresql://") and "@db:5432/" in bot["environment"]["DATABASE_URL"]
+    assert (
+        bot["environment"]["DATABASE_URL"].startswith("postgresql://")
+        and "@db:5432/" in bot["environment"]["DATABASE_URL"]
+    )
     used = {mount.split(":")[0] for service in compose["services"].values() for mount in service.get("volumes", [])}
     assert used <= set(compose["volumes"])
     assert (DEPLOY / bot["build"]["dockerfile"].removeprefix("deploy/")).is_file()
@@ -90,15 +106,23 @@ def test_docker_compose_config_validates_with_and_without_ray(tmp_path: Path) ->
     environment = {key: value for key, value in os.environ.items() if key != "POSTGRES_PASSWORD"}
 
     def config(*files: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*compose, *(f"--file={name}" for name in files), "config", "--services"],
-                              cwd=deploy, capture_output=True, text=True, timeout=60, env=environment)
+        return subprocess.run(
+            [*compose, *(f"--file={name}" for name in files), "config", "--services"],
+            cwd=deploy,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=environment,
+        )
 
     refused = config("docker-compose.yml")
     assert refused.returncode != 0 and "set POSTGRES_PASSWORD in deploy/.env" in refused.stderr
     with open(deploy / ".env", "a") as env_file:
         env_file.write("POSTGRES_PASSWORD=0123456789abcdef\n")
-    for files, expected in ((("docker-compose.yml",), {"bot", "db"}),
-                            (("docker-compose.yml", "docker-compose.ray.yml"), {"bot", "db", "vision"})):
+    for files, expected in (
+        (("docker-compose.yml",), {"bot", "db"}),
+        (("docker-compose.yml", "docker-compose.ray.yml"), {"bot", "db", "vision"}),
+    ):
         result = config(*files)
         assert result.returncode == 0, result.stderr
         assert set(result.stdout.split()) == expected
@@ -157,13 +181,20 @@ def test_the_docker_command_keeps_data_and_models_in_named_volumes() -> None:
 def test_the_image_defaults_keep_sqlite_in_data_and_read_the_token_from_a_secret_file(tmp_path: Path) -> None:
     """The image's ENV, with /data and /cache as two folders here: no DATABASE_URL puts SQLite in /data."""
     stage = (DEPLOY / "Dockerfile").read_text().split("AS runtime-base", 1)[1].split("\nFROM ", 1)[0]
-    settings = dict(pair.split("=", 1) for instruction in re.findall(r"^ENV ((?:.*\\\n)*.*)$", stage, re.M)
-                    for pair in instruction.replace("\\\n", " ").split())
+    settings = dict(
+        pair.split("=", 1)
+        for instruction in re.findall(r"^ENV ((?:.*\\\n)*.*)$", stage, re.M)
+        for pair in instruction.replace("\\\n", " ").split()
+    )
     volumes = {"/data": tmp_path / "data", "/cache": tmp_path / "cache"}
     for folder in volumes.values():
         folder.mkdir()  # the image makes both, owned by its user
-    mapped = {name: str(volumes[value[:len(volume)]]) + value[len(volume):] for name, value in settings.items()
-              for volume in volumes if value == volume or value.startswith(volume + "/")}
+    mapped = {
+        name: str(volumes[value[: len(volume)]]) + value[len(volume) :]
+        for name, value in settings.items()
+        for volume in volumes
+        if value == volume or value.startswith(volume + "/")
+    }
     assert {"XDG_DATA_HOME", "CLIPCHAT_STATE_DIR", "HF_HOME", "CLIPCHAT_CACHE_DIR"} <= set(mapped), settings
     secret = tmp_path / "telegram_bot_token"
     secret.write_text(BOT_TOKEN + "\n")
@@ -193,21 +224,33 @@ def test_docker_compose_up_from_the_root_needs_no_f(tmp_path: Path) -> None:
     deploy = tmp_path / "deploy"
     shutil.copytree(DEPLOY, deploy)
     shutil.copy(deploy / ".env.example", deploy / ".env")
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in {"POSTGRES_PASSWORD", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME"}
-                   and not key.startswith("CLIPCHAT_IMAGE_")}
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"POSTGRES_PASSWORD", "COMPOSE_FILE", "COMPOSE_PROJECT_NAME"}
+        and not key.startswith("CLIPCHAT_IMAGE_")
+    }
 
     def config(*args: str, **extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*compose, "config", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                              env={**environment, **extra})
+        return subprocess.run(
+            [*compose, "config", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**environment, **extra},
+        )
 
     refused = config("--services")
     assert refused.returncode != 0 and "set POSTGRES_PASSWORD in deploy/.env" in refused.stderr
     with open(deploy / ".env", "a") as env_file:
         env_file.write("POSTGRES_PASSWORD=0123456789abcdef\n")
     image = release_workflow()["env"]["IMAGE"]
-    for extra, tag, target in (({}, "latest-cpu", "cpu"), ({"CLIPCHAT_IMAGE_TARGET": "cuda"}, "latest-cuda", "cuda"),
-                               ({"CLIPCHAT_IMAGE_VERSION": "0.1.0"}, "0.1.0-cpu", "cpu")):
+    for extra, tag, target in (
+        ({}, "latest-cpu", "cpu"),
+        ({"CLIPCHAT_IMAGE_TARGET": "cuda"}, "latest-cuda", "cuda"),
+        ({"CLIPCHAT_IMAGE_VERSION": "0.1.0"}, "0.1.0-cpu", "cpu"),
+    ):
         result = config("--format", "json", **extra)
         assert result.returncode == 0, result.stderr
         project = json.loads(result.stdout)
@@ -217,15 +260,25 @@ def test_docker_compose_up_from_the_root_needs_no_f(tmp_path: Path) -> None:
         assert Path(bot["build"]["context"]) == tmp_path and bot["build"]["dockerfile"] == "deploy/Dockerfile"
         assert bot["environment"]["DATABASE_URL"] == "postgresql://clipchat:0123456789abcdef@db:5432/clipchat"
         assert {volume["name"] for volume in project["volumes"].values()} == {
-            "clipchat_models", "clipchat_state", "clipchat_pgdata"}
+            "clipchat_models",
+            "clipchat_state",
+            "clipchat_pgdata",
+        }
 
 
 def test_one_image_name_everywhere() -> None:
     """The name the release pushes is the one every document and compose file pulls."""
     image = release_workflow()["env"]["IMAGE"]
     assert image == image.lower() and image.startswith("ghcr.io/")
-    files = [ROOT / "README.md", ROOT / "CHANGELOG.md", DEPLOY / "README.md", DEPLOY / "Dockerfile",
-             DEPLOY / "docker-compose.yml", RAY_COMPOSE, RELEASE]
+    files = [
+        ROOT / "README.md",
+        ROOT / "CHANGELOG.md",
+        DEPLOY / "README.md",
+        DEPLOY / "Dockerfile",
+        DEPLOY / "docker-compose.yml",
+        RAY_COMPOSE,
+        RELEASE,
+    ]
     tags = set()
     for path in files:
         text = path.read_text()
@@ -268,8 +321,9 @@ def test_the_release_workflow_pushes_both_images_with_semver_tags() -> None:
 
 def release_gate() -> str:
     """The release's first step: the tag must be pyproject.toml's version, with a CHANGELOG.md section."""
-    (gate,) = [step["run"] for step in release_workflow()["jobs"]["test"]["steps"]
-               if "CHANGELOG" in step.get("name", "")]
+    (gate,) = [
+        step["run"] for step in release_workflow()["jobs"]["test"]["steps"] if "CHANGELOG" in step.get("name", "")
+    ]
     return gate
 
 
@@ -279,8 +333,14 @@ def test_a_release_tag_must_match_the_version_and_the_changelog(tmp_path: Path) 
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
     def gate(tag: str, root: Path = ROOT) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", "-e", "-c", release_gate()], cwd=root, capture_output=True, text=True,
-                              timeout=60, env={**os.environ, "GITHUB_REF_NAME": tag})
+        return subprocess.run(
+            ["bash", "-e", "-c", release_gate()],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "GITHUB_REF_NAME": tag},
+        )
 
     assert gate(f"v{version}").returncode == 0, gate(f"v{version}").stdout
     wrong = gate("v99.0.0")
@@ -320,8 +380,11 @@ def test_the_workflows_pass_actionlint_and_a_broken_one_does_not(tmp_path: Path)
     broken.parent.mkdir(parents=True)
     text = RELEASE.read_text()
     assert "target: ${{ matrix.target }}" in text and "          images: ${{ env.IMAGE }}" in text
-    broken.write_text(text.replace("target: ${{ matrix.target }}", "target: ${{ matrix.targets }}")
-                      .replace("          images: ${{ env.IMAGE }}", "          image: ${{ env.IMAGE }}"))
+    broken.write_text(
+        text.replace("target: ${{ matrix.target }}", "target: ${{ matrix.targets }}").replace(
+            "          images: ${{ env.IMAGE }}", "          image: ${{ env.IMAGE }}"
+        )
+    )
     result = actionlint(broken, cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert 'property "targets" is not defined' in result.stdout, result.stdout
@@ -411,20 +474,38 @@ def unit_directives(path: Path) -> dict[str, list[str]]:
 
 def test_the_systemd_unit_sandboxes_the_bot() -> None:
     unit = unit_directives(DEPLOY / "clipchat.service")
-    expected = {"ProtectKernelTunables": "true", "ProtectKernelModules": "true", "ProtectKernelLogs": "true",
-                "ProtectControlGroups": "true", "ProtectClock": "true", "ProtectHostname": "true",
-                "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6", "CapabilityBoundingSet": "",
-                "AmbientCapabilities": "", "SystemCallFilter": "@system-service", "SystemCallArchitectures": "native",
-                "LockPersonality": "true", "RestrictNamespaces": "true", "RestrictRealtime": "true",
-                "RestrictSUIDSGID": "true", "PrivateDevices": "true", "UMask": "0077", "NoNewPrivileges": "true"}
+    expected = {
+        "ProtectKernelTunables": "true",
+        "ProtectKernelModules": "true",
+        "ProtectKernelLogs": "true",
+        "ProtectControlGroups": "true",
+        "ProtectClock": "true",
+        "ProtectHostname": "true",
+        "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+        "CapabilityBoundingSet": "",
+        "AmbientCapabilities": "",
+        "SystemCallFilter": "@system-service",
+        "SystemCallArchitectures": "native",
+        "LockPersonality": "true",
+        "RestrictNamespaces": "true",
+        "RestrictRealtime": "true",
+        "RestrictSUIDSGID": "true",
+        "PrivateDevices": "true",
+        "UMask": "0077",
+        "NoNewPrivileges": "true",
+    }
     for key, value in expected.items():
         assert value in unit.get(key, []), f"{key}={value} missing (has {unit.get(key)})"
     assert re.fullmatch(r"\d+[KMGT]", unit["MemoryMax"][-1]), unit.get("MemoryMax")
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         return
-    result = subprocess.run([analyze, "security", "--offline=yes", str(DEPLOY / "clipchat.service")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [analyze, "security", "--offline=yes", str(DEPLOY / "clipchat.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     score = re.search(r"Overall exposure level for clipchat.service: ([\d.]+)", result.stdout)
     assert score, result.stdout + result.stderr
     assert float(score.group(1)) <= 3.0, result.stdout  # "OK"; the unit shipped before this scored 8.5
@@ -432,19 +513,30 @@ def test_the_systemd_unit_sandboxes_the_bot() -> None:
 
 def doctor(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPCHAT_", "TELEGRAM_", "DATABASE_"))}
-    return subprocess.run([*command(), "doctor", *args], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                          env={**clean, "HF_HUB_OFFLINE": "1", "CLIPCHAT_STATE_DIR": str(tmp_path), **env})
+    return subprocess.run(
+        [*command(), "doctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**clean, "HF_HUB_OFFLINE": "1", "CLIPCHAT_STATE_DIR": str(tmp_path), **env},
+    )
 
 
 def test_doctor_says_what_to_fix(tmp_path: Path, world_dir: Path) -> None:
-    broken = doctor(tmp_path=tmp_path, TELEGRAM_BOT_TOKEN="not-a-token",
-                    DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
+    broken = doctor(
+        tmp_path=tmp_path, TELEGRAM_BOT_TOKEN="not-a-token", DATABASE_URL="postgresql://nobody@127.0.0.1:1/none"
+    )
     assert broken.returncode == 1
     assert "✗ token: The bot token in TELEGRAM_BOT_TOKEN does not look like one" in broken.stdout
     assert "✗ database: postgresql+asyncpg://nobody@127.0.0.1:1/none" in broken.stdout
     assert "not-a-token" not in broken.stdout
-    healthy = doctor(tmp_path=tmp_path, TELEGRAM_BOT_TOKEN=BOT_TOKEN, CLIPCHAT_MODELS=str(world_dir),
-                     DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}")
+    healthy = doctor(
+        tmp_path=tmp_path,
+        TELEGRAM_BOT_TOKEN=BOT_TOKEN,
+        CLIPCHAT_MODELS=str(world_dir),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+    )
     assert healthy.returncode == 0, healthy.stdout
     assert "✓ token: well-formed, for bot id 123456789" in healthy.stdout and BOT_TOKEN not in healthy.stdout
     assert "! database:" in healthy.stdout and "clipchat db upgrade" in healthy.stdout  # a fresh file: no schema

@@ -27,23 +27,27 @@ from tests.world.scenes import SHAPES
 
 def facts(models, held) -> PhotoFacts:
     vector = models.encoder.embed_images([held.image])[0].cpu().numpy()
-    return PhotoFacts(held.scene.caption, (Tag(held.scene.colour, 0.9), Tag(held.scene.shape, 0.8)), vector,
-                      models.encoder.identity)
+    return PhotoFacts(
+        held.scene.caption, (Tag(held.scene.colour, 0.9), Tag(held.scene.shape, 0.8)), vector, models.encoder.identity
+    )
 
 
-@pytest.mark.parametrize(("question", "kind", "subject"), [
-    ("What colour is the circle?", "colour", "circle"),
-    ("what color is it?", "colour", None),
-    ("Is there a dog?", "presence", "dog"),
-    ("Are there any cats in the photo?", "presence", "cats"),
-    ("Do you see a red star?", "presence", "red star"),
-    ("What animal is this?", "identify", "animal"),
-    ("What kind of food is that?", "identify", "food"),
-    ("Where is this?", "identify", "place"),
-    ("How many circles are there?", "count", "circles"),
-    ("What's the mood of this picture?", "mood", None),
-    ("Write a poem about it", "open", None),
-])
+@pytest.mark.parametrize(
+    ("question", "kind", "subject"),
+    [
+        ("What colour is the circle?", "colour", "circle"),
+        ("what color is it?", "colour", None),
+        ("Is there a dog?", "presence", "dog"),
+        ("Are there any cats in the photo?", "presence", "cats"),
+        ("Do you see a red star?", "presence", "red star"),
+        ("What animal is this?", "identify", "animal"),
+        ("What kind of food is that?", "identify", "food"),
+        ("Where is this?", "identify", "place"),
+        ("How many circles are there?", "count", "circles"),
+        ("What's the mood of this picture?", "mood", None),
+        ("Write a poem about it", "open", None),
+    ],
+)
 def test_questions_are_routed_to_what_can_answer_them(question: str, kind: str, subject: str | None) -> None:
     route = route_question(question)
     assert (route.kind, route.subject) == (kind, subject)
@@ -181,15 +185,19 @@ async def test_a_stored_thread_feeds_the_dialogue(sessions, world_models, heldou
     held = heldout[5]
     image_facts = facts(world_models, held)
     async with sessions() as session:
-        record = await save_image(session, NewImage(
-            chat_id=7, sender_id=7, message_id=1, file_id="f", file_unique_id="u", facts=image_facts))
+        record = await save_image(
+            session, NewImage(chat_id=7, sender_id=7, message_id=1, file_id="f", file_unique_id="u", facts=image_facts)
+        )
         await add_turn(session, 7, 7, "assistant", held.scene.caption, image_id=record.id)
         await session.commit()
         stored = await image_under_discussion(session, 7, 7)
         turns = await recent_turns(session, 7, 7)
     conversation = Conversation(stored.facts(), tuple((turn.role, turn.text) for turn in turns))
     assert (stored.facts().caption, stored.facts().tags, stored.facts().model) == (
-        image_facts.caption, image_facts.tags, image_facts.model)  # what vision made is what storage gives back
+        image_facts.caption,
+        image_facts.tags,
+        image_facts.model,
+    )  # what vision made is what storage gives back
     assert np.allclose(stored.facts().embedding, image_facts.embedding, atol=1e-3)  # kept as float16
     reply = answer(world_models, conversation, "what colour is it?")
     assert conversation.turns == (("assistant", held.scene.caption),)

@@ -15,9 +15,11 @@ async def test_json_form_and_multipart_bodies_are_all_understood(telegram) -> No
     form = aiohttp.FormData({"chat_id": "5", "text": "multipart", "reply_markup": markup})
     form._is_multipart = True
     async with aiohttp.ClientSession() as http:
-        for body in ({"json": {"chat_id": 5, "text": "json"}},
-                     {"data": {"chat_id": "5", "text": "form", "reply_markup": markup}},
-                     {"data": form}):
+        for body in (
+            {"json": {"chat_id": 5, "text": "json"}},
+            {"data": {"chat_id": "5", "text": "form", "reply_markup": markup}},
+            {"data": form},
+        ):
             async with http.post(url, **body) as response:
                 assert (await response.json())["ok"] is True
         async with http.post(f"{telegram.base_url}wrong:token/getMe") as response:
@@ -32,15 +34,18 @@ async def test_what_telegram_refuses_is_refused(telegram) -> None:
     """4,096 UTF-16 units of text, 1,024 of caption (as shown, after Markdown), and legacy Markdown that parses."""
     telegram.message(private(6), None, text="hello")
     url = f"{telegram.base_url}{BOT_TOKEN}"
-    cases = [("sendMessage", {"text": "🎨" * 2048}, True), ("sendMessage", {"text": "🎨" * 2049}, False),
-             ("sendMessage", {"text": "   "}, False),
-             ("sendPhoto", {"photo": "f", "caption": "🎨" * 512}, True),
-             ("sendPhoto", {"photo": "f", "caption": "🎨" * 513}, False),
-             ("sendMessage", {"text": "*bold* _it_ `code` [a](http://x) snake\\_case", "parse_mode": "Markdown"}, True),
-             ("sendMessage", {"text": "I'm *clipchat", "parse_mode": "Markdown"}, False),
-             ("sendMessage", {"text": "[a] *b* [c](http://x", "parse_mode": "Markdown"}, True),
-             ("sendMessage", {"text": "*" + "🎨" * 2048 + "*", "parse_mode": "Markdown"}, True),
-             ("sendMessage", {"text": "I'm *clipchat"}, True)]  # plain text may hold any star
+    cases = [
+        ("sendMessage", {"text": "🎨" * 2048}, True),
+        ("sendMessage", {"text": "🎨" * 2049}, False),
+        ("sendMessage", {"text": "   "}, False),
+        ("sendPhoto", {"photo": "f", "caption": "🎨" * 512}, True),
+        ("sendPhoto", {"photo": "f", "caption": "🎨" * 513}, False),
+        ("sendMessage", {"text": "*bold* _it_ `code` [a](http://x) snake\\_case", "parse_mode": "Markdown"}, True),
+        ("sendMessage", {"text": "I'm *clipchat", "parse_mode": "Markdown"}, False),
+        ("sendMessage", {"text": "[a] *b* [c](http://x", "parse_mode": "Markdown"}, True),
+        ("sendMessage", {"text": "*" + "🎨" * 2048 + "*", "parse_mode": "Markdown"}, True),
+        ("sendMessage", {"text": "I'm *clipchat"}, True),
+    ]  # plain text may hold any star
     async with aiohttp.ClientSession() as http:
         for method, params, accepted in cases:
             async with http.post(f"{url}/{method}", json={"chat_id": 6, **params}) as response:

@@ -77,8 +77,9 @@ async def test_crafted_images_get_an_answer_or_a_polite_refusal(start_bot, teleg
             tries.append(Try(chat["id"], message["message_id"], answer=kind in DECODABLE))
         for attempt in tries:
             await telegram.wait_replies(attempt.chat_id, 1, timeout=120)
-    row = await account("crafted images (16-bit, RGBA, palette, bomb, cut, PDF)", telegram, sessions_of(app),
-                        tries, watch)
+    row = await account(
+        "crafted images (16-bit, RGBA, palette, bomb, cut, PDF)", telegram, sessions_of(app), tries, watch
+    )
     assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
     assert row.peak_rss_mb < 1024
     assert NO_LEAK not in watch.text()
@@ -91,8 +92,9 @@ async def _album_burst(telegram, files: dict[str, bytes], senders: int, photos: 
         chat, person = private(9000 + sender), user(9000 + sender)
         first = None
         for number in range(photos):
-            message = send_document(telegram, chat, person, files[KINDS[(sender + number) % len(KINDS)]],
-                                    media_group_id=f"burst-{sender}")
+            message = send_document(
+                telegram, chat, person, files[KINDS[(sender + number) % len(KINDS)]], media_group_id=f"burst-{sender}"
+            )
             first = first or message
         tries.append(Try(chat["id"], first["message_id"], answer=True))
     for attempt in tries:
@@ -107,8 +109,9 @@ async def test_a_hostile_album_burst_stays_within_a_gigabyte(start_bot, telegram
     files = {kind: crafted(kind, side=3000) for kind in KINDS}
     with Watch() as watch:
         tries = await _album_burst(telegram, files, senders=20, photos=10)
-    row = await account("hostile album burst, test world (20 x 10 crafted files)", telegram, sessions_of(app),
-                        tries, watch)
+    row = await account(
+        "hostile album burst, test world (20 x 10 crafted files)", telegram, sessions_of(app), tries, watch
+    )
     assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
     assert row.peak_rss_mb < 1024
 
@@ -125,8 +128,9 @@ async def test_a_hostile_album_burst_on_full_size_models(telegram, bot_settings,
     models = build_models("cpu", torch.float32, tags=False)
     # A slice of the everyday vocabulary: its full 4,000 labels take two minutes of CLIP text passes here
     everyday = load_vocabulary("everyday")
-    models.tagger = ZeroShotTagger(models.encoder, type(everyday)(tuple(
-        (name, labels[:20]) for name, labels in everyday.sections)))
+    models.tagger = ZeroShotTagger(
+        models.encoder, type(everyday)(tuple((name, labels[:20]) for name, labels in everyday.sections))
+    )
     storage = StorageSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'full.db'}")
     app = build_application(bot_settings, storage_settings=storage, models=models)
     await app.initialize()
@@ -138,8 +142,9 @@ async def test_a_hostile_album_burst_on_full_size_models(telegram, bot_settings,
         await warmed_up(telegram, Image.new("RGB", (640, 480), "orange"))
         with Watch() as watch:
             tries = await _album_burst(telegram, files, senders=20, photos=10)
-        row = await account("hostile album burst, ViT-B/32 + GPT-2 (20 x 10 crafted files)", telegram,
-                            sessions_of(app), tries, watch)
+        row = await account(
+            "hostile album burst, ViT-B/32 + GPT-2 (20 x 10 crafted files)", telegram, sessions_of(app), tries, watch
+        )
     finally:
         await app.updater.stop()
         await app.stop()
@@ -181,8 +186,7 @@ async def test_failed_downloads_are_explained(start_bot, telegram, bot_settings,
             telegram.push({"message": message})
             tries.append(Try(chat["id"], message["message_id"], answer=False))
         heard = [(await telegram.wait_replies(t.chat_id, 1, timeout=30))[0].text for t in tries]
-    row = await account("file downloads failing (404, hang, truncated body)", telegram, sessions_of(app), tries,
-                        watch)
+    row = await account("file downloads failing (404, hang, truncated body)", telegram, sessions_of(app), tries, watch)
     assert heard == [Unavailable.user_message, SLOW_DOWNLOAD, Unavailable.user_message]
     assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
 
@@ -287,8 +291,9 @@ async def plugged_postgres():
             await plug.close()
 
 
-async def test_the_database_killed_mid_write_and_restarted_loses_nothing(start_bot, telegram, understood,
-                                                                          plugged_postgres):
+async def test_the_database_killed_mid_write_and_restarted_loses_nothing(
+    start_bot, telegram, understood, plugged_postgres
+):
     """The database dies as the bot writes down its answers, and comes back 3 s later; then it stays down
     for a question, which is refused at once rather than after minutes."""
     from clipchat.errors import StorageDown
@@ -316,8 +321,9 @@ async def test_the_database_killed_mid_write_and_restarted_loses_nothing(start_b
         assert replies[-1].text == StorageDown.user_message
         assert time.monotonic() - started < 30
         plug.put_back()
-    row = await account("database killed mid-write, back 3 s later; then down", telegram, sessions_of(app), tries,
-                        watch)
+    row = await account(
+        "database killed mid-write, back 3 s later; then down", telegram, sessions_of(app), tries, watch
+    )
     assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
 
 
@@ -337,11 +343,13 @@ async def test_a_full_disk_under_sqlite_is_explained_and_serving_resumes(start_b
         connection.execute(f"PRAGMA max_page_count={pages}")
 
     # Small rows, appended until no page is left, so every table's pages are full: as on a disk with no space
-    fillers = ("INSERT INTO users (id, first_seen) VALUES (-1 - ?, '2026-01-01')",
-               "INSERT INTO chats (id, kind, first_seen) VALUES (-1 - ?, 'x', '2026-01-01')",
-               "INSERT INTO turns (chat_id, user_id, role, text, created_at) VALUES (-1, -1, 'u', ?, '2026-01-01')",
-               "INSERT INTO images (chat_id, message_id, file_id, file_unique_id, media_kind, caption, tags, embedding,"
-               " embedding_model, created_at) VALUES (-1, ?, '', '', '', '', '[]', x'', '', '2026-01-01')")
+    fillers = (
+        "INSERT INTO users (id, first_seen) VALUES (-1 - ?, '2026-01-01')",
+        "INSERT INTO chats (id, kind, first_seen) VALUES (-1 - ?, 'x', '2026-01-01')",
+        "INSERT INTO turns (chat_id, user_id, role, text, created_at) VALUES (-1, -1, 'u', ?, '2026-01-01')",
+        "INSERT INTO images (chat_id, message_id, file_id, file_unique_id, media_kind, caption, tags, embedding,"
+        " embedding_model, created_at) VALUES (-1, ?, '', '', '', '', '[]', x'', '', '2026-01-01')",
+    )
 
     def fill() -> int:
         writer = sqlite3.connect(path)  # foreign keys off, as sqlite3 opens it: filler rows need no owners
@@ -379,11 +387,13 @@ async def test_a_full_disk_under_sqlite_is_explained_and_serving_resumes(start_b
     assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
 
 
-async def test_a_flood_of_1000_updates_from_100_users_is_answered_in_full(start_bot, telegram, bot_settings,
-                                                                         understood):
+async def test_a_flood_of_1000_updates_from_100_users_is_answered_in_full(
+    start_bot, telegram, bot_settings, understood
+):
     """The fake server has no flood limit, so the bot's own rate limit is lifted to let the flood through."""
-    app = await start_bot(bot_settings.model_copy(update={"rate_limit_per_second": 1000,
-                                                          "rate_limit_per_group_minute": 1000}))
+    app = await start_bot(
+        bot_settings.model_copy(update={"rate_limit_per_second": 1000, "rate_limit_per_group_minute": 1000})
+    )
     tries = []
     with Watch() as watch:
         for person in range(100):
@@ -414,10 +424,12 @@ async def test_a_slow_bot_api_under_many_senders_drops_no_reply(start_bot, teleg
         for person in range(300):
             message = send_text(telegram, private(20_000 + person), user(20_000 + person), "/help")
             tries.append(Try(20_000 + person, message["message_id"], answer=False))
-        await telegram.wait_for(lambda: len(telegram.sent("sendMessage")) >= 300 or watch.tracebacks(),
-                                timeout=120, what="300 replies")
-    row = await account("a slow Bot API (1.5 s a send) and 300 senders at once", telegram, sessions_of(app), tries,
-                        watch)
+        await telegram.wait_for(
+            lambda: len(telegram.sent("sendMessage")) >= 300 or watch.tracebacks(), timeout=120, what="300 replies"
+        )
+    row = await account(
+        "a slow Bot API (1.5 s a send) and 300 senders at once", telegram, sessions_of(app), tries, watch
+    )
     assert (row.replies, row.lost, row.crashes) == (300, 0, 0), watch.tracebacks()
 
 

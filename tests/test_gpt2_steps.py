@@ -18,8 +18,11 @@ def models_and_raw(request, world_dir, cache_dir, heldout):
 
 
 def captions(captioner, raw: torch.Tensor, batch: int, options: DecodingOptions) -> list:
-    return [caption for start in range(0, len(raw), batch)
-            for [caption] in decode(captioner, raw[start:start + batch], options)]
+    return [
+        caption
+        for start in range(0, len(raw), batch)
+        for [caption] in decode(captioner, raw[start : start + batch], options)
+    ]
 
 
 def through_lean_steps(monkeypatch, captioner, raw, batch, options) -> list:
@@ -75,13 +78,15 @@ def test_only_a_plain_gpt2_in_inference_on_a_cpu_takes_the_lean_steps() -> None:
     eager = GPT2LMHeadModel(GPT2Config(**small, attn_implementation="eager")).eval()
     assert not Gpt2Steps.fits(eager)  # its softmax is not sdpa's: tokens could differ
     assert not Gpt2Steps.fits(GPT2LMHeadModel(GPT2Config(**small)).to("meta").eval())  # not on a CPU
-    llama = LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                         num_attention_heads=2, vocab_size=50)).eval()
+    llama = LlamaForCausalLM(
+        LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, vocab_size=50)
+    ).eval()
     assert not Gpt2Steps.fits(llama)
 
 
-@pytest.mark.parametrize("options", [{}, {"scale_attn_by_inverse_layer_idx": True}, {"n_head": 3},
-                                     {"scale_attn_weights": False}])
+@pytest.mark.parametrize(
+    "options", [{}, {"scale_attn_by_inverse_layer_idx": True}, {"n_head": 3}, {"scale_attn_weights": False}]
+)
 def test_gpt2_variants_step_to_forwards_logits(options: dict) -> None:
     """Attention scaled by layer, heads of 16 and 32 wide, unscaled attention: the model's own scale is used."""
     torch.manual_seed(0)

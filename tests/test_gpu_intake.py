@@ -113,7 +113,7 @@ def bogus_huffman_jpeg(image: Image.Image) -> bytes:
     """A header that reads fine, and a Huffman table no decoder accepts: it fails only when decoded."""
     data = bytearray(encode(image.resize((640, 640)), quality=90))
     table = data.find(b"\xff\xc4")
-    data[table + 5:table + 21] = b"\xff" * 16  # far more codes than 256
+    data[table + 5 : table + 21] = b"\xff" * 16  # far more codes than 256
     return bytes(data)
 
 
@@ -129,7 +129,7 @@ def test_photos_the_device_cannot_take_get_pillows_answer_in_the_same_batch(worl
         "cmyk": (cmyk_jpeg(other.image), "JPEG in CMYK"),
         "greyscale": (encode(other.image.resize((640, 640)).convert("L"), quality=90), "JPEG in L"),
         "exif_rotated": (rotated_jpeg(marked(other.image)), "EXIF orientation 6"),
-        "truncated": (truncated[:len(truncated) // 2], "no end-of-image marker"),
+        "truncated": (truncated[: len(truncated) // 2], "no end-of-image marker"),
         "bogus_huffman": (bogus_huffman_jpeg(other.image), DeferredJpeg),
         "good_again": (telegram_jpeg(other.image), DeferredJpeg),
     }
@@ -151,9 +151,13 @@ def test_photos_the_device_cannot_take_get_pillows_answer_in_the_same_batch(worl
         assert top_tag(results[name]) == top_tag(expected), name
     # the photo stood upright, as Pillow stands it, not lying on its side
     upright, sideways = marked(other.image), marked(other.image).transpose(Image.Transpose.ROTATE_90)
-    [rotated, upright, sideways] = intake.decode([intake.prepare(cases["exif_rotated"][0]),
-                                                  intake.prepare(encode(upright, quality=90)),
-                                                  intake.prepare(encode(sideways, quality=90))])
+    [rotated, upright, sideways] = intake.decode(
+        [
+            intake.prepare(cases["exif_rotated"][0]),
+            intake.prepare(encode(upright, quality=90)),
+            intake.prepare(encode(sideways, quality=90)),
+        ]
+    )
     assert (rotated.float() - upright.float()).abs().mean() < 3 < (rotated.float() - sideways.float()).abs().mean()
 
 
@@ -183,13 +187,18 @@ async def test_the_bot_decodes_on_the_device_and_refuses_only_the_bad_photo_of_a
     """The bot's own path (LocalModels over a ModelEngine with a device intake, as CLIPCHAT_JPEG_ON_DEVICE
     makes on a GPU): three people's photos share a batch, two are described as Pillow describes them, and
     the one whose data is damaged past its header gets the polite refusal, alone."""
-    photos = [telegram_jpeg(understood[0].image), encode(understood[1].image.resize((640, 640)), "PNG"),
-              bogus_huffman_jpeg(understood[2].image)]
-    local = LocalModels(ModelEngine(world_models, intake=DeviceIntake(world_models.encoder, device="cpu")),
-                        max_wait=10, timeout=60)  # a batch waits only while photos are still being read
+    photos = [
+        telegram_jpeg(understood[0].image),
+        encode(understood[1].image.resize((640, 640)), "PNG"),
+        bogus_huffman_jpeg(understood[2].image),
+    ]
+    local = LocalModels(
+        ModelEngine(world_models, intake=DeviceIntake(world_models.encoder, device="cpu")), max_wait=10, timeout=60
+    )  # a batch waits only while photos are still being read
     try:
-        good, png, bad = await asyncio.gather(*(local.describe(DescribeRequest(data)) for data in photos),
-                                              return_exceptions=True)
+        good, png, bad = await asyncio.gather(
+            *(local.describe(DescribeRequest(data)) for data in photos), return_exceptions=True
+        )
         assert local.batch_sizes("describe") == [3]
     finally:
         await local.close()

@@ -10,14 +10,19 @@ from clipchat.errors import InvalidConfig
 from vision import DecodingOptions, decode, load_models
 from vision.fast.graphs import BUCKETS, bucket
 
-GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA GPU; the CPU tests above "
-                                                               "check the same fixed-shape steps uncaptured")
+GPU = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="CUDA graphs need a CUDA GPU; the CPU tests above check the same fixed-shape steps uncaptured",
+)
 BATCHES = (1, 3, 5, 16, 240)  # 3, 5 and 240 are padded (to 4, 8 and 256); 240 is every held-out photo at once
 
 
 def tokens_by_batch(captioner, raw: torch.Tensor, batch: int, options: DecodingOptions) -> list[tuple[int, ...]]:
-    return [caption.tokens for start in range(0, len(raw), batch)
-            for [caption] in decode(captioner, raw[start:start + batch], options)]
+    return [
+        caption.tokens
+        for start in range(0, len(raw), batch)
+        for [caption] in decode(captioner, raw[start : start + batch], options)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +98,16 @@ def test_describe_with_graphs_says_what_it_says_without(float32_models, heldout)
     models, graphs = float32_models, DecodingOptions(graphs=True)
     pixels = models.encoder.preprocess_images([h.image for h in heldout[:40]])
     for batch in (3, 5):
-        eager = [facts for start in range(0, len(pixels), batch)
-                 for facts in models.describe_pixels(pixels[start:start + batch])]
-        static = [facts for start in range(0, len(pixels), batch)
-                  for facts in models.describe_pixels(pixels[start:start + batch], graphs)]
+        eager = [
+            facts
+            for start in range(0, len(pixels), batch)
+            for facts in models.describe_pixels(pixels[start : start + batch])
+        ]
+        static = [
+            facts
+            for start in range(0, len(pixels), batch)
+            for facts in models.describe_pixels(pixels[start : start + batch], graphs)
+        ]
         assert [f.caption for f in static] == [f.caption for f in eager]
         assert [[t.label for t in f.tags] for f in static] == [[t.label for t in f.tags] for f in eager]
         for a, b in zip(eager, static):  # a padded batch multiplies in other blocks: the last bits may differ
@@ -113,6 +124,7 @@ def test_the_auto_dtype_models_give_the_eager_tokens_too(world_models, heldout) 
 
 # --- on a GPU: the captured graphs, in the dtypes a GPU runs ---------------------------------------------------
 
+
 @GPU
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_cuda_graphs_give_the_eager_tokens_on_every_heldout_photo(world_dir, cache_dir, heldout, dtype: str) -> None:
@@ -128,10 +140,16 @@ def test_cuda_graphs_give_the_eager_tokens_on_every_heldout_photo(world_dir, cac
     decoders = _DECODERS[models.captioner].decoders
     assert decoders and all(d.graph is not None for d in decoders.values())  # captured, not run eagerly
     for batch in (1, 5, 64):  # end to end, CLIP's tower captured as well
-        eager = [f.caption for start in range(0, len(pixels), batch)
-                 for f in models.describe_pixels(pixels[start:start + batch])]
-        graphed = [f.caption for start in range(0, len(pixels), batch)
-                   for f in models.describe_pixels(pixels[start:start + batch], DecodingOptions(graphs=True))]
+        eager = [
+            f.caption
+            for start in range(0, len(pixels), batch)
+            for f in models.describe_pixels(pixels[start : start + batch])
+        ]
+        graphed = [
+            f.caption
+            for start in range(0, len(pixels), batch)
+            for f in models.describe_pixels(pixels[start : start + batch], DecodingOptions(graphs=True))
+        ]
         assert [i for i, (a, b) in enumerate(zip(eager, graphed)) if a != b] == [], (dtype, batch)
     towers = _TOWERS[models.encoder].towers
     assert towers and all(t.graph is not None for t in towers.values())

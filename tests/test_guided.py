@@ -35,18 +35,22 @@ def test_the_image_steers_the_words(guided_models, heldout) -> None:
     raw = guided_models.encoder.embed_images([h.image for h in sample], normalize=False)
     blind = guided_models.caption(raw, DecodingOptions(method="guided", guided_beta=0.0))
     seeing = guided_models.caption(raw, DecodingOptions(method="guided"))
+
     def right(captions):
         return sum(f"{h.scene.colour} {h.scene.shape}" in c[0].text for c, h in zip(captions, sample))
+
     assert right(seeing) >= right(blind) + 15
 
 
 def test_options_without_a_method_decode_the_captioners_own_way(guided_models, world_models, heldout) -> None:
     raw = guided_models.encoder.embed_images([h.image for h in heldout[:4]], normalize=False)
     short = DecodingOptions(max_tokens=12)
-    assert guided_models.caption(raw, short) == guided_models.caption(raw, DecodingOptions(method="guided",
-                                                                                           max_tokens=12))
-    assert world_models.caption(raw, short) == world_models.caption(raw, DecodingOptions(method="greedy",
-                                                                                         max_tokens=12))
+    assert guided_models.caption(raw, short) == guided_models.caption(
+        raw, DecodingOptions(method="guided", max_tokens=12)
+    )
+    assert world_models.caption(raw, short) == world_models.caption(
+        raw, DecodingOptions(method="greedy", max_tokens=12)
+    )
 
 
 def test_guided_mode_refuses_checkpoint_only_methods(guided_models, heldout) -> None:

@@ -23,8 +23,10 @@ def marked_messages() -> list[tuple[str | None, str | tuple[str, str], str]]:
     """(context, message, where) for every message babel.cfg's keywords mark in the source."""
     with (ROOT / "babel.cfg").open() as config:
         method_map, options_map = parse_mapping_cfg(config)
-    return [(context, message, f"{filename}:{line}")
-            for filename, line, message, _, context in extract_from_dir(str(ROOT), method_map, options_map)]
+    return [
+        (context, message, f"{filename}:{line}")
+        for filename, line, message, _, context in extract_from_dir(str(ROOT), method_map, options_map)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +56,16 @@ def test_every_marked_message_has_a_checked_translation_with_the_same_placeholde
 
 
 def test_telegram_language_tags_reach_the_catalog_that_covers_them() -> None:
-    assert [supported(tag) for tag in ("ru", "RU", "es-419", "zh-hans", "zh", "zh-hant", "zh_Hans", "en-GB")] == \
-        ["ru", "ru", "es", "zh_Hans", "zh_Hans", "zh_Hans", "zh_Hans", "en"]
+    assert [supported(tag) for tag in ("ru", "RU", "es-419", "zh-hans", "zh", "zh-hant", "zh_Hans", "en-GB")] == [
+        "ru",
+        "ru",
+        "es",
+        "zh_Hans",
+        "zh_Hans",
+        "zh_Hans",
+        "zh_Hans",
+        "en",
+    ]
     assert [supported(tag) for tag in ("fr", "pt-br", "xx", "", None)] == [None] * 5
     assert choose("es", "ru") == "es" and choose(None, "ru") == "ru" and choose(None, "fr") == "en"
     assert choose("auto", "fr") == "en"  # nothing usable: English
@@ -87,7 +97,8 @@ def note(language: str) -> str:
 
 
 async def test_each_reader_hears_the_bot_in_their_language_and_the_captions_stay_english(
-        start_bot, telegram, world_models, understood):
+    start_bot, telegram, world_models, understood
+):
     from tests.test_bot import caption_of
 
     await start_bot()
@@ -108,9 +119,10 @@ async def test_each_reader_hears_the_bot_in_their_language_and_the_captions_stay
     assert answer.text.count(note("ru")) == 1
     send_text(telegram, private(51), ivan, "Какого цвета?")  # the colour intent: a colour named in Russian
     colour = (await telegram.wait_replies(51, 3))[-1]
-    assert any(translator("ru").word("colour", name) in colour.text for name in ("red", "green", "blue", "yellow",
-                                                                                  "purple", "orange", "white",
-                                                                                  "black", "gray"))
+    assert any(
+        translator("ru").word("colour", name) in colour.text
+        for name in ("red", "green", "blue", "yellow", "purple", "orange", "white", "black", "gray")
+    )
     telegram.push({"message": telegram.message(private(51), ivan, document=telegram.add_file(b"not a picture"))})
     refused = (await telegram.wait_replies(51, 4))[-1]  # an error the models raise, said in Russian too
     assert refused.text.startswith("Я умею смотреть только изображения"), refused.text

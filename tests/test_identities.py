@@ -14,8 +14,9 @@ GROUP_A["title"], GROUP_B["title"] = "Group A", "Group B"
 NEWS = {"id": -100703, "type": "channel", "title": "News"}
 
 
-async def test_anonymous_admins_of_one_group_cannot_crowd_out_those_of_another(start_bot, telegram, bot_settings,
-                                                                              understood):
+async def test_anonymous_admins_of_one_group_cannot_crowd_out_those_of_another(
+    start_bot, telegram, bot_settings, understood
+):
     """With one queue for the shared account, group B's question was dropped behind group A's flood."""
     await start_bot(bot_settings.model_copy(update={"user_queue": 2}))
     held = understood[0]
@@ -41,8 +42,7 @@ async def test_an_anonymous_admin_may_change_the_groups_settings(start_bot, tele
     assert answers[-1].text == "Only this chat's admins can change my settings."
 
 
-async def test_an_anonymous_admins_forget_is_explained_and_an_admin_can_confirm_it(start_bot, telegram,
-                                                                                     understood):
+async def test_an_anonymous_admins_forget_is_explained_and_an_admin_can_confirm_it(start_bot, telegram, understood):
     from storage import rows_about_user
 
     app = await start_bot()
@@ -60,8 +60,17 @@ async def test_an_anonymous_admins_forget_is_explained_and_an_admin_can_confirm_
     assert buttons == [f"forget:yes:{gid}", f"forget:no:{gid}"]
 
     def press(presser: dict, number: int) -> None:
-        telegram.push({"callback_query": {"id": f"cb{number}", "from": presser, "chat_instance": "ci",
-                                          "data": f"forget:yes:{gid}", "message": telegram.bot_message(question)}})
+        telegram.push(
+            {
+                "callback_query": {
+                    "id": f"cb{number}",
+                    "from": presser,
+                    "chat_instance": "ci",
+                    "data": f"forget:yes:{gid}",
+                    "message": telegram.bot_message(question),
+                }
+            }
+        )
 
     press(bob, 1)  # not an admin: refused
     await telegram.wait_for(lambda: telegram.sent("answerCallbackQuery"), what="the refusal")
@@ -87,10 +96,20 @@ async def test_forget_waits_for_an_album_still_being_looked_at(start_bot, telegr
     for held in understood[:3]:
         send_photo(telegram, chat, carol, held.image, media_group_id="album-before-forget")
     send_text(telegram, chat, carol, "/forget")
-    question = await telegram.wait_for(lambda: [c for c in telegram.replies(7201) if "reply_markup" in c.params],
-                                       what="the /forget question")
-    telegram.push({"callback_query": {"id": "cb-album", "from": carol, "chat_instance": "ci",
-                                      "data": "forget:yes:7201", "message": telegram.bot_message(question[0])}})
+    question = await telegram.wait_for(
+        lambda: [c for c in telegram.replies(7201) if "reply_markup" in c.params], what="the /forget question"
+    )
+    telegram.push(
+        {
+            "callback_query": {
+                "id": "cb-album",
+                "from": carol,
+                "chat_instance": "ci",
+                "data": "forget:yes:7201",
+                "message": telegram.bot_message(question[0]),
+            }
+        }
+    )
     [done] = await telegram.wait_for(lambda: telegram.sent("editMessageText"), what="the confirmation")
     assert done.params["text"].startswith("Done. I deleted 3 photos")
     assert any(call.text.startswith("3 photos:") for call in telegram.replies(7201))  # answered first

@@ -24,21 +24,29 @@ def encode(image: Image.Image, fmt: str, **params) -> bytes:
 
 def png_claiming_size(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims `width` x `height`: the shape of a decompression bomb."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
-@pytest.mark.parametrize(("data", "reason"), [
-    (b"", "empty"),
-    (b"hello, this is a text file and not a photo", "not_an_image"),
-    (b"%PDF-1.4\n1 0 obj<<>>endobj\n", "not_an_image"),
-    (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "not_an_image"),  # EPS would run Ghostscript
-    (encode(Image.new("RGB", (300, 200), "red"), "JPEG")[:400], "corrupt"),
-    (encode(Image.new("RGB", (300, 200), "red"), "PNG")[:-30], "corrupt"),
-    (png_claiming_size(100_000, 100_000), "too_large"),
-], ids=["empty", "text", "pdf", "eps", "truncated-jpeg", "truncated-png", "decompression-bomb"])
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"hello, this is a text file and not a photo", "not_an_image"),
+        (b"%PDF-1.4\n1 0 obj<<>>endobj\n", "not_an_image"),
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "not_an_image"),  # EPS would run Ghostscript
+        (encode(Image.new("RGB", (300, 200), "red"), "JPEG")[:400], "corrupt"),
+        (encode(Image.new("RGB", (300, 200), "red"), "PNG")[:-30], "corrupt"),
+        (png_claiming_size(100_000, 100_000), "too_large"),
+    ],
+    ids=["empty", "text", "pdf", "eps", "truncated-jpeg", "truncated-png", "decompression-bomb"],
+)
 def test_bad_images_raise_one_typed_error(data: bytes, reason: str) -> None:
     with pytest.raises(BadImage) as caught:
         load_image(data)

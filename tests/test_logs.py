@@ -40,8 +40,13 @@ with httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(2
 
 def log_lines(*flags: str, **settings: str) -> str:
     env = {key: value for key, value in os.environ.items() if not key.startswith("CLIPCHAT_")}
-    result = subprocess.run([sys.executable, "-c", SCRIPT, BOT_TOKEN, *flags], capture_output=True, text=True,
-                            timeout=60, env={**env, **settings})
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, BOT_TOKEN, *flags],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, **settings},
+    )
     assert result.returncode == 0, result.stderr
     return result.stderr
 

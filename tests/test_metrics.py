@@ -34,8 +34,11 @@ def free_port() -> int:
 
 def parse(text: str) -> dict[tuple[str, frozenset], float]:
     """Every sample of an exposition, keyed by its name and labels."""
-    return {(sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def scrape(port: int) -> str:
@@ -93,8 +96,11 @@ async def test_the_metrics_endpoint_shows_what_the_bot_did(start_bot, telegram, 
     assert seen("clipchat_model_busy_seconds_total", operation="describe") > 0
     assert seen("clipchat_model_busy_seconds_total", operation="answer") > 0
     assert seen("clipchat_send_wait_seconds_sum") >= 1.0  # the 429's retry_after, spent in the limiter
-    for queue, labels in (("clipchat_model_queue_depth", {"operation": "describe"}),
-                          ("clipchat_decode_queue_depth", {}), ("clipchat_update_queue_depth", {})):
+    for queue, labels in (
+        ("clipchat_model_queue_depth", {"operation": "describe"}),
+        ("clipchat_decode_queue_depth", {}),
+        ("clipchat_update_queue_depth", {}),
+    ):
         assert seen.now(queue, **labels) == 0, f"{queue} did not drain"
     assert seen.now("process_resident_memory_bytes") > 0
 

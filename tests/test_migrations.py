@@ -21,52 +21,157 @@ VECTOR = encode_embedding(np.full(8, 1 / np.sqrt(8)))
 # What a busy bot holds at revision 0001: two people, a private chat and a group, settings, photos and turns.
 AT_0001 = {
     "users": [{"id": ALICE, "first_seen": NOW}, {"id": BOB, "first_seen": NOW}],
-    "chats": [{"id": ALICE, "kind": "private", "first_seen": NOW}, {"id": GROUP, "kind": "supergroup", "first_seen": NOW}],
+    "chats": [
+        {"id": ALICE, "kind": "private", "first_seen": NOW},
+        {"id": GROUP, "kind": "supergroup", "first_seen": NOW},
+    ],
     "chat_settings": [{"chat_id": GROUP, "auto_caption": True, "alt_text": False, "updated_by": ALICE}],
     "user_settings": [{"user_id": BOB, "preferences": '{"language": "de"}'}],
-    "images": [{"id": 1, "chat_id": ALICE, "sender_id": ALICE, "message_id": 10, "media_group_id": None,
-                "file_id": "AgAD-photo-1", "file_unique_id": "u1", "caption": "a red circle on grass",
-                "tags": '[{"label": "red", "score": 0.9}]', "embedding": VECTOR, "embedding_model": "clip-a",
-                "created_at": NOW},
-               {"id": 2, "chat_id": GROUP, "sender_id": BOB, "message_id": 11, "media_group_id": "album-7",
-                "file_id": "AgAD-photo-2", "file_unique_id": "u2", "caption": "a blue square",
-                "tags": "[]", "embedding": VECTOR, "embedding_model": "clip-a", "created_at": NOW}],
-    "turns": [{"id": 1, "chat_id": ALICE, "user_id": ALICE, "role": "user", "text": "[photo]", "image_id": 1,
-               "created_at": NOW},
-              {"id": 2, "chat_id": ALICE, "user_id": ALICE, "role": "assistant", "text": "A red circle.",
-               "image_id": 1, "created_at": NOW},
-              {"id": 3, "chat_id": GROUP, "user_id": BOB, "role": "user", "text": "what colour?", "image_id": 2,
-               "created_at": NOW}],
+    "images": [
+        {
+            "id": 1,
+            "chat_id": ALICE,
+            "sender_id": ALICE,
+            "message_id": 10,
+            "media_group_id": None,
+            "file_id": "AgAD-photo-1",
+            "file_unique_id": "u1",
+            "caption": "a red circle on grass",
+            "tags": '[{"label": "red", "score": 0.9}]',
+            "embedding": VECTOR,
+            "embedding_model": "clip-a",
+            "created_at": NOW,
+        },
+        {
+            "id": 2,
+            "chat_id": GROUP,
+            "sender_id": BOB,
+            "message_id": 11,
+            "media_group_id": "album-7",
+            "file_id": "AgAD-photo-2",
+            "file_unique_id": "u2",
+            "caption": "a blue square",
+            "tags": "[]",
+            "embedding": VECTOR,
+            "embedding_model": "clip-a",
+            "created_at": NOW,
+        },
+    ],
+    "turns": [
+        {
+            "id": 1,
+            "chat_id": ALICE,
+            "user_id": ALICE,
+            "role": "user",
+            "text": "[photo]",
+            "image_id": 1,
+            "created_at": NOW,
+        },
+        {
+            "id": 2,
+            "chat_id": ALICE,
+            "user_id": ALICE,
+            "role": "assistant",
+            "text": "A red circle.",
+            "image_id": 1,
+            "created_at": NOW,
+        },
+        {
+            "id": 3,
+            "chat_id": GROUP,
+            "user_id": BOB,
+            "role": "user",
+            "text": "what colour?",
+            "image_id": 2,
+            "created_at": NOW,
+        },
+    ],
 }
 # Rows that only the later revisions can hold.
 AT_0002 = {
-    "images": [{"id": 3, "chat_id": GROUP, "sender_id": ALICE, "message_id": 12, "media_group_id": None,
-                "file_id": "BQAD-doc-3", "file_unique_id": "u3", "caption": "a green triangle", "tags": "[]",
-                "embedding": VECTOR, "embedding_model": "clip-a", "created_at": NOW, "media_kind": "document"}],
-    "turns": [{"id": 4, "chat_id": GROUP, "user_id": ALICE, "role": "assistant", "text": "It's green.",
-               "image_id": 3, "created_at": NOW, "message_id": 99}],
+    "images": [
+        {
+            "id": 3,
+            "chat_id": GROUP,
+            "sender_id": ALICE,
+            "message_id": 12,
+            "media_group_id": None,
+            "file_id": "BQAD-doc-3",
+            "file_unique_id": "u3",
+            "caption": "a green triangle",
+            "tags": "[]",
+            "embedding": VECTOR,
+            "embedding_model": "clip-a",
+            "created_at": NOW,
+            "media_kind": "document",
+        }
+    ],
+    "turns": [
+        {
+            "id": 4,
+            "chat_id": GROUP,
+            "user_id": ALICE,
+            "role": "assistant",
+            "text": "It's green.",
+            "image_id": 3,
+            "created_at": NOW,
+            "message_id": 99,
+        }
+    ],
 }
 AT_0003 = {"pending_updates": [{"user_key": ALICE, "update_id": 5000, "arrived_at": NOW}]}
 AT_0005 = {
-    "images": [{"id": 4, "chat_id": ALICE, "sender_id": ALICE, "message_id": 13, "media_group_id": None,
-                "file_id": "AgAD-gone-4", "file_unique_id": "u4", "caption": "a grey star", "tags": "[]",
-                "embedding": VECTOR, "embedding_model": "clip-a", "created_at": NOW, "media_kind": "photo",
-                "file_gone": True}],
+    "images": [
+        {
+            "id": 4,
+            "chat_id": ALICE,
+            "sender_id": ALICE,
+            "message_id": 13,
+            "media_group_id": None,
+            "file_id": "AgAD-gone-4",
+            "file_unique_id": "u4",
+            "caption": "a grey star",
+            "tags": "[]",
+            "embedding": VECTOR,
+            "embedding_model": "clip-a",
+            "created_at": NOW,
+            "media_kind": "photo",
+            "file_gone": True,
+        }
+    ],
     "reindex_runs": [{"id": 1, "embedding_model": "clip-b", "chat_id": GROUP, "started_at": NOW, "beat_at": NOW}],
 }
 AT_0006 = {
-    "chat_settings": [{"chat_id": ALICE, "auto_caption": False, "alt_text": False, "updated_by": ALICE,
-                       "index_photos": False, "language": "es", "daily_photos": 5, "daily_questions": None}],
+    "chat_settings": [
+        {
+            "chat_id": ALICE,
+            "auto_caption": False,
+            "alt_text": False,
+            "updated_by": ALICE,
+            "index_photos": False,
+            "language": "es",
+            "daily_photos": 5,
+            "daily_questions": None,
+        }
+    ],
     "user_access": [{"user_id": BOB, "status": "banned", "updated_by": ALICE, "updated_at": NOW}],
-    "usage": [{"scope": "user", "subject_id": ALICE, "day": NOW.date(), "kind": "photos", "count": 3,
-               "told": True}],
+    "usage": [{"scope": "user", "subject_id": ALICE, "day": NOW.date(), "kind": "photos", "count": 3, "told": True}],
 }
 ROWS = {"0001": AT_0001, "0002": AT_0002, "0003": AT_0003, "0004": {}, "0005": AT_0005, "0006": AT_0006}
 REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006"]
 MIGRATIONS = list(zip(["base", *REVISIONS], REVISIONS))  # (stop before, migrate to)
-KEYS = {"users": "id", "chats": "id", "chat_settings": "chat_id", "user_settings": "user_id", "images": "id",
-        "turns": "id", "pending_updates": "update_id", "reindex_runs": "id", "user_access": "user_id",
-        "usage": "subject_id"}
+KEYS = {
+    "users": "id",
+    "chats": "id",
+    "chat_settings": "chat_id",
+    "user_settings": "user_id",
+    "images": "id",
+    "turns": "id",
+    "pending_updates": "update_id",
+    "reindex_runs": "id",
+    "user_access": "user_id",
+    "usage": "subject_id",
+}
 
 
 async def insert(engine, rows: dict[str, list[dict]]) -> None:
@@ -135,18 +240,27 @@ async def test_each_migration_keeps_the_rows_it_finds(database_url: str, before:
         await assert_kept(engine, [*written, ROWS[target]])
         if target == "0002":  # photos stored before the column existed were sent as photos
             assert {row["id"]: row["media_kind"] for row in await table_rows(engine, "images")} == {
-                1: "photo", 2: "photo", 3: "document"}
+                1: "photo",
+                2: "photo",
+                3: "document",
+            }
         if target == "0006":  # groups keep indexing unaddressed photos, as they did before they could choose
-            assert {row["chat_id"]: bool(row["index_photos"]) for row in await table_rows(engine, "chat_settings")
-                    } == {GROUP: True, ALICE: False}
+            assert {row["chat_id"]: bool(row["index_photos"]) for row in await table_rows(engine, "chat_settings")} == {
+                GROUP: True,
+                ALICE: False,
+            }
         if target == "0005":  # photos stored before were never found gone
             assert {row["id"]: bool(row["file_gone"]) for row in await table_rows(engine, "images")} == {
-                1: False, 2: False, 3: False, 4: True}
+                1: False,
+                2: False,
+                3: False,
+                4: True,
+            }
         await downgrade(engine, before)
         await assert_kept(engine, written)  # going back loses only what the newer schema added
         if target == "0005" and engine.dialect.name == "sqlite":  # 0004's AUTOINCREMENT survives the way back
             async with engine.connect() as connection:
-                schema = (await connection.execute(text("SELECT sql FROM sqlite_master WHERE name = 'images'")))
+                schema = await connection.execute(text("SELECT sql FROM sqlite_master WHERE name = 'images'"))
                 assert "AUTOINCREMENT" in schema.scalar_one()
     finally:
         await engine.dispose()

@@ -51,16 +51,23 @@ def one_line(error: BaseException) -> str:
 
 def test_overriding_the_clip_keeps_the_sets_weights_or_asks_for_a_tag(monkeypatch: pytest.MonkeyPatch) -> None:
     model_set = tagged_builtin_set()
-    other = next(name for name in open_clip.list_models() if name != model_set.clip
-                 and model_set.clip_pretrained in open_clip.list_pretrained_tags_by_model(name))
+    other = next(
+        name
+        for name in open_clip.list_models()
+        if name != model_set.clip and model_set.clip_pretrained in open_clip.list_pretrained_tags_by_model(name)
+    )
     monkeypatch.setenv("CLIPCHAT_MODELS", model_set.name)
     monkeypatch.setenv("CLIPCHAT_CLIP_MODEL", other)
     assert VisionSettings().model_set().clip_pretrained == model_set.clip_pretrained  # was None: random weights
     monkeypatch.setenv("CLIPCHAT_CLIP_PRETRAINED", "laion400m_e31")
     assert VisionSettings().model_set().clip_pretrained == "laion400m_e31"  # an explicit tag wins
 
-    lacking = next(name for name in open_clip.list_models() if open_clip.list_pretrained_tags_by_model(name)
-                   and model_set.clip_pretrained not in open_clip.list_pretrained_tags_by_model(name))
+    lacking = next(
+        name
+        for name in open_clip.list_models()
+        if open_clip.list_pretrained_tags_by_model(name)
+        and model_set.clip_pretrained not in open_clip.list_pretrained_tags_by_model(name)
+    )
     with pytest.raises(InvalidConfig) as caught:
         model_set.with_overrides(clip=lacking)
     message = one_line(caught.value)
@@ -84,8 +91,9 @@ def test_describe_with_a_clip_that_has_no_weights_exits_with_one_line(monkeypatc
     from bot.ops.cli import main
 
     (tmp_path / "lm").mkdir()  # everything else local: nothing to download, so the CLIP is the only problem
-    (tmp_path / "clipchat.json").write_text(json.dumps({
-        "clip": "local-dir:clip", "language_model": "local-dir:lm", "captioner": "guided"}))
+    (tmp_path / "clipchat.json").write_text(
+        json.dumps({"clip": "local-dir:clip", "language_model": "local-dir:lm", "captioner": "guided"})
+    )
     Image.new("RGB", (32, 32), "red").save(tmp_path / "red.png")
     monkeypatch.setenv("CLIPCHAT_MODELS", str(tmp_path))
     monkeypatch.setenv("CLIPCHAT_CLIP_MODEL", NO_WEIGHTS_CLIP)
@@ -97,12 +105,18 @@ def test_describe_with_a_clip_that_has_no_weights_exits_with_one_line(monkeypatc
 # --- 3. names from elsewhere get the open_clip name that works ------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "suggestion"), [
-    ("ViT-L/14", "ViT-L-14"),
-    ("vit-b/32", "ViT-B-32"),
-    ("openai/clip-vit-large-patch14", "CLIPCHAT_CLIP_MODEL=ViT-L-14-quickgelu with CLIPCHAT_CLIP_PRETRAINED=openai"),
-    ("hf-hub:openai/clip-vit-base-patch32", "CLIPCHAT_CLIP_MODEL=ViT-B-32-quickgelu"),
-])
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("ViT-L/14", "ViT-L-14"),
+        ("vit-b/32", "ViT-B-32"),
+        (
+            "openai/clip-vit-large-patch14",
+            "CLIPCHAT_CLIP_MODEL=ViT-L-14-quickgelu with CLIPCHAT_CLIP_PRETRAINED=openai",
+        ),
+        ("hf-hub:openai/clip-vit-base-patch32", "CLIPCHAT_CLIP_MODEL=ViT-B-32-quickgelu"),
+    ],
+)
 def test_unknown_clip_names_get_a_short_suggestion(name: str, suggestion: str) -> None:
     from vision.models.encoder import load_clip
 
@@ -149,9 +163,16 @@ def test_a_clipcap_checkpoint_refuses_a_clip_of_another_width(world_dir: Path, t
     lm_width = json.loads((world_dir / "gpt2" / "config.json").read_text())["n_embd"]
     mapper = build_mapper(MapperConfig(clip_dim=512, lm_dim=lm_width, prefix_length=2))  # ClipCap's published width
     torch.save({f"clip_project.{k}": v for k, v in mapper.state_dict().items()}, tmp_path / "coco_weights.pt")
-    (tmp_path / "clipchat.json").write_text(json.dumps({
-        "clip": f"local-dir:{world_dir / 'clip'}", "language_model": f"local-dir:{world_dir / 'gpt2'}",
-        "captioner": "clipcap:coco_weights.pt", "vocabulary": str(world_dir / "vocab.txt")}))
+    (tmp_path / "clipchat.json").write_text(
+        json.dumps(
+            {
+                "clip": f"local-dir:{world_dir / 'clip'}",
+                "language_model": f"local-dir:{world_dir / 'gpt2'}",
+                "captioner": "clipcap:coco_weights.pt",
+                "vocabulary": str(world_dir / "vocab.txt"),
+            }
+        )
+    )
     with pytest.raises(InvalidConfig) as caught:
         load_models(str(tmp_path), device="cpu", cache_dir=tmp_path / "cache")
     message = one_line(caught.value)
@@ -211,9 +232,16 @@ def test_doctor_checks_every_local_model_and_the_answer_model(tmp_path: Path) ->
     (tmp_path / "clip" / "open_clip_model.safetensors").write_bytes(b"\0" * 3000)
     (tmp_path / "lm").mkdir()
     (tmp_path / "coco.pt").write_bytes(b"\0" * 5000)
-    (tmp_path / "clipchat.json").write_text(json.dumps({
-        "clip": "local-dir:clip", "language_model": "local-dir:lm", "captioner": "clipcap:coco.pt",
-        "answer_model": "local-dir:answers"}))
+    (tmp_path / "clipchat.json").write_text(
+        json.dumps(
+            {
+                "clip": "local-dir:clip",
+                "language_model": "local-dir:lm",
+                "captioner": "clipcap:coco.pt",
+                "answer_model": "local-dir:answers",
+            }
+        )
+    )
     checks = by_name(check_models(VisionSettings(models=str(tmp_path))))
     assert [checks[name].status for name in ("clip", "language model", "captioner")] == [OK, OK, OK]
     assert "3.0 kB" in checks["clip"].detail and "5.0 kB" in checks["captioner"].detail
@@ -228,9 +256,13 @@ async def test_doctor_online_asks_telegram_whose_token_it_is(telegram, monkeypat
     from bot.ops.cli import main
     from bot.ops.doctor import FAIL, check_telegram
 
-    for key, value in {"TELEGRAM_BOT_TOKEN": BOT_TOKEN, "CLIPCHAT_BASE_URL": telegram.base_url,
-                       "CLIPCHAT_STATE_DIR": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
-                       "CLIPCHAT_HUB_CACHE_DIR": str(tmp_path / "hub")}.items():
+    for key, value in {
+        "TELEGRAM_BOT_TOKEN": BOT_TOKEN,
+        "CLIPCHAT_BASE_URL": telegram.base_url,
+        "CLIPCHAT_STATE_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+        "CLIPCHAT_HUB_CACHE_DIR": str(tmp_path / "hub"),
+    }.items():
         monkeypatch.setenv(key, value)
     await asyncio.to_thread(main, ["doctor", "--online"])  # its own event loop; the fake server runs on this one
     output = capsys.readouterr().out
@@ -242,8 +274,9 @@ async def test_doctor_online_asks_telegram_whose_token_it_is(telegram, monkeypat
     assert refused.status == FAIL and "refused the token" in refused.detail and "@BotFather" in refused.fix
     assert other_token.split(":")[1] not in refused.detail + refused.fix
     telegram.latency["getMe"] = 2
-    slow = await asyncio.wait_for(check_telegram(BotSettings(token=BOT_TOKEN, base_url=telegram.base_url),
-                                                 timeout_s=0.3), 1.5)
+    slow = await asyncio.wait_for(
+        check_telegram(BotSettings(token=BOT_TOKEN, base_url=telegram.base_url), timeout_s=0.3), 1.5
+    )
     assert slow.status == FAIL and "no answer within 0.3 s" in slow.detail
 
 

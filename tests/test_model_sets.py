@@ -50,9 +50,16 @@ def test_builtin_sets_load_and_unknown_names_list_them() -> None:
 
 
 def test_a_directory_is_a_model_set_with_paths_relative_to_it(tmp_path: Path) -> None:
-    (tmp_path / "clipchat.json").write_text(json.dumps({
-        "clip": "local-dir:clip", "language_model": "local-dir:lm", "captioner": "local-dir:cap",
-        "vocabulary": "tags.txt"}))
+    (tmp_path / "clipchat.json").write_text(
+        json.dumps(
+            {
+                "clip": "local-dir:clip",
+                "language_model": "local-dir:lm",
+                "captioner": "local-dir:cap",
+                "vocabulary": "tags.txt",
+            }
+        )
+    )
     model_set = load_model_set(str(tmp_path))
     assert model_set.clip == f"local-dir:{tmp_path.resolve() / 'clip'}"
     assert model_set.language_model == Ref("local-dir", str(tmp_path.resolve() / "lm"))
@@ -78,7 +85,8 @@ def test_settings_from_the_environment_override_the_set(monkeypatch: pytest.Monk
 
 
 def test_a_typo_in_a_manifest_is_named(tmp_path: Path) -> None:
-    (tmp_path / "clipchat.json").write_text(json.dumps({
-        "clip": "ViT-B-32", "language_model": "gpt2", "captioner": "guided", "vocabluary": "mine.txt"}))
+    (tmp_path / "clipchat.json").write_text(
+        json.dumps({"clip": "ViT-B-32", "language_model": "gpt2", "captioner": "guided", "vocabluary": "mine.txt"})
+    )
     with pytest.raises(InvalidConfig, match="unknown keys vocabluary"):
         load_model_set(str(tmp_path))

@@ -25,8 +25,10 @@ from bot.ops.cli import main
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 # The `clipchat` entry point's own function, timed inside the process: on a busy machine importing torch
 # alone can take seconds, and that is not what these tests measure.
-TIMED_MAIN = ("import sys, time; from bot.ops.cli import main; start = time.monotonic(); code = main(sys.argv[1:]); "
-              "print(f'{time.monotonic() - start:.2f}'); sys.exit(code)")
+TIMED_MAIN = (
+    "import sys, time; from bot.ops.cli import main; start = time.monotonic(); code = main(sys.argv[1:]); "
+    "print(f'{time.monotonic() - start:.2f}'); sys.exit(code)"
+)
 
 
 @pytest.fixture
@@ -79,22 +81,35 @@ def test_hub_settings_in_dotenv_go_to_the_environment_unless_already_set(tmp_pat
     from bot.ops.cli import hub_settings_from_env_file
 
     env_file = tmp_path / ".env"
-    env_file.write_text("HF_HUB_OFFLINE=1\nHF_HOME=/from/dotenv\nHF_TOKEN=hf_secret\nTRANSFORMERS_OFFLINE=1\n"
-                        "CLIPCHAT_MODELS=mine\nTELEGRAM_BOT_TOKEN=123:abc\nHF_EMPTY\n")
+    env_file.write_text(
+        "HF_HUB_OFFLINE=1\nHF_HOME=/from/dotenv\nHF_TOKEN=hf_secret\nTRANSFORMERS_OFFLINE=1\n"
+        "CLIPCHAT_MODELS=mine\nTELEGRAM_BOT_TOKEN=123:abc\nHF_EMPTY\n"
+    )
     environ = {"HF_HOME": "/from/the/environment"}
     taken = hub_settings_from_env_file(str(env_file), environ)
-    assert environ == {"HF_HOME": "/from/the/environment", "HF_HUB_OFFLINE": "1", "HF_TOKEN": "hf_secret",
-                       "TRANSFORMERS_OFFLINE": "1"}  # clipchat's own settings stay with pydantic-settings
+    assert environ == {
+        "HF_HOME": "/from/the/environment",
+        "HF_HUB_OFFLINE": "1",
+        "HF_TOKEN": "hf_secret",
+        "TRANSFORMERS_OFFLINE": "1",
+    }  # clipchat's own settings stay with pydantic-settings
     assert sorted(taken) == ["HF_HUB_OFFLINE", "HF_TOKEN", "TRANSFORMERS_OFFLINE"]
 
 
 def test_without_network_or_cache_describe_ends_in_seconds_naming_prefetch_and_the_folder(
-        tmp_path: Path, photo: Path, closed_port: int) -> None:
+    tmp_path: Path, photo: Path, closed_port: int
+) -> None:
     # Where the hub is and where its cache lives come from .env only, so this also shows the hub library
     # reads .env's HF_ settings
     (tmp_path / ".env").write_text(f"HF_HOME={tmp_path / 'hf'}\nHF_ENDPOINT=http://127.0.0.1:{closed_port}\n")
-    result = subprocess.run([sys.executable, "-c", TIMED_MAIN, "describe", str(photo), "--models", a_builtin_set()],
-                            capture_output=True, text=True, timeout=60, cwd=tmp_path, env=clean_environment())
+    result = subprocess.run(
+        [sys.executable, "-c", TIMED_MAIN, "describe", str(photo), "--models", a_builtin_set()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=clean_environment(),
+    )
     assert result.returncode == 2, result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith("clipchat: ") and "clipchat prefetch" in line, line
@@ -102,11 +117,18 @@ def test_without_network_or_cache_describe_ends_in_seconds_naming_prefetch_and_t
     assert float(result.stdout) < 5
 
 
-@pytest.mark.parametrize("command", ["describe", "evaluate", "prefetch", "train-captioner", "chat", "run",
-                                     "vision-server"])
+@pytest.mark.parametrize(
+    "command", ["describe", "evaluate", "prefetch", "train-captioner", "chat", "run", "vision-server"]
+)
 def test_every_model_command_fails_in_seconds_without_network_or_cache(
-        command: str, tmp_path: Path, photo: Path, closed_port: int, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture, root_level) -> None:
+    command: str,
+    tmp_path: Path,
+    photo: Path,
+    closed_port: int,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    root_level,
+) -> None:
     from huggingface_hub import constants
 
     hub = tmp_path / "hub"
@@ -121,8 +143,11 @@ def test_every_model_command_fails_in_seconds_without_network_or_cache(
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{closed_port}")
     captions = tmp_path / "captions.jsonl"
     captions.write_text(f'{{"image": "{photo.name}", "caption": "a teal square."}}\n')
-    arguments = {"describe": [str(photo)], "evaluate": [str(captions)],
-                 "train-captioner": [str(captions), "--out", str(tmp_path / "out")]}.get(command, [])
+    arguments = {
+        "describe": [str(photo)],
+        "evaluate": [str(captions)],
+        "train-captioner": [str(captions), "--out", str(tmp_path / "out")],
+    }.get(command, [])
     start = time.monotonic()
     code = main([command, *arguments, "--models", a_builtin_set()])
     elapsed = time.monotonic() - start
@@ -132,8 +157,9 @@ def test_every_model_command_fails_in_seconds_without_network_or_cache(
     assert "clipchat prefetch" in line and str(hub) in line and "cannot be reached" in line, line
 
 
-def test_offline_by_choice_fails_at_once_and_says_so(tmp_path: Path, photo: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture) -> None:
+def test_offline_by_choice_fails_at_once_and_says_so(
+    tmp_path: Path, photo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     from huggingface_hub import constants
 
     monkeypatch.chdir(tmp_path)
@@ -157,8 +183,9 @@ def fake_cached(cache: Path, repo: str, filename: str) -> None:
     path.write_bytes(b"weights")
 
 
-def test_an_offline_machine_with_the_downloads_copied_over_passes_the_check(tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_offline_machine_with_the_downloads_copied_over_passes_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from huggingface_hub import constants
 
     from clipchat.errors import ModelNotFound
@@ -189,9 +216,13 @@ def test_an_offline_machine_with_the_downloads_copied_over_passes_the_check(tmp_
 
 
 def test_run_without_telegram_says_so_in_one_line(world_dir: Path, tmp_path: Path, closed_port: int) -> None:
-    env = clean_environment(TELEGRAM_BOT_TOKEN=TOKEN, CLIPCHAT_MODELS=str(world_dir), HF_HUB_OFFLINE="1",
-                            CLIPCHAT_BASE_URL=f"http://127.0.0.1:{closed_port}/bot",
-                            DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}")
+    env = clean_environment(
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        CLIPCHAT_MODELS=str(world_dir),
+        HF_HUB_OFFLINE="1",
+        CLIPCHAT_BASE_URL=f"http://127.0.0.1:{closed_port}/bot",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+    )
     executable = shutil.which("clipchat")
     command = [executable] if executable else [sys.executable, "-m", "bot.ops.cli"]
     result = subprocess.run([*command, "run"], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
@@ -201,9 +232,9 @@ def test_run_without_telegram_says_so_in_one_line(world_dir: Path, tmp_path: Pat
     assert line.startswith("clipchat: ") and f"127.0.0.1:{closed_port}" in line and "CLIPCHAT_BASE_URL" in line
 
 
-def test_prefetch_names_the_folders_to_copy_to_an_offline_machine(world_dir: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch,
-                                                                  capsys: pytest.CaptureFixture) -> None:
+def test_prefetch_names_the_folders_to_copy_to_an_offline_machine(
+    world_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CLIPCHAT_HUB_CACHE_DIR", str(tmp_path / "hub"))
     monkeypatch.setenv("CLIPCHAT_CACHE_DIR", str(tmp_path / "own"))
@@ -212,18 +243,25 @@ def test_prefetch_names_the_folders_to_copy_to_an_offline_machine(world_dir: Pat
     assert f"copy {tmp_path / 'hub'} " in out and f" {tmp_path / 'own'} " in out, out
 
 
-async def test_run_with_a_revoked_token_says_so_in_one_line_without_the_token(world_dir: Path, tmp_path: Path,
-                                                                              telegram) -> None:
+async def test_run_with_a_revoked_token_says_so_in_one_line_without_the_token(
+    world_dir: Path, tmp_path: Path, telegram
+) -> None:
     """PTB's InvalidToken repeats the token in its message; as a traceback it would reach the container log."""
     import asyncio
 
     revoked = TOKEN[:-1] + ("x" if TOKEN[-1] != "x" else "y")  # well-formed, refused by the server
-    env = clean_environment(TELEGRAM_BOT_TOKEN=revoked, CLIPCHAT_MODELS=str(world_dir), HF_HUB_OFFLINE="1",
-                            CLIPCHAT_BASE_URL=telegram.base_url, DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}")
+    env = clean_environment(
+        TELEGRAM_BOT_TOKEN=revoked,
+        CLIPCHAT_MODELS=str(world_dir),
+        HF_HUB_OFFLINE="1",
+        CLIPCHAT_BASE_URL=telegram.base_url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+    )
     executable = shutil.which("clipchat")
     command = [executable] if executable else [sys.executable, "-m", "bot.ops.cli"]
-    process = await asyncio.create_subprocess_exec(*command, "run", cwd=tmp_path, env=env,
-                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        *command, "run", cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     _, stderr = await asyncio.wait_for(process.communicate(), 90)  # the fake server answers on this loop meanwhile
     output = stderr.decode()
     assert process.returncode == 2, output

@@ -37,8 +37,11 @@ def test_the_loaded_world_models_run_their_linears_and_attention_packed(world_mo
     packed_dtypes = (torch.float32, torch.bfloat16) if cpu_has_fast_bf16() else (torch.float32,)
     for model in (world_models.captioner, world_models.encoder.model):
         in_attention = {id(m.out_proj) for m in model.modules() if isinstance(m, PackedSelfAttention)}
-        plain = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.weight.dtype in packed_dtypes
-                 and id(m) not in in_attention]
+        plain = [
+            m
+            for m in model.modules()
+            if isinstance(m, torch.nn.Linear) and m.weight.dtype in packed_dtypes and id(m) not in in_attention
+        ]
         assert not plain, f"{len(plain)} linears left unpacked"
         assert not any(type(m) is torch.nn.MultiheadAttention for m in model.modules())
         assert not any(m.training for m in model.modules())  # in training mode attention would run unpacked
@@ -64,13 +67,17 @@ def test_packed_self_attention_attends_as_multihead_attention_does(batch_first: 
         # what it does not do itself, the original module does: the same weights, the same answer
         assert torch.equal(packed(x, x, x)[1], weights)
         other = torch.randn_like(x)
-        assert torch.equal(packed(x, other, other, need_weights=False)[0],
-                           original(x, other, other, need_weights=False)[0])
+        assert torch.equal(
+            packed(x, other, other, need_weights=False)[0], original(x, other, other, need_weights=False)[0]
+        )
         per_head = causal.expand(3 * 4, 7, 7)  # (B * H, L, L), as open_clip builds for padded text
         assert torch.allclose(packed(x, x, x, need_weights=False, attn_mask=per_head)[0], expected[1], atol=1e-5)
         alone = x[0] if batch_first else x[:, 0]  # one sequence, unbatched: (L, E)
-        assert torch.allclose(packed(alone, alone, alone, need_weights=False)[0],
-                              original(alone, alone, alone, need_weights=False)[0], atol=1e-5)
+        assert torch.allclose(
+            packed(alone, alone, alone, need_weights=False)[0],
+            original(alone, alone, alone, need_weights=False)[0],
+            atol=1e-5,
+        )
     state = holder.state_dict()
     assert state.keys() == saved.keys() and all(torch.equal(state[name], saved[name]) for name in saved)
 

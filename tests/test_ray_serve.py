@@ -25,9 +25,9 @@ from tests.test_bot_cli import command
 
 @dataclass
 class Head:
-    address: str       # the GCS, what `ray start --address` and `clipchat vision-server --address` take
-    token_path: Path   # the cluster's token: every process that joins reads it from this file
-    token: str         # only for checking that it never shows up in a log
+    address: str  # the GCS, what `ray start --address` and `clipchat vision-server --address` take
+    token_path: Path  # the cluster's token: every process that joins reads it from this file
+    token: str  # only for checking that it never shows up in a log
     process: subprocess.Popen
 
     def auth_env(self) -> dict[str, str]:
@@ -53,8 +53,11 @@ def free_port() -> int:
 
 def without_settings(environment: dict[str, str]) -> dict[str, str]:
     """The test's environment less anything that would point a child at another cluster, bot or token."""
-    return {key: value for key, value in environment.items()
-            if not key.startswith(("CLIPCHAT_", "TELEGRAM_", "DATABASE_", "RAY_"))}
+    return {
+        key: value
+        for key, value in environment.items()
+        if not key.startswith(("CLIPCHAT_", "TELEGRAM_", "DATABASE_", "RAY_"))
+    }
 
 
 def wait_for_text(path: Path, text: str, process: subprocess.Popen, timeout: float) -> None:
@@ -84,12 +87,29 @@ def ray_head():
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             # `ray start`, from the Ray this Python imports
-            [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}",
-             f"--ray-client-server-port={client_port}", "--include-dashboard=false", "--disable-usage-stats",
-             "--num-cpus=2", f"--temp-dir={directory}"],
-            env={**without_settings(os.environ), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_path),
-                 "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"},  # nothing to drain at teardown
-            stdout=log_file, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "ray.scripts.scripts",
+                "start",
+                "--head",
+                "--block",
+                f"--port={port}",
+                f"--ray-client-server-port={client_port}",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                "--num-cpus=2",
+                f"--temp-dir={directory}",
+            ],
+            env={
+                **without_settings(os.environ),
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN_PATH": str(token_path),
+                "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+            },  # nothing to drain at teardown
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     head = Head(f"127.0.0.1:{port}", token_path, token, process)
     try:
         wait_for_text(log_path, "Ray runtime started", process, timeout=120)
@@ -109,11 +129,30 @@ def vision_server_process(head: Head, world_dir: Path, tmp_path: Path, stop_time
     log_path = tmp_path / "vision-server.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            [*command(), "vision-server", "--address", head.address, "--models", str(world_dir),
-             "--cpus-per-replica", "1", "--stop-timeout", str(stop_timeout)],
-            env={**without_settings(os.environ), **head.auth_env(), "HF_HUB_OFFLINE": "1", "CLIPCHAT_DEVICE": "cpu",
-                 "CLIPCHAT_CACHE_DIR": str(tmp_path / "cache"), "CLIPCHAT_MAX_BATCH": "8"},
-            cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT)
+            [
+                *command(),
+                "vision-server",
+                "--address",
+                head.address,
+                "--models",
+                str(world_dir),
+                "--cpus-per-replica",
+                "1",
+                "--stop-timeout",
+                str(stop_timeout),
+            ],
+            env={
+                **without_settings(os.environ),
+                **head.auth_env(),
+                "HF_HUB_OFFLINE": "1",
+                "CLIPCHAT_DEVICE": "cpu",
+                "CLIPCHAT_CACHE_DIR": str(tmp_path / "cache"),
+                "CLIPCHAT_MAX_BATCH": "8",
+            },
+            cwd=tmp_path,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for_text(log_path, "clipchat-vision is serving", process, timeout=240)
         yield process, log_path
@@ -162,13 +201,17 @@ def ray_token_for_this_process(head: Head):
 @pytest.fixture(scope="module")
 def cluster(world_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A token-authenticated head serving the world's models, and this process holding its token."""
-    with ray_head() as head, vision_server_process(head, world_dir, tmp_path_factory.mktemp("vision")) as (
-            server, log_path), ray_token_for_this_process(head):
+    with (
+        ray_head() as head,
+        vision_server_process(head, world_dir, tmp_path_factory.mktemp("vision")) as (server, log_path),
+        ray_token_for_this_process(head),
+    ):
         yield head, server, log_path
 
 
-async def test_the_bot_answers_through_ray_serve(cluster, start_bot, bot_settings, telegram, world_models,
-                                                 understood, caplog):
+async def test_the_bot_answers_through_ray_serve(
+    cluster, start_bot, bot_settings, telegram, world_models, understood, caplog
+):
     from vision import load_image
 
     head, _, server_log = cluster
@@ -194,13 +237,17 @@ async def test_the_bot_answers_through_ray_serve(cluster, start_bot, bot_setting
     assert head.token not in caplog.text and head.token not in server_log.read_text(errors="replace")
 
 
-def test_a_process_without_the_token_is_refused_and_told_what_to_set(cluster, world_dir: Path,
-                                                                      tmp_path: Path) -> None:
+def test_a_process_without_the_token_is_refused_and_told_what_to_set(cluster, world_dir: Path, tmp_path: Path) -> None:
     """What deploy/README.md's commands ran into before: joining an authenticated head without the token."""
     head, _, _ = cluster
-    refused = subprocess.run([*command(), "vision-server", "--address", head.address, "--models", str(world_dir)],
-                             env={**without_settings(os.environ), "HF_HUB_OFFLINE": "1", "CLIPCHAT_DEVICE": "cpu"},
-                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [*command(), "vision-server", "--address", head.address, "--models", str(world_dir)],
+        env={**without_settings(os.environ), "HF_HUB_OFFLINE": "1", "CLIPCHAT_DEVICE": "cpu"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert f"clipchat: could not join the Ray cluster at {head.address}" in refused.stderr
     assert "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH" in refused.stderr

@@ -30,9 +30,22 @@ async def test_search_sees_a_photo_reembedded_below_a_deleted_one(sessions) -> N
     """A re-embedded photo joins the search index under its old id; a delete at the same time leaves the
     count and the newest id as they were, and the index must still notice."""
     async with sessions() as session:
-        ids = [(await save_image(session, NewImage(7, 7, number, f"file-{number}", f"u-{number}", PhotoFacts(
-            f"photo {number}", (), unit(number), model)))).id for number, model in ((1, "new"), (2, RETIRED),
-                                                                                   (3, "new"))]
+        ids = [
+            (
+                await save_image(
+                    session,
+                    NewImage(
+                        7,
+                        7,
+                        number,
+                        f"file-{number}",
+                        f"u-{number}",
+                        PhotoFacts(f"photo {number}", (), unit(number), model),
+                    ),
+                )
+            ).id
+            for number, model in ((1, "new"), (2, RETIRED), (3, "new"))
+        ]
         await session.commit()
     index = EmbeddingIndex()
     async with sessions() as session:
@@ -51,14 +64,16 @@ async def test_a_run_that_stopped_beating_is_not_announced(sessions) -> None:
         await session.commit()
         assert await reindex_running(session, "new", chat_id=5)
         assert not await reindex_running(session, "other", chat_id=5)  # it would not make them searchable here
-        await session.execute(update(ReindexRun).where(ReindexRun.id == run)
-                              .values(beat_at=datetime.now(UTC) - timedelta(minutes=5)))
+        await session.execute(
+            update(ReindexRun).where(ReindexRun.id == run).values(beat_at=datetime.now(UTC) - timedelta(minutes=5))
+        )
         await session.commit()
         assert not await reindex_running(session, "new", chat_id=5)  # killed: its heartbeat went stale
 
 
-async def test_reindex_makes_photos_of_a_retired_clip_searchable(start_bot, telegram, understood, world_dir,
-                                                                tmp_path, monkeypatch, capsys) -> None:
+async def test_reindex_makes_photos_of_a_retired_clip_searchable(
+    start_bot, telegram, understood, world_dir, tmp_path, monkeypatch, capsys
+) -> None:
     from bot.ops.cli import main
 
     app = await start_bot()
@@ -94,9 +109,14 @@ async def test_reindex_makes_photos_of_a_retired_clip_searchable(start_bot, tele
     del telegram.files[file_ids[gone.path]]  # Telegram no longer has it
     telegram.download_status[file_ids[slow.path]] = "hang"  # downloads that never end: the run's deadline ends them
     telegram.download_status[file_ids[bobs.path]] = "hang"
-    for name, value in (("TELEGRAM_BOT_TOKEN", BOT_TOKEN), ("CLIPCHAT_BASE_URL", telegram.base_url),
-                        ("CLIPCHAT_BASE_FILE_URL", telegram.base_file_url), ("CLIPCHAT_MODELS", str(world_dir)),
-                        ("CLIPCHAT_DEVICE", "cpu"), ("CLIPCHAT_DOWNLOAD_TIMEOUT_S", "3")):
+    for name, value in (
+        ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
+        ("CLIPCHAT_BASE_URL", telegram.base_url),
+        ("CLIPCHAT_BASE_FILE_URL", telegram.base_file_url),
+        ("CLIPCHAT_MODELS", str(world_dir)),
+        ("CLIPCHAT_DEVICE", "cpu"),
+        ("CLIPCHAT_DOWNLOAD_TIMEOUT_S", "3"),
+    ):
         monkeypatch.setenv(name, value)
     argv = ["db", "reindex", "--rate", "50", "--url", f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"]
     run = asyncio.create_task(asyncio.to_thread(main, argv))
@@ -152,9 +172,9 @@ def printed(capsys) -> str:
     return out + err
 
 
-async def test_another_bots_token_stops_the_run_before_marking_anything_gone(start_bot, telegram, understood,
-                                                                            world_dir, tmp_path, monkeypatch,
-                                                                            capsys) -> None:
+async def test_another_bots_token_stops_the_run_before_marking_anything_gone(
+    start_bot, telegram, understood, world_dir, tmp_path, monkeypatch, capsys
+) -> None:
     """File ids belong to the bot that received them: with another bot's token every photo looks gone, and
     marking them so would hide them for good."""
     from bot.ops.cli import main
@@ -163,7 +183,7 @@ async def test_another_bots_token_stops_the_run_before_marking_anything_gone(sta
     app = await start_bot()
     services = app.bot_data.services
     alice = private(43)
-    for count, held in enumerate(understood[:GONE_BEFORE_ANY + 1], start=1):
+    for count, held in enumerate(understood[: GONE_BEFORE_ANY + 1], start=1):
         send_photo(telegram, alice, user(43), held.image)
         await telegram.wait_replies(43, count)
 
@@ -179,9 +199,13 @@ async def test_another_bots_token_stops_the_run_before_marking_anything_gone(sta
         await session.execute(update(ImageRecord).values(embedding_model=RETIRED))
         await session.commit()
     telegram.files.clear()  # to this server's bot, every file id is unknown, as to another bot
-    for name, value in (("TELEGRAM_BOT_TOKEN", BOT_TOKEN), ("CLIPCHAT_BASE_URL", telegram.base_url),
-                        ("CLIPCHAT_BASE_FILE_URL", telegram.base_file_url), ("CLIPCHAT_MODELS", str(world_dir)),
-                        ("CLIPCHAT_DEVICE", "cpu")):
+    for name, value in (
+        ("TELEGRAM_BOT_TOKEN", BOT_TOKEN),
+        ("CLIPCHAT_BASE_URL", telegram.base_url),
+        ("CLIPCHAT_BASE_FILE_URL", telegram.base_file_url),
+        ("CLIPCHAT_MODELS", str(world_dir)),
+        ("CLIPCHAT_DEVICE", "cpu"),
+    ):
         monkeypatch.setenv(name, value)
     argv = ["db", "reindex", "--rate", "50", "--url", f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"]
     assert await asyncio.wait_for(asyncio.to_thread(main, argv), 30) == 2

@@ -40,8 +40,9 @@ def test_everyday_questions_reach_the_path_that_can_answer_them(split: str, figu
         by_type[row["type"]].append(right)
         if not right:
             route = route_question(row["question"])
-            misses.append(f"{row['question']!r}: {route.kind}/{route.subject}, "
-                          f"wanted {row['route']}/{row.get('subject', '*')}")
+            misses.append(
+                f"{row['question']!r}: {route.kind}/{route.subject}, wanted {row['route']}/{row.get('subject', '*')}"
+            )
     rate = sum(map(sum, by_type.values())) / len(rows)
     figure(f"routing right, {split} half of the question bank ({len(rows)} questions)", rate)
     for kind, results in sorted(by_type.items()):
@@ -62,22 +63,47 @@ def test_the_bank_covers_each_vqa_question_type_with_both_halves() -> None:
 # The bot also speaks Russian, Spanish and Chinese: there, "what is this?" and "what colour is it?" are routed
 # (their subject is not kept: CLIP reads English), and every other question goes to the answer model.
 OTHER_LANGUAGES = [
-    ("Что это?", "describe"), ("что это такое", "describe"), ("А это что?", "describe"), ("Что на фото?", "describe"),
-    ("Что изображено на картинке?", "describe"), ("Опиши фото, пожалуйста", "describe"), ("Опиши", "describe"),
-    ("Что ты видишь?", "describe"), ("Расскажи про эту фотографию", "describe"),
-    ("Какого цвета машина?", "colour"), ("Какой это цвет?", "colour"), ("какого цвета?", "colour"),
-    ("¿Qué es esto?", "describe"), ("que es eso", "describe"), ("¿Qué hay en la foto?", "describe"),
-    ("Descríbela", "describe"), ("Describe la imagen, por favor", "describe"), ("¿Qué ves?", "describe"),
-    ("¿De qué color es?", "colour"), ("¿Qué color tiene el coche?", "colour"), ("¿Cuál es el color?", "colour"),
-    ("这是什么？", "describe"), ("这是啥", "describe"), ("图片里有什么？", "describe"), ("请描述一下这张图片", "describe"),
-    ("描述一下", "describe"), ("你看到了什么？", "describe"), ("这是什么颜色？", "colour"), ("它是什么颜色的", "colour"),
-    ("车是什么颜色？", "colour"), ("颜色是什么？", "colour"),
-    ("Сколько здесь кошек?", "open"), ("¿Hay un perro?", "open"), ("这是狗吗？", "open"), ("Почему он грустный?", "open"),
+    ("Что это?", "describe"),
+    ("что это такое", "describe"),
+    ("А это что?", "describe"),
+    ("Что на фото?", "describe"),
+    ("Что изображено на картинке?", "describe"),
+    ("Опиши фото, пожалуйста", "describe"),
+    ("Опиши", "describe"),
+    ("Что ты видишь?", "describe"),
+    ("Расскажи про эту фотографию", "describe"),
+    ("Какого цвета машина?", "colour"),
+    ("Какой это цвет?", "colour"),
+    ("какого цвета?", "colour"),
+    ("¿Qué es esto?", "describe"),
+    ("que es eso", "describe"),
+    ("¿Qué hay en la foto?", "describe"),
+    ("Descríbela", "describe"),
+    ("Describe la imagen, por favor", "describe"),
+    ("¿Qué ves?", "describe"),
+    ("¿De qué color es?", "colour"),
+    ("¿Qué color tiene el coche?", "colour"),
+    ("¿Cuál es el color?", "colour"),
+    ("这是什么？", "describe"),
+    ("这是啥", "describe"),
+    ("图片里有什么？", "describe"),
+    ("请描述一下这张图片", "describe"),
+    ("描述一下", "describe"),
+    ("你看到了什么？", "describe"),
+    ("这是什么颜色？", "colour"),
+    ("它是什么颜色的", "colour"),
+    ("车是什么颜色？", "colour"),
+    ("颜色是什么？", "colour"),
+    ("Сколько здесь кошек?", "open"),
+    ("¿Hay un perro?", "open"),
+    ("这是狗吗？", "open"),
+    ("Почему он грустный?", "open"),
 ]
 
 
 @pytest.mark.parametrize(("question", "kind"), OTHER_LANGUAGES)
-def test_the_photo_and_its_colour_are_recognised_in_the_other_languages_the_bot_speaks(question: str,
-                                                                                       kind: str) -> None:
+def test_the_photo_and_its_colour_are_recognised_in_the_other_languages_the_bot_speaks(
+    question: str, kind: str
+) -> None:
     route = route_question(question)
     assert (route.kind, route.subject) == (kind, None)

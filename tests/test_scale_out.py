@@ -41,18 +41,37 @@ def free_port() -> int:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-async def test_two_webhook_processes_keep_each_users_order(telegram, database_url: str, world_dir: Path, heldout,
-                                                           tmp_path: Path) -> None:
+async def test_two_webhook_processes_keep_each_users_order(
+    telegram, database_url: str, world_dir: Path, heldout, tmp_path: Path
+) -> None:
     ports = [free_port(), free_port()]
     processes = []
     for number, port in enumerate(ports):
-        env = bot_environment(telegram, world_dir, tmp_path, DATABASE_URL=database_url,
-                              CLIPCHAT_SHARED_ORDERING="true", CLIPCHAT_WEBHOOK_SECRET=SECRET,
-                              CLIPCHAT_STATE_DIR=str(tmp_path / f"state{number}"))
-        processes.append(await asyncio.create_subprocess_exec(
-            *command(), "run", "--webhook", f"http://127.0.0.1:{port}/hook", "--listen", "127.0.0.1",
-            "--port", str(port), env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT))
+        env = bot_environment(
+            telegram,
+            world_dir,
+            tmp_path,
+            DATABASE_URL=database_url,
+            CLIPCHAT_SHARED_ORDERING="true",
+            CLIPCHAT_WEBHOOK_SECRET=SECRET,
+            CLIPCHAT_STATE_DIR=str(tmp_path / f"state{number}"),
+        )
+        processes.append(
+            await asyncio.create_subprocess_exec(
+                *command(),
+                "run",
+                "--webhook",
+                f"http://127.0.0.1:{port}/hook",
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                env=env,
+                cwd=tmp_path,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        )
     try:
         await telegram.wait_for(lambda: len(telegram.sent("setWebhook")) == 2, timeout=180, what="two bots up")
         for port, process in zip(ports, processes):
@@ -60,15 +79,19 @@ async def test_two_webhook_processes_keep_each_users_order(telegram, database_ur
         users = [71, 72, 73]
         update_ids = itertools.count(1000)
         async with aiohttp.ClientSession() as http:
+
             async def deliver(port: int, message: dict) -> None:
-                async with http.post(f"http://127.0.0.1:{port}/hook", json={"update_id": next(update_ids),
-                                                                            "message": message},
-                                     headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}) as response:
+                async with http.post(
+                    f"http://127.0.0.1:{port}/hook",
+                    json={"update_id": next(update_ids), "message": message},
+                    headers={"X-Telegram-Bot-Api-Secret-Token": SECRET},
+                ) as response:
                     assert response.status == 200
 
             for number, user_id in enumerate(users):  # their photos, through the first process
-                photo = telegram.message(private(user_id), user(user_id),
-                                         photo=telegram.add_file(jpeg(heldout[number].image)))
+                photo = telegram.message(
+                    private(user_id), user(user_id), photo=telegram.add_file(jpeg(heldout[number].image))
+                )
                 await deliver(ports[0], photo)
                 await telegram.wait_replies(user_id, 1, timeout=60)
             sent = {user_id: [] for user_id in users}
@@ -78,8 +101,9 @@ async def test_two_webhook_processes_keep_each_users_order(telegram, database_ur
                     message = telegram.message(private(user_id), user(user_id), text=question)
                     sent[user_id].append(message["message_id"])
                     await deliver(ports[turn % 2], message)
-        await telegram.wait_for(lambda: all(len(telegram.replies(u)) >= 1 + len(questions) for u in users),
-                                timeout=120, what="every answer")
+        await telegram.wait_for(
+            lambda: all(len(telegram.replies(u)) >= 1 + len(questions) for u in users), timeout=120, what="every answer"
+        )
         for user_id in users:
             assert [reply.reply_to for reply in telegram.replies(user_id)[1:]] == sent[user_id]
     finally:

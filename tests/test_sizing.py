@@ -9,12 +9,18 @@ from pathlib import Path
 import pytest
 
 
-def test_clipchat_bench_measures_the_configured_models_and_suggests_a_batch(world_dir: Path, tmp_path: Path,
-                                                                            monkeypatch, capsys, figure) -> None:
+def test_clipchat_bench_measures_the_configured_models_and_suggests_a_batch(
+    world_dir: Path, tmp_path: Path, monkeypatch, capsys, figure
+) -> None:
     from bot.ops.cli import main
 
-    for name, value in {"CLIPCHAT_MODELS": str(world_dir), "CLIPCHAT_CACHE_DIR": str(tmp_path),
-                        "CLIPCHAT_DEVICE": "cpu", "CLIPCHAT_MAX_BATCH": "8", "HF_HUB_OFFLINE": "1"}.items():
+    for name, value in {
+        "CLIPCHAT_MODELS": str(world_dir),
+        "CLIPCHAT_CACHE_DIR": str(tmp_path),
+        "CLIPCHAT_DEVICE": "cpu",
+        "CLIPCHAT_MAX_BATCH": "8",
+        "HF_HUB_OFFLINE": "1",
+    }.items():
         monkeypatch.setenv(name, value)
     assert main(["bench", "--photos", "16", "--concurrency", "1,16"]) == 0
     out = capsys.readouterr().out
@@ -41,8 +47,7 @@ def test_clipchat_bench_measures_the_configured_models_and_suggests_a_batch(worl
     assert report["suggested_max_batch"] in (1, 2) and report["reason"]
 
 
-@pytest.mark.parametrize("argv", [["bench", "--photos", "4", "--concurrency", "1,16"],
-                                  ["bench", "--concurrency", "0"]])
+@pytest.mark.parametrize("argv", [["bench", "--photos", "4", "--concurrency", "1,16"], ["bench", "--concurrency", "0"]])
 def test_clipchat_bench_refuses_what_cannot_be_measured(argv: list[str], capsys) -> None:
     from bot.ops.cli import main
 

@@ -40,8 +40,14 @@ ALICE, BOB, GROUP = 1001, 1002, -100500
 def photo(chat_id: int, sender_id: int | None, message_id: int, vector=None, model: str = "clip-test") -> NewImage:
     vector = np.random.default_rng(message_id).normal(size=8) if vector is None else vector
     facts = PhotoFacts(f"photo {message_id}", (Tag("cat", 0.9),), vector / np.linalg.norm(vector), model)
-    return NewImage(chat_id=chat_id, sender_id=sender_id, message_id=message_id, file_id=f"file-{message_id}",
-                    file_unique_id=f"unique-{message_id}", facts=facts)
+    return NewImage(
+        chat_id=chat_id,
+        sender_id=sender_id,
+        message_id=message_id,
+        file_id=f"file-{message_id}",
+        file_unique_id=f"unique-{message_id}",
+        facts=facts,
+    )
 
 
 async def test_migrations_build_exactly_the_models(engine) -> None:
@@ -163,8 +169,14 @@ async def test_after_forget_no_column_of_any_table_holds_the_user(sessions) -> N
     await order.arrived(carol, 5000)  # her /forget, in flight in some process
     async with sessions() as session:
         before = await columns_holding(session, carol)
-        assert {"users.id", "images.sender_id", "turns.user_id", "chat_settings.updated_by",
-                "user_settings.user_id", "pending_updates.user_key"} <= set(before)
+        assert {
+            "users.id",
+            "images.sender_id",
+            "turns.user_id",
+            "chat_settings.updated_by",
+            "user_settings.user_id",
+            "pending_updates.user_key",
+        } <= set(before)
         await forget_user(session, carol)
         await session.commit()
     await order.done(carol, 5000)  # the /forget update finishes, as every update does
@@ -226,8 +238,7 @@ async def test_a_database_that_hangs_fails_fast_instead_of_holding_the_user(tmp_
     started = time.monotonic()
     try:
         with pytest.raises(Exception) as failure:
-            await write_with_retry(make_sessionmaker(engine), lambda session: session.execute(select(1)),
-                                   deadline=2.0)
+            await write_with_retry(make_sessionmaker(engine), lambda session: session.execute(select(1)), deadline=2.0)
     finally:
         await engine.dispose()
         server.close()
@@ -245,8 +256,14 @@ async def test_retries_stop_at_their_deadline_whatever_the_attempts_left() -> No
 
     tries, started = 0, time.monotonic()
     with pytest.raises(ConnectionError):
-        async for attempt in retrying(lambda error: True, attempts=1000, first_delay=0.05, max_delay=0.05,
-                                      deadline=0.5, what="a call that always fails"):
+        async for attempt in retrying(
+            lambda error: True,
+            attempts=1000,
+            first_delay=0.05,
+            max_delay=0.05,
+            deadline=0.5,
+            what="a call that always fails",
+        ):
             with attempt:
                 tries += 1
                 raise ConnectionError("down")
@@ -285,8 +302,7 @@ async def test_search_finds_the_photo_a_phrase_describes(sessions, world_models,
         for number, vector in enumerate(vectors):
             await save_image(session, photo(GROUP, ALICE, number, vector=vector, model=model), chat_kind="group")
         # Vectors from another CLIP must never be compared with this one's, however close they look.
-        await save_image(session, photo(GROUP, ALICE, 9999, vector=vectors[0], model="another-clip"),
-                         chat_kind="group")
+        await save_image(session, photo(GROUP, ALICE, 9999, vector=vectors[0], model="another-clip"), chat_kind="group")
         await session.commit()
         index = EmbeddingIndex()
         queries = world_models.encoder.embed_texts([h.scene.caption for h in sample]).cpu().numpy()
@@ -342,8 +358,10 @@ async def test_a_forgotten_photo_never_lends_its_id_or_vector_to_the_next_one(se
 async def test_many_chats_writing_at_once_keep_every_turn_in_order(sessions) -> None:
     async def conversation(chat_id: int) -> None:
         for step in range(8):
+
             async def write(session, step=step):
                 await add_turn(session, chat_id, chat_id, "user", f"message {step}")
+
             await write_with_retry(sessions, write)
 
     await asyncio.gather(*(conversation(2000 + n) for n in range(25)))
@@ -379,8 +397,10 @@ async def drop_every_connection(database_url: str) -> None:
 
     url = make_url(database_url)
     admin = await asyncpg.connect(user=url.username, host=url.host, port=url.port or 5432, database="postgres")
-    await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = $1 AND pid <> pg_backend_pid()", url.database)
+    await admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        url.database,
+    )
     await admin.close()
 
 
@@ -415,9 +435,11 @@ def test_database_url_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
 
 async def test_first_words_from_many_people_in_a_new_group_all_land(sessions) -> None:
     """Everyone's first message races to create the same chat row; none may fail."""
+
     async def first_words(user_id: int) -> None:
         async def write(session):
             await add_turn(session, GROUP, user_id, "user", f"hello from {user_id}", chat_kind="supergroup")
+
         await write_with_retry(sessions, write)
 
     await asyncio.gather(*(first_words(3000 + n) for n in range(12)))

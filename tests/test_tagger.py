@@ -20,8 +20,10 @@ def test_top1_tag_for_every_scene_label(world_models, heldout, figure) -> None:
     best = [{tag.section: tag for tag in reversed(tags)} for tags in everything]  # each section's winner
     winners = {h.path: b for h, b in zip(heldout, best)}
     for split in ("seen", "unseen"):
-        correct = {a: by_split(heldout, lambda h, a=a: winners[h.path][a].label == tag_label(a, getattr(h.scene, a)))
-                   [split] for a in ATTRIBUTES}
+        correct = {
+            a: by_split(heldout, lambda h, a=a: winners[h.path][a].label == tag_label(a, getattr(h.scene, a)))[split]
+            for a in ATTRIBUTES
+        }
         overall = sum(correct.values()) / len(correct)
         for attribute, accuracy in correct.items():
             figure(f"top-1 tag accuracy, {split} combinations: {attribute}", accuracy)

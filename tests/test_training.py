@@ -16,10 +16,15 @@ from vision.training.datasets import read_captions
 def small_coco_file(world_dir: Path, tmp_path: Path, count: int = 48) -> Path:
     """The first `count` training images, rewritten as a COCO captions file with two captions each."""
     rows = [json.loads(line) for line in (world_dir / "data" / "train" / "captions.jsonl").read_text().splitlines()]
-    rows = rows[::len(rows) // count][:count]
-    coco = {"images": [{"id": i, "file_name": row["image"]} for i, row in enumerate(rows)],
-            "annotations": [{"image_id": i, "caption": caption} for i, row in enumerate(rows)
-                            for caption in (row["caption"], row["caption"].rstrip(".") + " .")]}
+    rows = rows[:: len(rows) // count][:count]
+    coco = {
+        "images": [{"id": i, "file_name": row["image"]} for i, row in enumerate(rows)],
+        "annotations": [
+            {"image_id": i, "caption": caption}
+            for i, row in enumerate(rows)
+            for caption in (row["caption"], row["caption"].rstrip(".") + " .")
+        ],
+    }
     path = tmp_path / "coco.json"
     path.write_text(json.dumps(coco))
     return path
@@ -39,9 +44,23 @@ def test_captions_files_in_both_formats(world_dir: Path, tmp_path: Path) -> None
 def test_train_checkpoint_and_resume(world_dir: Path, tmp_path: Path, capsys) -> None:
     captions = small_coco_file(world_dir, tmp_path)
     out = tmp_path / "captioner"
-    common = [str(captions), "--images", str(world_dir / "data" / "train"), "--out", str(out),
-              "--models", str(world_dir / "guided"), "--device", "cpu", "--prefix-length", "2",
-              "--batch-size", "16", "--lr", "1e-3"]
+    common = [
+        str(captions),
+        "--images",
+        str(world_dir / "data" / "train"),
+        "--out",
+        str(out),
+        "--models",
+        str(world_dir / "guided"),
+        "--device",
+        "cpu",
+        "--prefix-length",
+        "2",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-3",
+    ]
     assert clipchat(["train-captioner", *common, "--epochs", "1"]) == 0
     assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
     embeddings = out / "clip-embeddings.safetensors"

@@ -19,9 +19,27 @@ STILL_FALLING = "validation loss was still falling at the end"
 
 
 def train(world_dir: Path, captions: Path, out: Path, *extra: str) -> int:
-    return clipchat(["train-captioner", str(captions), "--images", str(world_dir / "data" / "train"),
-                     "--out", str(out), "--models", str(world_dir / "guided"), "--device", "cpu",
-                     "--prefix-length", "2", "--batch-size", "8", "--validation-fraction", "0.25", *extra])
+    return clipchat(
+        [
+            "train-captioner",
+            str(captions),
+            "--images",
+            str(world_dir / "data" / "train"),
+            "--out",
+            str(out),
+            "--models",
+            str(world_dir / "guided"),
+            "--device",
+            "cpu",
+            "--prefix-length",
+            "2",
+            "--batch-size",
+            "8",
+            "--validation-fraction",
+            "0.25",
+            *extra,
+        ]
+    )
 
 
 def test_too_short_a_run_says_train_longer(world_dir: Path, tmp_path: Path, capsys, caplog) -> None:
@@ -34,8 +52,10 @@ def test_too_short_a_run_says_train_longer(world_dir: Path, tmp_path: Path, caps
     assert any(STILL_FALLING in record.getMessage() for record in caplog.records)  # logged as well as printed
     epoch_lines = [line for line in printed.out.splitlines() if line.startswith("epoch ")]
     assert len(epoch_lines) == 2, printed.out
-    assert all(re.fullmatch(r"epoch \d/2 \(\d+ steps\): train loss \d\.\d{4}, validation loss \d\.\d{4}", line)
-               for line in epoch_lines), epoch_lines
+    assert all(
+        re.fullmatch(r"epoch \d/2 \(\d+ steps\): train loss \d\.\d{4}, validation loss \d\.\d{4}", line)
+        for line in epoch_lines
+    ), epoch_lines
 
     history = json.loads((out / "loss-history.json").read_text())
     assert [row["epoch"] for row in history["epochs"]] == [1, 2]
@@ -106,11 +126,25 @@ def test_evaluate_report_is_a_contact_sheet_worst_first(world_dir: Path, tmp_pat
     rows = [json.loads(line) for line in (heldout / "captions.jsonl").read_text().splitlines()][:5]
     rows[1]["caption"] = "<script>alert('owned')</script> a caption from an untrusted file"
     captions = tmp_path / "captions.jsonl"
-    captions.write_text("".join(json.dumps({"image": row["image"], "caption": row["caption"]}) + "\n"
-                                for row in rows))
+    captions.write_text("".join(json.dumps({"image": row["image"], "caption": row["caption"]}) + "\n" for row in rows))
     report = tmp_path / "report"
-    assert clipchat(["evaluate", str(captions), "--images", str(heldout), "--models", str(world_dir),
-                     "--device", "cpu", "--report", str(report)]) == 0
+    assert (
+        clipchat(
+            [
+                "evaluate",
+                str(captions),
+                "--images",
+                str(heldout),
+                "--models",
+                str(world_dir),
+                "--device",
+                "cpu",
+                "--report",
+                str(report),
+            ]
+        )
+        == 0
+    )
     assert f"Report: {report / 'index.html'}" in capsys.readouterr().out
 
     sheet = ContactSheet()

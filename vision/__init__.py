@@ -13,5 +13,15 @@ from .decoding.strategies import Caption, DecodingOptions, decode
 from .intake.images import ImageLimits, load_image
 from .pipeline import VisionModels, load_models
 
-__all__ = ["Caption", "DecodingOptions", "ImageLimits", "ModelSet", "VisionModels", "builtin_model_sets", "decode",
-           "load_image", "load_model_set", "load_models"]
+__all__ = [
+    "Caption",
+    "DecodingOptions",
+    "ImageLimits",
+    "ModelSet",
+    "VisionModels",
+    "builtin_model_sets",
+    "decode",
+    "load_image",
+    "load_model_set",
+    "load_models",
+]

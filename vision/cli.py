@@ -36,9 +36,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--no-normalize-prefix", action="store_true", help="feed raw CLIP vectors, as ClipCap did")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--validation-fraction", type=float, default=0.1, metavar="F",
-                       help="share of the images held out to measure validation loss each epoch (default 0.1; "
-                            "0 trains on all of them, without validation)")
+    train.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="share of the images held out to measure validation loss each epoch (default 0.1; "
+        "0 trains on all of them, without validation)",
+    )
     _add_model_arguments(train)
     train.set_defaults(handler=run_train)
 
@@ -47,36 +52,49 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--images", type=Path, help="directory image paths are relative to")
     evaluate.add_argument("--limit", type=int, help="score only the first N images")
     evaluate.add_argument("--json", action="store_true", help="print machine-readable results")
-    evaluate.add_argument("--report", type=Path, metavar="DIR", help="also write DIR/index.html: every photo with "
-                          "its caption, references, tags and CLIPScore, worst first")
+    evaluate.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="also write DIR/index.html: every photo with its caption, references, tags and CLIPScore, worst first",
+    )
     _add_model_arguments(evaluate)
     _add_decoding_arguments(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
     models = commands.add_parser("models", help="list the built-in model sets, what is downloaded and its size")
-    models.add_argument("--models", metavar="DIR_OR_NAME",
-                        help="the set to mark as configured (default: CLIPCHAT_MODELS)")
+    models.add_argument(
+        "--models", metavar="DIR_OR_NAME", help="the set to mark as configured (default: CLIPCHAT_MODELS)"
+    )
     models.set_defaults(handler=run_models)
 
-    prefetch = commands.add_parser("prefetch", help="download every model the configuration needs, "
-                                                    "so the bot then starts offline")
+    prefetch = commands.add_parser(
+        "prefetch", help="download every model the configuration needs, so the bot then starts offline"
+    )
     _add_model_arguments(prefetch)
     prefetch.set_defaults(handler=run_prefetch)
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", metavar="DIR_OR_NAME",
-                        help="model set: a built-in name or a directory with clipchat.json (default: CLIPCHAT_MODELS)")
+    parser.add_argument(
+        "--models",
+        metavar="DIR_OR_NAME",
+        help="model set: a built-in name or a directory with clipchat.json (default: CLIPCHAT_MODELS)",
+    )
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: CLIPCHAT_DEVICE)")
     parser.add_argument("--dtype", help="auto, float32, float16 or bfloat16 (default: CLIPCHAT_DTYPE)")
 
 
 def _add_decoding_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", choices=METHODS, help="decoding method (default: greedy, or guided "
-                                                          "when the model set has no captioning checkpoint)")
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        help="decoding method (default: greedy, or guided when the model set has no captioning checkpoint)",
+    )
     parser.add_argument("--beam-size", type=int)
-    parser.add_argument("--candidates", type=int, default=1, help="generate N captions and keep the one "
-                                                                  "CLIP finds closest to the photo")
+    parser.add_argument(
+        "--candidates", type=int, default=1, help="generate N captions and keep the one CLIP finds closest to the photo"
+    )
 
 
 def _settings(args: argparse.Namespace, settings: VisionSettings) -> VisionSettings:
@@ -94,8 +112,14 @@ def _options(args: argparse.Namespace, models) -> DecodingOptions:
 def _load(settings: VisionSettings):
     from .pipeline import load_models
 
-    return load_models(settings.model_set(), settings.device, settings.dtype, settings.cache_dir,
-                       settings.hub_cache_dir, allow_random_weights=settings.allow_random_weights)
+    return load_models(
+        settings.model_set(),
+        settings.device,
+        settings.dtype,
+        settings.cache_dir,
+        settings.hub_cache_dir,
+        allow_random_weights=settings.allow_random_weights,
+    )
 
 
 def run_describe(args: argparse.Namespace, settings: VisionSettings) -> int:
@@ -116,8 +140,15 @@ def run_describe(args: argparse.Namespace, settings: VisionSettings) -> int:
         options = _options(args, models)
         for path, description in zip(names, models.describe(images, options, top_k_tags=args.tags)):
             if args.json:
-                print(json.dumps({"photo": str(path), "caption": description.caption,
-                                  "tags": [{"label": t.label, "score": round(t.score, 4)} for t in description.tags]}))
+                print(
+                    json.dumps(
+                        {
+                            "photo": str(path),
+                            "caption": description.caption,
+                            "tags": [{"label": t.label, "score": round(t.score, 4)} for t in description.tags],
+                        }
+                    )
+                )
             else:
                 tags = ", ".join(f"{t.label} ({t.score:.2f})" for t in description.tags)
                 print(f"{path}: {description.caption}\n  tags: {tags or '-'}")
@@ -132,8 +163,10 @@ def missing_training_extra(command: str) -> str | None:
     missing = [name for name in TRAINING_EXTRA[command] if importlib.util.find_spec(name) is None]
     if not missing:
         return None
-    return (f"clipchat {command} needs the training extra ({', '.join(missing)} is not installed): "
-            "pip install 'clipchat[train]'")
+    return (
+        f"clipchat {command} needs the training extra ({', '.join(missing)} is not installed): "
+        "pip install 'clipchat[train]'"
+    )
 
 
 def run_train(args: argparse.Namespace, settings: VisionSettings) -> int:
@@ -150,24 +183,47 @@ def run_train(args: argparse.Namespace, settings: VisionSettings) -> int:
     settings = _settings(args, settings)
     model_set = settings.model_set()
     ensure_available(model_set, settings.hub_cache_dir)  # it loads CLIP and GPT-2 without load_models' check
-    options = TrainingOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                              prefix_length=args.prefix_length, mapper=args.mapper,
-                              finetune_language_model=args.finetune_gpt2,
-                              normalize_prefix=not args.no_normalize_prefix, seed=args.seed,
-                              validation_fraction=args.validation_fraction)
+    options = TrainingOptions(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        prefix_length=args.prefix_length,
+        mapper=args.mapper,
+        finetune_language_model=args.finetune_gpt2,
+        normalize_prefix=not args.no_normalize_prefix,
+        seed=args.seed,
+        validation_fraction=args.validation_fraction,
+    )
     data = read_captions(args.captions, args.images)
     split_for_validation([item.image for item in data], options.validation_fraction)  # too few: refused before loading
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device, training=True)
-    encoder = load_clip(model_set.clip, model_set.clip_pretrained, device, dtype, settings.hub_cache_dir,
-                        allow_random_weights=settings.allow_random_weights)
+    encoder = load_clip(
+        model_set.clip,
+        model_set.clip_pretrained,
+        device,
+        dtype,
+        settings.hub_cache_dir,
+        allow_random_weights=settings.allow_random_weights,
+    )
     lm, tokenizer = load_language_model(model_set.language_model, device, dtype, settings.hub_cache_dir)
     if options.validation_fraction == 0:
         print("Training on every image with no validation split: nothing will say whether it trained long enough.")
-    trained = train_captioner(encoder, lm, tokenizer, data, args.out, options, resume=args.resume,
-                              language_model_ref=str(model_set.language_model), on_epoch=_print_epoch)
-    print(f"Saved the captioner to {args.out}. Use it with CLIPCHAT_CAPTIONER=local-dir:{args.out.resolve()}\n"
-          f"Loss history: {trained.history_file} (curve: {trained.curve_file})")
+    trained = train_captioner(
+        encoder,
+        lm,
+        tokenizer,
+        data,
+        args.out,
+        options,
+        resume=args.resume,
+        language_model_ref=str(model_set.language_model),
+        on_epoch=_print_epoch,
+    )
+    print(
+        f"Saved the captioner to {args.out}. Use it with CLIPCHAT_CAPTIONER=local-dir:{args.out.resolve()}\n"
+        f"Loss history: {trained.history_file} (curve: {trained.curve_file})"
+    )
     if trained.warning:  # last, below the progress bars, where the operator looks when it ends
         print(f"clipchat: warning: {trained.warning}", file=sys.stderr)
     return 0
@@ -175,8 +231,11 @@ def run_train(args: argparse.Namespace, settings: VisionSettings) -> int:
 
 def _print_epoch(losses, epochs: int) -> None:
     validation = "-" if losses.validation_loss is None else f"{losses.validation_loss:.4f}"
-    print(f"epoch {losses.epoch}/{epochs} ({losses.steps} steps): train loss {losses.train_loss:.4f}, "
-          f"validation loss {validation}", flush=True)
+    print(
+        f"epoch {losses.epoch}/{epochs} ({losses.steps} steps): train loss {losses.train_loss:.4f}, "
+        f"validation loss {validation}",
+        flush=True,
+    )
 
 
 def run_evaluate(args: argparse.Namespace, settings: VisionSettings) -> int:
@@ -198,8 +257,10 @@ def run_evaluate(args: argparse.Namespace, settings: VisionSettings) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        print(f"images: {report.images} (skipped {report.skipped})\nBLEU-4: {report.bleu4:.4f}\n"
-              f"CIDEr: {report.cider:.4f}\nCLIPScore: {report.clip_score:.4f}")
+        print(
+            f"images: {report.images} (skipped {report.skipped})\nBLEU-4: {report.bleu4:.4f}\n"
+            f"CIDEr: {report.cider:.4f}\nCLIPScore: {report.clip_score:.4f}"
+        )
     return 0
 
 
@@ -211,11 +272,13 @@ def run_prefetch(args: argparse.Namespace, settings: VisionSettings) -> int:
     models = _load(settings)
     models.answerer.get()  # loaded on the first open question otherwise, which may come offline
     hub, own = hub_cache_folder(settings.hub_cache_dir), settings.cache_dir or default_cache_dir()
-    print(f"Model set {models.model_set.name!r} is downloaded and its tag embeddings are cached. "
-          "The bot can now start offline (set HF_HUB_OFFLINE=1).\n"
-          f"For a machine without internet access, copy {hub} (the Hugging Face downloads) and {own} "
-          "(clipchat's cache) to the same folders there, or point CLIPCHAT_HUB_CACHE_DIR and CLIPCHAT_CACHE_DIR "
-          "at the copies.")
+    print(
+        f"Model set {models.model_set.name!r} is downloaded and its tag embeddings are cached. "
+        "The bot can now start offline (set HF_HUB_OFFLINE=1).\n"
+        f"For a machine without internet access, copy {hub} (the Hugging Face downloads) and {own} "
+        "(clipchat's cache) to the same folders there, or point CLIPCHAT_HUB_CACHE_DIR and CLIPCHAT_CACHE_DIR "
+        "at the copies."
+    )
     return 0
 
 
@@ -231,8 +294,10 @@ def run_models(args: argparse.Namespace, settings: VisionSettings) -> int:
     except ClipchatError as error:
         configured, problem = None, error.detail
     from_directory = Path(settings.models).expanduser().exists()
-    sets = [configured if configured and not from_directory and name == configured.name else load_model_set(name)
-            for name in builtin_model_sets()]
+    sets = [
+        configured if configured and not from_directory and name == configured.name else load_model_set(name)
+        for name in builtin_model_sets()
+    ]
     if configured is not None and from_directory:
         sets.append(configured)
     print(f"Model sets (* = configured by CLIPCHAT_MODELS={settings.models}):")

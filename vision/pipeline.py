@@ -1,7 +1,7 @@
 """The load API: `load_models(name)` once, then `describe(images)`.
 
-    models = load_models("default", device="auto")
-    [description] = models.describe([image])
+models = load_models("default", device="auto")
+[description] = models.describe([image])
 """
 
 from __future__ import annotations
@@ -38,30 +38,47 @@ log = logging.getLogger(__name__)
 class VisionModels:
     """Everything one model set needs, loaded once and shared by every chat."""
 
-    def __init__(self, model_set: ModelSet, encoder: ClipEncoder, captioner: PrefixCaptioner | GuidedCaptioner,
-                 tagger: ZeroShotTagger, answerer: LazyAnswerModel | None = None) -> None:
+    def __init__(
+        self,
+        model_set: ModelSet,
+        encoder: ClipEncoder,
+        captioner: PrefixCaptioner | GuidedCaptioner,
+        tagger: ZeroShotTagger,
+        answerer: LazyAnswerModel | None = None,
+    ) -> None:
         self.model_set = model_set
         self.encoder = encoder
         self.captioner = captioner
         self.tagger = tagger
         # Open questions: the set's answer model, else the captioner's own language model.
         self.answerer = answerer or LazyAnswerModel.ready(
-            answer_model_from(captioner.lm, captioner.tokenizer, str(model_set.language_model)))
+            answer_model_from(captioner.lm, captioner.tokenizer, str(model_set.language_model))
+        )
 
     def caption(self, raw: torch.Tensor, options: DecodingOptions | None = None) -> list[list[Caption]]:
         """(B, D) raw CLIP image vectors -> candidate captions per image, best first, as the options ask
         (without options: the captioner's own method)."""
         return decode(self.captioner, raw, options)
 
-    def describe(self, images: Sequence[Image.Image], options: DecodingOptions | None = None,
-                 top_k_tags: int = 5, tag_threshold: float = 0.1) -> list[PhotoFacts]:
+    def describe(
+        self,
+        images: Sequence[Image.Image],
+        options: DecodingOptions | None = None,
+        top_k_tags: int = 5,
+        tag_threshold: float = 0.1,
+    ) -> list[PhotoFacts]:
         """Caption and tag a batch of images in one CLIP pass and one batched generation."""
         if not images:
             return []
         return self.describe_pixels(self.encoder.preprocess_images(images), options, top_k_tags, tag_threshold)
 
-    def describe_pixels(self, pixels: torch.Tensor, options: DecodingOptions | None = None,
-                        top_k_tags: int = 5, tag_threshold: float = 0.1) -> list[PhotoFacts]:
+    def describe_pixels(
+        self,
+        pixels: torch.Tensor,
+        options: DecodingOptions | None = None,
+        top_k_tags: int = 5,
+        tag_threshold: float = 0.1,
+    ) -> list[PhotoFacts]:
         """The same from (N, 3, H, W) preprocessed pixels, so the Pillow work can run elsewhere, in parallel."""
         if not len(pixels):
             return []
@@ -75,8 +92,14 @@ class VisionModels:
         out = []
         for vector, candidates, image_tags in zip(vectors, captions, tags):
             best = rerank(self.encoder, vector, candidates)[0][0] if len(candidates) > 1 else candidates[0]
-            out.append(PhotoFacts(caption=best.text, tags=tuple(image_tags),
-                                  embedding=vector.float().cpu().numpy(), model=self.encoder.identity))
+            out.append(
+                PhotoFacts(
+                    caption=best.text,
+                    tags=tuple(image_tags),
+                    embedding=vector.float().cpu().numpy(),
+                    model=self.encoder.identity,
+                )
+            )
         return out
 
 
@@ -90,8 +113,12 @@ def use_cpu_kernels(encoder, captioner, cache_dir: Path | None = None) -> None:
     few_rows = False
     if weight.device.type == "cpu":
         linearize(captioner.lm)
-        few_rows = (weight.dtype == torch.bfloat16 and bf16_rows.cpu_supports() and packing_available()
-                    and bf16_rows.load(cache_dir or default_cache_dir()))
+        few_rows = (
+            weight.dtype == torch.bfloat16
+            and bf16_rows.cpu_supports()
+            and packing_available()
+            and bf16_rows.load(cache_dir or default_cache_dir())
+        )
     # on a CPU only (a guided captioner is its GPT-2 alone)
     pack_linears(captioner if isinstance(captioner, torch.nn.Module) else captioner.lm, few_rows)
     pack_linears(encoder.model)
@@ -103,9 +130,15 @@ def _finish(tensor: torch.Tensor) -> None:
         torch.cuda.synchronize(tensor.device)
 
 
-def load_models(models: str | ModelSet = "default", device: str = "auto", dtype: str = "auto",
-                cache_dir: Path | None = None, hub_cache_dir: Path | None = None, *,
-                allow_random_weights: bool = False) -> VisionModels:
+def load_models(
+    models: str | ModelSet = "default",
+    device: str = "auto",
+    dtype: str = "auto",
+    cache_dir: Path | None = None,
+    hub_cache_dir: Path | None = None,
+    *,
+    allow_random_weights: bool = False,
+) -> VisionModels:
     """Load a model set by name, directory or object; unknown names are answered with the valid ones.
 
     `cache_dir` holds clipchat's own derived files (tag embeddings); `hub_cache_dir`
@@ -117,29 +150,49 @@ def load_models(models: str | ModelSet = "default", device: str = "auto", dtype:
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     clip_dtype = resolve_clip_dtype(dtype, torch_device)
-    encoder = load_clip(model_set.clip, model_set.clip_pretrained, torch_device, clip_dtype, hub_cache_dir,
-                        allow_random_weights=allow_random_weights)
+    encoder = load_clip(
+        model_set.clip,
+        model_set.clip_pretrained,
+        torch_device,
+        clip_dtype,
+        hub_cache_dir,
+        allow_random_weights=allow_random_weights,
+    )
     choice = model_set.captioner
     if choice.kind == "guided":
         lm, tokenizer = load_language_model(model_set.language_model, torch_device, torch_dtype, hub_cache_dir)
         captioner = GuidedCaptioner(lm, tokenizer, encoder, prompt=model_set.guided_prompt)
     elif choice.kind == "clipcap":
-        captioner = load_clipcap_checkpoint(choice.location, model_set.language_model, torch_device,
-                                            torch_dtype, hub_cache_dir, clip=encoder)
+        captioner = load_clipcap_checkpoint(
+            choice.location, model_set.language_model, torch_device, torch_dtype, hub_cache_dir, clip=encoder
+        )
     else:
-        captioner = load_prefix_captioner(choice.location, model_set.language_model, torch_device,
-                                          torch_dtype, hub_cache_dir, clip=encoder)
+        captioner = load_prefix_captioner(
+            choice.location, model_set.language_model, torch_device, torch_dtype, hub_cache_dir, clip=encoder
+        )
     use_cpu_kernels(encoder, captioner, cache_dir)
-    tagger = ZeroShotTagger(encoder, load_vocabulary(model_set.vocabulary),
-                            model_set.tag_templates or DEFAULT_TEMPLATES, cache_dir=cache_dir)
+    tagger = ZeroShotTagger(
+        encoder,
+        load_vocabulary(model_set.vocabulary),
+        model_set.tag_templates or DEFAULT_TEMPLATES,
+        cache_dir=cache_dir,
+    )
     answerer = None  # the captioner's language model
     answer_ref = model_set.answer_model
     if answer_ref is not None and not (choice.kind == "guided" and answer_ref == model_set.language_model):
         # A model of its own, loaded on the first open question: photos alone never pay for its memory.
-        answerer = LazyAnswerModel(partial(load_answer_model, answer_ref, torch_device, torch_dtype, hub_cache_dir),
-                                   str(answer_ref))
-    log.info("loaded model set %s (CLIP %s, captioner %s, answers %s) on %s/%s", model_set.name, encoder.identity,
-             choice, answer_ref or "by the captioner's language model", torch_device, torch_dtype)
+        answerer = LazyAnswerModel(
+            partial(load_answer_model, answer_ref, torch_device, torch_dtype, hub_cache_dir), str(answer_ref)
+        )
+    log.info(
+        "loaded model set %s (CLIP %s, captioner %s, answers %s) on %s/%s",
+        model_set.name,
+        encoder.identity,
+        choice,
+        answer_ref or "by the captioner's language model",
+        torch_device,
+        torch_dtype,
+    )
     return VisionModels(model_set, encoder, captioner, tagger, answerer)
 
 

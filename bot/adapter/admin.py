@@ -20,17 +20,27 @@ from .telegram_io import where, writes_as_chat
 
 log = logging.getLogger(__name__)
 
-NAMES = {"autocaption": "auto_caption", "auto_caption": "auto_caption", "alttext": "alt_text", "alt_text": "alt_text",
-         "index": "index_photos"}
-LABELS = {"auto_caption": N_("Auto-captions (every photo in the group)"), "alt_text": N_("Alt text on photo posts"),
-          "index_photos": N_("Keep photos nobody asked me about, for /search")}
+NAMES = {
+    "autocaption": "auto_caption",
+    "auto_caption": "auto_caption",
+    "alttext": "alt_text",
+    "alt_text": "alt_text",
+    "index": "index_photos",
+}
+LABELS = {
+    "auto_caption": N_("Auto-captions (every photo in the group)"),
+    "alt_text": N_("Alt text on photo posts"),
+    "index_photos": N_("Keep photos nobody asked me about, for /search"),
+}
 ONLY_ADMINS = N_("Only this chat's admins can change my settings.")
 LANGUAGE_CHOICES = "|".join(language.split("_")[0] for language in LANGUAGES) + "|auto"  # en|zh|ru|es|auto
 ADMIN_STATUSES = (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
-ANONYMOUS_FORGET = N_("You're writing as {name}, not as yourself, so I can't tell you apart from others who "
-                      "write that way. This deletes everything sent to me as {name}, by anyone, including our "
-                      "conversations; only an admin of {name} can confirm. What you sent from your own account "
-                      "stays: send /forget from it (in a private chat with me) for that. Are you sure?")
+ANONYMOUS_FORGET = N_(
+    "You're writing as {name}, not as yourself, so I can't tell you apart from others who "
+    "write that way. This deletes everything sent to me as {name}, by anyone, including our "
+    "conversations; only an admin of {name} can confirm. What you sent from your own account "
+    "stays: send /forget from it (in a private chat with me) for that. Are you sure?"
+)
 
 
 async def is_admin(context: BotContext, chat_id: int, chat_kind: str, user_id: int | None) -> bool:
@@ -77,8 +87,12 @@ def _keyboard(chat_kind: str, current: Switches, _: Translator) -> InlineKeyboar
 
 
 def _describe(chat_kind: str, current: Switches, _: Translator) -> str:
-    lines = [_("{setting}: on.", setting=_(LABELS[name])) if getattr(current, name) else
-             _("{setting}: off.", setting=_(LABELS[name])) for name in _switches_for(chat_kind)]
+    lines = [
+        _("{setting}: on.", setting=_(LABELS[name]))
+        if getattr(current, name)
+        else _("{setting}: off.", setting=_(LABELS[name]))
+        for name in _switches_for(chat_kind)
+    ]
     return "\n".join([*lines, _language_line(current, _)])
 
 
@@ -97,9 +111,17 @@ async def _language_setting(context: BotContext, message, here: Where, value: st
         current = await records.switches(context.services, here.chat_id)
         known = ", ".join(f"{language.split('_')[0]} – {name_of(language)}" for language in LANGUAGES)
         refusal = "" if value is None else _("I can't speak {code} yet.", code=value) + " "
-        await reply(message, refusal + _language_line(current, _) + "\n" + _(
-            "I can answer in: {languages}. Choose with /settings language {choices}.", languages=known,
-            choices=LANGUAGE_CHOICES))
+        await reply(
+            message,
+            refusal
+            + _language_line(current, _)
+            + "\n"
+            + _(
+                "I can answer in: {languages}. Choose with /settings language {choices}.",
+                languages=known,
+                choices=LANGUAGE_CHOICES,
+            ),
+        )
         return
     chosen = None if value == "auto" else supported(value)
     await records.set_switch(context.services, here, "language", chosen)
@@ -120,9 +142,14 @@ async def settings(update: Update, context: BotContext) -> None:
         if args[:1] == ["language"]:
             await _language_setting(context, message, where(message), args[1] if len(args) > 1 else None)
             return
-        await reply(message, _("Auto-captions and alt text belong to groups and channels: add me to one and send "
-                               "/settings there. Here you can choose my language: /settings language {choices}.",
-                               choices=LANGUAGE_CHOICES))
+        await reply(
+            message,
+            _(
+                "Auto-captions and alt text belong to groups and channels: add me to one and send "
+                "/settings there. Here you can choose my language: /settings language {choices}.",
+                choices=LANGUAGE_CHOICES,
+            ),
+        )
         return
     user_id = where(message).user_id
     if not await is_admin(context, chat.id, chat.type, user_id):
@@ -138,9 +165,17 @@ async def settings(update: Update, context: BotContext) -> None:
         return
     current = await records.switches(context.services, chat.id)
     commands = "/settings alttext on|off" if chat.type == "channel" else "/settings autocaption|index on|off"
-    await reply(message, _describe(chat.type, current, _) + "\n" + _(
-                "Change them with the buttons, or {commands}; the language with /settings language {choices}.",
-                commands=commands, choices=LANGUAGE_CHOICES), reply_markup=_keyboard(chat.type, current, _))
+    await reply(
+        message,
+        _describe(chat.type, current, _)
+        + "\n"
+        + _(
+            "Change them with the buttons, or {commands}; the language with /settings language {choices}.",
+            commands=commands,
+            choices=LANGUAGE_CHOICES,
+        ),
+        reply_markup=_keyboard(chat.type, current, _),
+    )
 
 
 async def settings_button(update: Update, context: BotContext) -> None:
@@ -166,15 +201,26 @@ async def forget(update: Update, context: BotContext) -> None:
     message = update.effective_message
     identity = where(message).user_id
     _ = await context.speaking_to(where(message))
-    keyboard = InlineKeyboardMarkup([[
-        InlineKeyboardButton(_("Yes, delete everything"), callback_data=f"forget:yes:{identity}"),
-        InlineKeyboardButton(_("Cancel"), callback_data=f"forget:no:{identity}")]])
+    keyboard = InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(_("Yes, delete everything"), callback_data=f"forget:yes:{identity}"),
+                InlineKeyboardButton(_("Cancel"), callback_data=f"forget:no:{identity}"),
+            ]
+        ]
+    )
     if writes_as_chat(message):
         name = message.sender_chat.title or _("this identity")
         await reply(message, _(ANONYMOUS_FORGET, name=name), reply_markup=keyboard)
         return
-    await reply(message, _("This deletes every photo you sent me, our conversations in every chat and your "
-                           "settings. It can't be undone. Are you sure?"), reply_markup=keyboard)
+    await reply(
+        message,
+        _(
+            "This deletes every photo you sent me, our conversations in every chat and your "
+            "settings. It can't be undone. Are you sure?"
+        ),
+        reply_markup=keyboard,
+    )
 
 
 async def forget_button(update: Update, context: BotContext) -> None:
@@ -193,5 +239,10 @@ async def forget_button(update: Update, context: BotContext) -> None:
     await context.albums.settled_sender(int(identity))  # album photos still being looked at land first
     removed = await records.forget(context.services, int(identity))
     # Said in the language read before the forgetting: a private chat's own setting goes with everything else
-    await query.edit_message_text(_("Done. I deleted {images} photos and {turns} messages, and everything else I "
-                                    "knew about you.", images=removed.images, turns=removed.turns))
+    await query.edit_message_text(
+        _(
+            "Done. I deleted {images} photos and {turns} messages, and everything else I knew about you.",
+            images=removed.images,
+            turns=removed.turns,
+        )
+    )

@@ -51,8 +51,13 @@ class Albums:
         self._tasks: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
         self._slots: dict[int, _Slots] = {}  # per sender with album photos in flight or waiting
 
-    async def add(self, message: Message, incoming: PhotoMessage, looking: Awaitable[PhotoFacts],
-                  finish: Callable[[Album], Awaitable[None]]) -> None:
+    async def add(
+        self,
+        message: Message,
+        incoming: PhotoMessage,
+        looking: Awaitable[PhotoFacts],
+        finish: Callable[[Album], Awaitable[None]],
+    ) -> None:
         """Start looking at one album photo once its sender has a free slot."""
         sender = incoming.where.user_id if incoming.where.user_id is not None else incoming.where.chat_id
         slots = self._slots.setdefault(sender, _Slots())

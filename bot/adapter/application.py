@@ -48,9 +48,13 @@ SORRY = N_("Sorry, something went wrong on my side. Please try again in a moment
 NOT_ALLOWED = N_("Sorry, this bot is private.")
 
 
-def build_application(settings: BotSettings, vision_settings: VisionSettings | None = None,
-                      storage_settings: StorageSettings | None = None, *,
-                      models: VisionModels | None = None) -> Application:
+def build_application(
+    settings: BotSettings,
+    vision_settings: VisionSettings | None = None,
+    storage_settings: StorageSettings | None = None,
+    *,
+    models: VisionModels | None = None,
+) -> Application:
     """Everything the bot needs, wired; models load and the database migrates in the start-up hook."""
     token = settings.bot_token()
     redact_token_in_logs(token)
@@ -62,8 +66,9 @@ def build_application(settings: BotSettings, vision_settings: VisionSettings | N
     async def post_init(application: Application) -> None:
         data: BotData = application.bot_data
         metrics.start()  # first: a port in use fails the start in one line, before minutes of model loading
-        data.services = await open_services(settings, vision_settings, storage_settings, models=models,
-                                            database=database)
+        data.services = await open_services(
+            settings, vision_settings, storage_settings, models=models, database=database
+        )
         await application.bot.set_my_commands(commands.COMMANDS)
         for language, code in commands.MENU_LANGUAGES.items():  # the menu in each language the bot speaks
             await application.bot.set_my_commands(commands.commands_in(translator(language)), language_code=code)
@@ -78,19 +83,29 @@ def build_application(settings: BotSettings, vision_settings: VisionSettings | N
         await metrics.stop()
 
     application = (
-        ApplicationBuilder().token(token)
-        .base_url(settings.base_url).base_file_url(settings.base_file_url).local_mode(settings.local_mode)
-        .rate_limiter(MeteredRateLimiter(overall_max_rate=settings.rate_limit_per_second,
-                                         group_max_rate=settings.rate_limit_per_group_minute,
-                                         max_retries=settings.send_retries))
+        ApplicationBuilder()
+        .token(token)
+        .base_url(settings.base_url)
+        .base_file_url(settings.base_file_url)
+        .local_mode(settings.local_mode)
+        .rate_limiter(
+            MeteredRateLimiter(
+                overall_max_rate=settings.rate_limit_per_second,
+                group_max_rate=settings.rate_limit_per_group_minute,
+                max_retries=settings.send_retries,
+            )
+        )
         .concurrent_updates(PerUserOrder(settings.max_concurrent_updates, settings.user_queue, shared))
         # Every update in progress may be sending at once (PTB's default pool, 256 connections with a
         # 1 s wait, dropped replies under a flood), plus the jobs; a request that finds the pool full
         # (chat actions run beside their updates) waits its turn as long as a send may take.
-        .connection_pool_size(settings.max_concurrent_updates + 8).pool_timeout(SEND_DEADLINE_S)
+        .connection_pool_size(settings.max_concurrent_updates + 8)
+        .pool_timeout(SEND_DEADLINE_S)
         .context_types(ContextTypes(context=BotContext, bot_data=BotData))
-        .post_init(post_init).post_shutdown(post_shutdown)
-        .build())
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+        .build()
+    )
     application.bot_data.settings = settings
     application.bot_data.albums = Albums(settings.album_wait_s)
     add_routes(application)
@@ -103,12 +118,24 @@ def add_routes(application: Application) -> None:
     application.add_handler(TypeHandler(Update, check_access), group=-1)
     channel = filters.UpdateType.CHANNEL_POST
     private = filters.ChatType.PRIVATE
-    for name, callback in (("start", commands.start), ("help", commands.help_command),
-                           ("caption", commands.caption), ("tags", commands.tags), ("ask", commands.ask),
-                           ("mood", commands.mood), ("search", commands.search), ("reset", commands.reset),
-                           ("forget", admin.forget), ("settings", admin.settings), ("stats", commands.stats),
-                           ("allow", operators.allow), ("ban", operators.ban), ("unban", operators.unban),
-                           ("usage", operators.usage), ("quota", operators.quota)):
+    for name, callback in (
+        ("start", commands.start),
+        ("help", commands.help_command),
+        ("caption", commands.caption),
+        ("tags", commands.tags),
+        ("ask", commands.ask),
+        ("mood", commands.mood),
+        ("search", commands.search),
+        ("reset", commands.reset),
+        ("forget", admin.forget),
+        ("settings", admin.settings),
+        ("stats", commands.stats),
+        ("allow", operators.allow),
+        ("ban", operators.ban),
+        ("unban", operators.unban),
+        ("usage", operators.usage),
+        ("quota", operators.quota),
+    ):
         # New messages only: an edit is not a new command, and a channel post has no user to answer
         application.add_handler(CommandHandler(name, callback, filters=filters.UpdateType.MESSAGE))
     # In a channel only /settings makes sense (its posts come from the channel, not from a person);
@@ -118,8 +145,7 @@ def add_routes(application: Application) -> None:
     application.add_handler(CallbackQueryHandler(admin.settings_button, pattern=r"^settings:"))
     application.add_handler(CallbackQueryHandler(admin.forget_button, pattern=r"^forget:"))
     new_messages = filters.UpdateType.MESSAGE
-    application.add_handler(MessageHandler(new_messages & (filters.PHOTO | filters.Document.IMAGE),
-                                           handlers.on_photo))
+    application.add_handler(MessageHandler(new_messages & (filters.PHOTO | filters.Document.IMAGE), handlers.on_photo))
     application.add_handler(MessageHandler(new_messages & private & filters.Document.ALL, handlers.on_other_file))
     application.add_handler(MessageHandler(new_messages & filters.TEXT & ~filters.COMMAND, handlers.on_text))
     application.add_error_handler(on_error)
@@ -130,13 +156,20 @@ async def check_access(update: Update, context: BotContext) -> None:
     user = update.effective_user
     chat = update.effective_chat
     sender_chat = update.effective_message.sender_chat if update.effective_message is not None else None
-    verdict = await quotas.access(context.services, user.id if user else None, chat.id if chat else None,
-                                  sender_chat.id if sender_chat is not None and chat is not None
-                                  and sender_chat.id != chat.id else None)
+    verdict = await quotas.access(
+        context.services,
+        user.id if user else None,
+        chat.id if chat else None,
+        sender_chat.id if sender_chat is not None and chat is not None and sender_chat.id != chat.id else None,
+    )
     if verdict == "served":
         return
-    log.info("refused update from user %s in chat %s (%s)", user and user.id, chat and chat.id,
-             "banned" if verdict == "banned" else "allow-list")
+    log.info(
+        "refused update from user %s in chat %s (%s)",
+        user and user.id,
+        chat and chat.id,
+        "banned" if verdict == "banned" else "allow-list",
+    )
     if verdict == "outside" and update.effective_message is not None and chat is not None and chat.type == "private":
         _ = translator(choose(None, user.language_code if user else None))  # refused: their chat has no settings
         await reply(update.effective_message, _(NOT_ALLOWED))

@@ -34,18 +34,29 @@ def commands_in(_: Translator) -> list[BotCommand]:
 
 
 def help_text(_: Translator) -> str:
-    return (_("Send me a photo and I'll describe and tag it. Then ask me about it: \"what colour is the car?\", "
-              "\"is there a dog?\", \"what's the mood?\". Reply to an earlier photo to ask about that one.")
-            + "\n\n" + "\n".join(f"/{c.command} - {c.description}" for c in commands_in(_)) + "\n\n"
-            + _("In groups, mention me or reply to me. I keep our conversation so I can follow up; "
-                "/reset clears it and /forget deletes everything about you."))
+    return (
+        _(
+            'Send me a photo and I\'ll describe and tag it. Then ask me about it: "what colour is the car?", '
+            '"is there a dog?", "what\'s the mood?". Reply to an earlier photo to ask about that one.'
+        )
+        + "\n\n"
+        + "\n".join(f"/{c.command} - {c.description}" for c in commands_in(_))
+        + "\n\n"
+        + _(
+            "In groups, mention me or reply to me. I keep our conversation so I can follow up; "
+            "/reset clears it and /forget deletes everything about you."
+        )
+    )
 
 
 async def start(update: Update, context: BotContext) -> None:
     """Greet and explain."""
     _ = await context.speaking_to(where(update.effective_message))
-    await reply(update.effective_message, _("Hi! I'm *clipchat*, a bot that looks at photos.") + "\n\n"
-                + help_text(_), markdown=True)
+    await reply(
+        update.effective_message,
+        _("Hi! I'm *clipchat*, a bot that looks at photos.") + "\n\n" + help_text(_),
+        markdown=True,
+    )
 
 
 async def help_command(update: Update, context: BotContext) -> None:
@@ -63,8 +74,9 @@ async def tags(update: Update, context: BotContext) -> None:
     """Top tags, or how well each given label fits."""
     message = update.effective_message
     async with chat_action(context.bot, message.chat_id):
-        answer = await talk.tags(context.services, where(message), " ".join(context.args or []),
-                                 replied_message_id(message))
+        answer = await talk.tags(
+            context.services, where(message), " ".join(context.args or []), replied_message_id(message)
+        )
     await reply(message, answer)
 
 
@@ -100,8 +112,12 @@ async def search(update: Update, context: BotContext) -> None:
         quote = ReplyParameters(message.message_id, allow_sending_without_reply=True)
         for hit in answer.found:
             send = context.bot.send_document if hit.media_kind == "document" else context.bot.send_photo
-            await with_retries(lambda send=send, hit=hit: send(message.chat_id, hit.file_id, caption=hit.caption,
-                                                               reply_parameters=quote), retries)
+            await with_retries(
+                lambda send=send, hit=hit: send(
+                    message.chat_id, hit.file_id, caption=hit.caption, reply_parameters=quote
+                ),
+                retries,
+            )
         if answer.note:
             await reply(message, answer.note)
 
@@ -110,10 +126,15 @@ async def reset(update: Update, context: BotContext) -> None:
     """Clear this user's conversation in this chat."""
     removed = await records.reset(context.services, where(update.effective_message))
     _ = await context.speaking_to(where(update.effective_message))
-    await reply(update.effective_message, _.plural("Done: I cleared our conversation here ({count} message). Your "
-                                                   "photos are still searchable.", "Done: I cleared our conversation "
-                                                   "here ({count} messages). Your photos are still searchable.",
-                                                   removed, count=removed))
+    await reply(
+        update.effective_message,
+        _.plural(
+            "Done: I cleared our conversation here ({count} message). Your photos are still searchable.",
+            "Done: I cleared our conversation here ({count} messages). Your photos are still searchable.",
+            removed,
+            count=removed,
+        ),
+    )
 
 
 async def stats(update: Update, context: BotContext) -> None:

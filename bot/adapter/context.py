@@ -34,4 +34,3 @@ class BotContext(CallbackContext[ExtBot, dict, dict, BotData]):
     async def speaking_to(self, here: Where) -> Translator:
         """The catalog to answer in here: the chat's /settings language, else the sender's, else English."""
         return translator(await records.language(self.services, here))
-

@@ -24,8 +24,9 @@ NOT_AN_IMAGE = N_("I can only look at images (JPEG, PNG or WebP, as a photo or a
 
 def chat_for(context: BotContext, message: Message) -> TelegramChat:
     services = context.services
-    return TelegramChat(message, services.settings.send_retries, services.models.limits.max_bytes,
-                        services.settings.download_timeout_s)
+    return TelegramChat(
+        message, services.settings.send_retries, services.models.limits.max_bytes, services.settings.download_timeout_s
+    )
 
 
 async def on_photo(update: Update, context: BotContext) -> None:
@@ -43,8 +44,9 @@ async def on_photo(update: Update, context: BotContext) -> None:
 
 async def _finish_album(context: BotContext, album: Album) -> None:
     results = [(photo, await _settled(task)) for photo, task in album.photos]
-    await photos.on_album(context.services, album.where, album.text, album.addressed, results,
-                          chat_for(context, album.first))
+    await photos.on_album(
+        context.services, album.where, album.text, album.addressed, results, chat_for(context, album.first)
+    )
 
 
 async def _settled(task):
@@ -74,8 +76,9 @@ async def answer_question(update: Update, context: BotContext, question: str) ->
     """Shared by plain text and /ask; a question right after an album waits for the album's reply."""
     message = update.effective_message
     await context.albums.settled(message.chat_id, where(message).user_id)
-    await talk.on_question(context.services, where(message), question, replied_message_id(message),
-                           chat_for(context, message))
+    await talk.on_question(
+        context.services, where(message), question, replied_message_id(message), chat_for(context, message)
+    )
 
 
 async def on_channel_photo(update: Update, context: BotContext) -> None:

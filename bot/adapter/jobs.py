@@ -36,10 +36,10 @@ async def heartbeat(context: BotContext) -> None:
 
 
 def schedule(job_queue, maintenance_hours: float) -> None:
-    job_queue.run_repeating(purge_expired, interval=timedelta(days=1), first=timedelta(minutes=1),
-                            name="retention")
-    job_queue.run_repeating(maintain_database, interval=timedelta(hours=maintenance_hours),
-                            first=timedelta(minutes=5), name="maintenance")
+    job_queue.run_repeating(purge_expired, interval=timedelta(days=1), first=timedelta(minutes=1), name="retention")
+    job_queue.run_repeating(
+        maintain_database, interval=timedelta(hours=maintenance_hours), first=timedelta(minutes=5), name="maintenance"
+    )
     # first=1, not 0: APScheduler's interval trigger puts a start time already past one whole
     # interval away, so `doctor --alive` in a fresh container said "no heartbeat" for 30 s.
     job_queue.run_repeating(heartbeat, interval=HEARTBEAT_S, first=1, name="heartbeat")

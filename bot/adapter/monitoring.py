@@ -28,9 +28,14 @@ from .context import BotContext
 
 log = logging.getLogger(__name__)
 # Bot API methods that put something in front of people, and the kind they are counted as
-REPLY_KINDS = {"sendMessage": "text", "sendPhoto": "photo", "sendDocument": "photo",
-               "editMessageCaption": "edit_caption", "editMessageText": "edit_text",
-               "answerCallbackQuery": "callback_answer"}
+REPLY_KINDS = {
+    "sendMessage": "text",
+    "sendPhoto": "photo",
+    "sendDocument": "photo",
+    "editMessageCaption": "edit_caption",
+    "editMessageText": "edit_text",
+    "answerCallbackQuery": "callback_answer",
+}
 _reply_kind: contextvars.ContextVar[str | None] = contextvars.ContextVar("reply_kind", default=None)
 
 
@@ -53,10 +58,12 @@ class MetricsServer:
         try:
             self._server, self._thread = start_http_server(self.port, self.address, registry=REGISTRY)
         except OSError as error:  # in use, not an address of this machine, a privileged port
-            raise MetricsPortUnavailable(detail=f"cannot serve metrics on {self.address}:{self.port} "
-                                                f"({error.strerror or error}): choose a free port in "
-                                                "CLIPCHAT_METRICS_PORT (or unset it to turn metrics off), "
-                                                "or fix CLIPCHAT_METRICS_ADDRESS") from None
+            raise MetricsPortUnavailable(
+                detail=f"cannot serve metrics on {self.address}:{self.port} "
+                f"({error.strerror or error}): choose a free port in "
+                "CLIPCHAT_METRICS_PORT (or unset it to turn metrics off), "
+                "or fix CLIPCHAT_METRICS_ADDRESS"
+            ) from None
         log.info("metrics for Prometheus at http://%s:%d/metrics", self.address, self.port)
 
     async def stop(self) -> None:
@@ -73,8 +80,15 @@ class MeteredRateLimiter(AIORateLimiter):
     """PTB's `AIORateLimiter`, counting what was sent (`clipchat_replies_total`) and how long each request to a
     chat waited for its turn and for flood control (`clipchat_send_wait_seconds`)."""
 
-    async def process_request(self, callback, args: Any, kwargs: dict[str, Any], endpoint: str,
-                              data: dict[str, Any], rate_limit_args: int | None):
+    async def process_request(
+        self,
+        callback,
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ):
         arrived = time.perf_counter()
         on_the_wire = 0.0  # time in the requests themselves, Telegram's answers (and refusals) included
 
@@ -115,9 +129,13 @@ class UpdateCounter:
 
     async def __call__(self, update: Update, context: BotContext) -> None:
         if self._commands is None:  # read once the bot runs, so every module's commands are routed by then
-            self._commands = frozenset(command for handlers in context.application.handlers.values()
-                                       for handler in handlers if isinstance(handler, CommandHandler)
-                                       for command in handler.commands)
+            self._commands = frozenset(
+                command
+                for handlers in context.application.handlers.values()
+                for handler in handlers
+                if isinstance(handler, CommandHandler)
+                for command in handler.commands
+            )
         UPDATES.labels(update_kind(update, self._commands)).inc()
 
 

@@ -21,13 +21,17 @@ from .telegram_io import sender_id, where
 log = logging.getLogger(__name__)
 ONLY_OPERATORS = N_("Only the bot's operators can do that.")
 WHO = N_("Name the user by id (/{command} 123456789), or reply to one of their messages with /{command}.")
-QUOTA_HELP = N_("Set this chat's daily budget: /quota photos 500 or /quota questions default. For another chat "
-                "(a private chat's id is its user's): /quota -1001234567890 photos 500. 0 means no limit.")
-HELP = N_("Operator commands:\n/allow ID - serve this user even when allow-lists are set\n"
-          "/ban ID - ignore this user (or channel identity) everywhere\n/unban ID - back to the usual rules\n"
-          "/usage [ID] - today's use of a user or chat, or the busiest ones\n"
-          "/quota [CHAT] photos|questions N|default - a chat's daily budget\n/stats - what the database holds\n"
-          "Or reply to someone's message with /allow, /ban, /unban or /usage.")
+QUOTA_HELP = N_(
+    "Set this chat's daily budget: /quota photos 500 or /quota questions default. For another chat "
+    "(a private chat's id is its user's): /quota -1001234567890 photos 500. 0 means no limit."
+)
+HELP = N_(
+    "Operator commands:\n/allow ID - serve this user even when allow-lists are set\n"
+    "/ban ID - ignore this user (or channel identity) everywhere\n/unban ID - back to the usual rules\n"
+    "/usage [ID] - today's use of a user or chat, or the busiest ones\n"
+    "/quota [CHAT] photos|questions N|default - a chat's daily budget\n/stats - what the database holds\n"
+    "Or reply to someone's message with /allow, /ban, /unban or /usage."
+)
 ALLOWED = N_("{user} is allowed now, in every chat, whatever the allow-lists say.")
 BANNED = N_("{user} is banned: I'll ignore everything they send, in every chat, until /unban {user}.")
 IS_OPERATOR = N_("{user} is an operator: take them out of CLIPCHAT_ADMIN_IDS first.")
@@ -36,8 +40,10 @@ USED = {"photos": N_("photos: {used} of {limit}"), "questions": N_("questions: {
 USED_FREELY = {"photos": N_("photos: {used} (no limit)"), "questions": N_("questions: {used} (no limit)")}
 BUSIEST = {"photos": N_("{subject}: {count} photos"), "questions": N_("{subject}: {count} questions")}
 STATUS = {"banned": N_("Banned."), "allowed": N_("Allowed by an operator.")}
-BUDGET_SAVED = {"photos": N_("Saved: the daily budget of photos in chat {chat} is now {budget}."),
-                "questions": N_("Saved: the daily budget of questions in chat {chat} is now {budget}.")}
+BUDGET_SAVED = {
+    "photos": N_("Saved: the daily budget of photos in chat {chat} is now {budget}."),
+    "questions": N_("Saved: the daily budget of questions in chat {chat} is now {budget}."),
+}
 DEFAULT_BUDGET, NO_LIMIT, A_DAY = N_("the configured default"), N_("no limit"), N_("{limit} a day")
 
 
@@ -80,8 +86,11 @@ async def _operator_and_target(update: Update, context: BotContext, command: str
 
 
 # command -> (what it stores, what it says, the log's verb)
-ACCESS_COMMANDS = {"allow": ("allowed", ALLOWED, "allowed"), "ban": ("banned", BANNED, "banned"),
-                   "unban": (None, UNBANNED, "reset the access of")}
+ACCESS_COMMANDS = {
+    "allow": ("allowed", ALLOWED, "allowed"),
+    "ban": ("banned", BANNED, "banned"),
+    "unban": (None, UNBANNED, "reset the access of"),
+}
 
 
 async def _set_access(update: Update, context: BotContext, command: str) -> None:
@@ -115,8 +124,12 @@ async def unban(update: Update, context: BotContext) -> None:
 
 def _line(report: quotas.UsageReport, _: Translator) -> str:
     """'photos: 3 of 300, questions: 0 of 600. Banned.'"""
-    used = ", ".join(_(USED[kind], used=report.used[kind], limit=report.limits[kind]) if report.limits[kind] else
-                     _(USED_FREELY[kind], used=report.used[kind]) for kind in report.used)
+    used = ", ".join(
+        _(USED[kind], used=report.used[kind], limit=report.limits[kind])
+        if report.limits[kind]
+        else _(USED_FREELY[kind], used=report.used[kind])
+        for kind in report.used
+    )
     return used + "." + (" " + _(STATUS[report.status]) if report.status in STATUS else "")
 
 
@@ -146,8 +159,14 @@ async def usage(update: Update, context: BotContext) -> None:
     lines = [_("Busiest today (UTC):")]
     for scope, title in (("user", _("People")), ("chat", _("Groups and channels"))):
         rows = await quotas.heaviest(services, scope)
-        lines.append(title + ": " + ("; ".join(_(BUSIEST[kind], subject=subject, count=count)
-                                               for subject, kind, count in rows) or _("none yet")))
+        lines.append(
+            title
+            + ": "
+            + (
+                "; ".join(_(BUSIEST[kind], subject=subject, count=count) for subject, kind, count in rows)
+                or _("none yet")
+            )
+        )
     await reply(message, "\n".join(lines) + "\n\n" + _(HELP))
 
 

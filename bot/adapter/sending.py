@@ -36,15 +36,15 @@ def is_network_blip(error: BaseException) -> bool:
 
 async def with_retries(send: Callable[[], Awaitable[T]], retries: int = 3, what: str = "sending to Telegram") -> T:
     """Run `send`, retrying network errors (the rate limiter already waited out flood control)."""
-    async for attempt in retrying(is_network_blip, attempts=retries + 1, first_delay=1.0, max_delay=8.0,
-                                  deadline=SEND_DEADLINE_S, what=what):
+    async for attempt in retrying(
+        is_network_blip, attempts=retries + 1, first_delay=1.0, max_delay=8.0, deadline=SEND_DEADLINE_S, what=what
+    ):
         with attempt:
             result = await send()
     return result
 
 
-async def reply(message: Message, text: str, *, markdown: bool = False, retries: int = 3,
-                **kwargs) -> Message | None:
+async def reply(message: Message, text: str, *, markdown: bool = False, retries: int = 3, **kwargs) -> Message | None:
     """Reply to `message` with `text`, split to Telegram's limit; returns the first message sent."""
     first = None
     for number, piece in enumerate(split_message(text)):
@@ -58,14 +58,19 @@ async def _send_piece(message: Message, text: str, markdown: bool, retries: int,
     quote = ReplyParameters(message_id=message.message_id, allow_sending_without_reply=True)
     if markdown:
         try:
-            return await with_retries(lambda: message.get_bot().send_message(
-                message.chat_id, text, parse_mode=ParseMode.MARKDOWN, reply_parameters=quote, **kwargs), retries)
+            return await with_retries(
+                lambda: message.get_bot().send_message(
+                    message.chat_id, text, parse_mode=ParseMode.MARKDOWN, reply_parameters=quote, **kwargs
+                ),
+                retries,
+            )
         except BadRequest as error:
             if "parse" not in str(error).lower():
                 raise
             log.info("Markdown did not parse (%s); sending as plain text", error)
-    return await with_retries(lambda: message.get_bot().send_message(
-        message.chat_id, text, reply_parameters=quote, **kwargs), retries)
+    return await with_retries(
+        lambda: message.get_bot().send_message(message.chat_id, text, reply_parameters=quote, **kwargs), retries
+    )
 
 
 @dataclass
@@ -82,6 +87,7 @@ _showing: dict[tuple[int, int, str], _Showing] = {}
 @contextlib.asynccontextmanager
 async def chat_action(bot: Bot, chat_id: int, action: str = ChatAction.TYPING) -> AsyncIterator[None]:
     """Show 'typing…' (or 'sending photo…') until the block ends, however long the models take."""
+
     async def keep_showing() -> None:
         while True:
             try:

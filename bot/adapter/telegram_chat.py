@@ -34,13 +34,15 @@ class TelegramChat:
         try:
             with STAGE_SECONDS.labels("download").time():
                 async with deadline:
-                    return await download(self.message.get_bot(), self.message, photo, self.max_bytes,
-                                          self.download_timeout)
+                    return await download(
+                        self.message.get_bot(), self.message, photo, self.max_bytes, self.download_timeout
+                    )
         except TimeoutError:
             if not deadline.expired():
                 raise
-            raise Unavailable(SLOW_DOWNLOAD, detail=f"download of {photo.file_unique_id} took over "
-                                                    f"{self.download_timeout:g} s") from None
+            raise Unavailable(
+                SLOW_DOWNLOAD, detail=f"download of {photo.file_unique_id} took over {self.download_timeout:g} s"
+            ) from None
 
     def working(self, action: str = ChatAction.TYPING) -> contextlib.AbstractAsyncContextManager[None]:
         return chat_action(self.message.get_bot(), self.message.chat_id, action)
@@ -51,9 +53,15 @@ class TelegramChat:
 
     async def edit_caption(self, caption: str) -> None:
         post = self.message
-        await with_retries(lambda: post.get_bot().edit_message_caption(
-            chat_id=post.chat_id, message_id=post.message_id, caption=caption,
-            caption_entities=post.caption_entities or None), self.retries)
+        await with_retries(
+            lambda: post.get_bot().edit_message_caption(
+                chat_id=post.chat_id,
+                message_id=post.message_id,
+                caption=caption,
+                caption_entities=post.caption_entities or None,
+            ),
+            self.retries,
+        )
 
 
 def file_size(message: Message) -> int | None:
@@ -68,14 +76,21 @@ async def download(bot: Bot, message: Message, photo: PhotoFile, max_bytes: int,
     blip retried; what still fails is Unavailable, which the user can act on."""
     size = file_size(message)
     limit_mb = max_bytes // (1024 * 1024)
-    too_big = BadImage("too_large", N_("That file is too big for me: please send an image under {limit_mb} MB "
-                                       "(as a photo, Telegram compresses it for you)."),
-                       params={"limit_mb": limit_mb}, detail=f"{size} bytes > {max_bytes}")
+    too_big = BadImage(
+        "too_large",
+        N_(
+            "That file is too big for me: please send an image under {limit_mb} MB "
+            "(as a photo, Telegram compresses it for you)."
+        ),
+        params={"limit_mb": limit_mb},
+        detail=f"{size} bytes > {max_bytes}",
+    )
     if size is not None and size > max_bytes:
         raise too_big
     try:
-        telegram_file = await with_retries(lambda: bot.get_file(photo.file_id, read_timeout=timeout), retries=2,
-                                           what="getFile")
+        telegram_file = await with_retries(
+            lambda: bot.get_file(photo.file_id, read_timeout=timeout), retries=2, what="getFile"
+        )
     except BadRequest as error:
         if "too big" in str(error).lower():  # the public Bot API serves at most 20 MB
             raise too_big from error
@@ -83,8 +98,11 @@ async def download(bot: Bot, message: Message, photo: PhotoFile, max_bytes: int,
     except NetworkError as error:
         raise Unavailable(detail=f"getFile failed: {error!r}") from error
     try:
-        data = bytes(await with_retries(lambda: telegram_file.download_as_bytearray(read_timeout=timeout),
-                                        retries=2, what="downloading a photo"))
+        data = bytes(
+            await with_retries(
+                lambda: telegram_file.download_as_bytearray(read_timeout=timeout), retries=2, what="downloading a photo"
+            )
+        )
     except InvalidToken as error:
         # PTB reads any 401 or 404 from the file server as a bad token; the token just worked for
         # getFile, so the file is gone (an expired file_path, a deleted file)

@@ -34,20 +34,24 @@ def writes_as_chat(message: Message) -> bool:
 
 def where(message: Message) -> Where:
     user = message.from_user
-    return Where(chat_id=message.chat_id, chat_kind=message.chat.type, user_id=sender_id(message),
-                 language=user.language_code if user else None)
+    return Where(
+        chat_id=message.chat_id,
+        chat_kind=message.chat.type,
+        user_id=sender_id(message),
+        language=user.language_code if user else None,
+    )
 
 
 def photo_file(message: Message) -> PhotoFile | None:
     """The largest size of a photo, or an image sent as a file; None for anything else."""
     if message.photo:
         largest = message.photo[-1]
-        return PhotoFile(message.message_id, largest.file_id, largest.file_unique_id, "photo",
-                         message.media_group_id)
+        return PhotoFile(message.message_id, largest.file_id, largest.file_unique_id, "photo", message.media_group_id)
     if message.document is not None and (message.document.mime_type or "").startswith("image/"):
         document = message.document
-        return PhotoFile(message.message_id, document.file_id, document.file_unique_id, "document",
-                         message.media_group_id)
+        return PhotoFile(
+            message.message_id, document.file_id, document.file_unique_id, "document", message.media_group_id
+        )
     return None
 
 
@@ -82,8 +86,9 @@ def user_text(message: Message, username: str) -> str:
 
 def photo_message(message: Message, bot: Bot) -> PhotoMessage:
     """A photo (or image file) as the core reads it."""
-    return PhotoMessage(where(message), photo_file(message), user_text(message, bot.username),
-                        addressed(message, bot.username, bot.id))
+    return PhotoMessage(
+        where(message), photo_file(message), user_text(message, bot.username), addressed(message, bot.username, bot.id)
+    )
 
 
 def replied_message_id(message: Message) -> int | None:

@@ -69,8 +69,9 @@ async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> Non
     async with chat.working():
         facts = await look(services, chat, message.photo)
         if text.is_question(message.text):
-            answer = await services.models.answer(AnswerRequest(await _conversation(services, where, facts),
-                                                                message.text))
+            answer = await services.models.answer(
+                AnswerRequest(await _conversation(services, where, facts), message.text)
+            )
             said = text.spoken(answer, language, noted=False)
             response = f"{said}\n\n({text.describe(facts, tags=3, language=language)})"
             if answer.route == "describe":  # "what is this?": the answer is the description, don't repeat it
@@ -82,12 +83,21 @@ async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> Non
     await remember(services, where, [(message.photo, facts)], message.text, response, sent)
 
 
-async def on_album(services: Services, where: Where, words: str, addressed: bool,
-                   results: Sequence[tuple[PhotoFile, PhotoFacts | BaseException | None]], chat: Chat) -> None:
+async def on_album(
+    services: Services,
+    where: Where,
+    words: str,
+    addressed: bool,
+    results: Sequence[tuple[PhotoFile, PhotoFacts | BaseException | None]],
+    chat: Chat,
+) -> None:
     """One reply for an album, a line per photo; each photo's own failure gets its own line. Photos the
     group keeps no record of (None), and budget refusals already told today, get none."""
-    results = [(photo, result) for photo, result in results
-               if result is not None and not (isinstance(result, quotas.OverBudget) and not result.user_message)]
+    results = [
+        (photo, result)
+        for photo, result in results
+        if result is not None and not (isinstance(result, quotas.OverBudget) and not result.user_message)
+    ]
     if not results:
         return
     if not (addressed or (await _switches(services, where)).auto_caption):
@@ -121,38 +131,68 @@ async def on_channel_post(services: Services, message: PhotoMessage, channel: Ch
     facts = await look(services, channel, message.photo)
     caption = text.alt_text(message.text, facts, language=await records.language(services, message.where))
     if caption is None:
-        log.info("channel %s post %s: caption already full, alt text skipped", message.where.chat_id,
-                 message.photo.message_id)
+        log.info(
+            "channel %s post %s: caption already full, alt text skipped",
+            message.where.chat_id,
+            message.photo.message_id,
+        )
     else:
         await channel.edit_caption(caption)
     await remember(services, message.where, [(message.photo, facts)], message.text, caption or "", None)
 
 
-async def remember(services: Services, where: Where, photos: Sequence[tuple[PhotoFile, PhotoFacts]],
-                   user_text: str, reply: str, reply_message_id: int | None) -> list[int]:
+async def remember(
+    services: Services,
+    where: Where,
+    photos: Sequence[tuple[PhotoFile, PhotoFacts]],
+    user_text: str,
+    reply: str,
+    reply_message_id: int | None,
+) -> list[int]:
     """Store the photos, what the user said and what the bot answered; returns the image ids."""
+
     async def work(session) -> list[int]:
         ids = []
         for photo, facts in photos:
-            record = await save_image(session, NewImage(
-                chat_id=where.chat_id, sender_id=where.user_id, message_id=photo.message_id, file_id=photo.file_id,
-                file_unique_id=photo.file_unique_id, facts=facts, media_group_id=photo.media_group_id,
-                media_kind=photo.media_kind), chat_kind=where.chat_kind)
+            record = await save_image(
+                session,
+                NewImage(
+                    chat_id=where.chat_id,
+                    sender_id=where.user_id,
+                    message_id=photo.message_id,
+                    file_id=photo.file_id,
+                    file_unique_id=photo.file_unique_id,
+                    facts=facts,
+                    media_group_id=photo.media_group_id,
+                    media_kind=photo.media_kind,
+                ),
+                chat_kind=where.chat_kind,
+            )
             ids.append(record.id)
         if where.user_id is not None and reply:  # a photo kept silently for /search is not a conversation
-            await add_exchange(session, where, user_text or "[photo]", reply, ids[-1] if ids else None,
-                               reply_message_id)
+            await add_exchange(
+                session, where, user_text or "[photo]", reply, ids[-1] if ids else None, reply_message_id
+            )
         return ids
 
     return await write_with_retry(services.sessions, work)
 
 
-async def add_exchange(session, where: Where, said: str, reply: str, image_id: int | None,
-                       reply_message_id: int | None) -> None:
+async def add_exchange(
+    session, where: Where, said: str, reply: str, image_id: int | None, reply_message_id: int | None
+) -> None:
     """The user's turn and the bot's answer to it."""
     await add_turn(session, where.chat_id, where.user_id, "user", said, image_id, where.chat_kind)
-    await add_turn(session, where.chat_id, where.user_id, "assistant", reply, image_id, where.chat_kind,
-                   message_id=reply_message_id)
+    await add_turn(
+        session,
+        where.chat_id,
+        where.user_id,
+        "assistant",
+        reply,
+        image_id,
+        where.chat_kind,
+        message_id=reply_message_id,
+    )
 
 
 async def _conversation(services: Services, where: Where, facts: PhotoFacts) -> Conversation:

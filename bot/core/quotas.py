@@ -34,15 +34,23 @@ log = logging.getLogger(__name__)
 GROUP_KINDS = ("group", "supergroup", "channel")
 # One message per kind and scope, so that each language can word "photos" and "questions" its own way.
 OVER = {
-    ("user", "photos"): N_("You've used your daily budget of photos ({limit}). It comes back at midnight UTC, in "
-                           "{hours} h {minutes} min; until then I'll stay quiet about photos."),
-    ("user", "questions"): N_("You've used your daily budget of questions ({limit}). It comes back at midnight UTC, "
-                              "in {hours} h {minutes} min; until then I'll stay quiet about questions."),
-    ("chat", "photos"): N_("This chat has used its daily budget of photos ({limit}). It comes back at midnight UTC, "
-                           "in {hours} h {minutes} min; until then I'll stay quiet about photos here."),
-    ("chat", "questions"): N_("This chat has used its daily budget of questions ({limit}). It comes back at "
-                              "midnight UTC, in {hours} h {minutes} min; until then I'll stay quiet about questions "
-                              "here."),
+    ("user", "photos"): N_(
+        "You've used your daily budget of photos ({limit}). It comes back at midnight UTC, in "
+        "{hours} h {minutes} min; until then I'll stay quiet about photos."
+    ),
+    ("user", "questions"): N_(
+        "You've used your daily budget of questions ({limit}). It comes back at midnight UTC, "
+        "in {hours} h {minutes} min; until then I'll stay quiet about questions."
+    ),
+    ("chat", "photos"): N_(
+        "This chat has used its daily budget of photos ({limit}). It comes back at midnight UTC, "
+        "in {hours} h {minutes} min; until then I'll stay quiet about photos here."
+    ),
+    ("chat", "questions"): N_(
+        "This chat has used its daily budget of questions ({limit}). It comes back at "
+        "midnight UTC, in {hours} h {minutes} min; until then I'll stay quiet about questions "
+        "here."
+    ),
 }
 
 
@@ -89,15 +97,18 @@ async def budgets(services: Services, where: Where, kind: str, switches: Switche
     return Budgets(user=_limit(user if override is None else override), chat=None)  # private: the chat is the user
 
 
-async def spend(services: Services, where: Where, kind: str, *, speak: bool = True,
-                switches: Switches | None = None) -> None:
+async def spend(
+    services: Services, where: Where, kind: str, *, speak: bool = True, switches: Switches | None = None
+) -> None:
     """Count one use of the models; raises OverBudget (said once a day, when `speak`) when it is one too many."""
     if where.user_id is not None and where.user_id in services.settings.admin_ids:
         return
     limits = await budgets(services, where, kind, switches)
-    subjects = [(scope, subject, limit) for scope, subject, limit in (
-        ("user", where.user_id, limits.user), ("chat", where.chat_id, limits.chat))
-        if subject is not None and limit is not None]
+    subjects = [
+        (scope, subject, limit)
+        for scope, subject, limit in (("user", where.user_id, limits.user), ("chat", where.chat_id, limits.chat))
+        if subject is not None and limit is not None
+    ]
     if not subjects:
         return
     day = today()
@@ -120,9 +131,10 @@ async def spend(services: Services, where: Where, kind: str, *, speak: bool = Tr
     raise OverBudget(OVER[scope, kind], detail=detail, params={"limit": limit, "hours": hours, "minutes": minutes})
 
 
-async def access(services: Services, user_id: int | None, chat_id: int | None,
-                 sender_chat_id: int | None = None) -> str:
-    """"served", "banned" (ignored without a word) or "outside" the allow-lists (told so in private).
+async def access(
+    services: Services, user_id: int | None, chat_id: int | None, sender_chat_id: int | None = None
+) -> str:
+    """ "served", "banned" (ignored without a word) or "outside" the allow-lists (told so in private).
 
     Operators are always served; then an operator's /ban (of the person, or of the channel they write
     as) or /allow decides; then the settings' allow-lists. With the database down, the allow-lists

@@ -27,8 +27,9 @@ ONLY_OPERATORS = N_("Only the bot's operators can see statistics.")
 
 async def reset(services: Services, where: Where) -> int:
     """Clear this user's conversation in this chat; returns the turns removed."""
-    return await write_with_retry(services.sessions, lambda session: reset_thread(session, where.chat_id,
-                                                                                   where.user_id))
+    return await write_with_retry(
+        services.sessions, lambda session: reset_thread(session, where.chat_id, where.user_id)
+    )
 
 
 async def forget(services: Services, user_id: int) -> Removed:
@@ -48,8 +49,10 @@ async def language(services: Services, where: Where) -> str:
 
 
 async def set_switch(services: Services, where: Where, name: str, value: bool | str | None) -> Switches:
-    return await write_with_retry(services.sessions, lambda session: set_chat_switch(
-        session, where.chat_id, where.chat_kind, name, value, where.user_id))
+    return await write_with_retry(
+        services.sessions,
+        lambda session: set_chat_switch(session, where.chat_id, where.chat_kind, name, value, where.user_id),
+    )
 
 
 async def statistics_for(services: Services, user_id: int | None, language: str | None = None) -> str:

@@ -52,13 +52,22 @@ def plan_database(settings: BotSettings, storage_settings: StorageSettings) -> t
     """The database engine (it connects on first use) and, when several processes serve the bot, the
     order they share: cheap to build before the event loop runs, so the update processor can take it."""
     database = make_engine(storage_settings.url(), timeout=storage_settings.database_timeout_s)
-    shared = (SharedOrder(make_sessionmaker(database), reorder_window=settings.reorder_wait_s)
-              if settings.shared_ordering else None)
+    shared = (
+        SharedOrder(make_sessionmaker(database), reorder_window=settings.reorder_wait_s)
+        if settings.shared_ordering
+        else None
+    )
     return database, shared
 
 
-async def open_services(settings: BotSettings, vision_settings: VisionSettings, storage_settings: StorageSettings,
-                        *, models: VisionModels | None = None, database: AsyncEngine | None = None) -> Services:
+async def open_services(
+    settings: BotSettings,
+    vision_settings: VisionSettings,
+    storage_settings: StorageSettings,
+    *,
+    models: VisionModels | None = None,
+    database: AsyncEngine | None = None,
+) -> Services:
     """Migrate the database (`database`, else one made from the settings), load the models (unless given)
     and wire them together."""
     database = database or make_engine(storage_settings.url(), timeout=storage_settings.database_timeout_s)
@@ -98,15 +107,27 @@ async def _open_models(settings: BotSettings, vision_settings: VisionSettings, m
 
 def load_configured_models(vision_settings: VisionSettings) -> VisionModels:
     """The operator's model set, device and dtype; call it on the thread that will run them."""
-    return load_models(vision_settings.model_set(), device=vision_settings.device, dtype=vision_settings.dtype,
-                       cache_dir=vision_settings.cache_dir, hub_cache_dir=vision_settings.hub_cache_dir,
-                       allow_random_weights=vision_settings.allow_random_weights)
+    return load_models(
+        vision_settings.model_set(),
+        device=vision_settings.device,
+        dtype=vision_settings.dtype,
+        cache_dir=vision_settings.cache_dir,
+        hub_cache_dir=vision_settings.hub_cache_dir,
+        allow_random_weights=vision_settings.allow_random_weights,
+    )
 
 
-def serve_locally(models: VisionModels, settings: BotSettings, vision_settings: VisionSettings,
-                  thread: Executor) -> LocalModels:
+def serve_locally(
+    models: VisionModels, settings: BotSettings, vision_settings: VisionSettings, thread: Executor
+) -> LocalModels:
     """The in-process transport as the bot configures it (`clipchat bench` measures this very object)."""
-    return LocalModels(ModelEngine.configured(models, vision_settings), max_batch=settings.max_batch,
-                       max_wait=settings.max_wait_ms / 1000, max_queue=settings.vision_queue, executor=thread,
-                       decode_workers=settings.decode_workers, decode_memory=settings.decode_memory_mb * 2**20,
-                       timeout=settings.model_timeout_s)
+    return LocalModels(
+        ModelEngine.configured(models, vision_settings),
+        max_batch=settings.max_batch,
+        max_wait=settings.max_wait_ms / 1000,
+        max_queue=settings.vision_queue,
+        executor=thread,
+        decode_workers=settings.decode_workers,
+        decode_memory=settings.decode_memory_mb * 2**20,
+        timeout=settings.model_timeout_s,
+    )

@@ -13,8 +13,10 @@ from clipchat.errors import OperatorError
 
 # BotFather's tokens look like 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw
 TOKEN_PATTERN = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{30,}$")
-BOTFATHER_HINT = ("Open Telegram, talk to @BotFather, send /newbot and follow the steps; then put the token it "
-                  "gives you in TELEGRAM_BOT_TOKEN (or in a file named by TELEGRAM_BOT_TOKEN_FILE).")
+BOTFATHER_HINT = (
+    "Open Telegram, talk to @BotFather, send /newbot and follow the steps; then put the token it "
+    "gives you in TELEGRAM_BOT_TOKEN (or in a file named by TELEGRAM_BOT_TOKEN_FILE)."
+)
 
 
 class TokenProblem(OperatorError):
@@ -24,97 +26,167 @@ class TokenProblem(OperatorError):
 class BotSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLIPCHAT_", env_file=".env", extra="ignore", populate_by_name=True)
 
-    token: SecretStr | None = Field(None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "CLIPCHAT_TOKEN"),
-                                    description="The bot token from @BotFather.")
-    token_file: Path | None = Field(None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN_FILE",
-                                                                        "CLIPCHAT_TOKEN_FILE"),
-                                    description="A file holding the token (Docker/systemd secrets).")
-    base_url: str = Field("https://api.telegram.org/bot",
-                          description="Bot API URL; point it at your own telegram-bot-api server to lift the "
-                                      "20 MB download limit.")
+    token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "CLIPCHAT_TOKEN"),
+        description="The bot token from @BotFather.",
+    )
+    token_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN_FILE", "CLIPCHAT_TOKEN_FILE"),
+        description="A file holding the token (Docker/systemd secrets).",
+    )
+    base_url: str = Field(
+        "https://api.telegram.org/bot",
+        description="Bot API URL; point it at your own telegram-bot-api server to lift the 20 MB download limit.",
+    )
     base_file_url: str = Field("https://api.telegram.org/file/bot", description="Bot API file download URL.")
-    local_mode: bool = Field(False, description="The Bot API server is a local telegram-bot-api --local: "
-                                                "files are read from its disk.")
-    allowed_users: Annotated[list[int], NoDecode] = Field(default_factory=list,
-                                     description="If set, only these user ids (and allowed chats) are served.")
-    allowed_chats: Annotated[list[int], NoDecode] = Field(default_factory=list,
-                                     description="If set, only these chat ids (and allowed users) are served.")
-    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list,
-                                 description="Operators: always served, may change /settings anywhere, see /stats.")
-    user_queue: int = Field(16, ge=1, le=1000,
-                            description="Updates one user may have waiting; beyond that they are asked to slow down.")
-    max_concurrent_updates: int = Field(512, ge=1, le=10_000,
-                                        description="Updates in progress at once, all users together.")
+    local_mode: bool = Field(
+        False, description="The Bot API server is a local telegram-bot-api --local: files are read from its disk."
+    )
+    allowed_users: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="If set, only these user ids (and allowed chats) are served."
+    )
+    allowed_chats: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="If set, only these chat ids (and allowed users) are served."
+    )
+    admin_ids: Annotated[list[int], NoDecode] = Field(
+        default_factory=list, description="Operators: always served, may change /settings anywhere, see /stats."
+    )
+    user_queue: int = Field(
+        16, ge=1, le=1000, description="Updates one user may have waiting; beyond that they are asked to slow down."
+    )
+    max_concurrent_updates: int = Field(
+        512, ge=1, le=10_000, description="Updates in progress at once, all users together."
+    )
     max_batch: int = Field(16, ge=1, le=1024, description="Photos (or questions) run through the models together.")
-    max_wait_ms: float = Field(30.0, ge=0, le=5000,
-                               description="How long a request waits for others to batch with. Photos wait only while "
-                                           "more are being decoded, up to this long past the latest to arrive "
-                                           "(at most CLIPCHAT_MAX_BATCH times it); search phrases this long.")
-    decode_workers: int | None = Field(None, ge=1, le=64,
-                                       description="Photos decoded at once (each may briefly take 200 MB); "
-                                                   "default: the CPU count, at most 4.")
-    decode_memory_mb: int = Field(512, ge=64, le=65536,
-                                  description="Memory photos being decoded may take at once, all users together "
-                                              "(a crafted 95 KB PNG can decode to 300 MB); more waits its turn.")
-    vision_queue: int = Field(256, ge=1, le=100_000,
-                              description="Requests waiting for the models before users get 'busy'.")
-    model_timeout_s: float = Field(120, ge=1, le=3600,
-                                   description="Longest a user waits for the models (queue included) before "
-                                               "hearing 'try again'; a batch running longer fails the health "
-                                               "check, so a hung GPU gets the bot restarted.")
-    download_timeout_s: float = Field(60, ge=1, le=3600, description="Longest a photo's download from Telegram "
-                                                                     "may take, all of it.")
-    album_wait_s: float = Field(1.0, gt=0, le=60,
-                                description="Quiet time after an album's last photo before replying.")
+    max_wait_ms: float = Field(
+        30.0,
+        ge=0,
+        le=5000,
+        description="How long a request waits for others to batch with. Photos wait only while "
+        "more are being decoded, up to this long past the latest to arrive "
+        "(at most CLIPCHAT_MAX_BATCH times it); search phrases this long.",
+    )
+    decode_workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Photos decoded at once (each may briefly take 200 MB); default: the CPU count, at most 4.",
+    )
+    decode_memory_mb: int = Field(
+        512,
+        ge=64,
+        le=65536,
+        description="Memory photos being decoded may take at once, all users together "
+        "(a crafted 95 KB PNG can decode to 300 MB); more waits its turn.",
+    )
+    vision_queue: int = Field(
+        256, ge=1, le=100_000, description="Requests waiting for the models before users get 'busy'."
+    )
+    model_timeout_s: float = Field(
+        120,
+        ge=1,
+        le=3600,
+        description="Longest a user waits for the models (queue included) before "
+        "hearing 'try again'; a batch running longer fails the health "
+        "check, so a hung GPU gets the bot restarted.",
+    )
+    download_timeout_s: float = Field(
+        60, ge=1, le=3600, description="Longest a photo's download from Telegram may take, all of it."
+    )
+    album_wait_s: float = Field(1.0, gt=0, le=60, description="Quiet time after an album's last photo before replying.")
     search_results: int = Field(3, ge=1, le=10, description="At most this many photos answer /search.")
-    max_labels: int = Field(20, ge=2, le=200,
-                            description="Labels one /tags may weigh: each costs CLIP text passes on the model "
-                                        "thread every user shares.")
-    max_question_chars: int = Field(1000, ge=50, le=2000,
-                                    description="Characters of a question the models read; the user is told "
-                                                "when theirs was longer.")
+    max_labels: int = Field(
+        20,
+        ge=2,
+        le=200,
+        description="Labels one /tags may weigh: each costs CLIP text passes on the model thread every user shares.",
+    )
+    max_question_chars: int = Field(
+        1000,
+        ge=50,
+        le=2000,
+        description="Characters of a question the models read; the user is told when theirs was longer.",
+    )
     max_label_chars: int = Field(60, ge=8, le=300, description="Characters in one /tags label.")
-    daily_photos_per_user: int = Field(300, ge=0, le=1_000_000,
-                                       description="Photos one user may have looked at per day (UTC), all chats "
-                                                   "together; 0: no limit. Operators are never limited; "
-                                                   "/quota changes it for one chat.")
-    daily_questions_per_user: int = Field(600, ge=0, le=1_000_000,
-                                          description="Questions (and /tags, /mood, /search) one user may ask "
-                                                      "per day; 0: no limit.")
-    daily_photos_per_group: int = Field(3000, ge=0, le=1_000_000,
-                                        description="Photos one group or channel may have looked at per day, "
-                                                    "unaddressed ones kept for /search included; 0: no limit.")
-    daily_questions_per_group: int = Field(3000, ge=0, le=1_000_000,
-                                           description="Questions one group may ask per day; 0: no limit.")
-    rate_limit_per_second: float = Field(30, gt=0, le=1000,
-                                         description="Messages per second, all chats (Telegram's limit).")
+    daily_photos_per_user: int = Field(
+        300,
+        ge=0,
+        le=1_000_000,
+        description="Photos one user may have looked at per day (UTC), all chats "
+        "together; 0: no limit. Operators are never limited; "
+        "/quota changes it for one chat.",
+    )
+    daily_questions_per_user: int = Field(
+        600,
+        ge=0,
+        le=1_000_000,
+        description="Questions (and /tags, /mood, /search) one user may ask per day; 0: no limit.",
+    )
+    daily_photos_per_group: int = Field(
+        3000,
+        ge=0,
+        le=1_000_000,
+        description="Photos one group or channel may have looked at per day, "
+        "unaddressed ones kept for /search included; 0: no limit.",
+    )
+    daily_questions_per_group: int = Field(
+        3000, ge=0, le=1_000_000, description="Questions one group may ask per day; 0: no limit."
+    )
+    rate_limit_per_second: float = Field(
+        30, gt=0, le=1000, description="Messages per second, all chats (Telegram's limit)."
+    )
     rate_limit_per_group_minute: float = Field(20, gt=0, le=1000, description="Messages per minute in one group.")
     send_retries: int = Field(3, ge=0, le=10, description="Retries of a send after flood control or a network error.")
-    webhook_secret: SecretStr | None = Field(None, description="Secret token Telegram sends with each webhook "
-                                                               "call; default: a random one per start.")
+    webhook_secret: SecretStr | None = Field(
+        None, description="Secret token Telegram sends with each webhook call; default: a random one per start."
+    )
     webhook_listen: str = Field("0.0.0.0", description="Address the webhook server listens on.")
     webhook_port: int = Field(8443, ge=1, le=65535, description="Port the webhook server listens on.")
     maintenance_hours: float = Field(6, ge=0.1, le=24 * 7, description="How often the database maintenance job runs.")
-    inference: Literal["local", "ray"] = Field("local", description="Where the models run: local (in this "
-                                                                    "process) or ray (the vision application "
-                                                                    "started by `clipchat vision-server`).")
-    ray_address: str | None = Field(None, description="With inference=ray: the Ray cluster, e.g. auto or "
-                                                      "ray://head:10001; default: start or join a local one.")
-    shared_ordering: bool = Field(False, description="Several bot processes serve this bot on one database "
-                                                     "(webhook behind a load balancer): keep each user's updates "
-                                                     "in order across them (adds reorder_wait_s per update).")
-    reorder_wait_s: float = Field(0.3, ge=0, le=30,
-                                  description="With shared ordering: how long an update waits for an "
-                                              "earlier one still on its way to another process.")
-    metrics_port: int | None = Field(None, ge=1, le=65535,
-                                     description="Serve Prometheus metrics at http://ADDRESS:PORT/metrics "
-                                                 "(deploy/README.md: scrape config, Grafana dashboard); "
-                                                 "default: off.")
-    metrics_address: str = Field("127.0.0.1", description="Address the metrics server listens on (0.0.0.0: "
-                                                          "every interface, e.g. for a Prometheus container).")
-    state_dir_path: Path | None = Field(None, validation_alias=AliasChoices("CLIPCHAT_STATE_DIR"),
-                                        description="Where the bot keeps its heartbeat (for health checks); "
-                                                    "default: the user state dir.")
+    inference: Literal["local", "ray"] = Field(
+        "local",
+        description="Where the models run: local (in this "
+        "process) or ray (the vision application "
+        "started by `clipchat vision-server`).",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="With inference=ray: the Ray cluster, e.g. auto or "
+        "ray://head:10001; default: start or join a local one.",
+    )
+    shared_ordering: bool = Field(
+        False,
+        description="Several bot processes serve this bot on one database "
+        "(webhook behind a load balancer): keep each user's updates "
+        "in order across them (adds reorder_wait_s per update).",
+    )
+    reorder_wait_s: float = Field(
+        0.3,
+        ge=0,
+        le=30,
+        description="With shared ordering: how long an update waits for an "
+        "earlier one still on its way to another process.",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Serve Prometheus metrics at http://ADDRESS:PORT/metrics "
+        "(deploy/README.md: scrape config, Grafana dashboard); "
+        "default: off.",
+    )
+    metrics_address: str = Field(
+        "127.0.0.1",
+        description="Address the metrics server listens on (0.0.0.0: "
+        "every interface, e.g. for a Prometheus container).",
+    )
+    state_dir_path: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("CLIPCHAT_STATE_DIR"),
+        description="Where the bot keeps its heartbeat (for health checks); default: the user state dir.",
+    )
 
     @field_validator("allowed_users", "allowed_chats", "admin_ids", mode="before")
     @classmethod
@@ -131,14 +203,17 @@ class BotSettings(BaseSettings):
             try:
                 token, source = self.token_file.read_text().strip(), str(self.token_file)
             except OSError as error:
-                raise TokenProblem(f"Could not read the bot token file {self.token_file}: {error.strerror}. "
-                                   + BOTFATHER_HINT) from error
+                raise TokenProblem(
+                    f"Could not read the bot token file {self.token_file}: {error.strerror}. " + BOTFATHER_HINT
+                ) from error
         else:
             raise TokenProblem("No bot token found. " + BOTFATHER_HINT)
         if not TOKEN_PATTERN.match(token):
             # Never echo the value: a half-pasted token is still a secret.
-            raise TokenProblem(f"The bot token in {source} does not look like one from @BotFather "
-                               f"(digits, a colon, then 30+ letters). " + BOTFATHER_HINT)
+            raise TokenProblem(
+                f"The bot token in {source} does not look like one from @BotFather "
+                f"(digits, a colon, then 30+ letters). " + BOTFATHER_HINT
+            )
         return token
 
     def state_dir(self) -> Path:
@@ -157,4 +232,5 @@ class BotSettings(BaseSettings):
         if not self.allowed_users and not self.allowed_chats:
             return True
         return (user_id is not None and user_id in self.allowed_users) or (
-            chat_id is not None and chat_id in self.allowed_chats)
+            chat_id is not None and chat_id in self.allowed_chats
+        )

@@ -20,8 +20,10 @@ NO_PHOTO = N_("I don't have a photo here yet. Send one, or reply to a photo with
 NOTHING_TO_TAG = N_("Nothing stands out clearly enough to tag.")
 NO_PHOTOS_TO_SEARCH = N_("I haven't seen any photos in this chat yet (or they were deleted).")
 # After the operator changed CLIP, photos seen before are searchable once `clipchat db reindex` re-embedded them.
-REINDEXING = N_("I'm re-indexing this chat's earlier photos for my upgraded eyes ({count} still to go); "
-                "please search again in a few minutes.")
+REINDEXING = N_(
+    "I'm re-indexing this chat's earlier photos for my upgraded eyes ({count} still to go); "
+    "please search again in a few minutes."
+)
 MAX_SEARCH_CHARS = 300
 
 
@@ -42,14 +44,16 @@ class Search:
     note: str | None = None
 
 
-async def thread(services: Services, where: Where, reply_to: int | None = None) -> tuple[ImageRecord | None,
-                                                                                        Conversation]:
+async def thread(
+    services: Services, where: Where, reply_to: int | None = None
+) -> tuple[ImageRecord | None, Conversation]:
     """The photo under discussion and the recent turns of this user in this chat."""
     async with services.reading() as session:
         image = await image_under_discussion(session, where.chat_id, where.user_id, reply_to)
         turns = await recent_turns(session, where.chat_id, where.user_id, limit=CONTEXT_TURNS)
-    return image, Conversation(image=image.facts() if image else None,
-                               turns=tuple((turn.role, turn.text) for turn in turns))
+    return image, Conversation(
+        image=image.facts() if image else None, turns=tuple((turn.role, turn.text) for turn in turns)
+    )
 
 
 async def on_question(services: Services, where: Where, question: str, reply_to: int | None, chat: Chat) -> None:
@@ -64,8 +68,10 @@ async def on_question(services: Services, where: Where, question: str, reply_to:
     _ = translator(language)
     note = "\n\n" + _("(I read only the first {count} characters of your message.)", count=most) if cut else ""
     sent = await chat.reply(text.spoken(answer, language) + note)
-    await write_with_retry(services.sessions, lambda session: add_exchange(
-        session, where, question, answer.text, image.id if image else None, sent))
+    await write_with_retry(
+        services.sessions,
+        lambda session: add_exchange(session, where, question, answer.text, image.id if image else None, sent),
+    )
 
 
 async def caption(services: Services, where: Where, reply_to: int | None) -> str:
@@ -99,11 +105,16 @@ def _label_refusal(labels: list[str], most: int, longest: int, language: str) ->
     """Why these labels are too much work to weigh, or None. Checked before any model runs."""
     _ = translator(language)
     if len(labels) > most:
-        return _("I can weigh up to {most} labels at once, and you gave {given}. "
-                 "Please pick the ones you care about most.", most=most, given=len(labels))
+        return _(
+            "I can weigh up to {most} labels at once, and you gave {given}. Please pick the ones you care about most.",
+            most=most,
+            given=len(labels),
+        )
     if any(len(label) > longest for label in labels):
-        return _("Each label can be at most {longest} characters long. Short names work best, like: "
-                 "/tags cat, dog, fox", longest=longest)
+        return _(
+            "Each label can be at most {longest} characters long. Short names work best, like: /tags cat, dog, fox",
+            longest=longest,
+        )
     return None
 
 
@@ -125,33 +136,58 @@ async def search(services: Services, where: Where, phrase: str) -> Search:
     vector = await services.models.embed_text(TextRequest(phrase[:MAX_SEARCH_CHARS]))
     identity = services.models.identity
     async with services.reading() as session:
-        hits = await search_images(session, services.index, chat_id, identity, vector.vector,
-                                   k=services.settings.search_results)
+        hits = await search_images(
+            session, services.index, chat_id, identity, vector.vector, k=services.settings.search_results
+        )
         waiting = await photos_waiting(session, identity, chat_id)
         running = waiting > 0 and await reindex_running(session, identity, chat_id)
     _ = translator(await records.language(services, where))
     found = []
     if hits:
         best = hits[0][1]
-        found = [Found(record.file_id, record.media_kind,
-                       _("{caption} (match {score:.2f})", caption=record.caption, score=score)[:text.CAPTION_LIMIT])
-                 for record, score in hits if score >= best - 0.02]
+        found = [
+            Found(
+                record.file_id,
+                record.media_kind,
+                _("{caption} (match {score:.2f})", caption=record.caption, score=score)[: text.CAPTION_LIMIT],
+            )
+            for record, score in hits
+            if score >= best - 0.02
+        ]
     if not waiting:
         return Search(found, None if found else _(NO_PHOTOS_TO_SEARCH))
     if found and running:  # never promise a re-indexing nobody is running
-        return Search(found, _.plural("(I searched only the photos I've re-indexed so far; {count} earlier photo is "
-                                      "still to come.)", "(I searched only the photos I've re-indexed so far; "
-                                      "{count} earlier photos are still to come.)", waiting, count=waiting))
+        return Search(
+            found,
+            _.plural(
+                "(I searched only the photos I've re-indexed so far; {count} earlier photo is still to come.)",
+                "(I searched only the photos I've re-indexed so far; {count} earlier photos are still to come.)",
+                waiting,
+                count=waiting,
+            ),
+        )
     if found:
-        return Search(found, _.plural("(I searched only the photos I've seen since I got new eyes; {count} earlier "
-                                      "photo is searchable again once the bot's operator re-indexes them.)",
-                                      "(I searched only the photos I've seen since I got new eyes; {count} earlier "
-                                      "photos are searchable again once the bot's operator re-indexes them.)",
-                                      waiting, count=waiting))
+        return Search(
+            found,
+            _.plural(
+                "(I searched only the photos I've seen since I got new eyes; {count} earlier "
+                "photo is searchable again once the bot's operator re-indexes them.)",
+                "(I searched only the photos I've seen since I got new eyes; {count} earlier "
+                "photos are searchable again once the bot's operator re-indexes them.)",
+                waiting,
+                count=waiting,
+            ),
+        )
     if running:
         return Search(found, _(REINDEXING, count=waiting))
-    return Search(found, _.plural("I can't search this chat's {count} earlier photo yet: I got new eyes, and they "
-                                  "are searchable again once the bot's operator re-indexes them.",
-                                  "I can't search this chat's {count} earlier photos yet: I got new eyes, and they "
-                                  "are searchable again once the bot's operator re-indexes them.", waiting,
-                                  count=waiting))
+    return Search(
+        found,
+        _.plural(
+            "I can't search this chat's {count} earlier photo yet: I got new eyes, and they "
+            "are searchable again once the bot's operator re-indexes them.",
+            "I can't search this chat's {count} earlier photos yet: I got new eyes, and they "
+            "are searchable again once the bot's operator re-indexes them.",
+            waiting,
+            count=waiting,
+        ),
+    )

@@ -15,8 +15,11 @@ CAPTION_LIMIT = 1024  # and for a photo's caption
 ALT_TEXT_HEADER = N_("🖼 Image description: ")
 ALT_TEXT_HEADER_IN_MODEL_LANGUAGE = N_("🖼 Image description (in English): ")  # for channels in another language
 MODEL_LANGUAGE_NOTE = N_("(The description is in English: that's the only language my models write.)")
-_QUESTION_START = re.compile(r"^(?:what|which|who|where|when|why|how|is|are|do|does|can|could|would|should|will|"
-                             r"tell me|describe)\b", re.IGNORECASE)
+_QUESTION_START = re.compile(
+    r"^(?:what|which|who|where|when|why|how|is|are|do|does|can|could|would|should|will|"
+    r"tell me|describe)\b",
+    re.IGNORECASE,
+)
 
 
 def describe(facts: PhotoFacts, tags: int = 5, language: str = DEFAULT) -> str:
@@ -79,8 +82,9 @@ def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def with_alt_text(author_text: str, description: str, limit: int = CAPTION_LIMIT,
-                  header: str = ALT_TEXT_HEADER) -> str | None:
+def with_alt_text(
+    author_text: str, description: str, limit: int = CAPTION_LIMIT, header: str = ALT_TEXT_HEADER
+) -> str | None:
     """The author's caption, untouched, followed by the description, within `limit`; None if no room is left."""
     separator = "\n\n" if author_text else ""
     room = limit - utf16_length(author_text + separator + header)

@@ -7,18 +7,29 @@ Never imports `telegram`.
 """
 
 from .api import (
-                  FEATURES,
-                  AnswerRequest,
-                  ClassifyRequest,
-                  DescribeRequest,
-                  LabelScores,
-                  Models,
-                  MoodRequest,
-                  TextRequest,
-                  TextVector,
+    FEATURES,
+    AnswerRequest,
+    ClassifyRequest,
+    DescribeRequest,
+    LabelScores,
+    Models,
+    MoodRequest,
+    TextRequest,
+    TextVector,
 )
 from .engine import ModelEngine
 from .local import LocalModels
 
-__all__ = ["FEATURES", "AnswerRequest", "ClassifyRequest", "DescribeRequest", "LabelScores", "LocalModels",
-           "ModelEngine", "Models", "MoodRequest", "TextRequest", "TextVector"]
+__all__ = [
+    "FEATURES",
+    "AnswerRequest",
+    "ClassifyRequest",
+    "DescribeRequest",
+    "LabelScores",
+    "LocalModels",
+    "ModelEngine",
+    "Models",
+    "MoodRequest",
+    "TextRequest",
+    "TextVector",
+]

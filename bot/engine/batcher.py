@@ -30,9 +30,17 @@ R = TypeVar("R")
 
 
 class MicroBatcher(Generic[T, R]):
-    def __init__(self, process: Callable[[Sequence[T]], Sequence[R]], *, max_batch: int = 16,
-                 max_wait: float = 0.005, max_queue: int = 256, name: str = "vision",
-                 executor: Executor | None = None, incoming: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        process: Callable[[Sequence[T]], Sequence[R]],
+        *,
+        max_batch: int = 16,
+        max_wait: float = 0.005,
+        max_queue: int = 256,
+        name: str = "vision",
+        executor: Executor | None = None,
+        incoming: Callable[[], int] | None = None,
+    ) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait < 0:
             raise ValueError("max_batch and max_queue must be positive and max_wait not negative")
         self._process = process
@@ -137,7 +145,6 @@ class MicroBatcher(Generic[T, R]):
             return
         for (_, future), result in zip(batch, results):
             _settle(future, result=result)
-
 
     def _timed(self, items: Sequence[T]) -> Sequence[R]:
         """Model thread: the batch, timed from when it starts here (not from when it joined the thread's

@@ -32,8 +32,13 @@ log = logging.getLogger(__name__)
 
 
 class ModelEngine:
-    def __init__(self, models: VisionModels, limits: ImageLimits = ImageLimits(),
-                 decoding: DecodingOptions | None = None, intake: DeviceIntake | None = None) -> None:
+    def __init__(
+        self,
+        models: VisionModels,
+        limits: ImageLimits = ImageLimits(),
+        decoding: DecodingOptions | None = None,
+        intake: DeviceIntake | None = None,
+    ) -> None:
         self.models = models
         self.limits = limits
         if decoding is not None:  # options this captioner refuses fail here, at start-up, not on every photo
@@ -52,9 +57,11 @@ class ModelEngine:
         decoding = intake = None
         if settings.cuda_graphs and on_gpu:
             if "greedy" not in models.captioner.methods:
-                raise InvalidConfig(f"CLIPCHAT_CUDA_GRAPHS needs a captioner that decodes greedily; the model set "
-                                    f"{models.model_set.name!r} has {', '.join(models.captioner.methods)}. "
-                                    "Turn it off or choose a set with a trained captioner.")
+                raise InvalidConfig(
+                    f"CLIPCHAT_CUDA_GRAPHS needs a captioner that decodes greedily; the model set "
+                    f"{models.model_set.name!r} has {', '.join(models.captioner.methods)}. "
+                    "Turn it off or choose a set with a trained captioner."
+                )
             decoding = DecodingOptions(method="greedy", graphs=True)
         if settings.jpeg_on_device and on_gpu:
             intake = device_intake(models.encoder, limits)  # None where CLIP's preprocessing has no tensor form
@@ -62,8 +69,10 @@ class ModelEngine:
         if settings.cuda_graphs and decoding is None:
             log.warning("CLIPCHAT_CUDA_GRAPHS is on, but %s: left off", elsewhere)
         if settings.jpeg_on_device and intake is None:
-            log.warning("CLIPCHAT_JPEG_ON_DEVICE is on, but %s: left off",
-                        "CLIP's preprocessing has a step with no tensor form" if on_gpu else elsewhere)
+            log.warning(
+                "CLIPCHAT_JPEG_ON_DEVICE is on, but %s: left off",
+                "CLIP's preprocessing has a step with no tensor form" if on_gpu else elsewhere,
+            )
         return cls(models, limits, decoding, intake)
 
     def prepare(self, request: DescribeRequest) -> torch.Tensor | DeferredJpeg:
@@ -100,8 +109,10 @@ class ModelEngine:
 
     @torch.inference_mode()
     def classify(self, requests: Sequence[ClassifyRequest]) -> list[LabelScores]:
-        return [LabelScores(tuple(self.models.tagger.classify(self._vector(r.embedding)[None], list(r.labels))[0]))
-                for r in requests]
+        return [
+            LabelScores(tuple(self.models.tagger.classify(self._vector(r.embedding)[None], list(r.labels))[0]))
+            for r in requests
+        ]
 
     @torch.inference_mode()
     def answer(self, requests: Sequence[AnswerRequest]) -> list[Answer]:

@@ -33,10 +33,19 @@ ANSWER_MODEL_RETRY_S = 60.0  # after a failed load of the answer model, question
 class LocalModels:
     """`Models` in this process."""
 
-    def __init__(self, engine: ModelEngine, *, max_batch: int = 16, max_wait: float = 0.005, max_queue: int = 256,
-                 text_cache: int = 4096, executor: ThreadPoolExecutor | None = None,
-                 decode_workers: int | None = None, decode_memory: int = 512 * 2**20,
-                 timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        engine: ModelEngine,
+        *,
+        max_batch: int = 16,
+        max_wait: float = 0.005,
+        max_queue: int = 256,
+        text_cache: int = 4096,
+        executor: ThreadPoolExecutor | None = None,
+        decode_workers: int | None = None,
+        decode_memory: int = 512 * 2**20,
+        timeout: float = 120.0,
+    ) -> None:
         self.engine = engine
         self.identity = engine.identity
         self.limits = engine.limits
@@ -48,8 +57,9 @@ class LocalModels:
         self._preparing = 0  # photos being decoded: a photo batch waits for them, and only for them
         # Decoding a large photo briefly takes up to one full-size plane (200 MB at 50 MP): a few at a
         # time, not asyncio's default pool of up to 32 threads
-        self._decoders = ThreadPoolExecutor(max_workers=decode_workers or min(4, os.cpu_count() or 1),
-                                            thread_name_prefix="decode")
+        self._decoders = ThreadPoolExecutor(
+            max_workers=decode_workers or min(4, os.cpu_count() or 1), thread_name_prefix="decode"
+        )
         self.decode_budget = MemoryBudget(decode_memory)  # ... and only so many bytes of them at once
         self._text_vectors: OrderedDict[str, TextVector] = OrderedDict()
         self._text_cache = text_cache
@@ -113,8 +123,11 @@ class LocalModels:
         if answerer.loaded:
             return
         loading = self._answer_loading
-        if loading is None or (loading.done() and loading.exception() is not None
-                               and time.monotonic() - self._answer_failed_at > ANSWER_MODEL_RETRY_S):
+        if loading is None or (
+            loading.done()
+            and loading.exception() is not None
+            and time.monotonic() - self._answer_failed_at > ANSWER_MODEL_RETRY_S
+        ):
             # not a pooled thread: one that outlives the load would keep its OpenMP team (see passing_thread)
             loading = self._answer_loading = asyncio.wrap_future(passing_thread(answerer.get, "answer-model-load"))
             loading.add_done_callback(self._note_answer_load)
@@ -156,14 +169,16 @@ class LocalModels:
         self._decoders.shutdown(wait=True)
         self._thread.shutdown(wait=True)
 
-    async def _run(self, feature: Callable[[Sequence], list], item, *, wait: bool = True,
-                   incoming: Callable[[], int] | None = None):
+    async def _run(
+        self, feature: Callable[[Sequence], list], item, *, wait: bool = True, incoming: Callable[[], int] | None = None
+    ):
         """`feature`'s result for `item`, computed in a batch with whatever else arrived meanwhile."""
         name = feature.__name__
         batcher = self._batchers.get(name)
         if batcher is None:
-            batcher = self._batchers[name] = MicroBatcher(feature, name=name, incoming=incoming,
-                                                          max_wait=self._max_wait if wait else 0, **self._options)
+            batcher = self._batchers[name] = MicroBatcher(
+                feature, name=name, incoming=incoming, max_wait=self._max_wait if wait else 0, **self._options
+            )
         async with self._deadline(name):
             return await batcher.submit(item)
 
@@ -178,5 +193,7 @@ class LocalModels:
         except TimeoutError:
             if not deadline.expired():  # some other wait inside timed out: not ours to rename
                 raise
-            raise TooSlow(detail=f"{feature} took over {self.timeout:g} s (model thread busy "
-                                 f"{self.stalled_for():.0f} s on one batch)") from None
+            raise TooSlow(
+                detail=f"{feature} took over {self.timeout:g} s (model thread busy "
+                f"{self.stalled_for():.0f} s on one batch)"
+            ) from None

@@ -47,8 +47,14 @@ def deployment_class():
 
     @serve.deployment(name="VisionDeployment", max_ongoing_requests=256)
     class VisionDeployment:
-        def __init__(self, settings: dict, max_batch: int = 16, max_wait_s: float = 0.03, timeout_s: float = 120.0,
-                     decode_memory: int = 512 * 2**20) -> None:
+        def __init__(
+            self,
+            settings: dict,
+            max_batch: int = 16,
+            max_wait_s: float = 0.03,
+            timeout_s: float = 120.0,
+            decode_memory: int = 512 * 2**20,
+        ) -> None:
             from vision import load_models
 
             from .batcher import model_thread
@@ -60,12 +66,23 @@ def deployment_class():
             return_large_blocks_to_the_os()
             self.timeout_s = timeout_s
             thread = model_thread("vision")  # load and run on one thread: one OpenMP team
-            models = thread.submit(load_models, vision.model_set(), vision.device, vision.dtype,
-                                   vision.cache_dir, vision.hub_cache_dir,
-                                   allow_random_weights=vision.allow_random_weights).result()
-            self.local = LocalModels(ModelEngine.configured(models, vision), max_batch=max_batch,
-                                     max_wait=max_wait_s, executor=thread, timeout=timeout_s,
-                                     decode_memory=decode_memory)
+            models = thread.submit(
+                load_models,
+                vision.model_set(),
+                vision.device,
+                vision.dtype,
+                vision.cache_dir,
+                vision.hub_cache_dir,
+                allow_random_weights=vision.allow_random_weights,
+            ).result()
+            self.local = LocalModels(
+                ModelEngine.configured(models, vision),
+                max_batch=max_batch,
+                max_wait=max_wait_s,
+                executor=thread,
+                timeout=timeout_s,
+                decode_memory=decode_memory,
+            )
 
         def check_health(self) -> None:
             """Serve calls this every few seconds and replaces a replica that fails it: a hung GPU never
@@ -107,16 +124,30 @@ def join_cluster(address: str | None) -> None:
         if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
             hint = "check the address, and that RAY_AUTH_TOKEN_PATH names a copy of the head's token file"
         else:
-            hint = ("if the cluster uses token authentication, start this process with RAY_AUTH_MODE=token "
-                    "and RAY_AUTH_TOKEN_PATH naming a copy of the head's token file")
-        raise InvalidConfig(detail=f"could not join the Ray cluster at {address}: {error}; {hint} "
-                                   "(deploy/README.md, \"Securing the cluster\")") from error
+            hint = (
+                "if the cluster uses token authentication, start this process with RAY_AUTH_MODE=token "
+                "and RAY_AUTH_TOKEN_PATH naming a copy of the head's token file"
+            )
+        raise InvalidConfig(
+            detail=f"could not join the Ray cluster at {address}: {error}; {hint} "
+            '(deploy/README.md, "Securing the cluster")'
+        ) from error
 
 
-def deploy(vision: VisionSettings, *, replicas: int | None = 1, min_replicas: int = 1, max_replicas: int | None = None,
-           gpus_per_replica: float = 0.0, cpus_per_replica: float = 1.0, max_batch: int = 16,
-           max_wait_s: float = 0.03, address: str | None = None, timeout_s: float = 120.0,
-           decode_memory: int = 512 * 2**20):
+def deploy(
+    vision: VisionSettings,
+    *,
+    replicas: int | None = 1,
+    min_replicas: int = 1,
+    max_replicas: int | None = None,
+    gpus_per_replica: float = 0.0,
+    cpus_per_replica: float = 1.0,
+    max_batch: int = 16,
+    max_wait_s: float = 0.03,
+    address: str | None = None,
+    timeout_s: float = 120.0,
+    decode_memory: int = 512 * 2**20,
+):
     """Start (or update) the vision application on the Ray cluster at `address` (None: a local one).
 
     Returns once the replicas are up; `clipchat vision-server` then waits for a signal and calls `undeploy`.
@@ -126,12 +157,18 @@ def deploy(vision: VisionSettings, *, replicas: int | None = 1, min_replicas: in
     join_cluster(address)
     options: dict = {"ray_actor_options": {"num_gpus": gpus_per_replica, "num_cpus": cpus_per_replica}}
     if max_replicas:  # Serve adds replicas while requests queue, and removes them when idle
-        options["autoscaling_config"] = {"min_replicas": min_replicas, "max_replicas": max_replicas,
-                                         "target_ongoing_requests": max_batch}
+        options["autoscaling_config"] = {
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+            "target_ongoing_requests": max_batch,
+        }
     else:
         options["num_replicas"] = replicas
-    app = deployment_class().options(**options).bind(vision.model_dump(mode="json"), max_batch, max_wait_s,
-                                                      timeout_s, decode_memory)
+    app = (
+        deployment_class()
+        .options(**options)
+        .bind(vision.model_dump(mode="json"), max_batch, max_wait_s, timeout_s, decode_memory)
+    )
     return serve.run(app, name=APP_NAME, route_prefix=None)
 
 
@@ -159,8 +196,9 @@ def undeploy(timeout_s: float) -> bool:
         log.info("removed %s from the Ray cluster", APP_NAME)
         return True
     reason = outcome[0] if outcome else f"no answer within {timeout_s:g} s: is the cluster still running?"
-    log.warning("could not remove %s from the Ray cluster (%s); `serve shutdown` on the head removes it", APP_NAME,
-                reason)
+    log.warning(
+        "could not remove %s from the Ray cluster (%s); `serve shutdown` on the head removes it", APP_NAME, reason
+    )
     return False
 
 

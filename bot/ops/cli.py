@@ -23,8 +23,12 @@ HUB_NAMES = frozenset({"TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN"})
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clipchat", description="A Telegram assistant that looks at photos.")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="log what the models are doing (at least INFO; see CLIPCHAT_LOG_LEVEL)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log what the models are doing (at least INFO; see CLIPCHAT_LOG_LEVEL)",
+    )
     parser.add_argument("--version", action="version", version=f"clipchat {version('clipchat')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     runner.add_commands(commands)

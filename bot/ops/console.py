@@ -22,9 +22,11 @@ from ..core.services import Services, open_services
 from ..core.settings import BotSettings
 
 HERE = Where(chat_id=1, chat_kind="private", user_id=1)
-HELP = ("/photo PATH   look at a photo\n/tags [a, b]  tags, or how well each label fits\n/mood         the photo's mood\n"
-        "/search TEXT  find an earlier photo\n/reset        forget this conversation\n/quit         leave\n"
-        "anything else is a question about the latest photo")
+HELP = (
+    "/photo PATH   look at a photo\n/tags [a, b]  tags, or how well each label fits\n/mood         the photo's mood\n"
+    "/search TEXT  find an earlier photo\n/reset        forget this conversation\n/quit         leave\n"
+    "anything else is a question about the latest photo"
+)
 
 
 class Terminal:
@@ -81,8 +83,12 @@ async def _loop(services: Services, terminal: Terminal) -> None:
                 print(await talk.mood(services, HERE, None))
             elif command == "/search":
                 answer = await talk.search(services, HERE, rest)
-                print("\n".join([f"{hit.file_id}  {hit.caption}" for hit in answer.found]
-                                + ([answer.note] if answer.note else [])))
+                print(
+                    "\n".join(
+                        [f"{hit.file_id}  {hit.caption}" for hit in answer.found]
+                        + ([answer.note] if answer.note else [])
+                    )
+                )
             elif command == "/reset":
                 await records.reset(services, HERE)
                 print("Conversation cleared.")

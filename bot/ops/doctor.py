@@ -63,14 +63,22 @@ async def check_database(settings: StorageSettings) -> Check:
         async with engine.connect() as connection:
             current = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
     except Exception as error:  # any driver's failure to connect is the finding itself
-        return Check("database", FAIL, f"{shown}: {type(error).__name__}: {str(error).splitlines()[0][:200]}",
-                     "is the server up, and DATABASE_URL right?")
+        return Check(
+            "database",
+            FAIL,
+            f"{shown}: {type(error).__name__}: {str(error).splitlines()[0][:200]}",
+            "is the server up, and DATABASE_URL right?",
+        )
     finally:
         await engine.dispose()
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if current != head:
-        return Check("database", WARN, f"{shown}: schema at {current or 'empty'}, newest is {head}",
-                     "the bot migrates at start-up, or run `clipchat db upgrade`")
+        return Check(
+            "database",
+            WARN,
+            f"{shown}: schema at {current or 'empty'}, newest is {head}",
+            "the bot migrates at start-up, or run `clipchat db upgrade`",
+        )
     return Check("database", OK, f"{shown}: reachable, schema {current} (newest)")
 
 
@@ -86,8 +94,11 @@ def check_models(settings: VisionSettings) -> list[Check]:
     parts = [_model_check(found) for found in found_all]
     worst = FAIL if any(c.status == FAIL for c in parts) else WARN if any(c.status == WARN for c in parts) else OK
     attention = sum(c.status != OK for c in parts)
-    summary = (f"set {model_set.name}: {len(parts)} models, all ready" if worst == OK
-               else f"set {model_set.name}: {attention} of {len(parts)} models need attention")
+    summary = (
+        f"set {model_set.name}: {len(parts)} models, all ready"
+        if worst == OK
+        else f"set {model_set.name}: {attention} of {len(parts)} models need attention"
+    )
     downloads = any(found.state == NOT_DOWNLOADED for found in found_all)
     fix = "the bot downloads what is missing at first start; `clipchat prefetch` does it now" if downloads else ""
     return [Check("models", worst, summary, fix), *parts]
@@ -101,8 +112,12 @@ def _model_check(found) -> Check:
         return Check(name, OK, f"{shown}on disk ({model_cache.human_size(found.size)})")
     if found.state == model_cache.NOTHING:
         if name == "clip":  # random weights were allowed on purpose; still worth a line
-            return Check(name, WARN, f"{shown}{found.detail}: captions and tags will be noise",
-                         "unset CLIPCHAT_ALLOW_RANDOM_WEIGHTS unless this is a benchmark")
+            return Check(
+                name,
+                WARN,
+                f"{shown}{found.detail}: captions and tags will be noise",
+                "unset CLIPCHAT_ALLOW_RANDOM_WEIGHTS unless this is a benchmark",
+            )
         return Check(name, OK, f"{shown}{found.detail}")
     if found.state == model_cache.NOT_DOWNLOADED:
         return Check(name, WARN, f"{shown}not downloaded yet ({found.detail})")  # the fix is on the set's line
@@ -122,21 +137,28 @@ async def check_telegram(settings: BotSettings, timeout_s: float = 10.0) -> Chec
     except ClipchatError:
         return Check("telegram", FAIL, "not asked: there is no usable token (see the token check)")
     server = urlparse(settings.base_url).netloc or settings.base_url
-    request = HTTPXRequest(connect_timeout=timeout_s, read_timeout=timeout_s, write_timeout=timeout_s,
-                           pool_timeout=timeout_s)
+    request = HTTPXRequest(
+        connect_timeout=timeout_s, read_timeout=timeout_s, write_timeout=timeout_s, pool_timeout=timeout_s
+    )
     bot = Bot(token, base_url=settings.base_url, base_file_url=settings.base_file_url, request=request)
     try:
         async with asyncio.timeout(timeout_s):
             async with bot:  # initialising the bot is the getMe call
                 username = bot.username
     except InvalidToken:  # its message repeats the token: never print it
-        return Check("telegram", FAIL, f"{server} refused the token (Unauthorized)",
-                     "it was revoked or mistyped: copy the current one from @BotFather (/mybots > API Token)")
+        return Check(
+            "telegram",
+            FAIL,
+            f"{server} refused the token (Unauthorized)",
+            "it was revoked or mistyped: copy the current one from @BotFather (/mybots > API Token)",
+        )
     except (TimeoutError, TelegramError) as error:
-        reason = (f"no answer within {timeout_s:g} s" if isinstance(error, TimeoutError)
-                  else f"{type(error).__name__}: {error.message}".replace(token, "<token>"))
-        return Check("telegram", FAIL, f"{server}: {reason}",
-                     "is this machine online, and CLIPCHAT_BASE_URL right?")
+        reason = (
+            f"no answer within {timeout_s:g} s"
+            if isinstance(error, TimeoutError)
+            else f"{type(error).__name__}: {error.message}".replace(token, "<token>")
+        )
+        return Check("telegram", FAIL, f"{server}: {reason}", "is this machine online, and CLIPCHAT_BASE_URL right?")
     return Check("telegram", OK, f"{server} knows the token: the bot is @{username}")
 
 
@@ -156,15 +178,23 @@ def check_device(settings: VisionSettings) -> Check:
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         status = OK if free > 2 * 2**30 else WARN
-        return Check("device", status, f"{torch.cuda.get_device_name(device)}, {free / 2**30:.1f} of "
-                     f"{total / 2**30:.1f} GiB free, {name}", "" if status == OK else "free GPU memory (2 GiB+)")
-    detail = f"CPU, {torch.get_num_threads()} threads, {name}" \
-        + ("" if torch.cuda.is_available() or settings.device != "auto" else " (no CUDA GPU seen)")
+        return Check(
+            "device",
+            status,
+            f"{torch.cuda.get_device_name(device)}, {free / 2**30:.1f} of {total / 2**30:.1f} GiB free, {name}",
+            "" if status == OK else "free GPU memory (2 GiB+)",
+        )
+    detail = f"CPU, {torch.get_num_threads()} threads, {name}" + (
+        "" if torch.cuda.is_available() or settings.device != "auto" else " (no CUDA GPU seen)"
+    )
     if dtype == torch.bfloat16 and bf16_rows.cpu_supports():  # builds it now if need be: the bot then finds it
         if not bf16_rows.load(settings.cache_dir or default_cache_dir()):
-            return Check("device", WARN, f"{detail}; the few-row bfloat16 kernel is unavailable: "
-                         f"{bf16_rows.refusal()}", "install g++, or mend what the reason names: without "
-                         "the kernel a lone photo takes about 30% longer")
+            return Check(
+                "device",
+                WARN,
+                f"{detail}; the few-row bfloat16 kernel is unavailable: {bf16_rows.refusal()}",
+                "install g++, or mend what the reason names: without the kernel a lone photo takes about 30% longer",
+            )
         detail += ", few-row bfloat16 kernel ready"
     return Check("device", OK, detail)
 
@@ -182,13 +212,17 @@ def check_disk(settings: VisionSettings) -> Check:
     return Check("disk", OK, f"{free:.0f} GiB free under {probe}")
 
 
-def run_checks(bot: BotSettings, vision: VisionSettings, storage: StorageSettings,
-               online: bool = False) -> list[Check]:
+def run_checks(bot: BotSettings, vision: VisionSettings, storage: StorageSettings, online: bool = False) -> list[Check]:
     checks = [check_token(bot)]
     if online:
         checks.append(asyncio.run(check_telegram(bot)))
-    return [*checks, asyncio.run(check_database(storage)), *check_models(vision), check_device(vision),
-            check_disk(vision)]
+    return [
+        *checks,
+        asyncio.run(check_database(storage)),
+        *check_models(vision),
+        check_device(vision),
+        check_disk(vision),
+    ]
 
 
 def report(checks: list[Check], quiet: bool = False) -> int:

@@ -27,11 +27,16 @@ class LogSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLIPCHAT_", env_file=".env", extra="ignore")
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = Field(
-        None, description="DEBUG, INFO, WARNING or ERROR. Default: WARNING, but INFO for `clipchat run` and with "
-                          "-v (which never makes a chosen level less verbose).")
-    log_format: Literal["text", "json"] = Field("text", description="text (one readable line per record) or json "
-                                                                    "(one object per line: time, level, logger, "
-                                                                    "message, exception).")
+        None,
+        description="DEBUG, INFO, WARNING or ERROR. Default: WARNING, but INFO for `clipchat run` and with "
+        "-v (which never makes a chosen level less verbose).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text (one readable line per record) or json "
+        "(one object per line: time, level, logger, "
+        "message, exception).",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -59,9 +64,12 @@ class JsonLines(JsonFormatter):
     """python-json-logger, with the time first, in UTC, as ISO 8601 with milliseconds."""
 
     def __init__(self) -> None:
-        super().__init__("{levelname}{name}{message}", style="{", json_ensure_ascii=False,
-                         rename_fields={"levelname": "level", "name": "logger", "exc_info": "exception",
-                                        "stack_info": "stack"})
+        super().__init__(
+            "{levelname}{name}{message}",
+            style="{",
+            json_ensure_ascii=False,
+            rename_fields={"levelname": "level", "name": "logger", "exc_info": "exception", "stack_info": "stack"},
+        )
 
     def add_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict) -> None:
         moment = datetime.fromtimestamp(record.created, tz=UTC)

@@ -76,15 +76,20 @@ class Tally:
     unconfirmed: list = field(default_factory=list)  # gone photos not yet marked: no photo has come back yet
 
     def summary(self, identity: str) -> str:
-        line = (f"Re-indexed for CLIP {identity}: {self.reembedded} re-embedded, {self.gone} gone from Telegram, "
-                f"{self.failed} failed.")
+        line = (
+            f"Re-indexed for CLIP {identity}: {self.reembedded} re-embedded, {self.gone} gone from Telegram, "
+            f"{self.failed} failed."
+        )
         return line + (" Run `clipchat db reindex` again to retry the failed ones." if self.failed else "")
 
 
 def add_command(db_actions: argparse._SubParsersAction) -> None:
     """Register `db reindex` beside storage's own `db` actions (storage knows neither Telegram nor models)."""
-    command = db_actions.add_parser("reindex", help="re-embed photos stored under another CLIP with the current "
-                                                    "one (after changing CLIPCHAT_CLIP_MODEL or the model set)")
+    command = db_actions.add_parser(
+        "reindex",
+        help="re-embed photos stored under another CLIP with the current "
+        "one (after changing CLIPCHAT_CLIP_MODEL or the model set)",
+    )
     command.add_argument("--chat", type=int, help="only this chat id (default: every chat)")
     command.add_argument("--rate", type=_positive, default=5.0, help="photo downloads per second (default 5)")
     command.add_argument("--url", help="database URL (default: DATABASE_URL, else SQLite in the user data dir)")
@@ -114,8 +119,14 @@ def run_reindex(args: argparse.Namespace, vision_settings: VisionSettings) -> in
     return 1 if tally is not None and tally.failed else 0
 
 
-async def _main(settings: BotSettings, vision_settings: VisionSettings, url: str, db_timeout: float,
-                chat_id: int | None, rate: float) -> Tally | None:
+async def _main(
+    settings: BotSettings,
+    vision_settings: VisionSettings,
+    url: str,
+    db_timeout: float,
+    chat_id: int | None,
+    rate: float,
+) -> Tally | None:
     model_set = vision_settings.model_set()
     identity = clip_identity(model_set.clip, model_set.clip_pretrained)  # cheap: no weights loaded
     database = make_engine(url, timeout=db_timeout)
@@ -130,15 +141,24 @@ async def _main(settings: BotSettings, vision_settings: VisionSettings, url: str
         embedder = await Embedder.load(vision_settings, settings.model_timeout_s)
         try:
             async with _bot(settings) as bot:
-                tally = await reindex(bot, sessions, embedder, chat_id=chat_id, rate=rate, total=waiting,
-                                      download_timeout=settings.download_timeout_s)
+                tally = await reindex(
+                    bot,
+                    sessions,
+                    embedder,
+                    chat_id=chat_id,
+                    rate=rate,
+                    total=waiting,
+                    download_timeout=settings.download_timeout_s,
+                )
         finally:
             embedder.close()
     except SQLAlchemyError as error:
         if not unavailable(error):
             raise
-        raise OperatorError(f"The database stopped answering ({type(error).__name__}); run "
-                            "`clipchat db reindex` again to carry on where it stopped.") from error
+        raise OperatorError(
+            f"The database stopped answering ({type(error).__name__}); run "
+            "`clipchat db reindex` again to carry on where it stopped."
+        ) from error
     finally:
         await database.dispose()
     print(tally.summary(embedder.identity))
@@ -153,20 +173,26 @@ class _bot:
     """The Bot API client as the bot configures it, with PTB's flood control (it waits out a 429)."""
 
     def __init__(self, settings: BotSettings) -> None:
-        self.bot = ExtBot(settings.bot_token(), base_url=settings.base_url, base_file_url=settings.base_file_url,
-                          local_mode=settings.local_mode,
-                          rate_limiter=AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=2))
+        self.bot = ExtBot(
+            settings.bot_token(),
+            base_url=settings.base_url,
+            base_file_url=settings.base_file_url,
+            local_mode=settings.local_mode,
+            rate_limiter=AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=2),
+        )
         self.base_url = settings.base_url
 
     async def __aenter__(self) -> ExtBot:
         try:
             await self.bot.initialize()  # getMe: a refused token or an unreachable server fails here, once
         except InvalidToken as error:
-            raise OperatorError("Telegram refused the bot token in TELEGRAM_BOT_TOKEN: check it with "
-                                "@BotFather (/mybots > API Token).") from error
+            raise OperatorError(
+                "Telegram refused the bot token in TELEGRAM_BOT_TOKEN: check it with @BotFather (/mybots > API Token)."
+            ) from error
         except NetworkError as error:
-            raise OperatorError(f"Could not reach the Bot API at {self.base_url} ({error}); "
-                                "check CLIPCHAT_BASE_URL and the network.") from error
+            raise OperatorError(
+                f"Could not reach the Bot API at {self.base_url} ({error}); check CLIPCHAT_BASE_URL and the network."
+            ) from error
         return self.bot
 
     async def __aexit__(self, *exc) -> None:
@@ -188,8 +214,16 @@ class Embedder:
         # One thread loads and runs CLIP: PyTorch gives each thread its own OpenMP team (see services.py)
         thread = ThreadPoolExecutor(1, thread_name_prefix="reindex-clip")
         encoder = await asyncio.get_running_loop().run_in_executor(
-            thread, lambda: load_clip(model_set.clip, model_set.clip_pretrained, device, dtype, settings.hub_cache_dir,
-                                      allow_random_weights=settings.allow_random_weights))
+            thread,
+            lambda: load_clip(
+                model_set.clip,
+                model_set.clip_pretrained,
+                device,
+                dtype,
+                settings.hub_cache_dir,
+                allow_random_weights=settings.allow_random_weights,
+            ),
+        )
         return cls(encoder, settings.image_limits(), thread, timeout)
 
     async def embed(self, data: bytes) -> np.ndarray:
@@ -206,8 +240,9 @@ class Embedder:
         self.thread.shutdown(wait=False, cancel_futures=True)
 
 
-async def reindex(bot: ExtBot, sessions, embedder: Embedder, *, chat_id: int | None, rate: float, total: int,
-                  download_timeout: float) -> Tally:
+async def reindex(
+    bot: ExtBot, sessions, embedder: Embedder, *, chat_id: int | None, rate: float, total: int, download_timeout: float
+) -> Tally:
     """Re-embed every waiting photo (of one chat, or all) once, `rate` downloads a second at most."""
     tally = Tally()
     run_id = await write_with_retry(sessions, lambda session: start_run(session, embedder.identity, chat_id))
@@ -259,21 +294,27 @@ async def _reembed(bot: ExtBot, sessions, embedder: Embedder, photo: Waiting, ti
         if not tally.reembedded:
             tally.unconfirmed.append(photo)
             if len(tally.unconfirmed) >= GONE_BEFORE_ANY:
-                raise WrongBot(detail=f"Telegram knew none of the first {len(tally.unconfirmed)} photos: is "
-                                      "TELEGRAM_BOT_TOKEN the token of the bot that received them? Nothing was "
-                                      "marked gone.") from None
+                raise WrongBot(
+                    detail=f"Telegram knew none of the first {len(tally.unconfirmed)} photos: is "
+                    "TELEGRAM_BOT_TOKEN the token of the bot that received them? Nothing was "
+                    "marked gone."
+                ) from None
             return
         await write_with_retry(sessions, lambda session, photo=photo: mark_gone(session, photo))
         tally.gone += 1
         return
     except (TelegramError, TimeoutError, OSError, ClipchatError) as error:
         reason = str(getattr(error, "detail", None) or error) or f"no answer within {timeout:g} s"
-        log.warning("photo %d (chat %d) not re-embedded, a later run retries it: %s: %s", photo.id, photo.chat_id,
-                    type(error).__name__, reason)
+        log.warning(
+            "photo %d (chat %d) not re-embedded, a later run retries it: %s: %s",
+            photo.id,
+            photo.chat_id,
+            type(error).__name__,
+            reason,
+        )
         tally.failed += 1
         return
-    if await write_with_retry(sessions, lambda session: replace_embedding(session, photo, vector,
-                                                                          embedder.identity)):
+    if await write_with_retry(sessions, lambda session: replace_embedding(session, photo, vector, embedder.identity)):
         tally.reembedded += 1  # else deleted meanwhile (/forget, retention) or done by another run
     await _confirm_gone(sessions, tally)
 
@@ -290,18 +331,27 @@ async def _fetch(bot: ExtBot, file_id: str, timeout: float, max_bytes: int) -> b
     """The file's bytes, all of it within `timeout` seconds; Gone when Telegram no longer has it."""
     async with asyncio.timeout(timeout):
         try:
-            telegram_file = await with_retries(lambda: bot.get_file(file_id, read_timeout=timeout), retries=2,
-                                               what="getFile")
+            telegram_file = await with_retries(
+                lambda: bot.get_file(file_id, read_timeout=timeout), retries=2, what="getFile"
+            )
         except BadRequest as error:
             if "too big" in str(error).lower():  # there, but over the public Bot API's 20 MB
                 raise
             raise Gone(str(error)) from error  # "invalid file_id", "wrong file identifier", ...
         if telegram_file.file_size and telegram_file.file_size > max_bytes:  # refused before downloading it
-            raise BadImage("too_large", "too large", detail=f"{telegram_file.file_size} bytes > {max_bytes} "
-                                                            "(CLIPCHAT_MAX_IMAGE_BYTES)")
+            raise BadImage(
+                "too_large",
+                "too large",
+                detail=f"{telegram_file.file_size} bytes > {max_bytes} (CLIPCHAT_MAX_IMAGE_BYTES)",
+            )
         try:
-            return bytes(await with_retries(lambda: telegram_file.download_as_bytearray(read_timeout=timeout),
-                                            retries=2, what="downloading a photo"))
+            return bytes(
+                await with_retries(
+                    lambda: telegram_file.download_as_bytearray(read_timeout=timeout),
+                    retries=2,
+                    what="downloading a photo",
+                )
+            )
         except InvalidToken as error:
             # PTB reads the file server's 401 or 404 as a bad token; the token just worked for getFile
             raise Gone(f"the file server refused it: {error}") from error

@@ -24,8 +24,11 @@ log = logging.getLogger(__name__)
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="run the Telegram bot (long polling, or --webhook URL)")
-    run.add_argument("--webhook", metavar="URL", help="public HTTPS URL Telegram should post updates to; "
-                                                      "starts the webhook server instead of polling")
+    run.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="public HTTPS URL Telegram should post updates to; starts the webhook server instead of polling",
+    )
     run.add_argument("--listen", help="address for the webhook server (default: CLIPCHAT_WEBHOOK_LISTEN)")
     run.add_argument("--port", type=int, help="port for the webhook server (default: CLIPCHAT_WEBHOOK_PORT)")
     run.add_argument("--models", metavar="DIR_OR_NAME", help="model set (default: CLIPCHAT_MODELS)")
@@ -33,29 +36,43 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     chat = commands.add_parser("chat", help="talk to the models in this terminal: /photo PATH, then questions")
     chat.add_argument("--models", metavar="DIR_OR_NAME", help="model set (default: CLIPCHAT_MODELS)")
-    chat.add_argument("--database", metavar="URL", help="keep the conversation in this database "
-                                                        "(default: a temporary one)")
+    chat.add_argument(
+        "--database", metavar="URL", help="keep the conversation in this database (default: a temporary one)"
+    )
     chat.set_defaults(handler=run_chat)
 
     doctor = commands.add_parser("doctor", help="check configuration, token, database, models and device")
-    doctor.add_argument("--alive", action="store_true", help="only check the running bot's heartbeat "
-                                                             "(the container health check)")
+    doctor.add_argument(
+        "--alive", action="store_true", help="only check the running bot's heartbeat (the container health check)"
+    )
     doctor.add_argument("--quiet", action="store_true", help="print only problems")
     doctor.add_argument("--online", action="store_true", help="also ask Telegram whose token it is (getMe)")
     doctor.set_defaults(handler=run_doctor)
 
-    server = commands.add_parser("vision-server", help="run the models on a Ray cluster with Ray Serve "
-                                                       "(then start bots with CLIPCHAT_INFERENCE=ray)")
+    server = commands.add_parser(
+        "vision-server",
+        help="run the models on a Ray cluster with Ray Serve (then start bots with CLIPCHAT_INFERENCE=ray)",
+    )
     server.add_argument("--address", help="Ray cluster address (default: start a local one)")
     server.add_argument("--replicas", type=int, default=1, help="fixed number of replicas (default 1)")
-    server.add_argument("--autoscale", type=int, nargs=2, metavar=("MIN", "MAX"),
-                        help="let Serve scale between MIN and MAX replicas with the queue")
+    server.add_argument(
+        "--autoscale",
+        type=int,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="let Serve scale between MIN and MAX replicas with the queue",
+    )
     server.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs each replica claims (e.g. 1, 0.5)")
     server.add_argument("--cpus-per-replica", type=float, default=1.0)
     server.add_argument("--models", metavar="DIR_OR_NAME", help="model set (default: CLIPCHAT_MODELS)")
-    server.add_argument("--stop-timeout", type=float, default=20.0, metavar="SECONDS",
-                        help="on Ctrl-C or SIGTERM, how long to wait for the cluster to remove the application "
-                             "(default 20; a second Ctrl-C stops waiting)")
+    server.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="on Ctrl-C or SIGTERM, how long to wait for the cluster to remove the application "
+        "(default 20; a second Ctrl-C stops waiting)",
+    )
     server.set_defaults(handler=run_vision_server)
 
     example = commands.add_parser("env-example", help="print a .env file documenting every setting")
@@ -89,17 +106,27 @@ def run_bot(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
         secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
         listen, port = args.listen or settings.webhook_listen, args.port or settings.webhook_port
         log.info("starting the webhook server on %s:%d for %s", listen, port, args.webhook)
-        application.run_webhook(listen=listen, port=port, url_path=urlparse(args.webhook).path.lstrip("/"),
-                                webhook_url=args.webhook, secret_token=secret, allowed_updates=Update.ALL_TYPES)
+        application.run_webhook(
+            listen=listen,
+            port=port,
+            url_path=urlparse(args.webhook).path.lstrip("/"),
+            webhook_url=args.webhook,
+            secret_token=secret,
+            allowed_updates=Update.ALL_TYPES,
+        )
         return 0
     except InvalidToken:  # its message repeats the token: it must not reach the log as a traceback
-        raise TelegramUnreachable(detail="Telegram refused the bot token (Unauthorized): it was revoked or mistyped; "
-                                         "copy the current one from @BotFather (/mybots > API Token).") from None
+        raise TelegramUnreachable(
+            detail="Telegram refused the bot token (Unauthorized): it was revoked or mistyped; "
+            "copy the current one from @BotFather (/mybots > API Token)."
+        ) from None
     except NetworkError as error:  # TimedOut too; BadRequest means Telegram answered, and is not this
         if isinstance(error, BadRequest):
             raise
-        raise TelegramUnreachable(detail=f"Cannot reach the Telegram Bot API at {settings.base_url} ({error}): "
-                                         "check this machine's network, or CLIPCHAT_BASE_URL.") from error
+        raise TelegramUnreachable(
+            detail=f"Cannot reach the Telegram Bot API at {settings.base_url} ({error}): "
+            "check this machine's network, or CLIPCHAT_BASE_URL."
+        ) from error
 
 
 def _not_an_aborted_start(record: logging.LogRecord) -> bool:
@@ -144,10 +171,19 @@ def run_vision_server(args: argparse.Namespace, vision_settings: VisionSettings)
     previous = {signum: signal.signal(signum, _stop_on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            deploy(vision_settings, replicas=args.replicas, min_replicas=low, max_replicas=high,
-                   gpus_per_replica=args.gpus_per_replica, cpus_per_replica=args.cpus_per_replica,
-                   max_batch=settings.max_batch, max_wait_s=settings.max_wait_ms / 1000, address=args.address,
-                   timeout_s=settings.model_timeout_s, decode_memory=settings.decode_memory_mb * 2**20)
+            deploy(
+                vision_settings,
+                replicas=args.replicas,
+                min_replicas=low,
+                max_replicas=high,
+                gpus_per_replica=args.gpus_per_replica,
+                cpus_per_replica=args.cpus_per_replica,
+                max_batch=settings.max_batch,
+                max_wait_s=settings.max_wait_ms / 1000,
+                address=args.address,
+                timeout_s=settings.model_timeout_s,
+                decode_memory=settings.decode_memory_mb * 2**20,
+            )
             log.info("%s is serving; Ctrl-C or SIGTERM removes it from the cluster and stops", APP_NAME)
             while True:
                 time.sleep(3600)
@@ -192,5 +228,3 @@ def _ensure_models(vision_settings: VisionSettings) -> None:
     from vision.catalog.hub import ensure_available
 
     ensure_available(vision_settings.model_set(), vision_settings.hub_cache_dir)
-
-

@@ -52,11 +52,18 @@ class Sample:
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
-    bench = commands.add_parser("bench", help="measure photos/s and latency of the configured models on this "
-                                              "machine, and suggest CLIPCHAT_MAX_BATCH")
+    bench = commands.add_parser(
+        "bench",
+        help="measure photos/s and latency of the configured models on this machine, and suggest CLIPCHAT_MAX_BATCH",
+    )
     bench.add_argument("--photos", type=int, default=64, help="photos per measurement (default 64)")
-    bench.add_argument("--concurrency", type=_counts, default=[1, 16], metavar="N,N",
-                       help="users sending photos at once, one row each (default 1,16)")
+    bench.add_argument(
+        "--concurrency",
+        type=_counts,
+        default=[1, 16],
+        metavar="N,N",
+        help="users sending photos at once, one row each (default 1,16)",
+    )
     bench.add_argument("--models", metavar="DIR_OR_NAME", help="model set (default: CLIPCHAT_MODELS)")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.set_defaults(handler=run_bench)
@@ -74,8 +81,10 @@ def _counts(text: str) -> list[int]:
 
 def run_bench(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
     if args.photos < max(args.concurrency):
-        raise InvalidConfig(detail=f"--photos ({args.photos}) must be at least the largest --concurrency "
-                                   f"({max(args.concurrency)}): every simulated user needs a photo.")
+        raise InvalidConfig(
+            detail=f"--photos ({args.photos}) must be at least the largest --concurrency "
+            f"({max(args.concurrency)}): every simulated user needs a photo."
+        )
     if args.models:
         vision_settings = vision_settings.model_copy(update={"models": args.models})
     settings = BotSettings()  # the batching settings the bot would run with; no token needed
@@ -84,31 +93,44 @@ def run_bench(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
     return 0
 
 
-async def measure(settings: BotSettings, vision_settings: VisionSettings, photos: Sequence[bytes],
-                  concurrency: Sequence[int]) -> dict:
+async def measure(
+    settings: BotSettings, vision_settings: VisionSettings, photos: Sequence[bytes], concurrency: Sequence[int]
+) -> dict:
     return_large_blocks_to_the_os()  # as the bot does: it changes how decoded photos' memory is reused
     thread = model_thread("vision")
     try:
         models = await asyncio.get_running_loop().run_in_executor(thread, load_configured_models, vision_settings)
 
         def served(max_batch: int) -> LocalModels:  # the bot's transport, on the one model thread
-            return serve_locally(models, settings.model_copy(update={"max_batch": max_batch}), vision_settings,
-                                 _Lent(thread))
+            return serve_locally(
+                models, settings.model_copy(update={"max_batch": max_batch}), vision_settings, _Lent(thread)
+            )
 
         busiest = max(concurrency)
         batches = sorted({2**k for k in range(11) if 2**k <= busiest} | {min(settings.max_batch, busiest)})
         await _trial(served, batches[-1], photos[:busiest], busiest)  # warm-up: first-call costs, not measured
         rows = [await _trial(served, settings.max_batch, photos, clients) for clients in concurrency]
-        sweep = [next((row for row in rows if row.concurrency == busiest and row.max_batch == size), None)
-                 or await _trial(served, size, photos, busiest) for size in batches]
+        sweep = [
+            next((row for row in rows if row.concurrency == busiest and row.max_batch == size), None)
+            or await _trial(served, size, photos, busiest)
+            for size in batches
+        ]
     finally:
         thread.shutdown(wait=True)
     suggested, reason = suggest(sweep, settings.max_batch)
-    return {"models": vision_settings.models, "clip": models.encoder.identity, "device": str(models.encoder.device),
-            "photos": len(photos), "photo": f"{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEG, quality {QUALITY}",
-            "configured_max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms,
-            "rows": [asdict(row) for row in rows], "batch_sizes": [asdict(row) for row in sweep],
-            "suggested_max_batch": suggested, "reason": reason}
+    return {
+        "models": vision_settings.models,
+        "clip": models.encoder.identity,
+        "device": str(models.encoder.device),
+        "photos": len(photos),
+        "photo": f"{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} JPEG, quality {QUALITY}",
+        "configured_max_batch": settings.max_batch,
+        "max_wait_ms": settings.max_wait_ms,
+        "rows": [asdict(row) for row in rows],
+        "batch_sizes": [asdict(row) for row in sweep],
+        "suggested_max_batch": suggested,
+        "reason": reason,
+    }
 
 
 async def _trial(serve, max_batch: int, photos: Sequence[bytes], clients: int) -> Sample:
@@ -128,8 +150,14 @@ async def _trial(serve, max_batch: int, photos: Sequence[bytes], clients: int) -
         sizes = models.batch_sizes("describe")
     finally:
         await models.close()
-    return Sample(clients, max_batch, len(photos) / wall, 1000 * statistics.median(latencies),
-                  1000 * float(np.percentile(latencies, 95)), sum(sizes) / len(sizes))
+    return Sample(
+        clients,
+        max_batch,
+        len(photos) / wall,
+        1000 * statistics.median(latencies),
+        1000 * float(np.percentile(latencies, 95)),
+        sum(sizes) / len(sizes),
+    )
 
 
 def suggest(sweep: Sequence[Sample], configured: int) -> tuple[int, str]:
@@ -137,25 +165,36 @@ def suggest(sweep: Sequence[Sample], configured: int) -> tuple[int, str]:
     best = max(sweep, key=lambda sample: sample.photos_per_s)
     chosen = min((s for s in sweep if s.photos_per_s >= (1 - WITHIN) * best.photos_per_s), key=lambda s: s.max_batch)
     if len(sweep) == 1:
-        return chosen.max_batch, ("only one user at a time was measured, so batches never form: measure with "
-                                  "--concurrency 1,16 (or your busiest hour's users) to size them.")
-    why = (f"{chosen.photos_per_s:.1f} photos/s at {chosen.concurrency} users, within {WITHIN:.0%} of the best "
-           f"measured ({best.photos_per_s:.1f} at batch {best.max_batch}); larger batches buy no more here and "
-           "hold more photos in memory at once.")
+        return chosen.max_batch, (
+            "only one user at a time was measured, so batches never form: measure with "
+            "--concurrency 1,16 (or your busiest hour's users) to size them."
+        )
+    why = (
+        f"{chosen.photos_per_s:.1f} photos/s at {chosen.concurrency} users, within {WITHIN:.0%} of the best "
+        f"measured ({best.photos_per_s:.1f} at batch {best.max_batch}); larger batches buy no more here and "
+        "hold more photos in memory at once."
+    )
     if chosen.max_batch == best.max_batch:
-        why = (f"the best throughput measured ({best.photos_per_s:.1f} photos/s at {best.concurrency} users); "
-               f"every smaller batch was more than {WITHIN:.0%} slower.")
+        why = (
+            f"the best throughput measured ({best.photos_per_s:.1f} photos/s at {best.concurrency} users); "
+            f"every smaller batch was more than {WITHIN:.0%} slower."
+        )
     if configured > sweep[-1].max_batch:
-        why += (f" Batches above {sweep[-1].max_batch} were not tried: give --concurrency the number of users "
-                f"you expect at once to try CLIPCHAT_MAX_BATCH={configured}.")
+        why += (
+            f" Batches above {sweep[-1].max_batch} were not tried: give --concurrency the number of users "
+            f"you expect at once to try CLIPCHAT_MAX_BATCH={configured}."
+        )
     return chosen.max_batch, why
 
 
 def table(report: dict) -> list[str]:
-    lines = [f"clipchat bench: models {report['models']} (CLIP {report['clip']}) on {report['device']}, "
-             f"{report['photos']} photos ({report['photo']})",
-             f"CLIPCHAT_MAX_BATCH={report['configured_max_batch']}, CLIPCHAT_MAX_WAIT_MS={report['max_wait_ms']:g}",
-             "", f"{'users':>5}  {'max batch':>9}  {'photos/s':>8}  {'p50 ms':>7}  {'p95 ms':>7}  {'mean batch':>10}"]
+    lines = [
+        f"clipchat bench: models {report['models']} (CLIP {report['clip']}) on {report['device']}, "
+        f"{report['photos']} photos ({report['photo']})",
+        f"CLIPCHAT_MAX_BATCH={report['configured_max_batch']}, CLIPCHAT_MAX_WAIT_MS={report['max_wait_ms']:g}",
+        "",
+        f"{'users':>5}  {'max batch':>9}  {'photos/s':>8}  {'p50 ms':>7}  {'p95 ms':>7}  {'mean batch':>10}",
+    ]
     lines += [_row(row) for row in report["rows"]]
     busiest = report["batch_sizes"][0]["concurrency"]
     lines += ["", f"batch sizes tried at {busiest} users:"]
@@ -165,8 +204,10 @@ def table(report: dict) -> list[str]:
 
 
 def _row(row: dict) -> str:
-    return (f"{row['concurrency']:>5}  {row['max_batch']:>9}  {row['photos_per_s']:>8.2f}  {row['p50_ms']:>7.0f}  "
-            f"{row['p95_ms']:>7.0f}  {row['mean_batch']:>10.1f}")
+    return (
+        f"{row['concurrency']:>5}  {row['max_batch']:>9}  {row['photos_per_s']:>8.2f}  {row['p50_ms']:>7.0f}  "
+        f"{row['p95_ms']:>7.0f}  {row['mean_batch']:>10.1f}"
+    )
 
 
 def sample_photos(count: int, seed: int = SEED) -> list[bytes]:

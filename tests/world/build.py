@@ -26,8 +26,16 @@ from .scenes import ATTRIBUTES, Scene, all_scenes, compositional_split, render
 TRAIN_RENDERS_PER_SCENE = 12
 # CLIP learns single labels from these; the tagger asks with its own templates (vision.models.tagger.DEFAULT_TEMPLATES),
 # which CLIP never sees, so tag accuracy is not a recital of training texts.
-CLIP_TRAINING_TEMPLATES = ("a rendering of a {}.", "a {} is shown.", "look, a {}.", "a simple drawing of a {}.",
-                           "there is a {} here.", "a {}.", "an illustration of a {}.", "this shows a {}.")
+CLIP_TRAINING_TEMPLATES = (
+    "a rendering of a {}.",
+    "a {} is shown.",
+    "look, a {}.",
+    "a simple drawing of a {}.",
+    "there is a {} here.",
+    "a {}.",
+    "an illustration of a {}.",
+    "this shows a {}.",
+)
 COMPLETE = ".complete"
 
 
@@ -55,15 +63,29 @@ def write_vocabulary(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_manifest(directory: Path, captioner: str, clip: str = "local-dir:clip",
-                   language_model: str = "local-dir:gpt2", vocabulary: str = "vocab.txt",
-                   answer_model: str | None = None) -> None:
+def write_manifest(
+    directory: Path,
+    captioner: str,
+    clip: str = "local-dir:clip",
+    language_model: str = "local-dir:gpt2",
+    vocabulary: str = "vocab.txt",
+    answer_model: str | None = None,
+) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     extra = {"answer_model": answer_model} if answer_model else {}
-    (directory / "clipchat.json").write_text(json.dumps({
-        "description": "The synthetic test world: shapes of several colours and sizes on several backgrounds.",
-        "clip": clip, "language_model": language_model, "captioner": captioner, "vocabulary": vocabulary, **extra,
-    }, indent=2))
+    (directory / "clipchat.json").write_text(
+        json.dumps(
+            {
+                "description": "The synthetic test world: shapes of several colours and sizes on several backgrounds.",
+                "clip": clip,
+                "language_model": language_model,
+                "captioner": captioner,
+                "vocabulary": vocabulary,
+                **extra,
+            },
+            indent=2,
+        )
+    )
 
 
 def build_world(directory: Path, *, log=print) -> Path:
@@ -75,8 +97,7 @@ def build_world(directory: Path, *, log=print) -> Path:
     started = time.monotonic()
     scenes = all_scenes()
     seen, _ = compositional_split()  # the unseen fifth reaches no training step below
-    train = write_split(directory / "data" / "train", [s for s in seen for _ in range(TRAIN_RENDERS_PER_SCENE)],
-                        seed=1)
+    train = write_split(directory / "data" / "train", [s for s in seen for _ in range(TRAIN_RENDERS_PER_SCENE)], seed=1)
     # Every combination, rendered anew: seen ones test robustness to noise, unseen ones composition.
     write_split(directory / "data" / "heldout", random.Random(2).sample(scenes, len(scenes)), seed=2, seen=seen)
     write_vocabulary(directory / "vocab.txt")
@@ -91,12 +112,36 @@ def build_world(directory: Path, *, log=print) -> Path:
     log(f"world: chat answer model trained ({time.monotonic() - started:.0f}s)")
 
     # The guided set has no captioning checkpoint; it is also what train-captioner reads CLIP and GPT-2 from.
-    write_manifest(directory / "guided", "guided", clip="local-dir:../clip", language_model="local-dir:../gpt2",
-                   vocabulary="../vocab.txt")
-    code = clipchat(["train-captioner", str(train), "--out", str(directory / "captioner"),
-                     "--models", str(directory / "guided"), "--device", "cpu", "--finetune-gpt2",
-                     "--prefix-length", "4", "--epochs", "10", "--batch-size", "32", "--lr", "2e-3",
-                     "--validation-fraction", "0"])  # every image trains; test_training_report checks validation
+    write_manifest(
+        directory / "guided",
+        "guided",
+        clip="local-dir:../clip",
+        language_model="local-dir:../gpt2",
+        vocabulary="../vocab.txt",
+    )
+    code = clipchat(
+        [
+            "train-captioner",
+            str(train),
+            "--out",
+            str(directory / "captioner"),
+            "--models",
+            str(directory / "guided"),
+            "--device",
+            "cpu",
+            "--finetune-gpt2",
+            "--prefix-length",
+            "4",
+            "--epochs",
+            "10",
+            "--batch-size",
+            "32",
+            "--lr",
+            "2e-3",
+            "--validation-fraction",
+            "0",
+        ]
+    )  # every image trains; test_training_report checks validation
     if code != 0:
         raise RuntimeError(f"train-captioner failed with exit code {code}")
     log(f"world: captioner trained ({time.monotonic() - started:.0f}s)")

@@ -26,29 +26,60 @@ from .scenes import ATTRIBUTES, SIZES, Scene
 
 END = "<|end|>"
 ROLES = ("<|system|>", "<|user|>", "<|assistant|>")
-CHAT_TEMPLATE = ("{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n"
-                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
 BIG = {"large": ("large", "big", "huge"), "small": ("small", "little", "tiny")}
 
 
 def _background(scene: Scene, rng: random.Random) -> tuple[str, str]:
-    question = rng.choice(["what's behind it?", "describe the background", "how does the background look?",
-                           "what kind of background is there?", "and the background?", "what is the background?",
-                           "tell me about the background", "what is it on?", "what is the background like?"])
+    question = rng.choice(
+        [
+            "what's behind it?",
+            "describe the background",
+            "how does the background look?",
+            "what kind of background is there?",
+            "and the background?",
+            "what is the background?",
+            "tell me about the background",
+            "what is it on?",
+            "what is the background like?",
+        ]
+    )
     return question, f"The background is {scene.background}."
 
 
 def _size(scene: Scene, rng: random.Random) -> tuple[str, str]:
     word = rng.choice(BIG[rng.choice(SIZES)])
-    question = rng.choice([f"is the shape {word}?", f"is it {word}?", f"would you say it is {word}?",
-                           "how big is it?", "what size is the shape?", f"is it a {word} one?", f"{word}?"])
+    question = rng.choice(
+        [
+            f"is the shape {word}?",
+            f"is it {word}?",
+            f"would you say it is {word}?",
+            "how big is it?",
+            "what size is the shape?",
+            f"is it a {word} one?",
+            f"{word}?",
+        ]
+    )
     return question, f"It is {scene.size}."  # a plain fact answers a yes/no question without a yes or no to get wrong
 
 
 def _shape(scene: Scene, rng: random.Random) -> tuple[str, str]:
-    question = rng.choice(["what shape is it?", "which shape is shown?", "describe the object", "describe the shape",
-                           "tell me about the object", "what is drawn?", "tell me more about it", "the shape?",
-                           "tell me about the shape"])
+    question = rng.choice(
+        [
+            "what shape is it?",
+            "which shape is shown?",
+            "describe the object",
+            "describe the shape",
+            "tell me about the object",
+            "what is drawn?",
+            "tell me more about it",
+            "the shape?",
+            "tell me about the shape",
+        ]
+    )
     return question, f"The shape is a {scene.shape}."
 
 
@@ -78,8 +109,16 @@ def dialogues(scenes: list[Scene], count: int, seed: int) -> list[list[dict]]:
     return out
 
 
-def train_chat_model(out_dir: Path, scenes: list[Scene], *, steps: int = 800, seed: int = 0, width: int = 128,
-                     layers: int = 2, lr: float = 2e-3) -> None:
+def train_chat_model(
+    out_dir: Path,
+    scenes: list[Scene],
+    *,
+    steps: int = 800,
+    seed: int = 0,
+    width: int = 128,
+    layers: int = 2,
+    lr: float = 2e-3,
+) -> None:
     """Save a chat-template tokenizer and a tiny Llama to `out_dir`, loadable with `from_pretrained(out_dir)`.
 
     800 steps at twice the rate answer 97% of the answer-model test's questions right (2000 steps: 100%, the
@@ -92,15 +131,25 @@ def train_chat_model(out_dir: Path, scenes: list[Scene], *, steps: int = 800, se
     data = dialogues(scenes, 3000, seed)
     texts = [m["content"] for d in data[:400] for m in d]
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=700, min_frequency=1, special_tokens=[END, *ROLES],
-                            show_progress=False)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=END, pad_token=END,
-                                        unk_token=END, model_max_length=256)
+    bpe.train_from_iterator(texts, vocab_size=700, min_frequency=1, special_tokens=[END, *ROLES], show_progress=False)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, eos_token=END, pad_token=END, unk_token=END, model_max_length=256
+    )
     tokenizer.chat_template = CHAT_TEMPLATE
     end = tokenizer.convert_tokens_to_ids(END)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=width * 8 // 3, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         tie_word_embeddings=True, bos_token_id=end, eos_token_id=end, pad_token_id=end)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=width,
+        intermediate_size=width * 8 // 3,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=end,
+        eos_token_id=end,
+        pad_token_id=end,
+    )
     model = LlamaForCausalLM(config)
     examples = [_encode(tokenizer, d) for d in data]
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -113,9 +162,9 @@ def train_chat_model(out_dir: Path, scenes: list[Scene], *, steps: int = 800, se
         labels = torch.full((len(batch), width), -100)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, (tokens, targets) in enumerate(batch):
-            ids[row, :len(tokens)] = torch.tensor(tokens)
-            labels[row, :len(targets)] = torch.tensor(targets)
-            mask[row, :len(tokens)] = 1
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+            labels[row, : len(targets)] = torch.tensor(targets)
+            mask[row, : len(tokens)] = 1
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -83,8 +83,17 @@ def truth_matrix(image_codes: np.ndarray, text_constraints: np.ndarray) -> np.nd
     return agree.all(axis=2)
 
 
-def train_clip(out_dir: Path, templates: list[str], scenes: list[Scene], *, steps: int = 500, batch_size: int = 96,
-               renders_per_scene: int = 24, seed: int = 0, lr: float = 2e-3) -> None:
+def train_clip(
+    out_dir: Path,
+    templates: list[str],
+    scenes: list[Scene],
+    *,
+    steps: int = 500,
+    batch_size: int = 96,
+    renders_per_scene: int = 24,
+    seed: int = 0,
+    lr: float = 2e-3,
+) -> None:
     """Train and save as an open_clip local-dir model (open_clip_config.json + weights)."""
     import open_clip
     from safetensors.torch import save_file
@@ -97,8 +106,12 @@ def train_clip(out_dir: Path, templates: list[str], scenes: list[Scene], *, step
     tokenizer = open_clip.get_tokenizer(f"local-dir:{out_dir}")
 
     codes = scene_codes(scenes)
-    pool = torch.stack([torch.stack([preprocess(render(s, rng)) for _ in range(renders_per_scene)])
-                        for s in tqdm(scenes, desc="rendering", leave=False)])  # (S, R, 3, H, W)
+    pool = torch.stack(
+        [
+            torch.stack([preprocess(render(s, rng)) for _ in range(renders_per_scene)])
+            for s in tqdm(scenes, desc="rendering", leave=False)
+        ]
+    )  # (S, R, 3, H, W)
     texts, constraints, kinds = candidate_texts(templates, {tuple(code) for code in codes})
     tokens = tokenizer(texts)  # (T, context_length)
     truth = truth_matrix(codes, constraints)  # (S, T)
@@ -120,8 +133,12 @@ def train_clip(out_dir: Path, templates: list[str], scenes: list[Scene], *, step
         # NegCLIP-style hard negatives: each image's caption with every other shape. Colour, size and
         # background are global statistics learned in a few steps; shape needs spatial features, and
         # random batches hold too few pairs that differ in shape alone to teach them.
-        swapped = [(codes[s, 0], codes[s, 1], other, codes[s, 3]) for s in batch for other in range(len(SHAPES))
-                   if other != codes[s, 2]]
+        swapped = [
+            (codes[s, 0], codes[s, 1], other, codes[s, 3])
+            for s in batch
+            for other in range(len(SHAPES))
+            if other != codes[s, 2]
+        ]
         chosen += [full_caption[key] for key in swapped if key in full_caption]  # seen combinations only
         targets = torch.from_numpy(truth[np.ix_(batch, chosen)]).float()  # (B, T)
         image_features = F.normalize(model.encode_image(images), dim=-1)

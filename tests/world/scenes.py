@@ -61,8 +61,9 @@ def compositional_split(unseen_fraction: float = 0.2, seed: int = 3) -> tuple[li
     return seen, unseen
 
 
-def describe(size: str | None = None, colour: str | None = None, shape: str | None = None,
-             background: str | None = None) -> str:
+def describe(
+    size: str | None = None, colour: str | None = None, shape: str | None = None, background: str | None = None
+) -> str:
     """A phrase naming some attributes, in the fixed caption word order.
 
     >>> describe(colour="red", shape="circle")
@@ -101,12 +102,14 @@ def render(scene: Scene, rng: random.Random) -> Image.Image:
 
 
 def _background_fill(background: str) -> tuple[int, int, int]:
-    return {"white": (245, 245, 245), "black": (15, 15, 15), "gray": (120, 120, 120),
-            "striped": (245, 245, 245)}[background]
+    return {"white": (245, 245, 245), "black": (15, 15, 15), "gray": (120, 120, 120), "striped": (245, 245, 245)}[
+        background
+    ]
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float,
-                angle: float, fill: tuple[int, ...]) -> None:
+def _draw_shape(
+    draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: float, angle: float, fill: tuple[int, ...]
+) -> None:
     def polygon(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
         cos, sin = math.cos(angle), math.sin(angle)
         return [(cx + x * cos - y * sin, cy + x * sin + y * cos) for x, y in points]
@@ -127,7 +130,24 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
         draw.polygon(polygon(points), fill=fill)
     elif shape == "cross":
         w = r * 0.33
-        draw.polygon(polygon([(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r),
-                              (-w, w), (-r, w), (-r, -w), (-w, -w)]), fill=fill)
+        draw.polygon(
+            polygon(
+                [
+                    (-w, -r),
+                    (w, -r),
+                    (w, -w),
+                    (r, -w),
+                    (r, w),
+                    (w, w),
+                    (w, r),
+                    (-w, r),
+                    (-w, w),
+                    (-r, w),
+                    (-r, -w),
+                    (-w, -w),
+                ]
+            ),
+            fill=fill,
+        )
     else:
         raise ValueError(f"unknown shape {shape!r}")

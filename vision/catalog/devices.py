@@ -6,8 +6,14 @@ import torch
 
 from clipchat.errors import InvalidConfig
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -19,8 +25,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError as error:
         raise InvalidConfig(f"Unknown device {name!r}: use auto, cpu, cuda or cuda:N.") from error
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidConfig(f"Device {name!r} was asked for, but PyTorch sees no CUDA GPU here. "
-                             "Use CLIPCHAT_DEVICE=cpu or install a CUDA build of PyTorch.")
+        raise InvalidConfig(
+            f"Device {name!r} was asked for, but PyTorch sees no CUDA GPU here. "
+            "Use CLIPCHAT_DEVICE=cpu or install a CUDA build of PyTorch."
+        )
     return device
 
 
@@ -34,8 +42,13 @@ def cpu_has_fast_bf16() -> bool:
     captions stayed identical on both; `load_models` keeps CLIP itself in float32 under `auto`.
     Elsewhere bf16 is emulated, so float32 stays.
     """
-    return any(bool(probe and probe()) for probe in (getattr(torch.cpu, "_is_amx_tile_supported", None),
-                                                      getattr(torch.cpu, "_is_avx512_bf16_supported", None)))
+    return any(
+        bool(probe and probe())
+        for probe in (
+            getattr(torch.cpu, "_is_amx_tile_supported", None),
+            getattr(torch.cpu, "_is_avx512_bf16_supported", None),
+        )
+    )
 
 
 def resolve_dtype(name: str, device: torch.device, training: bool = False) -> torch.dtype:

@@ -58,7 +58,7 @@ def hub_files(model_set: ModelSet) -> list[HubFile]:
     """The hub files of every reference in the set except a built-in CLIP name (see `clip_hub_files`)."""
     files: list[HubFile] = []
     if model_set.clip.startswith(HF_HUB):
-        repo = model_set.clip[len(HF_HUB):].strip("/")
+        repo = model_set.clip[len(HF_HUB) :].strip("/")
         files += [HubFile(repo, CLIP_CONFIG, "CLIP"), HubFile(repo, CLIP_WEIGHTS, "CLIP")]
     files += language_model_files(model_set.language_model, "language model")
     if model_set.answer_model is not None:
@@ -69,8 +69,10 @@ def hub_files(model_set: ModelSet) -> list[HubFile]:
             repo, name = captioner.location.hub_file()
             files.append(HubFile(repo, (name,), "captioner"))
         else:  # our own format; a language model bundled or named inside it is only known once it is here
-            files += [HubFile(captioner.location.target, ("captioner.json",), "captioner"),
-                      HubFile(captioner.location.target, ("mapper.safetensors",), "captioner")]
+            files += [
+                HubFile(captioner.location.target, ("captioner.json",), "captioner"),
+                HubFile(captioner.location.target, ("mapper.safetensors",), "captioner"),
+            ]
     return files
 
 
@@ -78,8 +80,11 @@ def language_model_files(ref: Ref, role: str) -> list[HubFile]:
     """What transformers reads for a causal LM from the hub (config, weights, tokenizer); [] for a directory."""
     # A bare name is a hub id unless it is a directory here (transformers decides the same way)
     if ref.scheme == "hf-hub" or (ref.scheme == "name" and not Path(ref.target).exists()):
-        return [HubFile(ref.target, LM_CONFIG, role), HubFile(ref.target, LM_WEIGHTS, role),
-                HubFile(ref.target, LM_TOKENIZER, role)]
+        return [
+            HubFile(ref.target, LM_CONFIG, role),
+            HubFile(ref.target, LM_WEIGHTS, role),
+            HubFile(ref.target, LM_TOKENIZER, role),
+        ]
     return []
 
 
@@ -96,7 +101,7 @@ def clip_hub_files(name: str, pretrained: str | None) -> list[HubFile]:
     if not hub:  # unknown name or tag (load_clip says so), or weights from a plain URL: not the hub's cache
         return []
     repo = "/".join(hub.split("/")[:2])  # ORG/REPO/ (open_clip's default file) or ORG/REPO/FILE
-    filename = hub[len(repo):].strip("/")
+    filename = hub[len(repo) :].strip("/")
     if not filename or filename == CLIP_WEIGHTS[1]:
         return [HubFile(repo, CLIP_WEIGHTS, "CLIP")]
     # open_clip takes a .safetensors twin of a .bin or .pth file when the repository has one
@@ -108,13 +113,16 @@ def missing_files(files: list[HubFile], cache: Path) -> list[HubFile]:
     """Those of `files` with none of their names in the hub cache; reads only the disk."""
     from huggingface_hub import try_to_load_from_cache
 
-    return [file for file in files
-            if not any(isinstance(try_to_load_from_cache(file.repo, name, cache_dir=cache), str)
-                       for name in file.names)]
+    return [
+        file
+        for file in files
+        if not any(isinstance(try_to_load_from_cache(file.repo, name, cache_dir=cache), str) for name in file.names)
+    ]
 
 
-def ensure_available(model_set: ModelSet, hub_cache_dir: Path | str | None = None,
-                     timeout_s: float = PROBE_TIMEOUT_S) -> None:
+def ensure_available(
+    model_set: ModelSet, hub_cache_dir: Path | str | None = None, timeout_s: float = PROBE_TIMEOUT_S
+) -> None:
     """Return when the set's hub files are cached, or can be downloaded; else raise ModelNotFound, in seconds."""
     from huggingface_hub import constants
 
@@ -129,19 +137,25 @@ def ensure_available(model_set: ModelSet, hub_cache_dir: Path | str | None = Non
         roles.setdefault(file.repo, file.role)
     needs = ", ".join(f"{repo} ({role})" for repo, role in roles.items())
     if constants.HF_HUB_OFFLINE:
-        raise ModelNotFound(f"Model set {model_set.name!r} is not downloaded: {cache} lacks {needs}, and "
-                            f"HF_HUB_OFFLINE is set. {_prefetch_hint(model_set, cache)}")
+        raise ModelNotFound(
+            f"Model set {model_set.name!r} is not downloaded: {cache} lacks {needs}, and "
+            f"HF_HUB_OFFLINE is set. {_prefetch_hint(model_set, cache)}"
+        )
     problem = probe(constants.ENDPOINT, timeout_s)
     if problem:
-        raise ModelNotFound(f"Model set {model_set.name!r} is not downloaded: {cache} lacks {needs}, and "
-                            f"{_host(constants.ENDPOINT)} cannot be reached ({problem}). {_prefetch_hint(model_set, cache)}")
+        raise ModelNotFound(
+            f"Model set {model_set.name!r} is not downloaded: {cache} lacks {needs}, and "
+            f"{_host(constants.ENDPOINT)} cannot be reached ({problem}). {_prefetch_hint(model_set, cache)}"
+        )
     log.info("downloading into %s: %s", cache, needs)
 
 
 def _prefetch_hint(model_set: ModelSet, cache: Path) -> str:
     command = "clipchat prefetch" + (f" --models {model_set.name}" if model_set.name in builtin_model_sets() else "")
-    return (f"On a machine online, run `{command}` (same settings), then copy the Hugging Face cache folder it "
-            f"names to {cache} here.")
+    return (
+        f"On a machine online, run `{command}` (same settings), then copy the Hugging Face cache folder it "
+        f"names to {cache} here."
+    )
 
 
 def probe(url: str, timeout_s: float) -> str | None:

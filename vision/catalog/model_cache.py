@@ -68,11 +68,15 @@ class HubCache:
         return self._sizes.get(repo_id)
 
 
-def presence(model_set: ModelSet, hub_cache_dir: Path | None = None,
-             allow_random_weights: bool = False) -> list[Presence]:
+def presence(
+    model_set: ModelSet, hub_cache_dir: Path | None = None, allow_random_weights: bool = False
+) -> list[Presence]:
     """One entry per model the set needs: CLIP, language model, captioner and (when set) answer model."""
     hub = HubCache(hub_cache_dir)
-    found = [_clip(model_set, hub, allow_random_weights), _language_model("language model", model_set.language_model, hub)]
+    found = [
+        _clip(model_set, hub, allow_random_weights),
+        _language_model("language model", model_set.language_model, hub),
+    ]
     captioner = model_set.captioner
     if captioner.kind == "guided":
         found.append(Presence("captioner", str(captioner), NOTHING, "CLIP-guided decoding with the language model"))
@@ -93,7 +97,7 @@ def _clip(model_set: ModelSet, hub: HubCache, allow_random_weights: bool) -> Pre
     except ClipchatError as error:
         return Presence("clip", shown, INVALID, error.detail)
     if name.startswith(LOCAL_DIR):
-        return _local("clip", shown, Path(name[len(LOCAL_DIR):]))
+        return _local("clip", shown, Path(name[len(LOCAL_DIR) :]))
     if name.startswith(HF_HUB):
         return _repository("clip", Ref.parse(name), hub)
     if tag is None:  # a built-in name: check_clip_reference let it through on purpose

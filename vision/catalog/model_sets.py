@@ -28,8 +28,19 @@ MANIFEST = "clipchat.json"
 DEFAULT = "default"
 # ClipCap's COCO checkpoint: published COCO CIDEr 108, against 14.6 for CLIP-guided stock GPT-2 (ZeroCap).
 DEFAULT_SET = "clipcap-coco"
-KNOWN_KEYS = frozenset({"clip", "clip_pretrained", "language_model", "captioner", "answer_model", "guided_prompt",
-                        "vocabulary", "tag_templates", "description"})
+KNOWN_KEYS = frozenset(
+    {
+        "clip",
+        "clip_pretrained",
+        "language_model",
+        "captioner",
+        "answer_model",
+        "guided_prompt",
+        "vocabulary",
+        "tag_templates",
+        "description",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -42,12 +53,12 @@ class Ref:
     @classmethod
     def parse(cls, text: str, base: Path | None = None) -> Ref:
         if text.startswith(HF_HUB):
-            target = text[len(HF_HUB):].strip("/")
+            target = text[len(HF_HUB) :].strip("/")
             if not target:
                 raise InvalidConfig(f"{text!r} names no repository: write hf-hub:ORG/REPO.")
             return cls("hf-hub", target)
         if text.startswith(LOCAL_DIR):
-            path = Path(text[len(LOCAL_DIR):]).expanduser()
+            path = Path(text[len(LOCAL_DIR) :]).expanduser()
             if not path.is_absolute() and base is not None:
                 path = base / path
             return cls("local-dir", str(path))
@@ -81,7 +92,7 @@ class CaptionerChoice:
         if text == GUIDED:
             return cls("guided")
         if text.startswith(CLIPCAP):
-            location = text[len(CLIPCAP):]
+            location = text[len(CLIPCAP) :]
             ref = Ref.parse(location, base)
             if ref.scheme == "name":  # a plain path to a .pt file
                 path = Path(location).expanduser()
@@ -89,8 +100,10 @@ class CaptionerChoice:
             return cls("clipcap", ref)
         ref = Ref.parse(text, base)
         if ref.scheme == "name":
-            raise InvalidConfig(f"Captioner {text!r} is not a reference: use 'guided', local-dir:PATH, "
-                                "hf-hub:ORG/REPO, or clipcap:FILE for a ClipCap checkpoint.")
+            raise InvalidConfig(
+                f"Captioner {text!r} is not a reference: use 'guided', local-dir:PATH, "
+                "hf-hub:ORG/REPO, or clipcap:FILE for a ClipCap checkpoint."
+            )
         return cls("prefix", ref)
 
     def __str__(self) -> str:
@@ -119,8 +132,10 @@ class ModelSet:
             raise InvalidConfig(f"Model set {name!r} lacks {', '.join(sorted(missing))}.")
         unknown = set(data) - KNOWN_KEYS
         if unknown:
-            raise InvalidConfig(f"Model set {name!r} has unknown keys {', '.join(sorted(unknown))}; "
-                                f"known keys are {', '.join(sorted(KNOWN_KEYS))}.")
+            raise InvalidConfig(
+                f"Model set {name!r} has unknown keys {', '.join(sorted(unknown))}; "
+                f"known keys are {', '.join(sorted(KNOWN_KEYS))}."
+            )
         clip = data["clip"]
         if clip.startswith(LOCAL_DIR):
             clip = f"{LOCAL_DIR}{Ref.parse(clip, base).target}"
@@ -128,17 +143,28 @@ class ModelSet:
         if base is not None and vocabulary.endswith(".txt") and not Path(vocabulary).is_absolute():
             vocabulary = str(base / vocabulary)
         templates = data.get("tag_templates")
-        return cls(name=name, clip=clip, clip_pretrained=data.get("clip_pretrained"),
-                   language_model=Ref.parse(data["language_model"], base),
-                   captioner=CaptionerChoice.parse(data["captioner"], base),
-                   answer_model=Ref.parse(data["answer_model"], base) if data.get("answer_model") else None,
-                   guided_prompt=data.get("guided_prompt", ""), vocabulary=vocabulary,
-                   tag_templates=tuple(templates) if templates else None,
-                   description=data.get("description", ""))
+        return cls(
+            name=name,
+            clip=clip,
+            clip_pretrained=data.get("clip_pretrained"),
+            language_model=Ref.parse(data["language_model"], base),
+            captioner=CaptionerChoice.parse(data["captioner"], base),
+            answer_model=Ref.parse(data["answer_model"], base) if data.get("answer_model") else None,
+            guided_prompt=data.get("guided_prompt", ""),
+            vocabulary=vocabulary,
+            tag_templates=tuple(templates) if templates else None,
+            description=data.get("description", ""),
+        )
 
-    def with_overrides(self, *, clip: str | None = None, clip_pretrained: str | None = None,
-                       language_model: str | None = None, captioner: str | None = None,
-                       answer_model: str | None = None) -> ModelSet:
+    def with_overrides(
+        self,
+        *,
+        clip: str | None = None,
+        clip_pretrained: str | None = None,
+        language_model: str | None = None,
+        captioner: str | None = None,
+        answer_model: str | None = None,
+    ) -> ModelSet:
         """The same set with some references replaced, as settings from the environment do."""
         changes: dict = {}
         if clip:
@@ -169,11 +195,14 @@ class ModelSet:
         if not tags or self.clip_pretrained in tags:
             return self.clip_pretrained if tags else None
         if self.clip_pretrained is None:  # the set ran another kind of CLIP; there is no tag to keep
-            raise InvalidConfig(f"CLIP {clip} needs its weights chosen: set CLIPCHAT_CLIP_PRETRAINED to one of "
-                                f"{', '.join(tags)}.")
-        raise InvalidConfig(f"open_clip has no {self.clip_pretrained!r} weights for CLIP {clip} (model set "
-                            f"{self.name} uses {self.clip_pretrained!r}): set CLIPCHAT_CLIP_PRETRAINED to one of "
-                            f"{', '.join(tags)}.")
+            raise InvalidConfig(
+                f"CLIP {clip} needs its weights chosen: set CLIPCHAT_CLIP_PRETRAINED to one of {', '.join(tags)}."
+            )
+        raise InvalidConfig(
+            f"open_clip has no {self.clip_pretrained!r} weights for CLIP {clip} (model set "
+            f"{self.name} uses {self.clip_pretrained!r}): set CLIPCHAT_CLIP_PRETRAINED to one of "
+            f"{', '.join(tags)}."
+        )
 
 
 def builtin_model_sets() -> list[str]:
@@ -187,8 +216,9 @@ def load_model_set(name_or_path: str) -> ModelSet:
     if path.is_dir():
         manifest = path / MANIFEST
         if not manifest.is_file():
-            raise ModelNotFound(f"{path} has no {MANIFEST}; a model directory needs one naming "
-                                "its clip, language_model and captioner.")
+            raise ModelNotFound(
+                f"{path} has no {MANIFEST}; a model directory needs one naming its clip, language_model and captioner."
+            )
         return _read_manifest(manifest)
     if path.suffix == ".json" and path.is_file():
         return _read_manifest(path)
@@ -199,8 +229,9 @@ def load_model_set(name_or_path: str) -> ModelSet:
         text = (resources.files("vision.catalog") / "model_configs" / f"{name_or_path}.json").read_text()
         return ModelSet.from_dict(name_or_path, json.loads(text))
     listed = ", ".join(f"{name} ({DEFAULT})" if name == DEFAULT_SET else name for name in names)
-    raise ModelNotFound(f"No model set called {name_or_path!r}. Built-in sets: {listed}; "
-                        f"or give a directory that holds {MANIFEST}.")
+    raise ModelNotFound(
+        f"No model set called {name_or_path!r}. Built-in sets: {listed}; or give a directory that holds {MANIFEST}."
+    )
 
 
 def _read_manifest(path: Path) -> ModelSet:

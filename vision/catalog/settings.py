@@ -14,38 +14,68 @@ from .model_sets import ModelSet, load_model_set
 class VisionSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLIPCHAT_", env_file=".env", extra="ignore")
 
-    models: str = Field("default", description="A built-in model set (`clipchat models` lists them), "
-                                               "or a directory that holds clipchat.json.")
-    clip_model: str | None = Field(None, description="Override the set's CLIP: an open_clip name, "
-                                                     "hf-hub:ORG/REPO or local-dir:PATH.")
-    clip_pretrained: str | None = Field(None, description="open_clip pretrained tag for a built-in CLIP name, "
-                                                          "e.g. openai.")
+    models: str = Field(
+        "default",
+        description="A built-in model set (`clipchat models` lists them), or a directory that holds clipchat.json.",
+    )
+    clip_model: str | None = Field(
+        None, description="Override the set's CLIP: an open_clip name, hf-hub:ORG/REPO or local-dir:PATH."
+    )
+    clip_pretrained: str | None = Field(
+        None, description="open_clip pretrained tag for a built-in CLIP name, e.g. openai."
+    )
     language_model: str | None = Field(None, description="Override the set's GPT-2: hf-hub:ORG/REPO or local-dir:PATH.")
-    captioner: str | None = Field(None, description="Override the set's captioner: guided, local-dir:PATH, "
-                                                    "hf-hub:ORG/REPO, or clipcap:FILE for a ClipCap .pt file.")
-    answer_model: str | None = Field(None, description="Override the set's model for open questions: any causal "
-                                                       "language model, hf-hub:ORG/REPO or local-dir:PATH.")
-    allow_random_weights: bool = Field(False, description="Let a built-in CLIP name without a pretrained tag run "
-                                                          "on random weights (benchmarks only): otherwise refused.")
+    captioner: str | None = Field(
+        None,
+        description="Override the set's captioner: guided, local-dir:PATH, "
+        "hf-hub:ORG/REPO, or clipcap:FILE for a ClipCap .pt file.",
+    )
+    answer_model: str | None = Field(
+        None,
+        description="Override the set's model for open questions: any causal "
+        "language model, hf-hub:ORG/REPO or local-dir:PATH.",
+    )
+    allow_random_weights: bool = Field(
+        False,
+        description="Let a built-in CLIP name without a pretrained tag run "
+        "on random weights (benchmarks only): otherwise refused.",
+    )
     device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
-    dtype: str = Field("auto", description="auto (float16 on CUDA; on CPUs with native bfloat16, GPT-2 in bfloat16; else float32), "
-                                               "float32, float16 or bfloat16.")
-    cuda_graphs: bool = Field(False, description="On a GPU: greedy captions and CLIP's image tower at fixed batch "
-                                                 "sizes, replayed as CUDA graphs (the same captions, less time per "
-                                                 "photo at small batches; a few seconds' capture per batch size). "
-                                                 "Left off on a CPU.")
-    jpeg_on_device: bool = Field(False, description="On a GPU: decode and resize JPEG photos there, a batch at a "
-                                                    "time (other formats still go through Pillow). Left off on a CPU, "
-                                                    "where Pillow's reduced decoding is faster.")
+    dtype: str = Field(
+        "auto",
+        description="auto (float16 on CUDA; on CPUs with native bfloat16, GPT-2 in bfloat16; else float32), "
+        "float32, float16 or bfloat16.",
+    )
+    cuda_graphs: bool = Field(
+        False,
+        description="On a GPU: greedy captions and CLIP's image tower at fixed batch "
+        "sizes, replayed as CUDA graphs (the same captions, less time per "
+        "photo at small batches; a few seconds' capture per batch size). "
+        "Left off on a CPU.",
+    )
+    jpeg_on_device: bool = Field(
+        False,
+        description="On a GPU: decode and resize JPEG photos there, a batch at a "
+        "time (other formats still go through Pillow). Left off on a CPU, "
+        "where Pillow's reduced decoding is faster.",
+    )
     cache_dir: Path | None = Field(None, description="clipchat's cache (tag embeddings); default: the user cache dir.")
     hub_cache_dir: Path | None = Field(None, description="Where Hugging Face downloads go; default: HF_HOME's cache.")
-    max_image_bytes: int = Field(ImageLimits.max_bytes, ge=1024, le=2**31, description="Larger files are refused politely.")
-    max_image_pixels: int = Field(ImageLimits.max_pixels, ge=50_000, le=500_000_000, description="Larger images are refused before decoding.")
+    max_image_bytes: int = Field(
+        ImageLimits.max_bytes, ge=1024, le=2**31, description="Larger files are refused politely."
+    )
+    max_image_pixels: int = Field(
+        ImageLimits.max_pixels, ge=50_000, le=500_000_000, description="Larger images are refused before decoding."
+    )
 
     def model_set(self) -> ModelSet:
         return load_model_set(self.models).with_overrides(
-            clip=self.clip_model, clip_pretrained=self.clip_pretrained,
-            language_model=self.language_model, captioner=self.captioner, answer_model=self.answer_model)
+            clip=self.clip_model,
+            clip_pretrained=self.clip_pretrained,
+            language_model=self.language_model,
+            captioner=self.captioner,
+            answer_model=self.answer_model,
+        )
 
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)

@@ -5,5 +5,4 @@ Nothing here imports `vision.fast`: a speed path contributes only a step, handed
 
 from .strategies import METHODS, STRATEGIES, BeamSearch, Caption, DecodingOptions, Greedy, NucleusSampling, decode
 
-__all__ = ["METHODS", "STRATEGIES", "BeamSearch", "Caption", "DecodingOptions", "Greedy", "NucleusSampling",
-           "decode"]
+__all__ = ["METHODS", "STRATEGIES", "BeamSearch", "Caption", "DecodingOptions", "Greedy", "NucleusSampling", "decode"]

@@ -62,8 +62,12 @@ class Guided:
     beta: float = 2.0  # weight of the image
     plausibility: float = 0.1  # candidates need p >= this x the best p
 
-    OPTIONS: ClassVar[dict[str, str]] = {"guided_top_k": "top_k", "guided_alpha": "alpha", "guided_beta": "beta",
-                                         "guided_plausibility": "plausibility"}
+    OPTIONS: ClassVar[dict[str, str]] = {
+        "guided_top_k": "top_k",
+        "guided_alpha": "alpha",
+        "guided_beta": "beta",
+        "guided_plausibility": "plausibility",
+    }
 
     def check(self, options) -> None:
         if options.num_candidates != 1:
@@ -96,8 +100,7 @@ class Guided:
             probs = logits.float().softmax(dim=-1)
             top_probs, top_ids = probs.topk(k, dim=-1)  # (B, k)
             cache.batch_repeat_interleave(k)  # every candidate continues its own copy of the cache
-            step = lm(top_ids.reshape(b * k, 1), use_cache=True, output_hidden_states=True,
-                           **{keyword: cache})
+            step = lm(top_ids.reshape(b * k, 1), use_cache=True, output_hidden_states=True, **{keyword: cache})
             hidden = F.normalize(step.hidden_states[-1][:, -1].float(), dim=-1).view(b, k, -1)  # (B, k, H)
             penalty = torch.einsum("bkh,bph->bkp", hidden, context).amax(dim=-1)  # (B, k)
             plausible = top_probs >= self.plausibility * top_probs[:, :1]  # (B, k); the top token always is
@@ -125,5 +128,7 @@ class Guided:
                 finished[i] = token in captioner.stop_ids
             if all(finished):
                 break
-        return [[Caption(text=clean_text(captioner.text(tokens)), tokens=tuple(tokens),
-                         log_prob=sum(lp) / max(len(lp), 1))] for tokens, lp in zip(generated, log_probs)]
+        return [
+            [Caption(text=clean_text(captioner.text(tokens)), tokens=tuple(tokens), log_prob=sum(lp) / max(len(lp), 1))]
+            for tokens, lp in zip(generated, log_probs)
+        ]

@@ -52,12 +52,17 @@ class Greedy:
 
     def decode(self, captioner, clip: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
         if options.graphs:  # the same steps at fixed shapes: graphs.py
-            return [[_caption(captioner, row, row_scores)]
-                    for row, row_scores in static_greedy(captioner, clip, options.max_tokens)]
+            return [
+                [_caption(captioner, row, row_scores)]
+                for row, row_scores in static_greedy(captioner, clip, options.max_tokens)
+            ]
         prefix = captioner.prefix(clip)  # (B, prefix_length, lm_dim)
         batch = len(prefix)
-        steps = (Gpt2Steps(captioner.lm, batch, prefix.shape[1] + options.max_tokens)
-                 if Gpt2Steps.fits(captioner.lm) else _ForwardSteps(captioner.lm))
+        steps = (
+            Gpt2Steps(captioner.lm, batch, prefix.shape[1] + options.max_tokens)
+            if Gpt2Steps.fits(captioner.lm)
+            else _ForwardSteps(captioner.lm)
+        )
         stop_ids = torch.tensor(captioner.stop_ids, device=prefix.device)
         logits, tokens, log_probs = steps.first(prefix), [], []  # logits (B, vocab), float32 as `generate` scores
         finished = torch.zeros(batch, dtype=torch.bool, device=prefix.device)
@@ -70,8 +75,10 @@ class Greedy:
             if bool(finished.all()) or step == options.max_tokens - 1:  # no forward for a token never chosen
                 break
             logits = steps.next(token)
-        return [[_caption(captioner, row, row_scores)]
-                for row, row_scores in zip(torch.stack(tokens, dim=1), torch.stack(log_probs, dim=1))]
+        return [
+            [_caption(captioner, row, row_scores)]
+            for row, row_scores in zip(torch.stack(tokens, dim=1), torch.stack(log_probs, dim=1))
+        ]
 
 
 class _ForwardSteps:
@@ -99,14 +106,21 @@ class _Generate:
         prefix = captioner.prefix(clip)  # (B, prefix_length, lm_dim)
         mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=prefix.device)
         out = captioner.lm.generate(
-            inputs_embeds=prefix, attention_mask=mask, max_new_tokens=options.max_tokens,
-            eos_token_id=captioner.stop_ids, pad_token_id=captioner.tokenizer.eos_token_id,
-            return_dict_in_generate=True, output_scores=True, **self.generate_kwargs(options))
-        scores = captioner.lm.compute_transition_scores(out.sequences, out.scores, getattr(out, "beam_indices", None),
-                                                        normalize_logits=True)
+            inputs_embeds=prefix,
+            attention_mask=mask,
+            max_new_tokens=options.max_tokens,
+            eos_token_id=captioner.stop_ids,
+            pad_token_id=captioner.tokenizer.eos_token_id,
+            return_dict_in_generate=True,
+            output_scores=True,
+            **self.generate_kwargs(options),
+        )
+        scores = captioner.lm.compute_transition_scores(
+            out.sequences, out.scores, getattr(out, "beam_indices", None), normalize_logits=True
+        )
         captions = [_caption(captioner, row, row_scores) for row, row_scores in zip(out.sequences, scores)]
         n = options.num_candidates
-        return [captions[i * n:(i + 1) * n] for i in range(len(prefix))]
+        return [captions[i * n : (i + 1) * n] for i in range(len(prefix))]
 
     def generate_kwargs(self, options: DecodingOptions) -> dict:
         raise NotImplementedError
@@ -125,8 +139,12 @@ class BeamSearch(_Generate):
             raise InvalidConfig("num_candidates cannot exceed beam_size.")
 
     def generate_kwargs(self, options: DecodingOptions) -> dict:
-        return {"do_sample": False, "num_beams": self.beam_size, "early_stopping": True,
-                "num_return_sequences": options.num_candidates}
+        return {
+            "do_sample": False,
+            "num_beams": self.beam_size,
+            "early_stopping": True,
+            "num_return_sequences": options.num_candidates,
+        }
 
 
 @dataclass(frozen=True)
@@ -144,12 +162,18 @@ class NucleusSampling(_Generate):
 
     def decode(self, captioner, clip: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
         # samples come unordered (beam search returns its beams best first already)
-        return [sorted(group, key=lambda c: c.log_prob, reverse=True)
-                for group in super().decode(captioner, clip, options)]
+        return [
+            sorted(group, key=lambda c: c.log_prob, reverse=True) for group in super().decode(captioner, clip, options)
+        ]
 
     def generate_kwargs(self, options: DecodingOptions) -> dict:
-        return {"do_sample": True, "top_p": self.top_p, "top_k": 0, "temperature": self.temperature,
-                "num_return_sequences": options.num_candidates}
+        return {
+            "do_sample": True,
+            "top_p": self.top_p,
+            "top_k": 0,
+            "temperature": self.temperature,
+            "num_return_sequences": options.num_candidates,
+        }
 
 
 STRATEGIES: dict[str, type] = {"greedy": Greedy, "beam": BeamSearch, "sample": NucleusSampling, "guided": Guided}
@@ -227,8 +251,7 @@ def decode(captioner, clip: torch.Tensor, options: DecodingOptions | None = None
 
 def _one_caption(options: DecodingOptions) -> None:
     if options.num_candidates != 1:
-        raise InvalidConfig(f"method={options.method!r} yields one caption; use beam or sample for several "
-                            "candidates.")
+        raise InvalidConfig(f"method={options.method!r} yields one caption; use beam or sample for several candidates.")
 
 
 def _caption(captioner, tokens: torch.Tensor, scores: torch.Tensor) -> Caption:
@@ -240,9 +263,11 @@ def _caption(captioner, tokens: torch.Tensor, scores: torch.Tensor) -> Caption:
     finite = scores[: len(kept)]
     finite = finite[torch.isfinite(finite)]
     log_prob = float(finite.mean()) if len(finite) else 0.0
-    return Caption(text=clean_text(captioner.tokenizer.decode(kept, skip_special_tokens=True)),
-                   tokens=tuple(kept), log_prob=log_prob)
+    return Caption(
+        text=clean_text(captioner.tokenizer.decode(kept, skip_special_tokens=True)),
+        tokens=tuple(kept),
+        log_prob=log_prob,
+    )
 
 
-__all__ = ["METHODS", "STRATEGIES", "BeamSearch", "Caption", "DecodingOptions", "Greedy", "NucleusSampling",
-           "decode"]
+__all__ = ["METHODS", "STRATEGIES", "BeamSearch", "Caption", "DecodingOptions", "Greedy", "NucleusSampling", "decode"]

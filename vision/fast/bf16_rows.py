@@ -99,8 +99,11 @@ def _load(cache_dir: Path) -> bool:
             torch.ops.load_library(str(path))
     except (OSError, subprocess.SubprocessError, RuntimeError) as error:
         _refused = str(error)
-        log.warning("bfloat16 one-row kernel unavailable (%s): GPT-2's steps stay on oneDNN, about 30%% slower "
-                    "for a lone photo", _refused)
+        log.warning(
+            "bfloat16 one-row kernel unavailable (%s): GPT-2's steps stay on oneDNN, about 30%% slower "
+            "for a lone photo",
+            _refused,
+        )
         return False
     _loaded = path
     log.info("bfloat16 one-row kernel loaded from %s", path)
@@ -118,8 +121,15 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     return torch.ops.clipchat.bf16_rows_linear(rows, weight, bias).view(*x.shape[:-1], weight.shape[0])
 
 
-def gpt2_step(h: torch.Tensor, params: list[torch.Tensor], kv: list[torch.Tensor], start: int, heads: int,
-              scales: list[float], eps: float) -> torch.Tensor:
+def gpt2_step(
+    h: torch.Tensor,
+    params: list[torch.Tensor],
+    kv: list[torch.Tensor],
+    start: int,
+    heads: int,
+    scales: list[float],
+    eps: float,
+) -> torch.Tensor:
     """One greedy step of a GPT-2 for one to three captions, its linears on this kernel (gpt2_steps.py says
     which models, and what `params` holds): h (B, 1, D) embeddings at `start`, kv per block (2, B, H, length,
     head_dim) written there -> (B, vocab) float32 logits."""
@@ -140,11 +150,37 @@ def build(directory: Path) -> Path:
         objects, out = Path(scratch) / "bf16_rows.o", Path(scratch) / target.name
         # OpenMP's calls are left for PyTorch's own runtime to answer: linking -fopenmp would name the system's
         # libgomp, a second runtime (its own threads) wherever PyTorch's wheel ships a renamed one
-        _run([*compiler, "-c", str(SOURCE), "-o", str(objects), "-O3", "-std=c++20", "-fPIC", "-fopenmp",
-              f"-D_GLIBCXX_USE_CXX11_ABI={int(torch.compiled_with_cxx11_abi())}", f"-I{root / 'include'}",
-              f"-I{root / 'include' / 'torch' / 'csrc' / 'api' / 'include'}"], compiler)
-        _run([*compiler, "-shared", str(objects), "-o", str(out), f"-L{root / 'lib'}", "-lc10", "-ltorch_cpu",
-              f"-Wl,-rpath,{root / 'lib'}"], compiler)
+        _run(
+            [
+                *compiler,
+                "-c",
+                str(SOURCE),
+                "-o",
+                str(objects),
+                "-O3",
+                "-std=c++20",
+                "-fPIC",
+                "-fopenmp",
+                f"-D_GLIBCXX_USE_CXX11_ABI={int(torch.compiled_with_cxx11_abi())}",
+                f"-I{root / 'include'}",
+                f"-I{root / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
+            ],
+            compiler,
+        )
+        _run(
+            [
+                *compiler,
+                "-shared",
+                str(objects),
+                "-o",
+                str(out),
+                f"-L{root / 'lib'}",
+                "-lc10",
+                "-ltorch_cpu",
+                f"-Wl,-rpath,{root / 'lib'}",
+            ],
+            compiler,
+        )
         os.replace(out, target)
     log.info("built the bfloat16 one-row kernel: %s", target)
     return target

@@ -39,8 +39,18 @@ class Gpt2Steps:
         head_dim = self.width // self.heads
         # per block, keys and values (2, B, H, length, head_dim): allocated once, where a growing cache would
         # copy itself at every token
-        self.kv = [torch.empty(2, batch, self.heads, length, head_dim, dtype=block.attn.c_attn.weight.dtype,
-                               device=block.attn.c_attn.weight.device) for block in self.blocks]
+        self.kv = [
+            torch.empty(
+                2,
+                batch,
+                self.heads,
+                length,
+                head_dim,
+                dtype=block.attn.c_attn.weight.dtype,
+                device=block.attn.c_attn.weight.device,
+            )
+            for block in self.blocks
+        ]
         self.filled = 0
         self.scales = [block.attn.scaling for block in self.blocks]
         self.fused = _fused_params(lm) if batch <= bf16_rows.MAX_ROWS else None
@@ -51,10 +61,15 @@ class Gpt2Steps:
         (these steps call its layers directly, past any hook or dropout)."""
         from transformers import GPT2LMHeadModel
 
-        return (type(lm) is GPT2LMHeadModel and lm.lm_head.weight.device.type == "cpu"
-                and lm.config._attn_implementation == "sdpa" and not lm.config.add_cross_attention
-                and not any(m.training or m._forward_hooks or m._forward_pre_hooks or hasattr(m, "_hf_hook")
-                            for m in lm.modules()))
+        return (
+            type(lm) is GPT2LMHeadModel
+            and lm.lm_head.weight.device.type == "cpu"
+            and lm.config._attn_implementation == "sdpa"
+            and not lm.config.add_cross_attention
+            and not any(
+                m.training or m._forward_hooks or m._forward_pre_hooks or hasattr(m, "_hf_hook") for m in lm.modules()
+            )
+        )
 
     def first(self, prefix: torch.Tensor) -> torch.Tensor:
         return self._forward(prefix)
@@ -64,8 +79,9 @@ class Gpt2Steps:
         if self.fused is None:
             return self._forward(x)
         h = x + self.lm.transformer.wpe(torch.arange(self.filled, self.filled + 1, device=x.device))
-        logits = bf16_rows.gpt2_step(h, self.fused, self.kv, self.filled, self.heads, self.scales,
-                                     self.lm.config.layer_norm_epsilon)
+        logits = bf16_rows.gpt2_step(
+            h, self.fused, self.kv, self.filled, self.heads, self.scales, self.lm.config.layer_norm_epsilon
+        )
         self.filled += 1
         return logits
 
@@ -80,8 +96,9 @@ class Gpt2Steps:
             q = q.view(batch, length, self.heads, -1).transpose(1, 2)  # (B, H, T, head_dim)
             kv[0, :, :, start:end] = k.view(batch, length, self.heads, -1).transpose(1, 2)
             kv[1, :, :, start:end] = v.view(batch, length, self.heads, -1).transpose(1, 2)
-            attended = F.scaled_dot_product_attention(q, kv[0, :, :, :end], kv[1, :, :, :end], is_causal=length > 1,
-                                                      scale=block.attn.scaling)  # (B, H, T, head_dim)
+            attended = F.scaled_dot_product_attention(
+                q, kv[0, :, :, :end], kv[1, :, :, :end], is_causal=length > 1, scale=block.attn.scaling
+            )  # (B, H, T, head_dim)
             h = block.attn.c_proj(attended.transpose(1, 2).reshape(batch, length, self.width)) + h
             h = block.mlp.c_proj(block.mlp.act(block.mlp.c_fc(block.ln_2(h)))) + h
         self.filled = end
@@ -103,15 +120,22 @@ def _fused_params(lm) -> list[torch.Tensor] | None:
         # sets such hooks, so the benchmark's count sees each step's linears and attention (test_bf16_rows holds it)
         return None
     norms = [m for block in transformer.h for m in (block.ln_1, block.ln_2)] + [transformer.ln_f]
-    linears = [m for block in transformer.h for m in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc,
-                                                     block.mlp.c_proj)] + [lm.lm_head]
-    if (not all(type(m) is nn.LayerNorm and m.eps == lm.config.layer_norm_epsilon for m in norms)
-            or not all(isinstance(m, PackedLinear) and m.few_rows for m in linears) or lm.lm_head.bias is not None
-            or not all(type(block.mlp.act) is NewGELUActivation for block in transformer.h)
-            or any(m.weight is None or m.bias is None for m in norms + linears[:-1])
-            or any("forward" in vars(m) for m in norms + linears + [block.mlp.act for block in transformer.h])):
+    linears = [
+        m for block in transformer.h for m in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj)
+    ] + [lm.lm_head]
+    if (
+        not all(type(m) is nn.LayerNorm and m.eps == lm.config.layer_norm_epsilon for m in norms)
+        or not all(isinstance(m, PackedLinear) and m.few_rows for m in linears)
+        or lm.lm_head.bias is not None
+        or not all(type(block.mlp.act) is NewGELUActivation for block in transformer.h)
+        or any(m.weight is None or m.bias is None for m in norms + linears[:-1])
+        or any("forward" in vars(m) for m in norms + linears + [block.mlp.act for block in transformer.h])
+    ):
         return None
-    params = [tensor.detach() for block in transformer.h
-              for m in (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2, block.mlp.c_fc, block.mlp.c_proj)
-              for tensor in (m.weight, m.bias)]
+    params = [
+        tensor.detach()
+        for block in transformer.h
+        for m in (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2, block.mlp.c_fc, block.mlp.c_proj)
+        for tensor in (m.weight, m.bias)
+    ]
     return [*params, transformer.ln_f.weight.detach(), transformer.ln_f.bias.detach(), lm.lm_head.weight.detach()]

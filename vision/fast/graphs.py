@@ -65,11 +65,15 @@ def new_static_cache(lm, max_len: int):
     static_cache = getattr(transformers, "StaticCache", None)
     parameters = inspect.signature(static_cache.__init__).parameters if static_cache else {}
     if "max_cache_len" not in parameters or {"max_batch_size", "batch_size"} & set(parameters):
-        raise InvalidConfig(f"graphs=True needs transformers' layered StaticCache(config, max_cache_len), as in 5.x; "
-                            f"{found} has {'another constructor' if static_cache else 'no StaticCache'}.")
+        raise InvalidConfig(
+            f"graphs=True needs transformers' layered StaticCache(config, max_cache_len), as in 5.x; "
+            f"{found} has {'another constructor' if static_cache else 'no StaticCache'}."
+        )
     if "cache_position" in inspect.signature(lm.forward).parameters:
-        raise InvalidConfig(f"graphs=True needs a language model that reads positions from its cache; {found}'s "
-                            f"{type(lm).__name__} takes cache_position at every step.")
+        raise InvalidConfig(
+            f"graphs=True needs a language model that reads positions from its cache; {found}'s "
+            f"{type(lm).__name__} takes cache_position at every step."
+        )
     cache = static_cache(config=lm.config, max_cache_len=max_len)
     if not all(isinstance(getattr(layer, "cumulative_length", None), torch.Tensor) for layer in cache.layers):
         raise InvalidConfig(f"graphs=True needs a StaticCache whose length is a device tensor; {found}'s is not.")
@@ -97,8 +101,7 @@ class _Decoder:
     Every step does what `decoding.Greedy`'s eager loop does, op for op, but in place.
     """
 
-    def __init__(self, lm, batch: int, prefix_length: int, max_tokens: int, stop_ids: torch.Tensor,
-                 pool) -> None:
+    def __init__(self, lm, batch: int, prefix_length: int, max_tokens: int, stop_ids: torch.Tensor, pool) -> None:
         device = stop_ids.device
         self.lm, self.batch, self.max_tokens, self.stop_ids, self.pool = lm, batch, max_tokens, stop_ids, pool
         self.keyword = cache_keyword(lm)
@@ -171,13 +174,12 @@ class StaticGreedy:
         """(B, clip_dim) raw CLIP vectors -> per photo, (t,) tokens and (t,) log-probs (-inf after its stop)."""
         rows = []
         for start in range(0, len(clip), BUCKETS[-1]):
-            prefix = captioner.prefix(clip[start:start + BUCKETS[-1]])  # (n, P, D)
+            prefix = captioner.prefix(clip[start : start + BUCKETS[-1]])  # (n, P, D)
             real, size = len(prefix), bucket(len(prefix))
             padded = torch.cat([prefix, prefix.new_zeros(size - real, *prefix.shape[1:])])  # (b, P, D)
             key = (size, max_tokens)
             if key not in self.decoders:
-                self.decoders[key] = _Decoder(captioner.lm, size, prefix.shape[1], max_tokens, self.stop_ids,
-                                              self.pool)
+                self.decoders[key] = _Decoder(captioner.lm, size, prefix.shape[1], max_tokens, self.stop_ids, self.pool)
             tokens, scores = self.decoders[key].run(padded, real)
             rows.extend(zip(tokens, scores))
         return rows
@@ -195,12 +197,12 @@ class _Tower:
     def run(self, pixels: torch.Tensor) -> torch.Tensor:
         """(n, C, H, W), n <= bucket -> (n, D) float32. Rows past n keep the last batch's pixels: every
         image is its own row through the tower, so they cannot touch these."""
-        self.pixels[:len(pixels)].copy_(pixels)  # the same cast to CLIP's dtype as the eager `.to`
+        self.pixels[: len(pixels)].copy_(pixels)  # the same cast to CLIP's dtype as the eager `.to`
         if self.graph is not None:
             self.graph.replay()
         else:
             self._forward()
-        return self.features[:len(pixels)].clone()
+        return self.features[: len(pixels)].clone()
 
     def _forward(self) -> None:
         self.features.copy_(self.model.encode_image(self.pixels).float())
@@ -217,7 +219,7 @@ class StaticTower:
         """(N, C, H, W) preprocessed pixels -> (N, D) float32 raw CLIP vectors, `encoder.batch_size` at a time."""
         chunks, most = [], min(encoder.batch_size, BUCKETS[-1])
         for start in range(0, len(pixels), most):
-            batch = pixels[start:start + most].to(encoder.device)
+            batch = pixels[start : start + most].to(encoder.device)
             key = (bucket(len(batch)), *batch.shape[1:])
             if key not in self.towers:
                 self.towers[key] = _Tower(encoder, key[0], key[1:], self.pool)

@@ -57,8 +57,12 @@ class PackedLinear(nn.Module):
         self.bias = linear.bias
         # `few_rows`: bfloat16 products of up to bf16_rows.MAX_ROWS rows (a caption step for one to three photos)
         # through bf16_rows' kernel, which reads the plain weight at memory speed; the caller has loaded it
-        self.few_rows = few_rows and linear.weight.dtype == torch.bfloat16 and linear.weight.is_contiguous() \
+        self.few_rows = (
+            few_rows
+            and linear.weight.dtype == torch.bfloat16
+            and linear.weight.is_contiguous()
             and (linear.bias is None or linear.bias.is_contiguous())
+        )
         self.register_buffer("packed", _pack(linear.weight), persistent=False)
         # Not a child module (its parameters are these): it writes the state dict in its own layout
         # (GPT2Linear keeps Conv1D's), so checkpoints and weight comparisons see the model as loaded.
@@ -108,12 +112,34 @@ class PackedSelfAttention(nn.Module):
         self._source.train(mode)  # it answers what this module does not, in the same mode
         return super().train(mode)
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_padding_mask=None,
-                need_weights: bool = True, attn_mask: torch.Tensor | None = None, **kwargs):
-        if (not (query is key is value) or key_padding_mask is not None or need_weights or kwargs or self.training
-                or query.dim() != 3 or (attn_mask is not None and attn_mask.dim() != 2)):
-            return self._source(query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
-                                attn_mask=attn_mask, **kwargs)
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask=None,
+        need_weights: bool = True,
+        attn_mask: torch.Tensor | None = None,
+        **kwargs,
+    ):
+        if (
+            not (query is key is value)
+            or key_padding_mask is not None
+            or need_weights
+            or kwargs
+            or self.training
+            or query.dim() != 3
+            or (attn_mask is not None and attn_mask.dim() != 2)
+        ):
+            return self._source(
+                query,
+                key,
+                value,
+                key_padding_mask=key_padding_mask,
+                need_weights=need_weights,
+                attn_mask=attn_mask,
+                **kwargs,
+            )
         x = query if self.batch_first else query.transpose(0, 1)  # (B, L, E)
         batch, length, width = x.shape
         qkv = _linear(x, self.packed_in, self.in_proj_bias)  # (B, L, 3E)
@@ -130,9 +156,14 @@ def _linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) ->
 
 
 def _packable_attention(module: nn.Module, dtypes: tuple) -> bool:
-    return (type(module) is nn.MultiheadAttention and module._qkv_same_embed_dim and module.bias_k is None
-            and not module.add_zero_attn and module.in_proj_weight.dtype in dtypes
-            and module.in_proj_weight.device.type == "cpu")
+    return (
+        type(module) is nn.MultiheadAttention
+        and module._qkv_same_embed_dim
+        and module.bias_k is None
+        and not module.add_zero_attn
+        and module.in_proj_weight.dtype in dtypes
+        and module.in_proj_weight.device.type == "cpu"
+    )
 
 
 def pack_linears(model: nn.Module, few_rows: bool = False) -> int:
@@ -151,8 +182,11 @@ def pack_linears(model: nn.Module, few_rows: bool = False) -> int:
             if _packable_attention(child, dtypes):
                 setattr(module, name, PackedSelfAttention(child))
                 swapped += 1
-            elif (type(child) is nn.Linear or _is_gpt2_linear(child)) and child.weight.dtype in dtypes \
-                    and child.weight.device.type == "cpu":
+            elif (
+                (type(child) is nn.Linear or _is_gpt2_linear(child))
+                and child.weight.dtype in dtypes
+                and child.weight.device.type == "cpu"
+            ):
                 setattr(module, name, PackedLinear(child, few_rows))
                 swapped += 1
     return swapped

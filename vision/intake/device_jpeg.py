@@ -44,6 +44,7 @@ BATCH_PIXELS = 2**26
 @dataclass(frozen=True)
 class DeferredJpeg:
     """A JPEG whose header passed intake's checks, left for the device to decode."""
+
     data: bytes
     width: int
     height: int
@@ -52,8 +53,13 @@ class DeferredJpeg:
 class DeviceIntake:
     """Photos to CLIP's input crops, JPEG decoding and resizing on `device` (the encoder's by default)."""
 
-    def __init__(self, encoder, limits: ImageLimits = ImageLimits(), device: str | torch.device | None = None,
-                 batch_pixels: int = BATCH_PIXELS) -> None:
+    def __init__(
+        self,
+        encoder,
+        limits: ImageLimits = ImageLimits(),
+        device: str | torch.device | None = None,
+        batch_pixels: int = BATCH_PIXELS,
+    ) -> None:
         self.encoder = encoder  # a ClipEncoder, or anything with its `preprocess` and `prepare`
         self.limits = limits
         self.device = torch.device(device) if device is not None else encoder.device
@@ -81,8 +87,14 @@ class DeviceIntake:
             return "no end-of-image marker (truncated, or data after the image)"
         try:
             image = Image.open(io.BytesIO(data), formats=("JPEG",))
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError,
-                EOFError) as error:
+        except (
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+            OSError,
+            ValueError,
+            SyntaxError,
+            EOFError,
+        ) as error:
             return f"unreadable JPEG header: {error}"
         with image:
             width, height = image.size
@@ -151,8 +163,9 @@ class DeviceIntake:
         checked = []
         for item, image in zip(items, images):
             if tuple(image.shape) != (3, item.height, item.width):
-                log.debug("device decoded %s for a %dx%d JPEG, Pillow will try", tuple(image.shape), item.width,
-                          item.height)
+                log.debug(
+                    "device decoded %s for a %dx%d JPEG, Pillow will try", tuple(image.shape), item.width, item.height
+                )
                 image = None
             checked.append(image)
         return checked
@@ -209,8 +222,9 @@ def device_intake(encoder, limits: ImageLimits = ImageLimits()) -> DeviceIntake 
     return intake if intake.steps is not None else None
 
 
-def describe_photos(models, intake: DeviceIntake, prepared: Sequence[DeferredJpeg | torch.Tensor],
-                    options=None) -> list:
+def describe_photos(
+    models, intake: DeviceIntake, prepared: Sequence[DeferredJpeg | torch.Tensor], options=None
+) -> list:
     """Model thread: `VisionModels.describe_pixels` for a batch from `intake.prepare`: one `PhotoFacts` per
     photo, or the `BadImage` for a photo neither the device nor Pillow could decode."""
     decoded = intake.decode(prepared)

@@ -38,14 +38,20 @@ def load_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
     if not data:
         raise BadImage("empty", N_("That file is empty. Could you send the photo again?"))
     if len(data) > limits.max_bytes:
-        raise BadImage("too_large", N_("That file is too big for me: please send an image under {limit_mb} MB."),
-                       params={"limit_mb": limits.max_bytes // (1024 * 1024)},
-                       detail=f"{len(data)} bytes > {limits.max_bytes}")
+        raise BadImage(
+            "too_large",
+            N_("That file is too big for me: please send an image under {limit_mb} MB."),
+            params={"limit_mb": limits.max_bytes // (1024 * 1024)},
+            detail=f"{len(data)} bytes > {limits.max_bytes}",
+        )
     try:
         image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError as error:
-        raise BadImage("not_an_image", N_("I can only look at images (JPEG, PNG, WebP, GIF, BMP or TIFF), "
-                                          "and this file isn't one I can read."), detail=str(error)) from error
+        raise BadImage(
+            "not_an_image",
+            N_("I can only look at images (JPEG, PNG, WebP, GIF, BMP or TIFF), and this file isn't one I can read."),
+            detail=str(error),
+        ) from error
     except Image.DecompressionBombError as error:
         raise _too_many_pixels(str(error)) from error
     except (OSError, ValueError, SyntaxError, EOFError) as error:
@@ -71,8 +77,22 @@ def load_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
 # Bytes per pixel while a mode is decoded at full size and, before `_shrink` reduces it, converted
 # (16-bit greyscale to 32-bit, palettes to RGBA): what one photo briefly takes, measured as resident
 # memory with its allocator's slack (a 49 MP 16-bit PNG: 420 MB, not the 294 MB of its two planes).
-_FULL_SIZE_BYTES = {"I;16": 8, "I;16B": 8, "I;16L": 8, "I;16N": 8, "I": 10, "F": 10, "P": 6, "1": 6, "L": 2,
-                    "LA": 3, "RGB": 5, "RGBA": 6, "CMYK": 6, "YCbCr": 5}
+_FULL_SIZE_BYTES = {
+    "I;16": 8,
+    "I;16B": 8,
+    "I;16L": 8,
+    "I;16N": 8,
+    "I": 10,
+    "F": 10,
+    "P": 6,
+    "1": 6,
+    "L": 2,
+    "LA": 3,
+    "RGB": 5,
+    "RGBA": 6,
+    "CMYK": 6,
+    "YCbCr": 5,
+}
 
 
 def decode_cost(data: bytes, limits: ImageLimits = ImageLimits()) -> int:
@@ -109,13 +129,15 @@ def _shrink(image: Image.Image, min_side: int) -> Image.Image:
 
 
 def _damaged(detail: str) -> BadImage:
-    return BadImage("corrupt", N_("That image seems to be damaged, so I couldn't open it. Could you send it again?"),
-                    detail=detail)
+    return BadImage(
+        "corrupt", N_("That image seems to be damaged, so I couldn't open it. Could you send it again?"), detail=detail
+    )
 
 
 def _too_many_pixels(detail: str) -> BadImage:
-    return BadImage("too_large", N_("That image has too many pixels for me. Please send a smaller version."),
-                    detail=detail)
+    return BadImage(
+        "too_large", N_("That image has too many pixels for me. Please send a smaller version."), detail=detail
+    )
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -147,7 +169,9 @@ def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
     In float32: float64 doubled the memory of the largest array in the bot for no visible difference.
     """
     pixels = np.asarray(image).astype(np.float32, copy=False)
-    if image.mode.startswith("I;16") or (image.mode == "I" and pixels.max(initial=0) <= 65535 and pixels.min(initial=0) >= 0):
+    if image.mode.startswith("I;16") or (
+        image.mode == "I" and pixels.max(initial=0) <= 65535 and pixels.min(initial=0) >= 0
+    ):
         scaled = pixels / np.float32(257.0)
     else:
         low, high = float(pixels.min(initial=0)), float(pixels.max(initial=0))

@@ -70,12 +70,15 @@ def answer_model_from(lm: torch.nn.Module, tokenizer, source: str) -> AnswerMode
     return AnswerModel(lm, tokenizer, context_window(lm, tokenizer), source)
 
 
-def load_answer_model(ref: Ref, device: torch.device, dtype: torch.dtype,
-                      cache_dir: Path | None = None) -> AnswerModel:
+def load_answer_model(ref: Ref, device: torch.device, dtype: torch.dtype, cache_dir: Path | None = None) -> AnswerModel:
     lm, tokenizer = load_language_model(ref, device, dtype, cache_dir)
     model = answer_model_from(lm, tokenizer, str(ref))
-    log.info("answer model %s loaded: %d-token window, %s", ref, model.window,
-             "chat template" if model.chat else "plain prompt")
+    log.info(
+        "answer model %s loaded: %d-token window, %s",
+        ref,
+        model.window,
+        "chat template" if model.chat else "plain prompt",
+    )
     return model
 
 

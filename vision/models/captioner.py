@@ -33,8 +33,10 @@ BUNDLED = "bundled"
 # GPT-2 checkpoints from transformers < 4.31 carry the causal mask as buffers; current GPT-2 builds it on the fly.
 LEGACY_BUFFERS = (".attn.bias", ".attn.masked_bias")
 # What ClipCap's published checkpoints (COCO, Conceptual Captions) were trained on; their .pt files do not say.
-CLIPCAP_TRAINED_WITH = ("ClipCap's published checkpoints were trained on OpenAI's ViT-B/32 (512-wide): set "
-                        "CLIPCHAT_CLIP_MODEL=ViT-B-32-quickgelu and CLIPCHAT_CLIP_PRETRAINED=openai")
+CLIPCAP_TRAINED_WITH = (
+    "ClipCap's published checkpoints were trained on OpenAI's ViT-B/32 (512-wide): set "
+    "CLIPCHAT_CLIP_MODEL=ViT-B-32-quickgelu and CLIPCHAT_CLIP_PRETRAINED=openai"
+)
 
 
 class PrefixCaptioner(nn.Module):
@@ -50,8 +52,10 @@ class PrefixCaptioner(nn.Module):
         self.stop_ids = stop_token_ids(tokenizer)
 
     def refusal(self, method: str) -> str:
-        return (f"Decoding method {method!r} is for model sets without a captioning checkpoint; "
-                f"this one decodes with {', '.join(self.methods)}.")
+        return (
+            f"Decoding method {method!r} is for model sets without a captioning checkpoint; "
+            f"this one decodes with {', '.join(self.methods)}."
+        )
 
     @property
     def device(self) -> torch.device:
@@ -71,26 +75,40 @@ class PrefixCaptioner(nn.Module):
         embeds = torch.cat([prefix, self.lm.get_input_embeddings()(tokens)], dim=1)
         full_mask = torch.cat([torch.ones(prefix.shape[:2], dtype=mask.dtype, device=mask.device), mask], dim=1)
         logits = self.lm(inputs_embeds=embeds, attention_mask=full_mask).logits
-        return logits[:, self.config.prefix_length - 1:-1]
+        return logits[:, self.config.prefix_length - 1 : -1]
 
-    def save(self, directory: Path, *, bundle_language_model: bool, language_model_ref: str = "",
-             trained_with_clip: str = "") -> None:
+    def save(
+        self, directory: Path, *, bundle_language_model: bool, language_model_ref: str = "", trained_with_clip: str = ""
+    ) -> None:
         from safetensors.torch import save_file
 
         directory.mkdir(parents=True, exist_ok=True)
-        manifest = {"format": FORMAT, "version": 1, "mapper": self.config.to_dict(),
-                    "language_model": BUNDLED if bundle_language_model else language_model_ref,
-                    "trained_with_clip": trained_with_clip}
-        save_file({k: v.detach().float().contiguous().cpu() for k, v in self.mapper.state_dict().items()},
-                  str(directory / "mapper.safetensors"))
+        manifest = {
+            "format": FORMAT,
+            "version": 1,
+            "mapper": self.config.to_dict(),
+            "language_model": BUNDLED if bundle_language_model else language_model_ref,
+            "trained_with_clip": trained_with_clip,
+        }
+        save_file(
+            {k: v.detach().float().contiguous().cpu() for k, v in self.mapper.state_dict().items()},
+            str(directory / "mapper.safetensors"),
+        )
         if bundle_language_model:
             self.lm.save_pretrained(directory / "language_model")
             self.tokenizer.save_pretrained(directory / "language_model")
         (directory / "captioner.json").write_text(json.dumps(manifest, indent=2))
 
 
-def load_prefix_captioner(ref: Ref, default_lm: Ref, device: torch.device, dtype: torch.dtype,
-                          cache_dir: Path | None = None, *, clip: ClipEncoder | None = None) -> PrefixCaptioner:
+def load_prefix_captioner(
+    ref: Ref,
+    default_lm: Ref,
+    device: torch.device,
+    dtype: torch.dtype,
+    cache_dir: Path | None = None,
+    *,
+    clip: ClipEncoder | None = None,
+) -> PrefixCaptioner:
     """Our own format, from `local-dir:PATH` or `hf-hub:ORG/REPO`; with `clip`, refused unless it fits that CLIP."""
     from safetensors.torch import load_file
 
@@ -103,9 +121,15 @@ def load_prefix_captioner(ref: Ref, default_lm: Ref, device: torch.device, dtype
         raise InvalidConfig(f"{manifest_path} is not a {FORMAT} file.")
     if clip is not None:
         trained_with = manifest.get("trained_with_clip")
-        check_clip_width(str(ref), MapperConfig(**manifest["mapper"]).clip_dim, clip,
-                         f"It was trained with CLIP {trained_with}: set CLIPCHAT_CLIP_MODEL to that CLIP, or train "
-                         "one for this CLIP with `clipchat train-captioner`" if trained_with else "")
+        check_clip_width(
+            str(ref),
+            MapperConfig(**manifest["mapper"]).clip_dim,
+            clip,
+            f"It was trained with CLIP {trained_with}: set CLIPCHAT_CLIP_MODEL to that CLIP, or train "
+            "one for this CLIP with `clipchat train-captioner`"
+            if trained_with
+            else "",
+        )
     lm_value = manifest.get("language_model") or str(default_lm)
     lm_ref = Ref("local-dir", str(directory / "language_model")) if lm_value == BUNDLED else Ref.parse(lm_value)
     lm, tokenizer = load_language_model(lm_ref, device, dtype, cache_dir)
@@ -114,8 +138,15 @@ def load_prefix_captioner(ref: Ref, default_lm: Ref, device: torch.device, dtype
     return captioner.to(device).eval()
 
 
-def load_clipcap_checkpoint(ref: Ref, lm_ref: Ref, device: torch.device, dtype: torch.dtype,
-                            cache_dir: Path | None = None, *, clip: ClipEncoder | None = None) -> PrefixCaptioner:
+def load_clipcap_checkpoint(
+    ref: Ref,
+    lm_ref: Ref,
+    device: torch.device,
+    dtype: torch.dtype,
+    cache_dir: Path | None = None,
+    *,
+    clip: ClipEncoder | None = None,
+) -> PrefixCaptioner:
     """ClipCap's `.pt` layout, from a file path or `hf-hub:ORG/REPO/FILE`; with `clip`, refused unless it fits."""
     path = _local_file(ref, cache_dir)
     try:  # mapped, not read: the fine-tuned GPT-2 inside is not held twice while it is copied into the model
@@ -123,8 +154,9 @@ def load_clipcap_checkpoint(ref: Ref, lm_ref: Ref, device: torch.device, dtype: 
     except RuntimeError:  # torch's legacy (pre-zip) format cannot be mapped
         state = torch.load(path, map_location="cpu", weights_only=True)
     mapper_state = {k.removeprefix("clip_project."): v for k, v in state.items() if k.startswith("clip_project.")}
-    gpt_state = {k.removeprefix("gpt."): v for k, v in state.items()
-                 if k.startswith("gpt.") and not k.endswith(LEGACY_BUFFERS)}
+    gpt_state = {
+        k.removeprefix("gpt."): v for k, v in state.items() if k.startswith("gpt.") and not k.endswith(LEGACY_BUFFERS)
+    }
     if not mapper_state:
         raise InvalidConfig(f"{path} has no clip_project.* weights: it is not a ClipCap checkpoint.")
     if clip is not None:  # before GPT-2 loads: the answer needs only the mapper's first layer
@@ -139,8 +171,10 @@ def load_clipcap_checkpoint(ref: Ref, lm_ref: Ref, device: torch.device, dtype: 
         missing, unexpected = lm.load_state_dict(gpt_state, strict=False)
         tied = {"lm_head.weight"} if lm.config.tie_word_embeddings else set()
         if set(missing) - tied or unexpected:
-            raise InvalidConfig(f"{path} does not fit {lm_ref}: missing {sorted(set(missing) - tied)[:5]}, "
-                                f"unexpected {sorted(unexpected)[:5]}.")
+            raise InvalidConfig(
+                f"{path} does not fit {lm_ref}: missing {sorted(set(missing) - tied)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]}."
+            )
     return captioner.to(device).eval()
 
 
@@ -149,10 +183,13 @@ def check_clip_width(source: str, expected: int, clip: ClipEncoder, trained_with
     first photo, so the mismatch is refused at load time, with the CLIP that fits when it is known."""
     if clip.dim == expected:
         return
-    fix = trained_with or ("Set CLIPCHAT_CLIP_MODEL to a CLIP that fits, or train a captioner for this one with "
-                           "`clipchat train-captioner`")
-    raise InvalidConfig(f"Captioner {source} expects {expected}-wide CLIP vectors, but CLIP {clip.identity} gives "
-                        f"{clip.dim}-wide ones. {fix}.")
+    fix = trained_with or (
+        "Set CLIPCHAT_CLIP_MODEL to a CLIP that fits, or train a captioner for this one with `clipchat train-captioner`"
+    )
+    raise InvalidConfig(
+        f"Captioner {source} expects {expected}-wide CLIP vectors, but CLIP {clip.identity} gives "
+        f"{clip.dim}-wide ones. {fix}."
+    )
 
 
 def _infer_mapper_config(state: dict[str, torch.Tensor], lm_dim: int) -> MapperConfig:
@@ -162,10 +199,14 @@ def _infer_mapper_config(state: dict[str, torch.Tensor], lm_dim: int) -> MapperC
         return MapperConfig(clip_dim=clip_dim, lm_dim=lm_dim, prefix_length=out_dim // lm_dim, kind="mlp")
     if "linear.weight" in state and "prefix_const" in state:
         layers = {int(k.split(".")[2]) for k in state if k.startswith("transformer.layers.")}
-        return MapperConfig(clip_dim=state["linear.weight"].shape[1], lm_dim=lm_dim,
-                            prefix_length=state["prefix_const"].shape[0],
-                            clip_length=state["linear.weight"].shape[0] // lm_dim, kind="transformer",
-                            num_layers=len(layers))
+        return MapperConfig(
+            clip_dim=state["linear.weight"].shape[1],
+            lm_dim=lm_dim,
+            prefix_length=state["prefix_const"].shape[0],
+            clip_length=state["linear.weight"].shape[0] // lm_dim,
+            kind="transformer",
+            num_layers=len(layers),
+        )
     raise InvalidConfig("The checkpoint's mapping network is neither ClipCap's MLP nor its transformer.")
 
 

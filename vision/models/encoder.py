@@ -23,8 +23,16 @@ log = logging.getLogger(__name__)
 class ClipEncoder:
     """A loaded CLIP: batched, L2-normalised embeddings on one device and dtype."""
 
-    def __init__(self, model: torch.nn.Module, preprocess, tokenizer, identity: str,
-                 device: torch.device, dtype: torch.dtype, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        preprocess,
+        tokenizer,
+        identity: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        batch_size: int = 64,
+    ) -> None:
         self.model = model.eval()
         self.preprocess = preprocess
         self._preprocess_halves = _split_preprocess(preprocess)  # (Pillow steps, tensor steps)
@@ -36,8 +44,11 @@ class ClipEncoder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.text_projection.shape[1] if hasattr(self.model, "text_projection")
-                   and self.model.text_projection is not None else self.embed_texts(["a"]).shape[1])
+        return int(
+            self.model.text_projection.shape[1]
+            if hasattr(self.model, "text_projection") and self.model.text_projection is not None
+            else self.embed_texts(["a"]).shape[1]
+        )
 
     @property
     def logit_scale(self) -> float:
@@ -84,7 +95,7 @@ class ClipEncoder:
             return F.normalize(features, dim=-1) if normalize else features
         chunks = []
         for start in range(0, len(pixels), self.batch_size):
-            batch = pixels[start:start + self.batch_size].to(self.device, self.dtype)
+            batch = pixels[start : start + self.batch_size].to(self.device, self.dtype)
             chunks.append(self.model.encode_image(batch).float())
         features = torch.cat(chunks) if chunks else torch.empty(0, self.dim, device=self.device)
         return F.normalize(features, dim=-1) if normalize else features
@@ -100,7 +111,7 @@ class ClipEncoder:
         """(N, D) float32, L2-normalised. Texts longer than CLIP's context are truncated by its tokenizer."""
         chunks = []
         for start in range(0, len(texts), self.batch_size * 4):
-            tokens = self.tokenizer(list(texts[start:start + self.batch_size * 4])).to(self.device)
+            tokens = self.tokenizer(list(texts[start : start + self.batch_size * 4])).to(self.device)
             chunks.append(self.model.encode_text(tokens).float())
         return F.normalize(torch.cat(chunks), dim=-1)
 
@@ -114,7 +125,7 @@ def _split_preprocess(preprocess):
 
     for position, step in enumerate(steps):
         if type(step).__name__.endswith("ToTensor"):
-            after = steps[position + 1:]
+            after = steps[position + 1 :]
             return Compose(steps[:position]), (Compose(after) if after else None)
     return None, None
 
@@ -142,8 +153,8 @@ def check_clip_reference(name: str, pretrained: str | None, allow_random_weights
     """
     import open_clip
 
-    if name.startswith(HF_HUB) and name[len(HF_HUB):].strip("/").lower() in TRANSFORMERS_IDS:
-        raise ModelNotFound(unknown_clip_message(name[len(HF_HUB):], open_clip.list_models()))
+    if name.startswith(HF_HUB) and name[len(HF_HUB) :].strip("/").lower() in TRANSFORMERS_IDS:
+        raise ModelNotFound(unknown_clip_message(name[len(HF_HUB) :], open_clip.list_models()))
     if not is_builtin_reference(name):
         return
     if name not in open_clip.list_models():
@@ -152,14 +163,22 @@ def check_clip_reference(name: str, pretrained: str | None, allow_random_weights
     if pretrained is None:
         if allow_random_weights:
             return
-        hint = (f"choose its weights with CLIPCHAT_CLIP_PRETRAINED ({', '.join(tags)})" if tags
-                else "open_clip has no pretrained weights for it: pick another CLIP")
-        raise InvalidConfig(f"CLIP {name} has no pretrained tag, so it would run on random weights: {hint}, "
-                            f"or set {RANDOM_WEIGHTS_SETTING}=true if random weights are what you want.")
+        hint = (
+            f"choose its weights with CLIPCHAT_CLIP_PRETRAINED ({', '.join(tags)})"
+            if tags
+            else "open_clip has no pretrained weights for it: pick another CLIP"
+        )
+        raise InvalidConfig(
+            f"CLIP {name} has no pretrained tag, so it would run on random weights: {hint}, "
+            f"or set {RANDOM_WEIGHTS_SETTING}=true if random weights are what you want."
+        )
     if pretrained not in tags and not Path(pretrained).expanduser().is_file():  # open_clip also takes a file
-        raise InvalidConfig(f"open_clip has no {pretrained!r} weights for CLIP {name}: set CLIPCHAT_CLIP_PRETRAINED "
-                            f"to one of {', '.join(tags)}." if tags else
-                            f"open_clip has no pretrained weights for CLIP {name}: pick another CLIP.")
+        raise InvalidConfig(
+            f"open_clip has no {pretrained!r} weights for CLIP {name}: set CLIPCHAT_CLIP_PRETRAINED "
+            f"to one of {', '.join(tags)}."
+            if tags
+            else f"open_clip has no pretrained weights for CLIP {name}: pick another CLIP."
+        )
 
 
 def unknown_clip_message(name: str, known: Sequence[str]) -> str:
@@ -168,19 +187,34 @@ def unknown_clip_message(name: str, known: Sequence[str]) -> str:
 
     if name.lower().strip("/") in TRANSFORMERS_IDS:
         equivalent = TRANSFORMERS_IDS[name.lower().strip("/")]
-        return (f"{name} is a Hugging Face transformers id; clipchat loads CLIP through open_clip, where the same "
-                f"weights are CLIPCHAT_CLIP_MODEL={equivalent} with CLIPCHAT_CLIP_PRETRAINED=openai.")
+        return (
+            f"{name} is a Hugging Face transformers id; clipchat loads CLIP through open_clip, where the same "
+            f"weights are CLIPCHAT_CLIP_MODEL={equivalent} with CLIPCHAT_CLIP_PRETRAINED=openai."
+        )
     by_lower = {known_name.lower(): known_name for known_name in known}
     normalised = name.replace("/", "-").lower()
-    close = [normalised] if normalised in by_lower else difflib.get_close_matches(normalised, list(by_lower), n=3,
-                                                                                 cutoff=0.6)
-    guess = (f"did you mean {', '.join(by_lower[match] for match in close)}?" if close
-             else "open_clip's names look like ViT-B-32-quickgelu (open_clip.list_models() lists them all)")
+    close = (
+        [normalised]
+        if normalised in by_lower
+        else difflib.get_close_matches(normalised, list(by_lower), n=3, cutoff=0.6)
+    )
+    guess = (
+        f"did you mean {', '.join(by_lower[match] for match in close)}?"
+        if close
+        else "open_clip's names look like ViT-B-32-quickgelu (open_clip.list_models() lists them all)"
+    )
     return f"Unknown CLIP model {name!r}: {guess} Or use hf-hub:ORG/REPO or local-dir:PATH."
 
 
-def load_clip(name: str, pretrained: str | None, device: torch.device, dtype: torch.dtype,
-              cache_dir: Path | None = None, *, allow_random_weights: bool = False) -> ClipEncoder:
+def load_clip(
+    name: str,
+    pretrained: str | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    cache_dir: Path | None = None,
+    *,
+    allow_random_weights: bool = False,
+) -> ClipEncoder:
     """Load by open_clip name plus pretrained tag, `hf-hub:ORG/REPO` or `local-dir:PATH`: one code path.
 
     A built-in name without a tag is refused unless `allow_random_weights`: open_clip would build it
@@ -189,7 +223,7 @@ def load_clip(name: str, pretrained: str | None, device: torch.device, dtype: to
     import open_clip
 
     if name.startswith(LOCAL_DIR):
-        folder = Path(name[len(LOCAL_DIR):])
+        folder = Path(name[len(LOCAL_DIR) :])
         if not (folder / "open_clip_config.json").is_file():
             raise ModelNotFound(f"{folder} is not an open_clip model directory: it has no open_clip_config.json.")
         if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")) and not any(folder.glob("*.pth")):
@@ -197,18 +231,26 @@ def load_clip(name: str, pretrained: str | None, device: torch.device, dtype: to
     check_clip_reference(name, pretrained, allow_random_weights)
     # open_clip warns, and runs on, when OpenAI's weights (trained with QuickGELU) load into a GELU config
     # such as ViT-B-32; giving that config the activation its weights expect avoids the quiet loss.
-    quick_gelu = bool(is_builtin_reference(name) and pretrained
-                      and open_clip.get_pretrained_cfg(name, pretrained).get("quick_gelu"))
+    quick_gelu = bool(
+        is_builtin_reference(name) and pretrained and open_clip.get_pretrained_cfg(name, pretrained).get("quick_gelu")
+    )
     precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained, precision=precision, device=device, force_quick_gelu=quick_gelu,
-            cache_dir=str(cache_dir) if cache_dir else None)
+            name,
+            pretrained=pretrained,
+            precision=precision,
+            device=device,
+            force_quick_gelu=quick_gelu,
+            cache_dir=str(cache_dir) if cache_dir else None,
+        )
     except (OSError, RuntimeError) as error:  # open_clip reports a failed download as RuntimeError
         reason = str(error).rstrip(".")
-        raise ModelNotFound(f"Could not load CLIP {name} ({pretrained or 'no pretrained tag'}): {reason}. "
-                            "If this machine is offline, run `clipchat prefetch` where it can reach the "
-                            "Hugging Face Hub.") from error
+        raise ModelNotFound(
+            f"Could not load CLIP {name} ({pretrained or 'no pretrained tag'}): {reason}. "
+            "If this machine is offline, run `clipchat prefetch` where it can reach the "
+            "Hugging Face Hub."
+        ) from error
     tokenizer = open_clip.get_tokenizer(name)
     identity = clip_identity(name, pretrained)
     if quick_gelu and not name.endswith("-quickgelu"):  # its vectors differ from what this name gave before
@@ -220,7 +262,7 @@ def clip_identity(name: str, pretrained: str | None) -> str:
     """A stable name for the weights: the reference, plus a content hash for local directories."""
     if not name.startswith(LOCAL_DIR):
         return f"{name}/{pretrained}" if pretrained else name
-    folder = Path(name[len(LOCAL_DIR):])
+    folder = Path(name[len(LOCAL_DIR) :])
     digest = hashlib.sha256()
     for path in sorted(folder.glob("*")):
         if path.suffix in (".safetensors", ".bin", ".pth", ".json"):

@@ -38,8 +38,10 @@ def load_language_model(ref: Ref, device: torch.device, dtype: torch.dtype, cach
         tokenizer = AutoTokenizer.from_pretrained(ref.pretrained_id, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(ref.pretrained_id, dtype=dtype, **kwargs)
     except OSError as error:
-        raise ModelNotFound(f"Could not load language model {ref}: {str(error).rstrip('.')}. If this machine is "
-                            "offline, run `clipchat prefetch` where it can reach the Hugging Face Hub.") from error
+        raise ModelNotFound(
+            f"Could not load language model {ref}: {str(error).rstrip('.')}. If this machine is "
+            "offline, run `clipchat prefetch` where it can reach the Hugging Face Hub."
+        ) from error
     return model.to(device).eval(), tokenizer
 
 
@@ -60,7 +62,6 @@ def cache_keyword(lm) -> str:
 
 def output_cache(output):
     return output.cache if getattr(output, "cache", None) is not None else output.past_key_values
-
 
 
 class GPT2Linear(torch.nn.Linear):
@@ -90,8 +91,9 @@ def linearize(lm: torch.nn.Module) -> int:
     for module in list(lm.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, Conv1D):
-                linear = GPT2Linear(child.weight.shape[0], child.weight.shape[1], device=child.weight.device,
-                                    dtype=child.weight.dtype)
+                linear = GPT2Linear(
+                    child.weight.shape[0], child.weight.shape[1], device=child.weight.device, dtype=child.weight.dtype
+                )
                 linear.weight = torch.nn.Parameter(child.weight.detach().T.contiguous(), requires_grad=False)
                 linear.bias = torch.nn.Parameter(child.bias.detach().clone(), requires_grad=False)
                 setattr(module, name, linear.train(child.training))

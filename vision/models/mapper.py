@@ -40,8 +40,9 @@ class MLPMapper(nn.Module):
         super().__init__()
         hidden = config.lm_dim * config.prefix_length // 2
         self.config = config
-        self.model = nn.Sequential(nn.Linear(config.clip_dim, hidden), nn.Tanh(),
-                                   nn.Linear(hidden, config.lm_dim * config.prefix_length))
+        self.model = nn.Sequential(
+            nn.Linear(config.clip_dim, hidden), nn.Tanh(), nn.Linear(hidden, config.lm_dim * config.prefix_length)
+        )
 
     def forward(self, clip: torch.Tensor) -> torch.Tensor:
         # (B, clip_dim) -> (B, prefix_length, lm_dim)
@@ -111,7 +112,7 @@ class TransformerMapper(nn.Module):
         unfolded = self.linear(clip).view(b, self.config.clip_length, -1)  # (B, clip_length, lm_dim)
         learned = self.prefix_const.unsqueeze(0).expand(b, -1, -1)  # (B, prefix_length, lm_dim)
         out = self.transformer(torch.cat([unfolded, learned], dim=1))
-        return out[:, self.config.clip_length:]  # (B, prefix_length, lm_dim)
+        return out[:, self.config.clip_length :]  # (B, prefix_length, lm_dim)
 
 
 def build_mapper(config: MapperConfig) -> nn.Module:

@@ -16,8 +16,9 @@ def clip_score(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
     return CLIPSCORE_WEIGHT * (images.float() * texts.float().to(images.device)).sum(dim=-1).clamp(min=0)
 
 
-def rerank(encoder, image: torch.Tensor, candidates: Sequence[Caption], fluency_weight: float = 1.0
-           ) -> list[tuple[Caption, float]]:
+def rerank(
+    encoder, image: torch.Tensor, candidates: Sequence[Caption], fluency_weight: float = 1.0
+) -> list[tuple[Caption, float]]:
     """Order one image's candidate captions, best first, by CLIPScore plus `fluency_weight` x mean log-probability.
 
     CLIP reads text as a bag of words, so on its own it can prefer a garbled candidate

@@ -76,12 +76,14 @@ def load_vocabulary(name_or_path: str) -> Vocabulary:
     if builtin.is_file():
         return Vocabulary.parse(builtin.read_text(encoding="utf-8"))
     names = sorted(p.name.removesuffix(".txt") for p in (resources.files("vision.catalog") / "vocab").iterdir())
-    raise ModelNotFound(f"No tag vocabulary {name_or_path!r}: built-in ones are {', '.join(names)}, "
-                        "or give the path of a text file with one label per line.")
+    raise ModelNotFound(
+        f"No tag vocabulary {name_or_path!r}: built-in ones are {', '.join(names)}, "
+        "or give the path of a text file with one label per line."
+    )
 
 
 def parse_label_list(text: str) -> list[str]:
-    """ "a cat, a dog or a fox?" -> ["cat", "dog", "fox"] """
+    """ "a cat, a dog or a fox?" -> ["cat", "dog", "fox"]"""
     parts = re.split(r",|;|/|\bor\b|\band\b", text.strip().rstrip("?!."))
     labels = []
     for part in parts:
@@ -92,8 +94,14 @@ def parse_label_list(text: str) -> list[str]:
 
 
 class ZeroShotTagger:
-    def __init__(self, encoder, vocabulary: Vocabulary, templates: Sequence[str] = DEFAULT_TEMPLATES,
-                 cache_dir: Path | None = None, max_cached_label_sets: int = 256) -> None:
+    def __init__(
+        self,
+        encoder,
+        vocabulary: Vocabulary,
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        cache_dir: Path | None = None,
+        max_cached_label_sets: int = 256,
+    ) -> None:
         if not templates or any("{}" not in t for t in templates):
             raise InvalidConfig("Every tag template needs a {} where the label goes.")
         self.encoder = encoder
@@ -121,8 +129,9 @@ class ZeroShotTagger:
         probs = self._section_probabilities(images)
         results = []
         for row in probs:
-            tags = [Tag(label, float(p), section) for (section, label), p in zip(self._keys, row.tolist())
-                    if p >= threshold]
+            tags = [
+                Tag(label, float(p), section) for (section, label), p in zip(self._keys, row.tolist()) if p >= threshold
+            ]
             results.append(sorted(tags, key=lambda t: t.score, reverse=True)[:top_k])
         return results
 
@@ -132,8 +141,10 @@ class ZeroShotTagger:
             raise InvalidInput(N_("Give me at least two labels to choose between, separated by commas or 'or'."))
         embeddings = self.label_embeddings(labels)
         probs = (self.encoder.logit_scale * images.float() @ embeddings.T).softmax(dim=-1)
-        return [sorted((Tag(label, float(p)) for label, p in zip(labels, row)), key=lambda t: t.score, reverse=True)
-                for row in probs]
+        return [
+            sorted((Tag(label, float(p)) for label, p in zip(labels, row)), key=lambda t: t.score, reverse=True)
+            for row in probs
+        ]
 
     def label_embeddings(self, labels: Sequence[str]) -> torch.Tensor:
         """(L, D) prompt-ensembled text vectors, remembered for recently used label sets."""
@@ -144,8 +155,12 @@ class ZeroShotTagger:
         # Vocabulary labels already have their vectors: embed only the ones the vocabulary lacks.
         new = [label for label in dict.fromkeys(labels) if label not in self._vocabulary_rows]
         fresh = dict(zip(new, self._embed_labels(new))) if new else {}
-        embeddings = torch.stack([fresh[label] if label in fresh
-                                  else self.vocabulary_embeddings[self._vocabulary_rows[label]] for label in labels])
+        embeddings = torch.stack(
+            [
+                fresh[label] if label in fresh else self.vocabulary_embeddings[self._vocabulary_rows[label]]
+                for label in labels
+            ]
+        )
         self._label_sets[key] = embeddings
         if len(self._label_sets) > self._max_cached:
             self._label_sets.popitem(last=False)
@@ -174,13 +189,17 @@ class ZeroShotTagger:
     def _cache_path(self) -> Path | None:
         if self.cache_dir is None:
             return None
-        key = hashlib.sha256("\n".join([self.encoder.identity, self.vocabulary.digest(), *self.templates])
-                             .encode()).hexdigest()[:24]
+        key = hashlib.sha256(
+            "\n".join([self.encoder.identity, self.vocabulary.digest(), *self.templates]).encode()
+        ).hexdigest()[:24]
         return self.cache_dir / "tag-embeddings" / f"{key}.safetensors"
 
     def _section_probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.encoder.logit_scale * images.float().to(self.vocabulary_embeddings.device) \
-            @ self.vocabulary_embeddings.T  # (B, L)
+        logits = (
+            self.encoder.logit_scale
+            * images.float().to(self.vocabulary_embeddings.device)
+            @ self.vocabulary_embeddings.T
+        )  # (B, L)
         probs, start = torch.empty_like(logits), 0
         for _, labels in self.vocabulary.sections:
             stop = start + len(labels)
@@ -195,6 +214,12 @@ def zero_shot_weights(encoder, labels: Sequence[str], templates: Sequence[str]) 
 
     per_batch = max(1, encoder.batch_size * 4 // len(templates))  # about as many texts per pass as embed_texts
     with torch.inference_mode():
-        weights = build_zero_shot_classifier(encoder.model, encoder.tokenizer, list(labels), list(templates),
-                                             num_classes_per_batch=per_batch, device=encoder.device)  # (D, L)
+        weights = build_zero_shot_classifier(
+            encoder.model,
+            encoder.tokenizer,
+            list(labels),
+            list(templates),
+            num_classes_per_batch=per_batch,
+            device=encoder.device,
+        )  # (D, L)
     return weights.T.float()

@@ -33,7 +33,7 @@ def read_captions(path: Path, images_dir: Path | None = None) -> list[CaptionedI
                 row = json.loads(line)
                 grouped[root / row["image"]].append(row["caption"].strip())
             except (json.JSONDecodeError, KeyError, AttributeError) as error:
-                raise InvalidConfig(f"{path}:{number}: expected {{\"image\": ..., \"caption\": ...}} ({error}).") from error
+                raise InvalidConfig(f'{path}:{number}: expected {{"image": ..., "caption": ...}} ({error}).') from error
     else:
         try:
             data = json.loads(text)

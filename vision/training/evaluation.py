@@ -53,8 +53,13 @@ def normalize_for_scoring(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower()))
 
 
-def evaluate(models, data: list[CaptionedImage], options: DecodingOptions | None = None,
-             batch_size: int = 32, image_limits: ImageLimits = ImageLimits()) -> EvaluationReport:
+def evaluate(
+    models,
+    data: list[CaptionedImage],
+    options: DecodingOptions | None = None,
+    batch_size: int = 32,
+    image_limits: ImageLimits = ImageLimits(),
+) -> EvaluationReport:
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
 
@@ -64,7 +69,7 @@ def evaluate(models, data: list[CaptionedImage], options: DecodingOptions | None
     skipped = 0
     for start in range(0, len(data), batch_size):
         images, items = [], []
-        for item in data[start:start + batch_size]:
+        for item in data[start : start + batch_size]:
             try:
                 images.append(load_image(item.image.read_bytes(), image_limits))
                 items.append(item)
@@ -87,6 +92,12 @@ def evaluate(models, data: list[CaptionedImage], options: DecodingOptions | None
     refs = {k: [normalize_for_scoring(r) for r in v] for k, v in references.items()}
     bleu, _ = Bleu(4).compute_score(refs, hypotheses, verbose=0)
     cider, _ = Cider().compute_score(refs, hypotheses)
-    return EvaluationReport(images=len(generated), skipped=skipped, bleu4=float(bleu[3]), cider=float(cider),
-                            clip_score=float(np.mean([photo.clip_score for photo in photos])), captions=generated,
-                            photos=photos)
+    return EvaluationReport(
+        images=len(generated),
+        skipped=skipped,
+        bleu4=float(bleu[3]),
+        cider=float(cider),
+        clip_score=float(np.mean([photo.clip_score for photo in photos])),
+        captions=generated,
+        photos=photos,
+    )

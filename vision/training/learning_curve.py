@@ -41,8 +41,12 @@ class LossHistory:
 
     @classmethod
     def from_dict(cls, data: dict) -> LossHistory:
-        return cls(data.get("initial_validation_loss"), data.get("validation_images", 0),
-                   data.get("training_images", 0), [EpochLoss(**row) for row in data.get("epochs", [])])
+        return cls(
+            data.get("initial_validation_loss"),
+            data.get("validation_images", 0),
+            data.get("training_images", 0),
+            [EpochLoss(**row) for row in data.get("epochs", [])],
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,8 +69,10 @@ def still_falling(history: LossHistory, epochs_asked: int) -> str | None:
 
     if start - last <= margin(start) or last - best > margin(best):
         return None
-    return (f"validation loss was still falling at the end ({start:.4f} -> {last:.4f} over the last "
-            f"{window} epoch{'s' if window > 1 else ''}): train longer, e.g. --epochs {2 * epochs_asked}")
+    return (
+        f"validation loss was still falling at the end ({start:.4f} -> {last:.4f} over the last "
+        f"{window} epoch{'s' if window > 1 else ''}): train longer, e.g. --epochs {2 * epochs_asked}"
+    )
 
 
 def save_history(history: LossHistory, out_dir: Path) -> tuple[Path, Path]:

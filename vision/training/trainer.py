@@ -82,13 +82,18 @@ def split_for_validation(images: list[Path], fraction: float) -> tuple[list[int]
         raise InvalidConfig(
             f"{len(images)} readable images are too few to hold out {fraction:g} of them for validation "
             f"(that leaves {'no image to validate on' if held < 1 else 'none to train on'}): give more images, "
-            "another --validation-fraction, or --validation-fraction 0 to train without validation.")
-    order = sorted(range(len(images)), key=lambda i: (
-        hashlib.sha256(f"clipchat-validation:{images[i].name}".encode()).hexdigest(), str(images[i])))
+            "another --validation-fraction, or --validation-fraction 0 to train without validation."
+        )
+    order = sorted(
+        range(len(images)),
+        key=lambda i: (hashlib.sha256(f"clipchat-validation:{images[i].name}".encode()).hexdigest(), str(images[i])),
+    )
     return sorted(order[held:]), sorted(order[:held])
 
 
-def embed_dataset(encoder, data: list[CaptionedImage], out_dir: Path, progress: bool = True) -> tuple[torch.Tensor, list[int]]:
+def embed_dataset(
+    encoder, data: list[CaptionedImage], out_dir: Path, progress: bool = True
+) -> tuple[torch.Tensor, list[int]]:
     """Raw CLIP vectors of every readable image, cached in `out_dir`; returns (vectors, kept indices)."""
     from safetensors.torch import load_file, save_file
 
@@ -128,10 +133,19 @@ def embed_dataset(encoder, data: list[CaptionedImage], out_dir: Path, progress: 
     return all_vectors, kept
 
 
-def train_captioner(encoder, lm, tokenizer, data: list[CaptionedImage], out_dir: Path,
-                    options: TrainingOptions = TrainingOptions(), *, resume: bool = False,
-                    language_model_ref: str = "", progress: bool = True,
-                    on_epoch: Callable[[EpochLoss, int], None] | None = None) -> TrainedCaptioner:
+def train_captioner(
+    encoder,
+    lm,
+    tokenizer,
+    data: list[CaptionedImage],
+    out_dir: Path,
+    options: TrainingOptions = TrainingOptions(),
+    *,
+    resume: bool = False,
+    language_model_ref: str = "",
+    progress: bool = True,
+    on_epoch: Callable[[EpochLoss, int], None] | None = None,
+) -> TrainedCaptioner:
     """Train and save to `out_dir` in clipchat's captioner format, with the loss history beside it.
 
     `on_epoch(losses, epochs)` hears each finished epoch (the command line prints it).
@@ -146,10 +160,15 @@ def train_captioner(encoder, lm, tokenizer, data: list[CaptionedImage], out_dir:
     tokens, mask = _tokenize([caption for _, caption in rows], tokenizer, options.max_caption_tokens)
     clip_rows = torch.tensor([row for row, _ in rows])
 
-    config = MapperConfig(clip_dim=vectors.shape[1], lm_dim=lm.get_input_embeddings().weight.shape[1],
-                          prefix_length=options.prefix_length, kind=options.mapper,
-                          clip_length=options.clip_length, num_layers=options.num_layers,
-                          normalize_prefix=options.normalize_prefix)
+    config = MapperConfig(
+        clip_dim=vectors.shape[1],
+        lm_dim=lm.get_input_embeddings().weight.shape[1],
+        prefix_length=options.prefix_length,
+        kind=options.mapper,
+        clip_length=options.clip_length,
+        num_layers=options.num_layers,
+        normalize_prefix=options.normalize_prefix,
+    )
     lm = lm.float()
     captioner = PrefixCaptioner(config, lm, tokenizer, source=str(out_dir)).to(encoder.device)
     lm.requires_grad_(options.finetune_language_model)
@@ -160,19 +179,25 @@ def train_captioner(encoder, lm, tokenizer, data: list[CaptionedImage], out_dir:
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, int(total * options.warmup_fraction)), total)
 
     device = encoder.device
-    validation_loss = _validation_scorer(captioner, vectors, _caption_rows(data, kept, validation), tokenizer,
-                                         options, device)
+    validation_loss = _validation_scorer(
+        captioner, vectors, _caption_rows(data, kept, validation), tokenizer, options, device
+    )
     history = LossHistory(validation_images=len(validation), training_images=len(training))
     start_epoch = 0
     checkpoint_path = out_dir / CHECKPOINT
     if resume and checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         saved = {"validation_fraction": 0.0, **state["options"]}  # checkpoints from before validation had none
-        differing = [f"{key}: {saved.get(key)} then, {value} now" for key, value in _comparable(asdict(options)).items()
-                     if saved.get(key) != value]
+        differing = [
+            f"{key}: {saved.get(key)} then, {value} now"
+            for key, value in _comparable(asdict(options)).items()
+            if saved.get(key) != value
+        ]
         if differing:
-            raise InvalidConfig(f"{checkpoint_path} was trained with other options ({'; '.join(differing)}); "
-                                "start afresh without --resume.")
+            raise InvalidConfig(
+                f"{checkpoint_path} was trained with other options ({'; '.join(differing)}); "
+                "start afresh without --resume."
+            )
         captioner.mapper.load_state_dict(state["mapper"])
         if options.finetune_language_model:
             lm.load_state_dict(state["language_model"])
@@ -193,7 +218,7 @@ def train_captioner(encoder, lm, tokenizer, data: list[CaptionedImage], out_dir:
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{options.epochs}", disable=not progress)
         loss_sum, token_count = 0.0, 0
         for step in bar:
-            batch = order[step * options.batch_size:(step + 1) * options.batch_size]
+            batch = order[step * options.batch_size : (step + 1) * options.batch_size]
             logits = captioner(vectors[clip_rows[batch]].to(device), tokens[batch].to(device), mask[batch].to(device))
             targets = tokens[batch].to(device).masked_fill(mask[batch].to(device) == 0, -100)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
@@ -205,18 +230,24 @@ def train_captioner(encoder, lm, tokenizer, data: list[CaptionedImage], out_dir:
             loss_sum, token_count = loss_sum + loss.item() * counted, token_count + counted
             bar.set_postfix(loss=f"{loss.item():.3f}")
         history.epochs = history.epochs[:epoch]  # a resumed run rewrites what came after its checkpoint
-        history.epochs.append(EpochLoss(epoch + 1, (epoch + 1) * steps_per_epoch, loss_sum / token_count,
-                                        validation_loss()))
+        history.epochs.append(
+            EpochLoss(epoch + 1, (epoch + 1) * steps_per_epoch, loss_sum / token_count, validation_loss())
+        )
         _save_checkpoint(checkpoint_path, captioner, optimizer, schedule, epoch + 1, options, history)
         save_history(history, out_dir)  # each epoch: an interrupted run still shows its curve
         if on_epoch:
             on_epoch(history.epochs[-1], options.epochs)
 
     captioner.eval()
-    captioner.save(out_dir, bundle_language_model=options.finetune_language_model,
-                   language_model_ref=language_model_ref, trained_with_clip=encoder.identity)
-    history_file, curve_file = save_history(history, out_dir) if start_epoch >= options.epochs else (
-        out_dir / HISTORY, out_dir / CURVE)  # resume found nothing left to train: still write them
+    captioner.save(
+        out_dir,
+        bundle_language_model=options.finetune_language_model,
+        language_model_ref=language_model_ref,
+        trained_with_clip=encoder.identity,
+    )
+    history_file, curve_file = (
+        save_history(history, out_dir) if start_epoch >= options.epochs else (out_dir / HISTORY, out_dir / CURVE)
+    )  # resume found nothing left to train: still write them
     warning = still_falling(history, options.epochs)
     if warning:
         log.warning("%s", warning)
@@ -228,8 +259,14 @@ def _caption_rows(data: list[CaptionedImage], kept: list[int], positions: list[i
     return [(position, caption) for position in positions for caption in data[kept[position]].captions]
 
 
-def _validation_scorer(captioner: PrefixCaptioner, vectors: torch.Tensor, rows: list[tuple[int, str]], tokenizer,
-                       options: TrainingOptions, device) -> Callable[[], float | None]:
+def _validation_scorer(
+    captioner: PrefixCaptioner,
+    vectors: torch.Tensor,
+    rows: list[tuple[int, str]],
+    tokenizer,
+    options: TrainingOptions,
+    device,
+) -> Callable[[], float | None]:
     """A function giving the mean cross-entropy per token over the held-out captions (None without any)."""
     if not rows:
         return lambda: None
@@ -246,8 +283,9 @@ def _validation_scorer(captioner: PrefixCaptioner, vectors: torch.Tensor, rows: 
             batch = slice(start, start + options.batch_size)
             logits = captioner(vectors[clip_rows[batch]].to(device), tokens[batch].to(device), mask[batch].to(device))
             targets = tokens[batch].to(device).masked_fill(mask[batch].to(device) == 0, -100)
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
-                                     reduction="sum").item()
+            total += F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum"
+            ).item()
             count += int(mask[batch].sum())
         captioner.mapper.train(was_training[0])
         captioner.lm.train(was_training[1])
@@ -263,22 +301,36 @@ def _comparable(options: dict) -> dict:
 
 def _tokenize(captions: list[str], tokenizer, max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, T) token ids ending in end-of-text, and their (N, T) mask; T is the longest kept length."""
-    encoded = [[*tokenizer.encode(c, add_special_tokens=False)[:max_tokens - 1], tokenizer.eos_token_id]
-               for c in captions]
+    encoded = [
+        [*tokenizer.encode(c, add_special_tokens=False)[: max_tokens - 1], tokenizer.eos_token_id] for c in captions
+    ]
     width = max(len(ids) for ids in encoded)
     tokens = torch.zeros(len(encoded), width, dtype=torch.long)
     mask = torch.zeros(len(encoded), width, dtype=torch.long)
     for row, ids in enumerate(encoded):
-        tokens[row, :len(ids)] = torch.tensor(ids)
-        mask[row, :len(ids)] = 1
+        tokens[row, : len(ids)] = torch.tensor(ids)
+        mask[row, : len(ids)] = 1
     return tokens, mask
 
 
-def _save_checkpoint(path: Path, captioner: PrefixCaptioner, optimizer, schedule, epoch: int,
-                     options: TrainingOptions, history: LossHistory) -> None:
-    state = {"mapper": captioner.mapper.state_dict(), "optimizer": optimizer.state_dict(),
-             "schedule": schedule.state_dict(), "epoch": epoch, "options": asdict(options),
-             "rng": torch.get_rng_state(), "history": history.to_dict()}
+def _save_checkpoint(
+    path: Path,
+    captioner: PrefixCaptioner,
+    optimizer,
+    schedule,
+    epoch: int,
+    options: TrainingOptions,
+    history: LossHistory,
+) -> None:
+    state = {
+        "mapper": captioner.mapper.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(),
+        "epoch": epoch,
+        "options": asdict(options),
+        "rng": torch.get_rng_state(),
+        "history": history.to_dict(),
+    }
     if options.finetune_language_model:
         state["language_model"] = captioner.lm.state_dict()
     partial = path.with_suffix(".partial")
