@@ -35,6 +35,12 @@ def test_env_example_documents_every_setting_with_its_default() -> None:
         assert f"# {variable}={default}\n" in text
 
 
+def documents() -> list[Path]:
+    """Where the docs live: the README and CONTRIBUTING.md at the root, deploy/README.md, and docs/."""
+    root = DEPLOY.parent
+    return [root / "README.md", root / "CONTRIBUTING.md", DEPLOY / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
 def test_every_command_the_docs_name_exists() -> None:
     """The settings once sent operators to `clipchat describe --list-models`, which never existed."""
     import re
@@ -43,11 +49,7 @@ def test_every_command_the_docs_name_exists() -> None:
 
     parser = build_parser()
     commands = set(parser._subparsers._group_actions[0].choices)
-    texts = [
-        (DEPLOY / ".env.example").read_text(),
-        (DEPLOY.parent / "README.md").read_text(),
-        (DEPLOY / "README.md").read_text(),
-    ]
+    texts = [(DEPLOY / ".env.example").read_text(), *(path.read_text() for path in documents())]
     named = {m.group(1) for text in texts for m in re.finditer(r"`clipchat ([a-z][a-z-]*)", text)}
     assert named and named <= commands, named - commands
     for text in texts:
@@ -271,9 +273,8 @@ def test_one_image_name_everywhere() -> None:
     image = release_workflow()["env"]["IMAGE"]
     assert image == image.lower() and image.startswith("ghcr.io/")
     files = [
-        ROOT / "README.md",
+        *documents(),
         ROOT / "CHANGELOG.md",
-        DEPLOY / "README.md",
         DEPLOY / "Dockerfile",
         DEPLOY / "docker-compose.yml",
         RAY_COMPOSE,

@@ -13,7 +13,7 @@ from pathlib import Path
 HISTORY = "loss-history.json"
 CURVE = "loss-curve.png"
 
-# "Still falling" (documented in the README's training section): over the last WINDOW epochs (at least 3, or a fifth
+# "Still falling" (documented in docs/models.md): over the last WINDOW epochs (at least 3, or a fifth
 # of the run when that is more) validation loss fell by more than FALLING_MARGIN of where it stood, and at least
 # FALLING_FLOOR nats per token, and the last epoch is about the best so far (within the same margin: a run that has
 # begun to overfit needs stopping sooner, not more epochs). The window, rather than the last epoch alone, because
