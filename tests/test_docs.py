@@ -1,0 +1,92 @@
+"""The documents a newcomer reads: short where they look first, and every link, path and setting in them real."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "ARCHITECTURE.md", ROOT / "deploy" / "README.md"]
+DOCUMENTS += sorted((ROOT / "docs").glob("*.md"))
+TOP_LEVEL = {path.name for path in ROOT.iterdir()}
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+# A repository path in backticks: it starts at a top-level entry and ends in a file type the repository keeps.
+PATH = re.compile(r"`((?:[\w.-]+/)+[\w.*{},-]*\.(?:py|json|jsonl|txt|md|yml|yaml|cfg|cpp|sh|mako|po|toml))`")
+PLACEHOLDERS = ("NNNN", "NAME")
+
+
+def names(paths: list[Path]) -> list[str]:
+    return [str(path.relative_to(ROOT)) for path in paths]
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(document: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", document.read_text(), flags=re.S)  # a `# comment` in a code block is no heading
+    return {slug(heading) for heading in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def test_the_readme_stays_short_and_names_the_fast_lane() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250, "the README is where newcomers look: move detail into docs/"
+    assert 'python3 -m pytest -m "not world"' in readme
+
+
+def test_the_moved_sections_have_their_documents() -> None:
+    """Benchmarks and operating moved out of the README; its links and the documents must meet."""
+    readme = (ROOT / "README.md").read_text()
+    for document in ("docs/benchmarks.md", "docs/operating.md", "CONTRIBUTING.md"):
+        assert (ROOT / document).is_file() and f"]({document})" in readme, document
+    benchmarks = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert "python3 -m bench" in benchmarks
+    assert re.search(r"^## .*\(\d{4}-\d{2}-\d{2}, commit [0-9a-f]{7}\)$", benchmarks, re.M), "figures carry their date"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=names(DOCUMENTS))
+def test_every_relative_link_leads_to_a_file_and_heading_that_exist(document: Path) -> None:
+    broken = []
+    for target in LINK.findall(document.read_text()):
+        if re.match(r"[a-z]+:", target):  # https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (document.parent / path).resolve() if path else document
+        if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in anchors(linked)):
+            broken.append(target)
+    assert not broken, broken
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=names(DOCUMENTS))
+def test_every_repository_path_the_docs_name_exists(document: Path) -> None:
+    """Modules move (vision/ became sub-packages): a path in the docs must still be there."""
+    missing = []
+    for path in PATH.findall(document.read_text()):
+        if path.split("/")[0] not in TOP_LEVEL or any(mark in path for mark in PLACEHOLDERS):
+            continue
+        braces = re.search(r"\{([^}]*)\}", path)
+        options = [path.replace(braces.group(0), option) for option in braces.group(1).split(",")] if braces else [path]
+        missing += [option for option in options if not list(ROOT.glob(option))]
+    assert not missing, missing
+
+
+def test_every_setting_the_docs_name_exists() -> None:
+    """A setting in the docs is one the bot reads (or a compose variable, or the tests' own)."""
+    from bot.ops.env_example import env_example
+
+    settings = set(re.findall(r"^# ([A-Z][A-Z0-9_]+)=", env_example(), re.M))
+    compose = {name for path in (ROOT / "deploy").glob("*.yml") for name in re.findall(r"\$\{(\w+)", path.read_text())}
+    tests = set(re.findall(r"CLIPCHAT_TEST_\w+", (ROOT / "tests" / "conftest.py").read_text()))
+    known = settings | compose | tests
+    unknown = set()
+    for document in DOCUMENTS:
+        for name in re.findall(r"CLIPCHAT_[A-Z0-9_]+", document.read_text()):
+            if name.endswith("_"):  # a prefix: `CLIPCHAT_DAILY_*`, "prefix `CLIPCHAT_`"
+                if not any(setting.startswith(name) for setting in known):
+                    unknown.add(name)
+            elif name not in known:
+                unknown.add(name)
+    assert settings and not unknown, unknown
