@@ -73,8 +73,8 @@ def matmul_rate(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: i
     """This machine's dense matmul FLOP/s in `dtype`: the ceiling that dtype's work is measured against.
 
     The faster of PyTorch's matmul and oneDNN's with the weight packed (`vision.fast.packed_linear`, what clipchat
-    runs): on AMD CPUs PyTorch's float32 matmul goes to MKL, which does not use AVX-512 there (141-157 GFLOP/s
-    on a 2-core Zen 4 against oneDNN's 374), and a ceiling from it alone put clipchat at 118% efficiency.
+    runs): on AMD CPUs PyTorch's float32 matmul goes to MKL, which does not use AVX-512 there and runs at less
+    than half oneDNN's rate, so a ceiling from it alone put clipchat above 100% efficiency (docs/benchmarks.md).
     """
     from vision.fast.packed_linear import PackedLinear, packed_dtypes
 

@@ -167,9 +167,9 @@ def passing_thread(work: Callable[[], R], name: str) -> Future[R]:
 
     PyTorch gives each thread that runs a parallel op its own OpenMP team, and the team lives as long as
     its thread. While a second team exists the CPU counts as oversubscribed, and OpenMP stops its threads
-    spinning between parallel regions: on 2 cores the model thread then captioned 16 photos in 1.23 s instead
-    of 0.77 s, for as long as the pooled thread that once loaded a model stayed alive. A thread that ends
-    takes its team with it.
+    spinning between parallel regions, which slowed every later batch on the model thread for as long as the
+    pooled thread that once loaded a model stayed alive (docs/benchmarks.md has the figures). A thread that
+    ends takes its team with it.
     """
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
     try:

@@ -36,11 +36,9 @@ def cpu_has_fast_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively: AMX tiles (Intel Sapphire Rapids and later)
     or AVX-512 BF16 dot products (AMD Zen 4 and later, Intel Cooper Lake).
 
-    Measured on 2 cores: a Sapphire Rapids Xeon's AMX ran bf16 matmul at 2.6 TFLOP/s against 0.36
-    for fp32, and GPT-2's batched generation 2x faster; a Zen 4 EPYC's AVX-512 BF16 ran 360 GFLOP/s
-    against 135 for fp32, and a (16, 768) x (768, 3072) layer 2.7x faster. The test worlds' held-out
-    captions stayed identical on both; `load_models` keeps CLIP itself in float32 under `auto`.
-    Elsewhere bf16 is emulated, so float32 stays.
+    On such CPUs bf16 matmul and GPT-2's generation run markedly faster than fp32, and the test
+    worlds' held-out captions stayed identical (docs/benchmarks.md has the figures); `load_models` keeps
+    CLIP itself in float32 under `auto`. Elsewhere bf16 is emulated, so float32 stays.
     """
     return any(
         bool(probe and probe())
