@@ -37,7 +37,6 @@ from .models import (
     ImageRecord,
     Turn,
     User,
-    UserSettings,
     decode_embeddings,
     encode_embedding,
 )
@@ -68,7 +67,6 @@ __all__ = [
     "Switches",
     "Turn",
     "User",
-    "UserSettings",
     "access_of",
     "add_turn",
     "busiest",
