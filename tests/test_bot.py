@@ -31,6 +31,35 @@ async def test_private_photo_gets_caption_and_tags(start_bot, telegram, world_mo
     assert {"caption", "tags", "ask", "mood", "search", "reset", "forget", "settings", "help"} <= registered
 
 
+def test_every_command_the_bot_answers_is_in_the_menu_or_left_out_on_purpose(tmp_path) -> None:
+    from telegram.ext import CommandHandler
+
+    from bot.adapter.application import build_application
+    from bot.adapter.commands import MENU, help_text
+    from bot.core.settings import BotSettings
+    from clipchat.i18n import translator
+    from storage import StorageSettings
+    from tests.conftest import BOT_TOKEN
+
+    app = build_application(  # nothing loads or connects before the start-up hook
+        BotSettings(token=BOT_TOKEN, state_dir_path=tmp_path / "state"),
+        storage_settings=StorageSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"),
+    )
+    answered = {
+        name
+        for handlers in app.handlers.values()
+        for handler in handlers
+        if isinstance(handler, CommandHandler)
+        for name in handler.commands
+    }
+    menu = [command.command for command in MENU]
+    left_out = {"start", "stats", "allow", "ban", "unban", "usage", "quota"}  # Telegram's Start button; operators'
+    assert answered == set(menu) | left_out and not left_out & set(menu)
+    assert menu == ["caption", "tags", "ask", "mood", "search", "reset", "forget", "settings", "help"]
+    listed = [line.split(" - ")[0] for line in help_text(translator("en")).splitlines() if line.startswith("/")]
+    assert listed == [f"/{name}" for name in menu]  # /help lists the menu, in its order
+
+
 async def stored(app, where, count: int) -> bool:
     """Whether the bot's database holds exactly `count` rows of that table matching `where`."""
     model = where.left.table
