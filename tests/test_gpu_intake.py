@@ -16,6 +16,7 @@ from PIL import Image
 
 from bot.engine import DescribeRequest, LocalModels, ModelEngine
 from clipchat.errors import BadImage, InvalidConfig
+from clipchat.metrics import batches_run
 from vision import ImageLimits, load_image
 from vision.catalog.settings import VisionSettings
 from vision.decoding.strategies import DecodingOptions
@@ -195,11 +196,13 @@ async def test_the_bot_decodes_on_the_device_and_refuses_only_the_bad_photo_of_a
     local = LocalModels(
         ModelEngine(world_models, intake=DeviceIntake(world_models.encoder, device="cpu")), max_wait=10, timeout=60
     )  # a batch waits only while photos are still being read
+    before = batches_run("describe")
     try:
         good, png, bad = await asyncio.gather(
             *(local.describe(DescribeRequest(data)) for data in photos), return_exceptions=True
         )
-        assert local.batch_sizes("describe") == [3]
+        shared = batches_run("describe").since(before)
+        assert (shared.count, shared.requests) == (1, 3)
     finally:
         await local.close()
     assert good.caption == understood[0].scene.caption

@@ -151,11 +151,6 @@ class LocalModels:
         """Search phrases and /tags label sets held in memory (for metrics and tests)."""
         return len(self._text_vectors) + self.engine.cached_entries()
 
-    def batch_sizes(self, feature: str) -> list[int]:
-        """How well requests were gathered: every batch `feature` ran, in order (for metrics and tests)."""
-        batcher = self._batchers.get(feature)
-        return list(batcher.batch_sizes) if batcher else []
-
     def stalled_for(self) -> float:
         """Seconds the batch now on the model thread has been running (0 when idle)."""
         return max((batcher.stalled_for() for batcher in self._batchers.values()), default=0.0)

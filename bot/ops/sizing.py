@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from clipchat.errors import InvalidConfig
+from clipchat.metrics import batches_run
 from vision.catalog.settings import VisionSettings
 
 from ..core.services import load_configured_models, serve_locally
@@ -144,10 +145,10 @@ async def _trial(serve, max_batch: int, photos: Sequence[bytes], clients: int) -
             latencies.append(time.perf_counter() - sent)
 
     try:
-        started = time.perf_counter()
+        before, started = batches_run("describe"), time.perf_counter()
         await asyncio.gather(*(user(photos[i::clients]) for i in range(clients)))
         wall = time.perf_counter() - started
-        sizes = models.batch_sizes("describe")
+        batches = batches_run("describe").since(before)
     finally:
         await models.close()
     return Sample(
@@ -156,7 +157,7 @@ async def _trial(serve, max_batch: int, photos: Sequence[bytes], clients: int) -
         len(photos) / wall,
         1000 * statistics.median(latencies),
         1000 * float(np.percentile(latencies, 95)),
-        sum(sizes) / len(sizes),
+        batches.mean,
     )
 
 
