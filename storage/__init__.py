@@ -15,8 +15,8 @@ from .context import (
     save_image,
 )
 from .database import (
+    connect_database,
     downgrade,
-    make_engine,
     make_sessionmaker,
     open_database,
     upgrade,
@@ -71,6 +71,7 @@ __all__ = [
     "add_turn",
     "busiest",
     "chat_switches",
+    "connect_database",
     "decode_embeddings",
     "downgrade",
     "encode_embedding",
@@ -79,7 +80,6 @@ __all__ = [
     "image_by_message",
     "image_under_discussion",
     "maintain",
-    "make_engine",
     "make_sessionmaker",
     "open_database",
     "purge_older_than",

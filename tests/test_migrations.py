@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from storage import downgrade, make_engine, upgrade
+from storage import connect_database, downgrade, upgrade
 from storage.models import encode_embedding
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -230,7 +230,7 @@ async def assert_kept(engine, written: list[dict[str, list[dict]]], dropped: set
 
 @pytest.mark.parametrize(("before", "target"), MIGRATIONS, ids=[target for _, target in MIGRATIONS])
 async def test_each_migration_keeps_the_rows_it_finds(database_url: str, before: str, target: str) -> None:
-    engine = make_engine(database_url)
+    engine = connect_database(database_url)
     try:
         written = []
         if before != "base":
@@ -280,7 +280,7 @@ async def test_each_migration_keeps_the_rows_it_finds(database_url: str, before:
 async def test_down_to_nothing_and_up_again(database_url: str) -> None:
     at_head = set(KEYS) - set().union(*DROPS.values())
     still = {table: rows for table, rows in AT_0001.items() if table in at_head}  # what the head schema holds
-    engine = make_engine(database_url)
+    engine = connect_database(database_url)
     try:
         await upgrade(engine)
         await insert(engine, still)

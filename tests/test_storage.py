@@ -16,11 +16,11 @@ from storage import (
     NewImage,
     Turn,
     add_turn,
+    connect_database,
     decode_embeddings,
     encode_embedding,
     forget_user,
     image_under_discussion,
-    make_engine,
     make_sessionmaker,
     purge_older_than,
     recent_turns,
@@ -85,7 +85,7 @@ async def test_context_survives_a_restart_and_stays_per_user_and_chat(database_u
         group_photo = await save_image(session, photo(GROUP, ALICE, 77), chat_kind="supergroup")
         await session.commit()
 
-    restarted = make_engine(database_url)  # a new process: nothing but the database carries over
+    restarted = connect_database(database_url)  # a new process: nothing but the database carries over
     try:
         async with make_sessionmaker(restarted)() as session:
             alice_group = [t.text for t in await recent_turns(session, GROUP, ALICE)]
@@ -233,7 +233,7 @@ async def test_a_database_that_hangs_fails_fast_instead_of_holding_the_user(tmp_
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    engine = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test", timeout=0.5)
+    engine = connect_database(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test", timeout=0.5)
     started = time.monotonic()
     try:
         with pytest.raises(Exception) as failure:

@@ -54,11 +54,11 @@ async def check_database(settings: StorageSettings) -> Check:
     from alembic.script import ScriptDirectory
     from sqlalchemy.engine import make_url
 
-    from storage.database import alembic_config, make_engine
+    from storage.database import alembic_config, connect_database
 
     url = settings.url()
     shown = make_url(url).render_as_string(hide_password=True)
-    engine = make_engine(url, timeout=settings.database_timeout_s)
+    engine = connect_database(url, timeout=settings.database_timeout_s)
     try:
         async with engine.connect() as connection:
             current = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())

@@ -3,7 +3,7 @@ CLIPCHAT_MAX_BATCH to give it.
 
 The models load as `clipchat run` loads them (`core/services`: the model set, device and dtype from the
 settings, loaded on the thread that runs them) and every photo takes the bot's own path: `LocalModels`
-(the decoding pool, the micro-batcher with CLIPCHAT_MAX_WAIT_MS) and `ModelEngine.describe` on the model
+(the decoding pool, the micro-batcher with CLIPCHAT_MAX_WAIT_MS) and `ModelFeatures.describe` on the model
 thread. Users are simulated as a closed loop: each of `concurrency` users sends their next photo when
 the last one is answered. The photos are made here, from a fixed seed so every run measures the same
 work: 1280x960 JPEGs at quality 85 (Telegram's largest photo size), each a different scene.
