@@ -310,7 +310,7 @@ def run_models(args: argparse.Namespace, settings: VisionSettings) -> int:
 
 
 def _print_set(model_set, marked: bool, settings: VisionSettings) -> None:
-    from .catalog.model_cache import INVALID, MISSING, ON_DISK, human_size, presence
+    from .catalog.hub import INVALID, MISSING, ON_DISK, human_size, presence
 
     print(f"{'*' if marked else ' '} {model_set.name}: {model_set.description or '(no description)'}")
     found = presence(model_set, settings.hub_cache_dir, settings.allow_random_weights)
