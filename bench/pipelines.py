@@ -141,16 +141,16 @@ def _name(dtype: torch.dtype) -> str:
 def clipchat(
     device: str = "cpu", dtype: torch.dtype = torch.float32, clip_dtype: torch.dtype | None = None, graphs: bool = False
 ) -> Pipeline:
-    """The bot's own path: ModelEngine.prepare (decode, checks, resize) and ModelEngine.describe
+    """The bot's own path: ModelFeatures.prepare (decode, checks, resize) and ModelFeatures.describe
     (CLIP, KV-cached batched greedy captions, tags), as LocalModels runs them. With `graphs`, CLIP's
     tower and each greedy step at fixed batch sizes, replayed as CUDA graphs on a GPU (vision/graphs.py)."""
     from bot.engine.api import DescribeRequest
-    from bot.engine.engine import ModelEngine
+    from bot.engine.features import ModelFeatures
     from vision.decoding.strategies import DecodingOptions
 
     models = build_models(device, dtype, clip_dtype)
     decoding = DecodingOptions(max_tokens=TOKENS, graphs=graphs)
-    engine = ModelEngine(models, decoding=decoding)
+    features = ModelFeatures(models, decoding=decoding)
     mixed = clip_dtype not in (None, dtype)
     config = f"CLIP {_name(clip_dtype)}, GPT-2 {_name(dtype)} (the bot's auto)" if mixed else "as shipped"
     return Pipeline(
@@ -158,8 +158,8 @@ def clipchat(
         "clipchat",
         config + (", CUDA graphs (static KV cache, fixed batch sizes)" if graphs else ""),
         16,
-        lambda data: engine.prepare(DescribeRequest(data)),
-        engine.describe,
+        lambda data: features.prepare(DescribeRequest(data)),
+        features.describe,
         _name(dtype),
         {"models": models, "decoding": decoding},
     )

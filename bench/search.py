@@ -22,9 +22,9 @@ from sqlalchemy import insert, select
 from storage import (
     EmbeddingIndex,
     ImageRecord,
+    connect_database,
     decode_embeddings,
     encode_embedding,
-    make_engine,
     make_sessionmaker,
     upgrade,
 )
@@ -73,7 +73,7 @@ async def naive_search(session, chat_id: int, query: np.ndarray) -> int:
 
 
 async def measure(url: str, sizes: list[int], queries: int) -> None:
-    engine = make_engine(url)
+    engine = connect_database(url)
     await upgrade(engine)
     sessions = make_sessionmaker(engine)
     rng = np.random.default_rng(0)

@@ -19,6 +19,8 @@ name, a stage): never anything a user typed, so the number of series stays bound
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 REGISTRY = CollectorRegistry()
@@ -98,3 +100,45 @@ SEND_WAIT = Histogram(
 
 for _stage in STAGES:  # every stage shows from the start, as a zero rather than a gap in the graphs
     STAGE_SECONDS.labels(_stage)
+
+
+@dataclass(frozen=True)
+class Batches:
+    """What `BATCH_SIZE` has recorded for one operation: how many batches ran, the requests in them, and how many
+    batches held at most each bucket's size. The registry counts for the whole process: compare two readings."""
+
+    count: int
+    requests: int
+    at_most: dict[float, int]  # a bucket's upper bound: batches of at most that many requests
+
+    def since(self, earlier: Batches) -> Batches:
+        """The batches run between `earlier` and this reading."""
+        return Batches(
+            self.count - earlier.count,
+            self.requests - earlier.requests,
+            {size: n - earlier.at_most.get(size, 0) for size, n in self.at_most.items()},
+        )
+
+    def larger_than(self, size: int) -> int:
+        """How many batches held more than `size` requests (`size` one of the buckets' bounds)."""
+        return self.count - self.at_most[size]
+
+    @property
+    def mean(self) -> float:
+        return self.requests / self.count if self.count else 0.0
+
+
+def batches_run(operation: str) -> Batches:
+    """Read `BATCH_SIZE` for one operation (the batcher's name: "describe", "classify", ...)."""
+    count = requests = 0
+    at_most: dict[float, int] = {}
+    for sample in (sample for metric in BATCH_SIZE.collect() for sample in metric.samples):
+        if sample.labels.get("operation") != operation:
+            continue
+        if sample.name.endswith("_count"):
+            count = int(sample.value)
+        elif sample.name.endswith("_sum"):
+            requests = int(sample.value)
+        elif sample.name.endswith("_bucket"):
+            at_most[float(sample.labels["le"])] = int(sample.value)
+    return Batches(count, requests, at_most)

@@ -15,8 +15,8 @@ from .context import (
     save_image,
 )
 from .database import (
+    connect_database,
     downgrade,
-    make_engine,
     make_sessionmaker,
     open_database,
     upgrade,
@@ -37,7 +37,6 @@ from .models import (
     ImageRecord,
     Turn,
     User,
-    UserSettings,
     decode_embeddings,
     encode_embedding,
 )
@@ -68,11 +67,11 @@ __all__ = [
     "Switches",
     "Turn",
     "User",
-    "UserSettings",
     "access_of",
     "add_turn",
     "busiest",
     "chat_switches",
+    "connect_database",
     "decode_embeddings",
     "downgrade",
     "encode_embedding",
@@ -81,7 +80,6 @@ __all__ = [
     "image_by_message",
     "image_under_discussion",
     "maintain",
-    "make_engine",
     "make_sessionmaker",
     "open_database",
     "purge_older_than",

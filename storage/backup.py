@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL, make_url
 
 from clipchat.errors import InvalidConfig, NotFound, OperatorError
 
-from .database import alembic_config, make_engine, normalize_url
+from .database import alembic_config, connect_database, normalize_url
 from .settings import StorageSettings
 
 TOOL_TIMEOUT_S = 3600.0  # pg_dump / pg_restore: a larger database needs --timeout
@@ -257,7 +257,7 @@ async def tables_with_rows(url: str, timeout: float) -> list[str]:
 
     if _is_sqlite(url) and not _sqlite_file(url).is_file():
         return []  # checking would create it
-    engine = make_engine(url, timeout=timeout)
+    engine = connect_database(url, timeout=timeout)
     try:
         async with engine.connect() as connection:
             names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())

@@ -27,12 +27,12 @@ def add_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAc
 
 
 def run_upgrade(args: argparse.Namespace, _settings) -> int:
-    from .database import make_engine, upgrade
+    from .database import connect_database, upgrade
 
     url = args.url or StorageSettings().url()
 
     async def main() -> None:
-        engine = make_engine(url)
+        engine = connect_database(url)
         try:
             await upgrade(engine, args.revision)
         finally:

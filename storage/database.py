@@ -1,4 +1,4 @@
-"""Engines, sessions, migrations and retried writes.
+"""Connecting, sessions, migrations and retried writes.
 
 SQLite by default (a file in the user's data directory, WAL mode, no server);
 PostgreSQL when DATABASE_URL says so. Migrations are Alembic's and run at start-up.
@@ -46,11 +46,12 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S, **kwargs) -> AsyncEngine:
-    """An engine whose waits are bounded by `timeout` seconds: connecting, waiting for a pooled
-    connection, and (SQLite) waiting for the writer's lock. A dead server fails fast instead of
-    holding a user's queue for asyncpg's default minute per attempt. Statements themselves are not
-    cut short: migrations (behind an advisory lock), the purge and ANALYZE may rightly run long."""
+def connect_database(url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S, **kwargs) -> AsyncEngine:
+    """The database at `url` (SQLAlchemy's engine: connections open on first use), every wait bounded by
+    `timeout` seconds: connecting, waiting for a pooled connection, and (SQLite) waiting for the writer's
+    lock. A dead server fails fast instead of holding a user's queue for asyncpg's default minute per
+    attempt. Statements themselves are not cut short: migrations (behind an advisory lock), the purge and
+    ANALYZE may rightly run long."""
     url = normalize_url(url or default_database_url())
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": timeout}, **kwargs)
@@ -135,7 +136,7 @@ async def _migrate(engine: AsyncEngine, direction: str, revision: str) -> None:
 
 async def open_database(url: str | None = None) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
     """What the application's start-up hook calls: engine, migrations applied, one sessionmaker."""
-    engine = make_engine(url)
+    engine = connect_database(url)
     await upgrade(engine)
     return engine, make_sessionmaker(engine)
 

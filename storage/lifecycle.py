@@ -19,7 +19,6 @@ from .models import (
     Usage,
     User,
     UserAccess,
-    UserSettings,
 )
 
 
@@ -48,7 +47,6 @@ def _private_chat(user_id: int):
 # until someone decides how /forget treats it.
 USER_ROWS: dict[str, Callable[[int], ColumnElement[bool]]] = {
     "users": lambda user_id: User.id == user_id,
-    "user_settings": lambda user_id: UserSettings.user_id == user_id,
     "turns": lambda user_id: Turn.user_id == user_id,
     "images": lambda user_id: ImageRecord.sender_id == user_id,
     "chats": _private_chat,  # a private chat's id is the user's; a group an anonymous admin wrote as stays
@@ -69,7 +67,6 @@ TABLES = {
     model.__tablename__: model
     for model in (
         User,
-        UserSettings,
         Turn,
         ImageRecord,
         Chat,
@@ -85,8 +82,8 @@ TABLES = {
 async def forget_user(
     session: AsyncSession, user_id: int, now: datetime | None = None, pending_grace: timedelta = timedelta(minutes=5)
 ) -> Removed:
-    """Delete everything about a user: their turns everywhere, the images they sent, their settings,
-    their private chat, their name on a chat's switches, and the user row itself.
+    """Delete everything about a user: their turns everywhere, the images they sent, their private chat
+    and its settings, their name on a chat's switches, and the user row itself.
 
     Their rows in `pending_updates` (update ids, nothing they said) younger than `pending_grace` belong
     to updates still running, the /forget itself among them, which remove them as they finish (deleting
@@ -94,7 +91,6 @@ async def forget_user(
     left by a process that died, and go now."""
     turns = await session.execute(delete(Turn).where(USER_ROWS["turns"](user_id)))
     images = await session.execute(delete(ImageRecord).where(USER_ROWS["images"](user_id)))
-    settings = await session.execute(delete(UserSettings).where(USER_ROWS["user_settings"](user_id)))
     private = await session.execute(
         delete(ChatSettings).where(ChatSettings.chat_id.in_(select(Chat.id).where(_private_chat(user_id))))
     )
@@ -113,7 +109,7 @@ async def forget_user(
     return Removed(
         turns=turns.rowcount or 0,
         images=images.rowcount or 0,
-        settings=(settings.rowcount or 0) + (private.rowcount or 0),
+        settings=private.rowcount or 0,
         users=users.rowcount or 0,
     )
 

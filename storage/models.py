@@ -87,13 +87,6 @@ class ChatSettings(Base):
     updated_by: Mapped[int | None] = mapped_column(BigInteger)
 
 
-class UserSettings(Base):
-    __tablename__ = "user_settings"
-
-    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    preferences: Mapped[dict] = mapped_column(JSON, default=dict)
-
-
 class ImageRecord(Base):
     __tablename__ = "images"
     __table_args__ = (

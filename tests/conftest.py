@@ -186,9 +186,9 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path):
 
 @pytest.fixture
 async def engine(database_url: str):
-    from storage import make_engine, upgrade
+    from storage import connect_database, upgrade
 
-    engine = make_engine(database_url)
+    engine = connect_database(database_url)
     await upgrade(engine)
     yield engine
     await engine.dispose()

@@ -165,7 +165,7 @@ async def test_photos_are_served_while_the_answer_model_loads(world_dir, cache_d
     import asyncio
     import threading
 
-    from bot.engine import LocalModels, ModelEngine
+    from bot.engine import LocalModels, ModelFeatures
     from bot.engine.api import AnswerRequest, DescribeRequest
     from tests.bot_helpers import jpeg
     from vision.models.answer_model import LazyAnswerModel
@@ -181,7 +181,7 @@ async def test_photos_are_served_while_the_answer_model_loads(world_dir, cache_d
         return real.get()
 
     models.answerer = LazyAnswerModel(slow_load, "slow")
-    local = LocalModels(ModelEngine(models), timeout=60)
+    local = LocalModels(ModelFeatures(models), timeout=60)
     try:
         stored = models.describe([heldout[0].image])[0]
         question = asyncio.create_task(local.answer(AnswerRequest(Conversation(stored), "anything else to say?")))

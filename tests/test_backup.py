@@ -42,10 +42,10 @@ async def database(kind: str, tmp_path: Path):
     if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
         pytest.skip("pg_dump and pg_restore are not installed (apt install postgresql-client, the server's version)")
     async with fresh_postgres() as url:
-        from storage import make_engine
+        from storage import connect_database
 
         async def wipe() -> None:
-            engine = make_engine(url.render_as_string(hide_password=False))
+            engine = connect_database(url.render_as_string(hide_password=False))
             try:
                 async with engine.begin() as connection:
                     await connection.exec_driver_sql("DROP SCHEMA public CASCADE")

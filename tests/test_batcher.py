@@ -10,6 +10,7 @@ import pytest
 
 from bot.engine.batcher import MicroBatcher
 from clipchat.errors import Busy
+from clipchat.metrics import batches_run
 from tests.bot_helpers import eventually
 
 
@@ -80,17 +81,23 @@ async def test_the_event_loop_keeps_running_while_a_batch_computes() -> None:
 
 async def test_describing_through_the_batcher_matches_describing_alone(world_models, heldout) -> None:
     images = [h.image for h in heldout[:12]]
-    batcher = MicroBatcher(world_models.describe, max_batch=6, max_wait=0.05)
+    batches = []
+    batcher = MicroBatcher(
+        lambda batch: batches.append(len(batch)) or world_models.describe(batch), max_batch=6, max_wait=0.05
+    )
     together = await asyncio.gather(*(batcher.submit(image) for image in images))
     await batcher.close()
     alone = [world_models.describe([image])[0] for image in images]
     assert [d.caption for d in together] == [d.caption for d in alone]
-    assert max(batcher.batch_sizes) > 1
+    assert max(batches) > 1
 
 
 async def test_a_lone_request_does_not_wait_for_company_that_is_not_coming() -> None:
     on_the_way = 0
-    batcher = MicroBatcher(lambda items: list(items), max_batch=8, max_wait=3600, incoming=lambda: on_the_way)
+    batches = []
+    batcher = MicroBatcher(
+        lambda items: batches.append(len(items)) or list(items), max_batch=8, max_wait=3600, incoming=lambda: on_the_way
+    )
     # With nothing on its way, a lone request runs at once; waiting out max_wait would time this out.
     assert await asyncio.wait_for(batcher.submit("alone"), 10) == "alone"
     on_the_way = 1  # one more is being decoded: the batch waits for it
@@ -102,7 +109,7 @@ async def test_a_lone_request_does_not_wait_for_company_that_is_not_coming() -> 
         return await batcher.submit("late")
 
     results = await asyncio.wait_for(asyncio.gather(batcher.submit("early"), late()), 10)
-    assert results == ["early", "late"] and batcher.batch_sizes[-1] == 2
+    assert results == ["early", "late"] and batches == [1, 2]
     await batcher.close()
 
 
@@ -110,7 +117,14 @@ async def test_a_burst_decoded_a_few_at_a_time_is_one_batch_not_a_batch_and_a_st
     """Photos from a burst reach the batcher apart, as the decoding threads finish them. Waiting max_wait after
     the first took 9 of 16 (the benchmark's 16 users), and the other 7 waited out that whole batch."""
     on_the_way = 4
-    batcher = MicroBatcher(lambda items: list(items), max_batch=16, max_wait=0.5, incoming=lambda: on_the_way)
+    batches, recorded = [], batches_run("burst")
+    batcher = MicroBatcher(
+        lambda items: batches.append(len(items)) or list(items),
+        max_batch=16,
+        max_wait=0.5,
+        incoming=lambda: on_the_way,
+        name="burst",
+    )
 
     async def decoded(n: int, after: float) -> int:
         nonlocal on_the_way
@@ -121,14 +135,16 @@ async def test_a_burst_decoded_a_few_at_a_time_is_one_batch_not_a_batch_and_a_st
     # each arrives 0.2 s after the one before: the last comes 0.6 s after the first, past max_wait from it
     burst = (decoded(n, 0.2 * n) for n in range(4))
     assert await asyncio.wait_for(asyncio.gather(*burst), 10) == list(range(4))
-    assert batcher.batch_sizes == [4]
+    assert batches == [4]
     # A photo that never comes (its download hung) holds the batch max_wait past the latest arrival, no longer.
     on_the_way = 3  # two arrive, one never does
     started = time.monotonic()
     # the second leaves one on the way for good: the batch goes 0.5 s after it (the old rule: after the first)
     assert await asyncio.wait_for(asyncio.gather(decoded(10, 0), decoded(11, 0.2)), 10) == [10, 11]
-    assert 0.65 <= time.monotonic() - started < 5 and batcher.batch_sizes[-1] == 2
+    assert 0.65 <= time.monotonic() - started < 5 and batches == [4, 2]
     await batcher.close()
+    metric = batches_run("burst").since(recorded)  # what /metrics shows of it
+    assert (metric.count, metric.requests, metric.larger_than(2), metric.mean) == (2, 6, 1, 3.0)
 
 
 async def test_closing_answers_the_requests_a_gathering_batch_holds() -> None:

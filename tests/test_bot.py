@@ -7,6 +7,7 @@ from datetime import UTC
 
 from sqlalchemy import func, select
 
+from clipchat.metrics import batches_run
 from storage import ImageRecord, Turn
 from tests.bot_helpers import eventually, jpeg, send_photo, send_text
 from tests.fake_telegram import USERNAME, group, private, user
@@ -29,6 +30,35 @@ async def test_private_photo_gets_caption_and_tags(start_bot, telegram, world_mo
     assert telegram.sent("sendChatAction", 1)[0].params["action"] == "typing"
     registered = {c["command"] for c in telegram.sent("setMyCommands")[0].params["commands"]}
     assert {"caption", "tags", "ask", "mood", "search", "reset", "forget", "settings", "help"} <= registered
+
+
+def test_every_command_the_bot_answers_is_in_the_menu_or_left_out_on_purpose(tmp_path) -> None:
+    from telegram.ext import CommandHandler
+
+    from bot.adapter.application import build_application
+    from bot.adapter.commands import MENU, help_text
+    from bot.core.settings import BotSettings
+    from clipchat.i18n import translator
+    from storage import StorageSettings
+    from tests.conftest import BOT_TOKEN
+
+    app = build_application(  # nothing loads or connects before the start-up hook
+        BotSettings(token=BOT_TOKEN, state_dir_path=tmp_path / "state"),
+        storage_settings=StorageSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"),
+    )
+    answered = {
+        name
+        for handlers in app.handlers.values()
+        for handler in handlers
+        if isinstance(handler, CommandHandler)
+        for name in handler.commands
+    }
+    menu = [command.command for command in MENU]
+    left_out = {"start", "stats", "allow", "ban", "unban", "usage", "quota"}  # Telegram's Start button; operators'
+    assert answered == set(menu) | left_out and not left_out & set(menu)
+    assert menu == ["caption", "tags", "ask", "mood", "search", "reset", "forget", "settings", "help"]
+    listed = [line.split(" - ")[0] for line in help_text(translator("en")).splitlines() if line.startswith("/")]
+    assert listed == [f"/{name}" for name in menu]  # /help lists the menu, in its order
 
 
 async def stored(app, where, count: int) -> bool:
@@ -83,6 +113,7 @@ async def test_a_question_in_the_photo_caption_is_answered(start_bot, telegram, 
 async def test_an_album_gets_one_reply_that_covers_every_photo(start_bot, telegram, world_models, understood):
     app = await start_bot()
     photos = distinct(understood, 3)
+    before = batches_run("describe")
     for held in photos:
         send_photo(telegram, private(3), user(3), held.image, media_group_id="album-1")
     [reply] = await telegram.wait_replies(3, 1)
@@ -93,7 +124,7 @@ async def test_an_album_gets_one_reply_that_covers_every_photo(start_bot, telegr
     assert reply.text.startswith("3 photos:")
     for held in photos:
         assert caption_of(world_models, held.image).lower() in reply.text.lower()
-    assert max(app.bot_data.services.models.batch_sizes("describe")) >= 2  # the album shared a batch
+    assert batches_run("describe").since(before).larger_than(1) >= 1  # the album shared a batch
 
 
 async def test_one_senders_albums_take_turns_instead_of_all_running_at_once(
@@ -313,9 +344,10 @@ async def test_flood_control_and_network_errors_delay_the_reply_but_never_lose_i
 
 
 async def test_200_updates_from_20_users_are_all_answered_in_each_users_order(start_bot, telegram, understood):
-    app = await start_bot()
+    await start_bot()
     users = range(1000, 1020)
     sent: dict[int, list[int]] = {}
+    before = batches_run("describe")
     for number, user_id in enumerate(users):  # every user's photo arrives before anyone's questions
         sent[user_id] = [send_photo(telegram, private(user_id), user(user_id), understood[number].image)["message_id"]]
     for turn in range(9):
@@ -325,8 +357,9 @@ async def test_200_updates_from_20_users_are_all_answered_in_each_users_order(st
     await telegram.wait_for(lambda: all(len(telegram.replies(u)) >= 10 for u in users), timeout=120, what="200 answers")
     for user_id in users:
         assert [reply.reply_to for reply in telegram.replies(user_id)] == sent[user_id]
-    photo_batches = app.bot_data.services.models.batch_sizes("describe")
-    assert max(photo_batches) >= 4  # photos from different chats shared model batches
+    photo_batches = batches_run("describe").since(before)
+    assert photo_batches.requests == len(users)  # each photo was looked at once
+    assert photo_batches.larger_than(2) >= 1  # photos from different chats shared model batches
 
 
 async def test_one_users_flood_is_cut_short_and_never_starves_another_user(
@@ -501,12 +534,11 @@ async def test_the_health_check_passes_as_soon_as_the_bot_is_up(start_bot) -> No
 
 async def test_tags_refuses_too_many_or_too_long_labels_before_any_model_runs(start_bot, telegram, understood):
     """A 4 KB message once made 675 labels: some 4,000 CLIP text passes on the thread everyone shares."""
-    app = await start_bot()
+    await start_bot()
     chat, mallory = private(93), user(93)
     send_photo(telegram, chat, mallory, understood[0].image)
     await telegram.wait_replies(93, 1)
-    models = app.bot_data.services.models
-    before = models.batch_sizes("classify")
+    before = batches_run("classify")
     crowd = "/tags " + ", ".join(f"t{i}" for i in range(600))
     assert len(crowd) <= 4096  # one Telegram message
     send_text(telegram, chat, mallory, crowd)
@@ -516,7 +548,7 @@ async def test_tags_refuses_too_many_or_too_long_labels_before_any_model_runs(st
     assert "up to 20 labels" in many and "600" in many
     assert "at most 60 characters" in long
     assert fine.splitlines()[0].split(":")[0] in ("red", "blue")
-    assert len(models.batch_sizes("classify")) == len(before) + 1  # only the sensible request reached the models
+    assert batches_run("classify").since(before).requests == 1  # only the sensible request reached the models
 
 
 async def test_a_pasted_essay_is_read_in_part_and_the_user_is_told(start_bot, telegram, understood):

@@ -84,7 +84,7 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
     result = clipchat("db", "upgrade", "--url", f"sqlite:///{database}")
     assert result.returncode == 0, result.stderr
     tables = {row[0] for row in sqlite3.connect(database).execute("select name from sqlite_master where type='table'")}
-    assert {"users", "chats", "images", "turns", "chat_settings", "user_settings", "alembic_version"} <= tables
+    assert {"users", "chats", "images", "turns", "chat_settings", "alembic_version"} <= tables
     again = clipchat("db", "upgrade", "--url", f"sqlite:///{database}")  # idempotent
     assert again.returncode == 0, again.stderr
 

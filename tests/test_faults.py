@@ -201,7 +201,7 @@ async def test_a_hung_model_call_times_out_and_fails_the_health_check(start_bot,
     app = await start_bot(settings)
     services = app.bot_data.services
     released = threading.Event()
-    describe = services.models.engine.describe
+    describe = services.models.features.describe
 
     @functools.wraps(describe)
     def hangs_once(batch):
@@ -209,7 +209,7 @@ async def test_a_hung_model_call_times_out_and_fails_the_health_check(start_bot,
             released.wait(60)  # the model thread is stuck, as on a hung GPU
         return describe(batch)
 
-    services.models.engine.describe = hangs_once
+    services.models.features.describe = hangs_once
     context = SimpleNamespace(services=services)
     heartbeat = settings.heartbeat_path()
     tries = []

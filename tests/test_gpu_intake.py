@@ -14,8 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from bot.engine import DescribeRequest, LocalModels, ModelEngine
+from bot.engine import DescribeRequest, LocalModels, ModelFeatures
 from clipchat.errors import BadImage, InvalidConfig
+from clipchat.metrics import batches_run
 from vision import ImageLimits, load_image
 from vision.catalog.settings import VisionSettings
 from vision.decoding.strategies import DecodingOptions
@@ -184,7 +185,7 @@ def test_device_decoding_is_only_chosen_for_cuda_models(world_models):
 
 
 async def test_the_bot_decodes_on_the_device_and_refuses_only_the_bad_photo_of_a_batch(world_models, understood):
-    """The bot's own path (LocalModels over a ModelEngine with a device intake, as CLIPCHAT_JPEG_ON_DEVICE
+    """The bot's own path (LocalModels over a ModelFeatures with a device intake, as CLIPCHAT_JPEG_ON_DEVICE
     makes on a GPU): three people's photos share a batch, two are described as Pillow describes them, and
     the one whose data is damaged past its header gets the polite refusal, alone."""
     photos = [
@@ -193,13 +194,15 @@ async def test_the_bot_decodes_on_the_device_and_refuses_only_the_bad_photo_of_a
         bogus_huffman_jpeg(understood[2].image),
     ]
     local = LocalModels(
-        ModelEngine(world_models, intake=DeviceIntake(world_models.encoder, device="cpu")), max_wait=10, timeout=60
+        ModelFeatures(world_models, intake=DeviceIntake(world_models.encoder, device="cpu")), max_wait=10, timeout=60
     )  # a batch waits only while photos are still being read
+    before = batches_run("describe")
     try:
         good, png, bad = await asyncio.gather(
             *(local.describe(DescribeRequest(data)) for data in photos), return_exceptions=True
         )
-        assert local.batch_sizes("describe") == [3]
+        shared = batches_run("describe").since(before)
+        assert (shared.count, shared.requests) == (1, 3)
     finally:
         await local.close()
     assert good.caption == understood[0].scene.caption
@@ -211,11 +214,11 @@ async def test_the_bot_decodes_on_the_device_and_refuses_only_the_bad_photo_of_a
 def test_the_gpu_switches_are_left_off_with_a_warning_on_a_cpu(world_models, caplog):
     settings = VisionSettings(cuda_graphs=True, jpeg_on_device=True)
     with caplog.at_level(logging.WARNING):
-        engine = ModelEngine.configured(world_models, settings)
-    assert engine.intake is None and engine.decoding is None  # Pillow's draft and eager decoding, as without them
+        features = ModelFeatures.configured(world_models, settings)
+    assert features.intake is None and features.decoding is None  # Pillow's draft and eager decoding, as without them
     assert "CLIPCHAT_CUDA_GRAPHS is on" in caplog.text and "CLIPCHAT_JPEG_ON_DEVICE is on" in caplog.text
 
 
-def test_decoding_options_the_captioner_refuses_stop_the_engine_at_start_up(world_models):
+def test_decoding_options_the_captioner_refuses_stop_the_models_at_start_up(world_models):
     with pytest.raises(InvalidConfig, match="guided"):
-        ModelEngine(world_models, decoding=DecodingOptions(method="guided"))
+        ModelFeatures(world_models, decoding=DecodingOptions(method="guided"))

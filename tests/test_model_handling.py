@@ -306,7 +306,7 @@ def test_clipchat_models_lists_the_sets_and_what_is_on_disk(monkeypatch, capsys,
 def test_a_language_model_copied_without_its_tokenizer_is_not_on_disk(tmp_path: Path) -> None:
     """doctor and `clipchat models` agree with the start-up check: a snapshot is not a language model until its
     config, weights and tokenizer are all there."""
-    from vision.catalog.model_cache import NOT_DOWNLOADED, ON_DISK, presence
+    from vision.catalog.hub import NOT_DOWNLOADED, ON_DISK, presence
 
     model_set = load_model_set("guided")
     repo = model_set.language_model.target

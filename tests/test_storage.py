@@ -15,13 +15,12 @@ from storage import (
     ImageRecord,
     NewImage,
     Turn,
-    UserSettings,
     add_turn,
+    connect_database,
     decode_embeddings,
     encode_embedding,
     forget_user,
     image_under_discussion,
-    make_engine,
     make_sessionmaker,
     purge_older_than,
     recent_turns,
@@ -29,6 +28,7 @@ from storage import (
     rows_about_user,
     save_image,
     search_images,
+    set_chat_switch,
     write_with_retry,
 )
 from tests.bot_helpers import eventually
@@ -85,7 +85,7 @@ async def test_context_survives_a_restart_and_stays_per_user_and_chat(database_u
         group_photo = await save_image(session, photo(GROUP, ALICE, 77), chat_kind="supergroup")
         await session.commit()
 
-    restarted = make_engine(database_url)  # a new process: nothing but the database carries over
+    restarted = connect_database(database_url)  # a new process: nothing but the database carries over
     try:
         async with make_sessionmaker(restarted)() as session:
             alice_group = [t.text for t in await recent_turns(session, GROUP, ALICE)]
@@ -137,13 +137,13 @@ async def test_forget_leaves_nothing_about_the_user(sessions) -> None:
         await add_turn(session, GROUP, ALICE, "user", "what is this?", chat_kind="group")
         bobs = await save_image(session, photo(GROUP, BOB, 7), chat_kind="group")
         await add_turn(session, GROUP, BOB, "user", "nice", chat_kind="group")
-        session.add(UserSettings(user_id=ALICE, preferences={"language": "en"}))
+        await set_chat_switch(session, ALICE, "private", "language", "de", updated_by=ALICE)
         await session.commit()
         assert sum((await rows_about_user(session, ALICE)).values()) > 0
 
         removed = await forget_user(session, ALICE)
         await session.commit()
-        assert (removed.turns, removed.images, removed.users) == (2, 2, 1) and removed.settings >= 1
+        assert (removed.turns, removed.images, removed.settings, removed.users) == (2, 2, 1, 1)
         assert not any((await rows_about_user(session, ALICE)).values())
         texts = " ".join(t.text for t in await session.scalars(select(Turn)))
         assert "describe it" not in texts and "what is this" not in texts and "nice" in texts
@@ -152,7 +152,6 @@ async def test_forget_leaves_nothing_about_the_user(sessions) -> None:
 
 async def test_after_forget_no_column_of_any_table_holds_the_user(sessions) -> None:
     """The oracle scans the database's own catalogue, so it also covers what forget_user never heard of."""
-    from storage import set_chat_switch
     from storage.update_order import SharedOrder
     from tests.oracles import columns_holding
 
@@ -163,7 +162,7 @@ async def test_after_forget_no_column_of_any_table_holds_the_user(sessions) -> N
         await save_image(session, photo(GROUP, carol, 6), chat_kind="group")
         await add_turn(session, GROUP, carol, "assistant", "a cat", chat_kind="group", message_id=77)
         await set_chat_switch(session, GROUP, "group", "auto_caption", True, updated_by=carol)  # she is an admin
-        session.add(UserSettings(user_id=carol, preferences={"language": "en"}))
+        await set_chat_switch(session, carol, "private", "language", "de", updated_by=carol)
         await session.commit()
     order = SharedOrder(sessions)
     await order.arrived(carol, 5000)  # her /forget, in flight in some process
@@ -174,7 +173,7 @@ async def test_after_forget_no_column_of_any_table_holds_the_user(sessions) -> N
             "images.sender_id",
             "turns.user_id",
             "chat_settings.updated_by",
-            "user_settings.user_id",
+            "chat_settings.chat_id",
             "pending_updates.user_key",
         } <= set(before)
         await forget_user(session, carol)
@@ -234,7 +233,7 @@ async def test_a_database_that_hangs_fails_fast_instead_of_holding_the_user(tmp_
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    engine = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test", timeout=0.5)
+    engine = connect_database(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test", timeout=0.5)
     started = time.monotonic()
     try:
         with pytest.raises(Exception) as failure:

@@ -75,3 +75,36 @@ def test_train_checkpoint_and_resume(world_dir: Path, tmp_path: Path, capsys) ->
 
     assert clipchat(["train-captioner", *common[:-2], "--lr", "5e-4", "--epochs", "3", "--resume"]) == 2
     assert "other options" in capsys.readouterr().err
+
+
+def test_train_captioner_defaults_are_the_training_options() -> None:
+    """One source: the command line shows and uses TrainingOptions' defaults, and reading them at start-up
+    costs no import of the trainer (torch, transformers) for every other `clipchat` command."""
+    import subprocess
+    import sys
+
+    from bot.ops.cli import build_parser
+    from vision.training.options import TrainingOptions
+
+    args = build_parser().parse_args(["train-captioner", "captions.jsonl", "--out", "out"])
+    library = TrainingOptions()
+    assert {
+        name: getattr(args, name) for name in ("epochs", "batch_size", "lr", "prefix_length", "mapper", "seed")
+    } == {name: getattr(library, name) for name in ("epochs", "batch_size", "lr", "prefix_length", "mapper", "seed")}
+    assert (args.finetune_gpt2, not args.no_normalize_prefix) == (
+        library.finetune_language_model,
+        library.normalize_prefix,
+    )
+    assert args.validation_fraction == 0.1  # the one the command line chooses for itself, on purpose
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from bot.ops.cli import build_parser; build_parser(); print(sorted(sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout
+    assert "'vision.training.options'" in loaded and "'vision.training.trainer'" not in loaded

@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from clipchat.errors import BadImage
@@ -27,16 +28,26 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("captions", type=Path, help="COCO-style .json or .jsonl of {image, caption}")
     train.add_argument("--out", type=Path, required=True, help="directory for the trained captioner")
     train.add_argument("--images", type=Path, help="directory image paths are relative to")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=40)
-    train.add_argument("--lr", type=float, default=2e-5)
-    train.add_argument("--prefix-length", type=int, default=10)
-    train.add_argument("--mapper", choices=("mlp", "transformer"), default="mlp")
+    default = _training_defaults()
+    train.add_argument(
+        "--epochs", type=int, default=default["epochs"], help="passes over the data (default %(default)s)"
+    )
+    train.add_argument("--batch-size", type=int, default=default["batch_size"], help="default %(default)s")
+    train.add_argument("--lr", type=float, default=default["lr"], help="learning rate (default %(default)s)")
+    train.add_argument(
+        "--prefix-length",
+        type=int,
+        default=default["prefix_length"],
+        help="GPT-2 tokens per image (default %(default)s)",
+    )
+    train.add_argument(
+        "--mapper", choices=("mlp", "transformer"), default=default["mapper"], help="default %(default)s"
+    )
     train.add_argument("--finetune-gpt2", action="store_true", help="train GPT-2 too (ClipCap's MLP setting)")
     train.add_argument("--no-normalize-prefix", action="store_true", help="feed raw CLIP vectors, as ClipCap did")
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument(
+    train.add_argument("--seed", type=int, default=default["seed"], help="default %(default)s")
+    train.add_argument(  # unlike TrainingOptions (0: as asked), people get validation unless they turn it off
         "--validation-fraction",
         type=float,
         default=0.1,
@@ -73,6 +84,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     _add_model_arguments(prefetch)
     prefetch.set_defaults(handler=run_prefetch)
+
+
+def _training_defaults() -> dict[str, object]:
+    """TrainingOptions' defaults, so the command line and the library never disagree."""
+    from .training.options import TrainingOptions  # the standard library only: no torch, no [train] extra
+
+    return {field.name: field.default for field in fields(TrainingOptions)}
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -178,7 +196,8 @@ def run_train(args: argparse.Namespace, settings: VisionSettings) -> int:
     from .models.encoder import load_clip
     from .models.language_model import load_language_model
     from .training.datasets import read_captions
-    from .training.trainer import TrainingOptions, split_for_validation, train_captioner
+    from .training.options import TrainingOptions
+    from .training.trainer import split_for_validation, train_captioner
 
     settings = _settings(args, settings)
     model_set = settings.model_set()
@@ -310,7 +329,7 @@ def run_models(args: argparse.Namespace, settings: VisionSettings) -> int:
 
 
 def _print_set(model_set, marked: bool, settings: VisionSettings) -> None:
-    from .catalog.model_cache import INVALID, MISSING, ON_DISK, human_size, presence
+    from .catalog.hub import INVALID, MISSING, ON_DISK, human_size, presence
 
     print(f"{'*' if marked else ' '} {model_set.name}: {model_set.description or '(no description)'}")
     found = presence(model_set, settings.hub_cache_dir, settings.allow_random_weights)

@@ -89,11 +89,6 @@ class Albums:
         album = self._open.get((chat_id, media_group_id))
         return album is not None and album.addressed
 
-    def in_flight(self, sender: int) -> int:
-        """Album photos of this sender being looked at now (for metrics and tests)."""
-        slots = self._slots.get(sender)
-        return slots.looking if slots is not None else 0
-
     def _release(self, sender: int, slots: _Slots) -> None:
         slots.looking -= 1
         slots.free.release()

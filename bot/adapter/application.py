@@ -34,7 +34,7 @@ from vision.catalog.settings import VisionSettings
 from ..core import quotas, records
 from ..core.services import open_services, plan_database
 from ..core.settings import BotSettings
-from . import admin, commands, handlers, jobs, operators
+from . import admin, commands, handlers, jobs
 from .albums import Albums
 from .context import BotContext, BotData
 from .monitoring import MeteredRateLimiter, MetricsServer, UpdateCounter, counted_as
@@ -69,7 +69,7 @@ def build_application(
         data.services = await open_services(
             settings, vision_settings, storage_settings, models=models, database=database
         )
-        await application.bot.set_my_commands(commands.COMMANDS)
+        await application.bot.set_my_commands(commands.MENU)
         for language, code in commands.MENU_LANGUAGES.items():  # the menu in each language the bot speaks
             await application.bot.set_my_commands(commands.commands_in(translator(language)), language_code=code)
         jobs.schedule(application.job_queue, settings.maintenance_hours)
@@ -118,26 +118,9 @@ def add_routes(application: Application) -> None:
     application.add_handler(TypeHandler(Update, check_access), group=-1)
     channel = filters.UpdateType.CHANNEL_POST
     private = filters.ChatType.PRIVATE
-    for name, callback in (
-        ("start", commands.start),
-        ("help", commands.help_command),
-        ("caption", commands.caption),
-        ("tags", commands.tags),
-        ("ask", commands.ask),
-        ("mood", commands.mood),
-        ("search", commands.search),
-        ("reset", commands.reset),
-        ("forget", admin.forget),
-        ("settings", admin.settings),
-        ("stats", commands.stats),
-        ("allow", operators.allow),
-        ("ban", operators.ban),
-        ("unban", operators.unban),
-        ("usage", operators.usage),
-        ("quota", operators.quota),
-    ):
+    for command in commands.COMMANDS:
         # New messages only: an edit is not a new command, and a channel post has no user to answer
-        application.add_handler(CommandHandler(name, callback, filters=filters.UpdateType.MESSAGE))
+        application.add_handler(CommandHandler(command.name, command.handler, filters=filters.UpdateType.MESSAGE))
     # In a channel only /settings makes sense (its posts come from the channel, not from a person);
     # other commands posted there are ignored rather than answered into the channel
     application.add_handler(MessageHandler(channel & filters.Regex(r"^/settings(@\w+)?\b"), admin.settings))

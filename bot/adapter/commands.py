@@ -1,6 +1,10 @@
-"""The commands: /start, /help, /caption, /tags, /ask, /mood, /search, /reset, /stats."""
+"""The commands: /start, /help, /caption, /tags, /ask, /mood, /search, /reset, /stats, and the one table
+(`COMMANDS`) of every command the bot answers, which both the routing and Telegram's command menu read."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from telegram import BotCommand, ReplyParameters, Update
 from telegram.constants import ChatAction
@@ -8,29 +12,19 @@ from telegram.constants import ChatAction
 from clipchat.i18n import LANGUAGES, N_, Translator
 
 from ..core import records, talk
+from . import admin, operators
 from .context import BotContext
 from .handlers import answer_question
 from .sending import chat_action, reply, with_retries
 from .telegram_io import replied_message_id, where
 
-COMMANDS = [
-    BotCommand("caption", N_("Describe the latest photo (or the one you reply to)")),
-    BotCommand("tags", N_("Tags for the photo; or /tags cat, dog, fox to choose between labels")),
-    BotCommand("ask", N_("Ask about the photo: /ask what colour is the car?")),
-    BotCommand("mood", N_("The mood of the photo")),
-    BotCommand("search", N_("Find an earlier photo in this chat: /search red bicycle")),
-    BotCommand("reset", N_("Clear my memory of our conversation here")),
-    BotCommand("forget", N_("Delete everything I know about you")),
-    BotCommand("settings", N_("Language; for group and channel admins also auto-captions, alt text")),
-    BotCommand("help", N_("What I can do")),
-]
 # Telegram's menus take a two-letter language code; every Chinese reader gets the Simplified menu.
 MENU_LANGUAGES = {language: language.split("_")[0] for language in LANGUAGES if language != "en"}
 
 
 def commands_in(_: Translator) -> list[BotCommand]:
     """The command menu in one language, as `set_my_commands` registers it for that language's users."""
-    return [BotCommand(command.command, _(command.description)) for command in COMMANDS]
+    return [BotCommand(command.command, _(command.description)) for command in MENU]
 
 
 def help_text(_: Translator) -> str:
@@ -142,3 +136,32 @@ async def stats(update: Update, context: BotContext) -> None:
     message = update.effective_message
     language = (await context.speaking_to(where(message))).language
     await reply(message, await records.statistics_for(context.services, where(message).user_id, language))
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    handler: Callable[[Update, BotContext], Awaitable[None]]
+    menu: str | None  # its line in Telegram's command menu (translated per reader); None: answered, not listed
+
+
+# In the menu's order. Left out of it: /start (Telegram's own Start button sends it) and the operators' commands.
+COMMANDS = (
+    Command("start", start, None),
+    Command("caption", caption, N_("Describe the latest photo (or the one you reply to)")),
+    Command("tags", tags, N_("Tags for the photo; or /tags cat, dog, fox to choose between labels")),
+    Command("ask", ask, N_("Ask about the photo: /ask what colour is the car?")),
+    Command("mood", mood, N_("The mood of the photo")),
+    Command("search", search, N_("Find an earlier photo in this chat: /search red bicycle")),
+    Command("reset", reset, N_("Clear my memory of our conversation here")),
+    Command("forget", admin.forget, N_("Delete everything I know about you")),
+    Command("settings", admin.settings, N_("Language; for group and channel admins also auto-captions, alt text")),
+    Command("help", help_command, N_("What I can do")),
+    Command("stats", stats, None),
+    Command("allow", operators.allow, None),
+    Command("ban", operators.ban, None),
+    Command("unban", operators.unban, None),
+    Command("usage", operators.usage, None),
+    Command("quota", operators.quota, None),
+)
+MENU = [BotCommand(command.name, command.menu) for command in COMMANDS if command.menu is not None]

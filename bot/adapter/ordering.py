@@ -97,10 +97,6 @@ class PerUserOrder(BaseUpdateProcessor):
                 self._locks.pop(key, None)
                 self._warned.discard(key)
 
-    def in_progress(self, key: int) -> int:
-        """How many of this sender's updates are running or waiting here (for metrics and tests)."""
-        return self._waiting.get(key, 0)
-
     async def _drop(self, update: Update, key: int, coroutine) -> None:
         coroutine.close()  # never started: dropping it runs none of its handlers
         self.dropped += 1

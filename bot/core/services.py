@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clipchat.metrics import STAGE_SECONDS
-from storage import AccessList, EmbeddingIndex, StorageSettings, make_engine, make_sessionmaker, upgrade
+from storage import AccessList, EmbeddingIndex, StorageSettings, connect_database, make_sessionmaker, upgrade
 from storage.update_order import SharedOrder
 from vision import VisionModels, load_models
 from vision.catalog.settings import VisionSettings
 
-from ..engine import LocalModels, ModelEngine, Models
+from ..engine import LocalModels, ModelFeatures, Models
 from ..engine.batcher import model_thread
 from ..engine.budget import return_large_blocks_to_the_os
 from .settings import BotSettings
@@ -51,7 +51,7 @@ class Services:
 def plan_database(settings: BotSettings, storage_settings: StorageSettings) -> tuple[AsyncEngine, SharedOrder | None]:
     """The database engine (it connects on first use) and, when several processes serve the bot, the
     order they share: cheap to build before the event loop runs, so the update processor can take it."""
-    database = make_engine(storage_settings.url(), timeout=storage_settings.database_timeout_s)
+    database = connect_database(storage_settings.url(), timeout=storage_settings.database_timeout_s)
     shared = (
         SharedOrder(make_sessionmaker(database), reorder_window=settings.reorder_wait_s)
         if settings.shared_ordering
@@ -70,7 +70,7 @@ async def open_services(
 ) -> Services:
     """Migrate the database (`database`, else one made from the settings), load the models (unless given)
     and wire them together."""
-    database = database or make_engine(storage_settings.url(), timeout=storage_settings.database_timeout_s)
+    database = database or connect_database(storage_settings.url(), timeout=storage_settings.database_timeout_s)
     try:
         await upgrade(database)
         served = await _open_models(settings, vision_settings, models)
@@ -122,7 +122,7 @@ def serve_locally(
 ) -> LocalModels:
     """The in-process transport as the bot configures it (`clipchat bench` measures this very object)."""
     return LocalModels(
-        ModelEngine.configured(models, vision_settings),
+        ModelFeatures.configured(models, vision_settings),
         max_batch=settings.max_batch,
         max_wait=settings.max_wait_ms / 1000,
         max_queue=settings.vision_queue,

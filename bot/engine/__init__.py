@@ -1,6 +1,6 @@
 """Model serving: the engine's typed interface and its transports (in-process, Ray Serve).
 
-    models = LocalModels(ModelEngine(load_models("default")))
+    models = LocalModels(ModelFeatures(load_models("default")))
     facts = await models.describe(DescribeRequest(photo_bytes))
 
 Never imports `telegram`.
@@ -17,7 +17,7 @@ from .api import (
     TextRequest,
     TextVector,
 )
-from .engine import ModelEngine
+from .features import ModelFeatures
 from .local import LocalModels
 
 __all__ = [
@@ -27,7 +27,7 @@ __all__ = [
     "DescribeRequest",
     "LabelScores",
     "LocalModels",
-    "ModelEngine",
+    "ModelFeatures",
     "Models",
     "MoodRequest",
     "TextRequest",

@@ -2,8 +2,8 @@
 
 Every feature is one request type, one result type and one method of `Models`.
 `LocalModels` answers in this process; `RayModels` sends the same requests to a
-Ray Serve application. Both wrap the same `ModelEngine`, so a feature is written
-once, in `engine.py`, plus one line in each transport.
+Ray Serve application. Both wrap the same `ModelFeatures`, so a feature is written
+once, in `features.py`, plus one line in each transport.
 """
 
 from __future__ import annotations

@@ -57,7 +57,6 @@ class MicroBatcher(Generic[T, R]):
         # waits for company only while some are, so a lone photo never pays max_wait.
         self._incoming = incoming
         self._worker: asyncio.Task | None = None
-        self.batch_sizes: list[int] = []  # for metrics and tests: how well requests were gathered
         self._running_since: float | None = None  # when the batch now on the model thread started
 
     async def submit(self, item: T) -> R:
@@ -103,7 +102,6 @@ class MicroBatcher(Generic[T, R]):
                 await self._gather(batch)
                 live = [(item, future) for item, future in batch if not future.cancelled()]
                 if live:
-                    self.batch_sizes.append(len(live))
                     BATCH_SIZE.labels(self.name).observe(len(live))
                     await self._answer(live)
             except asyncio.CancelledError:  # `close`: the requests taken off the queue hear it too

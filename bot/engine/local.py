@@ -1,4 +1,4 @@
-"""The in-process transport: the engine's features behind micro-batchers that share one model thread.
+"""The in-process transport: the model features behind micro-batchers that share one model thread.
 
 The event loop never computes: each call waits in its feature's batcher, and
 batches run on the thread the models were loaded on (one thread, one OpenMP team).
@@ -25,7 +25,7 @@ from vision.intake.images import decode_cost
 from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, MoodRequest, TextRequest, TextVector
 from .batcher import MicroBatcher, model_thread, passing_thread
 from .budget import MemoryBudget
-from .engine import ModelEngine
+from .features import ModelFeatures
 
 ANSWER_MODEL_RETRY_S = 60.0  # after a failed load of the answer model, questions hear its error this long
 
@@ -35,7 +35,7 @@ class LocalModels:
 
     def __init__(
         self,
-        engine: ModelEngine,
+        features: ModelFeatures,
         *,
         max_batch: int = 16,
         max_wait: float = 0.005,
@@ -46,9 +46,9 @@ class LocalModels:
         decode_memory: int = 512 * 2**20,
         timeout: float = 120.0,
     ) -> None:
-        self.engine = engine
-        self.identity = engine.identity
-        self.limits = engine.limits
+        self.features = features
+        self.identity = features.identity
+        self.limits = features.limits
         # Pass the thread the models were loaded on: one thread, one OpenMP team (see `open_services`).
         self._thread = executor or model_thread("vision")
         self._options = dict(max_batch=max_batch, max_queue=max_queue, executor=self._thread)
@@ -79,7 +79,7 @@ class LocalModels:
             finally:
                 self._preparing -= 1
                 DECODE_QUEUE.dec()
-            return await self._run(self.engine.describe, prepared, incoming=lambda: self._preparing)
+            return await self._run(self.features.describe, prepared, incoming=lambda: self._preparing)
 
     async def _decode(self, request: DescribeRequest):
         """Decode within the memory budget. Even reading the header runs off the event loop (a PNG of
@@ -89,7 +89,7 @@ class LocalModels:
         cost = await loop.run_in_executor(self._decoders, decode_cost, request.data, self.limits)
         await self.decode_budget.acquire(cost)
         try:
-            decoding = loop.run_in_executor(self._decoders, self.engine.prepare, request)
+            decoding = loop.run_in_executor(self._decoders, self.features.prepare, request)
         except BaseException:
             self.decode_budget.release(cost)
             raise
@@ -102,24 +102,24 @@ class LocalModels:
         if cached is not None:
             self._text_vectors.move_to_end(request.text)
             return cached
-        vector = self._text_vectors[request.text] = await self._run(self.engine.embed_text, request)
+        vector = self._text_vectors[request.text] = await self._run(self.features.embed_text, request)
         if len(self._text_vectors) > self._text_cache:
             self._text_vectors.popitem(last=False)
         return vector
 
     # Each has its own prompt or labels, so batches gain nothing by waiting for company.
     async def classify(self, request: ClassifyRequest) -> LabelScores:
-        return await self._run(self.engine.classify, request, wait=False)
+        return await self._run(self.features.classify, request, wait=False)
 
     async def answer(self, request: AnswerRequest) -> Answer:
         await self._answer_model_ready()
-        return await self._run(self.engine.answer, request, wait=False)
+        return await self._run(self.features.answer, request, wait=False)
 
     async def _answer_model_ready(self) -> None:
         """Load the answer model beside the model thread on the first question: a download or a load of
         several GB must not hold everyone's photos, nor look like a hung model thread to the liveness check.
         A failed load is reported to the questions of the next minute, then tried again."""
-        answerer = self.engine.models.answerer
+        answerer = self.features.models.answerer
         if answerer.loaded:
             return
         loading = self._answer_loading
@@ -139,22 +139,17 @@ class LocalModels:
             self._answer_failed_at = time.monotonic()
 
     async def mood(self, request: MoodRequest) -> Answer:
-        return await self._run(self.engine.mood, request, wait=False)
+        return await self._run(self.features.mood, request, wait=False)
 
     async def forget_caches(self) -> None:
         """Drop every cached phrase and label set: a cache entry cannot say whose words it holds."""
         self._text_vectors.clear()
         async with self._deadline("forget_caches"):
-            await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.forget_caches)
+            await asyncio.get_running_loop().run_in_executor(self._thread, self.features.forget_caches)
 
     def cached_entries(self) -> int:
         """Search phrases and /tags label sets held in memory (for metrics and tests)."""
-        return len(self._text_vectors) + self.engine.cached_entries()
-
-    def batch_sizes(self, feature: str) -> list[int]:
-        """How well requests were gathered: every batch `feature` ran, in order (for metrics and tests)."""
-        batcher = self._batchers.get(feature)
-        return list(batcher.batch_sizes) if batcher else []
+        return len(self._text_vectors) + self.features.cached_entries()
 
     def stalled_for(self) -> float:
         """Seconds the batch now on the model thread has been running (0 when idle)."""

@@ -1,4 +1,4 @@
-"""The Ray Serve transport: the same engine behind a deployment, replicas spread over a cluster's GPUs and nodes.
+"""The Ray Serve transport: the same model features behind a deployment, replicas over a cluster's GPUs and nodes.
 
     clipchat vision-server --replicas 2 --gpus-per-replica 1     # on the Ray cluster's head node
     CLIPCHAT_INFERENCE=ray CLIPCHAT_RAY_ADDRESS=auto clipchat run  # every bot process
@@ -59,7 +59,7 @@ def deployment_class():
 
             from .batcher import model_thread
             from .budget import return_large_blocks_to_the_os
-            from .engine import ModelEngine
+            from .features import ModelFeatures
             from .local import LocalModels
 
             vision = VisionSettings(**settings)
@@ -76,7 +76,7 @@ def deployment_class():
                 allow_random_weights=vision.allow_random_weights,
             ).result()
             self.local = LocalModels(
-                ModelEngine.configured(models, vision),
+                ModelFeatures.configured(models, vision),
                 max_batch=max_batch,
                 max_wait=max_wait_s,
                 executor=thread,

@@ -54,11 +54,11 @@ async def check_database(settings: StorageSettings) -> Check:
     from alembic.script import ScriptDirectory
     from sqlalchemy.engine import make_url
 
-    from storage.database import alembic_config, make_engine
+    from storage.database import alembic_config, connect_database
 
     url = settings.url()
     shown = make_url(url).render_as_string(hide_password=True)
-    engine = make_engine(url, timeout=settings.database_timeout_s)
+    engine = connect_database(url, timeout=settings.database_timeout_s)
     try:
         async with engine.connect() as connection:
             current = await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
@@ -84,7 +84,7 @@ async def check_database(settings: StorageSettings) -> Check:
 
 def check_models(settings: VisionSettings) -> list[Check]:
     """The set as a whole, then each of its models: CLIP, language model, captioner, answer model."""
-    from vision.catalog.model_cache import NOT_DOWNLOADED, presence
+    from vision.catalog.hub import NOT_DOWNLOADED, presence
 
     try:
         model_set = settings.model_set()
@@ -105,12 +105,12 @@ def check_models(settings: VisionSettings) -> list[Check]:
 
 
 def _model_check(found) -> Check:
-    from vision.catalog import model_cache
+    from vision.catalog import hub
 
     name, shown = found.role, f"{found.reference}: "
-    if found.state == model_cache.ON_DISK:
-        return Check(name, OK, f"{shown}on disk ({model_cache.human_size(found.size)})")
-    if found.state == model_cache.NOTHING:
+    if found.state == hub.ON_DISK:
+        return Check(name, OK, f"{shown}on disk ({hub.human_size(found.size)})")
+    if found.state == hub.NOTHING:
         if name == "clip":  # random weights were allowed on purpose; still worth a line
             return Check(
                 name,
@@ -119,9 +119,9 @@ def _model_check(found) -> Check:
                 "unset CLIPCHAT_ALLOW_RANDOM_WEIGHTS unless this is a benchmark",
             )
         return Check(name, OK, f"{shown}{found.detail}")
-    if found.state == model_cache.NOT_DOWNLOADED:
+    if found.state == hub.NOT_DOWNLOADED:
         return Check(name, WARN, f"{shown}not downloaded yet ({found.detail})")  # the fix is on the set's line
-    if found.state == model_cache.MISSING:
+    if found.state == hub.MISSING:
         return Check(name, FAIL, f"{shown}{found.detail}", "fix the path in the model set or in its override")
     return Check(name, FAIL, found.detail)  # invalid: the message already names the setting to change
 

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from clipchat.errors import BadImage, ClipchatError, OperatorError
-from storage import StorageSettings, make_engine, make_sessionmaker, upgrade, write_with_retry
+from storage import StorageSettings, connect_database, make_sessionmaker, upgrade, write_with_retry
 from storage.database import unavailable
 from storage.reindex import (
     BEAT_S,
@@ -129,7 +129,7 @@ async def _main(
 ) -> Tally | None:
     model_set = vision_settings.model_set()
     identity = clip_identity(model_set.clip, model_set.clip_pretrained)  # cheap: no weights loaded
-    database = make_engine(url, timeout=db_timeout)
+    database = connect_database(url, timeout=db_timeout)
     try:
         await upgrade(database)
         sessions = make_sessionmaker(database)

@@ -3,7 +3,7 @@ CLIPCHAT_MAX_BATCH to give it.
 
 The models load as `clipchat run` loads them (`core/services`: the model set, device and dtype from the
 settings, loaded on the thread that runs them) and every photo takes the bot's own path: `LocalModels`
-(the decoding pool, the micro-batcher with CLIPCHAT_MAX_WAIT_MS) and `ModelEngine.describe` on the model
+(the decoding pool, the micro-batcher with CLIPCHAT_MAX_WAIT_MS) and `ModelFeatures.describe` on the model
 thread. Users are simulated as a closed loop: each of `concurrency` users sends their next photo when
 the last one is answered. The photos are made here, from a fixed seed so every run measures the same
 work: 1280x960 JPEGs at quality 85 (Telegram's largest photo size), each a different scene.
@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from clipchat.errors import InvalidConfig
+from clipchat.metrics import batches_run
 from vision.catalog.settings import VisionSettings
 
 from ..core.services import load_configured_models, serve_locally
@@ -144,10 +145,10 @@ async def _trial(serve, max_batch: int, photos: Sequence[bytes], clients: int) -
             latencies.append(time.perf_counter() - sent)
 
     try:
-        started = time.perf_counter()
+        before, started = batches_run("describe"), time.perf_counter()
         await asyncio.gather(*(user(photos[i::clients]) for i in range(clients)))
         wall = time.perf_counter() - started
-        sizes = models.batch_sizes("describe")
+        batches = batches_run("describe").since(before)
     finally:
         await models.close()
     return Sample(
@@ -156,7 +157,7 @@ async def _trial(serve, max_batch: int, photos: Sequence[bytes], clients: int) -
         len(photos) / wall,
         1000 * statistics.median(latencies),
         1000 * float(np.percentile(latencies, 95)),
-        sum(sizes) / len(sizes),
+        batches.mean,
     )
 
 

@@ -68,7 +68,7 @@ class DeviceIntake:
 
     def prepare(self, data: bytes) -> DeferredJpeg | torch.Tensor:
         """Any thread: a plain RGB JPEG within the limits, left for `decode`; any other photo decoded
-        and resized with Pillow here, as `ModelEngine.prepare` does (raising `BadImage` as it does)."""
+        and resized with Pillow here, as `ModelFeatures.prepare` does (raising `BadImage` as it does)."""
         screened = self.screen(data)
         if isinstance(screened, DeferredJpeg):
             return screened

@@ -85,11 +85,6 @@ def save_history(history: LossHistory, out_dir: Path) -> tuple[Path, Path]:
     return json_path, png_path
 
 
-def load_history(out_dir: Path) -> LossHistory | None:
-    path = out_dir / HISTORY
-    return LossHistory.from_dict(json.loads(path.read_text())) if path.is_file() else None
-
-
 def _plot(history: LossHistory, path: Path) -> None:
     # The Agg canvas, not pyplot: files only (no display on a training server), no global figure state or backend.
     from matplotlib.backends.backend_agg import FigureCanvasAgg

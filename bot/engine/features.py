@@ -1,4 +1,4 @@
-"""The model engine: every model feature, written once, as a batched call on the model thread.
+"""Every model feature, written once, as a batched call on the model thread (`ModelFeatures`).
 
 Each method takes a batch of requests and returns one result per request, in order.
 Only `prepare` may run on another thread (it decodes a photo with Pillow, which
@@ -7,7 +7,7 @@ releases the GIL); everything else runs on the one thread the models were loaded
 On a GPU the operator may turn on CUDA graphs (`CLIPCHAT_CUDA_GRAPHS`: greedy captions and
 CLIP's tower replayed at fixed batch sizes) and JPEG decoding on the device
 (`CLIPCHAT_JPEG_ON_DEVICE`: `prepare` then reads only the header, and `describe` decodes the
-batch); `ModelEngine.configured` reads both.
+batch); `ModelFeatures.configured` reads both.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, M
 log = logging.getLogger(__name__)
 
 
-class ModelEngine:
+class ModelFeatures:
     def __init__(
         self,
         models: VisionModels,
@@ -50,8 +50,8 @@ class ModelEngine:
         self.identity = models.encoder.identity
 
     @classmethod
-    def configured(cls, models: VisionModels, settings: VisionSettings) -> ModelEngine:
-        """The engine as the operator's settings ask; the GPU-only switches are logged and left off elsewhere
+    def configured(cls, models: VisionModels, settings: VisionSettings) -> ModelFeatures:
+        """The features as the operator's settings ask; the GPU-only switches are logged and left off elsewhere
         (on a CPU, padding to fixed batch sizes only costs time, and Pillow's draft decoding beats torchvision's)."""
         limits, on_gpu = settings.image_limits(), models.encoder.device.type == "cuda"
         decoding = intake = None
