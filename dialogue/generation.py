@@ -18,9 +18,10 @@ from vision.models.answer_model import AnswerModel
 from vision.models.language_model import Caption
 from vision.models.scoring import rerank
 
-from .conversation import Answer, AnswerOptions, Conversation
+from .conversation import Answer, AnswerOptions, Conversation, DialogueModels
 from .grounded import COLOURS
 from .prompts import chat_prompt, plain_prompt
+from .routing import RouteKind
 
 ROLE = re.compile(r"\b(?:User|Assistant|Photo|Tags|Caption|System)\s*:", re.IGNORECASE)
 LOOP = re.compile(r"\b(\w+)(?:\W+\1\b){2,}", re.IGNORECASE)  # the same word three times running
@@ -74,7 +75,7 @@ def sample_answers(model: AnswerModel, prompt: str, options: AnswerOptions, max_
     return answers
 
 
-def contradiction(models, image: torch.Tensor, text: str) -> str | None:
+def contradiction(models: DialogueModels, image: torch.Tensor, text: str) -> str | None:
     """The first term in `text` that CLIP finds wrong for the photo, if any.
 
     Each mentioned colour or vocabulary label is swapped for its alternatives; if
@@ -93,7 +94,7 @@ def contradiction(models, image: torch.Tensor, text: str) -> str | None:
 
 
 def answer_open(
-    models, conversation: Conversation, question: str, image: torch.Tensor, options: AnswerOptions
+    models: DialogueModels, conversation: Conversation, question: str, image: torch.Tensor, options: AnswerOptions
 ) -> Answer:
     model = models.answerer.get()
     window = min(model.window, options.context_window or model.window)
@@ -107,6 +108,6 @@ def answer_open(
             "I'm not sure how to answer that from the photo. What I can see is: {caption}",
             caption=conversation.image.caption,
         )
-        return Answer(english(said), "open", 0.0, {"refused": refused}, said)
+        return Answer(english(said), RouteKind.OPEN, 0.0, {"refused": refused}, said)
     best, score = rerank(models.encoder, image, kept)[0]
-    return Answer(best.text, "open", score, {"refused": refused, "candidates": len(candidates)})
+    return Answer(best.text, RouteKind.OPEN, score, {"refused": refused, "candidates": len(candidates)})

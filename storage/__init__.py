@@ -31,11 +31,14 @@ from .lifecycle import (
     statistics,
 )
 from .models import (
+    AccessStatus,
     Base,
     Chat,
     ChatSettings,
     ImageRecord,
     Turn,
+    UsageKind,
+    UsageScope,
     User,
     UserSettings,
     decode_embeddings,
@@ -57,6 +60,7 @@ from .usage import (
 __all__ = [
     "SWITCHES",
     "AccessList",
+    "AccessStatus",
     "Base",
     "Chat",
     "ChatSettings",
@@ -67,6 +71,8 @@ __all__ = [
     "StorageSettings",
     "Switches",
     "Turn",
+    "UsageKind",
+    "UsageScope",
     "User",
     "UserSettings",
     "access_of",

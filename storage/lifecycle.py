@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from clipchat.kinds import ChatKind
+
 from .models import (
     Chat,
     ChatSettings,
@@ -17,6 +19,7 @@ from .models import (
     ReindexRun,
     Turn,
     Usage,
+    UsageScope,
     User,
     UserAccess,
     UserSettings,
@@ -40,7 +43,7 @@ async def purge_older_than(session: AsyncSession, age: timedelta, now: datetime 
 
 
 def _private_chat(user_id: int):
-    return (Chat.id == user_id) & (Chat.kind == "private")
+    return (Chat.id == user_id) & (Chat.kind == ChatKind.PRIVATE)
 
 
 # Where every table mentions a person (or the group or channel identity they write as), as a filter.
@@ -58,7 +61,7 @@ USER_ROWS: dict[str, Callable[[int], ColumnElement[bool]]] = {
     "pending_updates": lambda user_id: PendingUpdate.user_key == user_id,
     "reindex_runs": lambda user_id: ReindexRun.chat_id == user_id,  # a run on one private chat names its user
     "user_access": lambda user_id: UserAccess.user_id == user_id,
-    "usage": lambda user_id: (Usage.subject_id == user_id) & (Usage.scope == "user"),
+    "usage": lambda user_id: (Usage.subject_id == user_id) & (Usage.scope == UsageScope.USER),
 }
 # What /forget keeps on purpose, and why: without these, /forget would lift a ban or refill today's budget.
 KEPT_AFTER_FORGET = {

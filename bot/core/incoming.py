@@ -6,11 +6,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from clipchat.kinds import ChatKind, MediaKind
+
 
 @dataclass(frozen=True)
 class Where:
     chat_id: int
-    chat_kind: str  # private, group, supergroup or channel
+    chat_kind: ChatKind
     user_id: int | None  # None for channel posts
     language: str | None = None  # the sender's Telegram language_code ("ru", "zh-hans"); None: not known
 
@@ -20,7 +22,7 @@ class PhotoFile:
     message_id: int
     file_id: str
     file_unique_id: str
-    media_kind: str = "photo"  # or "document"
+    media_kind: MediaKind = MediaKind.PHOTO
     media_group_id: str | None = None
 
 
