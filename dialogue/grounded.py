@@ -135,7 +135,7 @@ def _best(models: DialogueModels, image: torch.Tensor, labels: list[str]) -> lis
 
 
 def answer_colour(models: DialogueModels, image: torch.Tensor, subject: str | None) -> Answer:
-    colours = candidate_labels(models, "colour")
+    colours = candidate_labels(models, "colour") or COLOURS
     labels = [f"{c} {subject}" if subject else c for c in colours]
     ranked = _best(models, image, labels)
     colour = colours[labels.index(ranked[0].label)]

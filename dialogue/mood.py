@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from clipchat.i18n import english, say, word
+from clipchat.i18n import Said, english, say, word
 from vision.models.encoder import ClipEncoder
 from vision.models.tagger import zero_shot_weights
 
@@ -52,19 +52,19 @@ class Mood:
 def photo_mood(encoder: ClipEncoder, image: torch.Tensor) -> Mood:
     probs = (encoder.logit_scale * zero_shot_weights(encoder, MOODS, _PHOTO_TEMPLATES) @ image.float()).softmax(-1)
     scores = dict(zip(MOODS, probs.tolist()))
-    return Mood(max(scores, key=scores.get), scores)
+    return Mood(max(scores, key=scores.__getitem__), scores)
 
 
 def text_sentiment(encoder: ClipEncoder, text: str) -> Mood:
     vector = encoder.embed_texts([text])[0]
     probs = (encoder.logit_scale * zero_shot_weights(encoder, SENTIMENTS, _TEXT_TEMPLATES) @ vector).softmax(-1)
     scores = dict(zip(SENTIMENTS, probs.tolist()))
-    return Mood(max(scores, key=scores.get), scores)
+    return Mood(max(scores, key=scores.__getitem__), scores)
 
 
 def answer_mood(encoder: ClipEncoder, image: torch.Tensor, user_text: str | None = None) -> Answer:
     mood = photo_mood(encoder, image)
-    said = say("The photo feels {mood}.", mood=MOOD_NAMES[mood.label])
+    said: Said = say("The photo feels {mood}.", mood=MOOD_NAMES[mood.label])
     details = {"photo": mood.scores}
     if user_text:
         sentiment = text_sentiment(encoder, user_text)

@@ -10,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipchat.facts import PhotoFacts
 from clipchat.kinds import ChatKind, MediaKind, Role
 
-from .models import Chat, ImageRecord, Turn, User, encode_embedding, encode_tags, utcnow
+from .database import changed_rows
+from .models import Base, Chat, ImageRecord, Turn, User, encode_embedding, encode_tags, utcnow
 
 
 @dataclass(frozen=True)
@@ -40,13 +42,12 @@ async def ensure_user(session: AsyncSession, user_id: int) -> None:
     await _insert_if_missing(session, User, id=user_id, first_seen=utcnow())
 
 
-async def _insert_if_missing(session: AsyncSession, model, **values) -> None:
+async def _insert_if_missing(session: AsyncSession, model: type[Base], **values: object) -> None:
     """INSERT ... ON CONFLICT DO NOTHING: everyone's first message in a new group races to create it."""
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(postgresql.insert(model).values(**values).on_conflict_do_nothing())
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    await session.execute(insert(model).values(**values).on_conflict_do_nothing())
+        await session.execute(sqlite.insert(model).values(**values).on_conflict_do_nothing())
 
 
 async def save_image(session: AsyncSession, image: NewImage, chat_kind: ChatKind = ChatKind.PRIVATE) -> ImageRecord:
@@ -147,4 +148,4 @@ async def image_under_discussion(
 async def reset_thread(session: AsyncSession, chat_id: int, user_id: int) -> int:
     """Forget this user's conversation in this chat (their photos stay); returns turns removed."""
     result = await session.execute(delete(Turn).where(Turn.chat_id == chat_id, Turn.user_id == user_id))
-    return result.rowcount or 0
+    return changed_rows(result)

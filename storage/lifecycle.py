@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from clipchat.kinds import ChatKind
 
+from .database import changed_rows
 from .models import (
     Chat,
     ChatSettings,
@@ -39,10 +40,10 @@ async def purge_older_than(session: AsyncSession, age: timedelta, now: datetime 
     cutoff = (now or datetime.now(UTC)) - age
     turns = await session.execute(delete(Turn).where(Turn.created_at < cutoff))
     images = await session.execute(delete(ImageRecord).where(ImageRecord.created_at < cutoff))
-    return Removed(turns=turns.rowcount or 0, images=images.rowcount or 0)
+    return Removed(turns=changed_rows(turns), images=changed_rows(images))
 
 
-def _private_chat(user_id: int):
+def _private_chat(user_id: int) -> ColumnElement[bool]:
     return (Chat.id == user_id) & (Chat.kind == ChatKind.PRIVATE)
 
 
@@ -114,10 +115,10 @@ async def forget_user(
     await session.execute(delete(Usage).where(USER_ROWS["usage"](user_id), Usage.day < today))
     users = await session.execute(delete(User).where(USER_ROWS["users"](user_id)))
     return Removed(
-        turns=turns.rowcount or 0,
-        images=images.rowcount or 0,
-        settings=(settings.rowcount or 0) + (private.rowcount or 0),
-        users=users.rowcount or 0,
+        turns=changed_rows(turns),
+        images=changed_rows(images),
+        settings=changed_rows(settings) + changed_rows(private),
+        users=changed_rows(users),
     )
 
 
@@ -125,7 +126,7 @@ async def rows_about_user(session: AsyncSession, user_id: int) -> dict[str, int]
     """How many rows of each table still mention the user: none after `forget_user` (once the
     updates that were running have finished), but for the tables /forget keeps on purpose."""
     return {
-        name: await session.scalar(select(func.count()).select_from(TABLES[name]).where(where(user_id)))
+        name: await session.scalar(select(func.count()).select_from(TABLES[name]).where(where(user_id))) or 0
         for name, where in USER_ROWS.items()
         if name not in KEPT_AFTER_FORGET
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
@@ -83,7 +84,7 @@ def decode_embeddings(blobs: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1).astype(np.float32)
 
 
-def encode_tags(tags: tuple[Tag, ...]) -> list[dict]:
+def encode_tags(tags: tuple[Tag, ...]) -> list[dict[str, Any]]:
     return [
         {"label": tag.label, "score": round(tag.score, 4)} | ({"section": tag.section} if tag.section else {})
         for tag in tags
@@ -128,7 +129,7 @@ class UserSettings(Base):
     __tablename__ = "user_settings"
 
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
-    preferences: Mapped[dict] = mapped_column(JSON, default=dict)
+    preferences: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class ImageRecord(Base):
@@ -151,7 +152,7 @@ class ImageRecord(Base):
         as_string(MediaKind, 16), default=MediaKind.PHOTO, server_default=MediaKind.PHOTO.value
     )
     caption: Mapped[str] = mapped_column(Text, default="")
-    tags: Mapped[list] = mapped_column(JSON, default=list)  # [{"label": str, "score": float}, ...]
+    tags: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{"label": str, "score": float}, ...]
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float16, L2-normalised
     embedding_model: Mapped[str] = mapped_column(String(200))  # vectors of different models never meet
     # Telegram no longer had the file when `clipchat db reindex` asked for it: it cannot be re-embedded

@@ -16,6 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from .database import changed_rows
 from .models import AccessStatus, Usage, UsageKind, UsageScope, UserAccess, utcnow
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class AccessList:
         self.refresh_s = refresh_s
         self._status: dict[int, AccessStatus] = {}
         self._read_at: float | None = None
-        self._reading: asyncio.Task | None = None
+        self._reading: asyncio.Task[None] | None = None
 
     async def refresh(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         async with sessions() as session:
@@ -71,7 +72,7 @@ class AccessList:
             await asyncio.gather(self._reading, return_exceptions=True)
 
 
-def _log_failure(task: asyncio.Task) -> None:
+def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:  # the old list stays; the next check tries again
         log.warning("could not read the operators' allow/ban list: %s", task.exception())
 
@@ -90,14 +91,15 @@ async def set_access(session: AsyncSession, user_id: int, status: AccessStatus |
 async def use(session: AsyncSession, scope: UsageScope, subject_id: int, day: date, kind: UsageKind) -> int:
     """Count one use; returns the day's count, this one included. Raises ValueError for an unknown scope or kind."""
     scope, kind = UsageScope(scope), UsageKind(kind)
-    dialect = {"sqlite": sqlite, "postgresql": postgresql}[session.bind.dialect.name]
+    dialect = {"sqlite": sqlite, "postgresql": postgresql}[session.get_bind().dialect.name]
     statement = dialect.insert(Usage).values(
         scope=scope, subject_id=subject_id, day=day, kind=kind, count=1, told=False
     )
     statement = statement.on_conflict_do_update(
         index_elements=["scope", "subject_id", "day", "kind"], set_={"count": Usage.count + 1}
     ).returning(Usage.count)
-    return (await session.execute(statement)).scalar_one()
+    count: int = (await session.execute(statement)).scalar_one()
+    return count
 
 
 async def first_to_tell(session: AsyncSession, scope: UsageScope, subject_id: int, day: date, kind: UsageKind) -> bool:
@@ -113,7 +115,7 @@ async def first_to_tell(session: AsyncSession, scope: UsageScope, subject_id: in
         )
         .values(told=True)
     )
-    return told.rowcount == 1
+    return changed_rows(told) == 1
 
 
 async def usage_on(session: AsyncSession, scope: UsageScope, subject_id: int, day: date) -> dict[UsageKind, int]:
@@ -139,4 +141,4 @@ async def busiest(
 
 async def purge_usage_before(session: AsyncSession, day: date) -> int:
     """Forget the counts of days before `day` (budgets are daily: nothing reads them again)."""
-    return (await session.execute(delete(Usage).where(Usage.day < day))).rowcount or 0
+    return changed_rows(await session.execute(delete(Usage).where(Usage.day < day)))

@@ -6,6 +6,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ class ClipEncoder:
         dtype: torch.dtype,
         batch_size: int = 64,
     ) -> None:
-        self.model = model.eval()
+        self.model: Any = model.eval()  # open_clip's CLIP, untyped: its towers and logit_scale are read by name
         self.preprocess = preprocess
         self._preprocess_halves = _split_preprocess(preprocess)  # (Pillow steps, tensor steps)
         self.tokenizer = tokenizer
