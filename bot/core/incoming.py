@@ -16,6 +16,14 @@ class Where:
     user_id: int | None  # None for channel posts
     language: str | None = None  # the sender's Telegram language_code ("ru", "zh-hans"); None: not known
 
+    @property
+    def thread_user(self) -> int:
+        """Whose conversation this is: the person, or the chat they write as. Only a channel's own post has
+        no one, and the bot keeps no conversation with a channel."""
+        if self.user_id is None:
+            raise ValueError(f"chat {self.chat_id}: a channel's own post has no conversation")
+        return self.user_id
+
 
 @dataclass(frozen=True)
 class PhotoFile:

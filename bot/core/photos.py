@@ -99,14 +99,14 @@ async def on_album(
     where: Where,
     words: str,
     addressed: bool,
-    results: Sequence[tuple[PhotoFile, PhotoFacts | BaseException | None]],
+    looked_at: Sequence[tuple[PhotoFile, PhotoFacts | BaseException | None]],
     chat: Chat,
 ) -> None:
     """One reply for an album, a line per photo; each photo's own failure gets its own line. Photos the
     group keeps no record of (None), and budget refusals already told today, get none."""
-    results = [
+    results: list[tuple[PhotoFile, PhotoFacts | BaseException]] = [
         (photo, result)
-        for photo, result in results
+        for photo, result in looked_at
         if result is not None and not (isinstance(result, quotas.OverBudget) and not result.user_message)
     ]
     if not results:
@@ -116,7 +116,8 @@ async def on_album(
         return
     language = await records.language(services, where)
     _ = translator(language)
-    lines, good = [], []
+    lines: list[str] = []
+    good: list[tuple[PhotoFile, PhotoFacts]] = []
     for number, (photo, result) in enumerate(results, 1):
         if isinstance(result, UserError):
             lines.append(f"{number}. {result.said_in(language)}")
@@ -195,11 +196,11 @@ async def add_exchange(
     session: AsyncSession, where: Where, said: str, reply: str, image_id: int | None, reply_message_id: int | None
 ) -> None:
     """The user's turn and the bot's answer to it."""
-    await add_turn(session, where.chat_id, where.user_id, Role.USER, said, image_id, where.chat_kind)
+    await add_turn(session, where.chat_id, where.thread_user, Role.USER, said, image_id, where.chat_kind)
     await add_turn(
         session,
         where.chat_id,
-        where.user_id,
+        where.thread_user,
         Role.ASSISTANT,
         reply,
         image_id,
@@ -210,7 +211,7 @@ async def add_exchange(
 
 async def _conversation(services: Services, where: Where, facts: PhotoFacts) -> Conversation:
     async with services.reading() as session:
-        turns = await recent_turns(session, where.chat_id, where.user_id, limit=CONTEXT_TURNS)
+        turns = await recent_turns(session, where.chat_id, where.thread_user, limit=CONTEXT_TURNS)
     return Conversation(image=facts, turns=tuple((turn.role, turn.text) for turn in turns))
 
 

@@ -50,8 +50,8 @@ async def thread(
 ) -> tuple[ImageRecord | None, Conversation]:
     """The photo under discussion and the recent turns of this user in this chat."""
     async with services.reading() as session:
-        image = await image_under_discussion(session, where.chat_id, where.user_id, reply_to)
-        turns = await recent_turns(session, where.chat_id, where.user_id, limit=CONTEXT_TURNS)
+        image = await image_under_discussion(session, where.chat_id, where.thread_user, reply_to)
+        turns = await recent_turns(session, where.chat_id, where.thread_user, limit=CONTEXT_TURNS)
     return image, Conversation(
         image=image.facts() if image else None, turns=tuple((turn.role, turn.text) for turn in turns)
     )
@@ -76,18 +76,18 @@ async def on_question(services: Services, where: Where, question: str, reply_to:
 
 
 async def caption(services: Services, where: Where, reply_to: int | None) -> str:
-    image, conversation = await thread(services, where, reply_to)
+    _image, conversation = await thread(services, where, reply_to)
     language = await records.language(services, where)
-    if image is None:
+    if conversation.image is None:
         return translator(language)(NO_PHOTO)
     return text.noting_model_language(text.describe(conversation.image, language=language), language)
 
 
 async def tags(services: Services, where: Where, labels_text: str, reply_to: int | None) -> str:
     """The photo's stored tags, or with labels given, how well each label fits it."""
-    image, conversation = await thread(services, where, reply_to)
+    _image, conversation = await thread(services, where, reply_to)
     language = await records.language(services, where)
-    if image is None:
+    if conversation.image is None:
         return translator(language)(NO_PHOTO)
     found = conversation.image.tags
     if labels_text.strip():
@@ -120,9 +120,9 @@ def _label_refusal(labels: list[str], most: int, longest: int, language: str) ->
 
 
 async def mood(services: Services, where: Where, reply_to: int | None) -> str:
-    image, conversation = await thread(services, where, reply_to)
+    _image, conversation = await thread(services, where, reply_to)
     language = await records.language(services, where)
-    if image is None:
+    if conversation.image is None:
         return translator(language)(NO_PHOTO)
     await quotas.spend(services, where, UsageKind.QUESTIONS)
     answer: Answer = await services.models.mood(MoodRequest(conversation.image.embedding))
