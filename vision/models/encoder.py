@@ -6,7 +6,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -19,6 +19,19 @@ from ..catalog.model_sets import HF_HUB, LOCAL_DIR
 from ..fast.graphs import static_image_features
 
 log = logging.getLogger(__name__)
+
+
+class TextEncoder(Protocol):
+    """What compares words with a photo in CLIP's space: reranking, guided decoding and the dialogue's checks
+    need no more. `ClipEncoder` is one."""
+
+    @property
+    def identity(self) -> str: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def logit_scale(self) -> float: ...
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor: ...
 
 
 class ClipEncoder:

@@ -64,8 +64,7 @@ def load_language_model(
             f"Could not load language model {ref}: {str(error).rstrip('.')}. If this machine is "
             "offline, run `clipchat prefetch` where it can reach the Hugging Face Hub."
         ) from error
-    model.to(device)  # in place, as for any torch module
-    return model.eval(), tokenizer
+    return model.to(device).eval(), tokenizer
 
 
 def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
