@@ -16,7 +16,8 @@ Everything else is a bug and goes to the bot's one error handler with its traceb
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from .i18n import N_, translator
 
@@ -42,13 +43,13 @@ class ClipchatError(Exception):
         """`user_message` in the reader's language."""
         return translator(language)(self.message_id, **self.params)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Callable[..., ClipchatError], tuple[type[ClipchatError], dict[str, Any]]]:
         # Subclasses take other arguments than `args`: rebuild from the attributes, so errors
         # cross process boundaries (Ray Serve replicas) intact.
         return _rebuild, (type(self), self.__dict__)
 
 
-def _rebuild(cls: type[ClipchatError], state: dict) -> ClipchatError:
+def _rebuild(cls: type[ClipchatError], state: dict[str, Any]) -> ClipchatError:
     error = cls.__new__(cls)
     Exception.__init__(error, state.get("detail", ""))
     error.__dict__.update(state)

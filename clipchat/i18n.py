@@ -108,7 +108,7 @@ def word(context: str, msgid: str, /, **params: Any) -> Phrase:
     return Phrase(msgid, tuple(params.items()), context)
 
 
-Said = str | Phrase | tuple  # a tuple: parts said one after another
+Said = str | Phrase | tuple["Said", ...]  # a tuple: parts said one after another
 
 
 class Translator:

@@ -8,16 +8,19 @@ This package never imports `telegram`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+from clipchat.facts import PhotoFacts
 from clipchat.i18n import N_, say
 
-from .conversation import Answer, AnswerOptions, Conversation
+from .conversation import Answer, AnswerOptions, Conversation, DialogueModels
 from .describe import answer_describe
 from .generation import answer_open, build_prompt, clean, contradiction
 from .grounded import answer_colour, answer_count, answer_identify, answer_presence
 from .mood import answer_mood, photo_mood, text_sentiment
-from .routing import Route, route_question
+from .routing import Route, RouteKind, route_question
 
 MAX_QUESTION_CHARS = 2000
 NEEDS_PHOTO = N_(
@@ -28,8 +31,29 @@ SEE_AGAIN = N_(
     "My eyes have been upgraded since you sent that photo, so I need to see it again. Could you send it once more?"
 )
 
+# A route's answer from what CLIP sees, or None: the language model answers instead (answer_open).
+RouteHandler = Callable[[DialogueModels, Route, PhotoFacts, torch.Tensor], Answer | None]
+ROUTES: dict[RouteKind, RouteHandler] = {
+    # "what is this?": the caption and tags already say it
+    RouteKind.DESCRIBE: lambda models, route, facts, image: answer_describe(facts),
+    RouteKind.COLOUR: lambda models, route, facts, image: answer_colour(models, image, route.subject),
+    RouteKind.PRESENCE: lambda models, route, facts, image: (
+        answer_presence(models, image, route.subject) if route.subject else None
+    ),
+    RouteKind.IDENTIFY: lambda models, route, facts, image: (
+        answer_identify(models, image, route.subject) if route.subject else None
+    ),
+    RouteKind.COUNT: lambda models, route, facts, image: (
+        answer_count(models, image, route.subject) if route.subject else None
+    ),
+    RouteKind.MOOD: lambda models, route, facts, image: answer_mood(models.encoder, image),
+    RouteKind.OPEN: lambda models, route, facts, image: None,
+}
 
-def answer(models, conversation: Conversation, question: str, options: AnswerOptions = AnswerOptions()) -> Answer:
+
+def answer(
+    models: DialogueModels, conversation: Conversation, question: str, options: AnswerOptions = AnswerOptions()
+) -> Answer:
     """Answer `question` about the conversation's photo, by looking where CLIP can, else with GPT-2."""
     question = " ".join(question.split())[:MAX_QUESTION_CHARS]
     if conversation.image is None:
@@ -38,28 +62,18 @@ def answer(models, conversation: Conversation, question: str, options: AnswerOpt
         return Answer(SEE_AGAIN, "needs_photo", said=say(SEE_AGAIN))
     image = torch.as_tensor(conversation.image.embedding, dtype=torch.float32, device=models.encoder.device)
     route = route_question(question)
-    if route.kind == "describe":  # "what is this?": the caption and tags already say it
-        return answer_describe(conversation.image)
-    if route.kind == "colour":
-        return answer_colour(models, image, route.subject)
-    if route.kind == "presence" and route.subject:
-        return answer_presence(models, image, route.subject)
-    if route.kind == "identify":
-        identified = answer_identify(models, image, route.subject)
-        if identified is not None:
-            return identified
-    if route.kind == "count" and route.subject:
-        return answer_count(models, image, route.subject)
-    if route.kind == "mood":
-        return answer_mood(models.encoder, image)
-    return answer_open(models, conversation, question, image, options)
+    looked = ROUTES[route.kind](models, route, conversation.image, image)
+    return looked if looked is not None else answer_open(models, conversation, question, image, options)
 
 
 __all__ = [
+    "ROUTES",
     "Answer",
     "AnswerOptions",
     "Conversation",
+    "DialogueModels",
     "Route",
+    "RouteKind",
     "answer",
     "answer_colour",
     "answer_count",

@@ -1,32 +1,50 @@
-"""What an answer is built from: the photo under discussion and the recent turns."""
+"""What an answer is built from: the photo under discussion, the recent turns, and the models that look."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 from clipchat.facts import PhotoFacts
 from clipchat.i18n import Said
+from clipchat.kinds import Role
+from vision.models.answer_model import LazyAnswerModel
+from vision.models.encoder import ClipEncoder
+from vision.models.tagger import ZeroShotTagger
+
+from .routing import RouteKind
+
+
+class DialogueModels(Protocol):
+    """What the dialogue looks with: `vision.VisionModels` is one."""
+
+    @property
+    def encoder(self) -> ClipEncoder: ...
+    @property
+    def tagger(self) -> ZeroShotTagger: ...
+    @property
+    def answerer(self) -> LazyAnswerModel: ...
 
 
 @dataclass(frozen=True)
 class Conversation:
     image: PhotoFacts | None
-    turns: tuple[tuple[str, str], ...] = ()  # (role, text), oldest first; role is "user" or "assistant"
+    turns: tuple[tuple[Role, str], ...] = ()  # (role, text), oldest first
 
 
 @dataclass(frozen=True)
 class Answer:
     text: str
-    route: str  # which path answered: colour, presence, identify, count, mood, describe, open, needs_photo
+    route: RouteKind | Literal["needs_photo"]  # which path answered; needs_photo: none could, without the photo
     confidence: float = 1.0
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
     said: Said | None = None  # the answer as a phrase the core says in the reader's language; None: `text` as is
 
     @property
     def quotes_models(self) -> bool:
         """The answer holds the models' own words (a caption, labels, generated text), which stay in their
         language whatever the reader's."""
-        return self.route in ("describe", "open", "presence", "identify")
+        return self.route in (RouteKind.DESCRIBE, RouteKind.OPEN, RouteKind.PRESENCE, RouteKind.IDENTIFY)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from clipchat.facts import PhotoFacts
 from clipchat.i18n import Said, english, say, translator
 
 from .conversation import Answer
+from .routing import RouteKind
 
 
 def sentence(caption: str) -> str:
@@ -42,7 +43,7 @@ def describe(facts: PhotoFacts, tags: int = 5, language: str | None = None) -> s
 
 def answer_describe(facts: PhotoFacts) -> Answer:
     said = described(facts)
-    return Answer(english(said), "describe", 1.0, {"caption": facts.caption, "tags": facts.labels[:5]}, said)
+    return Answer(english(said), RouteKind.DESCRIBE, 1.0, {"caption": facts.caption, "tags": facts.labels[:5]}, said)
 
 
 def _hashtag(label: str) -> str:

@@ -10,24 +10,30 @@ likelihood, whichever model wrote them.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, cast
 
 import torch
 
 from clipchat.i18n import english, say
 from vision.models.answer_model import AnswerModel
-from vision.models.language_model import Caption
+from vision.models.language_model import Caption, LanguageModel
 from vision.models.scoring import rerank
 
-from .conversation import Answer, AnswerOptions, Conversation
+from .conversation import Answer, AnswerOptions, Conversation, DialogueModels
 from .grounded import COLOURS
-from .prompts import chat_prompt, plain_prompt
+from .prompts import chat_prompt, decoded, photo_of, plain_prompt
+from .routing import RouteKind
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+    from transformers.generation import GenerateDecoderOnlyOutput
 
 ROLE = re.compile(r"\b(?:User|Assistant|Photo|Tags|Caption|System)\s*:", re.IGNORECASE)
 LOOP = re.compile(r"\b(\w+)(?:\W+\1\b){2,}", re.IGNORECASE)  # the same word three times running
 MIN_ANSWER_TOKENS = 16  # the prompt always leaves at least this much of the window for the answer
 
 
-def build_prompt(tokenizer, conversation: Conversation, question: str, budget: int) -> str:
+def build_prompt(tokenizer: PreTrainedTokenizerBase, conversation: Conversation, question: str, budget: int) -> str:
     """The longest prompt within `budget` tokens: the chat template when the tokenizer has one."""
     if getattr(tokenizer, "chat_template", None):
         return chat_prompt(tokenizer, conversation, question, budget)
@@ -45,36 +51,41 @@ def clean(text: str) -> str:
 
 @torch.inference_mode()
 def sample_answers(model: AnswerModel, prompt: str, options: AnswerOptions, max_tokens: int) -> list[Caption]:
-    lm, tokenizer = model.lm, model.tokenizer
-    device = next(lm.parameters()).device
+    lm = cast(LanguageModel, model.lm)  # an answer model's module is a transformers causal LM
+    tokenizer = model.tokenizer
+    device = next(model.lm.parameters()).device
     # A chat template already holds its special tokens; a plain prompt gets what the tokenizer adds.
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=not model.chat).input_ids.to(device)
-    out = lm.generate(
-        ids,
-        attention_mask=torch.ones_like(ids),
-        do_sample=True,
-        top_p=0.9,
-        temperature=0.8,
-        num_return_sequences=options.candidates,
-        max_new_tokens=max_tokens,
-        no_repeat_ngram_size=3,
-        repetition_penalty=1.2,
-        eos_token_id=model.stop_ids,
-        pad_token_id=model.pad_id,
-        return_dict_in_generate=True,
-        output_scores=True,
+    out = cast(  # return_dict_in_generate: an output object, not the bare ids
+        "GenerateDecoderOnlyOutput",
+        lm.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=True,
+            top_p=0.9,
+            temperature=0.8,
+            num_return_sequences=options.candidates,
+            max_new_tokens=max_tokens,
+            no_repeat_ngram_size=3,
+            repetition_penalty=1.2,
+            eos_token_id=model.stop_ids,
+            pad_token_id=model.pad_id,
+            return_dict_in_generate=True,
+            output_scores=True,
+        ),
     )
+    assert out.scores is not None  # output_scores=True
     scores = lm.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
     answers = []
     for row, row_scores in zip(out.sequences[:, ids.shape[1] :], scores):
-        text = clean(tokenizer.decode(row, skip_special_tokens=True))
+        text = clean(decoded(tokenizer, row.tolist(), skip_special_tokens=True))
         finite = row_scores[torch.isfinite(row_scores)]
         if text and not LOOP.search(text):
             answers.append(Caption(text, tuple(row.tolist()), float(finite.mean()) if len(finite) else 0.0))
     return answers
 
 
-def contradiction(models, image: torch.Tensor, text: str) -> str | None:
+def contradiction(models: DialogueModels, image: torch.Tensor, text: str) -> str | None:
     """The first term in `text` that CLIP finds wrong for the photo, if any.
 
     Each mentioned colour or vocabulary label is swapped for its alternatives; if
@@ -93,8 +104,9 @@ def contradiction(models, image: torch.Tensor, text: str) -> str | None:
 
 
 def answer_open(
-    models, conversation: Conversation, question: str, image: torch.Tensor, options: AnswerOptions
+    models: DialogueModels, conversation: Conversation, question: str, image: torch.Tensor, options: AnswerOptions
 ) -> Answer:
+    image_facts = photo_of(conversation)
     model = models.answerer.get()
     window = min(model.window, options.context_window or model.window)
     prompt = build_prompt(model.tokenizer, conversation, question, window - MIN_ANSWER_TOKENS)
@@ -105,8 +117,8 @@ def answer_open(
     if not kept:
         said = say(
             "I'm not sure how to answer that from the photo. What I can see is: {caption}",
-            caption=conversation.image.caption,
+            caption=image_facts.caption,
         )
-        return Answer(english(said), "open", 0.0, {"refused": refused}, said)
+        return Answer(english(said), RouteKind.OPEN, 0.0, {"refused": refused}, said)
     best, score = rerank(models.encoder, image, kept)[0]
-    return Answer(best.text, "open", score, {"refused": refused, "candidates": len(candidates)})
+    return Answer(best.text, RouteKind.OPEN, score, {"refused": refused, "candidates": len(candidates)})

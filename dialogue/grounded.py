@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import torch
 
+from clipchat.facts import Tag
 from clipchat.i18n import Phrase, english, say, word
 
-from .conversation import Answer
+from .conversation import Answer, DialogueModels
+from .routing import RouteKind
 
 COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "gray")
 CATEGORIES = {
@@ -115,7 +117,7 @@ NUMBER_NAMES = {
 }
 
 
-def candidate_labels(models, category: str) -> tuple[str, ...] | None:
+def candidate_labels(models: DialogueModels, category: str) -> tuple[str, ...] | None:
     """The model set's own vocabulary section for `category`, if it has one, else a built-in list."""
     names = {category, category + "s", "color" if category == "colour" else category}
     for name, labels in models.tagger.vocabulary.sections:
@@ -128,12 +130,12 @@ def candidate_labels(models, category: str) -> tuple[str, ...] | None:
     return CATEGORIES.get(category)
 
 
-def _best(models, image: torch.Tensor, labels: list[str]):
+def _best(models: DialogueModels, image: torch.Tensor, labels: list[str]) -> list[Tag]:
     return models.tagger.classify(image[None], labels)[0]
 
 
-def answer_colour(models, image: torch.Tensor, subject: str | None) -> Answer:
-    colours = candidate_labels(models, "colour")
+def answer_colour(models: DialogueModels, image: torch.Tensor, subject: str | None) -> Answer:
+    colours = candidate_labels(models, "colour") or COLOURS
     labels = [f"{c} {subject}" if subject else c for c in colours]
     ranked = _best(models, image, labels)
     colour = colours[labels.index(ranked[0].label)]
@@ -147,10 +149,10 @@ def answer_colour(models, image: torch.Tensor, subject: str | None) -> Answer:
         said = say("The {subject} is probably {colour}, but I'm not sure.", subject=subject, colour=name)
     else:
         said = say("It's probably {colour}, but I'm not sure.", colour=name)
-    return Answer(english(said), "colour", ranked[0].score, {"colour": colour}, said)
+    return Answer(english(said), RouteKind.COLOUR, ranked[0].score, {"colour": colour}, said)
 
 
-def answer_presence(models, image: torch.Tensor, subject: str) -> Answer:
+def answer_presence(models: DialogueModels, image: torch.Tensor, subject: str) -> Answer:
     thing = singular(subject)
     section = next((labels for _, labels in models.tagger.vocabulary.sections if thing in labels), None)
     labels = (
@@ -163,14 +165,14 @@ def answer_presence(models, image: torch.Tensor, subject: str) -> Answer:
     score = next(t.score for t in ranked if t.label == thing)
     if present:
         said = say("Yes, I can see {thing}.", thing=article(thing))
-        return Answer(english(said), "presence", score, {"present": True}, said)
+        return Answer(english(said), RouteKind.PRESENCE, score, {"present": True}, said)
     said = say(
         "No, I don't see {thing}. It looks more like {other}.", thing=article(thing), other=article(ranked[0].label)
     )
-    return Answer(english(said), "presence", 1 - score, {"present": False, "instead": ranked[0].label}, said)
+    return Answer(english(said), RouteKind.PRESENCE, 1 - score, {"present": False, "instead": ranked[0].label}, said)
 
 
-def answer_identify(models, image: torch.Tensor, category: str) -> Answer | None:
+def answer_identify(models: DialogueModels, image: torch.Tensor, category: str) -> Answer | None:
     labels = candidate_labels(models, category)
     if not labels:
         return None
@@ -184,10 +186,10 @@ def answer_identify(models, image: torch.Tensor, category: str) -> Answer | None
             thing=article(best.label),
             other=article(ranked[1].label),
         )
-    return Answer(english(said), "identify", best.score, {"label": best.label}, said)
+    return Answer(english(said), RouteKind.IDENTIFY, best.score, {"label": best.label}, said)
 
 
-def answer_count(models, image: torch.Tensor, subject: str) -> Answer:
+def answer_count(models: DialogueModels, image: torch.Tensor, subject: str) -> Answer:
     plural = subject if subject.endswith("s") else subject + "s"
     labels = [f"{n} {singular(subject) if n == 'one' else plural}" for n in NUMBERS]
     ranked = _best(models, image, labels)
@@ -196,7 +198,7 @@ def answer_count(models, image: torch.Tensor, subject: str) -> Answer:
         said = say("I count {number}.", number=NUMBER_NAMES[number])
     else:
         said = say("I count {number}. I'm not certain about that count.", number=NUMBER_NAMES[number])
-    return Answer(english(said), "count", ranked[0].score, {"count": NUMBERS.index(number) + 1}, said)
+    return Answer(english(said), RouteKind.COUNT, ranked[0].score, {"count": NUMBERS.index(number) + 1}, said)
 
 
 def singular(noun: str) -> str:

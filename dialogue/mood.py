@@ -10,10 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
-from clipchat.i18n import english, say, word
+from clipchat.i18n import Said, english, say, word
+from vision.models.encoder import ClipEncoder
 from vision.models.tagger import zero_shot_weights
 
 from .conversation import Answer
+from .routing import RouteKind
 
 MOODS = ("happy", "sad", "calm", "exciting", "scary", "romantic", "funny", "gloomy", "peaceful", "cozy")
 SENTIMENTS = ("positive", "negative", "neutral")
@@ -47,25 +49,25 @@ class Mood:
     scores: dict[str, float]
 
 
-def photo_mood(encoder, image: torch.Tensor) -> Mood:
+def photo_mood(encoder: ClipEncoder, image: torch.Tensor) -> Mood:
     probs = (encoder.logit_scale * zero_shot_weights(encoder, MOODS, _PHOTO_TEMPLATES) @ image.float()).softmax(-1)
     scores = dict(zip(MOODS, probs.tolist()))
-    return Mood(max(scores, key=scores.get), scores)
+    return Mood(max(scores, key=scores.__getitem__), scores)
 
 
-def text_sentiment(encoder, text: str) -> Mood:
+def text_sentiment(encoder: ClipEncoder, text: str) -> Mood:
     vector = encoder.embed_texts([text])[0]
     probs = (encoder.logit_scale * zero_shot_weights(encoder, SENTIMENTS, _TEXT_TEMPLATES) @ vector).softmax(-1)
     scores = dict(zip(SENTIMENTS, probs.tolist()))
-    return Mood(max(scores, key=scores.get), scores)
+    return Mood(max(scores, key=scores.__getitem__), scores)
 
 
-def answer_mood(encoder, image: torch.Tensor, user_text: str | None = None) -> Answer:
+def answer_mood(encoder: ClipEncoder, image: torch.Tensor, user_text: str | None = None) -> Answer:
     mood = photo_mood(encoder, image)
-    said = say("The photo feels {mood}.", mood=MOOD_NAMES[mood.label])
+    said: Said = say("The photo feels {mood}.", mood=MOOD_NAMES[mood.label])
     details = {"photo": mood.scores}
     if user_text:
         sentiment = text_sentiment(encoder, user_text)
         details["text"] = sentiment.scores
         said = (said, " ", say("Your message reads as {sentiment}.", sentiment=SENTIMENT_NAMES[sentiment.label]))
-    return Answer(english(said), "mood", mood.scores[mood.label], details, said)
+    return Answer(english(said), RouteKind.MOOD, mood.scores[mood.label], details, said)

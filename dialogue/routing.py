@@ -15,12 +15,28 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class RouteKind(StrEnum):
+    """Which path answers a question; an answer's `route` says it too."""
+
+    DESCRIBE = "describe"  # the photo as a whole: its caption and tags
+    COLOUR = "colour"
+    PRESENCE = "presence"
+    IDENTIFY = "identify"
+    COUNT = "count"
+    MOOD = "mood"
+    OPEN = "open"  # anything else: the language model
 
 
 @dataclass(frozen=True)
 class Route:
-    kind: str  # describe, colour, presence, identify, count, mood or open
+    kind: RouteKind
     subject: str | None = None  # "circle", "dog" ... or the category for identify ("animal", "place")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", RouteKind(self.kind))  # a kind no path answers is refused here
 
 
 # Words as people type them in chat, mapped to the words the patterns expect.
@@ -290,40 +306,41 @@ def tidy(question: str) -> str:
 
 
 def route_question(question: str) -> Route:
+    """The path that answers `question`, and what it asks about."""
     text = tidy(question)
     plain = _plain(text)
     if any(pattern.search(plain) for pattern in _COLOUR_ELSEWHERE):
-        return Route("colour")
+        return Route(RouteKind.COLOUR)
     if any(pattern.search(plain) for pattern in _DESCRIBE_ELSEWHERE):
-        return Route("describe")
+        return Route(RouteKind.DESCRIBE)
     if any(pattern.search(text) for pattern in _MOOD):
-        return Route("mood")
+        return Route(RouteKind.MOOD)
     for pattern in _COLOUR:
         if match := pattern.search(text):
-            return Route("colour", _subject(match))
+            return Route(RouteKind.COLOUR, _subject(match))
     for pattern in _COUNT:
         if match := pattern.search(text):
             named = _COUNT_END.sub("", match.group("subject")).strip()
-            return Route("count", _subject(named))
+            return Route(RouteKind.COUNT, _subject(named))
     if any(pattern.search(text) for pattern in _PLACE):
-        return Route("identify", "place")
+        return Route(RouteKind.IDENTIFY, "place")
     for pattern in _IDENTIFY:
         if match := pattern.search(text):
             category = match.group("subject")
-            return Route("identify", _SAME_CATEGORY.get(category, category))
+            return Route(RouteKind.IDENTIFY, _SAME_CATEGORY.get(category, category))
     for pattern in _PRESENCE:
         if match := pattern.search(text):
             thing = _subject(match)
             # "anything red?" names no thing to look for; "a real photo?" is about the photo, not in it
             if thing and not re.match(r"(?:anything|something)\b", thing) and not re.search(rf"\b{PHOTO}$", thing):
-                return Route("presence", thing)
-            return Route("open")
+                return Route(RouteKind.PRESENCE, thing)
+            return Route(RouteKind.OPEN)
     if any(pattern.search(text) for pattern in _DESCRIBE):
-        return Route("describe")
-    return Route("open")
+        return Route(RouteKind.DESCRIBE)
+    return Route(RouteKind.OPEN)
 
 
-def _subject(found: re.Match | str) -> str | None:
+def _subject(found: re.Match[str] | str) -> str | None:
     """The thing a question names, without articles or "in the photo"; None for "it", "this", "that thing"."""
     text = found if isinstance(found, str) else (found.groupdict().get("subject") or "")
     previous = None

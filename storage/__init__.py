@@ -31,11 +31,14 @@ from .lifecycle import (
     statistics,
 )
 from .models import (
+    AccessStatus,
     Base,
     Chat,
     ChatSettings,
     ImageRecord,
     Turn,
+    UsageKind,
+    UsageScope,
     User,
     decode_embeddings,
     encode_embedding,
@@ -56,6 +59,7 @@ from .usage import (
 __all__ = [
     "SWITCHES",
     "AccessList",
+    "AccessStatus",
     "Base",
     "Chat",
     "ChatSettings",
@@ -66,6 +70,8 @@ __all__ = [
     "StorageSettings",
     "Switches",
     "Turn",
+    "UsageKind",
+    "UsageScope",
     "User",
     "access_of",
     "add_turn",

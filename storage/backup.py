@@ -46,7 +46,7 @@ CLIENT_HINT = (
 )
 
 
-def add_commands(actions: argparse._SubParsersAction) -> None:
+def add_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`db backup` and `db restore`, beside storage's other `db` actions."""
     backup = actions.add_parser(
         "backup",
@@ -71,7 +71,7 @@ def add_commands(actions: argparse._SubParsersAction) -> None:
     restore.set_defaults(handler=run_restore)
 
 
-def run_backup(args: argparse.Namespace, _vision_settings) -> int:
+def run_backup(args: argparse.Namespace, _vision_settings: object) -> int:
     settings = StorageSettings()
     url = normalize_url(args.url or settings.url())
     target = args.path.expanduser().resolve()
@@ -85,7 +85,7 @@ def run_backup(args: argparse.Namespace, _vision_settings) -> int:
     return 0
 
 
-def run_restore(args: argparse.Namespace, _vision_settings) -> int:
+def run_restore(args: argparse.Namespace, _vision_settings: object) -> int:
     settings = StorageSettings()
     url = normalize_url(args.url or settings.url())
     source = args.path.expanduser().resolve()
@@ -157,7 +157,7 @@ def _checked_revision(connection: sqlite3.Connection, path: Path) -> str:
         raise InvalidConfig(detail=f"{path} is not a clipchat SQLite database ({error}).") from error
     if verdict != "ok":
         raise InvalidConfig(detail=f"{path} is damaged: SQLite's quick check says {verdict}.")
-    return revision
+    return str(revision)
 
 
 def _known_revision(revision: str, backup: Path) -> None:

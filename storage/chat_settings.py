@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clipchat.kinds import ChatKind
+
 from .context import ensure_chat
 from .models import ChatSettings
 
@@ -45,7 +47,7 @@ async def chat_switches(session: AsyncSession, chat_id: int) -> Switches:
 async def set_chat_switch(
     session: AsyncSession,
     chat_id: int,
-    chat_kind: str,
+    chat_kind: ChatKind,
     name: str,
     value: bool | int | str | None,
     updated_by: int | None,

@@ -14,7 +14,9 @@ from . import backup
 from .settings import StorageSettings
 
 
-def add_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAction:
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """Add `db` and its actions; returns the actions, for the layers above to add theirs."""
     db = commands.add_parser("db", help="database maintenance")
     actions = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -26,7 +28,7 @@ def add_commands(commands: argparse._SubParsersAction) -> argparse._SubParsersAc
     return actions
 
 
-def run_upgrade(args: argparse.Namespace, _settings) -> int:
+def run_upgrade(args: argparse.Namespace, _settings: object) -> int:
     from .database import connect_database, upgrade
 
     url = args.url or StorageSettings().url()

@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipchat.facts import PhotoFacts
+from clipchat.kinds import ChatKind, MediaKind, Role
 
-from .models import Chat, ImageRecord, Turn, User, encode_embedding, encode_tags, utcnow
-
-ROLES = ("user", "assistant")
+from .database import changed_rows
+from .models import Base, Chat, ImageRecord, Turn, User, encode_embedding, encode_tags, utcnow
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,10 @@ class NewImage:
     file_unique_id: str
     facts: PhotoFacts
     media_group_id: str | None = None
-    media_kind: str = "photo"  # "document" for an image sent as a file
+    media_kind: MediaKind = MediaKind.PHOTO
 
 
-async def ensure_chat(session: AsyncSession, chat_id: int, kind: str) -> None:
+async def ensure_chat(session: AsyncSession, chat_id: int, kind: ChatKind) -> None:
     await _insert_if_missing(session, Chat, id=chat_id, kind=kind, first_seen=utcnow())
 
 
@@ -41,16 +42,15 @@ async def ensure_user(session: AsyncSession, user_id: int) -> None:
     await _insert_if_missing(session, User, id=user_id, first_seen=utcnow())
 
 
-async def _insert_if_missing(session: AsyncSession, model, **values) -> None:
+async def _insert_if_missing(session: AsyncSession, model: type[Base], **values: object) -> None:
     """INSERT ... ON CONFLICT DO NOTHING: everyone's first message in a new group races to create it."""
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(postgresql.insert(model).values(**values).on_conflict_do_nothing())
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    await session.execute(insert(model).values(**values).on_conflict_do_nothing())
+        await session.execute(sqlite.insert(model).values(**values).on_conflict_do_nothing())
 
 
-async def save_image(session: AsyncSession, image: NewImage, chat_kind: str = "private") -> ImageRecord:
+async def save_image(session: AsyncSession, image: NewImage, chat_kind: ChatKind = ChatKind.PRIVATE) -> ImageRecord:
     await ensure_chat(session, image.chat_id, chat_kind)
     if image.sender_id is not None:
         await ensure_user(session, image.sender_id)
@@ -76,14 +76,14 @@ async def add_turn(
     session: AsyncSession,
     chat_id: int,
     user_id: int,
-    role: str,
+    role: Role,
     text: str,
     image_id: int | None = None,
-    chat_kind: str = "private",
+    chat_kind: ChatKind = ChatKind.PRIVATE,
     message_id: int | None = None,
 ) -> Turn:
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    """One turn of a thread; raises ValueError for a role that is none of Role's."""
+    role = Role(role)
     await ensure_chat(session, chat_id, chat_kind)
     await ensure_user(session, user_id)
     turn = Turn(chat_id=chat_id, user_id=user_id, role=role, text=text, image_id=image_id, message_id=message_id)
@@ -148,4 +148,4 @@ async def image_under_discussion(
 async def reset_thread(session: AsyncSession, chat_id: int, user_id: int) -> int:
     """Forget this user's conversation in this chat (their photos stay); returns turns removed."""
     result = await session.execute(delete(Turn).where(Turn.chat_id == chat_id, Turn.user_id == user_id))
-    return result.rowcount or 0
+    return changed_rows(result)

@@ -10,14 +10,18 @@ import errno
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import event
+from sqlalchemy import CursorResult, Result, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from clipchat.metrics import STAGE_SECONDS
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy import Connection
 from clipchat.retrying import retrying
 
 T = TypeVar("T")
@@ -46,7 +50,7 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def connect_database(url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S, **kwargs) -> AsyncEngine:
+def connect_database(url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT_S, **kwargs: Any) -> AsyncEngine:
     """The database at `url` (SQLAlchemy's engine: connections open on first use), every wait bounded by
     `timeout` seconds: connecting, waiting for a pooled connection, and (SQLite) waiting for the writer's
     lock. A dead server fails fast instead of holding a user's queue for asyncpg's default minute per
@@ -62,7 +66,7 @@ def connect_database(url: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
     return create_async_engine(url, pool_pre_ping=True, pool_timeout=timeout, connect_args=connect_args, **kwargs)
 
 
-def _sqlite_pragmas(connection, _record, busy_ms: int) -> None:
+def _sqlite_pragmas(connection: Any, _record: object, busy_ms: int) -> None:  # a DBAPI connection
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer
     cursor.execute("PRAGMA foreign_keys=ON")  # cascades delete a user's images and turns
@@ -70,11 +74,17 @@ def _sqlite_pragmas(connection, _record, busy_ms: int) -> None:
     cursor.close()
 
 
+def changed_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE changed. `AsyncSession.execute` is typed as returning a plain
+    `Result`, but for those statements it returns the `CursorResult` that counts them."""
+    return cast(CursorResult[Any], result).rowcount or 0
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def alembic_config(url: str | None = None):
+def alembic_config(url: str | None = None) -> Config:
     from alembic.config import Config
 
     config = Config()
@@ -97,7 +107,7 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
 async def _migrate(engine: AsyncEngine, direction: str, revision: str) -> None:
     from alembic import command
 
-    def run(connection) -> None:
+    def run(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
         getattr(command, direction)(config, revision)

@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from clipchat.kinds import ChatKind
+
+from .database import changed_rows
 from .models import (
     Chat,
     ChatSettings,
@@ -17,6 +20,7 @@ from .models import (
     ReindexRun,
     Turn,
     Usage,
+    UsageScope,
     User,
     UserAccess,
 )
@@ -35,11 +39,11 @@ async def purge_older_than(session: AsyncSession, age: timedelta, now: datetime 
     cutoff = (now or datetime.now(UTC)) - age
     turns = await session.execute(delete(Turn).where(Turn.created_at < cutoff))
     images = await session.execute(delete(ImageRecord).where(ImageRecord.created_at < cutoff))
-    return Removed(turns=turns.rowcount or 0, images=images.rowcount or 0)
+    return Removed(turns=changed_rows(turns), images=changed_rows(images))
 
 
-def _private_chat(user_id: int):
-    return (Chat.id == user_id) & (Chat.kind == "private")
+def _private_chat(user_id: int) -> ColumnElement[bool]:
+    return (Chat.id == user_id) & (Chat.kind == ChatKind.PRIVATE)
 
 
 # Where every table mentions a person (or the group or channel identity they write as), as a filter.
@@ -56,7 +60,7 @@ USER_ROWS: dict[str, Callable[[int], ColumnElement[bool]]] = {
     "pending_updates": lambda user_id: PendingUpdate.user_key == user_id,
     "reindex_runs": lambda user_id: ReindexRun.chat_id == user_id,  # a run on one private chat names its user
     "user_access": lambda user_id: UserAccess.user_id == user_id,
-    "usage": lambda user_id: (Usage.subject_id == user_id) & (Usage.scope == "user"),
+    "usage": lambda user_id: (Usage.subject_id == user_id) & (Usage.scope == UsageScope.USER),
 }
 # What /forget keeps on purpose, and why: without these, /forget would lift a ban or refill today's budget.
 KEPT_AFTER_FORGET = {
@@ -107,10 +111,10 @@ async def forget_user(
     await session.execute(delete(Usage).where(USER_ROWS["usage"](user_id), Usage.day < today))
     users = await session.execute(delete(User).where(USER_ROWS["users"](user_id)))
     return Removed(
-        turns=turns.rowcount or 0,
-        images=images.rowcount or 0,
-        settings=private.rowcount or 0,
-        users=users.rowcount or 0,
+        turns=changed_rows(turns),
+        images=changed_rows(images),
+        settings=changed_rows(private),
+        users=changed_rows(users),
     )
 
 
@@ -118,7 +122,7 @@ async def rows_about_user(session: AsyncSession, user_id: int) -> dict[str, int]
     """How many rows of each table still mention the user: none after `forget_user` (once the
     updates that were running have finished), but for the tables /forget keeps on purpose."""
     return {
-        name: await session.scalar(select(func.count()).select_from(TABLES[name]).where(where(user_id)))
+        name: await session.scalar(select(func.count()).select_from(TABLES[name]).where(where(user_id))) or 0
         for name, where in USER_ROWS.items()
         if name not in KEPT_AFTER_FORGET
     }

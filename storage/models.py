@@ -8,6 +8,8 @@ vector (float16 bytes) with the identity of the model that made it.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
@@ -16,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -28,6 +31,41 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from clipchat.facts import PhotoFacts, Tag
+from clipchat.kinds import ChatKind, MediaKind, Role
+
+
+class AccessStatus(StrEnum):
+    """An operator's word on a user (`user_access.status`)."""
+
+    ALLOWED = "allowed"  # past the allow-lists
+    BANNED = "banned"
+
+
+class UsageScope(StrEnum):
+    """Whose daily budget a count is (`usage.scope`)."""
+
+    USER = "user"
+    CHAT = "chat"
+
+
+class UsageKind(StrEnum):
+    """What a daily budget counts (`usage.kind`)."""
+
+    PHOTOS = "photos"
+    QUESTIONS = "questions"
+
+
+def as_string(kind: type[StrEnum], length: int) -> Enum:
+    """A StrEnum column stored as the plain string it always was (VARCHAR, no CHECK, no native type, so no
+    migration), and read back as the enum; an unknown value is refused before it is written."""
+    return Enum(
+        kind,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        validate_strings=True,
+        values_callable=lambda members: [member.value for member in members],
+    )
 
 
 def utcnow() -> datetime:
@@ -46,7 +84,7 @@ def decode_embeddings(blobs: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype=np.float16).reshape(len(blobs), -1).astype(np.float32)
 
 
-def encode_tags(tags: tuple[Tag, ...]) -> list[dict]:
+def encode_tags(tags: tuple[Tag, ...]) -> list[dict[str, Any]]:
     return [
         {"label": tag.label, "score": round(tag.score, 4)} | ({"section": tag.section} if tag.section else {})
         for tag in tags
@@ -68,7 +106,7 @@ class Chat(Base):
     __tablename__ = "chats"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # Telegram chat id
-    kind: Mapped[str] = mapped_column(String(16))  # private, group, supergroup or channel
+    kind: Mapped[ChatKind] = mapped_column(as_string(ChatKind, 16))
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -103,9 +141,11 @@ class ImageRecord(Base):
     media_group_id: Mapped[str | None] = mapped_column(String(64))
     file_id: Mapped[str] = mapped_column(String(256))
     file_unique_id: Mapped[str] = mapped_column(String(64), index=True)
-    media_kind: Mapped[str] = mapped_column(String(16), default="photo", server_default="photo")  # or "document"
+    media_kind: Mapped[MediaKind] = mapped_column(
+        as_string(MediaKind, 16), default=MediaKind.PHOTO, server_default=MediaKind.PHOTO.value
+    )
     caption: Mapped[str] = mapped_column(Text, default="")
-    tags: Mapped[list] = mapped_column(JSON, default=list)  # [{"label": str, "score": float}, ...]
+    tags: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{"label": str, "score": float}, ...]
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float16, L2-normalised
     embedding_model: Mapped[str] = mapped_column(String(200))  # vectors of different models never meet
     # Telegram no longer had the file when `clipchat db reindex` asked for it: it cannot be re-embedded
@@ -134,7 +174,7 @@ class Turn(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     chat_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chats.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
-    role: Mapped[str] = mapped_column(String(16))  # "user" or "assistant"
+    role: Mapped[Role] = mapped_column(as_string(Role, 16))
     text: Mapped[str] = mapped_column(Text)
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
     message_id: Mapped[int | None] = mapped_column(BigInteger)  # the bot's reply, so replies to it find the photo
@@ -157,7 +197,7 @@ class UserAccess(Base):
     __tablename__ = "user_access"
 
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # or a sender chat
-    status: Mapped[str] = mapped_column(String(8))  # "allowed" (past the allow-lists) or "banned"
+    status: Mapped[AccessStatus] = mapped_column(as_string(AccessStatus, 8))
     updated_by: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -167,10 +207,10 @@ class Usage(Base):
 
     __tablename__ = "usage"
 
-    scope: Mapped[str] = mapped_column(String(8), primary_key=True)  # "user" or "chat"
+    scope: Mapped[UsageScope] = mapped_column(as_string(UsageScope, 8), primary_key=True)
     subject_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # "photos" or "questions"
+    kind: Mapped[UsageKind] = mapped_column(as_string(UsageKind, 16), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)  # asked for, refused ones included
     told: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # over-budget note sent
 

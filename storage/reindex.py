@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .database import changed_rows
 from .models import ImageRecord, ReindexRun, encode_embedding, utcnow
 
 BEAT_S = 10.0  # how often a run says it is alive
@@ -62,7 +63,7 @@ async def replace_embedding(session: AsyncSession, photo: Waiting, vector: np.nd
         .where(ImageRecord.id == photo.id, ImageRecord.embedding_model == photo.embedding_model)
         .values(embedding=encode_embedding(vector), embedding_model=model)
     )
-    return bool(result.rowcount)
+    return bool(changed_rows(result))
 
 
 async def mark_gone(session: AsyncSession, photo: Waiting) -> None:

@@ -65,7 +65,7 @@ class EmbeddingIndex:
             self._chats.move_to_end(key)
             return vectors
         incremental = vectors is not None and _only_appended(vectors, count, newest)
-        if not incremental:
+        if vectors is None or not incremental:
             vectors = _ChatVectors()  # first look, or something was deleted (retention, forget): reload
         rows = (
             await session.execute(

@@ -47,9 +47,10 @@ class SharedOrder:
             await _insert_if_missing(
                 session, PendingUpdate, user_key=key, update_id=update_id, arrived_at=datetime.now(UTC)
             )
-            return await session.scalar(
+            pending = await session.scalar(
                 select(func.count()).select_from(PendingUpdate).where(PendingUpdate.user_key == key)
             )
+            return pending or 0
 
         return await write_with_retry(self.sessions, work)
 
@@ -74,7 +75,7 @@ class SharedOrder:
         )
 
     async def _oldest(self, session: AsyncSession, key: int) -> int | None:
-        if session.bind.dialect.name == "postgresql":
+        if session.get_bind().dialect.name == "postgresql":
             await session.execute(select(func.pg_advisory_xact_lock(key)))
         cutoff = datetime.now(UTC) - self.stale_after
         await session.execute(

@@ -16,17 +16,14 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .models import Usage, UserAccess, utcnow
+from .database import changed_rows
+from .models import AccessStatus, Usage, UsageKind, UsageScope, UserAccess, utcnow
 
 log = logging.getLogger(__name__)
 
-ACCESS = ("allowed", "banned")
-KINDS = ("photos", "questions")
-SCOPES = ("user", "chat")
 
-
-async def access_of(session: AsyncSession, user_id: int) -> str | None:
-    """'allowed', 'banned', or None when no operator has said anything about this user."""
+async def access_of(session: AsyncSession, user_id: int) -> AccessStatus | None:
+    """Allowed, banned, or None when no operator has said anything about this user."""
     return await session.scalar(select(UserAccess.status).where(UserAccess.user_id == user_id))
 
 
@@ -41,9 +38,9 @@ class AccessList:
 
     def __init__(self, refresh_s: float = 5.0) -> None:
         self.refresh_s = refresh_s
-        self._status: dict[int, str] = {}
+        self._status: dict[int, AccessStatus] = {}
         self._read_at: float | None = None
-        self._reading: asyncio.Task | None = None
+        self._reading: asyncio.Task[None] | None = None
 
     async def refresh(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         async with sessions() as session:
@@ -53,8 +50,8 @@ class AccessList:
 
     async def status_of(
         self, sessions: async_sessionmaker[AsyncSession], identities: Iterable[int]
-    ) -> list[str | None]:
-        """What operators said about each identity ('allowed', 'banned', or None)."""
+    ) -> list[AccessStatus | None]:
+        """What operators said about each identity (allowed, banned, or None)."""
         if self._read_at is None:
             await self.refresh(sessions)
         elif time.monotonic() - self._read_at > self.refresh_s and (self._reading is None or self._reading.done()):
@@ -62,7 +59,7 @@ class AccessList:
             self._reading.add_done_callback(_log_failure)
         return [self._status.get(identity) for identity in identities]
 
-    def changed(self, user_id: int, status: str | None) -> None:
+    def changed(self, user_id: int, status: AccessStatus | None) -> None:
         """This process wrote a change: apply it without waiting for the next read."""
         if status is None:
             self._status.pop(user_id, None)
@@ -75,36 +72,37 @@ class AccessList:
             await asyncio.gather(self._reading, return_exceptions=True)
 
 
-def _log_failure(task: asyncio.Task) -> None:
+def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:  # the old list stays; the next check tries again
         log.warning("could not read the operators' allow/ban list: %s", task.exception())
 
 
-async def set_access(session: AsyncSession, user_id: int, status: str | None, updated_by: int | None) -> None:
-    """Allow or ban a user; None takes the operator's word back (the settings' allow-lists apply again)."""
-    if status is not None and status not in ACCESS:
-        raise ValueError(f"unknown access {status!r}; known: {', '.join(ACCESS)}")
+async def set_access(session: AsyncSession, user_id: int, status: AccessStatus | None, updated_by: int | None) -> None:
+    """Allow or ban a user; None takes the operator's word back (the settings' allow-lists apply again).
+    Raises ValueError for a status that is none of AccessStatus's."""
+    if status is not None:
+        status = AccessStatus(status)
     await session.execute(delete(UserAccess).where(UserAccess.user_id == user_id))
     if status is not None:
         session.add(UserAccess(user_id=user_id, status=status, updated_by=updated_by, updated_at=utcnow()))
     await session.flush()
 
 
-async def use(session: AsyncSession, scope: str, subject_id: int, day: date, kind: str) -> int:
-    """Count one use; returns the day's count, this one included."""
-    if scope not in SCOPES or kind not in KINDS:
-        raise ValueError(f"unknown usage {scope}/{kind}")
-    dialect = {"sqlite": sqlite, "postgresql": postgresql}[session.bind.dialect.name]
+async def use(session: AsyncSession, scope: UsageScope, subject_id: int, day: date, kind: UsageKind) -> int:
+    """Count one use; returns the day's count, this one included. Raises ValueError for an unknown scope or kind."""
+    scope, kind = UsageScope(scope), UsageKind(kind)
+    dialect = {"sqlite": sqlite, "postgresql": postgresql}[session.get_bind().dialect.name]
     statement = dialect.insert(Usage).values(
         scope=scope, subject_id=subject_id, day=day, kind=kind, count=1, told=False
     )
     statement = statement.on_conflict_do_update(
         index_elements=["scope", "subject_id", "day", "kind"], set_={"count": Usage.count + 1}
     ).returning(Usage.count)
-    return (await session.execute(statement)).scalar_one()
+    count: int = (await session.execute(statement)).scalar_one()
+    return count
 
 
-async def first_to_tell(session: AsyncSession, scope: str, subject_id: int, day: date, kind: str) -> bool:
+async def first_to_tell(session: AsyncSession, scope: UsageScope, subject_id: int, day: date, kind: UsageKind) -> bool:
     """Whether this caller is the first to tell about the exhausted budget (each is told once a day)."""
     told = await session.execute(
         update(Usage)
@@ -117,18 +115,20 @@ async def first_to_tell(session: AsyncSession, scope: str, subject_id: int, day:
         )
         .values(told=True)
     )
-    return told.rowcount == 1
+    return changed_rows(told) == 1
 
 
-async def usage_on(session: AsyncSession, scope: str, subject_id: int, day: date) -> dict[str, int]:
+async def usage_on(session: AsyncSession, scope: UsageScope, subject_id: int, day: date) -> dict[UsageKind, int]:
     """The day's counts of one user or chat, by kind (0 for kinds not used)."""
     rows = await session.execute(
         select(Usage.kind, Usage.count).where(Usage.scope == scope, Usage.subject_id == subject_id, Usage.day == day)
     )
-    return {kind: 0 for kind in KINDS} | dict(rows.tuples().all())
+    return {kind: 0 for kind in UsageKind} | dict(rows.tuples().all())
 
 
-async def busiest(session: AsyncSession, scope: str, day: date, limit: int = 10) -> list[tuple[int, str, int]]:
+async def busiest(
+    session: AsyncSession, scope: UsageScope, day: date, limit: int = 10
+) -> list[tuple[int, UsageKind, int]]:
     """The day's heaviest users (or chats): (id, kind, count), most first."""
     rows = await session.execute(
         select(Usage.subject_id, Usage.kind, Usage.count)
@@ -141,4 +141,4 @@ async def busiest(session: AsyncSession, scope: str, day: date, limit: int = 10)
 
 async def purge_usage_before(session: AsyncSession, day: date) -> int:
     """Forget the counts of days before `day` (budgets are daily: nothing reads them again)."""
-    return (await session.execute(delete(Usage).where(Usage.day < day))).rowcount or 0
+    return changed_rows(await session.execute(delete(Usage).where(Usage.day < day)))

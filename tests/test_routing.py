@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dialogue import route_question
+from dialogue import ROUTES, Route, RouteKind, route_question
 
 BANK = Path(__file__).parent / "data" / "routing_bank.jsonl"
 GOOD_ENOUGH = {"dev": 0.97, "heldout": 0.95}
@@ -107,3 +107,11 @@ def test_the_photo_and_its_colour_are_recognised_in_the_other_languages_the_bot_
 ) -> None:
     route = route_question(question)
     assert (route.kind, route.subject) == (kind, None)
+
+
+def test_every_route_has_a_path_that_answers_it_and_no_other_route_can_be_made() -> None:
+    assert set(ROUTES) == set(RouteKind)
+    assert {route_question(row["question"]).kind for row in bank()} == set(RouteKind)  # the bank reaches each
+    assert Route("colour").kind is RouteKind.COLOUR  # the strings the question bank names still work
+    with pytest.raises(ValueError, match="weather"):
+        Route("weather")

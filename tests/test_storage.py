@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from clipchat.facts import PhotoFacts, Tag
+from clipchat.kinds import ChatKind, MediaKind, Role
 from storage import (
+    AccessStatus,
     EmbeddingIndex,
     ImageRecord,
     NewImage,
     Turn,
+    UsageKind,
+    UsageScope,
+    access_of,
     add_turn,
     connect_database,
     decode_embeddings,
@@ -28,7 +33,10 @@ from storage import (
     rows_about_user,
     save_image,
     search_images,
+    set_access,
     set_chat_switch,
+    usage_on,
+    use,
     write_with_retry,
 )
 from tests.bot_helpers import eventually
@@ -74,6 +82,36 @@ async def test_open_database_migrates_a_blank_database(database_url: str) -> Non
             assert [t.text for t in await recent_turns(session, ALICE, ALICE)] == ["hello"]
     finally:
         await engine.dispose()
+
+
+async def test_roles_kinds_and_statuses_keep_their_strings_in_sql_and_read_back_as_enums(sessions) -> None:
+    today = date.today()
+    async with sessions() as session:
+        await add_turn(session, GROUP, ALICE, Role.USER, "hello", chat_kind=ChatKind.SUPERGROUP)
+        await save_image(session, photo(GROUP, ALICE, 5), chat_kind=ChatKind.SUPERGROUP)
+        await set_access(session, BOB, AccessStatus.BANNED, None)
+        await use(session, UsageScope.USER, ALICE, today, UsageKind.PHOTOS)
+        await session.commit()
+    async with sessions() as session:
+        stored = (
+            await session.execute(
+                text(
+                    "SELECT turns.role, chats.kind, images.media_kind, user_access.status, usage.scope, usage.kind "
+                    "FROM turns, chats, images, user_access, usage"
+                )
+            )
+        ).one()
+        assert tuple(stored) == ("user", "supergroup", "photo", "banned", "user", "photos")  # no migration needed
+        [turn] = await recent_turns(session, GROUP, ALICE)
+        image = await session.scalar(select(ImageRecord))
+        assert turn.role is Role.USER and image is not None and image.media_kind is MediaKind.PHOTO
+        assert await access_of(session, BOB) is AccessStatus.BANNED
+        assert await usage_on(session, UsageScope.USER, ALICE, today) == {UsageKind.PHOTOS: 1, UsageKind.QUESTIONS: 0}
+        assert all(type(kind) is UsageKind for kind in await usage_on(session, UsageScope.USER, ALICE, today))
+        with pytest.raises(ValueError, match="system"):
+            await add_turn(session, GROUP, ALICE, "system", "not a role the threads know")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="muted"):
+            await set_access(session, BOB, "muted", None)  # type: ignore[arg-type]
 
 
 async def test_context_survives_a_restart_and_stays_per_user_and_chat(database_url: str, sessions) -> None:

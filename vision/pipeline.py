@@ -103,7 +103,9 @@ class VisionModels:
         return out
 
 
-def use_cpu_kernels(encoder, captioner, cache_dir: Path | None = None) -> None:
+def use_cpu_kernels(
+    encoder: ClipEncoder, captioner: PrefixCaptioner | GuidedCaptioner, cache_dir: Path | None = None
+) -> None:
     """On a CPU, the kernels measured fastest there, once the weights are in: GPT-2's Conv1D as nn.Linear
     (see linearize), and every float32 linear (bfloat16 too, where the CPU multiplies it natively) through
     oneDNN with its weight packed once (see packed_linear); a bfloat16 GPT-2's steps for one to three photos
@@ -159,6 +161,7 @@ def load_models(
         allow_random_weights=allow_random_weights,
     )
     choice = model_set.captioner
+    captioner: PrefixCaptioner | GuidedCaptioner
     if choice.kind == "guided":
         lm, tokenizer = load_language_model(model_set.language_model, torch_device, torch_dtype, hub_cache_dir)
         captioner = GuidedCaptioner(lm, tokenizer, encoder, prompt=model_set.guided_prompt)

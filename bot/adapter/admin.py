@@ -10,6 +10,7 @@ from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 
 from clipchat.i18n import LANGUAGES, N_, Translator, choose, name_of, supported, translator
+from clipchat.kinds import ChatKind
 
 from ..core import records
 from ..core.incoming import Where
@@ -43,10 +44,10 @@ ANONYMOUS_FORGET = N_(
 )
 
 
-async def is_admin(context: BotContext, chat_id: int, chat_kind: str, user_id: int | None) -> bool:
+async def is_admin(context: BotContext, chat_id: int, chat_kind: ChatKind, user_id: int | None) -> bool:
     """Operators, and the chat's admins; in a channel only admins can post at all."""
     if user_id is None:
-        return chat_kind == "channel"  # a channel post is written by the channel's admins
+        return chat_kind == ChatKind.CHANNEL  # a channel post is written by the channel's admins
     if user_id == chat_id:  # writing as the group itself: only its admins can stay anonymous
         return True
     if user_id < 0:  # writing as some channel: it says nothing about this group
@@ -72,11 +73,11 @@ async def _may_forget(context: BotContext, identity: int, presser: int) -> bool:
     return member.status in ADMIN_STATUSES
 
 
-def _switches_for(chat_kind: str) -> tuple[str, ...]:
-    return ("alt_text",) if chat_kind == "channel" else ("auto_caption", "index_photos")
+def _switches_for(chat_kind: ChatKind) -> tuple[str, ...]:
+    return ("alt_text",) if chat_kind == ChatKind.CHANNEL else ("auto_caption", "index_photos")
 
 
-def _keyboard(chat_kind: str, current: Switches, _: Translator) -> InlineKeyboardMarkup:
+def _keyboard(chat_kind: ChatKind, current: Switches, _: Translator) -> InlineKeyboardMarkup:
     rows = []
     for name in _switches_for(chat_kind):
         on = getattr(current, name)
@@ -86,7 +87,7 @@ def _keyboard(chat_kind: str, current: Switches, _: Translator) -> InlineKeyboar
     return InlineKeyboardMarkup(rows)
 
 
-def _describe(chat_kind: str, current: Switches, _: Translator) -> str:
+def _describe(chat_kind: ChatKind, current: Switches, _: Translator) -> str:
     lines = [
         _("{setting}: on.", setting=_(LABELS[name]))
         if getattr(current, name)
@@ -138,7 +139,7 @@ async def settings(update: Update, context: BotContext) -> None:
     chat = message.chat
     args = [arg.lower() for arg in (context.args if context.args is not None else message.text.split()[1:])]
     _ = await context.speaking_to(where(message))
-    if chat.type == "private":  # a person's own chat: they choose its language; the switches are for groups
+    if chat.type == ChatKind.PRIVATE:  # a person's own chat: they choose its language; the switches are for groups
         if args[:1] == ["language"]:
             await _language_setting(context, message, where(message), args[1] if len(args) > 1 else None)
             return
@@ -155,7 +156,7 @@ async def settings(update: Update, context: BotContext) -> None:
     if not await is_admin(context, chat.id, chat.type, user_id):
         await reply(message, _(ONLY_ADMINS))
         return
-    here = Where(chat.id, chat.type, user_id)
+    here = Where(chat.id, ChatKind(chat.type), user_id)
     if args[:1] == ["language"]:
         await _language_setting(context, message, here, args[1] if len(args) > 1 else None)
         return
@@ -164,7 +165,7 @@ async def settings(update: Update, context: BotContext) -> None:
         await reply(message, _("Saved.") + " " + _describe(chat.type, current, _))
         return
     current = await records.switches(context.services, chat.id)
-    commands = "/settings alttext on|off" if chat.type == "channel" else "/settings autocaption|index on|off"
+    commands = "/settings alttext on|off" if chat.type == ChatKind.CHANNEL else "/settings autocaption|index on|off"
     await reply(
         message,
         _describe(chat.type, current, _)
@@ -186,7 +187,7 @@ async def settings_button(update: Update, context: BotContext) -> None:
     if name not in _switches_for(chat.type):  # a crafted button: only this chat's switches can be flipped
         await query.answer()
         return
-    here = Where(chat.id, chat.type, query.from_user.id, query.from_user.language_code)
+    here = Where(chat.id, ChatKind(chat.type), query.from_user.id, query.from_user.language_code)
     _ = await context.speaking_to(here)
     if not await is_admin(context, chat.id, chat.type, query.from_user.id):
         await query.answer(_(ONLY_ADMINS), show_alert=True)
@@ -228,7 +229,9 @@ async def forget_button(update: Update, context: BotContext) -> None:
     query = update.callback_query
     _, choice, identity = query.data.split(":")
     chat = query.message.chat
-    _ = await context.speaking_to(Where(chat.id, chat.type, query.from_user.id, query.from_user.language_code))
+    _ = await context.speaking_to(
+        Where(chat.id, ChatKind(chat.type), query.from_user.id, query.from_user.language_code)
+    )
     if not await _may_forget(context, int(identity), query.from_user.id):
         await query.answer(_("This question was for someone else."), show_alert=True)
         return

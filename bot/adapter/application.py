@@ -25,6 +25,7 @@ from telegram.ext import (
 
 from clipchat.errors import ClipchatError, StorageDown, UserError
 from clipchat.i18n import N_, choose, translator
+from clipchat.kinds import ChatKind
 from clipchat.metrics import ERRORS
 from storage import StorageSettings
 from storage.database import unavailable
@@ -145,15 +146,20 @@ async def check_access(update: Update, context: BotContext) -> None:
         chat.id if chat else None,
         sender_chat.id if sender_chat is not None and chat is not None and sender_chat.id != chat.id else None,
     )
-    if verdict == "served":
+    if verdict == quotas.Verdict.SERVED:
         return
     log.info(
         "refused update from user %s in chat %s (%s)",
         user and user.id,
         chat and chat.id,
-        "banned" if verdict == "banned" else "allow-list",
+        "banned" if verdict == quotas.Verdict.BANNED else "allow-list",
     )
-    if verdict == "outside" and update.effective_message is not None and chat is not None and chat.type == "private":
+    if (
+        verdict == quotas.Verdict.OUTSIDE
+        and update.effective_message is not None
+        and chat is not None
+        and chat.type == ChatKind.PRIVATE
+    ):
         _ = translator(choose(None, user.language_code if user else None))  # refused: their chat has no settings
         await reply(update.effective_message, _(NOT_ALLOWED))
     raise ApplicationHandlerStop
@@ -187,7 +193,7 @@ async def on_error(update: object, context: BotContext) -> None:
     else:
         log.error("unhandled error while handling an update", exc_info=error)
         text = SORRY
-    if message is not None and (message.chat.type == "private" or _spoken_to(message, context)):
+    if message is not None and (message.chat.type == ChatKind.PRIVATE or _spoken_to(message, context)):
         language = await _reply_language(context, message, error)
         text = error.said_in(language) if isinstance(error, UserError) else translator(language)(text)
         try:

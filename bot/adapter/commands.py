@@ -10,6 +10,7 @@ from telegram import BotCommand, ReplyParameters, Update
 from telegram.constants import ChatAction
 
 from clipchat.i18n import LANGUAGES, N_, Translator
+from clipchat.kinds import MediaKind
 
 from ..core import records, talk
 from . import admin, operators
@@ -105,7 +106,7 @@ async def search(update: Update, context: BotContext) -> None:
         answer = await talk.search(context.services, where(message), phrase)
         quote = ReplyParameters(message.message_id, allow_sending_without_reply=True)
         for hit in answer.found:
-            send = context.bot.send_document if hit.media_kind == "document" else context.bot.send_photo
+            send = context.bot.send_document if hit.media_kind == MediaKind.DOCUMENT else context.bot.send_photo
             await with_retries(
                 lambda send=send, hit=hit: send(
                     message.chat_id, hit.file_id, caption=hit.caption, reply_parameters=quote

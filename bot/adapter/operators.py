@@ -11,6 +11,8 @@ import logging
 from telegram import Message, Update
 
 from clipchat.i18n import N_, Translator
+from clipchat.kinds import ChatKind
+from storage import AccessStatus, UsageKind, UsageScope
 
 from ..core import quotas, records
 from ..core.incoming import Where
@@ -87,8 +89,8 @@ async def _operator_and_target(update: Update, context: BotContext, command: str
 
 # command -> (what it stores, what it says, the log's verb)
 ACCESS_COMMANDS = {
-    "allow": ("allowed", ALLOWED, "allowed"),
-    "ban": ("banned", BANNED, "banned"),
+    "allow": (AccessStatus.ALLOWED, ALLOWED, "allowed"),
+    "ban": (AccessStatus.BANNED, BANNED, "banned"),
     "unban": (None, UNBANNED, "reset the access of"),
 }
 
@@ -99,7 +101,7 @@ async def _set_access(update: Update, context: BotContext, command: str) -> None
         return
     _, target = named
     status, said, verb = ACCESS_COMMANDS[command]
-    if status == "banned" and target in context.services.settings.admin_ids:
+    if status == AccessStatus.BANNED and target in context.services.settings.admin_ids:
         await reply(update.effective_message, _(IS_OPERATOR, user=target))
         return
     await quotas.set_user_access(context.services, target, status, update.effective_user.id)
@@ -148,16 +150,16 @@ async def usage(update: Update, context: BotContext) -> None:
         await reply(message, _(WHO, command="usage"))
         return
     if target is not None:
-        scope = "chat" if target < 0 else "user"
-        report = await quotas.usage_of(services, scope, target, "group" if target < 0 else "private")
+        scope = UsageScope.CHAT if target < 0 else UsageScope.USER
+        report = await quotas.usage_of(services, scope, target, ChatKind.GROUP if target < 0 else ChatKind.PRIVATE)
         await reply(message, _("{subject} today: {usage}", subject=target, usage=_line(report, _)))
         return
-    if message.chat.type != "private":
-        report = await quotas.usage_of(services, "chat", message.chat_id, message.chat.type)
+    if message.chat.type != ChatKind.PRIVATE:
+        report = await quotas.usage_of(services, UsageScope.CHAT, message.chat_id, ChatKind(message.chat.type))
         await reply(message, _("This chat today: {usage}", usage=_line(report, _)))
         return
     lines = [_("Busiest today (UTC):")]
-    for scope, title in (("user", _("People")), ("chat", _("Groups and channels"))):
+    for scope, title in ((UsageScope.USER, _("People")), (UsageScope.CHAT, _("Groups and channels"))):
         rows = await quotas.heaviest(services, scope)
         lines.append(
             title
@@ -184,8 +186,8 @@ async def quota(update: Update, context: BotContext) -> None:
         except ValueError:
             await reply(message, _(QUOTA_HELP))
             return
-        here = Where(chat_id, "private" if chat_id > 0 else "supergroup", here.user_id)
-    if len(args) != 2 or args[0] not in ("photos", "questions") or not (args[1] == "default" or args[1].isdigit()):
+        here = Where(chat_id, ChatKind.PRIVATE if chat_id > 0 else ChatKind.SUPERGROUP, here.user_id)
+    if len(args) != 2 or args[0] not in tuple(UsageKind) or not (args[1] == "default" or args[1].isdigit()):
         await reply(message, _(QUOTA_HELP))
         return
     value = None if args[1] == "default" else int(args[1])

@@ -20,6 +20,7 @@ from telegram.error import TelegramError
 from telegram.ext import BaseUpdateProcessor
 
 from clipchat.i18n import N_, choose, translator
+from clipchat.kinds import ChatKind
 from clipchat.metrics import UPDATE_QUEUE, UPDATES_DROPPED
 
 from .telegram_io import sender_id
@@ -105,7 +106,7 @@ class PerUserOrder(BaseUpdateProcessor):
 
     async def _slow_down(self, update: Update, key: int) -> None:
         log.info("queue of %s is full (%d waiting); dropped an update", key, self.per_user)
-        if key in self._warned or update.effective_message is None or update.effective_chat.type != "private":
+        if key in self._warned or update.effective_message is None or update.effective_chat.type != ChatKind.PRIVATE:
             return
         self._warned.add(key)
         try:

@@ -6,6 +6,8 @@ import logging
 
 from telegram import Bot, Message, MessageEntity
 
+from clipchat.kinds import ChatKind, MediaKind
+
 from ..core.incoming import PhotoFile, PhotoMessage, Where
 from ..core.text import without_mention
 
@@ -23,7 +25,7 @@ def sender_id(message: Message) -> int | None:
     (an anonymous admin's is the group itself). None for a channel's own post."""
     user = message.from_user
     if message.sender_chat is not None and (user is None or user.id in SHARED_ACCOUNTS):
-        return message.sender_chat.id if message.chat.type != "channel" else None
+        return message.sender_chat.id if message.chat.type != ChatKind.CHANNEL else None
     return user.id if user else None
 
 
@@ -36,7 +38,7 @@ def where(message: Message) -> Where:
     user = message.from_user
     return Where(
         chat_id=message.chat_id,
-        chat_kind=message.chat.type,
+        chat_kind=ChatKind(message.chat.type),
         user_id=sender_id(message),
         language=user.language_code if user else None,
     )
@@ -46,11 +48,13 @@ def photo_file(message: Message) -> PhotoFile | None:
     """The largest size of a photo, or an image sent as a file; None for anything else."""
     if message.photo:
         largest = message.photo[-1]
-        return PhotoFile(message.message_id, largest.file_id, largest.file_unique_id, "photo", message.media_group_id)
+        return PhotoFile(
+            message.message_id, largest.file_id, largest.file_unique_id, MediaKind.PHOTO, message.media_group_id
+        )
     if message.document is not None and (message.document.mime_type or "").startswith("image/"):
         document = message.document
         return PhotoFile(
-            message.message_id, document.file_id, document.file_unique_id, "document", message.media_group_id
+            message.message_id, document.file_id, document.file_unique_id, MediaKind.DOCUMENT, message.media_group_id
         )
     return None
 
@@ -74,7 +78,7 @@ def replies_to_bot(message: Message, bot_id: int) -> bool:
 
 def addressed(message: Message, username: str, bot_id: int) -> bool:
     """In a group the bot speaks only when spoken to; in a private chat it always is."""
-    if message.chat.type == "private":
+    if message.chat.type == ChatKind.PRIVATE:
         return True
     return mentions_bot(message, username, bot_id) or replies_to_bot(message, bot_id)
 

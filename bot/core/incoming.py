@@ -6,13 +6,23 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from clipchat.kinds import ChatKind, MediaKind
+
 
 @dataclass(frozen=True)
 class Where:
     chat_id: int
-    chat_kind: str  # private, group, supergroup or channel
+    chat_kind: ChatKind
     user_id: int | None  # None for channel posts
     language: str | None = None  # the sender's Telegram language_code ("ru", "zh-hans"); None: not known
+
+    @property
+    def thread_user(self) -> int:
+        """Whose conversation this is: the person, or the chat they write as. Only a channel's own post has
+        no one, and the bot keeps no conversation with a channel."""
+        if self.user_id is None:
+            raise ValueError(f"chat {self.chat_id}: a channel's own post has no conversation")
+        return self.user_id
 
 
 @dataclass(frozen=True)
@@ -20,7 +30,7 @@ class PhotoFile:
     message_id: int
     file_id: str
     file_unique_id: str
-    media_kind: str = "photo"  # or "document"
+    media_kind: MediaKind = MediaKind.PHOTO
     media_group_id: str | None = None
 
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipchat.errors import BadImage, UserError
 from clipchat.facts import PhotoFacts
 from clipchat.i18n import N_, translator
-from dialogue import Conversation
-from storage import NewImage, Switches, add_turn, chat_switches, recent_turns, save_image, write_with_retry
+from clipchat.kinds import Role
+from dialogue import Conversation, RouteKind
+from storage import NewImage, Switches, UsageKind, add_turn, chat_switches, recent_turns, save_image, write_with_retry
 
 from ..engine import AnswerRequest, DescribeRequest
 from . import quotas, records, text
@@ -25,27 +29,34 @@ CONTEXT_TURNS = 12  # recent turns fed back to the dialogue model
 ALBUM_PHOTO_FAILED = N_("Sorry, something went wrong while I looked at this one.")
 
 
+class Admission(StrEnum):
+    """What to do with a photo, decided before any model runs (`admit`)."""
+
+    ANSWER = "answer"
+    KEEP = "keep"  # quietly, for /search: a group photo nobody addressed
+    SKIP = "skip"  # neither looked at nor kept: the group turned indexing off
+
+
 async def look(services: Services, chat: Chat, photo: PhotoFile) -> PhotoFacts:
     """Fetch the photo and describe it."""
     return await services.models.describe(DescribeRequest(await chat.fetch(photo)))
 
 
-async def admit(services: Services, message: PhotoMessage) -> str:
-    """What to do with a photo, decided before any model runs: "answer" it, "keep" it quietly for /search
-    (a group photo nobody addressed), or "skip" it (the group turned indexing off). Raises OverBudget
+async def admit(services: Services, message: PhotoMessage) -> Admission:
+    """What to do with a photo: answer it, keep it quietly for /search, or skip it. Raises OverBudget
     (which says so once a day, and only to someone who spoke to the bot) past a daily budget."""
     switches = await _switches(services, message.where)
     spoken_to = message.addressed or switches.auto_caption
     if not spoken_to and not switches.index_photos:
-        return "skip"
-    await quotas.spend(services, message.where, "photos", speak=spoken_to, switches=switches)
-    return "answer" if spoken_to else "keep"
+        return Admission.SKIP
+    await quotas.spend(services, message.where, UsageKind.PHOTOS, speak=spoken_to, switches=switches)
+    return Admission.ANSWER if spoken_to else Admission.KEEP
 
 
 async def look_if_admitted(services: Services, chat: Chat, message: PhotoMessage) -> PhotoFacts | None:
     """An album photo, admitted and looked at in the album's own task (the sender's queue waits for no
     database); None when the group keeps no photos nobody asked about."""
-    if await admit(services, message) == "skip":
+    if await admit(services, message) == Admission.SKIP:
         return None
     return await look(services, chat, message.photo)
 
@@ -55,9 +66,9 @@ async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> Non
     quietly, unless the group turned that off."""
     where = message.where
     admission = await admit(services, message)
-    if admission == "skip":
+    if admission == Admission.SKIP:
         return
-    if admission == "keep":
+    if admission == Admission.KEEP:
         try:
             facts = await look(services, chat, message.photo)
         except BadImage as error:
@@ -74,7 +85,7 @@ async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> Non
             )
             said = text.spoken(answer, language, noted=False)
             response = f"{said}\n\n({text.describe(facts, tags=3, language=language)})"
-            if answer.route == "describe":  # "what is this?": the answer is the description, don't repeat it
+            if answer.route == RouteKind.DESCRIBE:  # "what is this?": the answer is the description, don't repeat it
                 response = said
         else:
             response = text.describe(facts, language=language)
@@ -88,14 +99,14 @@ async def on_album(
     where: Where,
     words: str,
     addressed: bool,
-    results: Sequence[tuple[PhotoFile, PhotoFacts | BaseException | None]],
+    looked_at: Sequence[tuple[PhotoFile, PhotoFacts | BaseException | None]],
     chat: Chat,
 ) -> None:
     """One reply for an album, a line per photo; each photo's own failure gets its own line. Photos the
     group keeps no record of (None), and budget refusals already told today, get none."""
-    results = [
+    results: list[tuple[PhotoFile, PhotoFacts | BaseException]] = [
         (photo, result)
-        for photo, result in results
+        for photo, result in looked_at
         if result is not None and not (isinstance(result, quotas.OverBudget) and not result.user_message)
     ]
     if not results:
@@ -105,7 +116,8 @@ async def on_album(
         return
     language = await records.language(services, where)
     _ = translator(language)
-    lines, good = [], []
+    lines: list[str] = []
+    good: list[tuple[PhotoFile, PhotoFacts]] = []
     for number, (photo, result) in enumerate(results, 1):
         if isinstance(result, UserError):
             lines.append(f"{number}. {result.said_in(language)}")
@@ -127,7 +139,9 @@ async def on_channel_post(services: Services, message: PhotoMessage, channel: Ch
     switches = await _switches(services, message.where)
     if not switches.alt_text:
         return
-    await quotas.spend(services, message.where, "photos", speak=False, switches=switches)  # nobody to tell there
+    await quotas.spend(
+        services, message.where, UsageKind.PHOTOS, speak=False, switches=switches
+    )  # nobody to tell there
     facts = await look(services, channel, message.photo)
     caption = text.alt_text(message.text, facts, language=await records.language(services, message.where))
     if caption is None:
@@ -151,7 +165,7 @@ async def remember(
 ) -> list[int]:
     """Store the photos, what the user said and what the bot answered; returns the image ids."""
 
-    async def work(session) -> list[int]:
+    async def work(session: AsyncSession) -> list[int]:
         ids = []
         for photo, facts in photos:
             record = await save_image(
@@ -179,15 +193,15 @@ async def remember(
 
 
 async def add_exchange(
-    session, where: Where, said: str, reply: str, image_id: int | None, reply_message_id: int | None
+    session: AsyncSession, where: Where, said: str, reply: str, image_id: int | None, reply_message_id: int | None
 ) -> None:
     """The user's turn and the bot's answer to it."""
-    await add_turn(session, where.chat_id, where.user_id, "user", said, image_id, where.chat_kind)
+    await add_turn(session, where.chat_id, where.thread_user, Role.USER, said, image_id, where.chat_kind)
     await add_turn(
         session,
         where.chat_id,
-        where.user_id,
-        "assistant",
+        where.thread_user,
+        Role.ASSISTANT,
         reply,
         image_id,
         where.chat_kind,
@@ -197,7 +211,7 @@ async def add_exchange(
 
 async def _conversation(services: Services, where: Where, facts: PhotoFacts) -> Conversation:
     async with services.reading() as session:
-        turns = await recent_turns(session, where.chat_id, where.user_id, limit=CONTEXT_TURNS)
+        turns = await recent_turns(session, where.chat_id, where.thread_user, limit=CONTEXT_TURNS)
     return Conversation(image=facts, turns=tuple((turn.role, turn.text) for turn in turns))
 
 

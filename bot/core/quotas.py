@@ -11,11 +11,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipchat.errors import UserError
 from clipchat.i18n import N_
+from clipchat.kinds import ChatKind
 from storage import (
+    AccessStatus,
     Switches,
+    UsageKind,
+    UsageScope,
     access_of,
     busiest,
     chat_switches,
@@ -31,27 +38,35 @@ from .incoming import Where
 from .services import Services
 
 log = logging.getLogger(__name__)
-GROUP_KINDS = ("group", "supergroup", "channel")
+GROUP_KINDS = (ChatKind.GROUP, ChatKind.SUPERGROUP, ChatKind.CHANNEL)
 # One message per kind and scope, so that each language can word "photos" and "questions" its own way.
 OVER = {
-    ("user", "photos"): N_(
+    (UsageScope.USER, UsageKind.PHOTOS): N_(
         "You've used your daily budget of photos ({limit}). It comes back at midnight UTC, in "
         "{hours} h {minutes} min; until then I'll stay quiet about photos."
     ),
-    ("user", "questions"): N_(
+    (UsageScope.USER, UsageKind.QUESTIONS): N_(
         "You've used your daily budget of questions ({limit}). It comes back at midnight UTC, "
         "in {hours} h {minutes} min; until then I'll stay quiet about questions."
     ),
-    ("chat", "photos"): N_(
+    (UsageScope.CHAT, UsageKind.PHOTOS): N_(
         "This chat has used its daily budget of photos ({limit}). It comes back at midnight UTC, "
         "in {hours} h {minutes} min; until then I'll stay quiet about photos here."
     ),
-    ("chat", "questions"): N_(
+    (UsageScope.CHAT, UsageKind.QUESTIONS): N_(
         "This chat has used its daily budget of questions ({limit}). It comes back at "
         "midnight UTC, in {hours} h {minutes} min; until then I'll stay quiet about questions "
         "here."
     ),
 }
+
+
+class Verdict(StrEnum):
+    """Whether the bot serves a sender (`access`)."""
+
+    SERVED = "served"
+    BANNED = "banned"  # ignored without a word
+    OUTSIDE = "outside"  # outside the allow-lists: told so in private
 
 
 class OverBudget(UserError):
@@ -82,23 +97,24 @@ def _limit(value: int | None) -> int | None:
     return value if value else None  # 0 in the settings: no limit
 
 
-async def budgets(services: Services, where: Where, kind: str, switches: Switches | None = None) -> Budgets:
+async def budgets(services: Services, where: Where, kind: UsageKind, switches: Switches | None = None) -> Budgets:
     """The user's and the chat's budgets for `kind` here: the chat's own, where operators set one
     (`switches`: the chat's settings, when the caller has read them already)."""
     settings = services.settings
     if switches is None:
         async with services.reading() as session:
             switches = await chat_switches(session, where.chat_id)
-    override = switches.daily_photos if kind == "photos" else switches.daily_questions
-    user = settings.daily_photos_per_user if kind == "photos" else settings.daily_questions_per_user
-    chat = settings.daily_photos_per_group if kind == "photos" else settings.daily_questions_per_group
+    photos = kind == UsageKind.PHOTOS
+    override = switches.daily_photos if photos else switches.daily_questions
+    user = settings.daily_photos_per_user if photos else settings.daily_questions_per_user
+    chat = settings.daily_photos_per_group if photos else settings.daily_questions_per_group
     if where.chat_kind in GROUP_KINDS:
         return Budgets(user=_limit(user), chat=_limit(chat if override is None else override))
     return Budgets(user=_limit(user if override is None else override), chat=None)  # private: the chat is the user
 
 
 async def spend(
-    services: Services, where: Where, kind: str, *, speak: bool = True, switches: Switches | None = None
+    services: Services, where: Where, kind: UsageKind, *, speak: bool = True, switches: Switches | None = None
 ) -> None:
     """Count one use of the models; raises OverBudget (said once a day, when `speak`) when it is one too many."""
     if where.user_id is not None and where.user_id in services.settings.admin_ids:
@@ -106,14 +122,17 @@ async def spend(
     limits = await budgets(services, where, kind, switches)
     subjects = [
         (scope, subject, limit)
-        for scope, subject, limit in (("user", where.user_id, limits.user), ("chat", where.chat_id, limits.chat))
+        for scope, subject, limit in (
+            (UsageScope.USER, where.user_id, limits.user),
+            (UsageScope.CHAT, where.chat_id, limits.chat),
+        )
         if subject is not None and limit is not None
     ]
     if not subjects:
         return
     day = today()
 
-    async def count(session) -> tuple[str, int, int, bool] | None:
+    async def count(session: AsyncSession) -> tuple[UsageScope, int, int, bool] | None:
         for scope, subject, limit in subjects:
             if await use(session, scope, subject, day, kind) > limit:
                 return scope, subject, limit, speak and await first_to_tell(session, scope, subject, day, kind)
@@ -133,15 +152,15 @@ async def spend(
 
 async def access(
     services: Services, user_id: int | None, chat_id: int | None, sender_chat_id: int | None = None
-) -> str:
-    """ "served", "banned" (ignored without a word) or "outside" the allow-lists (told so in private).
+) -> Verdict:
+    """Served, banned (ignored without a word) or outside the allow-lists (told so in private).
 
     Operators are always served; then an operator's /ban (of the person, or of the channel they write
     as) or /allow decides; then the settings' allow-lists. With the database down, the allow-lists
     alone decide (bans wait for it)."""
     settings = services.settings
     if user_id is not None and user_id in settings.admin_ids:
-        return "served"
+        return Verdict.SERVED
     identities = [identity for identity in (user_id, sender_chat_id) if identity is not None]
     try:
         said = await services.access.status_of(services.sessions, identities)
@@ -150,38 +169,40 @@ async def access(
             raise
         log.warning("database unavailable: allow-lists alone decide for user %s: %s", user_id, error)
         said = []
-    if "banned" in said:
-        return "banned"
-    if said and said[0] == "allowed" and user_id is not None:
-        return "served"
-    return "served" if settings.allows(user_id, chat_id) else "outside"
+    if AccessStatus.BANNED in said:
+        return Verdict.BANNED
+    if said and said[0] == AccessStatus.ALLOWED and user_id is not None:
+        return Verdict.SERVED
+    return Verdict.SERVED if settings.allows(user_id, chat_id) else Verdict.OUTSIDE
 
 
-async def set_user_access(services: Services, user_id: int, status: str | None, operator: int | None) -> None:
+async def set_user_access(services: Services, user_id: int, status: AccessStatus | None, operator: int | None) -> None:
     await write_with_retry(services.sessions, lambda session: set_access(session, user_id, status, operator))
     services.access.changed(user_id, status)
 
 
 @dataclass(frozen=True)
 class UsageReport:
-    status: str | None  # "allowed", "banned" or None for a user; None for a chat
-    used: dict[str, int]  # kind -> count today
-    limits: dict[str, int | None]  # kind -> today's budget (None: no limit)
+    status: AccessStatus | None  # for a user: what an operator said, if anything; None for a chat
+    used: dict[UsageKind, int]  # count today
+    limits: dict[UsageKind, int | None]  # today's budget (None: no limit)
 
 
-async def usage_of(services: Services, scope: str, subject_id: int, chat_kind: str = "private") -> UsageReport:
+async def usage_of(
+    services: Services, scope: UsageScope, subject_id: int, chat_kind: ChatKind = ChatKind.PRIVATE
+) -> UsageReport:
     """One user's (or chat's) use today, their budgets and what operators said about them."""
     async with services.reading() as session:
         used = await usage_on(session, scope, subject_id, today())
-        status = await access_of(session, subject_id) if scope == "user" else None
-    where = Where(subject_id, chat_kind, subject_id if scope == "user" else None)
-    limits = {}
+        status = await access_of(session, subject_id) if scope == UsageScope.USER else None
+    where = Where(subject_id, chat_kind, subject_id if scope == UsageScope.USER else None)
+    limits: dict[UsageKind, int | None] = {}
     for kind in used:
         budget = await budgets(services, where, kind)
-        limits[kind] = budget.user if scope == "user" else budget.chat
+        limits[kind] = budget.user if scope == UsageScope.USER else budget.chat
     return UsageReport(status, used, limits)
 
 
-async def heaviest(services: Services, scope: str, limit: int = 10) -> list[tuple[int, str, int]]:
+async def heaviest(services: Services, scope: UsageScope, limit: int = 10) -> list[tuple[int, UsageKind, int]]:
     async with services.reading() as session:
         return await busiest(session, scope, today(), limit)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from clipchat.i18n import N_, choose, translator
 from storage import (
     Removed,
@@ -28,7 +30,7 @@ ONLY_OPERATORS = N_("Only the bot's operators can see statistics.")
 async def reset(services: Services, where: Where) -> int:
     """Clear this user's conversation in this chat; returns the turns removed."""
     return await write_with_retry(
-        services.sessions, lambda session: reset_thread(session, where.chat_id, where.user_id)
+        services.sessions, lambda session: reset_thread(session, where.chat_id, where.thread_user)
     )
 
 
@@ -69,7 +71,7 @@ async def purge_expired(services: Services) -> tuple[int, Removed]:
     age = timedelta(days=services.storage_settings.retention_days)
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
 
-    async def work(session) -> Removed:
+    async def work(session: AsyncSession) -> Removed:
         await purge_usage_before(session, yesterday)  # budgets are daily; a day's grace for clocks in other zones
         return await purge_older_than(session, age)
 

@@ -190,7 +190,7 @@ class BotSettings(BaseSettings):
 
     @field_validator("allowed_users", "allowed_chats", "admin_ids", mode="before")
     @classmethod
-    def _comma_separated(cls, value):
+    def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str | int):  # "1,2,3" from the environment, or one id
             return [int(part) for part in str(value).replace(" ", ",").split(",") if part]
         return value

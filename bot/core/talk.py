@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clipchat.i18n import N_, translator
+from clipchat.kinds import MediaKind
 from dialogue import Answer, Conversation
-from storage import ImageRecord, image_under_discussion, recent_turns, search_images, write_with_retry
+from storage import ImageRecord, UsageKind, image_under_discussion, recent_turns, search_images, write_with_retry
 from storage.reindex import photos_waiting, reindex_running
 from vision.models.tagger import parse_label_list
 
@@ -32,7 +33,7 @@ class Found:
     """A photo /search sends back: by its Telegram file id, with the method that file id belongs to."""
 
     file_id: str
-    media_kind: str  # photo or document
+    media_kind: MediaKind
     caption: str
 
 
@@ -49,8 +50,8 @@ async def thread(
 ) -> tuple[ImageRecord | None, Conversation]:
     """The photo under discussion and the recent turns of this user in this chat."""
     async with services.reading() as session:
-        image = await image_under_discussion(session, where.chat_id, where.user_id, reply_to)
-        turns = await recent_turns(session, where.chat_id, where.user_id, limit=CONTEXT_TURNS)
+        image = await image_under_discussion(session, where.chat_id, where.thread_user, reply_to)
+        turns = await recent_turns(session, where.chat_id, where.thread_user, limit=CONTEXT_TURNS)
     return image, Conversation(
         image=image.facts() if image else None, turns=tuple((turn.role, turn.text) for turn in turns)
     )
@@ -58,7 +59,7 @@ async def thread(
 
 async def on_question(services: Services, where: Where, question: str, reply_to: int | None, chat: Chat) -> None:
     """Answer a follow-up about the photo under discussion, and remember the exchange."""
-    await quotas.spend(services, where, "questions")
+    await quotas.spend(services, where, UsageKind.QUESTIONS)
     most = services.settings.max_question_chars
     question, cut = question[:most], len(question) > most  # the model reads a bounded prompt anyway
     async with chat.working():
@@ -75,18 +76,18 @@ async def on_question(services: Services, where: Where, question: str, reply_to:
 
 
 async def caption(services: Services, where: Where, reply_to: int | None) -> str:
-    image, conversation = await thread(services, where, reply_to)
+    _image, conversation = await thread(services, where, reply_to)
     language = await records.language(services, where)
-    if image is None:
+    if conversation.image is None:
         return translator(language)(NO_PHOTO)
     return text.noting_model_language(text.describe(conversation.image, language=language), language)
 
 
 async def tags(services: Services, where: Where, labels_text: str, reply_to: int | None) -> str:
     """The photo's stored tags, or with labels given, how well each label fits it."""
-    image, conversation = await thread(services, where, reply_to)
+    _image, conversation = await thread(services, where, reply_to)
     language = await records.language(services, where)
-    if image is None:
+    if conversation.image is None:
         return translator(language)(NO_PHOTO)
     found = conversation.image.tags
     if labels_text.strip():
@@ -94,7 +95,7 @@ async def tags(services: Services, where: Where, labels_text: str, reply_to: int
         refusal = _label_refusal(labels, services.settings.max_labels, services.settings.max_label_chars, language)
         if refusal:
             return refusal
-        await quotas.spend(services, where, "questions")
+        await quotas.spend(services, where, UsageKind.QUESTIONS)
         found = (await services.models.classify(ClassifyRequest(conversation.image.embedding, tuple(labels)))).tags
     if not found:
         return translator(language)(NOTHING_TO_TAG)
@@ -119,11 +120,11 @@ def _label_refusal(labels: list[str], most: int, longest: int, language: str) ->
 
 
 async def mood(services: Services, where: Where, reply_to: int | None) -> str:
-    image, conversation = await thread(services, where, reply_to)
+    _image, conversation = await thread(services, where, reply_to)
     language = await records.language(services, where)
-    if image is None:
+    if conversation.image is None:
         return translator(language)(NO_PHOTO)
-    await quotas.spend(services, where, "questions")
+    await quotas.spend(services, where, UsageKind.QUESTIONS)
     answer: Answer = await services.models.mood(MoodRequest(conversation.image.embedding))
     return text.spoken(answer, language)
 
@@ -131,7 +132,7 @@ async def mood(services: Services, where: Where, reply_to: int | None) -> str:
 async def search(services: Services, where: Where, phrase: str) -> Search:
     """This chat's photos that best match `phrase`: the best one, plus any nearly as good; and, when
     some of the chat's photos were seen by an earlier CLIP, that they could not be searched."""
-    await quotas.spend(services, where, "questions")
+    await quotas.spend(services, where, UsageKind.QUESTIONS)
     chat_id = where.chat_id
     vector = await services.models.embed_text(TextRequest(phrase[:MAX_SEARCH_CHARS]))
     identity = services.models.identity

@@ -48,7 +48,7 @@ class MemoryBudget:
         self.total = total
         self.used = 0
         self.peak = 0  # the most ever taken at once (for metrics and tests)
-        self._waiting: deque[tuple[int, asyncio.Future]] = deque()
+        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
 
     async def acquire(self, amount: int) -> None:
         """Wait until `amount` bytes fit (or nothing else is running), then take them."""

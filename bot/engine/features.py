@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import cast
 
+import numpy as np
 import torch
 
 from clipchat.errors import BadImage, InvalidConfig
@@ -43,7 +45,7 @@ class ModelFeatures:
         self.limits = limits
         if decoding is not None:  # options this captioner refuses fail here, at start-up, not on every photo
             method = decoding.for_captioner(models.captioner).method
-            if method not in models.captioner.methods:
+            if method is not None and method not in models.captioner.methods:
                 raise InvalidConfig(models.captioner.refusal(method))
         self.decoding = decoding  # None: the captioner's own method and defaults
         self.intake = intake  # None: Pillow decodes every photo in `prepare`
@@ -89,8 +91,9 @@ class ModelFeatures:
         (the batcher hands it to that photo's caller alone)."""
         if self.intake is not None:
             return describe_photos(self.models, self.intake, prepared, self.decoding)
-        pixels = self.models.encoder.pixels_from(prepared)  # (N, 3, H, W); normalising is a torch op
-        return self.models.describe_pixels(pixels, self.decoding)
+        # without device decoding, `prepare` made tensors: (N, 3, H, W); normalising is a torch op
+        pixels = self.models.encoder.pixels_from(cast(Sequence[torch.Tensor], prepared))
+        return [*self.models.describe_pixels(pixels, self.decoding)]
 
     def cached_entries(self) -> int:
         """/tags label sets the models hold (for metrics and tests)."""
@@ -126,5 +129,5 @@ class ModelFeatures:
     def mood(self, requests: Sequence[MoodRequest]) -> list[Answer]:
         return [answer_mood(self.models.encoder, self._vector(r.embedding)) for r in requests]
 
-    def _vector(self, embedding) -> torch.Tensor:
+    def _vector(self, embedding: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(embedding, dtype=torch.float32, device=self.models.encoder.device)

@@ -14,18 +14,26 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, TypeVar, cast
+
+import torch
 
 from clipchat.errors import TooSlow
 from clipchat.facts import PhotoFacts
 from clipchat.metrics import DECODE_QUEUE
 from dialogue import Answer
+from vision.intake.device_jpeg import DeferredJpeg
 from vision.intake.images import decode_cost
+from vision.models.answer_model import AnswerModel
 
 from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, MoodRequest, TextRequest, TextVector
 from .batcher import MicroBatcher, model_thread, passing_thread
 from .budget import MemoryBudget
 from .features import ModelFeatures
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 ANSWER_MODEL_RETRY_S = 60.0  # after a failed load of the answer model, questions hear its error this long
 
@@ -41,7 +49,7 @@ class LocalModels:
         max_wait: float = 0.005,
         max_queue: int = 256,
         text_cache: int = 4096,
-        executor: ThreadPoolExecutor | None = None,
+        executor: Executor | None = None,
         decode_workers: int | None = None,
         decode_memory: int = 512 * 2**20,
         timeout: float = 120.0,
@@ -51,9 +59,8 @@ class LocalModels:
         self.limits = features.limits
         # Pass the thread the models were loaded on: one thread, one OpenMP team (see `open_services`).
         self._thread = executor or model_thread("vision")
-        self._options = dict(max_batch=max_batch, max_queue=max_queue, executor=self._thread)
-        self._max_wait = max_wait
-        self._batchers: dict[str, MicroBatcher] = {}
+        self._max_batch, self._max_queue, self._max_wait = max_batch, max_queue, max_wait
+        self._batchers: dict[str, MicroBatcher[Any, Any]] = {}
         self._preparing = 0  # photos being decoded: a photo batch waits for them, and only for them
         # Decoding a large photo briefly takes up to one full-size plane (200 MB at 50 MP): a few at a
         # time, not asyncio's default pool of up to 32 threads
@@ -66,7 +73,7 @@ class LocalModels:
         # A caller waits at most this long, queue and decoding included; a batch still running past it
         # makes `stalled_for` say so, and the bot's liveness check fails (a hung GPU never raises)
         self.timeout = timeout
-        self._answer_loading: asyncio.Future | None = None
+        self._answer_loading: asyncio.Future[AnswerModel] | None = None
         self._answer_failed_at = 0.0
 
     async def describe(self, request: DescribeRequest) -> PhotoFacts:
@@ -79,9 +86,10 @@ class LocalModels:
             finally:
                 self._preparing -= 1
                 DECODE_QUEUE.dec()
-            return await self._run(self.features.describe, prepared, incoming=lambda: self._preparing)
+            described = await self._run(self.features.describe, prepared, incoming=lambda: self._preparing)
+            return cast(PhotoFacts, described)  # the batcher raises a photo's BadImage to its caller instead
 
-    async def _decode(self, request: DescribeRequest):
+    async def _decode(self, request: DescribeRequest) -> torch.Tensor | DeferredJpeg:
         """Decode within the memory budget. Even reading the header runs off the event loop (a PNG of
         100k empty chunks takes 0.3 s to open), and the bytes are held until the decoding thread is
         done, however soon its caller gives up."""
@@ -134,7 +142,7 @@ class LocalModels:
         async with self._deadline("loading the answer model"):
             await asyncio.shield(loading)  # a caller that gives up leaves the load running for the next one
 
-    def _note_answer_load(self, loading: asyncio.Future) -> None:
+    def _note_answer_load(self, loading: asyncio.Future[AnswerModel]) -> None:
         if not loading.cancelled() and loading.exception() is not None:
             self._answer_failed_at = time.monotonic()
 
@@ -165,14 +173,25 @@ class LocalModels:
         self._thread.shutdown(wait=True)
 
     async def _run(
-        self, feature: Callable[[Sequence], list], item, *, wait: bool = True, incoming: Callable[[], int] | None = None
-    ):
+        self,
+        feature: Callable[[Sequence[T]], Sequence[R]],
+        item: T,
+        *,
+        wait: bool = True,
+        incoming: Callable[[], int] | None = None,
+    ) -> R:
         """`feature`'s result for `item`, computed in a batch with whatever else arrived meanwhile."""
         name = feature.__name__
-        batcher = self._batchers.get(name)
+        batcher: MicroBatcher[T, R] | None = self._batchers.get(name)
         if batcher is None:
             batcher = self._batchers[name] = MicroBatcher(
-                feature, name=name, incoming=incoming, max_wait=self._max_wait if wait else 0, **self._options
+                feature,
+                name=name,
+                incoming=incoming,
+                max_wait=self._max_wait if wait else 0,
+                max_batch=self._max_batch,
+                max_queue=self._max_queue,
+                executor=self._thread,
             )
         async with self._deadline(name):
             return await batcher.submit(item)

@@ -20,10 +20,12 @@ import asyncio
 import logging
 import os
 import threading
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from clipchat.errors import ClipchatError, InvalidConfig, TooSlow
 from clipchat.facts import PhotoFacts
 from dialogue import Answer
+from vision import ImageLimits
 from vision.catalog.settings import VisionSettings
 
 from .api import (
@@ -37,11 +39,16 @@ from .api import (
     TextVector,
 )
 
+if TYPE_CHECKING:
+    from ray.serve import Deployment
+    from ray.serve.handle import DeploymentHandle
+
 log = logging.getLogger(__name__)
 APP_NAME = "clipchat-vision"
+T = TypeVar("T")
 
 
-def deployment_class():
+def deployment_class() -> Deployment:
     """The Serve deployment, built on first use so that importing clipchat never needs Ray."""
     from ray import serve
 
@@ -49,7 +56,7 @@ def deployment_class():
     class VisionDeployment:
         def __init__(
             self,
-            settings: dict,
+            settings: dict[str, Any],
             max_batch: int = 16,
             max_wait_s: float = 0.03,
             timeout_s: float = 120.0,
@@ -97,7 +104,7 @@ def deployment_class():
         async def forget_caches(self) -> None:
             await self.local.forget_caches()
 
-        async def call(self, feature: str, request):
+        async def call(self, feature: str, request: object) -> object:
             if feature not in FEATURES:
                 raise ValueError(f"no model feature {feature!r}")
             try:
@@ -105,7 +112,7 @@ def deployment_class():
             except ClipchatError as error:
                 return error
 
-    return VisionDeployment
+    return cast("Deployment", VisionDeployment)  # serve.deployment made it one; Ray types it as the class
 
 
 def join_cluster(address: str | None) -> None:
@@ -147,7 +154,7 @@ def deploy(
     address: str | None = None,
     timeout_s: float = 120.0,
     decode_memory: int = 512 * 2**20,
-):
+) -> DeploymentHandle[Any]:
     """Start (or update) the vision application on the Ray cluster at `address` (None: a local one).
 
     Returns once the replicas are up; `clipchat vision-server` then waits for a signal and calls `undeploy`.
@@ -155,7 +162,7 @@ def deploy(
     from ray import serve
 
     join_cluster(address)
-    options: dict = {"ray_actor_options": {"num_gpus": gpus_per_replica, "num_cpus": cpus_per_replica}}
+    options: dict[str, Any] = {"ray_actor_options": {"num_gpus": gpus_per_replica, "num_cpus": cpus_per_replica}}
     if max_replicas:  # Serve adds replicas while requests queue, and removes them when idle
         options["autoscaling_config"] = {
             "min_replicas": min_replicas,
@@ -205,7 +212,9 @@ def undeploy(timeout_s: float) -> bool:
 class RayModels:
     """`Models`, answered by the vision application on Ray Serve."""
 
-    def __init__(self, handle, identity: str, limits, timeout: float = 120.0) -> None:
+    def __init__(
+        self, handle: DeploymentHandle[Any], identity: str, limits: ImageLimits, timeout: float = 120.0
+    ) -> None:
         self.handle = handle
         self.identity = identity
         self.limits = limits
@@ -224,19 +233,19 @@ class RayModels:
         return cls(handle, identity, vision.image_limits(), timeout)
 
     async def describe(self, request: DescribeRequest) -> PhotoFacts:
-        return await self._call("describe", request)
+        return await self._call("describe", request, PhotoFacts)
 
     async def embed_text(self, request: TextRequest) -> TextVector:
-        return await self._call("embed_text", request)
+        return await self._call("embed_text", request, TextVector)
 
     async def classify(self, request: ClassifyRequest) -> LabelScores:
-        return await self._call("classify", request)
+        return await self._call("classify", request, LabelScores)
 
     async def answer(self, request: AnswerRequest) -> Answer:
-        return await self._call("answer", request)
+        return await self._call("answer", request, Answer)
 
     async def mood(self, request: MoodRequest) -> Answer:
-        return await self._call("mood", request)
+        return await self._call("mood", request, Answer)
 
     async def forget_caches(self) -> None:
         # Reaches one replica; the others' caches are bounded and age out as they fill.
@@ -251,7 +260,7 @@ class RayModels:
     async def close(self) -> None:
         """The replicas belong to the cluster, not to this bot process: nothing to stop."""
 
-    async def _call(self, feature: str, request):
+    async def _call(self, feature: str, request: object, answer_type: type[T]) -> T:
         deadline = asyncio.timeout(self.timeout)
         try:
             async with deadline:
@@ -262,4 +271,6 @@ class RayModels:
             raise TooSlow(detail=f"{feature} on Ray Serve took over {self.timeout:g} s") from None
         if isinstance(result, ClipchatError):
             raise result
+        if not isinstance(result, answer_type):  # the replica runs another clipchat than this process
+            raise TypeError(f"{feature} on Ray Serve answered a {type(result).__name__}, not a {answer_type.__name__}")
         return result

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from clipchat.errors import ClipchatError
+from clipchat.kinds import ChatKind
 from storage import StorageSettings
 from vision.catalog.settings import VisionSettings
 
@@ -21,7 +22,7 @@ from ..core.incoming import PhotoFile, PhotoMessage, Where
 from ..core.services import Services, open_services
 from ..core.settings import BotSettings
 
-HERE = Where(chat_id=1, chat_kind="private", user_id=1)
+HERE = Where(chat_id=1, chat_kind=ChatKind.PRIVATE, user_id=1)
 HELP = (
     "/photo PATH   look at a photo\n/tags [a, b]  tags, or how well each label fits\n/mood         the photo's mood\n"
     "/search TEXT  find an earlier photo\n/reset        forget this conversation\n/quit         leave\n"

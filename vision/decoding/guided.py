@@ -21,23 +21,27 @@ this mode exists so the bot can always say something useful.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import torch
 import torch.nn.functional as F
 
 from clipchat.errors import InvalidConfig
 
+from ..models.encoder import TextEncoder
 from ..models.language_model import Caption, cache_keyword, clean_text, output_cache, stop_token_ids
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
 class GuidedCaptioner:
     """A language model and the CLIP that steers it: what a model set without a captioning checkpoint has."""
 
-    lm: torch.nn.Module
-    tokenizer: object
-    encoder: object  # a ClipEncoder: embeds the candidate texts
+    lm: torch.nn.Module  # a transformers causal LM
+    tokenizer: PreTrainedTokenizerBase
+    encoder: TextEncoder  # embeds the candidate texts
     prompt: str = ""  # e.g. "A picture of"; empty starts from the beginning-of-text token
 
     methods: ClassVar[tuple[str, ...]] = ("guided",)
@@ -49,7 +53,7 @@ class GuidedCaptioner:
         return f"Without a captioning checkpoint only guided decoding is possible, not {method!r}."
 
     def text(self, tokens: list[int]) -> str:
-        body = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        body = cast(str, self.tokenizer.decode(tokens, skip_special_tokens=True))  # one sequence: one text
         return f"{self.prompt} {body.strip()}".strip() if self.prompt else body.strip()
 
 

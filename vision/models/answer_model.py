@@ -15,8 +15,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 from ..catalog.model_sets import Ref
 from .language_model import load_language_model
@@ -29,8 +33,8 @@ WINDOW_FIELDS = ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"
 
 @dataclass(frozen=True)
 class AnswerModel:
-    lm: torch.nn.Module
-    tokenizer: object
+    lm: torch.nn.Module  # a transformers causal LM
+    tokenizer: PreTrainedTokenizerBase
     window: int  # tokens the prompt and the answer share
     source: str
 
@@ -57,7 +61,7 @@ class AnswerModel:
         return pad if pad is not None else self.stop_ids[0]
 
 
-def context_window(lm: torch.nn.Module, tokenizer) -> int:
+def context_window(lm: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> int:
     for name in WINDOW_FIELDS:
         value = getattr(lm.config, name, None)
         if isinstance(value, int) and value > 0:
@@ -66,7 +70,7 @@ def context_window(lm: torch.nn.Module, tokenizer) -> int:
     return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else 1024
 
 
-def answer_model_from(lm: torch.nn.Module, tokenizer, source: str) -> AnswerModel:
+def answer_model_from(lm: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, source: str) -> AnswerModel:
     return AnswerModel(lm, tokenizer, context_window(lm, tokenizer), source)
 
 

@@ -6,6 +6,7 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -18,6 +19,19 @@ from ..catalog.model_sets import HF_HUB, LOCAL_DIR
 from ..fast.graphs import static_image_features
 
 log = logging.getLogger(__name__)
+
+
+class TextEncoder(Protocol):
+    """What compares words with a photo in CLIP's space: reranking, guided decoding and the dialogue's checks
+    need no more. `ClipEncoder` is one."""
+
+    @property
+    def identity(self) -> str: ...
+    @property
+    def device(self) -> torch.device: ...
+    @property
+    def logit_scale(self) -> float: ...
+    def embed_texts(self, texts: Sequence[str]) -> torch.Tensor: ...
 
 
 class ClipEncoder:
@@ -33,7 +47,7 @@ class ClipEncoder:
         dtype: torch.dtype,
         batch_size: int = 64,
     ) -> None:
-        self.model = model.eval()
+        self.model: Any = model.eval()  # open_clip's CLIP, untyped: its towers and logit_scale are read by name
         self.preprocess = preprocess
         self._preprocess_halves = _split_preprocess(preprocess)  # (Pillow steps, tensor steps)
         self.tokenizer = tokenizer

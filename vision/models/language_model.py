@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from clipchat.errors import ModelNotFound
 
 from ..catalog.model_sets import Ref
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+class LanguageModel(Protocol):
+    """A causal language model as clipchat drives it: what `AutoModelForCausalLM` loads (GPT-2, any chat model),
+    a torch module whose `generate` samples answers and scores their tokens."""
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+    def generate(self, inputs: torch.Tensor | None = None, **kwargs: Any) -> Any: ...
+    def compute_transition_scores(
+        self,
+        sequences: torch.Tensor,
+        scores: tuple[torch.Tensor, ...],
+        beam_indices: torch.Tensor | None = None,
+        normalize_logits: bool = False,
+    ) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -27,7 +47,9 @@ def clean_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def load_language_model(ref: Ref, device: torch.device, dtype: torch.dtype, cache_dir: Path | None = None):
+def load_language_model(
+    ref: Ref, device: torch.device, dtype: torch.dtype, cache_dir: Path | None = None
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """(model, tokenizer) in eval mode on `device`; SDPA attention and the KV cache are transformers' defaults."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -45,7 +67,7 @@ def load_language_model(ref: Ref, device: torch.device, dtype: torch.dtype, cach
     return model.to(device).eval(), tokenizer
 
 
-def stop_token_ids(tokenizer) -> list[int]:
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """End of text, and the tokens that end a one-sentence caption: a full stop or a new line."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     for text in (".", "\n"):
@@ -55,7 +77,7 @@ def stop_token_ids(tokenizer) -> list[int]:
     return sorted(ids)
 
 
-def cache_keyword(lm) -> str:
+def cache_keyword(lm: torch.nn.Module) -> str:
     """transformers 5.2x renamed `past_key_values` to `cache`; accept whichever this version has."""
     return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
 

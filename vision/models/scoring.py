@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .encoder import TextEncoder
 from .language_model import Caption
 
 CLIPSCORE_WEIGHT = 2.5  # Hessel et al. 2021: stretches cosines into a 0..1-ish range for ViT-B/32
@@ -17,7 +18,7 @@ def clip_score(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
 
 
 def rerank(
-    encoder, image: torch.Tensor, candidates: Sequence[Caption], fluency_weight: float = 1.0
+    encoder: TextEncoder, image: torch.Tensor, candidates: Sequence[Caption], fluency_weight: float = 1.0
 ) -> list[tuple[Caption, float]]:
     """Order one image's candidate captions, best first, by CLIPScore plus `fluency_weight` x mean log-probability.
 

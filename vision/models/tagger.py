@@ -85,7 +85,7 @@ def load_vocabulary(name_or_path: str) -> Vocabulary:
 def parse_label_list(text: str) -> list[str]:
     """ "a cat, a dog or a fox?" -> ["cat", "dog", "fox"]"""
     parts = re.split(r",|;|/|\bor\b|\band\b", text.strip().rstrip("?!."))
-    labels = []
+    labels: list[str] = []
     for part in parts:
         label = re.sub(r"^(a|an|the)\s+", "", part.strip(), flags=re.IGNORECASE).strip()
         if label and label.lower() not in (existing.lower() for existing in labels):
