@@ -164,6 +164,38 @@ def test_without_a_compiler_the_log_and_doctor_say_why_and_the_linears_stay_on_o
         assert done.stdout.startswith("ok |")
 
 
+@needs_kernel
+def test_a_kernel_built_ahead_loads_where_nothing_can_be_built(tmp_path) -> None:
+    """As in the Docker image: `python -m vision.fast.bf16_rows DIR` while the image is built, then a bot with no
+    compiler that loads it from there as it is (each in a process of its own: `load` answers once per process)."""
+    root, prebuilt = Path(__file__).parents[1], tmp_path / "prebuilt"
+    built = subprocess.run(
+        [sys.executable, "-m", "vision.fast.bf16_rows", str(prebuilt)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=root,
+    )
+    assert built.returncode == 0 and str(prebuilt) in built.stdout, built.stderr
+    script = (
+        "import logging, sys; from pathlib import Path; logging.basicConfig(level=logging.INFO)\n"
+        "from vision.fast import bf16_rows\n"
+        "bf16_rows.prebuilt_dir = lambda: Path(sys.argv[1])\n"
+        "print('loaded', bf16_rows.load(Path(sys.argv[2])))\n"
+    )
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(prebuilt), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=root,
+    )
+    assert "loaded True" in done.stdout and f"loaded from {prebuilt}" in done.stderr, done.stderr
+    assert not (tmp_path / "cache").exists()  # nothing was built
+
+
 @pytest.mark.skipif(shutil.which("g++") is None or platform.machine() != "x86_64", reason="needs g++ on x86-64")
 def test_a_compiler_error_is_reported_with_the_compilers_words(tmp_path, monkeypatch) -> None:
     broken = tmp_path / "bf16_rows.cpp"
