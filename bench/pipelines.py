@@ -143,7 +143,7 @@ def clipchat(
 ) -> Pipeline:
     """The bot's own path: ModelEngine.prepare (decode, checks, resize) and ModelEngine.describe
     (CLIP, KV-cached batched greedy captions, tags), as LocalModels runs them. With `graphs`, CLIP's
-    tower and each greedy step at fixed batch sizes, replayed as CUDA graphs on a GPU (vision/graphs.py)."""
+    tower and each greedy step at fixed batch sizes, replayed as CUDA graphs on a GPU (vision/fast/graphs.py)."""
     from bot.engine.api import DescribeRequest
     from bot.engine.engine import ModelEngine
     from vision.decoding.strategies import DecodingOptions
