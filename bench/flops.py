@@ -40,11 +40,10 @@ def count_flops(work: Callable[[], object]) -> float:
     def packed_linear(input_shape, *args, out_shape=None, **kwargs) -> int:  # ops FlopCounterMode does not know
         return 2 * input_shape[-1] * math.prod(out_shape)
 
+    from vision.fast.packed_linear import linear_ops
+
     mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention}
-    if hasattr(torch.ops.mkldnn, "_linear_pointwise"):
-        mapping[torch.ops.mkldnn._linear_pointwise] = packed_linear
-    if hasattr(torch.ops.clipchat, "bf16_rows_linear"):  # vision.fast.bf16_rows, once loaded
-        mapping[torch.ops.clipchat.bf16_rows_linear] = packed_linear
+    mapping |= dict.fromkeys(linear_ops(), packed_linear)  # oneDNN's packed product, bf16_rows' kernel
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with attention_fast_path(False), counter:
         work()

@@ -6,7 +6,7 @@ Run it as one command on the device machine. The same random-weight, real-size
 architectures and pipelines as `python -m bench` (bench/pipelines.py: clipchat, and each
 baseline as shipped and at its best), every pipeline in the same dtype, 20-token captions.
 `clipchat_graphs` is clipchat with DecodingOptions(graphs=True): CLIP's tower and each greedy
-step at fixed batch sizes, replayed as CUDA graphs (vision/graphs.py). Figures per row:
+step at fixed batch sizes, replayed as CUDA graphs (vision/fast/graphs.py). Figures per row:
 
 - end to end: from JPEG bytes (decoding and resizing in the timing, on worker threads as the bot does);
 - models: from preprocessed pixels already on the GPU, the accelerator's own rate;

@@ -102,7 +102,7 @@ def build_models(
 ):
     """ViT-B/32 CLIP, GPT-2 124M and a prefix mapper, seeded: the same weights in any dtype.
 
-    `as_clipchat_loads` applies `load_models`' CPU kernels (vision.pipeline.use_cpu_kernels: GPT-2's Conv1D
+    `as_clipchat_loads` applies `load_models`' speed paths (vision.pipeline.use_speed_paths: GPT-2's Conv1D
     as nn.Linear, linears and CLIP's attention through oneDNN with packed weights); ClipCap's own code would not, so its
     rows build without them. Without `tags` there is no tagger
     (its label vectors take CLIP's text tower over the whole vocabulary), for pipelines that never tag.
@@ -115,7 +115,7 @@ def build_models(
     from vision.models.encoder import ClipEncoder
     from vision.models.mapper import MapperConfig
     from vision.models.tagger import ZeroShotTagger, load_vocabulary
-    from vision.pipeline import VisionModels, use_cpu_kernels
+    from vision.pipeline import VisionModels, use_speed_paths
 
     where, clip_dtype = torch.device(device), clip_dtype or dtype
     torch.manual_seed(SEED)
@@ -126,7 +126,7 @@ def build_models(
     captioner = PrefixCaptioner(MapperConfig(), lm, numbered_tokenizer()).to(where, dtype).eval().requires_grad_(False)
     captioner.stop_ids = [GPT2_VOCAB - 1]
     if as_clipchat_loads:
-        use_cpu_kernels(encoder, captioner)
+        use_speed_paths(encoder, captioner)
     tagger = ZeroShotTagger(encoder, load_vocabulary("everyday")) if tags else None
     model_set = ModelSet.from_dict(
         "bench", {"clip": "ViT-B-32-quickgelu", "language_model": "gpt2", "captioner": "local-dir:/random-weights"}
@@ -143,7 +143,7 @@ def clipchat(
 ) -> Pipeline:
     """The bot's own path: ModelFeatures.prepare (decode, checks, resize) and ModelFeatures.describe
     (CLIP, KV-cached batched greedy captions, tags), as LocalModels runs them. With `graphs`, CLIP's
-    tower and each greedy step at fixed batch sizes, replayed as CUDA graphs on a GPU (vision/graphs.py)."""
+    tower and each greedy step at fixed batch sizes, replayed as CUDA graphs on a GPU (vision/fast/graphs.py)."""
     from bot.engine.api import DescribeRequest
     from bot.engine.features import ModelFeatures
     from vision.decoding.strategies import DecodingOptions

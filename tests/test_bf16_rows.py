@@ -14,7 +14,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from bench.flops import count_flops
-from vision import DecodingOptions, bf16_rows, decode, load_models
+from vision.fast import bf16_rows
 from vision.fast.gpt2_steps import Gpt2Steps
 from vision.fast.packed_linear import PackedLinear, pack_linears, packing_available
 from vision.models.language_model import linearize
@@ -128,28 +128,12 @@ def test_the_benchmarks_flop_count_sees_every_step(kernel) -> None:
     assert counted == step_by_step and step_by_step > 2 * 5 * 2 * 96 * 300
 
 
-@needs_kernel
-def test_held_out_captions_one_photo_at_a_time_are_the_ones_onednn_gives(world_dir, cache_dir, heldout) -> None:
-    models = load_models(str(world_dir), device="cpu", dtype="bfloat16", cache_dir=cache_dir)
-    linears = [m for m in models.captioner.lm.modules() if isinstance(m, PackedLinear)]
-    assert linears and all(m.few_rows for m in linears)  # load_models turned it on for the bfloat16 GPT-2
-    raw = models.encoder.embed_images([h.image for h in heldout], normalize=False)  # (240, D)
-
-    def one_at_a_time() -> list:
-        return [caption.tokens for row in raw for [caption] in decode(models.captioner, row[None], DecodingOptions())]
-
-    with_kernel = one_at_a_time()
-    for module in linears:
-        module.few_rows = False
-    assert one_at_a_time() == with_kernel
-
-
 def test_without_a_compiler_the_log_and_doctor_say_why_and_the_linears_stay_on_onednn(tmp_path) -> None:
     """In a process of its own: `load` answers once per process."""
     script = (
         "import logging, sys; from pathlib import Path; logging.basicConfig(level=logging.INFO)\n"
         "from bot.ops.doctor import check_device\n"
-        "from vision import bf16_rows\n"
+        "from vision.fast import bf16_rows\n"
         "bf16_rows.prebuilt_dir = lambda: Path(sys.argv[1])  # none built there either\n"
         "from vision.catalog.settings import VisionSettings\n"
         "check = check_device(VisionSettings())\n"
@@ -180,11 +164,43 @@ def test_without_a_compiler_the_log_and_doctor_say_why_and_the_linears_stay_on_o
         assert done.stdout.startswith("ok |")
 
 
+@needs_kernel
+def test_a_kernel_built_ahead_loads_where_nothing_can_be_built(tmp_path) -> None:
+    """As in the Docker image: `python -m vision.fast.bf16_rows DIR` while the image is built, then a bot with no
+    compiler that loads it from there as it is (each in a process of its own: `load` answers once per process)."""
+    root, prebuilt = Path(__file__).parents[1], tmp_path / "prebuilt"
+    built = subprocess.run(
+        [sys.executable, "-m", "vision.fast.bf16_rows", str(prebuilt)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=root,
+    )
+    assert built.returncode == 0 and str(prebuilt) in built.stdout, built.stderr
+    script = (
+        "import logging, sys; from pathlib import Path; logging.basicConfig(level=logging.INFO)\n"
+        "from vision.fast import bf16_rows\n"
+        "bf16_rows.prebuilt_dir = lambda: Path(sys.argv[1])\n"
+        "print('loaded', bf16_rows.load(Path(sys.argv[2])))\n"
+    )
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(prebuilt), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=root,
+    )
+    assert "loaded True" in done.stdout and f"loaded from {prebuilt}" in done.stderr, done.stderr
+    assert not (tmp_path / "cache").exists()  # nothing was built
+
+
 @pytest.mark.skipif(shutil.which("g++") is None or platform.machine() != "x86_64", reason="needs g++ on x86-64")
 def test_a_compiler_error_is_reported_with_the_compilers_words(tmp_path, monkeypatch) -> None:
     broken = tmp_path / "bf16_rows.cpp"
     broken.write_text("this is not C++\n")
     monkeypatch.setattr(bf16_rows, "SOURCE", broken)
-    with pytest.raises(OSError, match=r"failed: \S*bf16_rows\.cpp:1"):
+    with pytest.raises(OSError, match=r"\S*bf16_rows\.cpp:1"):
         bf16_rows.build(tmp_path / "kernels")
-    assert not list((tmp_path / "kernels").iterdir())  # no half-written library left to load
+    assert not list((tmp_path / "kernels").rglob("*.so"))  # no library left to load

@@ -1,5 +1,6 @@
-"""Greedy captions through vision.fast.gpt2_steps (GPT-2's modules called directly over a KV buffer) are the
-captions its own `forward` gives, token for token, on every held-out photo, in float32 and bfloat16."""
+"""vision.fast.gpt2_steps (GPT-2's modules called directly over a KV buffer): which models take it, and GPT-2's
+variants step to `forward`'s logits. That the world's captions match `forward`'s token for token is
+tests/test_steps.py's."""
 
 from __future__ import annotations
 
@@ -7,59 +8,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from vision import DecodingOptions, decode, load_models
 from vision.fast.gpt2_steps import Gpt2Steps
-
-
-@pytest.fixture(scope="module", params=["float32", "bfloat16"])
-def models_and_raw(request, world_dir, cache_dir, heldout):
-    models = load_models(str(world_dir), device="cpu", dtype=request.param, cache_dir=cache_dir / request.param)
-    return models, models.encoder.embed_images([h.image for h in heldout], normalize=False)  # (240, D)
-
-
-def captions(captioner, raw: torch.Tensor, batch: int, options: DecodingOptions) -> list:
-    return [
-        caption
-        for start in range(0, len(raw), batch)
-        for [caption] in decode(captioner, raw[start : start + batch], options)
-    ]
-
-
-def through_lean_steps(monkeypatch, captioner, raw, batch, options) -> list:
-    calls = []
-    original = Gpt2Steps._forward
-    with monkeypatch.context() as patch:
-        patch.setattr(Gpt2Steps, "_forward", lambda self, x: calls.append(1) or original(self, x))
-        out = captions(captioner, raw, batch, options)
-    assert calls  # decode took this path, else both sides of a comparison would run `forward`
-    return out
-
-
-def through_forward(monkeypatch, captioner, raw, batch, options) -> list:
-    with monkeypatch.context() as patch:
-        patch.setattr(Gpt2Steps, "fits", staticmethod(lambda lm: False))
-        return captions(captioner, raw, batch, options)
-
-
-@pytest.mark.parametrize("batch", [1, 16, 240])
-def test_the_lean_steps_give_forwards_tokens_and_scores(models_and_raw, monkeypatch, batch: int) -> None:
-    models, raw = models_and_raw
-    options = DecodingOptions()
-    expected = through_forward(monkeypatch, models.captioner, raw, batch, options)
-    got = through_lean_steps(monkeypatch, models.captioner, raw, batch, options)
-    assert len(got) == len(raw)
-    assert [i for i, (a, b) in enumerate(zip(expected, got)) if a.tokens != b.tokens] == []
-    assert max(abs(a.log_prob - b.log_prob) for a, b in zip(expected, got)) < 1e-3
-
-
-def test_captions_cut_off_by_max_tokens_match_too(models_and_raw, monkeypatch) -> None:
-    models, raw = models_and_raw
-    for max_tokens in (1, 2, 5):  # 1: the prefix pass alone
-        options = DecodingOptions(max_tokens=max_tokens)
-        expected = through_forward(monkeypatch, models.captioner, raw[:8], 8, options)
-        got = through_lean_steps(monkeypatch, models.captioner, raw[:8], 8, options)
-        assert [c.tokens for c in got] == [c.tokens for c in expected]
-        assert all(len(c.tokens) == max_tokens for c in got)
 
 
 def test_only_a_plain_gpt2_in_inference_on_a_cpu_takes_the_lean_steps() -> None:

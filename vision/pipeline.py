@@ -23,7 +23,8 @@ from .catalog.hub import ensure_available
 from .catalog.model_sets import ModelSet, load_model_set
 from .decoding.guided import GuidedCaptioner
 from .decoding.strategies import Caption, DecodingOptions, decode
-from .fast import bf16_rows
+from .fast import bf16_rows, choose_step
+from .fast.graphs import static_image_features
 from .fast.packed_linear import pack_linears, packing_available
 from .models.answer_model import LazyAnswerModel, answer_model_from, load_answer_model
 from .models.captioner import PrefixCaptioner, load_clipcap_checkpoint, load_prefix_captioner
@@ -83,7 +84,10 @@ class VisionModels:
         if not len(pixels):
             return []
         with STAGE_SECONDS.labels("clip").time():
-            raw = self.encoder.embed_pixels(pixels, normalize=False, graphs=bool(options and options.graphs))
+            if options is not None and options.graphs:  # CLIP's tower at fixed batch sizes too
+                raw = static_image_features(self.encoder, pixels)
+            else:
+                raw = self.encoder.embed_pixels(pixels, normalize=False)
             _finish(raw)  # on a GPU the pass runs ahead of Python: without this its time would count as captioning
         vectors = F.normalize(raw, dim=-1)
         with STAGE_SECONDS.labels("caption").time():
@@ -103,14 +107,20 @@ class VisionModels:
         return out
 
 
-def use_cpu_kernels(
+def use_speed_paths(
     encoder: ClipEncoder, captioner: PrefixCaptioner | GuidedCaptioner, cache_dir: Path | None = None
 ) -> None:
-    """On a CPU, the kernels measured fastest there, once the weights are in: GPT-2's Conv1D as nn.Linear
-    (see linearize), and every float32 linear (bfloat16 too, where the CPU multiplies it natively) through
-    oneDNN with its weight packed once (see packed_linear); a bfloat16 GPT-2's steps for one to three photos
-    through bf16_rows' kernel, built into `cache_dir` (clipchat's cache by default) the first time.
-    The same arithmetic up to float rounding; inference only."""
+    """Plug `vision.fast` into the plain models, once the weights are in; the same arithmetic up to float
+    rounding, inference only.
+
+    Greedy decoding's steps: `choose_step` picks them (the lean GPT-2 step on a CPU, CUDA graphs with
+    `graphs=True`). On a CPU, the kernels measured fastest there: GPT-2's Conv1D as nn.Linear (see
+    linearize), and every float32 linear (bfloat16 too, where the CPU multiplies it natively) through oneDNN
+    with its weight packed once (see packed_linear); a bfloat16 GPT-2's steps for one to three photos through
+    bf16_rows' kernel, built into `cache_dir` (clipchat's cache by default) the first time.
+    """
+    if isinstance(captioner, PrefixCaptioner):  # the guided captioner decodes its own way
+        captioner.choose_step = choose_step
     weight = next(captioner.lm.parameters())
     few_rows = False
     if weight.device.type == "cpu":
@@ -173,7 +183,7 @@ def load_models(
         captioner = load_prefix_captioner(
             choice.location, model_set.language_model, torch_device, torch_dtype, hub_cache_dir, clip=encoder
         )
-    use_cpu_kernels(encoder, captioner, cache_dir)
+    use_speed_paths(encoder, captioner, cache_dir)
     tagger = ZeroShotTagger(
         encoder,
         load_vocabulary(model_set.vocabulary),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import torch
 
 from clipchat.errors import InvalidConfig
@@ -32,21 +35,34 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def cpu_has_fast_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively: AMX tiles (Intel Sapphire Rapids and later)
-    or AVX-512 BF16 dot products (AMD Zen 4 and later, Intel Cooper Lake).
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as the Linux kernel reports them in /proc/cpuinfo (`avx512_bf16`, `amx_bf16`, ...),
+    which lists only what the kernel lets programs use; empty where there is no such file."""
+    return _cpu_flags(Path("/proc/cpuinfo"))
 
-    On such CPUs bf16 matmul and GPT-2's generation run markedly faster than fp32, and the test
-    worlds' held-out captions stayed identical (docs/benchmarks.md has the figures); `load_models` keeps
-    CLIP itself in float32 under `auto`. Elsewhere bf16 is emulated, so float32 stays.
+
+@functools.cache
+def _cpu_flags(cpuinfo: Path) -> frozenset[str]:
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "flags":  # x86's name for the line; every core lists the same
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively: AMX (Intel Sapphire Rapids and later) or AVX-512 BF16
+    dot products (AMD Zen 4 and later, Intel Cooper Lake).
+
+    There bfloat16 matmuls run several times faster than float32 ones (docs/benchmarks.md has the figures),
+    and the test worlds' held-out captions stayed the same; `load_models` keeps CLIP itself in float32 under
+    `auto`. Elsewhere bfloat16 is emulated, so float32 stays.
     """
-    return any(
-        bool(probe and probe())
-        for probe in (
-            getattr(torch.cpu, "_is_amx_tile_supported", None),
-            getattr(torch.cpu, "_is_avx512_bf16_supported", None),
-        )
-    )
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def resolve_dtype(name: str, device: torch.device, training: bool = False) -> torch.dtype:

@@ -6,9 +6,9 @@ Every method is a strategy object: a frozen dataclass whose fields are the metho
 own parameters, with their defaults stated there and only there. `DecodingOptions`
 leaves them None ("the method's default") and builds its strategy when it is made,
 so a bad value or combination is refused before any model runs. Greedy decoding is
-our own KV-cached loop (with `graphs=True`, at fixed shapes and replayed as CUDA graphs:
-`graphs.py`); beam search and nucleus sampling run through transformers' `generate`; the
-guided method (no checkpoint) is `guided.Guided`.
+our own KV-cached loop, the only one, over a `steps.Step` (the plain transformers step, or a
+faster one the captioner's chooser picks: `vision.fast`); beam search and nucleus sampling run
+through transformers' `generate`; the guided method (no checkpoint) is `guided.Guided`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ import torch
 
 from clipchat.errors import InvalidConfig
 
-from ..fast.gpt2_steps import Gpt2Steps
-from ..fast.graphs import static_greedy
-from ..models.language_model import Caption, cache_keyword, clean_text, output_cache
+from ..models.language_model import Caption, clean_text
 from .guided import Guided
+from .steps import choose
 
 
 class Strategy(Protocol):
@@ -35,14 +34,12 @@ class Strategy(Protocol):
 
 @dataclass(frozen=True)
 class Greedy:
-    """Our own loop on the KV cache: one forward per token and nothing else per step.
+    """Our own loop on the KV cache: one step per token and nothing else per step.
 
-    `generate` runs the same arithmetic (argmax on the same float32 logits, so the same
-    tokens: all 240 held-out test-world captions matched in float32 and bfloat16), but
-    its per-step machinery (logits processors, stopping criteria, score bookkeeping)
-    costs time on a GPU: on an H100 in float16, models-only photos/s rose from 5.5 to
-    8.7 at batch 1 and from 1004 to 1253 at batch 256. On a CPU the two are level, and a
-    plain GPT-2 there steps through `gpt2_steps` instead of its `forward`.
+    `generate` runs the same arithmetic (argmax on the same float32 logits, so the same tokens on every
+    held-out test-world photo, in float32 and bfloat16), but its per-step machinery (logits processors,
+    stopping criteria, score bookkeeping) costs time on a GPU, where a small batch waits for Python. Every
+    step, plain or fast, runs under this one loop: a speed path only computes logits.
     """
 
     OPTIONS: ClassVar[dict[str, str]] = {}
@@ -51,52 +48,27 @@ class Greedy:
         _one_caption(options)
 
     def decode(self, captioner, clip: torch.Tensor, options: DecodingOptions) -> list[list[Caption]]:
-        if options.graphs:  # the same steps at fixed shapes: graphs.py
-            return [
-                [_caption(captioner, row, row_scores)]
-                for row, row_scores in static_greedy(captioner, clip, options.max_tokens)
-            ]
         prefix = captioner.prefix(clip)  # (B, prefix_length, lm_dim)
-        batch = len(prefix)
-        steps = (
-            Gpt2Steps(captioner.lm, batch, prefix.shape[1] + options.max_tokens)
-            if Gpt2Steps.fits(captioner.lm)
-            else _ForwardSteps(captioner.lm)
-        )
+        batch, length = len(prefix), prefix.shape[1] + options.max_tokens - 1  # at most max_tokens - 1 fed back
+        step = choose(captioner, batch, length, options.graphs)
         stop_ids = torch.tensor(captioner.stop_ids, device=prefix.device)
-        logits, tokens, log_probs = steps.first(prefix), [], []  # logits (B, vocab), float32 as `generate` scores
+        logits, tokens, log_probs = step.first(prefix), [], []  # logits (B, vocab), float32 as `generate` scores
         finished = torch.zeros(batch, dtype=torch.bool, device=prefix.device)
-        for step in range(options.max_tokens):
+        for position in range(options.max_tokens):
             token = logits.argmax(dim=-1)  # (B,)
             chosen = logits.log_softmax(dim=-1).gather(1, token[:, None])[:, 0]  # (B,)
             tokens.append(token)
             log_probs.append(chosen.masked_fill(finished, float("-inf")))  # after its stop: padding
             finished |= torch.isin(token, stop_ids)
-            if bool(finished.all()) or step == options.max_tokens - 1:  # no forward for a token never chosen
+            if position == options.max_tokens - 1:  # no step for a token never chosen
                 break
-            logits = steps.next(token)
+            if (position + 1) % step.check_every == 0 and bool(finished.all()):
+                break
+            logits = step.next(token)
         return [
             [_caption(captioner, row, row_scores)]
             for row, row_scores in zip(torch.stack(tokens, dim=1), torch.stack(log_probs, dim=1))
         ]
-
-
-class _ForwardSteps:
-    """Any causal LM's steps through its own `forward` and transformers' KV cache (`gpt2_steps` has the lean
-    GPT-2 path on a CPU)."""
-
-    def __init__(self, lm) -> None:
-        self.lm, self.keyword, self.cache = lm, cache_keyword(lm), None
-
-    def first(self, prefix: torch.Tensor) -> torch.Tensor:
-        return self._logits(self.lm(inputs_embeds=prefix, use_cache=True, logits_to_keep=1))
-
-    def next(self, token: torch.Tensor) -> torch.Tensor:
-        return self._logits(self.lm(input_ids=token[:, None], use_cache=True, **{self.keyword: self.cache}))
-
-    def _logits(self, out) -> torch.Tensor:
-        self.cache = output_cache(out)
-        return out.logits[:, -1].float()  # (B, vocab)
 
 
 class _Generate:
@@ -194,7 +166,8 @@ class DecodingOptions:
     guided_beta: float | None = None  # guided: weight of the image
     guided_plausibility: float | None = None  # guided: candidates need p >= this x the best p
     # greedy only: a static KV cache and batches padded to fixed sizes, each step replayed as one CUDA graph on a
-    # GPU, and CLIP's image tower too in `VisionModels.describe`; the same tokens as without, checked by the tests
+    # GPU, and CLIP's image tower too in `VisionModels.describe`; the same tokens as without (the suite holds
+    # them). It asks the captioner's step chooser (`vision.pipeline` gives one): without one, the plain step runs
     graphs: bool = False
 
     def __post_init__(self) -> None:

@@ -1,75 +1,85 @@
 """A few rows of bfloat16 through a linear layer at the speed of reading its weight (kernels/bf16_rows.cpp).
 
-A caption step for one photo multiplies one row by each of GPT-2's weight matrices, so its time is the
-time to read them: 250 MB a token in bfloat16. Measured on a 2-core Zen 4 (medians of 15, two runs), GPT-2's
-12 blocks and output layer at one row took 15.3-17.1 ms through oneDNN's packed product (packed_linear) and
-8.7-9.3 ms through this kernel, while merely reading the weights (`max` over them) took 7.4-7.5 ms. At two rows
-9.2-10.3 against 15.7-19.1, at three 10.1-12.2 against 13.4-15.3; at four oneDNN was as fast, so it takes over
-(MAX_ROWS). A whole photo through the benchmark's bfloat16 clipchat pipeline took 282-300 ms against 420-436.
-Its error against a float64 product is oneDNN's. Neither oneDNN nor MKL nor Inductor (16 GB/s, after 30 s of
-compiling) offered a faster few-row product, so it is hand-written: one loop of AVX-512 BF16 dot products.
+A caption step for one photo multiplies one row by each of GPT-2's weight matrices, so its time is the time
+to read them. At one to three rows oneDNN's packed product (packed_linear) reads them at well under the rate
+a plain pass over memory does; this kernel, one loop of AVX-512 BF16 dot products reading each weight row
+once, comes close to that rate. At four rows oneDNN is as fast, so it takes over (MAX_ROWS). Neither oneDNN
+nor MKL nor Inductor offered a faster few-row product, so it is hand-written; docs/benchmarks.md has the
+figures. Its error against a float64 product is oneDNN's.
 
     if bf16_rows.load(cache_dir):               # this CPU has AVX-512 BF16, and the kernel is built
         y = bf16_rows.linear(x, weight, bias)   # x (..., K) of at most MAX_ROWS rows, weight (N, K)
 
 The same library holds `gpt2_step`, a whole GPT-2 step for one to three captions over this kernel in one
-call (vision/gpt2_steps.py says when it runs).
+call (gpt2_steps.py says when it runs).
 
-`load` finds it built for this source and PyTorch under the environment's prefix (`share/clipchat/kernels`,
-where `python -m vision.fast.bf16_rows` puts it while an image is built), in `cache_dir/kernels` or in the user's
-cache, or compiles it into `cache_dir/kernels` with the system's C++ compiler (about ten seconds, once).
-Without the CPU feature or a compiler it says why in the log once and returns False; linears stay on oneDNN.
+It builds through `torch.utils.cpp_extension.load` (the system's C++ compiler and ninja; ABI flags, a build
+lock, and rebuilding when the source, flags or PyTorch's headers change are PyTorch's), into a directory
+named for this source and this PyTorch, so a new either never loads a stale library. `load` takes it, in
+order, from under the environment's prefix (`share/clipchat/kernels`, where `python -m vision.fast.bf16_rows`
+puts it while an image is built: loaded as it is, no compiler needed), from the user's cache (one build
+serves every cache directory on a machine), or builds it into `cache_dir/kernels` (seconds, once). Without
+the CPU feature, a compiler or ninja it says why in the log once and returns False; linears stay on oneDNN.
+
+No private API: the CPU's features come from /proc/cpuinfo (`catalog.devices.cpu_flags`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import platform
-import shlex
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import torch
 
+from ..catalog.devices import cpu_flags
+
 log = logging.getLogger(__name__)
 
-MAX_ROWS = 3  # kMaxRows in the source: at 4 rows oneDNN was as fast (14.3-15.3 ms against 14.8-16.8 a token)
+MAX_ROWS = 3  # kMaxRows in the source: at 4 rows oneDNN was as fast
+NAME = "clipchat_bf16_rows"
 SOURCE = Path(__file__).parent / "kernels" / "bf16_rows.cpp"
-BUILD_TIMEOUT_S = 300.0
+# OpenMP's calls are left for PyTorch's own runtime to answer (compiled with -fopenmp, not linked with it):
+# linking it would name the system's libgomp, a second runtime with its own threads, wherever PyTorch's
+# wheel ships a renamed one
+CFLAGS = ("-O3", "-fopenmp")
+BUILD_ERROR_CHARS = 1000  # the compiler's last words are the ones that say what failed
 _loaded: Path | None = None
 _refused: str | None = None
 _loading = threading.Lock()
 
 
+def is_x86_64() -> bool:
+    return platform.machine() in ("x86_64", "AMD64")
+
+
 def cpu_supports() -> bool:
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    return platform.machine() in ("x86_64", "AMD64") and bool(probe and probe())
+    return is_x86_64() and "avx512_bf16" in cpu_flags()
 
 
-def library_name() -> str:
-    """The built file's name: a new source, build recipe or PyTorch (version, C++ ABI, installation) is a new
-    file, never a stale one loaded; one user cache serves several environments."""
-    torch_build = f"{torch.__version__} {torch.compiled_with_cxx11_abi()} {Path(torch.__file__).parent}"
-    key = hashlib.sha256(SOURCE.read_bytes() + Path(__file__).read_bytes() + torch_build.encode())
-    return f"clipchat_bf16_rows_{key.hexdigest()[:16]}.so"
+def build_key() -> str:
+    """Names the build directory: a new source, flags or PyTorch (version, installation) is a new directory,
+    never a stale library loaded; one user cache serves several environments."""
+    torch_build = f"{torch.__version__} {Path(torch.__file__).parent} {CFLAGS}"
+    return hashlib.sha256(SOURCE.read_bytes() + torch_build.encode()).hexdigest()[:16]
+
+
+def library_path(directory: Path) -> Path:
+    """Where a build into `directory` leaves the library (cpp_extension names it after the extension)."""
+    return directory / build_key() / f"{NAME}.so"
 
 
 def prebuilt_dir() -> Path:
     return Path(sys.prefix) / "share" / "clipchat" / "kernels"
 
 
-def _places(cache_dir: Path) -> list[Path]:
-    """Where a built kernel may already be: the image's, this cache's, and the user's default cache (one build
-    serves every cache directory on a machine)."""
+def shared_dir() -> Path:
     import platformdirs
 
-    return [prebuilt_dir(), cache_dir / "kernels", Path(platformdirs.user_cache_dir("clipchat")) / "kernels"]
+    return Path(platformdirs.user_cache_dir("clipchat")) / "kernels"
 
 
 def load(cache_dir: Path) -> bool:
@@ -87,17 +97,11 @@ def _load(cache_dir: Path) -> bool:
     try:
         if not cpu_supports():
             raise OSError("this CPU has no AVX-512 BF16")
-        path = next((d / library_name() for d in _places(cache_dir) if (d / library_name()).is_file()), None)
-        if path is not None:
-            try:
-                torch.ops.load_library(str(path))
-            except OSError:  # a copy found that does not load (damaged, say): build one of our own
-                log.warning("cannot load %s; building the kernel again", path, exc_info=True)
-                path = None
+        path = _load_prebuilt()
         if path is None:
-            path = build(cache_dir / "kernels")
-            torch.ops.load_library(str(path))
-    except (OSError, subprocess.SubprocessError, RuntimeError) as error:
+            # a build already in the user's cache is checked (and remade if stale) under its own lock
+            path = build(shared_dir() if library_path(shared_dir()).is_file() else cache_dir / "kernels")
+    except (OSError, RuntimeError) as error:
         _refused = str(error)
         log.warning(
             "bfloat16 one-row kernel unavailable (%s): GPT-2's steps stay on oneDNN, about 30%% slower "
@@ -108,6 +112,20 @@ def _load(cache_dir: Path) -> bool:
     _loaded = path
     log.info("bfloat16 one-row kernel loaded from %s", path)
     return True
+
+
+def _load_prebuilt() -> Path | None:
+    """The image's library, loaded as it is (its directory is read-only to the bot); None where there is none
+    for this source and PyTorch, or it does not load."""
+    path = library_path(prebuilt_dir())
+    if not path.is_file():
+        return None
+    try:
+        torch.ops.load_library(str(path))
+    except OSError:  # damaged, say: build one of our own
+        log.warning("cannot load %s; building the kernel again", path, exc_info=True)
+        return None
+    return path
 
 
 def refusal() -> str | None:
@@ -137,59 +155,30 @@ def gpt2_step(
 
 
 def build(directory: Path) -> Path:
-    """Compile the kernel into `directory` (atomically: a build racing this one leaves a whole file)."""
-    if platform.machine() not in ("x86_64", "AMD64"):  # its intrinsics are x86's (any x86-64 CPU may build it)
+    """Build the kernel under `directory` (unless the build there is up to date) and load it into this process;
+    the library's path. OSError, in the compiler's words, where it cannot be built."""
+    if not is_x86_64():  # its intrinsics are x86's (any x86-64 CPU may build it)
         raise OSError(f"the kernel is for x86-64 CPUs, this is {platform.machine()}")
-    compiler = shlex.split(os.environ.get("CXX", "")) or [shutil.which("g++") or shutil.which("c++") or ""]
-    if not compiler[0]:
-        raise OSError("no C++ compiler (g++, c++ or $CXX) to build it with")
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / library_name()
-    root = Path(torch.__file__).parent
-    with tempfile.TemporaryDirectory(dir=directory) as scratch:
-        objects, out = Path(scratch) / "bf16_rows.o", Path(scratch) / target.name
-        # OpenMP's calls are left for PyTorch's own runtime to answer: linking -fopenmp would name the system's
-        # libgomp, a second runtime (its own threads) wherever PyTorch's wheel ships a renamed one
-        _run(
-            [
-                *compiler,
-                "-c",
-                str(SOURCE),
-                "-o",
-                str(objects),
-                "-O3",
-                "-std=c++20",
-                "-fPIC",
-                "-fopenmp",
-                f"-D_GLIBCXX_USE_CXX11_ABI={int(torch.compiled_with_cxx11_abi())}",
-                f"-I{root / 'include'}",
-                f"-I{root / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
-            ],
-            compiler,
+    from torch.utils import cpp_extension  # imports setuptools: only where something is built
+
+    target = library_path(directory).parent
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        path = cpp_extension.load(
+            name=NAME,
+            sources=[str(SOURCE)],
+            extra_cflags=list(CFLAGS),
+            build_directory=str(target),
+            is_python_module=False,
         )
-        _run(
-            [
-                *compiler,
-                "-shared",
-                str(objects),
-                "-o",
-                str(out),
-                f"-L{root / 'lib'}",
-                "-lc10",
-                "-ltorch_cpu",
-                f"-Wl,-rpath,{root / 'lib'}",
-            ],
-            compiler,
-        )
-        os.replace(out, target)
-    log.info("built the bfloat16 one-row kernel: %s", target)
-    return target
+    except RuntimeError as error:  # a failed build ("Error building extension ...: <ninja's output>"), no ninja
+        raise OSError(_last_words(str(error))) from error
+    log.info("built the bfloat16 one-row kernel: %s", path)
+    return Path(path)
 
 
-def _run(command: list[str], compiler: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=BUILD_TIMEOUT_S)
-    if done.returncode != 0:
-        raise OSError(f"{' '.join(compiler)} failed: {done.stderr.strip()[-1000:]}")
+def _last_words(message: str) -> str:
+    return message if len(message) <= BUILD_ERROR_CHARS else "..." + message[-BUILD_ERROR_CHARS:]
 
 
 if __name__ == "__main__":  # python -m vision.fast.bf16_rows [DIR]: build ahead, e.g. into an image's prebuilt_dir()
@@ -198,4 +187,4 @@ if __name__ == "__main__":  # python -m vision.fast.bf16_rows [DIR]: build ahead
         print(build(Path(sys.argv[1]) if len(sys.argv) > 1 else prebuilt_dir()))
     except OSError as error:  # an image built for arm64, say: the bot then runs on oneDNN alone
         print(f"not built: {error}")
-        sys.exit(0 if platform.machine() not in ("x86_64", "AMD64") else 1)
+        sys.exit(0 if not is_x86_64() else 1)

@@ -1,25 +1,28 @@
 """GPT-2's greedy steps on a CPU without transformers' per-call machinery: the same modules, called directly.
 
-At one photo a caption step is bound by reading GPT-2's weights (about 250 MB a token in bfloat16), and
-what transformers adds around them (cache objects, mask building, output records) cost a third as much
-again: on a 2-core Zen 4, 20 bfloat16 tokens took 350 ms through `GPT2LMHeadModel.forward` and 304 ms
-here (median of 12, interleaved), with the same tokens. The arithmetic is the model's own: its layer
-norms, its (packed) linears and activation, and `scaled_dot_product_attention` as its sdpa attention
-calls it, over a KV buffer allocated once for the whole caption instead of a cache grown by `cat`.
+At one photo a caption step is bound by reading GPT-2's weights, and what transformers adds around them
+(cache objects, mask building, output records) costs a good part as much again (docs/benchmarks.md has the
+figures). Here the arithmetic is the model's own: its layer norms, its (packed) linears and activation, and
+`scaled_dot_product_attention` as its sdpa attention calls it, over a KV buffer allocated once for the whole
+caption instead of a cache grown by `cat`. The same tokens as `forward`, as the suite's step test holds.
 
-    steps = Gpt2Steps(lm, batch=4, length=prefix_length + max_tokens)
+    steps = Gpt2Steps(lm, batch=4, length=prefix_length + max_tokens - 1)
     logits = steps.first(prefix)  # (B, vocab) after the prefix embeddings (B, P, D)
     logits = steps.next(token)    # (B, vocab) after one more token (B,)
 
 Only a plain GPT-2 in inference mode on a CPU (`Gpt2Steps.fits`), whose sdpa attention this mirrors,
 scale included; anything else decodes through `forward`. `first` takes the whole prefix at position 0,
-`next` one token at a time.
+`next` one token at a time: a `vision.decoding.steps.Step`.
 
 Where every linear of a bfloat16 GPT-2 takes bf16_rows' few-row kernel (one to three captions; `_fused_params`
 has the whole condition), `next` runs the whole step in C++ (`bf16_rows.gpt2_step`): the same ATen calls as
-`_forward`, so the same bits, without Python between its 400-odd calls. In one run on a 2-core Zen 4
-(2026-12-03) that was about 1 ms of a 7-8 ms step, and a lone photo through the benchmark's bfloat16 pipeline
-took 159 ms against 179 (medians of 16, interleaved).
+`_forward`, so the same bits, without Python between its 400-odd calls.
+
+Private APIs, used only where `versions.known_to_work` says torch and transformers are releases they work on
+(else `fits` is False, one log line says why, and `forward` runs): transformers' `config._attn_implementation`
+(which attention the model runs), PyTorch's `Module._forward_hooks` and `_forward_pre_hooks` and
+`torch.nn.modules.module._global_forward_hooks` and `_global_forward_pre_hooks` (hooks these steps would
+bypass), and accelerate's `_hf_hook` marker.
 """
 
 from __future__ import annotations
@@ -28,11 +31,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fast import bf16_rows
+from . import bf16_rows
 from .packed_linear import PackedLinear
+from .versions import known_to_work
+
+PATH = "the lean GPT-2 steps"  # what the log line says is off, where a release is not known to work
 
 
 class Gpt2Steps:
+    """A plain GPT-2's greedy steps for `batch` captions over at most `length` positions (see the module's
+    docstring)."""
+
+    check_every = 1  # on a CPU, asking whether every caption has ended costs nothing
+
     def __init__(self, lm, batch: int, length: int) -> None:
         self.lm, self.blocks = lm, list(lm.transformer.h)
         self.heads, self.width = lm.config.n_head, lm.config.n_embd
@@ -63,6 +74,7 @@ class Gpt2Steps:
 
         return (
             type(lm) is GPT2LMHeadModel
+            and known_to_work(PATH, "torch", "transformers")
             and lm.lm_head.weight.device.type == "cpu"
             and lm.config._attn_implementation == "sdpa"
             and not lm.config.add_cross_attention

@@ -1,17 +1,20 @@
-"""Greedy decoding and CLIP's image tower at fixed shapes, replayed as CUDA graphs on a GPU.
+"""Greedy steps and CLIP's image tower at fixed shapes, replayed as CUDA graphs on a GPU.
 
-    decode(captioner, clip, DecodingOptions(graphs=True))
-    models.describe_pixels(pixels, DecodingOptions(graphs=True))  # CLIP's tower too
+    decode(captioner, clip, DecodingOptions(graphs=True))  # each step: `StaticStep`, through `vision.fast.choose_step`
+    models.describe_pixels(pixels, DecodingOptions(graphs=True))  # CLIP's tower too: `static_image_features`
 
-At batch 1 a caption is launch-bound: each GPT-2 step is a few hundred small kernels, and on an
-H100 one photo took 115-140 ms, level with ClipCap's loop that has no KV cache at all: the GPU
-waits for Python. A CUDA graph launches a whole step at once, but only at the shapes and memory
-addresses it was captured with. So here:
+At batch 1 a caption is launch-bound: each GPT-2 step is a few hundred small kernels, and the GPU waits
+for Python (docs/benchmarks.md has the figures). A CUDA graph launches a whole step at once, but only at the
+shapes and memory addresses it was captured with. So here:
 
-- the batch is padded up to a bucket (BUCKETS) and the padded rows are dropped afterwards;
-- the KV cache is transformers' StaticCache, allocated once for prefix + max_tokens positions,
+- the batch is padded up to a bucket (BUCKETS) and the padded rows are dropped from the logits;
+- the KV cache is transformers' StaticCache, allocated once for the prefix and every token fed back,
   whose length lives in a device tensor, so every step has the same shapes and addresses;
-- a step (GPT-2 forward, argmax, score, bookkeeping) writes into buffers made before capture.
+- a step (GPT-2 forward, logits to float32) reads its token from, and writes its logits into, buffers
+  made before capture.
+
+The greedy loop itself (argmax, scores, stops) is `vision.decoding`'s, the one every step runs under; it
+asks whether every caption has ended only every CHECK_EVERY steps, since each question waits for the GPU.
 
 Manual capture (torch.cuda.CUDAGraph), not torch.compile(mode="reduce-overhead"): a captured
 graph replays the very kernels the uncaptured step launches, so the CPU tests of the uncaptured
@@ -19,7 +22,8 @@ step check the arithmetic the GPU replays. Inductor would fuse the step into new
 reduce in another order, so its tokens could drift from the eager path's, and it compiles for
 minutes per bucket.
 
-On a CPU nothing is captured: the same fixed-shape loop runs as it is.
+On a CPU nothing is captured: the same fixed-shape steps run as they are. No private API: StaticCache and
+CUDA graphs are public, and `new_static_cache` refuses a transformers whose StaticCache cannot be replayed.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from ..models.language_model import cache_keyword
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # Steps between checks that every caption has ended: a check waits for the GPU to drain, so checking
 # every step would leave it idle while Python launches the next graph. Extra steps past every row's stop
-# only add padding, which `decoding._caption` drops.
+# only add padding, which the greedy loop drops.
 CHECK_EVERY = 4
 WARMUP_STEPS = 2  # lazy initialisation (cuBLAS handles, workspaces) must happen before capture
 
@@ -95,94 +99,93 @@ def capture(step: Callable[[], None], device: torch.device, pool, warmups: int =
     return graph
 
 
-class _Decoder:
-    """One bucket's greedy loop: a static KV cache, fixed buffers and, on CUDA, the captured step.
+class _BucketStep:
+    """One bucket's steps: a static KV cache, fixed token and logits buffers and, on CUDA, the captured step.
 
-    Every step does what `decoding.Greedy`'s eager loop does, op for op, but in place.
+    Each step is what the plain step (`vision.decoding.steps.ForwardStep`) computes, into the same buffers
+    every time.
     """
 
-    def __init__(self, lm, batch: int, prefix_length: int, max_tokens: int, stop_ids: torch.Tensor, pool) -> None:
-        device = stop_ids.device
-        self.lm, self.batch, self.max_tokens, self.stop_ids, self.pool = lm, batch, max_tokens, stop_ids, pool
+    def __init__(self, lm, batch: int, length: int, pool) -> None:
+        device = next(lm.parameters()).device
+        self.lm, self.batch, self.length, self.pool = lm, batch, length, pool
         self.keyword = cache_keyword(lm)
-        # the eager loop feeds at most max_tokens - 1 tokens back after the prefix
-        self.cache = new_static_cache(lm, prefix_length + max_tokens - 1)
+        self.cache = new_static_cache(lm, length)
         self.token = torch.zeros(batch, 1, dtype=torch.long, device=device)  # (b, 1) the next step's input
-        self.tokens = torch.zeros(batch, max_tokens, dtype=torch.long, device=device)  # (b, T) chosen so far
-        self.scores = torch.zeros(batch, max_tokens, dtype=torch.float32, device=device)  # (b, T) their log-probs
-        self.finished = torch.zeros(batch, dtype=torch.bool, device=device)  # (b,)
-        self.column = torch.zeros(1, dtype=torch.long, device=device)  # (1,) where the next token goes
+        self.logits: torch.Tensor | None = None  # (b, vocab) float32, made at the first prefix, before any capture
         self.graph: torch.cuda.CUDAGraph | None = None
 
-    def run(self, prefix: torch.Tensor, real: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(b, P, D) prefix whose first `real` rows are photos -> (real, t) tokens and (real, t) log-probs."""
-        self._start(prefix, real)
-        if self.pool is not None and self.graph is None and self.max_tokens > 1:
-            # at most max_tokens - 1 warm-up steps: the buffers have room for no more
-            self.graph = capture(self._step, prefix.device, self.pool, min(WARMUP_STEPS, self.max_tokens - 1))
-            self._start(prefix, real)  # the warm-up ran steps: start again
-        produced = 1
-        while produced < self.max_tokens:
-            if produced % CHECK_EVERY == 0 and bool(self.finished.all()):
-                break
-            if self.graph is not None:
-                self.graph.replay()
-            else:
-                self._step()
-            produced += 1
-        return self.tokens[:real, :produced].clone(), self.scores[:real, :produced].clone()
+    def first(self, prefix: torch.Tensor) -> torch.Tensor:
+        """(n, P, D) prefix, n <= bucket -> (n, vocab) float32 logits after it; the cache starts again."""
+        padded = torch.cat([prefix, prefix.new_zeros(self.batch - len(prefix), *prefix.shape[1:])])  # (b, P, D)
+        self._start(padded)
+        fed_back = self.length - prefix.shape[1]  # tokens the cache has room for after the prefix
+        if self.pool is not None and self.graph is None and fed_back > 0:
+            # at most `fed_back` warm-up steps: the cache has room for no more
+            self.graph = capture(self._step, prefix.device, self.pool, min(WARMUP_STEPS, fed_back))
+            self._start(padded)  # the warm-up ran steps: start again
+        return self.logits[: len(prefix)]
 
-    def _start(self, prefix: torch.Tensor, real: int) -> None:
+    def next(self, token: torch.Tensor) -> torch.Tensor:
+        """(n,) tokens -> (n, vocab) float32 logits after them. Padded rows go on from whatever they hold:
+        each row is its own sequence, so they cannot touch the real ones."""
+        self.token[: len(token), 0].copy_(token)
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self._step()
+        return self.logits[: len(token)]
+
+    def _start(self, prefix: torch.Tensor) -> None:
         self.cache.reset()  # zeroed in place: the captured step keeps reading the same addresses
-        self.column.zero_()
-        # padded rows count as finished from the start, so they never keep the loop going
-        self.finished.copy_(torch.arange(self.batch, device=prefix.device) >= real)
         out = self.lm(inputs_embeds=prefix, use_cache=True, logits_to_keep=1, **{self.keyword: self.cache})
-        self._advance(out.logits)
+        if self.logits is None:
+            self.logits = out.logits.new_empty(self.batch, out.logits.shape[-1], dtype=torch.float32)
+        self.logits.copy_(out.logits[:, -1])  # in float32, as the plain step gives them
 
     def _step(self) -> None:
         out = self.lm(input_ids=self.token, use_cache=True, **{self.keyword: self.cache})
-        self._advance(out.logits)
-
-    def _advance(self, logits: torch.Tensor) -> None:
-        logits = logits[:, -1].float()  # (b, vocab), in float32 as the eager loop scores them
-        token = logits.argmax(dim=-1)  # (b,)
-        chosen = logits.log_softmax(dim=-1).gather(1, token[:, None])[:, 0]  # (b,)
-        self.tokens.index_copy_(1, self.column, token[:, None])
-        self.scores.index_copy_(1, self.column, chosen.masked_fill(self.finished, float("-inf"))[:, None])
-        self.finished |= torch.isin(token, self.stop_ids)
-        self.token.copy_(token[:, None])
-        self.column += 1
+        self.logits.copy_(out.logits[:, -1])
 
 
-class StaticGreedy:
-    """A captioner's fixed-shape decoders, one per (bucket, max_tokens), made on first use and then kept.
+class StaticStep:
+    """Greedy steps for any number of captions at fixed shapes: up to the largest bucket at a time, each
+    chunk padded to its bucket and stepped by a `_BucketStep`, kept (per language model, bucket, length and
+    chunk) for the next caption.
 
-    Memory: each keeps a KV cache of 2 x layers x bucket x (prefix + max_tokens) x width; GPT-2 small at
-    bucket 256 with a 10-token prefix and 30 tokens is 2 x 12 x 256 x 39 x 768 x 2 bytes = 351 MiB in float16.
-    The captured steps share one memory pool: they run one at a time (the one model thread) and keep
-    nothing in it between replays, since their results go to buffers made outside it.
+    The logits a step returns are its buffers' own, valid until the next step: the greedy loop reads them
+    before it steps again. Memory: each bucket step keeps a KV cache of 2 x layers x bucket x length x width;
+    GPT-2 small at bucket 256 with a 10-token prefix and 30 tokens is 2 x 12 x 256 x 39 x 768 x 2 bytes =
+    351 MiB in float16. The captured steps share one memory pool per language model: they run one at a time
+    (the one model thread) and keep nothing in it between replays, since their results go to buffers made
+    outside it.
     """
 
-    def __init__(self, captioner) -> None:
-        device = captioner.device
-        self.stop_ids = torch.tensor(captioner.stop_ids, device=device)
-        self.pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
-        self.decoders: dict[tuple[int, int], _Decoder] = {}
+    def __init__(self, lm, batch: int, length: int) -> None:
+        if lm not in _BUCKET_STEPS:
+            _BUCKET_STEPS[lm] = {}
+        kept = _BUCKET_STEPS[lm]
+        on_gpu = next(lm.parameters()).device.type == "cuda"
+        pool = _pool(lm) if on_gpu else None
+        self.check_every = CHECK_EVERY if on_gpu else 1  # on a CPU a check waits for nothing
+        self.parts = []
+        for chunk, start in enumerate(range(0, batch, BUCKETS[-1])):
+            key = (bucket(min(batch - start, BUCKETS[-1])), length, chunk)  # each chunk its own cache
+            if key not in kept:
+                kept[key] = _BucketStep(lm, key[0], length, pool)
+            self.parts.append(kept[key])
 
-    def decode(self, captioner, clip: torch.Tensor, max_tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(B, clip_dim) raw CLIP vectors -> per photo, (t,) tokens and (t,) log-probs (-inf after its stop)."""
-        rows = []
-        for start in range(0, len(clip), BUCKETS[-1]):
-            prefix = captioner.prefix(clip[start : start + BUCKETS[-1]])  # (n, P, D)
-            real, size = len(prefix), bucket(len(prefix))
-            padded = torch.cat([prefix, prefix.new_zeros(size - real, *prefix.shape[1:])])  # (b, P, D)
-            key = (size, max_tokens)
-            if key not in self.decoders:
-                self.decoders[key] = _Decoder(captioner.lm, size, prefix.shape[1], max_tokens, self.stop_ids, self.pool)
-            tokens, scores = self.decoders[key].run(padded, real)
-            rows.extend(zip(tokens, scores))
-        return rows
+    def first(self, prefix: torch.Tensor) -> torch.Tensor:
+        return self._each(prefix, _BucketStep.first)
+
+    def next(self, token: torch.Tensor) -> torch.Tensor:
+        return self._each(token, _BucketStep.next)
+
+    def _each(self, rows: torch.Tensor, call) -> torch.Tensor:
+        if len(self.parts) == 1:
+            return call(self.parts[0], rows)
+        chunks = rows.split(BUCKETS[-1])
+        return torch.cat([call(part, chunk) for part, chunk in zip(self.parts, chunks)])
 
 
 class _Tower:
@@ -227,21 +230,22 @@ class StaticTower:
         return torch.cat(chunks)
 
 
-_DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # captioner -> StaticGreedy
+# language model -> {(bucket, length, chunk): _BucketStep}, and its graphs' memory pool
+_BUCKET_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_POOLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _TOWERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # encoder -> StaticTower
 
 
-@torch.inference_mode()
-def static_greedy(captioner, clip: torch.Tensor, max_tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Greedy decoding at fixed shapes: per photo, its tokens and their log-probs, as `decoding.Greedy`'s."""
-    if captioner not in _DECODERS:
-        _DECODERS[captioner] = StaticGreedy(captioner)
-    return _DECODERS[captioner].decode(captioner, clip, max_tokens)
+def _pool(lm):
+    if lm not in _POOLS:
+        _POOLS[lm] = torch.cuda.graph_pool_handle()
+    return _POOLS[lm]
 
 
 @torch.inference_mode()
 def static_image_features(encoder, pixels: torch.Tensor) -> torch.Tensor:
-    """CLIP's image tower at fixed shapes: (N, C, H, W) -> (N, D) float32, as `ClipEncoder.embed_pixels`'s."""
+    """CLIP's image tower at fixed shapes: (N, C, H, W) -> (N, D) float32 raw vectors, as
+    `ClipEncoder.embed_pixels(pixels, normalize=False)` gives them."""
     if len(pixels) == 0:
         return torch.empty(0, encoder.dim, device=encoder.device)
     if encoder not in _TOWERS:

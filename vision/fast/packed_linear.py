@@ -1,13 +1,11 @@
 """Linear layers on a CPU through oneDNN, their weights packed once at load time.
 
-A caption is 20 GPT-2 steps of a few rows each (one per photo in the batch), and at so few rows
-PyTorch's default float32 matmul re-packs the whole weight matrix on every call: on a 2-core
-Zen 4, GPT-2's 50257-word output layer took 36-40 ms for 16 rows, and the same product through
-oneDNN with the weight packed beforehand 9 ms, and 16 photos' 20-token captions went from 2.4 s
-to 1.1 s with the same tokens. Inductor does the same packing when it freezes a model; this is that one step,
-without compiling anything. bfloat16 linears gain as much where the CPU multiplies bfloat16
-natively (AVX-512 BF16, AMX): at one row, GPT-2's 12 blocks and output layer took 19 ms a
-token unpacked and 11.8 ms packed on a Zen 4; elsewhere bfloat16 is emulated and they stay.
+A caption is some 20 GPT-2 steps of a few rows each (one per photo in the batch), and at so few rows
+PyTorch's default float32 matmul re-packs the whole weight matrix on every call; through oneDNN with the
+weight packed beforehand the same product runs several times faster, GPT-2's 50257-word output layer most
+of all, with the same tokens (docs/benchmarks.md has the figures). Inductor does the same packing when it
+freezes a model; this is that one step, without compiling anything. bfloat16 linears gain as much where the
+CPU multiplies bfloat16 natively (AVX-512 BF16, AMX); elsewhere bfloat16 is emulated and they stay.
 
     pack_linears(captioner.lm)      # every nn.Linear, in place; returns how many
     pack_linears(captioner.lm, few_rows=bf16_rows.load(cache_dir))  # bfloat16 at 1-3 rows by bf16_rows' kernel
@@ -16,6 +14,11 @@ The packed copy sits beside the weight (the module keeps `weight`, so state dict
 embeddings and anything reading `lm_head.weight` see the usual tensor); inference only: pack once
 the weights are in and on the CPU for good, since loading or moving weights afterwards leaves the
 packed copies as they were.
+
+Private PyTorch APIs, used only where `versions.known_to_work` says this torch is one they work on (else
+nothing is packed, and one log line says why): `torch.ops.mkldnn._reorder_linear_weight` (packing),
+`torch.ops.mkldnn._linear_pointwise` (the packed product) and `nn.MultiheadAttention._qkv_same_embed_dim`
+(whether its input projection is one matrix). `linear_ops` names them for the benchmark's FLOP counter.
 """
 
 from __future__ import annotations
@@ -27,16 +30,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..catalog.devices import cpu_has_fast_bf16
-from ..fast import bf16_rows
+from . import bf16_rows
+from .versions import known_to_work
 
 log = logging.getLogger(__name__)
 
 # oneDNN picks the packed layout for a typical row count; any other count still works
 ROWS_HINT = 16
+PATH = "oneDNN packed linears"  # what the log line says is off, where the release is not known to work
 
 
 def packing_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    """oneDNN is in this PyTorch build, with the calls this module makes, on a release they are known to work on."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return False
+    return known_to_work(PATH, "torch")
+
+
+def linear_ops() -> list:
+    """The ops the speed paths run a linear layer as, x (..., K) -> (..., N), which PyTorch's FLOP counter
+    does not know: oneDNN's packed product, and bf16_rows' kernel once it is loaded."""
+    ops = [torch.ops.mkldnn._linear_pointwise] if packing_available() else []
+    if hasattr(torch.ops.clipchat, "bf16_rows_linear"):
+        ops.append(torch.ops.clipchat.bf16_rows_linear)
+    return ops
 
 
 def packed_dtypes() -> tuple[torch.dtype, ...]:
@@ -92,7 +109,7 @@ class PackedSelfAttention(nn.Module):
     packed: x (B, L, E) -> qkv (B, L, 3E) -> scaled_dot_product_attention over H heads -> out (B, L, E).
 
     Attention's own fast path multiplies by its input projection unpacked, and for one photo through
-    ViT-B/32 in float32 those products took 35 of the tower's 84 ms on a Zen 4. Anything else it is asked
+    ViT-B/32 in float32 those products are a large share of the tower's time. Anything else it is asked
     (cross-attention, padding or per-head masks, unbatched input, attention weights, training with its
     dropout) goes to the original module. Its state dict is the original's: in_proj_weight, in_proj_bias
     and out_proj.
@@ -171,7 +188,8 @@ def pack_linears(model: nn.Module, few_rows: bool = False) -> int:
     CPU multiplies bfloat16 natively; self-attention modules likewise for a PackedSelfAttention. Returns how
     many modules it swapped. `few_rows`: bf16_rows' kernel is loaded, for bfloat16 linears' few-row products."""
     if not packing_available():
-        log.info("oneDNN packed linears unavailable in this PyTorch build; linears unchanged")
+        if not torch.backends.mkldnn.is_available():  # else versions.known_to_work has said why
+            log.info("oneDNN packed linears unavailable in this PyTorch build; linears unchanged")
         return 0
     dtypes = packed_dtypes()
     swapped = 0

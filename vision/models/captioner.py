@@ -50,6 +50,9 @@ class PrefixCaptioner(nn.Module):
         self.tokenizer = tokenizer
         self.source = source
         self.stop_ids = stop_token_ids(tokenizer)
+        # Greedy decoding's faster steps for this language model (a `vision.decoding.steps.StepChooser`, which
+        # `vision.pipeline` gives it: `vision.fast.choose_step`); None: the plain `forward` step.
+        self.choose_step = None
 
     def refusal(self, method: str) -> str:
         return (

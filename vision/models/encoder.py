@@ -16,7 +16,6 @@ from PIL import Image
 from clipchat.errors import InvalidConfig, ModelNotFound
 
 from ..catalog.model_sets import HF_HUB, LOCAL_DIR
-from ..fast.graphs import static_image_features
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +98,11 @@ class ClipEncoder:
         return normalize(pixels) if normalize is not None else pixels
 
     @torch.inference_mode()
-    def embed_pixels(self, pixels: torch.Tensor, normalize: bool = True, graphs: bool = False) -> torch.Tensor:
+    def embed_pixels(self, pixels: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """(N, 3, H, W) preprocessed pixels -> (N, D) float32 embeddings on the model's device.
 
-        `graphs`: at fixed batch sizes, replayed as CUDA graphs on a GPU (`graphs.py`).
+        (At fixed batch sizes, replayed as CUDA graphs on a GPU: `vision.fast.graphs.static_image_features`.)
         """
-        if graphs:
-            features = static_image_features(self, pixels)
-            return F.normalize(features, dim=-1) if normalize else features
         chunks = []
         for start in range(0, len(pixels), self.batch_size):
             batch = pixels[start : start + self.batch_size].to(self.device, self.dtype)

@@ -3,7 +3,7 @@
 // At so few rows a linear layer is a pass over its weight, and its speed is the speed of that pass.
 // oneDNN's packed product read GPT-2's 250 MB of bfloat16 weights at about half the rate a plain
 // reduction streams them on a 2-core Zen 4; this reads each weight row once, start to end, and
-// dots it with every input row (vision/bf16_rows.py has the figures). One weight row at a time: taking
+// dots it with every input row (docs/benchmarks.md has the figures). One weight row at a time: taking
 // two or four weight rows together, as GEMM kernels do, took 40% longer here.
 //
 // Accumulation is float32 (vdpbf16ps multiplies bfloat16 pairs exactly, flushing denormals, and adds them in
@@ -26,7 +26,7 @@
 
 namespace {
 
-constexpr int64_t kMaxRows = 3;  // at 4 rows oneDNN was as fast (vision/bf16_rows.py): loads of x outnumber weight loads
+constexpr int64_t kMaxRows = 3;  // at 4 rows oneDNN was as fast: loads of x outnumber weight loads
 
 template <int M>
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
@@ -77,7 +77,7 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const std::opti
   return y;
 }
 
-// x (..., K) -> (..., N), as vision/bf16_rows.py's `linear` shapes it
+// x (..., K) -> (..., N), as vision/fast/bf16_rows.py's `linear` shapes it
 at::Tensor rows_linear(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = weight.size(0);
@@ -92,7 +92,7 @@ at::Tensor gelu_new(const at::Tensor& x) {
 
 constexpr int64_t kBlockParams = 12;  // ln_1 (w, b), c_attn, attn.c_proj, ln_2, c_fc, mlp.c_proj (weight, bias each)
 
-// One greedy step of a GPT-2 for one to three captions: vision/gpt2_steps.py's `_forward` at one position, the
+// One greedy step of a GPT-2 for one to three captions: vision/fast/gpt2_steps.py's `_forward` at one position, the
 // same ATen calls in the same order (so the same bits), without Python between them.
 // h (B, 1, D) embeddings at position `start`; params: kBlockParams per block, then ln_f (w, b) and the output
 // layer's weight; kv: per block (2, B, H, length, head_dim), written at `start`. -> (B, vocab) float32 logits.
