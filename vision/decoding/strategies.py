@@ -148,7 +148,12 @@ class NucleusSampling(_Generate):
         }
 
 
-STRATEGIES: dict[str, type] = {"greedy": Greedy, "beam": BeamSearch, "sample": NucleusSampling, "guided": Guided}
+STRATEGIES: dict[str, type[Strategy]] = {
+    "greedy": Greedy,
+    "beam": BeamSearch,
+    "sample": NucleusSampling,
+    "guided": Guided,
+}
 METHODS = tuple(STRATEGIES)
 
 

@@ -78,6 +78,7 @@ def new_static_cache(lm, max_len: int):
             f"graphs=True needs a language model that reads positions from its cache; {found}'s "
             f"{type(lm).__name__} takes cache_position at every step."
         )
+    assert static_cache is not None  # refused above: no StaticCache has no max_cache_len
     cache = static_cache(config=lm.config, max_cache_len=max_len)
     if not all(isinstance(getattr(layer, "cumulative_length", None), torch.Tensor) for layer in cache.layers):
         raise InvalidConfig(f"graphs=True needs a StaticCache whose length is a device tensor; {found}'s is not.")
@@ -124,7 +125,7 @@ class _BucketStep:
             # at most `fed_back` warm-up steps: the cache has room for no more
             self.graph = capture(self._step, prefix.device, self.pool, min(WARMUP_STEPS, fed_back))
             self._start(padded)  # the warm-up ran steps: start again
-        return self.logits[: len(prefix)]
+        return self._logits()[: len(prefix)]
 
     def next(self, token: torch.Tensor) -> torch.Tensor:
         """(n,) tokens -> (n, vocab) float32 logits after them. Padded rows go on from whatever they hold:
@@ -134,7 +135,12 @@ class _BucketStep:
             self.graph.replay()
         else:
             self._step()
-        return self.logits[: len(token)]
+        return self._logits()[: len(token)]
+
+    def _logits(self) -> torch.Tensor:
+        if self.logits is None:
+            raise RuntimeError("a bucket step's next() came before its first()")
+        return self.logits
 
     def _start(self, prefix: torch.Tensor) -> None:
         self.cache.reset()  # zeroed in place: the captured step keeps reading the same addresses
@@ -145,7 +151,7 @@ class _BucketStep:
 
     def _step(self) -> None:
         out = self.lm(input_ids=self.token, use_cache=True, **{self.keyword: self.cache})
-        self.logits.copy_(out.logits[:, -1])
+        self._logits().copy_(out.logits[:, -1])
 
 
 class StaticStep:

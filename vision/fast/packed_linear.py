@@ -24,6 +24,7 @@ nothing is packed, and one log line says why): `torch.ops.mkldnn._reorder_linear
 from __future__ import annotations
 
 import logging
+from typing import TypeGuard, cast
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,9 @@ def packed_dtypes() -> tuple[torch.dtype, ...]:
 
 class PackedLinear(nn.Module):
     """An nn.Linear's forward on oneDNN with a pre-packed weight: y = x W^T + b, x (..., in) -> (..., out)."""
+
+    packed: torch.Tensor  # a buffer: oneDNN's layout of the weight
+    _source: nn.Linear
 
     def __init__(self, linear: nn.Linear, few_rows: bool = False) -> None:
         super().__init__()
@@ -114,6 +118,10 @@ class PackedSelfAttention(nn.Module):
     dropout) goes to the original module. Its state dict is the original's: in_proj_weight, in_proj_bias
     and out_proj.
     """
+
+    packed_in: torch.Tensor  # buffers: oneDNN's layouts of the two projections
+    packed_out: torch.Tensor
+    _source: nn.MultiheadAttention
 
     def __init__(self, attention: nn.MultiheadAttention) -> None:
         super().__init__()
@@ -172,7 +180,7 @@ def _linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) ->
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias.detach() if bias is not None else None, "none", [], "")
 
 
-def _packable_attention(module: nn.Module, dtypes: tuple) -> bool:
+def _packable_attention(module: nn.Module, dtypes: tuple[torch.dtype, ...]) -> TypeGuard[nn.MultiheadAttention]:
     return (
         type(module) is nn.MultiheadAttention
         and module._qkv_same_embed_dim
@@ -205,7 +213,7 @@ def pack_linears(model: nn.Module, few_rows: bool = False) -> int:
                 and child.weight.dtype in dtypes
                 and child.weight.device.type == "cpu"
             ):
-                setattr(module, name, PackedLinear(child, few_rows))
+                setattr(module, name, PackedLinear(cast(nn.Linear, child), few_rows))  # or GPT-2's nn.Linear twin
                 swapped += 1
     return swapped
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -52,7 +53,7 @@ class PrefixCaptioner(nn.Module):
         self.stop_ids = stop_token_ids(tokenizer)
         # Greedy decoding's faster steps for this language model (a `vision.decoding.steps.StepChooser`, which
         # `vision.pipeline` gives it: `vision.fast.choose_step`); None: the plain `forward` step.
-        self.choose_step = None
+        self.choose_step: Callable[..., Any] | None = None
 
     def refusal(self, method: str) -> str:
         return (
