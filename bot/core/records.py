@@ -50,7 +50,7 @@ async def language(services: Services, where: Where) -> str:
     return choose((await switches(services, where.chat_id)).language, where.language)
 
 
-async def set_switch(services: Services, where: Where, name: str, value: bool | str | None) -> Switches:
+async def set_switch(services: Services, where: Where, name: str, value: bool | int | str | None) -> Switches:
     return await write_with_retry(
         services.sessions,
         lambda session: set_chat_switch(session, where.chat_id, where.chat_kind, name, value, where.user_id),
