@@ -11,10 +11,10 @@ from telegram.error import TelegramError
 
 from clipchat.i18n import LANGUAGES, N_, Translator, choose, name_of, supported, translator
 from clipchat.kinds import ChatKind
-from storage import Switches
 
 from ..core import records
 from ..core.incoming import Where
+from ..core.records import Switches
 from .context import BotContext
 from .sending import reply
 from .telegram_io import button_press, message_of, where, writes_as_chat

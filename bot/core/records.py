@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clipchat.i18n import N_, choose, translator
 from storage import (
     Removed,
-    Switches,
     chat_switches,
     forget_user,
     maintain,
@@ -20,6 +19,7 @@ from storage import (
     statistics,
     write_with_retry,
 )
+from storage import Switches as Switches  # re-exported: what switches() returns, for the adapter to read
 
 from .incoming import Where
 from .services import Services
