@@ -33,6 +33,13 @@ def test_captioner_choices() -> None:
         CaptionerChoice.parse("my-captioner")
 
 
+def test_a_captioners_checkpoint_is_its_location_and_guided_decoding_has_none() -> None:
+    assert CaptionerChoice.parse("local-dir:/models/mine").checkpoint == Ref("local-dir", "/models/mine")
+    assert CaptionerChoice.parse("clipcap:/data/coco.pt").checkpoint == Ref("local-dir", "/data/coco.pt")
+    with pytest.raises(InvalidConfig, match="guided has no checkpoint"):
+        _ = CaptionerChoice.parse("guided").checkpoint
+
+
 def test_builtin_sets_load_and_unknown_names_list_them() -> None:
     names = builtin_model_sets()
     assert {"guided", "clipcap-coco", "clipcap-conceptual"} <= set(names)

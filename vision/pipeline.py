@@ -177,11 +177,11 @@ def load_models(
         captioner = GuidedCaptioner(lm, tokenizer, encoder, prompt=model_set.guided_prompt)
     elif choice.kind == "clipcap":
         captioner = load_clipcap_checkpoint(
-            choice.location, model_set.language_model, torch_device, torch_dtype, hub_cache_dir, clip=encoder
+            choice.checkpoint, model_set.language_model, torch_device, torch_dtype, hub_cache_dir, clip=encoder
         )
     else:
         captioner = load_prefix_captioner(
-            choice.location, model_set.language_model, torch_device, torch_dtype, hub_cache_dir, clip=encoder
+            choice.checkpoint, model_set.language_model, torch_device, torch_dtype, hub_cache_dir, clip=encoder
         )
     use_speed_paths(encoder, captioner, cache_dir)
     tagger = ZeroShotTagger(

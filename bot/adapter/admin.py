@@ -17,7 +17,7 @@ from ..core.incoming import Where
 from ..core.records import Switches
 from .context import BotContext
 from .sending import reply
-from .telegram_io import where, writes_as_chat
+from .telegram_io import button_press, message_of, where, writes_as_chat
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +135,13 @@ async def _language_setting(context: BotContext, message, here: Where, value: st
 
 async def settings(update: Update, context: BotContext) -> None:
     """/settings, or /settings autocaption|alttext on|off, for admins of groups and channels."""
-    message = update.effective_message
-    chat = message.chat
-    args = [arg.lower() for arg in (context.args if context.args is not None else message.text.split()[1:])]
+    message = message_of(update)
+    chat, kind = message.chat, ChatKind(message.chat.type)
+    # A channel's /settings comes through a text filter, not CommandHandler, which would have split the words
+    words = context.args if context.args is not None else (message.text or "").split()[1:]
+    args = [arg.lower() for arg in words]
     _ = await context.speaking_to(where(message))
-    if chat.type == ChatKind.PRIVATE:  # a person's own chat: they choose its language; the switches are for groups
+    if kind == ChatKind.PRIVATE:  # a person's own chat: they choose its language; the switches are for groups
         if args[:1] == ["language"]:
             await _language_setting(context, message, where(message), args[1] if len(args) > 1 else None)
             return
@@ -153,53 +155,53 @@ async def settings(update: Update, context: BotContext) -> None:
         )
         return
     user_id = where(message).user_id
-    if not await is_admin(context, chat.id, chat.type, user_id):
+    if not await is_admin(context, chat.id, kind, user_id):
         await reply(message, _(ONLY_ADMINS))
         return
-    here = Where(chat.id, ChatKind(chat.type), user_id)
+    here = Where(chat.id, kind, user_id)
     if args[:1] == ["language"]:
         await _language_setting(context, message, here, args[1] if len(args) > 1 else None)
         return
-    if len(args) == 2 and args[0] in NAMES and NAMES[args[0]] in _switches_for(chat.type) and args[1] in ("on", "off"):
+    if len(args) == 2 and args[0] in NAMES and NAMES[args[0]] in _switches_for(kind) and args[1] in ("on", "off"):
         current = await records.set_switch(context.services, here, NAMES[args[0]], args[1] == "on")
-        await reply(message, _("Saved.") + " " + _describe(chat.type, current, _))
+        await reply(message, _("Saved.") + " " + _describe(kind, current, _))
         return
     current = await records.switches(context.services, chat.id)
-    commands = "/settings alttext on|off" if chat.type == ChatKind.CHANNEL else "/settings autocaption|index on|off"
+    commands = "/settings alttext on|off" if kind == ChatKind.CHANNEL else "/settings autocaption|index on|off"
     await reply(
         message,
-        _describe(chat.type, current, _)
+        _describe(kind, current, _)
         + "\n"
         + _(
             "Change them with the buttons, or {commands}; the language with /settings language {choices}.",
             commands=commands,
             choices=LANGUAGE_CHOICES,
         ),
-        reply_markup=_keyboard(chat.type, current, _),
+        reply_markup=_keyboard(kind, current, _),
     )
 
 
 async def settings_button(update: Update, context: BotContext) -> None:
     """A press on the /settings button."""
-    query = update.callback_query
-    chat = query.message.chat
-    _, name, value = query.data.split(":")
-    if name not in _switches_for(chat.type):  # a crafted button: only this chat's switches can be flipped
+    query, data, chat = button_press(update)
+    kind = ChatKind(chat.type)
+    _, name, value = data.split(":")
+    if name not in _switches_for(kind):  # a crafted button: only this chat's switches can be flipped
         await query.answer()
         return
-    here = Where(chat.id, ChatKind(chat.type), query.from_user.id, query.from_user.language_code)
+    here = Where(chat.id, kind, query.from_user.id, query.from_user.language_code)
     _ = await context.speaking_to(here)
-    if not await is_admin(context, chat.id, chat.type, query.from_user.id):
+    if not await is_admin(context, chat.id, kind, query.from_user.id):
         await query.answer(_(ONLY_ADMINS), show_alert=True)
         return
     current = await records.set_switch(context.services, here, name, value == "1")
     await query.answer(_("Saved."))
-    await query.edit_message_text(_describe(chat.type, current, _), reply_markup=_keyboard(chat.type, current, _))
+    await query.edit_message_text(_describe(kind, current, _), reply_markup=_keyboard(kind, current, _))
 
 
 async def forget(update: Update, context: BotContext) -> None:
     """Ask before deleting everything about the user (or the group or channel identity they write as)."""
-    message = update.effective_message
+    message = message_of(update)
     identity = where(message).user_id
     _ = await context.speaking_to(where(message))
     keyboard = InlineKeyboardMarkup(
@@ -210,8 +212,9 @@ async def forget(update: Update, context: BotContext) -> None:
             ]
         ]
     )
-    if writes_as_chat(message):
-        name = message.sender_chat.title or _("this identity")
+    identity_chat = message.sender_chat if writes_as_chat(message) else None
+    if identity_chat is not None:
+        name = identity_chat.title or _("this identity")
         await reply(message, _(ANONYMOUS_FORGET, name=name), reply_markup=keyboard)
         return
     await reply(
@@ -226,9 +229,8 @@ async def forget(update: Update, context: BotContext) -> None:
 
 async def forget_button(update: Update, context: BotContext) -> None:
     """The answer to /forget's question: only the person asked, or an admin of the identity they wrote as."""
-    query = update.callback_query
-    _, choice, identity = query.data.split(":")
-    chat = query.message.chat
+    query, data, chat = button_press(update)
+    _, choice, identity = data.split(":")
     _ = await context.speaking_to(
         Where(chat.id, ChatKind(chat.type), query.from_user.id, query.from_user.language_code)
     )

@@ -38,7 +38,7 @@ class Album:
     first: Message  # the reply goes under the album's first photo
     text: str  # a caption the user wrote on any of the photos
     addressed: bool
-    photos: list[tuple[PhotoFile, asyncio.Task[PhotoFacts]]] = field(default_factory=list)
+    photos: list[tuple[PhotoFile, asyncio.Task[PhotoFacts | None]]] = field(default_factory=list)  # None: not kept
     last_seen: float = field(default_factory=time.monotonic)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -54,11 +54,12 @@ class Albums:
     async def add(
         self,
         message: Message,
+        album_id: str,
         incoming: PhotoMessage,
-        looking: Awaitable[PhotoFacts],
+        looking: Awaitable[PhotoFacts | None],
         finish: Callable[[Album], Awaitable[None]],
     ) -> None:
-        """Start looking at one album photo once its sender has a free slot."""
+        """Start looking at one photo of album `album_id` (its media group) once its sender has a free slot."""
         sender = incoming.where.user_id if incoming.where.user_id is not None else incoming.where.chat_id
         slots = self._slots.setdefault(sender, _Slots())
         slots.users += 1
@@ -73,7 +74,7 @@ class Albums:
         slots.looking += 1
         task = self._keep(asyncio.ensure_future(looking))
         task.add_done_callback(lambda _: self._release(sender, slots))
-        key = (message.chat_id, message.media_group_id)
+        key = (message.chat_id, album_id)
         album = self._open.get(key)
         if album is None:
             album = self._open[key] = Album(incoming.where, message, incoming.text, incoming.addressed)

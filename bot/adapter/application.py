@@ -168,6 +168,8 @@ async def check_access(update: Update, context: BotContext) -> None:
 async def on_error(update: object, context: BotContext) -> None:
     """One place for every error: people get a message they can act on, operators get the detail or traceback."""
     error = context.error
+    if error is None:  # PTB calls error handlers with the error set; without one there is nothing to report
+        return
     ERRORS.labels(type(error).__name__).inc()
     message = update.effective_message if isinstance(update, Update) else None
     if isinstance(error, UserError):
@@ -206,10 +208,11 @@ async def on_error(update: object, context: BotContext) -> None:
 async def _reply_language(context: BotContext, message, error: BaseException) -> str:
     """The language to answer an error in; the chat's setting is not read when the database is what failed."""
     here = where(message)
-    if isinstance(error, StorageDown) or unavailable(error) or context.services is None:
+    services = context.bot_data.services
+    if isinstance(error, StorageDown) or unavailable(error) or services is None:
         return choose(None, here.language)
     try:
-        return await records.language(context.services, here)
+        return await records.language(services, here)
     except Exception as failure:  # whatever broke the update may break this read too: the sender's language will do
         log.warning("could not read the chat's language for an error reply: %s: %s", type(failure).__name__, failure)
         return choose(None, here.language)

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from telegram import BotCommand, ReplyParameters, Update
 from telegram.constants import ChatAction
@@ -17,7 +19,7 @@ from . import admin, operators
 from .context import BotContext
 from .handlers import answer_question
 from .sending import chat_action, reply, with_retries
-from .telegram_io import replied_message_id, where
+from .telegram_io import message_of, replied_message_id, where
 
 # Telegram's menus take a two-letter language code; every Chinese reader gets the Simplified menu.
 MENU_LANGUAGES = {language: language.split("_")[0] for language in LANGUAGES if language != "en"}
@@ -46,9 +48,10 @@ def help_text(_: Translator) -> str:
 
 async def start(update: Update, context: BotContext) -> None:
     """Greet and explain."""
-    _ = await context.speaking_to(where(update.effective_message))
+    message = message_of(update)
+    _ = await context.speaking_to(where(message))
     await reply(
-        update.effective_message,
+        message,
         _("Hi! I'm *clipchat*, a bot that looks at photos.") + "\n\n" + help_text(_),
         markdown=True,
     )
@@ -56,18 +59,19 @@ async def start(update: Update, context: BotContext) -> None:
 
 async def help_command(update: Update, context: BotContext) -> None:
     """List what the bot can do."""
-    await reply(update.effective_message, help_text(await context.speaking_to(where(update.effective_message))))
+    message = message_of(update)
+    await reply(message, help_text(await context.speaking_to(where(message))))
 
 
 async def caption(update: Update, context: BotContext) -> None:
     """Describe the photo under discussion again."""
-    message = update.effective_message
+    message = message_of(update)
     await reply(message, await talk.caption(context.services, where(message), replied_message_id(message)))
 
 
 async def tags(update: Update, context: BotContext) -> None:
     """Top tags, or how well each given label fits."""
-    message = update.effective_message
+    message = message_of(update)
     async with chat_action(context.bot, message.chat_id):
         answer = await talk.tags(
             context.services, where(message), " ".join(context.args or []), replied_message_id(message)
@@ -79,15 +83,16 @@ async def ask(update: Update, context: BotContext) -> None:
     """/ask <question>."""
     question = " ".join(context.args or [])
     if not question:
-        _ = await context.speaking_to(where(update.effective_message))
-        await reply(update.effective_message, _("Ask me something about the photo, e.g. /ask what colour is it?"))
+        message = message_of(update)
+        _ = await context.speaking_to(where(message))
+        await reply(message, _("Ask me something about the photo, e.g. /ask what colour is it?"))
         return
     await answer_question(update, context, question)
 
 
 async def mood(update: Update, context: BotContext) -> None:
     """How the photo feels."""
-    message = update.effective_message
+    message = message_of(update)
     async with chat_action(context.bot, message.chat_id):
         answer = await talk.mood(context.services, where(message), replied_message_id(message))
     await reply(message, answer)
@@ -95,7 +100,7 @@ async def mood(update: Update, context: BotContext) -> None:
 
 async def search(update: Update, context: BotContext) -> None:
     """/search <text>: send back the best-matching earlier photo(s) of this chat."""
-    message = update.effective_message
+    message = message_of(update)
     phrase = " ".join(context.args or [])
     if not phrase:
         _ = await context.speaking_to(where(message))
@@ -108,10 +113,7 @@ async def search(update: Update, context: BotContext) -> None:
         for hit in answer.found:
             send = context.bot.send_document if hit.media_kind == MediaKind.DOCUMENT else context.bot.send_photo
             await with_retries(
-                lambda send=send, hit=hit: send(
-                    message.chat_id, hit.file_id, caption=hit.caption, reply_parameters=quote
-                ),
-                retries,
+                partial(send, message.chat_id, hit.file_id, caption=hit.caption, reply_parameters=quote), retries
             )
         if answer.note:
             await reply(message, answer.note)
@@ -119,10 +121,11 @@ async def search(update: Update, context: BotContext) -> None:
 
 async def reset(update: Update, context: BotContext) -> None:
     """Clear this user's conversation in this chat."""
-    removed = await records.reset(context.services, where(update.effective_message))
-    _ = await context.speaking_to(where(update.effective_message))
+    message = message_of(update)
+    removed = await records.reset(context.services, where(message))
+    _ = await context.speaking_to(where(message))
     await reply(
-        update.effective_message,
+        message,
         _.plural(
             "Done: I cleared our conversation here ({count} message). Your photos are still searchable.",
             "Done: I cleared our conversation here ({count} messages). Your photos are still searchable.",
@@ -134,7 +137,7 @@ async def reset(update: Update, context: BotContext) -> None:
 
 async def stats(update: Update, context: BotContext) -> None:
     """Operators only: row counts."""
-    message = update.effective_message
+    message = message_of(update)
     language = (await context.speaking_to(where(message))).language
     await reply(message, await records.statistics_for(context.services, where(message).user_id, language))
 
@@ -142,7 +145,7 @@ async def stats(update: Update, context: BotContext) -> None:
 @dataclass(frozen=True)
 class Command:
     name: str
-    handler: Callable[[Update, BotContext], Awaitable[None]]
+    handler: Callable[[Update, BotContext], Coroutine[Any, Any, None]]  # what PTB's handlers take
     menu: str | None  # its line in Telegram's command menu (translated per reader); None: answered, not listed
 
 

@@ -25,11 +25,18 @@ class BotData:
 class BotContext(CallbackContext[ExtBot, dict, dict, BotData]):
     @property
     def services(self) -> Services:
-        return self.bot_data.services
+        """The open services; updates are handled only between the start-up hook and shutdown, when they are."""
+        services = self.bot_data.services
+        if services is None:
+            raise RuntimeError("an update was handled before the start-up hook opened the services, or after shutdown")
+        return services
 
     @property
     def albums(self) -> Albums:
-        return self.bot_data.albums
+        albums = self.bot_data.albums
+        if albums is None:
+            raise RuntimeError("an update was handled by an application not made by build_application")
+        return albums
 
     async def speaking_to(self, here: Where) -> Translator:
         """The catalog to answer in here: the chat's /settings language, else the sender's, else English."""

@@ -17,7 +17,7 @@ from .albums import Album
 from .context import BotContext
 from .sending import reply
 from .telegram_chat import TelegramChat
-from .telegram_io import addressed, photo_file, photo_message, replied_message_id, user_text, where
+from .telegram_io import addressed, message_of, photo_file, photo_message, replied_message_id, user_text, where
 
 NOT_AN_IMAGE = N_("I can only look at images (JPEG, PNG or WebP, as a photo or a file). This file isn't one.")
 
@@ -31,13 +31,13 @@ def chat_for(context: BotContext, message: Message) -> TelegramChat:
 
 async def on_photo(update: Update, context: BotContext) -> None:
     """A photo or image file in a private chat or group."""
-    message = update.effective_message
+    message = message_of(update)
     incoming = photo_message(message, context.bot)
-    if message.media_group_id:
-        if context.albums.addressed(message.chat_id, message.media_group_id):  # the caption came with another photo
+    if album_id := message.media_group_id:
+        if context.albums.addressed(message.chat_id, album_id):  # the caption came with another photo
             incoming = replace(incoming, addressed=True)
         looking = photos.look_if_admitted(context.services, chat_for(context, message), incoming)
-        await context.albums.add(message, incoming, looking, lambda album: _finish_album(context, album))
+        await context.albums.add(message, album_id, incoming, looking, lambda album: _finish_album(context, album))
         return
     await photos.on_photo(context.services, incoming, chat_for(context, message))
 
@@ -58,13 +58,14 @@ async def _settled(task):
 
 async def on_other_file(update: Update, context: BotContext) -> None:
     """A file that is not an image, sent privately: say what the bot can read."""
-    _ = await context.speaking_to(where(update.effective_message))
-    await reply(update.effective_message, _(NOT_AN_IMAGE))
+    message = message_of(update)
+    _ = await context.speaking_to(where(message))
+    await reply(message, _(NOT_AN_IMAGE))
 
 
 async def on_text(update: Update, context: BotContext) -> None:
     """A follow-up question about the latest photo, or about the photo replied to."""
-    message = update.effective_message
+    message = message_of(update)
     if not addressed(message, context.bot.username, context.bot.id):
         return
     question = user_text(message, context.bot.username)
@@ -74,7 +75,7 @@ async def on_text(update: Update, context: BotContext) -> None:
 
 async def answer_question(update: Update, context: BotContext, question: str) -> None:
     """Shared by plain text and /ask; a question right after an album waits for the album's reply."""
-    message = update.effective_message
+    message = message_of(update)
     await context.albums.settled(message.chat_id, where(message).user_id)
     await talk.on_question(
         context.services, where(message), question, replied_message_id(message), chat_for(context, message)
@@ -83,6 +84,6 @@ async def answer_question(update: Update, context: BotContext, question: str) ->
 
 async def on_channel_photo(update: Update, context: BotContext) -> None:
     """A photo posted in a channel: alt text, when the channel turned it on."""
-    post = update.effective_message
+    post = message_of(update)
     as_written = PhotoMessage(where(post), photo_file(post), post.caption or "", addressed=False)  # spaces and all
     await photos.on_channel_post(context.services, as_written, chat_for(context, post))

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
 from telegram import Update
@@ -49,14 +50,13 @@ class MetricsServer:
     def __init__(self, address: str, port: int | None) -> None:
         self.address = address
         self.port = port
-        self._server = None
-        self._thread: threading.Thread | None = None
+        self._serving: tuple[WSGIServer, threading.Thread] | None = None
 
     def start(self) -> None:
-        if self.port is None or self._server is not None:
+        if self.port is None or self._serving is not None:
             return
         try:
-            self._server, self._thread = start_http_server(self.port, self.address, registry=REGISTRY)
+            self._serving = start_http_server(self.port, self.address, registry=REGISTRY)
         except OSError as error:  # in use, not an address of this machine, a privileged port
             raise MetricsPortUnavailable(
                 detail=f"cannot serve metrics on {self.address}:{self.port} "
@@ -68,9 +68,10 @@ class MetricsServer:
 
     async def stop(self) -> None:
         """Stop serving (a no-op when not started); waits at most a second or so for the server's thread."""
-        server, thread, self._server, self._thread = self._server, self._thread, None, None
-        if server is None:
+        serving, self._serving = self._serving, None
+        if serving is None:
             return
+        server, thread = serving
         await asyncio.to_thread(server.shutdown)  # returns once serve_forever's next poll (0.5 s) sees it
         server.server_close()
         thread.join(timeout=5)

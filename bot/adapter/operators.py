@@ -18,7 +18,7 @@ from ..core import quotas, records
 from ..core.incoming import Where
 from .context import BotContext
 from .sending import reply
-from .telegram_io import sender_id, where
+from .telegram_io import message_of, sender_id, user_of, where
 
 log = logging.getLogger(__name__)
 ONLY_OPERATORS = N_("Only the bot's operators can do that.")
@@ -66,7 +66,7 @@ def _target(message: Message, args: list[str]) -> int | None:
 
 async def _operator(update: Update, context: BotContext) -> Translator | None:
     """The catalog to answer an operator in; None (after saying so) for anyone else."""
-    message = update.effective_message
+    message = message_of(update)
     _ = await context.speaking_to(where(message))
     if not _is_operator(message, context):
         await reply(message, _(ONLY_OPERATORS))
@@ -80,9 +80,10 @@ async def _operator_and_target(update: Update, context: BotContext, command: str
     _ = await _operator(update, context)
     if _ is None:
         return None
-    target = _target(update.effective_message, context.args or [])
+    message = message_of(update)
+    target = _target(message, context.args or [])
     if target is None:
-        await reply(update.effective_message, _(WHO, command=command))
+        await reply(message, _(WHO, command=command))
         return None
     return _, target
 
@@ -101,12 +102,13 @@ async def _set_access(update: Update, context: BotContext, command: str) -> None
         return
     _, target = named
     status, said, verb = ACCESS_COMMANDS[command]
+    message, operator = message_of(update), user_of(update).id
     if status == AccessStatus.BANNED and target in context.services.settings.admin_ids:
-        await reply(update.effective_message, _(IS_OPERATOR, user=target))
+        await reply(message, _(IS_OPERATOR, user=target))
         return
-    await quotas.set_user_access(context.services, target, status, update.effective_user.id)
-    log.info("operator %s %s %s", update.effective_user.id, verb, target)
-    await reply(update.effective_message, _(said, user=target))
+    await quotas.set_user_access(context.services, target, status, operator)
+    log.info("operator %s %s %s", operator, verb, target)
+    await reply(message, _(said, user=target))
 
 
 async def allow(update: Update, context: BotContext) -> None:
@@ -140,7 +142,7 @@ async def usage(update: Update, context: BotContext) -> None:
     _ = await _operator(update, context)
     if _ is None:
         return
-    message, services = update.effective_message, context.services
+    message, services = message_of(update), context.services
     args = context.args or []
     if args and args[0].lower() == "help":
         await reply(message, _(HELP))
@@ -177,7 +179,7 @@ async def quota(update: Update, context: BotContext) -> None:
     _ = await _operator(update, context)
     if _ is None:
         return
-    message = update.effective_message
+    message = message_of(update)
     args = [arg.lower() for arg in context.args or []]
     here = where(message)
     if len(args) == 3:
@@ -192,6 +194,6 @@ async def quota(update: Update, context: BotContext) -> None:
         return
     value = None if args[1] == "default" else int(args[1])
     await records.set_switch(context.services, here, f"daily_{args[0]}", value)
-    log.info("operator %s set chat %s daily %s to %s", update.effective_user.id, here.chat_id, args[0], value)
+    log.info("operator %s set chat %s daily %s to %s", user_of(update).id, here.chat_id, args[0], value)
     budget = _(DEFAULT_BUDGET) if value is None else (_(NO_LIMIT) if value == 0 else _(A_DAY, limit=value))
     await reply(message, _(BUDGET_SAVED[args[0]], chat=here.chat_id, budget=budget))

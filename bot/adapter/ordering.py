@@ -29,15 +29,14 @@ log = logging.getLogger(__name__)
 SLOW_DOWN = N_("You're sending faster than I can look. I'll answer what I have so far; send the rest in a moment.")
 
 
-def sender_key(update: object) -> int | None:
+def sender_key(update: Update) -> int | None:
     """Whose queue an update joins: the person, the group or channel they write as (never a shared
     account like GroupAnonymousBot, whose queue would be everyone's), or the chat for channel posts."""
-    if not isinstance(update, Update):
-        return None
     query = update.callback_query
-    if query is not None and (query.data or "").startswith("forget:yes:"):
+    data = query.data if query is not None else None
+    if data is not None and data.startswith("forget:yes:"):
         # forgetting a group or channel identity waits behind that identity's own updates in flight
-        return int(query.data.rsplit(":", 1)[1])
+        return int(data.rsplit(":", 1)[1])
     message = update.effective_message
     if message is not None and query is None:
         key = sender_id(message)
@@ -59,8 +58,7 @@ class PerUserOrder(BaseUpdateProcessor):
         self.shared = shared  # storage.SharedOrder when several processes serve this bot
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        key = sender_key(update)
-        if key is None:
+        if not isinstance(update, Update) or (key := sender_key(update)) is None:  # no sender to keep in order
             await coroutine
             return
         if self._waiting[key] >= self.per_user:
@@ -106,12 +104,13 @@ class PerUserOrder(BaseUpdateProcessor):
 
     async def _slow_down(self, update: Update, key: int) -> None:
         log.info("queue of %s is full (%d waiting); dropped an update", key, self.per_user)
-        if key in self._warned or update.effective_message is None or update.effective_chat.type != ChatKind.PRIVATE:
+        message = update.effective_message
+        if key in self._warned or message is None or message.chat.type != ChatKind.PRIVATE:
             return
         self._warned.add(key)
         try:
             user = update.effective_user  # the sender's own language: a flood is no time to read the chat's
-            await update.effective_message.reply_text(translator(choose(None, user and user.language_code))(SLOW_DOWN))
+            await message.reply_text(translator(choose(None, user.language_code if user else None))(SLOW_DOWN))
         except TelegramError as error:
             log.info("could not ask %s to slow down: %s", key, error)
 

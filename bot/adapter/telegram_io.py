@@ -1,10 +1,16 @@
-"""Reading what arrived: which file is the photo, who sent it where, and whether the bot was addressed."""
+"""Reading what arrived: which file is the photo, who sent it where, and whether the bot was addressed.
+
+python-telegram-bot types every part of an update as optional, since an `Update` may carry any of a dozen
+kinds of event. The handlers' routes (`application.add_routes`) decide which parts are there: `message_of`,
+`user_of` and `button_press` return them, and raise `Misrouted` when a route let through an update without.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
-from telegram import Bot, Message, MessageEntity
+from telegram import Bot, CallbackQuery, Chat, Message, MessageEntity, Update, User
 
 from clipchat.kinds import ChatKind, MediaKind
 
@@ -20,6 +26,43 @@ log = logging.getLogger(__name__)
 SHARED_ACCOUNTS = frozenset({1087968824, 136817688, 777000})
 
 
+class Misrouted(TypeError):
+    """An update reached a handler whose route should have kept it away: a mistake in `add_routes`."""
+
+
+def message_of(update: Update) -> Message:
+    """The message of an update routed to a message or command handler (their filters pass only updates
+    that carry one: a new message, a channel post)."""
+    message = update.effective_message
+    if message is None:
+        raise Misrouted(f"update {update.update_id} reached a message handler without a message")
+    return message
+
+
+def user_of(update: Update) -> User:
+    """Who sent an update routed by `filters.UpdateType.MESSAGE`: Telegram names a sender on every message
+    outside channels (a stand-in account for someone writing as a chat)."""
+    user = update.effective_user
+    if user is None:
+        raise Misrouted(f"update {update.update_id} reached a handler for people's messages without a sender")
+    return user
+
+
+class ButtonPress(NamedTuple):
+    query: CallbackQuery
+    data: str  # what the button says, matched by its handler's pattern
+    chat: Chat  # where the bot's message with the button is
+
+
+def button_press(update: Update) -> ButtonPress:
+    """A press on one of the bot's inline buttons, routed by `CallbackQueryHandler(pattern=...)`: the pattern
+    matched its data, and the bot puts buttons only on its own chat messages (never inline-mode ones)."""
+    query = update.callback_query
+    if query is None or query.data is None or query.message is None:
+        raise Misrouted(f"update {update.update_id} reached a button handler without a press on a chat message")
+    return ButtonPress(query, query.data, query.message.chat)
+
+
 def sender_id(message: Message) -> int | None:
     """Who wrote this, as the bot keys queues and conversations: the person, or the chat they wrote as
     (an anonymous admin's is the group itself). None for a channel's own post."""
@@ -31,7 +74,8 @@ def sender_id(message: Message) -> int | None:
 
 def writes_as_chat(message: Message) -> bool:
     """The sender hides behind a group or channel identity that others may share."""
-    return sender_id(message) is not None and sender_id(message) < 0
+    sender = sender_id(message)
+    return sender is not None and sender < 0
 
 
 def where(message: Message) -> Where:
@@ -44,8 +88,9 @@ def where(message: Message) -> Where:
     )
 
 
-def photo_file(message: Message) -> PhotoFile | None:
-    """The largest size of a photo, or an image sent as a file; None for anything else."""
+def photo_file(message: Message) -> PhotoFile:
+    """The largest size of a photo, or an image sent as a file: what `filters.PHOTO` and
+    `filters.Document.IMAGE` route to the photo handlers."""
     if message.photo:
         largest = message.photo[-1]
         return PhotoFile(
@@ -56,12 +101,12 @@ def photo_file(message: Message) -> PhotoFile | None:
         return PhotoFile(
             message.message_id, document.file_id, document.file_unique_id, MediaKind.DOCUMENT, message.media_group_id
         )
-    return None
+    raise Misrouted(f"message {message.message_id} reached a photo handler without a photo or image file")
 
 
 def mentions_bot(message: Message, username: str, bot_id: int) -> bool:
     """The bot is named in the text or in a photo's caption (@name, or a mention by link)."""
-    kinds = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION]
+    kinds: list[str | None] = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION]
     entities = {**message.parse_entities(kinds), **message.parse_caption_entities(kinds)}
     for entity, text in entities.items():
         if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == bot_id:

@@ -9,7 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clipchat.i18n import N_, choose, translator
 from storage import (
     Removed,
-    Switches,
     chat_switches,
     forget_user,
     maintain,
@@ -20,6 +19,7 @@ from storage import (
     statistics,
     write_with_retry,
 )
+from storage import Switches as Switches  # re-exported: what switches() returns, for the adapter to read
 
 from .incoming import Where
 from .services import Services
@@ -50,7 +50,7 @@ async def language(services: Services, where: Where) -> str:
     return choose((await switches(services, where.chat_id)).language, where.language)
 
 
-async def set_switch(services: Services, where: Where, name: str, value: bool | str | None) -> Switches:
+async def set_switch(services: Services, where: Where, name: str, value: bool | int | str | None) -> Switches:
     return await write_with_retry(
         services.sessions,
         lambda session: set_chat_switch(session, where.chat_id, where.chat_kind, name, value, where.user_id),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
+from pydantic import AliasChoices
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from storage import StorageSettings
@@ -21,6 +23,13 @@ SECTIONS = (
 SECRET_EXAMPLES = {"TELEGRAM_BOT_TOKEN": "<paste the token from @BotFather here>"}
 
 
+def _variable(name: str, field: FieldInfo) -> str:
+    """The environment variable a setting is read from: its first alias, else CLIPCHAT_<NAME>."""
+    alias = field.validation_alias
+    first = alias.choices[0] if isinstance(alias, AliasChoices) else alias
+    return first if isinstance(first, str) else f"CLIPCHAT_{name.upper()}"
+
+
 def env_example() -> str:
     lines = [
         "# clipchat settings: copy to .env (or an EnvironmentFile) and change what you need.",
@@ -30,9 +39,7 @@ def env_example() -> str:
     for title, settings in SECTIONS:
         lines += [f"# --- {title} " + "-" * (100 - len(title)), ""]
         for name, field in settings.model_fields.items():
-            variable = (
-                field.validation_alias.choices[0] if field.validation_alias is not None else f"CLIPCHAT_{name.upper()}"
-            )
+            variable = _variable(name, field)
             lines += [f"# {line}" for line in textwrap.wrap(field.description or "", 98)]
             value = _default(field)
             if variable in SECRET_EXAMPLES:

@@ -19,6 +19,7 @@ import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -300,7 +301,7 @@ async def _reembed(bot: ExtBot, sessions, embedder: Embedder, photo: Waiting, ti
                     "marked gone."
                 ) from None
             return
-        await write_with_retry(sessions, lambda session, photo=photo: mark_gone(session, photo))
+        await write_with_retry(sessions, partial(mark_gone, photo=photo))
         tally.gone += 1
         return
     except (TelegramError, TimeoutError, OSError, ClipchatError) as error:
@@ -323,7 +324,7 @@ async def _confirm_gone(sessions, tally: Tally) -> None:
     """Mark the gone photos noted before any came back: the token is right, they really are gone."""
     while tally.unconfirmed:
         photo = tally.unconfirmed.pop()
-        await write_with_retry(sessions, lambda session, photo=photo: mark_gone(session, photo))
+        await write_with_retry(sessions, partial(mark_gone, photo=photo))
         tally.gone += 1
 
 

@@ -260,9 +260,9 @@ def presence(
     if captioner.kind == "guided":
         found.append(Presence("captioner", str(captioner), NOTHING, "CLIP-guided decoding with the language model"))
     elif captioner.kind == "clipcap":
-        found.append(_file("captioner", str(captioner), captioner.location, hub))
+        found.append(_file("captioner", str(captioner), captioner.checkpoint, hub))
     else:
-        found.append(_repository("captioner", captioner.location, hub))
+        found.append(_repository("captioner", captioner.checkpoint, hub))
     if model_set.answer_model is not None:
         found.append(_language_model("answer model", model_set.answer_model, hub))
     return found
@@ -352,7 +352,9 @@ def human_size(size: int | None) -> str:
         return "-"
     if size < 1000:
         return f"{size} B"
-    for unit in ("kB", "MB", "GB"):
-        size /= 1000
-        if size < 1000 or unit == "GB":
-            return f"{size:.1f} {unit}"
+    scaled = size / 1000
+    for unit in ("kB", "MB"):
+        if scaled < 1000:
+            return f"{scaled:.1f} {unit}"
+        scaled /= 1000
+    return f"{scaled:.1f} GB"

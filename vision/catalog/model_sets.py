@@ -106,6 +106,13 @@ class CaptionerChoice:
             )
         return cls("prefix", ref)
 
+    @property
+    def checkpoint(self) -> Ref:
+        """Where a prefix or ClipCap captioner's weights are; guided decoding has none."""
+        if self.location is None:
+            raise InvalidConfig(f"Captioner {self} has no checkpoint: it decodes with the language model alone.")
+        return self.location
+
     def __str__(self) -> str:
         if self.kind == "guided":
             return GUIDED

@@ -21,8 +21,9 @@ from __future__ import annotations
 import io
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -134,8 +135,9 @@ class DeviceIntake:
                 out[position] = crop
         return out  # type: ignore[return-value]  # every position is filled
 
-    def _chunks(self, deferred: list[tuple[int, DeferredJpeg]]):
-        chunk, pixels = [], 0
+    def _chunks(self, deferred: list[tuple[int, DeferredJpeg]]) -> Iterator[list[tuple[int, DeferredJpeg]]]:
+        chunk: list[tuple[int, DeferredJpeg]] = []
+        pixels = 0
         for entry in deferred:
             size = entry[1].width * entry[1].height
             if chunk and pixels + size > self.batch_pixels:
@@ -175,7 +177,8 @@ class DeviceIntake:
         by_size = defaultdict(list)
         for position, image in images:
             by_size[tuple(image.shape)].append((position, image))
-        out = []
+        assert self.steps is not None  # screen() leaves no JPEG to the device without them
+        out: list[tuple[int, torch.Tensor]] = []
         for group in by_size.values():
             batch = torch.stack([image for _, image in group])
             for step in self.steps:
@@ -190,21 +193,28 @@ class DeviceIntake:
             return error
 
 
-def tensor_steps(preprocess) -> list | None:
+TensorStep = Callable[[torch.Tensor], torch.Tensor]
+
+
+def tensor_steps(preprocess) -> list[TensorStep] | None:
     """The Pillow half of a torchvision `Compose` (what runs before ToTensor) as functions of (N, 3, H, W)
     uint8 tensors, or None when it has a step without a tensor equivalent known here."""
     import torchvision.transforms as T
     import torchvision.transforms.v2.functional as F
 
-    steps = []
+    steps: list[TensorStep] = []
     for step in getattr(preprocess, "transforms", None) or ():
         name = type(step).__name__
         if name.endswith("ToTensor"):
             return steps
         if isinstance(step, T.Resize):  # what Pillow does: antialiased, rounded back to uint8
-            steps.append(lambda x, s=step: F.resize(x, s.size, s.interpolation, s.max_size, antialias=True))
+            steps.append(
+                partial(
+                    F.resize, size=step.size, interpolation=step.interpolation, max_size=step.max_size, antialias=True
+                )
+            )
         elif isinstance(step, T.CenterCrop):
-            steps.append(lambda x, s=step: F.center_crop(x, s.size))
+            steps.append(partial(F.center_crop, output_size=step.size))
         elif (name == "MaybeConvertMode" and step.mode == "RGB") or getattr(step, "__name__", "") == "_convert_to_rgb":
             continue  # decoded as RGB already
         else:

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn as nn
@@ -25,6 +25,8 @@ from .language_model import load_language_model, stop_token_ids
 from .mapper import MapperConfig, build_mapper
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
     from .encoder import ClipEncoder
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ CLIPCAP_TRAINED_WITH = (
 class PrefixCaptioner(nn.Module):
     methods = ("greedy", "beam", "sample")  # decoding strategies that start from the mapped prefix
 
-    def __init__(self, config: MapperConfig, lm: nn.Module, tokenizer, source: str = "") -> None:
+    def __init__(self, config: MapperConfig, lm: PreTrainedModel, tokenizer, source: str = "") -> None:
         super().__init__()
         self.config = config
         self.mapper = build_mapper(config)
@@ -168,7 +170,9 @@ def load_clipcap_checkpoint(
         if first is not None:
             check_clip_width(f"clipcap:{ref}", first.shape[1], clip, CLIPCAP_TRAINED_WITH)
     lm, tokenizer = load_language_model(lm_ref, device, dtype, cache_dir)
-    config = _infer_mapper_config(mapper_state, lm.get_input_embeddings().weight.shape[1])
+    # transformers types input embeddings as any Module; a causal LM's are an nn.Embedding, the prefix's width
+    embeddings = cast(nn.Embedding, lm.get_input_embeddings())
+    config = _infer_mapper_config(mapper_state, embeddings.weight.shape[1])
     captioner = PrefixCaptioner(config, lm, tokenizer, source=f"clipcap:{ref}")
     captioner.mapper.load_state_dict(mapper_state)
     if gpt_state:  # ClipCap fine-tuned GPT-2 too; its prefix-only variant leaves it stock

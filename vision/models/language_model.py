@@ -64,7 +64,8 @@ def load_language_model(
             f"Could not load language model {ref}: {str(error).rstrip('.')}. If this machine is "
             "offline, run `clipchat prefetch` where it can reach the Hugging Face Hub."
         ) from error
-    return model.to(device).eval(), tokenizer
+    # transformers wraps PreTrainedModel.to with functools.wraps, whose type mypy reads as the unbound function
+    return model.to(device).eval(), tokenizer  # type: ignore[arg-type]
 
 
 def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:

@@ -55,8 +55,8 @@ class LossHistory:
 def still_falling(history: LossHistory, epochs_asked: int) -> str | None:
     """The "train longer" warning, one sentence with the numbers, when validation loss was still falling at the end;
     None when it had levelled off or risen, or there was no validation."""
-    losses = [row.validation_loss for row in history.epochs]
-    if not losses or None in losses:
+    losses = [row.validation_loss for row in history.epochs if row.validation_loss is not None]
+    if not losses or len(losses) < len(history.epochs):  # an epoch without validation: nothing to compare
         return None
     series = losses if history.initial_validation_loss is None else [history.initial_validation_loss, *losses]
     window = min(max(MIN_WINDOW, -(-len(losses) // 5)), len(series) - 1)  # epochs; the initial loss starts one

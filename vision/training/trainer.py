@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -78,8 +79,11 @@ def embed_dataset(
     if cache.is_file() and meta.is_file() and json.loads(meta.read_text()).get("key") == key:
         stored = load_file(str(cache))
         return stored["vectors"], stored["kept"].tolist()
-    vectors, kept, skipped = [], [], 0
-    batch_images, batch_indices = [], []
+    vectors: list[torch.Tensor] = []
+    kept: list[int] = []
+    skipped = 0
+    batch_images: list[Image.Image] = []
+    batch_indices: list[int] = []
 
     def flush() -> None:
         if batch_images:
