@@ -49,7 +49,7 @@ class LocalModels:
         self.engine = engine
         self.identity = engine.identity
         self.limits = engine.limits
-        # Pass the thread the models were loaded on: one thread, one OpenMP team (see `open_services`).
+        # Pass the thread the models were loaded on: one thread, one OpenMP team (see `adapter.application.open_models`).
         self._thread = executor or model_thread("vision")
         self._options = dict(max_batch=max_batch, max_queue=max_queue, executor=self._thread)
         self._max_wait = max_wait
