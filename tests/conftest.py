@@ -122,6 +122,13 @@ def figure():
     return record
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the trained world `world`, so that `pytest -m "not world"` is the fast lane."""
+    for item in items:
+        if "world_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.world)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     from tests.fault_table import ROWS, table
 
