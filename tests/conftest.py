@@ -1,7 +1,9 @@
 """Shared fixtures: the synthetic world (built and trained once per test session) and its models.
 
-Set CLIPCHAT_TEST_WORLD=DIR to keep the built world between runs while developing;
-without it every session builds a fresh one, as CI does.
+Tests that need the world are marked `world` and run last: the world builds in the background
+meanwhile. `pytest -m "not world"` runs the rest and builds nothing. Set CLIPCHAT_TEST_WORLD=DIR
+to keep the built world between runs while developing; without it every session builds a fresh
+one, as CI does.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from PIL import Image
 
 from tests.world.scenes import Scene
+
+if TYPE_CHECKING:
+    from tests.world.background import BackgroundBuild
 
 _FIGURES: dict[str, str] = {}
 
@@ -52,12 +58,14 @@ def attribute_accuracy(caption: str, scene: Scene) -> float:
 
 
 @pytest.fixture(scope="session")
-def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def world_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.world.build import build_world
 
+    build = request.config.stash.get(WORLD_BUILD, None)
+    if build is not None:  # started when collection ended, and built while the tests before this one ran
+        return build.result()
     configured = os.environ.get("CLIPCHAT_TEST_WORLD")
-    directory = Path(configured) if configured else tmp_path_factory.mktemp("world")
-    return build_world(directory)
+    return build_world(Path(configured) if configured else tmp_path_factory.mktemp("world"))
 
 
 @pytest.fixture(scope="session")
@@ -120,6 +128,55 @@ def figure():
         _FIGURES[name] = f"{value:.3f}" if isinstance(value, float) else str(value)
 
     return record
+
+
+WORLD_BUILD: pytest.StashKey[BackgroundBuild] = pytest.StashKey()
+WORLD_TEMPORARY: pytest.StashKey[Path] = pytest.StashKey()
+
+
+def needs_world(item: pytest.Item) -> bool:
+    return "world_dir" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the trained world `world`, so that `pytest -m "not world"` is the fast lane,
+    and run those tests last: the world builds meanwhile (`pytest_collection_finish`)."""
+    for item in items:
+        if needs_world(item):
+            item.add_marker(pytest.mark.world)
+    items.sort(key=needs_world)  # stable: each group keeps its order
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start building the world now if a selected test needs it and no finished one is there."""
+    import tempfile
+
+    from tests.world.background import BackgroundBuild
+    from tests.world.build import COMPLETE
+
+    if session.config.option.collectonly or not any(needs_world(item) for item in session.items):
+        return
+    configured = os.environ.get("CLIPCHAT_TEST_WORLD")
+    if configured and (Path(configured) / COMPLETE).is_file():
+        return
+    if configured:
+        directory = Path(configured)
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="clipchat-world-"))
+        session.config.stash[WORLD_TEMPORARY] = directory
+    session.config.stash[WORLD_BUILD] = BackgroundBuild(directory)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    build = config.stash.get(WORLD_BUILD, None)
+    if build is not None:
+        build.stop()
+    temporary = config.stash.get(WORLD_TEMPORARY, None)
+    if temporary is not None:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -153,3 +153,18 @@ def test_nothing_in_the_product_points_into_tests() -> None:
         if re.search(r"\btests[./]", line)
     ]
     assert not mentions
+
+
+def test_the_core_takes_its_models_from_the_composition_root() -> None:
+    """Which models serve (in this process, on Ray) is `adapter/application`'s choice: the core takes any
+    `Models`, the stand-in of its unit tests (tests/fakes.py) included, and never loads or serves one itself."""
+    choosing = {"LocalModels", "RayModels", "ModelFeatures", "load_models", "ray_serve", "local"}
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {alias.name}"
+        for path in modules("bot.core")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.name in choosing
+    ]
+    assert not wrong

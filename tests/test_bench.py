@@ -19,6 +19,12 @@ def photos():
     return jpeg_photos(2, seed=3, size=(640, 480))
 
 
+@pytest.fixture(scope="module")
+def clipchat_models():
+    """clipchat's float32 models as the benchmark builds them, built once: both tests below only read them."""
+    return build_models(tags=False)
+
+
 def _tokens(pipeline, photos):
     return pipeline.process([pipeline.prepare(data) for data in photos])
 
@@ -47,14 +53,14 @@ def test_cached_coca_captions_as_coca_does(photos):
     assert _tokens(coca_cached(), photos) == _tokens(coca(), photos)
 
 
-def test_batched_clipcap_and_clipchat_caption_as_clipcap_reference_does(photos):
+def test_batched_clipcap_and_clipchat_caption_as_clipcap_reference_does(photos, clipchat_models):
     reference = _tokens(clipcap_reference(), photos)
     assert _tokens(clipcap_batched(), photos) == reference
-    assert caption_tokens(build_models(tags=False), photos) == reference  # same seed, same weights: the same captions
+    assert caption_tokens(clipchat_models, photos) == reference  # same seed, same weights: the same captions
 
 
-def test_bfloat16_check_compares_the_same_weights(photos):
-    full = build_models(tags=False)
+def test_bfloat16_check_compares_the_same_weights(clipchat_models):
+    full = clipchat_models
     half = build_models(dtype=torch.bfloat16, clip_dtype=torch.bfloat16, tags=False)
     assert same_weights(full, half)  # linearized GPT-2 included: its state dict keeps Conv1D's layout
     with torch.no_grad():

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -545,10 +546,15 @@ def test_doctor_says_what_to_fix(tmp_path: Path, world_dir: Path) -> None:
 
 
 def test_the_health_check_follows_the_heartbeat(tmp_path: Path) -> None:
-    assert doctor("--alive", tmp_path=tmp_path).returncode == 1  # never started
-    (tmp_path / "heartbeat").write_text("0\n")
-    assert doctor("--alive", tmp_path=tmp_path).returncode == 0
-    stale = time.time() - 600
-    os.utime(tmp_path / "heartbeat", (stale, stale))
-    result = doctor("--alive", tmp_path=tmp_path)
-    assert result.returncode == 1 and "stuck or stopped" in result.stdout
+    never, fresh, stale = (tmp_path / name for name in ("never", "fresh", "stale"))
+    for state in (never, fresh, stale):
+        state.mkdir()
+    for state in (fresh, stale):
+        (state / "heartbeat").write_text("0\n")
+    long_ago = time.time() - 600
+    os.utime(stale / "heartbeat", (long_ago, long_ago))
+    with ThreadPoolExecutor(3) as pool:  # three health checks at once: each is mostly its own start-up
+        never_started, alive, stuck = pool.map(lambda state: doctor("--alive", tmp_path=state), (never, fresh, stale))
+    assert never_started.returncode == 1
+    assert alive.returncode == 0
+    assert stuck.returncode == 1 and "stuck or stopped" in stuck.stdout

@@ -6,8 +6,10 @@ ones (models, migrations) in the start-up hook, then reach handlers as typed bot
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from concurrent.futures import Executor
 
 from telegram import Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
@@ -29,12 +31,15 @@ from clipchat.kinds import ChatKind
 from clipchat.metrics import ERRORS
 from storage import StorageSettings
 from storage.database import unavailable
-from vision import VisionModels
+from vision import VisionModels, load_models
 from vision.catalog.settings import VisionSettings
 
 from ..core import quotas, records
 from ..core.services import open_services, plan_database
 from ..core.settings import BotSettings
+from ..engine import LocalModels, ModelFeatures, Models
+from ..engine.batcher import model_thread
+from ..engine.budget import return_large_blocks_to_the_os
 from . import admin, commands, handlers, jobs
 from .albums import Albums
 from .context import BotContext, BotData
@@ -68,7 +73,10 @@ def build_application(
         data: BotData = application.bot_data
         metrics.start()  # first: a port in use fails the start in one line, before minutes of model loading
         data.services = await open_services(
-            settings, vision_settings, storage_settings, models=models, database=database
+            settings,
+            storage_settings,
+            lambda: open_models(settings, vision_settings, models),
+            database=database,
         )
         await application.bot.set_my_commands(commands.MENU)
         for language, code in commands.MENU_LANGUAGES.items():  # the menu in each language the bot speaks
@@ -111,6 +119,56 @@ def build_application(
     application.bot_data.albums = Albums(settings.album_wait_s)
     add_routes(application)
     return application
+
+
+async def open_models(
+    settings: BotSettings, vision_settings: VisionSettings, models: VisionModels | None = None
+) -> Models:
+    """The models the settings choose: the vision application on a Ray cluster, or `models` (else the
+    operator's model set, loaded here) served in this process."""
+    if settings.inference == "ray":
+        from ..engine.ray_serve import RayModels
+
+        return await RayModels.connect(vision_settings, settings.ray_address, settings.model_timeout_s)
+    return_large_blocks_to_the_os()  # decoded photos' memory goes back when they are done
+    # The models are loaded on the thread that will run them: each thread that runs PyTorch
+    # gets its own OpenMP team, and a second team measured 40-50% slower batches on 2 cores.
+    thread = model_thread("vision")
+    try:
+        if models is None:
+            models = await asyncio.get_running_loop().run_in_executor(thread, load_configured_models, vision_settings)
+    except BaseException:
+        thread.shutdown(wait=False)
+        raise
+    return serve_locally(models, settings, vision_settings, thread)
+
+
+def load_configured_models(vision_settings: VisionSettings) -> VisionModels:
+    """The operator's model set, device and dtype; call it on the thread that will run them."""
+    return load_models(
+        vision_settings.model_set(),
+        device=vision_settings.device,
+        dtype=vision_settings.dtype,
+        cache_dir=vision_settings.cache_dir,
+        hub_cache_dir=vision_settings.hub_cache_dir,
+        allow_random_weights=vision_settings.allow_random_weights,
+    )
+
+
+def serve_locally(
+    models: VisionModels, settings: BotSettings, vision_settings: VisionSettings, thread: Executor
+) -> LocalModels:
+    """The in-process transport as the bot configures it (`clipchat bench` measures this very object)."""
+    return LocalModels(
+        ModelFeatures.configured(models, vision_settings),
+        max_batch=settings.max_batch,
+        max_wait=settings.max_wait_ms / 1000,
+        max_queue=settings.vision_queue,
+        executor=thread,
+        decode_workers=settings.decode_workers,
+        decode_memory=settings.decode_memory_mb * 2**20,
+        timeout=settings.model_timeout_s,
+    )
 
 
 def add_routes(application: Application) -> None:

@@ -17,6 +17,7 @@ from clipchat.kinds import ChatKind
 from storage import StorageSettings
 from vision.catalog.settings import VisionSettings
 
+from ..adapter.application import open_models
 from ..core import photos, records, talk
 from ..core.incoming import PhotoFile, PhotoMessage, Where
 from ..core.services import Services, open_services
@@ -53,7 +54,8 @@ async def console(vision_settings: VisionSettings, database: str | None = None) 
     with tempfile.TemporaryDirectory(prefix="clipchat-chat-") as scratch:
         storage = StorageSettings(database_url=database or f"sqlite+aiosqlite:///{Path(scratch) / 'chat.db'}")
         print("Loading the models…", file=sys.stderr)
-        services = await open_services(BotSettings(max_wait_ms=0), vision_settings, storage)
+        settings = BotSettings(max_wait_ms=0)
+        services = await open_services(settings, storage, lambda: open_models(settings, vision_settings))
         print(HELP, file=sys.stderr)
         try:
             await _loop(services, Terminal())

@@ -1,7 +1,7 @@
 """`clipchat bench`: how many photos a second this machine serves with the configured models, and the
 CLIPCHAT_MAX_BATCH to give it.
 
-The models load as `clipchat run` loads them (`core/services`: the model set, device and dtype from the
+The models load as `clipchat run` loads them (`adapter/application`: the model set, device and dtype from the
 settings, loaded on the thread that runs them) and every photo takes the bot's own path: `LocalModels`
 (the decoding pool, the micro-batcher with CLIPCHAT_MAX_WAIT_MS) and `ModelFeatures.describe` on the model
 thread. Users are simulated as a closed loop: each of `concurrency` users sends their next photo when
@@ -30,7 +30,7 @@ from clipchat.errors import InvalidConfig
 from clipchat.metrics import batches_run
 from vision.catalog.settings import VisionSettings
 
-from ..core.services import load_configured_models, serve_locally
+from ..adapter.application import load_configured_models, serve_locally
 from ..core.settings import BotSettings
 from ..engine import DescribeRequest, LocalModels
 from ..engine.batcher import model_thread

@@ -22,8 +22,7 @@ from tqdm import tqdm
 
 from .scenes import ATTRIBUTES, BACKGROUNDS, COLOURS, SHAPES, SIZES, Scene, describe, render
 
-# Small enough to train in about two minutes on two CPU cores, big enough to
-# separate 240 scenes.
+# Small enough to train in a few minutes on one CPU core, big enough to separate 240 scenes.
 CLIP_CONFIG = {
     "model_cfg": {
         "embed_dim": 64,
@@ -112,6 +111,9 @@ def train_clip(
             for s in tqdm(scenes, desc="rendering", leave=False)
         ]
     )  # (S, R, 3, H, W)
+    # Convolutions in channels-last order run about 30% faster on CPU (oneDNN's native layout); the image
+    # tower is most of each step's work.
+    model.visual.to(memory_format=torch.channels_last)
     texts, constraints, kinds = candidate_texts(templates, {tuple(code) for code in codes})
     tokens = tokenizer(texts)  # (T, context_length)
     truth = truth_matrix(codes, constraints)  # (S, T)
@@ -124,7 +126,9 @@ def train_clip(
     progress = tqdm(range(steps), desc="training CLIP", leave=False)
     for _ in progress:
         batch = rng.sample(range(len(scenes)), batch_size)
-        images = pool[batch, torch.randint(renders_per_scene, (batch_size,))]
+        images = pool[batch, torch.randint(renders_per_scene, (batch_size,))].contiguous(
+            memory_format=torch.channels_last
+        )
         chosen = []
         for s in batch:
             kind = rng.choices(list(kind_weights), weights=list(kind_weights.values()))[0]
@@ -153,6 +157,7 @@ def train_clip(
         with torch.no_grad():
             model.logit_scale.clamp_(0, 4.6052)
         progress.set_postfix(loss=f"{loss.item():.3f}")
+    model.visual.to(memory_format=torch.contiguous_format)  # safetensors stores contiguous tensors
     save_file(model.state_dict(), str(out_dir / "open_clip_model.safetensors"))
 
 

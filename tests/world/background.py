@@ -1,0 +1,57 @@
+"""Build the world in a process of its own while the tests that need none run.
+
+The build takes minutes of CPU, the tests that need no world leave much of two cores idle (they wait on
+subprocesses, sockets and timers), so the build starts as soon as the session knows a test will need
+the world, at the lowest CPU priority: those tests keep the CPU they ask for, the build takes the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from .build import COMPLETE
+
+ROOT = Path(__file__).resolve().parents[2]
+LOWEST_PRIORITY = 19
+
+
+class BackgroundBuild:
+    """`python -m tests.world build DIRECTORY`, started now; `result()` waits for it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.log_path = directory / "build.log"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "tests.world", "build", str(directory)],
+                cwd=ROOT,  # this checkout's code, whatever is installed
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: `stop` reaches the trainers it starts too
+            )
+        # Before it starts its trainers (they inherit it): it is still importing its libraries
+        os.setpriority(os.PRIO_PROCESS, self.process.pid, LOWEST_PRIORITY)
+
+    def result(self) -> Path:
+        """The built world; raises with the end of the build's log if the build failed."""
+        code = self.process.wait()
+        if code != 0 or not (self.directory / COMPLETE).is_file():
+            tail = self.log_path.read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"building the test world failed (exit code {code}):\n{tail}")
+        return self.directory
+
+    def stop(self) -> None:
+        """End a build still running (the session ended first), trainers included."""
+        if self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
