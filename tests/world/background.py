@@ -19,6 +19,19 @@ ROOT = Path(__file__).resolve().parents[2]
 LOWEST_PRIORITY = 19
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _end_with_parent() -> None:
+    """In the build's process, before it runs: SIGTERM when pytest dies without ending it (killed, timed out).
+
+    `stop` runs only when the session ends normally; a killed pytest would otherwise leave minutes of training
+    behind. The build's own SIGTERM handler (`python -m tests.world`) takes its trainers down with it."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class BackgroundBuild:
     """`python -m tests.world build DIRECTORY`, started now; `result()` waits for it."""
 
@@ -33,6 +46,7 @@ class BackgroundBuild:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: `stop` reaches the trainers it starts too
+                preexec_fn=_end_with_parent,
             )
         # Before it starts its trainers (they inherit it): it is still importing its libraries
         os.setpriority(os.PRIO_PROCESS, self.process.pid, LOWEST_PRIORITY)
