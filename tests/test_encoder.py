@@ -85,3 +85,16 @@ def test_device_and_dtype_choice() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(InvalidConfig, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_cpu_flags_come_from_the_kernel_and_their_absence_is_said(tmp_path, caplog) -> None:
+    """The bfloat16 choice reads the flags Linux lists; where there is no list (not Linux) it says so once,
+    instead of turning bfloat16 and the CPU kernels off without a word."""
+    from vision.catalog import devices
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16\n\nprocessor\t: 1\n")
+    assert {"avx512_bf16", "avx512f"} <= devices._cpu_flags(cpuinfo)
+    with caplog.at_level("INFO", logger="vision.catalog.devices"):
+        assert devices._cpu_flags(tmp_path / "missing") == frozenset()
+    assert "CPU flags unknown" in caplog.text

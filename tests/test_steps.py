@@ -1,5 +1,5 @@
-"""Every greedy step gives the plain step's captions: token for token on the world's 240 held-out photos (bar a
-tie, where two tokens' logits round to the same value in the model's dtype), and logits bit for bit where a step
+"""Every greedy step gives the plain step's captions: token for token on the world's 240 held-out photos (the
+fixed-shape steps in 16-bit floats bar a tie, where two tokens' logits round to the same value), and logits bit for bit where a step
 repeats another's arithmetic exactly (the one-call bfloat16 step repeats the lean Python step's). Whichever speed
 path drifts from transformers' `forward`, it fails here.
 
@@ -15,6 +15,7 @@ import pytest
 import torch
 from packaging.specifiers import SpecifierSet
 
+from clipchat.errors import InvalidConfig
 from vision import DecodingOptions, decode, load_models
 from vision.decoding.steps import ForwardStep
 from vision.fast import bf16_rows, choose_step, versions
@@ -31,7 +32,7 @@ CUT_OFF = (1, 2, 5)
 # How far a caption's mean log-probability may move with its logits' rounding: in bfloat16 and float16 a logit of
 # GPT-2's size is rounded by a few hundredths (the fixed-shape steps round differently), in float32 by millionths
 LOG_PROB_TOLERANCE = {
-    torch.float32: 1e-3,
+    torch.float32: 1e-4,
     torch.float16: 0.05,
     torch.bfloat16: 0.05,
 }  # max_tokens: 1, the prefix pass alone; 2, fewer steps than a CUDA graph's warm-up takes
@@ -65,6 +66,10 @@ class Case:
     dtype: str
     batches: tuple[int, ...]
     exact: str | None = None  # the step whose logits this one's equal bit for bit
+    # Whether a caption may part from the plain step's on a tie (two logits one rounding apart): only the
+    # fixed-shape steps in 16-bit floats, which attend over a masked static cache and so round differently.
+    # Every other step gives the plain step's tokens on every photo.
+    ties: bool = False
 
     def __str__(self) -> str:
         return f"{self.step}-{self.device}-{self.dtype}"
@@ -76,10 +81,14 @@ CASES = [
     pytest.param(Case("one-call", "cpu", "bfloat16", (1, 3), exact="lean"), id="one-call-bfloat16", marks=NEEDS_KERNEL),
     # 5 and 240 are padded (to 8 and 256); 240 is every held-out photo at once
     pytest.param(Case("static", "cpu", "float32", (5, 240)), id="static-float32"),
-    pytest.param(Case("static", "cpu", "bfloat16", (5, 240)), id="static-bfloat16"),
-    pytest.param(Case("static", "cuda", "float16", (1, 3, 5, 16, 64, 240)), id="cuda-graphs-float16", marks=NEEDS_CUDA),
+    pytest.param(Case("static", "cpu", "bfloat16", (5, 240), ties=True), id="static-bfloat16"),
     pytest.param(
-        Case("static", "cuda", "bfloat16", (1, 3, 5, 16, 64, 240)), id="cuda-graphs-bfloat16", marks=NEEDS_CUDA
+        Case("static", "cuda", "float16", (1, 3, 5, 16, 64, 240), ties=True), id="cuda-graphs-float16", marks=NEEDS_CUDA
+    ),
+    pytest.param(
+        Case("static", "cuda", "bfloat16", (1, 3, 5, 16, 64, 240), ties=True),
+        id="cuda-graphs-bfloat16",
+        marks=NEEDS_CUDA,
     ),
 ]
 
@@ -165,6 +174,14 @@ def plain_runs(world):
     return get
 
 
+def parted(expected: Run, got: Run, dtype: torch.dtype, ties: bool) -> list[int]:
+    """The photos whose captions differ from the plain step's: any difference, or with `ties` one that is not
+    a tie."""
+    if not ties:
+        return [photo for photo, (a, b) in enumerate(zip(expected.captions, got.captions)) if a.tokens != b.tokens]
+    return not_ties(expected, got, dtype)
+
+
 def not_ties(expected: Run, got: Run, dtype: torch.dtype) -> list[int]:
     """The photos whose captions differ other than on a tie: where they first part, the plain step's logits for
     the two tokens are further apart than two roundings in the model's dtype. (In bfloat16 two candidates can
@@ -195,7 +212,7 @@ def test_every_step_gives_the_plain_steps_captions(case: Case, world, plain_runs
         got = run(models, raw, batch, 30, CHOOSERS[case.step])
         assert got.steps and all(type(step.step) is KINDS[case.step] for step in got.steps)  # not the plain step
         assert len(got.captions) == len(raw)
-        assert not_ties(expected, got, dtype) == [], (case, batch)
+        assert parted(expected, got, dtype, case.ties) == [], (case, batch)
         same = [(a, b) for a, b in zip(expected.captions, got.captions) if a.tokens == b.tokens]
         assert (
             len(same) >= 0.99 * len(raw)
@@ -213,7 +230,17 @@ def test_every_step_gives_the_plain_steps_captions(case: Case, world, plain_runs
     for max_tokens in CUT_OFF:  # captions cut off before their stop, and the steps a short caption takes
         expected = plain_runs(case.device, case.dtype, batch, max_tokens, 8)
         got = run(models, raw[:8], batch, max_tokens, CHOOSERS[case.step])
-        assert not_ties(expected, got, dtype) == [] and all(len(c.tokens) == max_tokens for c in got.captions)
+        assert parted(expected, got, dtype, case.ties) == [] and all(len(c.tokens) == max_tokens for c in got.captions)
+
+
+def test_graphs_without_the_speed_paths_are_refused_not_ignored(world, monkeypatch) -> None:
+    """A captioner built without `load_models` has no step chooser: fixed shapes asked of it would silently do
+    nothing, so they are refused."""
+    models, raw = world("cpu", "float32")
+    monkeypatch.setattr(models.captioner, "choose_step", None)
+    with pytest.raises(InvalidConfig, match="graphs=True needs the speed paths"):
+        decode(models.captioner, raw[:2], DecodingOptions(graphs=True))
+    assert len(decode(models.captioner, raw[:2], DecodingOptions())) == 2  # the plain step still captions
 
 
 def test_the_chooser_picks_what_the_models_allow(world) -> None:

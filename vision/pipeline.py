@@ -122,16 +122,16 @@ def use_speed_paths(
     if isinstance(captioner, PrefixCaptioner):  # the guided captioner decodes its own way
         captioner.choose_step = choose_step
     weight = next(captioner.lm.parameters())
-    few_rows = False
-    if weight.device.type == "cpu":
-        linearize(captioner.lm)
-        few_rows = (
-            weight.dtype == torch.bfloat16
-            and bf16_rows.cpu_supports()
-            and packing_available()
-            and bf16_rows.load(cache_dir or default_cache_dir())
-        )
-    # on a CPU only (a guided captioner is its GPT-2 alone)
+    if weight.device.type != "cpu":  # the CPU kernels below would not apply, and need not say so
+        return
+    linearize(captioner.lm)
+    few_rows = (
+        weight.dtype == torch.bfloat16
+        and bf16_rows.cpu_supports()
+        and packing_available()
+        and bf16_rows.load(cache_dir or default_cache_dir())
+    )
+    # a guided captioner is its GPT-2 alone
     pack_linears(captioner if isinstance(captioner, torch.nn.Module) else captioner.lm, few_rows)
     pack_linears(encoder.model)
 

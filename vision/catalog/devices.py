@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 import torch
 
 from clipchat.errors import InvalidConfig
+
+log = logging.getLogger(__name__)
 
 DTYPES = {
     "float32": torch.float32,
@@ -45,7 +48,8 @@ def cpu_flags() -> frozenset[str]:
 def _cpu_flags(cpuinfo: Path) -> frozenset[str]:
     try:
         text = cpuinfo.read_text()
-    except OSError:
+    except OSError as error:  # not Linux: bfloat16 under `auto` and the CPU kernels stay off, and we say why
+        log.info("CPU flags unknown (%s): treating this CPU as one without native bfloat16", error)
         return frozenset()
     for line in text.splitlines():
         name, _, value = line.partition(":")

@@ -16,6 +16,8 @@ from typing import Protocol
 
 import torch
 
+from clipchat.errors import InvalidConfig
+
 from ..models.language_model import cache_keyword, output_cache
 
 
@@ -67,5 +69,9 @@ class ForwardStep:
 def choose(captioner, batch: int, length: int, graphs: bool) -> Step:
     """The captioner's faster step where its chooser has one (`vision.pipeline` gives it one), else the plain."""
     chooser: StepChooser | None = getattr(captioner, "choose_step", None)
+    if graphs and chooser is None:  # fixed shapes are a speed path: without one, graphs=True would do nothing
+        raise InvalidConfig(
+            "graphs=True needs the speed paths, which load_models plugs in; this captioner was built without them."
+        )
     step = chooser(captioner.lm, batch, length, graphs=graphs) if chooser is not None else None
     return step if step is not None else ForwardStep(captioner.lm)

@@ -96,7 +96,7 @@ def _load(cache_dir: Path) -> bool:
         return False
     try:
         if not cpu_supports():
-            raise OSError("this CPU has no AVX-512 BF16")
+            raise OSError("this CPU has no AVX-512 BF16 (or its flags could not be read)")
         path = _load_prebuilt()
         if path is None:
             # a build already in the user's cache is checked (and remade if stale) under its own lock

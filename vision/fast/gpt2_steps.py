@@ -74,8 +74,8 @@ class Gpt2Steps:
 
         return (
             type(lm) is GPT2LMHeadModel
-            and known_to_work(PATH, "torch", "transformers")
             and lm.lm_head.weight.device.type == "cpu"
+            and known_to_work(PATH, "torch", "transformers")  # after the checks that cost nothing and say nothing
             and lm.config._attn_implementation == "sdpa"
             and not lm.config.add_cross_attention
             and not any(
