@@ -22,8 +22,10 @@ step check the arithmetic the GPU replays. Inductor would fuse the step into new
 reduce in another order, so its tokens could drift from the eager path's, and it compiles for
 minutes per bucket.
 
-On a CPU nothing is captured: the same fixed-shape steps run as they are. No private API: StaticCache and
-CUDA graphs are public, and `new_static_cache` refuses a transformers whose StaticCache cannot be replayed.
+On a CPU nothing is captured: the same fixed-shape steps run as they are. StaticCache and CUDA graphs are
+public; what a replay needs of the cache's internals (each layer's `cumulative_length`, a device tensor
+advanced in place, and the constructor's parameters) is not, so `new_static_cache` checks both and refuses
+a transformers whose StaticCache cannot be replayed.
 """
 
 from __future__ import annotations
