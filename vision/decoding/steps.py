@@ -12,13 +12,18 @@ captioner (`choose_step`), so nothing here depends on them.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from clipchat.errors import InvalidConfig
 
 from ..models.language_model import cache_keyword, output_cache
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..models.captioner import PrefixCaptioner
 
 
 class Step(Protocol):
@@ -44,7 +49,7 @@ class StepChooser(Protocol):
     positions the step must hold (the prefix and every token fed back); `graphs`: fixed shapes, replayed as
     CUDA graphs on a GPU (`DecodingOptions.graphs`)."""
 
-    def __call__(self, lm, batch: int, length: int, *, graphs: bool = False) -> Step | None: ...
+    def __call__(self, lm: PreTrainedModel, batch: int, length: int, *, graphs: bool = False) -> Step | None: ...
 
 
 class ForwardStep:
@@ -52,7 +57,7 @@ class ForwardStep:
 
     check_every = 1  # a step past every caption's stop would cost a whole forward: more than a check's wait
 
-    def __init__(self, lm) -> None:
+    def __init__(self, lm: PreTrainedModel) -> None:
         self.lm, self.keyword, self.cache = lm, cache_keyword(lm), None
 
     def first(self, prefix: torch.Tensor) -> torch.Tensor:
@@ -66,9 +71,9 @@ class ForwardStep:
         return out.logits[:, -1].float()  # (B, vocab)
 
 
-def choose(captioner, batch: int, length: int, graphs: bool) -> Step:
+def choose(captioner: PrefixCaptioner, batch: int, length: int, graphs: bool) -> Step:
     """The captioner's faster step where its chooser has one (`vision.pipeline` gives it one), else the plain."""
-    chooser: StepChooser | None = getattr(captioner, "choose_step", None)
+    chooser = captioner.choose_step
     if graphs and chooser is None:  # fixed shapes are a speed path: without one, graphs=True would do nothing
         raise InvalidConfig(
             "graphs=True needs the speed paths, which load_models plugs in; this captioner was built without them."

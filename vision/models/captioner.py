@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn as nn
@@ -27,6 +26,7 @@ from .mapper import MapperConfig, build_mapper
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
+    from ..decoding.steps import StepChooser
     from .encoder import ClipEncoder
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class PrefixCaptioner(nn.Module):
         self.stop_ids = stop_token_ids(tokenizer)
         # Greedy decoding's faster steps for this language model (a `vision.decoding.steps.StepChooser`, which
         # `vision.pipeline` gives it: `vision.fast.choose_step`); None: the plain `forward` step.
-        self.choose_step: Callable[..., Any] | None = None
+        self.choose_step: StepChooser | None = None
 
     def refusal(self, method: str) -> str:
         return (
