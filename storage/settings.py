@@ -14,8 +14,8 @@ class StorageSettings(BaseSettings):
     database_url: str | None = Field(
         None,
         validation_alias=AliasChoices("DATABASE_URL", "CLIPCHAT_DATABASE_URL"),
-        description="SQLAlchemy URL; default: SQLite in the user data directory. "
-        "postgresql://user@host/db works as pasted.",
+        description="The database, as an SQLAlchemy URL; default: SQLite in the user data directory. For "
+        "production, PostgreSQL: postgresql://user:password@host/db works as pasted.",
     )
     database_timeout_s: float = Field(
         5,
@@ -27,7 +27,7 @@ class StorageSettings(BaseSettings):
     )
     # At least a day: 0 or less would delete every turn and photo record at the next purge.
     retention_days: int = Field(
-        90, ge=1, le=36500, description="Turns and image records older than this are purged daily."
+        90, ge=1, le=36500, description="Turns and photo records older than this many days are purged, once a day."
     )
 
     def url(self) -> str:

@@ -29,37 +29,61 @@ class BotSettings(BaseSettings):
     token: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN", "CLIPCHAT_TOKEN"),
-        description="The bot token from @BotFather.",
+        description="The bot token from @BotFather (/newbot, or /mybots > API Token).",
     )
     token_file: Path | None = Field(
         None,
         validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN_FILE", "CLIPCHAT_TOKEN_FILE"),
-        description="A file holding the token (Docker/systemd secrets).",
+        description="A file holding the token instead (Docker and systemd secrets keep it out of the environment).",
     )
     base_url: str = Field(
         "https://api.telegram.org/bot",
-        description="Bot API URL; point it at your own telegram-bot-api server to lift the 20 MB download limit.",
+        description="Bot API URL; point it at your own telegram-bot-api server "
+        "(https://github.com/tdlib/telegram-bot-api) to lift the 20 MB download limit.",
     )
     base_file_url: str = Field("https://api.telegram.org/file/bot", description="Bot API file download URL.")
     local_mode: bool = Field(
-        False, description="The Bot API server is a local telegram-bot-api --local: files are read from its disk."
+        False,
+        description="The Bot API server is your own telegram-bot-api started with --local: photos are read from "
+        "its disk instead of downloaded.",
     )
     allowed_users: Annotated[list[int], NoDecode] = Field(
-        default_factory=list, description="If set, only these user ids (and allowed chats) are served."
+        default_factory=list,
+        description="Comma-separated user ids; if set, only these people (and every chat in "
+        "CLIPCHAT_ALLOWED_CHATS) are served. Unset with no allowed chats: everyone. An operator's /allow "
+        "adds one person, /ban shuts one out, in every chat (both kept in the database).",
     )
     allowed_chats: Annotated[list[int], NoDecode] = Field(
-        default_factory=list, description="If set, only these chat ids (and allowed users) are served."
+        default_factory=list,
+        description="Comma-separated chat ids (groups and channels are negative); if set, everyone in these "
+        "chats (and each person in CLIPCHAT_ALLOWED_USERS) is served.",
     )
     admin_ids: Annotated[list[int], NoDecode] = Field(
-        default_factory=list, description="Operators: always served, may change /settings anywhere, see /stats."
+        default_factory=list,
+        description="Comma-separated user ids of the operators: always served, never counted against a "
+        "budget, may change /settings in any chat, and use /stats, /allow, /ban, /unban, /usage and /quota.",
     )
     user_queue: int = Field(
-        16, ge=1, le=1000, description="Updates one user may have waiting; beyond that they are asked to slow down."
+        16,
+        ge=1,
+        le=1000,
+        description="Updates one user may have waiting; beyond that the extra ones are dropped and the "
+        "user is asked, once, to slow down.",
     )
     max_concurrent_updates: int = Field(
-        512, ge=1, le=10_000, description="Updates in progress at once, all users together."
+        512,
+        ge=1,
+        le=10_000,
+        description="Updates in progress at once, all users together (one user's run one after another); "
+        "more wait for a free place. The connection pool to Telegram is sized to it.",
     )
-    max_batch: int = Field(16, ge=1, le=1024, description="Photos (or questions) run through the models together.")
+    max_batch: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Micro-batching: the most photos (or questions) run through the models together; "
+        "`clipchat bench` suggests a value for this machine.",
+    )
     max_wait_ms: float = Field(
         30.0,
         ge=0,
@@ -122,7 +146,8 @@ class BotSettings(BaseSettings):
         600,
         ge=0,
         le=1_000_000,
-        description="Questions (and /tags, /mood, /search) one user may ask per day; 0: no limit.",
+        description="Questions (and /tags, /mood, /search) one user may ask per day (UTC), all chats "
+        "together; 0: no limit.",
     )
     daily_photos_per_group: int = Field(
         3000,
@@ -132,19 +157,35 @@ class BotSettings(BaseSettings):
         "unaddressed ones kept for /search included; 0: no limit.",
     )
     daily_questions_per_group: int = Field(
-        3000, ge=0, le=1_000_000, description="Questions one group may ask per day; 0: no limit."
+        3000,
+        ge=0,
+        le=1_000_000,
+        description="Questions (and /tags, /mood, /search) one group or channel may ask per day, all its "
+        "members together; 0: no limit.",
     )
     rate_limit_per_second: float = Field(
-        30, gt=0, le=1000, description="Messages per second, all chats (Telegram's limit)."
+        30,
+        gt=0,
+        le=1000,
+        description="Messages per second, all chats together (Telegram's flood limit); with N bot "
+        "processes serving one bot, give each 30 / N.",
     )
-    rate_limit_per_group_minute: float = Field(20, gt=0, le=1000, description="Messages per minute in one group.")
+    rate_limit_per_group_minute: float = Field(
+        20, gt=0, le=1000, description="Messages per minute in one group (Telegram's flood limit)."
+    )
     send_retries: int = Field(3, ge=0, le=10, description="Retries of a send after flood control or a network error.")
     webhook_secret: SecretStr | None = Field(
         None, description="Secret token Telegram sends with each webhook call; default: a random one per start."
     )
     webhook_listen: str = Field("0.0.0.0", description="Address the webhook server listens on.")
     webhook_port: int = Field(8443, ge=1, le=65535, description="Port the webhook server listens on.")
-    maintenance_hours: float = Field(6, ge=0.1, le=24 * 7, description="How often the database maintenance job runs.")
+    maintenance_hours: float = Field(
+        6,
+        ge=0.1,
+        le=24 * 7,
+        description="How often the database maintenance job runs: it refreshes the planner's statistics, "
+        "trims SQLite's log and logs row counts and how busy the models were.",
+    )
     inference: Literal["local", "ray"] = Field(
         "local",
         description="Where the models run: local (in this "
@@ -153,14 +194,14 @@ class BotSettings(BaseSettings):
     )
     ray_address: str | None = Field(
         None,
-        description="With inference=ray: the Ray cluster, e.g. auto or "
+        description="With CLIPCHAT_INFERENCE=ray: the Ray cluster, e.g. auto or "
         "ray://head:10001; default: start or join a local one.",
     )
     shared_ordering: bool = Field(
         False,
         description="Several bot processes serve this bot on one database "
         "(webhook behind a load balancer): keep each user's updates "
-        "in order across them (adds reorder_wait_s per update).",
+        "in order across them (adds CLIPCHAT_REORDER_WAIT_S per update).",
     )
     reorder_wait_s: float = Field(
         0.3,
@@ -185,7 +226,8 @@ class BotSettings(BaseSettings):
     state_dir_path: Path | None = Field(
         None,
         validation_alias=AliasChoices("CLIPCHAT_STATE_DIR"),
-        description="Where the bot keeps its heartbeat (for health checks); default: the user state dir.",
+        description="Where the bot keeps its heartbeat file, which `clipchat doctor --alive` (the container "
+        "health check) reads; default: the user state dir.",
     )
 
     @field_validator("allowed_users", "allowed_chats", "admin_ids", mode="before")

@@ -19,12 +19,17 @@ class VisionSettings(BaseSettings):
         description="A built-in model set (`clipchat models` lists them), or a directory that holds clipchat.json.",
     )
     clip_model: str | None = Field(
-        None, description="Override the set's CLIP: an open_clip name, hf-hub:ORG/REPO or local-dir:PATH."
+        None,
+        description="Override the set's CLIP: an open_clip name, hf-hub:ORG/REPO or local-dir:PATH. Another "
+        "open_clip name keeps the set's pretrained tag when open_clip has those weights for it, else the error "
+        "names the tags it has. Photos already kept for /search need `clipchat db reindex` after a change.",
     )
     clip_pretrained: str | None = Field(
-        None, description="open_clip pretrained tag for a built-in CLIP name, e.g. openai."
+        None, description="The open_clip pretrained tag for a built-in CLIP name, e.g. openai."
     )
-    language_model: str | None = Field(None, description="Override the set's GPT-2: hf-hub:ORG/REPO or local-dir:PATH.")
+    language_model: str | None = Field(
+        None, description="Override the set's GPT-2 (the captioner's decoder): hf-hub:ORG/REPO or local-dir:PATH."
+    )
     captioner: str | None = Field(
         None,
         description="Override the set's captioner: guided, local-dir:PATH, "
@@ -32,40 +37,51 @@ class VisionSettings(BaseSettings):
     )
     answer_model: str | None = Field(
         None,
-        description="Override the set's model for open questions: any causal "
-        "language model, hf-hub:ORG/REPO or local-dir:PATH.",
+        description="Override the set's model for open questions (the default set's is stock GPT-2): any "
+        "causal language model, hf-hub:ORG/REPO or local-dir:PATH. A small instruction-tuned model with a chat "
+        "template answers far better than GPT-2.",
     )
     allow_random_weights: bool = Field(
         False,
         description="Let a built-in CLIP name without a pretrained tag run "
         "on random weights (benchmarks only): otherwise refused.",
     )
-    device: str = Field("auto", description="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")
+    device: str = Field(
+        "auto", description="Where the models run: auto (CUDA when present, else CPU), cpu, cuda or cuda:N."
+    )
     dtype: str = Field(
         "auto",
-        description="auto (float16 on CUDA; on CPUs with native bfloat16, GPT-2 in bfloat16; else float32), "
-        "float32, float16 or bfloat16.",
+        description="auto, float32, float16 or bfloat16. auto: float16 on CUDA; on CPUs with native bfloat16 "
+        "(Intel AMX, AMD Zen 4's AVX-512 BF16), GPT-2 in bfloat16 (faster generation, the same captions: "
+        "docs/benchmarks.md) and CLIP in float32; else float32. bfloat16 puts CLIP in bfloat16 too: faster "
+        "again, but it changed 2 of 240 test-world captions on one build.",
     )
     cuda_graphs: bool = Field(
         False,
         description="On a GPU: greedy captions and CLIP's image tower at fixed batch "
         "sizes, replayed as CUDA graphs (the same captions, less time per "
         "photo at small batches; a few seconds' capture per batch size). "
-        "Left off on a CPU.",
+        "Needs a greedy captioner; left off, with a warning, on a CPU.",
     )
     jpeg_on_device: bool = Field(
         False,
         description="On a GPU: decode and resize JPEG photos there, a batch at a "
-        "time (other formats still go through Pillow). Left off on a CPU, "
-        "where Pillow's reduced decoding is faster.",
+        "time (other formats, rotated, CMYK and damaged files still go through Pillow). Left off, with a "
+        "warning, on a CPU, where Pillow's reduced decoding is faster.",
     )
-    cache_dir: Path | None = Field(None, description="clipchat's cache (tag embeddings); default: the user cache dir.")
+    cache_dir: Path | None = Field(
+        None,
+        description="clipchat's own cache (tag embeddings, the compiled CPU kernel); default: the user cache dir.",
+    )
     hub_cache_dir: Path | None = Field(None, description="Where Hugging Face downloads go; default: HF_HOME's cache.")
     max_image_bytes: int = Field(
-        ImageLimits.max_bytes, ge=1024, le=2**31, description="Larger files are refused politely."
+        ImageLimits.max_bytes, ge=1024, le=2**31, description="Larger photo files (in bytes) are refused politely."
     )
     max_image_pixels: int = Field(
-        ImageLimits.max_pixels, ge=50_000, le=500_000_000, description="Larger images are refused before decoding."
+        ImageLimits.max_pixels,
+        ge=50_000,
+        le=500_000_000,
+        description="Images with more pixels are refused before decoding.",
     )
 
     def model_set(self) -> ModelSet:
