@@ -75,9 +75,11 @@ def test_every_repository_path_the_docs_name_exists(document: Path) -> None:
 
 def test_every_setting_the_docs_name_exists() -> None:
     """A setting in the docs is one the bot reads (or a compose variable, or the tests' own)."""
-    from bot.ops.env_example import env_example
+    from bot.ops.env_example import env_example, every_variable
 
-    settings = set(re.findall(r"^# ([A-Z][A-Z0-9_]+)=", env_example(), re.M))
+    settings = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", env_example(), re.M))
+    assert settings < every_variable() and "CLIPCHAT_TOKEN" in every_variable()  # the second names too
+    settings |= every_variable()
     compose = {name for path in (ROOT / "deploy").glob("*.yml") for name in re.findall(r"\$\{(\w+)", path.read_text())}
     tests = set(re.findall(r"CLIPCHAT_TEST_\w+", (ROOT / "tests" / "conftest.py").read_text()))
     known = settings | compose | tests
@@ -90,3 +92,63 @@ def test_every_setting_the_docs_name_exists() -> None:
             elif name not in known:
                 unknown.add(name)
     assert settings and not unknown, unknown
+
+
+def test_the_settings_reference_is_what_the_generator_prints() -> None:
+    from bot.ops.env_example import MARKDOWN_COMMAND, settings_markdown
+
+    assert (ROOT / "docs" / "settings.md").read_text() == settings_markdown() + "\n", f"run: {MARKDOWN_COMMAND}"
+
+
+def test_the_settings_reference_has_each_setting_once_with_its_default_values_and_meaning() -> None:
+    from bot.ops.env_example import env_example, settings_markdown
+
+    rows = [line.split(" | ") for line in settings_markdown().splitlines() if line.startswith("| `")]
+    documented = [re.match(r"\| `(\w+)`", row[0]).group(1) for row in rows]  # type: ignore[union-attr]
+    settings = re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", env_example(), re.M)
+    assert sorted(documented) == sorted(settings) and len(set(documented)) == len(documented)
+    assert all(len(row) == 4 and row[3].removesuffix(" |").strip() for row in rows), "a setting without a description"
+    row = dict(zip(documented, rows, strict=True))
+    assert row["CLIPCHAT_USER_QUEUE"][1:3] == ["`16`", "1 to 1000"]
+    assert row["CLIPCHAT_ALBUM_WAIT_S"][1:3] == ["`1.0`", "over 0, at most 60"]
+    assert row["CLIPCHAT_INFERENCE"][1:3] == ["`local`", "local, ray"]
+    assert row["CLIPCHAT_LOG_LEVEL"][1:3] == ["—", "DEBUG, INFO, WARNING, ERROR"]
+    assert row["CLIPCHAT_CUDA_GRAPHS"][1:3] == ["`false`", "true, false"]
+    assert row["DATABASE_URL"][0] == "| `DATABASE_URL` (or `CLIPCHAT_DATABASE_URL`)"
+    assert "CLIPCHAT_STATE_DIR" in row and "CLIPCHAT_STATE_DIR_PATH" not in row
+
+
+def test_a_setting_no_section_places_stops_both_generators() -> None:
+    """A new field must be given a concern in SECTIONS, or it would be missing from both files."""
+    from pydantic_settings import BaseSettings
+
+    from bot.ops.cli import build_parser  # imports every command, so every settings class
+    from bot.ops.env_example import SECTIONS, SETTINGS, Section, env_example, settings_markdown, unplaced
+    from storage import StorageSettings
+
+    build_parser()
+    ours = {cls for cls in BaseSettings.__subclasses__() if cls.__module__.split(".")[0] in TOP_LEVEL}
+    assert ours <= set(SETTINGS), f"add to SETTINGS and SECTIONS: {ours - set(SETTINGS)}"
+    assert unplaced() == []
+    database = next(section for section in SECTIONS if section.settings is StorageSettings)
+    without = tuple(section for section in SECTIONS if section is not database)
+    assert unplaced(without) == [f"StorageSettings.{name} is not in any section" for name in database.fields]
+    twice = (*SECTIONS, Section("Again", StorageSettings, ("retention_days", "no_such_setting")))
+    assert unplaced(twice) == [
+        "StorageSettings has no field no_such_setting",
+        "StorageSettings.retention_days is in two sections",
+    ]
+    for generate in (env_example, settings_markdown):
+        with pytest.raises(RuntimeError, match=r"StorageSettings\.database_url is not in any section"):
+            generate(without)
+
+
+def test_clipchat_env_example_markdown_prints_the_reference() -> None:
+    import subprocess
+
+    from bot.ops.env_example import settings_markdown
+    from tests.test_bot_cli import command
+
+    result = subprocess.run([*command(), "env-example", "--markdown"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == settings_markdown() + "\n"

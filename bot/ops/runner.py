@@ -76,7 +76,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     server.set_defaults(handler=run_vision_server)
 
     example = commands.add_parser("env-example", help="print a .env file documenting every setting")
-    example.set_defaults(handler=lambda args, settings: print(_env_example()) or 0)
+    example.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the same settings as the markdown reference instead (docs/settings.md)",
+    )
+    example.set_defaults(handler=lambda args, settings: print(_env_example(markdown=args.markdown)) or 0)
 
 
 class TelegramUnreachable(OperatorError):
@@ -207,10 +212,10 @@ def run_vision_server(args: argparse.Namespace, vision_settings: VisionSettings)
     return 0
 
 
-def _env_example() -> str:
-    from .env_example import env_example
+def _env_example(markdown: bool = False) -> str:
+    from .env_example import env_example, settings_markdown
 
-    return env_example()
+    return settings_markdown() if markdown else env_example()
 
 
 def run_chat(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
