@@ -20,7 +20,6 @@ SECTIONS = (
     ("Storage", StorageSettings),
     ("Logging", LogSettings),
 )
-SECRET_EXAMPLES = {"TELEGRAM_BOT_TOKEN": "<paste the token from @BotFather here>"}
 
 
 def _variable(name: str, field: FieldInfo) -> str:
@@ -42,10 +41,7 @@ def env_example() -> str:
             variable = _variable(name, field)
             lines += [f"# {line}" for line in textwrap.wrap(field.description or "", 98)]
             value = _default(field)
-            if variable in SECRET_EXAMPLES:
-                lines.append(f"{variable}={SECRET_EXAMPLES[variable]}")
-            else:
-                lines.append(f"# {variable}={value}")
+            lines.append(f"# {variable}={value}")
             lines.append("")
     return "\n".join(lines)
 
