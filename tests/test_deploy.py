@@ -171,6 +171,7 @@ def test_the_readme_s_docker_path_builds_what_it_runs_and_keeps_data_in_named_vo
     """No image is published: the README builds one from the clone, and `docker rm` keeps data and models."""
     build, run = readme_docker_path()
     assert build[:2] == ["docker", "build"] and build[build.index("-f") + 1] == "deploy/Dockerfile"
+    assert build[build.index("--target") + 1] == "cpu", "without it Docker builds the last stage"
     tag = build[build.index("-t") + 1]
     assert build[-1] == "." and run[:2] == ["docker", "run"]
     assert run[-1] == tag, "no command after the image: the image's own CMD (run) starts the bot"
