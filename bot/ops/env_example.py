@@ -25,7 +25,6 @@ from ..core.settings import BotSettings
 from .logs import LogSettings
 
 SETTINGS: tuple[type[BaseSettings], ...] = (BotSettings, VisionSettings, StorageSettings, LogSettings)
-SECRET_EXAMPLES = {"TELEGRAM_BOT_TOKEN": "<paste the token from @BotFather here>"}
 MARKDOWN_COMMAND = "clipchat env-example --markdown > docs/settings.md"
 ENV_COMMAND = "clipchat env-example > deploy/.env.example"
 
@@ -165,10 +164,7 @@ def env_example(sections: tuple[Section, ...] = SECTIONS) -> str:
                 f"# {line}"
                 for line in textwrap.wrap(field.description or "", 98, break_long_words=False, break_on_hyphens=False)
             ]
-            if variable in SECRET_EXAMPLES:
-                lines.append(f"{variable}={SECRET_EXAMPLES[variable]}")
-            else:
-                lines.append(f"# {variable}={_default(field)}")
+            lines.append(f"# {variable}={_default(field)}")
             lines.append("")
     return "\n".join(lines)
 
