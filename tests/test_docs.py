@@ -15,10 +15,26 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # A repository path in backticks: it starts at a top-level entry and ends in a file type the repository keeps.
 PATH = re.compile(r"`((?:[\w.-]+/)+[\w.*{},-]*\.(?:py|json|jsonl|txt|md|yml|yaml|cfg|cpp|sh|mako|po|toml))`")
 PLACEHOLDERS = ("NNNN", "NAME")
+# The operator's files: their comments are instructions, and their commands are run as written.
+DEPLOY_FILES = [ROOT / "deploy" / "Dockerfile", *sorted((ROOT / "deploy").glob("*.yml"))]
+DEPLOY_FILES += [ROOT / "compose.yaml", ROOT / "deploy" / "clipchat.service"]
 
 
 def names(paths: list[Path]) -> list[str]:
     return [str(path.relative_to(ROOT)) for path in paths]
+
+
+def unreleased() -> str:
+    """CHANGELOG.md's Unreleased section: what it says about the tree as it is (a released section is history)."""
+    return (ROOT / "CHANGELOG.md").read_text().split("\n## [Unreleased]\n", 1)[1].split("\n## [", 1)[0]
+
+
+def everything_read() -> dict[str, str]:
+    """Every text a reader takes for the truth about this tree, by name: the documents, the changelog's
+    Unreleased section and the deploy files."""
+    texts = {name: path.read_text() for name, path in zip(names(DOCUMENTS + DEPLOY_FILES), DOCUMENTS + DEPLOY_FILES)}
+    texts["CHANGELOG.md (Unreleased)"] = unreleased()
+    return texts
 
 
 def slug(heading: str) -> str:
@@ -90,3 +106,41 @@ def test_every_setting_the_docs_name_exists() -> None:
             elif name not in known:
                 unknown.add(name)
     assert settings and not unknown, unknown
+
+
+NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven"]
+NUMBER_WORDS += ["twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
+TABLE_COUNT = re.compile(rf"\b(\d+|{'|'.join(NUMBER_WORDS)})\s+(?:SQL\s+|database\s+)?tables\b", re.I)
+
+
+def number(word: str) -> int:
+    return int(word) if word.isdigit() else NUMBER_WORDS.index(word.lower())
+
+
+async def test_the_docs_count_and_name_the_tables_the_migrations_build(tmp_path: Path) -> None:
+    """The docs said "six tables" three migrations on. A count, in words or digits, is the schema's: the tables the
+    migrations build on a blank database, which are the models' (tests/test_storage.py holds the two equal).
+    `alembic_version` does not count: it is Alembic's record of the revision, not a table the bot keeps rows in
+    (it has no model). docs/design.md's storage section names every table."""
+    from sqlalchemy import inspect
+
+    from storage import Base, connect_database, upgrade
+
+    engine = connect_database(f"sqlite:///{tmp_path / 'schema.db'}")
+    try:
+        await upgrade(engine)
+        async with engine.connect() as connection:
+            built = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+    finally:
+        await engine.dispose()
+    tables = built - {"alembic_version"}
+    assert "alembic_version" in built and tables == set(Base.metadata.tables), built ^ set(Base.metadata.tables)
+    wrong = [
+        (name, found.group(0))
+        for name, text in everything_read().items()
+        for found in TABLE_COUNT.finditer(text)
+        if number(found.group(1)) != len(tables)
+    ]
+    assert not wrong, f"the migrations build {len(tables)} tables (alembic_version aside): {wrong}"
+    storage = (ROOT / "docs" / "design.md").read_text().split("\n## storage/\n", 1)[1].strip().split("\n\n")[0]
+    assert tables <= set(re.findall(r"`(\w+)`", storage)), tables - set(re.findall(r"`(\w+)`", storage))
