@@ -144,3 +144,30 @@ async def test_the_docs_count_and_name_the_tables_the_migrations_build(tmp_path:
     assert not wrong, f"the migrations build {len(tables)} tables (alembic_version aside): {wrong}"
     storage = (ROOT / "docs" / "design.md").read_text().split("\n## storage/\n", 1)[1].strip().split("\n\n")[0]
     assert tables <= set(re.findall(r"`(\w+)`", storage)), tables - set(re.findall(r"`(\w+)`", storage))
+
+
+# Figures that drift with the machine, the models and the code: they carry a date, in docs/benchmarks.md only.
+# (CHANGELOG.md keeps the figures of each change, as CONTRIBUTING.md says; README's "about 12 minutes" for the test
+# suite and downloads' sizes are not measurements of the bot.)
+DATED_FIGURES = {
+    "throughput": re.compile(r"\d[\d.,]*\s*(?:photos|tokens|captions|requests)/s\b"),
+    "resident memory": re.compile(r"\d[\d.]*\s*[GM]i?B\s+(?:resident|RSS)\b|resident[^.\n]{0,30}?\d[\d.]*\s*[GM]i?B"),
+    "speed-up": re.compile(r"\d[\d.]*\s*(?:%|x|×)\s+(?:faster|slower)\b"),
+    # a rate such as 0.99 (not a version: torchvision>=0.19), or a count right out of a held-out set
+    "score": re.compile(r"(?<![\d.<>=~])0\.\d\d(?![\d.])|\b\d+/\d+\s+held\s+out\b"),
+}
+FIGURES_LIVE_IN = {"docs/benchmarks.md", "CHANGELOG.md (Unreleased)"}
+
+
+def test_dated_figures_live_only_in_benchmarks() -> None:
+    """Measurements (photos/s, resident memory, speed-ups, model scores) go stale where nobody dates them: the
+    deploy notes said "about 2 GB resident" after the models grew past 2.3 GB, and docs/models.md kept a chat
+    model's 0.99 after its retraining scored 0.97. Elsewhere a doc says what to run and links the dated figure."""
+    found = [
+        (name, kind, figure.group(0))
+        for name, text in everything_read().items()
+        if name not in FIGURES_LIVE_IN
+        for kind, pattern in DATED_FIGURES.items()
+        for figure in pattern.finditer(text)
+    ]
+    assert not found, "\n".join(f"{name}: {kind} {figure!r}" for name, kind, figure in found)
