@@ -42,26 +42,85 @@ def documents() -> list[Path]:
     return [root / "README.md", root / "CONTRIBUTING.md", DEPLOY / "README.md", *sorted((root / "docs").glob("*.md"))]
 
 
-def test_every_command_the_docs_name_exists() -> None:
-    """The settings once sent operators to `clipchat describe --list-models`, which never existed."""
-    import re
+# Where a word after `clipchat` is its subcommand: at the start of a command line or inline code, after a shell
+# separator, `exec`, an environment assignment or an install path, or after the image's name (its ENTRYPOINT).
+INVOCATION = re.compile(
+    r"(?:^|&&|\|\||;|\||\$\(|\bexec\s|/bin/|\b[A-Z][A-Z0-9_]*=\S*\s)\s*clipchat((?:\s[^#;&|\n]*)?)(?=[#;&|]|$)"
+    r"|ghcr\.io/clipchat/clipchat:\S+((?:\s[^#;&|\n]*)?)(?=[#;&|]|$)",
+    re.M,
+)
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
-    from bot.ops.cli import build_parser
 
-    parser = build_parser()
-    commands = set(parser._subparsers._group_actions[0].choices)
-    texts = [(DEPLOY / ".env.example").read_text(), *(path.read_text() for path in documents())]
-    named = {m.group(1) for text in texts for m in re.finditer(r"`clipchat ([a-z][a-z-]*)", text)}
-    assert named and named <= commands, named - commands
-    for text in texts:
-        for flags in re.findall(r"`clipchat ([a-z][a-z-]*(?: [a-z-]+)*(?: --[a-z-]+)+)", text):
-            command, *rest = flags.split()
-            options = {
-                option
-                for action in parser._subparsers._group_actions[0].choices[command]._actions
-                for option in action.option_strings
-            }
-            assert {word for word in rest if word.startswith("--")} <= options, flags
+def code_pieces(name: str, text: str) -> list[tuple[str, bool]]:
+    """The code in a text, each piece with whether it is code through and through: inline code and, in Markdown,
+    each line of a fenced block. A deploy file's lines count too, but there a comment's prose may name the image
+    ("ghcr.io/clipchat/clipchat:latest-cuda, and ...") and a `# clipchat ...` comment starts with `#`."""
+    fenced = re.findall(r"^```[^\n]*\n(.*?)^```", text, re.M | re.S) if name.endswith(".md") else []
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.M | re.S)
+    pieces = [(code, True) for code in re.findall(r"`([^`\n]+)`", prose)]
+    pieces += [(line, True) for block in fenced for line in block.replace("\\\n", " ").splitlines()]
+    if not name.endswith(".md"):
+        pieces += [(line, False) for line in text.splitlines()]
+    return pieces
+
+
+def invocations(code: str, all_code: bool) -> list[str]:
+    """What follows `clipchat` (or the image) in each command of one piece of code, up to a comment or separator."""
+    return [
+        command if command is not None else after_image
+        for command, after_image in (match.groups() for match in INVOCATION.finditer(code))
+        if command is not None or all_code  # the image in a comment's prose is no command
+    ]
+
+
+def test_every_command_the_docs_name_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings once sent operators to `clipchat describe --list-models`, which never existed. Every
+    `clipchat COMMAND [SUBCOMMAND] --flag` in the docs and the deploy files, inline or in a code block, is one whose
+    real `--help` lists the command and every flag written after it."""
+    from contextlib import redirect_stderr, redirect_stdout
+    from io import StringIO
+
+    from bot.ops.cli import main
+    from tests.test_docs import everything_read
+
+    monkeypatch.chdir(tmp_path)  # main() reads the Hugging Face settings of a .env where it runs: none here
+    helps: dict[tuple[str, ...], str | None] = {}
+
+    def help_of(path: tuple[str, ...]) -> str | None:
+        """`clipchat PATH --help`, or None when argparse refuses PATH."""
+        if path not in helps:
+            out, err = StringIO(), StringIO()
+            with redirect_stdout(out), redirect_stderr(err), pytest.raises(SystemExit) as exit_:
+                main([*path, "--help"])
+            helps[path] = out.getvalue() if exit_.value.code == 0 else None
+        return helps[path]
+
+    def subcommands(help_text: str) -> set[str]:
+        """The COMMAND or ACTION list: the names argparse indents by four under positional arguments."""
+        return set(re.findall(r"^ {4}([a-z][\w-]*)", help_text, re.M))
+
+    texts = {**everything_read(), "deploy/.env.example": (DEPLOY / ".env.example").read_text()}
+    named, wrong = set(), []
+    for name, text in texts.items():
+        for code, all_code in code_pieces(name, text):
+            for words in invocations(code, all_code):
+                path: tuple[str, ...] = ()
+                for word in words.split():
+                    choices = subcommands(help_of(path) or "")
+                    if word.startswith("-") or not choices:
+                        break
+                    if word not in choices or help_of((*path, word)) is None:
+                        wrong.append((name, f"clipchat {' '.join((*path, word))}: no such command"))
+                        break
+                    path = (*path, word)
+                named.add(path)
+                listed = set(FLAG.findall((help_of(path) or "").split("\n\n")[0]))  # the usage: options only
+                wrong += [
+                    (name, f"clipchat {' '.join(path)} {flag}") for flag in FLAG.findall(words) if flag not in listed
+                ]
+    assert {("run",), ("db", "backup"), ("vision-server",)} <= named, named
+    assert not wrong, "\n".join(f"{name}: {what}" for name, what in wrong)
 
 
 def test_the_dockerfile_passes_hadolint() -> None:
