@@ -123,6 +123,44 @@ def test_every_command_the_docs_name_exists(tmp_path: Path, monkeypatch: pytest.
     assert not wrong, "\n".join(f"{name}: {what}" for name, what in wrong)
 
 
+# A compose profile named in prose (`compose profile "ray"`), on a command line (`--profile ray`, COMPOSE_PROFILES)
+# or in a YAML snippet (`profiles: [ray]`).
+PROFILE = re.compile(
+    r"""profile\s+["'`]([\w-]+)["'`]|--profile[= ]["']?([\w-]+)|COMPOSE_PROFILES=["']?([\w,-]+)|profiles:\s*\[([^\]]*)\]"""
+)
+
+
+def test_every_compose_profile_the_docs_name_exists() -> None:
+    """deploy/Dockerfile sent operators to a compose profile "ray" that no compose file has: Ray is an override
+    file (`-f deploy/docker-compose.ray.yml`). A profile the docs name is one a compose file's service declares."""
+    from tests.test_docs import everything_read
+
+    compose_files = [ROOT / "compose.yaml", *sorted(DEPLOY.glob("*.yml"))]
+    profiles = {
+        profile
+        for path in compose_files
+        for service in (load_compose(path).get("services") or {}).values()
+        for profile in service.get("profiles", [])
+    }
+    texts = {
+        name: "\n".join(line.partition("#")[2] for line in text.splitlines())  # a compose file's comments
+        if name.endswith((".yml", ".yaml"))
+        else text
+        for name, text in everything_read().items()
+    }
+    named = {
+        (name, profile.strip(" '\""))
+        for name, text in texts.items()
+        for found in PROFILE.finditer(text)
+        for listed in found.groups()
+        if listed
+        for profile in re.split(r"[,\s]+", listed)
+        if profile.strip(" '\"")
+    }
+    unknown = sorted((name, profile) for name, profile in named if profile not in profiles)
+    assert not unknown, f"the compose files declare the profiles {sorted(profiles)}: {unknown}"
+
+
 def test_the_dockerfile_passes_hadolint() -> None:
     linter = shutil.which("hadolint")
     if linter is None:
