@@ -366,31 +366,139 @@ def test_docker_compose_up_from_the_root_needs_no_f(tmp_path: Path) -> None:
         }
 
 
+def expression(text: str, context: dict[str, str]) -> str | bool:
+    """A GitHub Actions expression of the forms release.yml uses: names, 'strings', ==, !, && and contains()."""
+    text = text.strip()
+    if "&&" in text:
+        return all(expression(part, context) for part in text.split("&&"))
+    if text.startswith("!"):
+        return not expression(text[1:], context)
+    if called := re.fullmatch(r"contains\((.+),(.+)\)", text):
+        return str(expression(called[2], context)) in str(expression(called[1], context))
+    if "==" in text:
+        left, right = text.split("==")
+        return expression(left, context) == expression(right, context)
+    if quoted := re.fullmatch(r"'(.*)'", text):
+        return quoted[1]
+    return context[text]  # a name this reader does not know fails here rather than reading as false
+
+
+def release_tags(ref: str) -> set[str]:
+    """The image tags release.yml pushes, both targets, for the git tag `ref`: its docker/metadata-action rules
+    read as the action reads them (a pre-release gets its {{version}} only, never {{major}}.{{minor}})."""
+    images = release_workflow()["jobs"]["images"]
+    (meta,) = [step["with"] for step in images["steps"] if step.get("uses", "").startswith("docker/metadata-action")]
+    assert meta["flavor"].split() == ["latest=false"], "a flavor adding tags this reader does not know"
+    version = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?", ref)
+    tags = set()
+    for target in images["strategy"]["matrix"]["target"]:
+        context = {"matrix.target": target, "github.ref_name": ref}
+
+        def value(found: re.Match[str], context: dict[str, str] = context) -> str:
+            result = expression(found[1], context)
+            return str(result).lower() if isinstance(result, bool) else result
+
+        for line in meta["tags"].splitlines():
+            if not line.strip():
+                continue
+            fields = dict(field.split("=", 1) for field in re.sub(r"\$\{\{(.*?)\}\}", value, line.strip()).split(","))
+            if fields.pop("enable", "true") != "true":
+                continue
+            kind, pattern = fields.pop("type"), fields.pop("pattern", "")
+            if kind == "raw":
+                tag = fields.pop("value")
+            elif kind == "semver" and version and (pattern == "{{version}}" or not version[4]):
+                major, minor, patch = version[1], version[2], version[3]
+                tag = pattern.replace("{{version}}", ref[1:]).replace("{{major}}", major).replace("{{minor}}", minor)
+                tag = tag.replace("{{patch}}", patch)
+            elif kind == "semver":
+                continue
+            else:
+                raise AssertionError(f"a tag rule this test cannot read: {line}")
+            tags.add(fields.pop("prefix", "") + tag + fields.pop("suffix", ""))
+            assert not fields, f"a tag rule with fields this test cannot read: {line}"
+    return tags
+
+
+# Versions the tag shapes are drawn from, each standing for every version of its kind.
+SAMPLE_VERSIONS = {
+    "101.202.303-rc.404": r"\d+\.\d+\.\d+-(?:rc|alpha|beta)\.\d+",
+    "101.202.303": r"\d+\.\d+\.\d+",
+    "101.202": r"\d+\.\d+",
+}
+
+
+def tag_shapes() -> re.Pattern[str]:
+    """Every tag release.yml can push, for any release or pre-release tag, as one pattern."""
+    shapes = set()
+    for ref in ("v101.202.303", "v101.202.303-rc.404"):
+        for tag in release_tags(ref):
+            shape = re.escape(tag)
+            for sample, pattern in SAMPLE_VERSIONS.items():
+                shape = shape.replace(re.escape(sample), pattern)
+            shapes.add(shape)
+    return re.compile("|".join(sorted(shapes)))
+
+
+def released_versions() -> set[str]:
+    """The versions with a git tag here (v0.1.0 -> 0.1.0): none before the first release is tagged."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "tag", "--list", "v*"], capture_output=True, text=True)
+    return {tag.removeprefix("v") for tag in listed.stdout.split()} if listed.returncode == 0 else set()
+
+
+def test_the_release_tags_are_read_as_the_workflow_writes_them() -> None:
+    """What the tag check below rests on, against the workflow's own comment."""
+    assert release_tags("v1.2.3") == {
+        *("1.2.3-cpu", "1.2-cpu", "latest-cpu", "1.2.3", "1.2", "latest"),
+        *("1.2.3-cuda", "1.2-cuda", "latest-cuda"),
+    }
+    assert release_tags("v1.3.0-rc.1") == {"1.3.0-rc.1-cpu", "1.3.0-rc.1", "1.3.0-rc.1-cuda"}
+    assert release_tags("main") == {"latest-cpu", "latest", "latest-cuda"}  # never pushed: the workflow wants v*
+    shapes = tag_shapes()
+    assert all(shapes.fullmatch(tag) for tag in ("0.1.0", "0.1-cuda", "2.0.0-rc.3-cpu", "latest"))
+    assert not any(shapes.fullmatch(tag) for tag in ("0.1.0-rc.1-gpu", "latest-gpu", "0-cpu", "0.1.0-beta", "cpu"))
+
+
+# An image tag in the docs: after the image's name, as `:TAG` on its own, a bare tag in code (`latest-cuda`,
+# `X.Y.Z-cpu`), or what the compose files make of CLIPCHAT_IMAGE_VERSION and CLIPCHAT_IMAGE_TARGET.
+PLACEHOLDER = re.compile(r"X\.Y(?:\.Z)?")
+BARE_TAG = re.compile(r"(?<=[\s,(`]):((?:latest|X\.Y|\d+\.\d+)[\w.-]*)")
+CODE_TAG = re.compile(r"`(latest(?:-[a-z]+)?|X\.Y(?:\.Z)?(?:-[a-z]+)?|\d+\.\d+(?:\.\d+)?-[a-z]+)`")
+COMPOSE_VERSION = re.compile(r"CLIPCHAT_IMAGE_VERSION=([\w.-]*\w)")
+COMPOSE_TARGET = re.compile(r"CLIPCHAT_IMAGE_TARGET=([\w-]*\w)")
+
+
 def test_one_image_name_everywhere() -> None:
-    """The name the release pushes is the one every document and compose file pulls."""
+    """The name the release pushes is the one every document and compose file pulls, and every tag they name
+    is one the release workflow pushes; a pinned version (`:0.1.0`) must have been released: tagged here."""
+    from tests.test_docs import everything_read
+
     image = release_workflow()["env"]["IMAGE"]
     assert image == image.lower() and image.startswith("ghcr.io/")
-    files = [
-        *documents(),
-        ROOT / "CHANGELOG.md",
-        DEPLOY / "Dockerfile",
-        DEPLOY / "docker-compose.yml",
-        RAY_COMPOSE,
-        RELEASE,
-    ]
-    tags = set()
-    for path in files:
-        text = path.read_text()
+    texts = {**everything_read(), ".github/workflows/release.yml": RELEASE.read_text()}
+    tags: set[tuple[str, str]] = set()
+    for name, text in texts.items():
         names = set(re.findall(r"ghcr\.io/[\w.-]+/[\w.-]+", text))
-        assert names <= {image}, (path.name, names)
-        tags |= set(re.findall(re.escape(image) + r":([\w.${}:-]+)", text))
+        assert names <= {image}, (name, names)
+        found = re.findall(re.escape(image) + r":([\w.${}:-]+)", text) + BARE_TAG.findall(text)
+        found += CODE_TAG.findall(text) + [f"{version}-cpu" for version in COMPOSE_VERSION.findall(text)]
+        found += [f"latest-{target}" for target in COMPOSE_TARGET.findall(text)]
+        tags |= {(name, tag.rstrip(".")) for tag in found if not tag.startswith("$")}
     for compose in (DEPLOY / "docker-compose.yml", RAY_COMPOSE):
         for _name, service in load_compose(compose)["services"].items():
             if "clipchat" in service.get("image", ""):
                 assert service["image"] == image + ":${CLIPCHAT_IMAGE_VERSION:-latest}-${CLIPCHAT_IMAGE_TARGET:-cpu}"
-    published = re.compile(r"(latest|\d+\.\d+(\.\d+)?|X\.Y(\.Z)?)(-(cpu|cuda))?")
-    named = {tag for tag in tags if not tag.startswith("$")}
-    assert named and all(published.fullmatch(tag) for tag in named), named
+    shapes, released = tag_shapes(), released_versions()
+    assert {tag for _, tag in tags} >= {"latest", "latest-cuda"}, tags
+    never_pushed = sorted((name, tag) for name, tag in tags if not shapes.fullmatch(PLACEHOLDER.sub("1.2.3", tag)))
+    assert not never_pushed, f"tags release.yml never pushes: {never_pushed}"
+    pinned = [(name, tag, re.match(r"\d+\.\d+(?:\.\d+)?(?:-[a-z]+\.\d+)?", tag)) for name, tag in tags]
+    unreleased = sorted(
+        (name, tag)
+        for name, tag, version in pinned
+        if version and not any(v == version[0] or v.startswith(version[0] + ".") for v in released)
+    )
+    assert not unreleased, f"versions never released (git tags: {sorted(released)}): {unreleased}"
 
 
 def test_the_release_workflow_pushes_both_images_with_semver_tags() -> None:
