@@ -666,6 +666,19 @@ def test_the_ray_token_is_a_secret_file_both_sides_read() -> None:
     assert "ray_auth_token" in (DEPLOY / ".gitignore").read_text().split()
 
 
+def test_one_path_for_the_ray_token_on_a_host() -> None:
+    """deploy/README.md wrote the token to /etc/clipchat/ray/auth_token and the systemd unit loaded
+    /etc/clipchat/ray_auth_token: an operator following both got a unit that would not start."""
+    from tests.test_docs import everything_read
+
+    paths = {
+        (name, path)
+        for name, text in everything_read().items()
+        for path in re.findall(r"/etc/clipchat/[\w./-]*ray[\w./-]*\w", text)
+    }
+    assert len({path for _, path in paths}) == 1, sorted(paths)
+
+
 def unit_directives(path: Path) -> dict[str, list[str]]:
     """[Service] of a systemd unit: each key with every value it is given (systemd keys may repeat)."""
     section, directives = None, {}
