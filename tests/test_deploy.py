@@ -679,6 +679,38 @@ def test_one_path_for_the_ray_token_on_a_host() -> None:
     assert len({path for _, path in paths}) == 1, sorted(paths)
 
 
+def ray_floor(requirements: list[str]) -> str:
+    """The lowest Ray a list of requirements allows, as X.Y."""
+    from packaging.requirements import Requirement
+
+    (ray,) = [Requirement(line) for line in requirements if Requirement(line).name == "ray"]
+    (floor,) = [spec.version for spec in ray.specifier if spec.operator == ">="]
+    return ".".join(floor.split(".")[:2])
+
+
+def test_the_ray_extra_brings_token_authentication_and_the_docs_say_which_ray() -> None:
+    """Every deploy file sets RAY_AUTH_MODE=token, which came in Ray 2.52: an older Ray ignores it and runs the
+    cluster open to whoever reaches it, so `.[ray]` must not allow one. A Ray version the docs tie to `.[ray]`
+    in one sentence ("Ray 2.60 (what `.[ray]` installs)", while it allowed 2.40) is that floor."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    floor = ray_floor(extras["ray"])
+    assert ray_floor(extras["test"]) == floor, "the tests run the Ray the extra allows"
+    assert tuple(map(int, floor.split("."))) >= (2, 52), f"ray>={floor} allows a Ray without token authentication"
+    from tests.test_docs import everything_read
+
+    claims = [
+        (name, sentence)
+        for name, text in everything_read().items()
+        for sentence in re.split(r"(?<=[.!?])\s+", text)
+        if re.search(r"\.\[ray\]|clipchat\[ray\]", sentence) and re.search(r"\bRay \d+\.\d+", sentence)
+    ]
+    assert claims, "the docs say which Ray `.[ray]` brings"
+    wrong = [(name, sentence) for name, sentence in claims if set(re.findall(r"\bRay (\d+\.\d+)", sentence)) != {floor}]
+    assert not wrong, f"`.[ray]` allows Ray {floor} and later: {wrong}"
+
+
 def unit_directives(path: Path) -> dict[str, list[str]]:
     """[Service] of a systemd unit: each key with every value it is given (systemd keys may repeat)."""
     section, directives = None, {}
