@@ -36,12 +36,6 @@ def test_env_example_documents_every_setting_with_its_default() -> None:
         assert f"# {variable}={default}\n" in text
 
 
-def documents() -> list[Path]:
-    """Where the docs live: the README and CONTRIBUTING.md at the root, deploy/README.md, and docs/."""
-    root = DEPLOY.parent
-    return [root / "README.md", root / "CONTRIBUTING.md", DEPLOY / "README.md", *sorted((root / "docs").glob("*.md"))]
-
-
 # Where a word after `clipchat` is its subcommand: at the start of a command line or inline code, after a shell
 # separator, `exec`, an environment assignment or an install path, or after the image's name (its ENTRYPOINT).
 INVOCATION = re.compile(
