@@ -36,32 +36,123 @@ def test_env_example_documents_every_setting_with_its_default() -> None:
         assert f"# {variable}={default}\n" in text
 
 
-def documents() -> list[Path]:
-    """Where the docs live: the README and CONTRIBUTING.md at the root, deploy/README.md, and docs/."""
-    root = DEPLOY.parent
-    return [root / "README.md", root / "CONTRIBUTING.md", DEPLOY / "README.md", *sorted((root / "docs").glob("*.md"))]
+# Where a word after `clipchat` is its subcommand: at the start of a command line or inline code, after a shell
+# separator, `exec`, an environment assignment or an install path, or after the image's name (its ENTRYPOINT).
+INVOCATION = re.compile(
+    r"(?:^|&&|\|\||;|\||\$\(|\bexec\s|/bin/|\b[A-Z][A-Z0-9_]*=\S*\s)\s*clipchat((?:\s[^#;&|\n]*)?)(?=[#;&|]|$)"
+    r"|ghcr\.io/clipchat/clipchat:\S+((?:\s[^#;&|\n]*)?)(?=[#;&|]|$)",
+    re.M,
+)
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
-def test_every_command_the_docs_name_exists() -> None:
-    """The settings once sent operators to `clipchat describe --list-models`, which never existed."""
-    import re
+def code_pieces(name: str, text: str) -> list[tuple[str, bool]]:
+    """The code in a text, each piece with whether it is code through and through: inline code and, in Markdown,
+    each line of a fenced block. A deploy file's lines count too, but there a comment's prose may name the image
+    ("ghcr.io/clipchat/clipchat:latest-cuda, and ...") and a `# clipchat ...` comment starts with `#`."""
+    fenced = re.findall(r"^```[^\n]*\n(.*?)^```", text, re.M | re.S) if name.endswith(".md") else []
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.M | re.S)
+    pieces = [(code, True) for code in re.findall(r"`([^`\n]+)`", prose)]
+    pieces += [(line, True) for block in fenced for line in block.replace("\\\n", " ").splitlines()]
+    if not name.endswith(".md"):
+        pieces += [(line, False) for line in text.splitlines()]
+    return pieces
 
-    from bot.ops.cli import build_parser
 
-    parser = build_parser()
-    commands = set(parser._subparsers._group_actions[0].choices)
-    texts = [(DEPLOY / ".env.example").read_text(), *(path.read_text() for path in documents())]
-    named = {m.group(1) for text in texts for m in re.finditer(r"`clipchat ([a-z][a-z-]*)", text)}
-    assert named and named <= commands, named - commands
-    for text in texts:
-        for flags in re.findall(r"`clipchat ([a-z][a-z-]*(?: [a-z-]+)*(?: --[a-z-]+)+)", text):
-            command, *rest = flags.split()
-            options = {
-                option
-                for action in parser._subparsers._group_actions[0].choices[command]._actions
-                for option in action.option_strings
-            }
-            assert {word for word in rest if word.startswith("--")} <= options, flags
+def invocations(code: str, all_code: bool) -> list[str]:
+    """What follows `clipchat` (or the image) in each command of one piece of code, up to a comment or separator."""
+    return [
+        command if command is not None else after_image
+        for command, after_image in (match.groups() for match in INVOCATION.finditer(code))
+        if command is not None or all_code  # the image in a comment's prose is no command
+    ]
+
+
+def test_every_command_the_docs_name_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings once sent operators to `clipchat describe --list-models`, which never existed. Every
+    `clipchat COMMAND [SUBCOMMAND] --flag` in the docs and the deploy files, inline or in a code block, is one whose
+    real `--help` lists the command and every flag written after it."""
+    from contextlib import redirect_stderr, redirect_stdout
+    from io import StringIO
+
+    from bot.ops.cli import main
+    from tests.test_docs import everything_read
+
+    monkeypatch.chdir(tmp_path)  # main() reads the Hugging Face settings of a .env where it runs: none here
+    helps: dict[tuple[str, ...], str | None] = {}
+
+    def help_of(path: tuple[str, ...]) -> str | None:
+        """`clipchat PATH --help`, or None when argparse refuses PATH."""
+        if path not in helps:
+            out, err = StringIO(), StringIO()
+            with redirect_stdout(out), redirect_stderr(err), pytest.raises(SystemExit) as exit_:
+                main([*path, "--help"])
+            helps[path] = out.getvalue() if exit_.value.code == 0 else None
+        return helps[path]
+
+    def subcommands(help_text: str) -> set[str]:
+        """The COMMAND or ACTION list: the names argparse indents by four under positional arguments."""
+        return set(re.findall(r"^ {4}([a-z][\w-]*)", help_text, re.M))
+
+    texts = {**everything_read(), "deploy/.env.example": (DEPLOY / ".env.example").read_text()}
+    named, wrong = set(), []
+    for name, text in texts.items():
+        for code, all_code in code_pieces(name, text):
+            for words in invocations(code, all_code):
+                path: tuple[str, ...] = ()
+                for word in words.split():
+                    choices = subcommands(help_of(path) or "")
+                    if word.startswith("-") or not choices:
+                        break
+                    if word not in choices or help_of((*path, word)) is None:
+                        wrong.append((name, f"clipchat {' '.join((*path, word))}: no such command"))
+                        break
+                    path = (*path, word)
+                named.add(path)
+                listed = set(FLAG.findall((help_of(path) or "").split("\n\n")[0]))  # the usage: options only
+                wrong += [
+                    (name, f"clipchat {' '.join(path)} {flag}") for flag in FLAG.findall(words) if flag not in listed
+                ]
+    assert {("run",), ("db", "backup"), ("vision-server",)} <= named, named
+    assert not wrong, "\n".join(f"{name}: {what}" for name, what in wrong)
+
+
+# A compose profile named in prose (`compose profile "ray"`), on a command line (`--profile ray`, COMPOSE_PROFILES)
+# or in a YAML snippet (`profiles: [ray]`).
+PROFILE = re.compile(
+    r"""profile\s+["'`]([\w-]+)["'`]|--profile[= ]["']?([\w-]+)|COMPOSE_PROFILES=["']?([\w,-]+)|profiles:\s*\[([^\]]*)\]"""
+)
+
+
+def test_every_compose_profile_the_docs_name_exists() -> None:
+    """deploy/Dockerfile sent operators to a compose profile "ray" that no compose file has: Ray is an override
+    file (`-f deploy/docker-compose.ray.yml`). A profile the docs name is one a compose file's service declares."""
+    from tests.test_docs import everything_read
+
+    compose_files = [ROOT / "compose.yaml", *sorted(DEPLOY.glob("*.yml"))]
+    profiles = {
+        profile
+        for path in compose_files
+        for service in (load_compose(path).get("services") or {}).values()
+        for profile in service.get("profiles", [])
+    }
+    texts = {
+        name: "\n".join(line.partition("#")[2] for line in text.splitlines())  # a compose file's comments
+        if name.endswith((".yml", ".yaml"))
+        else text
+        for name, text in everything_read().items()
+    }
+    named = {
+        (name, profile.strip(" '\""))
+        for name, text in texts.items()
+        for found in PROFILE.finditer(text)
+        for listed in found.groups()
+        if listed
+        for profile in re.split(r"[,\s]+", listed)
+        if profile.strip(" '\"")
+    }
+    unknown = sorted((name, profile) for name, profile in named if profile not in profiles)
+    assert not unknown, f"the compose files declare the profiles {sorted(profiles)}: {unknown}"
 
 
 def test_the_dockerfile_passes_hadolint() -> None:
@@ -268,31 +359,139 @@ def test_docker_compose_up_from_the_root_needs_no_f(tmp_path: Path) -> None:
         }
 
 
+def expression(text: str, context: dict[str, str]) -> str | bool:
+    """A GitHub Actions expression of the forms release.yml uses: names, 'strings', ==, !, && and contains()."""
+    text = text.strip()
+    if "&&" in text:
+        return all(expression(part, context) for part in text.split("&&"))
+    if text.startswith("!"):
+        return not expression(text[1:], context)
+    if called := re.fullmatch(r"contains\((.+),(.+)\)", text):
+        return str(expression(called[2], context)) in str(expression(called[1], context))
+    if "==" in text:
+        left, right = text.split("==")
+        return expression(left, context) == expression(right, context)
+    if quoted := re.fullmatch(r"'(.*)'", text):
+        return quoted[1]
+    return context[text]  # a name this reader does not know fails here rather than reading as false
+
+
+def release_tags(ref: str) -> set[str]:
+    """The image tags release.yml pushes, both targets, for the git tag `ref`: its docker/metadata-action rules
+    read as the action reads them (a pre-release gets its {{version}} only, never {{major}}.{{minor}})."""
+    images = release_workflow()["jobs"]["images"]
+    (meta,) = [step["with"] for step in images["steps"] if step.get("uses", "").startswith("docker/metadata-action")]
+    assert meta["flavor"].split() == ["latest=false"], "a flavor adding tags this reader does not know"
+    version = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?", ref)
+    tags = set()
+    for target in images["strategy"]["matrix"]["target"]:
+        context = {"matrix.target": target, "github.ref_name": ref}
+
+        def value(found: re.Match[str], context: dict[str, str] = context) -> str:
+            result = expression(found[1], context)
+            return str(result).lower() if isinstance(result, bool) else result
+
+        for line in meta["tags"].splitlines():
+            if not line.strip():
+                continue
+            fields = dict(field.split("=", 1) for field in re.sub(r"\$\{\{(.*?)\}\}", value, line.strip()).split(","))
+            if fields.pop("enable", "true") != "true":
+                continue
+            kind, pattern = fields.pop("type"), fields.pop("pattern", "")
+            if kind == "raw":
+                tag = fields.pop("value")
+            elif kind == "semver" and version and (pattern == "{{version}}" or not version[4]):
+                major, minor, patch = version[1], version[2], version[3]
+                tag = pattern.replace("{{version}}", ref[1:]).replace("{{major}}", major).replace("{{minor}}", minor)
+                tag = tag.replace("{{patch}}", patch)
+            elif kind == "semver":
+                continue
+            else:
+                raise AssertionError(f"a tag rule this test cannot read: {line}")
+            tags.add(fields.pop("prefix", "") + tag + fields.pop("suffix", ""))
+            assert not fields, f"a tag rule with fields this test cannot read: {line}"
+    return tags
+
+
+# Versions the tag shapes are drawn from, each standing for every version of its kind.
+SAMPLE_VERSIONS = {
+    "101.202.303-rc.404": r"\d+\.\d+\.\d+-(?:rc|alpha|beta)\.\d+",
+    "101.202.303": r"\d+\.\d+\.\d+",
+    "101.202": r"\d+\.\d+",
+}
+
+
+def tag_shapes() -> re.Pattern[str]:
+    """Every tag release.yml can push, for any release or pre-release tag, as one pattern."""
+    shapes = set()
+    for ref in ("v101.202.303", "v101.202.303-rc.404"):
+        for tag in release_tags(ref):
+            shape = re.escape(tag)
+            for sample, pattern in SAMPLE_VERSIONS.items():
+                shape = shape.replace(re.escape(sample), pattern)
+            shapes.add(shape)
+    return re.compile("|".join(sorted(shapes)))
+
+
+def released_versions() -> set[str]:
+    """The versions with a git tag here (v0.1.0 -> 0.1.0): none before the first release is tagged."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "tag", "--list", "v*"], capture_output=True, text=True)
+    return {tag.removeprefix("v") for tag in listed.stdout.split()} if listed.returncode == 0 else set()
+
+
+def test_the_release_tags_are_read_as_the_workflow_writes_them() -> None:
+    """What the tag check below rests on, against the workflow's own comment."""
+    assert release_tags("v1.2.3") == {
+        *("1.2.3-cpu", "1.2-cpu", "latest-cpu", "1.2.3", "1.2", "latest"),
+        *("1.2.3-cuda", "1.2-cuda", "latest-cuda"),
+    }
+    assert release_tags("v1.3.0-rc.1") == {"1.3.0-rc.1-cpu", "1.3.0-rc.1", "1.3.0-rc.1-cuda"}
+    assert release_tags("main") == {"latest-cpu", "latest", "latest-cuda"}  # never pushed: the workflow wants v*
+    shapes = tag_shapes()
+    assert all(shapes.fullmatch(tag) for tag in ("0.1.0", "0.1-cuda", "2.0.0-rc.3-cpu", "latest"))
+    assert not any(shapes.fullmatch(tag) for tag in ("0.1.0-rc.1-gpu", "latest-gpu", "0-cpu", "0.1.0-beta", "cpu"))
+
+
+# An image tag in the docs: after the image's name, as `:TAG` on its own, a bare tag in code (`latest-cuda`,
+# `X.Y.Z-cpu`), or what the compose files make of CLIPCHAT_IMAGE_VERSION and CLIPCHAT_IMAGE_TARGET.
+PLACEHOLDER = re.compile(r"X\.Y(?:\.Z)?")
+BARE_TAG = re.compile(r"(?<=[\s,(`]):((?:latest|X\.Y|\d+\.\d+)[\w.-]*)")
+CODE_TAG = re.compile(r"`(latest(?:-[a-z]+)?|X\.Y(?:\.Z)?(?:-[a-z]+)?|\d+\.\d+(?:\.\d+)?-[a-z]+)`")
+COMPOSE_VERSION = re.compile(r"CLIPCHAT_IMAGE_VERSION=([\w.-]*\w)")
+COMPOSE_TARGET = re.compile(r"CLIPCHAT_IMAGE_TARGET=([\w-]*\w)")
+
+
 def test_one_image_name_everywhere() -> None:
-    """The name the release pushes is the one every document and compose file pulls."""
+    """The name the release pushes is the one every document and compose file pulls, and every tag they name
+    is one the release workflow pushes; a pinned version (`:0.1.0`) must have been released: tagged here."""
+    from tests.test_docs import everything_read
+
     image = release_workflow()["env"]["IMAGE"]
     assert image == image.lower() and image.startswith("ghcr.io/")
-    files = [
-        *documents(),
-        ROOT / "CHANGELOG.md",
-        DEPLOY / "Dockerfile",
-        DEPLOY / "docker-compose.yml",
-        RAY_COMPOSE,
-        RELEASE,
-    ]
-    tags = set()
-    for path in files:
-        text = path.read_text()
+    texts = {**everything_read(), ".github/workflows/release.yml": RELEASE.read_text()}
+    tags: set[tuple[str, str]] = set()
+    for name, text in texts.items():
         names = set(re.findall(r"ghcr\.io/[\w.-]+/[\w.-]+", text))
-        assert names <= {image}, (path.name, names)
-        tags |= set(re.findall(re.escape(image) + r":([\w.${}:-]+)", text))
+        assert names <= {image}, (name, names)
+        found = re.findall(re.escape(image) + r":([\w.${}:-]+)", text) + BARE_TAG.findall(text)
+        found += CODE_TAG.findall(text) + [f"{version}-cpu" for version in COMPOSE_VERSION.findall(text)]
+        found += [f"latest-{target}" for target in COMPOSE_TARGET.findall(text)]
+        tags |= {(name, tag.rstrip(".")) for tag in found if not tag.startswith("$")}
     for compose in (DEPLOY / "docker-compose.yml", RAY_COMPOSE):
         for _name, service in load_compose(compose)["services"].items():
             if "clipchat" in service.get("image", ""):
                 assert service["image"] == "clipchat:${CLIPCHAT_IMAGE_TARGET:-cpu}", "built here, not pulled"
-    published = re.compile(r"(latest|\d+\.\d+(\.\d+)?|X\.Y(\.Z)?)(-(cpu|cuda))?")
-    named = {tag for tag in tags if not tag.startswith("$")}
-    assert named and all(published.fullmatch(tag) for tag in named), named
+    shapes, released = tag_shapes(), released_versions()
+    assert {tag for _, tag in tags} >= {"latest", "latest-cuda"}, tags
+    never_pushed = sorted((name, tag) for name, tag in tags if not shapes.fullmatch(PLACEHOLDER.sub("1.2.3", tag)))
+    assert not never_pushed, f"tags release.yml never pushes: {never_pushed}"
+    pinned = [(name, tag, re.match(r"\d+\.\d+(?:\.\d+)?(?:-[a-z]+\.\d+)?", tag)) for name, tag in tags]
+    unreleased = sorted(
+        (name, tag)
+        for name, tag, version in pinned
+        if version and not any(v == version[0] or v.startswith(version[0] + ".") for v in released)
+    )
+    assert not unreleased, f"versions never released (git tags: {sorted(released)}): {unreleased}"
 
 
 def test_the_release_workflow_pushes_both_images_with_semver_tags() -> None:
@@ -458,6 +657,51 @@ def test_the_ray_token_is_a_secret_file_both_sides_read() -> None:
         assert environment["RAY_AUTH_TOKEN_PATH"] == "/run/secrets/ray_auth_token", name
     assert environment_of(compose["services"]["bot"])["CLIPCHAT_RAY_ADDRESS"] == "ray://vision:10001"
     assert "ray_auth_token" in (DEPLOY / ".gitignore").read_text().split()
+
+
+def test_one_path_for_the_ray_token_on_a_host() -> None:
+    """deploy/README.md wrote the token to /etc/clipchat/ray/auth_token and the systemd unit loaded
+    /etc/clipchat/ray_auth_token: an operator following both got a unit that would not start."""
+    from tests.test_docs import everything_read
+
+    paths = {
+        (name, path)
+        for name, text in everything_read().items()
+        for path in re.findall(r"/etc/clipchat/[\w./-]*ray[\w./-]*\w", text)
+    }
+    assert len({path for _, path in paths}) == 1, sorted(paths)
+
+
+def ray_floor(requirements: list[str]) -> str:
+    """The lowest Ray a list of requirements allows, as X.Y."""
+    from packaging.requirements import Requirement
+
+    (ray,) = [Requirement(line) for line in requirements if Requirement(line).name == "ray"]
+    (floor,) = [spec.version for spec in ray.specifier if spec.operator == ">="]
+    return ".".join(floor.split(".")[:2])
+
+
+def test_the_ray_extra_brings_token_authentication_and_the_docs_say_which_ray() -> None:
+    """Every deploy file sets RAY_AUTH_MODE=token, which came in Ray 2.52: an older Ray ignores it and runs the
+    cluster open to whoever reaches it, so `.[ray]` must not allow one. A Ray version the docs tie to `.[ray]`
+    in one sentence ("Ray 2.60 (what `.[ray]` installs)", while it allowed 2.40) is that floor."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    floor = ray_floor(extras["ray"])
+    assert ray_floor(extras["test"]) == floor, "the tests run the Ray the extra allows"
+    assert tuple(map(int, floor.split("."))) >= (2, 52), f"ray>={floor} allows a Ray without token authentication"
+    from tests.test_docs import everything_read
+
+    claims = [
+        (name, sentence)
+        for name, text in everything_read().items()
+        for sentence in re.split(r"(?<=[.!?])\s+", text)
+        if re.search(r"\.\[ray\]|clipchat\[ray\]", sentence) and re.search(r"\bRay \d+\.\d+", sentence)
+    ]
+    assert claims, "the docs say which Ray `.[ray]` brings"
+    wrong = [(name, sentence) for name, sentence in claims if set(re.findall(r"\bRay (\d+\.\d+)", sentence)) != {floor}]
+    assert not wrong, f"`.[ray]` allows Ray {floor} and later: {wrong}"
 
 
 def unit_directives(path: Path) -> dict[str, list[str]]:

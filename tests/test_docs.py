@@ -15,10 +15,26 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 # A repository path in backticks: it starts at a top-level entry and ends in a file type the repository keeps.
 PATH = re.compile(r"`((?:[\w.-]+/)+[\w.*{},-]*\.(?:py|json|jsonl|txt|md|yml|yaml|cfg|cpp|sh|mako|po|toml))`")
 PLACEHOLDERS = ("NNNN", "NAME")
+# The operator's files: their comments are instructions, and their commands are run as written.
+DEPLOY_FILES = [ROOT / "deploy" / "Dockerfile", *sorted((ROOT / "deploy").glob("*.yml"))]
+DEPLOY_FILES += [ROOT / "compose.yaml", ROOT / "deploy" / "clipchat.service"]
 
 
 def names(paths: list[Path]) -> list[str]:
     return [str(path.relative_to(ROOT)) for path in paths]
+
+
+def unreleased() -> str:
+    """CHANGELOG.md's Unreleased section: what it says about the tree as it is (a released section is history)."""
+    return (ROOT / "CHANGELOG.md").read_text().split("\n## [Unreleased]\n", 1)[1].split("\n## [", 1)[0]
+
+
+def everything_read() -> dict[str, str]:
+    """Every text a reader takes for the truth about this tree, by name: the documents, the changelog's
+    Unreleased section and the deploy files."""
+    texts = {name: path.read_text() for name, path in zip(names(DOCUMENTS + DEPLOY_FILES), DOCUMENTS + DEPLOY_FILES)}
+    texts["CHANGELOG.md (Unreleased)"] = unreleased()
+    return texts
 
 
 def slug(heading: str) -> str:
@@ -152,3 +168,68 @@ def test_clipchat_env_example_markdown_prints_the_reference() -> None:
     result = subprocess.run([*command(), "env-example", "--markdown"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == settings_markdown() + "\n"
+
+
+NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven"]
+NUMBER_WORDS += ["twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
+TABLE_COUNT = re.compile(rf"\b(\d+|{'|'.join(NUMBER_WORDS)})\s+(?:SQL\s+|database\s+)?tables\b", re.I)
+
+
+def number(word: str) -> int:
+    return int(word) if word.isdigit() else NUMBER_WORDS.index(word.lower())
+
+
+async def test_the_docs_count_and_name_the_tables_the_migrations_build(tmp_path: Path) -> None:
+    """The docs said "six tables" three migrations on. A count, in words or digits, is the schema's: the tables the
+    migrations build on a blank database, which are the models' (tests/test_storage.py holds the two equal).
+    `alembic_version` does not count: it is Alembic's record of the revision, not a table the bot keeps rows in
+    (it has no model). docs/design.md's storage section names every table."""
+    from sqlalchemy import inspect
+
+    from storage import Base, connect_database, upgrade
+
+    engine = connect_database(f"sqlite:///{tmp_path / 'schema.db'}")
+    try:
+        await upgrade(engine)
+        async with engine.connect() as connection:
+            built = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+    finally:
+        await engine.dispose()
+    tables = built - {"alembic_version"}
+    assert "alembic_version" in built and tables == set(Base.metadata.tables), built ^ set(Base.metadata.tables)
+    wrong = [
+        (name, found.group(0))
+        for name, text in everything_read().items()
+        for found in TABLE_COUNT.finditer(text)
+        if number(found.group(1)) != len(tables)
+    ]
+    assert not wrong, f"the migrations build {len(tables)} tables (alembic_version aside): {wrong}"
+    storage = (ROOT / "docs" / "design.md").read_text().split("\n## storage/\n", 1)[1].strip().split("\n\n")[0]
+    assert tables <= set(re.findall(r"`(\w+)`", storage)), tables - set(re.findall(r"`(\w+)`", storage))
+
+
+# Figures that drift with the machine, the models and the code: they carry a date, in docs/benchmarks.md only.
+# (CHANGELOG.md keeps the figures of each change, as CONTRIBUTING.md says; README's "about 12 minutes" for the test
+# suite and downloads' sizes are not measurements of the bot.)
+DATED_FIGURES = {
+    "throughput": re.compile(r"\d[\d.,]*\s*(?:photos|tokens|captions|requests)/s\b"),
+    "resident memory": re.compile(r"\d[\d.]*\s*[GM]i?B\s+(?:resident|RSS)\b|resident[^.\n]{0,30}?\d[\d.]*\s*[GM]i?B"),
+    "speed-up": re.compile(r"\d[\d.]*\s*(?:%|x|×)\s+(?:faster|slower)\b"),
+    # a rate such as 0.99 (not a version: torchvision>=0.19), or a count right out of a held-out set
+    "score": re.compile(r"(?<![\d.<>=~])0\.\d\d(?![\d.])|\b\d+/\d+\s+held\s+out\b"),
+}
+FIGURES_LIVE_IN = {"docs/benchmarks.md", "CHANGELOG.md (Unreleased)"}
+
+
+def test_dated_figures_live_only_in_benchmarks() -> None:
+    """Measurements (photos/s, resident memory, speed-ups, model scores) go stale where nobody dates them: the
+    deploy notes said "about 2 GB resident" after the models grew past 2.3 GB, and docs/models.md kept a chat
+    model's 0.99 after its retraining scored 0.97. Elsewhere a doc says what to run and links the dated figure."""
+    found = [
+        (name, kind, figure.group(0))
+        for name, text in everything_read().items()
+        if name not in FIGURES_LIVE_IN
+        for kind, pattern in DATED_FIGURES.items()
+        for figure in pattern.finditer(text)
+    ]
+    assert not found, "\n".join(f"{name}: {kind} {figure!r}" for name, kind, figure in found)

@@ -1,8 +1,9 @@
 """Every model feature, written once, as a batched call on the model thread (`ModelFeatures`).
 
 Each method takes a batch of requests and returns one result per request, in order.
-Only `prepare` may run on another thread (it decodes a photo with Pillow, which
-releases the GIL); everything else runs on the one thread the models were loaded on.
+Only `prepare` may run on another thread (it decodes a photo with Pillow, which releases the
+GIL, or with JPEG decoding on the device checks a JPEG's header only); everything else runs on
+the one thread the models were loaded on.
 
 On a GPU the operator may turn on CUDA graphs (`CLIPCHAT_CUDA_GRAPHS`: greedy captions and
 CLIP's tower replayed at fixed batch sizes) and JPEG decoding on the device
