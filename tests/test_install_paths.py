@@ -164,6 +164,8 @@ def test_the_unit_s_header_installs_what_the_unit_runs() -> None:
     for path in re.findall(r"^(?:EnvironmentFile|ExecStart|ExecStartPre|WorkingDirectory)=(\S+)", unit, re.M):
         root = path if not path.startswith("/opt/clipchat/") else "/opt/clipchat"
         assert root in commands or path.startswith("/var/lib/clipchat"), path
-    (credential,) = re.findall(r"^LoadCredential=telegram_bot_token:(\S+)$", unit, re.M)
-    assert credential in commands, "the header writes the token file the unit loads"
+    (token_file,) = re.findall(r"^Environment=TELEGRAM_BOT_TOKEN_FILE=(\S+)$", unit, re.M)
+    assert re.search(rf"install -m 0640 -g clipchat /dev/stdin {token_file}$", commands, re.M), (
+        "the header writes the token file the unit names, readable by the service and root only"
+    )
     assert "--home-dir /var/lib/clipchat --create-home" in commands, "WorkingDirectory= exists"
