@@ -169,3 +169,23 @@ def test_the_unit_s_header_installs_what_the_unit_runs() -> None:
         "the header writes the token file the unit names, readable by the service and root only"
     )
     assert "--home-dir /var/lib/clipchat --create-home" in commands, "WorkingDirectory= exists"
+
+
+def test_the_build_context_leaves_out_the_secrets_the_compose_first_step_writes(tmp_path: Path) -> None:
+    """`docker build .` sends the whole directory to the engine: the token and .env files must not go with it."""
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    import fnmatch
+
+    def ignored(path: str) -> bool:
+        return any(
+            fnmatch.fnmatch(path, pattern.removeprefix("**/")) or fnmatch.fnmatch(path, pattern) for pattern in patterns
+        )
+
+    for secret in ("deploy/.env", "deploy/telegram_bot_token", "deploy/ray_auth_token", ".env"):
+        assert ignored(secret), secret
+    for needed in ("pyproject.toml", "README.md", "bot/ops/cli.py", "vision/fast/kernels/bf16_rows.cpp"):
+        assert not ignored(needed), needed
