@@ -171,21 +171,32 @@ def test_the_unit_s_header_installs_what_the_unit_runs() -> None:
     assert "--home-dir /var/lib/clipchat --create-home" in commands, "WorkingDirectory= exists"
 
 
-def test_the_build_context_leaves_out_the_secrets_the_compose_first_step_writes(tmp_path: Path) -> None:
-    """`docker build .` sends the whole directory to the engine: the token and .env files must not go with it."""
+def test_the_build_context_leaves_out_the_secrets_the_compose_first_step_writes() -> None:
+    """`docker build .` sends the directory to the engine: the token and .env files must not go with it.
+
+    Docker's rule, in short: patterns in order, the last one that matches a path (or a folder above it) wins,
+    and `!` lets a path back in.
+    """
+    import fnmatch
+
     patterns = [
         line.strip()
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    import fnmatch
 
     def ignored(path: str) -> bool:
-        return any(
-            fnmatch.fnmatch(path, pattern.removeprefix("**/")) or fnmatch.fnmatch(path, pattern) for pattern in patterns
-        )
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        verdict = False
+        for pattern in patterns:
+            negated, glob = pattern.startswith("!"), pattern.removeprefix("!").rstrip("/")
+            globs = {glob, glob.removeprefix("**/")} if glob != "**" else {"*"}
+            if any(fnmatch.fnmatch(prefix, g) for prefix in prefixes for g in globs):
+                verdict = not negated
+        return verdict
 
-    for secret in ("deploy/.env", "deploy/telegram_bot_token", "deploy/ray_auth_token", ".env"):
+    for secret in ("deploy/.env", "deploy/telegram_bot_token", "deploy/ray_auth_token", ".env", ".git/config"):
         assert ignored(secret), secret
     for needed in ("pyproject.toml", "README.md", "bot/ops/cli.py", "vision/fast/kernels/bf16_rows.cpp"):
         assert not ignored(needed), needed
