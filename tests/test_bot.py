@@ -233,6 +233,27 @@ async def test_a_channel_gets_alt_text_that_keeps_the_authors_caption(start_bot,
     assert edits[1].params["caption"].startswith(long_caption) and utf16_length(edits[1].params["caption"]) <= 1024
 
 
+async def test_settings_addressed_to_another_bot_are_left_to_it(start_bot, telegram):
+    """/settings@OtherBot alttext on, posted in a channel, was obeyed: its route took any @name."""
+    from tests.fake_telegram import channel
+
+    await start_bot()
+    post_chat = channel(-100702)
+    other = send_text(telegram, post_chat, None, "/settings@OtherBot alttext on")
+    mine = send_text(telegram, post_chat, None, f"/settings@{USERNAME.upper()}")  # ours, in any case
+    [shown] = await telegram.wait_for(
+        lambda: [r for r in telegram.replies(post_chat["id"]) if r.reply_to == mine["message_id"]], what="/settings"
+    )
+    assert "Alt text on photo posts: off." in shown.text
+    room, admin = group(-100703), user(23)
+    telegram.admins[room["id"]] = {admin["id"]}
+    send_text(telegram, room, admin, "/settings@OtherBot autocaption on")
+    send_text(telegram, room, admin, f"/settings@{USERNAME}")
+    [shown] = await telegram.wait_replies(room["id"], 1)  # one person's updates are handled in order
+    assert "Auto-captions (every photo in the group): off." in shown.text
+    assert not [r for r in telegram.replies() if r.reply_to == other["message_id"]]
+
+
 async def test_commands_posted_in_a_channel_crash_nothing_and_stay_out_of_it(start_bot, telegram, caplog):
     """/forget there failed on from_user=None and /ask on an IntegrityError, and "Sorry..." went into the channel."""
     from tests.fake_telegram import channel
