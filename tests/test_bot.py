@@ -572,6 +572,25 @@ async def test_tags_refuses_too_many_or_too_long_labels_before_any_model_runs(st
     assert batches_run("classify").since(before).requests == 1  # only the sensible request reached the models
 
 
+async def test_tags_says_back_no_links_and_shows_no_previews(start_bot, telegram, understood):
+    """/tags echoed any label, so a member could make the bot post a link (with its preview) in a group."""
+    await start_bot()
+    room, mallory = group(-100940), user(95)
+    send_photo(telegram, room, mallory, understood[0].image, caption=f"@{USERNAME} look")
+    await telegram.wait_replies(room["id"], 1)
+    links = ("https://evil.example/win", "t.me/scamchannel", "@scamchannel", "free-prizes.com", "пример.рф")
+    for link in links:
+        send_text(telegram, room, mallory, f"/tags cat, {link}")
+    send_text(telegram, room, mallory, "/tags red or blue")
+    replies = (await telegram.wait_replies(room["id"], 2 + len(links)))[1:]
+    for link, refused in zip(links, replies, strict=False):
+        assert "not links or @names" in refused.text, (link, refused.text)
+        assert not any(part in refused.text for part in ("evil", "scam", "prizes", "пример")), refused.text
+    fine = replies[-1]
+    assert fine.text.splitlines()[0].split(":")[0] in ("red", "blue")
+    assert all(r.params.get("link_preview_options") == {"is_disabled": True} for r in replies)
+
+
 async def test_a_pasted_essay_is_read_in_part_and_the_user_is_told(start_bot, telegram, understood):
     await start_bot()
     chat, bob = private(94), user(94)
