@@ -9,6 +9,10 @@ PostgreSQL: `pg_dump --format=custom`, put back by `pg_restore --clean --if-exis
 transaction (a restore that fails changes nothing). The password reaches them in PGPASSWORD, never on
 a command line (`ps` shows those) and never in what this prints.
 
+A backup holds every stored conversation, so it is readable by its owner only: the file is 0600 from its
+creation, whatever the process's umask, and the directories clipchat creates for it are 0700 (those that
+already exist are the operator's and stay as they are).
+
 A restore refuses to overwrite a database that holds rows unless given --force.
 """
 
@@ -16,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import os
 import sqlite3
 import subprocess
@@ -29,6 +35,7 @@ from clipchat.errors import InvalidConfig, NotFound, OperatorError
 from .database import alembic_config, connect_database, normalize_url
 from .settings import StorageSettings
 
+PRIVATE_FILE, PRIVATE_DIRECTORY = 0o600, 0o700  # a backup and the directories made for it
 TOOL_TIMEOUT_S = 3600.0  # pg_dump / pg_restore: a larger database needs --timeout
 # What libpq understands in a URL's query; asyncpg's own options (and its `ssl`, mapped) stay behind
 LIBPQ_PARAMETERS = {
@@ -115,8 +122,7 @@ def backup_sqlite(database: Path, target: Path, timeout: float) -> str:
     """Copy `database` to `target` with the online backup API; returns the copy's schema revision."""
     if not database.is_file():
         raise NotFound(detail=f"No database at {database}: nothing to back up (is DATABASE_URL the bot's?).")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    partial = _private_partial(target)
     try:
         with closing(sqlite3.connect(database, timeout=timeout)) as source, closing(sqlite3.connect(partial)) as copy:
             source.backup(copy)  # one read transaction: a consistent snapshot, WAL included
@@ -175,8 +181,7 @@ def _known_revision(revision: str, backup: Path) -> None:
 
 
 def backup_postgres(url: str, target: Path, timeout: float, connect_timeout: float) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    partial = _private_partial(target)
     conninfo, password = _libpq(url)
     try:
         _run_tool(
@@ -185,6 +190,7 @@ def backup_postgres(url: str, target: Path, timeout: float, connect_timeout: flo
             timeout,
             connect_timeout,
         )
+        os.chmod(partial, PRIVATE_FILE)  # pg_dump truncates the file it is given; had it made its own, still private
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -249,6 +255,24 @@ def _run_tool(command: list[str], password: str | None, timeout: float, connect_
 
 
 # --- both ------------------------------------------------------------------------------------------------------
+
+
+def _private_partial(target: Path) -> Path:
+    """An empty file beside `target`, 0600, for the backup to be written into; the directories missing above
+    it are created 0700. Modes are set exactly, not left to the umask (which only takes permissions away)."""
+    missing = list(itertools.takewhile(lambda folder: not folder.exists(), (target.parent, *target.parent.parents)))
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by someone else: theirs, left as it is
+            folder.mkdir(mode=PRIVATE_DIRECTORY)
+            os.chmod(folder, PRIVATE_DIRECTORY)
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)  # left by a backup that was killed
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE_FILE)
+    try:
+        os.fchmod(descriptor, PRIVATE_FILE)
+    finally:
+        os.close(descriptor)
+    return partial
 
 
 async def tables_with_rows(url: str, timeout: float) -> list[str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,21 @@ async def test_a_restored_backup_brings_back_the_photo_and_the_conversation(
         send_text(telegram, chat, alice, "what colour is it?")
         assert held.scene.colour in (await telegram.wait_replies(1, 4))[-1].text
         await start_bot.stop(app)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_a_backup_is_readable_by_its_owner_only_whatever_the_umask(kind, tmp_path, capsys) -> None:
+    """Backups hold every stored conversation: a file 0644 in a directory 0755 gave them to every local user."""
+    backups = tmp_path / "backups"
+    target = backups / "daily" / "clipchat.db"
+    before = os.umask(0o022)  # the usual umask: files 0644, directories 0755
+    try:
+        async with database(kind, tmp_path) as (url, _wipe):
+            for argv in (["upgrade"], ["backup", str(target)], ["backup", str(target)]):  # the second replaces
+                code, _, err = await clipchat(capsys, "db", *argv, "--url", url)
+                assert code == 0, err
+    finally:
+        os.umask(before)
+    mode = {path: stat.S_IMODE(path.stat().st_mode) for path in (target, target.parent, backups)}
+    assert mode == {target: 0o600, target.parent: 0o700, backups: 0o700}, {p: oct(m) for p, m in mode.items()}
+    assert [path.name for path in target.parent.iterdir()] == ["clipchat.db"]  # no .partial left behind

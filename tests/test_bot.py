@@ -233,6 +233,27 @@ async def test_a_channel_gets_alt_text_that_keeps_the_authors_caption(start_bot,
     assert edits[1].params["caption"].startswith(long_caption) and utf16_length(edits[1].params["caption"]) <= 1024
 
 
+async def test_settings_addressed_to_another_bot_are_left_to_it(start_bot, telegram):
+    """/settings@OtherBot alttext on, posted in a channel, was obeyed: its route took any @name."""
+    from tests.fake_telegram import channel
+
+    await start_bot()
+    post_chat = channel(-100702)
+    other = send_text(telegram, post_chat, None, "/settings@OtherBot alttext on")
+    mine = send_text(telegram, post_chat, None, f"/settings@{USERNAME.upper()}")  # ours, in any case
+    [shown] = await telegram.wait_for(
+        lambda: [r for r in telegram.replies(post_chat["id"]) if r.reply_to == mine["message_id"]], what="/settings"
+    )
+    assert "Alt text on photo posts: off." in shown.text
+    room, admin = group(-100703), user(23)
+    telegram.admins[room["id"]] = {admin["id"]}
+    send_text(telegram, room, admin, "/settings@OtherBot autocaption on")
+    send_text(telegram, room, admin, f"/settings@{USERNAME}")
+    [shown] = await telegram.wait_replies(room["id"], 1)  # one person's updates are handled in order
+    assert "Auto-captions (every photo in the group): off." in shown.text
+    assert not [r for r in telegram.replies() if r.reply_to == other["message_id"]]
+
+
 async def test_commands_posted_in_a_channel_crash_nothing_and_stay_out_of_it(start_bot, telegram, caplog):
     """/forget there failed on from_user=None and /ask on an IntegrityError, and "Sorry..." went into the channel."""
     from tests.fake_telegram import channel
@@ -549,6 +570,25 @@ async def test_tags_refuses_too_many_or_too_long_labels_before_any_model_runs(st
     assert "at most 60 characters" in long
     assert fine.splitlines()[0].split(":")[0] in ("red", "blue")
     assert batches_run("classify").since(before).requests == 1  # only the sensible request reached the models
+
+
+async def test_tags_says_back_no_links_and_shows_no_previews(start_bot, telegram, understood):
+    """/tags echoed any label, so a member could make the bot post a link (with its preview) in a group."""
+    await start_bot()
+    room, mallory = group(-100940), user(95)
+    send_photo(telegram, room, mallory, understood[0].image, caption=f"@{USERNAME} look")
+    await telegram.wait_replies(room["id"], 1)
+    links = ("https://evil.example/win", "t.me/scamchannel", "@scamchannel", "free-prizes.com", "пример.рф")
+    for link in links:
+        send_text(telegram, room, mallory, f"/tags cat, {link}")
+    send_text(telegram, room, mallory, "/tags red or blue")
+    replies = (await telegram.wait_replies(room["id"], 2 + len(links)))[1:]
+    for link, refused in zip(links, replies, strict=False):
+        assert "not links or @names" in refused.text, (link, refused.text)
+        assert not any(part in refused.text for part in ("evil", "scam", "prizes", "пример")), refused.text
+    fine = replies[-1]
+    assert fine.text.splitlines()[0].split(":")[0] in ("red", "blue")
+    assert all(r.params.get("link_preview_options") == {"is_disabled": True} for r in replies)
 
 
 async def test_a_pasted_essay_is_read_in_part_and_the_user_is_told(start_bot, telegram, understood):

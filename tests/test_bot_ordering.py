@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from telegram import Update
 
 from bot.adapter.ordering import PerUserOrder
@@ -67,3 +68,55 @@ async def test_one_process_keeps_order_and_runs_users_side_by_side() -> None:
     )
     assert events.index("end a1") < events.index("start a2")  # one user: one after another
     assert events.index("end b1") < events.index("end a1")  # another user did not wait for a1
+
+
+def press(update_id: int, presser: int, data: str) -> Update:
+    """A press on a button of a bot message in presser's private chat."""
+    return Update.de_json(
+        {
+            "update_id": update_id,
+            "callback_query": {
+                "id": str(update_id),
+                "from": user(presser),
+                "chat_instance": "ci",
+                "data": data,
+                "message": {"message_id": 1, "date": 0, "chat": private(presser), "text": "Are you sure?"},
+            },
+        },
+        None,
+    )
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["one process", "two processes"])
+async def test_a_press_joins_its_pressers_queue_and_forgetting_waits_for_the_identitys_work(sessions, shared) -> None:
+    """A press joined the queue of the id its data named (data a client writes as it likes); it joins its
+    presser's, and a confirmed /forget of another identity waits through `settled` for that identity's
+    updates that came before it: in this process, and in another one sharing the database."""
+    from bot.adapter.ordering import sender_key
+    from storage.update_order import SharedOrder
+
+    assert sender_key(press(9, 6, "forget:yes:5")) == 6
+    assert sender_key(press(9, 6, "forget:yes:x")) == 6
+    here, there = PerUserOrder(per_user=8), PerUserOrder(per_user=8)
+    if shared:
+        here.shared = there.shared = SharedOrder(sessions, reorder_window=0.0, poll=0.01)
+    events: list[str] = []
+
+    async def identity_work() -> None:
+        events.append("start 5")
+        await asyncio.sleep(0.4)
+        events.append("end 5")
+
+    async def forget(order: PerUserOrder) -> None:
+        await order.settled(5, 2)
+        events.append("forget 5")
+
+    async def later(order: PerUserOrder) -> None:
+        await asyncio.sleep(0.1)  # the identity's update is recorded and running
+        await order.do_process_update(press(2, 6, "forget:yes:5"), forget(order))
+
+    other = there if shared else here
+    await asyncio.wait_for(
+        asyncio.gather(here.do_process_update(update(1, 5), identity_work()), later(other)), timeout=10
+    )
+    assert events == ["start 5", "end 5", "forget 5"]

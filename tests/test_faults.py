@@ -20,7 +20,7 @@ from PIL import Image
 
 from tests.bot_helpers import jpeg, send_photo, send_text
 from tests.conftest import BOT_TOKEN, fresh_postgres
-from tests.fake_telegram import private, user
+from tests.fake_telegram import group, private, user
 from tests.fault_table import Try, Watch, account, refusals
 from tests.test_intake import encode, png_claiming_size
 
@@ -452,3 +452,53 @@ async def test_a_restart_mid_conversation_keeps_every_turn(start_bot, telegram, 
     row = await account("a restart mid-conversation", telegram, sessions_of(app), tries, watch)
     assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
     assert NO_LEAK not in watch.text()
+
+
+def press(telegram, presser: dict, question, data: str) -> None:
+    """A press on a button of the bot's message `question`, carrying `data`: a modified client sends any."""
+    telegram.push(
+        {
+            "callback_query": {
+                "id": f"press-{len(telegram.calls)}-{data}",
+                "from": presser,
+                "chat_instance": "ci",
+                "data": data,
+                "message": telegram.bot_message(question),
+            }
+        }
+    )
+
+
+async def test_forged_forget_presses_neither_fill_a_victims_queue_nor_crash(start_bot, telegram, understood):
+    """A press joined the queue of the id in its data: twenty presses of `forget:yes:<victim>` filled the
+    victim's queue, so the victim's own photo was dropped with "slow down"; and data that is not a number
+    (`forget:yes:x`) crashed with a traceback."""
+    app = await start_bot()
+    room, mallory, victim = group(-100870), user(8700), user(8701)
+    send_text(telegram, room, mallory, "/forget")
+    [question] = await telegram.wait_for(
+        lambda: [c for c in telegram.replies(room["id"]) if "reply_markup" in c.params], what="the /forget question"
+    )
+    answered = len(telegram.sent("answerCallbackQuery"))
+    tries = []
+    with Watch() as watch:
+        for _ in range(20):  # all in one batch of updates, ahead of the victim's photo
+            press(telegram, mallory, question, f"forget:yes:{victim['id']}")
+        photo = send_photo(telegram, private(8701), victim, understood[0].image)
+        tries.append(Try(8701, photo["message_id"], answer=True))
+        [reply] = await telegram.wait_replies(8701, 1, timeout=60)
+        assert reply.text not in refusals(), reply.text  # answered, not told to slow down for mallory's presses
+        await telegram.wait_for(  # mallory's own queue took 16 (the default limit) and dropped the rest
+            lambda: len(telegram.sent("answerCallbackQuery")) >= answered + 16, what="mallory's presses answered"
+        )
+        malformed = ("forget:yes:x", "forget:yes:1:2", "forget:maybe:8701", "forget:", "settings:x", "settings:a:b:c")
+        for data in malformed:
+            press(telegram, mallory, question, data)
+        await telegram.wait_for(
+            lambda: len(telegram.sent("answerCallbackQuery")) >= answered + 16 + len(malformed) or watch.tracebacks(),
+            what="the malformed presses answered",
+        )
+    row = await account(
+        "forged /forget presses (20 naming a victim, 6 malformed)", telegram, sessions_of(app), tries, watch
+    )
+    assert (row.tries, row.replies, row.lost, row.crashes) == (1, 1, 0, 0), watch.tracebacks()

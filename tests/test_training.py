@@ -30,6 +30,16 @@ def small_coco_file(world_dir: Path, tmp_path: Path, count: int = 48) -> Path:
     return path
 
 
+class RunsOnLoad:
+    """Pickled, it says "call open(path, 'w')" to whoever unpickles it: code run by loading a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
 def test_captions_files_in_both_formats(world_dir: Path, tmp_path: Path) -> None:
     coco = read_captions(small_coco_file(world_dir, tmp_path), images_dir=world_dir / "data" / "train")
     assert len(coco) == 48 and all(len(item.captions) == 2 and item.image.is_file() for item in coco)
@@ -62,19 +72,28 @@ def test_train_checkpoint_and_resume(world_dir: Path, tmp_path: Path, capsys) ->
         "1e-3",
     ]
     assert clipchat(["train-captioner", *common, "--epochs", "1"]) == 0
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1  # tensors and plain values only
     embeddings = out / "clip-embeddings.safetensors"
     embedded_at = embeddings.stat().st_mtime_ns
     assert "CLIPCHAT_CAPTIONER=local-dir:" in capsys.readouterr().out
 
     assert clipchat(["train-captioner", *common, "--epochs", "2", "--resume"]) == 0
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["epoch"] == 2
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 2
     assert embeddings.stat().st_mtime_ns == embedded_at  # CLIP vectors were computed once
     manifest = json.loads((out / "captioner.json").read_text())
     assert manifest["mapper"]["prefix_length"] == 2 and manifest["language_model"].startswith("local-dir:")
 
     assert clipchat(["train-captioner", *common[:-2], "--lr", "5e-4", "--epochs", "3", "--resume"]) == 2
     assert "other options" in capsys.readouterr().err
+
+    # A checkpoint is a pickle: one that someone else wrote into --out must not run code on --resume
+    honest = torch.load(out / "checkpoint.pt", weights_only=True)
+    ran = tmp_path / "code-ran"
+    torch.save({**honest, "history": RunsOnLoad(ran)}, out / "checkpoint.pt")
+    code = clipchat(["train-captioner", *common, "--epochs", "3", "--resume"])
+    assert not ran.exists()
+    assert code == 2
+    assert "not load" in capsys.readouterr().err
 
 
 def test_train_captioner_defaults_are_the_training_options() -> None:

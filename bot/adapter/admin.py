@@ -4,6 +4,7 @@ with its confirmation."""
 from __future__ import annotations
 
 import logging
+import re
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatMemberStatus
@@ -16,6 +17,7 @@ from ..core import records
 from ..core.incoming import Where
 from ..core.records import Switches
 from .context import BotContext
+from .ordering import PerUserOrder
 from .sending import reply
 from .telegram_io import button_press, message_of, where, writes_as_chat
 
@@ -33,6 +35,9 @@ LABELS = {
     "alt_text": N_("Alt text on photo posts"),
     "index_photos": N_("Keep photos nobody asked me about, for /search"),
 }
+# What the bot's buttons carry; a client can send any data with a press, so anything else is ignored
+FORGET_DATA = re.compile(r"forget:(?P<choice>yes|no):(?P<identity>-?[0-9]{1,16})")
+SETTINGS_DATA = re.compile(r"settings:(?P<name>\w{1,32}):(?P<value>[01])")
 ONLY_ADMINS = N_("Only this chat's admins can change my settings.")
 LANGUAGE_CHOICES = "|".join(language.split("_")[0] for language in LANGUAGES) + "|auto"  # en|zh|ru|es|auto
 ADMIN_STATUSES = (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
@@ -185,10 +190,11 @@ async def settings_button(update: Update, context: BotContext) -> None:
     """A press on the /settings button."""
     query, data, chat = button_press(update)
     kind = ChatKind(chat.type)
-    _, name, value = data.split(":")
-    if name not in _switches_for(kind):  # a crafted button: only this chat's switches can be flipped
+    parsed = SETTINGS_DATA.fullmatch(data)
+    if parsed is None or parsed["name"] not in _switches_for(kind):  # crafted: only this chat's switches flip
         await query.answer()
         return
+    name, value = parsed["name"], parsed["value"]
     here = Where(chat.id, kind, query.from_user.id, query.from_user.language_code)
     _ = await context.speaking_to(here)
     if not await is_admin(context, chat.id, kind, query.from_user.id):
@@ -230,19 +236,26 @@ async def forget(update: Update, context: BotContext) -> None:
 async def forget_button(update: Update, context: BotContext) -> None:
     """The answer to /forget's question: only the person asked, or an admin of the identity they wrote as."""
     query, data, chat = button_press(update)
-    _, choice, identity = data.split(":")
-    _ = await context.speaking_to(
-        Where(chat.id, ChatKind(chat.type), query.from_user.id, query.from_user.language_code)
-    )
-    if not await _may_forget(context, int(identity), query.from_user.id):
+    parsed = FORGET_DATA.fullmatch(data)
+    if parsed is None:  # not a button the bot made: the client wrote it
+        log.info("ignored a /forget press with data %r", data[:64])
+        await query.answer()
+        return
+    choice, identity = parsed["choice"], int(parsed["identity"])
+    presser = query.from_user.id
+    _ = await context.speaking_to(Where(chat.id, ChatKind(chat.type), presser, query.from_user.language_code))
+    if not await _may_forget(context, identity, presser):
         await query.answer(_("This question was for someone else."), show_alert=True)
         return
     await query.answer()
     if choice != "yes":
         await query.edit_message_text(_("Cancelled: I kept everything."))
         return
-    await context.albums.settled_sender(int(identity))  # album photos still being looked at land first
-    removed = await records.forget(context.services, int(identity))
+    order = context.application.update_processor
+    if identity != presser and isinstance(order, PerUserOrder):  # the press waited in the presser's queue
+        await order.settled(identity, update.update_id)  # others' work in flight as this identity lands first
+    await context.albums.settled_sender(identity)  # album photos still being looked at land first
+    removed = await records.forget(context.services, identity)
     # Said in the language read before the forgetting: a private chat's own setting goes with everything else
     await query.edit_message_text(
         _(

@@ -11,7 +11,7 @@ import logging
 import re
 from concurrent.futures import Executor
 
-from telegram import Update
+from telegram import Message, Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.ext import (
     Application,
@@ -182,7 +182,7 @@ def add_routes(application: Application) -> None:
         application.add_handler(CommandHandler(command.name, command.handler, filters=filters.UpdateType.MESSAGE))
     # In a channel only /settings makes sense (its posts come from the channel, not from a person);
     # other commands posted there are ignored rather than answered into the channel
-    application.add_handler(MessageHandler(channel & filters.Regex(r"^/settings(@\w+)?\b"), admin.settings))
+    application.add_handler(MessageHandler(channel & CommandForThisBot("settings"), admin.settings))
     application.add_handler(MessageHandler(channel & filters.PHOTO, handlers.on_channel_photo))
     application.add_handler(CallbackQueryHandler(admin.settings_button, pattern=r"^settings:"))
     application.add_handler(CallbackQueryHandler(admin.forget_button, pattern=r"^forget:"))
@@ -191,6 +191,22 @@ def add_routes(application: Application) -> None:
     application.add_handler(MessageHandler(new_messages & private & filters.Document.ALL, handlers.on_other_file))
     application.add_handler(MessageHandler(new_messages & filters.TEXT & ~filters.COMMAND, handlers.on_text))
     application.add_error_handler(on_error)
+
+
+class CommandForThisBot(filters.MessageFilter):
+    """A message that is /`name`, bare or addressed to this bot as /`name`@its_username (any case, as
+    Telegram matches usernames): /`name`@OtherBot is for another bot in the same chat. CommandHandler
+    checks this itself; channel posts, which it does not take, come through this filter."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=f"CommandForThisBot({name})")
+        self.pattern = re.compile(rf"/{re.escape(name)}(?:@(\w+))?(?:\s|$)", re.IGNORECASE)
+
+    def filter(self, message: Message) -> bool:
+        found = self.pattern.match(message.text or "")
+        if found is None:
+            return False
+        return found[1] is None or found[1].lower() == (message.get_bot().username or "").lower()
 
 
 async def check_access(update: Update, context: BotContext) -> None:

@@ -76,7 +76,7 @@ async def tags(update: Update, context: BotContext) -> None:
         answer = await talk.tags(
             context.services, where(message), " ".join(context.args or []), replied_message_id(message)
         )
-    await reply(message, answer)
+    await reply(message, answer, previews=False)  # it repeats the labels someone gave
 
 
 async def ask(update: Update, context: BotContext) -> None:

@@ -31,14 +31,12 @@ SLOW_DOWN = N_("You're sending faster than I can look. I'll answer what I have s
 
 def sender_key(update: Update) -> int | None:
     """Whose queue an update joins: the person, the group or channel they write as (never a shared
-    account like GroupAnonymousBot, whose queue would be everyone's), or the chat for channel posts."""
-    query = update.callback_query
-    data = query.data if query is not None else None
-    if data is not None and data.startswith("forget:yes:"):
-        # forgetting a group or channel identity waits behind that identity's own updates in flight
-        return int(data.rsplit(":", 1)[1])
+    account like GroupAnonymousBot, whose queue would be everyone's), or the chat for channel posts.
+
+    A button press joins its presser's queue, whatever its data says: the client writes the data, and a
+    press naming someone else could fill their queue (`settled` orders a confirmed /forget behind them)."""
     message = update.effective_message
-    if message is not None and query is None:
+    if message is not None and update.callback_query is None:
         key = sender_id(message)
         if key is not None:
             return key
@@ -95,6 +93,17 @@ class PerUserOrder(BaseUpdateProcessor):
                 del self._waiting[key]
                 self._locks.pop(key, None)
                 self._warned.discard(key)
+
+    async def settled(self, key: int, update_id: int) -> None:
+        """Return once `key`'s updates that came before `update_id` are done, here and (with `shared`) in every
+        process: an admin's /forget of a group identity lands after another admin's work as it in flight.
+        Only for an update outside `key`'s queue (inside, its order is kept already; waiting would never end)."""
+        lock = self._locks.get(key)
+        if lock is not None:
+            async with lock:  # behind those already waiting in this process, in their order
+                pass
+        if self.shared is not None:
+            await self.shared.wait_turn(key, update_id)
 
     async def _drop(self, update: Update, key: int, coroutine) -> None:
         coroutine.close()  # never started: dropping it runs none of its handlers

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from telegram import Bot, Message, ReplyParameters
+from telegram import Bot, LinkPreviewOptions, Message, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 SEND_DEADLINE_S = 30.0  # past it the reply is stale: the user has likely asked again
 ACTION_REFRESH_S = 4.5  # Telegram shows a chat action for 5 seconds
+NO_PREVIEWS = LinkPreviewOptions(is_disabled=True)
 
 
 def is_network_blip(error: BaseException) -> bool:
@@ -44,11 +45,16 @@ async def with_retries(send: Callable[[], Awaitable[T]], retries: int = 3, what:
     return result
 
 
-async def reply(message: Message, text: str, *, markdown: bool = False, retries: int = 3, **kwargs) -> Message | None:
-    """Reply to `message` with `text`, split to Telegram's limit; returns the first message sent."""
+async def reply(
+    message: Message, text: str, *, markdown: bool = False, previews: bool = True, retries: int = 3, **kwargs
+) -> Message | None:
+    """Reply to `message` with `text`, split to Telegram's limit; returns the first message sent. With
+    `previews` off, no piece shows a preview of a link in it (words the bot repeats from someone)."""
     first = None
     for number, piece in enumerate(split_message(text)):
         extra = kwargs if number == 0 else {}  # a keyboard belongs to the first piece only
+        if not previews:
+            extra = {**extra, "link_preview_options": NO_PREVIEWS}
         sent = await _send_piece(message, piece, markdown, retries, **extra)
         first = first or sent
     return first

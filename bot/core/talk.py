@@ -25,6 +25,8 @@ REINDEXING = N_(
     "I'm re-indexing this chat's earlier photos for my upgraded eyes ({count} still to go); "
     "please search again in a few minutes."
 )
+# Not saying which label: saying it back is what the refusal is for
+LINK_LABEL = N_("I weigh plain words, not links or @names. Name what may be in the photo, like: /tags cat, dog, fox")
 MAX_SEARCH_CHARS = 300
 
 
@@ -116,6 +118,8 @@ def _label_refusal(labels: list[str], most: int, longest: int, language: str) ->
             "Each label can be at most {longest} characters long. Short names work best, like: /tags cat, dog, fox",
             longest=longest,
         )
+    if any(text.looks_like_link(label) for label in labels):  # said back, they would be links in the bot's name
+        return _(LINK_LABEL)
     return None
 
 

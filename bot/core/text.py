@@ -22,6 +22,21 @@ _QUESTION_START = re.compile(
 )
 
 
+# What Telegram would show as a link in the bot's own message: a URL, a bare domain (example.com, t.me/x,
+# пример.рф), an IP address, an address with a scheme of its own (tg:, mailto:) or an @username. Wider than Telegram's
+# own list of top-level domains on purpose: a label like "st.louis" is refused too.
+_LINK = re.compile(
+    r"//|\b(?:tg|mailto|tel|callto|sms|javascript):|@\w|\b\d{1,3}(?:\.\d{1,3}){3}\b"
+    r"|[^\W_](?:[\w-]*[^\W_])?\.(?:[^\W\d_]{2,}|xn--[\w-]+)(?![\w-])",
+    re.IGNORECASE,
+)
+
+
+def looks_like_link(words: str) -> bool:
+    """`words` hold something Telegram would make a link (and maybe a preview) if the bot said it."""
+    return _LINK.search(words) is not None
+
+
 def describe(facts: PhotoFacts, tags: int = 5, language: str = DEFAULT) -> str:
     """'A red circle on grass.' plus its top tags, the way the bot answers a photo (and "what is this?")."""
     return _describe(facts, tags, language)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -166,7 +167,7 @@ def train_captioner(
     start_epoch = 0
     checkpoint_path = out_dir / CHECKPOINT
     if resume and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        state = _load_checkpoint(checkpoint_path)
         saved = {"validation_fraction": 0.0, **state["options"]}  # checkpoints from before validation had none
         differing = [
             f"{key}: {saved.get(key)} then, {value} now"
@@ -272,6 +273,18 @@ def _validation_scorer(
         return total / count
 
     return score
+
+
+def _load_checkpoint(path: Path) -> dict:
+    """A checkpoint's tensors and plain values. It is a pickle, and unpickling anything else runs code
+    chosen by whoever wrote the file, so only what `_save_checkpoint` writes is accepted."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise InvalidConfig(
+            f"{path} holds more than tensors and plain values, so it was not loaded (that could run code "
+            "hidden in it); start afresh without --resume, or remove it."
+        ) from error
 
 
 def _comparable(options: dict) -> dict:
