@@ -292,9 +292,11 @@ async def start_bot(world_models, bot_settings, tmp_path: Path):
     Long polling by default; `webhook=(port, secret)` starts the webhook server instead.
     """
     from bot.adapter.application import build_application
+    from bot.adapter.webhook import WebhookServer
     from storage import StorageSettings
 
     running = []
+    webhooks: dict[int, WebhookServer] = {}  # by id(app)
 
     async def start(settings=None, database_url: str | None = None, webhook: tuple[int, str] | None = None):
         storage = StorageSettings(database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
@@ -303,13 +305,8 @@ async def start_bot(world_models, bot_settings, tmp_path: Path):
         await app.post_init(app)
         if webhook:
             port, secret = webhook
-            await app.updater.start_webhook(
-                listen="127.0.0.1",
-                port=port,
-                url_path="hook",
-                secret_token=secret,
-                webhook_url=f"http://127.0.0.1:{port}/hook",
-            )
+            webhooks[id(app)] = WebhookServer(app, f"http://127.0.0.1:{port}/hook", secret)
+            await webhooks[id(app)].start("127.0.0.1", port)
         else:
             await app.updater.start_polling(poll_interval=0, timeout=1)
         await app.start()
@@ -318,6 +315,8 @@ async def start_bot(world_models, bot_settings, tmp_path: Path):
 
     async def stop(app) -> None:
         running.remove(app)
+        if id(app) in webhooks:
+            await webhooks.pop(id(app)).stop()
         if app.updater.running:
             await app.updater.stop()
         await app.stop()

@@ -20,7 +20,7 @@ SECRET = "load-balanced-secret"
 
 
 async def wait_listening(port: int, process, timeout: float = 60.0) -> None:
-    """Until the process's webhook server accepts connections (it registers with Telegram a moment earlier)."""
+    """Until the process's webhook server accepts connections (it listens just before it registers with Telegram)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:

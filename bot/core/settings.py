@@ -175,9 +175,15 @@ class BotSettings(BaseSettings):
     )
     send_retries: int = Field(3, ge=0, le=10, description="Retries of a send after flood control or a network error.")
     webhook_secret: SecretStr | None = Field(
-        None, description="Secret token Telegram sends with each webhook call; default: a random one per start."
+        None,
+        description="Secret token Telegram sends with each webhook call, checked before a request's body is read; "
+        "default: a random one per start (several processes behind one URL need the same one).",
     )
-    webhook_listen: str = Field("0.0.0.0", description="Address the webhook server listens on.")
+    webhook_listen: str = Field(
+        "0.0.0.0",
+        description="Address the webhook server listens on. It serves plain HTTP: a reverse proxy in front "
+        "terminates TLS; 127.0.0.1 when the proxy runs on this machine.",
+    )
     webhook_port: int = Field(8443, ge=1, le=65535, description="Port the webhook server listens on.")
     maintenance_hours: float = Field(
         6,

@@ -10,7 +10,6 @@ import secrets
 import signal
 import sys
 import time
-from urllib.parse import urlparse
 
 from clipchat.errors import OperatorError
 from storage import StorageSettings
@@ -93,6 +92,7 @@ def run_bot(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
     from telegram.error import BadRequest, InvalidToken, NetworkError
 
     from ..adapter.application import build_application
+    from ..adapter.webhook import run_webhook
 
     settings = BotSettings()
     if args.models:
@@ -111,14 +111,7 @@ def run_bot(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
         secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else secrets.token_urlsafe(32)
         listen, port = args.listen or settings.webhook_listen, args.port or settings.webhook_port
         log.info("starting the webhook server on %s:%d for %s", listen, port, args.webhook)
-        application.run_webhook(
-            listen=listen,
-            port=port,
-            url_path=urlparse(args.webhook).path.lstrip("/"),
-            webhook_url=args.webhook,
-            secret_token=secret,
-            allowed_updates=Update.ALL_TYPES,
-        )
+        run_webhook(application, args.webhook, listen, port, secret)  # not PTB's server: see its module
         return 0
     except InvalidToken:  # its message repeats the token: it must not reach the log as a traceback
         raise TelegramUnreachable(
