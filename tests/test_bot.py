@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC
 
+import pytest
 from sqlalchemy import func, select
 
 from clipchat.metrics import batches_run
@@ -501,6 +502,48 @@ async def test_the_token_never_reaches_the_logs(start_bot, telegram, understood,
     assert "getUpdates" in text or "sendMessage" in text  # the request log lines were there to leak it
     leaks = [(r.name, r.getMessage()[:300]) for r in caplog.records if BOT_TOKEN.split(":")[1] in r.getMessage()]
     assert not leaks
+
+
+@pytest.mark.parametrize("content", [False, True], ids=["by default", "with CLIPCHAT_LOG_CONTENT"])
+async def test_debug_logs_hold_no_webhook_secret_and_no_words_unless_asked(
+    start_bot, telegram, understood, caplog, monkeypatch, content
+):
+    """At DEBUG, PTB logged each update's JSON (what people wrote), each request's parameters (the replies, and
+    setWebhook's secret_token). The secret never reaches the log; people's words only with CLIPCHAT_LOG_CONTENT."""
+    import logging
+
+    import aiohttp
+
+    import bot.ops.logs
+    from bot.ops.logs import LogSettings, configure_logging
+    from tests.test_scale_out import free_port
+
+    monkeypatch.setattr(bot.ops.logs, "_chosen_level", bot.ops.logs._chosen_level)
+    configure_logging(LogSettings(log_level="DEBUG", log_content=content))
+    caplog.set_level(logging.DEBUG)
+    secret, words, caption = "hush-0123456789-webhook", "my neighbour keeps bees 5521", "aunt Ilse on holiday 7781"
+    port = free_port()
+    await start_bot(webhook=(port, secret))
+    photo = telegram.add_file(jpeg(understood[0].image))
+    async with aiohttp.ClientSession() as http:
+        for update_id, message in enumerate(
+            [
+                telegram.message(private(72), user(72), photo=photo, caption=caption),
+                telegram.message(private(72), user(72), text=words),
+            ]
+        ):
+            async with http.post(
+                telegram.webhook["url"],
+                json={"update_id": update_id + 1, "message": message},
+                headers={"X-Telegram-Bot-Api-Secret-Token": secret},
+            ) as response:
+                assert response.status == 200
+    await telegram.wait_replies(72, 2)
+    logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert "Calling Bot API endpoint `setWebhook`" in logged  # the request was logged: it could have leaked
+    assert secret not in logged
+    assert ("'secret_token': '<webhook-secret>'" in logged) == content  # its parameters are content too
+    assert (words in logged, caption in logged) == (content, content)
 
 
 async def test_the_jobs_purge_old_rows_and_maintain_the_database(start_bot, telegram, understood, caplog):

@@ -76,6 +76,43 @@ def test_log_level_hides_info_and_verbose_brings_it_back() -> None:
     assert "an info line" in log_lines("-v", CLIPCHAT_LOG_LEVEL="WARNING")  # -v: INFO or more verbose
 
 
+# What python-telegram-bot and the HTTP client log at DEBUG: an update as it arrives, a request's parameters,
+# and a request line with a secret_token in its query (a secret this process was never told).
+CONTENT_SCRIPT = """
+import logging, sys
+from bot.adapter.redaction import redact_token_in_logs
+from bot.ops.logs import configure_logging, read_log_settings
+
+configure_logging(read_log_settings())
+redact_token_in_logs(sys.argv[1])
+update = {"update_id": 7, "message": {"text": "my neighbour keeps bees", "caption": None}}
+logging.getLogger("telegram.ext.Application").debug("Processing update %s", update)
+logging.getLogger("telegram.ext.ExtBot").debug(
+    "Calling Bot API endpoint `%s` with parameters `%s`", "setWebhook", {"url": "u", "secret_token": "hush-1"}
+)
+logging.getLogger("httpx").warning("HTTP Request: GET https://example.org/setWebhook?url=u&secret_token=hush-2 ok")
+logging.getLogger("clipchat.check").debug("plain %s", "words of our own")
+"""
+
+
+@pytest.mark.parametrize("content", ["", "true"])
+def test_debug_lines_hold_no_secret_token_and_words_only_with_log_content(content: str) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CLIPCHAT_")}
+    settings = {"CLIPCHAT_LOG_LEVEL": "DEBUG"} | ({"CLIPCHAT_LOG_CONTENT": content} if content else {})
+    result = subprocess.run(
+        [sys.executable, "-c", CONTENT_SCRIPT, BOT_TOKEN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, **settings},
+    )
+    assert result.returncode == 0, result.stderr
+    logs = result.stderr
+    assert "hush" not in logs and "setWebhook?url=u&secret_token=<webhook-secret> ok" in logs, logs
+    assert "Calling Bot API endpoint `setWebhook`" in logs and "words of our own" in logs
+    assert ("my neighbour keeps bees" in logs) == bool(content), logs
+
+
 @pytest.mark.parametrize("setting", ["CLIPCHAT_LOG_LEVEL=LOUD", "CLIPCHAT_LOG_FORMAT=xml"])
 def test_a_bad_log_setting_is_one_line(setting: str, monkeypatch: pytest.MonkeyPatch) -> None:
     name, value = setting.split("=")

@@ -33,6 +33,8 @@ from tornado.httpserver import HTTPServer
 
 from clipchat.errors import OperatorError
 
+from .redaction import SECRET_MARK, redact_in_logs
+
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -54,6 +56,7 @@ class WebhookServer:
         self.url = url
         self.path = urlparse(url).path.rstrip("/") or "/"
         self.secret = secret.encode()
+        redact_in_logs(secret, SECRET_MARK)  # PTB logs setWebhook's parameters at DEBUG
         routes = [(r".*", _UpdateHandler, {"server": self})]  # every path: none is read before `prepare`
         self._http = HTTPServer(tornado.web.Application(routes, log_function=_log_request))
 

@@ -71,7 +71,7 @@ SECTIONS = (
         ("webhook_secret", "webhook_listen", "webhook_port"),
         "For `clipchat run --webhook URL`; without `--webhook` the bot polls Telegram and these do nothing.",
     ),
-    Section("Logging", LogSettings, ("log_level", "log_format")),
+    Section("Logging", LogSettings, ("log_level", "log_format", "log_content")),
     Section(
         "Queues, batching and time limits",
         BotSettings,

@@ -2,8 +2,10 @@
 
 `text` is one readable line per record; `json` is one JSON object per line (time in ISO 8601 UTC,
 level, logger, message, and `exception` with the traceback when there is one) for log collectors,
-written by python-json-logger. The bot token is kept out of both by `adapter/redaction.py`'s filter,
-which sits on the handler and so rewrites each record before either formatter sees it.
+written by python-json-logger. The bot token and the webhook secret are kept out of both by
+`adapter/redaction.py`'s filter, which sits on the handler and so rewrites each record before either
+formatter sees it; the same filter keeps what people write (texts, captions, the replies) out of the
+libraries' DEBUG lines unless CLIPCHAT_LOG_CONTENT is true.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pythonjsonlogger.json import JsonFormatter
 
 from clipchat.errors import InvalidConfig
+
+from ..adapter.redaction import show_content_in_logs
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -37,6 +41,12 @@ class LogSettings(BaseSettings):
         "(one object per line: time, level, logger, "
         "message, exception).",
     )
+    log_content: bool = Field(
+        False,
+        description="true writes what people send and the bot's replies (texts, captions: python-telegram-bot's "
+        "and the database driver's DEBUG lines) into the log; false (the default) writes a placeholder "
+        "instead. Secrets never reach the log either way.",
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -56,7 +66,7 @@ def read_log_settings() -> LogSettings:
     except ValidationError as error:
         problem = error.errors()[0]
         name = f"CLIPCHAT_{str(problem['loc'][0]).upper()}"
-        valid = ", ".join(LEVELS) if name == "CLIPCHAT_LOG_LEVEL" else "text, json"
+        valid = {"CLIPCHAT_LOG_LEVEL": ", ".join(LEVELS), "CLIPCHAT_LOG_FORMAT": "text, json"}.get(name, "true, false")
         raise InvalidConfig(detail=f"{name} must be one of {valid}, not {problem.get('input')!r}") from None
 
 
@@ -82,6 +92,7 @@ def configure_logging(settings: LogSettings, verbose: bool = False, stream=None)
     happens when the root logger has handlers already (clipchat run inside another program, or tests)."""
     global _chosen_level
     _chosen_level = settings.log_level is not None
+    show_content_in_logs(settings.log_content)
     level = logging.getLevelName(settings.log_level or "WARNING")
     if verbose:  # -v: at least INFO, never less verbose than a chosen DEBUG
         level = min(level, logging.INFO)
