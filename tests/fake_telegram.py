@@ -15,6 +15,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 from aiohttp import web
 
@@ -356,8 +357,8 @@ class FakeTelegram:
             await response.write(self.files[file_id][: len(self.files[file_id]) // 2])
             request.transport.close()
             return response
-        if fault is not None:
-            return web.Response(status=fault)
+        if fault is not None:  # in plain text, as a file server answers, not the Bot API's JSON
+            return web.Response(status=fault, text=f"{fault}: {HTTPStatus(fault).phrase}")
         return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
 

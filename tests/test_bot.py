@@ -478,6 +478,23 @@ async def test_a_photo_telegram_no_longer_serves_gets_a_polite_reply(start_bot, 
     assert "unhandled error" not in caplog.text
 
 
+async def test_a_download_answered_404_in_plain_text_is_one_info_line(start_bot, telegram, understood, caplog):
+    """PTB logged the 404's body, which is not JSON, as an ERROR with a traceback ("Can not load invalid JSON
+    data"), although clipchat handles the 404 and tells the sender."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    await start_bot()
+    photo = telegram.add_file(jpeg(understood[0].image), download_status=404)
+    telegram.push({"message": telegram.message(private(96), user(96), photo=photo)})
+    [reply] = await telegram.wait_replies(96, 1)
+    assert "couldn't fetch that file" in reply.text
+    troubles = [(r.name, r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not troubles and not [r for r in caplog.records if r.exc_info or r.exc_text]
+    [said] = [r for r in caplog.records if "Not Found" in r.getMessage()]
+    assert said.levelno == logging.INFO and "404" in said.getMessage()
+
+
 async def test_a_refused_request_is_reported_as_refused_and_the_user_still_hears_back(start_bot, telegram, caplog):
     """BadRequest is a NetworkError in PTB: it was logged as "Telegram unreachable" and nobody heard back."""
     await start_bot()

@@ -47,6 +47,7 @@ from .monitoring import MeteredRateLimiter, MetricsServer, UpdateCounter, counte
 from .ordering import PerUserOrder
 from .redaction import redact_token_in_logs
 from .sending import SEND_DEADLINE_S, reply
+from .telegram_chat import QuietRequest
 from .telegram_io import addressed, where
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,7 @@ def build_application(
         # Every update in progress may be sending at once (PTB's default pool, 256 connections with a
         # 1 s wait, dropped replies under a flood), plus the jobs; a request that finds the pool full
         # (chat actions run beside their updates) waits its turn as long as a send may take.
-        .connection_pool_size(settings.max_concurrent_updates + 8)
-        .pool_timeout(SEND_DEADLINE_S)
+        .request(QuietRequest(connection_pool_size=settings.max_concurrent_updates + 8, pool_timeout=SEND_DEADLINE_S))
         .context_types(ContextTypes(context=BotContext, bot_data=BotData))
         .post_init(post_init)
         .post_shutdown(post_shutdown)

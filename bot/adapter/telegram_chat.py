@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 
 from telegram import Bot, Message
 from telegram.constants import ChatAction
-from telegram.error import BadRequest, InvalidToken, NetworkError
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
+from telegram.request import HTTPXRequest
 
 from clipchat.errors import BadImage, Unavailable
 from clipchat.i18n import N_
@@ -15,6 +18,8 @@ from clipchat.metrics import STAGE_SECONDS
 
 from ..core.incoming import PhotoFile
 from .sending import chat_action, reply, with_retries
+
+log = logging.getLogger(__name__)
 
 SLOW_DOWNLOAD = N_("Telegram took too long to give me that file. Could you send it again in a moment?")
 
@@ -112,3 +117,20 @@ async def download(bot: Bot, message: Message, photo: PhotoFile, max_bytes: int,
     if len(data) > max_bytes:
         raise too_big
     return data
+
+
+class QuietRequest(HTTPXRequest):
+    """PTB's HTTP client, without its ERROR and traceback for an answer that is not JSON.
+
+    The file server answers an expired or deleted file with 404 and a plain-text body; PTB logged that body as
+    "Can not load invalid JSON data" with a traceback, then raised the 404 anyway, which `download` handles
+    (the sender is told, the log gets one INFO line). The error raised is PTB's own, with the body in its
+    message, so nothing is lost: the body is logged here at DEBUG only."""
+
+    @staticmethod
+    def parse_json_payload(payload: bytes) -> dict:
+        try:
+            return json.loads(payload.decode("utf-8", "replace"))
+        except ValueError as error:
+            log.debug("not JSON: %r", payload[:200])
+            raise TelegramError("Invalid server response") from error
