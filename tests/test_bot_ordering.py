@@ -120,3 +120,33 @@ async def test_a_press_joins_its_pressers_queue_and_forgetting_waits_for_the_ide
         asyncio.gather(here.do_process_update(update(1, 5), identity_work()), later(other)), timeout=10
     )
     assert events == ["start 5", "end 5", "forget 5"]
+
+
+async def test_a_sender_over_the_limit_in_groups_is_told_once_per_group(telegram) -> None:
+    """In a group the extra updates were dropped without a word: only a private chat heard SLOW_DOWN."""
+    from telegram import Bot
+
+    from bot.adapter.ordering import SLOW_DOWN
+    from tests.conftest import BOT_TOKEN
+    from tests.fake_telegram import group
+
+    async with Bot(BOT_TOKEN, base_url=telegram.base_url) as bot:
+        processor = PerUserOrder(per_user=1)
+
+        def said(update_id: int, chat_id: int) -> Update:
+            message = {"message_id": update_id, "date": 0, "chat": group(chat_id), "from": user(7), "text": "hi"}
+            return Update.de_json({"update_id": update_id, "message": message}, bot)
+
+        async def nothing() -> None:
+            pass
+
+        release = asyncio.Event()
+        running = asyncio.create_task(processor.do_process_update(said(1, -100123), release.wait()))
+        await asyncio.sleep(0)  # its sender's queue is full now
+        for update_id, chat_id in [(2, -100123), (3, -100123), (4, -100456), (5, -100456)]:
+            await processor.do_process_update(said(update_id, chat_id), nothing())
+        release.set()
+        await running
+    assert processor.dropped == 4
+    for chat_id in (-100123, -100456):
+        assert [call.text for call in telegram.replies(chat_id)] == [SLOW_DOWN]

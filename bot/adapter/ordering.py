@@ -4,7 +4,8 @@ Updates of different users run concurrently (so one slow photo never stalls
 other chats); one user's updates run one after another, in the order Telegram
 sent them, and with `shared` set (storage.SharedOrder), across every bot process
 on the same database. A user with `per_user` updates already waiting is asked to slow down
-and the extra update is dropped, so a flood cannot starve everyone else.
+(once per chat they flood, private or group, until their queue drains) and the extra update is
+dropped, so a flood cannot starve everyone else.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class PerUserOrder(BaseUpdateProcessor):
         self.per_user = per_user
         self._locks: dict[int, asyncio.Lock] = {}
         self._waiting: Counter[int] = Counter()
-        self._warned: set[int] = set()
+        self._warned: dict[int, set[int]] = {}  # sender -> the chats it was asked to slow down in, while full
         self.dropped = 0
         self.shared = shared  # storage.SharedOrder when several processes serve this bot
 
@@ -92,7 +93,7 @@ class PerUserOrder(BaseUpdateProcessor):
             else:
                 del self._waiting[key]
                 self._locks.pop(key, None)
-                self._warned.discard(key)
+                self._warned.pop(key, None)
 
     async def settled(self, key: int, update_id: int) -> None:
         """Return once `key`'s updates that came before `update_id` are done, here and (with `shared`) in every
@@ -114,9 +115,10 @@ class PerUserOrder(BaseUpdateProcessor):
     async def _slow_down(self, update: Update, key: int) -> None:
         log.info("queue of %s is full (%d waiting); dropped an update", key, self.per_user)
         message = update.effective_message
-        if key in self._warned or message is None or message.chat.type != ChatKind.PRIVATE:
-            return
-        self._warned.add(key)
+        warned = self._warned.setdefault(key, set())
+        if message is None or message.chat.type == ChatKind.CHANNEL or message.chat.id in warned:
+            return  # a channel's posts have no one to tell
+        warned.add(message.chat.id)
         try:
             user = update.effective_user  # the sender's own language: a flood is no time to read the chat's
             await message.reply_text(translator(choose(None, user.language_code if user else None))(SLOW_DOWN))
