@@ -6,8 +6,9 @@ PostgreSQL when DATABASE_URL says so. Migrations are Alembic's and run at start-
 
 from __future__ import annotations
 
+import contextlib
 import errno
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -17,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from clipchat.errors import StorageDown
 from clipchat.metrics import STAGE_SECONDS
 
 if TYPE_CHECKING:
@@ -162,9 +164,10 @@ async def write_with_retry(
 
     A restart drops every pooled connection; the next attempt gets a new one, so
     the user's turn is written late rather than lost. No retry starts after `deadline`
-    seconds: a database that stays down fails the write (a transaction, so nothing half-written).
+    seconds: a database that stays down (or full) fails the write with StorageDown (a transaction, so
+    nothing half-written).
     """
-    with STAGE_SECONDS.labels("database").time():  # retries included: the wait the caller saw
+    with STAGE_SECONDS.labels("database").time(), storage_down():  # retries included: the wait the caller saw
         async for attempt in retrying(
             is_transient,
             attempts=attempts,
@@ -202,8 +205,33 @@ def is_full(error: BaseException) -> bool:
 
 
 def unavailable(error: BaseException) -> bool:
-    """The database cannot serve this now (down, timed out, full): the user should come back later."""
-    return is_transient(error) or is_full(error)
+    """The database cannot serve this now (down, timed out, full): the user should come back later.
+
+    Only for an error raised by a database call: an OSError or a timeout reads as the database's here.
+    Outside storage, StorageDown (raised by `storage_down`, `write_with_retry` and `reading`) says it."""
+    return isinstance(error, StorageDown) or is_transient(error) or is_full(error)
+
+
+@contextlib.contextmanager
+def storage_down() -> Iterator[None]:
+    """The boundary of the storage layer: a database that cannot serve (`unavailable`) leaves as StorageDown,
+    so that callers never take an OSError or a timeout from elsewhere for the database's."""
+    try:
+        yield
+    except StorageDown:
+        raise
+    except Exception as error:
+        if not unavailable(error):
+            raise
+        raise StorageDown(detail=f"{type(error).__name__}: {error}") from error
+
+
+@contextlib.asynccontextmanager
+async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for reads, whose unavailable database leaves as StorageDown (`storage_down`)."""
+    with storage_down():
+        async with sessions() as session:
+            yield session
 
 
 def _is_connection_error(error: DBAPIError) -> bool:

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from .database import changed_rows
+from .database import changed_rows, reading
 from .models import AccessStatus, Usage, UsageKind, UsageScope, UserAccess, utcnow
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class AccessList:
         self._reading: asyncio.Task[None] | None = None
 
     async def refresh(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        async with sessions() as session:
+        async with reading(sessions) as session:
             rows = await session.execute(select(UserAccess.user_id, UserAccess.status))
         self._status = dict(rows.tuples().all())
         self._read_at = time.monotonic()

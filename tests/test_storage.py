@@ -509,3 +509,35 @@ async def test_shared_order_lets_each_users_oldest_update_go_first(sessions) -> 
     assert not later.done()  # 12 waits while 11 runs
     await order.done(7, 11)
     await asyncio.wait_for(later, 2)
+
+
+async def test_a_database_that_stays_down_is_storage_down_and_other_os_errors_are_not(tmp_path) -> None:
+    """`unavailable()` took any OSError for the database: a full disk elsewhere or a socket error to Telegram
+    was reported as "database unavailable". The storage layer now says StorageDown itself."""
+    from clipchat.errors import StorageDown
+    from storage import connect_database, make_sessionmaker, write_with_retry
+
+    engine = connect_database(f"sqlite+aiosqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")
+    try:
+        with pytest.raises(StorageDown):
+            await write_with_retry(
+                make_sessionmaker(engine), lambda session: session.execute(text("SELECT 1")), attempts=2, deadline=1
+            )
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OSError(28, "No space left on device", "/tmp/upload"), ConnectionResetError("Connection reset by peer")],
+    ids=["a full disk elsewhere", "a socket error"],
+)
+async def test_an_os_error_outside_the_database_is_not_reported_as_the_database(error, caplog) -> None:
+    import logging
+    from types import SimpleNamespace
+
+    from bot.adapter.application import on_error
+
+    caplog.set_level(logging.INFO)
+    await on_error(None, SimpleNamespace(error=error, bot_data=SimpleNamespace(services=None)))
+    assert "database" not in caplog.text and "unhandled error" in caplog.text

@@ -30,7 +30,6 @@ from clipchat.i18n import N_, choose, translator
 from clipchat.kinds import ChatKind
 from clipchat.metrics import ERRORS
 from storage import StorageSettings
-from storage.database import unavailable
 from vision import VisionModels, load_models
 from vision.catalog.settings import VisionSettings
 
@@ -246,7 +245,10 @@ async def on_error(update: object, context: BotContext) -> None:
         return
     ERRORS.labels(type(error).__name__).inc()
     message = update.effective_message if isinstance(update, Update) else None
-    if isinstance(error, UserError):
+    if isinstance(error, StorageDown):  # the database stayed unreachable through the retries, or is full
+        log.warning("database unavailable, update answered with 'try again': %s", error.detail)
+        text = StorageDown.user_message
+    elif isinstance(error, UserError):
         log.info("%s: %s", type(error).__name__, error.detail)
         text = error.user_message
         if not text:  # already said (a budget refused again the same day): nothing more to tell
@@ -254,9 +256,6 @@ async def on_error(update: object, context: BotContext) -> None:
     elif isinstance(error, ClipchatError):  # the operator's to fix: say so in the log, apologise in the chat
         log.error("%s: %s", type(error).__name__, error.detail)
         text = SORRY
-    elif unavailable(error):  # the database stayed unreachable through the retries, or is full
-        log.warning("database unavailable, update answered with 'try again': %s: %s", type(error).__name__, error)
-        text = StorageDown.user_message
     elif isinstance(error, Forbidden):
         log.info("not allowed to write there (blocked, or removed from the chat): %s", error)
         return
@@ -283,7 +282,7 @@ async def _reply_language(context: BotContext, message, error: BaseException) ->
     """The language to answer an error in; the chat's setting is not read when the database is what failed."""
     here = where(message)
     services = context.bot_data.services
-    if isinstance(error, StorageDown) or unavailable(error) or services is None:
+    if isinstance(error, StorageDown) or services is None:
         return choose(None, here.language)
     try:
         return await records.language(services, here)

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from clipchat.errors import UserError
+from clipchat.errors import StorageDown, UserError
 from clipchat.i18n import N_
 from clipchat.kinds import ChatKind
 from storage import (
@@ -32,7 +32,6 @@ from storage import (
     use,
     write_with_retry,
 )
-from storage.database import unavailable
 
 from .incoming import Where
 from .services import Services
@@ -164,9 +163,7 @@ async def access(
     identities = [identity for identity in (user_id, sender_chat_id) if identity is not None]
     try:
         said = await services.access.status_of(services.sessions, identities)
-    except Exception as error:
-        if not unavailable(error):
-            raise
+    except StorageDown as error:
         log.warning("database unavailable: allow-lists alone decide for user %s: %s", user_id, error)
         said = []
     if AccessStatus.BANNED in said:

@@ -61,7 +61,7 @@ async def statistics_for(services: Services, user_id: int | None, language: str 
     """Row counts, for operators only."""
     if user_id is None or user_id not in services.settings.admin_ids:
         return translator(language)(ONLY_OPERATORS)
-    async with services.sessions() as session:
+    async with services.reading() as session:
         counts = await statistics(session)
     return "\n".join(f"{name}: {value}" for name, value in counts.items())
 
@@ -81,6 +81,6 @@ async def purge_expired(services: Services) -> tuple[int, Removed]:
 async def upkeep(services: Services) -> str:
     """Refresh planner statistics and trim the SQLite log; returns a line saying what the bot holds."""
     done = await maintain(services.database)
-    async with services.sessions() as session:
+    async with services.reading() as session:
         counts = await statistics(session)
     return f"database maintenance ({done}); rows {counts}; model queues {services.models.queue_depths()}"

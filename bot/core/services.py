@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clipchat.metrics import STAGE_SECONDS
-from storage import AccessList, EmbeddingIndex, StorageSettings, connect_database, make_sessionmaker, upgrade
+from storage import AccessList, EmbeddingIndex, StorageSettings, connect_database, make_sessionmaker, reading, upgrade
 from storage.update_order import SharedOrder
 
 from ..engine import Models
@@ -34,9 +34,10 @@ class Services:
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads, timed as the `database` stage (writes are timed by `write_with_retry`)."""
+        """A session for reads, timed as the `database` stage (writes are timed by `write_with_retry`); a
+        database that cannot serve raises StorageDown."""
         with STAGE_SECONDS.labels("database").time():
-            async with self.sessions() as session:
+            async with reading(self.sessions) as session:
                 yield session
 
     async def close(self) -> None:

@@ -30,7 +30,7 @@ from telegram.ext import AIORateLimiter, ExtBot
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from clipchat.errors import BadImage, ClipchatError, OperatorError
+from clipchat.errors import BadImage, ClipchatError, OperatorError, StorageDown
 from storage import StorageSettings, connect_database, make_sessionmaker, upgrade, write_with_retry
 from storage.database import unavailable
 from storage.reindex import (
@@ -153,7 +153,7 @@ async def _main(
                 )
         finally:
             embedder.close()
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, StorageDown) as error:
         if not unavailable(error):
             raise
         raise OperatorError(
@@ -282,7 +282,10 @@ async def reindex(
         heart.cancel()
         try:
             await write_with_retry(sessions, lambda session: end_run(session, run_id))
-        except SQLAlchemyError as error:  # its heartbeat stops, so bots stop announcing it within a minute
+        except (
+            SQLAlchemyError,
+            StorageDown,
+        ) as error:  # its heartbeat stops, so bots stop announcing it within a minute
             log.warning("could not remove the re-index run's row (%s); it expires on its own", error)
     return tally
 
@@ -364,5 +367,5 @@ async def _heartbeat(sessions, run_id: int) -> None:
         await asyncio.sleep(BEAT_S)
         try:
             await write_with_retry(sessions, lambda session: beat(session, run_id))
-        except SQLAlchemyError as error:
+        except (SQLAlchemyError, StorageDown) as error:
             log.warning("re-index heartbeat not written (%s); trying again in %g s", error, BEAT_S)
