@@ -268,3 +268,26 @@ async def test_run_with_a_revoked_token_says_so_in_one_line_without_the_token(
     assert "Traceback" not in output and revoked not in output and revoked.split(":")[1] not in output
     [line] = [line for line in output.splitlines() if not line[:4].isdigit()]
     assert line.startswith("clipchat: ") and "@BotFather" in line
+
+
+def test_db_reindex_checks_the_models_first_and_fails_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`db reindex` skipped the check every other model command makes: without the models it went on to the
+    database and Telegram, and loaded CLIP only once photos were waiting, with no line saying what to copy."""
+    from huggingface_hub import constants
+
+    monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.startswith("CLIPCHAT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CLIPCHAT_HUB_CACHE_DIR", str(tmp_path / "hub"))
+    monkeypatch.setenv("CLIPCHAT_MODELS", a_builtin_set())
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://192.0.2.1")  # TEST-NET: asking it would hang, not fail
+    start = time.monotonic()
+    assert main(["db", "reindex", "--url", f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"]) == 2
+    assert time.monotonic() - start < 5
+    [line] = capsys.readouterr().err.splitlines()
+    assert "HF_HUB_OFFLINE" in line and "clipchat prefetch" in line and str(tmp_path / "hub") in line, line
+    assert not (tmp_path / "bot.db").exists()  # before the database

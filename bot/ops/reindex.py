@@ -108,8 +108,12 @@ def _positive(text: str) -> float:
 
 
 def run_reindex(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
+    from vision.catalog.hub import ensure_available
+
     settings = BotSettings()
     redact_token_in_logs(settings.bot_token())  # checked first: a missing token says how to get one
+    # as every model command: no models (offline, not prefetched) fails now, in one line, before the database
+    ensure_available(vision_settings.model_set(), vision_settings.hub_cache_dir)
     storage = StorageSettings()
     url = args.url or storage.url()
     try:
