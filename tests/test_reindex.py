@@ -211,3 +211,22 @@ async def test_another_bots_token_stops_the_run_before_marking_anything_gone(
     assert await asyncio.wait_for(asyncio.to_thread(main, argv), 30) == 2
     assert f"Telegram knew none of the first {GONE_BEFORE_ANY} photos" in printed(capsys)
     assert all(model == RETIRED and not gone for model, gone in await rows())  # still waiting, none hidden
+
+
+async def test_a_file_telegram_cannot_serve_for_now_is_retried_not_marked_gone(telegram) -> None:
+    """getFile's "file is temporarily unavailable" is a BadRequest, as "wrong file identifier" is: the run took
+    it for a file that is gone, and marked it so, never to be asked for again."""
+    import pytest
+    from telegram.error import BadRequest
+    from telegram.ext import ExtBot
+
+    from bot.ops.reindex import Gone, _fetch
+
+    file_id, _, _ = telegram.add_file(b"\xff\xd8 a photo")
+    async with ExtBot(BOT_TOKEN, base_url=telegram.base_url, base_file_url=telegram.base_file_url) as bot:
+        telegram.fail("getFile", code=400, description="Bad Request: file is temporarily unavailable")
+        with pytest.raises(BadRequest, match="temporarily unavailable"):
+            await _fetch(bot, file_id, 5.0, 2**20)
+        telegram.fail("getFile", code=400, description="Bad Request: wrong file identifier")
+        with pytest.raises(Gone):
+            await _fetch(bot, file_id, 5.0, 2**20)

@@ -59,6 +59,9 @@ PAGE = 200  # waiting photos read from the database at a time
 # File ids belong to the bot that received them: with another bot's token every photo looks gone. Until one
 # photo comes back, gone ones are only noted, and this many in a row stop the run with nothing marked.
 GONE_BEFORE_ANY = 5
+# getFile's refusals (BadRequest) of a file that is still there: over the public Bot API's 20 MB, or not served
+# for now (a later run asks again); any other refusal ("wrong file identifier", "invalid file_id") is a gone file
+THERE_BUT_NOT_SERVED = ("too big", "temporarily unavailable")
 
 
 class Gone(Exception):
@@ -343,7 +346,7 @@ async def _fetch(bot: ExtBot, file_id: str, timeout: float, max_bytes: int) -> b
                 lambda: bot.get_file(file_id, read_timeout=timeout), retries=2, what="getFile"
             )
         except BadRequest as error:
-            if "too big" in str(error).lower():  # there, but over the public Bot API's 20 MB
+            if any(there in str(error).lower() for there in THERE_BUT_NOT_SERVED):  # not gone: no marking it
                 raise
             raise Gone(str(error)) from error  # "invalid file_id", "wrong file identifier", ...
         if telegram_file.file_size and telegram_file.file_size > max_bytes:  # refused before downloading it
