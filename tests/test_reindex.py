@@ -230,3 +230,27 @@ async def test_a_file_telegram_cannot_serve_for_now_is_retried_not_marked_gone(t
         telegram.fail("getFile", code=400, description="Bad Request: wrong file identifier")
         with pytest.raises(Gone):
             await _fetch(bot, file_id, 5.0, 2**20)
+
+
+async def test_a_file_too_big_for_the_bot_api_is_no_failure(telegram, world_dir) -> None:
+    """A photo over the Bot API's 20 MB (or the bot's own limit) can never be fetched: it was counted as failed
+    on every run, each one ending with "run it again to retry the failed ones" and exit status 1."""
+    from telegram.ext import ExtBot
+
+    from bot.ops.reindex import Embedder, Tally, _reembed
+    from vision.catalog.settings import VisionSettings
+
+    settings = VisionSettings(models=str(world_dir), device="cpu", max_image_bytes=1024)
+    embedder = await Embedder.load(settings, 60.0)
+    try:
+        huge, _, _ = telegram.add_file(bytes(1025))  # over CLIPCHAT_MAX_IMAGE_BYTES, as getFile says
+        big = telegram.add_file(b"\xff\xd8 another")[0]
+        telegram.fail("getFile", code=400, description="Bad Request: file is too big")
+        tally = Tally()
+        async with ExtBot(BOT_TOKEN, base_url=telegram.base_url, base_file_url=telegram.base_file_url) as bot:
+            for number, file_id in enumerate((big, huge)):  # refused by getFile, then by the declared size
+                await _reembed(bot, None, embedder, Waiting(number, 1, file_id, RETIRED), 5.0, tally)
+    finally:
+        embedder.close()
+    assert (tally.failed, tally.too_big) == (0, 2)
+    assert "2 too big to fetch" in tally.summary("clip") and "again" not in tally.summary("clip")

@@ -77,12 +77,13 @@ class Tally:
     reembedded: int = 0
     gone: int = 0
     failed: int = 0
+    too_big: int = 0  # over the Bot API's 20 MB or CLIPCHAT_MAX_IMAGE_BYTES: no run can fetch them, no failure
     unconfirmed: list = field(default_factory=list)  # gone photos not yet marked: no photo has come back yet
 
     def summary(self, identity: str) -> str:
         line = (
             f"Re-indexed for CLIP {identity}: {self.reembedded} re-embedded, {self.gone} gone from Telegram, "
-            f"{self.failed} failed."
+            f"{self.failed} failed" + (f", {self.too_big} too big to fetch." if self.too_big else ".")
         )
         return line + (" Run `clipchat db reindex` again to retry the failed ones." if self.failed else "")
 
@@ -315,6 +316,10 @@ async def _reembed(bot: ExtBot, sessions, embedder: Embedder, photo: Waiting, ti
         tally.gone += 1
         return
     except (TelegramError, TimeoutError, OSError, ClipchatError) as error:
+        if _too_big(error):  # no later run can fetch it either: said, not a failure to retry
+            log.info("photo %d (chat %d) is too big to fetch: %s", photo.id, photo.chat_id, error)
+            tally.too_big += 1
+            return
         reason = str(getattr(error, "detail", None) or error) or f"no answer within {timeout:g} s"
         log.warning(
             "photo %d (chat %d) not re-embedded, a later run retries it: %s: %s",
@@ -328,6 +333,13 @@ async def _reembed(bot: ExtBot, sessions, embedder: Embedder, photo: Waiting, ti
     if await write_with_retry(sessions, lambda session: replace_embedding(session, photo, vector, embedder.identity)):
         tally.reembedded += 1  # else deleted meanwhile (/forget, retention) or done by another run
     await _confirm_gone(sessions, tally)
+
+
+def _too_big(error: BaseException) -> bool:
+    """getFile's "file is too big" (over the public Bot API's 20 MB), or a size over the bot's own limit."""
+    if isinstance(error, BadImage):
+        return error.reason == "too_large"
+    return isinstance(error, BadRequest) and "too big" in str(error).lower()
 
 
 async def _confirm_gone(sessions, tally: Tally) -> None:
