@@ -81,7 +81,7 @@ def build_application(
         await application.bot.set_my_commands(commands.MENU)
         for language, code in commands.MENU_LANGUAGES.items():  # the menu in each language the bot speaks
             await application.bot.set_my_commands(commands.commands_in(translator(language)), language_code=code)
-        jobs.schedule(application.job_queue, settings.maintenance_hours)
+        jobs.schedule(application.job_queue, settings.maintenance_hours, settings.heartbeat_s)
         log.info("clipchat is up as @%s", application.bot.username)
 
     async def post_shutdown(application: Application) -> None:
@@ -90,6 +90,8 @@ def build_application(
             await data.services.close()
             data.services = None
         await metrics.stop()
+        if data.exit_status is not None:  # stopped to be restarted: the stuck model thread must not hold the exit
+            jobs.leave(data.exit_status)
 
     application = (
         ApplicationBuilder()
