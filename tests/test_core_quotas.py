@@ -105,6 +105,25 @@ async def test_a_ban_silences_a_person_and_the_channel_they_write_as() -> None:
         assert (await quotas.usage_of(services, "user", ALICE)).status is None
 
 
+async def test_a_ban_or_allowance_of_a_chat_covers_everyone_in_it_and_whoever_writes_as_it() -> None:
+    """A chat's own id was never looked up: a banned group's anonymous admins (sender_chat: the group) and a
+    banned channel's own posts were still served."""
+    group, channel, anonymous_admin = -100, -200, 1087968824
+    async with fake_services(settings(allowed_users=[ALICE])) as services:
+        await quotas.set_user_access(services, group, AccessStatus.BANNED, OPERATOR)
+        assert await quotas.access(services, anonymous_admin, group, sender_chat_id=group) == quotas.Verdict.BANNED
+        assert await quotas.access(services, ALICE, group) == quotas.Verdict.BANNED, "everyone in it"
+        assert await quotas.access(services, OPERATOR, group) == quotas.Verdict.SERVED
+        assert await quotas.access(services, ALICE, -101) == quotas.Verdict.SERVED
+        await quotas.set_user_access(services, channel, AccessStatus.BANNED, OPERATOR)
+        assert await quotas.access(services, None, channel, sender_chat_id=channel) == quotas.Verdict.BANNED
+        await quotas.set_user_access(services, channel, AccessStatus.ALLOWED, OPERATOR)
+        assert await quotas.access(services, None, channel, sender_chat_id=channel) == quotas.Verdict.SERVED
+        assert await quotas.access(services, BOB, channel) == quotas.Verdict.SERVED, "allowed: past the allow-lists"
+        await quotas.set_user_access(services, BOB, AccessStatus.BANNED, OPERATOR)
+        assert await quotas.access(services, BOB, channel) == quotas.Verdict.BANNED, "a ban beats an allowance"
+
+
 async def test_the_allow_lists_keep_strangers_outside_unless_an_operator_allows_them() -> None:
     async with fake_services(settings(allowed_users=[ALICE], allowed_chats=[-100])) as services:
         assert await quotas.access(services, ALICE, ALICE) == quotas.Verdict.SERVED

@@ -202,7 +202,7 @@ async def check_access(update: Update, context: BotContext) -> None:
         context.services,
         user.id if user else None,
         chat.id if chat else None,
-        sender_chat.id if sender_chat is not None and chat is not None and sender_chat.id != chat.id else None,
+        sender_chat.id if sender_chat is not None else None,
     )
     if verdict == quotas.Verdict.SERVED:
         return
