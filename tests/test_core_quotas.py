@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from bot.core import photos, quotas, records, talk
+from bot.core.incoming import Where
 from bot.core.settings import BotSettings
+from clipchat.kinds import ChatKind
 from storage import AccessList, AccessStatus, connect_database, make_sessionmaker
 from tests.fakes import PRIVATE, FakeChat, fake_services, in_group, photo_message
 
@@ -158,3 +160,16 @@ async def test_the_busiest_senders_are_listed_for_operators() -> None:
         for number in range(3):
             await photos.on_photo(services, photo_message(PRIVATE, message_id=number), chat)
         assert await quotas.heaviest(services, "user") == [(PRIVATE.user_id, "photos", 3)]
+
+
+async def test_a_ban_follows_a_group_to_its_supergroup_at_once_in_this_process() -> None:
+    old, new = -4_001, -1_000_000_004_001
+    async with fake_services(settings()) as services:
+        await quotas.set_user_access(services, old, AccessStatus.BANNED, OPERATOR)
+        await records.set_switch(services, Where(old, ChatKind.GROUP, ALICE), "language", "es")
+        moved = await records.chat_upgraded(services, old, new)
+        assert moved.settings and moved.access == AccessStatus.BANNED
+        assert await quotas.access(services, BOB, new) == quotas.Verdict.BANNED, "no wait for the list's refresh"
+        assert await quotas.access(services, BOB, old) == quotas.Verdict.SERVED
+        assert (await records.switches(services, new)).language == "es"
+        assert not (await records.chat_upgraded(services, old, new)).anything

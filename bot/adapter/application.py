@@ -172,8 +172,13 @@ def serve_locally(
 
 
 def add_routes(application: Application) -> None:
-    """All routing in one place; handler group -1 guards access before anything runs."""
-    application.add_handler(TypeHandler(Update, UpdateCounter()), group=-2)  # every update, refused ones too
+    """All routing in one place; handler group -1 guards access before anything runs but the update counter
+    and a group's upgrade to a supergroup, which answer nobody."""
+    application.add_handler(TypeHandler(Update, UpdateCounter()), group=-3)  # every update, refused ones too
+    # A group's upgrade to a supergroup moves its records (its ban among them) before the access check, which
+    # would refuse both announcements of an upgrade by a banned owner: the settings would stay behind, and a
+    # banned group would come back under its new id.
+    application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, handlers.on_upgrade), group=-2)
     application.add_handler(TypeHandler(Update, check_access), group=-1)
     channel = filters.UpdateType.CHANNEL_POST
     private = filters.ChatType.PRIVATE

@@ -111,6 +111,16 @@ def named_by_message(message: Message) -> Named | None:
     return Named(subject_id, Sender.CHANNEL if sender_chat.type == ChatKind.CHANNEL else Sender.CHAT, sender_chat.title)
 
 
+def upgrade_of(message: Message) -> tuple[int, int]:
+    """(old id, new id) of a group that became a supergroup, from either chat's announcement: the old
+    group's last message (`migrate_to_chat_id`) or the supergroup's first (`migrate_from_chat_id`)."""
+    if message.migrate_to_chat_id is not None:
+        return message.chat_id, message.migrate_to_chat_id
+    if message.migrate_from_chat_id is not None:
+        return message.migrate_from_chat_id, message.chat_id
+    raise Misrouted(f"message {message.message_id} reached the upgrade handler without migrate_*_chat_id")
+
+
 def writes_as_chat(message: Message) -> bool:
     """The sender hides behind a group or channel identity that others may share."""
     sender = sender_id(message)
