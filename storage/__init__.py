@@ -4,6 +4,7 @@ Callers open one session per update from the sessionmaker built at start-up and
 pass it to the data functions here. This package never imports `telegram`.
 """
 
+from .chat_moves import Moved, move_chat
 from .chat_settings import SWITCHES, Switches, chat_switches, set_chat_switch
 from .context import (
     NewImage,
@@ -67,6 +68,7 @@ __all__ = [
     "ChatSettings",
     "EmbeddingIndex",
     "ImageRecord",
+    "Moved",
     "NewImage",
     "Removed",
     "StorageSettings",
@@ -89,6 +91,7 @@ __all__ = [
     "image_under_discussion",
     "maintain",
     "make_sessionmaker",
+    "move_chat",
     "open_database",
     "purge_older_than",
     "purge_usage_before",

@@ -64,27 +64,35 @@ def table(rows: list[Row]) -> list[str]:
     ]
 
 
-def resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
+def resident_bytes(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 class Watch(logging.Handler):
-    """Log records and peak resident memory (sampled every 10 ms) while a fault plays out."""
+    """Log records and peak resident memory (sampled every 10 ms) while a fault plays out: this process's,
+    or with `pid` a bot running in another one (until it ends; its log records are the test's to add)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pid: int | str = "self") -> None:
         super().__init__(level=logging.DEBUG)
         self.records: list[logging.LogRecord] = []
-        self.baseline = self.peak = resident_bytes()
+        self.pid = pid
+        self.baseline = self.peak = resident_bytes(pid)
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
 
+    def _resident(self) -> int:
+        try:
+            return resident_bytes(self.pid)
+        except (FileNotFoundError, ProcessLookupError):  # the process watched has ended
+            return 0
+
     def _sample(self) -> None:
         while not self._stop.wait(0.01):
-            self.peak = max(self.peak, resident_bytes())
+            self.peak = max(self.peak, self._resident())
 
     def __enter__(self) -> Watch:
         root = logging.getLogger()
@@ -102,7 +110,7 @@ class Watch(logging.Handler):
 
     @property
     def peak_mb(self) -> float:
-        return (max(self.peak, resident_bytes()) - self.baseline) / 2**20
+        return (max(self.peak, self._resident()) - self.baseline) / 2**20
 
     def tracebacks(self) -> list[str]:
         """Errors nobody handled. PTB's HTTP layer is left out: it logs, with a traceback, the empty body of

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from datetime import date
 
+import pytest
 from sqlalchemy import func, select
 
 from storage import ImageRecord
@@ -161,3 +162,68 @@ async def test_a_ban_made_by_another_process_applies_here_without_holding_update
 
 async def _answers_banned(access, sessions) -> bool:
     return await access.status_of(sessions, [5]) == ["banned"]
+
+
+OLD_GROUP = {"id": -4_001, "type": "group", "title": "Garden club"}
+SUPERGROUP = {"id": -1_000_000_004_001, "type": "supergroup", "title": "Garden club"}
+
+
+def announce_upgrade(telegram, old: dict, new: dict, by: dict, first: str = "old group") -> None:
+    """What Telegram sends when a group becomes a supergroup: the old group's last message, and the new one's
+    first, both from whoever upgraded it."""
+    to_new = telegram.message(old, by)
+    to_new["migrate_to_chat_id"] = new["id"]
+    from_old = telegram.message(new, by)
+    from_old["migrate_from_chat_id"] = old["id"]
+    for announcement in (to_new, from_old) if first == "old group" else (from_old, to_new):
+        telegram.push({"message": announcement})
+
+
+@pytest.mark.parametrize("first", ["old group", "new supergroup"])
+async def test_a_group_upgraded_to_a_supergroup_keeps_its_settings_and_photos(start_bot, telegram, understood, first):
+    """Nothing read migrate_to_chat_id / migrate_from_chat_id: the supergroup started over with the defaults
+    (indexing on, each sender's language) and /search there found none of the group's photos."""
+    from bot.adapter.admin import LABELS
+    from clipchat.i18n import name_of, translator
+
+    await start_bot()
+    old, new = OLD_GROUP, SUPERGROUP
+    admin, member = user(41), user(42)
+    telegram.admins[old["id"]] = telegram.admins[new["id"]] = {admin["id"]}
+    before = understood[0]
+    posted = send_photo(telegram, old, member, before.image, caption=f"@{USERNAME} look")
+    await last_reply_after(telegram, old["id"], 1)
+    send_text(telegram, old, admin, "/settings index off")
+    send_text(telegram, old, admin, "/settings language es")
+    await telegram.wait_replies(old["id"], 3)
+
+    announce_upgrade(telegram, old, new, admin, first)
+    send_text(telegram, new, admin, "/settings")  # the admin's updates run in order: after both announcements
+    shown = await last_reply_after(telegram, new["id"], 1)
+    es = translator("es")
+    assert es("{setting}: off.", setting=es(LABELS["index_photos"])) in shown, shown
+    assert es("Language: {language}.", language=name_of("es")) in shown, shown
+    send_text(telegram, new, member, f"/search {before.scene.caption}")
+    found = await telegram.wait_for(lambda: telegram.sent("sendPhoto", new["id"]), what="a search result")
+    assert found[0].params["photo"] == posted["photo"][-1]["file_id"]
+
+
+async def test_a_banned_group_upgraded_by_a_banned_owner_stays_banned(start_bot, telegram, bot_settings, caplog):
+    """The upgrade is moved before the access check. Refused there, like any update from a banned person,
+    both announcements would have left the group's ban (and settings) on the old id, and let the group back
+    in under its new one."""
+    caplog.set_level(logging.INFO)  # refusals (the adapter) and moves (the core) are logged
+    await start_bot(bot_settings.model_copy(update={"admin_ids": [OPERATOR]}))
+    owner, member = user(43), user(44)
+    for banned in (OLD_GROUP["id"], owner["id"]):
+        send_text(telegram, private(OPERATOR), user(OPERATOR), f"/ban {banned}")
+    await telegram.wait_replies(OPERATOR, 2)
+    announce_upgrade(telegram, OLD_GROUP, SUPERGROUP, owner)
+    await eventually(
+        lambda: f"group {OLD_GROUP['id']} became supergroup {SUPERGROUP['id']}" in caplog.text, what="the move"
+    )
+    send_text(telegram, SUPERGROUP, member, "/help")
+    await eventually(
+        lambda: f"refused update from user 44 in chat {SUPERGROUP['id']} (banned)" in caplog.text,
+        what="the supergroup refused as its group was",
+    )

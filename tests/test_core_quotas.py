@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from bot.core import photos, quotas, records, talk
+from bot.core.incoming import Where
 from bot.core.settings import BotSettings
+from clipchat.kinds import ChatKind
 from storage import AccessList, AccessStatus, connect_database, make_sessionmaker
 from tests.fakes import PRIVATE, FakeChat, fake_services, in_group, photo_message
 
@@ -105,6 +107,25 @@ async def test_a_ban_silences_a_person_and_the_channel_they_write_as() -> None:
         assert (await quotas.usage_of(services, "user", ALICE)).status is None
 
 
+async def test_a_ban_or_allowance_of_a_chat_covers_everyone_in_it_and_whoever_writes_as_it() -> None:
+    """A chat's own id was never looked up: a banned group's anonymous admins (sender_chat: the group) and a
+    banned channel's own posts were still served."""
+    group, channel, anonymous_admin = -100, -200, 1087968824
+    async with fake_services(settings(allowed_users=[ALICE])) as services:
+        await quotas.set_user_access(services, group, AccessStatus.BANNED, OPERATOR)
+        assert await quotas.access(services, anonymous_admin, group, sender_chat_id=group) == quotas.Verdict.BANNED
+        assert await quotas.access(services, ALICE, group) == quotas.Verdict.BANNED, "everyone in it"
+        assert await quotas.access(services, OPERATOR, group) == quotas.Verdict.SERVED
+        assert await quotas.access(services, ALICE, -101) == quotas.Verdict.SERVED
+        await quotas.set_user_access(services, channel, AccessStatus.BANNED, OPERATOR)
+        assert await quotas.access(services, None, channel, sender_chat_id=channel) == quotas.Verdict.BANNED
+        await quotas.set_user_access(services, channel, AccessStatus.ALLOWED, OPERATOR)
+        assert await quotas.access(services, None, channel, sender_chat_id=channel) == quotas.Verdict.SERVED
+        assert await quotas.access(services, BOB, channel) == quotas.Verdict.SERVED, "allowed: past the allow-lists"
+        await quotas.set_user_access(services, BOB, AccessStatus.BANNED, OPERATOR)
+        assert await quotas.access(services, BOB, channel) == quotas.Verdict.BANNED, "a ban beats an allowance"
+
+
 async def test_the_allow_lists_keep_strangers_outside_unless_an_operator_allows_them() -> None:
     async with fake_services(settings(allowed_users=[ALICE], allowed_chats=[-100])) as services:
         assert await quotas.access(services, ALICE, ALICE) == quotas.Verdict.SERVED
@@ -139,3 +160,16 @@ async def test_the_busiest_senders_are_listed_for_operators() -> None:
         for number in range(3):
             await photos.on_photo(services, photo_message(PRIVATE, message_id=number), chat)
         assert await quotas.heaviest(services, "user") == [(PRIVATE.user_id, "photos", 3)]
+
+
+async def test_a_ban_follows_a_group_to_its_supergroup_at_once_in_this_process() -> None:
+    old, new = -4_001, -1_000_000_004_001
+    async with fake_services(settings()) as services:
+        await quotas.set_user_access(services, old, AccessStatus.BANNED, OPERATOR)
+        await records.set_switch(services, Where(old, ChatKind.GROUP, ALICE), "language", "es")
+        moved = await records.chat_upgraded(services, old, new)
+        assert moved.settings and moved.access == AccessStatus.BANNED
+        assert await quotas.access(services, BOB, new) == quotas.Verdict.BANNED, "no wait for the list's refresh"
+        assert await quotas.access(services, BOB, old) == quotas.Verdict.SERVED
+        assert (await records.switches(services, new)).language == "es"
+        assert not (await records.chat_upgraded(services, old, new)).anything

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import logging
 import os
+import random
+import signal
 import sqlite3
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -155,6 +161,56 @@ async def test_a_hostile_album_burst_on_full_size_models(telegram, bot_settings,
     assert row.peak_rss_mb < 1024
 
 
+def big_png(seed: int, megabytes: int = 16) -> bytes:
+    """A PNG of noise, stored uncompressed: `megabytes` MB on the wire, about as many decoded."""
+    side = int((megabytes * 2**20 / 3) ** 0.5)
+    noise = random.Random(seed).randbytes(side * side * 3)
+    return encode(Image.frombytes("RGB", (side, side), noise), "PNG", compress_level=0)
+
+
+async def test_a_12_identity_album_flood_of_16_mb_documents(start_bot, telegram, understood):
+    """One person writing as 12 channels in a supergroup, each an album of 10 documents of 16 MB (20 distinct
+    files, each re-sent): memory stays bounded, every album hears an answer or "busy", and someone else's
+    photo during the flood gets its caption."""
+    from tests.fake_telegram import USERNAME
+
+    app = await start_bot()
+    await warmed_up(telegram, understood[0].image)
+    files = [telegram.add_file(big_png(seed)) for seed in range(20)]  # made before watching
+    room = group(-100777)
+    tries = []
+    with Watch() as watch:
+        for identity in range(12):
+            as_channel = {"id": -100500 - identity, "type": "channel", "title": f"Channel {identity}"}
+            first = None
+            for number in range(10):
+                message = telegram.message(
+                    room,
+                    None,
+                    document=files[(identity * 10 + number) % len(files)],
+                    mime_type="image/png",
+                    media_group_id=f"flood-{identity}",
+                    sender_chat=as_channel,
+                    caption=f"@{USERNAME} what are these?" if number == 0 else None,
+                )
+                telegram.push({"message": message})
+                first = first or message
+            tries.append(Try(room["id"], first["message_id"], answer=True))
+        await asyncio.sleep(0.5)  # the flood is under way
+        bystander = send_photo(telegram, private(7100), user(7100), understood[1].image)
+        tries.append(Try(7100, bystander["message_id"], answer=True))
+        heard = (await telegram.wait_replies(7100, 1, timeout=300))[0].text
+        await telegram.wait_for(
+            lambda: {t.message_id for t in tries} <= {c.reply_to for c in telegram.sent("sendMessage")},
+            timeout=600,
+            what="an answer to every album",
+        )
+    row = await account("12-identity album flood of 16 MB documents", telegram, sessions_of(app), tries, watch)
+    assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
+    assert heard not in refusals() and understood[1].scene.shape in heard
+    assert row.peak_rss_mb < 1024
+
+
 async def test_429_storms_and_5xx_from_the_bot_api_delay_replies_but_lose_none(start_bot, telegram, understood):
     app = await start_bot()
     telegram.fail("sendMessage", times=10, code=429, retry_after=1)
@@ -222,7 +278,7 @@ async def test_a_hung_model_call_times_out_and_fails_the_health_check(start_bot,
         await asyncio.sleep(0.5)
         os.utime(heartbeat, (time.time() - 3600, time.time() - 3600))  # the last beat was long ago
         await jobs.heartbeat(context)
-        assert alive(settings).status == FAIL  # stuck: the container is restarted
+        assert alive(settings).status == FAIL  # stuck: the health check fails
         released.set()
         await asyncio.sleep(0.5)
         second = send_photo(telegram, private(8301), user(8301), understood[1].image)
@@ -232,6 +288,164 @@ async def test_a_hung_model_call_times_out_and_fails_the_health_check(start_bot,
         assert alive(settings).status == OK
     row = await account("a hung model call (2 s limit)", telegram, sessions_of(app), tries, watch)
     assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
+
+
+class BotProcess:
+    """A bot in a subprocess (`clipchat run`, or `args`), its JSON log read as it comes, as log records."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.args, self.env, self.cwd = args, env, cwd
+        self.lines: list[str] = []
+        self.records: list[logging.LogRecord] = []
+
+    async def start(self) -> BotProcess:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.args, env=self.env, cwd=self.cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        self._reading = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        while line := (await self.process.stdout.readline()).decode():
+            self.lines.append(line)
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # not a log record: a warning Python printed, say
+            level = logging.getLevelName(entry.get("level", "INFO"))
+            self.records.append(
+                logging.makeLogRecord(
+                    {
+                        "name": entry.get("logger", ""),
+                        "levelno": level,
+                        "levelname": entry.get("level"),
+                        "msg": entry.get("message", ""),
+                        "exc_text": entry.get("exception"),
+                    }
+                )
+            )
+
+    async def ended(self, timeout: float) -> int:
+        """The exit status, once the process has ended on its own and its log is read."""
+        try:
+            status = await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            self.process.kill()
+            await self._reading
+            raise AssertionError(f"still running after {timeout:g} s: {self.log[-3000:]}") from None
+        await self._reading
+        return status
+
+    async def interrupt(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return await self.ended(60)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+
+@pytest.fixture
+async def spawn():
+    """Start bots in subprocesses (`BotProcess`); one still running when the test ends is killed."""
+    bots: list[BotProcess] = []
+
+    async def start(args: list[str], env: dict[str, str], cwd: Path) -> BotProcess:
+        bots.append(await BotProcess(args, env, cwd).start())
+        return bots[-1]
+
+    yield start
+    for bot in bots:
+        if bot.process.returncode is None:
+            bot.process.kill()
+            await bot.process.wait()
+
+
+async def doctor_alive(env: dict[str, str]) -> int:
+    """`clipchat doctor --alive`'s exit status (run beside the event loop: the fake Bot API lives on it)."""
+    from tests.test_bot_cli import command
+
+    doctor = await asyncio.create_subprocess_exec(
+        *command(), "doctor", "--alive", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    return await asyncio.wait_for(doctor.wait(), 120)
+
+
+async def test_a_model_call_stuck_for_good_exits_the_process_and_the_next_start_serves(
+    telegram, world_dir, understood, tmp_path, spawn
+):
+    """A hung GPU never returns: the bot exits non-zero on its own once the batch is stuck past the model
+    timeout and CLIPCHAT_STUCK_EXIT_S (the stuck thread does not hold the exit), which is what systemd's
+    Restart=on-failure and Docker's restart policy act on; the next start, on the same database and state
+    dir, is healthy and answers."""
+    from bot.adapter.jobs import CLEAN_STOP_S
+    from bot.core.heartbeat import EXIT_STUCK
+    from clipchat.errors import TooSlow
+    from storage import connect_database, make_sessionmaker
+    from tests.hanging_models import HANG_FILE
+    from tests.test_bot_cli import bot_environment, command
+
+    hang = tmp_path / "hang"
+    env = bot_environment(
+        telegram,
+        world_dir,
+        tmp_path,
+        CLIPCHAT_STATE_DIR=str(tmp_path / "state"),
+        CLIPCHAT_MODEL_TIMEOUT_S="2",
+        CLIPCHAT_STUCK_EXIT_S="1",
+        CLIPCHAT_HEARTBEAT_S="1",
+        CLIPCHAT_LOG_FORMAT="json",
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+    )
+
+    def started(before: int):
+        return telegram.wait_for(lambda: len(telegram.sent("setMyCommands")) > before, 180, "the bot to start")
+
+    tries = []
+    stuck = await spawn([sys.executable, "-m", "tests.hanging_models", "run"], {**env, HANG_FILE: str(hang)}, tmp_path)
+    await started(0)
+    with Watch(pid=stuck.process.pid) as watch:
+        hang.touch()  # from now on the models hang for good
+        first = send_photo(telegram, private(8700), user(8700), understood[0].image)
+        tries.append(Try(8700, first["message_id"], answer=False))
+        [busy] = await telegram.wait_replies(8700, 1, timeout=30)
+        assert busy.text == TooSlow.user_message
+        hung_at = time.monotonic()
+        status = await stuck.ended(timeout=60)
+        assert status == EXIT_STUCK, stuck.log[-3000:]
+        assert time.monotonic() - hung_at < 2 + 1 + 1 + CLEAN_STOP_S, "it exits once the grace has passed"
+        [exiting] = [r.getMessage() for r in stuck.records if "so that systemd or Docker restarts" in r.getMessage()]
+        assert f"exiting with status {EXIT_STUCK}" in exiting and "stuck on one batch" in exiting
+        assert "did not stop cleanly" not in stuck.log, "the clean stop must not wait for the stuck thread"
+
+        calls = len(telegram.sent("setMyCommands"))
+        # As systemd or Docker would start it; a fresh process's first batch may take over 2 s on a busy CPU
+        again = await spawn([*command(), "run"], {**env, "CLIPCHAT_MODEL_TIMEOUT_S": "60"}, tmp_path)
+        await started(calls)
+        for _ in range(50):  # the first beat comes a second after start-up
+            if await doctor_alive(env) == 0:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("the restarted bot is not alive: " + again.log[-3000:])
+        photo = send_photo(telegram, private(8701), user(8701), understood[1].image)
+        tries.append(Try(8701, photo["message_id"], answer=True))
+        [described] = await telegram.wait_replies(8701, 1, timeout=60)
+        assert "Tags:" in described.text
+        question = send_text(telegram, private(8701), user(8701), "what colour is it?")
+        tries.append(Try(8701, question["message_id"], answer=True))
+        await telegram.wait_replies(8701, 2, timeout=60)
+        assert await again.interrupt() == 0, again.log[-3000:]
+    watch.records += stuck.records + again.records
+    engine = connect_database(env["DATABASE_URL"])
+    try:
+        row = await account(
+            "a model call stuck for good: exit 75, restart", telegram, make_sessionmaker(engine), tries, watch
+        )
+    finally:
+        await engine.dispose()
+    assert (row.replies, row.lost, row.crashes) == (3, 0, 0), watch.tracebacks()
+    assert NO_LEAK not in stuck.log + again.log
 
 
 class Plug:

@@ -6,12 +6,15 @@ bot keys them by `sender_chat`: each group's anonymous admins, and each channel,
 
 from __future__ import annotations
 
-from tests.bot_helpers import send_photo, send_text
-from tests.fake_telegram import group, user
+import logging
+
+from tests.bot_helpers import eventually, send_photo, send_text
+from tests.fake_telegram import channel, group, private, user
 
 GROUP_A, GROUP_B = group(-100701), group(-100702)
 GROUP_A["title"], GROUP_B["title"] = "Group A", "Group B"
 NEWS = {"id": -100703, "type": "channel", "title": "News"}
+OPERATOR = 99
 
 
 async def test_anonymous_admins_of_one_group_cannot_crowd_out_those_of_another(
@@ -115,3 +118,75 @@ async def test_forget_waits_for_an_album_still_being_looked_at(start_bot, telegr
     assert any(call.text.startswith("3 photos:") for call in telegram.replies(7201))  # answered first
     async with app.bot_data.services.sessions() as session:
         assert not any((await rows_about_user(session, 7201)).values())
+
+
+def refused(caplog, user_id: int | None, chat_id: int) -> bool:
+    return f"refused update from user {user_id} in chat {chat_id} (banned)" in caplog.text
+
+
+async def test_a_group_is_banned_by_its_id_and_its_anonymous_admins_with_it(start_bot, telegram, bot_settings, caplog):
+    """/ban in reply to an anonymous admin banned the group's id and said "banned", yet the admin (and everyone
+    else there) was still answered: bans were checked against the person and a channel they wrote as, never
+    against the chat, and the group's own id as sender_chat was dropped."""
+    caplog.set_level(logging.INFO, logger="bot.adapter.application")  # where refusals are logged
+    await start_bot(bot_settings.model_copy(update={"admin_ids": [OPERATOR]}))
+    gid, operator = GROUP_A["id"], user(OPERATOR)
+    anonymous = send_text(telegram, GROUP_A, None, "/help", sender_chat=GROUP_A)
+    await telegram.wait_replies(gid, 1)
+    send_text(telegram, GROUP_A, operator, "/ban", reply_to=anonymous)
+    explained = (await telegram.wait_replies(gid, 2))[-1].text
+    assert "anonymous admin" in explained and f"/ban {gid}" in explained, explained
+    send_text(telegram, GROUP_A, None, "/help", sender_chat=GROUP_A)  # nothing was banned by that
+    assert "/search" in (await telegram.wait_replies(gid, 3))[-1].text
+    send_text(telegram, GROUP_A, operator, f"/ban {gid}")
+    said = (await telegram.wait_replies(gid, 4))[-1].text
+    assert said.startswith(f"Chat {gid} is banned") and "everyone in it" in said, said
+    send_text(telegram, GROUP_A, None, "/help", sender_chat=GROUP_A)
+    send_text(telegram, GROUP_A, user(7301), "/help")
+    await eventually(lambda: refused(caplog, 1087968824, gid), what="the anonymous admin refused")
+    await eventually(lambda: refused(caplog, 7301, gid), what="a member of the banned group refused")
+    send_text(telegram, private(OPERATOR), operator, f"/unban {gid}")
+    assert "back to the usual rules" in (await telegram.wait_replies(OPERATOR, 1))[-1].text
+    send_text(telegram, GROUP_A, None, "/help", sender_chat=GROUP_A)
+    replies = await telegram.wait_replies(gid, 5)
+    assert len(replies) == 5 and "/search" in replies[-1].text  # the admin's banned /help got no answer
+
+
+async def test_a_channel_identity_banned_by_reply_is_named_and_its_owner_is_still_served(
+    start_bot, telegram, bot_settings, caplog
+):
+    """The reply said "-100703 is banned: I'll ignore everything they send", naming neither a channel nor
+    what would be ignored."""
+    caplog.set_level(logging.INFO, logger="bot.adapter.application")
+    await start_bot(bot_settings.model_copy(update={"admin_ids": [OPERATOR]}))
+    gid, bob = GROUP_A["id"], user(7302)
+    as_news = send_text(telegram, GROUP_A, bob, "/help", sender_chat=NEWS)
+    await telegram.wait_replies(gid, 1)
+    send_text(telegram, GROUP_A, user(OPERATOR), "/ban", reply_to=as_news)
+    said = (await telegram.wait_replies(gid, 2))[-1].text
+    assert said.startswith(f"The channel News ({NEWS['id']}) is banned"), said
+    assert f"/unban {NEWS['id']}" in said
+    send_text(telegram, GROUP_A, bob, "/help", sender_chat=NEWS)
+    await eventually(lambda: refused(caplog, 136817688, gid), what="the channel identity refused")
+    send_text(telegram, GROUP_A, bob, "/help")  # Bob as himself is nobody's ban
+    replies = await telegram.wait_replies(gid, 3)
+    assert len(replies) == 3 and "/search" in replies[-1].text
+
+
+async def test_a_banned_channel_gets_no_alt_text(start_bot, telegram, bot_settings, understood, caplog):
+    """`/ban <channel id>` said "banned", and the channel's photo posts still got their alt text."""
+    caplog.set_level(logging.INFO, logger="bot.adapter.application")
+    await start_bot(bot_settings.model_copy(update={"admin_ids": [OPERATOR]}))
+    posts, operator = channel(-100704), (private(OPERATOR), user(OPERATOR))
+    send_text(telegram, posts, None, "/settings alttext on")
+    await telegram.wait_replies(posts["id"], 1)
+    send_text(telegram, *operator, f"/ban {posts['id']}")
+    said = (await telegram.wait_replies(OPERATOR, 1))[-1].text
+    assert said.startswith(f"Chat {posts['id']} is banned"), said
+    send_photo(telegram, posts, None, understood[0].image, caption="Banned post")
+    await eventually(lambda: refused(caplog, None, posts["id"]), what="the banned channel's post refused")
+    send_text(telegram, *operator, f"/unban {posts['id']}")
+    await telegram.wait_replies(OPERATOR, 2)
+    post = send_photo(telegram, posts, None, understood[1].image, caption="Later post")
+    [edit] = await telegram.wait_for(lambda: telegram.sent("editMessageCaption"), what="an alt text edit")
+    assert int(edit.params["message_id"]) == post["message_id"]  # the channel's posts run in order: none before

@@ -81,7 +81,7 @@ def build_application(
         await application.bot.set_my_commands(commands.MENU)
         for language, code in commands.MENU_LANGUAGES.items():  # the menu in each language the bot speaks
             await application.bot.set_my_commands(commands.commands_in(translator(language)), language_code=code)
-        jobs.schedule(application.job_queue, settings.maintenance_hours)
+        jobs.schedule(application.job_queue, settings.maintenance_hours, settings.heartbeat_s)
         log.info("clipchat is up as @%s", application.bot.username)
 
     async def post_shutdown(application: Application) -> None:
@@ -90,6 +90,8 @@ def build_application(
             await data.services.close()
             data.services = None
         await metrics.stop()
+        if data.exit_status is not None:  # stopped to be restarted: the stuck model thread must not hold the exit
+            jobs.leave(data.exit_status)
 
     application = (
         ApplicationBuilder()
@@ -171,8 +173,13 @@ def serve_locally(
 
 
 def add_routes(application: Application) -> None:
-    """All routing in one place; handler group -1 guards access before anything runs."""
-    application.add_handler(TypeHandler(Update, UpdateCounter()), group=-2)  # every update, refused ones too
+    """All routing in one place; handler group -1 guards access before anything runs but the update counter
+    and a group's upgrade to a supergroup, which answer nobody."""
+    application.add_handler(TypeHandler(Update, UpdateCounter()), group=-3)  # every update, refused ones too
+    # A group's upgrade to a supergroup moves its records (its ban among them) before the access check, which
+    # would refuse both announcements of an upgrade by a banned owner: the settings would stay behind, and a
+    # banned group would come back under its new id.
+    application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, handlers.on_upgrade), group=-2)
     application.add_handler(TypeHandler(Update, check_access), group=-1)
     channel = filters.UpdateType.CHANNEL_POST
     private = filters.ChatType.PRIVATE
@@ -217,7 +224,7 @@ async def check_access(update: Update, context: BotContext) -> None:
         context.services,
         user.id if user else None,
         chat.id if chat else None,
-        sender_chat.id if sender_chat is not None and chat is not None and sender_chat.id != chat.id else None,
+        sender_chat.id if sender_chat is not None else None,
     )
     if verdict == quotas.Verdict.SERVED:
         return

@@ -20,6 +20,7 @@ class BotData:
         self.settings: BotSettings | None = None
         self.services: Services | None = None
         self.albums: Albums | None = None
+        self.exit_status: int | None = None  # set when the bot stops to be restarted (jobs.exit_for_a_restart)
 
 
 class BotContext(CallbackContext[ExtBot, dict, dict, BotData]):

@@ -1,4 +1,4 @@
-"""Message handlers: photos, images sent as files, albums, questions and channel posts.
+"""Message handlers: photos, images sent as files, albums, questions, channel posts and a group's upgrade.
 
 Each unpacks the update, hands it to the core and lets the core answer through a `TelegramChat`.
 """
@@ -11,13 +11,22 @@ from telegram import Message, Update
 
 from clipchat.i18n import N_
 
-from ..core import photos, talk
+from ..core import photos, records, talk
 from ..core.incoming import PhotoMessage
 from .albums import Album
 from .context import BotContext
 from .sending import reply
 from .telegram_chat import TelegramChat
-from .telegram_io import addressed, message_of, photo_file, photo_message, replied_message_id, user_text, where
+from .telegram_io import (
+    addressed,
+    message_of,
+    photo_file,
+    photo_message,
+    replied_message_id,
+    upgrade_of,
+    user_text,
+    where,
+)
 
 NOT_AN_IMAGE = N_("I can only look at images (JPEG, PNG or WebP, as a photo or a file). This file isn't one.")
 
@@ -87,3 +96,9 @@ async def on_channel_photo(update: Update, context: BotContext) -> None:
     post = message_of(update)
     as_written = PhotoMessage(where(post), photo_file(post), post.caption or "", addressed=False)  # spaces and all
     await photos.on_channel_post(context.services, as_written, chat_for(context, post))
+
+
+async def on_upgrade(update: Update, context: BotContext) -> None:
+    """A group became a supergroup (either chat's announcement): what was kept under its old id moves."""
+    old_id, new_id = upgrade_of(message_of(update))
+    await records.chat_upgraded(context.services, old_id, new_id)

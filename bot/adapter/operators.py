@@ -1,7 +1,10 @@
 """The operators' commands (CLIPCHAT_ADMIN_IDS): /allow, /ban, /unban, /usage and /quota.
 
 What they change is stored in SQL, so it holds for every bot process serving the bot and
-survives restarts. A user is named by id (`/ban 123456`) or by replying to their message.
+survives restarts. A user is named by id (`/ban 123456`) or by replying to their message; a group
+or channel by its id (`/ban -1001234567890`: everyone in it), and a channel people write as also by
+replying to such a message. An anonymous admin is known only as their group, so a reply cannot
+ban or allow them alone: the operator is told so and names the group by id if they mean it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from ..core import quotas, records
 from ..core.incoming import Where
 from .context import BotContext
 from .sending import reply
-from .telegram_io import message_of, sender_id, user_of, where
+from .telegram_io import Named, Sender, message_of, named_by_id, named_by_message, user_of, where
 
 log = logging.getLogger(__name__)
 ONLY_OPERATORS = N_("Only the bot's operators can do that.")
@@ -29,13 +32,39 @@ QUOTA_HELP = N_(
 )
 HELP = N_(
     "Operator commands:\n/allow ID - serve this user even when allow-lists are set\n"
-    "/ban ID - ignore this user (or channel identity) everywhere\n/unban ID - back to the usual rules\n"
+    "/ban ID - ignore this user, or this group or channel (a negative id), everywhere\n"
+    "/unban ID - back to the usual rules\n"
     "/usage [ID] - today's use of a user or chat, or the busiest ones\n"
     "/quota [CHAT] photos|questions N|default - a chat's daily budget\n/stats - what the database holds\n"
     "Or reply to someone's message with /allow, /ban, /unban or /usage."
 )
 ALLOWED = N_("{user} is allowed now, in every chat, whatever the allow-lists say.")
 BANNED = N_("{user} is banned: I'll ignore everything they send, in every chat, until /unban {user}.")
+ALLOWED_CHANNEL = N_(
+    "The channel {name} ({user}) is allowed now: its posts and everything sent as it, in every chat, whatever "
+    "the allow-lists say."
+)
+BANNED_CHANNEL = N_(
+    "The channel {name} ({user}) is banned: I'll ignore its posts and everything sent as it, in every chat, "
+    "until /unban {user}."
+)
+ALLOWED_CHAT = N_(
+    "Chat {user} is allowed now: everyone in that group or channel, and everything sent as it, whatever the "
+    "allow-lists say."
+)
+BANNED_CHAT = N_(
+    "Chat {user} is banned: I'll ignore that group or channel, everyone in it and everything sent as it, in "
+    "every chat, until /unban {user}."
+)
+GROUP_ITSELF = N_(
+    "That message is from an anonymous admin of {name}: Telegram shows them only as the group itself, so I "
+    "can't tell that admin apart from the group. /{command} {user} would apply to the whole group, everyone "
+    "in it: send that if you mean it."
+)
+SHARED_ACCOUNT = N_(
+    "{user} is an account Telegram shows for many senders at once (anonymous admins, people writing as a "
+    "channel), so I won't /{command} it. Name the group or channel by its id instead."
+)
 IS_OPERATOR = N_("{user} is an operator: take them out of CLIPCHAT_ADMIN_IDS first.")
 UNBANNED = N_("{user} is back to the usual rules.")
 USED = {"photos": N_("photos: {used} of {limit}"), "questions": N_("questions: {used} of {limit}")}
@@ -53,15 +82,15 @@ def _is_operator(message: Message, context: BotContext) -> bool:
     return message.from_user is not None and message.from_user.id in context.services.settings.admin_ids
 
 
-def _target(message: Message, args: list[str]) -> int | None:
-    """The id in the arguments, else the author of the message replied to."""
+def _target(message: Message, args: list[str]) -> Named | None:
+    """Whom the arguments name by id, else the author of the message replied to."""
     if args:
         try:
-            return int(args[0])
+            return named_by_id(int(args[0]))
         except ValueError:
             return None
     replied = message.reply_to_message
-    return sender_id(replied) if replied is not None else None
+    return named_by_message(replied) if replied is not None else None
 
 
 async def _operator(update: Update, context: BotContext) -> Translator | None:
@@ -74,8 +103,8 @@ async def _operator(update: Update, context: BotContext) -> Translator | None:
     return _
 
 
-async def _operator_and_target(update: Update, context: BotContext, command: str) -> tuple[Translator, int] | None:
-    """The operator's catalog and the user they named, after telling anyone else (and an operator who named
+async def _operator_and_target(update: Update, context: BotContext, command: str) -> tuple[Translator, Named] | None:
+    """The operator's catalog and whom they named, after telling anyone else (and an operator who named
     nobody) why not."""
     _ = await _operator(update, context)
     if _ is None:
@@ -88,11 +117,19 @@ async def _operator_and_target(update: Update, context: BotContext, command: str
     return _, target
 
 
-# command -> (what it stores, what it says, the log's verb)
+# command -> (what it stores, what it says of each kind of sender, the log's verb)
 ACCESS_COMMANDS = {
-    "allow": (AccessStatus.ALLOWED, ALLOWED, "allowed"),
-    "ban": (AccessStatus.BANNED, BANNED, "banned"),
-    "unban": (None, UNBANNED, "reset the access of"),
+    "allow": (
+        AccessStatus.ALLOWED,
+        {Sender.USER: ALLOWED, Sender.CHANNEL: ALLOWED_CHANNEL, Sender.CHAT: ALLOWED_CHAT},
+        "allowed",
+    ),
+    "ban": (
+        AccessStatus.BANNED,
+        {Sender.USER: BANNED, Sender.CHANNEL: BANNED_CHANNEL, Sender.CHAT: BANNED_CHAT},
+        "banned",
+    ),
+    "unban": (None, {}, "reset the access of"),
 }
 
 
@@ -101,14 +138,21 @@ async def _set_access(update: Update, context: BotContext, command: str) -> None
     if named is None:
         return
     _, target = named
-    status, said, verb = ACCESS_COMMANDS[command]
+    status, says, verb = ACCESS_COMMANDS[command]
     message, operator = message_of(update), user_of(update).id
-    if status == AccessStatus.BANNED and target in context.services.settings.admin_ids:
-        await reply(message, _(IS_OPERATOR, user=target))
+    if status is not None and target.sender == Sender.GROUP_ITSELF:  # the whole group, by a slip of the reply
+        await reply(message, _(GROUP_ITSELF, name=target.title or target.id, user=target.id, command=command))
         return
-    await quotas.set_user_access(context.services, target, status, operator)
-    log.info("operator %s %s %s", operator, verb, target)
-    await reply(message, _(said, user=target))
+    if status is not None and target.sender == Sender.SHARED:  # every anonymous admin or channel at once
+        await reply(message, _(SHARED_ACCOUNT, user=target.id, command=command))
+        return
+    if status == AccessStatus.BANNED and target.id in context.services.settings.admin_ids:
+        await reply(message, _(IS_OPERATOR, user=target.id))
+        return
+    await quotas.set_user_access(context.services, target.id, status, operator)
+    log.info("operator %s %s %s %s", operator, verb, target.sender, target.id)
+    said = UNBANNED if status is None else says[target.sender]
+    await reply(message, _(said, user=target.id, name=target.title or target.id))
 
 
 async def allow(update: Update, context: BotContext) -> None:
@@ -117,7 +161,8 @@ async def allow(update: Update, context: BotContext) -> None:
 
 
 async def ban(update: Update, context: BotContext) -> None:
-    """/ban ID: ignore everything this user (or channel identity) sends, in every chat."""
+    """/ban ID: ignore everything this user sends, or everything in and sent as this group or channel, in
+    every chat."""
     await _set_access(update, context, "ban")
 
 
@@ -147,11 +192,12 @@ async def usage(update: Update, context: BotContext) -> None:
     if args and args[0].lower() == "help":
         await reply(message, _(HELP))
         return
-    target = _target(message, args)
-    if target is None and args:
+    named = _target(message, args)
+    if named is None and args:
         await reply(message, _(WHO, command="usage"))
         return
-    if target is not None:
+    if named is not None:
+        target = named.id
         scope = UsageScope.CHAT if target < 0 else UsageScope.USER
         report = await quotas.usage_of(services, scope, target, ChatKind.GROUP if target < 0 else ChatKind.PRIVATE)
         await reply(message, _("{subject} today: {usage}", subject=target, usage=_line(report, _)))

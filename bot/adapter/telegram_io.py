@@ -8,6 +8,8 @@ kinds of event. The handlers' routes (`application.add_routes`) decide which par
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import NamedTuple
 
 from telegram import Bot, CallbackQuery, Chat, Message, MessageEntity, Update, User
@@ -72,6 +74,53 @@ def sender_id(message: Message) -> int | None:
     return user.id if user else None
 
 
+class Sender(StrEnum):
+    """Whom an operator's /ban or /allow names: each is worded, and some refused, its own way."""
+
+    USER = "user"  # a person, by their own account
+    CHANNEL = "channel"  # a channel: its posts, and whoever writes as it
+    CHAT = "chat"  # a group or channel named by its id: everyone in it, and whoever writes as it
+    GROUP_ITSELF = "group itself"  # an anonymous admin: Telegram names only their group
+    SHARED = "shared"  # one of Telegram's accounts for many senders (SHARED_ACCOUNTS)
+
+
+@dataclass(frozen=True)
+class Named:
+    id: int  # what the ban is stored under
+    sender: Sender
+    title: str | None = None  # a chat's title, where the message showed it
+
+
+def named_by_id(subject_id: int) -> Named:
+    """Whom `/ban 123` names: a person, or (a negative id) a whole group or channel."""
+    if subject_id in SHARED_ACCOUNTS:
+        return Named(subject_id, Sender.SHARED)
+    return Named(subject_id, Sender.CHAT if subject_id < 0 else Sender.USER)
+
+
+def named_by_message(message: Message) -> Named | None:
+    """Whom a reply to `message` names: the id `sender_id` keys the sender by, and what it stands for."""
+    subject_id = sender_id(message)
+    if subject_id is None:
+        return None
+    sender_chat = message.sender_chat
+    if subject_id > 0 or sender_chat is None:
+        return named_by_id(subject_id)
+    if sender_chat.id == message.chat.id:  # an anonymous admin writes as the group itself
+        return Named(subject_id, Sender.GROUP_ITSELF, sender_chat.title)
+    return Named(subject_id, Sender.CHANNEL if sender_chat.type == ChatKind.CHANNEL else Sender.CHAT, sender_chat.title)
+
+
+def upgrade_of(message: Message) -> tuple[int, int]:
+    """(old id, new id) of a group that became a supergroup, from either chat's announcement: the old
+    group's last message (`migrate_to_chat_id`) or the supergroup's first (`migrate_from_chat_id`)."""
+    if message.migrate_to_chat_id is not None:
+        return message.chat_id, message.migrate_to_chat_id
+    if message.migrate_from_chat_id is not None:
+        return message.migrate_from_chat_id, message.chat_id
+    raise Misrouted(f"message {message.message_id} reached the upgrade handler without migrate_*_chat_id")
+
+
 def writes_as_chat(message: Message) -> bool:
     """The sender hides behind a group or channel identity that others may share."""
     sender = sender_id(message)
@@ -94,12 +143,22 @@ def photo_file(message: Message) -> PhotoFile:
     if message.photo:
         largest = message.photo[-1]
         return PhotoFile(
-            message.message_id, largest.file_id, largest.file_unique_id, MediaKind.PHOTO, message.media_group_id
+            message.message_id,
+            largest.file_id,
+            largest.file_unique_id,
+            MediaKind.PHOTO,
+            message.media_group_id,
+            largest.file_size,
         )
     if message.document is not None and (message.document.mime_type or "").startswith("image/"):
         document = message.document
         return PhotoFile(
-            message.message_id, document.file_id, document.file_unique_id, MediaKind.DOCUMENT, message.media_group_id
+            message.message_id,
+            document.file_id,
+            document.file_unique_id,
+            MediaKind.DOCUMENT,
+            message.media_group_id,
+            document.file_size,
         )
     raise Misrouted(f"message {message.message_id} reached a photo handler without a photo or image file")
 

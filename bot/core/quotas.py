@@ -154,26 +154,30 @@ async def access(
 ) -> Verdict:
     """Served, banned (ignored without a word) or outside the allow-lists (told so in private).
 
-    Operators are always served; then an operator's /ban (of the person, or of the channel they write
-    as) or /allow decides; then the settings' allow-lists. With the database down, the allow-lists
-    alone decide (bans wait for it)."""
+    Operators are always served; then an operator's /ban or /allow decides, and it applies to every
+    identity the update carries: the person (`user_id`), the chat they write as (`sender_chat_id`: a
+    channel, or an anonymous admin's own group) and the chat it is in, so banning a group or channel
+    silences everyone there, its anonymous admins and its own posts included. A ban of any of them
+    beats an allowance of another. Then the settings' allow-lists. With the database down, the
+    allow-lists alone decide (bans wait for it)."""
     settings = services.settings
     if user_id is not None and user_id in settings.admin_ids:
         return Verdict.SERVED
-    identities = [identity for identity in (user_id, sender_chat_id) if identity is not None]
+    identities = list(dict.fromkeys(i for i in (user_id, sender_chat_id, chat_id) if i is not None))
     try:
-        said = await services.access.status_of(services.sessions, identities)
+        said = set(await services.access.status_of(services.sessions, identities))
     except StorageDown as error:
         log.warning("database unavailable: allow-lists alone decide for user %s: %s", user_id, error)
-        said = []
+        said = set()
     if AccessStatus.BANNED in said:
         return Verdict.BANNED
-    if said and said[0] == AccessStatus.ALLOWED and user_id is not None:
+    if AccessStatus.ALLOWED in said:
         return Verdict.SERVED
     return Verdict.SERVED if settings.allows(user_id, chat_id) else Verdict.OUTSIDE
 
 
 async def set_user_access(services: Services, user_id: int, status: AccessStatus | None, operator: int | None) -> None:
+    """An operator's word on a user, or on a group or channel (a negative id): see `access`."""
     await write_with_retry(services.sessions, lambda session: set_access(session, user_id, status, operator))
     services.access.changed(user_id, status)
 

@@ -1,17 +1,21 @@
-"""What the bot keeps, and letting go of it: /reset, /forget, chat switches, statistics and upkeep."""
+"""What the bot keeps, and letting go of it: /reset, /forget, chat switches, a group's upgrade, statistics
+and upkeep."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipchat.i18n import N_, choose, translator
 from storage import (
+    Moved,
     Removed,
     chat_switches,
     forget_user,
     maintain,
+    move_chat,
     purge_older_than,
     purge_usage_before,
     reset_thread,
@@ -24,6 +28,7 @@ from storage import Switches as Switches  # re-exported: what switches() returns
 from .incoming import Where
 from .services import Services
 
+log = logging.getLogger(__name__)
 ONLY_OPERATORS = N_("Only the bot's operators can see statistics.")
 
 
@@ -55,6 +60,28 @@ async def set_switch(services: Services, where: Where, name: str, value: bool | 
         services.sessions,
         lambda session: set_chat_switch(session, where.chat_id, where.chat_kind, name, value, where.user_id),
     )
+
+
+async def chat_upgraded(services: Services, old_id: int, new_id: int) -> Moved:
+    """A group became a supergroup, which Telegram gives a new id: its settings, photos, conversations,
+    budgets and bans follow it there, in one transaction. Both chats announce the upgrade, in either order
+    and maybe to two processes; whichever comes second finds nothing left to move."""
+    moved = await write_with_retry(services.sessions, lambda session: move_chat(session, old_id, new_id))
+    services.access.changed(old_id, None)  # the old id holds no operator's word now, whoever moved it
+    if moved.access is not None:
+        services.access.changed(new_id, moved.access)
+    if moved.anything:
+        log.info(
+            "group %s became supergroup %s: moved %d photos, %d turns, %s, %d usage counts, access %s",
+            old_id,
+            new_id,
+            moved.images,
+            moved.turns,
+            "its settings" if moved.settings else "no settings",
+            moved.usage,
+            moved.access or "unchanged",
+        )
+    return moved
 
 
 async def statistics_for(services: Services, user_id: int | None, language: str | None = None) -> str:

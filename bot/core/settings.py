@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from clipchat.errors import OperatorError
 
+from .heartbeat import EXIT_STUCK, HEARTBEAT_S, MISSED_BEATS, STUCK_EXIT_S
+
 # BotFather's tokens look like 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw
 TOKEN_PATTERN = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{30,}$")
 BOTFATHER_HINT = (
@@ -105,6 +107,14 @@ class BotSettings(BaseSettings):
         description="Memory photos being decoded may take at once, all users together "
         "(a crafted 95 KB PNG can decode to 300 MB); more waits its turn.",
     )
+    download_memory_mb: int = Field(
+        256,
+        ge=32,
+        le=65536,
+        description="Memory photos being downloaded and looked at may take at once, all users together, "
+        "counted by the size Telegram declares before each download; a photo that finds no room "
+        "within a minute is answered 'busy, try again'. Raised to the largest file the bot takes.",
+    )
     vision_queue: int = Field(
         256, ge=1, le=100_000, description="Requests waiting for the models before users get 'busy'."
     )
@@ -114,7 +124,23 @@ class BotSettings(BaseSettings):
         le=3600,
         description="Longest a user waits for the models (queue included) before "
         "hearing 'try again'; a batch running longer fails the health "
-        "check, so a hung GPU gets the bot restarted.",
+        "check, and CLIPCHAT_STUCK_EXIT_S later the bot exits (status "
+        f"{EXIT_STUCK}) for its service manager to restart it: a hung GPU never raises.",
+    )
+    stuck_exit_s: float = Field(
+        STUCK_EXIT_S,
+        ge=0,
+        le=3600,
+        description="How long a batch may run past CLIPCHAT_MODEL_TIMEOUT_S before the bot "
+        f"gives up on the model thread and exits with status {EXIT_STUCK}, so that systemd "
+        "(Restart=on-failure) or Docker (restart: unless-stopped) starts it afresh.",
+    )
+    heartbeat_s: float = Field(
+        HEARTBEAT_S,
+        ge=1,
+        le=600,
+        description="How often the bot touches its heartbeat file and checks that the models "
+        f"are moving; `clipchat doctor --alive` fails after {MISSED_BEATS} intervals without a beat.",
     )
     download_timeout_s: float = Field(
         60, ge=1, le=3600, description="Longest a photo's download from Telegram may take, all of it."
@@ -270,7 +296,7 @@ class BotSettings(BaseSettings):
         return self.state_dir_path or Path(platformdirs.user_state_dir("clipchat"))
 
     def heartbeat_path(self) -> Path:
-        """The file the running bot touches every HEARTBEAT_S seconds and `clipchat doctor --alive` reads."""
+        """The file the running bot touches every `heartbeat_s` seconds and `clipchat doctor --alive` reads."""
         return self.state_dir() / "heartbeat"
 
     def allows(self, user_id: int | None, chat_id: int | None) -> bool:

@@ -170,7 +170,9 @@ class LocalModels:
         for batcher in self._batchers.values():
             await batcher.close()
         self._decoders.shutdown(wait=True)
-        self._thread.shutdown(wait=True)
+        # A batch stuck past the timeout (a hung GPU) may never end: waiting for it would hang the very
+        # stop that exits the bot to be restarted
+        self._thread.shutdown(wait=self.stalled_for() <= self.timeout)
 
     async def _run(
         self,

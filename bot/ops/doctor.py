@@ -31,7 +31,10 @@ class Check:
     fix: str = ""
 
 
-def alive(settings: BotSettings, max_age: float = 4 * heartbeat.HEARTBEAT_S) -> Check:
+def alive(settings: BotSettings, max_age: float | None = None) -> Check:
+    """The running bot's heartbeat is fresh: at most `max_age` s old (default: MISSED_BEATS intervals)."""
+    if max_age is None:
+        max_age = heartbeat.MISSED_BEATS * settings.heartbeat_s
     path = settings.heartbeat_path()
     age = heartbeat.age(path)
     if age is None:

@@ -83,7 +83,9 @@ SECTIONS = (
             "max_wait_ms",
             "decode_workers",
             "decode_memory_mb",
+            "download_memory_mb",
             "model_timeout_s",
+            "stuck_exit_s",
             "download_timeout_s",
             "album_wait_s",
         ),
@@ -100,7 +102,7 @@ SECTIONS = (
     Section(
         "Running: maintenance, metrics, health",
         BotSettings,
-        ("maintenance_hours", "metrics_port", "metrics_address", "state_dir_path"),
+        ("maintenance_hours", "heartbeat_s", "metrics_port", "metrics_address", "state_dir_path"),
         "What the logs and metrics say: [deploy/README.md](../deploy/README.md#what-to-watch-in-production).",
     ),
     Section(
