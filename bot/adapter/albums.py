@@ -4,9 +4,7 @@ Each photo starts downloading and describing at once (so an album shares a
 batch), and the album is answered when no new photo has come for `wait` seconds.
 A sender has at most `ALBUM_SIZE` album photos in flight: the handler of the next one
 waits for a slot, holding that sender's queue, so albums cannot bypass the per-user
-limit that bounds everyone else's memory and model time. Since anyone can be many senders (each channel
-they write as, each group they are an anonymous admin of), all senders together have at most
-`ALBUM_PHOTOS_IN_FLIGHT`: past it, the next album photo waits for a slot as well.
+limit that bounds everyone else's memory and model time.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ from clipchat.facts import PhotoFacts
 from ..core.incoming import PhotoFile, PhotoMessage, Where
 
 ALBUM_SIZE = 10  # Telegram's most photos in one album
-ALBUM_PHOTOS_IN_FLIGHT = 50  # all senders together: five full albums
 SLOT_TIMEOUT_S = 300.0  # longer than any photo takes; past it the sender hears "busy"
 
 
@@ -47,9 +44,8 @@ class Album:
 
 
 class Albums:
-    def __init__(self, wait: float, in_flight: int = ALBUM_PHOTOS_IN_FLIGHT) -> None:
+    def __init__(self, wait: float) -> None:
         self.wait = wait
-        self._all = asyncio.Semaphore(in_flight)  # album photos in flight, every sender together
         self._open: dict[tuple[int, str], Album] = {}  # still taking photos
         self._unsettled: list[Album] = []  # taking photos, or being answered and written down
         self._tasks: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
@@ -70,16 +66,11 @@ class Albums:
         try:
             async with asyncio.timeout(SLOT_TIMEOUT_S):
                 await slots.free.acquire()
-                try:
-                    await self._all.acquire()
-                except BaseException:
-                    slots.free.release()
-                    raise
         except TimeoutError:
             self._leave(sender, slots)
             if asyncio.iscoroutine(looking):
                 looking.close()
-            raise Busy(detail=f"album slots of {sender} or of all stayed full for {SLOT_TIMEOUT_S:.0f} s") from None
+            raise Busy(detail=f"album slots of {sender} stayed full for {SLOT_TIMEOUT_S:.0f} s") from None
         slots.looking += 1
         task = self._keep(asyncio.ensure_future(looking))
         task.add_done_callback(lambda _: self._release(sender, slots))
@@ -102,7 +93,6 @@ class Albums:
     def _release(self, sender: int, slots: _Slots) -> None:
         slots.looking -= 1
         slots.free.release()
-        self._all.release()
         self._leave(sender, slots)
 
     def _leave(self, sender: int, slots: _Slots) -> None:

@@ -33,13 +33,15 @@ class TelegramChat:
         self.max_bytes = max_bytes
         self.download_timeout = download_timeout
 
-    async def fetch(self, photo: PhotoFile) -> bytes | bytearray:
+    async def fetch(self, photo: PhotoFile) -> bytes:
         # PTB's timeouts bound each read; this bounds the whole file, which a slow server could drip-feed
         deadline = asyncio.timeout(self.download_timeout)
         try:
             with STAGE_SECONDS.labels("download").time():
                 async with deadline:
-                    return await download(self.message.get_bot(), photo, self.max_bytes, self.download_timeout)
+                    return await download(
+                        self.message.get_bot(), self.message, photo, self.max_bytes, self.download_timeout
+                    )
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -67,12 +69,17 @@ class TelegramChat:
         )
 
 
-async def download(bot: Bot, photo: PhotoFile, max_bytes: int, timeout: float = 60.0) -> bytearray:
+def file_size(message: Message) -> int | None:
+    if message.photo:
+        return message.photo[-1].file_size
+    return message.document.file_size if message.document else None
+
+
+async def download(bot: Bot, message: Message, photo: PhotoFile, max_bytes: int, timeout: float = 60.0) -> bytes:
     """The photo's bytes; too-large files are refused before any download. A slow answer is waited
     for up to `timeout` (PTB's 5 s read timeout failed whole albums on a busy CPU) and a network
-    blip retried; what still fails is Unavailable, which the user can act on. The bytes are read once
-    into one buffer, and handed on as they are (a copy to `bytes` held 16 MB twice per photo)."""
-    size = photo.size
+    blip retried; what still fails is Unavailable, which the user can act on."""
+    size = file_size(message)
     limit_mb = max_bytes // (1024 * 1024)
     too_big = BadImage(
         "too_large",
@@ -96,8 +103,10 @@ async def download(bot: Bot, photo: PhotoFile, max_bytes: int, timeout: float = 
     except NetworkError as error:
         raise Unavailable(detail=f"getFile failed: {error!r}") from error
     try:
-        data = await with_retries(
-            lambda: telegram_file.download_as_bytearray(read_timeout=timeout), retries=2, what="downloading a photo"
+        data = bytes(
+            await with_retries(
+                lambda: telegram_file.download_as_bytearray(read_timeout=timeout), retries=2, what="downloading a photo"
+            )
         )
     except InvalidToken as error:
         # PTB reads any 401 or 404 from the file server as a bad token; the token just worked for

@@ -32,7 +32,6 @@ class PhotoFile:
     file_unique_id: str
     media_kind: MediaKind = MediaKind.PHOTO
     media_group_id: str | None = None
-    size: int | None = None  # bytes, as Telegram declares them (its file_size); None: not declared
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class PhotoMessage:
 class Chat(Protocol):
     """The conversation the core answers in: a Telegram chat, or the terminal of `clipchat chat`."""
 
-    async def fetch(self, photo: PhotoFile) -> bytes | bytearray:
+    async def fetch(self, photo: PhotoFile) -> bytes:
         """The photo's bytes; raises BadImage when it is too big to fetch."""
 
     def working(self, action: str = "typing") -> AbstractAsyncContextManager[None]:

@@ -38,9 +38,8 @@ class Admission(StrEnum):
 
 
 async def look(services: Services, chat: Chat, photo: PhotoFile) -> PhotoFacts:
-    """Fetch the photo and describe it, its bytes held within the download budget until described."""
-    async with services.downloads.fetched(photo, chat.fetch) as data:
-        return await services.models.describe(DescribeRequest(data))
+    """Fetch the photo and describe it."""
+    return await services.models.describe(DescribeRequest(await chat.fetch(photo)))
 
 
 async def admit(services: Services, message: PhotoMessage) -> Admission:

@@ -17,7 +17,6 @@ from storage import AccessList, EmbeddingIndex, StorageSettings, connect_databas
 from storage.update_order import SharedOrder
 
 from ..engine import Models
-from .downloads import Downloads
 from .settings import BotSettings
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,6 @@ class Services:
     database: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     index: EmbeddingIndex
-    downloads: Downloads
     access: AccessList = field(default_factory=AccessList)  # the operators' /allow and /ban, checked per update
 
     @contextlib.asynccontextmanager
@@ -77,10 +75,7 @@ async def open_services(
     except BaseException:
         await database.dispose()
         raise
-    downloads = Downloads(settings.download_memory_mb * 2**20, models.limits.max_bytes)
-    services = Services(
-        settings, storage_settings, models, database, make_sessionmaker(database), EmbeddingIndex(), downloads
-    )
+    services = Services(settings, storage_settings, models, database, make_sessionmaker(database), EmbeddingIndex())
     try:
         await services.access.refresh(services.sessions)  # so that no update waits for it
     except BaseException:

@@ -20,9 +20,7 @@ from vision import ImageLimits
 
 @dataclass(frozen=True)
 class DescribeRequest:
-    data: (
-        bytes | bytearray
-    )  # the file as sent (a download is one bytearray, never copied): decoded (and refused, if it must be) beside the model thread
+    data: bytes  # the file as sent: decoded (and refused, if it must be) beside the model thread
 
 
 @dataclass(frozen=True)

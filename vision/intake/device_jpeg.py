@@ -46,7 +46,7 @@ BATCH_PIXELS = 2**26
 class DeferredJpeg:
     """A JPEG whose header passed intake's checks, left for the device to decode."""
 
-    data: bytes | bytearray
+    data: bytes
     width: int
     height: int
 
@@ -67,7 +67,7 @@ class DeviceIntake:
         self.batch_pixels = batch_pixels
         self.steps = tensor_steps(encoder.preprocess)  # None: steps we cannot run on tensors, so Pillow for all
 
-    def prepare(self, data: bytes | bytearray) -> DeferredJpeg | torch.Tensor:
+    def prepare(self, data: bytes) -> DeferredJpeg | torch.Tensor:
         """Any thread: a plain RGB JPEG within the limits, left for `decode`; any other photo decoded
         and resized with Pillow here, as `ModelFeatures.prepare` does (raising `BadImage` as it does)."""
         screened = self.screen(data)
@@ -76,7 +76,7 @@ class DeviceIntake:
         log.debug("Pillow decodes this photo: %s", screened)
         return self.encoder.prepare(load_image(data, self.limits))
 
-    def screen(self, data: bytes | bytearray) -> DeferredJpeg | str:
+    def screen(self, data: bytes) -> DeferredJpeg | str:
         """From the header alone: the photo for the device, or why Pillow should have it instead."""
         if self.steps is None:
             return "the encoder's preprocessing has steps the device path does not know"
@@ -186,7 +186,7 @@ class DeviceIntake:
             out.extend(zip([position for position, _ in group], batch.permute(0, 2, 3, 1).unbind()))
         return out
 
-    def _pillow(self, data: bytes | bytearray) -> torch.Tensor | BadImage:
+    def _pillow(self, data: bytes) -> torch.Tensor | BadImage:
         try:
             return self.encoder.prepare(load_image(data, self.limits)).to(self.device)
         except BadImage as error:

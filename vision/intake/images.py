@@ -33,7 +33,7 @@ class ImageLimits:
     min_side: int = 448
 
 
-def load_image(data: bytes | bytearray, limits: ImageLimits = ImageLimits()) -> Image.Image:
+def load_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
     """Decode `data` into an upright RGB image; raise `BadImage` for anything else."""
     if not data:
         raise BadImage("empty", N_("That file is empty. Could you send the photo again?"))
@@ -95,7 +95,7 @@ _FULL_SIZE_BYTES = {
 }
 
 
-def decode_cost(data: bytes | bytearray, limits: ImageLimits = ImageLimits()) -> int:
+def decode_cost(data: bytes, limits: ImageLimits = ImageLimits()) -> int:
     """About how many bytes `load_image(data)` takes at its peak, from the header alone (no decoding):
     what a memory budget for photos in flight charges. A file whose header cannot be read costs its size."""
     try:
