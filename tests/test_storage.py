@@ -279,9 +279,11 @@ async def test_a_database_that_hangs_fails_fast_instead_of_holding_the_user(tmp_
     finally:
         await engine.dispose()
         server.close()
+    from clipchat.errors import StorageDown
     from storage.database import is_transient
 
-    assert is_transient(failure.value)  # the bot answers "try again in a minute", not "something went wrong"
+    # StorageDown is what the bot answers with "try again in a minute", not "something went wrong"
+    assert isinstance(failure.value, StorageDown) and is_transient(failure.value.__cause__)
     assert time.monotonic() - started < 6
 
 
