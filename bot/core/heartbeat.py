@@ -21,7 +21,7 @@ STUCK_EXIT_S = 60  # the default of CLIPCHAT_STUCK_EXIT_S: two beats past the mo
 EXIT_STUCK = 75  # the process's exit status when the models are stuck for good (EX_TEMPFAIL: try again)
 
 
-class Pulse(enum.Enum):
+class Pulse(enum.StrEnum):
     BEAT = "beat"  # touch the heartbeat file
     SKIP = "skip"  # stuck: no beat, so the health check fails; the batch may still end
     EXIT = "exit"  # stuck for good: exit non-zero, so the service manager restarts the bot
