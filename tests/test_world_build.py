@@ -48,3 +48,34 @@ def test_a_killed_session_takes_its_world_build_with_it(tmp_path: Path) -> None:
     while alive(build) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not alive(build), "the world build outlived the session that started it"
+
+
+def test_a_second_build_into_the_same_folder_waits_and_uses_the_first(tmp_path: Path) -> None:
+    """Two sessions given one CLIPCHAT_TEST_WORLD: the second must not train into the folder the first is
+    filling (twice the CPU, each overwriting the other's files), but wait and use the finished world."""
+    import fcntl
+
+    from tests.world.build import BUILDING, COMPLETE
+
+    world = tmp_path / "world"
+    world.mkdir()
+    with open(world / BUILDING, "w") as first:
+        fcntl.flock(first, fcntl.LOCK_EX)  # the first build, still running
+        second = subprocess.Popen(
+            [sys.executable, "-m", "tests.world", "build", str(world)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            time.sleep(8)  # time enough to import torch and start writing photos
+            assert second.poll() is None, second.communicate()[0]
+            assert not (world / "data").exists(), "the second build wrote into the folder the first is filling"
+            (world / COMPLETE).write_text("built\n")
+        except BaseException:
+            second.kill()
+            raise
+    output, _ = second.communicate(timeout=60)
+    assert second.returncode == 0, output
+    assert not (world / "data").exists()

@@ -11,6 +11,7 @@ operator would train one.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
 import random
@@ -41,6 +42,7 @@ CLIP_TRAINING_TEMPLATES = (
     "this shows a {}.",
 )
 COMPLETE = ".complete"
+BUILDING = ".building"  # a lock: one build at a time per folder
 
 
 def write_split(directory: Path, scenes: list[Scene], seed: int, seen: list[Scene] | None = None) -> Path:
@@ -110,11 +112,21 @@ def _vision_models(directory: Path, seen: list[Scene]) -> Path:
 
 
 def build_world(directory: Path, *, log=print) -> Path:
-    """Build everything into `directory` (skipped when a finished build is already there)."""
+    """Build everything into `directory` (skipped when a finished build is already there).
+
+    Two test sessions given the same CLIPCHAT_TEST_WORLD would otherwise train into one folder at once,
+    twice the CPU, each overwriting the other's files: the second waits for the first and uses its world."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / BUILDING, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (directory / COMPLETE).is_file():
+            return directory
+        return _build(directory, log)
+
+
+def _build(directory: Path, log) -> Path:
     from bot.ops.cli import main as clipchat
 
-    if (directory / COMPLETE).is_file():
-        return directory
     started = time.monotonic()
     seen, _ = compositional_split()  # the unseen fifth reaches no training step below
     assert not set(CLIP_TRAINING_TEMPLATES) & set(DEFAULT_TEMPLATES)
