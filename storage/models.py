@@ -151,6 +151,8 @@ class ImageRecord(Base):
     # Telegram no longer had the file when `clipchat db reindex` asked for it: it cannot be re-embedded
     # (nor sent back), so reindexing skips it and /search does not count it as waiting.
     file_gone: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Posted behind a spoiler (Telegram's has_media_spoiler): /search sends it back hidden the same way.
+    spoiler: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
     def facts(self) -> PhotoFacts:

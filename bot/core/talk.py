@@ -32,11 +32,13 @@ MAX_SEARCH_CHARS = 300
 
 @dataclass(frozen=True)
 class Found:
-    """A photo /search sends back: by its Telegram file id, with the method that file id belongs to."""
+    """A photo /search sends back: by its Telegram file id, with the method that file id belongs to.
+    A spoiler photo goes back behind a spoiler, its caption (the models' description of it) hidden too."""
 
     file_id: str
     media_kind: MediaKind
     caption: str
+    spoiler: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ async def search(services: Services, where: Where, phrase: str) -> Search:
                 record.file_id,
                 record.media_kind,
                 _("{caption} (match {score:.2f})", caption=record.caption, score=score)[: text.CAPTION_LIMIT],
+                record.spoiler,
             )
             for record, score in hits
             if score >= best - 0.02
