@@ -51,3 +51,51 @@ async def test_a_spoiler_photo_comes_back_from_search_behind_its_spoiler(start_b
 
 async def kept(app, chat_id: int, count: int) -> bool:
     return await images_in(app, chat_id) == count
+
+
+def service(telegram, chat: dict, sender: dict, **fields) -> dict:
+    """A service message in a group: someone joined (`new_chat_members`) or left (`left_chat_member`)."""
+    message = telegram.message(chat, sender)
+    message.update(fields)
+    telegram.push({"message": message})
+    return message
+
+
+def found_file(telegram, chat_id: int, file_id: str) -> list:
+    return [call for call in telegram.sent("sendPhoto", chat_id) if call.params["photo"] == file_id]
+
+
+async def test_a_groups_photos_from_before_someone_was_there_are_not_theirs_to_find(start_bot, telegram, understood):
+    """A newcomer's /search found the photos posted before they came, which a group that hides its history
+    from new members never showed them; so did someone who left and came back."""
+    app = await start_bot()
+    room, alice, carol = group(-100820), user(821), user(822)
+    before, after = distinct_pair(understood)
+    early = send_photo(telegram, room, alice, before.image)["photo"][-1]["file_id"]  # kept quietly, for /search
+    await eventually(lambda: kept(app, room["id"], 1), what="the photo kept")
+
+    send_text(telegram, room, carol, f"/search {before.scene.caption}")  # the first the bot sees of Carol
+    [note] = await telegram.wait_replies(room["id"], 1)
+    assert note.method == "sendMessage" and "haven't seen any photos" in note.text
+    assert not found_file(telegram, room["id"], early)
+    send_text(telegram, room, alice, f"/search {before.scene.caption}")  # Alice was there: it is hers to find
+    await telegram.wait_for(lambda: found_file(telegram, room["id"], early), what="Alice's search result")
+
+    late = send_photo(telegram, room, alice, after.image)["photo"][-1]["file_id"]
+    await eventually(lambda: kept(app, room["id"], 2), what="the second photo kept")
+    send_text(telegram, room, carol, f"/search {after.scene.caption}")  # posted since she came: hers to find
+    await telegram.wait_for(lambda: found_file(telegram, room["id"], late), what="Carol's search result")
+    assert len(found_file(telegram, room["id"], early)) == 1  # only Alice's search ever sent the early photo
+
+    service(telegram, room, alice, left_chat_member=alice)  # Alice leaves, and is added back later
+    service(telegram, room, carol, new_chat_members=[alice])
+    replies = len(telegram.replies(room["id"]))
+    send_text(telegram, room, alice, f"/search {before.scene.caption}")
+    [*_, again] = await telegram.wait_replies(room["id"], replies + 1)
+    assert again.method == "sendMessage" and "haven't seen any photos" in again.text
+    assert len(found_file(telegram, room["id"], early)) == 1 and len(found_file(telegram, room["id"], late)) == 1
+
+
+def distinct_pair(understood):
+    first = understood[0]
+    return first, next(held for held in understood if held.scene.colour != first.scene.colour)

@@ -177,6 +177,10 @@ AT_0008 = {
             "spoiler": True,
         }
     ],
+    "chat_members": [
+        {"chat_id": GROUP, "user_id": ALICE, "first_seen": NOW},
+        {"chat_id": GROUP, "user_id": BOB, "first_seen": NOW},
+    ],
 }
 ROWS = {
     "0001": AT_0001,
@@ -202,6 +206,7 @@ KEYS = {
     "reindex_runs": "id",
     "user_access": "user_id",
     "usage": "subject_id",
+    "chat_members": "user_id",
 }
 
 

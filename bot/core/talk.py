@@ -142,9 +142,10 @@ async def search(services: Services, where: Where, phrase: str) -> Search:
     chat_id = where.chat_id
     vector = await services.models.embed_text(TextRequest(phrase[:MAX_SEARCH_CHARS]))
     identity = services.models.identity
+    since = await records.searchable_since(services, where)  # a group's earlier history is not theirs to see
     async with services.reading() as session:
         hits = await search_images(
-            session, services.index, chat_id, identity, vector.vector, k=services.settings.search_results
+            session, services.index, chat_id, identity, vector.vector, k=services.settings.search_results, since=since
         )
         waiting = await photos_waiting(session, identity, chat_id)
         running = waiting > 0 and await reindex_running(session, identity, chat_id)
