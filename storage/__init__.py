@@ -27,6 +27,7 @@ from .database import (
 )
 from .lifecycle import (
     Removed,
+    forget_image,
     forget_user,
     maintain,
     purge_older_than,
@@ -90,6 +91,7 @@ __all__ = [
     "downgrade",
     "encode_embedding",
     "first_to_tell",
+    "forget_image",
     "forget_user",
     "image_by_message",
     "image_under_discussion",

@@ -123,6 +123,19 @@ async def forget_user(
     )
 
 
+async def forget_image(session: AsyncSession, image: ImageRecord) -> Removed:
+    """Delete one photo: every row kept of its message (an update handled twice keeps two), and the turns
+    about it, so that neither /search nor a follow-up finds it again."""
+    same = (
+        (ImageRecord.chat_id == image.chat_id)
+        & (ImageRecord.message_id == image.message_id)
+        & (ImageRecord.file_unique_id == image.file_unique_id)
+    )
+    turns = await session.execute(delete(Turn).where(Turn.image_id.in_(select(ImageRecord.id).where(same))))
+    images = await session.execute(delete(ImageRecord).where(same))
+    return Removed(turns=changed_rows(turns), images=changed_rows(images))
+
+
 async def rows_about_user(session: AsyncSession, user_id: int) -> dict[str, int]:
     """How many rows of each table still mention the user: none after `forget_user` (once the
     updates that were running have finished), but for the tables /forget keeps on purpose."""

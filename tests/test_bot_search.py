@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from storage import ImageRecord
 from tests.bot_helpers import eventually, send_photo, send_text
-from tests.fake_telegram import group, user
+from tests.fake_telegram import USERNAME, group, user
 
 
 async def images_in(app, chat_id: int) -> int:
@@ -99,3 +99,49 @@ async def test_a_groups_photos_from_before_someone_was_there_are_not_theirs_to_f
 def distinct_pair(understood):
     first = understood[0]
     return first, next(held for held in understood if held.scene.colour != first.scene.colour)
+
+
+OPERATOR = 839
+
+
+async def test_a_sender_makes_the_bot_forget_one_photo_by_replying_forget_this(
+    start_bot, telegram, bot_settings, understood
+):
+    """Bots are not told when a message is deleted, so a photo its sender deleted stayed findable by /search and
+    by follow-ups, and /forget could only delete everything about them."""
+    app = await start_bot(bot_settings.model_copy(update={"admin_ids": [OPERATOR]}))
+    room, alice, bob, operator = group(-100830), user(831), user(832), user(OPERATOR)
+    mine, theirs = distinct_pair(understood)
+    send_text(telegram, room, bob, "hello all")  # Bob is in the group before Alice's photo
+    photo = send_photo(telegram, room, alice, mine.image, caption=f"@{USERNAME} look")
+    [described] = await telegram.wait_replies(room["id"], 1)
+    await eventually(lambda: kept(app, room["id"], 1), what="the photo kept")  # it is stored after the reply
+    file_id = photo["photo"][-1]["file_id"]
+
+    send_text(telegram, room, bob, "/forget this", reply_to=photo)  # not his to forget
+    refused = (await telegram.wait_replies(room["id"], 2))[-1]
+    assert "only the person who sent that photo" in refused.text and "reply_markup" not in refused.params
+    send_text(telegram, room, bob, f"/search {mine.scene.caption}")
+    await telegram.wait_for(lambda: found_file(telegram, room["id"], file_id), what="the photo, still there")
+
+    send_text(telegram, room, alice, "/forget this")  # which one? she has to reply to it
+    asked = (await telegram.wait_replies(room["id"], 4))[-1]
+    assert "Reply to the photo you want me to forget" in asked.text
+    send_text(telegram, room, alice, "/forget this", reply_to=telegram.bot_message(described))  # or to my answer
+    done = (await telegram.wait_replies(room["id"], 5))[-1]
+    assert "I forgot that photo and the 2 messages about it" in done.text, done.text
+    await eventually(lambda: kept(app, room["id"], 0), what="the photo deleted")
+
+    send_text(telegram, room, bob, f"/search {mine.scene.caption}")
+    gone = (await telegram.wait_replies(room["id"], 6))[-1]
+    assert gone.method == "sendMessage" and len(found_file(telegram, room["id"], file_id)) == 1
+    send_text(telegram, room, alice, "/caption", reply_to=photo)  # a follow-up finds nothing either
+    assert "I don't have a photo here yet" in (await telegram.wait_replies(room["id"], 7))[-1].text
+    send_text(telegram, room, alice, "/forget this", reply_to=photo)
+    assert "I don't have that photo" in (await telegram.wait_replies(room["id"], 8))[-1].text
+
+    other = send_photo(telegram, room, bob, theirs.image)  # an operator may forget anyone's
+    await eventually(lambda: kept(app, room["id"], 1), what="Bob's photo kept")
+    send_text(telegram, room, operator, "/forget this", reply_to=other)
+    assert "I forgot that photo, and /search won't find it" in (await telegram.wait_replies(room["id"], 9))[-1].text
+    await eventually(lambda: kept(app, room["id"], 0), what="Bob's photo deleted")

@@ -190,6 +190,25 @@ async def test_forget_leaves_nothing_about_the_user(sessions) -> None:
         assert [i.id for i in await session.scalars(select(ImageRecord))] == [bobs.id]
 
 
+async def test_forgetting_one_photo_takes_its_rows_and_the_turns_about_it_and_nothing_else(sessions) -> None:
+    from storage import forget_image, image_by_message
+
+    async with sessions() as session:
+        gone = await save_image(session, photo(GROUP, ALICE, 5), chat_kind="group")
+        twice = await save_image(session, photo(GROUP, ALICE, 5), chat_kind="group")  # an update handled twice
+        kept = await save_image(session, photo(GROUP, ALICE, 6), chat_kind="group")
+        await add_turn(session, GROUP, ALICE, "user", "what is it?", image_id=gone.id, chat_kind="group")
+        await add_turn(session, GROUP, BOB, "assistant", "a cat", image_id=twice.id, chat_kind="group", message_id=9)
+        await add_turn(session, GROUP, ALICE, "user", "and this?", image_id=kept.id, chat_kind="group")
+        await session.commit()
+        removed = await forget_image(session, gone)
+        await session.commit()
+        assert (removed.images, removed.turns) == (2, 2)
+        assert [i.id for i in await session.scalars(select(ImageRecord))] == [kept.id]
+        assert [t.text for t in await session.scalars(select(Turn))] == ["and this?"]
+        assert await image_by_message(session, GROUP, 5) is None and await image_by_message(session, GROUP, 9) is None
+
+
 async def test_after_forget_no_column_of_any_table_holds_the_user(sessions) -> None:
     """The oracle scans the database's own catalogue, so it also covers what forget_user never heard of."""
     from storage.update_order import SharedOrder

@@ -164,7 +164,11 @@ COMMANDS = (
     Command("mood", mood, N_("The mood of the photo")),
     Command("search", search, N_("Find an earlier photo in this chat: /search red bicycle")),
     Command("reset", reset, N_("Clear my memory of our conversation here")),
-    Command("forget", admin.forget, N_("Delete everything I know about you")),
+    Command(
+        "forget",
+        admin.forget,
+        N_("Delete everything I know about you; reply /forget this to a photo for just that one"),
+    ),
     Command("settings", admin.settings, N_("Language; for group and channel admins also auto-captions, alt text")),
     Command("help", help_command, N_("What I can do")),
     Command("stats", stats, None),

@@ -15,7 +15,9 @@ from storage import (
     Moved,
     Removed,
     chat_switches,
+    forget_image,
     forget_user,
+    image_by_message,
     maintain,
     member_left,
     member_since,
@@ -36,6 +38,9 @@ from .services import Services
 log = logging.getLogger(__name__)
 ONLY_OPERATORS = N_("Only the bot's operators can see statistics.")
 GROUPS = (ChatKind.GROUP, ChatKind.SUPERGROUP)
+FORGET_WHICH = N_("Reply to the photo you want me to forget with /forget this.")
+FORGET_NOT_FOUND = N_("I don't have that photo (any more): there is nothing to forget.")
+FORGET_NOT_YOURS = N_("Sorry, only the person who sent that photo can make me forget it.")
 
 
 async def reset(services: Services, where: Where) -> int:
@@ -50,6 +55,36 @@ async def forget(services: Services, user_id: int) -> Removed:
     services.members.forget_user(user_id)  # their rows went: their next message in a group is noted again
     await services.models.forget_caches()  # their search phrases and /tags labels, among everyone's
     return removed
+
+
+async def forget_photo(services: Services, where: Where, reply_to: int | None) -> str:
+    """/forget this, in reply to a photo (or to the bot's answer about one): that photo and what was said
+    about it go, if the sender sent it, or is one of the bot's operators. Returns what to say."""
+    _ = translator(await language(services, where))
+    if reply_to is None:
+        return _(FORGET_WHICH)
+    operator = where.user_id is not None and where.user_id in services.settings.admin_ids
+
+    async def work(session: AsyncSession) -> Removed | str:
+        image = await image_by_message(session, where.chat_id, reply_to)
+        if image is None:
+            return FORGET_NOT_FOUND
+        if image.sender_id != where.user_id and not operator:
+            return FORGET_NOT_YOURS
+        return await forget_image(session, image)
+
+    removed = await write_with_retry(services.sessions, work)
+    if isinstance(removed, str):
+        return _(removed)
+    log.info("chat %s: photo forgotten at the request of %s", where.chat_id, where.user_id)
+    if not removed.turns:
+        return _("Done: I forgot that photo, and /search won't find it any more.")
+    return _.plural(
+        "Done: I forgot that photo and the {count} message about it; /search won't find it any more.",
+        "Done: I forgot that photo and the {count} messages about it; /search won't find it any more.",
+        removed.turns,
+        count=removed.turns,
+    )
 
 
 async def seen(services: Services, chat_id: int, people: Sequence[int]) -> None:
