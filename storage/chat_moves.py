@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,7 +25,7 @@ from clipchat.kinds import ChatKind
 from .chat_settings import Switches
 from .context import ensure_chat, ensure_user
 from .database import changed_rows
-from .models import AccessStatus, Chat, ChatSettings, ImageRecord, Turn, Usage, User, UserAccess
+from .models import AccessStatus, Chat, ChatMember, ChatSettings, ImageRecord, Turn, Usage, User, UserAccess
 
 # Every table, and what a move does with it; a new table must be added here (a storage test checks).
 CHAT_ROWS = {
@@ -38,6 +38,7 @@ CHAT_ROWS = {
     "user_access": "an operator's word on the group holds for the supergroup, unless they said one about it",
     "pending_updates": "stays: the rows of updates in flight, which remove their own",
     "reindex_runs": "stays: a re-index at work keeps the chat it was started for",
+    "chat_members": "moved, the anonymous admins' identity too; whoever the supergroup saw first keeps the earlier time",
 }
 
 
@@ -50,10 +51,11 @@ class Moved:
     settings: bool = False
     usage: int = 0  # counts (rows) added to the supergroup's
     access: AccessStatus | None = None  # the operator's word that now holds for the supergroup, if one moved
+    members: int = 0  # people seen in the group, and since when
 
     @property
     def anything(self) -> bool:
-        return bool(self.images or self.turns or self.settings or self.usage or self.access)
+        return bool(self.images or self.turns or self.settings or self.usage or self.access or self.members)
 
 
 async def move_chat(session: AsyncSession, old_id: int, new_id: int, new_kind: ChatKind = ChatKind.SUPERGROUP) -> Moved:
@@ -81,8 +83,9 @@ async def move_chat(session: AsyncSession, old_id: int, new_id: int, new_kind: C
         await session.execute(delete(Chat).where(Chat.id == old_id))  # its rows have moved: nothing cascades
     usage = await _move_usage(session, old_id, new_id)
     access = await _move_access(session, old_id, new_id)
+    members = await _move_members(session, old_id, new_id)
     await session.flush()
-    return Moved(images=images, turns=turns, settings=moved_settings, usage=usage, access=access)
+    return Moved(images=images, turns=turns, settings=moved_settings, usage=usage, access=access, members=members)
 
 
 async def _move_settings(session: AsyncSession, old_id: int, new_id: int) -> bool:
@@ -141,3 +144,30 @@ async def _move_access(session: AsyncSession, old_id: int, new_id: int) -> Acces
     )
     kept = await session.execute(statement.on_conflict_do_nothing().returning(UserAccess.status))
     return status if kept.first() is not None else None
+
+
+async def _move_members(session: AsyncSession, old_id: int, new_id: int) -> int:
+    """The group's members, and its anonymous admins' identity wherever it was seen, with the time each was
+    first seen; someone the supergroup saw before the move keeps the earlier of the two times."""
+    taken = (
+        await session.execute(
+            delete(ChatMember)
+            .where((ChatMember.chat_id == old_id) | (ChatMember.user_id == old_id))
+            .returning(ChatMember.chat_id, ChatMember.user_id, ChatMember.first_seen)
+        )
+    ).all()
+    dialect = {"sqlite": sqlite, "postgresql": postgresql}[session.get_bind().dialect.name]
+    for chat_id, user_id, first_seen in taken:
+        statement = dialect.insert(ChatMember).values(
+            chat_id=new_id if chat_id == old_id else chat_id,
+            user_id=new_id if user_id == old_id else user_id,
+            first_seen=first_seen,
+        )
+        earlier = case(
+            (statement.excluded.first_seen < ChatMember.first_seen, statement.excluded.first_seen),
+            else_=ChatMember.first_seen,
+        )
+        await session.execute(
+            statement.on_conflict_do_update(index_elements=["chat_id", "user_id"], set_={"first_seen": earlier})
+        )
+    return len(taken)

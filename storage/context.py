@@ -32,6 +32,7 @@ class NewImage:
     facts: PhotoFacts
     media_group_id: str | None = None
     media_kind: MediaKind = MediaKind.PHOTO
+    spoiler: bool = False  # posted behind a spoiler
 
 
 async def ensure_chat(session: AsyncSession, chat_id: int, kind: ChatKind) -> None:
@@ -66,6 +67,7 @@ async def save_image(session: AsyncSession, image: NewImage, chat_kind: ChatKind
         embedding=encode_embedding(image.facts.embedding),
         embedding_model=image.facts.model,
         media_kind=image.media_kind,
+        spoiler=image.spoiler,
     )
     session.add(record)
     await session.flush()

@@ -14,6 +14,7 @@ from clipchat.kinds import ChatKind
 from .database import changed_rows
 from .models import (
     Chat,
+    ChatMember,
     ChatSettings,
     ImageRecord,
     PendingUpdate,
@@ -61,6 +62,7 @@ USER_ROWS: dict[str, Callable[[int], ColumnElement[bool]]] = {
     "reindex_runs": lambda user_id: ReindexRun.chat_id == user_id,  # a run on one private chat names its user
     "user_access": lambda user_id: UserAccess.user_id == user_id,
     "usage": lambda user_id: (Usage.subject_id == user_id) & (Usage.scope == UsageScope.USER),
+    "chat_members": lambda user_id: ChatMember.user_id == user_id,  # which groups they are in, and since when
 }
 # What /forget keeps on purpose, and why: without these, /forget would lift a ban or refill today's budget.
 KEPT_AFTER_FORGET = {
@@ -79,6 +81,7 @@ TABLES = {
         ReindexRun,
         UserAccess,
         Usage,
+        ChatMember,
     )
 }
 
@@ -87,7 +90,8 @@ async def forget_user(
     session: AsyncSession, user_id: int, now: datetime | None = None, pending_grace: timedelta = timedelta(minutes=5)
 ) -> Removed:
     """Delete everything about a user: their turns everywhere, the images they sent, their private chat
-    and its settings, their name on a chat's switches, and the user row itself.
+    and its settings, their name on a chat's switches, when they were first seen in each group, and the
+    user row itself (in a group, they are seen anew from their next message).
 
     Their rows in `pending_updates` (update ids, nothing they said) younger than `pending_grace` belong
     to updates still running, the /forget itself among them, which remove them as they finish (deleting
@@ -109,6 +113,7 @@ async def forget_user(
     await session.execute(delete(ReindexRun).where(USER_ROWS["reindex_runs"](user_id)))
     today = (now or datetime.now(UTC)).date()
     await session.execute(delete(Usage).where(USER_ROWS["usage"](user_id), Usage.day < today))
+    await session.execute(delete(ChatMember).where(USER_ROWS["chat_members"](user_id)))
     users = await session.execute(delete(User).where(USER_ROWS["users"](user_id)))
     return Removed(
         turns=changed_rows(turns),
@@ -116,6 +121,19 @@ async def forget_user(
         settings=changed_rows(private),
         users=changed_rows(users),
     )
+
+
+async def forget_image(session: AsyncSession, image: ImageRecord) -> Removed:
+    """Delete one photo: every row kept of its message (an update handled twice keeps two), and the turns
+    about it, so that neither /search nor a follow-up finds it again."""
+    same = (
+        (ImageRecord.chat_id == image.chat_id)
+        & (ImageRecord.message_id == image.message_id)
+        & (ImageRecord.file_unique_id == image.file_unique_id)
+    )
+    turns = await session.execute(delete(Turn).where(Turn.image_id.in_(select(ImageRecord.id).where(same))))
+    images = await session.execute(delete(ImageRecord).where(same))
+    return Removed(turns=changed_rows(turns), images=changed_rows(images))
 
 
 async def rows_about_user(session: AsyncSession, user_id: int) -> dict[str, int]:

@@ -72,6 +72,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored time as an aware UTC datetime: SQLite hands them back without their zone."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def encode_embedding(vector: np.ndarray) -> bytes:
     """float16 bytes: half the size of float32, and cosine rankings stay the same to 3 decimals."""
     return np.asarray(vector, dtype=np.float16).tobytes()
@@ -151,6 +156,8 @@ class ImageRecord(Base):
     # Telegram no longer had the file when `clipchat db reindex` asked for it: it cannot be re-embedded
     # (nor sent back), so reindexing skips it and /search does not count it as waiting.
     file_gone: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Posted behind a spoiler (Telegram's has_media_spoiler): /search sends it back hidden the same way.
+    spoiler: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
     def facts(self) -> PhotoFacts:
@@ -161,6 +168,18 @@ class ImageRecord(Base):
             embedding=decode_embeddings([self.embedding])[0],
             model=self.embedding_model,
         )
+
+
+class ChatMember(Base):
+    """When the bot first saw someone in a group: /search there shows them only photos posted since, as a
+    group that hides its history from new members does (the bot cannot tell which groups do)."""
+
+    __tablename__ = "chat_members"
+    __table_args__ = (Index("ix_chat_members_user", "user_id"),)
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # or a sender chat
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Turn(Base):

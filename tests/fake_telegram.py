@@ -183,9 +183,11 @@ class FakeTelegram:
         media_group_id: str | None = None,
         reply_to: dict | None = None,
         sender_chat: dict | None = None,
+        spoiler: bool = False,
     ) -> dict:
         """A message from `sender`; with `sender_chat`, written as that group or channel (Telegram then puts
-        a shared account in `from`: GroupAnonymousBot for the group itself, Channel_Bot for a channel)."""
+        a shared account in `from`: GroupAnonymousBot for the group itself, Channel_Bot for a channel); with
+        `spoiler`, its photo is behind a spoiler (`has_media_spoiler`)."""
         self._chats[chat["id"]] = chat
         message = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": chat}
         if sender_chat is not None:
@@ -212,6 +214,8 @@ class FakeTelegram:
             message["photo"] = [
                 {"file_id": file_id, "file_unique_id": unique, "width": 64, "height": 64, "file_size": size}
             ]
+            if spoiler:
+                message["has_media_spoiler"] = True
         if document is not None:
             file_id, unique, size = document
             message["document"] = {

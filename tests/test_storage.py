@@ -27,12 +27,14 @@ from storage import (
     forget_user,
     image_under_discussion,
     make_sessionmaker,
+    member_since,
     purge_older_than,
     recent_turns,
     reset_thread,
     rows_about_user,
     save_image,
     search_images,
+    see_members,
     set_access,
     set_chat_switch,
     usage_on,
@@ -188,6 +190,25 @@ async def test_forget_leaves_nothing_about_the_user(sessions) -> None:
         assert [i.id for i in await session.scalars(select(ImageRecord))] == [bobs.id]
 
 
+async def test_forgetting_one_photo_takes_its_rows_and_the_turns_about_it_and_nothing_else(sessions) -> None:
+    from storage import forget_image, image_by_message
+
+    async with sessions() as session:
+        gone = await save_image(session, photo(GROUP, ALICE, 5), chat_kind="group")
+        twice = await save_image(session, photo(GROUP, ALICE, 5), chat_kind="group")  # an update handled twice
+        kept = await save_image(session, photo(GROUP, ALICE, 6), chat_kind="group")
+        await add_turn(session, GROUP, ALICE, "user", "what is it?", image_id=gone.id, chat_kind="group")
+        await add_turn(session, GROUP, BOB, "assistant", "a cat", image_id=twice.id, chat_kind="group", message_id=9)
+        await add_turn(session, GROUP, ALICE, "user", "and this?", image_id=kept.id, chat_kind="group")
+        await session.commit()
+        removed = await forget_image(session, gone)
+        await session.commit()
+        assert (removed.images, removed.turns) == (2, 2)
+        assert [i.id for i in await session.scalars(select(ImageRecord))] == [kept.id]
+        assert [t.text for t in await session.scalars(select(Turn))] == ["and this?"]
+        assert await image_by_message(session, GROUP, 5) is None and await image_by_message(session, GROUP, 9) is None
+
+
 async def test_after_forget_no_column_of_any_table_holds_the_user(sessions) -> None:
     """The oracle scans the database's own catalogue, so it also covers what forget_user never heard of."""
     from storage.update_order import SharedOrder
@@ -199,6 +220,7 @@ async def test_after_forget_no_column_of_any_table_holds_the_user(sessions) -> N
         await add_turn(session, carol, carol, "user", "describe it", image_id=mine.id)
         await save_image(session, photo(GROUP, carol, 6), chat_kind="group")
         await add_turn(session, GROUP, carol, "assistant", "a cat", chat_kind="group", message_id=77)
+        await see_members(session, GROUP, [carol])  # when the bot first saw her in the group
         await set_chat_switch(session, GROUP, "group", "auto_caption", True, updated_by=carol)  # she is an admin
         await set_chat_switch(session, carol, "private", "language", "de", updated_by=carol)
         await session.commit()
@@ -213,6 +235,7 @@ async def test_after_forget_no_column_of_any_table_holds_the_user(sessions) -> N
             "chat_settings.updated_by",
             "chat_settings.chat_id",
             "pending_updates.user_key",
+            "chat_members.user_id",
         } <= set(before)
         await forget_user(session, carol)
         await session.commit()
@@ -373,6 +396,31 @@ async def test_the_search_index_follows_new_and_deleted_photos(sessions) -> None
         await forget_user(session, ALICE)
         await session.commit()
         assert await search_images(session, index, ALICE, "clip-test", target) == []
+
+
+async def test_a_search_since_someone_came_finds_only_what_was_posted_after(sessions) -> None:
+    """A group's photos from before the bot first saw someone there are not theirs to find, even the best match."""
+    index = EmbeddingIndex()
+    target = np.zeros(8)
+    target[2] = 1.0
+    async with sessions() as session:
+        older = await save_image(session, photo(GROUP, ALICE, 1, vector=target))
+        await session.execute(
+            update(ImageRecord).where(ImageRecord.id == older.id).values(created_at=datetime.now(UTC) - timedelta(1))
+        )
+        await see_members(session, GROUP, [BOB])
+        newer = await save_image(session, photo(GROUP, ALICE, 2))
+        await session.commit()
+        since = await member_since(session, GROUP, BOB)
+        assert since is not None
+        assert [r.id for r, _ in await search_images(session, index, GROUP, "clip-test", target, k=5)] == [
+            older.id,
+            newer.id,
+        ]
+        found = await search_images(session, index, GROUP, "clip-test", target, k=5, since=since)
+        assert [r.id for r, _ in found] == [newer.id]  # the older one matches best, and stays out of sight
+        later = since + timedelta(seconds=1)
+        assert await search_images(session, index, GROUP, "clip-test", target, since=later) == []
 
 
 async def test_a_forgotten_photo_never_lends_its_id_or_vector_to_the_next_one(sessions) -> None:
@@ -564,6 +612,8 @@ async def fill_a_group_before_its_upgrade(session) -> None:
     await set_access(session, OLD_GROUP, "banned", 99)
     await save_image(session, photo(GROUP, BOB, 7), chat_kind="supergroup")  # another chat: stays
     await use(session, "chat", GROUP, date.today(), "photos")
+    await see_members(session, OLD_GROUP, [ALICE, OLD_GROUP])  # Alice, and an anonymous admin, seen there
+    await see_members(session, GROUP, [ALICE])  # another chat: stays
 
 
 async def test_an_upgraded_group_takes_every_row_to_its_new_id_once(sessions) -> None:
@@ -575,8 +625,10 @@ async def test_an_upgraded_group_takes_every_row_to_its_new_id_once(sessions) ->
     async with sessions() as session:
         await fill_a_group_before_its_upgrade(session)
         await session.commit()
+    async with sessions() as session:
+        seen = await member_since(session, OLD_GROUP, ALICE)
     moved = await write_with_retry(sessions, lambda session: move_chat(session, OLD_GROUP, SUPERGROUP))
-    assert moved == Moved(images=2, turns=2, settings=True, usage=2, access=AccessStatus.BANNED)
+    assert moved == Moved(images=2, turns=2, settings=True, usage=2, access=AccessStatus.BANNED, members=2)
     async with sessions() as session:
         assert await columns_holding(session, OLD_GROUP) == {}
         switches = await chat_switches(session, SUPERGROUP)
@@ -591,6 +643,9 @@ async def test_an_upgraded_group_takes_every_row_to_its_new_id_once(sessions) ->
         senders = {i.message_id: (i.chat_id, i.sender_id) for i in await session.scalars(select(ImageRecord))}
         assert senders == {5: (SUPERGROUP, ALICE), 6: (SUPERGROUP, SUPERGROUP), 7: (GROUP, BOB)}
         assert (await usage_on(session, "chat", GROUP, date.today()))["photos"] == 1
+        assert await member_since(session, SUPERGROUP, ALICE) == seen  # /search finds her the group's photos
+        assert await member_since(session, SUPERGROUP, SUPERGROUP) is not None
+        assert await member_since(session, GROUP, ALICE) is not None
     again = await write_with_retry(sessions, lambda session: move_chat(session, OLD_GROUP, SUPERGROUP))
     assert again == Moved() and not again.anything  # the other chat's announcement finds nothing left
 
@@ -605,6 +660,10 @@ async def test_both_announcements_at_once_move_each_row_once_and_keep_the_superg
         await set_chat_switch(session, SUPERGROUP, "supergroup", "language", "ru", updated_by=BOB)
         await use(session, "chat", SUPERGROUP, date.today(), "photos")
         await session.commit()
+    async with sessions() as session:
+        seen = await member_since(session, OLD_GROUP, ALICE)
+        await see_members(session, SUPERGROUP, [ALICE])  # she wrote in the supergroup before its announcement
+        await session.commit()
     results = await asyncio.gather(
         *(write_with_retry(sessions, lambda session: move_chat(session, OLD_GROUP, SUPERGROUP)) for _ in range(4))
     )
@@ -615,6 +674,7 @@ async def test_both_announcements_at_once_move_each_row_once_and_keep_the_superg
         assert (switches.index_photos, switches.language, switches.daily_photos) == (False, "ru", 7)
         assert (await usage_on(session, "chat", SUPERGROUP, date.today()))["photos"] == 4
         assert await access_of(session, SUPERGROUP) == AccessStatus.BANNED
+        assert await member_since(session, SUPERGROUP, ALICE) == seen  # the earlier of her two first times
 
 
 def test_moving_a_chat_knows_every_table() -> None:

@@ -1,5 +1,5 @@
-"""/settings (admins of groups and channels; in a private chat, its person chooses the language), and /forget
-with its confirmation."""
+"""/settings (admins of groups and channels; in a private chat, its person chooses the language), /forget
+with its confirmation, and /forget this in reply to one photo."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from ..core.records import Switches
 from .context import BotContext
 from .ordering import PerUserOrder
 from .sending import reply
-from .telegram_io import button_press, message_of, where, writes_as_chat
+from .telegram_io import button_press, message_of, replied_message_id, where, writes_as_chat
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ ANONYMOUS_FORGET = N_(
     "conversations; only an admin of {name} can confirm. What you sent from your own account "
     "stays: send /forget from it (in a private chat with me) for that. Are you sure?"
 )
+JUST_THIS = N_("To forget only the photo you replied to, send /forget this instead.")
 
 
 async def is_admin(context: BotContext, chat_id: int, chat_kind: ChatKind, user_id: int | None) -> bool:
@@ -206,10 +207,16 @@ async def settings_button(update: Update, context: BotContext) -> None:
 
 
 async def forget(update: Update, context: BotContext) -> None:
-    """Ask before deleting everything about the user (or the group or channel identity they write as)."""
+    """Ask before deleting everything about the user (or the group or channel identity they write as); with
+    /forget this, in reply to a photo, delete that one photo (its sender's, or an operator's, to ask)."""
     message = message_of(update)
     identity = where(message).user_id
+    if [arg.lower() for arg in context.args or []] == ["this"]:
+        await context.albums.settled(message.chat_id, identity)  # their album still being looked at lands first
+        await reply(message, await records.forget_photo(context.services, where(message), replied_message_id(message)))
+        return
     _ = await context.speaking_to(where(message))
+    just_this = "\n\n" + _(JUST_THIS) if message.reply_to_message is not None else ""
     keyboard = InlineKeyboardMarkup(
         [
             [
@@ -221,14 +228,15 @@ async def forget(update: Update, context: BotContext) -> None:
     identity_chat = message.sender_chat if writes_as_chat(message) else None
     if identity_chat is not None:
         name = identity_chat.title or _("this identity")
-        await reply(message, _(ANONYMOUS_FORGET, name=name), reply_markup=keyboard)
+        await reply(message, _(ANONYMOUS_FORGET, name=name) + just_this, reply_markup=keyboard)
         return
     await reply(
         message,
         _(
             "This deletes every photo you sent me, our conversations in every chat and your "
             "settings. It can't be undone. Are you sure?"
-        ),
+        )
+        + just_this,
         reply_markup=keyboard,
     )
 

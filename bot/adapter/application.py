@@ -173,14 +173,17 @@ def serve_locally(
 
 
 def add_routes(application: Application) -> None:
-    """All routing in one place; handler group -1 guards access before anything runs but the update counter
-    and a group's upgrade to a supergroup, which answer nobody."""
-    application.add_handler(TypeHandler(Update, UpdateCounter()), group=-3)  # every update, refused ones too
+    """All routing in one place; handler group -2 guards access before anything runs but the update counter
+    and a group's upgrade to a supergroup, which answer nobody; group -1 notes who is in each group."""
+    application.add_handler(TypeHandler(Update, UpdateCounter()), group=-4)  # every update, refused ones too
     # A group's upgrade to a supergroup moves its records (its ban among them) before the access check, which
     # would refuse both announcements of an upgrade by a banned owner: the settings would stay behind, and a
     # banned group would come back under its new id.
-    application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, handlers.on_upgrade), group=-2)
-    application.add_handler(TypeHandler(Update, check_access), group=-1)
+    application.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, handlers.on_upgrade), group=-3)
+    application.add_handler(TypeHandler(Update, check_access), group=-2)
+    # Before any answer, so that someone's first photo in a group is posted after they were first seen there
+    in_groups = filters.UpdateType.MESSAGE & filters.ChatType.GROUPS
+    application.add_handler(MessageHandler(in_groups, handlers.on_group_message), group=-1)
     channel = filters.UpdateType.CHANNEL_POST
     private = filters.ChatType.PRIVATE
     for command in commands.COMMANDS:

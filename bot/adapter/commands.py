@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from telegram import BotCommand, ReplyParameters, Update
+from telegram import BotCommand, MessageEntity, ReplyParameters, Update
 from telegram.constants import ChatAction
 
 from clipchat.i18n import LANGUAGES, N_, Translator
 from clipchat.kinds import MediaKind
 
-from ..core import records, talk
+from ..core import records, talk, text
 from . import admin, operators
 from .context import BotContext
 from .handlers import answer_question
@@ -111,9 +111,15 @@ async def search(update: Update, context: BotContext) -> None:
         answer = await talk.search(context.services, where(message), phrase)
         quote = ReplyParameters(message.message_id, allow_sending_without_reply=True)
         for hit in answer.found:
-            send = context.bot.send_document if hit.media_kind == MediaKind.DOCUMENT else context.bot.send_photo
+            # A spoiler photo goes back behind its spoiler, its description too (a document has no spoiler of
+            # its own: the caption is what there is to hide)
+            hidden = [MessageEntity(MessageEntity.SPOILER, 0, text.utf16_length(hit.caption))] if hit.spoiler else None
+            if hit.media_kind == MediaKind.DOCUMENT:
+                send = partial(context.bot.send_document, message.chat_id, hit.file_id)
+            else:
+                send = partial(context.bot.send_photo, message.chat_id, hit.file_id, has_spoiler=hit.spoiler)
             await with_retries(
-                partial(send, message.chat_id, hit.file_id, caption=hit.caption, reply_parameters=quote), retries
+                partial(send, caption=hit.caption, caption_entities=hidden, reply_parameters=quote), retries
             )
         if answer.note:
             await reply(message, answer.note)
@@ -158,7 +164,11 @@ COMMANDS = (
     Command("mood", mood, N_("The mood of the photo")),
     Command("search", search, N_("Find an earlier photo in this chat: /search red bicycle")),
     Command("reset", reset, N_("Clear my memory of our conversation here")),
-    Command("forget", admin.forget, N_("Delete everything I know about you")),
+    Command(
+        "forget",
+        admin.forget,
+        N_("Delete everything I know about you; reply /forget this to a photo for just that one"),
+    ),
     Command("settings", admin.settings, N_("Language; for group and channel admins also auto-captions, alt text")),
     Command("help", help_command, N_("What I can do")),
     Command("stats", stats, None),

@@ -1,14 +1,17 @@
-"""Message handlers: photos, images sent as files, albums, questions, channel posts and a group's upgrade.
+"""Message handlers: photos, images sent as files, albums, questions, channel posts, who is in a group and a
+group's upgrade.
 
 Each unpacks the update, hands it to the core and lets the core answer through a `TelegramChat`.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from telegram import Message, Update
 
+from clipchat.errors import StorageDown
 from clipchat.i18n import N_
 
 from ..core import photos, records, talk
@@ -23,11 +26,13 @@ from .telegram_io import (
     photo_file,
     photo_message,
     replied_message_id,
+    sender_id,
     upgrade_of,
     user_text,
     where,
 )
 
+log = logging.getLogger(__name__)
 NOT_AN_IMAGE = N_("I can only look at images (JPEG, PNG or WebP, as a photo or a file). This file isn't one.")
 
 
@@ -102,3 +107,23 @@ async def on_upgrade(update: Update, context: BotContext) -> None:
     """A group became a supergroup (either chat's announcement): what was kept under its old id moves."""
     old_id, new_id = upgrade_of(message_of(update))
     await records.chat_upgraded(context.services, old_id, new_id)
+
+
+async def on_group_message(update: Update, context: BotContext) -> None:
+    """Every new message in a group, before anything answers it: who the bot has seen there, and since when
+    (/search shows each person only the photos posted since). A join notes the newcomers as arriving now, a
+    departure forgets when someone came. The group's anonymous admins are not noted: they see everything."""
+    message = message_of(update)
+    chat_id, services = message.chat_id, context.services
+    gone = message.left_chat_member.id if message.left_chat_member is not None else None
+    newcomers = [member.id for member in message.new_chat_members if not member.is_bot]
+    sender = sender_id(message)
+    try:
+        if gone is not None:
+            await records.left(services, chat_id, gone)
+        if newcomers:
+            await records.joined(services, chat_id, newcomers)
+        if sender is not None and sender not in (chat_id, gone, *newcomers):
+            await records.seen(services, chat_id, [sender])
+    except StorageDown as error:  # the message is still answered; /search notes a searcher it never saw as new
+        log.warning("could not note who is in group %s: %s", chat_id, error.detail)

@@ -143,7 +143,12 @@ def photo_file(message: Message) -> PhotoFile:
     if message.photo:
         largest = message.photo[-1]
         return PhotoFile(
-            message.message_id, largest.file_id, largest.file_unique_id, MediaKind.PHOTO, message.media_group_id
+            message.message_id,
+            largest.file_id,
+            largest.file_unique_id,
+            MediaKind.PHOTO,
+            message.media_group_id,
+            spoiler=bool(message.has_media_spoiler),
         )
     if message.document is not None and (message.document.mime_type or "").startswith("image/"):
         document = message.document

@@ -32,6 +32,7 @@ class PhotoFile:
     file_unique_id: str
     media_kind: MediaKind = MediaKind.PHOTO
     media_group_id: str | None = None
+    spoiler: bool = False  # posted behind a spoiler: whatever shows it again hides it the same way
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,7 @@ async def remember(
                     facts=facts,
                     media_group_id=photo.media_group_id,
                     media_kind=photo.media_kind,
+                    spoiler=photo.spoiler,
                 ),
                 chat_kind=where.chat_kind,
             )

@@ -1,24 +1,31 @@
-"""What the bot keeps, and letting go of it: /reset, /forget, chat switches, a group's upgrade, statistics
-and upkeep."""
+"""What the bot keeps, and letting go of it: /reset, /forget, chat switches, who was seen in each group and
+since when, a group's upgrade, statistics and upkeep."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clipchat.i18n import N_, choose, translator
+from clipchat.kinds import ChatKind
 from storage import (
     Moved,
     Removed,
     chat_switches,
+    forget_image,
     forget_user,
+    image_by_message,
     maintain,
+    member_left,
+    member_since,
     move_chat,
     purge_older_than,
     purge_usage_before,
     reset_thread,
+    see_members,
     set_chat_switch,
     statistics,
     write_with_retry,
@@ -30,6 +37,10 @@ from .services import Services
 
 log = logging.getLogger(__name__)
 ONLY_OPERATORS = N_("Only the bot's operators can see statistics.")
+GROUPS = (ChatKind.GROUP, ChatKind.SUPERGROUP)
+FORGET_WHICH = N_("Reply to the photo you want me to forget with /forget this.")
+FORGET_NOT_FOUND = N_("I don't have that photo (any more): there is nothing to forget.")
+FORGET_NOT_YOURS = N_("Sorry, only the person who sent that photo can make me forget it.")
 
 
 async def reset(services: Services, where: Where) -> int:
@@ -41,8 +52,79 @@ async def reset(services: Services, where: Where) -> int:
 
 async def forget(services: Services, user_id: int) -> Removed:
     removed = await write_with_retry(services.sessions, lambda session: forget_user(session, user_id))
+    services.members.forget_user(user_id)  # their rows went: their next message in a group is noted again
     await services.models.forget_caches()  # their search phrases and /tags labels, among everyone's
     return removed
+
+
+async def forget_photo(services: Services, where: Where, reply_to: int | None) -> str:
+    """/forget this, in reply to a photo (or to the bot's answer about one): that photo and what was said
+    about it go, if the sender sent it, or is one of the bot's operators. Returns what to say."""
+    _ = translator(await language(services, where))
+    if reply_to is None:
+        return _(FORGET_WHICH)
+    operator = where.user_id is not None and where.user_id in services.settings.admin_ids
+
+    async def work(session: AsyncSession) -> Removed | str:
+        image = await image_by_message(session, where.chat_id, reply_to)
+        if image is None:
+            return FORGET_NOT_FOUND
+        if image.sender_id != where.user_id and not operator:
+            return FORGET_NOT_YOURS
+        return await forget_image(session, image)
+
+    removed = await write_with_retry(services.sessions, work)
+    if isinstance(removed, str):
+        return _(removed)
+    log.info("chat %s: photo forgotten at the request of %s", where.chat_id, where.user_id)
+    if not removed.turns:
+        return _("Done: I forgot that photo, and /search won't find it any more.")
+    return _.plural(
+        "Done: I forgot that photo and the {count} message about it; /search won't find it any more.",
+        "Done: I forgot that photo and the {count} messages about it; /search won't find it any more.",
+        removed.turns,
+        count=removed.turns,
+    )
+
+
+async def seen(services: Services, chat_id: int, people: Sequence[int]) -> None:
+    """These people wrote in a group: the first time the bot saw each of them there is kept. Only the
+    first message of each (per process) writes."""
+    fresh = services.members.unseen(chat_id, people)
+    if fresh:
+        await write_with_retry(services.sessions, lambda session: see_members(session, chat_id, fresh))
+        services.members.saw(chat_id, fresh)
+
+
+async def joined(services: Services, chat_id: int, people: Sequence[int]) -> None:
+    """These people just joined a group: they came now, whatever was kept from an earlier stay."""
+    await write_with_retry(services.sessions, lambda session: see_members(session, chat_id, people, joined=True))
+    services.members.saw(chat_id, people)
+
+
+async def left(services: Services, chat_id: int, user_id: int) -> None:
+    """Someone left a group (or was removed): should they come back, they come anew."""
+    await write_with_retry(services.sessions, lambda session: member_left(session, chat_id, user_id))
+    services.members.left(chat_id, user_id)
+
+
+async def searchable_since(services: Services, where: Where) -> datetime | None:
+    """From when the sender may find this chat's photos: in a group, since the bot first saw them there (as
+    a group that hides its history from new members shows them); None, all of them, in a private chat, and
+    for a group's anonymous admins (they write as the group itself, and admins see all its history)."""
+    if where.chat_kind not in GROUPS or where.user_id is None or where.user_id == where.chat_id:
+        return None
+    user_id = where.user_id
+    async with services.reading() as session:
+        since = await member_since(session, where.chat_id, user_id)
+    if since is not None:
+        return since
+
+    async def note_now(session: AsyncSession) -> datetime | None:  # not noted yet: seen from now on
+        await see_members(session, where.chat_id, [user_id])
+        return await member_since(session, where.chat_id, user_id)
+
+    return await write_with_retry(services.sessions, note_now) or datetime.now(UTC)
 
 
 async def switches(services: Services, chat_id: int) -> Switches:
@@ -72,13 +154,14 @@ async def chat_upgraded(services: Services, old_id: int, new_id: int) -> Moved:
         services.access.changed(new_id, moved.access)
     if moved.anything:
         log.info(
-            "group %s became supergroup %s: moved %d photos, %d turns, %s, %d usage counts, access %s",
+            "group %s became supergroup %s: moved %d photos, %d turns, %s, %d usage counts, %d members, access %s",
             old_id,
             new_id,
             moved.images,
             moved.turns,
             "its settings" if moved.settings else "no settings",
             moved.usage,
+            moved.members,
             moved.access or "unchanged",
         )
     return moved

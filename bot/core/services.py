@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from clipchat.metrics import STAGE_SECONDS
-from storage import AccessList, EmbeddingIndex, StorageSettings, connect_database, make_sessionmaker, reading, upgrade
+from storage import (
+    AccessList,
+    EmbeddingIndex,
+    MembersSeen,
+    StorageSettings,
+    connect_database,
+    make_sessionmaker,
+    reading,
+    upgrade,
+)
 from storage.update_order import SharedOrder
 
 from ..engine import Models
@@ -31,6 +40,7 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     index: EmbeddingIndex
     access: AccessList = field(default_factory=AccessList)  # the operators' /allow and /ban, checked per update
+    members: MembersSeen = field(default_factory=MembersSeen)  # who this process has noted as seen in each group
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

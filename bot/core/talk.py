@@ -32,11 +32,13 @@ MAX_SEARCH_CHARS = 300
 
 @dataclass(frozen=True)
 class Found:
-    """A photo /search sends back: by its Telegram file id, with the method that file id belongs to."""
+    """A photo /search sends back: by its Telegram file id, with the method that file id belongs to.
+    A spoiler photo goes back behind a spoiler, its caption (the models' description of it) hidden too."""
 
     file_id: str
     media_kind: MediaKind
     caption: str
+    spoiler: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,9 +142,10 @@ async def search(services: Services, where: Where, phrase: str) -> Search:
     chat_id = where.chat_id
     vector = await services.models.embed_text(TextRequest(phrase[:MAX_SEARCH_CHARS]))
     identity = services.models.identity
+    since = await records.searchable_since(services, where)  # a group's earlier history is not theirs to see
     async with services.reading() as session:
         hits = await search_images(
-            session, services.index, chat_id, identity, vector.vector, k=services.settings.search_results
+            session, services.index, chat_id, identity, vector.vector, k=services.settings.search_results, since=since
         )
         waiting = await photos_waiting(session, identity, chat_id)
         running = waiting > 0 and await reindex_running(session, identity, chat_id)
@@ -155,6 +158,7 @@ async def search(services: Services, where: Where, phrase: str) -> Search:
                 record.file_id,
                 record.media_kind,
                 _("{caption} (match {score:.2f})", caption=record.caption, score=score)[: text.CAPTION_LIMIT],
+                record.spoiler,
             )
             for record, score in hits
             if score >= best - 0.02
