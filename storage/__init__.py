@@ -27,7 +27,10 @@ from .database import (
 )
 from .lifecycle import (
     Removed,
+    forget_again,
+    forget_count,
     forget_user,
+    forgotten_entries,
     maintain,
     purge_older_than,
     rows_about_user,
@@ -86,7 +89,10 @@ __all__ = [
     "downgrade",
     "encode_embedding",
     "first_to_tell",
+    "forget_again",
+    "forget_count",
     "forget_user",
+    "forgotten_entries",
     "image_by_message",
     "image_under_discussion",
     "maintain",

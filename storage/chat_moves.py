@@ -38,6 +38,8 @@ CHAT_ROWS = {
     "user_access": "an operator's word on the group holds for the supergroup, unless they said one about it",
     "pending_updates": "stays: the rows of updates in flight, which remove their own",
     "reindex_runs": "stays: a re-index at work keeps the chat it was started for",
+    "forgotten": "stays: a forgotten group identity is forgotten under the id its rows had then, as a "
+    "backup from before the upgrade holds them",
 }
 
 

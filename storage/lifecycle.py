@@ -6,8 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from clipchat.kinds import ChatKind
 
@@ -15,6 +17,7 @@ from .database import changed_rows
 from .models import (
     Chat,
     ChatSettings,
+    Forgotten,
     ImageRecord,
     PendingUpdate,
     ReindexRun,
@@ -61,11 +64,15 @@ USER_ROWS: dict[str, Callable[[int], ColumnElement[bool]]] = {
     "reindex_runs": lambda user_id: ReindexRun.chat_id == user_id,  # a run on one private chat names its user
     "user_access": lambda user_id: UserAccess.user_id == user_id,
     "usage": lambda user_id: (Usage.subject_id == user_id) & (Usage.scope == UsageScope.USER),
+    "forgotten": lambda user_id: Forgotten.user_id == user_id,
 }
-# What /forget keeps on purpose, and why: without these, /forget would lift a ban or refill today's budget.
+# What /forget keeps on purpose, and why: without these, /forget would lift a ban or refill today's budget,
+# and restoring a backup would undo it.
 KEPT_AFTER_FORGET = {
     "user_access": "an operator's ban or allowance is the operator's record, not the user's",
     "usage": "today's counts (numbers only) stay until the day is over, then go with the daily upkeep",
+    "forgotten": "the record of the /forget itself (the id and when, nothing else): a restored backup "
+    "taken before it is forgotten again, and other processes learn to drop their cached phrases",
 }
 TABLES = {
     model.__tablename__: model
@@ -79,6 +86,7 @@ TABLES = {
         ReindexRun,
         UserAccess,
         Usage,
+        Forgotten,
     )
 }
 
@@ -87,35 +95,96 @@ async def forget_user(
     session: AsyncSession, user_id: int, now: datetime | None = None, pending_grace: timedelta = timedelta(minutes=5)
 ) -> Removed:
     """Delete everything about a user: their turns everywhere, the images they sent, their private chat
-    and its settings, their name on a chat's switches, and the user row itself.
+    and its settings, their name on a chat's switches, and the user row itself; and note that they were
+    forgotten, and when (`Forgotten`), so that a restored backup forgets them again.
 
     Their rows in `pending_updates` (update ids, nothing they said) younger than `pending_grace` belong
     to updates still running, the /forget itself among them, which remove them as they finish (deleting
     them here would let another process run the user's later updates out of order); older ones were
     left by a process that died, and go now."""
-    turns = await session.execute(delete(Turn).where(USER_ROWS["turns"](user_id)))
-    images = await session.execute(delete(ImageRecord).where(USER_ROWS["images"](user_id)))
-    private = await session.execute(
-        delete(ChatSettings).where(ChatSettings.chat_id.in_(select(Chat.id).where(_private_chat(user_id))))
+    now = now or datetime.now(UTC)
+    removed = await _delete_about(session, user_id, now, pending_before=now - pending_grace)
+    session.add(Forgotten(user_id=user_id, forgotten_at=now))
+    await session.flush()
+    return removed
+
+
+async def _delete_about(
+    session: AsyncSession, user_id: int, now: datetime, pending_before: datetime, made_by: datetime | None = None
+) -> Removed:
+    """`forget_user`'s deletions as of `now`; with `made_by`, only of the rows made by then (the others
+    were made after a /forget, when the person came back)."""
+
+    def by_then(column: InstrumentedAttribute[datetime]) -> ColumnElement[bool]:
+        return column <= made_by if made_by is not None else true()
+
+    private = _private_chat(user_id) & by_then(Chat.first_seen)
+    turns = await session.execute(delete(Turn).where(USER_ROWS["turns"](user_id), by_then(Turn.created_at)))
+    images = await session.execute(
+        delete(ImageRecord).where(USER_ROWS["images"](user_id), by_then(ImageRecord.created_at))
     )
-    await session.execute(delete(Chat).where(_private_chat(user_id)))
-    # A group's switches stay as they are; only who flipped them is forgotten.
+    settings = await session.execute(
+        delete(ChatSettings).where(ChatSettings.chat_id.in_(select(Chat.id).where(private)))
+    )
+    await session.execute(delete(Chat).where(private))
+    # A group's switches stay as they are; only who flipped them is forgotten (no time is kept: whenever).
     await session.execute(update(ChatSettings).where(ChatSettings.updated_by == user_id).values(updated_by=None))
-    cutoff = (now or datetime.now(UTC)) - pending_grace
     await session.execute(
-        delete(PendingUpdate).where(USER_ROWS["pending_updates"](user_id), PendingUpdate.arrived_at < cutoff)
+        delete(PendingUpdate).where(USER_ROWS["pending_updates"](user_id), PendingUpdate.arrived_at < pending_before)
     )
     # A re-index of their private chat has nothing left to do there; its runner carries on harmlessly.
-    await session.execute(delete(ReindexRun).where(USER_ROWS["reindex_runs"](user_id)))
-    today = (now or datetime.now(UTC)).date()
-    await session.execute(delete(Usage).where(USER_ROWS["usage"](user_id), Usage.day < today))
-    users = await session.execute(delete(User).where(USER_ROWS["users"](user_id)))
+    await session.execute(delete(ReindexRun).where(USER_ROWS["reindex_runs"](user_id), by_then(ReindexRun.started_at)))
+    await session.execute(delete(Usage).where(USER_ROWS["usage"](user_id), Usage.day < now.date()))
+    users = await session.execute(delete(User).where(USER_ROWS["users"](user_id), by_then(User.first_seen)))
     return Removed(
         turns=changed_rows(turns),
         images=changed_rows(images),
-        settings=changed_rows(private),
+        settings=changed_rows(settings),
         users=changed_rows(users),
     )
+
+
+async def forgotten_entries(session: AsyncSession) -> list[tuple[int, datetime]]:
+    """Every /forget recorded: (the id, when)."""
+    rows = await session.execute(select(Forgotten.user_id, Forgotten.forgotten_at).order_by(Forgotten.forgotten_at))
+    return [(user_id, _aware(when)) for user_id, when in rows.tuples()]
+
+
+async def forget_count(session: AsyncSession) -> int:
+    """How many /forgets the database records: it only grows (a restore keeps the list it found), so a
+    process that sees it change knows someone was forgotten meanwhile."""
+    return await session.scalar(select(func.count()).select_from(Forgotten)) or 0
+
+
+async def forget_again(session: AsyncSession, entries: list[tuple[int, datetime]]) -> Removed:
+    """After a restore: add `entries` (the /forgets the replaced database recorded) to those the backup
+    holds, then delete again, for every id, what was made up to its latest /forget. What the person
+    sent after coming back stays; so do their operator's word and today's counts, as /forget keeps them."""
+    if entries:
+        dialect = {"sqlite": sqlite, "postgresql": postgresql}[session.get_bind().dialect.name]
+        rows = [{"user_id": user_id, "forgotten_at": when} for user_id, when in entries]
+        for start in range(0, len(rows), 400):  # SQLite's bound on parameters in one statement
+            chunk = rows[start : start + 400]
+            await session.execute(dialect.insert(Forgotten).values(chunk).on_conflict_do_nothing())
+    latest = await session.execute(
+        select(Forgotten.user_id, func.max(Forgotten.forgotten_at)).group_by(Forgotten.user_id)
+    )
+    total = Removed()
+    for user_id, when in latest.tuples().all():
+        when = _aware(when)
+        removed = await _delete_about(session, user_id, when, pending_before=when, made_by=when)
+        total = Removed(
+            turns=total.turns + removed.turns,
+            images=total.images + removed.images,
+            settings=total.settings + removed.settings,
+            users=total.users + removed.users,
+        )
+    return total
+
+
+def _aware(when: datetime) -> datetime:
+    """SQLite hands times back without their zone; every time stored here is UTC."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 async def rows_about_user(session: AsyncSession, user_id: int) -> dict[str, int]:
