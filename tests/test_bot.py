@@ -330,11 +330,13 @@ async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, un
     )
     [done] = await telegram.wait_for(lambda: telegram.sent("editMessageText"), what="the confirmation")
     assert done.params["text"].startswith("Done. I deleted 1 photos")
+    assert "Backups are covered too" in done.params["text"]
     async with sessions() as session:
         assert not any((await rows_about_user(session, 6)).values())
         # No column of any table still names them, but today's counts behind the budgets (one row per kind:
-        # the photo, then /tags and /search), kept so that /forget cannot refill a budget
-        assert await columns_holding(session, 6) == {"usage.subject_id": 2}
+        # the photo, then /tags and /search), kept so that /forget cannot refill a budget, and the record
+        # of the /forget itself (id and time), kept so that a restored backup cannot undo it
+        assert await columns_holding(session, 6) == {"usage.subject_id": 2, "forgotten.user_id": 1}
     assert models.cached_entries() == 0  # nor the phrases and labels the models kept in memory
 
 
