@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, true, update
+from sqlalchemy import ColumnElement, Exists, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -96,50 +97,35 @@ async def forget_user(
 ) -> Removed:
     """Delete everything about a user: their turns everywhere, the images they sent, their private chat
     and its settings, their name on a chat's switches, and the user row itself; and note that they were
-    forgotten, and when (`Forgotten`), so that a restored backup forgets them again.
+    forgotten, and when (`Forgotten`), so that a restored backup forgets them again (`forget_again`).
 
     Their rows in `pending_updates` (update ids, nothing they said) younger than `pending_grace` belong
     to updates still running, the /forget itself among them, which remove them as they finish (deleting
     them here would let another process run the user's later updates out of order); older ones were
     left by a process that died, and go now."""
     now = now or datetime.now(UTC)
-    removed = await _delete_about(session, user_id, now, pending_before=now - pending_grace)
-    session.add(Forgotten(user_id=user_id, forgotten_at=now))
-    await session.flush()
-    return removed
-
-
-async def _delete_about(
-    session: AsyncSession, user_id: int, now: datetime, pending_before: datetime, made_by: datetime | None = None
-) -> Removed:
-    """`forget_user`'s deletions as of `now`; with `made_by`, only of the rows made by then (the others
-    were made after a /forget, when the person came back)."""
-
-    def by_then(column: InstrumentedAttribute[datetime]) -> ColumnElement[bool]:
-        return column <= made_by if made_by is not None else true()
-
-    private = _private_chat(user_id) & by_then(Chat.first_seen)
-    turns = await session.execute(delete(Turn).where(USER_ROWS["turns"](user_id), by_then(Turn.created_at)))
-    images = await session.execute(
-        delete(ImageRecord).where(USER_ROWS["images"](user_id), by_then(ImageRecord.created_at))
+    turns = await session.execute(delete(Turn).where(USER_ROWS["turns"](user_id)))
+    images = await session.execute(delete(ImageRecord).where(USER_ROWS["images"](user_id)))
+    private = await session.execute(
+        delete(ChatSettings).where(ChatSettings.chat_id.in_(select(Chat.id).where(_private_chat(user_id))))
     )
-    settings = await session.execute(
-        delete(ChatSettings).where(ChatSettings.chat_id.in_(select(Chat.id).where(private)))
-    )
-    await session.execute(delete(Chat).where(private))
-    # A group's switches stay as they are; only who flipped them is forgotten (no time is kept: whenever).
+    await session.execute(delete(Chat).where(_private_chat(user_id)))
+    # A group's switches stay as they are; only who flipped them is forgotten.
     await session.execute(update(ChatSettings).where(ChatSettings.updated_by == user_id).values(updated_by=None))
+    cutoff = now - pending_grace
     await session.execute(
-        delete(PendingUpdate).where(USER_ROWS["pending_updates"](user_id), PendingUpdate.arrived_at < pending_before)
+        delete(PendingUpdate).where(USER_ROWS["pending_updates"](user_id), PendingUpdate.arrived_at < cutoff)
     )
     # A re-index of their private chat has nothing left to do there; its runner carries on harmlessly.
-    await session.execute(delete(ReindexRun).where(USER_ROWS["reindex_runs"](user_id), by_then(ReindexRun.started_at)))
+    await session.execute(delete(ReindexRun).where(USER_ROWS["reindex_runs"](user_id)))
     await session.execute(delete(Usage).where(USER_ROWS["usage"](user_id), Usage.day < now.date()))
-    users = await session.execute(delete(User).where(USER_ROWS["users"](user_id), by_then(User.first_seen)))
+    users = await session.execute(delete(User).where(USER_ROWS["users"](user_id)))
+    session.add(Forgotten(user_id=user_id, forgotten_at=now))
+    await session.flush()
     return Removed(
         turns=changed_rows(turns),
         images=changed_rows(images),
-        settings=changed_rows(settings),
+        settings=changed_rows(private),
         users=changed_rows(users),
     )
 
@@ -158,28 +144,42 @@ async def forget_count(session: AsyncSession) -> int:
 
 async def forget_again(session: AsyncSession, entries: list[tuple[int, datetime]]) -> Removed:
     """After a restore: add `entries` (the /forgets the replaced database recorded) to those the backup
-    holds, then delete again, for every id, what was made up to its latest /forget. What the person
-    sent after coming back stays; so do their operator's word and today's counts, as /forget keeps them."""
+    holds, then delete again what `forget_user` deletes, of what was made up to a /forget of its person.
+    What they sent after coming back stays; so do their operator's word and the last day's counts, as
+    /forget keeps them. One statement a table, whatever the number of /forgets."""
     if entries:
         dialect = {"sqlite": sqlite, "postgresql": postgresql}[session.get_bind().dialect.name]
         rows = [{"user_id": user_id, "forgotten_at": when} for user_id, when in entries]
         for start in range(0, len(rows), 400):  # SQLite's bound on parameters in one statement
             chunk = rows[start : start + 400]
             await session.execute(dialect.insert(Forgotten).values(chunk).on_conflict_do_nothing())
-    latest = await session.execute(
-        select(Forgotten.user_id, func.max(Forgotten.forgotten_at)).group_by(Forgotten.user_id)
+
+    def forgotten(who: InstrumentedAttribute[Any], made: InstrumentedAttribute[datetime] | None) -> Exists:
+        """The row's person was forgotten after it was made (`made` None: ever)."""
+        match = Forgotten.user_id == who
+        return exists().where(match if made is None else match & (made <= Forgotten.forgotten_at))
+
+    turns = await session.execute(delete(Turn).where(forgotten(Turn.user_id, Turn.created_at)))
+    images = await session.execute(delete(ImageRecord).where(forgotten(ImageRecord.sender_id, ImageRecord.created_at)))
+    private = (Chat.kind == ChatKind.PRIVATE) & forgotten(Chat.id, Chat.first_seen)
+    settings = await session.execute(
+        delete(ChatSettings).where(ChatSettings.chat_id.in_(select(Chat.id).where(private)))
     )
-    total = Removed()
-    for user_id, when in latest.tuples().all():
-        when = _aware(when)
-        removed = await _delete_about(session, user_id, when, pending_before=when, made_by=when)
-        total = Removed(
-            turns=total.turns + removed.turns,
-            images=total.images + removed.images,
-            settings=total.settings + removed.settings,
-            users=total.users + removed.users,
-        )
-    return total
+    await session.execute(delete(Chat).where(private))
+    # who flipped a group's switch keeps no time: forgotten whenever
+    await session.execute(update(ChatSettings).where(forgotten(ChatSettings.updated_by, None)).values(updated_by=None))
+    await session.execute(delete(PendingUpdate).where(forgotten(PendingUpdate.user_key, PendingUpdate.arrived_at)))
+    await session.execute(delete(ReindexRun).where(forgotten(ReindexRun.chat_id, ReindexRun.started_at)))
+    latest = select(Forgotten.user_id, func.max(Forgotten.forgotten_at)).group_by(Forgotten.user_id)
+    for user_id, when in (await session.execute(latest)).tuples().all():  # by the primary key: one lookup each
+        await session.execute(delete(Usage).where(USER_ROWS["usage"](user_id), Usage.day < _aware(when).date()))
+    users = await session.execute(delete(User).where(forgotten(User.id, User.first_seen)))
+    return Removed(
+        turns=changed_rows(turns),
+        images=changed_rows(images),
+        settings=changed_rows(settings),
+        users=changed_rows(users),
+    )
 
 
 def _aware(when: datetime) -> datetime:
