@@ -27,8 +27,11 @@ from .database import (
 )
 from .lifecycle import (
     Removed,
+    forget_again,
+    forget_count,
     forget_image,
     forget_user,
+    forgotten_entries,
     maintain,
     purge_older_than,
     rows_about_user,
@@ -91,8 +94,11 @@ __all__ = [
     "downgrade",
     "encode_embedding",
     "first_to_tell",
+    "forget_again",
+    "forget_count",
     "forget_image",
     "forget_user",
+    "forgotten_entries",
     "image_by_message",
     "image_under_discussion",
     "maintain",

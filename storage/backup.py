@@ -14,6 +14,14 @@ creation, whatever the process's umask, and the directories clipchat creates for
 already exist are the operator's and stay as they are).
 
 A restore refuses to overwrite a database that holds rows unless given --force.
+
+A restore does not undo /forget: each one leaves the forgotten id and its time in `forgotten`. The
+restore reads the list the database holds before replacing it, migrates the restored copy to this
+clipchat's schema, adds the list to the backup's own, and deletes again what the copy holds about each
+id from up to its /forget (`lifecycle.forget_again`). SQLite does all of it on a private copy beside
+the database, which then replaces the database in one step; PostgreSQL restores in one transaction
+and forgets again in the next (clipchat's tables that the backup predates are dropped first, as a
+restore must: the migrations make them again).
 """
 
 from __future__ import annotations
@@ -23,16 +31,21 @@ import asyncio
 import contextlib
 import itertools
 import os
+import re
 import sqlite3
 import subprocess
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clipchat.errors import InvalidConfig, NotFound, OperatorError
 
-from .database import alembic_config, connect_database, normalize_url
+from .database import alembic_config, connect_database, make_sessionmaker, normalize_url, upgrade
+from .lifecycle import Removed, forget_again, forget_count, forgotten_entries
+from .models import Base
 from .settings import StorageSettings
 
 PRIVATE_FILE, PRIVATE_DIRECTORY = 0o600, 0o700  # a backup and the directories made for it
@@ -105,14 +118,55 @@ def run_restore(args: argparse.Namespace, _vision_settings: object) -> int:
                 detail=f"{_shown(url)} already holds data (in {', '.join(holding)}): stop the bot "
                 "and add --force to replace it with the backup."
             )
+    forgotten = asyncio.run(forgotten_before_restore(url, settings.database_timeout_s))  # before it is replaced
     if _is_sqlite(url):
-        revision = restore_sqlite(source, _sqlite_file(url), settings.database_timeout_s)
+        revision, (count, removed) = restore_sqlite(source, _sqlite_file(url), settings.database_timeout_s, forgotten)
         what = f" (schema revision {revision})"
     else:
+        stale = _clipchat_tables_not_in(url, source, args.timeout, settings.database_timeout_s)
         restore_postgres(url, source, args.timeout, settings.database_timeout_s)
+        count, removed = asyncio.run(settle_restored(url, settings.database_timeout_s, forgotten, stale))
         what = ""
-    print(f"Restored {source} into {_shown(url)}{what}. Start the bot: it applies any newer migrations.")
+    print(
+        f"Restored {source} into {_shown(url)}{what}, migrated to this clipchat's schema; the {count} "
+        f"/forget requests on record applied again: {removed.images} photos and {removed.turns} messages "
+        "the backup held about those people deleted."
+    )
     return 0
+
+
+async def forgotten_before_restore(url: str, timeout: float) -> list[tuple[int, datetime]]:
+    """The /forgets the database about to be replaced records (none if it has no such table yet)."""
+    if "forgotten" not in await table_names(url, timeout):
+        return []
+    engine = connect_database(url, timeout=timeout)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return await forgotten_entries(session)
+    finally:
+        await engine.dispose()
+
+
+async def settle_restored(
+    url: str, timeout: float, forgotten: list[tuple[int, datetime]], stale: frozenset[str] = frozenset()
+) -> tuple[int, Removed]:
+    """A restored database made current: `stale` tables dropped, migrated, and every /forget applied
+    again; returns how many /forgets it now records, and what they deleted."""
+    engine = connect_database(url, timeout=timeout)
+    try:
+        if stale:
+            async with engine.begin() as connection:
+                for name in sorted(stale):
+                    quoted = engine.dialect.identifier_preparer.quote(name)
+                    await connection.exec_driver_sql(f"DROP TABLE IF EXISTS {quoted} CASCADE")
+        await upgrade(engine)
+        async with make_sessionmaker(engine)() as session:
+            removed = await forget_again(session, forgotten)
+            count = await forget_count(session)
+            await session.commit()
+        return count, removed
+    finally:
+        await engine.dispose()
 
 
 # --- SQLite ----------------------------------------------------------------------------------------------------
@@ -138,20 +192,36 @@ def backup_sqlite(database: Path, target: Path, timeout: float) -> str:
     return revision
 
 
-def restore_sqlite(backup: Path, database: Path, timeout: float) -> str:
-    """Copy a `backup_sqlite` file into `database` (created if missing) with the backup API; returns its revision.
+def restore_sqlite(
+    backup: Path, database: Path, timeout: float, forgotten: list[tuple[int, datetime]]
+) -> tuple[str, tuple[int, Removed]]:
+    """Copy a `backup_sqlite` file into `database` (created if missing) with the backup API, migrated and
+    with every /forget (the backup's and `forgotten`) applied again; returns the backup's revision, and
+    `settle_restored`'s answer.
 
-    Through SQLite, not a file copy: the database's own -wal and -shm files stay coherent with it."""
+    The work is done on a private copy beside the database, which then replaces it through SQLite, not
+    by a file copy: the database's own -wal and -shm files stay coherent with it, and it never holds the
+    backup without the /forgets applied again."""
     try:
         with closing(sqlite3.connect(f"{backup.as_uri()}?mode=ro", uri=True)) as source:
             revision = _checked_revision(source, backup)
             _known_revision(revision, backup)
-            database.parent.mkdir(parents=True, exist_ok=True)
-            with closing(sqlite3.connect(database, timeout=timeout)) as destination:
-                source.backup(destination)
+            staging = _private_partial(database)
+            try:
+                with closing(sqlite3.connect(staging)) as copy:
+                    source.backup(copy)
+                settled = asyncio.run(settle_restored(f"sqlite+aiosqlite:///{staging}", timeout, forgotten))
+                with (
+                    closing(sqlite3.connect(staging)) as ready,
+                    closing(sqlite3.connect(database, timeout=timeout)) as destination,
+                ):
+                    ready.backup(destination)
+            finally:
+                for path in (staging, Path(f"{staging}-wal"), Path(f"{staging}-shm")):
+                    path.unlink(missing_ok=True)
     except sqlite3.Error as error:
         raise OperatorError(detail=f"Restoring {backup} into {database} failed: {error}.") from error
-    return revision
+    return revision, settled
 
 
 def _checked_revision(connection: sqlite3.Connection, path: Path) -> str:
@@ -215,6 +285,16 @@ def restore_postgres(url: str, backup: Path, timeout: float, connect_timeout: fl
     )
 
 
+def _clipchat_tables_not_in(url: str, backup: Path, timeout: float, connect_timeout: float) -> frozenset[str]:
+    """clipchat's tables that the database has and the backup does not: made by migrations newer than the
+    backup, they outlive `pg_restore --clean` (which drops only what the archive holds), and the
+    migrations that make them again would fail on finding them."""
+    listing = _run_tool(["pg_restore", "--list", str(backup)], None, timeout, connect_timeout)
+    archived = {found[1] for found in re.finditer(r"^\d+; \d+ \d+ TABLE \S+ (\S+) ", listing, re.MULTILINE)}
+    present = asyncio.run(table_names(url, connect_timeout))
+    return frozenset((present & set(Base.metadata.tables)) - archived)
+
+
 def _libpq(url: str) -> tuple[str, str | None]:
     """A URL libpq reads, without the password (returned apart, for PGPASSWORD)."""
     parsed = make_url(url)
@@ -232,7 +312,8 @@ def _libpq(url: str) -> tuple[str, str | None]:
     return plain.render_as_string(hide_password=False), parsed.password
 
 
-def _run_tool(command: list[str], password: str | None, timeout: float, connect_timeout: float) -> None:
+def _run_tool(command: list[str], password: str | None, timeout: float, connect_timeout: float) -> str:
+    """Run a PostgreSQL client tool; returns what it printed."""
     env = {**os.environ, "PGCONNECT_TIMEOUT": str(max(2, round(connect_timeout)))}
     if password:
         env["PGPASSWORD"] = password
@@ -252,6 +333,7 @@ def _run_tool(command: list[str], password: str | None, timeout: float, connect_
         if password:
             reason = reason.replace(password, "***")
         raise OperatorError(detail=f"{command[0]} failed: {reason}")
+    return done.stdout
 
 
 # --- both ------------------------------------------------------------------------------------------------------
@@ -277,22 +359,39 @@ def _private_partial(target: Path) -> Path:
 
 async def tables_with_rows(url: str, timeout: float) -> list[str]:
     """The database's tables that hold at least one row (the migrations' bookkeeping aside)."""
-    from sqlalchemy import inspect, text
+    from sqlalchemy import text
 
     if _is_sqlite(url) and not _sqlite_file(url).is_file():
         return []  # checking would create it
     engine = connect_database(url, timeout=timeout)
     try:
         async with engine.connect() as connection:
-            names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
             holding = []
-            for name in sorted(set(names) - {"alembic_version"}):
+            for name in sorted(await _names(connection) - {"alembic_version"}):
                 quoted = engine.dialect.identifier_preparer.quote(name)
                 if (await connection.execute(text(f"SELECT 1 FROM {quoted} LIMIT 1"))).first():
                     holding.append(name)
             return holding
     finally:
         await engine.dispose()
+
+
+async def table_names(url: str, timeout: float) -> set[str]:
+    """The database's tables (none if it is an SQLite file not there yet)."""
+    if _is_sqlite(url) and not _sqlite_file(url).is_file():
+        return set()  # looking would create it
+    engine = connect_database(url, timeout=timeout)
+    try:
+        async with engine.connect() as connection:
+            return await _names(connection)
+    finally:
+        await engine.dispose()
+
+
+async def _names(connection: AsyncConnection) -> set[str]:
+    from sqlalchemy import inspect
+
+    return set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
 
 
 def _is_sqlite(url: str) -> bool:

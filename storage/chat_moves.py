@@ -39,6 +39,8 @@ CHAT_ROWS = {
     "pending_updates": "stays: the rows of updates in flight, which remove their own",
     "reindex_runs": "stays: a re-index at work keeps the chat it was started for",
     "chat_members": "moved, the anonymous admins' identity too; whoever the supergroup saw first keeps the earlier time",
+    "forgotten": "stays: a forgotten group identity is forgotten under the id its rows had then, as a "
+    "backup from before the upgrade holds them",
 }
 
 

@@ -245,3 +245,15 @@ class ReindexRun(Base):
     chat_id: Mapped[int | None] = mapped_column(BigInteger)  # the one chat it works on; None: every chat
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     beat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Forgotten(Base):
+    """A /forget: the identity forgotten and when, nothing else about them. It outlives the forgetting on
+    purpose: `clipchat db restore` forgets them again in a backup taken before (storage/backup.py), and
+    how many there are tells every bot process and model replica that the phrases they cache may be
+    theirs (bot/engine/local.py)."""
+
+    __tablename__ = "forgotten"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # or a sender chat
+    forgotten_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)

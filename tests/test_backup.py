@@ -110,3 +110,108 @@ async def test_a_backup_is_readable_by_its_owner_only_whatever_the_umask(kind, t
     mode = {path: stat.S_IMODE(path.stat().st_mode) for path in (target, target.parent, backups)}
     assert mode == {target: 0o600, target.parent: 0o700, backups: 0o700}, {p: oct(m) for p, m in mode.items()}
     assert [path.name for path in target.parent.iterdir()] == ["clipchat.db"]  # no .partial left behind
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_restoring_a_backup_does_not_undo_forget(kind, tmp_path, capsys) -> None:
+    """A backup taken before someone's /forget brought their photos and conversations back on restore.
+    Now each restore forgets them again, whichever backup it restores, and keeps the list of /forgets the
+    replaced database held; what they sent after coming back stays."""
+    from storage import (
+        ImageRecord,
+        add_turn,
+        connect_database,
+        forget_count,
+        forget_user,
+        make_sessionmaker,
+        rows_about_user,
+        save_image,
+    )
+    from tests.test_storage import photo
+
+    carol, dan, group = 7_000_000_001, 7_000_000_002, -100777
+    before_forget, after_return = tmp_path / "before.backup", tmp_path / "after.backup"
+
+    async def do(work):
+        engine = connect_database(url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    async def write_rows(session, who: int, message_id: int) -> None:
+        mine = await save_image(session, photo(who, who, message_id))
+        await add_turn(session, who, who, "user", f"a secret {message_id}", image_id=mine.id)
+        await save_image(session, photo(group, who, message_id + 1), chat_kind="group")
+
+    async def about(session, who: int) -> dict[str, int]:
+        return {name: count for name, count in (await rows_about_user(session, who)).items() if count}
+
+    async def messages(session, who: int) -> list[str]:
+        return sorted((await session.scalars(select(ImageRecord.caption).where(ImageRecord.sender_id == who))).all())
+
+    async def restore(path: Path) -> str:
+        code, out, err = await clipchat(capsys, "db", "restore", str(path), "--url", url, "--force")
+        assert code == 0, err
+        return out
+
+    from sqlalchemy import select
+
+    async with database(kind, tmp_path) as (url, _wipe):
+        code, _, err = await clipchat(capsys, "db", "upgrade", "--url", url)
+        assert code == 0, err
+        await do(lambda session: write_rows(session, carol, 10))
+        await do(lambda session: write_rows(session, dan, 20))
+        code, _, err = await clipchat(capsys, "db", "backup", str(before_forget), "--url", url)
+        assert code == 0, err
+        await do(lambda session: forget_user(session, carol))
+        await do(lambda session: write_rows(session, carol, 30))  # she comes back and sends another photo
+        code, _, err = await clipchat(capsys, "db", "backup", str(after_return), "--url", url)
+        assert code == 0, err
+
+        out = await restore(before_forget)  # taken before her /forget, which the backup knows nothing of
+        assert await do(lambda session: about(session, carol)) == {}  # none of her photos or messages back
+        assert "1 /forget requests on record applied again: 2 photos and 1 messages" in out, out
+        assert await do(lambda session: messages(session, dan)) == ["photo 20", "photo 21"]  # his are
+        assert await do(forget_count) == 1  # the list of /forgets survives the restore
+
+        await do(lambda session: forget_user(session, dan))
+        await restore(after_return)  # knows of her /forget, not of his
+        assert await do(lambda session: messages(session, carol)) == ["photo 30", "photo 31"]  # sent after
+        assert await do(lambda session: about(session, dan)) == {}
+        assert await do(forget_count) == 2
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_a_backup_older_than_the_forgetting_table_restores_and_keeps_the_list(kind, tmp_path, capsys) -> None:
+    """A backup from before migration 0009 has no list of /forgets: the restore brings it to this schema
+    and keeps the list the replaced database held. (PostgreSQL's `pg_restore --clean` left the newer
+    tables standing, and the migrations then failed to make them again.)"""
+    from storage import connect_database, forget_count, forget_user, make_sessionmaker
+
+    old = tmp_path / "old.backup"
+
+    async def do(work):
+        engine = connect_database(url)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    async with database(kind, tmp_path) as (url, _wipe):
+        for argv in (["upgrade", "--revision", "0007"], ["backup", str(old)], ["upgrade"]):
+            code, _, err = await clipchat(capsys, "db", *argv, "--url", url)
+            assert code == 0, err
+        await do(lambda session: forget_user(session, 7_000_000_003))
+        code, out, err = await clipchat(capsys, "db", "restore", str(old), "--url", url, "--force")
+        assert code == 0, err
+        assert "1 /forget requests on record applied again" in out, out
+        assert await do(forget_count) == 1
+        code, out, err = await clipchat(capsys, "db", "upgrade", "--url", url)  # as the bot does at start-up
+        assert code == 0, err

@@ -330,12 +330,85 @@ async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, un
     )
     [done] = await telegram.wait_for(lambda: telegram.sent("editMessageText"), what="the confirmation")
     assert done.params["text"].startswith("Done. I deleted 1 photos")
+    assert "Backups are covered too" in done.params["text"]
     async with sessions() as session:
         assert not any((await rows_about_user(session, 6)).values())
         # No column of any table still names them, but today's counts behind the budgets (one row per kind:
-        # the photo, then /tags and /search), kept so that /forget cannot refill a budget
-        assert await columns_holding(session, 6) == {"usage.subject_id": 2}
+        # the photo, then /tags and /search), kept so that /forget cannot refill a budget, and the record
+        # of the /forget itself (id and time), kept so that a restored backup cannot undo it
+        assert await columns_holding(session, 6) == {"usage.subject_id": 2, "forgotten.user_id": 1}
     assert models.cached_entries() == 0  # nor the phrases and labels the models kept in memory
+
+
+async def test_forget_in_one_process_empties_the_phrase_caches_of_the_others(start_bot, telegram, understood):
+    """Two bot processes on one database, behind a load balancer: /forget in one emptied its own caches
+    only, and the other kept the forgotten person's search phrases, and answered later searches from them."""
+    import itertools
+    import socket
+
+    import aiohttp
+
+    def free_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    secret, ports, update_ids = "two-processes", (free_port(), free_port()), itertools.count(1)
+    first = await start_bot(webhook=(ports[0], secret))
+    second = await start_bot(webhook=(ports[1], secret))  # its own models and caches, the same database
+    phrases = second.bot_data.services.models
+    photos = distinct(understood, 2)
+    async with aiohttp.ClientSession() as http:
+
+        async def deliver(port: int, update: dict) -> None:
+            async with http.post(
+                f"http://127.0.0.1:{port}/hook",
+                json={"update_id": next(update_ids), **update},
+                headers={"X-Telegram-Bot-Api-Secret-Token": secret},
+            ) as response:
+                assert response.status == 200
+
+        async def photo_then_search(port: int, number: int, held) -> None:
+            chat, sender = private(number), user(number)
+            await deliver(port, {"message": telegram.message(chat, sender, photo=telegram.add_file(jpeg(held.image)))})
+            await telegram.wait_replies(number, 1)
+            await deliver(port, {"message": telegram.message(chat, sender, text=f"/search {held.scene.caption}")})
+            await telegram.wait_for(lambda: telegram.sent("sendPhoto", number), what="a search result")
+
+        await photo_then_search(ports[1], 41, photos[0])  # Alice searches through the second process
+        assert phrases.cached_entries() == 1  # her phrase
+        await deliver(ports[0], {"message": telegram.message(private(41), user(41), text="/forget")})
+        [question] = await telegram.wait_for(
+            lambda: [c for c in telegram.replies(41) if "reply_markup" in c.params], what="the /forget question"
+        )
+        press = {"id": "cb41", "from": user(41), "chat_instance": "ci", "data": "forget:yes:41"}
+        await deliver(ports[0], {"callback_query": {**press, "message": telegram.bot_message(question)}})
+        await telegram.wait_for(lambda: telegram.sent("editMessageText"), what="the confirmation")
+        await photo_then_search(ports[1], 42, photos[1])  # then Bob, through the second process too
+    assert phrases.cached_entries() == 1  # his phrase only: hers went before his search was answered
+    assert first.bot_data.services.models.cached_entries() == 0
+
+
+async def test_a_label_set_cached_before_a_forget_elsewhere_is_dropped_before_the_next_answer(
+    world_models, understood
+) -> None:
+    """The seam every process and Ray replica answers /tags and questions through: a request asked under
+    a newer count of /forgets empties the label sets first, on the model thread."""
+    from bot.engine import AnswerRequest, ClassifyRequest
+    from bot.engine.features import ModelFeatures
+    from dialogue import Conversation
+    from vision import load_image
+
+    features = ModelFeatures(world_models)
+    facts = world_models.describe([load_image(jpeg(understood[0].image))])[0]
+    tagger = world_models.tagger
+    tagger.forget_label_sets()
+    features.classify([ClassifyRequest(facts.embedding, ("a cat", "a secret word"), forgotten=3)])
+    assert tagger.cached_label_sets == 1
+    features.classify([ClassifyRequest(facts.embedding, ("a dog", "a fox"), forgotten=4)])  # someone forgotten
+    assert tagger.cached_label_sets == 1  # the new set only
+    features.answer([AnswerRequest(Conversation(image=facts), "what colour is it?", forgotten=5)])
+    assert ("a dog", "a fox") not in tagger._label_sets
 
 
 async def test_a_corrupt_image_and_a_25_mb_file_get_polite_refusals(start_bot, telegram, understood):

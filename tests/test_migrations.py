@@ -182,6 +182,7 @@ AT_0008 = {
         {"chat_id": GROUP, "user_id": BOB, "first_seen": NOW},
     ],
 }
+AT_0009 = {"forgotten": [{"user_id": 1003, "forgotten_at": NOW}, {"user_id": GROUP, "forgotten_at": NOW}]}
 ROWS = {
     "0001": AT_0001,
     "0002": AT_0002,
@@ -191,8 +192,9 @@ ROWS = {
     "0006": AT_0006,
     "0007": {},
     "0008": AT_0008,
+    "0009": AT_0009,
 }
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
 DROPS = {"0007": {"user_settings"}}  # tables a revision drops, rows and all
 MIGRATIONS = list(zip(["base", *REVISIONS], REVISIONS))  # (stop before, migrate to)
 KEYS = {
@@ -207,6 +209,7 @@ KEYS = {
     "user_access": "user_id",
     "usage": "subject_id",
     "chat_members": "user_id",
+    "forgotten": "user_id",
 }
 
 

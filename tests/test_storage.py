@@ -241,8 +241,50 @@ async def test_after_forget_no_column_of_any_table_holds_the_user(sessions) -> N
         await session.commit()
     await order.done(carol, 5000)  # the /forget update finishes, as every update does
     async with sessions() as session:
-        assert await columns_holding(session, carol) == {}
+        # but the record that she was forgotten (her id and the time, nothing else), kept on purpose
+        assert await columns_holding(session, carol) == {"forgotten.user_id": 1}
         assert not any((await rows_about_user(session, carol)).values())
+
+
+async def test_forgetting_again_after_a_restore_leaves_no_column_holding_the_user(sessions) -> None:
+    """What a backup from before her /forget holds about her goes again, in every table, by the list of
+    /forgets the replaced database kept; what she sent after coming back stays."""
+    from storage import forget_again, forget_count
+    from storage.models import ChatMember, PendingUpdate, ReindexRun, User
+    from tests.oracles import columns_holding
+
+    carol = 7_000_000_001
+    long_ago = datetime.now(UTC) - timedelta(days=3)
+    async with sessions() as session:  # the backup, as restored
+        mine = await save_image(session, photo(carol, carol, 5))
+        await add_turn(session, carol, carol, "user", "describe it", image_id=mine.id)
+        await save_image(session, photo(GROUP, carol, 6), chat_kind="group")
+        await add_turn(session, GROUP, carol, "assistant", "a cat", chat_kind="group", message_id=77)
+        await set_chat_switch(session, GROUP, "group", "auto_caption", True, updated_by=carol)
+        await set_chat_switch(session, carol, "private", "language", "de", updated_by=carol)
+        session.add(PendingUpdate(user_key=carol, update_id=5000, arrived_at=long_ago))
+        session.add(ReindexRun(embedding_model="clip-b", chat_id=carol, started_at=long_ago, beat_at=long_ago))
+        session.add(ChatMember(chat_id=GROUP, user_id=carol, first_seen=long_ago))
+        await use(session, UsageScope.USER, carol, long_ago.date(), UsageKind.PHOTOS)
+        await session.commit()
+    forgot_at = datetime.now(UTC) + timedelta(seconds=1)
+    async with sessions() as session:
+        await session.execute(update(ImageRecord).where(ImageRecord.id == mine.id).values(created_at=long_ago))
+        # She came back after the /forget: a new user row, a new photo
+        back = forgot_at + timedelta(hours=1)
+        await session.execute(update(User).where(User.id == carol).values(first_seen=back))
+        later = await save_image(session, photo(GROUP, carol, 8), chat_kind="group")
+        await session.execute(update(ImageRecord).where(ImageRecord.id == later.id).values(created_at=back))
+        removed = await forget_again(session, [(carol, forgot_at)])
+        await session.commit()
+    assert (removed.images, removed.turns, removed.users) == (2, 2, 0)
+    async with sessions() as session:
+        assert await columns_holding(session, carol) == {
+            "forgotten.user_id": 1,
+            "images.sender_id": 1,
+            "users.id": 1,
+        }
+        assert await forget_count(session) == 1
 
 
 def test_rows_about_user_knows_every_table() -> None:

@@ -267,7 +267,8 @@ async def forget_button(update: Update, context: BotContext) -> None:
     # Said in the language read before the forgetting: a private chat's own setting goes with everything else
     await query.edit_message_text(
         _(
-            "Done. I deleted {images} photos and {turns} messages, and everything else I knew about you.",
+            "Done. I deleted {images} photos and {turns} messages, and everything else I knew about you. "
+            "Backups are covered too: if my database is ever restored from one, I forget you again.",
             images=removed.images,
             turns=removed.turns,
         )

@@ -17,7 +17,17 @@ from clipchat.facts import PhotoFacts
 from clipchat.i18n import N_, translator
 from clipchat.kinds import Role
 from dialogue import Conversation, RouteKind
-from storage import NewImage, Switches, UsageKind, add_turn, chat_switches, recent_turns, save_image, write_with_retry
+from storage import (
+    NewImage,
+    Switches,
+    UsageKind,
+    add_turn,
+    chat_switches,
+    forget_count,
+    recent_turns,
+    save_image,
+    write_with_retry,
+)
 
 from ..engine import AnswerRequest, DescribeRequest
 from . import quotas, records, text
@@ -80,9 +90,8 @@ async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> Non
     async with chat.working():
         facts = await look(services, chat, message.photo)
         if text.is_question(message.text):
-            answer = await services.models.answer(
-                AnswerRequest(await _conversation(services, where, facts), message.text)
-            )
+            conversation, forgotten = await _conversation(services, where, facts)
+            answer = await services.models.answer(AnswerRequest(conversation, message.text, forgotten))
             said = text.spoken(answer, language, noted=False)
             response = f"{said}\n\n({text.describe(facts, tags=3, language=language)})"
             if answer.route == RouteKind.DESCRIBE:  # "what is this?": the answer is the description, don't repeat it
@@ -210,10 +219,12 @@ async def add_exchange(
     )
 
 
-async def _conversation(services: Services, where: Where, facts: PhotoFacts) -> Conversation:
+async def _conversation(services: Services, where: Where, facts: PhotoFacts) -> tuple[Conversation, int]:
+    """The recent turns about this photo, and the count of /forgets (see `talk.thread`)."""
     async with services.reading() as session:
         turns = await recent_turns(session, where.chat_id, where.thread_user, limit=CONTEXT_TURNS)
-    return Conversation(image=facts, turns=tuple((turn.role, turn.text) for turn in turns))
+        forgotten = await forget_count(session)
+    return Conversation(image=facts, turns=tuple((turn.role, turn.text) for turn in turns)), forgotten
 
 
 async def _switches(services: Services, where: Where) -> Switches:

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from clipchat.i18n import N_, translator
 from clipchat.kinds import MediaKind
 from dialogue import Answer, Conversation
-from storage import ImageRecord, UsageKind, image_under_discussion, recent_turns, search_images, write_with_retry
+from storage import (
+    ImageRecord,
+    UsageKind,
+    forget_count,
+    image_under_discussion,
+    recent_turns,
+    search_images,
+    write_with_retry,
+)
 from storage.reindex import photos_waiting, reindex_running
 from vision.models.tagger import parse_label_list
 
@@ -53,12 +61,23 @@ async def thread(
     services: Services, where: Where, reply_to: int | None = None
 ) -> tuple[ImageRecord | None, Conversation]:
     """The photo under discussion and the recent turns of this user in this chat."""
+    image, conversation, _forgotten = await _thread(services, where, reply_to)
+    return image, conversation
+
+
+async def _thread(
+    services: Services, where: Where, reply_to: int | None = None
+) -> tuple[ImageRecord | None, Conversation, int]:
+    """`thread`, and the count of /forgets, which the model requests carry so that no process answers
+    from a cache made before one (`engine.Models`)."""
     async with services.reading() as session:
         image = await image_under_discussion(session, where.chat_id, where.thread_user, reply_to)
         turns = await recent_turns(session, where.chat_id, where.thread_user, limit=CONTEXT_TURNS)
-    return image, Conversation(
+        forgotten = await forget_count(session)
+    conversation = Conversation(
         image=image.facts() if image else None, turns=tuple((turn.role, turn.text) for turn in turns)
     )
+    return image, conversation, forgotten
 
 
 async def on_question(services: Services, where: Where, question: str, reply_to: int | None, chat: Chat) -> None:
@@ -67,8 +86,8 @@ async def on_question(services: Services, where: Where, question: str, reply_to:
     most = services.settings.max_question_chars
     question, cut = question[:most], len(question) > most  # the model reads a bounded prompt anyway
     async with chat.working():
-        image, conversation = await thread(services, where, reply_to)
-        answer = await services.models.answer(AnswerRequest(conversation, question))
+        image, conversation, forgotten = await _thread(services, where, reply_to)
+        answer = await services.models.answer(AnswerRequest(conversation, question, forgotten))
     language = await records.language(services, where)
     _ = translator(language)
     note = "\n\n" + _("(I read only the first {count} characters of your message.)", count=most) if cut else ""
@@ -89,7 +108,7 @@ async def caption(services: Services, where: Where, reply_to: int | None) -> str
 
 async def tags(services: Services, where: Where, labels_text: str, reply_to: int | None) -> str:
     """The photo's stored tags, or with labels given, how well each label fits it."""
-    _image, conversation = await thread(services, where, reply_to)
+    _image, conversation, forgotten = await _thread(services, where, reply_to)
     language = await records.language(services, where)
     if conversation.image is None:
         return translator(language)(NO_PHOTO)
@@ -100,7 +119,8 @@ async def tags(services: Services, where: Where, labels_text: str, reply_to: int
         if refusal:
             return refusal
         await quotas.spend(services, where, UsageKind.QUESTIONS)
-        found = (await services.models.classify(ClassifyRequest(conversation.image.embedding, tuple(labels)))).tags
+        asked = ClassifyRequest(conversation.image.embedding, tuple(labels), forgotten)
+        found = (await services.models.classify(asked)).tags
     if not found:
         return translator(language)(NOTHING_TO_TAG)
     return text.noting_model_language("\n".join(f"{tag.label}: {tag.score:.0%}" for tag in found[:10]), language)
@@ -140,7 +160,9 @@ async def search(services: Services, where: Where, phrase: str) -> Search:
     some of the chat's photos were seen by an earlier CLIP, that they could not be searched."""
     await quotas.spend(services, where, UsageKind.QUESTIONS)
     chat_id = where.chat_id
-    vector = await services.models.embed_text(TextRequest(phrase[:MAX_SEARCH_CHARS]))
+    async with services.reading() as session:
+        forgotten = await forget_count(session)
+    vector = await services.models.embed_text(TextRequest(phrase[:MAX_SEARCH_CHARS], forgotten))
     identity = services.models.identity
     since = await records.searchable_since(services, where)  # a group's earlier history is not theirs to see
     async with services.reading() as session:

@@ -26,6 +26,7 @@ class DescribeRequest:
 @dataclass(frozen=True)
 class TextRequest:
     text: str  # a search phrase
+    forgotten: int = 0  # the count of /forgets the database held when asked (see `Models`)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class TextVector:
 class ClassifyRequest:
     embedding: np.ndarray  # (D,) the photo's CLIP vector
     labels: tuple[str, ...]  # at least two
+    forgotten: int = 0  # the count of /forgets the database held when asked (see `Models`)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class LabelScores:
 class AnswerRequest:
     conversation: Conversation
     question: str
+    forgotten: int = 0  # the count of /forgets the database held when asked (see `Models`)
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,13 @@ FEATURES = ("describe", "embed_text", "classify", "answer", "mood")
 
 
 class Models(Protocol):
-    """The models as the application sees them; every call may raise a `clipchat.errors.UserError`."""
+    """The models as the application sees them; every call may raise a `clipchat.errors.UserError`.
+
+    The models cache what people typed (search phrases, /tags labels), and a cache entry cannot say
+    whose words it holds, so /forget empties them all. It can only call `forget_caches` in its own
+    process (on Ray Serve, one replica); the requests a cache could answer carry the count of /forgets
+    the database records (`forgotten`), and every process or replica empties its caches before it
+    answers one whose count differs from the count they were filled under."""
 
     identity: str  # which CLIP made the vectors: stored beside them
     limits: ImageLimits  # what the bot refuses before downloading

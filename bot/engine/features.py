@@ -51,6 +51,7 @@ class ModelFeatures:
         self.decoding = decoding  # None: the captioner's own method and defaults
         self.intake = intake  # None: Pillow decodes every photo in `prepare`
         self.identity = models.encoder.identity
+        self._forgotten = 0  # the count of /forgets the tagger's label sets were cached under (see `Models`)
 
     @classmethod
     def configured(cls, models: VisionModels, settings: VisionSettings) -> ModelFeatures:
@@ -106,6 +107,13 @@ class ModelFeatures:
         tagger = self.models.tagger
         return tagger.forget_label_sets() if tagger is not None else 0
 
+    def _settle(self, forgotten: int) -> None:
+        """Model thread: before answering a request asked under another count of /forgets than the label
+        sets were cached under, drop them: someone was forgotten, here or in another process."""
+        if forgotten != self._forgotten:
+            self.forget_caches()
+            self._forgotten = forgotten
+
     @torch.inference_mode()
     def embed_text(self, requests: Sequence[TextRequest]) -> list[TextVector]:
         vectors = self.models.encoder.embed_texts([r.text for r in requests]).float().cpu().numpy()  # (N, D)
@@ -113,16 +121,20 @@ class ModelFeatures:
 
     @torch.inference_mode()
     def classify(self, requests: Sequence[ClassifyRequest]) -> list[LabelScores]:
-        return [
-            LabelScores(tuple(self.models.tagger.classify(self._vector(r.embedding)[None], list(r.labels))[0]))
-            for r in requests
-        ]
+        results = []
+        for r in requests:
+            self._settle(r.forgotten)
+            results.append(
+                LabelScores(tuple(self.models.tagger.classify(self._vector(r.embedding)[None], list(r.labels))[0]))
+            )
+        return results
 
     @torch.inference_mode()
     def answer(self, requests: Sequence[AnswerRequest]) -> list[Answer]:
         return [self._answer(r) for r in requests]  # each has its own prompt
 
     def _answer(self, request: AnswerRequest) -> Answer:
+        self._settle(request.forgotten)  # answers weigh label sets made of the question's words
         with STAGE_SECONDS.labels("answer").time():
             return answer(self.models, request.conversation, request.question)
 

@@ -70,6 +70,8 @@ class LocalModels:
         self.decode_budget = MemoryBudget(decode_memory)  # ... and only so many bytes of them at once
         self._text_vectors: OrderedDict[str, TextVector] = OrderedDict()
         self._text_cache = text_cache
+        self._forgotten = 0  # the count of /forgets `_text_vectors` was filled under (see `Models`)
+        self._emptied = 0  # times `_text_vectors` was emptied: a phrase asked before is not put back after
         # A caller waits at most this long, queue and decoding included; a batch still running past it
         # makes `stalled_for` say so, and the bot's liveness check fails (a hung GPU never raises)
         self.timeout = timeout
@@ -105,14 +107,20 @@ class LocalModels:
         return await asyncio.shield(decoding)
 
     async def embed_text(self, request: TextRequest) -> TextVector:
-        """Repeated searches hit the cache."""
+        """Repeated searches hit the cache, unless someone was forgotten since it was filled."""
+        if request.forgotten != self._forgotten:  # a /forget here or elsewhere: the phrases may be theirs
+            self._forget_phrases()
+            self._forgotten = request.forgotten
         cached = self._text_vectors.get(request.text)
         if cached is not None:
             self._text_vectors.move_to_end(request.text)
             return cached
-        vector = self._text_vectors[request.text] = await self._run(self.features.embed_text, request)
-        if len(self._text_vectors) > self._text_cache:
-            self._text_vectors.popitem(last=False)
+        emptied = self._emptied
+        vector = await self._run(self.features.embed_text, request)
+        if emptied == self._emptied:  # no /forget emptied the cache while this phrase was embedded
+            self._text_vectors[request.text] = vector
+            if len(self._text_vectors) > self._text_cache:
+                self._text_vectors.popitem(last=False)
         return vector
 
     # Each has its own prompt or labels, so batches gain nothing by waiting for company.
@@ -151,9 +159,13 @@ class LocalModels:
 
     async def forget_caches(self) -> None:
         """Drop every cached phrase and label set: a cache entry cannot say whose words it holds."""
-        self._text_vectors.clear()
+        self._forget_phrases()
         async with self._deadline("forget_caches"):
             await asyncio.get_running_loop().run_in_executor(self._thread, self.features.forget_caches)
+
+    def _forget_phrases(self) -> None:
+        self._text_vectors.clear()
+        self._emptied += 1
 
     def cached_entries(self) -> int:
         """Search phrases and /tags label sets held in memory (for metrics and tests)."""

@@ -248,7 +248,8 @@ class RayModels:
         return await self._call("mood", request, Answer)
 
     async def forget_caches(self) -> None:
-        # Reaches one replica; the others' caches are bounded and age out as they fill.
+        # Reaches one replica; the others empty theirs before answering the next search or /tags, whose
+        # request carries the database's new count of /forgets (see `Models`).
         await self.handle.forget_caches.remote()
 
     def stalled_for(self) -> float:
