@@ -4,16 +4,17 @@
 
 A photo's declared size (Telegram's `file_size`; undeclared, the largest file the bot takes) comes out of
 a byte budget before anything is asked of Telegram, and goes back once the photo is described or has
-failed: its bytes exist only in between, and that part runs without waiting on anything else that holds
-bytes (no album, no other photo), so the budget always comes back. A photo that finds no room within `wait`
-seconds fails with `Busy` ("try again"): a flood queues its waiting, never its bytes.
+failed: its bytes exist only in between. That part runs in a task of its own and waits only on Telegram
+and the models, each within its own deadline, never on an album, a slot or room in this budget, so the
+budget always comes back. A photo that finds no room within `wait` seconds fails with `Busy` ("try
+again"): a flood queues its waiting, never its bytes.
 
 Album photos may fill only `album_share` of the budget. One sender has one single photo in flight (their
 updates run in order) but up to ten album photos, and one person can be many senders (each channel they
 write as, each group they are an anonymous admin of): the rest stays for everyone else's photos.
 
 Requests for one `file_unique_id` while it is being looked at share that look: one download, one charge,
-one description. A re-sent file costs its sender nothing, and now the bot nothing more either.
+one description: a re-sent file costs its sender nothing, and while the first is being looked at, nor the bot.
 """
 
 from __future__ import annotations
