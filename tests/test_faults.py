@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import random
 import signal
 import sqlite3
 import sys
@@ -157,6 +158,62 @@ async def test_a_hostile_album_burst_on_full_size_models(telegram, bot_settings,
         await app.shutdown()
         await app.post_shutdown(app)
     assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
+    assert row.peak_rss_mb < 1024
+
+
+def big_png(seed: int, megabytes: int = 16) -> bytes:
+    """A PNG of noise, stored uncompressed: `megabytes` MB on the wire, about as many decoded."""
+    side = int((megabytes * 2**20 / 3) ** 0.5)
+    noise = random.Random(seed).randbytes(side * side * 3)
+    return encode(Image.frombytes("RGB", (side, side), noise), "PNG", compress_level=0)
+
+
+async def test_a_12_identity_album_flood_of_16_mb_documents(start_bot, telegram, understood):
+    """One person writing as 12 channels in a supergroup, each an album of 10 documents of 16 MB (20 distinct
+    files, each re-sent): every byte downloaded counted against no budget, 120 photos in flight at once. Memory
+    stays bounded, every album hears an answer or "busy", and someone else's photo during the flood is captioned."""
+    from clipchat.errors import Busy
+    from tests.fake_telegram import USERNAME
+
+    app = await start_bot()
+    await warmed_up(telegram, understood[0].image)
+    files = [telegram.add_file(big_png(seed)) for seed in range(20)]  # made before watching
+    room = group(-100777)
+    tries = []
+    started = time.monotonic()
+    with Watch() as watch:
+        for identity in range(12):
+            as_channel = {"id": -100500 - identity, "type": "channel", "title": f"Channel {identity}"}
+            first = None
+            for number in range(10):
+                message = telegram.message(
+                    room,
+                    None,
+                    document=files[(identity * 10 + number) % len(files)],
+                    mime_type="image/png",
+                    media_group_id=f"flood-{identity}",
+                    sender_chat=as_channel,
+                    caption=f"@{USERNAME} what are these?" if number == 0 else None,
+                )
+                telegram.push({"message": message})
+                first = first or message
+            tries.append(Try(room["id"], first["message_id"], answer=True))
+        await asyncio.sleep(0.5)  # the flood is under way
+        bystander = send_photo(telegram, private(7100), user(7100), understood[1].image)
+        tries.append(Try(7100, bystander["message_id"], answer=True))
+        heard = (await telegram.wait_replies(7100, 1, timeout=300))[0].text
+        await telegram.wait_for(
+            lambda: {t.message_id for t in tries} <= {c.reply_to for c in telegram.sent("sendMessage")},
+            timeout=600,
+            what="an answer to every album",
+        )
+    row = await account("12-identity album flood of 16 MB documents", telegram, sessions_of(app), tries, watch)
+    busy = sum(reply.text.count(Busy.user_message) for reply in telegram.replies(room["id"]))
+    print(
+        f"flood: {len(telegram.sent('getFile'))} getFile calls, {busy} photos busy, {time.monotonic() - started:.0f} s"
+    )
+    assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
+    assert heard not in refusals() and understood[1].scene.shape in heard
     assert row.peak_rss_mb < 1024
 
 

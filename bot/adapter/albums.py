@@ -4,7 +4,15 @@ Each photo starts downloading and describing at once (so an album shares a
 batch), and the album is answered when no new photo has come for `wait` seconds.
 A sender has at most `ALBUM_SIZE` album photos in flight: the handler of the next one
 waits for a slot, holding that sender's queue, so albums cannot bypass the per-user
-limit that bounds everyone else's memory and model time.
+limit that bounds everyone else's memory and model time. Since one person can be many
+senders (each channel they write as, each group they are an anonymous admin of), all
+senders together have at most `ALBUM_PHOTOS_IN_FLIGHT` looked at: past that, a photo waits
+for a slot in its own task, already in its album, holding no bytes, and its sender's queue
+moves on. Every wait ends within `SLOT_TIMEOUT_S`; a photo that found no slot is in its
+album's reply as "busy, try again", never dropped.
+
+Nothing a slot's holder waits for needs an album, or a slot: slots come back as photos are
+described (`core/downloads` bounds that), whatever their albums are doing.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from clipchat.facts import PhotoFacts
 from ..core.incoming import PhotoFile, PhotoMessage, Where
 
 ALBUM_SIZE = 10  # Telegram's most photos in one album
+ALBUM_PHOTOS_IN_FLIGHT = 50  # all senders together: five full albums
 SLOT_TIMEOUT_S = 300.0  # longer than any photo takes; past it the sender hears "busy"
 
 
@@ -38,14 +47,15 @@ class Album:
     first: Message  # the reply goes under the album's first photo
     text: str  # a caption the user wrote on any of the photos
     addressed: bool
-    photos: list[tuple[PhotoFile, asyncio.Task[PhotoFacts | None]]] = field(default_factory=list)  # None: not kept
+    photos: list[tuple[PhotoFile, asyncio.Future[PhotoFacts | None]]] = field(default_factory=list)  # None: not kept
     last_seen: float = field(default_factory=time.monotonic)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Albums:
-    def __init__(self, wait: float) -> None:
+    def __init__(self, wait: float, in_flight: int = ALBUM_PHOTOS_IN_FLIGHT) -> None:
         self.wait = wait
+        self._all = asyncio.Semaphore(in_flight)  # album photos looked at, every sender together
         self._open: dict[tuple[int, str], Album] = {}  # still taking photos
         self._unsettled: list[Album] = []  # taking photos, or being answered and written down
         self._tasks: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
@@ -59,28 +69,35 @@ class Albums:
         looking: Awaitable[PhotoFacts | None],
         finish: Callable[[Album], Awaitable[None]],
     ) -> None:
-        """Start looking at one photo of album `album_id` (its media group) once its sender has a free slot."""
+        """Put one photo of album `album_id` (its media group) in its album once its sender has a free slot, and
+        start looking at it once one of all senders' is free; a photo that found none in time is "busy" there."""
         sender = incoming.where.user_id if incoming.where.user_id is not None else incoming.where.chat_id
         slots = self._slots.setdefault(sender, _Slots())
         slots.users += 1
+        result: asyncio.Future[PhotoFacts | None]
         try:
             async with asyncio.timeout(SLOT_TIMEOUT_S):
                 await slots.free.acquire()
         except TimeoutError:
             self._leave(sender, slots)
-            if asyncio.iscoroutine(looking):
-                looking.close()
-            raise Busy(detail=f"album slots of {sender} stayed full for {SLOT_TIMEOUT_S:.0f} s") from None
-        slots.looking += 1
-        task = self._keep(asyncio.ensure_future(looking))
-        task.add_done_callback(lambda _: self._release(sender, slots))
+            _drop(looking)
+            result = asyncio.get_running_loop().create_future()
+            result.set_exception(Busy(detail=f"album slots of {sender} stayed full for {SLOT_TIMEOUT_S:.0f} s"))
+        except BaseException:
+            self._leave(sender, slots)
+            _drop(looking)
+            raise
+        else:
+            slots.looking += 1
+            result = self._keep(asyncio.create_task(self._in_turn(looking)))
+            result.add_done_callback(lambda _: self._release(sender, slots))
         key = (message.chat_id, album_id)
         album = self._open.get(key)
         if album is None:
             album = self._open[key] = Album(incoming.where, message, incoming.text, incoming.addressed)
             self._unsettled.append(album)
             self._keep(asyncio.create_task(self._finish_when_quiet(key, album, finish), name=f"album-{key}"))
-        album.photos.append((incoming.photo, task))
+        album.photos.append((incoming.photo, result))
         album.text = album.text or incoming.text
         album.addressed = album.addressed or incoming.addressed
         album.last_seen = time.monotonic()
@@ -89,6 +106,22 @@ class Albums:
         """Whether an album still taking photos was spoken to (its caption comes with one photo only)."""
         album = self._open.get((chat_id, media_group_id))
         return album is not None and album.addressed
+
+    async def _in_turn(self, looking: Awaitable[PhotoFacts | None]) -> PhotoFacts | None:
+        """The photo looked at once fewer than `ALBUM_PHOTOS_IN_FLIGHT` are, all senders together."""
+        try:
+            async with asyncio.timeout(SLOT_TIMEOUT_S):
+                await self._all.acquire()
+        except TimeoutError:
+            _drop(looking)
+            raise Busy(detail=f"album slots of all senders stayed full for {SLOT_TIMEOUT_S:.0f} s") from None
+        except BaseException:
+            _drop(looking)
+            raise
+        try:
+            return await looking
+        finally:
+            self._all.release()
 
     def _release(self, sender: int, slots: _Slots) -> None:
         slots.looking -= 1
@@ -125,3 +158,9 @@ class Albums:
         finally:
             self._unsettled.remove(album)
             album.done.set()
+
+
+def _drop(looking: Awaitable[object]) -> None:
+    """A look that will never start: closed, so that no "never awaited" warning blames it."""
+    if asyncio.iscoroutine(looking):
+        looking.close()

@@ -39,9 +39,7 @@ class TelegramChat:
         try:
             with STAGE_SECONDS.labels("download").time():
                 async with deadline:
-                    return await download(
-                        self.message.get_bot(), self.message, photo, self.max_bytes, self.download_timeout
-                    )
+                    return await download(self.message.get_bot(), photo, self.max_bytes, self.download_timeout)
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -69,17 +67,11 @@ class TelegramChat:
         )
 
 
-def file_size(message: Message) -> int | None:
-    if message.photo:
-        return message.photo[-1].file_size
-    return message.document.file_size if message.document else None
-
-
-async def download(bot: Bot, message: Message, photo: PhotoFile, max_bytes: int, timeout: float = 60.0) -> bytes:
+async def download(bot: Bot, photo: PhotoFile, max_bytes: int, timeout: float = 60.0) -> bytes:
     """The photo's bytes; too-large files are refused before any download. A slow answer is waited
     for up to `timeout` (PTB's 5 s read timeout failed whole albums on a busy CPU) and a network
     blip retried; what still fails is Unavailable, which the user can act on."""
-    size = file_size(message)
+    size = photo.size
     limit_mb = max_bytes // (1024 * 1024)
     too_big = BadImage(
         "too_large",
@@ -103,6 +95,7 @@ async def download(bot: Bot, message: Message, photo: PhotoFile, max_bytes: int,
     except NetworkError as error:
         raise Unavailable(detail=f"getFile failed: {error!r}") from error
     try:
+        # as `bytes`, which intake's BytesIO shares (a bytearray it copies); PTB's bytearray is dropped at once
         data = bytes(
             await with_retries(
                 lambda: telegram_file.download_as_bytearray(read_timeout=timeout), retries=2, what="downloading a photo"

@@ -148,12 +148,18 @@ def photo_file(message: Message) -> PhotoFile:
             largest.file_unique_id,
             MediaKind.PHOTO,
             message.media_group_id,
+            size=largest.file_size,
             spoiler=bool(message.has_media_spoiler),
         )
     if message.document is not None and (message.document.mime_type or "").startswith("image/"):
         document = message.document
         return PhotoFile(
-            message.message_id, document.file_id, document.file_unique_id, MediaKind.DOCUMENT, message.media_group_id
+            message.message_id,
+            document.file_id,
+            document.file_unique_id,
+            MediaKind.DOCUMENT,
+            message.media_group_id,
+            document.file_size,
         )
     raise Misrouted(f"message {message.message_id} reached a photo handler without a photo or image file")
 

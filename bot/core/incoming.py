@@ -32,6 +32,7 @@ class PhotoFile:
     file_unique_id: str
     media_kind: MediaKind = MediaKind.PHOTO
     media_group_id: str | None = None
+    size: int | None = None  # bytes, as Telegram declares them (its file_size); None: not declared
     spoiler: bool = False  # posted behind a spoiler: whatever shows it again hides it the same way
 
 

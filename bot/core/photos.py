@@ -48,8 +48,10 @@ class Admission(StrEnum):
 
 
 async def look(services: Services, chat: Chat, photo: PhotoFile) -> PhotoFacts:
-    """Fetch the photo and describe it."""
-    return await services.models.describe(DescribeRequest(await chat.fetch(photo)))
+    """Fetch the photo and describe it, its bytes within the download budget (`core/downloads`)."""
+    return await services.downloads.look(
+        photo, chat.fetch, lambda data: services.models.describe(DescribeRequest(data))
+    )
 
 
 async def admit(services: Services, message: PhotoMessage) -> Admission:

@@ -26,6 +26,7 @@ from storage import (
 from storage.update_order import SharedOrder
 
 from ..engine import Models
+from .downloads import Downloads
 from .settings import BotSettings
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Services:
     database: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     index: EmbeddingIndex
+    downloads: Downloads  # the bytes of photos being looked at, all chats together
     access: AccessList = field(default_factory=AccessList)  # the operators' /allow and /ban, checked per update
     members: MembersSeen = field(default_factory=MembersSeen)  # who this process has noted as seen in each group
 
@@ -85,7 +87,10 @@ async def open_services(
     except BaseException:
         await database.dispose()
         raise
-    services = Services(settings, storage_settings, models, database, make_sessionmaker(database), EmbeddingIndex())
+    downloads = Downloads(settings.download_memory_mb * 2**20, models.limits.max_bytes)
+    services = Services(
+        settings, storage_settings, models, database, make_sessionmaker(database), EmbeddingIndex(), downloads
+    )
     try:
         await services.access.refresh(services.sessions)  # so that no update waits for it
     except BaseException:

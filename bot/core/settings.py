@@ -107,6 +107,15 @@ class BotSettings(BaseSettings):
         description="Memory photos being decoded may take at once, all users together "
         "(a crafted 95 KB PNG can decode to 300 MB); more waits its turn.",
     )
+    download_memory_mb: int = Field(
+        128,
+        ge=32,
+        le=65536,
+        description="Bytes the photos being downloaded and described may hold at once, all users together, "
+        "counted by the size Telegram declares before each download (reading one briefly takes about twice "
+        "that); album photos may hold three quarters of it. A photo that finds no room within a minute is "
+        "answered 'busy, try again'. Raised to the largest file the bot takes.",
+    )
     vision_queue: int = Field(
         256, ge=1, le=100_000, description="Requests waiting for the models before users get 'busy'."
     )

@@ -111,5 +111,5 @@ async def _photo(services: Services, terminal: Terminal, path: Path, number: int
         print(f"Can't read {path}: {error.strerror}.")
         return
     terminal.files[str(path)] = data
-    photo = PhotoFile(number, str(path), hashlib.sha1(data).hexdigest()[:32])
+    photo = PhotoFile(number, str(path), hashlib.sha1(data).hexdigest()[:32], size=len(data))
     await photos.on_photo(services, PhotoMessage(HERE, photo, str(path), addressed=True), terminal)

@@ -83,6 +83,7 @@ SECTIONS = (
             "max_wait_ms",
             "decode_workers",
             "decode_memory_mb",
+            "download_memory_mb",
             "model_timeout_s",
             "stuck_exit_s",
             "download_timeout_s",
