@@ -69,6 +69,7 @@ async def test_what_is_this_is_answered_by_the_description_alone() -> None:
 async def test_a_group_photo_nobody_addressed_is_kept_for_search_without_a_word() -> None:
     async with fake_services() as services:
         chat = FakeChat()
+        await records.seen(services, in_group(BOB).chat_id, [BOB])  # Bob was in the group before the photo
         await photos.on_photo(services, photo_message(in_group(ALICE), "look", addressed=False), chat)
         assert chat.replies == [] and chat.busy == 0
         assert await kept(services, in_group(BOB)) == 1
