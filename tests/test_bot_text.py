@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 from bot.core.text import (
     ALT_TEXT_HEADER,
     CAPTION_LIMIT,
+    Said,
     alt_text,
     describe,
     is_question,
+    noting_model_language,
     split_message,
     utf16_length,
     with_alt_text,
@@ -33,6 +35,38 @@ def test_long_messages_split_within_the_utf16_limit_and_keep_every_word(parts, p
     assert len(pieces) >= 2
     assert all(0 < utf16_length(piece) <= limit for piece in pieces)
     assert " ".join(pieces).split() == text.split()  # every word, in order, none cut in two
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(WORDS, SEPARATORS, st.booleans()), min_size=60, max_size=400), st.integers(2, 8))
+def test_a_split_reply_keeps_exactly_its_hidden_words_hidden(parts, pieces_wanted: int) -> None:
+    """Words about a spoiler photo stay hidden in whichever piece of a long reply they land, and only they."""
+    said = Said("")
+    for word, separator, spoiler in parts:
+        said = said + Said.about(word, spoiler) + separator
+    limit = max(40, utf16_length(said.text) // pieces_wanted)
+    pieces = said.split(limit)
+    assert [piece.text for piece in pieces] == split_message(said.text, limit)
+    hidden_in_pieces = [
+        (char, any(a <= index < b for a, b in piece.hidden))
+        for piece in pieces
+        for index, char in enumerate(piece.text)
+        if not char.isspace()
+    ]
+    hidden_in_whole = [
+        (char, any(a <= index < b for a, b in said.hidden))
+        for index, char in enumerate(said.text)
+        if not char.isspace()
+    ]
+    assert hidden_in_pieces == hidden_in_whole  # every character, in order, hidden exactly when it was
+    assert all(0 <= a < b <= len(piece.text) for piece in pieces for a, b in piece.hidden)
+
+
+def test_a_note_on_the_models_language_stays_in_sight() -> None:
+    said = Said.about("A red circle.", spoiler=True)
+    noted = noting_model_language(said, "es")
+    assert noted.text.startswith("A red circle.\n\n") and noted.hidden == ((0, len("A red circle.")),)
+    assert ("Look: " + said + "!").hidden == ((6, 6 + len("A red circle.")),)
 
 
 def test_an_emoji_heavy_reply_splits_within_telegrams_4096_units() -> None:
