@@ -173,3 +173,26 @@ async def test_an_emoji_heavy_reply_reaches_telegram_in_pieces_it_accepts(telegr
     sent = telegram.sent("sendMessage", refused=True)
     assert len(sent) >= 5 and not any(call.refused for call in sent)
     assert " ".join(call.text for call in sent).split() == text.split()
+
+
+async def test_words_about_a_spoiler_photo_stay_hidden_in_every_piece_and_never_go_as_markdown(telegram) -> None:
+    """A long reply about a spoiler photo is split: each piece carries its own spoiler entities, at the UTF-16
+    offsets Telegram counts, and goes as plain text even where Markdown was asked for (Markdown would move the
+    offsets, and its plain-text fallback would drop the spoilers)."""
+    from telegram import Bot, Message
+
+    from bot.adapter.sending import reply
+    from tests.bot_helpers import behind_spoilers
+    from tests.conftest import BOT_TOKEN
+    from tests.fake_telegram import private, user
+
+    description = " ".join(["🎨 a *secret_ word"] * 600)  # about 11,000 UTF-16 units, Markdown left open
+    said = Said("Here it is: ") + Said.about(description, spoiler=True) + "\n\n(the end)"
+    async with Bot(BOT_TOKEN, base_url=telegram.base_url) as bot:
+        message = Message.de_json(telegram.message(private(3), user(3), text="hi"), bot)
+        await reply(message, said, markdown=True)
+    sent = telegram.sent("sendMessage", refused=True)
+    assert len(sent) >= 3 and not any(call.refused or "parse_mode" in call.params for call in sent)
+    assert " ".join(" ".join(behind_spoilers(call)) for call in sent).split() == description.split()
+    assert sent[0].text.startswith("Here it is: ") and not behind_spoilers(sent[0])[0].startswith("Here")
+    assert sent[-1].text.endswith("\n\n(the end)") and not behind_spoilers(sent[-1])[-1].endswith("end)")

@@ -17,6 +17,7 @@ from clipchat.i18n import N_
 from clipchat.metrics import STAGE_SECONDS
 
 from ..core.incoming import PhotoFile
+from ..core.text import Said
 from .sending import chat_action, reply, with_retries
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class TelegramChat:
     def working(self, action: str = ChatAction.TYPING) -> contextlib.AbstractAsyncContextManager[None]:
         return chat_action(self.message.get_bot(), self.message.chat_id, action)
 
-    async def reply(self, text: str) -> int | None:
+    async def reply(self, text: str | Said) -> int | None:
         sent = await reply(self.message, text, retries=self.retries)
         return sent.message_id if sent else None
 

@@ -8,6 +8,8 @@ from typing import Protocol
 
 from clipchat.kinds import ChatKind, MediaKind
 
+from .text import Said
+
 
 @dataclass(frozen=True)
 class Where:
@@ -52,8 +54,9 @@ class Chat(Protocol):
     def working(self, action: str = "typing") -> AbstractAsyncContextManager[None]:
         """Shows that the bot is busy on this chat's behalf while the block runs."""
 
-    async def reply(self, text: str) -> int | None:
-        """Sends `text` in answer; returns the message id of the reply, if it has one."""
+    async def reply(self, text: str | Said) -> int | None:
+        """Sends `text` in answer, what it hides behind spoilers; returns the message id of the reply, if it has
+        one."""
 
 
 class Channel(Chat, Protocol):
