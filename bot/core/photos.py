@@ -23,6 +23,7 @@ from ..engine import AnswerRequest, DescribeRequest
 from . import quotas, records, text
 from .incoming import Channel, Chat, PhotoFile, PhotoMessage, Where
 from .services import Services
+from .text import Said
 
 log = logging.getLogger(__name__)
 CONTEXT_TURNS = 12  # recent turns fed back to the dialogue model
@@ -84,14 +85,15 @@ async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> Non
                 AnswerRequest(await _conversation(services, where, facts), message.text)
             )
             said = text.spoken(answer, language, noted=False)
-            response = f"{said}\n\n({text.describe(facts, tags=3, language=language)})"
+            words = f"{said}\n\n({text.describe(facts, tags=3, language=language)})"
             if answer.route == RouteKind.DESCRIBE:  # "what is this?": the answer is the description, don't repeat it
-                response = said
+                words = said
         else:
-            response = text.describe(facts, language=language)
-    response = text.noting_model_language(response, language)  # the caption is the models' own words
+            words = text.describe(facts, language=language)
+    # The caption is the models' own words; about a spoiler photo, they go behind a spoiler too
+    response = text.noting_model_language(Said.about(words, message.photo.spoiler), language)
     sent = await chat.reply(response)
-    await remember(services, where, [(message.photo, facts)], message.text, response, sent)
+    await remember(services, where, [(message.photo, facts)], message.text, response.text, sent)
 
 
 async def on_album(
@@ -116,22 +118,22 @@ async def on_album(
         return
     language = await records.language(services, where)
     _ = translator(language)
-    lines: list[str] = []
+    response = Said(_.plural("{count} photo:", "{count} photos:", len(results), count=len(results)))
     good: list[tuple[PhotoFile, PhotoFacts]] = []
     for number, (photo, result) in enumerate(results, 1):
+        response += f"\n{number}. "
         if isinstance(result, UserError):
-            lines.append(f"{number}. {result.said_in(language)}")
+            response += result.said_in(language)
         elif isinstance(result, BaseException):
             log.error("album photo %d failed", number, exc_info=result)
-            lines.append(f"{number}. {_(ALBUM_PHOTO_FAILED)}")
-        else:
-            lines.append(f"{number}. {text.describe(result, tags=3, language=language)}")
+            response += _(ALBUM_PHOTO_FAILED)
+        else:  # a spoiler photo's line goes behind its spoiler, the others' stay in sight
+            response += Said.about(text.describe(result, tags=3, language=language), photo.spoiler)
             good.append((photo, result))
-    response = _.plural("{count} photo:", "{count} photos:", len(results), count=len(results)) + "\n" + "\n".join(lines)
     if good:
         response = text.noting_model_language(response, language)
     sent = await chat.reply(response)
-    await remember(services, where, good, words, response, sent)
+    await remember(services, where, good, words, response.text, sent)
 
 
 async def on_channel_post(services: Services, message: PhotoMessage, channel: Channel) -> None:

@@ -1,0 +1,59 @@
+"""What the bot says about a photo posted behind a spoiler stays behind a spoiler, wherever it says it: its
+reply to the photo, a group's auto-captions, a channel's alt text, answers to questions about the photo and
+the commands that describe it. End to end against the fake Bot API server."""
+
+from __future__ import annotations
+
+from tests.bot_helpers import behind_spoilers, send_photo, send_text
+from tests.fake_telegram import group, private, user
+
+
+def two_colours(understood):
+    """A photo to post behind a spoiler and one to post in plain sight, of different colours."""
+    hidden = understood[0]
+    return hidden, next(h for h in understood if h.scene.colour != hidden.scene.colour)
+
+
+async def test_the_reply_to_a_spoiler_photo_keeps_its_description_behind_a_spoiler(start_bot, telegram, understood):
+    """The bot wrote a spoiler photo's description out in plain words, right under the photo."""
+    await start_bot()
+    chat, alice = private(1201), user(1201)
+    hidden, shown = two_colours(understood)
+    send_photo(telegram, chat, alice, hidden.image, spoiler=True)
+    [described] = await telegram.wait_replies(chat["id"], 1)
+    assert hidden.scene.caption.lower() in described.text.lower() and "Tags: #" in described.text
+    assert behind_spoilers(described) == [described.text]  # every word of it, only tapped on
+    assert "parse_mode" not in described.params
+
+    asked = f"What colour is the {hidden.scene.shape}?"
+    send_photo(telegram, chat, alice, hidden.image, caption=asked, spoiler=True)
+    answered = (await telegram.wait_replies(chat["id"], 2))[-1]
+    assert hidden.scene.colour in answered.text and behind_spoilers(answered) == [answered.text]
+
+    send_photo(telegram, chat, alice, shown.image)
+    plain = (await telegram.wait_replies(chat["id"], 3))[-1]
+    assert shown.scene.caption.lower() in plain.text.lower() and not behind_spoilers(plain)
+
+
+async def test_a_groups_auto_captions_keep_a_spoiler_photos_words_behind_a_spoiler(start_bot, telegram, understood):
+    """A group's auto-caption (and an album's, line by line) described a spoiler photo in plain words."""
+    await start_bot()
+    room, admin, member = group(-101210), user(1211), user(1212)
+    telegram.admins[room["id"]] = {admin["id"]}
+    send_text(telegram, room, admin, "/settings autocaption on")
+    await telegram.wait_replies(room["id"], 1)
+    hidden, shown = two_colours(understood)
+    send_photo(telegram, room, member, hidden.image, spoiler=True)  # nobody asked: the group's auto-caption
+    captioned = (await telegram.wait_replies(room["id"], 2))[-1]
+    assert hidden.scene.caption.lower() in captioned.text.lower()
+    assert behind_spoilers(captioned) == [captioned.text]
+
+    send_photo(telegram, room, member, hidden.image, media_group_id="mixed", spoiler=True)
+    send_photo(telegram, room, member, shown.image, media_group_id="mixed")
+    album = (await telegram.wait_replies(room["id"], 3))[-1]
+    header, lines = album.text.split("\n", 1)
+    first, second = lines.removeprefix("1. ").split("\n2. ")  # each photo's description and tags
+    assert header == "2 photos:"
+    assert hidden.scene.caption.lower() in first.lower() and shown.scene.caption.lower() in second.lower()
+    # The spoiler photo's line is hidden; the plain photo's stays in plain sight, and so does the count.
+    assert behind_spoilers(album) == [first]
