@@ -131,8 +131,9 @@ class FakeChat:
         self.hidden.append(tuple(said.text[a:b] for a, b in said.hidden))
         return 1000 + len(self.replies)
 
-    async def edit_caption(self, caption: str) -> None:
-        self.captions.append(caption)
+    async def edit_caption(self, caption: Said) -> None:
+        self.captions.append(caption.text)
+        self.hidden.append(tuple(caption.text[a:b] for a, b in caption.hidden))
 
 
 @contextlib.asynccontextmanager

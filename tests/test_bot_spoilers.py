@@ -5,7 +5,7 @@ the commands that describe it. End to end against the fake Bot API server."""
 from __future__ import annotations
 
 from tests.bot_helpers import behind_spoilers, send_photo, send_text
-from tests.fake_telegram import group, private, user
+from tests.fake_telegram import channel, group, private, user
 
 
 def two_colours(understood):
@@ -57,3 +57,31 @@ async def test_a_groups_auto_captions_keep_a_spoiler_photos_words_behind_a_spoil
     assert hidden.scene.caption.lower() in first.lower() and shown.scene.caption.lower() in second.lower()
     # The spoiler photo's line is hidden; the plain photo's stays in plain sight, and so does the count.
     assert behind_spoilers(album) == [first]
+
+
+async def test_a_channels_alt_text_for_a_spoiler_photo_is_behind_a_spoiler(start_bot, telegram, understood):
+    """Alt text added to a spoiler photo's caption told every reader what the photo hid."""
+    from bot.core.text import ALT_TEXT_HEADER
+
+    await start_bot()
+    posts = channel(-101220)
+    send_text(telegram, posts, None, "/settings alttext on")
+    await telegram.wait_replies(posts["id"], 1)
+    hidden, shown = two_colours(understood)
+    author = "Guess what 🎨 @clipchat_fans"
+    post = send_photo(telegram, posts, None, hidden.image, caption=author, spoiler=True)
+    [edit] = await telegram.wait_for(lambda: telegram.sent("editMessageCaption"), what="an alt text edit")
+    assert int(edit.params["message_id"]) == post["message_id"]
+    caption = edit.params["caption"]
+    assert caption.startswith(author + "\n\n" + ALT_TEXT_HEADER)  # the author's words and the header: in sight
+    [words] = behind_spoilers(edit, "caption")
+    assert caption == author + "\n\n" + ALT_TEXT_HEADER + words and hidden.scene.caption.lower() in words.lower()
+    assert post["caption_entities"][0] in edit.params["caption_entities"]  # the author's own entity is kept
+
+    send_photo(telegram, posts, None, shown.image, caption="In plain sight")
+    edits = await telegram.wait_for(
+        lambda: len(telegram.sent("editMessageCaption")) == 2 and telegram.sent("editMessageCaption"),
+        what="a second edit",
+    )
+    assert shown.scene.caption.lower() in edits[1].params["caption"].lower()
+    assert not behind_spoilers(edits[1], "caption")

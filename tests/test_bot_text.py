@@ -62,7 +62,12 @@ def test_a_split_reply_keeps_exactly_its_hidden_words_hidden(parts, pieces_wante
     assert all(0 <= a < b <= len(piece.text) for piece in pieces for a, b in piece.hidden)
 
 
-def test_a_note_on_the_models_language_stays_in_sight() -> None:
+def test_words_about_a_spoiler_photo_are_hidden_and_notes_about_the_models_are_not() -> None:
+    facts = PhotoFacts("a red circle", (Tag("red", 0.9),), np.zeros(4), "clip")
+    caption = alt_text("Our poster 🎨", facts, spoiler=True)
+    assert caption.text == "Our poster 🎨\n\n" + ALT_TEXT_HEADER + "A red circle."
+    assert [caption.text[a:b] for a, b in caption.hidden] == ["A red circle."]
+    assert alt_text("Our poster", facts).hidden == ()
     said = Said.about("A red circle.", spoiler=True)
     noted = noting_model_language(said, "es")
     assert noted.text.startswith("A red circle.\n\n") and noted.hidden == ((0, len("A red circle.")),)
@@ -126,16 +131,16 @@ def test_channel_alt_text_ends_the_description_with_one_full_stop(ending: str) -
     caption = "a large green circle on a striped background"
     facts = PhotoFacts(caption + ending, (Tag("green", 0.9),), np.zeros(4), "clip")
     sentence = "A large green circle on a striped background."
-    assert alt_text("Our poster", facts) == "Our poster\n\n" + ALT_TEXT_HEADER + sentence
+    assert alt_text("Our poster", facts).text == "Our poster\n\n" + ALT_TEXT_HEADER + sentence
     assert describe(facts) == sentence + "\nTags: #green"
 
 
 def test_descriptions_keep_the_captions_capitals_and_own_ending() -> None:
     """str.capitalize() made 'a view of Paris' into 'A view of paris.'."""
     paris = PhotoFacts("a view of Paris at night", (), np.zeros(4), "clip")
-    assert alt_text("", paris) == ALT_TEXT_HEADER + "A view of Paris at night."
+    assert alt_text("", paris).text == ALT_TEXT_HEADER + "A view of Paris at night."
     wow = PhotoFacts("what a sunset!", (), np.zeros(4), "clip")
-    assert alt_text("", wow) == ALT_TEXT_HEADER + "What a sunset!" and describe(wow) == "What a sunset!"
+    assert alt_text("", wow).text == ALT_TEXT_HEADER + "What a sunset!" and describe(wow) == "What a sunset!"
 
 
 def test_questions_and_mentions_are_recognised() -> None:

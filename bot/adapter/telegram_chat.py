@@ -18,7 +18,7 @@ from clipchat.metrics import STAGE_SECONDS
 
 from ..core.incoming import PhotoFile
 from ..core.text import Said
-from .sending import chat_action, reply, with_retries
+from .sending import chat_action, reply, spoilers, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,17 @@ class TelegramChat:
         sent = await reply(self.message, text, retries=self.retries)
         return sent.message_id if sent else None
 
-    async def edit_caption(self, caption: str) -> None:
+    async def edit_caption(self, caption: Said) -> None:
+        """The author's entities stay where they were (the caption starts with their words, untouched), and
+        what `caption` hides goes behind spoilers."""
         post = self.message
+        entities = sorted([*post.caption_entities, *spoilers(caption)], key=lambda entity: entity.offset)
         await with_retries(
             lambda: post.get_bot().edit_message_caption(
                 chat_id=post.chat_id,
                 message_id=post.message_id,
-                caption=caption,
-                caption_entities=post.caption_entities or None,
+                caption=caption.text,
+                caption_entities=entities or None,
             ),
             self.retries,
         )

@@ -60,5 +60,6 @@ class Chat(Protocol):
 
 
 class Channel(Chat, Protocol):
-    async def edit_caption(self, caption: str) -> None:
-        """Replaces the post's caption, keeping the author's formatting."""
+    async def edit_caption(self, caption: Said) -> None:
+        """Replaces the post's caption, keeping the author's formatting; what `caption` hides goes behind
+        spoilers."""

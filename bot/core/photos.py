@@ -145,7 +145,8 @@ async def on_channel_post(services: Services, message: PhotoMessage, channel: Ch
         services, message.where, UsageKind.PHOTOS, speak=False, switches=switches
     )  # nobody to tell there
     facts = await look(services, channel, message.photo)
-    caption = text.alt_text(message.text, facts, language=await records.language(services, message.where))
+    language = await records.language(services, message.where)
+    caption = text.alt_text(message.text, facts, language=language, spoiler=message.photo.spoiler)
     if caption is None:
         log.info(
             "channel %s post %s: caption already full, alt text skipped",
@@ -154,7 +155,9 @@ async def on_channel_post(services: Services, message: PhotoMessage, channel: Ch
         )
     else:
         await channel.edit_caption(caption)
-    await remember(services, message.where, [(message.photo, facts)], message.text, caption or "", None)
+    await remember(
+        services, message.where, [(message.photo, facts)], message.text, caption.text if caption else "", None
+    )
 
 
 async def remember(

@@ -105,10 +105,17 @@ def answered(answer: Answer, language: str, spoiler: bool) -> Said:
     return noting_model_language(said, language) if answer.quotes_models else said
 
 
-def alt_text(author_text: str, facts: PhotoFacts, limit: int = CAPTION_LIMIT, language: str = DEFAULT) -> str | None:
-    """A channel post's new caption: the author's, then the photo's caption as one sentence (one full stop)."""
-    header = ALT_TEXT_HEADER if language == MODEL_LANGUAGE else ALT_TEXT_HEADER_IN_MODEL_LANGUAGE
-    return with_alt_text(author_text, sentence(facts.caption), limit, translator(language)(header))
+def alt_text(
+    author_text: str, facts: PhotoFacts, limit: int = CAPTION_LIMIT, language: str = DEFAULT, spoiler: bool = False
+) -> Said | None:
+    """A channel post's new caption: the author's, then the photo's caption as one sentence (one full stop),
+    that sentence behind a spoiler when the photo is behind one."""
+    header = translator(language)(ALT_TEXT_HEADER if language == MODEL_LANGUAGE else ALT_TEXT_HEADER_IN_MODEL_LANGUAGE)
+    caption = with_alt_text(author_text, sentence(facts.caption), limit, header)
+    if caption is None:
+        return None
+    shown = len(_alt_text_lead(author_text, header))  # the author's words and the header stay in sight
+    return Said(caption[:shown]) + Said.about(caption[shown:], spoiler)
 
 
 def is_question(text: str) -> bool:
@@ -160,13 +167,18 @@ def with_alt_text(
     author_text: str, description: str, limit: int = CAPTION_LIMIT, header: str = ALT_TEXT_HEADER
 ) -> str | None:
     """The author's caption, untouched, followed by the description, within `limit`; None if no room is left."""
-    separator = "\n\n" if author_text else ""
-    room = limit - utf16_length(author_text + separator + header)
+    lead = _alt_text_lead(author_text, header)
+    room = limit - utf16_length(lead)
     if room < 12:  # not even a few words fit: leave the post alone rather than mangle the author's text
         return None
     if utf16_length(description) > room:
         description = _truncate_utf16(description, room - 1).rstrip() + "…"
-    return author_text + separator + header + description
+    return lead + description
+
+
+def _alt_text_lead(author_text: str, header: str) -> str:
+    """What comes before the description in a channel post's caption."""
+    return author_text + ("\n\n" if author_text else "") + header
 
 
 def _truncate_utf16(text: str, units: int) -> str:
