@@ -5,7 +5,7 @@ the commands that describe it. End to end against the fake Bot API server."""
 from __future__ import annotations
 
 from tests.bot_helpers import behind_spoilers, send_photo, send_text
-from tests.fake_telegram import channel, group, private, user
+from tests.fake_telegram import USERNAME, channel, group, private, user
 
 
 def two_colours(understood):
@@ -85,3 +85,47 @@ async def test_a_channels_alt_text_for_a_spoiler_photo_is_behind_a_spoiler(start
     )
     assert shown.scene.caption.lower() in edits[1].params["caption"].lower()
     assert not behind_spoilers(edits[1], "caption")
+
+
+async def test_answers_about_a_spoiler_photo_stay_behind_a_spoiler(start_bot, telegram, understood):
+    """A question in reply to a spoiler photo was answered in plain words: "it is red", for all to read."""
+    await start_bot()
+    room, alice = group(-101230), user(1231)
+    hidden, shown = two_colours(understood)
+    spoiler = send_photo(telegram, room, alice, hidden.image, caption=f"@{USERNAME} look", spoiler=True)
+    await telegram.wait_replies(room["id"], 1)
+    send_photo(telegram, room, alice, shown.image, caption=f"@{USERNAME} and this")
+    await telegram.wait_replies(room["id"], 2)
+
+    send_text(telegram, room, alice, f"@{USERNAME} what colour is it?", reply_to=spoiler)
+    answer = (await telegram.wait_replies(room["id"], 3))[-1]
+    assert hidden.scene.colour in answer.text and shown.scene.colour not in answer.text
+    assert behind_spoilers(answer) == [answer.text]
+
+    send_text(telegram, room, alice, f"@{USERNAME} what colour is it?")  # the latest photo: in plain sight
+    plain = (await telegram.wait_replies(room["id"], 4))[-1]
+    assert shown.scene.colour in plain.text and not behind_spoilers(plain)
+
+
+async def test_tags_caption_and_mood_of_a_spoiler_photo_stay_behind_a_spoiler(start_bot, telegram, understood):
+    """/tags (and /caption, /mood) about a spoiler photo said in plain words what it showed."""
+    await start_bot()
+    chat, bob = private(1241), user(1241)
+    hidden, shown = two_colours(understood)
+    spoiler = send_photo(telegram, chat, bob, hidden.image, spoiler=True)
+    await telegram.wait_replies(chat["id"], 1)
+    commands = ["/tags", f"/tags {hidden.scene.colour}, {shown.scene.colour}", "/caption", "/mood", "/tags nothing"]
+    for command in commands:
+        send_text(telegram, chat, bob, command, reply_to=spoiler)
+    tags, weighed, caption, mood, refused = (await telegram.wait_replies(chat["id"], 1 + len(commands)))[1:]
+    assert f"{hidden.scene.colour}: " in tags.text and behind_spoilers(tags) == [tags.text]
+    assert weighed.text.startswith(f"{hidden.scene.colour}: ") and behind_spoilers(weighed) == [weighed.text]
+    assert hidden.scene.caption.lower() in caption.text.lower() and behind_spoilers(caption) == [caption.text]
+    assert mood.text.startswith("The photo feels") and behind_spoilers(mood) == [mood.text]
+    assert "at least two labels" in refused.text and not behind_spoilers(refused)  # nothing about the photo
+
+    send_photo(telegram, chat, bob, shown.image)
+    await telegram.wait_replies(chat["id"], 2 + len(commands))
+    send_text(telegram, chat, bob, "/tags")
+    plain = (await telegram.wait_replies(chat["id"], 3 + len(commands)))[-1]
+    assert f"{shown.scene.colour}: " in plain.text and not behind_spoilers(plain)

@@ -82,9 +82,9 @@ async def _loop(services: Services, terminal: Terminal) -> None:
                 photo_number += 1
                 await _photo(services, terminal, Path(rest.strip()).expanduser(), photo_number)
             elif command == "/tags":
-                print(await talk.tags(services, HERE, rest, None))
+                print((await talk.tags(services, HERE, rest, None)).text)
             elif command == "/mood":
-                print(await talk.mood(services, HERE, None))
+                print((await talk.mood(services, HERE, None)).text)
             elif command == "/search":
                 answer = await talk.search(services, HERE, rest)
                 print(
