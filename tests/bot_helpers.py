@@ -52,3 +52,15 @@ def send_text(telegram: FakeTelegram, chat: dict, sender: dict | None, text: str
     message = telegram.message(chat, sender, text=text, **fields)
     telegram.push({"channel_post" if chat["type"] == "channel" else "message": message})
     return message
+
+
+def behind_spoilers(call, field: str = "text") -> list[str]:
+    """The stretches of what the bot sent (its text, or with `field="caption"` its caption) that Telegram shows
+    only behind a spoiler: the words under each `spoiler` entity, cut out by UTF-16 offsets as Telegram does."""
+    units = call.params[field].encode("utf-16-le")
+    entities = call.params.get("entities" if field == "text" else "caption_entities") or []
+    return [
+        units[2 * entity["offset"] : 2 * (entity["offset"] + entity["length"])].decode("utf-16-le")
+        for entity in entities
+        if entity["type"] == "spoiler"
+    ]

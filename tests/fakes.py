@@ -16,6 +16,7 @@ import numpy as np
 from bot.core.incoming import PhotoFile, PhotoMessage, Where
 from bot.core.services import Services, open_services
 from bot.core.settings import BotSettings
+from bot.core.text import Said
 from bot.engine import (
     AnswerRequest,
     ClassifyRequest,
@@ -113,6 +114,7 @@ class FakeChat:
     def __init__(self) -> None:
         self.replies: list[str] = []
         self.captions: list[str] = []
+        self.hidden: list[tuple[str, ...]] = []  # per reply or caption, the words it put behind spoilers
         self.busy = 0  # times the chat was shown "typing…"
 
     async def fetch(self, photo: PhotoFile) -> bytes:
@@ -123,12 +125,15 @@ class FakeChat:
         self.busy += 1
         yield
 
-    async def reply(self, text: str) -> int | None:
-        self.replies.append(text)
+    async def reply(self, text: str | Said) -> int | None:
+        said = text if isinstance(text, Said) else Said(text)
+        self.replies.append(said.text)
+        self.hidden.append(tuple(said.text[a:b] for a, b in said.hidden))
         return 1000 + len(self.replies)
 
-    async def edit_caption(self, caption: str) -> None:
-        self.captions.append(caption)
+    async def edit_caption(self, caption: Said) -> None:
+        self.captions.append(caption.text)
+        self.hidden.append(tuple(caption.text[a:b] for a, b in caption.hidden))
 
 
 @contextlib.asynccontextmanager

@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 from bot.core.text import (
     ALT_TEXT_HEADER,
     CAPTION_LIMIT,
+    Said,
     alt_text,
     describe,
     is_question,
+    noting_model_language,
     split_message,
     utf16_length,
     with_alt_text,
@@ -33,6 +35,43 @@ def test_long_messages_split_within_the_utf16_limit_and_keep_every_word(parts, p
     assert len(pieces) >= 2
     assert all(0 < utf16_length(piece) <= limit for piece in pieces)
     assert " ".join(pieces).split() == text.split()  # every word, in order, none cut in two
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(WORDS, SEPARATORS, st.booleans()), min_size=60, max_size=400), st.integers(2, 8))
+def test_a_split_reply_keeps_exactly_its_hidden_words_hidden(parts, pieces_wanted: int) -> None:
+    """Words about a spoiler photo stay hidden in whichever piece of a long reply they land, and only they."""
+    said = Said("")
+    for word, separator, spoiler in parts:
+        said = said + Said.about(word, spoiler) + separator
+    limit = max(40, utf16_length(said.text) // pieces_wanted)
+    pieces = said.split(limit)
+    assert [piece.text for piece in pieces] == split_message(said.text, limit)
+    hidden_in_pieces = [
+        (char, any(a <= index < b for a, b in piece.hidden))
+        for piece in pieces
+        for index, char in enumerate(piece.text)
+        if not char.isspace()
+    ]
+    hidden_in_whole = [
+        (char, any(a <= index < b for a, b in said.hidden))
+        for index, char in enumerate(said.text)
+        if not char.isspace()
+    ]
+    assert hidden_in_pieces == hidden_in_whole  # every character, in order, hidden exactly when it was
+    assert all(0 <= a < b <= len(piece.text) for piece in pieces for a, b in piece.hidden)
+
+
+def test_words_about_a_spoiler_photo_are_hidden_and_notes_about_the_models_are_not() -> None:
+    facts = PhotoFacts("a red circle", (Tag("red", 0.9),), np.zeros(4), "clip")
+    caption = alt_text("Our poster 🎨", facts, spoiler=True)
+    assert caption.text == "Our poster 🎨\n\n" + ALT_TEXT_HEADER + "A red circle."
+    assert [caption.text[a:b] for a, b in caption.hidden] == ["A red circle."]
+    assert alt_text("Our poster", facts).hidden == ()
+    said = Said.about("A red circle.", spoiler=True)
+    noted = noting_model_language(said, "es")
+    assert noted.text.startswith("A red circle.\n\n") and noted.hidden == ((0, len("A red circle.")),)
+    assert ("Look: " + said + "!").hidden == ((6, 6 + len("A red circle.")),)
 
 
 def test_an_emoji_heavy_reply_splits_within_telegrams_4096_units() -> None:
@@ -92,16 +131,16 @@ def test_channel_alt_text_ends_the_description_with_one_full_stop(ending: str) -
     caption = "a large green circle on a striped background"
     facts = PhotoFacts(caption + ending, (Tag("green", 0.9),), np.zeros(4), "clip")
     sentence = "A large green circle on a striped background."
-    assert alt_text("Our poster", facts) == "Our poster\n\n" + ALT_TEXT_HEADER + sentence
+    assert alt_text("Our poster", facts).text == "Our poster\n\n" + ALT_TEXT_HEADER + sentence
     assert describe(facts) == sentence + "\nTags: #green"
 
 
 def test_descriptions_keep_the_captions_capitals_and_own_ending() -> None:
     """str.capitalize() made 'a view of Paris' into 'A view of paris.'."""
     paris = PhotoFacts("a view of Paris at night", (), np.zeros(4), "clip")
-    assert alt_text("", paris) == ALT_TEXT_HEADER + "A view of Paris at night."
+    assert alt_text("", paris).text == ALT_TEXT_HEADER + "A view of Paris at night."
     wow = PhotoFacts("what a sunset!", (), np.zeros(4), "clip")
-    assert alt_text("", wow) == ALT_TEXT_HEADER + "What a sunset!" and describe(wow) == "What a sunset!"
+    assert alt_text("", wow).text == ALT_TEXT_HEADER + "What a sunset!" and describe(wow) == "What a sunset!"
 
 
 def test_questions_and_mentions_are_recognised() -> None:
@@ -139,3 +178,26 @@ async def test_an_emoji_heavy_reply_reaches_telegram_in_pieces_it_accepts(telegr
     sent = telegram.sent("sendMessage", refused=True)
     assert len(sent) >= 5 and not any(call.refused for call in sent)
     assert " ".join(call.text for call in sent).split() == text.split()
+
+
+async def test_words_about_a_spoiler_photo_stay_hidden_in_every_piece_and_never_go_as_markdown(telegram) -> None:
+    """A long reply about a spoiler photo is split: each piece carries its own spoiler entities, at the UTF-16
+    offsets Telegram counts, and goes as plain text even where Markdown was asked for (Markdown would move the
+    offsets, and its plain-text fallback would drop the spoilers)."""
+    from telegram import Bot, Message
+
+    from bot.adapter.sending import reply
+    from tests.bot_helpers import behind_spoilers
+    from tests.conftest import BOT_TOKEN
+    from tests.fake_telegram import private, user
+
+    description = " ".join(["🎨 a *secret_ word"] * 600)  # about 11,000 UTF-16 units, Markdown left open
+    said = Said("Here it is: ") + Said.about(description, spoiler=True) + "\n\n(the end)"
+    async with Bot(BOT_TOKEN, base_url=telegram.base_url) as bot:
+        message = Message.de_json(telegram.message(private(3), user(3), text="hi"), bot)
+        await reply(message, said, markdown=True)
+    sent = telegram.sent("sendMessage", refused=True)
+    assert len(sent) >= 3 and not any(call.refused or "parse_mode" in call.params for call in sent)
+    assert " ".join(" ".join(behind_spoilers(call)) for call in sent).split() == description.split()
+    assert sent[0].text.startswith("Here it is: ") and not behind_spoilers(sent[0])[0].startswith("Here")
+    assert sent[-1].text.endswith("\n\n(the end)") and not behind_spoilers(sent[-1])[-1].endswith("end)")

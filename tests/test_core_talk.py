@@ -44,8 +44,8 @@ async def test_each_user_in_a_group_talks_about_their_own_photo() -> None:
         services.models.photos[b"file-2"] = BLUE_SQUARE
         await photos.on_photo(services, photo_message(alice, message_id=1, addressed=True), chat)
         await photos.on_photo(services, photo_message(bob, message_id=2, addressed=True), chat)
-        assert (await talk.caption(services, alice, None)).startswith("A small red circle")
-        assert (await talk.caption(services, bob, None)).startswith("A large blue square")
+        assert (await talk.caption(services, alice, None)).text.startswith("A small red circle")
+        assert (await talk.caption(services, bob, None)).text.startswith("A large blue square")
 
 
 async def test_a_long_question_is_cut_and_the_user_is_told() -> None:
@@ -63,25 +63,25 @@ async def test_commands_without_a_photo_say_how_to_send_one_and_run_no_model() -
             await talk.tags(services, PRIVATE, "cat, dog", None),
             await talk.mood(services, PRIVATE, None),
         ):
-            assert answer == talk.NO_PHOTO
+            assert answer.text == talk.NO_PHOTO and not answer.hidden
         assert services.models.calls == []
 
 
 async def test_tags_are_the_stored_ones_or_weigh_the_labels_given() -> None:
     async with fake_services() as services:
         await two_photos(services, FakeChat())
-        assert await talk.tags(services, PRIVATE, "", None) == "blue: 90%"
+        assert (await talk.tags(services, PRIVATE, "", None)).text == "blue: 90%"
         assert services.models.calls == ["describe", "describe"], "stored tags need no model"
-        assert await talk.tags(services, PRIVATE, "cat, dog", 1001) == "cat: 50%\ndog: 50%"
+        assert (await talk.tags(services, PRIVATE, "cat, dog", 1001)).text == "cat: 50%\ndog: 50%"
         assert services.models.calls[-1] == "classify"
 
 
 async def test_too_many_or_too_long_labels_are_refused_before_any_model_runs_or_budget_is_spent() -> None:
     async with fake_services(BotSettings(_env_file=None, max_labels=3, max_label_chars=10)) as services:
         await two_photos(services, FakeChat())
-        many = await talk.tags(services, PRIVATE, "a, b, c, d", None)
+        many = (await talk.tags(services, PRIVATE, "a, b, c, d", None)).text
         assert "up to 3 labels" in many and "you gave 4" in many
-        long = await talk.tags(services, PRIVATE, "a, an extraordinarily long label", None)
+        long = (await talk.tags(services, PRIVATE, "a, an extraordinarily long label", None)).text
         assert "at most 10 characters" in long
         assert "classify" not in services.models.calls
         assert (await _questions_used(services)) == 0
@@ -90,7 +90,7 @@ async def test_too_many_or_too_long_labels_are_refused_before_any_model_runs_or_
 async def test_mood_answers_from_the_photos_vector() -> None:
     async with fake_services() as services:
         await two_photos(services, FakeChat())
-        assert await talk.mood(services, PRIVATE, None) == "It looks calm."
+        assert (await talk.mood(services, PRIVATE, None)).text == "It looks calm."
         assert await _questions_used(services) == 1
 
 

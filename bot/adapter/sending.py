@@ -1,5 +1,5 @@
-"""Sending that survives Telegram: long replies split, Markdown that falls back to plain text,
-network errors retried, and chat actions kept alive while the models work.
+"""Sending that survives Telegram: long replies split, Markdown that falls back to plain text, words about a
+spoiler photo kept behind spoilers, network errors retried, and chat actions kept alive while the models work.
 
 Flood control (429 RetryAfter) is PTB's `AIORateLimiter`'s job, with its own retries;
 here only network blips are retried (never a RetryAfter, so the two never multiply), with the
@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from telegram import Bot, LinkPreviewOptions, Message, ReplyParameters
+from telegram import Bot, LinkPreviewOptions, Message, MessageEntity, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter
 
 from clipchat.retrying import retrying
 
-from ..core.text import split_message
+from ..core.text import Said, utf16_length
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,17 +45,31 @@ async def with_retries(send: Callable[[], Awaitable[T]], retries: int = 3, what:
     return result
 
 
+def spoilers(said: Said) -> list[MessageEntity]:
+    """Spoiler entities over the words `said` hides, at the UTF-16 offsets Telegram counts in."""
+    return [
+        MessageEntity(MessageEntity.SPOILER, utf16_length(said.text[:start]), utf16_length(said.text[start:end]))
+        for start, end in said.hidden
+    ]
+
+
 async def reply(
-    message: Message, text: str, *, markdown: bool = False, previews: bool = True, retries: int = 3, **kwargs
+    message: Message, text: str | Said, *, markdown: bool = False, previews: bool = True, retries: int = 3, **kwargs
 ) -> Message | None:
     """Reply to `message` with `text`, split to Telegram's limit; returns the first message sent. With
-    `previews` off, no piece shows a preview of a link in it (words the bot repeats from someone)."""
+    `previews` off, no piece shows a preview of a link in it (words the bot repeats from someone). Words `text`
+    hides go behind spoiler entities in whichever piece they land; such a reply is sent as plain text, never
+    as Markdown, which would move the entities' offsets (and whose fallback would drop them)."""
+    said = text if isinstance(text, Said) else Said(text)
+    markdown = markdown and not said.hidden
     first = None
-    for number, piece in enumerate(split_message(text)):
+    for number, piece in enumerate(said.split()):
         extra = kwargs if number == 0 else {}  # a keyboard belongs to the first piece only
         if not previews:
             extra = {**extra, "link_preview_options": NO_PREVIEWS}
-        sent = await _send_piece(message, piece, markdown, retries, **extra)
+        if piece.hidden:
+            extra = {**extra, "entities": spoilers(piece)}
+        sent = await _send_piece(message, piece.text, markdown, retries, **extra)
         first = first or sent
     return first
 

@@ -17,7 +17,8 @@ from clipchat.i18n import N_
 from clipchat.metrics import STAGE_SECONDS
 
 from ..core.incoming import PhotoFile
-from .sending import chat_action, reply, with_retries
+from ..core.text import Said
+from .sending import chat_action, reply, spoilers, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +51,21 @@ class TelegramChat:
     def working(self, action: str = ChatAction.TYPING) -> contextlib.AbstractAsyncContextManager[None]:
         return chat_action(self.message.get_bot(), self.message.chat_id, action)
 
-    async def reply(self, text: str) -> int | None:
+    async def reply(self, text: str | Said) -> int | None:
         sent = await reply(self.message, text, retries=self.retries)
         return sent.message_id if sent else None
 
-    async def edit_caption(self, caption: str) -> None:
+    async def edit_caption(self, caption: Said) -> None:
+        """The author's entities stay where they were (the caption starts with their words, untouched), and
+        what `caption` hides goes behind spoilers."""
         post = self.message
+        entities = sorted([*post.caption_entities, *spoilers(caption)], key=lambda entity: entity.offset)
         await with_retries(
             lambda: post.get_bot().edit_message_caption(
                 chat_id=post.chat_id,
                 message_id=post.message_id,
-                caption=caption,
-                caption_entities=post.caption_entities or None,
+                caption=caption.text,
+                caption_entities=entities or None,
             ),
             self.retries,
         )

@@ -8,6 +8,8 @@ from typing import Protocol
 
 from clipchat.kinds import ChatKind, MediaKind
 
+from .text import Said
+
 
 @dataclass(frozen=True)
 class Where:
@@ -53,10 +55,12 @@ class Chat(Protocol):
     def working(self, action: str = "typing") -> AbstractAsyncContextManager[None]:
         """Shows that the bot is busy on this chat's behalf while the block runs."""
 
-    async def reply(self, text: str) -> int | None:
-        """Sends `text` in answer; returns the message id of the reply, if it has one."""
+    async def reply(self, text: str | Said) -> int | None:
+        """Sends `text` in answer, what it hides behind spoilers; returns the message id of the reply, if it has
+        one."""
 
 
 class Channel(Chat, Protocol):
-    async def edit_caption(self, caption: str) -> None:
-        """Replaces the post's caption, keeping the author's formatting."""
+    async def edit_caption(self, caption: Said) -> None:
+        """Replaces the post's caption, keeping the author's formatting; what `caption` hides goes behind
+        spoilers."""

@@ -33,6 +33,7 @@ from ..engine import AnswerRequest, DescribeRequest
 from . import quotas, records, text
 from .incoming import Channel, Chat, PhotoFile, PhotoMessage, Where
 from .services import Services
+from .text import Said
 
 log = logging.getLogger(__name__)
 CONTEXT_TURNS = 12  # recent turns fed back to the dialogue model
@@ -95,14 +96,15 @@ async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> Non
             conversation, forgotten = await _conversation(services, where, facts)
             answer = await services.models.answer(AnswerRequest(conversation, message.text, forgotten))
             said = text.spoken(answer, language, noted=False)
-            response = f"{said}\n\n({text.describe(facts, tags=3, language=language)})"
+            words = f"{said}\n\n({text.describe(facts, tags=3, language=language)})"
             if answer.route == RouteKind.DESCRIBE:  # "what is this?": the answer is the description, don't repeat it
-                response = said
+                words = said
         else:
-            response = text.describe(facts, language=language)
-    response = text.noting_model_language(response, language)  # the caption is the models' own words
+            words = text.describe(facts, language=language)
+    # The caption is the models' own words; about a spoiler photo, they go behind a spoiler too
+    response = text.noting_model_language(Said.about(words, message.photo.spoiler), language)
     sent = await chat.reply(response)
-    await remember(services, where, [(message.photo, facts)], message.text, response, sent)
+    await remember(services, where, [(message.photo, facts)], message.text, response.text, sent)
 
 
 async def on_album(
@@ -127,22 +129,22 @@ async def on_album(
         return
     language = await records.language(services, where)
     _ = translator(language)
-    lines: list[str] = []
+    response = Said(_.plural("{count} photo:", "{count} photos:", len(results), count=len(results)))
     good: list[tuple[PhotoFile, PhotoFacts]] = []
     for number, (photo, result) in enumerate(results, 1):
+        response += f"\n{number}. "
         if isinstance(result, UserError):
-            lines.append(f"{number}. {result.said_in(language)}")
+            response += result.said_in(language)
         elif isinstance(result, BaseException):
             log.error("album photo %d failed", number, exc_info=result)
-            lines.append(f"{number}. {_(ALBUM_PHOTO_FAILED)}")
-        else:
-            lines.append(f"{number}. {text.describe(result, tags=3, language=language)}")
+            response += _(ALBUM_PHOTO_FAILED)
+        else:  # a spoiler photo's line goes behind its spoiler, the others' stay in sight
+            response += Said.about(text.describe(result, tags=3, language=language), photo.spoiler)
             good.append((photo, result))
-    response = _.plural("{count} photo:", "{count} photos:", len(results), count=len(results)) + "\n" + "\n".join(lines)
     if good:
         response = text.noting_model_language(response, language)
     sent = await chat.reply(response)
-    await remember(services, where, good, words, response, sent)
+    await remember(services, where, good, words, response.text, sent)
 
 
 async def on_channel_post(services: Services, message: PhotoMessage, channel: Channel) -> None:
@@ -154,7 +156,8 @@ async def on_channel_post(services: Services, message: PhotoMessage, channel: Ch
         services, message.where, UsageKind.PHOTOS, speak=False, switches=switches
     )  # nobody to tell there
     facts = await look(services, channel, message.photo)
-    caption = text.alt_text(message.text, facts, language=await records.language(services, message.where))
+    language = await records.language(services, message.where)
+    caption = text.alt_text(message.text, facts, language=language, spoiler=message.photo.spoiler)
     if caption is None:
         log.info(
             "channel %s post %s: caption already full, alt text skipped",
@@ -163,7 +166,9 @@ async def on_channel_post(services: Services, message: PhotoMessage, channel: Ch
         )
     else:
         await channel.edit_caption(caption)
-    await remember(services, message.where, [(message.photo, facts)], message.text, caption or "", None)
+    await remember(
+        services, message.where, [(message.photo, facts)], message.text, caption.text if caption else "", None
+    )
 
 
 async def remember(

@@ -1,4 +1,5 @@
-"""Talking about photos already seen: questions, /caption, /tags, /mood and /search."""
+"""Talking about photos already seen: questions, /caption, /tags, /mood and /search. What is said about a photo
+posted behind a spoiler goes behind a spoiler too (`Said`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from . import quotas, records, text
 from .incoming import Chat, Where
 from .photos import CONTEXT_TURNS, add_exchange
 from .services import Services
+from .text import Said
 
 NO_PHOTO = N_("I don't have a photo here yet. Send one, or reply to a photo with the command.")
 NOTHING_TO_TAG = N_("Nothing stands out clearly enough to tag.")
@@ -91,39 +93,46 @@ async def on_question(services: Services, where: Where, question: str, reply_to:
     language = await records.language(services, where)
     _ = translator(language)
     note = "\n\n" + _("(I read only the first {count} characters of your message.)", count=most) if cut else ""
-    sent = await chat.reply(text.spoken(answer, language) + note)
+    sent = await chat.reply(text.answered(answer, language, spoiler=_spoiler(image)) + note)
     await write_with_retry(
         services.sessions,
         lambda session: add_exchange(session, where, question, answer.text, image.id if image else None, sent),
     )
 
 
-async def caption(services: Services, where: Where, reply_to: int | None) -> str:
-    _image, conversation = await thread(services, where, reply_to)
+def _spoiler(image: ImageRecord | None) -> bool:
+    """Whether what the bot says about `image` goes behind a spoiler: its sender posted it behind one."""
+    return image is not None and image.spoiler
+
+
+async def caption(services: Services, where: Where, reply_to: int | None) -> Said:
+    image, conversation = await thread(services, where, reply_to)
     language = await records.language(services, where)
     if conversation.image is None:
-        return translator(language)(NO_PHOTO)
-    return text.noting_model_language(text.describe(conversation.image, language=language), language)
+        return Said(translator(language)(NO_PHOTO))
+    described = Said.about(text.describe(conversation.image, language=language), _spoiler(image))
+    return text.noting_model_language(described, language)
 
 
-async def tags(services: Services, where: Where, labels_text: str, reply_to: int | None) -> str:
+async def tags(services: Services, where: Where, labels_text: str, reply_to: int | None) -> Said:
     """The photo's stored tags, or with labels given, how well each label fits it."""
-    _image, conversation, forgotten = await _thread(services, where, reply_to)
+    image, conversation, forgotten = await _thread(services, where, reply_to)
     language = await records.language(services, where)
     if conversation.image is None:
-        return translator(language)(NO_PHOTO)
+        return Said(translator(language)(NO_PHOTO))
     found = conversation.image.tags
     if labels_text.strip():
         labels = parse_label_list(labels_text)
         refusal = _label_refusal(labels, services.settings.max_labels, services.settings.max_label_chars, language)
         if refusal:
-            return refusal
+            return Said(refusal)
         await quotas.spend(services, where, UsageKind.QUESTIONS)
         asked = ClassifyRequest(conversation.image.embedding, tuple(labels), forgotten)
         found = (await services.models.classify(asked)).tags
     if not found:
-        return translator(language)(NOTHING_TO_TAG)
-    return text.noting_model_language("\n".join(f"{tag.label}: {tag.score:.0%}" for tag in found[:10]), language)
+        return Said(translator(language)(NOTHING_TO_TAG))
+    weighed = "\n".join(f"{tag.label}: {tag.score:.0%}" for tag in found[:10])
+    return text.noting_model_language(Said.about(weighed, _spoiler(image)), language)
 
 
 def _label_refusal(labels: list[str], most: int, longest: int, language: str) -> str | None:
@@ -145,14 +154,14 @@ def _label_refusal(labels: list[str], most: int, longest: int, language: str) ->
     return None
 
 
-async def mood(services: Services, where: Where, reply_to: int | None) -> str:
-    _image, conversation = await thread(services, where, reply_to)
+async def mood(services: Services, where: Where, reply_to: int | None) -> Said:
+    image, conversation = await thread(services, where, reply_to)
     language = await records.language(services, where)
     if conversation.image is None:
-        return translator(language)(NO_PHOTO)
+        return Said(translator(language)(NO_PHOTO))
     await quotas.spend(services, where, UsageKind.QUESTIONS)
     answer: Answer = await services.models.mood(MoodRequest(conversation.image.embedding))
-    return text.spoken(answer, language)
+    return text.answered(answer, language, spoiler=_spoiler(image))
 
 
 async def search(services: Services, where: Where, phrase: str) -> Search:

@@ -22,6 +22,7 @@ from ..core import photos, records, talk
 from ..core.incoming import PhotoFile, PhotoMessage, Where
 from ..core.services import Services, open_services
 from ..core.settings import BotSettings
+from ..core.text import Said
 
 HERE = Where(chat_id=1, chat_kind=ChatKind.PRIVATE, user_id=1)
 HELP = (
@@ -44,8 +45,8 @@ class Terminal:
     def working(self, action: str = "typing") -> contextlib.AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()
 
-    async def reply(self, text: str) -> int | None:
-        print(text)
+    async def reply(self, text: str | Said) -> int | None:
+        print(text.text if isinstance(text, Said) else text)  # the terminal is its user's own: nothing to hide
         self.sent += 1
         return None
 
@@ -81,9 +82,9 @@ async def _loop(services: Services, terminal: Terminal) -> None:
                 photo_number += 1
                 await _photo(services, terminal, Path(rest.strip()).expanduser(), photo_number)
             elif command == "/tags":
-                print(await talk.tags(services, HERE, rest, None))
+                print((await talk.tags(services, HERE, rest, None)).text)
             elif command == "/mood":
-                print(await talk.mood(services, HERE, None))
+                print((await talk.mood(services, HERE, None)).text)
             elif command == "/search":
                 answer = await talk.search(services, HERE, rest)
                 print(
