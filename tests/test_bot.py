@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -293,6 +295,45 @@ async def test_search_sends_back_the_photo_the_phrase_describes(start_bot, teleg
     found = await telegram.wait_for(lambda: telegram.sent("sendPhoto", 5), what="a search result")
     assert found[0].params["photo"] == file_ids[2]
     assert telegram.sent("sendChatAction", 5)[-1].params["action"] == "upload_photo"
+
+
+def nearly_tied(models, photos, margin: float = 0.01):
+    """(phrase, photos): two photos of different colours that a phrase naming no colour fits nearly equally,
+    as the bot's CLIP scores them, so that /search sends back both (it sends any within 0.02 of the best)."""
+    from vision import load_image
+
+    candidates = photos[:48]
+    images = np.stack([d.embedding for d in models.describe([load_image(jpeg(h.image)) for h in candidates])])
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    for shape in sorted({held.scene.shape for held in candidates}):
+        phrase = f"a {shape}"
+        scores = images @ models.encoder.embed_texts([phrase]).float().cpu().numpy()[0]
+        for i, j in itertools.combinations(range(len(candidates)), 2):
+            first, second = candidates[i], candidates[j]
+            if first.scene.colour != second.scene.colour and abs(scores[i] - scores[j]) < margin:
+                return phrase, (first, second)
+    raise AssertionError("no two photos that one phrase fits equally well")
+
+
+async def test_a_reply_to_a_search_result_asks_about_that_photo(start_bot, telegram, world_models, understood):
+    """The photos /search sent were not remembered: a question in reply to one was about the latest photo."""
+    phrase, tied = nearly_tied(world_models, understood)
+    await start_bot()
+    chat, alice = private(6), user(6)
+    colours = {}
+    for number, held in enumerate(tied, 1):
+        colours[send_photo(telegram, chat, alice, held.image)["photo"][-1]["file_id"]] = held.scene.colour
+        await telegram.wait_replies(6, number)
+    send_text(telegram, chat, alice, f"/search {phrase}")
+    found = await telegram.wait_for(
+        lambda: len(telegram.sent("sendPhoto", 6)) == 2 and telegram.sent("sendPhoto", 6), what="two search results"
+    )
+    for result in (found[1], found[0]):  # the second first; the first is then neither the latest sent nor asked
+        replies = len(telegram.replies(6))
+        send_text(telegram, chat, alice, "what colour is it?", reply_to=telegram.bot_message(result))
+        answer = (await telegram.wait_replies(6, replies + 1))[-1]
+        colour, other = colours[result.params["photo"]], colours[found[0 if result is found[1] else 1].params["photo"]]
+        assert colour in answer.text and other not in answer.text, (colour, answer.text)
 
 
 async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, understood):

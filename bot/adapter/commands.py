@@ -110,11 +110,16 @@ async def search(update: Update, context: BotContext) -> None:
     async with chat_action(context.bot, message.chat_id, ChatAction.UPLOAD_PHOTO):
         answer = await talk.search(context.services, where(message), phrase)
         quote = ReplyParameters(message.message_id, allow_sending_without_reply=True)
-        for hit in answer.found:
-            send = context.bot.send_document if hit.media_kind == MediaKind.DOCUMENT else context.bot.send_photo
-            await with_retries(
-                partial(send, message.chat_id, hit.file_id, caption=hit.caption, reply_parameters=quote), retries
-            )
+        sent = []
+        try:
+            for hit in answer.found:
+                send = context.bot.send_document if hit.media_kind == MediaKind.DOCUMENT else context.bot.send_photo
+                shown = await with_retries(
+                    partial(send, message.chat_id, hit.file_id, caption=hit.caption, reply_parameters=quote), retries
+                )
+                sent.append((shown.message_id, hit))
+        finally:  # the photos that did go out are asked about by replying to them, even if a later one failed
+            await talk.shown(context.services, where(message), sent)
         if answer.note:
             await reply(message, answer.note)
 
