@@ -281,6 +281,21 @@ async def test_a_busy_group_sees_one_typing_indicator_not_one_per_photo(start_bo
     assert 1 <= len(actions) <= 3, f"{len(actions)} chat actions for 6 photos at once"
 
 
+async def test_only_messages_spend_a_groups_allowance_and_typing_waits_for_room() -> None:
+    from bot.adapter.sending import Allowance
+
+    allowance = Allowance(overall=30, per_group=2)
+    room, other, person = -100791, -100792, 791
+    for _ in range(10):  # "typing…" and an admin check: no message
+        await allowance.wait_turn("sendChatAction", room)
+        await allowance.wait_turn("getChatMember", room)
+    assert not allowance.saturated(room)
+    for _ in range(2):
+        await allowance.wait_turn("sendMessage", room)
+    assert allowance.saturated(room)  # a third message would wait: a chat action is skipped instead
+    assert not allowance.saturated(other) and not allowance.saturated(person)
+
+
 async def test_search_sends_back_the_photo_the_phrase_describes(start_bot, telegram, understood):
     await start_bot()
     photos = distinct(understood, 4)
