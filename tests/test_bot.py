@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from datetime import UTC
 
 import numpy as np
@@ -279,6 +280,30 @@ async def test_a_busy_group_sees_one_typing_indicator_not_one_per_photo(start_bo
     await telegram.wait_replies(room["id"], 6, timeout=60)
     actions = telegram.sent("sendChatAction", room["id"])
     assert 1 <= len(actions) <= 3, f"{len(actions)} chat actions for 6 photos at once"
+
+
+async def test_typing_spends_nothing_of_a_busy_groups_send_allowance(start_bot, telegram, understood):
+    """ "Typing…" (refreshed every 4.5 s, and started again each time a photo's work began) and /settings'
+    admin check went through the group's 20-a-minute allowance, so an auto-caption group's replies queued
+    behind them: the last five of 20 went out 3, 6, 9, 12 and 15 s after the models were done."""
+    from bot.adapter.sending import ACTION_REFRESH_S
+
+    await start_bot()  # the settings' limit: 20 messages a minute in one group
+    room, admin = group(-100790), user(400)
+    telegram.admins[room["id"]] = {admin["id"]}
+    send_text(telegram, room, admin, "/settings autocaption on")
+    await telegram.wait_replies(room["id"], 1)
+    started = time.monotonic()
+    for number in range(20):
+        send_photo(telegram, room, user(401 + number), understood[number].image)
+    replies = await telegram.wait_replies(room["id"], 21, timeout=120)
+    shown = [action.at for action in telegram.sent("sendChatAction", room["id"]) if action.at >= started]
+    assert all(later - earlier >= ACTION_REFRESH_S - 0.1 for earlier, later in itertools.pairwise(shown)), [
+        round(at - started, 2) for at in shown
+    ]
+    # 21 messages at 20 a minute: the last waits for one to leak, 3 s after the first; the rest is the models'
+    took = replies[-1].at - replies[0].at
+    assert took < 60 / 20 + 4.0, [round(reply.at - started, 1) for reply in replies]
 
 
 async def test_only_messages_spend_a_groups_allowance_and_typing_waits_for_room() -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -139,38 +141,60 @@ async def _send_piece(message: Message, text: str, markdown: bool, retries: int,
 
 @dataclass
 class _Showing:
-    task: asyncio.Task
+    bot: Bot  # held, so that no other bot takes its id while this is kept
+    task: asyncio.Task | None = None
     holders: int = 0
+    due: float = -math.inf  # time.monotonic() of the next action: the last one is on screen until then
 
 
-# One indicator per (bot, chat, action), however many handlers are working there: each action is a
-# request through the same rate limiter as the replies, and a busy group's replies queued behind them.
-_showing: dict[tuple[int, int, str], _Showing] = {}
+# One indicator per (bot, chat), however many handlers are working there; in a group or channel, at most one
+# action every ACTION_REFRESH_S even as work ends and starts again (kept until then), for each is a request
+# to Telegram, one more in a chat whose flood limit may answer with a 429 that holds back every chat. A
+# private chat's is dropped when its work ends: the reply took the action off the screen.
+_showing: dict[tuple[int, int], _Showing] = {}
+
+
+def _saturated(bot: Bot, chat_id: int) -> bool:
+    allowance = getattr(getattr(bot, "rate_limiter", None), "allowance", None)  # an ExtBot's, with ours
+    return isinstance(allowance, Allowance) and allowance.saturated(chat_id)
+
+
+async def _keep_showing(showing: _Showing, chat_id: int, action: str) -> None:
+    while True:
+        wait = showing.due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        showing.due = time.monotonic() + ACTION_REFRESH_S
+        if _saturated(showing.bot, chat_id):  # replies are waiting their turn: "typing…" only adds to them
+            continue
+        try:
+            await showing.bot.send_chat_action(chat_id, action)
+        except (NetworkError, RetryAfter) as error:  # a missing 'typing…' must never cost the reply
+            log.info("chat action not shown: %s", error)
 
 
 @contextlib.asynccontextmanager
 async def chat_action(bot: Bot, chat_id: int, action: str = ChatAction.TYPING) -> AsyncIterator[None]:
-    """Show 'typing…' (or 'sending photo…') until the block ends, however long the models take."""
-
-    async def keep_showing() -> None:
-        while True:
-            try:
-                await bot.send_chat_action(chat_id, action)
-            except (NetworkError, RetryAfter) as error:  # a missing 'typing…' must never cost the reply
-                log.info("chat action not shown: %s", error)
-            await asyncio.sleep(ACTION_REFRESH_S)
-
-    key = (id(bot), chat_id, str(action))
+    """Show 'typing…' (or 'sending photo…') until the block ends, however long the models take; a chat
+    where another handler is already showing one keeps that one."""
+    now = time.monotonic()
+    for faded in [key for key, kept in _showing.items() if not kept.holders and kept.due < now]:
+        del _showing[faded]
+    key = (id(bot), chat_id)
     showing = _showing.get(key)
     if showing is None:
-        showing = _showing[key] = _Showing(asyncio.create_task(keep_showing()))
+        showing = _showing[key] = _Showing(bot)
+    if showing.task is None:
+        showing.task = asyncio.create_task(_keep_showing(showing, chat_id, str(action)))
     showing.holders += 1
     try:
         yield
     finally:
         showing.holders -= 1
-        if not showing.holders:
-            del _showing[key]
-            showing.task.cancel()
+        if not showing.holders and showing.task is not None:
+            task, showing.task = showing.task, None
+            if _group_key(chat_id) is None and _showing.get(key) is showing:
+                del _showing[key]
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):  # the cancellation we asked for
-                await showing.task
+                await task
