@@ -92,7 +92,7 @@ MODEL_BUSY = Counter(
 )
 SEND_WAIT = Histogram(
     "clipchat_send_wait_seconds",
-    "How long each request to a chat waited before Telegram got "
+    "How long each message to a chat waited before Telegram got "
     "it: the rate limiter's spacing and flood-control (429 retry_after) pauses.",
     buckets=(0.001, 0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
     registry=REGISTRY,

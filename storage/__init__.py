@@ -8,6 +8,7 @@ from .chat_moves import Moved, move_chat
 from .chat_settings import SWITCHES, Switches, chat_switches, set_chat_switch
 from .context import (
     NewImage,
+    add_sent_photos,
     add_turn,
     image_by_message,
     image_under_discussion,
@@ -45,6 +46,7 @@ from .models import (
     ChatMember,
     ChatSettings,
     ImageRecord,
+    SentPhoto,
     Turn,
     UsageKind,
     UsageScope,
@@ -79,6 +81,7 @@ __all__ = [
     "Moved",
     "NewImage",
     "Removed",
+    "SentPhoto",
     "StorageSettings",
     "Switches",
     "Turn",
@@ -86,6 +89,7 @@ __all__ = [
     "UsageScope",
     "User",
     "access_of",
+    "add_sent_photos",
     "add_turn",
     "busiest",
     "chat_switches",

@@ -25,7 +25,18 @@ from clipchat.kinds import ChatKind
 from .chat_settings import Switches
 from .context import ensure_chat, ensure_user
 from .database import changed_rows
-from .models import AccessStatus, Chat, ChatMember, ChatSettings, ImageRecord, Turn, Usage, User, UserAccess
+from .models import (
+    AccessStatus,
+    Chat,
+    ChatMember,
+    ChatSettings,
+    ImageRecord,
+    SentPhoto,
+    Turn,
+    Usage,
+    User,
+    UserAccess,
+)
 
 # Every table, and what a move does with it; a new table must be added here (a storage test checks).
 CHAT_ROWS = {
@@ -33,6 +44,7 @@ CHAT_ROWS = {
     "chat_settings": "moved; a setting the supergroup already changed keeps its value",
     "images": "moved, and re-attributed where the group's anonymous admins sent them",
     "turns": "moved, and the anonymous admins' conversations re-keyed",
+    "sent_photos": "moved, as the photos they show and the message ids they hold are",
     "users": "the anonymous admins' identity (the group's id) becomes the supergroup's",
     "usage": "today's counts of the chat and of its anonymous admins, added to the supergroup's",
     "user_access": "an operator's word on the group holds for the supergroup, unless they said one about it",
@@ -77,6 +89,7 @@ async def move_chat(session: AsyncSession, old_id: int, new_id: int, new_kind: C
         await session.execute(update(ImageRecord).where(ImageRecord.chat_id == old_id).values(chat_id=new_id))
     )
     turns = changed_rows(await session.execute(update(Turn).where(Turn.chat_id == old_id).values(chat_id=new_id)))
+    await session.execute(update(SentPhoto).where(SentPhoto.chat_id == old_id).values(chat_id=new_id))
     if identity is not None:
         await session.execute(update(ImageRecord).where(ImageRecord.sender_id == old_id).values(sender_id=new_id))
         await session.execute(update(Turn).where(Turn.user_id == old_id).values(user_id=new_id))

@@ -17,7 +17,7 @@ from clipchat.facts import PhotoFacts
 from clipchat.kinds import ChatKind, MediaKind, Role
 
 from .database import changed_rows
-from .models import Base, Chat, ImageRecord, Turn, User, encode_embedding, encode_tags, utcnow
+from .models import Base, Chat, ImageRecord, SentPhoto, Turn, User, encode_embedding, encode_tags, utcnow
 
 
 @dataclass(frozen=True)
@@ -102,9 +102,17 @@ async def recent_turns(session: AsyncSession, chat_id: int, user_id: int, limit:
     return list(reversed(rows.all()))
 
 
+async def add_sent_photos(session: AsyncSession, chat_id: int, shown: list[tuple[int, int]]) -> None:
+    """The bot's messages in this chat that show a stored photo, as (message id, image id) pairs."""
+    session.add_all(
+        SentPhoto(chat_id=chat_id, message_id=message_id, image_id=image_id) for message_id, image_id in shown
+    )
+    await session.flush()
+
+
 async def image_by_message(session: AsyncSession, chat_id: int, message_id: int) -> ImageRecord | None:
-    """The photo posted as `message_id` in this chat, or the one the bot's message `message_id` was about:
-    what a reply points at."""
+    """The photo posted as `message_id` in this chat, the one the bot's message `message_id` showed (a
+    /search result), or the one it was about (an answer): what a reply points at."""
     posted = await session.scalar(
         select(ImageRecord)
         .where(ImageRecord.chat_id == chat_id, ImageRecord.message_id == message_id)
@@ -113,6 +121,15 @@ async def image_by_message(session: AsyncSession, chat_id: int, message_id: int)
     )
     if posted is not None:
         return posted
+    shown = await session.scalar(
+        select(ImageRecord)
+        .join(SentPhoto, SentPhoto.image_id == ImageRecord.id)
+        .where(SentPhoto.chat_id == chat_id, SentPhoto.message_id == message_id)
+        .order_by(SentPhoto.id.desc())
+        .limit(1)
+    )
+    if shown is not None:
+        return shown
     return await session.scalar(
         select(ImageRecord)
         .join(Turn, Turn.image_id == ImageRecord.id)

@@ -23,6 +23,7 @@ from .models import (
     ImageRecord,
     PendingUpdate,
     ReindexRun,
+    SentPhoto,
     Turn,
     Usage,
     UsageScope,
@@ -44,6 +45,7 @@ async def purge_older_than(session: AsyncSession, age: timedelta, now: datetime 
     cutoff = (now or datetime.now(UTC)) - age
     turns = await session.execute(delete(Turn).where(Turn.created_at < cutoff))
     images = await session.execute(delete(ImageRecord).where(ImageRecord.created_at < cutoff))
+    await session.execute(delete(SentPhoto).where(SentPhoto.sent_at < cutoff))  # a reply to them is stale too
     return Removed(turns=changed_rows(turns), images=changed_rows(images))
 
 
@@ -58,6 +60,10 @@ USER_ROWS: dict[str, Callable[[int], ColumnElement[bool]]] = {
     "users": lambda user_id: User.id == user_id,
     "turns": lambda user_id: Turn.user_id == user_id,
     "images": lambda user_id: ImageRecord.sender_id == user_id,
+    "sent_photos": lambda user_id: (  # the bot's messages showing their photos, or sent into their private chat
+        SentPhoto.image_id.in_(select(ImageRecord.id).where(ImageRecord.sender_id == user_id))
+        | SentPhoto.chat_id.in_(select(Chat.id).where(_private_chat(user_id)))
+    ),
     "chats": _private_chat,  # a private chat's id is the user's; a group an anonymous admin wrote as stays
     "chat_settings": lambda user_id: (
         (ChatSettings.updated_by == user_id) | ChatSettings.chat_id.in_(select(Chat.id).where(_private_chat(user_id)))
@@ -83,6 +89,7 @@ TABLES = {
         User,
         Turn,
         ImageRecord,
+        SentPhoto,
         Chat,
         ChatSettings,
         PendingUpdate,
@@ -109,6 +116,7 @@ async def forget_user(
     left by a process that died, and go now."""
     now = now or datetime.now(UTC)
     turns = await session.execute(delete(Turn).where(USER_ROWS["turns"](user_id)))
+    await session.execute(delete(SentPhoto).where(USER_ROWS["sent_photos"](user_id)))
     images = await session.execute(delete(ImageRecord).where(USER_ROWS["images"](user_id)))
     private = await session.execute(
         delete(ChatSettings).where(ChatSettings.chat_id.in_(select(Chat.id).where(_private_chat(user_id))))

@@ -200,6 +200,20 @@ class Turn(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
 
+class SentPhoto(Base):
+    """A photo the bot sent into a chat (a /search result): the message that shows it, so that a reply to
+    that message is about that photo."""
+
+    __tablename__ = "sent_photos"
+    __table_args__ = (Index("ix_sent_photos_chat_message", "chat_id", "message_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chats.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(BigInteger)  # the bot's message, in that chat
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
 class PendingUpdate(Base):
     """An update some bot process has received and not finished: the per-user queue shared by processes."""
 

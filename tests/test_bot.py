@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from datetime import UTC
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -279,6 +282,45 @@ async def test_a_busy_group_sees_one_typing_indicator_not_one_per_photo(start_bo
     assert 1 <= len(actions) <= 3, f"{len(actions)} chat actions for 6 photos at once"
 
 
+async def test_typing_spends_nothing_of_a_busy_groups_send_allowance(start_bot, telegram, understood):
+    """ "Typing…" (refreshed every 4.5 s, and started again each time a photo's work began) and /settings'
+    admin check went through the group's 20-a-minute allowance, so an auto-caption group's replies queued
+    behind them: the last five of 20 went out 3, 6, 9, 12 and 15 s after the models were done."""
+    from bot.adapter.sending import ACTION_REFRESH_S
+
+    await start_bot()  # the settings' limit: 20 messages a minute in one group
+    room, admin = group(-100790), user(400)
+    telegram.admins[room["id"]] = {admin["id"]}
+    send_text(telegram, room, admin, "/settings autocaption on")
+    await telegram.wait_replies(room["id"], 1)
+    started = time.monotonic()
+    for number in range(20):
+        send_photo(telegram, room, user(401 + number), understood[number].image)
+    replies = await telegram.wait_replies(room["id"], 21, timeout=120)
+    shown = [action.at for action in telegram.sent("sendChatAction", room["id"]) if action.at >= started]
+    assert all(later - earlier >= ACTION_REFRESH_S - 0.1 for earlier, later in itertools.pairwise(shown)), [
+        round(at - started, 2) for at in shown
+    ]
+    # 21 messages at 20 a minute: the last waits for one to leak, 3 s after the first; the rest is the models'
+    took = replies[-1].at - replies[0].at
+    assert took < 60 / 20 + 4.0, [round(reply.at - started, 1) for reply in replies]
+
+
+async def test_only_messages_spend_a_groups_allowance_and_typing_waits_for_room() -> None:
+    from bot.adapter.sending import Allowance
+
+    allowance = Allowance(overall=30, per_group=2)
+    room, other, person = -100791, -100792, 791
+    for _ in range(10):  # "typing…" and an admin check: no message
+        await allowance.wait_turn("sendChatAction", room)
+        await allowance.wait_turn("getChatMember", room)
+    assert not allowance.saturated(room)
+    for _ in range(2):
+        await allowance.wait_turn("sendMessage", room)
+    assert allowance.saturated(room)  # a third message would wait: a chat action is skipped instead
+    assert not allowance.saturated(other) and not allowance.saturated(person)
+
+
 async def test_search_sends_back_the_photo_the_phrase_describes(start_bot, telegram, understood):
     await start_bot()
     photos = distinct(understood, 4)
@@ -293,6 +335,45 @@ async def test_search_sends_back_the_photo_the_phrase_describes(start_bot, teleg
     found = await telegram.wait_for(lambda: telegram.sent("sendPhoto", 5), what="a search result")
     assert found[0].params["photo"] == file_ids[2]
     assert telegram.sent("sendChatAction", 5)[-1].params["action"] == "upload_photo"
+
+
+def nearly_tied(models, photos, margin: float = 0.01):
+    """(phrase, photos): two photos of different colours that a phrase naming no colour fits nearly equally,
+    as the bot's CLIP scores them, so that /search sends back both (it sends any within 0.02 of the best)."""
+    from vision import load_image
+
+    candidates = photos[:48]
+    images = np.stack([d.embedding for d in models.describe([load_image(jpeg(h.image)) for h in candidates])])
+    images /= np.linalg.norm(images, axis=1, keepdims=True)
+    for shape in sorted({held.scene.shape for held in candidates}):
+        phrase = f"a {shape}"
+        scores = images @ models.encoder.embed_texts([phrase]).float().cpu().numpy()[0]
+        for i, j in itertools.combinations(range(len(candidates)), 2):
+            first, second = candidates[i], candidates[j]
+            if first.scene.colour != second.scene.colour and abs(scores[i] - scores[j]) < margin:
+                return phrase, (first, second)
+    raise AssertionError("no two photos that one phrase fits equally well")
+
+
+async def test_a_reply_to_a_search_result_asks_about_that_photo(start_bot, telegram, world_models, understood):
+    """The photos /search sent were not remembered: a question in reply to one was about the latest photo."""
+    phrase, tied = nearly_tied(world_models, understood)
+    await start_bot()
+    chat, alice = private(6), user(6)
+    colours = {}
+    for number, held in enumerate(tied, 1):
+        colours[send_photo(telegram, chat, alice, held.image)["photo"][-1]["file_id"]] = held.scene.colour
+        await telegram.wait_replies(6, number)
+    send_text(telegram, chat, alice, f"/search {phrase}")
+    found = await telegram.wait_for(
+        lambda: len(telegram.sent("sendPhoto", 6)) == 2 and telegram.sent("sendPhoto", 6), what="two search results"
+    )
+    for result in (found[1], found[0]):  # the second first; the first is then neither the latest sent nor asked
+        replies = len(telegram.replies(6))
+        send_text(telegram, chat, alice, "what colour is it?", reply_to=telegram.bot_message(result))
+        answer = (await telegram.wait_replies(6, replies + 1))[-1]
+        colour, other = colours[result.params["photo"]], colours[found[0 if result is found[1] else 1].params["photo"]]
+        assert colour in answer.text and other not in answer.text, (colour, answer.text)
 
 
 async def test_forget_asks_first_then_deletes_everything(start_bot, telegram, understood):

@@ -183,6 +183,12 @@ AT_0008 = {
     ],
 }
 AT_0009 = {"forgotten": [{"user_id": 1003, "forgotten_at": NOW}, {"user_id": GROUP, "forgotten_at": NOW}]}
+AT_0010 = {
+    "sent_photos": [
+        {"id": 1, "chat_id": GROUP, "message_id": 120, "image_id": 2, "sent_at": NOW},
+        {"id": 2, "chat_id": ALICE, "message_id": 121, "image_id": 1, "sent_at": NOW},
+    ]
+}
 ROWS = {
     "0001": AT_0001,
     "0002": AT_0002,
@@ -193,8 +199,9 @@ ROWS = {
     "0007": {},
     "0008": AT_0008,
     "0009": AT_0009,
+    "0010": AT_0010,
 }
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010"]
 DROPS = {"0007": {"user_settings"}}  # tables a revision drops, rows and all
 MIGRATIONS = list(zip(["base", *REVISIONS], REVISIONS))  # (stop before, migrate to)
 KEYS = {
@@ -210,6 +217,7 @@ KEYS = {
     "usage": "subject_id",
     "chat_members": "user_id",
     "forgotten": "user_id",
+    "sent_photos": "id",
 }
 
 

@@ -16,15 +16,18 @@ from storage import (
     EmbeddingIndex,
     ImageRecord,
     NewImage,
+    SentPhoto,
     Turn,
     UsageKind,
     UsageScope,
     access_of,
+    add_sent_photos,
     add_turn,
     connect_database,
     decode_embeddings,
     encode_embedding,
     forget_user,
+    image_by_message,
     image_under_discussion,
     make_sessionmaker,
     member_since,
@@ -178,6 +181,10 @@ async def test_forget_leaves_nothing_about_the_user(sessions) -> None:
         bobs = await save_image(session, photo(GROUP, BOB, 7), chat_kind="group")
         await add_turn(session, GROUP, BOB, "user", "nice", chat_kind="group")
         await set_chat_switch(session, ALICE, "private", "language", "de", updated_by=ALICE)
+        alices_in_group = await image_under_discussion(session, GROUP, ALICE)
+        assert alices_in_group is not None
+        await add_sent_photos(session, GROUP, [(50, alices_in_group.id), (51, bobs.id)])  # /search results
+        await add_sent_photos(session, ALICE, [(52, mine.id)])
         await session.commit()
         assert sum((await rows_about_user(session, ALICE)).values()) > 0
 
@@ -188,6 +195,9 @@ async def test_forget_leaves_nothing_about_the_user(sessions) -> None:
         texts = " ".join(t.text for t in await session.scalars(select(Turn)))
         assert "describe it" not in texts and "what is this" not in texts and "nice" in texts
         assert [i.id for i in await session.scalars(select(ImageRecord))] == [bobs.id]
+        replied = await image_by_message(session, GROUP, 51)  # a reply to Bob's photo as /search sent it back
+        assert replied is not None and replied.id == bobs.id
+        assert await image_by_message(session, GROUP, 50) is None
 
 
 async def test_forgetting_one_photo_takes_its_rows_and_the_turns_about_it_and_nothing_else(sessions) -> None:
@@ -381,11 +391,14 @@ async def test_retention_purges_old_turns_and_images(sessions) -> None:
         long_ago = datetime.now(UTC) - timedelta(days=120)
         await session.execute(update(Turn).values(created_at=long_ago))
         await session.execute(update(ImageRecord).values(created_at=long_ago))
-        await save_image(session, photo(ALICE, ALICE, 2))
+        new_image = await save_image(session, photo(ALICE, ALICE, 2))
         await add_turn(session, ALICE, ALICE, "user", "new question")
+        await add_sent_photos(session, ALICE, [(30, new_image.id), (31, new_image.id)])  # /search sent it twice
+        await session.execute(update(SentPhoto).where(SentPhoto.message_id == 30).values(sent_at=long_ago))
         removed = await purge_older_than(session, timedelta(days=90))
         await session.commit()
         assert (removed.turns, removed.images) == (1, 1)
+        assert [sent.message_id for sent in await session.scalars(select(SentPhoto))] == [31]
         assert [t.text for t in await recent_turns(session, ALICE, ALICE)] == ["new question"]
         assert [i.message_id for i in await session.scalars(select(ImageRecord))] == [2]
 
@@ -643,6 +656,7 @@ async def fill_a_group_before_its_upgrade(session) -> None:
 
     kept = await save_image(session, photo(OLD_GROUP, ALICE, 5), chat_kind="group")
     await add_turn(session, OLD_GROUP, ALICE, "user", "what is it?", image_id=kept.id, chat_kind="group")
+    await add_sent_photos(session, OLD_GROUP, [(40, kept.id)])  # /search sent it back as message 40
     await save_image(session, photo(OLD_GROUP, OLD_GROUP, 6), chat_kind="group")  # an anonymous admin's
     await add_turn(session, OLD_GROUP, OLD_GROUP, "user", "and this one?", chat_kind="group")
     await set_chat_switch(session, OLD_GROUP, "group", "index_photos", False, updated_by=OLD_GROUP)
@@ -682,6 +696,8 @@ async def test_an_upgraded_group_takes_every_row_to_its_new_id_once(sessions) ->
         assert [t.text for t in await recent_turns(session, SUPERGROUP, SUPERGROUP)] == ["and this one?"]
         discussed = await image_under_discussion(session, SUPERGROUP, ALICE)
         assert discussed is not None and discussed.message_id == 5
+        shown = await image_by_message(session, SUPERGROUP, 40)
+        assert shown is not None and shown.message_id == 5
         senders = {i.message_id: (i.chat_id, i.sender_id) for i in await session.scalars(select(ImageRecord))}
         assert senders == {5: (SUPERGROUP, ALICE), 6: (SUPERGROUP, SUPERGROUP), 7: (GROUP, BOB)}
         assert (await usage_on(session, "chat", GROUP, date.today()))["photos"] == 1

@@ -110,17 +110,22 @@ async def search(update: Update, context: BotContext) -> None:
     async with chat_action(context.bot, message.chat_id, ChatAction.UPLOAD_PHOTO):
         answer = await talk.search(context.services, where(message), phrase)
         quote = ReplyParameters(message.message_id, allow_sending_without_reply=True)
-        for hit in answer.found:
-            # A spoiler photo goes back behind its spoiler, its description too (a document has no spoiler of
-            # its own: the caption is what there is to hide)
-            hidden = [MessageEntity(MessageEntity.SPOILER, 0, text.utf16_length(hit.caption))] if hit.spoiler else None
-            if hit.media_kind == MediaKind.DOCUMENT:
-                send = partial(context.bot.send_document, message.chat_id, hit.file_id)
-            else:
-                send = partial(context.bot.send_photo, message.chat_id, hit.file_id, has_spoiler=hit.spoiler)
-            await with_retries(
-                partial(send, caption=hit.caption, caption_entities=hidden, reply_parameters=quote), retries
-            )
+        sent = []
+        try:
+            for hit in answer.found:
+                # A spoiler photo goes back behind its spoiler, its description too (a document has no spoiler
+                # of its own: the caption is what there is to hide)
+                hidden = [MessageEntity(MessageEntity.SPOILER, 0, text.utf16_length(hit.caption))] if hit.spoiler else None
+                if hit.media_kind == MediaKind.DOCUMENT:
+                    send = partial(context.bot.send_document, message.chat_id, hit.file_id)
+                else:
+                    send = partial(context.bot.send_photo, message.chat_id, hit.file_id, has_spoiler=hit.spoiler)
+                shown = await with_retries(
+                    partial(send, caption=hit.caption, caption_entities=hidden, reply_parameters=quote), retries
+                )
+                sent.append((shown.message_id, hit))
+        finally:  # the photos that did go out are asked about by replying to them, even if a later one failed
+            await talk.shown(context.services, where(message), sent)
         if answer.note:
             await reply(message, answer.note)
 

@@ -26,6 +26,7 @@ from clipchat.errors import OperatorError
 from clipchat.metrics import REGISTRY, REPLIES, SEND_WAIT, UPDATES
 
 from .context import BotContext
+from .sending import Allowance
 
 log = logging.getLogger(__name__)
 # Bot API methods that put something in front of people, and the kind they are counted as
@@ -78,8 +79,14 @@ class MetricsServer:
 
 
 class MeteredRateLimiter(AIORateLimiter):
-    """PTB's `AIORateLimiter`, counting what was sent (`clipchat_replies_total`) and how long each request to a
-    chat waited for its turn and for flood control (`clipchat_send_wait_seconds`)."""
+    """PTB's `AIORateLimiter` for flood control (a 429's retry_after waited out, the request retried), with the
+    spacing of messages done by `Allowance`, which spends Telegram's limits on messages only; counting what
+    was sent (`clipchat_replies_total`) and how long each message waited for its turn and for flood control
+    (`clipchat_send_wait_seconds`)."""
+
+    def __init__(self, overall_max_rate: float, group_max_rate: float, max_retries: int = 0) -> None:
+        super().__init__(overall_max_rate=0, group_max_rate=0, max_retries=max_retries)  # no spacing of its own
+        self.allowance = Allowance(overall_max_rate, group_max_rate)
 
     async def process_request(
         self,
@@ -92,9 +99,11 @@ class MeteredRateLimiter(AIORateLimiter):
     ):
         arrived = time.perf_counter()
         on_the_wire = 0.0  # time in the requests themselves, Telegram's answers (and refusals) included
+        chat_id = data.get("chat_id")
 
         async def timed(*call_args, **call_kwargs):
             nonlocal on_the_wire
+            await self.allowance.wait_turn(endpoint, chat_id)  # on every try: a retried message counts again
             started = time.perf_counter()
             try:
                 return await callback(*call_args, **call_kwargs)
@@ -104,7 +113,7 @@ class MeteredRateLimiter(AIORateLimiter):
         try:
             result = await super().process_request(timed, args, kwargs, endpoint, data, rate_limit_args)
         finally:
-            if data.get("chat_id") is not None:  # the limiter spaces only these; getFile and the like pass
+            if self.allowance.counts(endpoint, chat_id):  # only messages are spaced; getFile and the like pass
                 SEND_WAIT.observe(max(0.0, time.perf_counter() - arrived - on_the_wire))
         kind = REPLY_KINDS.get(endpoint)
         if kind is not None:

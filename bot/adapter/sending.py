@@ -1,9 +1,10 @@
 """Sending that survives Telegram: long replies split, Markdown that falls back to plain text, words about a
-spoiler photo kept behind spoilers, network errors retried, and chat actions kept alive while the models work.
+spoiler photo kept behind spoilers, network errors retried, Telegram's flood limits kept, and chat actions
+kept alive while the models work.
 
-Flood control (429 RetryAfter) is PTB's `AIORateLimiter`'s job, with its own retries;
-here only network blips are retried (never a RetryAfter, so the two never multiply), with the
-project's one retry policy, and no retry starts after SEND_DEADLINE_S.
+Flood control (429 RetryAfter) is PTB's `AIORateLimiter`'s job, with its own retries, and the spacing of
+messages is `Allowance`'s; here only network blips are retried (never a RetryAfter, so the two never
+multiply), with the project's one retry policy, and no retry starts after SEND_DEADLINE_S.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from aiolimiter import AsyncLimiter
 from telegram import Bot, LinkPreviewOptions, Message, MessageEntity, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter
@@ -28,6 +32,63 @@ T = TypeVar("T")
 SEND_DEADLINE_S = 30.0  # past it the reply is stale: the user has likely asked again
 ACTION_REFRESH_S = 4.5  # Telegram shows a chat action for 5 seconds
 NO_PREVIEWS = LinkPreviewOptions(is_disabled=True)
+# Bot API methods that put no message in a chat. Telegram's flood limits count messages (about 30 a second in
+# all, 20 a minute in one group): these neither wait for nor spend that allowance, which the replies need.
+NOT_MESSAGES = frozenset({"sendChatAction", "getChat", "getChatMember", "getChatAdministrators", "getChatMemberCount"})
+IDLE_GROUPS = 512  # past this many groups' limits kept, those with nothing spent are dropped
+
+
+class Allowance:
+    """Telegram's flood limits, as leaky buckets: `overall` messages a second to all chats together, and
+    `per_group` a minute to one group or channel (0: no limit). Only messages spend them."""
+
+    def __init__(self, overall: float, per_group: float) -> None:
+        self._everyone = AsyncLimiter(overall, 1) if overall else None
+        self._per_group = per_group
+        self._groups: dict[int | str, AsyncLimiter] = {}
+
+    @staticmethod
+    def counts(endpoint: str, chat_id: object) -> bool:
+        """Whether a request is a message to a chat, which the limits count."""
+        return chat_id is not None and endpoint not in NOT_MESSAGES
+
+    async def wait_turn(self, endpoint: str, chat_id: object) -> None:
+        """Wait until a message to `chat_id` may go, and spend its share; anything else goes at once."""
+        if not self.counts(endpoint, chat_id):
+            return
+        group = self._group(chat_id, make=True)
+        if group is not None:
+            await group.acquire()
+        if self._everyone is not None:
+            await self._everyone.acquire()
+
+    def saturated(self, chat_id: int) -> bool:
+        """Whether a message to `chat_id` would have to wait for its turn now."""
+        if self._everyone is not None and not self._everyone.has_capacity():
+            return True
+        group = self._group(chat_id, make=False)
+        return group is not None and not group.has_capacity()
+
+    def _group(self, chat_id: object, make: bool) -> AsyncLimiter | None:
+        key = _group_key(chat_id)
+        if key is None or not self._per_group:
+            return None
+        limiter = self._groups.get(key)
+        if limiter is None and make:
+            if len(self._groups) > IDLE_GROUPS:
+                for idle in [k for k, kept in self._groups.items() if kept.has_capacity(kept.max_rate)]:
+                    del self._groups[idle]
+            limiter = self._groups[key] = AsyncLimiter(self._per_group, 60)
+        return limiter
+
+
+def _group_key(chat_id: object) -> int | str | None:
+    """The chat's key if it is a group or channel (a negative id, or an @username), else None."""
+    with contextlib.suppress(ValueError, TypeError):
+        chat_id = int(chat_id)  # type: ignore[call-overload]
+    if isinstance(chat_id, str) or (isinstance(chat_id, int) and chat_id < 0):
+        return chat_id
+    return None
 
 
 def is_network_blip(error: BaseException) -> bool:
@@ -95,38 +156,60 @@ async def _send_piece(message: Message, text: str, markdown: bool, retries: int,
 
 @dataclass
 class _Showing:
-    task: asyncio.Task
+    bot: Bot  # held, so that no other bot takes its id while this is kept
+    task: asyncio.Task | None = None
     holders: int = 0
+    due: float = -math.inf  # time.monotonic() of the next action: the last one is on screen until then
 
 
-# One indicator per (bot, chat, action), however many handlers are working there: each action is a
-# request through the same rate limiter as the replies, and a busy group's replies queued behind them.
-_showing: dict[tuple[int, int, str], _Showing] = {}
+# One indicator per (bot, chat), however many handlers are working there; in a group or channel, at most one
+# action every ACTION_REFRESH_S even as work ends and starts again (kept until then), for each is a request
+# to Telegram, one more in a chat whose flood limit may answer with a 429 that holds back every chat. A
+# private chat's is dropped when its work ends: the reply took the action off the screen.
+_showing: dict[tuple[int, int], _Showing] = {}
+
+
+def _saturated(bot: Bot, chat_id: int) -> bool:
+    allowance = getattr(getattr(bot, "rate_limiter", None), "allowance", None)  # an ExtBot's, with ours
+    return isinstance(allowance, Allowance) and allowance.saturated(chat_id)
+
+
+async def _keep_showing(showing: _Showing, chat_id: int, action: str) -> None:
+    while True:
+        wait = showing.due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        showing.due = time.monotonic() + ACTION_REFRESH_S
+        if _saturated(showing.bot, chat_id):  # replies are waiting their turn: "typing…" only adds to them
+            continue
+        try:
+            await showing.bot.send_chat_action(chat_id, action)
+        except (NetworkError, RetryAfter) as error:  # a missing 'typing…' must never cost the reply
+            log.info("chat action not shown: %s", error)
 
 
 @contextlib.asynccontextmanager
 async def chat_action(bot: Bot, chat_id: int, action: str = ChatAction.TYPING) -> AsyncIterator[None]:
-    """Show 'typing…' (or 'sending photo…') until the block ends, however long the models take."""
-
-    async def keep_showing() -> None:
-        while True:
-            try:
-                await bot.send_chat_action(chat_id, action)
-            except (NetworkError, RetryAfter) as error:  # a missing 'typing…' must never cost the reply
-                log.info("chat action not shown: %s", error)
-            await asyncio.sleep(ACTION_REFRESH_S)
-
-    key = (id(bot), chat_id, str(action))
+    """Show 'typing…' (or 'sending photo…') until the block ends, however long the models take; a chat
+    where another handler is already showing one keeps that one."""
+    now = time.monotonic()
+    for faded in [key for key, kept in _showing.items() if not kept.holders and kept.due < now]:
+        del _showing[faded]
+    key = (id(bot), chat_id)
     showing = _showing.get(key)
     if showing is None:
-        showing = _showing[key] = _Showing(asyncio.create_task(keep_showing()))
+        showing = _showing[key] = _Showing(bot)
+    if showing.task is None:
+        showing.task = asyncio.create_task(_keep_showing(showing, chat_id, str(action)))
     showing.holders += 1
     try:
         yield
     finally:
         showing.holders -= 1
-        if not showing.holders:
-            del _showing[key]
-            showing.task.cancel()
+        if not showing.holders and showing.task is not None:
+            task, showing.task = showing.task, None
+            if _group_key(chat_id) is None and _showing.get(key) is showing:
+                del _showing[key]
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):  # the cancellation we asked for
-                await showing.task
+                await task

@@ -11,6 +11,7 @@ from dialogue import Answer, Conversation
 from storage import (
     ImageRecord,
     UsageKind,
+    add_sent_photos,
     forget_count,
     image_under_discussion,
     recent_turns,
@@ -48,6 +49,7 @@ class Found:
     file_id: str
     media_kind: MediaKind
     caption: str
+    image_id: int  # the stored photo, which a reply to the message sending it back asks about
     spoiler: bool = False
 
 
@@ -164,6 +166,14 @@ async def mood(services: Services, where: Where, reply_to: int | None) -> Said:
     return text.answered(answer, language, spoiler=_spoiler(image))
 
 
+async def shown(services: Services, where: Where, sent: list[tuple[int, Found]]) -> None:
+    """Remember which photo each of the bot's messages (by message id) sent back, so that a reply to one
+    asks about that photo."""
+    pairs = [(message_id, found.image_id) for message_id, found in sent]
+    if pairs:
+        await write_with_retry(services.sessions, lambda session: add_sent_photos(session, where.chat_id, pairs))
+
+
 async def search(services: Services, where: Where, phrase: str) -> Search:
     """This chat's photos that best match `phrase`: the best one, plus any nearly as good; and, when
     some of the chat's photos were seen by an earlier CLIP, that they could not be searched."""
@@ -189,6 +199,7 @@ async def search(services: Services, where: Where, phrase: str) -> Search:
                 record.file_id,
                 record.media_kind,
                 _("{caption} (match {score:.2f})", caption=record.caption, score=score)[: text.CAPTION_LIMIT],
+                record.id,
                 record.spoiler,
             )
             for record, score in hits
