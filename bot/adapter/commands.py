@@ -115,7 +115,9 @@ async def search(update: Update, context: BotContext) -> None:
             for hit in answer.found:
                 # A spoiler photo goes back behind its spoiler, its description too (a document has no spoiler
                 # of its own: the caption is what there is to hide)
-                hidden = [MessageEntity(MessageEntity.SPOILER, 0, text.utf16_length(hit.caption))] if hit.spoiler else None
+                hidden = (
+                    [MessageEntity(MessageEntity.SPOILER, 0, text.utf16_length(hit.caption))] if hit.spoiler else None
+                )
                 if hit.media_kind == MediaKind.DOCUMENT:
                     send = partial(context.bot.send_document, message.chat_id, hit.file_id)
                 else:
