@@ -20,8 +20,8 @@ restore reads the list the database holds before replacing it, migrates the rest
 clipchat's schema, adds the list to the backup's own, and deletes again what the copy holds about each
 id from up to its /forget (`lifecycle.forget_again`). SQLite does all of it on a private copy beside
 the database, which then replaces the database in one step; PostgreSQL restores in one transaction
-and forgets again in the next (clipchat's tables that the backup predates are dropped first, as a
-restore must: the migrations make them again).
+and forgets again in the next (clipchat's tables that the backup predates are dropped in the restore's
+transaction, before the tables they point at: the migrations make them again).
 """
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ def run_restore(args: argparse.Namespace, _vision_settings: object) -> int:
         what = f" (schema revision {revision})"
     else:
         stale = _clipchat_tables_not_in(url, source, args.timeout, settings.database_timeout_s)
-        restore_postgres(url, source, args.timeout, settings.database_timeout_s)
-        count, removed = asyncio.run(settle_restored(url, settings.database_timeout_s, forgotten, stale))
+        restore_postgres(url, source, args.timeout, settings.database_timeout_s, stale)
+        count, removed = asyncio.run(settle_restored(url, settings.database_timeout_s, forgotten))
         what = ""
     print(
         f"Restored {source} into {_shown(url)}{what}, migrated to this clipchat's schema; the {count} "
@@ -147,18 +147,11 @@ async def forgotten_before_restore(url: str, timeout: float) -> list[tuple[int, 
         await engine.dispose()
 
 
-async def settle_restored(
-    url: str, timeout: float, forgotten: list[tuple[int, datetime]], stale: frozenset[str] = frozenset()
-) -> tuple[int, Removed]:
-    """A restored database made current: `stale` tables dropped, migrated, and every /forget applied
-    again; returns how many /forgets it now records, and what they deleted."""
+async def settle_restored(url: str, timeout: float, forgotten: list[tuple[int, datetime]]) -> tuple[int, Removed]:
+    """A restored database made current: migrated, and every /forget applied again; returns how many
+    /forgets it now records, and what they deleted."""
     engine = connect_database(url, timeout=timeout)
     try:
-        if stale:
-            async with engine.begin() as connection:
-                for name in sorted(stale):
-                    quoted = engine.dialect.identifier_preparer.quote(name)
-                    await connection.exec_driver_sql(f"DROP TABLE IF EXISTS {quoted} CASCADE")
         await upgrade(engine)
         async with make_sessionmaker(engine)() as session:
             removed = await forget_again(session, forgotten)
@@ -266,23 +259,44 @@ def backup_postgres(url: str, target: Path, timeout: float, connect_timeout: flo
         partial.unlink(missing_ok=True)
 
 
-def restore_postgres(url: str, backup: Path, timeout: float, connect_timeout: float) -> None:
+def restore_postgres(
+    url: str, backup: Path, timeout: float, connect_timeout: float, stale: frozenset[str] = frozenset()
+) -> None:
+    """`pg_restore --clean` of `backup`, in one transaction with dropping `stale` (clipchat's tables that the
+    backup predates). They go first, since a foreign key of theirs (sent_photos' on images) would stop the
+    clean from dropping the table it points at; and in the same transaction, since a restore that fails must
+    leave the database as it was, not without them. pg_restore writes the SQL, psql runs it."""
     conninfo, password = _libpq(url)
-    _run_tool(
-        [
-            "pg_restore",
-            "--clean",
-            "--if-exists",
-            "--no-owner",
-            "--single-transaction",
-            "--dbname",
-            conninfo,
-            str(backup),
-        ],
-        password,
-        timeout,
-        connect_timeout,
-    )
+    quote = '"{}"'.format
+    drops = "".join(f"DROP TABLE IF EXISTS {quote(name)} CASCADE;" for name in sorted(stale))
+    script = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--file", "-", str(backup)]
+    apply = ["psql", "--no-psqlrc", "--quiet", "--single-transaction", "--set", "ON_ERROR_STOP=1"]
+    apply += ["--dbname", conninfo, *(["--command", drops] if drops else []), "--file", "-"]
+    env = _tool_env(password, connect_timeout)
+    try:
+        writer = subprocess.Popen(script, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise NotFound(detail=f"pg_restore is not installed: {CLIENT_HINT}.") from None
+    with writer:
+        try:
+            done = subprocess.run(apply, env=env, stdin=writer.stdout, capture_output=True, text=True, timeout=timeout)
+        except FileNotFoundError:
+            writer.kill()
+            raise NotFound(detail=f"psql is not installed: {CLIENT_HINT}.") from None
+        except subprocess.TimeoutExpired:
+            writer.kill()
+            raise OperatorError(
+                detail=f"the restore ran over {timeout:g} s and was stopped; give it longer with --timeout."
+            ) from None
+        finally:
+            assert writer.stdout is not None
+            writer.stdout.close()
+        written = writer.wait(timeout=30)
+        problems = writer.stderr.read().decode(errors="replace") if writer.stderr else ""
+    if written != 0:
+        raise OperatorError(detail=f"pg_restore failed: {_reason(problems, written, password)}")
+    if done.returncode != 0:
+        raise OperatorError(detail=f"pg_restore failed: {_reason(done.stderr, done.returncode, password)}")
 
 
 def _clipchat_tables_not_in(url: str, backup: Path, timeout: float, connect_timeout: float) -> frozenset[str]:
@@ -312,13 +326,28 @@ def _libpq(url: str) -> tuple[str, str | None]:
     return plain.render_as_string(hide_password=False), parsed.password
 
 
-def _run_tool(command: list[str], password: str | None, timeout: float, connect_timeout: float) -> str:
-    """Run a PostgreSQL client tool; returns what it printed."""
+def _tool_env(password: str | None, connect_timeout: float) -> dict[str, str]:
     env = {**os.environ, "PGCONNECT_TIMEOUT": str(max(2, round(connect_timeout)))}
     if password:
         env["PGPASSWORD"] = password
+    return env
+
+
+def _reason(stderr: str, returncode: int, password: str | None) -> str:
+    """The line of a client tool's complaint that says what went wrong, the password never in it."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    reason = next(
+        (line for line in lines if "error:" in line.lower()), lines[-1] if lines else f"exit status {returncode}"
+    )
+    return reason.replace(password, "***") if password else reason
+
+
+def _run_tool(command: list[str], password: str | None, timeout: float, connect_timeout: float) -> str:
+    """Run a PostgreSQL client tool; returns what it printed."""
     try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            command, env=_tool_env(password, connect_timeout), capture_output=True, text=True, timeout=timeout
+        )
     except FileNotFoundError:
         raise NotFound(detail=f"{command[0]} is not installed: {CLIENT_HINT}.") from None
     except subprocess.TimeoutExpired:
@@ -326,13 +355,7 @@ def _run_tool(command: list[str], password: str | None, timeout: float, connect_
             detail=f"{command[0]} ran over {timeout:g} s and was stopped; give it longer with --timeout."
         ) from None
     if done.returncode != 0:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        reason = next(
-            (line for line in lines if "error:" in line), lines[-1] if lines else f"exit status {done.returncode}"
-        )
-        if password:
-            reason = reason.replace(password, "***")
-        raise OperatorError(detail=f"{command[0]} failed: {reason}")
+        raise OperatorError(detail=f"{command[0]} failed: {_reason(done.stderr, done.returncode, password)}")
     return done.stdout
 
 
