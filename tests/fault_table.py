@@ -58,9 +58,11 @@ def refusals() -> set[str]:
 
 
 def table(rows: list[Row]) -> list[str]:
-    header = f"{'fault':<58} {'tries':>6} {'replies':>8} {'lost':>5} {'crashes':>8} {'peak RSS +MB':>13}"
+    width = max([58, *(len(r.fault) for r in rows)])  # the longest fault's name sets the column
+    header = f"{'fault':<{width}} {'tries':>6} {'replies':>8} {'lost':>5} {'crashes':>8} {'peak RSS +MB':>13}"
     return [header, "-" * len(header)] + [
-        f"{r.fault:<58} {r.tries:>6} {r.replies:>8} {r.lost:>5} {r.crashes:>8} {r.peak_rss_mb:>13.0f}" for r in rows
+        f"{r.fault:<{width}} {r.tries:>6} {r.replies:>8} {r.lost:>5} {r.crashes:>8} {r.peak_rss_mb:>13.0f}"
+        for r in rows
     ]
 
 
