@@ -801,3 +801,21 @@ def test_the_health_check_follows_the_heartbeat(tmp_path: Path) -> None:
     assert never_started.returncode == 1
     assert alive.returncode == 0
     assert stuck.returncode == 1 and "stuck or stopped" in stuck.stdout
+
+
+def test_every_documented_scheduled_backup_writes_with_a_private_umask() -> None:
+    """A backup holds every stored conversation: the timer's unit, the cron line and the compose dump that
+    deploy/README.md gives must create their files unreadable by others (UMask=0077 / umask 077), whatever
+    the machine's default umask is. clipchat makes its own file 0600; `find -delete`, pg_dump's `>` and a
+    copy made by hand are not clipchat."""
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", (DEPLOY / "README.md").read_text(), re.S)
+    writers = [block for block in blocks if "db backup" in block or "pg_dump" in block]
+    assert len(writers) >= 3  # the timer's unit, the cron line, the compose dump
+    for block in writers:
+        units = re.split(r"^# /etc/systemd/system/", block, flags=re.M)
+        for part in units:
+            if "ExecStart=" in part and ("db backup" in part or "pg_dump" in part):
+                assert re.search(r"^UMask=0077$", part, re.M), part
+        for line in block.splitlines():
+            if ("db backup" in line or "pg_dump" in line) and "ExecStart=" not in line:
+                assert re.search(r"\bumask 077\b", line), line
