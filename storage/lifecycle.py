@@ -145,13 +145,18 @@ async def forget_user(
 
 async def forget_image(session: AsyncSession, image: ImageRecord) -> Removed:
     """Delete one photo: every row kept of its message (an update handled twice keeps two), and the turns
-    about it, so that neither /search nor a follow-up finds it again."""
+    about it, so that neither /search nor a follow-up finds it again. The bot answers an album once, stored
+    against one of its photos, and that answer describes them all: for an album photo, the turns about any
+    photo of its album go too."""
     same = (
         (ImageRecord.chat_id == image.chat_id)
         & (ImageRecord.message_id == image.message_id)
         & (ImageRecord.file_unique_id == image.file_unique_id)
     )
-    turns = await session.execute(delete(Turn).where(Turn.image_id.in_(select(ImageRecord.id).where(same))))
+    about = same
+    if image.media_group_id is not None:
+        about = same | ((ImageRecord.chat_id == image.chat_id) & (ImageRecord.media_group_id == image.media_group_id))
+    turns = await session.execute(delete(Turn).where(Turn.image_id.in_(select(ImageRecord.id).where(about))))
     images = await session.execute(delete(ImageRecord).where(same))
     return Removed(turns=changed_rows(turns), images=changed_rows(images))
 

@@ -219,6 +219,30 @@ async def test_forgetting_one_photo_takes_its_rows_and_the_turns_about_it_and_no
         assert await image_by_message(session, GROUP, 5) is None and await image_by_message(session, GROUP, 9) is None
 
 
+async def test_forgetting_one_photo_of_an_album_takes_the_exchange_about_the_album(sessions) -> None:
+    """The bot answers an album once, and the exchange is stored against its last photo; the answer still
+    describes every photo, so forgetting the first one must take it too, and leave the other photos."""
+    from dataclasses import replace
+
+    from storage import forget_image
+
+    async with sessions() as session:
+        album = [
+            await save_image(session, replace(photo(GROUP, ALICE, n), media_group_id="trip"), chat_kind="group")
+            for n in (21, 22, 23)
+        ]
+        await add_turn(session, GROUP, ALICE, "user", "what are these?", image_id=album[-1].id, chat_kind="group")
+        await add_turn(
+            session, GROUP, ALICE, "assistant", "1. a cat 2. a dog 3. a hat", image_id=album[-1].id, chat_kind="group"
+        )
+        await session.commit()
+        removed = await forget_image(session, album[0])
+        await session.commit()
+        assert (removed.images, removed.turns) == (1, 2)
+        assert [i.message_id for i in await session.scalars(select(ImageRecord))] == [22, 23]
+        assert list(await session.scalars(select(Turn))) == []
+
+
 async def test_after_forget_no_column_of_any_table_holds_the_user(sessions) -> None:
     """The oracle scans the database's own catalogue, so it also covers what forget_user never heard of."""
     from storage.update_order import SharedOrder
