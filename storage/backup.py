@@ -34,6 +34,7 @@ import os
 import re
 import sqlite3
 import subprocess
+import tempfile
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
@@ -273,30 +274,36 @@ def restore_postgres(
     apply = ["psql", "--no-psqlrc", "--quiet", "--single-transaction", "--set", "ON_ERROR_STOP=1"]
     apply += ["--dbname", conninfo, *(["--command", drops] if drops else []), "--file", "-"]
     env = _tool_env(password, connect_timeout)
-    try:
-        writer = subprocess.Popen(script, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except FileNotFoundError:
-        raise NotFound(detail=f"pg_restore is not installed: {CLIENT_HINT}.") from None
-    with writer:
+    # pg_restore's complaints go to a file, not a pipe nobody reads while psql runs (a full pipe would stall it)
+    with tempfile.TemporaryFile() as complaints:
         try:
-            done = subprocess.run(apply, env=env, stdin=writer.stdout, capture_output=True, text=True, timeout=timeout)
+            writer = subprocess.Popen(script, env=env, stdout=subprocess.PIPE, stderr=complaints)
         except FileNotFoundError:
-            writer.kill()
-            raise NotFound(detail=f"psql is not installed: {CLIENT_HINT}.") from None
-        except subprocess.TimeoutExpired:
-            writer.kill()
-            raise OperatorError(
-                detail=f"the restore ran over {timeout:g} s and was stopped; give it longer with --timeout."
-            ) from None
-        finally:
-            assert writer.stdout is not None
-            writer.stdout.close()
-        written = writer.wait(timeout=30)
-        problems = writer.stderr.read().decode(errors="replace") if writer.stderr else ""
-    if written != 0:
-        raise OperatorError(detail=f"pg_restore failed: {_reason(problems, written, password)}")
+            raise NotFound(detail=f"pg_restore is not installed: {CLIENT_HINT}.") from None
+        with writer:
+            try:
+                done = subprocess.run(
+                    apply, env=env, stdin=writer.stdout, capture_output=True, text=True, timeout=timeout
+                )
+            except FileNotFoundError:
+                writer.kill()
+                raise NotFound(detail=f"psql is not installed: {CLIENT_HINT}.") from None
+            except subprocess.TimeoutExpired:
+                writer.kill()
+                raise OperatorError(
+                    detail=f"the restore ran over {timeout:g} s and was stopped; give it longer with --timeout."
+                ) from None
+            finally:
+                assert writer.stdout is not None
+                writer.stdout.close()
+            written = writer.wait(timeout=30)
+        complaints.seek(0)
+        problems = complaints.read().decode(errors="replace")
+    # psql first: when it stops on an error, pg_restore dies of the closed pipe, which says nothing of why
     if done.returncode != 0:
         raise OperatorError(detail=f"pg_restore failed: {_reason(done.stderr, done.returncode, password)}")
+    if written != 0:
+        raise OperatorError(detail=f"pg_restore failed: {_reason(problems, written, password)}")
 
 
 def _clipchat_tables_not_in(url: str, backup: Path, timeout: float, connect_timeout: float) -> frozenset[str]:

@@ -215,3 +215,29 @@ async def test_a_backup_older_than_the_forgetting_table_restores_and_keeps_the_l
         assert await do(forget_count) == 1
         code, out, err = await clipchat(capsys, "db", "upgrade", "--url", url)  # as the bot does at start-up
         assert code == 0, err
+
+
+async def test_a_restore_that_psql_stops_says_why_not_that_a_pipe_broke(tmp_path, capsys) -> None:
+    """When psql stops on an error, pg_restore, still writing, dies of the closed pipe: the restore said
+    "pg_restore failed" and nothing of why. It now says psql's error."""
+    from storage import connect_database
+
+    backup = tmp_path / "big.backup"
+    async with database("postgresql", tmp_path) as (url, _wipe):
+
+        async def sql(statement: str) -> None:
+            engine = connect_database(url)
+            try:
+                async with engine.begin() as connection:
+                    await connection.exec_driver_sql(statement)
+            finally:
+                await engine.dispose()
+
+        # 2 MB of SQL after the restore's first statements: more than a pipe holds
+        await sql("CREATE TABLE filler AS SELECT repeat('x', 2000) AS t FROM generate_series(1, 1000)")
+        code, _, err = await clipchat(capsys, "db", "backup", str(backup), "--url", url)
+        assert code == 0, err
+        await sql("CREATE VIEW seen AS SELECT * FROM filler")  # the restore's DROP TABLE filler stops on it
+        code, _, err = await clipchat(capsys, "db", "restore", str(backup), "--url", url, "--force")
+        assert code == 2 and err.count("\n") == 1, err
+        assert "cannot drop table" in err and "other objects depend on it" in err, err
