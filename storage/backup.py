@@ -35,11 +35,14 @@ import re
 import sqlite3
 import subprocess
 import tempfile
+from collections.abc import Coroutine
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from clipchat.errors import InvalidConfig, NotFound, OperatorError
@@ -62,6 +65,7 @@ LIBPQ_PARAMETERS = {
     "target_session_attrs",
     "connect_timeout",
 }
+T = TypeVar("T")
 CLIENT_HINT = (
     "install the PostgreSQL client tools of the server's major version (Debian/Ubuntu: apt install postgresql-client)"
 )
@@ -88,6 +92,12 @@ def add_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
             help=f"PostgreSQL: longest pg_dump or pg_restore may run (default {TOOL_TIMEOUT_S:g})",
         )
     restore.add_argument("--force", action="store_true", help="replace a database that already holds rows")
+    restore.add_argument(
+        "--without-forgotten-list",
+        action="store_true",
+        help="do not read the list of /forgets from the database being replaced (one that cannot be read): "
+        "the /forgets recorded since the backup are not applied again",
+    )
     backup.set_defaults(handler=run_backup)
     restore.set_defaults(handler=run_restore)
 
@@ -109,24 +119,26 @@ def run_backup(args: argparse.Namespace, _vision_settings: object) -> int:
 def run_restore(args: argparse.Namespace, _vision_settings: object) -> int:
     settings = StorageSettings()
     url = normalize_url(args.url or settings.url())
+    timeout = settings.database_timeout_s
     source = args.path.expanduser().resolve()
     if not source.is_file():
         raise NotFound(detail=f"No backup at {source}.")
     if not args.force:
-        holding = asyncio.run(tables_with_rows(url, settings.database_timeout_s))
+        holding = _read_live(url, tables_with_rows(url, timeout))
         if holding:
             raise InvalidConfig(
                 detail=f"{_shown(url)} already holds data (in {', '.join(holding)}): stop the bot "
                 "and add --force to replace it with the backup."
             )
-    forgotten = asyncio.run(forgotten_before_restore(url, settings.database_timeout_s))  # before it is replaced
+    # read before the database is replaced
+    forgotten = [] if args.without_forgotten_list else _read_live(url, forgotten_before_restore(url, timeout))
     if _is_sqlite(url):
-        revision, (count, removed) = restore_sqlite(source, _sqlite_file(url), settings.database_timeout_s, forgotten)
+        revision, (count, removed) = restore_sqlite(source, _sqlite_file(url), timeout, forgotten)
         what = f" (schema revision {revision})"
     else:
-        stale = _clipchat_tables_not_in(url, source, args.timeout, settings.database_timeout_s)
-        restore_postgres(url, source, args.timeout, settings.database_timeout_s, stale)
-        count, removed = asyncio.run(settle_restored(url, settings.database_timeout_s, forgotten))
+        stale = _clipchat_tables_not_in(url, source, args.timeout, timeout)
+        restore_postgres(url, source, args.timeout, timeout, stale)
+        count, removed = asyncio.run(settle_restored(url, timeout, forgotten))
         what = ""
     print(
         f"Restored {source} into {_shown(url)}{what}, migrated to this clipchat's schema; the {count} "
@@ -134,6 +146,20 @@ def run_restore(args: argparse.Namespace, _vision_settings: object) -> int:
         "the backup held about those people deleted."
     )
     return 0
+
+
+def _read_live(url: str, reading: Coroutine[Any, Any, T]) -> T:
+    """What the restore reads of the database it replaces; one that cannot be read (a damaged SQLite
+    file, the usual reason to restore) is said in one line, with the way to go on without it."""
+    try:
+        return asyncio.run(reading)
+    except SQLAlchemyError as error:
+        reason = getattr(error, "orig", None) or error
+        raise OperatorError(
+            detail=f"{_shown(url)} cannot be read ({reason}), nor its list of /forgets: to replace it anyway, "
+            "add --force --without-forgotten-list (the /forgets recorded since the backup are then not "
+            "applied again)."
+        ) from None
 
 
 async def forgotten_before_restore(url: str, timeout: float) -> list[tuple[int, datetime]]:
@@ -205,17 +231,32 @@ def restore_sqlite(
                 with closing(sqlite3.connect(staging)) as copy:
                     source.backup(copy)
                 settled = asyncio.run(settle_restored(f"sqlite+aiosqlite:///{staging}", timeout, forgotten))
-                with (
-                    closing(sqlite3.connect(staging)) as ready,
-                    closing(sqlite3.connect(database, timeout=timeout)) as destination,
-                ):
-                    ready.backup(destination)
+                try:
+                    with (
+                        closing(sqlite3.connect(staging)) as ready,
+                        closing(sqlite3.connect(database, timeout=timeout)) as destination,
+                    ):
+                        ready.backup(destination)
+                except sqlite3.DatabaseError as error:
+                    if error.sqlite_errorcode not in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+                        raise
+                    _replace_damaged(staging, database)
             finally:
                 for path in (staging, Path(f"{staging}-wal"), Path(f"{staging}-shm")):
                     path.unlink(missing_ok=True)
     except sqlite3.Error as error:
         raise OperatorError(detail=f"Restoring {backup} into {database} failed: {error}.") from error
     return revision, settled
+
+
+def _replace_damaged(ready: Path, database: Path) -> None:
+    """A database SQLite cannot write into (not a database, or damaged) replaced by the restored file: its
+    -wal and -shm go first, since SQLite would apply that WAL to whatever file takes the name."""
+    with open(ready, "rb+") as written:
+        os.fsync(written.fileno())
+    for stale in (Path(f"{database}-wal"), Path(f"{database}-shm")):
+        stale.unlink(missing_ok=True)
+    os.replace(ready, database)
 
 
 def _checked_revision(connection: sqlite3.Connection, path: Path) -> str:

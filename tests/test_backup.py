@@ -241,3 +241,25 @@ async def test_a_restore_that_psql_stops_says_why_not_that_a_pipe_broke(tmp_path
         code, _, err = await clipchat(capsys, "db", "restore", str(backup), "--url", url, "--force")
         assert code == 2 and err.count("\n") == 1, err
         assert "cannot drop table" in err and "other objects depend on it" in err, err
+
+
+async def test_a_restore_over_a_damaged_sqlite_file_says_so_and_goes_on_when_told(tmp_path, capsys) -> None:
+    """A damaged database is the usual reason to restore, and reading its list of /forgets stopped the
+    restore with a traceback. It now says so in one line, and --without-forgotten-list restores over it."""
+    good, live = tmp_path / "good.backup", tmp_path / "bot.db"
+    url = f"sqlite+aiosqlite:///{live}"
+    for argv in (["upgrade"], ["backup", str(good)]):
+        code, _, err = await clipchat(capsys, "db", *argv, "--url", url)
+        assert code == 0, err
+    live.write_bytes(b"not a database " * 1000)
+    for force in ([], ["--force"]):
+        code, _, err = await clipchat(capsys, "db", "restore", str(good), "--url", url, *force)
+        assert code == 2 and err.count("\n") == 1, err
+        assert "cannot be read (file is not a database)" in err and "--force --without-forgotten-list" in err, err
+    code, out, err = await clipchat(
+        capsys, "db", "restore", str(good), "--url", url, "--force", "--without-forgotten-list"
+    )
+    assert code == 0, err
+    assert "Restored" in out
+    code, _, err = await clipchat(capsys, "db", "upgrade", "--url", url)  # as the bot does at start-up
+    assert code == 0, err
