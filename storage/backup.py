@@ -21,7 +21,10 @@ clipchat's schema, adds the list to the backup's own, and deletes again what the
 id from up to its /forget (`lifecycle.forget_again`). SQLite does all of it on a private copy beside
 the database, which then replaces the database in one step; PostgreSQL restores in one transaction
 and forgets again in the next (clipchat's tables that the backup predates are dropped in the restore's
-transaction, before the tables they point at: the migrations make them again).
+transaction, before the tables they point at: the migrations make them again). Between the two the
+list is saved in `<backup>.forgotten.json` (0600), removed once applied: if the second step fails,
+`clipchat db forget-again FILE` (or the same restore again) applies it. A database that cannot be read
+(a damaged SQLite file) has no list to give: `--without-forgotten-list` restores over it without one.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import re
+import shlex
 import sqlite3
 import subprocess
 import tempfile
@@ -45,7 +50,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clipchat.errors import InvalidConfig, NotFound, OperatorError
+from clipchat.errors import ClipchatError, InvalidConfig, NotFound, OperatorError
 
 from .database import alembic_config, connect_database, make_sessionmaker, normalize_url, upgrade
 from .lifecycle import Removed, forget_again, forget_count, forgotten_entries
@@ -98,8 +103,16 @@ def add_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="do not read the list of /forgets from the database being replaced (one that cannot be read): "
         "the /forgets recorded since the backup are not applied again",
     )
+    again = actions.add_parser(
+        "forget-again",
+        help="apply the /forgets that a PostgreSQL `db restore` which did not finish saved in FILE "
+        "(it names FILE); migrates first, and may be run more than once",
+    )
+    again.add_argument("path", type=Path, metavar="FILE")
+    again.add_argument("--url", help="database URL (default: DATABASE_URL, else SQLite in the user data dir)")
     backup.set_defaults(handler=run_backup)
     restore.set_defaults(handler=run_restore)
+    again.set_defaults(handler=run_forget_again)
 
 
 def run_backup(args: argparse.Namespace, _vision_settings: object) -> int:
@@ -136,14 +149,26 @@ def run_restore(args: argparse.Namespace, _vision_settings: object) -> int:
         revision, (count, removed) = restore_sqlite(source, _sqlite_file(url), timeout, forgotten)
         what = f" (schema revision {revision})"
     else:
-        stale = _clipchat_tables_not_in(url, source, args.timeout, timeout)
-        restore_postgres(url, source, args.timeout, timeout, stale)
-        count, removed = asyncio.run(settle_restored(url, timeout, forgotten))
+        count, removed = restore_postgres_settled(url, source, args.timeout, timeout, forgotten, args.url is not None)
         what = ""
     print(
         f"Restored {source} into {_shown(url)}{what}, migrated to this clipchat's schema; the {count} "
         f"/forget requests on record applied again: {removed.images} photos and {removed.turns} messages "
         "the backup held about those people deleted."
+    )
+    return 0
+
+
+def run_forget_again(args: argparse.Namespace, _vision_settings: object) -> int:
+    settings = StorageSettings()
+    url = normalize_url(args.url or settings.url())
+    saved = args.path.expanduser().resolve()
+    forgotten = load_forgotten(saved)
+    count, removed = asyncio.run(settle_restored(url, settings.database_timeout_s, forgotten))
+    print(
+        f"Applied the {len(forgotten)} /forget requests in {saved} again to {_shown(url)}, migrated to this "
+        f"clipchat's schema ({count} on record): {removed.images} photos and {removed.turns} messages deleted. "
+        f"{saved} can be deleted now."
     )
     return 0
 
@@ -230,7 +255,13 @@ def restore_sqlite(
             try:
                 with closing(sqlite3.connect(staging)) as copy:
                     source.backup(copy)
-                settled = asyncio.run(settle_restored(f"sqlite+aiosqlite:///{staging}", timeout, forgotten))
+                try:
+                    settled = asyncio.run(settle_restored(f"sqlite+aiosqlite:///{staging}", timeout, forgotten))
+                except SQLAlchemyError as error:
+                    raise OperatorError(
+                        detail=f"Restoring {backup} failed in migrating it or applying the /forgets again "
+                        f"({_said(getattr(error, 'orig', None) or error)}); {database} was not changed."
+                    ) from error
                 try:
                     with (
                         closing(sqlite3.connect(staging)) as ready,
@@ -345,6 +376,83 @@ def restore_postgres(
         raise OperatorError(detail=f"pg_restore failed: {_reason(done.stderr, done.returncode, password)}")
     if written != 0:
         raise OperatorError(detail=f"pg_restore failed: {_reason(problems, written, password)}")
+
+
+def restore_postgres_settled(
+    url: str,
+    backup: Path,
+    timeout: float,
+    connect_timeout: float,
+    forgotten: list[tuple[int, datetime]],
+    url_given: bool,
+) -> tuple[int, Removed]:
+    """`restore_postgres`, then `settle_restored` in a second transaction. Between the two the list of
+    /forgets is nowhere but in `<backup>.forgotten.json`, written (0600) before anything is replaced and
+    removed once the /forgets are applied again: when the second step fails, that file and
+    `clipchat db forget-again` finish the work. A list a restore that did not finish left there is
+    added to the database's, so restoring again also finishes it."""
+    saved = backup.with_name(backup.name + ".forgotten.json")
+    left = saved.exists()
+    if left:  # by a restore that did not finish: the database now lacks it
+        forgotten = sorted(set(forgotten) | set(load_forgotten(saved)), key=lambda entry: entry[1])
+    stale = _clipchat_tables_not_in(url, backup, timeout, connect_timeout)
+    save_forgotten(saved, url, forgotten)
+    try:
+        restore_postgres(url, backup, timeout, connect_timeout, stale)
+    except ClipchatError:  # psql failed: its one transaction changed nothing, and the database holds its list
+        if not left:
+            saved.unlink(missing_ok=True)
+        raise
+    try:
+        settled = asyncio.run(settle_restored(url, connect_timeout, forgotten))
+    except (Exception, KeyboardInterrupt) as error:
+        command = ["clipchat", "db", "forget-again", str(saved), *(["--url", _shown(url)] if url_given else [])]
+        raise OperatorError(
+            detail=f"{backup} was restored, but migrating it or applying the /forgets again failed ({_said(error)}); "
+            f"the {len(forgotten)} /forgets it must apply are saved in {saved}: once that is fixed, and before "
+            f"the bot starts, run {shlex.join(command)}"
+        ) from error
+    saved.unlink()
+    return settled
+
+
+def _said(error: BaseException) -> str:
+    """An error in a few words: a ClipchatError's own, else its kind and first line."""
+    if isinstance(error, ClipchatError):
+        return error.detail
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def save_forgotten(path: Path, url: str, entries: list[tuple[int, datetime]]) -> None:
+    """The list of /forgets in a file readable by its owner only, written whole or not at all."""
+    listing = {"database": _shown(url), "forgotten": [[user_id, when.isoformat()] for user_id, when in entries]}
+    try:
+        partial = _private_partial(path)
+        try:
+            with open(partial, "w", encoding="utf-8") as written:
+                json.dump(listing, written)
+                written.flush()
+                os.fsync(written.fileno())
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+    except OSError as error:
+        raise OperatorError(
+            detail=f"Could not save the list of /forgets to {path} before the restore ({error}): "
+            "restore from a copy of the backup in a directory you can write to."
+        ) from error
+
+
+def load_forgotten(path: Path) -> list[tuple[int, datetime]]:
+    """A list `save_forgotten` wrote."""
+    try:
+        listing = json.loads(path.read_text(encoding="utf-8"))
+        return [(int(user_id), datetime.fromisoformat(when)) for user_id, when in listing["forgotten"]]
+    except FileNotFoundError:
+        raise NotFound(detail=f"No list of /forgets at {path}.") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InvalidConfig(detail=f"{path} is not a list of /forgets that `db restore` saved ({error}).") from None
 
 
 def _clipchat_tables_not_in(url: str, backup: Path, timeout: float, connect_timeout: float) -> frozenset[str]:
