@@ -21,7 +21,10 @@ clipchat's schema, adds the list to the backup's own, and deletes again what the
 id from up to its /forget (`lifecycle.forget_again`). SQLite does all of it on a private copy beside
 the database, which then replaces the database in one step; PostgreSQL restores in one transaction
 and forgets again in the next (clipchat's tables that the backup predates are dropped in the restore's
-transaction, before the tables they point at: the migrations make them again).
+transaction, before the tables they point at: the migrations make them again). Between the two the
+list is saved in `<backup>.forgotten.json` (0600), removed once applied: if the second step fails,
+`clipchat db forget-again FILE` (or the same restore again) applies it. A database that cannot be read
+(a damaged SQLite file) has no list to give: `--without-forgotten-list` restores over it without one.
 """
 
 from __future__ import annotations
@@ -30,18 +33,24 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import re
+import shlex
 import sqlite3
 import subprocess
+import tempfile
+from collections.abc import Coroutine
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from clipchat.errors import InvalidConfig, NotFound, OperatorError
+from clipchat.errors import ClipchatError, InvalidConfig, NotFound, OperatorError
 
 from .database import alembic_config, connect_database, make_sessionmaker, normalize_url, upgrade
 from .lifecycle import Removed, forget_again, forget_count, forgotten_entries
@@ -61,6 +70,7 @@ LIBPQ_PARAMETERS = {
     "target_session_attrs",
     "connect_timeout",
 }
+T = TypeVar("T")
 CLIENT_HINT = (
     "install the PostgreSQL client tools of the server's major version (Debian/Ubuntu: apt install postgresql-client)"
 )
@@ -87,8 +97,22 @@ def add_commands(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -
             help=f"PostgreSQL: longest pg_dump or pg_restore may run (default {TOOL_TIMEOUT_S:g})",
         )
     restore.add_argument("--force", action="store_true", help="replace a database that already holds rows")
+    restore.add_argument(
+        "--without-forgotten-list",
+        action="store_true",
+        help="do not read the list of /forgets from the database being replaced (one that cannot be read): "
+        "the /forgets recorded since the backup are not applied again",
+    )
+    again = actions.add_parser(
+        "forget-again",
+        help="apply the /forgets that a PostgreSQL `db restore` which did not finish saved in FILE "
+        "(it names FILE); migrates first, and may be run more than once",
+    )
+    again.add_argument("path", type=Path, metavar="FILE")
+    again.add_argument("--url", help="database URL (default: DATABASE_URL, else SQLite in the user data dir)")
     backup.set_defaults(handler=run_backup)
     restore.set_defaults(handler=run_restore)
+    again.set_defaults(handler=run_forget_again)
 
 
 def run_backup(args: argparse.Namespace, _vision_settings: object) -> int:
@@ -108,24 +132,24 @@ def run_backup(args: argparse.Namespace, _vision_settings: object) -> int:
 def run_restore(args: argparse.Namespace, _vision_settings: object) -> int:
     settings = StorageSettings()
     url = normalize_url(args.url or settings.url())
+    timeout = settings.database_timeout_s
     source = args.path.expanduser().resolve()
     if not source.is_file():
         raise NotFound(detail=f"No backup at {source}.")
     if not args.force:
-        holding = asyncio.run(tables_with_rows(url, settings.database_timeout_s))
+        holding = _read_live(url, tables_with_rows(url, timeout))
         if holding:
             raise InvalidConfig(
                 detail=f"{_shown(url)} already holds data (in {', '.join(holding)}): stop the bot "
                 "and add --force to replace it with the backup."
             )
-    forgotten = asyncio.run(forgotten_before_restore(url, settings.database_timeout_s))  # before it is replaced
+    # read before the database is replaced
+    forgotten = [] if args.without_forgotten_list else _read_live(url, forgotten_before_restore(url, timeout))
     if _is_sqlite(url):
-        revision, (count, removed) = restore_sqlite(source, _sqlite_file(url), settings.database_timeout_s, forgotten)
+        revision, (count, removed) = restore_sqlite(source, _sqlite_file(url), timeout, forgotten)
         what = f" (schema revision {revision})"
     else:
-        stale = _clipchat_tables_not_in(url, source, args.timeout, settings.database_timeout_s)
-        restore_postgres(url, source, args.timeout, settings.database_timeout_s, stale)
-        count, removed = asyncio.run(settle_restored(url, settings.database_timeout_s, forgotten))
+        count, removed = restore_postgres_settled(url, source, args.timeout, timeout, forgotten, args.url is not None)
         what = ""
     print(
         f"Restored {source} into {_shown(url)}{what}, migrated to this clipchat's schema; the {count} "
@@ -133,6 +157,34 @@ def run_restore(args: argparse.Namespace, _vision_settings: object) -> int:
         "the backup held about those people deleted."
     )
     return 0
+
+
+def run_forget_again(args: argparse.Namespace, _vision_settings: object) -> int:
+    settings = StorageSettings()
+    url = normalize_url(args.url or settings.url())
+    saved = args.path.expanduser().resolve()
+    forgotten = load_forgotten(saved)
+    count, removed = asyncio.run(settle_restored(url, settings.database_timeout_s, forgotten))
+    print(
+        f"Applied the {len(forgotten)} /forget requests in {saved} again to {_shown(url)}, migrated to this "
+        f"clipchat's schema ({count} on record): {removed.images} photos and {removed.turns} messages deleted. "
+        f"{saved} can be deleted now."
+    )
+    return 0
+
+
+def _read_live(url: str, reading: Coroutine[Any, Any, T]) -> T:
+    """What the restore reads of the database it replaces; one that cannot be read (a damaged SQLite
+    file, the usual reason to restore) is said in one line, with the way to go on without it."""
+    try:
+        return asyncio.run(reading)
+    except SQLAlchemyError as error:
+        reason = getattr(error, "orig", None) or error
+        raise OperatorError(
+            detail=f"{_shown(url)} cannot be read ({reason}), nor its list of /forgets: to replace it anyway, "
+            "add --force --without-forgotten-list (the /forgets recorded since the backup are then not "
+            "applied again)."
+        ) from None
 
 
 async def forgotten_before_restore(url: str, timeout: float) -> list[tuple[int, datetime]]:
@@ -203,18 +255,39 @@ def restore_sqlite(
             try:
                 with closing(sqlite3.connect(staging)) as copy:
                     source.backup(copy)
-                settled = asyncio.run(settle_restored(f"sqlite+aiosqlite:///{staging}", timeout, forgotten))
-                with (
-                    closing(sqlite3.connect(staging)) as ready,
-                    closing(sqlite3.connect(database, timeout=timeout)) as destination,
-                ):
-                    ready.backup(destination)
+                try:
+                    settled = asyncio.run(settle_restored(f"sqlite+aiosqlite:///{staging}", timeout, forgotten))
+                except SQLAlchemyError as error:
+                    raise OperatorError(
+                        detail=f"Restoring {backup} failed in migrating it or applying the /forgets again "
+                        f"({_said(getattr(error, 'orig', None) or error)}); {database} was not changed."
+                    ) from error
+                try:
+                    with (
+                        closing(sqlite3.connect(staging)) as ready,
+                        closing(sqlite3.connect(database, timeout=timeout)) as destination,
+                    ):
+                        ready.backup(destination)
+                except sqlite3.DatabaseError as error:
+                    if error.sqlite_errorcode not in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+                        raise
+                    _replace_damaged(staging, database)
             finally:
                 for path in (staging, Path(f"{staging}-wal"), Path(f"{staging}-shm")):
                     path.unlink(missing_ok=True)
     except sqlite3.Error as error:
         raise OperatorError(detail=f"Restoring {backup} into {database} failed: {error}.") from error
     return revision, settled
+
+
+def _replace_damaged(ready: Path, database: Path) -> None:
+    """A database SQLite cannot write into (not a database, or damaged) replaced by the restored file: its
+    -wal and -shm go first, since SQLite would apply that WAL to whatever file takes the name."""
+    with open(ready, "rb+") as written:
+        os.fsync(written.fileno())
+    for stale in (Path(f"{database}-wal"), Path(f"{database}-shm")):
+        stale.unlink(missing_ok=True)
+    os.replace(ready, database)
 
 
 def _checked_revision(connection: sqlite3.Connection, path: Path) -> str:
@@ -273,30 +346,113 @@ def restore_postgres(
     apply = ["psql", "--no-psqlrc", "--quiet", "--single-transaction", "--set", "ON_ERROR_STOP=1"]
     apply += ["--dbname", conninfo, *(["--command", drops] if drops else []), "--file", "-"]
     env = _tool_env(password, connect_timeout)
-    try:
-        writer = subprocess.Popen(script, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except FileNotFoundError:
-        raise NotFound(detail=f"pg_restore is not installed: {CLIENT_HINT}.") from None
-    with writer:
+    # pg_restore's complaints go to a file, not a pipe nobody reads while psql runs (a full pipe would stall it)
+    with tempfile.TemporaryFile() as complaints:
         try:
-            done = subprocess.run(apply, env=env, stdin=writer.stdout, capture_output=True, text=True, timeout=timeout)
+            writer = subprocess.Popen(script, env=env, stdout=subprocess.PIPE, stderr=complaints)
         except FileNotFoundError:
-            writer.kill()
-            raise NotFound(detail=f"psql is not installed: {CLIENT_HINT}.") from None
-        except subprocess.TimeoutExpired:
-            writer.kill()
-            raise OperatorError(
-                detail=f"the restore ran over {timeout:g} s and was stopped; give it longer with --timeout."
-            ) from None
-        finally:
-            assert writer.stdout is not None
-            writer.stdout.close()
-        written = writer.wait(timeout=30)
-        problems = writer.stderr.read().decode(errors="replace") if writer.stderr else ""
-    if written != 0:
-        raise OperatorError(detail=f"pg_restore failed: {_reason(problems, written, password)}")
+            raise NotFound(detail=f"pg_restore is not installed: {CLIENT_HINT}.") from None
+        with writer:
+            try:
+                done = subprocess.run(
+                    apply, env=env, stdin=writer.stdout, capture_output=True, text=True, timeout=timeout
+                )
+            except FileNotFoundError:
+                writer.kill()
+                raise NotFound(detail=f"psql is not installed: {CLIENT_HINT}.") from None
+            except subprocess.TimeoutExpired:
+                writer.kill()
+                raise OperatorError(
+                    detail=f"the restore ran over {timeout:g} s and was stopped; give it longer with --timeout."
+                ) from None
+            finally:
+                assert writer.stdout is not None
+                writer.stdout.close()
+            written = writer.wait(timeout=30)
+        complaints.seek(0)
+        problems = complaints.read().decode(errors="replace")
+    # psql first: when it stops on an error, pg_restore dies of the closed pipe, which says nothing of why
     if done.returncode != 0:
         raise OperatorError(detail=f"pg_restore failed: {_reason(done.stderr, done.returncode, password)}")
+    if written != 0:
+        raise OperatorError(detail=f"pg_restore failed: {_reason(problems, written, password)}")
+
+
+def restore_postgres_settled(
+    url: str,
+    backup: Path,
+    timeout: float,
+    connect_timeout: float,
+    forgotten: list[tuple[int, datetime]],
+    url_given: bool,
+) -> tuple[int, Removed]:
+    """`restore_postgres`, then `settle_restored` in a second transaction. Between the two the list of
+    /forgets is nowhere but in `<backup>.forgotten.json`, written (0600) before anything is replaced and
+    removed once the /forgets are applied again: when the second step fails, that file and
+    `clipchat db forget-again` finish the work. A list a restore that did not finish left there is
+    added to the database's, so restoring again also finishes it."""
+    saved = backup.with_name(backup.name + ".forgotten.json")
+    left = saved.exists()
+    if left:  # by a restore that did not finish: the database now lacks it
+        forgotten = sorted(set(forgotten) | set(load_forgotten(saved)), key=lambda entry: entry[1])
+    stale = _clipchat_tables_not_in(url, backup, timeout, connect_timeout)
+    save_forgotten(saved, url, forgotten)
+    try:
+        restore_postgres(url, backup, timeout, connect_timeout, stale)
+    except ClipchatError:  # psql failed: its one transaction changed nothing, and the database holds its list
+        if not left:
+            saved.unlink(missing_ok=True)
+        raise
+    try:
+        settled = asyncio.run(settle_restored(url, connect_timeout, forgotten))
+    except (Exception, KeyboardInterrupt) as error:
+        command = ["clipchat", "db", "forget-again", str(saved), *(["--url", _shown(url)] if url_given else [])]
+        raise OperatorError(
+            detail=f"{backup} was restored, but migrating it or applying the /forgets again failed ({_said(error)}); "
+            f"the {len(forgotten)} /forgets it must apply are saved in {saved}: once that is fixed, and before "
+            f"the bot starts, run {shlex.join(command)}"
+        ) from error
+    saved.unlink()
+    return settled
+
+
+def _said(error: BaseException) -> str:
+    """An error in a few words: a ClipchatError's own, else its kind and first line."""
+    if isinstance(error, ClipchatError):
+        return error.detail
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
+def save_forgotten(path: Path, url: str, entries: list[tuple[int, datetime]]) -> None:
+    """The list of /forgets in a file readable by its owner only, written whole or not at all."""
+    listing = {"database": _shown(url), "forgotten": [[user_id, when.isoformat()] for user_id, when in entries]}
+    try:
+        partial = _private_partial(path)
+        try:
+            with open(partial, "w", encoding="utf-8") as written:
+                json.dump(listing, written)
+                written.flush()
+                os.fsync(written.fileno())
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+    except OSError as error:
+        raise OperatorError(
+            detail=f"Could not save the list of /forgets to {path} before the restore ({error}): "
+            "restore from a copy of the backup in a directory you can write to."
+        ) from error
+
+
+def load_forgotten(path: Path) -> list[tuple[int, datetime]]:
+    """A list `save_forgotten` wrote."""
+    try:
+        listing = json.loads(path.read_text(encoding="utf-8"))
+        return [(int(user_id), datetime.fromisoformat(when)) for user_id, when in listing["forgotten"]]
+    except FileNotFoundError:
+        raise NotFound(detail=f"No list of /forgets at {path}.") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InvalidConfig(detail=f"{path} is not a list of /forgets that `db restore` saved ({error}).") from None
 
 
 def _clipchat_tables_not_in(url: str, backup: Path, timeout: float, connect_timeout: float) -> frozenset[str]:
