@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import BigInteger, delete, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -103,11 +103,27 @@ async def recent_turns(session: AsyncSession, chat_id: int, user_id: int, limit:
 
 
 async def add_sent_photos(session: AsyncSession, chat_id: int, shown: list[tuple[int, int]]) -> None:
-    """The bot's messages in this chat that show a stored photo, as (message id, image id) pairs."""
-    session.add_all(
-        SentPhoto(chat_id=chat_id, message_id=message_id, image_id=image_id) for message_id, image_id in shown
-    )
-    await session.flush()
+    """The bot's messages in this chat that show a stored photo, as (message id, image id) pairs. A pair whose
+    photo was deleted meanwhile (its sender's /forget, racing a /search) is left out: each row is written by
+    a statement that reads its photo, so a race costs that row, never the others on a foreign key error."""
+    sent_at = utcnow()
+    for message_id, image_id in shown:
+        await session.execute(
+            insert(SentPhoto).from_select(
+                ["chat_id", "message_id", "image_id", "sent_at"],
+                select(
+                    literal(chat_id, BigInteger),
+                    literal(message_id, BigInteger),
+                    ImageRecord.id,
+                    literal(sent_at, SentPhoto.__table__.c.sent_at.type),
+                ).where(ImageRecord.id == image_id),
+            )
+        )
+
+
+async def image_exists(session: AsyncSession, image_id: int) -> bool:
+    """Whether the stored photo `image_id` is still there (not forgotten)."""
+    return await session.scalar(select(ImageRecord.id).where(ImageRecord.id == image_id)) is not None
 
 
 async def image_by_message(session: AsyncSession, chat_id: int, message_id: int) -> ImageRecord | None:

@@ -54,6 +54,7 @@ class FakeTelegram:
         self.files: dict[str, bytes] = {}
         self.download_status: dict[str, int | str] = {}  # a status code, or "hang" or "truncate"
         self.latency: dict[str, float] = {}  # seconds a method takes to answer (a slow or distant server)
+        self.held: dict[str, asyncio.Event] = {}  # a method answers once its event is set (a request in flight)
         self.admins: dict[int, set[int]] = {}
         self._updates: list[dict] = []
         self._update_ids = itertools.count(1)
@@ -252,6 +253,9 @@ class FakeTelegram:
         self.calls.append(call)
         if method in self.latency:
             await asyncio.sleep(self.latency[method])
+        if method in self.held:
+            await self._notify()  # the request is seen while it waits
+            await self.held[method].wait()
         try:
             if self._failures.get(method):
                 body = self._failures[method].pop(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 
+import pytest
 from telegram import Chat, Message
 
 from bot.adapter import albums as albums_module
@@ -101,3 +102,20 @@ async def test_a_sender_whose_slots_stay_full_hears_busy_in_an_album_not_nothing
     assert len(busy.photos) == 1 and isinstance(busy.photos[0][1].exception(), Busy)
     looks.go.set()
     await eventually(lambda: len(finished) == 2, what="the held album answered")
+
+
+async def test_waiting_for_an_album_that_never_settles_ends_in_busy_not_a_hang():
+    """A question, or `/forget this`, after an album waited for the album's reply with no deadline: an album
+    whose photos never finished held that command, and its sender's queue, for good."""
+    albums, looks, finished = Albums(wait=0.05, settle_within=0.2), Looks(), []
+    await send_album(albums, looks, -100500, finished, photos=2)  # its looks never end, until the test says
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(Busy):  # "try again in a minute", within the bound
+        await asyncio.wait_for(albums.settled(GROUP, -100500), 5)
+    with pytest.raises(Busy):  # the whole /forget waits for the same album, as long
+        await asyncio.wait_for(albums.settled_sender(-100500), 5)
+    assert loop.time() - started < 2
+    looks.go.set()
+    await eventually(lambda: finished, what="the album answered")
+    await asyncio.wait_for(albums.settled(GROUP, -100500), 1)  # settled now: nothing to wait for

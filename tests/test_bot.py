@@ -321,6 +321,23 @@ async def test_only_messages_spend_a_groups_allowance_and_typing_waits_for_room(
     assert not allowance.saturated(other) and not allowance.saturated(person)
 
 
+async def test_a_message_that_finds_no_turn_in_time_fails_as_a_timed_out_send() -> None:
+    """A reply queued behind a group's minute of messages waited for its turn with no deadline, minutes
+    stale by the time it went; now it fails as a send that timed out (logged, the update dropped)."""
+    from telegram.error import TimedOut
+
+    from bot.adapter.sending import Allowance
+
+    allowance = Allowance(overall=30, per_group=1, within=0.2)
+    room = -100793
+    await allowance.wait_turn("sendMessage", room)  # the group's one message a minute, spent
+    started = time.monotonic()
+    with pytest.raises(TimedOut):
+        await asyncio.wait_for(allowance.wait_turn("sendMessage", room), 5)  # its turn comes in 60 s
+    assert time.monotonic() - started < 1
+    await asyncio.wait_for(allowance.wait_turn("sendMessage", -100794), 1)  # another group's goes at once
+
+
 async def test_search_sends_back_the_photo_the_phrase_describes(start_bot, telegram, understood):
     await start_bot()
     photos = distinct(understood, 4)

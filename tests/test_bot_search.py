@@ -4,11 +4,14 @@ fake Bot API server."""
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import func, select
 
-from storage import ImageRecord
+from storage import ImageRecord, SentPhoto
 from tests.bot_helpers import eventually, send_photo, send_text
 from tests.fake_telegram import USERNAME, group, user
+from tests.test_bot import nearly_tied
 
 
 async def images_in(app, chat_id: int) -> int:
@@ -145,3 +148,46 @@ async def test_a_sender_makes_the_bot_forget_one_photo_by_replying_forget_this(
     send_text(telegram, room, operator, "/forget this", reply_to=other)
     assert "I forgot that photo, and /search won't find it" in (await telegram.wait_replies(room["id"], 9))[-1].text
     await eventually(lambda: kept(app, room["id"], 0), what="Bob's photo deleted")
+
+
+async def test_a_photo_forgotten_while_search_sends_its_results_is_not_sent_and_the_rest_recorded(
+    start_bot, telegram, world_models, understood
+):
+    """/search reads its results first and sends them one by one (in a busy group seconds apart): Alice's
+    `/forget this` in between had the bot post her photo again after telling her it was deleted, then fail to
+    record the results it sent (a foreign key to the deleted photo), so Bob got an error instead."""
+    phrase, tied = nearly_tied(world_models, understood)
+    app = await start_bot()
+    room, alice, bob = group(-100840), user(841), user(842)
+    send_text(telegram, room, bob, "hello all")  # Bob is in the group before the photos are posted
+    posted = {}
+    for held in tied:
+        photo = send_photo(telegram, room, alice, held.image)  # kept quietly, for /search
+        posted[photo["photo"][-1]["file_id"]] = photo
+    await eventually(lambda: kept(app, room["id"], 2), what="both photos kept")
+
+    telegram.held["sendPhoto"] = asyncio.Event()  # the first result stays in flight
+    try:
+        send_text(telegram, room, bob, f"/search {phrase}")
+        [first] = await telegram.wait_for(lambda: telegram.sent("sendPhoto", room["id"]), what="the first result")
+        [second] = [file_id for file_id in posted if file_id != first.params["photo"]]
+        send_text(telegram, room, alice, "/forget this", reply_to=posted[second])
+        await telegram.wait_for(
+            lambda: any("I forgot that photo" in c.text for c in telegram.replies(room["id"])), what="the forgetting"
+        )
+        await eventually(lambda: kept(app, room["id"], 1), what="her photo deleted")
+    finally:
+        telegram.held["sendPhoto"].set()
+
+    async def finished() -> bool:
+        async with app.bot_data.services.sessions() as session:
+            recorded = await session.scalar(select(func.count()).select_from(SentPhoto))
+        return bool(recorded) or any("went wrong" in c.text for c in telegram.replies(room["id"]))
+
+    await eventually(finished, what="the search finished", timeout=15)
+    assert not found_file(telegram, room["id"], second)  # never posted again once forgotten
+    assert not [c for c in telegram.replies(room["id"]) if "went wrong" in c.text]
+    async with app.bot_data.services.sessions() as session:
+        recorded = (await session.execute(select(SentPhoto.message_id, SentPhoto.image_id))).all()
+    shown = telegram.bot_message(first)
+    assert [message_id for message_id, _ in recorded] == [shown["message_id"]]  # a reply to it asks about it

@@ -243,6 +243,26 @@ async def test_forgetting_one_photo_of_an_album_takes_the_exchange_about_the_alb
         assert list(await session.scalars(select(Turn))) == []
 
 
+async def test_recording_search_results_leaves_out_a_photo_forgotten_since_and_keeps_the_rest(sessions) -> None:
+    """/search records what it sent once it has sent it: a result whose photo was forgotten meanwhile failed the
+    whole write on the foreign key, so even the photos still stored were not remembered."""
+    from storage import forget_image, image_exists
+
+    async with sessions() as session:
+        kept = await save_image(session, photo(GROUP, ALICE, 5), chat_kind="group")
+        gone = await save_image(session, photo(GROUP, ALICE, 6), chat_kind="group")
+        kept_id, gone_id = kept.id, gone.id
+        await session.commit()
+        await forget_image(session, gone)
+        await session.commit()
+        assert await image_exists(session, kept_id) and not await image_exists(session, gone_id)
+        await add_sent_photos(session, GROUP, [(50, kept_id), (51, gone_id)])
+        await session.commit()
+        assert [(s.message_id, s.image_id) for s in await session.scalars(select(SentPhoto))] == [(50, kept_id)]
+        replied = await image_by_message(session, GROUP, 50)  # a reply to the result asks about its photo
+        assert replied is not None and replied.id == kept_id
+
+
 async def test_after_forget_no_column_of_any_table_holds_the_user(sessions) -> None:
     """The oracle scans the database's own catalogue, so it also covers what forget_user never heard of."""
     from storage.update_order import SharedOrder

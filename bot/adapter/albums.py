@@ -9,7 +9,8 @@ senders (each channel they write as, each group they are an anonymous admin of),
 senders together have at most `ALBUM_PHOTOS_IN_FLIGHT` looked at: past that, a photo waits
 for a slot in its own task, already in its album, holding no bytes, and its sender's queue
 moves on. Every wait ends within `SLOT_TIMEOUT_S`; a photo that found no slot is in its
-album's reply as "busy, try again", never dropped.
+album's reply as "busy, try again", never dropped. Whoever waits for an album's reply (a question
+right after it, /forget) hears "busy" past `settle_within`, never waits for good.
 
 Nothing a slot's holder waits for needs an album, or a slot: slots come back as photos are
 described (`core/downloads` bounds that), whatever their albums are doing.
@@ -53,8 +54,11 @@ class Album:
 
 
 class Albums:
-    def __init__(self, wait: float, in_flight: int = ALBUM_PHOTOS_IN_FLIGHT) -> None:
+    def __init__(
+        self, wait: float, in_flight: int = ALBUM_PHOTOS_IN_FLIGHT, settle_within: float = SLOT_TIMEOUT_S
+    ) -> None:
         self.wait = wait
+        self.settle_within = settle_within  # the longest anyone waits for albums to settle before hearing "busy"
         self._all = asyncio.Semaphore(in_flight)  # album photos looked at, every sender together
         self._open: dict[tuple[int, str], Album] = {}  # still taking photos
         self._unsettled: list[Album] = []  # taking photos, or being answered and written down
@@ -139,14 +143,22 @@ class Albums:
         return task
 
     async def settled(self, chat_id: int, user_id: int | None) -> None:
-        """Wait for this user's albums here, so that a question after an album is about it."""
-        for album in [a for a in self._unsettled if a.where.chat_id == chat_id and a.where.user_id == user_id]:
-            await album.done.wait()
+        """Wait for this user's albums here, so that a question after an album is about it; Busy past
+        `settle_within`."""
+        await self._settle([a for a in self._unsettled if a.where.chat_id == chat_id and a.where.user_id == user_id])
 
     async def settled_sender(self, sender: int) -> None:
-        """Wait for this sender's albums in every chat, replies and records written (before /forget)."""
-        for album in [a for a in self._unsettled if a.where.user_id == sender]:
-            await album.done.wait()
+        """Wait for this sender's albums in every chat, replies and records written (before /forget); Busy past
+        `settle_within`."""
+        await self._settle([a for a in self._unsettled if a.where.user_id == sender])
+
+    async def _settle(self, albums: list[Album]) -> None:
+        try:
+            async with asyncio.timeout(self.settle_within):
+                for album in albums:
+                    await album.done.wait()
+        except TimeoutError:  # an album stuck somewhere must not hold the command, and its sender's queue, forever
+            raise Busy(detail=f"an album still unanswered after {self.settle_within:.0f} s") from None
 
     async def _finish_when_quiet(self, key, album: Album, finish) -> None:
         try:

@@ -117,7 +117,10 @@ def build_application(
         .build()
     )
     application.bot_data.settings = settings
-    application.bot_data.albums = Albums(settings.album_wait_s)
+    # An album is answered within its quiet time, a download, a look at the models and a send, each at its own
+    # deadline (unless its photos wait for slots); whoever waits for it longer than that hears "busy"
+    settle_within = settings.album_wait_s + settings.download_timeout_s + settings.model_timeout_s + SEND_DEADLINE_S
+    application.bot_data.albums = Albums(settings.album_wait_s, settle_within=settle_within)
     add_routes(application)
     return application
 

@@ -113,6 +113,10 @@ async def search(update: Update, context: BotContext) -> None:
         sent = []
         try:
             for hit in answer.found:
+                # Sending takes a while (a busy group's limit spaces messages seconds apart): a photo its
+                # sender made the bot forget meanwhile is not posted again after they were told it was gone
+                if not await talk.still_there(context.services, hit):
+                    continue
                 # A spoiler photo goes back behind its spoiler, its description too (a document has no spoiler
                 # of its own: the caption is what there is to hide)
                 hidden = (
@@ -128,6 +132,9 @@ async def search(update: Update, context: BotContext) -> None:
                 sent.append((shown.message_id, hit))
         finally:  # the photos that did go out are asked about by replying to them, even if a later one failed
             await talk.shown(context.services, where(message), sent)
+        if answer.found and not sent and not answer.note:  # every result was forgotten before it went out
+            _ = await context.speaking_to(where(message))
+            await reply(message, _(talk.NO_PHOTOS_TO_SEARCH))
         if answer.note:
             await reply(message, answer.note)
 

@@ -21,7 +21,7 @@ from typing import TypeVar
 from aiolimiter import AsyncLimiter
 from telegram import Bot, LinkPreviewOptions, Message, MessageEntity, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, NetworkError, RetryAfter
+from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 
 from clipchat.retrying import retrying
 
@@ -40,9 +40,11 @@ IDLE_GROUPS = 512  # past this many groups' limits kept, those with nothing spen
 
 class Allowance:
     """Telegram's flood limits, as leaky buckets: `overall` messages a second to all chats together, and
-    `per_group` a minute to one group or channel (0: no limit). Only messages spend them."""
+    `per_group` a minute to one group or channel (0: no limit). Only messages spend them; one that finds no
+    turn within `within` seconds is stale, and fails as a send that timed out."""
 
-    def __init__(self, overall: float, per_group: float) -> None:
+    def __init__(self, overall: float, per_group: float, within: float = SEND_DEADLINE_S) -> None:
+        self.within = within
         self._everyone = AsyncLimiter(overall, 1) if overall else None
         self._per_group = per_group
         self._groups: dict[int | str, AsyncLimiter] = {}
@@ -57,10 +59,14 @@ class Allowance:
         if not self.counts(endpoint, chat_id):
             return
         group = self._group(chat_id, make=True)
-        if group is not None:
-            await group.acquire()
-        if self._everyone is not None:
-            await self._everyone.acquire()
+        try:
+            async with asyncio.timeout(self.within):
+                if group is not None:
+                    await group.acquire()
+                if self._everyone is not None:
+                    await self._everyone.acquire()
+        except TimeoutError:  # behind that many messages the reply is stale: dropped as a timed-out send is
+            raise TimedOut(f"no turn to send to {chat_id} within {self.within:g} s (flood limits)") from None
 
     def saturated(self, chat_id: int) -> bool:
         """Whether a message to `chat_id` would have to wait for its turn now."""

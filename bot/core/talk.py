@@ -13,6 +13,7 @@ from storage import (
     UsageKind,
     add_sent_photos,
     forget_count,
+    image_exists,
     image_under_discussion,
     recent_turns,
     search_images,
@@ -166,9 +167,16 @@ async def mood(services: Services, where: Where, reply_to: int | None) -> Said:
     return text.answered(answer, language, spoiler=_spoiler(image))
 
 
+async def still_there(services: Services, found: Found) -> bool:
+    """Whether a /search result is still stored: its sender may have made the bot forget it since the search
+    (their /forget runs in their own queue), and a forgotten photo is never sent back."""
+    async with services.reading() as session:
+        return await image_exists(session, found.image_id)
+
+
 async def shown(services: Services, where: Where, sent: list[tuple[int, Found]]) -> None:
     """Remember which photo each of the bot's messages (by message id) sent back, so that a reply to one
-    asks about that photo."""
+    asks about that photo; one forgotten since it was sent is not remembered."""
     pairs = [(message_id, found.image_id) for message_id, found in sent]
     if pairs:
         await write_with_retry(services.sessions, lambda session: add_sent_photos(session, where.chat_id, pairs))
