@@ -19,6 +19,21 @@ from tests.fake_telegram import private, user
 from tests.test_bot import caption_of, stored
 
 
+async def in_session(url: str, work):
+    """`work(session)` in one committed session of its own, on a fresh engine (restores replace the database
+    under any engine kept open)."""
+    from storage import connect_database, make_sessionmaker
+
+    engine = connect_database(url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            result = await work(session)
+            await session.commit()
+            return result
+    finally:
+        await engine.dispose()
+
+
 async def clipchat(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
     """The `clipchat` command line in this process, as an operator types it (on a thread: it runs its own loop)."""
     from bot.ops.cli import main
@@ -120,10 +135,8 @@ async def test_restoring_a_backup_does_not_undo_forget(kind, tmp_path, capsys) -
     from storage import (
         ImageRecord,
         add_turn,
-        connect_database,
         forget_count,
         forget_user,
-        make_sessionmaker,
         rows_about_user,
         save_image,
     )
@@ -131,16 +144,6 @@ async def test_restoring_a_backup_does_not_undo_forget(kind, tmp_path, capsys) -
 
     carol, dan, group = 7_000_000_001, 7_000_000_002, -100777
     before_forget, after_return = tmp_path / "before.backup", tmp_path / "after.backup"
-
-    async def do(work):
-        engine = connect_database(url)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                result = await work(session)
-                await session.commit()
-                return result
-        finally:
-            await engine.dispose()
 
     async def write_rows(session, who: int, message_id: int) -> None:
         mine = await save_image(session, photo(who, who, message_id))
@@ -163,27 +166,27 @@ async def test_restoring_a_backup_does_not_undo_forget(kind, tmp_path, capsys) -
     async with database(kind, tmp_path) as (url, _wipe):
         code, _, err = await clipchat(capsys, "db", "upgrade", "--url", url)
         assert code == 0, err
-        await do(lambda session: write_rows(session, carol, 10))
-        await do(lambda session: write_rows(session, dan, 20))
+        await in_session(url, lambda session: write_rows(session, carol, 10))
+        await in_session(url, lambda session: write_rows(session, dan, 20))
         code, _, err = await clipchat(capsys, "db", "backup", str(before_forget), "--url", url)
         assert code == 0, err
-        await do(lambda session: forget_user(session, carol))
-        await do(lambda session: write_rows(session, carol, 30))  # she comes back and sends another photo
+        await in_session(url, lambda session: forget_user(session, carol))
+        await in_session(url, lambda session: write_rows(session, carol, 30))  # she comes back and sends another photo
         code, _, err = await clipchat(capsys, "db", "backup", str(after_return), "--url", url)
         assert code == 0, err
 
         out = await restore(before_forget)  # taken before her /forget, which the backup knows nothing of
         assert not Path(f"{before_forget}.forgotten.json").exists()  # the list saved meanwhile is gone
-        assert await do(lambda session: about(session, carol)) == {}  # none of her photos or messages back
+        assert await in_session(url, lambda session: about(session, carol)) == {}  # none of her photos or messages back
         assert "1 /forget requests on record applied again: 2 photos and 1 messages" in out, out
-        assert await do(lambda session: messages(session, dan)) == ["photo 20", "photo 21"]  # his are
-        assert await do(forget_count) == 1  # the list of /forgets survives the restore
+        assert await in_session(url, lambda session: messages(session, dan)) == ["photo 20", "photo 21"]  # his are
+        assert await in_session(url, forget_count) == 1  # the list of /forgets survives the restore
 
-        await do(lambda session: forget_user(session, dan))
+        await in_session(url, lambda session: forget_user(session, dan))
         await restore(after_return)  # knows of her /forget, not of his
-        assert await do(lambda session: messages(session, carol)) == ["photo 30", "photo 31"]  # sent after
-        assert await do(lambda session: about(session, dan)) == {}
-        assert await do(forget_count) == 2
+        assert await in_session(url, lambda session: messages(session, carol)) == ["photo 30", "photo 31"]  # sent after
+        assert await in_session(url, lambda session: about(session, dan)) == {}
+        assert await in_session(url, forget_count) == 2
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
@@ -191,29 +194,19 @@ async def test_a_backup_older_than_the_forgetting_table_restores_and_keeps_the_l
     """A backup from before migration 0009 has no list of /forgets: the restore brings it to this schema
     and keeps the list the replaced database held. (PostgreSQL's `pg_restore --clean` left the newer
     tables standing, and the migrations then failed to make them again.)"""
-    from storage import connect_database, forget_count, forget_user, make_sessionmaker
+    from storage import forget_count, forget_user
 
     old = tmp_path / "old.backup"
-
-    async def do(work):
-        engine = connect_database(url)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                result = await work(session)
-                await session.commit()
-                return result
-        finally:
-            await engine.dispose()
 
     async with database(kind, tmp_path) as (url, _wipe):
         for argv in (["upgrade", "--revision", "0007"], ["backup", str(old)], ["upgrade"]):
             code, _, err = await clipchat(capsys, "db", *argv, "--url", url)
             assert code == 0, err
-        await do(lambda session: forget_user(session, 7_000_000_003))
+        await in_session(url, lambda session: forget_user(session, 7_000_000_003))
         code, out, err = await clipchat(capsys, "db", "restore", str(old), "--url", url, "--force")
         assert code == 0, err
         assert "1 /forget requests on record applied again" in out, out
-        assert await do(forget_count) == 1
+        assert await in_session(url, forget_count) == 1
         code, out, err = await clipchat(capsys, "db", "upgrade", "--url", url)  # as the bot does at start-up
         assert code == 0, err
 
@@ -253,22 +246,12 @@ async def test_a_restore_whose_second_step_fails_keeps_the_forgets_to_apply_agai
     stays as it was."""
     import shlex
 
-    from storage import add_turn, connect_database, downgrade, forget_count, forget_user, make_sessionmaker, save_image
+    from storage import add_turn, connect_database, downgrade, forget_count, forget_user, save_image
     from tests.test_storage import photo
 
     carol = 7_000_000_004
     old = tmp_path / "old.backup"
     saved = tmp_path / "old.backup.forgotten.json"
-
-    async def do(work):
-        engine = connect_database(url)
-        try:
-            async with make_sessionmaker(engine)() as session:
-                result = await work(session)
-                await session.commit()
-                return result
-        finally:
-            await engine.dispose()
 
     async def sql(statement: str):
         engine = connect_database(url)
@@ -293,7 +276,7 @@ async def test_a_restore_whose_second_step_fails_keeps_the_forgets_to_apply_agai
     async with database(kind, tmp_path) as (url, _wipe):
         code, _, err = await clipchat(capsys, "db", "upgrade", "--url", url)
         assert code == 0, err
-        await do(write_rows)
+        await in_session(url, write_rows)
         engine = connect_database(url)
         try:
             await downgrade(engine, "0009")
@@ -305,14 +288,14 @@ async def test_a_restore_whose_second_step_fails_keeps_the_forgets_to_apply_agai
         await sql(f"DROP INDEX {stray}")
         code, _, err = await clipchat(capsys, "db", "upgrade", "--url", url)
         assert code == 0, err
-        await do(lambda session: forget_user(session, carol))
+        await in_session(url, lambda session: forget_user(session, carol))
         assert await hers() == 0
 
         code, _, err = await clipchat(capsys, "db", "restore", str(old), "--url", url, "--force")
         assert code == 2 and err.count("\n") == 1 and stray in err, err
         if kind == "sqlite":
             assert "was not changed" in err and not saved.exists(), err
-            assert await hers() == 0 and await do(forget_count) == 1
+            assert await hers() == 0 and await in_session(url, forget_count) == 1
             return
         assert await hers() == 2  # restored, not yet forgotten again
         assert stat.S_IMODE(saved.stat().st_mode) == 0o600
@@ -325,7 +308,7 @@ async def test_a_restore_whose_second_step_fails_keeps_the_forgets_to_apply_agai
             code, out, err = await clipchat(capsys, *command[1:])
             assert code == 0, err
             assert "Applied the 1 /forget requests" in out, out
-        assert await hers() == 0 and await do(forget_count) == 1
+        assert await hers() == 0 and await in_session(url, forget_count) == 1
 
 
 async def test_a_restore_over_a_damaged_sqlite_file_says_so_and_goes_on_when_told(tmp_path, capsys) -> None:
