@@ -9,6 +9,7 @@ one, as CI does.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -21,9 +22,14 @@ from PIL import Image
 from tests.world.scenes import Scene
 
 if TYPE_CHECKING:
+    from tests.fault_table import Row
     from tests.world.background import BackgroundBuild
 
-_FIGURES: dict[str, str] = {}
+_FIGURES: dict[str, str] = {}  # recorded by this process's test now running
+_REPORTED_FIGURES: dict[str, str] = {}  # every test's, gathered from the reports
+_REPORTED_ROWS: list[Row] = []
+FAULT_ROW, FIGURE = "clipchat fault row", "clipchat figure"  # user-property names
+WORLD_INPUT = "clipchat_world"  # the pytest-xdist worker input naming the shared world folder
 
 
 @dataclass(frozen=True)
@@ -58,14 +64,13 @@ def attribute_accuracy(caption: str, scene: Scene) -> float:
 
 
 @pytest.fixture(scope="session")
-def world_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def world_dir(request: pytest.FixtureRequest) -> Path:
     from tests.world.build import build_world
 
     build = request.config.stash.get(WORLD_BUILD, None)
     if build is not None:  # started when collection ended, and built while the tests before this one ran
         return build.result()
-    configured = os.environ.get("CLIPCHAT_TEST_WORLD")
-    return build_world(Path(configured) if configured else tmp_path_factory.mktemp("world"))
+    return build_world(world_folder(request.config))
 
 
 @pytest.fixture(scope="session")
@@ -149,23 +154,66 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start building the world now if a selected test needs it and no finished one is there."""
-    import tempfile
+    """Start building the world now if a selected test needs it and no finished one is there.
 
+    Under pytest-xdist every worker collects the same tests and starts a build into one shared folder: the
+    build's lock lets the first train and the others wait for it, so a worker that ends early (and stops
+    its own build) never leaves the others without a world."""
     from tests.world.background import BackgroundBuild
     from tests.world.build import COMPLETE
 
     if session.config.option.collectonly or not any(needs_world(item) for item in session.items):
         return
-    configured = os.environ.get("CLIPCHAT_TEST_WORLD")
-    if configured and (Path(configured) / COMPLETE).is_file():
+    directory = world_folder(session.config)
+    if (directory / COMPLETE).is_file():
         return
+    session.config.stash[WORLD_BUILD] = BackgroundBuild(directory, worker_id(session.config))
+
+
+def worker_id(config: pytest.Config) -> str:
+    """This pytest-xdist worker's name ("gw0", ...), or "main" without xdist."""
+    return getattr(config, "workerinput", {}).get("workerid", "main")
+
+
+def world_folder(config: pytest.Config) -> Path:
+    """CLIPCHAT_TEST_WORLD, or a temporary folder of this session's (one for all its xdist workers)."""
+    import tempfile
+
+    configured = os.environ.get("CLIPCHAT_TEST_WORLD")
     if configured:
-        directory = Path(configured)
-    else:
-        directory = Path(tempfile.mkdtemp(prefix="clipchat-world-"))
-        session.config.stash[WORLD_TEMPORARY] = directory
-    session.config.stash[WORLD_BUILD] = BackgroundBuild(directory)
+        return Path(configured)
+    shared = getattr(config, "workerinput", {}).get(WORLD_INPUT)
+    if shared:
+        return Path(shared)
+    temporary = config.stash.get(WORLD_TEMPORARY, None)
+    if temporary is None:
+        temporary = config.stash[WORLD_TEMPORARY] = Path(tempfile.mkdtemp(prefix="clipchat-world-"))
+    return temporary
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In a pytest-xdist worker beside others: one intra-op thread. Two workers of two threads each on two
+    cores spin-wait on each other's OpenMP teams, and a test of a few seconds took twenty times as long."""
+    if getattr(config, "workerinput", {}).get("workercount", 1) > 1:
+        import torch
+
+        torch.set_num_threads(1)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto` (pyproject's addopts): one worker per CPU this process may use, at most four; the world's
+    tests hold a few hundred megabytes of models each, and several run bots that measure their own memory.
+    PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """pytest-xdist, in the controller, for each worker: the one folder every worker builds into and reads."""
+    node.workerinput[WORLD_INPUT] = str(world_folder(node.config))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -174,21 +222,45 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     build = config.stash.get(WORLD_BUILD, None)
     if build is not None:
         build.stop()
-    temporary = config.stash.get(WORLD_TEMPORARY, None)
+    temporary = config.stash.get(WORLD_TEMPORARY, None)  # the controller's or a lone session's, never a worker's
     if temporary is not None:
         shutil.rmtree(temporary, ignore_errors=True)
 
 
-def pytest_terminal_summary(terminalreporter) -> None:
-    from tests.fault_table import ROWS, table
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Send the fault rows and figures a test recorded with its last report: pytest-xdist carries a report's
+    user properties from the worker that ran the test to the controller, which prints them."""
+    from tests.fault_table import ROWS
 
-    if ROWS:
+    if call.when == "teardown":
+        item.user_properties.extend((FAULT_ROW, dataclasses.asdict(row)) for row in ROWS)
+        item.user_properties.extend((FIGURE, [name, value]) for name, value in _FIGURES.items())
+        ROWS.clear()
+        _FIGURES.clear()
+    return (yield)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    from tests.fault_table import Row
+
+    for name, value in report.user_properties:
+        if name == FAULT_ROW:
+            _REPORTED_ROWS.append(Row(**value))
+        elif name == FIGURE:
+            _REPORTED_FIGURES[value[0]] = value[1]
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    from tests.fault_table import table
+
+    if _REPORTED_ROWS:
         terminalreporter.section("fault table")
-        for line in table(ROWS):
+        for line in table(_REPORTED_ROWS):
             terminalreporter.write_line(line)
-    if _FIGURES:
+    if _REPORTED_FIGURES:
         terminalreporter.section("measured figures")
-        for name, value in sorted(_FIGURES.items()):
+        for name, value in sorted(_REPORTED_FIGURES.items()):
             terminalreporter.write_line(f"{name}: {value}")
 
 

@@ -75,8 +75,16 @@ def test_token_comparison_counts_changes():
     assert figures["median_first_change"] == 1
 
 
-@pytest.mark.skipif(torch.get_num_threads() < 2, reason="with one intra-op thread PyTorch starts no OpenMP team")
-def test_a_prepare_that_would_start_an_openmp_team_is_refused(photos):
+@pytest.fixture
+def two_threads():
+    """Two intra-op threads: one (as in a pytest-xdist worker) starts no OpenMP team to catch."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_prepare_that_would_start_an_openmp_team_is_refused(photos, two_threads):
     """prepare runs beside the model thread: a parallel PyTorch op there slows every pipeline measured after it."""
     from bench.harness import check_prepare_keeps_off_openmp
     from bench.pipelines import Pipeline, decode

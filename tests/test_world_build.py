@@ -79,3 +79,50 @@ def test_a_second_build_into_the_same_folder_waits_and_uses_the_first(tmp_path: 
     output, _ = second.communicate(timeout=60)
     assert second.returncode == 0, output
     assert not (world / "data").exists()
+
+
+def test_xdist_workers_share_one_world_folder_and_their_fault_rows_reach_the_summary(tmp_path: Path) -> None:
+    """Under pytest-xdist each worker is a process of its own: they must build into and read one world folder
+    (two would train twice, on the same two cores), and the fault rows and figures their tests record must
+    reach the summary the controller prints."""
+    (tmp_path / "test_two.py").write_text(
+        "import os, pytest\n"
+        "from tests.conftest import world_folder\n"
+        "from tests.fault_table import ROWS, Row\n"
+        "@pytest.mark.parametrize('n', range(4))\n"
+        "def test_records(n, figure, request):\n"
+        "    figure(f'folder {n}', str(world_folder(request.config)))\n"
+        "    figure(f'worker {n}', os.environ['PYTEST_XDIST_WORKER'])\n"
+        "    ROWS.append(Row(f'fault number {n}', 1, 1, 0, 0, 0.0))\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "CLIPCHAT_TEST_WORLD"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "tests.conftest",
+            "-n",
+            "2",
+            "--dist",
+            "load",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path / "test_two.py"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if "measured figures" in line)
+    figures = dict(line.split(": ", 1) for line in lines[start + 1 :] if ": " in line)
+    assert {figures[f"worker {n}"] for n in range(4)} == {"gw0", "gw1"}, figures
+    [folder] = {figures[f"folder {n}"] for n in range(4)}
+    assert not Path(folder).exists(), "the session's temporary world folder outlived it"
+    assert all(any(line.startswith(f"fault number {n} ") for line in lines) for n in range(4)), done.stdout

@@ -33,12 +33,15 @@ def _end_with_parent() -> None:
 
 
 class BackgroundBuild:
-    """`python -m tests.world build DIRECTORY`, started now; `result()` waits for it."""
+    """`python -m tests.world build DIRECTORY`, started now; `result()` waits for it.
 
-    def __init__(self, directory: Path) -> None:
+    Several may start into one folder (one per pytest-xdist worker): the first trains, the others wait for
+    it and then find the world built. Each logs to a file of its own, named after `name`."""
+
+    def __init__(self, directory: Path, name: str = "main") -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.log_path = directory / "build.log"
+        self.log_path = directory / f"build-{name}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tests.world", "build", str(directory)],
