@@ -21,6 +21,7 @@ from bot.engine import (
     AnswerRequest,
     ClassifyRequest,
     DescribeRequest,
+    Draft,
     LabelScores,
     MoodRequest,
     TextRequest,
@@ -89,6 +90,10 @@ class FakeModels:
         self.calls.append("answer")
         self.questions.append(request)
         return self.answer_given
+
+    async def answer_stream(self, request: AnswerRequest) -> AsyncIterator[Draft | Answer]:
+        """No drafts from this transport: the checked answer alone, when it is done."""
+        yield await self.answer(request)
 
     async def mood(self, request: MoodRequest) -> Answer:
         self.calls.append("mood")

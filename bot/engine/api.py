@@ -8,6 +8,7 @@ once, in `features.py`, plus one line in each transport.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +55,14 @@ class AnswerRequest:
 
 
 @dataclass(frozen=True)
+class Draft:
+    """An answer being written: its text so far. A stream of these ends with the checked `Answer`, whose
+    text may differ (the check refused what the drafts said, or another sampled answer won)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class MoodRequest:
     embedding: np.ndarray  # (D,) the photo's CLIP vector
 
@@ -78,6 +87,7 @@ class Models(Protocol):
     async def embed_text(self, request: TextRequest) -> TextVector: ...
     async def classify(self, request: ClassifyRequest) -> LabelScores: ...
     async def answer(self, request: AnswerRequest) -> Answer: ...
+    def answer_stream(self, request: AnswerRequest) -> AsyncIterator[Draft | Answer]: ...  # drafts, then the answer
     async def mood(self, request: MoodRequest) -> Answer: ...
     async def forget_caches(self) -> None: ...
     def stalled_for(self) -> float: ...  # seconds the models have been stuck on one batch (0: idle or moving)

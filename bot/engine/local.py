@@ -27,7 +27,16 @@ from vision.intake.device_jpeg import DeferredJpeg
 from vision.intake.images import decode_cost
 from vision.models.answer_model import AnswerModel
 
-from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, MoodRequest, TextRequest, TextVector
+from .api import (
+    AnswerRequest,
+    ClassifyRequest,
+    DescribeRequest,
+    Draft,
+    LabelScores,
+    MoodRequest,
+    TextRequest,
+    TextVector,
+)
 from .batcher import MicroBatcher, model_thread, passing_thread
 from .budget import MemoryBudget
 from .features import ModelFeatures
@@ -130,6 +139,10 @@ class LocalModels:
     async def answer(self, request: AnswerRequest) -> Answer:
         await self._answer_model_ready()
         return await self._run(self.features.answer, request, wait=False)
+
+    async def answer_stream(self, request: AnswerRequest) -> AsyncIterator[Draft | Answer]:
+        """No drafts from this transport: the checked answer alone, when it is done."""
+        yield await self.answer(request)
 
     async def _answer_model_ready(self) -> None:
         """Load the answer model beside the model thread on the first question: a download or a load of

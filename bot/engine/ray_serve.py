@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from clipchat.errors import ClipchatError, InvalidConfig, TooSlow
@@ -33,6 +34,7 @@ from .api import (
     AnswerRequest,
     ClassifyRequest,
     DescribeRequest,
+    Draft,
     LabelScores,
     MoodRequest,
     TextRequest,
@@ -243,6 +245,10 @@ class RayModels:
 
     async def answer(self, request: AnswerRequest) -> Answer:
         return await self._call("answer", request, Answer)
+
+    async def answer_stream(self, request: AnswerRequest) -> AsyncIterator[Draft | Answer]:
+        """No drafts from this transport: the checked answer alone, when it is done."""
+        yield await self.answer(request)
 
     async def mood(self, request: MoodRequest) -> Answer:
         return await self._call("mood", request, Answer)
