@@ -200,8 +200,9 @@ ROWS = {
     "0008": AT_0008,
     "0009": AT_0009,
     "0010": AT_0010,
+    "0011": {},  # indexes only
 }
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"]
 DROPS = {"0007": {"user_settings"}}  # tables a revision drops, rows and all
 MIGRATIONS = list(zip(["base", *REVISIONS], REVISIONS))  # (stop before, migrate to)
 KEYS = {

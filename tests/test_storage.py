@@ -76,6 +76,27 @@ async def test_migrations_build_exactly_the_models(engine) -> None:
         assert await connection.run_sync(diff) == []
 
 
+async def test_deleting_a_person_or_a_photo_never_scans_a_whole_table(engine) -> None:
+    """/forget deletes a person's rows and each deleted photo's turns are unlinked (ON DELETE SET NULL): every
+    column a foreign key matches on must lead an index, or the database reads the whole table once per row it
+    deletes (400 /forgets in a group of 4,000 people took 143 s on SQLite, 7.4 s with them: migration 0011)."""
+    from sqlalchemy import inspect
+
+    def uncovered(connection) -> list[str]:
+        schema, missing = inspect(connection), []
+        for table in schema.get_table_names():
+            leading = {tuple(index["column_names"][:1]) for index in schema.get_indexes(table)}
+            leading |= {tuple(u["column_names"][:1]) for u in schema.get_unique_constraints(table)}
+            leading.add(tuple(schema.get_pk_constraint(table)["constrained_columns"][:1]))
+            for key in schema.get_foreign_keys(table):
+                if tuple(key["constrained_columns"][:1]) not in leading:
+                    missing.append(f"{table}.{key['constrained_columns'][0]}")
+        return sorted(missing)
+
+    async with engine.connect() as connection:
+        assert await connection.run_sync(uncovered) == []
+
+
 async def test_open_database_migrates_a_blank_database(database_url: str) -> None:
     from storage import open_database
 
