@@ -323,6 +323,10 @@ class FakeTelegram:
                 message["text"] = params["text"]
             if "caption" in params:
                 message["caption"] = params["caption"]
+            markup = params.get("reply_markup")
+            markup = json.loads(markup) if isinstance(markup, str) else markup
+            if isinstance(markup, dict) and "inline_keyboard" in markup:  # a message carries its inline buttons
+                message["reply_markup"] = markup
             if method == "sendPhoto":
                 message["photo"] = [{"file_id": params["photo"], "file_unique_id": "u", "width": 64, "height": 64}]
             if method == "sendDocument":

@@ -6,6 +6,7 @@ bot keys them by `sender_chat`: each group's anonymous admins, and each channel,
 
 from __future__ import annotations
 
+import json
 import logging
 
 from tests.bot_helpers import eventually, send_photo, send_text
@@ -118,6 +119,56 @@ async def test_forget_waits_for_an_album_still_being_looked_at(start_bot, telegr
     assert any(call.text.startswith("3 photos:") for call in telegram.replies(7201))  # answered first
     async with app.bot_data.services.sessions() as session:
         assert not any((await rows_about_user(session, 7201)).values())
+
+
+async def test_a_press_in_a_group_that_finds_the_bot_busy_says_so_and_can_be_pressed_again(
+    start_bot, telegram, understood
+):
+    """A /forget press that timed out waiting for the presser's album said nothing in a group (the error
+    handler answered only commands and private chats): the press seemed to do nothing, for good."""
+    import asyncio
+
+    from clipchat.errors import Busy
+    from storage import rows_about_user
+
+    app = await start_bot()
+    app.bot_data.albums.settle_within = 0.5  # how long a press waits for an album still being answered
+    gid, carol = GROUP_A["id"], user(7301)
+    send_text(telegram, GROUP_A, carol, "/forget")
+    [question] = await telegram.wait_replies(gid, 1)
+    keyboard = question.params["reply_markup"]
+    telegram.held["getFile"] = asyncio.Event()  # then an album, whose photos stay in flight
+    for held in understood[:2]:
+        send_photo(telegram, GROUP_A, carol, held.image, caption="@clipchat_test_bot", media_group_id="slow-album")
+    await telegram.wait_for(lambda: telegram.sent("getFile"), what="the album's downloads")
+
+    def press(number: int) -> None:
+        telegram.push(
+            {
+                "callback_query": {
+                    "id": f"busy{number}",
+                    "from": carol,
+                    "chat_instance": "ci",
+                    "data": f"forget:yes:{carol['id']}",
+                    "message": telegram.bot_message(question),
+                }
+            }
+        )
+
+    press(1)
+    [busy] = await telegram.wait_for(lambda: telegram.sent("editMessageText"), what="the busy note")
+    assert busy.params["text"] == f"{Busy.user_message}\n\n{question.text}"  # the question, still to press
+    markup = busy.params["reply_markup"]
+    assert (json.loads(markup) if isinstance(markup, str) else markup) == keyboard
+    telegram.held.pop("getFile").set()
+    await telegram.wait_replies(gid, 2, timeout=60)  # the album answered
+    press(2)
+    await telegram.wait_for(
+        lambda: [c for c in telegram.sent("editMessageText") if c.params["text"].startswith("Done.")],
+        what="the confirmation",
+    )
+    async with app.bot_data.services.sessions() as session:
+        assert not any((await rows_about_user(session, carol["id"])).values())
 
 
 def refused(caplog, user_id: int | None, chat_id: int) -> bool:

@@ -11,7 +11,7 @@ import logging
 import re
 from concurrent.futures import Executor
 
-from telegram import Message, Update
+from telegram import CallbackQuery, Message, Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
 from telegram.ext import (
     Application,
@@ -34,6 +34,7 @@ from vision import VisionModels, load_models
 from vision.catalog.settings import VisionSettings
 
 from ..core import quotas, records
+from ..core.incoming import Where
 from ..core.services import open_services, plan_database
 from ..core.settings import BotSettings
 from ..engine import LocalModels, ModelFeatures, Models
@@ -281,6 +282,10 @@ async def on_error(update: object, context: BotContext) -> None:
     else:
         log.error("unhandled error while handling an update", exc_info=error)
         text = SORRY
+    query = update.callback_query if isinstance(update, Update) else None
+    if query is not None and query.message is not None:  # a press on a button: the presser must hear why
+        await _tell_the_presser(query, context, error, text)
+        return
     if message is not None and (message.chat.type == ChatKind.PRIVATE or _spoken_to(message, context)):
         language = await _reply_language(context, message, error)
         text = error.said_in(language) if isinstance(error, UserError) else translator(language)(text)
@@ -289,6 +294,32 @@ async def on_error(update: object, context: BotContext) -> None:
                 await reply(message, text)
         except (Forbidden, NetworkError, RetryAfter) as send_error:
             log.warning("could not send the error message: %s", send_error)
+
+
+async def _tell_the_presser(query: CallbackQuery, context: BotContext, error: BaseException, text: str) -> None:
+    """A press whose handling failed ("busy" while an album is still being answered, the database down):
+    in a group nobody spoke to the bot, so nothing else would say so. The question it pressed on says it,
+    its buttons kept so that a later press can try again."""
+    chat = query.message.chat if query.message is not None else None
+    if chat is None:
+        return
+    here = Where(chat.id, ChatKind(chat.type), query.from_user.id, query.from_user.language_code)
+    language = choose(None, here.language)
+    if not isinstance(error, StorageDown) and context.bot_data.services is not None:
+        try:
+            language = await records.language(context.bot_data.services, here)
+        except Exception as failure:  # whatever broke the press may break this read too
+            log.warning("could not read the chat's language for a press: %s: %s", type(failure).__name__, failure)
+    said = error.said_in(language) if isinstance(error, UserError) else translator(language)(text)
+    shown = getattr(query.message, "text", None) or ""
+    kept = shown.split("\n\n", 1)[1] if shown.startswith(said + "\n\n") else shown  # said once, not per press
+    try:
+        with counted_as("error"):
+            await query.edit_message_text(
+                f"{said}\n\n{kept}" if kept else said, reply_markup=getattr(query.message, "reply_markup", None)
+            )
+    except (Forbidden, NetworkError, RetryAfter) as send_error:  # BadRequest too: the message is gone or old
+        log.warning("could not tell the presser: %s", send_error)
 
 
 async def _reply_language(context: BotContext, message, error: BaseException) -> str:
