@@ -50,6 +50,9 @@ class Terminal:
         self.sent += 1
         return None
 
+    async def draft(self, text: Said) -> None:
+        """Nothing: a terminal cannot take back what it printed, and the answer follows in a moment."""
+
 
 async def console(vision_settings: VisionSettings, database: str | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="clipchat-chat-") as scratch:
