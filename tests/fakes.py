@@ -142,8 +142,9 @@ class FakeChat:
         self.hidden.append(tuple(said.text[a:b] for a, b in said.hidden))
         return 1000 + len(self.replies)
 
-    async def draft(self, text: Said) -> None:
+    async def draft(self, text: Said) -> bool:
         self.drafts.append(text.text)
+        return True
 
     async def edit_caption(self, caption: Said) -> None:
         self.captions.append(caption.text)

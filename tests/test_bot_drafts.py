@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import logging
 import time
 
 import torch
@@ -120,7 +121,7 @@ async def test_a_question_sent_while_an_answer_is_being_drafted_is_answered_afte
     first = send_text(telegram, chat, dave, OPEN_QUESTION)
     await telegram.wait_for(lambda: telegram.sent("sendMessageDraft", 44), timeout=10, what="a draft in flight")
     second = send_text(telegram, chat, dave, OTHER_QUESTION)
-    await asyncio.sleep(0.5)  # time enough for the second question to start, were it not waiting its turn
+    await asyncio.sleep(0.3)  # time enough for the second question to start, were it not waiting its turn
     assert len(telegram.replies(44)) == 1 and len(telegram.sent("sendMessageDraft", 44)) == 1
     in_flight.set()
     _, answer, later = await telegram.wait_replies(44, 3)
@@ -138,3 +139,23 @@ async def test_the_drafts_of_an_answer_about_a_spoiler_photo_are_behind_a_spoile
     await telegram.wait_replies(45, 2)
     drafts = telegram.drafts(45)
     assert drafts and all(behind_spoilers(draft) == [draft.text] for draft in drafts)
+
+
+async def test_a_draft_telegram_refuses_or_holds_costs_the_answer_nothing_but_its_drafts(
+    start_bot, telegram, bot_settings, understood, caplog
+):
+    """Flood control on a draft (PTB would wait out its retry_after and try again) or a refusal: that answer's
+    drafting ends there, logged, and the reply comes at once."""
+    caplog.set_level(logging.INFO, logger="bot.adapter.sending")
+    await start_bot(bot_settings.model_copy(update={"draft_every_ms": 0}))  # every word would be a draft
+    chat, frank = private(46), user(46)
+    await photo_seen(telegram, chat, frank, understood[5].image)
+    for number, (code, retry_after) in enumerate(((429, 30), (400, 0)), start=2):
+        telegram.fail("sendMessageDraft", code=code, retry_after=retry_after)
+        caplog.clear()
+        asked_at = time.monotonic()
+        send_text(telegram, chat, frank, OPEN_QUESTION)
+        answer = (await telegram.wait_replies(46, number))[-1]
+        assert answer.at - asked_at < 5 and answer.text  # not the 30 s flood control asked of the draft
+        assert len(telegram.sent("sendMessageDraft", 46, refused=True)) == number - 1  # one try, then none
+        assert "not shown" in caplog.text

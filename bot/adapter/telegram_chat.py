@@ -56,9 +56,9 @@ class TelegramChat:
         sent = await reply(self.message, text, retries=self.retries)
         return sent.message_id if sent else None
 
-    async def draft(self, text: Said) -> None:
+    async def draft(self, text: Said) -> bool:
         """The question's message id names the draft: one per question, non-zero, and a later one replaces it."""
-        await send_draft(self.message.get_bot(), self.message.chat_id, self.message.message_id, text)
+        return await send_draft(self.message.get_bot(), self.message.chat_id, self.message.message_id, text)
 
     async def edit_caption(self, caption: Said) -> None:
         """The author's entities stay where they were (the caption starts with their words, untouched), and

@@ -110,20 +110,21 @@ async def _written(
 ) -> Answer:
     """The checked answer. In a private chat its text goes out as drafts while the model writes it: at most one
     every `draft_every_ms` (Telegram animates the change from one to the next), and only when words were added;
-    the reply that follows may say otherwise, for it is what CLIP's check accepted. A group or channel gets the
-    answer whole: its 20 messages a minute are for answers."""
+    the reply that follows may say otherwise, for it is what CLIP's check accepted; after a draft that failed, the
+    rest of the answer goes without. A group or channel gets the answer whole: its 20 messages a minute are for
+    answers."""
     if where.chat_kind != ChatKind.PRIVATE:
         return await services.models.answer(request)
     stream = services.models.answer_stream(request)
     every = services.settings.draft_every_ms / 1000
-    shown, due = "", 0.0
+    shown, due, drafting = "", 0.0, True
     try:
         async for event in stream:
             if not isinstance(event, Draft):
                 return event
-            if len(event.text) > len(shown) and time.monotonic() >= due:
+            if drafting and len(event.text) > len(shown) and time.monotonic() >= due:
                 shown, due = event.text, time.monotonic() + every
-                await chat.draft(Said.about(event.text, _spoiler(image)))
+                drafting = await chat.draft(Said.about(event.text, _spoiler(image)))
     finally:
         if isinstance(stream, AsyncGenerator):  # let it go now (its sampling stops), not when collected
             await stream.aclose()
