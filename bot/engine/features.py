@@ -140,13 +140,12 @@ class ModelFeatures:
         return results
 
     @torch.inference_mode()
-    def answer(self, requests: Sequence[AnswerRequest]) -> list[Answer]:
-        return [self._answer(r) for r in requests]  # each has its own prompt
-
-    @torch.inference_mode()
-    def answer_drafting(self, items: Sequence[Drafting]) -> list[Answer]:
-        """`answer`, each language model's answer going to its `drafts` as it is written."""
-        return [self._answer(item.request, item.drafts) for item in items]
+    def answer(self, requests: Sequence[AnswerRequest | Drafting]) -> list[Answer]:
+        """Each has its own prompt; a `Drafting` one's language model answer goes to its `drafts` as it is written
+        (one feature, so one queue and one set of metrics, `answer`, whichever way a question came)."""
+        return [
+            self._answer(r) if isinstance(r, AnswerRequest) else self._answer(r.request, r.drafts) for r in requests
+        ]
 
     def _answer(self, request: AnswerRequest, drafts: Drafts | None = None) -> Answer:
         self._settle(request.forgotten)  # answers weigh label sets made of the question's words

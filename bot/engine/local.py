@@ -148,9 +148,7 @@ class LocalModels:
         await self._answer_model_ready()
         written: asyncio.Queue[str] = asyncio.Queue()  # unbounded, but one entry a token at most
         drafts = _LoopDrafts(asyncio.get_running_loop(), written)
-        answering = asyncio.ensure_future(
-            self._run(self.features.answer_drafting, Drafting(request, drafts), wait=False)
-        )
+        answering = asyncio.ensure_future(self._run(self.features.answer, Drafting(request, drafts), wait=False))
         try:
             while True:
                 reading = asyncio.ensure_future(written.get())
