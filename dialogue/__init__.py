@@ -17,7 +17,7 @@ from clipchat.i18n import N_, say
 
 from .conversation import Answer, AnswerOptions, Conversation, DialogueModels
 from .describe import answer_describe
-from .generation import answer_open, build_prompt, clean, contradiction
+from .generation import Drafts, answer_open, build_prompt, clean, contradiction
 from .grounded import answer_colour, answer_count, answer_identify, answer_presence
 from .mood import answer_mood, photo_mood, text_sentiment
 from .routing import Route, RouteKind, route_question
@@ -52,9 +52,14 @@ ROUTES: dict[RouteKind, RouteHandler] = {
 
 
 def answer(
-    models: DialogueModels, conversation: Conversation, question: str, options: AnswerOptions = AnswerOptions()
+    models: DialogueModels,
+    conversation: Conversation,
+    question: str,
+    options: AnswerOptions = AnswerOptions(),
+    drafts: Drafts | None = None,
 ) -> Answer:
-    """Answer `question` about the conversation's photo, by looking where CLIP can, else with GPT-2."""
+    """Answer `question` about the conversation's photo, by looking where CLIP can, else with GPT-2. Only the
+    language model's answers are written gradually: with `drafts`, its text so far goes there meanwhile."""
     question = " ".join(question.split())[:MAX_QUESTION_CHARS]
     if conversation.image is None:
         return Answer(NEEDS_PHOTO, "needs_photo", said=say(NEEDS_PHOTO))
@@ -63,7 +68,7 @@ def answer(
     image = torch.as_tensor(conversation.image.embedding, dtype=torch.float32, device=models.encoder.device)
     route = route_question(question)
     looked = ROUTES[route.kind](models, route, conversation.image, image)
-    return looked if looked is not None else answer_open(models, conversation, question, image, options)
+    return looked if looked is not None else answer_open(models, conversation, question, image, options, drafts)
 
 
 __all__ = [
@@ -72,6 +77,7 @@ __all__ = [
     "AnswerOptions",
     "Conversation",
     "DialogueModels",
+    "Drafts",
     "Route",
     "RouteKind",
     "answer",

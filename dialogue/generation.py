@@ -4,13 +4,15 @@ The answer model is the set's own (any causal LM, loaded on the first open quest
 or the captioner's GPT-2. The prompt uses its chat template when it has one (see
 prompts.py) and always fits its window. Several sampled answers are cleaned of role
 markers, checked against the picture by CLIP, and reranked by CLIP similarity plus
-likelihood, whichever model wrote them.
+likelihood, whichever model wrote them. While they are sampled, the first one's text so
+far can go to `Drafts` (a private chat shows it as it is written); what CLIP then accepts
+is the answer, whatever the drafts said.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 
@@ -33,6 +35,54 @@ LOOP = re.compile(r"\b(\w+)(?:\W+\1\b){2,}", re.IGNORECASE)  # the same word thr
 MIN_ANSWER_TOKENS = 16  # the prompt always leaves at least this much of the window for the answer
 
 
+class Drafts(Protocol):
+    """Where an answer being written goes, called on the model thread as it grows."""
+
+    def show(self, text: str) -> None:
+        """The first sampled answer's text so far, cleaned as answers are."""
+
+    def wanted(self) -> bool:
+        """Whether anyone still reads them: when no one does, sampling stops early (the caller gave up)."""
+
+
+class FirstAnswer:
+    """`generate`'s streamer and a stopping criterion: hands the first sampled sequence's text so far to `drafts`
+    at each token, and stops every sequence once no one wants them.
+
+    All candidates are sampled in one batch as before, so streaming costs no extra pass; row 0 is as good a
+    candidate as any, and CLIP's check and the rerank still decide the answer."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop_ids: list[int], drafts: Drafts) -> None:
+        self.tokenizer, self.stop_ids, self.drafts = tokenizer, set(stop_ids), drafts
+        self.tokens: list[int] = []
+        self.shown = ""
+        self.prompt_passed = False
+        self.ended = False  # row 0 reached its end of turn: later tokens there are padding
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_passed:  # generate hands over the (expanded) prompt first
+            self.prompt_passed = True
+            return
+        if self.ended:
+            return
+        token = int(value.reshape(-1)[0])  # one new token per sequence; row 0's
+        if token in self.stop_ids:
+            self.ended = True
+            return
+        self.tokens.append(token)
+        text = clean(decoded(self.tokenizer, self.tokens, skip_special_tokens=True))
+        if text and text != self.shown:
+            self.shown = text
+            self.drafts.show(text)
+
+    def end(self) -> None:
+        self.ended = True
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        """Stopping criterion, checked after every step: all sequences at once, when the drafts are unwanted."""
+        return torch.full((input_ids.shape[0],), not self.drafts.wanted(), dtype=torch.bool, device=input_ids.device)
+
+
 def build_prompt(tokenizer: PreTrainedTokenizerBase, conversation: Conversation, question: str, budget: int) -> str:
     """The longest prompt within `budget` tokens: the chat template when the tokenizer has one."""
     if getattr(tokenizer, "chat_template", None):
@@ -50,12 +100,20 @@ def clean(text: str) -> str:
 
 
 @torch.inference_mode()
-def sample_answers(model: AnswerModel, prompt: str, options: AnswerOptions, max_tokens: int) -> list[Caption]:
+def sample_answers(
+    model: AnswerModel, prompt: str, options: AnswerOptions, max_tokens: int, drafts: Drafts | None = None
+) -> list[Caption]:
     lm = cast(LanguageModel, model.lm)  # an answer model's module is a transformers causal LM
     tokenizer = model.tokenizer
     device = next(model.lm.parameters()).device
     # A chat template already holds its special tokens; a plain prompt gets what the tokenizer adds.
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=not model.chat).input_ids.to(device)
+    streaming: dict[str, Any] = {}
+    if drafts is not None:
+        from transformers import StoppingCriteriaList
+
+        first = FirstAnswer(tokenizer, model.stop_ids, drafts)
+        streaming = {"streamer": first, "stopping_criteria": StoppingCriteriaList([first])}
     out = cast(  # return_dict_in_generate: an output object, not the bare ids
         "GenerateDecoderOnlyOutput",
         lm.generate(
@@ -72,6 +130,7 @@ def sample_answers(model: AnswerModel, prompt: str, options: AnswerOptions, max_
             pad_token_id=model.pad_id,
             return_dict_in_generate=True,
             output_scores=True,
+            **streaming,
         ),
     )
     assert out.scores is not None  # output_scores=True
@@ -104,14 +163,19 @@ def contradiction(models: DialogueModels, image: torch.Tensor, text: str) -> str
 
 
 def answer_open(
-    models: DialogueModels, conversation: Conversation, question: str, image: torch.Tensor, options: AnswerOptions
+    models: DialogueModels,
+    conversation: Conversation,
+    question: str,
+    image: torch.Tensor,
+    options: AnswerOptions,
+    drafts: Drafts | None = None,
 ) -> Answer:
     image_facts = photo_of(conversation)
     model = models.answerer.get()
     window = min(model.window, options.context_window or model.window)
     prompt = build_prompt(model.tokenizer, conversation, question, window - MIN_ANSWER_TOKENS)
     room = window - len(model.tokenizer.encode(prompt, add_special_tokens=not model.chat))  # as sampled
-    candidates = sample_answers(model, prompt, options, max_tokens=max(1, min(options.max_tokens, room)))
+    candidates = sample_answers(model, prompt, options, max(1, min(options.max_tokens, room)), drafts)
     refused = {c.text: term for c in candidates if (term := contradiction(models, image, c.text))}
     kept = [c for c in candidates if c.text not in refused]
     if not kept:

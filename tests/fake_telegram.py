@@ -1,9 +1,10 @@
 """A small fake Bot API server on 127.0.0.1, for driving the real python-telegram-bot stack in tests.
 
 It queues updates for getUpdates (or posts them to a webhook), serves files for
-getFile and the download, answers the send/edit methods the bot uses while
-recording every call, and can be told to fail a method (a 429 with retry_after).
-Bodies may be JSON, form-encoded or multipart, as real clients send them.
+getFile and the download, answers the send/edit methods the bot uses (and the
+drafts of replies being written, sendMessageDraft) while recording every call, and
+can be told to fail a method (a 429 with retry_after). Bodies may be JSON,
+form-encoded or multipart, as real clients send them.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ class Call:
     @property
     def text(self) -> str:
         return self.params.get("text") or self.params.get("caption") or ""
+
+    @property
+    def draft_id(self) -> int | None:
+        value = self.params.get("draft_id")
+        return int(value) if value is not None else None
 
 
 class FakeTelegram:
@@ -144,6 +150,11 @@ class FakeTelegram:
             and (chat_id is None or call.chat_id == chat_id)
             and not call.refused
         ]
+
+    def drafts(self, chat_id: int | None = None) -> list[Call]:
+        """The drafts Telegram showed (sendMessageDraft calls it accepted), oldest first; each call's `at` is when
+        it arrived (time.monotonic()), its `draft_id` which reply it was a draft of."""
+        return self.sent("sendMessageDraft", chat_id)
 
     async def wait_for(self, check, timeout: float = 30.0, what: str = "the bot"):
         """Wait until `check()` is truthy (re-checked after every call the bot makes); return its value."""
@@ -332,6 +343,13 @@ class FakeTelegram:
             if method == "sendDocument":
                 message["document"] = {"file_id": params["document"], "file_unique_id": "u"}
             return message
+        if method == "sendMessageDraft":
+            refusal = self._draft_refusal(params)
+            if refusal:
+                return web.json_response(
+                    {"ok": False, "error_code": 400, "description": f"Bad Request: {refusal}"}, status=400
+                )
+            return True
         if method == "getChatMember":
             user = {"id": int(params["user_id"]), "is_bot": False, "first_name": "Someone"}
             if int(params["user_id"]) in self.admins.get(int(params["chat_id"]), set()):
@@ -352,6 +370,19 @@ class FakeTelegram:
         if method in ("sendChatAction", "setMyCommands", "answerCallbackQuery", "deleteMessage", "close", "logOut"):
             return True
         return web.json_response({"ok": False, "error_code": 404, "description": f"Not Found: {method}"}, status=404)
+
+    def _draft_refusal(self, params: dict) -> str | None:
+        """What Telegram refuses in a draft (Bot API 10.0): a chat that is not private, a draft_id of 0, more than
+        4,096 characters. An empty text is allowed: Telegram shows "Thinking…" for it."""
+        chat_id = int(params.get("chat_id") or 0)
+        kind = self._chats.get(chat_id, {}).get("type", "private" if chat_id > 0 else "supergroup")
+        if kind != "private":
+            return "drafts can be sent to private chats only"
+        if not int(params.get("draft_id") or 0):
+            return "draft_id must be non-zero"
+        if _utf16(params.get("text") or "") > TEXT_LIMIT:
+            return "message is too long"
+        return None
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["token"] != self.token:

@@ -7,6 +7,7 @@ what is counted, what is stored). It says nothing about the models: their tests 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -57,7 +58,8 @@ class FakeModels:
 
     `calls` lists the features asked for, in order, so a test can tell whether any model ran, and
     `questions` what each question was asked about; `refuse_photos` makes `describe` raise it, as the
-    models refuse a photo they cannot read.
+    models refuse a photo they cannot read. `drafts_given` is what `answer_stream` writes before the answer:
+    (seconds it takes, the text so far) for each draft.
     """
 
     facts: PhotoFacts = PHOTO
@@ -67,6 +69,7 @@ class FakeModels:
     identity: str = IDENTITY
     limits: ImageLimits = field(default_factory=ImageLimits)
     refuse_photos: BaseException | None = None
+    drafts_given: tuple[tuple[float, str], ...] = ()
     calls: list[str] = field(default_factory=list)
     questions: list[AnswerRequest] = field(default_factory=list)
     closed: bool = False
@@ -92,7 +95,9 @@ class FakeModels:
         return self.answer_given
 
     async def answer_stream(self, request: AnswerRequest) -> AsyncIterator[Draft | Answer]:
-        """No drafts from this transport: the checked answer alone, when it is done."""
+        for seconds, text in self.drafts_given:
+            await asyncio.sleep(seconds)
+            yield Draft(text)
         yield await self.answer(request)
 
     async def mood(self, request: MoodRequest) -> Answer:
@@ -121,6 +126,7 @@ class FakeChat:
         self.captions: list[str] = []
         self.hidden: list[tuple[str, ...]] = []  # per reply or caption, the words it put behind spoilers
         self.busy = 0  # times the chat was shown "typing…"
+        self.drafts: list[str] = []  # what was shown as replies being written
 
     async def fetch(self, photo: PhotoFile) -> bytes:
         return photo.file_id.encode()
@@ -135,6 +141,10 @@ class FakeChat:
         self.replies.append(said.text)
         self.hidden.append(tuple(said.text[a:b] for a, b in said.hidden))
         return 1000 + len(self.replies)
+
+    async def draft(self, text: Said) -> bool:
+        self.drafts.append(text.text)
+        return True
 
     async def edit_caption(self, caption: Said) -> None:
         self.captions.append(caption.text)

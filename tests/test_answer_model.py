@@ -7,6 +7,7 @@ photo's facts. Answers are judged against the scene itself, not against the capt
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import replace
 
@@ -195,4 +196,42 @@ async def test_photos_are_served_while_the_answer_model_loads(world_dir, cache_d
         assert not loaders[0].is_alive()
     finally:
         release.set()
+        await local.close()
+
+
+async def test_an_open_answer_streams_as_it_is_written_and_a_reader_may_leave_early(
+    world_models, understood, monkeypatch
+) -> None:
+    """In process: the first sampled answer's text so far arrives as drafts from the model thread, then the checked
+    answer; a question CLIP answers exactly has no drafts; a reader that stops at the first draft stops the
+    sampling there, and the next question is answered long before that answer would have ended."""
+    import asyncio
+    import time
+
+    from bot.engine import Draft, LocalModels, ModelFeatures
+    from bot.engine.api import AnswerRequest
+
+    stored = world_models.describe([understood[0].image])[0]
+    local = LocalModels(ModelFeatures(world_models), timeout=30)
+    try:
+        events = [event async for event in local.answer_stream(AnswerRequest(Conversation(stored), "is it big?"))]
+        *drafts, reply = events
+        assert drafts and all(isinstance(draft, Draft) for draft in drafts) and reply.route == "open"
+        assert all(len(later.text) > len(earlier.text) for earlier, later in itertools.pairwise(drafts))
+        exact = [event async for event in local.answer_stream(AnswerRequest(Conversation(stored), "what colour?"))]
+        assert [event.route for event in exact] == ["colour"]
+
+        # a long answer: the end of turn suppressed for 38 tokens (generate's default, as a chatty model's)
+        monkeypatch.setattr(world_models.answerer.get().lm.generation_config, "min_new_tokens", 38)
+        asked = AnswerRequest(Conversation(stored), "tell me about the shape")
+        started = time.perf_counter()
+        [event async for event in local.answer_stream(asked)]
+        whole = time.perf_counter() - started
+        started = time.perf_counter()
+        stream = local.answer_stream(asked)
+        assert isinstance(await asyncio.wait_for(anext(stream), 30), Draft)
+        await stream.aclose()
+        nextone = await asyncio.wait_for(local.answer(AnswerRequest(Conversation(stored), "what colour?")), 30)
+        assert nextone.route == "colour" and time.perf_counter() - started < whole / 2
+    finally:
         await local.close()

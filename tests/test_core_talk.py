@@ -5,13 +5,14 @@ command is about, what is refused before any model runs, and what /search says.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 from bot.core import photos, records, talk
 from bot.core.settings import BotSettings
 from clipchat.facts import Tag
 from storage import write_with_retry
 from storage.reindex import start_run
-from tests.fakes import PHOTO, PRIVATE, FakeChat, fake_services, in_group, photo_message, unit_vector
+from tests.fakes import PHOTO, PRIVATE, FakeChat, FakeModels, fake_services, in_group, photo_message, unit_vector
 
 BLUE_SQUARE = dataclasses.replace(
     PHOTO, caption="a large blue square on a sand background.", tags=(Tag("blue", 0.9, "colour"),)
@@ -134,3 +135,44 @@ async def _questions_used(services) -> int:
     from bot.core import quotas
 
     return (await quotas.usage_of(services, "user", PRIVATE.user_id)).used.get("questions", 0)
+
+
+async def test_a_private_answer_is_drafted_as_it_grows_at_most_every_interval_and_a_groups_comes_whole() -> None:
+    """The model writes a word every 40 ms and once takes one back: drafts go out no more often than every
+    `draft_every_ms` and only when words were added; the reply is the checked answer, whatever they said."""
+    words = [
+        "a",
+        "small",
+        "red",
+        "circle",
+        "on",
+        "a",
+        "grass",
+        "background",
+        ",",
+        "as",
+        "far",
+        "as",
+        "I",
+        "can",
+        "tell",
+        "from",
+        "here",
+    ]
+    texts = [" ".join(words[: n + 1]) for n in range(len(words))]
+    texts.insert(5, texts[3])  # taken back: never shown
+    models = FakeModels(drafts_given=tuple((0.04, text) for text in texts))
+    async with fake_services(BotSettings(_env_file=None, draft_every_ms=300), models) as services:
+        chat = FakeChat()
+        await photos.on_photo(services, photo_message(PRIVATE, message_id=1), chat)
+        started = time.monotonic()
+        await talk.on_question(services, PRIVATE, "what is going on?", None, chat)
+        took = time.monotonic() - started
+        assert chat.drafts[0] == texts[0]  # the first words at once
+        assert 2 <= len(chat.drafts) <= took / 0.3 + 1
+        assert all(len(later) > len(earlier) for earlier, later in zip(chat.drafts, chat.drafts[1:]))
+        assert chat.replies[-1] == "It is red."
+        shown = len(chat.drafts)
+        await photos.on_photo(services, photo_message(in_group(5), message_id=2, addressed=True), chat)
+        await talk.on_question(services, in_group(5), "what is going on?", None, chat)
+        assert len(chat.drafts) == shown and chat.replies[-1] == "It is red."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from tests.conftest import BOT_TOKEN
-from tests.fake_telegram import private
+from tests.fake_telegram import group, private
 
 
 async def test_json_form_and_multipart_bodies_are_all_understood(telegram) -> None:
@@ -51,3 +51,25 @@ async def test_what_telegram_refuses_is_refused(telegram) -> None:
             async with http.post(f"{url}/{method}", json={"chat_id": 6, **params}) as response:
                 assert (await response.json())["ok"] is accepted, (method, params)
     assert [call.refused for call in telegram.calls] == [not accepted for _, _, accepted in cases]
+
+
+async def test_drafts_go_to_private_chats_only_with_a_draft_id_and_4096_characters_at_most(telegram) -> None:
+    """Bot API 10.0's sendMessageDraft: an empty text is Telegram's "Thinking…" placeholder, not a refusal."""
+    telegram.message(private(7), None, text="hello")
+    telegram.message(group(-1007), None, text="hello")
+    cases = [
+        ({"chat_id": 7, "draft_id": 3, "text": "A small"}, True),
+        ({"chat_id": 7, "draft_id": 3, "text": ""}, True),
+        ({"chat_id": 7, "draft_id": 3, "text": "🎨" * 2048}, True),
+        ({"chat_id": 7, "draft_id": 3, "text": "🎨" * 2049}, False),
+        ({"chat_id": 7, "draft_id": 0, "text": "A small"}, False),
+        ({"chat_id": -1007, "draft_id": 3, "text": "A small"}, False),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for params, accepted in cases:
+            async with http.post(f"{telegram.base_url}{BOT_TOKEN}/sendMessageDraft", json=params) as response:
+                assert (await response.json())["ok"] is accepted, params
+    assert [call.text for call in telegram.drafts(7)] == ["A small", "", "🎨" * 2048]
+    assert telegram.drafts(-1007) == [] and len(telegram.sent("sendMessageDraft", refused=True)) == len(cases)
+    assert [call.draft_id for call in telegram.drafts()] == [3, 3, 3]
+    assert all(earlier.at <= later.at for earlier, later in zip(telegram.calls, telegram.calls[1:]))

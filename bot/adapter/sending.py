@@ -21,7 +21,7 @@ from typing import TypeVar
 from aiolimiter import AsyncLimiter
 from telegram import Bot, LinkPreviewOptions, Message, MessageEntity, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from clipchat.retrying import retrying
 
@@ -30,6 +30,7 @@ from ..core.text import Said, utf16_length
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 SEND_DEADLINE_S = 30.0  # past it the reply is stale: the user has likely asked again
+DRAFT_DEADLINE_S = 1.0  # a draft is stale sooner, and the answer may be waiting behind it
 ACTION_REFRESH_S = 4.5  # Telegram shows a chat action for 5 seconds
 NO_PREVIEWS = LinkPreviewOptions(is_disabled=True)
 # Bot API methods that put no message in a chat. Telegram's flood limits count messages (about 30 a second in
@@ -158,6 +159,25 @@ async def _send_piece(message: Message, text: str, markdown: bool, retries: int,
     return await with_retries(
         lambda: message.get_bot().send_message(message.chat_id, text, reply_parameters=quote, **kwargs), retries
     )
+
+
+async def send_draft(bot: Bot, chat_id: int, draft_id: int, said: Said) -> bool:
+    """Show `said` as the reply being written in a private chat (Bot API 10.0's sendMessageDraft; a later draft
+    with the same `draft_id` replaces it, animated), what it hides behind spoilers. Only while the chat's
+    allowance has room, and never waited on longer than DRAFT_DEADLINE_S (flood control's wait included): a draft
+    that does not go is logged and let go, and the reply that follows holds everything it said. False when one
+    failed: the rest of this answer goes without, so a Telegram in trouble costs the answer one deadline at most."""
+    if _saturated(bot, chat_id):  # replies are waiting their turn: a draft would only add to them
+        log.debug("draft %s in chat %s skipped: the send allowance is spent", draft_id, chat_id)
+        return True
+    piece = said.split()[0]  # a draft is one message long; answers are a sentence or two
+    try:
+        async with asyncio.timeout(DRAFT_DEADLINE_S):
+            await bot.send_message_draft(chat_id, draft_id, piece.text, entities=spoilers(piece) or None)
+    except (TelegramError, TimeoutError) as error:
+        log.info("draft %s in chat %s not shown, nor the rest of its answer's: %r", draft_id, chat_id, error)
+        return False
+    return True
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The core's `Chat` port on Telegram: fetch the photo, show "typing…", reply, edit a channel post's caption."""
+"""The core's `Chat` port on Telegram: fetch the photo, show "typing…", a draft of the reply, reply, edit a channel
+post's caption."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from clipchat.metrics import STAGE_SECONDS
 
 from ..core.incoming import PhotoFile
 from ..core.text import Said
-from .sending import chat_action, reply, spoilers, with_retries
+from .sending import chat_action, reply, send_draft, spoilers, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ class TelegramChat:
     async def reply(self, text: str | Said) -> int | None:
         sent = await reply(self.message, text, retries=self.retries)
         return sent.message_id if sent else None
+
+    async def draft(self, text: Said) -> bool:
+        """The question's message id names the draft: one per question, non-zero, and a later one replaces it."""
+        return await send_draft(self.message.get_bot(), self.message.chat_id, self.message.message_id, text)
 
     async def edit_caption(self, caption: Said) -> None:
         """The author's entities stay where they were (the caption starts with their words, untouched), and

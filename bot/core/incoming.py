@@ -59,6 +59,11 @@ class Chat(Protocol):
         """Sends `text` in answer, what it hides behind spoilers; returns the message id of the reply, if it has
         one."""
 
+    async def draft(self, text: Said) -> bool:
+        """Shows `text` as the reply being written (a private chat's draft), until `reply` sends the reply; each
+        call replaces the last. A draft that could not be shown is let go: it never costs the reply. False: no
+        more drafts of this reply (they fail, or cannot be shown here)."""
+
 
 class Channel(Chat, Protocol):
     async def edit_caption(self, caption: Said) -> None:

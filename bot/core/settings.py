@@ -201,6 +201,14 @@ class BotSettings(BaseSettings):
         20, gt=0, le=1000, description="Messages per minute in one group (Telegram's flood limit)."
     )
     send_retries: int = Field(3, ge=0, le=10, description="Retries of a send after flood control or a network error.")
+    draft_every_ms: int = Field(
+        300,
+        ge=0,
+        le=10_000,
+        description="In a private chat, an answer the language model is writing is shown as it grows (a Telegram "
+        "draft), at most this often and only when words were added; 0: each time they are. Groups and channels "
+        "get answers whole.",
+    )
     webhook_secret: SecretStr | None = Field(
         None,
         description="Secret token Telegram sends with each webhook call, checked before a request's body is read; "

@@ -3,10 +3,12 @@ posted behind a spoiler goes behind a spoiler too (`Said`)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from clipchat.i18n import N_, translator
-from clipchat.kinds import MediaKind
+from clipchat.kinds import ChatKind, MediaKind
 from dialogue import Answer, Conversation
 from storage import (
     ImageRecord,
@@ -22,7 +24,7 @@ from storage import (
 from storage.reindex import photos_waiting, reindex_running
 from vision.models.tagger import parse_label_list
 
-from ..engine import AnswerRequest, ClassifyRequest, MoodRequest, TextRequest
+from ..engine import AnswerRequest, ClassifyRequest, Draft, MoodRequest, TextRequest
 from . import quotas, records, text
 from .incoming import Chat, Where
 from .photos import CONTEXT_TURNS, add_exchange
@@ -92,7 +94,7 @@ async def on_question(services: Services, where: Where, question: str, reply_to:
     question, cut = question[:most], len(question) > most  # the model reads a bounded prompt anyway
     async with chat.working():
         image, conversation, forgotten = await _thread(services, where, reply_to)
-        answer = await services.models.answer(AnswerRequest(conversation, question, forgotten))
+        answer = await _written(services, where, AnswerRequest(conversation, question, forgotten), chat, image)
     language = await records.language(services, where)
     _ = translator(language)
     note = "\n\n" + _("(I read only the first {count} characters of your message.)", count=most) if cut else ""
@@ -101,6 +103,32 @@ async def on_question(services: Services, where: Where, question: str, reply_to:
         services.sessions,
         lambda session: add_exchange(session, where, question, answer.text, image.id if image else None, sent),
     )
+
+
+async def _written(
+    services: Services, where: Where, request: AnswerRequest, chat: Chat, image: ImageRecord | None
+) -> Answer:
+    """The checked answer. In a private chat its text goes out as drafts while the model writes it: at most one
+    every `draft_every_ms` (Telegram animates the change from one to the next), and only when words were added;
+    the reply that follows may say otherwise, for it is what CLIP's check accepted; after a draft that failed, the
+    rest of the answer goes without. A group or channel gets the answer whole: its 20 messages a minute are for
+    answers."""
+    if where.chat_kind != ChatKind.PRIVATE:
+        return await services.models.answer(request)
+    stream = services.models.answer_stream(request)
+    every = services.settings.draft_every_ms / 1000
+    shown, due, drafting = "", 0.0, True
+    try:
+        async for event in stream:
+            if not isinstance(event, Draft):
+                return event
+            if drafting and len(event.text) > len(shown) and time.monotonic() >= due:
+                shown, due = event.text, time.monotonic() + every
+                drafting = await chat.draft(Said.about(event.text, _spoiler(image)))
+    finally:
+        if isinstance(stream, AsyncGenerator):  # let it go now (its sampling stops), not when collected
+            await stream.aclose()
+    raise RuntimeError("the answer stream ended without the answer")
 
 
 def _spoiler(image: ImageRecord | None) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -23,7 +24,7 @@ import torch
 from clipchat.errors import BadImage, InvalidConfig
 from clipchat.facts import PhotoFacts
 from clipchat.metrics import STAGE_SECONDS
-from dialogue import Answer, answer, answer_mood
+from dialogue import Answer, Drafts, answer, answer_mood
 from vision import ImageLimits, VisionModels, load_image
 from vision.catalog.settings import VisionSettings
 from vision.decoding.strategies import DecodingOptions
@@ -32,6 +33,15 @@ from vision.intake.device_jpeg import DeferredJpeg, DeviceIntake, describe_photo
 from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, MoodRequest, TextRequest, TextVector
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Drafting:
+    """A question whose answer is shown as it is written: in this process only (`drafts` is called on the
+    model thread), so no transport sends it elsewhere."""
+
+    request: AnswerRequest
+    drafts: Drafts
 
 
 class ModelFeatures:
@@ -130,13 +140,17 @@ class ModelFeatures:
         return results
 
     @torch.inference_mode()
-    def answer(self, requests: Sequence[AnswerRequest]) -> list[Answer]:
-        return [self._answer(r) for r in requests]  # each has its own prompt
+    def answer(self, requests: Sequence[AnswerRequest | Drafting]) -> list[Answer]:
+        """Each has its own prompt; a `Drafting` one's language model answer goes to its `drafts` as it is written
+        (one feature, so one queue and one set of metrics, `answer`, whichever way a question came)."""
+        return [
+            self._answer(r) if isinstance(r, AnswerRequest) else self._answer(r.request, r.drafts) for r in requests
+        ]
 
-    def _answer(self, request: AnswerRequest) -> Answer:
+    def _answer(self, request: AnswerRequest, drafts: Drafts | None = None) -> Answer:
         self._settle(request.forgotten)  # answers weigh label sets made of the question's words
         with STAGE_SECONDS.labels("answer").time():
-            return answer(self.models, request.conversation, request.question)
+            return answer(self.models, request.conversation, request.question, drafts=drafts)
 
     @torch.inference_mode()
     def mood(self, requests: Sequence[MoodRequest]) -> list[Answer]:

@@ -39,7 +39,7 @@ from .api import (
 )
 from .batcher import MicroBatcher, model_thread, passing_thread
 from .budget import MemoryBudget
-from .features import ModelFeatures
+from .features import Drafting, ModelFeatures
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -141,8 +141,34 @@ class LocalModels:
         return await self._run(self.features.answer, request, wait=False)
 
     async def answer_stream(self, request: AnswerRequest) -> AsyncIterator[Draft | Answer]:
-        """No drafts from this transport: the checked answer alone, when it is done."""
-        yield await self.answer(request)
+        """The language model's first sampled answer as it is written (each `Draft` the text so far, the newest
+        only when several arrived meanwhile), then the checked answer; a question CLIP answers exactly, or the
+        caption, has no drafts. Waits are bounded as `answer`'s are; a caller that stops reading stops the
+        sampling at its next token, and the model thread moves on."""
+        await self._answer_model_ready()
+        written: asyncio.Queue[str] = asyncio.Queue()  # unbounded, but one entry a token at most
+        drafts = _LoopDrafts(asyncio.get_running_loop(), written)
+        answering = asyncio.ensure_future(self._run(self.features.answer, Drafting(request, drafts), wait=False))
+        try:
+            while True:
+                reading = asyncio.ensure_future(written.get())
+                try:
+                    await asyncio.wait((reading, answering), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    reading.cancel()
+                if answering.done():  # what the drafts still held is stale: the answer replaces it
+                    break
+                text = reading.result()
+                while not written.empty():
+                    text = written.get_nowait()
+                yield Draft(text)
+            yield answering.result()
+        finally:
+            drafts.close()
+            if not answering.done():
+                answering.cancel()
+            elif not answering.cancelled():
+                answering.exception()  # seen: a reader that left early needs no "never retrieved" logged
 
     async def _answer_model_ready(self) -> None:
         """Load the answer model beside the model thread on the first question: a download or a load of
@@ -238,3 +264,26 @@ class LocalModels:
                 detail=f"{feature} took over {self.timeout:g} s (model thread busy "
                 f"{self.stalled_for():.0f} s on one batch)"
             ) from None
+
+
+class _LoopDrafts:
+    """`dialogue.Drafts` from the model thread into a queue on the event loop; once closed (the reader gave up,
+    or the loop is gone), the model thread hears that no one wants them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str]) -> None:
+        self._loop, self._queue = loop, queue
+        self._open = True  # written by either thread, read by the model thread: one bool, atomic
+
+    def show(self, text: str) -> None:
+        if not self._open:
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, text)
+        except RuntimeError:  # the loop is closed: the bot is stopping
+            self._open = False
+
+    def wanted(self) -> bool:
+        return self._open
+
+    def close(self) -> None:
+        self._open = False

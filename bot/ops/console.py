@@ -50,6 +50,10 @@ class Terminal:
         self.sent += 1
         return None
 
+    async def draft(self, text: Said) -> bool:
+        """Nothing: a terminal cannot take back what it printed, and the answer follows in a moment."""
+        return False
+
 
 async def console(vision_settings: VisionSettings, database: str | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="clipchat-chat-") as scratch:

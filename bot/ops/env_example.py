@@ -97,7 +97,11 @@ SECTIONS = (
         ("search_results", "max_labels", "max_label_chars", "max_question_chars"),
     ),
     Section("Photo limits", VisionSettings, ("max_image_bytes", "max_image_pixels")),
-    Section("Sending", BotSettings, ("rate_limit_per_second", "rate_limit_per_group_minute", "send_retries")),
+    Section(
+        "Sending",
+        BotSettings,
+        ("rate_limit_per_second", "rate_limit_per_group_minute", "send_retries", "draft_every_ms"),
+    ),
     Section("Caches", VisionSettings, ("cache_dir", "hub_cache_dir")),
     Section(
         "Running: maintenance, metrics, health",
