@@ -19,6 +19,7 @@ from bot.core.settings import BotSettings
 from bot.core.text import Said
 from bot.engine import (
     AnswerRequest,
+    CheckRequest,
     ClassifyRequest,
     DescribeRequest,
     Draft,
@@ -94,6 +95,14 @@ class FakeModels:
     async def answer_stream(self, request: AnswerRequest) -> AsyncIterator[Draft | Answer]:
         """No drafts from this transport: the checked answer alone, when it is done."""
         yield await self.answer(request)
+
+    async def route(self, request: AnswerRequest) -> Answer:
+        self.calls.append("route")
+        return self.answer_given
+
+    async def check(self, request: CheckRequest) -> Answer:
+        self.calls.append("check")
+        return self.answer_given
 
     async def mood(self, request: MoodRequest) -> Answer:
         self.calls.append("mood")

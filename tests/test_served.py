@@ -224,14 +224,31 @@ async def test_answer_server_429s_are_retried_and_every_question_answered_or_tol
     # model_copy does not validate: the key as the settings hold it
     app = await started_with_server(start_bot, bot_settings, world_dir, proxy.url, answer_api_key=SecretStr(SECRET))
     proxy.fail(10, 429)
+    before = {name: metric(name, labels) for name, labels in METRICS.items()}
     with Watch() as watch:
         tries, heard = await asked(telegram, 8600, understood[0].image, questions=4)
+    counted = {name: metric(name, labels) - before[name] for name, labels in METRICS.items()}
     row = await account("answer server: 10 x 429", telegram, app.bot_data.services.sessions, tries, watch)
     assert (row.lost, row.crashes) == (0, 0), watch.tracebacks()
     assert len(proxy.questions) >= 12  # 10 refused, then written
     assert not told(heard[-1]) and app.bot_data.services.models.circuit.state == CircuitState.CLOSED
     assert {seen.authorization for seen in proxy.questions} == {f"Bearer {SECRET}"}
     assert SECRET not in watch.text()
+    assert counted["clipchat_answer_backend_errors_total"] == 10  # each refused try, per backend and kind
+    assert counted["clipchat_answer_backend_tokens_total"] > 0 and counted["clipchat_answer_backend_seconds_count"] == 2
+
+
+METRICS = {
+    "clipchat_answer_backend_errors_total": {"backend": "served", "kind": "rate_limited"},
+    "clipchat_answer_backend_tokens_total": {"backend": "served", "direction": "completion"},
+    "clipchat_answer_backend_seconds_count": {"backend": "served"},
+}
+
+
+def metric(name: str, labels: dict[str, str]) -> float:
+    from clipchat.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 async def test_answer_server_killed_mid_stream_is_told_and_answers_once_restarted(
