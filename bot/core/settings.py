@@ -287,9 +287,9 @@ class BotSettings(BaseSettings):
     )
     answer_sees_images: bool = Field(
         False,
-        description="The answer server's model reads images: where the question comes with its photo's file, the "
-        "photo goes too, downscaled to 512 px, as a JPEG data URL. Follow-up questions have no photo file to send "
-        "(photos' bytes are not kept).",
+        description="The answer server's model reads images: a question that carries its photo's file sends it "
+        "too, downscaled to 512 px, as a JPEG data URL. No question carries one yet: photos' bytes are not kept, "
+        "so until a pixel cache keeps them, only the words go.",
     )
     answer_deadline_s: float = Field(
         30, ge=1, le=600, description="Longest one open question may take at the answer server, retries included."
