@@ -1,4 +1,4 @@
-"""Values that cross layers: who said a turn, what kind of chat, what kind of file.
+"""Values that cross layers: who said a turn, what kind of chat, what kind of file, how answers fall back.
 
 Each is a `StrEnum`, so a value is also the exact string Telegram sends and the database stores:
 `ChatKind("private") == "private"`, and an unknown string raises ValueError instead of passing through.
@@ -33,4 +33,12 @@ class MediaKind(StrEnum):
     DOCUMENT = "document"
 
 
-__all__ = ["ChatKind", "MediaKind", "Role"]
+class AnswerFallback(StrEnum):
+    """How open questions are answered while the model server that answers them cannot
+    (`CLIPCHAT_ANSWER_FALLBACK`)."""
+
+    DESCRIBE = "describe"  # one line saying so, then the photo's caption and tags; CLIP's routes still answer
+    LOCAL = "local"  # the in-process answer model, loaded on the first fallback (its memory, and minutes)
+
+
+__all__ = ["AnswerFallback", "ChatKind", "MediaKind", "Role"]

@@ -98,8 +98,35 @@ SEND_WAIT = Histogram(
     registry=REGISTRY,
 )
 
+# The answer backends: `served` (a model server behind an OpenAI-compatible API) and `local` (the in-process
+# answer path it falls back to); the error kinds are bot/engine/served's `Failure` values.
+ANSWER_BACKENDS = ("served", "local")
+ANSWER_SECONDS = Histogram(
+    "clipchat_answer_backend_seconds",
+    "Time to an open question's answer, by backend: served (the model server, its retries and CLIP's check "
+    "included) or local (the fallback while the server is unavailable).",
+    ["backend"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+ANSWER_ERRORS = Counter(
+    "clipchat_answer_backend_errors",
+    "Failed calls to an answer backend, by backend and kind (rate_limited, server_error, timeout, connection, "
+    "refused, saturated, circuit_open); a retried call counts once per failed try.",
+    ["backend", "kind"],
+    registry=REGISTRY,
+)
+ANSWER_TOKENS = Counter(
+    "clipchat_answer_backend_tokens",
+    "Tokens an answer backend reported using (its `usage`), by backend and direction (prompt, completion).",
+    ["backend", "direction"],
+    registry=REGISTRY,
+)
+
 for _stage in STAGES:  # every stage shows from the start, as a zero rather than a gap in the graphs
     STAGE_SECONDS.labels(_stage)
+for _backend in ANSWER_BACKENDS:
+    ANSWER_SECONDS.labels(_backend)
 
 
 @dataclass(frozen=True)

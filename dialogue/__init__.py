@@ -17,6 +17,7 @@ from clipchat.i18n import N_, say
 
 from .conversation import Answer, AnswerOptions, Conversation, DialogueModels
 from .describe import answer_describe
+from .elsewhere import OpenQuestion, checked, open_question, unavailable
 from .generation import Drafts, answer_open, build_prompt, clean, contradiction
 from .grounded import answer_colour, answer_count, answer_identify, answer_presence
 from .mood import answer_mood, photo_mood, text_sentiment
@@ -60,6 +61,23 @@ def answer(
 ) -> Answer:
     """Answer `question` about the conversation's photo, by looking where CLIP can, else with GPT-2. Only the
     language model's answers are written gradually: with `drafts`, its text so far goes there meanwhile."""
+    looked = _looked(models, conversation, question)
+    if isinstance(looked, Answer):
+        return looked
+    question, image = looked
+    return answer_open(models, conversation, question, image, options, drafts)
+
+
+def route(models: DialogueModels, conversation: Conversation, question: str) -> Answer | OpenQuestion:
+    """`answer` up to the answer model: CLIP's answer where its routes have one, else the open question as chat
+    messages, for an answer model elsewhere (a model server) to write; `elsewhere.checked` judges what it wrote."""
+    looked = _looked(models, conversation, question)
+    return looked if isinstance(looked, Answer) else open_question(conversation, looked[0])
+
+
+def _looked(models: DialogueModels, conversation: Conversation, question: str) -> Answer | tuple[str, torch.Tensor]:
+    """The answer from the photo's facts or CLIP's routes, or the tidied question and the photo's vector for an
+    answer model."""
     question = " ".join(question.split())[:MAX_QUESTION_CHARS]
     if conversation.image is None:
         return Answer(NEEDS_PHOTO, "needs_photo", said=say(NEEDS_PHOTO))
@@ -68,7 +86,7 @@ def answer(
     image = torch.as_tensor(conversation.image.embedding, dtype=torch.float32, device=models.encoder.device)
     route = route_question(question)
     looked = ROUTES[route.kind](models, route, conversation.image, image)
-    return looked if looked is not None else answer_open(models, conversation, question, image, options, drafts)
+    return looked if looked is not None else (question, image)
 
 
 __all__ = [
@@ -78,6 +96,7 @@ __all__ = [
     "Conversation",
     "DialogueModels",
     "Drafts",
+    "OpenQuestion",
     "Route",
     "RouteKind",
     "answer",
@@ -89,9 +108,13 @@ __all__ = [
     "answer_open",
     "answer_presence",
     "build_prompt",
+    "checked",
     "clean",
     "contradiction",
+    "open_question",
     "photo_mood",
+    "route",
     "route_question",
     "text_sentiment",
+    "unavailable",
 ]

@@ -12,10 +12,12 @@ is the answer, whatever the drafts said.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 
+from clipchat.facts import PhotoFacts
 from clipchat.i18n import english, say
 from vision.models.answer_model import AnswerModel
 from vision.models.language_model import Caption, LanguageModel
@@ -176,13 +178,26 @@ def answer_open(
     prompt = build_prompt(model.tokenizer, conversation, question, window - MIN_ANSWER_TOKENS)
     room = window - len(model.tokenizer.encode(prompt, add_special_tokens=not model.chat))  # as sampled
     candidates = sample_answers(model, prompt, options, max(1, min(options.max_tokens, room)), drafts)
+    return judged(models, image, image_facts, candidates)
+
+
+def judged(
+    models: DialogueModels,
+    image: torch.Tensor,
+    facts: PhotoFacts,
+    candidates: Sequence[Caption],
+    sampled: int | None = None,
+) -> Answer:
+    """The best candidate CLIP finds no contradiction in, reranked, whichever model wrote them; none left: say so
+    and what the photo shows. `sampled`: how many were written, the unusable ones included (default: all kept)."""
     refused = {c.text: term for c in candidates if (term := contradiction(models, image, c.text))}
     kept = [c for c in candidates if c.text not in refused]
     if not kept:
         said = say(
             "I'm not sure how to answer that from the photo. What I can see is: {caption}",
-            caption=image_facts.caption,
+            caption=facts.caption,
         )
         return Answer(english(said), RouteKind.OPEN, 0.0, {"refused": refused}, said)
     best, score = rerank(models.encoder, image, kept)[0]
-    return Answer(best.text, RouteKind.OPEN, score, {"refused": refused, "candidates": len(candidates)})
+    written = len(candidates) if sampled is None else sampled
+    return Answer(best.text, RouteKind.OPEN, score, {"refused": refused, "candidates": written})

@@ -96,6 +96,13 @@ def _messages(system: str, turns: Sequence[Turn], asked: str, fold_system: bool)
     return [{"role": "system", "content": system}, *messages]
 
 
+def chat_messages(conversation: Conversation, question: str) -> list[dict[str, str]]:
+    """What `chat_prompt` renders, as the messages of an OpenAI-style chat API (a model server applies its own
+    template): the system message with the facts, the recent turns as strict templates want them, the question.
+    A server has no tokenizer here to fit a window with: the core already keeps only the recent turns."""
+    return _messages(system_message(photo_of(conversation)), alternating(conversation.turns), question.strip(), False)
+
+
 def chat_prompt(tokenizer: PreTrainedTokenizerBase, conversation: Conversation, question: str, budget: int) -> str:
     """The model's own chat template: a system message with the facts, recent turns, then the question."""
     from jinja2 import TemplateError

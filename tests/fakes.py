@@ -20,6 +20,7 @@ from bot.core.settings import BotSettings
 from bot.core.text import Said
 from bot.engine import (
     AnswerRequest,
+    CheckRequest,
     ClassifyRequest,
     DescribeRequest,
     Draft,
@@ -99,6 +100,14 @@ class FakeModels:
             await asyncio.sleep(seconds)
             yield Draft(text)
         yield await self.answer(request)
+
+    async def route(self, request: AnswerRequest) -> Answer:
+        self.calls.append("route")
+        return self.answer_given
+
+    async def check(self, request: CheckRequest) -> Answer:
+        self.calls.append("check")
+        return self.answer_given
 
     async def mood(self, request: MoodRequest) -> Answer:
         self.calls.append("mood")

@@ -216,6 +216,7 @@ def test_docker_compose_config_validates_with_and_without_ray(tmp_path: Path) ->
     for files, expected in (
         (("docker-compose.yml",), {"bot", "db"}),
         (("docker-compose.yml", "docker-compose.ray.yml"), {"bot", "db", "vision"}),
+        (("docker-compose.yml", "docker-compose.answers.yml"), {"bot", "db"}),  # the servers: behind a profile
     ):
         result = config(*files)
         assert result.returncode == 0, result.stderr

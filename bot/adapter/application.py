@@ -65,6 +65,7 @@ def build_application(
     """Everything the bot needs, wired; models load and the database migrates in the start-up hook."""
     token = settings.bot_token()
     redact_token_in_logs(token)
+    settings.answer_server()  # settings that cannot work together are refused now, in one line
     vision_settings = vision_settings or VisionSettings()
     storage_settings = storage_settings or StorageSettings()
     database, shared = plan_database(settings, storage_settings)  # nothing connects before the start-up hook
@@ -130,7 +131,21 @@ async def open_models(
     settings: BotSettings, vision_settings: VisionSettings, models: VisionModels | None = None
 ) -> Models:
     """The models the settings choose: the vision application on a Ray cluster, or `models` (else the
-    operator's model set, loaded here) served in this process."""
+    operator's model set, loaded here) served in this process; with an answer server, its answers to open
+    questions."""
+    opened = await _open_models(settings, vision_settings, models)
+    server = settings.answer_server()
+    if server is None:
+        return opened
+    from ..engine.served import ServedModels
+
+    log.info("open questions go to %s (model %s), checked by CLIP here", server.shown, server.model)
+    return ServedModels(opened, server)
+
+
+async def _open_models(
+    settings: BotSettings, vision_settings: VisionSettings, models: VisionModels | None = None
+) -> Models:
     if settings.inference == "ray":
         from ..engine.ray_serve import RayModels
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from clipchat.errors import OperatorError
+from clipchat.errors import InvalidConfig, OperatorError
+from clipchat.kinds import AnswerFallback
 
 from .heartbeat import EXIT_STUCK, HEARTBEAT_S, MISSED_BEATS, STUCK_EXIT_S
+
+if TYPE_CHECKING:  # the engine imports torch: not for `clipchat doctor --alive`, which reads these settings
+    from ..engine.served import AnswerServer
 
 # BotFather's tokens look like 123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw
 TOKEN_PATTERN = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{30,}$")
@@ -271,6 +275,59 @@ class BotSettings(BaseSettings):
         "health check) reads; default: the user state dir.",
     )
 
+    answer_url: str | None = Field(
+        None,
+        description="An OpenAI-compatible model server that answers open questions instead of the in-process answer "
+        "model, e.g. http://localhost:11434/v1 (Ollama), http://localhost:8000/v1 (vLLM), http://localhost:8080/v1 "
+        "(llama.cpp), https://openrouter.ai/api/v1. CLIP still routes every question and checks every answer; the "
+        "photo's caption, tags, the question and recent turns go to that server (docs/operating.md).",
+    )
+    answer_api_key: SecretStr | None = Field(
+        None, description="The answer server's API key, if it wants one (hosted APIs do; local servers mostly not)."
+    )
+    answer_api_key_file: Path | None = Field(
+        None, description="A file holding the answer server's API key instead (kept out of the environment)."
+    )
+    answer_server_model: str | None = Field(
+        None,
+        description="With CLIPCHAT_ANSWER_URL: the model's name at that server (`clipchat doctor --online` checks "
+        "that the server lists it).",
+    )
+    answer_sees_images: bool = Field(
+        False,
+        description="The answer server's model reads images: a question that carries its photo's file sends it "
+        "too, downscaled to 512 px, as a JPEG data URL. No question carries one yet: photos' bytes are not kept, "
+        "so until a pixel cache keeps them, only the words go.",
+    )
+    answer_deadline_s: float = Field(
+        30, ge=1, le=600, description="Longest one open question may take at the answer server, retries included."
+    )
+    answer_concurrency: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description="Calls to the answer server at once, all chats together; more wait, within their deadline.",
+    )
+    answer_candidates: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="Replies asked of the answer server per open question (one call each); CLIP keeps the best it "
+        "finds no contradiction in. More answer better, at that many times the server's work (or bill).",
+    )
+    answer_cooldown_s: float = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="After 5 open questions in a row the answer server did not answer, it is not asked for this "
+        "long (open questions get the fallback at once); then one question tries it again.",
+    )
+    answer_fallback: AnswerFallback = Field(
+        AnswerFallback.DESCRIBE,
+        description="While the answer server cannot answer: describe (one line saying so, then the photo's caption "
+        "and tags) or local (the in-process answer model, loaded on the first fallback).",
+    )
+
     @field_validator("allowed_users", "allowed_chats", "admin_ids", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -298,6 +355,56 @@ class BotSettings(BaseSettings):
                 f"(digits, a colon, then 30+ letters). " + BOTFATHER_HINT
             )
         return token
+
+    def answer_server(self) -> AnswerServer | None:
+        """The model server for open questions, or None (the in-process answer model); InvalidConfig, in one line,
+        for settings that cannot work together."""
+        from ..engine.served import AnswerServer
+
+        others = {
+            "CLIPCHAT_ANSWER_API_KEY": self.answer_api_key is not None,
+            "CLIPCHAT_ANSWER_API_KEY_FILE": self.answer_api_key_file is not None,
+            "CLIPCHAT_ANSWER_SERVER_MODEL": self.answer_server_model is not None,
+            "CLIPCHAT_ANSWER_SEES_IMAGES": self.answer_sees_images,
+        }
+        if not self.answer_url:
+            if given := [name for name, set_ in others.items() if set_]:
+                raise InvalidConfig(
+                    f"{', '.join(given)} set without CLIPCHAT_ANSWER_URL: set the model server's URL "
+                    "(e.g. http://localhost:11434/v1), or unset them"
+                )
+            return None
+        if not re.match(r"^https?://[^/\s]+", self.answer_url):
+            raise InvalidConfig(
+                f"CLIPCHAT_ANSWER_URL must be an http:// or https:// URL, like http://localhost:11434/v1; "
+                f"got one starting {self.answer_url[:8]!r}"
+            )
+        if not self.answer_server_model:
+            raise InvalidConfig(
+                "CLIPCHAT_ANSWER_URL needs CLIPCHAT_ANSWER_SERVER_MODEL, the model's name at that server "
+                "(`clipchat doctor --online` lists the names it serves)"
+            )
+        if self.answer_api_key is not None and self.answer_api_key_file is not None:
+            raise InvalidConfig("set CLIPCHAT_ANSWER_API_KEY or CLIPCHAT_ANSWER_API_KEY_FILE, not both")
+        key = self.answer_api_key
+        if self.answer_api_key_file is not None:
+            try:
+                key = SecretStr(self.answer_api_key_file.read_text().strip())
+            except OSError as error:
+                raise InvalidConfig(
+                    f"could not read CLIPCHAT_ANSWER_API_KEY_FILE {self.answer_api_key_file}: {error.strerror}"
+                ) from error
+        return AnswerServer(
+            url=self.answer_url.rstrip("/"),
+            model=self.answer_server_model,
+            key=key,
+            sees_images=self.answer_sees_images,
+            deadline_s=self.answer_deadline_s,
+            concurrency=self.answer_concurrency,
+            candidates=self.answer_candidates,
+            cooldown_s=self.answer_cooldown_s,
+            fallback=self.answer_fallback,
+        )
 
     def state_dir(self) -> Path:
         import platformdirs

@@ -9,6 +9,7 @@ Never imports `telegram`.
 from .api import (
     FEATURES,
     AnswerRequest,
+    CheckRequest,
     ClassifyRequest,
     DescribeRequest,
     Draft,
@@ -24,6 +25,7 @@ from .local import LocalModels
 __all__ = [
     "FEATURES",
     "AnswerRequest",
+    "CheckRequest",
     "ClassifyRequest",
     "DescribeRequest",
     "Draft",

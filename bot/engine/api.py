@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from clipchat.facts import PhotoFacts, Tag
-from dialogue import Answer, Conversation
+from dialogue import Answer, Conversation, OpenQuestion
 from vision import ImageLimits
 
 
@@ -52,6 +52,17 @@ class AnswerRequest:
     conversation: Conversation
     question: str
     forgotten: int = 0  # the count of /forgets the database held when asked (see `Models`)
+    # The photo's file, for an answer model that sees images (`served`). None where the question's path has
+    # no pixels: a follow-up question has only the stored facts, since photos' bytes are not kept.
+    photo: bytes | None = None
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """Replies a model elsewhere wrote to an open question (`Models.route`), for CLIP to judge."""
+
+    facts: PhotoFacts  # the photo they are about
+    replies: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,7 @@ class MoodRequest:
 
 
 # The features, by method name: what a transport may be asked to run.
-FEATURES = ("describe", "embed_text", "classify", "answer", "mood")
+FEATURES = ("describe", "embed_text", "classify", "answer", "route", "check", "mood")
 
 
 class Models(Protocol):
@@ -88,6 +99,10 @@ class Models(Protocol):
     async def classify(self, request: ClassifyRequest) -> LabelScores: ...
     async def answer(self, request: AnswerRequest) -> Answer: ...
     def answer_stream(self, request: AnswerRequest) -> AsyncIterator[Draft | Answer]: ...  # drafts, then the answer
+    # `answer` in two halves, for an answer model elsewhere (engine/served): CLIP's answer, or the open question;
+    # then the replies written to it, judged
+    async def route(self, request: AnswerRequest) -> Answer | OpenQuestion: ...
+    async def check(self, request: CheckRequest) -> Answer: ...
     async def mood(self, request: MoodRequest) -> Answer: ...
     async def forget_caches(self) -> None: ...
     def stalled_for(self) -> float: ...  # seconds the models have been stuck on one batch (0: idle or moving)

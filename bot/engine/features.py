@@ -24,13 +24,22 @@ import torch
 from clipchat.errors import BadImage, InvalidConfig
 from clipchat.facts import PhotoFacts
 from clipchat.metrics import STAGE_SECONDS
-from dialogue import Answer, Drafts, answer, answer_mood
+from dialogue import Answer, Drafts, OpenQuestion, answer, answer_mood, checked, route
 from vision import ImageLimits, VisionModels, load_image
 from vision.catalog.settings import VisionSettings
 from vision.decoding.strategies import DecodingOptions
 from vision.intake.device_jpeg import DeferredJpeg, DeviceIntake, describe_photos, device_intake
 
-from .api import AnswerRequest, ClassifyRequest, DescribeRequest, LabelScores, MoodRequest, TextRequest, TextVector
+from .api import (
+    AnswerRequest,
+    CheckRequest,
+    ClassifyRequest,
+    DescribeRequest,
+    LabelScores,
+    MoodRequest,
+    TextRequest,
+    TextVector,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +160,20 @@ class ModelFeatures:
         self._settle(request.forgotten)  # answers weigh label sets made of the question's words
         with STAGE_SECONDS.labels("answer").time():
             return answer(self.models, request.conversation, request.question, drafts=drafts)
+
+    @torch.inference_mode()
+    def route(self, requests: Sequence[AnswerRequest]) -> list[Answer | OpenQuestion]:
+        """Questions for an answer model elsewhere: CLIP's answers, or the open questions' chat messages."""
+        results: list[Answer | OpenQuestion] = []
+        for r in requests:
+            self._settle(r.forgotten)
+            results.append(route(self.models, r.conversation, r.question))
+        return results
+
+    @torch.inference_mode()
+    def check(self, requests: Sequence[CheckRequest]) -> list[Answer]:
+        with STAGE_SECONDS.labels("answer").time():
+            return [checked(self.models, r.facts, r.replies) for r in requests]
 
     @torch.inference_mode()
     def mood(self, requests: Sequence[MoodRequest]) -> list[Answer]:

@@ -22,13 +22,14 @@ import torch
 from clipchat.errors import TooSlow
 from clipchat.facts import PhotoFacts
 from clipchat.metrics import DECODE_QUEUE
-from dialogue import Answer
+from dialogue import Answer, OpenQuestion
 from vision.intake.device_jpeg import DeferredJpeg
 from vision.intake.images import decode_cost
 from vision.models.answer_model import AnswerModel
 
 from .api import (
     AnswerRequest,
+    CheckRequest,
     ClassifyRequest,
     DescribeRequest,
     Draft,
@@ -169,6 +170,13 @@ class LocalModels:
                 answering.cancel()
             elif not answering.cancelled():
                 answering.exception()  # seen: a reader that left early needs no "never retrieved" logged
+
+    # The answer model is not loaded for these: a model elsewhere writes the answers they are for.
+    async def route(self, request: AnswerRequest) -> Answer | OpenQuestion:
+        return await self._run(self.features.route, request, wait=False)
+
+    async def check(self, request: CheckRequest) -> Answer:
+        return await self._run(self.features.check, request, wait=False)
 
     async def _answer_model_ready(self) -> None:
         """Load the answer model beside the model thread on the first question: a download or a load of

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from clipchat.errors import ClipchatError, InvalidConfig, TooSlow
 from clipchat.facts import PhotoFacts
-from dialogue import Answer
+from dialogue import Answer, OpenQuestion
 from vision import ImageLimits
 from vision.catalog.settings import VisionSettings
 
 from .api import (
     FEATURES,
     AnswerRequest,
+    CheckRequest,
     ClassifyRequest,
     DescribeRequest,
     Draft,
@@ -249,6 +250,15 @@ class RayModels:
     async def answer_stream(self, request: AnswerRequest) -> AsyncIterator[Draft | Answer]:
         """No drafts from this transport: the checked answer alone, when it is done."""
         yield await self.answer(request)
+
+    async def route(self, request: AnswerRequest) -> Answer | OpenQuestion:
+        routed = await self._call("route", request, object)
+        if not isinstance(routed, Answer | OpenQuestion):
+            raise TypeError(f"route on Ray Serve answered a {type(routed).__name__}")
+        return routed
+
+    async def check(self, request: CheckRequest) -> Answer:
+        return await self._call("check", request, Answer)
 
     async def mood(self, request: MoodRequest) -> Answer:
         return await self._call("mood", request, Answer)

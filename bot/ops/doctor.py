@@ -1,7 +1,8 @@
 """`clipchat doctor`: check configuration, token, database, each model of the set and the device, and say
 what to fix.
 
-`--online` also asks Telegram whose token it is (getMe). `--alive` is the container health check:
+`--online` also asks Telegram whose token it is (getMe), and an answer server (CLIPCHAT_ANSWER_URL) whether it
+answers and lists its model. `--alive` is the container health check:
 the bot's heartbeat job must have run recently.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from clipchat.errors import ClipchatError
@@ -18,6 +20,9 @@ from vision.catalog.settings import VisionSettings
 
 from ..core import heartbeat
 from ..core.settings import BotSettings
+
+if TYPE_CHECKING:
+    from ..engine.served import AnswerServer
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 MARKS = {OK: "✓", WARN: "!", FAIL: "✗"}
@@ -165,6 +170,51 @@ async def check_telegram(settings: BotSettings, timeout_s: float = 10.0) -> Chec
     return Check("telegram", OK, f"{server} knows the token: the bot is @{username}")
 
 
+def check_answer_server(settings: BotSettings, online: bool, timeout_s: float = 10.0) -> Check | None:
+    """The model server for open questions, if one is set: the settings fit together, and `online`, that it
+    answers /models and lists the model named. None: no answer server (the in-process answer model answers)."""
+    try:
+        server = settings.answer_server()
+    except ClipchatError as error:
+        return Check("answer server", FAIL, error.detail)
+    if server is None:
+        return None
+    if not online:
+        return Check("answer server", OK, f"{server.shown}, model {server.model} (not asked: --online asks it)")
+    return asyncio.run(_ask_answer_server(server, timeout_s))
+
+
+async def _ask_answer_server(server: AnswerServer, timeout_s: float) -> Check:
+    import openai
+
+    key = server.key.get_secret_value() if server.key is not None else ""
+    client = openai.AsyncOpenAI(base_url=server.url, api_key=key or "unused", max_retries=0, timeout=timeout_s)
+    try:
+        async with asyncio.timeout(timeout_s):
+            names = [model.id async for model in client.models.list()]
+    except (TimeoutError, openai.OpenAIError) as error:
+        reason = f"no answer within {timeout_s:g} s" if isinstance(error, TimeoutError) else type(error).__name__
+        if isinstance(error, openai.APIStatusError):
+            reason += f" (HTTP {error.status_code})"
+        return Check(
+            "answer server",
+            FAIL,
+            f"{server.shown}/models: {reason}",
+            "is the server running, and are CLIPCHAT_ANSWER_URL (with its /v1) and the API key right?",
+        )
+    finally:
+        await client.close()
+    if server.model not in names:
+        listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        return Check(
+            "answer server",
+            FAIL,
+            f"{server.shown} does not list the model {server.model!r}; it lists: {listed or 'nothing'}",
+            "set CLIPCHAT_ANSWER_SERVER_MODEL to one of them (or pull the model into the server first)",
+        )
+    return Check("answer server", OK, f"{server.shown} answers and lists {server.model}")
+
+
 def check_device(settings: VisionSettings) -> Check:
     import torch
 
@@ -219,6 +269,8 @@ def run_checks(bot: BotSettings, vision: VisionSettings, storage: StorageSetting
     checks = [check_token(bot)]
     if online:
         checks.append(asyncio.run(check_telegram(bot)))
+    if (answers := check_answer_server(bot, online)) is not None:
+        checks.append(answers)
     return [
         *checks,
         asyncio.run(check_database(storage)),

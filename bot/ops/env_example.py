@@ -63,6 +63,24 @@ SECTIONS = (
         ),
         "What each built-in set holds, and how to train your own: [models.md](models.md).",
     ),
+    Section(
+        "Answers from a model server",
+        BotSettings,
+        (
+            "answer_url",
+            "answer_api_key",
+            "answer_api_key_file",
+            "answer_server_model",
+            "answer_sees_images",
+            "answer_deadline_s",
+            "answer_concurrency",
+            "answer_candidates",
+            "answer_cooldown_s",
+            "answer_fallback",
+        ),
+        "Ollama, vLLM, llama.cpp's server or a hosted API, and what leaves the machine: "
+        "[operating.md](operating.md#answers-from-a-model-server).",
+    ),
     Section("Device and speed", VisionSettings, ("device", "dtype", "cuda_graphs", "jpeg_on_device")),
     Section("Database", StorageSettings, ("database_url", "database_timeout_s", "retention_days")),
     Section(
