@@ -330,3 +330,21 @@ async def test_answer_server_gone_at_start_up_opens_the_circuit_which_closes_onc
     assert all(told(text) for _, heard in results for text in heard) and told(open_heard)
     assert not told(back_heard) and circuit.state == CircuitState.CLOSED
     assert len(later.questions) == 1  # the trial question, answered
+
+
+async def test_a_private_chat_sees_the_servers_answer_as_drafts_before_the_reply(
+    start_bot, telegram, bot_settings, world_dir, proxy, understood
+):
+    """The server streams its reply; a private chat shows the words as they come (sendMessageDraft), then the
+    answer CLIP accepted, as it does for the in-process model."""
+    await started_with_server(start_bot, bot_settings, world_dir, proxy.url, draft_every_ms=0)
+    chat, person = private(8700), user(8700)
+    send_photo(telegram, chat, person, understood[0].image)
+    await telegram.wait_replies(8700, 1, timeout=60)
+    question = send_text(telegram, chat, person, OPEN)
+    answer = (await telegram.wait_replies(8700, 2, timeout=60))[-1]
+    drafts = telegram.drafts(8700)
+    assert drafts and drafts[0].at < answer.at, "no draft of the server's words reached Telegram before the reply"
+    assert {draft.draft_id for draft in drafts} == {question["message_id"]}
+    assert all(len(later.text) > len(earlier.text) for earlier, later in itertools.pairwise(drafts))
+    assert proxy.questions, "the answer did not come from the server"
