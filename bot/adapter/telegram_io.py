@@ -127,6 +127,13 @@ def writes_as_chat(message: Message) -> bool:
     return sender is not None and sender < 0
 
 
+def topic_of(message: Message) -> int | None:
+    """The forum topic the message is in, which whatever answers it goes to; None outside topics (a chat without
+    them, a forum's General). Telegram also sets message_thread_id on replies in an ordinary group, naming the
+    first message of the chain of replies: that is no topic, and a send that names it is refused."""
+    return message.message_thread_id if message.is_topic_message else None
+
+
 def where(message: Message) -> Where:
     user = message.from_user
     return Where(
@@ -134,6 +141,7 @@ def where(message: Message) -> Where:
         chat_kind=ChatKind(message.chat.type),
         user_id=sender_id(message),
         language=user.language_code if user else None,
+        topic=topic_of(message) or 0,
     )
 
 

@@ -1,0 +1,39 @@
+"""Forum topics: each topic of a forum supergroup is a conversation of its own, and the bot answers in it. End to
+end against the fake Bot API server, which puts messages in topics as Telegram does."""
+
+from __future__ import annotations
+
+from storage import Turn
+from tests.bot_helpers import eventually, send_photo, send_text
+from tests.fake_telegram import USERNAME, forum, user
+from tests.test_bot import distinct, stored
+
+
+async def test_each_forum_topic_keeps_its_own_photo_turns_and_reset(start_bot, telegram, understood):
+    """A question asked in topic 11 was answered about the photo the same person had posted in topic 12, and its
+    "typing…" showed in the forum's General: context was per chat and user, and message_thread_id never read."""
+    app = await start_bot()
+    room, alice = forum(-100330), user(331)
+    here, there = distinct(understood, 2)
+    topics = {11: here, 12: there}
+    for topic, held in topics.items():
+        send_photo(telegram, room, alice, held.image, caption=f"@{USERNAME}", topic=topic)
+    described = await telegram.wait_replies(room["id"], 2)
+    assert [call.topic for call in described] == [11, 12]
+    for topic in topics:
+        send_text(telegram, room, alice, f"@{USERNAME} what colour is it?", topic=topic)
+    answers = (await telegram.wait_replies(room["id"], 4))[2:]
+    for answer, (topic, held), other in zip(answers, topics.items(), (there, here)):
+        assert answer.topic == topic, (answer.topic, answer.text)
+        assert held.scene.colour in answer.text and other.scene.colour not in answer.text, (topic, answer.text)
+    shown = telegram.sent("sendChatAction", room["id"])
+    assert shown and {action.topic for action in shown} == {11, 12}  # never in General
+
+    await eventually(lambda: stored(app, Turn.chat_id == room["id"], 8), what="both topics' turns stored")
+    send_text(telegram, room, alice, "/reset", topic=11)
+    reset = (await telegram.wait_replies(room["id"], 5))[-1]
+    assert reset.topic == 11 and "(4 messages)" in reset.text, reset.text  # topic 11's two exchanges, no more
+    send_text(telegram, room, alice, f"@{USERNAME} what colour is it?", topic=12)
+    still = (await telegram.wait_replies(room["id"], 6))[-1]
+    assert still.topic == 12 and there.scene.colour in still.text, still.text
+    await eventually(lambda: stored(app, Turn.chat_id == room["id"], 6), what="topic 12's turns kept, and the new")
