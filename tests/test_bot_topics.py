@@ -8,6 +8,8 @@ from tests.bot_helpers import eventually, send_photo, send_text
 from tests.fake_telegram import USERNAME, forum, user
 from tests.test_bot import distinct, stored
 
+OPERATOR = 99
+
 
 async def test_each_forum_topic_keeps_its_own_photo_turns_and_reset(start_bot, telegram, understood):
     """A question asked in topic 11 was answered about the photo the same person had posted in topic 12, and its
@@ -37,3 +39,13 @@ async def test_each_forum_topic_keeps_its_own_photo_turns_and_reset(start_bot, t
     still = (await telegram.wait_replies(room["id"], 6))[-1]
     assert still.topic == 12 and there.scene.colour in still.text, still.text
     await eventually(lambda: stored(app, Turn.chat_id == room["id"], 6), what="topic 12's turns kept, and the new")
+
+
+async def test_a_message_in_a_topic_replies_to_nothing_unless_its_sender_replied(start_bot, telegram, bot_settings):
+    """Telegram puts the topic's opening message in reply_to_message of every message in a topic: an operator's
+    bare /ban there banned whoever had opened the topic, instead of asking whom to ban."""
+    await start_bot(bot_settings.model_copy(update={"admin_ids": [OPERATOR]}))
+    room = forum(-100340)
+    send_text(telegram, room, user(OPERATOR), "/ban", topic=11)  # the fake's topics are opened by user 1
+    [asked] = await telegram.wait_replies(room["id"], 1)
+    assert asked.topic == 11 and "Name the user by id" in asked.text, asked.text

@@ -184,8 +184,18 @@ def mentions_bot(message: Message, username: str, bot_id: int) -> bool:
     return False
 
 
-def replies_to_bot(message: Message, bot_id: int) -> bool:
+def replied_to(message: Message) -> Message | None:
+    """The message this one answers, if its sender replied to one. In a forum topic Telegram puts the topic's
+    opening message (its "topic created" notice) in reply_to_message of every message that replies to nothing
+    else: that is where it was written, not what it answers."""
     replied = message.reply_to_message
+    if replied is None or replied.forum_topic_created is not None:
+        return None
+    return replied
+
+
+def replies_to_bot(message: Message, bot_id: int) -> bool:
+    replied = replied_to(message)
     return replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
 
 
@@ -209,4 +219,5 @@ def photo_message(message: Message, bot: Bot) -> PhotoMessage:
 
 
 def replied_message_id(message: Message) -> int | None:
-    return message.reply_to_message.message_id if message.reply_to_message else None
+    replied = replied_to(message)
+    return replied.message_id if replied else None
