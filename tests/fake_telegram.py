@@ -276,6 +276,11 @@ class FakeTelegram:
         replied = parameters.get("message_id", params.get("reply_to_message_id"))
         return self._topics.get((chat_id, int(replied))) if replied is not None else None
 
+    def delete(self, message: dict) -> None:
+        """Its sender deleted `message`: a reply to it is sent without the quote (allow_sending_without_reply), so
+        in a forum it lands in General unless it names its topic."""
+        self._topics.pop((message["chat"]["id"], message["message_id"]), None)
+
     def bot_message(self, call: Call) -> dict:
         """The message the bot sent with `call`, as it would appear in a reply_to_message."""
         return call.params["_result"]

@@ -49,3 +49,21 @@ async def test_a_message_in_a_topic_replies_to_nothing_unless_its_sender_replied
     send_text(telegram, room, user(OPERATOR), "/ban", topic=11)  # the fake's topics are opened by user 1
     [asked] = await telegram.wait_replies(room["id"], 1)
     assert asked.topic == 11 and "Name the user by id" in asked.text, asked.text
+
+
+async def test_album_replies_and_search_results_stay_in_their_topic(start_bot, telegram, understood):
+    """/search's "sending photo…" showed in General, and results sent as replies to a /search deleted meanwhile
+    went to General too: only the quote put them in the topic."""
+    await start_bot()
+    room, alice = forum(-100350), user(351)
+    album = distinct(understood, 2)
+    for number, held in enumerate(album):
+        caption = f"@{USERNAME}" if number == 0 else None
+        send_photo(telegram, room, alice, held.image, caption=caption, media_group_id="trip", topic=11)
+    [reply] = await telegram.wait_replies(room["id"], 1)
+    assert reply.topic == 11 and reply.text.startswith("2 photos:"), reply.text
+    asked = send_text(telegram, room, alice, f"/search {album[0].scene.caption}", topic=12)
+    telegram.delete(asked)  # before the bot answers it
+    found = await telegram.wait_for(lambda: telegram.sent("sendPhoto", room["id"]), what="a search result")
+    assert {call.topic for call in found} == {12}
+    assert {action.topic for action in telegram.sent("sendChatAction", room["id"])} == {12}  # "sending photo…"
