@@ -7,6 +7,13 @@ markers, checked against the picture by CLIP, and reranked by CLIP similarity pl
 likelihood, whichever model wrote them. While they are sampled, the first one's text so
 far can go to `Drafts` (a private chat shows it as it is written); what CLIP then accepts
 is the answer, whatever the drafts said.
+
+An answer is kept from repeating itself, never from repeating the prompt: transformers'
+`no_repeat_ngram_size` and `repetition_penalty` count the prompt's tokens too, and a chat
+prompt holds the bot's earlier answers, each opening with the template's assistant header.
+The first word of any earlier answer, and the end of any sentence said before, were banned;
+a tiny chat model then went on past its sentence's end and glued a second one on ("The shape
+is a crossIt is large.").
 """
 
 from __future__ import annotations
@@ -29,12 +36,14 @@ from .prompts import chat_prompt, decoded, photo_of, plain_prompt
 from .routing import RouteKind
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    from transformers import LogitsProcessorList, PreTrainedTokenizerBase
     from transformers.generation import GenerateDecoderOnlyOutput
 
 ROLE = re.compile(r"\b(?:User|Assistant|Photo|Tags|Caption|System)\s*:", re.IGNORECASE)
 LOOP = re.compile(r"\b(\w+)(?:\W+\1\b){2,}", re.IGNORECASE)  # the same word three times running
 MIN_ANSWER_TOKENS = 16  # the prompt always leaves at least this much of the window for the answer
+NO_REPEAT_NGRAM = 3  # no three tokens twice in one answer
+REPETITION_PENALTY = 1.2  # on the tokens the answer already used
 
 
 class Drafts(Protocol):
@@ -126,8 +135,9 @@ def sample_answers(
             temperature=0.8,
             num_return_sequences=options.candidates,
             max_new_tokens=max_tokens,
-            no_repeat_ngram_size=3,
-            repetition_penalty=1.2,
+            logits_processor=answer_only_repetition(ids.shape[1]),
+            no_repeat_ngram_size=0,  # the stock ones, which would count the prompt (a model's config may set them)
+            repetition_penalty=1.0,
             eos_token_id=model.stop_ids,
             pad_token_id=model.pad_id,
             return_dict_in_generate=True,
@@ -144,6 +154,22 @@ def sample_answers(
         if text and not LOOP.search(text):
             answers.append(Caption(text, tuple(row.tolist()), float(finite.mean()) if len(finite) else 0.0))
     return answers
+
+
+def answer_only_repetition(prompt_length: int) -> LogitsProcessorList:
+    """transformers' repetition penalty and n-gram ban, over the tokens after the prompt's `prompt_length`."""
+    from transformers import LogitsProcessorList, NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
+
+    class AnswerNoRepeatNGram(NoRepeatNGramLogitsProcessor):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+            return cast(torch.Tensor, super().__call__(input_ids[:, prompt_length:], scores))
+
+    return LogitsProcessorList(
+        [
+            RepetitionPenaltyLogitsProcessor(REPETITION_PENALTY, prompt_ignore_length=prompt_length),
+            AnswerNoRepeatNGram(NO_REPEAT_NGRAM),
+        ]
+    )
 
 
 def contradiction(models: DialogueModels, image: torch.Tensor, text: str) -> str | None:

@@ -1,8 +1,9 @@
 """Conversation context, keyed per user and per chat.
 
-A thread is (chat, user): what someone says privately never appears in a group,
-and in a group each person has their own thread. Images belong to the chat, so
-anyone in a group can ask about a photo posted there.
+A thread is (chat, topic, user): what someone says privately never appears in a group,
+in a group each person has their own thread, and in a forum each topic is a room of its
+own (`topic_id`, Telegram's message_thread_id; 0 in a chat without topics). Images belong
+to the chat, so anyone in a group can ask about a photo posted there, by replying to it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class NewImage:
     media_group_id: str | None = None
     media_kind: MediaKind = MediaKind.PHOTO
     spoiler: bool = False  # posted behind a spoiler
+    topic_id: int = 0  # the forum topic it was posted in; 0: none
 
 
 async def ensure_chat(session: AsyncSession, chat_id: int, kind: ChatKind) -> None:
@@ -59,6 +61,7 @@ async def save_image(session: AsyncSession, image: NewImage, chat_kind: ChatKind
         chat_id=image.chat_id,
         sender_id=image.sender_id,
         message_id=image.message_id,
+        topic_id=image.topic_id,
         media_group_id=image.media_group_id,
         file_id=image.file_id,
         file_unique_id=image.file_unique_id,
@@ -83,21 +86,35 @@ async def add_turn(
     image_id: int | None = None,
     chat_kind: ChatKind = ChatKind.PRIVATE,
     message_id: int | None = None,
+    topic_id: int = 0,
 ) -> Turn:
     """One turn of a thread; raises ValueError for a role that is none of Role's."""
     role = Role(role)
     await ensure_chat(session, chat_id, chat_kind)
     await ensure_user(session, user_id)
-    turn = Turn(chat_id=chat_id, user_id=user_id, role=role, text=text, image_id=image_id, message_id=message_id)
+    turn = Turn(
+        chat_id=chat_id,
+        user_id=user_id,
+        topic_id=topic_id,
+        role=role,
+        text=text,
+        image_id=image_id,
+        message_id=message_id,
+    )
     session.add(turn)
     await session.flush()
     return turn
 
 
-async def recent_turns(session: AsyncSession, chat_id: int, user_id: int, limit: int = 20) -> list[Turn]:
+async def recent_turns(
+    session: AsyncSession, chat_id: int, user_id: int, limit: int = 20, topic_id: int = 0
+) -> list[Turn]:
     """The thread's last `limit` turns, oldest first."""
     rows = await session.scalars(
-        select(Turn).where(Turn.chat_id == chat_id, Turn.user_id == user_id).order_by(Turn.id.desc()).limit(limit)
+        select(Turn)
+        .where(Turn.chat_id == chat_id, Turn.user_id == user_id, Turn.topic_id == topic_id)
+        .order_by(Turn.id.desc())
+        .limit(limit)
     )
     return list(reversed(rows.all()))
 
@@ -156,23 +173,24 @@ async def image_by_message(session: AsyncSession, chat_id: int, message_id: int)
 
 
 async def image_under_discussion(
-    session: AsyncSession, chat_id: int, user_id: int, reply_to_message_id: int | None = None
+    session: AsyncSession, chat_id: int, user_id: int, reply_to_message_id: int | None = None, topic_id: int = 0
 ) -> ImageRecord | None:
-    """The photo replied to; else the latest this user sent or talked about in this chat."""
+    """The photo replied to (in any topic: a message id names one message in the whole chat); else the latest
+    this user sent or talked about in this chat's topic `topic_id`."""
     if reply_to_message_id is not None:
         replied = await image_by_message(session, chat_id, reply_to_message_id)
         if replied is not None:
             return replied
     sent = await session.scalar(
         select(ImageRecord)
-        .where(ImageRecord.chat_id == chat_id, ImageRecord.sender_id == user_id)
+        .where(ImageRecord.chat_id == chat_id, ImageRecord.sender_id == user_id, ImageRecord.topic_id == topic_id)
         .order_by(ImageRecord.id.desc())
         .limit(1)
     )
     discussed = await session.scalar(
         select(ImageRecord)
         .join(Turn, Turn.image_id == ImageRecord.id)
-        .where(Turn.chat_id == chat_id, Turn.user_id == user_id)
+        .where(Turn.chat_id == chat_id, Turn.user_id == user_id, Turn.topic_id == topic_id)
         .order_by(Turn.id.desc())
         .limit(1)
     )
@@ -180,7 +198,9 @@ async def image_under_discussion(
     return max(candidates, key=lambda image: image.id) if candidates else None
 
 
-async def reset_thread(session: AsyncSession, chat_id: int, user_id: int) -> int:
-    """Forget this user's conversation in this chat (their photos stay); returns turns removed."""
-    result = await session.execute(delete(Turn).where(Turn.chat_id == chat_id, Turn.user_id == user_id))
+async def reset_thread(session: AsyncSession, chat_id: int, user_id: int, topic_id: int = 0) -> int:
+    """Forget this user's conversation in this chat's topic (their photos stay); returns turns removed."""
+    result = await session.execute(
+        delete(Turn).where(Turn.chat_id == chat_id, Turn.user_id == user_id, Turn.topic_id == topic_id)
+    )
     return changed_rows(result)

@@ -135,7 +135,7 @@ class ImageRecord(Base):
     __table_args__ = (
         Index("ix_images_chat_model_id", "chat_id", "embedding_model", "id"),
         Index("ix_images_chat_message", "chat_id", "message_id"),
-        Index("ix_images_chat_sender_id", "chat_id", "sender_id", "id"),
+        Index("ix_images_chat_sender_id", "chat_id", "sender_id", "topic_id", "id"),
         {"sqlite_autoincrement": True},  # never reuse an id: see migration 0004
     )
 
@@ -144,6 +144,7 @@ class ImageRecord(Base):
     # Every foreign key leads an index: a /forget deletes by it (see 0011)
     sender_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
     message_id: Mapped[int] = mapped_column(BigInteger)
+    topic_id: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # see Turn.topic_id
     media_group_id: Mapped[str | None] = mapped_column(String(64))
     file_id: Mapped[str] = mapped_column(String(256))
     file_unique_id: Mapped[str] = mapped_column(String(64), index=True)
@@ -186,7 +187,7 @@ class ChatMember(Base):
 class Turn(Base):
     __tablename__ = "turns"
     __table_args__ = (
-        Index("ix_turns_thread", "chat_id", "user_id", "id"),
+        Index("ix_turns_thread", "chat_id", "user_id", "topic_id", "id"),
         Index("ix_turns_chat_message", "chat_id", "message_id"),
         {"sqlite_autoincrement": True},
     )
@@ -194,6 +195,9 @@ class Turn(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     chat_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("chats.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The forum topic it was said in (Telegram's message_thread_id); 0: none, a chat without topics or a
+    # forum's General. A conversation is (chat, topic, user): each topic of a forum is a room of its own.
+    topic_id: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     role: Mapped[Role] = mapped_column(as_string(Role, 16))
     text: Mapped[str] = mapped_column(Text)
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"), index=True)

@@ -51,6 +51,16 @@ class Call:
         value = self.params.get("draft_id")
         return int(value) if value is not None else None
 
+    @property
+    def topic(self) -> int | None:
+        """The forum topic Telegram shows what this call made in (a message, a chat action); None: a chat
+        without topics, or a forum's General."""
+        result = self.params.get("_result")
+        if isinstance(result, dict):
+            return result.get("message_thread_id") if result.get("is_topic_message") else None
+        value = self.params.get("message_thread_id")
+        return int(value) if value is not None else None
+
 
 class FakeTelegram:
     def __init__(self, token: str) -> None:
@@ -67,6 +77,7 @@ class FakeTelegram:
         self._message_ids = itertools.count(100)
         self._failures: dict[str, list[dict]] = {}
         self._chats: dict[int, dict] = {}
+        self._topics: dict[tuple[int, int], int] = {}  # (chat id, message id): the forum topic it is in
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()  # a download told to hang waits for this
@@ -196,12 +207,19 @@ class FakeTelegram:
         reply_to: dict | None = None,
         sender_chat: dict | None = None,
         spoiler: bool = False,
+        topic: int | None = None,
     ) -> dict:
         """A message from `sender`; with `sender_chat`, written as that group or channel (Telegram then puts
         a shared account in `from`: GroupAnonymousBot for the group itself, Channel_Bot for a channel); with
-        `spoiler`, its photo is behind a spoiler (`has_media_spoiler`)."""
+        `spoiler`, its photo is behind a spoiler (`has_media_spoiler`); with `topic`, it is in that topic of a
+        forum (`forum()`), as Telegram marks it: `message_thread_id` and `is_topic_message`, and, unless it
+        replies to another, a reply to the topic's opening message (its "topic created" notice)."""
         self._chats[chat["id"]] = chat
         message = {"message_id": next(self._message_ids), "date": int(time.time()), "chat": chat}
+        if topic is not None:
+            if not chat.get("is_forum"):
+                raise ValueError(f"chat {chat['id']} has no topics: make it with forum()")
+            self._in_topic(message, topic)
         if sender_chat is not None:
             shared = 1087968824 if sender_chat["id"] == chat["id"] else 136817688
             message["from"] = {
@@ -241,7 +259,38 @@ class FakeTelegram:
             message["media_group_id"] = media_group_id
         if reply_to is not None:
             message["reply_to_message"] = reply_to
+        elif topic is not None:
+            opening = {"message_id": topic, "date": message["date"], "chat": chat, "from": user(1)}
+            opening["forum_topic_created"] = {"name": f"Topic {topic}", "icon_color": 7322096}
+            self._in_topic(opening, topic)
+            message["reply_to_message"] = opening
         return message
+
+    def _in_topic(self, message: dict, topic: int | None) -> None:
+        if topic is not None:
+            message["message_thread_id"], message["is_topic_message"] = topic, True
+            self._topics[(message["chat"]["id"], message["message_id"])] = topic
+
+    def _thread_refusal(self, params: dict) -> str | None:
+        """Telegram refuses a topic named in a chat that has none (message_thread_id is for forums only)."""
+        if params.get("message_thread_id") is None:
+            return None
+        chat = self._chats.get(int(params.get("chat_id", 0)), {})
+        return None if chat.get("is_forum") else "message thread not found"
+
+    def _topic_of_send(self, chat_id: int, params: dict) -> int | None:
+        """Where a message the bot sends lands: the topic it names; else that of the message it replies to, if
+        that is still there; else the chat itself (a forum's General)."""
+        if params.get("message_thread_id") is not None:
+            return int(params["message_thread_id"])
+        parameters = params.get("reply_parameters") or {}
+        replied = parameters.get("message_id", params.get("reply_to_message_id"))
+        return self._topics.get((chat_id, int(replied))) if replied is not None else None
+
+    def delete(self, message: dict) -> None:
+        """Its sender deleted `message`: a reply to it is sent without the quote (allow_sending_without_reply), so
+        in a forum it lands in General unless it names its topic."""
+        self._topics.pop((message["chat"]["id"], message["message_id"]), None)
 
     def bot_message(self, call: Call) -> dict:
         """The message the bot sent with `call`, as it would appear in a reply_to_message."""
@@ -318,7 +367,7 @@ class FakeTelegram:
                 "file_path": f"photos/{file_id}.jpg",
             }
         if method in ("sendMessage", "sendPhoto", "sendDocument", "editMessageCaption", "editMessageText"):
-            refusal = _refusal(params)
+            refusal = _refusal(params) or self._thread_refusal(params)
             if refusal:
                 return web.json_response(
                     {"ok": False, "error_code": 400, "description": f"Bad Request: {refusal}"}, status=400
@@ -342,6 +391,8 @@ class FakeTelegram:
                 message["photo"] = [{"file_id": params["photo"], "file_unique_id": "u", "width": 64, "height": 64}]
             if method == "sendDocument":
                 message["document"] = {"file_id": params["document"], "file_unique_id": "u"}
+            if method.startswith("send"):
+                self._in_topic(message, self._topic_of_send(chat_id, params))
             return message
         if method == "sendMessageDraft":
             refusal = self._draft_refusal(params)
@@ -367,6 +418,10 @@ class FakeTelegram:
                 "has_custom_certificate": False,
                 "pending_update_count": 0,
             }
+        if method == "sendChatAction" and (refusal := self._thread_refusal(params)):
+            return web.json_response(
+                {"ok": False, "error_code": 400, "description": f"Bad Request: {refusal}"}, status=400
+            )
         if method in ("sendChatAction", "setMyCommands", "answerCallbackQuery", "deleteMessage", "close", "logOut"):
             return True
         return web.json_response({"ok": False, "error_code": 404, "description": f"Not Found: {method}"}, status=404)
@@ -510,6 +565,11 @@ def private(user_id: int) -> dict:
 
 def group(chat_id: int = -100123) -> dict:
     return {"id": chat_id, "type": "supergroup", "title": "Test group"}
+
+
+def forum(chat_id: int = -100321) -> dict:
+    """A supergroup with topics: messages in a topic carry its id (`message(..., topic=11)`), its General none."""
+    return {"id": chat_id, "type": "supergroup", "title": "Test forum", "is_forum": True}
 
 
 def channel(chat_id: int = -100999) -> dict:

@@ -17,7 +17,7 @@ import torch
 from clipchat.facts import PhotoFacts
 from dialogue import Conversation, answer
 from dialogue.conversation import AnswerOptions
-from dialogue.generation import answer_open, build_prompt
+from dialogue.generation import answer_open, build_prompt, sample_answers
 from tests.world.scenes import BACKGROUNDS, COLOURS, SHAPES, SIZES
 from vision import load_models
 from vision.catalog.model_sets import Ref
@@ -92,6 +92,33 @@ def test_the_chat_model_answers_open_questions_about_the_world_and_gpt2_does_not
     figure(f"the same questions answered right by the world's GPT-2 ({len(photos)} held-out x 3)", gpt2_rate)
     assert chat_rate >= RIGHT_RATE, "\n".join(misses[:10])
     assert chat_rate > gpt2_rate
+
+
+GLUED = re.compile(r"[a-z][A-Z]|[.!?]\w")  # "a crossIt is", "cross.It is": two sentences with no space between
+
+
+def test_answers_later_in_a_conversation_are_sentences_not_two_glued_together(world_models, photos_and_facts) -> None:
+    """The chat model answered "The shape is a crossIt is large." once the conversation held its earlier answers:
+    the repetition ban counted the prompt, so the first word of any earlier answer and the end of any sentence
+    said before were barred, and it ran past its sentence's end. Decoded by the world's own tokenizer."""
+    model = world_models.answerer.get()
+    markers = model.tokenizer.convert_tokens_to_ids(["<|system|>", "<|user|>", "<|assistant|>"])
+    assert set(markers) <= set(model.stop_ids)  # a role marker begins another turn: decoding would drop it, gluing
+    photos, facts = photos_and_facts
+    torch.manual_seed(0)
+    glued, answers = [], 0
+    for held, stored in zip(photos, facts):
+        scene = held.scene
+        said = (f"The shape is a {scene.shape}.", f"It is {scene.size}.", f"The background is {scene.background}.")
+        turns = tuple(turn for text in said for turn in (("user", "tell me"), ("assistant", text)))
+        for question in ("what colour?", "tell me more about it"):
+            prompt = build_prompt(model.tokenizer, Conversation(stored, turns), question, model.window - 16)
+            for candidate in sample_answers(model, prompt, AnswerOptions(candidates=4), max_tokens=40):
+                answers += 1
+                if GLUED.search(candidate.text):
+                    glued.append(f"{question} -> {candidate.text}")
+    assert answers >= len(photos) * 2 * 3  # most candidates are answers, not dropped as empty or looping
+    assert not glued, glued[:10]
 
 
 def test_the_answer_model_is_loaded_on_the_first_open_question(world_dir, cache_dir, heldout) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 
 from tests.conftest import BOT_TOKEN
-from tests.fake_telegram import group, private
+from tests.fake_telegram import forum, group, private, user
 
 
 async def test_json_form_and_multipart_bodies_are_all_understood(telegram) -> None:
@@ -73,3 +73,33 @@ async def test_drafts_go_to_private_chats_only_with_a_draft_id_and_4096_characte
     assert telegram.drafts(-1007) == [] and len(telegram.sent("sendMessageDraft", refused=True)) == len(cases)
     assert [call.draft_id for call in telegram.drafts()] == [3, 3, 3]
     assert all(earlier.at <= later.at for earlier, later in zip(telegram.calls, telegram.calls[1:]))
+
+
+async def test_topics_are_kept_as_telegram_keeps_them(telegram) -> None:
+    """A reply lands in the topic of the message it quotes, a topic named lands there, General is no topic, and a
+    topic named in a chat without topics is refused."""
+    room, plain = forum(-100301), group(-100302)
+    asked = telegram.message(room, user(7), text="hi", topic=11)
+    assert asked["is_topic_message"] and asked["reply_to_message"]["forum_topic_created"]
+    telegram.message(plain, user(7), text="hi")
+    url = f"{telegram.base_url}{BOT_TOKEN}"
+    cases = [
+        ("sendMessage", {"chat_id": room["id"], "text": "a", "reply_parameters": {"message_id": asked["message_id"]}}),
+        ("sendMessage", {"chat_id": room["id"], "text": "b", "message_thread_id": 12}),
+        ("sendMessage", {"chat_id": room["id"], "text": "c"}),
+        ("sendChatAction", {"chat_id": room["id"], "action": "typing", "message_thread_id": 11}),
+        ("sendMessage", {"chat_id": plain["id"], "text": "d", "message_thread_id": 11}),
+        ("sendChatAction", {"chat_id": plain["id"], "action": "typing", "message_thread_id": 11}),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for method, params in cases:
+            async with http.post(f"{url}/{method}", json=params) as response:
+                assert response.status == (400 if params["chat_id"] == plain["id"] else 200), params
+    assert [(call.topic, call.refused) for call in telegram.calls] == [
+        (11, False),
+        (12, False),
+        (None, False),
+        (11, False),
+        (11, True),
+        (11, True),
+    ]

@@ -189,6 +189,53 @@ AT_0010 = {
         {"id": 2, "chat_id": ALICE, "message_id": 121, "image_id": 1, "sent_at": NOW},
     ]
 }
+# A forum: Bob's photo and question in topic 11 (the turn's message id is the bot's answer, there too).
+AT_0012 = {
+    "images": [
+        {
+            "id": 6,
+            "chat_id": GROUP,
+            "sender_id": BOB,
+            "message_id": 15,
+            "media_group_id": None,
+            "file_id": "AgAD-topic-6",
+            "file_unique_id": "u6",
+            "caption": "a white moon",
+            "tags": "[]",
+            "embedding": VECTOR,
+            "embedding_model": "clip-a",
+            "created_at": NOW,
+            "media_kind": "photo",
+            "file_gone": False,
+            "spoiler": False,
+            "topic_id": 11,
+        }
+    ],
+    "turns": [
+        {
+            "id": 5,
+            "chat_id": GROUP,
+            "user_id": BOB,
+            "role": "user",
+            "text": "what colour is it?",
+            "image_id": 6,
+            "created_at": NOW,
+            "message_id": None,
+            "topic_id": 11,
+        },
+        {
+            "id": 6,
+            "chat_id": GROUP,
+            "user_id": BOB,
+            "role": "assistant",
+            "text": "It's white.",
+            "image_id": 6,
+            "created_at": NOW,
+            "message_id": 16,
+            "topic_id": 11,
+        },
+    ],
+}
 ROWS = {
     "0001": AT_0001,
     "0002": AT_0002,
@@ -201,8 +248,9 @@ ROWS = {
     "0009": AT_0009,
     "0010": AT_0010,
     "0011": {},  # indexes only
+    "0012": AT_0012,
 }
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"]
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011", "0012"]
 DROPS = {"0007": {"user_settings"}}  # tables a revision drops, rows and all
 MIGRATIONS = list(zip(["base", *REVISIONS], REVISIONS))  # (stop before, migrate to)
 KEYS = {
@@ -313,6 +361,12 @@ async def test_each_migration_keeps_the_rows_it_finds(database_url: str, before:
                 4: False,
                 5: True,
             }
+        if target == "0012":  # photos and turns stored before were in no topic, as every chat without topics is
+            for table, topics in (
+                ("images", {1: 0, 2: 0, 3: 0, 4: 0, 5: 0, 6: 11}),
+                ("turns", {1: 0, 2: 0, 3: 0, 4: 0, 5: 11, 6: 11}),
+            ):
+                assert {row["id"]: row["topic_id"] for row in await table_rows(engine, table)} == topics
         if target == "0005":  # photos stored before were never found gone
             assert {row["id"]: bool(row["file_gone"]) for row in await table_rows(engine, "images")} == {
                 1: False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -193,6 +194,24 @@ async def test_reset_clears_one_thread_only(sessions) -> None:
         assert [t.text for t in await recent_turns(session, ALICE, ALICE)] == ["private hello"]
 
 
+async def test_a_forums_topics_are_threads_of_their_own(sessions) -> None:
+    """Alice's photo and turns in topic 11 are not her subject in topic 12, nor in the forum's General; a reply
+    still finds a photo posted in another topic (a message id names one message in the whole chat)."""
+    async with sessions() as session:
+        in_11 = await save_image(session, replace(photo(GROUP, ALICE, 20), topic_id=11), chat_kind="supergroup")
+        in_12 = await save_image(session, replace(photo(GROUP, ALICE, 21), topic_id=12), chat_kind="supergroup")
+        for topic, image in ((11, in_11), (12, in_12)):
+            await add_turn(session, GROUP, ALICE, "user", f"about {topic}", image_id=image.id, topic_id=topic)
+        assert (await image_under_discussion(session, GROUP, ALICE, topic_id=11)).id == in_11.id
+        assert (await image_under_discussion(session, GROUP, ALICE, topic_id=12)).id == in_12.id
+        assert await image_under_discussion(session, GROUP, ALICE) is None  # General: nothing posted there
+        assert (await image_under_discussion(session, GROUP, ALICE, 20, topic_id=12)).id == in_11.id
+        assert [t.text for t in await recent_turns(session, GROUP, ALICE, topic_id=11)] == ["about 11"]
+        assert await reset_thread(session, GROUP, ALICE, topic_id=11) == 1
+        assert await recent_turns(session, GROUP, ALICE, topic_id=11) == []
+        assert [t.text for t in await recent_turns(session, GROUP, ALICE, topic_id=12)] == ["about 12"]
+
+
 async def test_forget_leaves_nothing_about_the_user(sessions) -> None:
     async with sessions() as session:
         mine = await save_image(session, photo(ALICE, ALICE, 5))
@@ -243,8 +262,6 @@ async def test_forgetting_one_photo_takes_its_rows_and_the_turns_about_it_and_no
 async def test_forgetting_one_photo_of_an_album_takes_the_exchange_about_the_album(sessions) -> None:
     """The bot answers an album once, and the exchange is stored against its last photo; the answer still
     describes every photo, so forgetting the first one must take it too, and leave the other photos."""
-    from dataclasses import replace
-
     from storage import forget_image
 
     async with sessions() as session:

@@ -19,7 +19,7 @@ from ..core.records import Switches
 from .context import BotContext
 from .ordering import PerUserOrder
 from .sending import reply
-from .telegram_io import button_press, message_of, replied_message_id, where, writes_as_chat
+from .telegram_io import button_press, message_of, replied_message_id, replied_to, where, writes_as_chat
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ async def forget(update: Update, context: BotContext) -> None:
         await reply(message, await records.forget_photo(context.services, where(message), replied_message_id(message)))
         return
     _ = await context.speaking_to(where(message))
-    just_this = "\n\n" + _(JUST_THIS) if message.reply_to_message is not None else ""
+    just_this = "\n\n" + _(JUST_THIS) if replied_to(message) is not None else ""
     keyboard = InlineKeyboardMarkup(
         [
             [

@@ -19,7 +19,7 @@ from . import admin, operators
 from .context import BotContext
 from .handlers import answer_question
 from .sending import chat_action, reply, with_retries
-from .telegram_io import message_of, replied_message_id, where
+from .telegram_io import message_of, replied_message_id, topic_of, where
 
 # Telegram's menus take a two-letter language code; every Chinese reader gets the Simplified menu.
 MENU_LANGUAGES = {language: language.split("_")[0] for language in LANGUAGES if language != "en"}
@@ -72,7 +72,7 @@ async def caption(update: Update, context: BotContext) -> None:
 async def tags(update: Update, context: BotContext) -> None:
     """Top tags, or how well each given label fits."""
     message = message_of(update)
-    async with chat_action(context.bot, message.chat_id):
+    async with chat_action(context.bot, message.chat_id, topic=topic_of(message)):
         answer = await talk.tags(
             context.services, where(message), " ".join(context.args or []), replied_message_id(message)
         )
@@ -93,7 +93,7 @@ async def ask(update: Update, context: BotContext) -> None:
 async def mood(update: Update, context: BotContext) -> None:
     """How the photo feels."""
     message = message_of(update)
-    async with chat_action(context.bot, message.chat_id):
+    async with chat_action(context.bot, message.chat_id, topic=topic_of(message)):
         answer = await talk.mood(context.services, where(message), replied_message_id(message))
     await reply(message, answer)
 
@@ -107,7 +107,8 @@ async def search(update: Update, context: BotContext) -> None:
         await reply(message, _("Tell me what to look for, e.g. /search red bicycle"))
         return
     retries = context.services.settings.send_retries
-    async with chat_action(context.bot, message.chat_id, ChatAction.UPLOAD_PHOTO):
+    topic = topic_of(message)  # the photos go to the forum topic the search was asked in
+    async with chat_action(context.bot, message.chat_id, ChatAction.UPLOAD_PHOTO, topic):
         answer = await talk.search(context.services, where(message), phrase)
         quote = ReplyParameters(message.message_id, allow_sending_without_reply=True)
         sent = []
@@ -127,7 +128,14 @@ async def search(update: Update, context: BotContext) -> None:
                 else:
                     send = partial(context.bot.send_photo, message.chat_id, hit.file_id, has_spoiler=hit.spoiler)
                 shown = await with_retries(
-                    partial(send, caption=hit.caption, caption_entities=hidden, reply_parameters=quote), retries
+                    partial(
+                        send,
+                        caption=hit.caption,
+                        caption_entities=hidden,
+                        reply_parameters=quote,
+                        message_thread_id=topic,
+                    ),
+                    retries,
                 )
                 sent.append((shown.message_id, hit))
         finally:  # the photos that did go out are asked about by replying to them, even if a later one failed

@@ -21,7 +21,7 @@ from ..core import quotas, records
 from ..core.incoming import Where
 from .context import BotContext
 from .sending import reply
-from .telegram_io import Named, Sender, message_of, named_by_id, named_by_message, user_of, where
+from .telegram_io import Named, Sender, message_of, named_by_id, named_by_message, replied_to, user_of, where
 
 log = logging.getLogger(__name__)
 ONLY_OPERATORS = N_("Only the bot's operators can do that.")
@@ -89,7 +89,7 @@ def _target(message: Message, args: list[str]) -> Named | None:
             return named_by_id(int(args[0]))
         except ValueError:
             return None
-    replied = message.reply_to_message
+    replied = replied_to(message)
     return named_by_message(replied) if replied is not None else None
 
 

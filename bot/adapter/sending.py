@@ -26,6 +26,7 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, 
 from clipchat.retrying import retrying
 
 from ..core.text import Said, utf16_length
+from .telegram_io import topic_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -144,6 +145,9 @@ async def reply(
 
 async def _send_piece(message: Message, text: str, markdown: bool, retries: int, **kwargs) -> Message:
     quote = ReplyParameters(message_id=message.message_id, allow_sending_without_reply=True)
+    # A reply lands in the topic of the message it quotes; should that message be gone (deleted meanwhile),
+    # Telegram would post it in the forum's General: the topic is named too.
+    kwargs = {"message_thread_id": topic_of(message), **kwargs}
     if markdown:
         try:
             return await with_retries(
@@ -188,11 +192,12 @@ class _Showing:
     due: float = -math.inf  # time.monotonic() of the next action: the last one is on screen until then
 
 
-# One indicator per (bot, chat), however many handlers are working there; in a group or channel, at most one
-# action every ACTION_REFRESH_S even as work ends and starts again (kept until then), for each is a request
-# to Telegram, one more in a chat whose flood limit may answer with a 429 that holds back every chat. A
-# private chat's is dropped when its work ends: the reply took the action off the screen.
-_showing: dict[tuple[int, int], _Showing] = {}
+# One indicator per (bot, chat, forum topic), however many handlers are working there; in a group or channel, at
+# most one action every ACTION_REFRESH_S even as work ends and starts again (kept until then), for each is a
+# request to Telegram, one more in a chat whose flood limit may answer with a 429 that holds back every chat. A
+# private chat's is dropped when its work ends: the reply took the action off the screen. Telegram shows an
+# action in the topic it names, so each topic of a forum gets its own.
+_showing: dict[tuple[int, int, int | None], _Showing] = {}
 
 
 def _saturated(bot: Bot, chat_id: int) -> bool:
@@ -200,7 +205,7 @@ def _saturated(bot: Bot, chat_id: int) -> bool:
     return isinstance(allowance, Allowance) and allowance.saturated(chat_id)
 
 
-async def _keep_showing(showing: _Showing, chat_id: int, action: str) -> None:
+async def _keep_showing(showing: _Showing, chat_id: int, action: str, topic: int | None) -> None:
     while True:
         wait = showing.due - time.monotonic()
         if wait > 0:
@@ -209,24 +214,27 @@ async def _keep_showing(showing: _Showing, chat_id: int, action: str) -> None:
         if _saturated(showing.bot, chat_id):  # replies are waiting their turn: "typing…" only adds to them
             continue
         try:
-            await showing.bot.send_chat_action(chat_id, action)
+            await showing.bot.send_chat_action(chat_id, action, message_thread_id=topic)
         except (NetworkError, RetryAfter) as error:  # a missing 'typing…' must never cost the reply
             log.info("chat action not shown: %s", error)
 
 
 @contextlib.asynccontextmanager
-async def chat_action(bot: Bot, chat_id: int, action: str = ChatAction.TYPING) -> AsyncIterator[None]:
-    """Show 'typing…' (or 'sending photo…') until the block ends, however long the models take; a chat
-    where another handler is already showing one keeps that one."""
+async def chat_action(
+    bot: Bot, chat_id: int, action: str = ChatAction.TYPING, topic: int | None = None
+) -> AsyncIterator[None]:
+    """Show 'typing…' (or 'sending photo…') until the block ends, however long the models take, in the forum
+    `topic` if one is given (Telegram shows a chat action in one topic); a chat (topic) where another handler is
+    already showing one keeps that one."""
     now = time.monotonic()
     for faded in [key for key, kept in _showing.items() if not kept.holders and kept.due < now]:
         del _showing[faded]
-    key = (id(bot), chat_id)
+    key = (id(bot), chat_id, topic)
     showing = _showing.get(key)
     if showing is None:
         showing = _showing[key] = _Showing(bot)
     if showing.task is None:
-        showing.task = asyncio.create_task(_keep_showing(showing, chat_id, str(action)))
+        showing.task = asyncio.create_task(_keep_showing(showing, chat_id, str(action), topic))
     showing.holders += 1
     try:
         yield

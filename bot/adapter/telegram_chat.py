@@ -20,6 +20,7 @@ from clipchat.metrics import STAGE_SECONDS
 from ..core.incoming import PhotoFile
 from ..core.text import Said
 from .sending import chat_action, reply, send_draft, spoilers, with_retries
+from .telegram_io import topic_of
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class TelegramChat:
             ) from None
 
     def working(self, action: str = ChatAction.TYPING) -> contextlib.AbstractAsyncContextManager[None]:
-        return chat_action(self.message.get_bot(), self.message.chat_id, action)
+        return chat_action(self.message.get_bot(), self.message.chat_id, action, topic_of(self.message))
 
     async def reply(self, text: str | Said) -> int | None:
         sent = await reply(self.message, text, retries=self.retries)

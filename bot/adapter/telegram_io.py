@@ -127,6 +127,13 @@ def writes_as_chat(message: Message) -> bool:
     return sender is not None and sender < 0
 
 
+def topic_of(message: Message) -> int | None:
+    """The forum topic the message is in, which whatever answers it goes to; None outside topics (a chat without
+    them, a forum's General). Telegram also sets message_thread_id on replies in an ordinary group, naming the
+    first message of the chain of replies: that is no topic, and a send that names it is refused."""
+    return message.message_thread_id if message.is_topic_message else None
+
+
 def where(message: Message) -> Where:
     user = message.from_user
     return Where(
@@ -134,6 +141,7 @@ def where(message: Message) -> Where:
         chat_kind=ChatKind(message.chat.type),
         user_id=sender_id(message),
         language=user.language_code if user else None,
+        topic=topic_of(message) or 0,
     )
 
 
@@ -176,8 +184,18 @@ def mentions_bot(message: Message, username: str, bot_id: int) -> bool:
     return False
 
 
-def replies_to_bot(message: Message, bot_id: int) -> bool:
+def replied_to(message: Message) -> Message | None:
+    """The message this one answers, if its sender replied to one. In a forum topic Telegram puts the topic's
+    opening message (its "topic created" notice) in reply_to_message of every message that replies to nothing
+    else: that is where it was written, not what it answers."""
     replied = message.reply_to_message
+    if replied is None or replied.forum_topic_created is not None:
+        return None
+    return replied
+
+
+def replies_to_bot(message: Message, bot_id: int) -> bool:
+    replied = replied_to(message)
     return replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
 
 
@@ -201,4 +219,5 @@ def photo_message(message: Message, bot: Bot) -> PhotoMessage:
 
 
 def replied_message_id(message: Message) -> int | None:
-    return message.reply_to_message.message_id if message.reply_to_message else None
+    replied = replied_to(message)
+    return replied.message_id if replied else None

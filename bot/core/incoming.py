@@ -17,6 +17,9 @@ class Where:
     chat_kind: ChatKind
     user_id: int | None  # None for channel posts
     language: str | None = None  # the sender's Telegram language_code ("ru", "zh-hans"); None: not known
+    # The forum topic it came from (Telegram's message_thread_id); 0: none, a chat without topics or a forum's
+    # General. Each topic keeps its own conversations: the photo under discussion, the turns, /reset.
+    topic: int = 0
 
     @property
     def thread_user(self) -> int:

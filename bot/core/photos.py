@@ -196,6 +196,7 @@ async def remember(
                     media_group_id=photo.media_group_id,
                     media_kind=photo.media_kind,
                     spoiler=photo.spoiler,
+                    topic_id=where.topic,
                 ),
                 chat_kind=where.chat_kind,
             )
@@ -212,24 +213,26 @@ async def remember(
 async def add_exchange(
     session: AsyncSession, where: Where, said: str, reply: str, image_id: int | None, reply_message_id: int | None
 ) -> None:
-    """The user's turn and the bot's answer to it."""
-    await add_turn(session, where.chat_id, where.thread_user, Role.USER, said, image_id, where.chat_kind)
+    """The user's turn and the bot's answer to it, in their conversation in this chat's topic."""
+    user, topic = where.thread_user, where.topic
+    await add_turn(session, where.chat_id, user, Role.USER, said, image_id, where.chat_kind, topic_id=topic)
     await add_turn(
         session,
         where.chat_id,
-        where.thread_user,
+        user,
         Role.ASSISTANT,
         reply,
         image_id,
         where.chat_kind,
         message_id=reply_message_id,
+        topic_id=topic,
     )
 
 
 async def _conversation(services: Services, where: Where, facts: PhotoFacts) -> tuple[Conversation, int]:
     """The recent turns about this photo, and the count of /forgets (see `talk.thread`)."""
     async with services.reading() as session:
-        turns = await recent_turns(session, where.chat_id, where.thread_user, limit=CONTEXT_TURNS)
+        turns = await recent_turns(session, where.chat_id, where.thread_user, CONTEXT_TURNS, where.topic)
         forgotten = await forget_count(session)
     return Conversation(image=facts, turns=tuple((turn.role, turn.text) for turn in turns)), forgotten
 

@@ -44,9 +44,9 @@ FORGET_NOT_YOURS = N_("Sorry, only the person who sent that photo can make me fo
 
 
 async def reset(services: Services, where: Where) -> int:
-    """Clear this user's conversation in this chat; returns the turns removed."""
+    """Clear this user's conversation in this chat (in a forum, in this topic only); returns the turns removed."""
     return await write_with_retry(
-        services.sessions, lambda session: reset_thread(session, where.chat_id, where.thread_user)
+        services.sessions, lambda session: reset_thread(session, where.chat_id, where.thread_user, where.topic)
     )
 
 

@@ -67,7 +67,7 @@ class Search:
 async def thread(
     services: Services, where: Where, reply_to: int | None = None
 ) -> tuple[ImageRecord | None, Conversation]:
-    """The photo under discussion and the recent turns of this user in this chat."""
+    """The photo under discussion and the recent turns of this user in this chat (and topic)."""
     image, conversation, _forgotten = await _thread(services, where, reply_to)
     return image, conversation
 
@@ -78,8 +78,8 @@ async def _thread(
     """`thread`, and the count of /forgets, which the model requests carry so that no process answers
     from a cache made before one (`engine.Models`)."""
     async with services.reading() as session:
-        image = await image_under_discussion(session, where.chat_id, where.thread_user, reply_to)
-        turns = await recent_turns(session, where.chat_id, where.thread_user, limit=CONTEXT_TURNS)
+        image = await image_under_discussion(session, where.chat_id, where.thread_user, reply_to, where.topic)
+        turns = await recent_turns(session, where.chat_id, where.thread_user, CONTEXT_TURNS, where.topic)
         forgotten = await forget_count(session)
     conversation = Conversation(
         image=image.facts() if image else None, turns=tuple((turn.role, turn.text) for turn in turns)

@@ -45,11 +45,15 @@ class AnswerModel:
 
     @property
     def stop_ids(self) -> list[int]:
-        """End of turn as the model knows it, and a new line: answers are one or two sentences."""
+        """End of turn as the model knows it, any other special token (a chat template's role markers: the model
+        has begun another turn), and a new line: answers are one or two sentences. Decoding skips special
+        tokens, so an answer that ran on past one read as its words on both sides glued together."""
         ids: set[int] = set()
         for source in (getattr(self.lm, "generation_config", None), self.lm.config, self.tokenizer):
             value = getattr(source, "eos_token_id", None)
             ids.update(value if isinstance(value, (list, tuple)) else [value] if value is not None else [])
+        added = getattr(self.tokenizer, "added_tokens_decoder", {})
+        ids.update(index for index, token in added.items() if getattr(token, "special", False))
         newline = self.tokenizer.encode("\n", add_special_tokens=False)
         if len(newline) == 1:
             ids.add(newline[0])
