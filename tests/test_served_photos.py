@@ -14,9 +14,7 @@ from PIL import Image
 
 from tests.bot_helpers import jpeg, send_photo, send_text
 from tests.fake_telegram import private, user
-from tests.test_served import OPEN, answer_server, proxy, started_with_server, told
-
-__all__ = ["answer_server", "proxy"]  # the fixtures: a server for this module, a proxy for each test
+from tests.test_served import OPEN, started_with_server, told
 
 
 def sent_photo(asked) -> Image.Image | None:
