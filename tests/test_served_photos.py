@@ -60,11 +60,13 @@ async def test_follow_ups_carry_the_photo_to_a_model_that_sees_images_and_forget
     assert downloads(telegram) == 2  # downloaded again once: the second follow-up's came from memory
     assert len(services.pixels) == 1 and 0 < services.pixels.used < 100_000
 
+    # A question in a photo's caption sees it too, and its follow-ups need no download of their own
     bob_chat, bob = private(8701), user(8701)
-    send_photo(telegram, bob_chat, bob, understood[1].image)
-    await telegram.wait_replies(8701, 1, timeout=60)
+    send_photo(telegram, bob_chat, bob, understood[1].image, caption=OPEN)
+    assert not told((await telegram.wait_replies(8701, 1, timeout=60))[-1].text)
+    assert sent_photo(proxy.questions[-1]) is not None
     assert not told(await ask(telegram, bob_chat, bob, 2)) and sent_photo(proxy.questions[-1]) is not None
-    assert len(services.pixels) == 2
+    assert downloads(telegram) == 3 and len(services.pixels) == 2  # Bob's photo, downloaded once
 
     send_text(telegram, chat, alice, "/forget this", reply_to=mine)
     await telegram.wait_replies(8700, 5, timeout=30)
@@ -82,9 +84,8 @@ async def test_follow_ups_carry_the_photo_to_a_model_that_sees_images_and_forget
 async def test_a_photo_telegram_no_longer_serves_or_serves_slowly_costs_no_answer(
     start_bot, telegram, bot_settings, world_dir, proxy, understood, caplog
 ):
-    await started_with_server(
-        start_bot, bot_settings, world_dir, proxy.url, answer_sees_images=True, answer_photo_wait_s=1
-    )
+    settings = {"answer_sees_images": True, "answer_photo_wait_s": 1, "answer_photo_cache_mb": 0}  # none kept
+    await started_with_server(start_bot, bot_settings, world_dir, proxy.url, **settings)
     gone, slow = (private(8710), user(8710)), (private(8711), user(8711))
     posted = []
     for (chat, person), held in zip((gone, slow), understood, strict=False):
@@ -100,3 +101,23 @@ async def test_a_photo_telegram_no_longer_serves_or_serves_slowly_costs_no_answe
     assert len(telegram.sent("getFile", refused=True)) - len(telegram.sent("getFile")) >= 1  # gone: refused
     lines = [record.getMessage() for record in caplog.records if record.name == "bot.core.pixels"]
     assert len(lines) == 2 and "could not be had" in lines[0] and "took over 1 s" in lines[1], lines
+
+
+def test_kept_photos_stay_within_their_bytes_and_a_forget_outruns_a_download() -> None:
+    from bot.core.pixels import Pixels, _Entry
+    from storage import ImageRecord
+
+    kept = Pixels(total=250)
+    records = [ImageRecord(id=n, file_unique_id=f"u{n}", chat_id=1, sender_id=n) for n in range(3)]
+    for record in records:
+        kept.put(record.id, _Entry(record.file_unique_id, 1, record.sender_id, bytes(100)), kept.epoch)
+        kept.get(records[0])  # the first is asked about again and again: the second goes first
+    assert [kept.get(record) is not None for record in records] == [True, False, True] and kept.used == 200
+    assert kept.get(ImageRecord(id=2, file_unique_id="another")) is None  # an id handed out again
+    begun = kept.epoch  # a download begins; /forget lands before it ends
+    kept.drop_person(0)
+    kept.put(1, _Entry("u1", 1, 1, bytes(100)), begun)
+    assert len(kept) == 1 and kept.get(records[1]) is None and kept.used == 100
+    kept.settle(3)
+    kept.settle(4)  # someone was forgotten in another process
+    assert len(kept) == 0 and kept.used == 0

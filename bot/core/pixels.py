@@ -2,11 +2,11 @@
 
     photo = await pixels.photo_of(services, chat, image, forgotten)   # a small JPEG, or None: words alone
 
-The bot keeps no photo's bytes on disk, only its caption, tags and CLIP vector; a question to a model that
-sees images (`Models.sees_images`) downloads the photo again as photos are downloaded: within the byte budget,
-one download per file at a time (`core/downloads`), the whole of it within `answer_photo_wait_s`. It is kept
-downscaled (512 px, a JPEG of some 30-60 KB) in a small in-memory LRU (`Pixels`), so a run of follow-ups
-downloads it once. A photo Telegram no longer serves, or one slower than the wait, costs no answer: the
+The bot keeps no photo's bytes on disk, only its caption, tags and CLIP vector. With a model that sees images
+(`Models.sees_images`) a photo is downscaled as it is described (512 px, a JPEG of some 10-60 KB: `look_keeping`)
+and kept in a small in-memory LRU (`Pixels`), for the question in its caption and the follow-ups; a question
+about one no longer kept downloads it again as photos are downloaded: within the byte budget, one download per
+file at a time (`core/downloads`), the whole of it within `answer_photo_wait_s`. A photo Telegram no longer serves, or one slower than the wait, costs no answer: the
 question is answered from the words, and one line is logged.
 
 /forget drops its person's entries (`drop_person`), /forget this its photo's (`drop_file`); another process's
@@ -23,11 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from clipchat.errors import UserError
+from clipchat.errors import BadImage, UserError
+from clipchat.facts import PhotoFacts
 from storage import ImageRecord
 
+from ..engine import DescribeRequest
 from ..engine.served import downscaled
-from .incoming import Chat, PhotoFile
+from .incoming import Chat, PhotoFile, Where
 
 if TYPE_CHECKING:
     from .services import Services
@@ -49,6 +51,7 @@ class Pixels:
     def __init__(self, total: int) -> None:
         self.total = max(total, 0)  # 0: nothing kept, every question downloads its photo
         self.used = 0
+        self.epoch = 0  # grows with each /forget: a download begun before one keeps nothing (`put`)
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._forgotten: int | None = None  # the count of /forgets the entries were kept under
 
@@ -62,21 +65,23 @@ class Pixels:
         self._entries.move_to_end(image.id)
         return entry.jpeg
 
-    def put(self, image: ImageRecord, jpeg: bytes) -> None:
-        if len(jpeg) > self.total:
+    def put(self, image_id: int, entry: _Entry, epoch: int) -> None:
+        """Keep `entry`, unless it is too big or something was forgotten since `epoch` (its photo, maybe)."""
+        if len(entry.jpeg) > self.total or epoch != self.epoch:
             return
-        self._drop(lambda key, _entry: key == image.id)
-        self._entries[image.id] = _Entry(image.file_unique_id, image.chat_id, image.sender_id, jpeg)
-        self.used += len(jpeg)
+        self._drop(lambda key, _entry: key == image_id)
+        self._entries[image_id] = entry
+        self.used += len(entry.jpeg)
         while self.used > self.total:
             _key, oldest = self._entries.popitem(last=False)
             self.used -= len(oldest.jpeg)
 
     def settle(self, forgotten: int) -> None:
-        """Empty the entries if someone was forgotten (here or in another process) since they were kept."""
-        if forgotten != self._forgotten:
+        """Empty the entries if someone was forgotten (here or in another process) since they were kept. The first
+        count read is taken as it is: what was kept before it was fetched moments ago, from photos stored now."""
+        if self._forgotten is not None and forgotten != self._forgotten:
             self.clear()
-            self._forgotten = forgotten
+        self._forgotten = forgotten
 
     def drop_person(self, user_id: int) -> None:
         """What /forget deletes: the photos they sent, and those of their private chat (whose id is theirs)."""
@@ -87,10 +92,10 @@ class Pixels:
         self._drop(lambda _key, entry: entry.file_unique_id == file_unique_id)
 
     def clear(self) -> None:
-        self._entries.clear()
-        self.used = 0
+        self._drop(lambda _key, _entry: True)
 
     def _drop(self, which: Callable[[int, _Entry], bool]) -> None:
+        self.epoch += 1
         for key, entry in list(self._entries.items()):
             if which(key, entry):
                 del self._entries[key]
@@ -106,6 +111,7 @@ async def photo_of(services: Services, chat: Chat, image: ImageRecord | None, fo
     kept.settle(forgotten)
     if (jpeg := kept.get(image)) is not None:
         return jpeg
+    epoch = kept.epoch
     photo = PhotoFile(image.message_id, image.file_id, image.file_unique_id, image.media_kind)
     limits = services.models.limits
     wait = services.settings.answer_photo_wait_s
@@ -124,5 +130,28 @@ async def photo_of(services: Services, chat: Chat, image: ImageRecord | None, fo
     except UserError as error:  # gone from Telegram, too big, unreadable, the download budget full
         log.info("image %s: its photo could not be had (%s); answered from the words", image.id, error.detail)
         return None
-    kept.put(image, jpeg)
+    kept.put(image.id, _Entry(image.file_unique_id, image.chat_id, image.sender_id, jpeg), epoch)
     return jpeg
+
+
+async def look_keeping(services: Services, chat: Chat, photo: PhotoFile) -> tuple[PhotoFacts, bytes | None]:
+    """A photo fetched and described (`photos.look`) and, from the same bytes, downscaled for an answer model that
+    sees images: for the question in its caption, and kept (`keep`) for the follow-ups."""
+    limits = services.models.limits
+
+    async def both(data: bytes) -> tuple[PhotoFacts, bytes | None]:
+        facts = await services.models.describe(DescribeRequest(data))
+        try:
+            return facts, await asyncio.to_thread(downscaled, data, limits)
+        except BadImage as error:  # described, so rare: its questions go with words alone
+            log.info("a photo was described but not downscaled: %s", error.detail)
+            return facts, None
+
+    # its own key: a look that makes facts alone of the same file is another look
+    return await services.downloads.look(photo, chat.fetch, both, key=f"both:{photo.file_unique_id}")
+
+
+def keep(services: Services, image_id: int, photo: PhotoFile, where: Where, jpeg: bytes | None, epoch: int) -> None:
+    """A photo just stored as `image_id`, downscaled when it was fetched, kept for the follow-ups about it."""
+    if jpeg is not None:
+        services.pixels.put(image_id, _Entry(photo.file_unique_id, where.chat_id, where.user_id, jpeg), epoch)

@@ -295,14 +295,15 @@ class BotSettings(BaseSettings):
     )
     answer_sees_images: bool = Field(
         False,
-        description="The answer server's model reads images: each question about a photo sends it too, downloaded "
-        "again from Telegram by its file id (no photo is kept on disk), downscaled to 512 px, as a JPEG data URL.",
+        description="The answer server's model reads images: each question about a photo sends it too, downscaled "
+        "to 512 px, as a JPEG data URL (no photo is kept on disk: one no longer in memory is downloaded again from "
+        "Telegram by its file id).",
     )
     answer_photo_cache_mb: int = Field(
         32,
         ge=0,
         le=4096,
-        description="With CLIPCHAT_ANSWER_SEES_IMAGES: memory for photos under discussion, downscaled (some 50 KB "
+        description="With CLIPCHAT_ANSWER_SEES_IMAGES: memory for photos under discussion, downscaled (some 10-60 KB "
         "each), so that follow-ups do not download them again; the least recently asked about go first, and "
         "/forget empties its person's. 0: every question downloads its photo.",
     )
