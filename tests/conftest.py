@@ -399,3 +399,24 @@ async def start_bot(world_models, bot_settings, tmp_path: Path):
     yield start
     for app in list(running):
         await stop(app)
+
+
+@pytest.fixture(scope="session")
+def answer_server(world_dir: Path):
+    """`transformers serve` on loopback serving the world's chat model (tests/answer_server.py): one per run, as it
+    takes some 15 s to start; a test that kills it starts it again."""
+    from tests.answer_server import TransformersServe
+
+    server = TransformersServe(world_dir / "chat").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def proxy(answer_server):
+    """A loopback proxy in front of `answer_server` that records what it was asked and plays its faults."""
+    from tests.answer_server import FaultProxy
+
+    proxy = await FaultProxy(answer_server.url).start()
+    yield proxy
+    await proxy.stop()

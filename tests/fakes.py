@@ -69,6 +69,7 @@ class FakeModels:
     mood_given: Answer = MOOD
     identity: str = IDENTITY
     limits: ImageLimits = field(default_factory=ImageLimits)
+    sees_images: bool = False
     refuse_photos: BaseException | None = None
     drafts_given: tuple[tuple[float, str], ...] = ()
     calls: list[str] = field(default_factory=list)

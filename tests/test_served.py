@@ -2,7 +2,7 @@
 
 No mock: every reply here was written by the world's chat model in a real OpenAI-compatible server, reached
 through the `openai` client; a loopback proxy (tests/answer_server.py) plays the server's faults (429s, a
-stream cut short, slowness). One server per module: it starts in a few seconds, and each test gets a proxy.
+stream cut short, slowness). One server per test run (`answer_server` in conftest): it starts in some 15 s, and each test gets a proxy.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bot.engine.served import AnswerServer, ServedModels
 from clipchat.errors import InvalidConfig
 from dialogue import Answer, Conversation
 from dialogue.elsewhere import SERVER_DOWN
-from tests.answer_server import FaultProxy, TransformersServe, free_port
+from tests.answer_server import FaultProxy, free_port
 from tests.bot_helpers import jpeg, send_photo, send_text
 from tests.conftest import BOT_TOKEN
 from tests.fake_telegram import private, user
@@ -35,20 +35,6 @@ __all__ = ["photos_and_facts"]  # the fixture, shared with test_answer_model: th
 
 OPEN = "what is the background like?"  # routed to the answer model, not to CLIP
 SECRET = "sk-clipchat-test-4f9a1c77e2b04d2c"
-
-
-@pytest.fixture(scope="module")
-def answer_server(world_dir):
-    server = TransformersServe(world_dir / "chat").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def proxy(answer_server):
-    proxy = await FaultProxy(answer_server.url).start()
-    yield proxy
-    await proxy.stop()
 
 
 @pytest.fixture

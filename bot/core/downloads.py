@@ -129,10 +129,13 @@ class Downloads:
         photo: PhotoFile,
         fetch: Callable[[PhotoFile], Awaitable[Data]],
         describe: Callable[[Data], Awaitable[T]],
+        *,
+        key: str | None = None,
     ) -> T:
         """`describe(await fetch(photo))`, its bytes within the budget; Busy when no room came within the wait.
-        A look at the same file already under way is joined, not repeated, and its result (or error) shared."""
-        key = photo.file_unique_id
+        A look at the same file already under way is joined, not repeated, and its result (or error) shared;
+        `key` (default: the file's unique id) tells looks that make different things of the same file apart."""
+        key = key or photo.file_unique_id
         running = self._looks.get(key)
         if running is None:
             cost = self.cost(photo)

@@ -30,7 +30,7 @@ from storage import (
 )
 
 from ..engine import AnswerRequest, DescribeRequest
-from . import quotas, records, text
+from . import pixels, quotas, records, text
 from .incoming import Channel, Chat, PhotoFile, PhotoMessage, Where
 from .services import Services
 from .text import Said
@@ -90,11 +90,16 @@ async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> Non
         await remember(services, where, [(message.photo, facts)], message.text, "", None)
         return
     language = await records.language(services, where)
+    jpeg, epoch = None, services.pixels.epoch
     async with chat.working():
-        facts = await look(services, chat, message.photo)
+        if services.models.sees_images:  # its answer model sees the photo, now and in the follow-ups
+            facts, jpeg = await pixels.look_keeping(services, chat, message.photo)
+        else:
+            facts = await look(services, chat, message.photo)
         if text.is_question(message.text):
             conversation, forgotten = await _conversation(services, where, facts)
-            answer = await services.models.answer(AnswerRequest(conversation, message.text, forgotten))
+            asked = AnswerRequest(conversation, message.text, forgotten, photo=jpeg)
+            answer = await services.models.answer(asked)
             said = text.spoken(answer, language, noted=False)
             words = f"{said}\n\n({text.describe(facts, tags=3, language=language)})"
             if answer.route == RouteKind.DESCRIBE:  # "what is this?": the answer is the description, don't repeat it
@@ -104,7 +109,8 @@ async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> Non
     # The caption is the models' own words; about a spoiler photo, they go behind a spoiler too
     response = text.noting_model_language(Said.about(words, message.photo.spoiler), language)
     sent = await chat.reply(response)
-    await remember(services, where, [(message.photo, facts)], message.text, response.text, sent)
+    [image_id] = await remember(services, where, [(message.photo, facts)], message.text, response.text, sent)
+    pixels.keep(services, image_id, message.photo, where, jpeg, epoch)
 
 
 async def on_album(

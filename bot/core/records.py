@@ -53,6 +53,7 @@ async def reset(services: Services, where: Where) -> int:
 async def forget(services: Services, user_id: int) -> Removed:
     removed = await write_with_retry(services.sessions, lambda session: forget_user(session, user_id))
     services.members.forget_user(user_id)  # their rows went: their next message in a group is noted again
+    services.pixels.drop_person(user_id)  # their photos, downscaled for an answer model that sees images
     await services.models.forget_caches()  # their search phrases and /tags labels, among everyone's
     return removed
 
@@ -65,17 +66,22 @@ async def forget_photo(services: Services, where: Where, reply_to: int | None) -
         return _(FORGET_WHICH)
     operator = where.user_id is not None and where.user_id in services.settings.admin_ids
 
+    forgotten: list[str] = []  # the photo's file_unique_id, once it is found
+
     async def work(session: AsyncSession) -> Removed | str:
         image = await image_by_message(session, where.chat_id, reply_to)
         if image is None:
             return FORGET_NOT_FOUND
         if image.sender_id != where.user_id and not operator:
             return FORGET_NOT_YOURS
+        forgotten.append(image.file_unique_id)
         return await forget_image(session, image)
 
     removed = await write_with_retry(services.sessions, work)
     if isinstance(removed, str):
         return _(removed)
+    if forgotten:
+        services.pixels.drop_file(forgotten[-1])  # downscaled for an answer model that sees images
     log.info("chat %s: photo forgotten at the request of %s", where.chat_id, where.user_id)
     if not removed.turns:
         return _("Done: I forgot that photo, and /search won't find it any more.")

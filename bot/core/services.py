@@ -27,6 +27,7 @@ from storage.update_order import SharedOrder
 
 from ..engine import Models
 from .downloads import Downloads
+from .pixels import Pixels
 from .settings import BotSettings
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class Services:
     downloads: Downloads  # the bytes of photos being looked at, all chats together
     access: AccessList = field(default_factory=AccessList)  # the operators' /allow and /ban, checked per update
     members: MembersSeen = field(default_factory=MembersSeen)  # who this process has noted as seen in each group
+    # photos under discussion, downscaled, for an answer model that sees images (`core/pixels`)
+    pixels: Pixels = field(default_factory=lambda: Pixels(32 * 2**20))
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -89,7 +92,14 @@ async def open_services(
         raise
     downloads = Downloads(settings.download_memory_mb * 2**20, models.limits.max_bytes)
     services = Services(
-        settings, storage_settings, models, database, make_sessionmaker(database), EmbeddingIndex(), downloads
+        settings,
+        storage_settings,
+        models,
+        database,
+        make_sessionmaker(database),
+        EmbeddingIndex(),
+        downloads,
+        pixels=Pixels(settings.answer_photo_cache_mb * 2**20),
     )
     try:
         await services.access.refresh(services.sessions)  # so that no update waits for it

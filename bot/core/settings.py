@@ -295,9 +295,24 @@ class BotSettings(BaseSettings):
     )
     answer_sees_images: bool = Field(
         False,
-        description="The answer server's model reads images: a question that carries its photo's file sends it "
-        "too, downscaled to 512 px, as a JPEG data URL. No question carries one yet: photos' bytes are not kept, "
-        "so until a pixel cache keeps them, only the words go.",
+        description="The answer server's model reads images: each question about a photo sends it too, downscaled "
+        "to 512 px, as a JPEG data URL (no photo is kept on disk: one no longer in memory is downloaded again from "
+        "Telegram by its file id).",
+    )
+    answer_photo_cache_mb: int = Field(
+        32,
+        ge=0,
+        le=4096,
+        description="With CLIPCHAT_ANSWER_SEES_IMAGES: memory for photos under discussion, downscaled (some 10-60 KB "
+        "each), so that follow-ups do not download them again; the least recently asked about go first, and "
+        "/forget empties its person's. 0: every question downloads its photo.",
+    )
+    answer_photo_wait_s: float = Field(
+        10,
+        ge=1,
+        le=120,
+        description="With CLIPCHAT_ANSWER_SEES_IMAGES: the longest a question waits for its photo's download; past "
+        "it, or when Telegram no longer has the file, the question is answered from the words alone.",
     )
     answer_deadline_s: float = Field(
         30, ge=1, le=600, description="Longest one open question may take at the answer server, retries included."

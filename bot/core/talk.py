@@ -25,7 +25,7 @@ from storage.reindex import photos_waiting, reindex_running
 from vision.models.tagger import parse_label_list
 
 from ..engine import AnswerRequest, ClassifyRequest, Draft, MoodRequest, TextRequest
-from . import quotas, records, text
+from . import pixels, quotas, records, text
 from .incoming import Chat, Where
 from .photos import CONTEXT_TURNS, add_exchange
 from .services import Services
@@ -94,7 +94,9 @@ async def on_question(services: Services, where: Where, question: str, reply_to:
     question, cut = question[:most], len(question) > most  # the model reads a bounded prompt anyway
     async with chat.working():
         image, conversation, forgotten = await _thread(services, where, reply_to)
-        answer = await _written(services, where, AnswerRequest(conversation, question, forgotten), chat, image)
+        photo = await pixels.photo_of(services, chat, image, forgotten)  # None unless the answer model sees images
+        request = AnswerRequest(conversation, question, forgotten, photo=photo)
+        answer = await _written(services, where, request, chat, image)
     language = await records.language(services, where)
     _ = translator(language)
     note = "\n\n" + _("(I read only the first {count} characters of your message.)", count=most) if cut else ""

@@ -52,8 +52,8 @@ class AnswerRequest:
     conversation: Conversation
     question: str
     forgotten: int = 0  # the count of /forgets the database held when asked (see `Models`)
-    # The photo's file, for an answer model that sees images (`served`). None where the question's path has
-    # no pixels: a follow-up question has only the stored facts, since photos' bytes are not kept.
+    # The photo's file, for an answer model that sees images (`Models.sees_images`); None for one that does not.
+    # A follow-up's photo is downloaded again by its Telegram file id (`core/pixels`): photos' bytes are not kept.
     photo: bytes | None = None
 
 
@@ -93,6 +93,7 @@ class Models(Protocol):
 
     identity: str  # which CLIP made the vectors: stored beside them
     limits: ImageLimits  # what the bot refuses before downloading
+    sees_images: bool  # whether `answer` reads `AnswerRequest.photo` (a model server's VLM): else none is fetched
 
     async def describe(self, request: DescribeRequest) -> PhotoFacts: ...
     async def embed_text(self, request: TextRequest) -> TextVector: ...

@@ -221,6 +221,7 @@ class RayModels:
         self.handle = handle
         self.identity = identity
         self.limits = limits
+        self.sees_images = False  # the in-process answer model, on Ray, reads words
         self.timeout = timeout  # a caller's longest wait, as in LocalModels
 
     @classmethod

@@ -33,6 +33,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from PIL import Image
 from pydantic import SecretStr
 
 from clipchat.errors import BadImage
@@ -119,13 +120,31 @@ class ServerFailed(Exception):
 TOO_LONG = (400, 413, 422)
 
 
-def photo_url(data: bytes, limits: ImageLimits, side: int = IMAGE_SIDE) -> str:
-    """The photo as a data URL: checked as every photo is, downscaled to fit `side`, a JPEG."""
+def downscaled(data: bytes, limits: ImageLimits, side: int = IMAGE_SIDE) -> bytes:
+    """The photo checked as every photo is, downscaled to fit `side`, as a JPEG."""
     image = load_image(data, limits)
     image.thumbnail((side, side))
     encoded = io.BytesIO()
     image.convert("RGB").save(encoded, "JPEG", quality=85)
-    return "data:image/jpeg;base64," + base64.b64encode(encoded.getvalue()).decode("ascii")
+    return encoded.getvalue()
+
+
+def photo_url(data: bytes, limits: ImageLimits, side: int = IMAGE_SIDE) -> str:
+    """The photo as a JPEG data URL that fits `side`: one already so (`downscaled` by the core) goes as it is."""
+    return "data:image/jpeg;base64," + base64.b64encode(
+        _small_jpeg(data, side) or downscaled(data, limits, side)
+    ).decode("ascii")
+
+
+def _small_jpeg(data: bytes, side: int) -> bytes | None:
+    """`data`, if it is a JPEG that fits `side` (read from its header alone), else None."""
+    if not data.startswith(b"\xff\xd8\xff"):
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=["JPEG"]) as image:
+            return data if max(image.size) <= side else None
+    except (OSError, ValueError):
+        return None
 
 
 class ServedModels:
@@ -136,6 +155,7 @@ class ServedModels:
 
         self.inner, self.server = inner, server
         self.identity, self.limits = inner.identity, inner.limits
+        self.sees_images = server.sees_images
         key = server.key.get_secret_value() if server.key is not None else ""
         self._secret = key
         # max_retries=0: retries are clipchat's own (back-off, the question's deadline); local servers take any key

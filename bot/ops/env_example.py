@@ -72,6 +72,8 @@ SECTIONS = (
             "answer_api_key_file",
             "answer_server_model",
             "answer_sees_images",
+            "answer_photo_cache_mb",
+            "answer_photo_wait_s",
             "answer_deadline_s",
             "answer_concurrency",
             "answer_candidates",
