@@ -118,8 +118,13 @@ async def test_an_album_gets_one_reply_that_covers_every_photo(start_bot, telegr
     app = await start_bot()
     photos = distinct(understood, 3)
     before = batches_run("describe")
+    # The photos' files come together, as an album's do: how they share a batch is the point, not how a busy
+    # machine happens to spread three downloads
+    telegram.held["getFile"] = asyncio.Event()
     for held in photos:
         send_photo(telegram, private(3), user(3), held.image, media_group_id="album-1")
+    await telegram.wait_for(lambda: len(telegram.sent("getFile")) == 3, what="the album's three downloads")
+    telegram.held.pop("getFile").set()
     [reply] = await telegram.wait_replies(3, 1)
     # The album's turns are stored after its reply: once they are there, every reply it caused was sent.
     await eventually(lambda: stored(app, ImageRecord.chat_id == 3, 3), what="the album's photos stored")
