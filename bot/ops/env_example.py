@@ -63,7 +63,7 @@ SECTIONS = (
         ),
         "What each built-in set holds, and how to train your own: [models.md](models.md).",
     ),
-    Section("Device and speed", VisionSettings, ("device", "dtype", "cuda_graphs", "jpeg_on_device")),
+    Section("Device and speed", VisionSettings, ("device", "dtype", "speed_paths", "cuda_graphs", "jpeg_on_device")),
     Section("Database", StorageSettings, ("database_url", "database_timeout_s", "retention_days")),
     Section(
         "Webhook",
