@@ -231,3 +231,18 @@ def test_paths_past_the_time_budget_stay_off(plain_models, tmp_path) -> None:
     assert {v.path for v in chosen.verdicts if v.why == Why.OVER_BUDGET} == F32_PATHS and not running(models)
     assert "packed linears for CLIP: off (not timed within the calibration's" in str(chosen.describe())
 
+
+def test_doctor_says_which_paths_are_on_and_why(plain_models, tmp_path, one_repeat) -> None:
+    from bot.ops.doctor import check_speed_paths
+    from vision.catalog.settings import VisionSettings
+
+    settings = VisionSettings(device="cpu", cache_dir=tmp_path, speed_paths="auto")
+    assert "not measured on this CPU yet" in check_speed_paths(settings).detail
+    times = {SpeedPath.CLIP_PACKED: {Variant.PLAIN: 0.020, Variant.FAST: 0.031}}
+    choose(plain_models(), tmp_path, Scripted(times))
+    detail = check_speed_paths(settings).detail
+    assert "packed linears for CLIP: off (plain 20 ms vs packed 31 ms on this CPU)" in detail
+    assert "packed linears for GPT-2: on (plain 2000 ms vs packed 2000 ms on this CPU)" in detail
+    assert calibration.machine_key()["cpu"] in detail and "float32" in detail
+    forced = check_speed_paths(VisionSettings(device="cpu", cache_dir=tmp_path, speed_paths="none")).detail
+    assert forced.startswith("all off (CLIPCHAT_SPEED_PATHS=none)")
