@@ -121,7 +121,7 @@ def test_the_report_names_the_machine_its_libraries_and_the_speed_paths_chosen()
     paths = SpeedPaths(
         SpeedPathsMode.AUTO,
         (
-            Verdict(SpeedPath.GPT2_PACKED, False, Why.MEASURED, 41.0, 47.0),
+            Verdict(SpeedPath.CLIP_PACKED, False, Why.MEASURED, (("lone", 41.0, 47.0),)),
             Verdict(SpeedPath.FEW_ROWS, False, Why.UNAVAILABLE),
         ),
         seconds=2.5,
@@ -138,5 +138,5 @@ def test_the_report_names_the_machine_its_libraries_and_the_speed_paths_chosen()
     assert found["cpu"] in lines[1] and all(flag in lines[1] for flag in expected_isa)
     assert f"torch {torch.__version__}" in printed and f"transformers {transformers.__version__}" in printed
     assert "clipchat's speed paths (auto, measured in 2.5 s):" in printed
-    assert "packed linears for GPT-2: off (plain 41 ms vs packed 47 ms on this CPU)" in printed
+    assert "packed linears for CLIP: off (plain 41 ms vs packed 47 ms on this CPU)" in printed
     assert "the few-row bfloat16 kernel: off (not available on this CPU, build or model)" in printed

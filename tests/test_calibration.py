@@ -94,9 +94,15 @@ def test_a_path_runs_only_where_it_measured_at_least_as_fast(plain, fast, on, pl
     assert running(models) == (F32_PATHS if on else set())
     assert {t.path for t in timer.trials} == F32_PATHS and len(timer.trials) == 2 * 3 * 2 + 2 * 3 * 2 + 2 * 3
     word = "on" if on else "off"
-    assert f"packed linears for GPT-2: {word} (plain {2000 * plain:.0f} ms vs packed {2000 * fast:.0f} ms" in str(
-        chosen.describe()
+    said = chosen.describe()
+    assert (
+        f"packed linears for CLIP: {word} (plain {1000 * plain:.0f} ms vs packed {1000 * fast:.0f} ms on this CPU)"
+        in said
     )
+    assert (
+        f"packed linears for GPT-2: {word} (a lone photo: plain {1000 * plain:.0f} ms vs packed {1000 * fast:.0f} ms; "
+        f"16 photos: plain {1000 * plain:.0f} ms vs packed {1000 * fast:.0f} ms; on this CPU)"
+    ) in said
 
 
 @pytest.mark.parametrize("slower", sorted(F32_PATHS))
@@ -230,6 +236,8 @@ def test_paths_past_the_time_budget_stay_off(plain_models, tmp_path) -> None:
     chosen = calibration.choose(models.encoder, models.captioner, tmp_path, mode, Never(), budget_s=-1.0)
     assert {v.path for v in chosen.verdicts if v.why == Why.OVER_BUDGET} == F32_PATHS and not running(models)
     assert "packed linears for CLIP: off (not timed within the calibration's" in str(chosen.describe())
+    assert not (tmp_path / calibration.FOLDER).exists()  # a busy start leaves nothing off for good
+    assert not choose(plain_models(), tmp_path, Scripted({})).cached
 
 
 def test_doctor_says_which_paths_are_on_and_why(plain_models, tmp_path, one_repeat) -> None:
@@ -242,7 +250,7 @@ def test_doctor_says_which_paths_are_on_and_why(plain_models, tmp_path, one_repe
     choose(plain_models(), tmp_path, Scripted(times))
     detail = check_speed_paths(settings).detail
     assert "packed linears for CLIP: off (plain 20 ms vs packed 31 ms on this CPU)" in detail
-    assert "packed linears for GPT-2: on (plain 2000 ms vs packed 2000 ms on this CPU)" in detail
+    assert "packed linears for GPT-2: on (a lone photo: plain 1000 ms vs packed 1000 ms; 16 photos: plain" in detail
     assert calibration.machine_key()["cpu"] in detail and "float32" in detail
     forced = check_speed_paths(VisionSettings(device="cpu", cache_dir=tmp_path, speed_paths="none")).detail
     assert forced.startswith("all off (CLIPCHAT_SPEED_PATHS=none)")

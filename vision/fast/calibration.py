@@ -14,7 +14,8 @@ workload, and only a path at least as fast on every workload is plugged in:
 Each workload runs once per variant untimed, then REPEATS times per variant, interleaved (plain, path; path,
 plain; ...) so that drift on a shared machine hits both alike; the medians decide. No tolerance for a slower
 path: ties go to the path, and a path measured slower by noise alone costs at most that noise. The whole
-calibration stops at BUDGET_S (paths not yet measured stay off, and say so).
+calibration stops at BUDGET_S: paths not yet measured stay off and say so, and the choice is not cached, so
+that a start on a busy machine does not leave them off for good.
 
 The choice is written to `cache_dir/speed_paths/`, one JSON file per key: the CPU's model string and the
 features that matter (`catalog.devices.isa_flags`), torch and transformers, the thread count, the models'
@@ -55,18 +56,24 @@ log = logging.getLogger(__name__)
 REPEATS = 3  # per variant and workload; the median of 3 interleaved runs
 LONE_TOKENS = 3  # a lone caption: the prefix pass and 3 steps
 BATCH = 16  # the batch where batching matters: the bot's default largest batch
-BUDGET_S = 20.0  # past this, paths not yet timed stay off (a few seconds on the default set: docs/benchmarks.md)
+# past this, paths not yet timed stay off for this start, and nothing is cached (a few seconds on the default set
+# on a quiet machine: docs/benchmarks.md)
+BUDGET_S = 20.0
 FORMAT = 1  # a new workload or rule is a new key: every cached choice is measured again
 FOLDER = "speed_paths"
 
 
 class SpeedPath(StrEnum):
+    """In the order they are timed: the cheapest first, each on top of those already chosen (the few-row kernel
+    against GPT-2's linears as packing left them)."""
+
+    CLIP_PACKED = "clip_packed"
     LEAN_STEP = "lean_step"
     GPT2_PACKED = "gpt2_packed"
     FEW_ROWS = "few_rows"
-    CLIP_PACKED = "clip_packed"
 
 
+WORKLOADS = {"lone": "a lone photo", "batch": f"{BATCH} photos"}
 LABELS = {
     SpeedPath.LEAN_STEP: ("the lean GPT-2 step", "lean"),
     SpeedPath.GPT2_PACKED: ("packed linears for GPT-2", "packed"),
@@ -110,14 +117,21 @@ class Verdict:
     path: SpeedPath
     on: bool
     why: Why
-    plain_ms: float | None = None  # medians, summed over the path's workloads
-    fast_ms: float | None = None
+    # per workload (`lone`, `batch`): the medians in ms, plain's and the path's
+    workloads: tuple[tuple[str, float, float], ...] = ()
 
     def describe(self) -> str:
         label, short = LABELS[self.path]
         state = "on" if self.on else "off"
-        if self.why == Why.MEASURED and self.plain_ms is not None and self.fast_ms is not None:
-            return f"{label}: {state} (plain {self.plain_ms:.0f} ms vs {short} {self.fast_ms:.0f} ms on this CPU)"
+        if self.why == Why.MEASURED and self.workloads:
+            if len(self.workloads) == 1:
+                [(_, plain, fast)] = self.workloads
+                return f"{label}: {state} (plain {plain:.0f} ms vs {short} {fast:.0f} ms on this CPU)"
+            each = "; ".join(
+                f"{WORKLOADS.get(name, name)}: plain {plain:.0f} ms vs {short} {fast:.0f} ms"
+                for name, plain, fast in self.workloads
+            )
+            return f"{label}: {state} ({each}; on this CPU)"
         reasons = {
             Why.FORCED: "CLIPCHAT_SPEED_PATHS",
             Why.UNAVAILABLE: "not available on this CPU, build or model",
@@ -178,19 +192,22 @@ def choose(
         wiring.settle({v.path for v in cached if v.on})
         return SpeedPaths(mode, cached, cached=True)
     started = time.monotonic()
+    deadline = started + budget_s
     measured: list[Verdict] = []
     for path in SpeedPath:  # in this order: each path is timed on top of the ones already chosen
         if path not in wiring.available:
             measured.append(_unavailable(path))
-        elif time.monotonic() - started > budget_s:
-            measured.append(Verdict(path, False, Why.OVER_BUDGET))
         else:
-            measured.append(_measure(path, wiring, timer))
+            measured.append(_measure(path, wiring, timer, deadline))
         wiring.switch(path, measured[-1].on)
     chosen = SpeedPaths(mode, tuple(measured), seconds=time.monotonic() - started)
     wiring.settle({v.path for v in measured if v.on})
-    write_cache(cache_dir, key, chosen)
     log.info("speed paths measured in %.1f s: %s", chosen.seconds, "; ".join(chosen.describe()))
+    if any(v.why == Why.OVER_BUDGET for v in measured):
+        # a busy machine at this start; kept, the untimed paths would stay off for good
+        log.warning("speed paths: not all timed within %.0f s; the next start times them again", budget_s)
+    else:
+        write_cache(cache_dir, key, chosen)
     return chosen
 
 
@@ -198,7 +215,10 @@ def _unavailable(path: SpeedPath) -> Verdict:
     return Verdict(path, False, Why.UNAVAILABLE)
 
 
-def _measure(path: SpeedPath, wiring: _Wiring, timer: Timer) -> Verdict:
+def _measure(path: SpeedPath, wiring: _Wiring, timer: Timer, deadline: float) -> Verdict:
+    """Time `path` against plain; off, unmeasured, once `deadline` (time.monotonic) passes."""
+    if time.monotonic() > deadline:
+        return Verdict(path, False, Why.OVER_BUDGET)
     workloads = wiring.workloads(path)
     times: dict[tuple[Variant, str], list[float]] = {}
     for variant in Variant:  # the first call of each builds oneDNN's primitives, allocates caches: untimed
@@ -206,14 +226,22 @@ def _measure(path: SpeedPath, wiring: _Wiring, timer: Timer) -> Verdict:
         for run in workloads.values():
             run()
     for repeat in range(REPEATS):
+        if time.monotonic() > deadline:
+            return Verdict(path, False, Why.OVER_BUDGET)
         for variant in (Variant.PLAIN, Variant.FAST) if repeat % 2 == 0 else (Variant.FAST, Variant.PLAIN):
             wiring.switch(path, variant == Variant.FAST)
             for name, run in workloads.items():
                 times.setdefault((variant, name), []).append(timer(run, Trial(path, variant, name)))
-    plain = {name: statistics.median(times[Variant.PLAIN, name]) for name in workloads}
-    fast = {name: statistics.median(times[Variant.FAST, name]) for name in workloads}
-    on = all(fast[name] <= plain[name] for name in workloads)  # at least as fast on every workload
-    return Verdict(path, on, Why.MEASURED, 1000 * sum(plain.values()), 1000 * sum(fast.values()))
+    medians = tuple(
+        (
+            name,
+            1000 * statistics.median(times[Variant.PLAIN, name]),
+            1000 * statistics.median(times[Variant.FAST, name]),
+        )
+        for name in workloads
+    )
+    on = all(fast <= plain for _, plain, fast in medians)  # at least as fast on every workload
+    return Verdict(path, on, Why.MEASURED, medians)
 
 
 class _Wiring:
@@ -230,17 +258,17 @@ class _Wiring:
             and packing_available()
             and bf16_rows.load(cache_dir)
         )
-        # a guided captioner is its GPT-2 alone
+        # packed when first switched on: a start whose cached choice leaves them off packs nothing
         self.gpt2 = _Sites(captioner if isinstance(captioner, nn.Module) else self.lm, self.few_rows_ready)
-        self.clip = _Sites(encoder.model, False)
+        self.clip = _Sites(encoder.model, False)  # a guided captioner is its GPT-2 alone
         self.available: set[SpeedPath] = set()
         if self.chooses and Gpt2Steps.fits(self.lm):
             self.available.add(SpeedPath.LEAN_STEP)
-        if self.gpt2.sites and lm_dtype in packed_dtypes():
+        if lm_dtype in packed_dtypes():
             self.available.add(SpeedPath.GPT2_PACKED)
-        if self.gpt2.sites and self.few_rows_ready:
+        if self.few_rows_ready:
             self.available.add(SpeedPath.FEW_ROWS)
-        if self.clip.sites:
+        if next(encoder.model.parameters()).dtype in packed_dtypes():
             self.available.add(SpeedPath.CLIP_PACKED)
         self.state = dict.fromkeys(SpeedPath, False)
         self._apply()
@@ -300,17 +328,23 @@ class _Sites:
     and its packed twin (with or without the few-row kernel)."""
 
     def __init__(self, model: nn.Module, few_rows: bool) -> None:
-        self.sites: list[tuple[nn.Module, str, nn.Module]] = []
-        if not pack_linears(model, few_rows):
-            return
-        for parent in list(model.modules()):
+        self.model, self.few_rows = model, few_rows
+        self.sites: list[tuple[nn.Module, str, nn.Module]] | None = None  # packed at the first switch on
+
+    def _pack(self) -> list[tuple[nn.Module, str, nn.Module]]:
+        self.sites = []
+        pack_linears(self.model, self.few_rows)
+        for parent in list(self.model.modules()):
             for name, child in parent.named_children():
                 if isinstance(child, PackedLinear | PackedSelfAttention):
                     self.sites.append((parent, name, child))
         self.kernel = {id(m): getattr(m, "few_rows", False) for _, _, m in self.sites}
+        return self.sites
 
     def switch(self, packed: bool, few_rows: bool) -> None:
-        for parent, name, module in self.sites:
+        if self.sites is None and not (packed or few_rows):
+            return  # never packed: the plain modules are in place
+        for parent, name, module in self.sites if self.sites is not None else self._pack():
             kernel = few_rows and self.kernel[id(module)]
             if not (packed or kernel):
                 setattr(parent, name, module._source)
@@ -321,10 +355,10 @@ class _Sites:
 
     def settle(self, packed: bool, few_rows: bool) -> None:
         """Free what the chosen switch does not use: the packed copies where oneDNN is off."""
-        for _, _, module in self.sites:
+        for _, _, module in self.sites or ():
             if isinstance(module, PackedLinear) and not packed and module.few_rows and few_rows:
                 module.unpack()
-        self.sites = []
+        self.sites = []  # the modules are set for good: switching again finds nothing to swap
 
 
 def cache_key(encoder, captioner, wiring: _Wiring | None = None) -> dict:
@@ -375,14 +409,8 @@ def read_cache(cache_dir: Path, key: dict) -> tuple[Verdict, ...] | None:
 
 
 def _verdict(entry: dict) -> Verdict:
-    plain, fast = entry.get("plain_ms"), entry.get("fast_ms")
-    return Verdict(
-        SpeedPath(entry["path"]),
-        bool(entry["on"]),
-        Why(entry["why"]),
-        None if plain is None else float(plain),
-        None if fast is None else float(fast),
-    )
+    workloads = tuple((str(name), float(plain), float(fast)) for name, plain, fast in entry.get("workloads", ()))
+    return Verdict(SpeedPath(entry["path"]), bool(entry["on"]), Why(entry["why"]), workloads)
 
 
 def write_cache(cache_dir: Path, key: dict, chosen: SpeedPaths) -> None:
