@@ -254,3 +254,20 @@ def test_doctor_says_which_paths_are_on_and_why(plain_models, tmp_path, one_repe
     assert calibration.machine_key()["cpu"] in detail and "float32" in detail
     forced = check_speed_paths(VisionSettings(device="cpu", cache_dir=tmp_path, speed_paths="none")).detail
     assert forced.startswith("all off (CLIPCHAT_SPEED_PATHS=none)")
+
+
+def test_timings_too_unsteady_to_decide_leave_the_path_off_and_uncached(plain_models, tmp_path) -> None:
+    """A busy machine: the same workload's repeats swing 2x. No verdict either way; the next start times again."""
+    swings = iter([1.0, 2.0] * 100)
+
+    def busy(run, trial: Trial) -> float:
+        run()
+        return next(swings) if trial.path == SpeedPath.CLIP_PACKED else 1.0
+
+    models = plain_models()
+    chosen = choose(models, tmp_path, busy)
+    [clip] = [v for v in chosen.verdicts if v.path == SpeedPath.CLIP_PACKED]
+    assert clip.why == Why.UNSTEADY and not clip.on and SpeedPath.CLIP_PACKED not in running(models)
+    assert "its timings varied too much to decide" in clip.describe()
+    assert running(models) == F32_PATHS - {SpeedPath.CLIP_PACKED}  # the steady ones are decided
+    assert not choose(plain_models(), tmp_path, Scripted({})).cached

@@ -14,8 +14,9 @@ workload, and only a path at least as fast on every workload is plugged in:
 Each workload runs once per variant untimed, then REPEATS times per variant, interleaved (plain, path; path,
 plain; ...) so that drift on a shared machine hits both alike; the medians decide. No tolerance for a slower
 path: ties go to the path, and a path measured slower by noise alone costs at most that noise. The whole
-calibration stops at BUDGET_S: paths not yet measured stay off and say so, and the choice is not cached, so
-that a start on a busy machine does not leave them off for good.
+calibration stops at BUDGET_S, and a path whose repeats of one workload differ by more than NOISE gets no
+verdict: either way the path stays off and says so, and the choice is not cached, so that a start on a busy
+machine does not leave a path off (or on) for good.
 
 The choice is written to `cache_dir/speed_paths/`, one JSON file per key: the CPU's model string and the
 features that matter (`catalog.devices.isa_flags`), torch and transformers, the thread count, the models'
@@ -59,6 +60,10 @@ BATCH = 16  # the batch where batching matters: the bot's default largest batch
 # past this, paths not yet timed stay off for this start, and nothing is cached (a few seconds on the default set
 # on a quiet machine: docs/benchmarks.md)
 BUDGET_S = 20.0
+# The same workload's slowest run over its fastest, beyond which its times say more about the machine's other jobs
+# than about the path: on the shared 2-core Sapphire Rapids (load 2-5) runs of one lone photo swung 1.3-10x
+# between repeats, on a quiet one they stay within a few percent
+NOISE = 1.5
 FORMAT = 1  # a new workload or rule is a new key: every cached choice is measured again
 FOLDER = "speed_paths"
 
@@ -88,6 +93,7 @@ class Why(StrEnum):
     FORCED = "forced"  # CLIPCHAT_SPEED_PATHS=all or none
     UNAVAILABLE = "unavailable"  # this CPU, build or model cannot run it
     OVER_BUDGET = "over budget"  # the calibration ran out of time before timing it
+    UNSTEADY = "unsteady"  # its repeats varied past NOISE: a busy machine, no verdict
 
 
 class Variant(StrEnum):
@@ -137,6 +143,7 @@ class Verdict:
             Why.FORCED: "CLIPCHAT_SPEED_PATHS",
             Why.UNAVAILABLE: "not available on this CPU, build or model",
             Why.OVER_BUDGET: f"not timed within the calibration's {BUDGET_S:.0f} s",
+            Why.UNSTEADY: "its timings varied too much to decide: the machine is busy; timed again at the next start",
         }
         return f"{label}: {state} ({reasons.get(self.why, self.why)})"
 
@@ -204,9 +211,9 @@ def choose(
     chosen = SpeedPaths(mode, tuple(measured), seconds=time.monotonic() - started)
     wiring.settle({v.path for v in measured if v.on})
     log.info("speed paths measured in %.1f s: %s", chosen.seconds, "; ".join(chosen.describe()))
-    if any(v.why == Why.OVER_BUDGET for v in measured):
+    if any(v.why in (Why.OVER_BUDGET, Why.UNSTEADY) for v in measured):
         # a busy machine at this start; kept, the untimed paths would stay off for good
-        log.warning("speed paths: not all timed within %.0f s; the next start times them again", budget_s)
+        log.warning("speed paths: not all decided (time bound or a busy machine); the next start times them again")
     else:
         write_cache(cache_dir, key, chosen)
     return chosen
@@ -233,6 +240,8 @@ def _measure(path: SpeedPath, wiring: _Wiring, timer: Timer, deadline: float) ->
             wiring.switch(path, variant == Variant.FAST)
             for name, run in workloads.items():
                 times.setdefault((variant, name), []).append(timer(run, Trial(path, variant, name)))
+    if any(max(runs) > NOISE * min(runs) for runs in times.values()):
+        return Verdict(path, False, Why.UNSTEADY)
     medians = tuple(
         (
             name,
