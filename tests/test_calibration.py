@@ -241,13 +241,14 @@ def test_paths_past_the_time_budget_stay_off(plain_models, tmp_path) -> None:
 
 
 def test_doctor_says_which_paths_are_on_and_why(plain_models, tmp_path, one_repeat) -> None:
+    """And a cache directory given as a string, as a caller of load_models may pass it, works the same."""
     from bot.ops.doctor import check_speed_paths
     from vision.catalog.settings import VisionSettings
 
     settings = VisionSettings(device="cpu", cache_dir=tmp_path, speed_paths="auto")
-    assert "not measured on this CPU yet" in check_speed_paths(settings).detail
+    assert "no choice cached for this CPU yet" in check_speed_paths(settings).detail
     times = {SpeedPath.CLIP_PACKED: {Variant.PLAIN: 0.020, Variant.FAST: 0.031}}
-    choose(plain_models(), tmp_path, Scripted(times))
+    choose(plain_models(), str(tmp_path), Scripted(times))
     detail = check_speed_paths(settings).detail
     assert "packed linears for CLIP: off (plain 20 ms vs packed 31 ms on this CPU)" in detail
     assert "packed linears for GPT-2: on (a lone photo: plain 1000 ms vs packed 1000 ms; 16 photos: plain" in detail

@@ -138,7 +138,7 @@ def use_speed_paths(
     return calibration.choose(
         encoder,
         captioner,
-        cache_dir or default_cache_dir(),
+        Path(cache_dir or default_cache_dir()),
         speed_paths_mode(mode),
         timer or calibration.wall_timer,
     )

@@ -222,8 +222,8 @@ def check_speed_paths(settings: VisionSettings) -> Check:
         return Check(
             "speed paths",
             OK,
-            "not measured on this CPU yet: the first start times each against the plain path (a few seconds) "
-            f"and keeps the choice under {folder}",
+            "no choice cached for this CPU yet: a start times each path against the plain path (a few seconds) "
+            f"and keeps the choice under {folder} once every path is decided (a busy machine can leave some undecided)",
         )
     lines = []
     for key, verdicts in found:

@@ -64,7 +64,7 @@ BUDGET_S = 20.0
 # than about the path: on the shared 2-core Sapphire Rapids (load 2-5) runs of one lone photo swung 1.3-10x
 # between repeats, on a quiet one they stay within a few percent
 NOISE = 1.5
-FORMAT = 1  # a new workload or rule is a new key: every cached choice is measured again
+FORMAT = 2  # a new workload or rule is a new key: every cached choice is measured again
 FOLDER = "speed_paths"
 
 
