@@ -35,7 +35,8 @@ import torch
 
 from bot.core.settings import BotSettings
 from bot.engine.batcher import model_thread
-from vision.catalog.devices import cpu_has_fast_bf16
+from vision.catalog.devices import cpu_has_fast_bf16, cpu_model, isa_flags
+from vision.fast.calibration import describe_verdict
 
 from . import harness
 from .flops import ceiling_seconds, count_flops, matmul_rate
@@ -191,19 +192,11 @@ def run(
         "tokens": TOKENS,
     }
     rates = {name: thread.submit(matmul_rate, DTYPES[name]).result() for name in {"float32", *dtypes}}
-    results: dict = {
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "threads": torch.get_num_threads(),
-            "matmul_flops": rates,
-        },
-        "settings": dict(args),
-        "sections": {},
-    }
+    results: dict = {"machine": machine(rates), "settings": dict(args), "sections": {}}
     reference = None  # float32 clipchat: its weights and its captions
     for dtype_name in dtypes:
         section, models = _section(dtype_name, jpegs, args, rates, thread, log)
+        section["speed_paths"] = {name: m.speed_paths.as_dict() for name, m in models.items() if m.speed_paths}
         results["sections"][dtype_name] = section
         if "decode_ms_per_photo" not in results:  # the same for every dtype: once, on the model thread, alone
             encoder = next(iter(models.values())).encoder
@@ -223,6 +216,37 @@ def run(
     return results
 
 
+def machine(rates: dict[str, float]) -> dict:
+    """What a reader needs to tell which machine gave the figures: the CPU's model string (not `x86_64`), the
+    ISA features the speed paths and bfloat16 hang on, the libraries, cores and threads."""
+    import transformers
+
+    return {
+        "cpu": cpu_model(),
+        "architecture": platform.machine(),
+        "isa": list(isa_flags()),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "libraries": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+        },
+        "matmul_flops": rates,
+    }
+
+
+def header(machine: dict) -> list[str]:
+    """The report's first lines: the machine, as `machine` records it."""
+    ceilings = ", ".join(f"{name} {rate / 1e9:.0f}" for name, rate in sorted(machine["matmul_flops"].items()))
+    libraries = ", ".join(f"{name} {version}" for name, version in machine["libraries"].items())
+    return [
+        f"{machine['cpu']} ({machine['architecture']}; {' '.join(machine['isa']) or 'no AVX2'}), "
+        f"{machine['cores']} cores, {machine['threads']} threads; matmul GFLOP/s: {ceilings}",
+        libraries,
+    ]
+
+
 def _spread(values: dict, spec: str) -> str:
     return f"{values['median']:{spec}} [{values['min']:{spec}}-{values['max']:{spec}}]"
 
@@ -230,8 +254,9 @@ def _spread(values: dict, spec: str) -> str:
 def report(results: dict, log=print) -> None:
     machine, settings = results["machine"], results["settings"]
     burst = f"c{settings['clients']}"
-    ceilings = ", ".join(f"{name} {rate / 1e9:.0f}" for name, rate in sorted(machine["matmul_flops"].items()))
-    log(f"\n{machine['cpu']}, {machine['threads']} threads; matmul GFLOP/s: {ceilings}")
+    log("")
+    for line in header(machine):
+        log(line)
     log(
         f"{settings['repeats']} repeats of {settings['photos']} JPEG photos, {settings['tokens']}-token captions, "
         f"the bot's {settings['max_wait'] * 1000:.0f} ms batching wait. Medians [min-max over repeats]."
@@ -243,6 +268,11 @@ def report(results: dict, log=print) -> None:
             log(line)
     for dtype_name, section in results["sections"].items():
         log(f"\n== every pipeline in {dtype_name} ==")
+        for name, paths in section.get("speed_paths", {}).items():
+            how = "cached" if paths["cached"] else f"measured in {paths['seconds']:.1f} s"
+            log(f"{name}'s speed paths ({paths['mode']}, {how}):")
+            for verdict in paths["paths"].values():
+                log(f"  {describe_verdict(verdict)}")
         log(
             f"{'pipeline':<22}{'configuration':<42}{burst + ' photos/s':>22}{burst + ' p95 ms':>22}"
             f"{'c1 p50 ms':>20}{'GFLOP':>7}{'efficiency':>24}{'decode ms':>11}"

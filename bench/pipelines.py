@@ -99,11 +99,13 @@ def build_models(
     clip_dtype: torch.dtype | None = None,
     as_clipchat_loads: bool = True,
     tags: bool = True,
+    speed_paths: str | None = None,
 ):
     """ViT-B/32 CLIP, GPT-2 124M and a prefix mapper, seeded: the same weights in any dtype.
 
     `as_clipchat_loads` applies `load_models`' speed paths (vision.pipeline.use_speed_paths: GPT-2's Conv1D
-    as nn.Linear, linears and CLIP's attention through oneDNN with packed weights); ClipCap's own code would not, so its
+    as nn.Linear, then those `speed_paths` allows: auto, all or none, by default CLIPCHAT_SPEED_PATHS else auto,
+    which times each on this machine once and caches the choice); ClipCap's own code would not, so its
     rows build without them. Without `tags` there is no tagger
     (its label vectors take CLIP's text tower over the whole vocabulary), for pipelines that never tag.
     """
@@ -125,13 +127,12 @@ def build_models(
     lm = GPT2LMHeadModel(GPT2Config())
     captioner = PrefixCaptioner(MapperConfig(), lm, numbered_tokenizer()).to(where, dtype).eval().requires_grad_(False)
     captioner.stop_ids = [GPT2_VOCAB - 1]
-    if as_clipchat_loads:
-        use_speed_paths(encoder, captioner)
+    paths = use_speed_paths(encoder, captioner, mode=speed_paths) if as_clipchat_loads else None
     tagger = ZeroShotTagger(encoder, load_vocabulary("everyday")) if tags else None
     model_set = ModelSet.from_dict(
         "bench", {"clip": "ViT-B-32-quickgelu", "language_model": "gpt2", "captioner": "local-dir:/random-weights"}
     )
-    return VisionModels(model_set, encoder, captioner, tagger)
+    return VisionModels(model_set, encoder, captioner, tagger, speed_paths=paths)
 
 
 def _name(dtype: torch.dtype) -> str:

@@ -95,3 +95,48 @@ def test_a_prepare_that_would_start_an_openmp_team_is_refused(photos, two_thread
     with pytest.raises(RuntimeError, match="OpenMP team"):
         check_prepare_keeps_off_openmp(Pipeline("tensors", "t", "t", 1, tensor_work, list), photos[0])
     check_prepare_keeps_off_openmp(Pipeline("pillow", "p", "p", 1, decode, list), photos[0])
+
+
+def test_the_report_names_the_machine_its_libraries_and_the_speed_paths_chosen() -> None:
+    """A reader of bench.json or of the printed report can tell which CPU gave the figures (its model string,
+    not `x86_64`), with which ISA features and libraries, and which speed paths ran there."""
+    import json
+    import platform
+    from pathlib import Path
+
+    import transformers
+
+    from bench.captioning import machine, report
+    from vision.fast.calibration import SpeedPath, SpeedPaths, SpeedPathsMode, Verdict, Why
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    named = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    found = machine({"float32": 3.0e11})
+    assert found["cpu"] == (" ".join(named[0].split()) if named else platform.machine())
+    expected_isa = [f for f in ("avx2", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16") if f in flags]
+    assert [f for f in found["isa"] if f in expected_isa] == expected_isa
+    assert found["libraries"]["torch"] == torch.__version__
+    assert found["libraries"]["transformers"] == transformers.__version__
+    paths = SpeedPaths(
+        SpeedPathsMode.AUTO,
+        (
+            Verdict(SpeedPath.CLIP_PACKED, False, Why.MEASURED, (("lone", 41.0, 47.0),)),
+            Verdict(SpeedPath.FEW_ROWS, False, Why.UNAVAILABLE),
+        ),
+        seconds=2.5,
+    )
+    results = {
+        "machine": found,
+        "settings": {"clients": 16, "repeats": 1, "photos": 16, "tokens": 20, "max_wait": 0.005},
+        "sections": {"float32": {"rows": {}, "ratios": {}, "speed_paths": {"clipchat": paths.as_dict()}}},
+    }
+    results = json.loads(json.dumps(results))  # what bench.json holds
+    lines: list[str] = []
+    report(results, lines.append)
+    printed = "\n".join(lines)
+    assert found["cpu"] in lines[1] and all(flag in lines[1] for flag in expected_isa)
+    assert f"torch {torch.__version__}" in printed and f"transformers {transformers.__version__}" in printed
+    assert "clipchat's speed paths (auto, measured in 2.5 s):" in printed
+    assert "packed linears for CLIP: off (plain 41 ms vs packed 47 ms on this CPU)" in printed
+    assert "the few-row bfloat16 kernel: off (not available on this CPU, build or model)" in printed

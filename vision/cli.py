@@ -137,6 +137,7 @@ def _load(settings: VisionSettings):
         settings.cache_dir,
         settings.hub_cache_dir,
         allow_random_weights=settings.allow_random_weights,
+        speed_paths=settings.speed_paths,
     )
 
 

@@ -7,6 +7,7 @@ models = load_models("default", device="auto")
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -15,17 +16,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from clipchat.errors import InvalidConfig
 from clipchat.facts import PhotoFacts
 from clipchat.metrics import STAGE_SECONDS
 
-from .catalog.devices import resolve_clip_dtype, resolve_device, resolve_dtype
+from .catalog.devices import SpeedPathsMode, resolve_clip_dtype, resolve_device, resolve_dtype
 from .catalog.hub import ensure_available
 from .catalog.model_sets import ModelSet, load_model_set
 from .decoding.guided import GuidedCaptioner
 from .decoding.strategies import Caption, DecodingOptions, decode
-from .fast import bf16_rows, choose_step
+from .fast import calibration, choose_step
+from .fast.calibration import SpeedPaths, Timer
 from .fast.graphs import static_image_features
-from .fast.packed_linear import pack_linears, packing_available
 from .models.answer_model import LazyAnswerModel, answer_model_from, load_answer_model
 from .models.captioner import PrefixCaptioner, load_clipcap_checkpoint, load_prefix_captioner
 from .models.encoder import ClipEncoder, load_clip
@@ -34,6 +36,7 @@ from .models.scoring import rerank
 from .models.tagger import DEFAULT_TEMPLATES, ZeroShotTagger, load_vocabulary
 
 log = logging.getLogger(__name__)
+SPEED_PATHS_ENV = "CLIPCHAT_SPEED_PATHS"  # VisionSettings.speed_paths; read here too for bench and library use
 
 
 class VisionModels:
@@ -46,8 +49,10 @@ class VisionModels:
         captioner: PrefixCaptioner | GuidedCaptioner,
         tagger: ZeroShotTagger,
         answerer: LazyAnswerModel | None = None,
+        speed_paths: SpeedPaths | None = None,
     ) -> None:
         self.model_set = model_set
+        self.speed_paths = speed_paths  # which CPU speed paths are on, and why (None on a GPU)
         self.encoder = encoder
         self.captioner = captioner
         self.tagger = tagger
@@ -108,32 +113,45 @@ class VisionModels:
 
 
 def use_speed_paths(
-    encoder: ClipEncoder, captioner: PrefixCaptioner | GuidedCaptioner, cache_dir: Path | None = None
-) -> None:
+    encoder: ClipEncoder,
+    captioner: PrefixCaptioner | GuidedCaptioner,
+    cache_dir: Path | None = None,
+    mode: SpeedPathsMode | str | None = None,
+    timer: Timer | None = None,
+) -> SpeedPaths | None:
     """Plug `vision.fast` into the plain models, once the weights are in; the same arithmetic up to float
-    rounding, inference only.
+    rounding, inference only. Returns which CPU paths are on and why (None on a GPU).
 
-    Greedy decoding's steps: `choose_step` picks them (the lean GPT-2 step on a CPU, CUDA graphs with
-    `graphs=True`). On a CPU, the kernels measured fastest there: GPT-2's Conv1D as nn.Linear (see
-    linearize), and every float32 linear (bfloat16 too, where the CPU multiplies it natively) through oneDNN
-    with its weight packed once (see packed_linear); a bfloat16 GPT-2's steps for one to three photos through
-    bf16_rows' kernel, built into `cache_dir` (clipchat's cache by default) the first time.
+    Greedy decoding's steps: `choose_step` picks them (CUDA graphs with `graphs=True`). On a CPU, GPT-2's
+    Conv1D as nn.Linear (see linearize), then the paths `mode` (default: CLIPCHAT_SPEED_PATHS, else auto)
+    allows: under auto each that measured at least as fast as the plain path on this machine, timed at the
+    first start and cached in `cache_dir` (clipchat's cache by default; see vision.fast.calibration): the lean
+    GPT-2 step, oneDNN's packed linears for GPT-2 and for CLIP, and bf16_rows' few-row kernel for a bfloat16
+    GPT-2 (built into `cache_dir` the first time).
     """
     if isinstance(captioner, PrefixCaptioner):  # the guided captioner decodes its own way
         captioner.choose_step = choose_step
     weight = next(captioner.lm.parameters())
-    if weight.device.type != "cpu":  # the CPU kernels below would not apply, and need not say so
-        return
+    if weight.device.type != "cpu":  # the CPU paths below would not apply, and need not say so
+        return None
     linearize(captioner.lm)
-    few_rows = (
-        weight.dtype == torch.bfloat16
-        and bf16_rows.cpu_supports()
-        and packing_available()
-        and bf16_rows.load(cache_dir or default_cache_dir())
+    return calibration.choose(
+        encoder,
+        captioner,
+        Path(cache_dir or default_cache_dir()),
+        speed_paths_mode(mode),
+        timer or calibration.wall_timer,
     )
-    # a guided captioner is its GPT-2 alone
-    pack_linears(captioner if isinstance(captioner, torch.nn.Module) else captioner.lm, few_rows)
-    pack_linears(encoder.model)
+
+
+def speed_paths_mode(mode: SpeedPathsMode | str | None = None) -> SpeedPathsMode:
+    """`mode`, else CLIPCHAT_SPEED_PATHS, else auto."""
+    value = mode if mode is not None else os.environ.get(SPEED_PATHS_ENV) or SpeedPathsMode.AUTO
+    try:
+        return SpeedPathsMode(str(value).strip().lower())
+    except ValueError:
+        choices = ", ".join(m.value for m in SpeedPathsMode)
+        raise InvalidConfig(f"Unknown speed paths {value!r}: use one of {choices}.") from None
 
 
 def _finish(tensor: torch.Tensor) -> None:
@@ -150,12 +168,15 @@ def load_models(
     hub_cache_dir: Path | None = None,
     *,
     allow_random_weights: bool = False,
+    speed_paths: SpeedPathsMode | str | None = None,
 ) -> VisionModels:
     """Load a model set by name, directory or object; unknown names are answered with the valid ones.
 
     `cache_dir` holds clipchat's own derived files (tag embeddings); `hub_cache_dir`
-    overrides where Hugging Face downloads go (by default HF_HOME's cache).
+    overrides where Hugging Face downloads go (by default HF_HOME's cache). `speed_paths`: which CPU speed
+    paths to plug in (auto, all, none; default CLIPCHAT_SPEED_PATHS, else auto: see `use_speed_paths`).
     """
+    mode = speed_paths_mode(speed_paths)  # a wrong value is refused before minutes of loading
     cache_dir = cache_dir or default_cache_dir()
     model_set = models if isinstance(models, ModelSet) else load_model_set(models)
     ensure_available(model_set, hub_cache_dir)  # seconds, not minutes of retries, when weights cannot come
@@ -183,7 +204,7 @@ def load_models(
         captioner = load_prefix_captioner(
             choice.checkpoint, model_set.language_model, torch_device, torch_dtype, hub_cache_dir, clip=encoder
         )
-    use_speed_paths(encoder, captioner, cache_dir)
+    paths = use_speed_paths(encoder, captioner, cache_dir, mode)
     tagger = ZeroShotTagger(
         encoder,
         load_vocabulary(model_set.vocabulary),
@@ -206,7 +227,7 @@ def load_models(
         torch_device,
         torch_dtype,
     )
-    return VisionModels(model_set, encoder, captioner, tagger, answerer)
+    return VisionModels(model_set, encoder, captioner, tagger, answerer, paths)
 
 
 def default_cache_dir() -> Path:

@@ -172,6 +172,7 @@ def load_configured_models(vision_settings: VisionSettings) -> VisionModels:
         cache_dir=vision_settings.cache_dir,
         hub_cache_dir=vision_settings.hub_cache_dir,
         allow_random_weights=vision_settings.allow_random_weights,
+        speed_paths=vision_settings.speed_paths,
     )
 
 

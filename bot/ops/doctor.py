@@ -252,6 +252,38 @@ def check_device(settings: VisionSettings) -> Check:
     return Check("device", OK, detail)
 
 
+def check_speed_paths(settings: VisionSettings) -> Check:
+    """On a CPU: which speed paths run and why, as the last start measured them here (vision.fast.calibration)."""
+    from vision.catalog.devices import SpeedPathsMode, resolve_device
+    from vision.fast.calibration import cached_for_this_machine
+    from vision.pipeline import default_cache_dir
+
+    try:
+        if resolve_device(settings.device).type != "cpu":
+            return Check("speed paths", OK, "on a GPU: the CPU speed paths do not apply")
+    except ClipchatError as error:
+        return Check("speed paths", FAIL, error.detail)
+    if settings.speed_paths != SpeedPathsMode.AUTO:
+        state = "every one this CPU can run on" if settings.speed_paths == SpeedPathsMode.ALL else "all off"
+        return Check("speed paths", OK, f"{state} (CLIPCHAT_SPEED_PATHS={settings.speed_paths}), none timed")
+    folder = settings.cache_dir or default_cache_dir()
+    found = cached_for_this_machine(folder)
+    if not found:
+        return Check(
+            "speed paths",
+            OK,
+            "no choice cached for this CPU yet: a start times each path against the plain path (a few seconds) "
+            f"and keeps the choice under {folder} once every path is decided (a busy machine can leave some undecided)",
+        )
+    lines = []
+    for key, verdicts in found:
+        models = f"CLIP {key['clip']} in {key['clip_dtype']}, {key['language_model']} in {key['lm_dtype']}"
+        lines.append(f"{models}:" + "".join(f"\n      {verdict.describe()}" for verdict in verdicts))
+    return Check(
+        "speed paths", OK, f"chosen by timing on {key['cpu']}, {key['threads']} threads:\n    " + "\n    ".join(lines)
+    )
+
+
 def check_disk(settings: VisionSettings) -> Check:
     from vision.pipeline import default_cache_dir
 
@@ -276,6 +308,7 @@ def run_checks(bot: BotSettings, vision: VisionSettings, storage: StorageSetting
         asyncio.run(check_database(storage)),
         *check_models(vision),
         check_device(vision),
+        check_speed_paths(vision),
         check_disk(vision),
     ]
 

@@ -83,7 +83,7 @@ SECTIONS = (
         "Ollama, vLLM, llama.cpp's server or a hosted API, and what leaves the machine: "
         "[operating.md](operating.md#answers-from-a-model-server).",
     ),
-    Section("Device and speed", VisionSettings, ("device", "dtype", "cuda_graphs", "jpeg_on_device")),
+    Section("Device and speed", VisionSettings, ("device", "dtype", "speed_paths", "cuda_graphs", "jpeg_on_device")),
     Section("Database", StorageSettings, ("database_url", "database_timeout_s", "retention_days")),
     Section(
         "Webhook",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from enum import StrEnum
 from pathlib import Path
 
 import torch
@@ -56,6 +57,47 @@ def _cpu_flags(cpuinfo: Path) -> frozenset[str]:
         if name.strip() == "flags":  # x86's name for the line; every core lists the same
             return frozenset(value.split())
     return frozenset()
+
+
+# The CPU features the speed paths and bfloat16 depend on: what a benchmark's reader and the speed-path cache
+# need to tell two CPUs apart (the rest of /proc/cpuinfo's flags change nothing clipchat does)
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+class SpeedPathsMode(StrEnum):
+    """Which CPU speed paths (`vision.fast`) load_models plugs in: each that measured at least as fast as the plain
+    path on this machine (auto), every one the machine can run (all), or none."""
+
+    AUTO = "auto"
+    ALL = "all"
+    NONE = "none"
+
+
+def isa_flags() -> tuple[str, ...]:
+    """Of ISA_FLAGS, the ones this CPU has, in ISA_FLAGS' order."""
+    flags = cpu_flags()
+    return tuple(flag for flag in ISA_FLAGS if flag in flags)
+
+
+def cpu_model() -> str:
+    """The CPU's model string from /proc/cpuinfo (`model name`, e.g. "AMD EPYC 9R14 96-Core Processor"), where
+    `platform.machine()` says only x86_64; the architecture where the file or the line is missing."""
+    return _cpu_model(Path("/proc/cpuinfo"))
+
+
+@functools.cache
+def _cpu_model(cpuinfo: Path) -> str:
+    import platform
+
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return platform.machine() or "unknown CPU"
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("model name", "Model Name", "cpu model"):  # x86; some ARM and MIPS kernels
+            return " ".join(value.split())
+    return platform.machine() or "unknown CPU"
 
 
 def cpu_has_fast_bf16() -> bool:

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..intake.images import ImageLimits
+from .devices import SpeedPathsMode
 from .model_sets import ModelSet, load_model_set
 
 
@@ -68,6 +69,13 @@ class VisionSettings(BaseSettings):
         description="On a GPU: decode and resize JPEG photos there, a batch at a "
         "time (other formats, rotated, CMYK and damaged files still go through Pillow). Left off, with a "
         "warning, on a CPU, where Pillow's reduced decoding is faster.",
+    )
+    speed_paths: SpeedPathsMode = Field(
+        SpeedPathsMode.AUTO,
+        description="On a CPU: auto plugs in each speed path (packed oneDNN linears for CLIP and for GPT-2, the "
+        "few-row bfloat16 kernel, the lean GPT-2 step) that measured at least as fast as the plain path on this "
+        "machine, timed for a few seconds at the first start and kept in the cache dir; all plugs in every one "
+        "the CPU can run, none runs the plain path. `clipchat doctor` says which are on and why.",
     )
     cache_dir: Path | None = Field(
         None,

@@ -29,4 +29,10 @@ def choose_step(lm, batch: int, length: int, *, graphs: bool = False) -> Gpt2Ste
     return None
 
 
-__all__ = ["choose_step"]
+def plain_step(lm, batch: int, length: int, *, graphs: bool = False) -> StaticStep | None:
+    """`choose_step` without the lean GPT-2 step, where it measured slower (`calibration`): fixed shapes when
+    asked, else the plain `forward` step."""
+    return StaticStep(lm, batch, length) if graphs else None
+
+
+__all__ = ["choose_step", "plain_step"]

@@ -85,6 +85,9 @@ class PackedLinear(nn.Module):
             and (linear.bias is None or linear.bias.is_contiguous())
         )
         self.register_buffer("packed", _pack(linear.weight), persistent=False)
+        # False: products of more rows than the kernel takes go to F.linear, as the plain module's would, where
+        # the packed product measured slower on this CPU and the kernel faster (calibration; `unpack`)
+        self.onednn = True
         # Not a child module (its parameters are these): it writes the state dict in its own layout
         # (GPT2Linear keeps Conv1D's), so checkpoints and weight comparisons see the model as loaded.
         object.__setattr__(self, "_source", linear)
@@ -96,11 +99,19 @@ class PackedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.few_rows and 0 < x.numel() <= bf16_rows.MAX_ROWS * self.in_features and x.dtype == torch.bfloat16:
             return bf16_rows.linear(x, self.weight.detach(), self.bias.detach() if self.bias is not None else None)
+        if not self.onednn:
+            return F.linear(x, self.weight, self.bias)
         return _linear(x, self.packed, self.bias)
+
+    def unpack(self) -> None:
+        """Products of more than the kernel's rows through F.linear from now on, the packed copy freed."""
+        self.onednn = False
+        self.packed = torch.empty(0, dtype=self.weight.dtype)
 
     def extra_repr(self) -> str:
         few = f", up to {bf16_rows.MAX_ROWS} rows by bf16_rows" if self.few_rows else ""
-        return f"in_features={self.in_features}, out_features={self.out_features}, packed for oneDNN{few}"
+        how = "packed for oneDNN" if self.onednn else "F.linear"
+        return f"in_features={self.in_features}, out_features={self.out_features}, {how}{few}"
 
 
 def _pack(weight: torch.Tensor) -> torch.Tensor:
