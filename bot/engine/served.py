@@ -290,15 +290,8 @@ class ServedModels:
         """One reply's text so far, each time words arrive; raises ServerFailed."""
         async with self._slot(deadline):
             stream: Any = await self._call(
-                lambda messages: self._client.chat.completions.create(
-                    model=self.server.model,
-                    messages=cast(Any, messages),
-                    max_tokens=max_tokens,
-                    stream=True,
-                    stream_options={"include_usage": True},
-                    temperature=TEMPERATURE,
-                    top_p=TOP_P,
-                    frequency_penalty=FREQUENCY_PENALTY,
+                lambda messages: self._completion(
+                    messages, max_tokens, stream=True, stream_options={"include_usage": True}
                 ),
                 messages,
                 deadline,
@@ -325,19 +318,24 @@ class ServedModels:
         """One more reply, whole (another candidate for CLIP to choose from); raises ServerFailed."""
         async with self._slot(deadline):
             reply: Any = await self._call(
-                lambda messages: self._client.chat.completions.create(
-                    model=self.server.model,
-                    messages=cast(Any, messages),
-                    max_tokens=max_tokens,
-                    temperature=TEMPERATURE,
-                    top_p=TOP_P,
-                    frequency_penalty=FREQUENCY_PENALTY,
-                ),
+                lambda messages: self._completion(messages, max_tokens),
                 messages,
                 deadline,
             )
         self._count(reply.usage)
         return str(reply.choices[0].message.content or "") if reply.choices else ""
+
+    def _completion(self, messages: list[dict[str, Any]], max_tokens: int, **streaming: Any) -> Awaitable[Any]:
+        """The chat completion request, one sampling for every reply whether streamed or whole."""
+        return self._client.chat.completions.create(
+            model=self.server.model,
+            messages=cast(Any, messages),
+            max_tokens=max_tokens,
+            temperature=TEMPERATURE,
+            top_p=TOP_P,
+            frequency_penalty=FREQUENCY_PENALTY,
+            **streaming,
+        )
 
     async def _call(
         self, ask: Callable[[list[dict[str, Any]]], Awaitable[T]], messages: list[dict[str, Any]], deadline: float
