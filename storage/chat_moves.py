@@ -44,7 +44,7 @@ CHAT_ROWS = {
     "chat_settings": "moved; a setting the supergroup already changed keeps its value",
     "images": "moved, and re-attributed where the group's anonymous admins sent them",
     "turns": "moved, and the anonymous admins' conversations re-keyed",
-    "sent_photos": "moved, as the photos they show and the message ids they hold are",
+    "sent_photos": "moved; their message ids are the old group's, which replies in the supergroup never name",
     "users": "the anonymous admins' identity (the group's id) becomes the supergroup's",
     "usage": "today's counts of the chat and of its anonymous admins, added to the supergroup's",
     "user_access": "an operator's word on the group holds for the supergroup, unless they said one about it",

@@ -145,10 +145,15 @@ async def image_exists(session: AsyncSession, image_id: int) -> bool:
 
 async def image_by_message(session: AsyncSession, chat_id: int, message_id: int) -> ImageRecord | None:
     """The photo posted as `message_id` in this chat, the one the bot's message `message_id` showed (a
-    /search result), or the one it was about (an answer): what a reply points at."""
+    /search result), or the one it was about (an answer): what a reply points at.
+
+    Only rows kept since the chat was first seen count: a group upgraded to a supergroup brings its rows
+    along (`chat_moves`), but their message ids are the old group's, and the supergroup numbers its messages
+    anew, so a reply to its message 5 is not a reply to the old group's message 5."""
+    since = select(Chat.first_seen).where(Chat.id == chat_id).scalar_subquery()
     posted = await session.scalar(
         select(ImageRecord)
-        .where(ImageRecord.chat_id == chat_id, ImageRecord.message_id == message_id)
+        .where(ImageRecord.chat_id == chat_id, ImageRecord.message_id == message_id, ImageRecord.created_at >= since)
         .order_by(ImageRecord.id.desc())
         .limit(1)
     )
@@ -157,7 +162,7 @@ async def image_by_message(session: AsyncSession, chat_id: int, message_id: int)
     shown = await session.scalar(
         select(ImageRecord)
         .join(SentPhoto, SentPhoto.image_id == ImageRecord.id)
-        .where(SentPhoto.chat_id == chat_id, SentPhoto.message_id == message_id)
+        .where(SentPhoto.chat_id == chat_id, SentPhoto.message_id == message_id, SentPhoto.sent_at >= since)
         .order_by(SentPhoto.id.desc())
         .limit(1)
     )
@@ -166,7 +171,7 @@ async def image_by_message(session: AsyncSession, chat_id: int, message_id: int)
     return await session.scalar(
         select(ImageRecord)
         .join(Turn, Turn.image_id == ImageRecord.id)
-        .where(Turn.chat_id == chat_id, Turn.message_id == message_id)
+        .where(Turn.chat_id == chat_id, Turn.message_id == message_id, Turn.created_at >= since)
         .order_by(Turn.id.desc())
         .limit(1)
     )

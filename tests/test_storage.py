@@ -778,8 +778,6 @@ async def test_an_upgraded_group_takes_every_row_to_its_new_id_once(sessions) ->
         assert [t.text for t in await recent_turns(session, SUPERGROUP, SUPERGROUP)] == ["and this one?"]
         discussed = await image_under_discussion(session, SUPERGROUP, ALICE)
         assert discussed is not None and discussed.message_id == 5
-        shown = await image_by_message(session, SUPERGROUP, 40)
-        assert shown is not None and shown.message_id == 5
         senders = {i.message_id: (i.chat_id, i.sender_id) for i in await session.scalars(select(ImageRecord))}
         assert senders == {5: (SUPERGROUP, ALICE), 6: (SUPERGROUP, SUPERGROUP), 7: (GROUP, BOB)}
         assert (await usage_on(session, "chat", GROUP, date.today()))["photos"] == 1
@@ -815,6 +813,28 @@ async def test_both_announcements_at_once_move_each_row_once_and_keep_the_superg
         assert (await usage_on(session, "chat", SUPERGROUP, date.today()))["photos"] == 4
         assert await access_of(session, SUPERGROUP) == AccessStatus.BANNED
         assert await member_since(session, SUPERGROUP, ALICE) == seen  # the earlier of her two first times
+
+
+async def test_a_reply_in_the_supergroup_never_points_at_the_old_groups_message_of_that_number(sessions) -> None:
+    """The supergroup numbers its messages anew: its message 40 or 5 is not the old group's. Moved rows kept
+    the old ids, so a reply to the supergroup's 5th message was taken for a reply to Alice's old photo, and
+    Bob's question was answered about her photo instead of his own."""
+    from storage import move_chat
+
+    async with sessions() as session:
+        await fill_a_group_before_its_upgrade(session)
+        await session.commit()
+    await write_with_retry(sessions, lambda session: move_chat(session, OLD_GROUP, SUPERGROUP))
+    async with sessions() as session:
+        bobs = await save_image(session, photo(SUPERGROUP, BOB, 3), chat_kind="supergroup")
+        await session.commit()
+    async with sessions() as session:
+        assert await image_by_message(session, SUPERGROUP, 40) is None  # the old /search result's number
+        assert await image_by_message(session, SUPERGROUP, 5) is None  # the old photo's number
+        discussed = await image_under_discussion(session, SUPERGROUP, BOB, reply_to_message_id=5)
+        assert discussed is not None and discussed.id == bobs.id
+        replied = await image_by_message(session, SUPERGROUP, 3)  # a photo posted in the supergroup itself
+        assert replied is not None and replied.id == bobs.id
 
 
 def test_moving_a_chat_knows_every_table() -> None:
