@@ -8,6 +8,9 @@ thread. Users are simulated as a closed loop: each of `concurrency` users sends 
 the last one is answered. The photos are made here, from a fixed seed so every run measures the same
 work: 1280x960 JPEGs at quality 85 (Telegram's largest photo size), each a different scene.
 
+Then the answer path (`answer_sizing`): follow-up questions one at a time, time to the first draft and to the
+whole answer, and the peak resident memory of the set (`--questions 0` skips it).
+
 `python -m bench` is something else: clipchat's pipeline against reference implementations.
 """
 
@@ -35,6 +38,7 @@ from ..core.settings import BotSettings
 from ..engine import DescribeRequest, LocalModels
 from ..engine.batcher import model_thread
 from ..engine.budget import return_large_blocks_to_the_os
+from .answer_sizing import answer_lines, measure_answers
 
 SEED = 0
 PHOTO_SIZE = (1280, 960)
@@ -65,6 +69,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         metavar="N,N",
         help="users sending photos at once, one row each (default 1,16)",
     )
+    bench.add_argument(
+        "--questions",
+        type=int,
+        default=12,
+        help="follow-up questions for the answer rows, after 2 to warm up (default 12; 0 skips them)",
+    )
     bench.add_argument("--models", metavar="DIR_OR_NAME", help="model set (default: CLIPCHAT_MODELS)")
     bench.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     bench.set_defaults(handler=run_bench)
@@ -86,16 +96,23 @@ def run_bench(args: argparse.Namespace, vision_settings: VisionSettings) -> int:
             detail=f"--photos ({args.photos}) must be at least the largest --concurrency "
             f"({max(args.concurrency)}): every simulated user needs a photo."
         )
+    if args.questions < 0:
+        raise InvalidConfig(detail=f"--questions ({args.questions}) must be 0 (no answer rows) or more.")
     if args.models:
         vision_settings = vision_settings.model_copy(update={"models": args.models})
     settings = BotSettings()  # the batching settings the bot would run with; no token needed
-    report = asyncio.run(measure(settings, vision_settings, sample_photos(args.photos), args.concurrency))
+    photos = sample_photos(args.photos)
+    report = asyncio.run(measure(settings, vision_settings, photos, args.concurrency, args.questions))
     print(json.dumps(report, indent=2) if args.json else "\n".join(table(report)))
     return 0
 
 
 async def measure(
-    settings: BotSettings, vision_settings: VisionSettings, photos: Sequence[bytes], concurrency: Sequence[int]
+    settings: BotSettings,
+    vision_settings: VisionSettings,
+    photos: Sequence[bytes],
+    concurrency: Sequence[int],
+    questions: int = 0,
 ) -> dict:
     return_large_blocks_to_the_os()  # as the bot does: it changes how decoded photos' memory is reused
     thread = model_thread("vision")
@@ -116,6 +133,13 @@ async def measure(
             or await _trial(served, size, photos, busiest)
             for size in batches
         ]
+        answers = None
+        if questions:
+            asking = served(settings.max_batch)
+            try:
+                answers = asdict(await measure_answers(asking, photos, questions))
+            finally:
+                await asking.close()
     finally:
         thread.shutdown(wait=True)
     suggested, reason = suggest(sweep, settings.max_batch)
@@ -131,6 +155,8 @@ async def measure(
         "batch_sizes": [asdict(row) for row in sweep],
         "suggested_max_batch": suggested,
         "reason": reason,
+        "answer_model": str(models.answerer.source),
+        "answers": answers,
     }
 
 
@@ -201,6 +227,8 @@ def table(report: dict) -> list[str]:
     lines += ["", f"batch sizes tried at {busiest} users:"]
     lines += [_row(row) for row in report["batch_sizes"]]
     lines += ["", f"Suggested CLIPCHAT_MAX_BATCH={report['suggested_max_batch']}: {report['reason']}"]
+    if report["answers"] is not None:
+        lines += ["", *answer_lines(report["answers"])]
     return lines
 
 
