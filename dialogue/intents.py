@@ -29,12 +29,23 @@ import torch.nn.functional as F
 from vision.models.encoder import TextEncoder
 
 from .prototypes import PROTOTYPES
-from .routing import CATEGORIES, COLOURS, MOODS, NO_SUBJECT, PHOTO, SAME_CATEGORY, Route, RouteKind, pattern_route, tidy
+from .routing import (
+    CATEGORIES,
+    COLOURS,
+    MOODS,
+    NO_SUBJECT,
+    PHOTO,
+    SAME_CATEGORY,
+    Route,
+    RouteKind,
+    pattern_route,
+    tidy,
+)
 
 SLOT = "x"  # the prototypes' X: whatever a question names
 NEAR_ENOUGH = 0.45  # the nearest prototype's similarity a route needs ...
 MARGIN = 0.08  # ... and how much nearer it must be than the nearest of any other route
-POINTS = 0.6  # ... and, but for describe ("what's this?"), a word that mostly that route's prototypes use
+POINTS = 0.6  # ... and a word that mostly that route's prototypes use (describe: that, or "what")
 CLIP_TRUSTED = 0.9  # the share of prototypes whose nearest other prototype, in CLIP's space, has their route
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 _CLASSES = {colour: "<colour>" for colour in COLOURS} | {mood: "<mood>" for mood in MOODS}
@@ -43,10 +54,16 @@ _PHOTOS = re.compile(rf"^{PHOTO}s?$")
 _INTRODUCERS = {"a", "an", "the", "any", "some", "all", "this", "that", "these", "those", "of", "many"}
 _INTRODUCERS |= {"my", "its", "his", "her", "their", "your"}
 _ASKING = {"what", "which", "this", "that", "these", "those", "identify", "name"}
-_KINDS = {"kind", "sort", "type", "breed", "species"}
+_KINDS = {"kind", "sort", "type", "breed", "species", "make", "model"}
 _HEDGED = re.compile(r"^\w+(?: \w+)*? (?:a|an) (\w+(?: \w+)?)$")  # words before the article that names it
 _CLAUSES = re.compile(r"\s*[,;:\u2013\u2014]\s*|\s+-\s+")
-_ASKED = re.compile(r"\b(?:what|which|how|where|who|why|when|is|are|does|do|can|could|count|describe|tell)\b")
+_ASKED = re.compile(r"\b(?:what|which|how|where|who|whether|if|why|when)\b")  # where an indirect question starts
+_WHAT = re.compile(r"\b(?:what|which)\b")  # "what is this?" has no word of describe's own
+_REQUEST = re.compile(
+    r"^(?:(?:could|can|would|will) you|tell me|let me know|do you know|any idea|i'?d like|i would like|i want|"
+    r"i'?m wondering|i am wondering|i wonder|i need|i'?d love|mind)\b|\b(?:please|pls|plz)\b"
+)
+_EXCLAIMED = re.compile(r"^(?:what an?|such an?)\b")  # "what a sunset!"
 _NEEDS_SUBJECT = {RouteKind.PRESENCE, RouteKind.IDENTIFY}
 
 
@@ -56,7 +73,7 @@ def route_question(question: str, encoder: TextEncoder | None = None) -> Route:
     text = tidy(question)
     matched = pattern_route(text)
     if matched is None:
-        return learned_route(text, encoder)
+        return learned_route(text, encoder) if asks(question, text) else Route(RouteKind.OPEN)
     return _subject_repaired(matched, text)
 
 
@@ -73,6 +90,16 @@ def _subject_repaired(matched: Route, text: str) -> Route:
     if frame_space().leads_astray(subject.split()[0], kind):
         return Route(kind, thing_named(subject, kind) or (subject if kind is RouteKind.PRESENCE else None))
     return matched
+
+
+def asks(question: str, text: str) -> bool:
+    """Whether `question` (`text` once tidied) is a question or a request at all, not a remark ("It is red.",
+    "what a sunset!"): it ends in a question mark, or one of its `readings` opens as some prototype does."""
+    if question.rstrip().endswith(("?", "\uff1f")) or _REQUEST.search(question.lower()):
+        return True  # a question mark, or "could you tell me", "I want to know", "please"
+    space = frame_space()
+    opening = {token for reading in readings(text) for token in space.tokens(reading)[:1]}
+    return not _EXCLAIMED.match(text) and bool(opening & space.openers)
 
 
 def learned_route(text: str, encoder: TextEncoder | None = None) -> Route:
@@ -101,7 +128,7 @@ def nearest_kind(text: str, encoder: TextEncoder | None = None) -> RouteKind:
     plain = (
         nearest >= NEAR_ENOUGH
         and nearest - runner_up >= MARGIN
-        and (first is RouteKind.DESCRIBE or space.points_to(text, first))
+        and (space.points_to(text, first) or (first is RouteKind.DESCRIBE and _WHAT.search(text) is not None))
     )
     return first if plain else RouteKind.OPEN
 
@@ -147,6 +174,8 @@ class FrameSpace:
         self.points = {(word, kind): count / used[word] for (word, kind), count in uses.items()}
         self.spread = Counter(word for word, _ in uses)
         self.rows = torch.stack([self.vector(features) for features in counted])
+        # the words a question or a request opens with: "what", "is", "count", "describe" (not "the", "a")
+        self.openers = {token for _, phrase in phrases for token in self.tokens(phrase)[:1]} - {SLOT, "the", "a", "an"}
 
     def tokens(self, text: str) -> list[str]:
         """The frame's words, with each run of other words as one slot."""
@@ -164,7 +193,8 @@ class FrameSpace:
     def misspelt(self, word: str) -> str:
         """The frame's word that `word` is a typo of ("colr": colour), or the slot."""
         if word not in self._typos:
-            close = difflib.get_close_matches(word, self.frame, n=1, cutoff=0.8) if len(word) >= 4 else []
+            like = [known for known in self.frame if known[:1] == word[:1]]  # typos keep the first letter
+            close = difflib.get_close_matches(word, like, n=1, cutoff=0.8) if len(word) >= 4 else []
             self._typos[word] = close[0] if close else SLOT
         return self._typos[word]
 
