@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import logging
 import math
 import re
 import threading
@@ -41,6 +42,8 @@ from .routing import (
     pattern_route,
     tidy,
 )
+
+log = logging.getLogger(__name__)
 
 SLOT = "x"  # the prototypes' X: whatever a question names
 NEAR_ENOUGH = 0.45  # the nearest prototype's similarity a route needs ...
@@ -264,6 +267,12 @@ def clip_view(encoder: TextEncoder) -> ClipView:
             nearest = similar.fill_diagonal_(-2).argmax(dim=1).tolist()
             separates = sum(space.kinds[i] == space.kinds[j] for i, j in enumerate(nearest)) / count
             _VIEWS[encoder.identity] = ClipView(rows, min(typical, 0.99), separates)
+            log.info(
+                "routing fallback: CLIP %s puts %.2f of the prototypes nearest one of their own route: %s",
+                encoder.identity,
+                separates,
+                "averaged in" if separates >= CLIP_TRUSTED else "not used, the phrasings' frames alone decide",
+            )
         return _VIEWS[encoder.identity]
 
 
