@@ -57,6 +57,7 @@ _PHOTOS = re.compile(rf"^{PHOTO}s?$")
 _INTRODUCERS = {"a", "an", "the", "any", "some", "all", "this", "that", "these", "those", "of", "many"}
 _INTRODUCERS |= {"my", "its", "his", "her", "their", "your"}
 _ASKING = {"what", "which", "this", "that", "these", "those", "identify", "name"}
+_PLACES = {"place", "location"}  # never a thing in the photo: "guess the location" asks for one
 _KINDS = {"kind", "sort", "type", "breed", "species", "make", "model"}
 _HEDGED = re.compile(r"^\w+(?: \w+)*? (?:a|an) (\w+(?: \w+)?)$")  # words before the article that names it
 _CLAUSES = re.compile(r"\s*[,;:\u2013\u2014]\s*|\s+-\s+")
@@ -66,6 +67,7 @@ _REQUEST = re.compile(
     r"^(?:(?:could|can|would|will) you|tell me|let me know|do you know|any idea|i'?d like|i would like|i want|"
     r"i'?m wondering|i am wondering|i wonder|i need|i'?d love|mind)\b|\b(?:please|pls|plz)\b"
 )
+_AFTERTHOUGHT = re.compile(r"\s*(?:,.*|\bor (?:no|not)(?: \w+)?)$")
 _EXCLAIMED = re.compile(r"^(?:what an?|such an?)\b")  # "what a sunset!"
 _NEEDS_SUBJECT = {RouteKind.PRESENCE, RouteKind.IDENTIFY}
 
@@ -84,6 +86,9 @@ def _subject_repaired(matched: Route, text: str) -> Route:
     """A pattern's route with the thing it names found again where the pattern took in more words than the thing
     ("what colour do you think the bag is": bag; "count the number of dogs": dogs) or none."""
     kind, subject = matched.kind, matched.subject
+    if subject is not None:  # "the umbrella, roughly", "a fence or no"
+        subject = _AFTERTHOUGHT.sub("", subject) or None
+        matched = Route(kind, subject)
     if kind is RouteKind.COLOUR and subject is None:  # "what colour would you call the cup?"
         return Route(kind, thing_named(text, kind))
     if kind not in (RouteKind.COLOUR, RouteKind.COUNT, RouteKind.PRESENCE) or subject is None:
@@ -186,7 +191,12 @@ class FrameSpace:
         before = ["^", "^"]
         for word in words(text):
             # a category is asked for after "what", "which", "this", "kind of"; elsewhere it is a thing
-            asked = word not in CATEGORIES or before[-1] in _ASKING or (before[-1] == "of" and before[-2] in _KINDS)
+            asked = (
+                word not in CATEGORIES
+                or word in _PLACES
+                or before[-1] in _ASKING
+                or (before[-1] == "of" and before[-2] in _KINDS)
+            )
             token = (word if word in self.frame else self.misspelt(word)) if asked else SLOT
             before.append(word)
             if not (token == SLOT and out and out[-1] == SLOT):

@@ -12,6 +12,9 @@ from .routing import RouteKind
 
 PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
     RouteKind.DESCRIBE: (
+        "what is all this",
+        "what would this be",
+        "what kind of picture is this",
         "what are you seeing",
         "interpret this picture",
         "what does this look like",
@@ -127,6 +130,11 @@ PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
         "how many X in the photo",
     ),
     RouteKind.PRESENCE: (
+        "look for a X",
+        "check for a X",
+        "could there be a X",
+        "are some X visible",
+        "would there be a X in it",
         "are any X visible",
         "is there a X or not",
         "do you spot any X",
@@ -166,6 +174,8 @@ PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
         "is a X visible",
     ),
     RouteKind.IDENTIFY: (
+        "guess the location",
+        "what location is this",
         "what city could this be",
         "what kind of dog is it",
         "what make of vehicle is this",
