@@ -6,9 +6,10 @@ The space is the question's frame: its words and word pairs weighted by how rare
 prototypes (`prototypes.PROTOTYPES`), a word the prototypes never use standing as the slot X, so
 "what shade is the umbrella" is compared as "what shade is the X". With a CLIP whose text tower tells the
 prototypes' routes apart (`clip_view`, checked once per loaded model and cached), CLIP's similarity is
-averaged in. A route is taken only when its nearest prototype is near enough and nearer by a margin than any
-other route's; else the question stays open, for the language model. A route that needs a subject ("count
-the circles") takes it from the question; when none is found the question stays open too.
+averaged in. A route is taken only when the text asks something (`asks`: not "It is red."), its nearest
+prototype is near enough, nearer by a margin than any other route's, and a word of the question is mostly that
+route's; else the question stays open, for the language model. A route that needs a subject ("count the
+circles") takes it from the question; when none is found the question stays open too.
 """
 
 from __future__ import annotations
