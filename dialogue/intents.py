@@ -59,6 +59,7 @@ _INTRODUCERS = {"a", "an", "the", "any", "some", "all", "this", "that", "these",
 _INTRODUCERS |= {"my", "its", "his", "her", "their", "your"}
 _ASKING = {"what", "which", "this", "that", "these", "those", "identify", "name"}
 _PLACES = {"place", "location"}  # never a thing in the photo: "guess the location" asks for one
+_NAMING = {"name", "identify", "guess"}  # "name the plant"
 _KINDS = {"kind", "sort", "type", "breed", "species", "make", "model"}
 _HEDGED = re.compile(r"^\w+(?: \w+)*? (?:a|an) (\w+(?: \w+)?)$")  # words before the article that names it
 _CLAUSES = re.compile(r"\s*[,;:\u2013\u2014]\s*|\s+-\s+")
@@ -197,6 +198,7 @@ class FrameSpace:
                 or word in _PLACES
                 or before[-1] in _ASKING
                 or (before[-1] == "of" and before[-2] in _KINDS)
+                or (before[-1] == "the" and before[-2] in _NAMING)
             )
             token = (word if word in self.frame else self.misspelt(word)) if asked else SLOT
             before.append(word)
@@ -205,7 +207,10 @@ class FrameSpace:
         return out
 
     def misspelt(self, word: str) -> str:
-        """The frame's word that `word` is a typo of ("colr": colour), or the slot."""
+        """The frame's word that `word` is a form ("describing": describe) or a typo ("colr": colour) of, or the
+        slot."""
+        if word.endswith("ing") and (found := {word[:-3], word[:-3] + "e"} & self.frame):
+            return found.pop()
         if word not in self._typos:
             like = [known for known in self.frame if known[:1] == word[:1]]  # typos keep the first letter
             close = difflib.get_close_matches(word, like, n=1, cutoff=0.8) if len(word) >= 4 else []

@@ -67,6 +67,8 @@ PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
         "what is this image",
     ),
     RouteKind.COLOUR: (
+        "what colour this is",
+        "what colour the X is",
         "what shade is it",
         "what hue is the X",
         "how is the X coloured",
