@@ -20,8 +20,9 @@ from .describe import answer_describe
 from .elsewhere import OpenQuestion, checked, open_question, unavailable
 from .generation import Drafts, answer_open, build_prompt, clean, contradiction
 from .grounded import answer_colour, answer_count, answer_identify, answer_presence
+from .intents import route_question
 from .mood import answer_mood, photo_mood, text_sentiment
-from .routing import Route, RouteKind, route_question
+from .routing import Route, RouteKind
 
 MAX_QUESTION_CHARS = 2000
 NEEDS_PHOTO = N_(
@@ -84,7 +85,7 @@ def _looked(models: DialogueModels, conversation: Conversation, question: str) -
     if conversation.image.model and conversation.image.model != models.encoder.identity:
         return Answer(SEE_AGAIN, "needs_photo", said=say(SEE_AGAIN))
     image = torch.as_tensor(conversation.image.embedding, dtype=torch.float32, device=models.encoder.device)
-    route = route_question(question)
+    route = route_question(question, models.encoder)
     looked = ROUTES[route.kind](models, route, conversation.image, image)
     return looked if looked is not None else (question, image)
 

@@ -1,10 +1,11 @@
-"""Which questions can be answered without the language model, and what they ask about.
+"""Which questions can be answered without the language model, and what they ask about: the patterns.
 
 A question is tidied first (case, typos people make, contractions, polite openings such as
 "could you tell me"), then tried against one small set of patterns per route, in order. The
 rules for each route are written out in the test suite's question bank (routing_bank.jsonl),
-whose everyday phrasings measure them. Anything not matched is "open": the language model
-answers it, so a pattern here should only claim questions its path answers better.
+whose everyday phrasings measure them. A question no pattern matches goes to the learned fallback
+(`intents.route_question`), which leaves it "open", for the language model, unless it is plainly near one
+route's example phrasings; so a pattern here should only claim questions its path answers better.
 
 In the other languages the bot speaks (Russian, Spanish, Chinese) only the two commonest questions are routed:
 the photo as a whole ("Что это?", "¿Qué es esto?", "这是什么？") and its colour ("Какого цвета?"). Their subject is
@@ -100,7 +101,7 @@ _WHERE_IN_PHOTO = re.compile(
     rf"(?:^|\s+)(?:(?:in|on|inside) {THIS}|here|there|at all|"
     r"anywhere|visible)$"
 )
-_NO_SUBJECT = {"it", "this", "that", "they", "them", "these", "those", "thing", "one", "stuff", "object"}
+NO_SUBJECT = {"it", "this", "that", "they", "them", "these", "those", "thing", "one", "stuff", "object"}
 
 COLOURS = (
     "red",
@@ -141,8 +142,8 @@ CATEGORIES = (
     "dog",
     "cat",
 )
-_SAME_CATEGORY = {"location": "place", "dish": "food"}
-_MOODS = (
+SAME_CATEGORY = {"location": "place", "dish": "food"}
+MOODS = (
     "happy",
     "sad",
     "cheerful",
@@ -164,7 +165,7 @@ _CATEGORY = "|".join(CATEGORIES)
 
 _MOOD = [
     re.compile(r"\b(?:mood|feel|feels|feeling|feelings|vibe|vibes|atmosphere|emotion|emotions)\b"),
-    re.compile(rf"^(?:is|was) (?:it|this|that) (?:a |an )?(?:{'|'.join(_MOODS)})(?: {PHOTO}| scene)?$"),
+    re.compile(rf"^(?:is|was) (?:it|this|that) (?:a |an )?(?:{'|'.join(MOODS)})(?: {PHOTO}| scene)?$"),
 ]
 _COLOUR = [
     re.compile(
@@ -305,9 +306,8 @@ def tidy(question: str) -> str:
         text = shorter
 
 
-def route_question(question: str) -> Route:
-    """The path that answers `question`, and what it asks about."""
-    text = tidy(question)
+def pattern_route(text: str) -> Route | None:
+    """The route the patterns give `tidy`'s text, or None when no pattern matches it."""
     plain = _plain(text)
     if any(pattern.search(plain) for pattern in _COLOUR_ELSEWHERE):
         return Route(RouteKind.COLOUR)
@@ -327,7 +327,7 @@ def route_question(question: str) -> Route:
     for pattern in _IDENTIFY:
         if match := pattern.search(text):
             category = match.group("subject")
-            return Route(RouteKind.IDENTIFY, _SAME_CATEGORY.get(category, category))
+            return Route(RouteKind.IDENTIFY, SAME_CATEGORY.get(category, category))
     for pattern in _PRESENCE:
         if match := pattern.search(text):
             thing = _subject(match)
@@ -337,7 +337,7 @@ def route_question(question: str) -> Route:
             return Route(RouteKind.OPEN)
     if any(pattern.search(text) for pattern in _DESCRIBE):
         return Route(RouteKind.DESCRIBE)
-    return Route(RouteKind.OPEN)
+    return None
 
 
 def _subject(found: re.Match[str] | str) -> str | None:
@@ -347,4 +347,4 @@ def _subject(found: re.Match[str] | str) -> str | None:
     while text != previous:
         previous = text
         text = _WHERE_IN_PHOTO.sub("", _DETERMINERS.sub("", text.strip())).strip()
-    return None if not text or text in _NO_SUBJECT else text
+    return None if not text or text in NO_SUBJECT else text

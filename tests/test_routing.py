@@ -16,7 +16,7 @@ import pytest
 from dialogue import ROUTES, Route, RouteKind, route_question
 
 BANK = Path(__file__).parent / "data" / "routing_bank.jsonl"
-GOOD_ENOUGH = {"dev": 0.97, "heldout": 0.95}
+GOOD_ENOUGH = {"dev": 1.0, "heldout": 0.987}  # 168/168 and 163/165 (0.988) before the learned fallback: held
 
 
 def bank() -> list[dict]:

@@ -109,8 +109,8 @@ async def test_a_served_reply_that_contradicts_the_photo_is_refused(served, worl
     wrong = next(colour for colour in COLOURS if colour != held.scene.colour)
     tags = tuple(replace(tag, label=wrong) if tag.label == held.scene.colour else tag for tag in stored.tags)
     lied = PhotoFacts(stored.caption.replace(held.scene.colour, wrong), tags, stored.embedding, stored.model)
-    # a phrasing CLIP's colour route does not claim: the open path, the chat model's "It is <colour>."
-    reply = await served(candidates=3).answer(AnswerRequest(Conversation(lied), "its colour?"))
+    # words no route claims (a remark, not a question, for routing): the open path, the chat model's "It is <colour>."
+    reply = await served(candidates=3).answer(AnswerRequest(Conversation(lied), "its colour"))
     assert wrong not in reply.text.split("What I can see is:")[0]
     assert wrong in reply.details["refused"].values()
 

@@ -1,0 +1,330 @@
+"""Routing's learned fallback: a question no pattern matches goes to the route whose example phrasings it is near.
+
+    route_question("would you mind telling me what I'm looking at?")  # Route(describe), by the fallback
+
+The space is the question's frame: its words and word pairs weighted by how rare they are among the
+prototypes (`prototypes.PROTOTYPES`), a word the prototypes never use standing as the slot X, so
+"what shade is the umbrella" is compared as "what shade is the X". With a CLIP whose text tower tells the
+prototypes' routes apart (`clip_view`, checked once per loaded model and cached), CLIP's similarity is
+averaged in. A route is taken only when the text asks something (`asks`: not "It is red."), its nearest
+prototype is near enough, nearer by a margin than any other route's, and a word of the question is mostly that
+route's; else the question stays open, for the language model. A route that needs a subject ("count the
+circles") takes it from the question; when none is found the question stays open too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import logging
+import math
+import re
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+import torch.nn.functional as F
+
+from vision.models.encoder import TextEncoder
+
+from .prototypes import PROTOTYPES
+from .routing import (
+    CATEGORIES,
+    COLOURS,
+    MOODS,
+    NO_SUBJECT,
+    PHOTO,
+    SAME_CATEGORY,
+    Route,
+    RouteKind,
+    pattern_route,
+    tidy,
+)
+
+log = logging.getLogger(__name__)
+
+SLOT = "x"  # the prototypes' X: whatever a question names
+NEAR_ENOUGH = 0.45  # the nearest prototype's similarity a route needs ...
+MARGIN = 0.08  # ... and how much nearer it must be than the nearest of any other route
+POINTS = 0.6  # ... and a word that mostly that route's prototypes use (describe: that, or "what")
+CLIP_TRUSTED = 0.9  # the share of prototypes whose nearest other prototype, in CLIP's space, has their route
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+_CLASSES = {colour: "<colour>" for colour in COLOURS} | {mood: "<mood>" for mood in MOODS}
+_PHOTOS = re.compile(rf"^{PHOTO}s?$")
+# Words after which a thing is named: "the circles", "a dog", "how many birds", "the number of cars"
+_INTRODUCERS = {"a", "an", "the", "any", "some", "all", "this", "that", "these", "those", "of", "many"}
+_INTRODUCERS |= {"my", "its", "his", "her", "their", "your"}
+_ASKING = {"what", "which", "this", "that", "these", "those", "identify", "name"}
+_PLACES = {"place", "location"}  # never a thing in the photo: "guess the location" asks for one
+_NAMING = {"name", "identify", "guess"}  # "name the plant"
+_KINDS = {"kind", "sort", "type", "breed", "species", "make", "model"}
+_HEDGED = re.compile(r"^\w+(?: \w+)*? (?:a|an) (\w+(?: \w+)?)$")  # words before the article that names it
+_CLAUSES = re.compile(r"\s*[,;:\u2013\u2014]\s*|\s+-\s+")
+_ASKED = re.compile(r"\b(?:what|which|how|where|who|whether|if|why|when)\b")  # where an indirect question starts
+_WHAT = re.compile(r"\b(?:what|which)\b")  # "what is this?" has no word of describe's own
+_REQUEST = re.compile(
+    r"^(?:(?:could|can|would|will) you|tell me|let me know|do you know|any idea|i'?d like|i would like|i want|"
+    r"i'?m wondering|i am wondering|i wonder|i need|i'?d love|mind)\b|\b(?:please|pls|plz)\b"
+)
+_AFTERTHOUGHT = re.compile(r"\s*(?:,.*|\bor (?:no|not)(?: \w+)?)$")
+_EXCLAIMED = re.compile(r"^(?:what an?|such an?)\b")  # "what a sunset!"
+_NEEDS_SUBJECT = {RouteKind.PRESENCE, RouteKind.IDENTIFY}
+
+
+def route_question(question: str, encoder: TextEncoder | None = None) -> Route:
+    """The path that answers `question`, and what it asks about: by the patterns, else by the nearest
+    prototypes (in the frame space, and CLIP's where `encoder` tells routes apart), else open."""
+    text = tidy(question)
+    matched = pattern_route(text)
+    if matched is None:
+        return learned_route(text, encoder) if asks(question, text) else Route(RouteKind.OPEN)
+    return _subject_repaired(matched, text)
+
+
+def _subject_repaired(matched: Route, text: str) -> Route:
+    """A pattern's route with the thing it names found again where the pattern took in more words than the thing
+    ("what colour do you think the bag is": bag; "count the number of dogs": dogs) or none."""
+    kind, subject = matched.kind, matched.subject
+    if subject is not None:  # "the umbrella, roughly", "a fence or no"
+        subject = _AFTERTHOUGHT.sub("", subject) or None
+        matched = Route(kind, subject)
+    if kind is RouteKind.COLOUR and subject is None:  # "what colour would you call the cup?"
+        return Route(kind, thing_named(text, kind))
+    if kind not in (RouteKind.COLOUR, RouteKind.COUNT, RouteKind.PRESENCE) or subject is None:
+        return matched
+    if kind is RouteKind.PRESENCE and (found := _HEDGED.match(subject)):
+        return Route(kind, found.group(1))  # "is there by any chance a cat?"
+    if frame_space().leads_astray(subject.split()[0], kind):
+        return Route(kind, thing_named(subject, kind) or (subject if kind is RouteKind.PRESENCE else None))
+    return matched
+
+
+def asks(question: str, text: str) -> bool:
+    """Whether `question` (`text` once tidied) is a question or a request at all, not a remark ("It is red.",
+    "what a sunset!"): it ends in a question mark, or one of its `readings` opens as some prototype does."""
+    if question.rstrip().endswith(("?", "\uff1f")) or _REQUEST.search(question.lower()):
+        return True  # a question mark, or "could you tell me", "I want to know", "please"
+    space = frame_space()
+    opening = {token for reading in readings(text) for token in space.tokens(reading)[:1]}
+    return not _EXCLAIMED.match(text) and bool(opening & space.openers)
+
+
+def learned_route(text: str, encoder: TextEncoder | None = None) -> Route:
+    """The fallback for `tidy`'s text that no pattern matched."""
+    kind = nearest_kind(text, encoder)
+    if kind in (RouteKind.OPEN, RouteKind.DESCRIBE, RouteKind.MOOD):
+        return Route(kind)
+    subject = _category(text) if kind is RouteKind.IDENTIFY else thing_named(text, kind)
+    if subject is None and kind in _NEEDS_SUBJECT:
+        return Route(RouteKind.OPEN)
+    return Route(kind, subject)
+
+
+def nearest_kind(text: str, encoder: TextEncoder | None = None) -> RouteKind:
+    """The route whose prototypes `text` (or one of its `readings`) is plainly nearest, or OPEN."""
+    space = frame_space()
+    view = clip_view(encoder) if encoder is not None else None
+    best: dict[RouteKind, float] = {}
+    for reading in readings(text):
+        similarity = space.similarity(reading)
+        if encoder is not None and view is not None and view.trusted:
+            similarity = (similarity + view.similarity(encoder, reading)) / 2
+        for kind, value in zip(space.kinds, similarity.tolist()):
+            best[kind] = max(best.get(kind, -1.0), value)
+    (first, nearest), (_, runner_up) = sorted(best.items(), key=lambda item: -item[1])[:2]
+    plain = (
+        nearest >= NEAR_ENOUGH
+        and nearest - runner_up >= MARGIN
+        and (space.points_to(text, first) or (first is RouteKind.DESCRIBE and _WHAT.search(text) is not None))
+    )
+    return first if plain else RouteKind.OPEN
+
+
+def readings(text: str) -> list[str]:
+    """`text`, each of its clauses ("the car, what colour is it"), and each from its first question word on
+    ("I'm curious what this shows"): a lead-in or an afterthought the prototypes lack does not hide the question."""
+    found = [text]
+    for clause in [text, *(part.strip() for part in _CLAUSES.split(text) if part.strip())]:
+        asked = _ASKED.search(clause)
+        for reading in (clause, clause[asked.start() :] if asked else clause):
+            if reading not in found:
+                found.append(reading)
+    return found
+
+
+def words(text: str) -> list[str]:
+    """`tidy`'s text as words: possessive 's and plural s dropped, colours and moods as their class."""
+    out = []
+    for word in _WORD.findall(text):
+        word = word.removesuffix("'s")
+        if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")) and word != "does":
+            word = word[:-1]
+        out.append(_CLASSES.get(word, "<photo>" if _PHOTOS.match(word) else word))
+    return out
+
+
+class FrameSpace:
+    """Questions as TF-IDF vectors of their frame's words and word pairs; the prototypes' rows."""
+
+    def __init__(self, prototypes: Mapping[RouteKind, tuple[str, ...]]) -> None:
+        phrases = [(kind, tidy(phrase)) for kind, examples in prototypes.items() for phrase in examples]
+        self.frame = {word for _, phrase in phrases for word in words(phrase)} - {SLOT}
+        self._typos: dict[str, str] = {}
+        counted = [self.features(phrase) for _, phrase in phrases]
+        seen = Counter(feature for features in counted for feature in features)
+        self.idf = {feature: math.log((1 + len(counted)) / count) for feature, count in seen.items()}
+        self.column = {feature: column for column, feature in enumerate(self.idf)}
+        self.kinds = [kind for kind, _ in phrases]
+        # each word's share of the prototypes that use it, by route: "colour" points to colour, "is" nowhere
+        uses = Counter((word, kind) for kind, phrase in phrases for word in set(self.tokens(phrase)) - {SLOT})
+        used = Counter(word for word, _ in uses.elements())
+        self.points = {(word, kind): count / used[word] for (word, kind), count in uses.items()}
+        self.spread = Counter(word for word, _ in uses)
+        self.rows = torch.stack([self.vector(features) for features in counted])
+        # the words a question or a request opens with: "what", "is", "count", "describe" (not "the", "a")
+        self.openers = {token for _, phrase in phrases for token in self.tokens(phrase)[:1]} - {SLOT, "the", "a", "an"}
+
+    def tokens(self, text: str) -> list[str]:
+        """The frame's words, with each run of other words as one slot."""
+        out: list[str] = []
+        before = ["^", "^"]
+        for word in words(text):
+            # a category is asked for after "what", "which", "this", "kind of"; elsewhere it is a thing
+            asked = (
+                word not in CATEGORIES
+                or word in _PLACES
+                or before[-1] in _ASKING
+                or (before[-1] == "of" and before[-2] in _KINDS)
+                or (before[-1] == "the" and before[-2] in _NAMING)
+            )
+            token = (word if word in self.frame else self.misspelt(word)) if asked else SLOT
+            before.append(word)
+            if not (token == SLOT and out and out[-1] == SLOT):
+                out.append(token)
+        return out
+
+    def misspelt(self, word: str) -> str:
+        """The frame's word that `word` is a form ("describing": describe) or a typo ("colr": colour) of, or the
+        slot."""
+        if word.endswith("ing") and (found := {word[:-3], word[:-3] + "e"} & self.frame):
+            return found.pop()
+        if word not in self._typos:
+            like = [known for known in self.frame if known[:1] == word[:1]]  # typos keep the first letter
+            close = difflib.get_close_matches(word, like, n=1, cutoff=0.8) if len(word) >= 4 else []
+            self._typos[word] = close[0] if close else SLOT
+        return self._typos[word]
+
+    def features(self, text: str) -> Counter[str]:
+        tokens = self.tokens(text)
+        ends = ["^", *tokens, "$"]
+        return Counter([*tokens, *(f"{a} {b}" for a, b in itertools.pairwise(ends))])
+
+    def vector(self, features: Counter[str]) -> torch.Tensor:
+        vector = torch.zeros(len(self.column))
+        for feature, count in features.items():
+            if feature in self.column:
+                vector[self.column[feature]] = count * self.idf[feature]
+        return F.normalize(vector, dim=0)
+
+    def leads_astray(self, word: str, kind: RouteKind) -> bool:
+        """Whether `word`, first in what a pattern took as the thing asked about, is a word of questions rather
+        than of things: one that points to `kind` ("number" of "the number of dogs") or that most routes use."""
+        stem = next(iter(words(word)), word)
+        return self.points.get((stem, kind), 0.0) >= POINTS or self.spread.get(stem, 0) >= 2
+
+    def points_to(self, text: str, kind: RouteKind) -> bool:
+        """Whether a word of `text` is mostly used by `kind`'s prototypes: a route needs one to be taken."""
+        return any(self.points.get((word, kind), 0.0) >= POINTS for word in self.tokens(text))
+
+    def similarity(self, text: str) -> torch.Tensor:
+        """Cosine similarity of `text` with each prototype, in `kinds` order."""
+        return self.rows @ self.vector(self.features(text))
+
+
+@cache
+def frame_space() -> FrameSpace:
+    return FrameSpace(PROTOTYPES)
+
+
+@dataclass(frozen=True)
+class ClipView:
+    """The prototypes in one CLIP's text space, and whether that space tells their routes apart."""
+
+    rows: torch.Tensor  # (P, D), the prototypes in `FrameSpace.kinds` order
+    typical: float  # the mean similarity of two prototypes: CLIP's similarities are rescaled from it to 1
+    separates: float  # the share of prototypes whose nearest other prototype has their route
+
+    @property
+    def trusted(self) -> bool:
+        return self.separates >= CLIP_TRUSTED
+
+    def similarity(self, encoder: TextEncoder, text: str) -> torch.Tensor:
+        raw = (self.rows @ encoder.embed_texts([_for_clip(text)])[0].to(self.rows)).cpu()
+        return (raw - self.typical) / (1 - self.typical)
+
+
+_VIEWS: dict[str, ClipView] = {}
+_VIEWS_LOCK = threading.Lock()
+
+
+def clip_view(encoder: TextEncoder) -> ClipView:
+    """The prototypes embedded by `encoder`, once per loaded model (by its identity)."""
+    with _VIEWS_LOCK:
+        if encoder.identity not in _VIEWS:
+            space = frame_space()
+            phrases = [tidy(phrase) for examples in PROTOTYPES.values() for phrase in examples]
+            rows = encoder.embed_texts([_for_clip(phrase) for phrase in phrases])
+            similar = rows @ rows.T
+            count = len(phrases)
+            typical = float((similar.sum() - similar.diagonal().sum()) / (count * (count - 1)))
+            nearest = similar.fill_diagonal_(-2).argmax(dim=1).tolist()
+            separates = sum(space.kinds[i] == space.kinds[j] for i, j in enumerate(nearest)) / count
+            _VIEWS[encoder.identity] = ClipView(rows, min(typical, 0.99), separates)
+            log.info(
+                "routing fallback: CLIP %s puts %.2f of the prototypes nearest one of their own route: %s",
+                encoder.identity,
+                separates,
+                "averaged in" if separates >= CLIP_TRUSTED else "not used, the phrasings' frames alone decide",
+            )
+        return _VIEWS[encoder.identity]
+
+
+def _for_clip(text: str) -> str:
+    return " ".join("something" if word == SLOT else word for word in text.split())
+
+
+def thing_named(text: str, kind: RouteKind) -> str | None:
+    """What `text` asks about, as asked ("circles", "red star"), or None: the first run of words the
+    prototypes do not use (or that name a category) right after an article or "of"; for count, else the last
+    run. Colours are no part of a colour question's thing ("is that cup blue or green?" asks about the cup)."""
+    frame = frame_space().frame
+    runs: list[tuple[bool, list[str]]] = []  # (introduced, words)
+    previous = "^"
+    for word in _WORD.findall(text):
+        plain = word.removesuffix("'s")
+        stem = next(iter(words(plain)), plain)
+        named = (stem not in frame or stem in CATEGORIES or (stem == "<colour>" and kind is not RouteKind.COLOUR)) and (
+            plain not in NO_SUBJECT and stem != "<photo>"
+        )
+        if named and runs and runs[-1][1] and previous == runs[-1][1][-1]:
+            runs[-1][1].append(plain)
+        elif named:
+            runs.append((previous in _INTRODUCERS, [plain]))
+        previous = plain if named else word
+    introduced = [run for flag, run in runs if flag]
+    if introduced:
+        return " ".join(introduced[0])
+    return " ".join(runs[-1][1]) if runs and kind is RouteKind.COUNT else None
+
+
+def _category(text: str) -> str | None:
+    """The category an identify question asks for ("what breed of dog": dog), "place" for where, else None."""
+    places = ("where", "city", "country")
+    found = [word for word in frame_space().tokens(text) if word in CATEGORIES or word in places]
+    if not found:
+        return None
+    word = found[0]
+    return "place" if word in places else SAME_CATEGORY.get(word, word)
