@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 CORPUS = [
+    "it is red. it is orange. it is yellow. it is green. it is blue. it is purple. it is white. it is black.",
     "a large yellow star on a grey background.",
     "a small red circle on a white background.",
     "the shape is a star. it is large. the text says hello.",
@@ -154,9 +155,11 @@ def tiny_qwen2_5_vl(folder: Path, seed: int = 0) -> Path:
             "num_key_value_heads": 2,
             "max_position_embeddings": 512,
             "rope_scaling": {"type": "mrope", "mrope_section": [2, 2, 4]},
+            "bos_token_id": tokenizer.pad_token_id,
             "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id,
         },
+        bos_token_id=tokenizer.pad_token_id,
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
@@ -238,4 +241,35 @@ def _save(folder: Path, model, processor) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    return folder
+
+
+def train_to_say(folder: Path, sentence: str, picture, facts, steps: int = 120) -> Path:
+    """Train the chat VLM saved in `folder` to answer `sentence` to any question about `picture`, whatever the
+    facts and turns, and save it back: a model whose answer a test knows, written by the production path."""
+    from dialogue.conversation import Conversation
+    from dialogue.seeing import seen_inputs
+    from vision.catalog.model_sets import Ref
+    from vision.models.answer_model import load_answer_model
+
+    model = load_answer_model(Ref("local-dir", str(folder)), torch.device("cpu"), torch.float32)
+    target = [*model.tokenizer.encode(" " + sentence, add_special_tokens=False), model.tokenizer.eos_token_id]
+    said = (("user", "hello"), ("assistant", "Nice photo."))
+    prompts = [
+        seen_inputs(model, Conversation(facts, turns), question, picture, 480)
+        for question in ("what is the background like?", "what is it?", "tell me more", "and the colour?")
+        for turns in ((), said)
+    ]
+    lm = model.lm.train()
+    optimiser = torch.optim.Adam(lm.parameters(), lr=3e-3)
+    for step in range(steps):
+        inputs = dict(prompts[step % len(prompts)])
+        ids = torch.cat([inputs["input_ids"], torch.tensor([target])], dim=1)
+        labels = torch.cat([torch.full_like(inputs["input_ids"], -100), torch.tensor([target])], dim=1)
+        inputs |= {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+        loss = lm(**inputs).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    lm.eval().save_pretrained(folder)
     return folder

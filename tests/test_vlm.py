@@ -1,0 +1,136 @@
+"""Vision-language answer models: the real architectures at tiny size, random weights, loaded by the production
+loader from a `local-dir:` reference as SmolVLM, Qwen2.5-VL or Florence-2 load from the hub, and asked about a
+world photo through the production answer path. Their text is random: what is asserted is what a user would
+notice of the plumbing (an answer came, it saw the photo, it stopped in time, CLIP's routes still answer first).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from clipchat.errors import InvalidConfig
+from dialogue import Conversation, answer
+from dialogue.conversation import AnswerOptions
+from dialogue.seeing import NO_TEXT, READS_AS
+from tests.tiny_vlms import tiny_florence2, tiny_qwen2_5_vl, tiny_smolvlm
+from vision import load_models
+from vision.models.vlm import AnswerKind
+
+OPEN = "what is the background like?"  # routed to the answer model, not to CLIP
+CHAT_VLMS = {
+    "smolvlm": (tiny_smolvlm, "Idefics3ForConditionalGeneration"),
+    "qwen2.5-vl": (tiny_qwen2_5_vl, "Qwen2_5_VLForConditionalGeneration"),
+}
+VISION_TOWERS = ("vision_model", "visual", "vision_tower")  # Idefics3's, Qwen2.5-VL's, Florence-2's names
+
+
+@pytest.fixture(scope="module")
+def vlm_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("vlms")
+    built = {name: make(folder / name) for name, (make, _) in CHAT_VLMS.items()}
+    return built | {"florence-2": tiny_florence2(folder / "florence-2")}
+
+
+def with_answer_model(world_dir: Path, cache_dir: Path, folder: Path):
+    from vision import load_model_set
+
+    model_set = load_model_set(str(world_dir)).with_overrides(answer_model=f"local-dir:{folder}")
+    return load_models(model_set, device="cpu", cache_dir=cache_dir)
+
+
+class Forwards:
+    """A VLM's passes: its vision tower's input at each look (the pixel values), and how many passes its whole
+    model made (the prompt's, then one a token)."""
+
+    def __init__(self, lm: torch.nn.Module) -> None:
+        self.pixels: list[torch.Tensor] = []
+        self.passes = 0
+        [tower] = [module for name, module in lm.model.named_children() if name in VISION_TOWERS]
+        tower.register_forward_pre_hook(self._looked, with_kwargs=True)
+        lm.register_forward_pre_hook(self._passed, with_kwargs=True)
+
+    def _looked(self, _module, args, kwargs) -> None:
+        self.pixels.append(kwargs.get("pixel_values", args[0] if args else None))
+
+    def _passed(self, _module, args, kwargs) -> None:
+        self.passes += 1
+
+    def clear(self) -> None:
+        self.pixels.clear()
+        self.passes = 0
+
+
+class Written:
+    """`dialogue.Drafts` that keeps what it was shown."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.asked = 0
+
+    def show(self, text: str) -> None:
+        self.shown.append(text)
+
+    def wanted(self) -> bool:
+        self.asked += 1
+        return True
+
+
+@pytest.mark.parametrize("name", CHAT_VLMS)
+def test_a_chat_vlm_loads_by_the_production_loader_and_answers_seeing_the_photo(
+    name, vlm_dirs, world_dir, cache_dir, heldout
+) -> None:
+    models = with_answer_model(world_dir, cache_dir, vlm_dirs[name])
+    assert models.answerer.sees_images and not models.answerer.loaded  # known from its config, loaded when asked
+    held = heldout[0]
+    facts = models.describe([held.image])[0]
+    assert answer(models, Conversation(facts), "what colour is it?").route == "colour"  # CLIP's routes come first
+    assert not models.answerer.loaded
+    model = models.answerer.get()
+    assert type(model.lm).__name__ == CHAT_VLMS[name][1] and model.chat and model.kind is AnswerKind.SEES
+    forwards, drafts = Forwards(model.lm), Written()
+    torch.manual_seed(0)
+    reply = answer(models, Conversation(facts), OPEN, AnswerOptions(max_tokens=6), drafts, picture=held.image)
+    assert reply.route == "open" and isinstance(reply.text, str) and reply.text and reply.details["saw"]
+    [pixels] = forwards.pixels  # its vision tower looked once, at the processor's pixels of the photo
+    assert pixels is not None and pixels.numel() > 0
+    assert 1 <= forwards.passes <= 6  # the prompt, then a token a step: stopped within max_tokens
+    assert drafts.asked >= 1  # streamed: the drafts were consulted as it wrote
+
+    forwards.clear()  # the photo could not be had: the same model answers from the words
+    reply = answer(models, Conversation(facts), OPEN, AnswerOptions(max_tokens=6), picture=None)
+    assert reply.route == "open" and not reply.details["saw"]
+    assert forwards.passes >= 1 and not forwards.pixels
+
+
+def test_florence2_reads_the_photos_text_and_leaves_conversation_to_the_language_model(
+    vlm_dirs, world_dir, cache_dir, heldout
+) -> None:
+    models = with_answer_model(world_dir, cache_dir, vlm_dirs["florence-2"])
+    assert models.answerer.kind is AnswerKind.TASKS and models.answerer.sees_images
+    held = heldout[0]
+    facts = models.describe([held.image])[0]
+    model = models.answerer.get()
+    assert type(model.lm).__name__ == "Florence2ForConditionalGeneration"
+    looked = Forwards(model.lm)
+    read = answer(models, Conversation(facts), "what does it say?", picture=held.image)
+    assert isinstance(read.details["read"], str) and read.said is not None
+    assert read.text.startswith(READS_AS.split("{")[0]) or read.text == NO_TEXT
+    assert len(looked.pixels) == 1 and looked.pixels[0] is not None  # its vision tower saw the photo, once
+
+    talk = answer(models, Conversation(facts), OPEN, picture=held.image)  # no task answers that: the words do
+    assert talk.route == "open" and ("candidates" in talk.details or "refused" in talk.details)
+    assert len(looked.pixels) == 1
+
+
+def test_a_vlm_without_a_chat_template_is_refused_at_start_up_in_one_line(
+    vlm_dirs, world_dir, cache_dir, tmp_path
+) -> None:
+    base = shutil.copytree(vlm_dirs["smolvlm"], tmp_path / "base")
+    (base / "chat_template.jinja").unlink()  # a base (not -Instruct) model: nothing to hold a conversation with
+    with pytest.raises(InvalidConfig, match="without a chat template") as refused:
+        with_answer_model(world_dir, cache_dir, base)
+    assert "\n" not in refused.value.detail
