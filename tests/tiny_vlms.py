@@ -244,7 +244,7 @@ def _save(folder: Path, model, processor) -> Path:
     return folder
 
 
-def train_to_say(folder: Path, sentence: str, picture, facts, steps: int = 120) -> Path:
+def train_to_say(folder: Path, sentence: str, picture, facts, steps: int = 40) -> Path:
     """Train the chat VLM saved in `folder` to answer `sentence` to any question about `picture`, whatever the
     facts and turns, and save it back: a model whose answer a test knows, written by the production path."""
     from dialogue.conversation import Conversation
@@ -261,7 +261,7 @@ def train_to_say(folder: Path, sentence: str, picture, facts, steps: int = 120) 
         for turns in ((), said)
     ]
     lm = model.lm.train()
-    optimiser = torch.optim.Adam(lm.parameters(), lr=3e-3)
+    optimiser = torch.optim.Adam(lm.parameters(), lr=1e-2)
     for step in range(steps):
         inputs = dict(prompts[step % len(prompts)])
         ids = torch.cat([inputs["input_ids"], torch.tensor([target])], dim=1)
