@@ -134,3 +134,46 @@ def test_a_vlm_without_a_chat_template_is_refused_at_start_up_in_one_line(
     with pytest.raises(InvalidConfig, match="without a chat template") as refused:
         with_answer_model(world_dir, cache_dir, base)
     assert "\n" not in refused.value.detail
+
+
+def test_doctor_says_which_answer_models_see_the_photo_and_that_they_load(vlm_dirs, world_dir) -> None:
+    from bot.ops.doctor import FAIL, OK, check_answer_model
+    from vision.catalog.settings import VisionSettings
+
+    def checked(answer_model: str):
+        return check_answer_model(VisionSettings(models=str(world_dir), answer_model=answer_model))
+
+    for name in ("smolvlm", "qwen2.5-vl"):
+        found = checked(f"local-dir:{vlm_dirs[name]}")
+        assert found.status == OK and "vision-language model: sees the photo" in found.detail
+        assert "config and processor load" in found.detail
+    florence = checked(f"local-dir:{vlm_dirs['florence-2']}")
+    assert florence.status == OK and "reads its text" in florence.detail
+    words = checked(f"local-dir:{world_dir / 'chat'}")
+    assert words.status == OK and "reads the caption and tags" in words.detail
+    broken = checked(f"local-dir:{world_dir / 'no-such-model'}")
+    assert broken.status == FAIL and "does not exist" in broken.detail
+
+
+def test_the_vlm_sets_are_listed_and_a_vlm_needs_its_processor_downloaded(monkeypatch, capsys, tmp_path) -> None:
+    from bot.ops.cli import main
+    from tests.test_offline import fake_cached
+    from vision import builtin_model_sets, load_model_set
+    from vision.catalog.hub import PROCESSOR, hub_files
+
+    sets = {name: load_model_set(name) for name in ("smolvlm-256m", "qwen2.5-vl-3b", "florence-2-base")}
+    assert set(sets) <= set(builtin_model_sets())
+    monkeypatch.setenv("CLIPCHAT_HUB_CACHE_DIR", str(tmp_path / "hub"))
+    assert main(["models"]) == 0
+    listed = capsys.readouterr().out
+    for name, model_set in sets.items():
+        assert f"  {name}: {model_set.description}" in listed and str(model_set.answer_model) in listed
+    smolvlm = sets["smolvlm-256m"]
+    repo = smolvlm.answer_model.target
+    assert not any(file.names == PROCESSOR for file in hub_files(smolvlm, tmp_path / "hub"))  # unknown until...
+    fake_cached(tmp_path / "hub", repo, "config.json")  # ... its config says it is an Idefics3
+    (tmp_path / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots" / ("0" * 40) / "config.json").write_text(
+        '{"model_type": "idefics3"}'
+    )
+    needed = hub_files(smolvlm, tmp_path / "hub")
+    assert any(file.repo == repo and file.names == PROCESSOR for file in needed)

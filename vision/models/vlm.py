@@ -95,6 +95,8 @@ def answer_kind(ref: Ref, cache_dir: Path | None = None, *, check: bool = True) 
     if not sees_config(config):
         return AnswerKind.WORDS
     if config.model_type in TASK_PROMPTED:
+        if check:
+            load_processor(ref, cache_dir)
         return AnswerKind.TASKS
     if check and not getattr(load_processor(ref, cache_dir), "chat_template", None):
         raise InvalidConfig(
