@@ -177,3 +177,13 @@ def test_the_vlm_sets_are_listed_and_a_vlm_needs_its_processor_downloaded(monkey
     )
     needed = hub_files(smolvlm, tmp_path / "hub")
     assert any(file.repo == repo and file.names == PROCESSOR for file in needed)
+
+
+def test_a_vlm_named_as_the_captioners_language_model_is_refused_in_one_line(vlm_dirs, world_dir, cache_dir) -> None:
+    from vision import load_model_set
+
+    guided = load_model_set(str(world_dir / "guided"))  # its captioner decodes with the language model itself
+    model_set = guided.with_overrides(language_model=f"local-dir:{vlm_dirs['smolvlm']}")
+    with pytest.raises(InvalidConfig, match="is not a causal language model") as refused:
+        load_models(model_set, device="cpu", cache_dir=cache_dir)
+    assert "answer_model" in refused.value.detail and "\n" not in refused.value.detail
