@@ -127,7 +127,7 @@ def _by_task(
     """Florence-2's tasks for what they answer; the other open questions to the words' answer model."""
     asked = question.lower()
     if picture is not None and READS.search(asked):
-        text = clean(run_task(model, picture, READ_TASK, TASK_TOKENS))
+        text = run_task(model, picture, READ_TASK, TASK_TOKENS)  # as written: a sign may say "Caption:"
         said = say(READS_AS, text=text) if text else say(NO_TEXT)
         return Answer(english(said), RouteKind.OPEN, 1.0, {"read": text, "saw": True}, said)
     if picture is not None and DESCRIBES.search(asked):
