@@ -187,3 +187,14 @@ def test_a_vlm_named_as_the_captioners_language_model_is_refused_in_one_line(vlm
     with pytest.raises(InvalidConfig, match="is not a causal language model") as refused:
         load_models(model_set, device="cpu", cache_dir=cache_dir)
     assert "answer_model" in refused.value.detail and "\n" not in refused.value.detail
+
+
+def test_doctor_reads_a_bare_directory_answer_model_and_waits_for_a_hub_one(vlm_dirs, world_dir, tmp_path) -> None:
+    from bot.ops.doctor import OK, WARN, check_answer_model
+    from vision.catalog.settings import VisionSettings
+
+    bare = VisionSettings(models=str(world_dir), answer_model=str(vlm_dirs["smolvlm"]))  # a path, no local-dir:
+    assert check_answer_model(bare).status == OK
+    hub = VisionSettings(models=str(world_dir), answer_model="hf-hub:HuggingFaceTB/SmolVLM-256M-Instruct")
+    waiting = check_answer_model(hub.model_copy(update={"hub_cache_dir": tmp_path}))
+    assert waiting.status == WARN and "not downloaded yet" in waiting.detail

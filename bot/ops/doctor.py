@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
@@ -126,10 +127,8 @@ def check_answer_model(settings: VisionSettings) -> Check | None:
     if ref is None:
         return None
     name = "answer model kind"
-    if (
-        ref.scheme != "local-dir"
-        and cached_file(ref.target, "config.json", hub_cache_folder(settings.hub_cache_dir)) is None
-    ):
+    on_hub = ref.scheme == "hf-hub" or (ref.scheme == "name" and not Path(ref.target).exists())  # as transformers
+    if on_hub and cached_file(ref.target, "config.json", hub_cache_folder(settings.hub_cache_dir)) is None:
         return Check(name, WARN, f"{ref}: not downloaded yet; its kind is read from its config once it is")
     try:
         kind = answer_kind(ref, settings.hub_cache_dir)
