@@ -36,7 +36,10 @@ SEEING_INSTRUCTION = (
 )
 SEEN_CANDIDATES = 2  # each candidate's pass covers the photo's hundreds of tokens: two give CLIP a choice
 TASK_TOKENS = 128  # a transcription or a paragraph, greedy, whole
-READS = re.compile(r"\b(?:read|reads|say|says|written|writing|text|words?|letters|transcribe|sign|label)\b")
+# "what does it say?", "read the text", "what is written": the photo's text; not "can you say what shape it is?"
+READS = re.compile(
+    r"\b(?:read|reads|written|writing|text|words?|letters|transcribe)\b|\bsays?\b(?! (?:what|which|how|if|whether))"
+)
 DESCRIBES = re.compile(r"\b(?:describe|description|detail|details|detailed|everything)\b")
 READS_AS = N_("The text in the photo reads: {text}")
 NO_TEXT = N_("I can't find any text in the photo.")

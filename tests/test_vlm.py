@@ -121,9 +121,14 @@ def test_florence2_reads_the_photos_text_and_leaves_conversation_to_the_language
     assert read.text.startswith(READS_AS.split("{")[0]) or read.text == NO_TEXT
     assert len(looked.pixels) == 1 and looked.pixels[0] is not None  # its vision tower saw the photo, once
 
-    talk = answer(models, Conversation(facts), OPEN, picture=held.image)  # no task answers that: the words do
-    assert talk.route == "open" and ("candidates" in talk.details or "refused" in talk.details)
-    assert len(looked.pixels) == 1
+    for asked in ("read the text please", "what is written on it?"):
+        assert "read" in answer(models, Conversation(facts), asked, picture=held.image).details
+    assert len(looked.pixels) == 3
+
+    for asked in (OPEN, "can you say what the background is like?"):  # no task answers these: the words do
+        talk = answer(models, Conversation(facts), asked, picture=held.image)
+        assert talk.route == "open" and ("candidates" in talk.details or "refused" in talk.details)
+    assert len(looked.pixels) == 3
 
 
 def test_a_vlm_without_a_chat_template_is_refused_at_start_up_in_one_line(
