@@ -203,3 +203,21 @@ def test_doctor_reads_a_bare_directory_answer_model_and_waits_for_a_hub_one(vlm_
     hub = VisionSettings(models=str(world_dir), answer_model="hf-hub:HuggingFaceTB/SmolVLM-256M-Instruct")
     waiting = check_answer_model(hub.model_copy(update={"hub_cache_dir": tmp_path}))
     assert waiting.status == WARN and "not downloaded yet" in waiting.detail
+
+
+async def test_the_terminal_reads_a_photo_again_for_a_model_that_sees_images(tmp_path) -> None:
+    """`clipchat chat` with a VLM and no photo kept in memory: a follow-up's photo is read from its file again,
+    as the bot downloads it again from Telegram; a file gone since is the same as one Telegram no longer serves."""
+    from bot.core.incoming import PhotoFile
+    from bot.ops.console import Terminal
+    from clipchat.errors import Unavailable
+
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"\xff\xd8\xff photo")
+    terminal = Terminal()
+    terminal.files[str(path)] = path.read_bytes()
+    photo = PhotoFile(1, str(path), "unique")
+    assert await terminal.fetch(photo) == await terminal.fetch(photo) == path.read_bytes()
+    path.unlink()
+    with pytest.raises(Unavailable):
+        await terminal.fetch(photo)
