@@ -128,6 +128,12 @@ def load_seeing_model(
     if kind is AnswerKind.WORDS:
         raise InvalidConfig(f"Answer model {ref} is a language model, not a vision-language model.")
     processor = load_processor(ref, cache_dir)
+    image_processor: Any = getattr(processor, "image_processor", None)
+    if getattr(image_processor, "do_image_splitting", False):
+        # SmolVLM's and Idefics3's: a photo is upscaled to 2048 px and read as 16 tiles and the whole. The bot's
+        # photos reach the model at 512 px (bot.engine.served.IMAGE_SIDE): the tiles hold no more than the whole
+        image_processor.do_image_splitting = False
+        log.info("answer model %s: photos read whole, not split into tiles", ref)
     try:
         model = AutoModelForImageTextToText.from_pretrained(ref.pretrained_id, dtype=dtype, **_kwargs(cache_dir))
     except OSError as error:
