@@ -9,6 +9,7 @@ This package never imports `telegram`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -23,6 +24,7 @@ from .grounded import answer_colour, answer_count, answer_identify, answer_prese
 from .intents import route_question
 from .mood import answer_mood, photo_mood, text_sentiment
 from .routing import Route, RouteKind
+from .seeing import answer_seeing
 
 MAX_QUESTION_CHARS = 2000
 NEEDS_PHOTO = N_(
@@ -59,13 +61,18 @@ def answer(
     question: str,
     options: AnswerOptions = AnswerOptions(),
     drafts: Drafts | None = None,
+    picture: Any | None = None,
 ) -> Answer:
-    """Answer `question` about the conversation's photo, by looking where CLIP can, else with GPT-2. Only the
-    language model's answers are written gradually: with `drafts`, its text so far goes there meanwhile."""
+    """Answer `question` about the conversation's photo, by looking where CLIP can, else with the answer model.
+    Only the answer model's answers are written gradually: with `drafts`, its text so far goes there meanwhile.
+    `picture`: the photo itself (a PIL image), for an answer model that sees images; it answers from the words
+    without it."""
     looked = _looked(models, conversation, question)
     if isinstance(looked, Answer):
         return looked
     question, image = looked
+    if models.answerer.sees_images:
+        return answer_seeing(models, conversation, question, image, picture, options, drafts)
     return answer_open(models, conversation, question, image, options, drafts)
 
 
@@ -108,6 +115,7 @@ __all__ = [
     "answer_mood",
     "answer_open",
     "answer_presence",
+    "answer_seeing",
     "build_prompt",
     "checked",
     "clean",

@@ -114,11 +114,27 @@ def clean(text: str) -> str:
 def sample_answers(
     model: AnswerModel, prompt: str, options: AnswerOptions, max_tokens: int, drafts: Drafts | None = None
 ) -> list[Caption]:
-    lm = cast(LanguageModel, model.lm)  # an answer model's module is a transformers causal LM
     tokenizer = model.tokenizer
     device = next(model.lm.parameters()).device
     # A chat template already holds its special tokens; a plain prompt gets what the tokenizer adds.
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=not model.chat).input_ids.to(device)
+    return sample_from(model, {"input_ids": ids}, options.candidates, max_tokens, drafts)
+
+
+@torch.inference_mode()
+def sample_from(
+    model: AnswerModel,
+    inputs: dict[str, torch.Tensor],
+    candidates: int,
+    max_tokens: int,
+    drafts: Drafts | None = None,
+) -> list[Caption]:
+    """`candidates` answers sampled after the prompt in `inputs` (its `input_ids`, and for a model that sees
+    images the processor's pixel values and the rest), cleaned, with their mean log-probability."""
+    lm = cast(LanguageModel, model.lm)  # an answer model's module is a transformers generating model
+    tokenizer = model.tokenizer
+    ids = inputs["input_ids"]
+    inputs = {"attention_mask": torch.ones_like(ids), **inputs}
     streaming: dict[str, Any] = {}
     if drafts is not None:
         from transformers import StoppingCriteriaList
@@ -128,12 +144,11 @@ def sample_answers(
     out = cast(  # return_dict_in_generate: an output object, not the bare ids
         "GenerateDecoderOnlyOutput",
         lm.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
+            **inputs,
             do_sample=True,
             top_p=0.9,
             temperature=0.8,
-            num_return_sequences=options.candidates,
+            num_return_sequences=candidates,
             max_new_tokens=max_tokens,
             logits_processor=answer_only_repetition(ids.shape[1]),
             no_repeat_ngram_size=0,  # the stock ones, which would count the prompt (a model's config may set them)
@@ -197,9 +212,11 @@ def answer_open(
     image: torch.Tensor,
     options: AnswerOptions,
     drafts: Drafts | None = None,
+    model: AnswerModel | None = None,
 ) -> Answer:
+    """`model` (default: the set's answer model) writes candidates from the facts and turns; CLIP judges them."""
     image_facts = photo_of(conversation)
-    model = models.answerer.get()
+    model = model or models.answerer.get()
     window = min(model.window, options.context_window or model.window)
     prompt = build_prompt(model.tokenizer, conversation, question, window - MIN_ANSWER_TOKENS)
     room = window - len(model.tokenizer.encode(prompt, add_special_tokens=not model.chat))  # as sampled

@@ -34,6 +34,7 @@ from .models.encoder import ClipEncoder, load_clip
 from .models.language_model import linearize, load_language_model
 from .models.scoring import rerank
 from .models.tagger import DEFAULT_TEMPLATES, ZeroShotTagger, load_vocabulary
+from .models.vlm import AnswerKind, answer_kind
 
 log = logging.getLogger(__name__)
 SPEED_PATHS_ENV = "CLIPCHAT_SPEED_PATHS"  # VisionSettings.speed_paths; read here too for bench and library use
@@ -214,9 +215,17 @@ def load_models(
     answerer = None  # the captioner's language model
     answer_ref = model_set.answer_model
     if answer_ref is not None and not (choice.kind == "guided" and answer_ref == model_set.language_model):
-        # A model of its own, loaded on the first open question: photos alone never pay for its memory.
+        # A model of its own, loaded on the first open question: photos alone never pay for its memory. Its kind
+        # (whether it sees the photo) is read from its config now: a model that cannot answer is refused here.
+        kind = answer_kind(answer_ref, hub_cache_dir)
+        words = None
+        if kind is AnswerKind.TASKS:  # it cannot chat: the open questions it has no task for go to the captioner's
+            words = LazyAnswerModel.ready(answer_model_from(captioner.lm, captioner.tokenizer, str(choice)))
         answerer = LazyAnswerModel(
-            partial(load_answer_model, answer_ref, torch_device, torch_dtype, hub_cache_dir), str(answer_ref)
+            partial(load_answer_model, answer_ref, torch_device, torch_dtype, hub_cache_dir, kind),
+            str(answer_ref),
+            kind,
+            words,
         )
     log.info(
         "loaded model set %s (CLIP %s, captioner %s, answers %s) on %s/%s",

@@ -93,7 +93,7 @@ class Models(Protocol):
 
     identity: str  # which CLIP made the vectors: stored beside them
     limits: ImageLimits  # what the bot refuses before downloading
-    sees_images: bool  # whether `answer` reads `AnswerRequest.photo` (a model server's VLM): else none is fetched
+    sees_images: bool  # whether `answer` reads `AnswerRequest.photo` (a VLM in process or served): else no photo
 
     async def describe(self, request: DescribeRequest) -> PhotoFacts: ...
     async def embed_text(self, request: TextRequest) -> TextVector: ...

@@ -20,6 +20,7 @@ from typing import cast
 
 import numpy as np
 import torch
+from PIL import Image
 
 from clipchat.errors import BadImage, InvalidConfig
 from clipchat.facts import PhotoFacts
@@ -116,6 +117,11 @@ class ModelFeatures:
         pixels = self.models.encoder.pixels_from(cast(Sequence[torch.Tensor], prepared))
         return [*self.models.describe_pixels(pixels, self.decoding)]
 
+    @property
+    def sees_images(self) -> bool:
+        """Whether the answer model reads the question's photo (`AnswerRequest.photo`)."""
+        return self.models.answerer.sees_images
+
     def cached_entries(self) -> int:
         """/tags label sets the models hold (for metrics and tests)."""
         tagger = self.models.tagger
@@ -159,7 +165,19 @@ class ModelFeatures:
     def _answer(self, request: AnswerRequest, drafts: Drafts | None = None) -> Answer:
         self._settle(request.forgotten)  # answers weigh label sets made of the question's words
         with STAGE_SECONDS.labels("answer").time():
-            return answer(self.models, request.conversation, request.question, drafts=drafts)
+            picture = self._picture(request.photo)
+            return answer(self.models, request.conversation, request.question, drafts=drafts, picture=picture)
+
+    def _picture(self, photo: bytes | None) -> Image.Image | None:
+        """The question's photo (downscaled by the core, kept in memory only), decoded for an answer model that
+        sees images; None without one, or when it cannot be read: the question is answered from the words."""
+        if photo is None or not self.sees_images:
+            return None
+        try:
+            return load_image(photo, self.limits).convert("RGB")
+        except BadImage as error:
+            log.info("the question's photo was not readable, answered from the words: %s", error.detail)
+            return None
 
     @torch.inference_mode()
     def route(self, requests: Sequence[AnswerRequest]) -> list[Answer | OpenQuestion]:

@@ -67,7 +67,9 @@ class LocalModels:
         self.features = features
         self.identity = features.identity
         self.limits = features.limits
-        self.sees_images = False  # the in-process answer model reads words
+        # Whether questions bring their photo: the in-process answer model is a vision-language model (known from
+        # its config at start-up, before it loads)
+        self.sees_images = bool(getattr(features, "sees_images", False))
         # Pass the thread the models were loaded on: one thread, one OpenMP team (see `adapter.application.open_models`).
         self._thread = executor or model_thread("vision")
         self._max_batch, self._max_queue, self._max_wait = max_batch, max_queue, max_wait

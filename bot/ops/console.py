@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clipchat.errors import ClipchatError
+from clipchat.errors import ClipchatError, Unavailable
 from clipchat.kinds import ChatKind
 from storage import StorageSettings
 from vision.catalog.settings import VisionSettings
@@ -40,7 +40,15 @@ class Terminal:
         self.sent = 0
 
     async def fetch(self, photo: PhotoFile) -> bytes:
-        return self.files.pop(photo.file_id)
+        """The file read for `/photo`, once; a later look (an answer model that sees images, asking about a photo
+        no longer kept in memory) reads it from disk again, as the bot downloads it again from Telegram."""
+        data = self.files.pop(photo.file_id, None)
+        if data is not None:
+            return data
+        try:
+            return Path(photo.file_id).read_bytes()
+        except OSError as error:
+            raise Unavailable(detail=f"{photo.file_id}: {error.strerror}") from error
 
     def working(self, action: str = "typing") -> contextlib.AbstractAsyncContextManager[None]:
         return contextlib.nullcontext()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
@@ -110,6 +111,31 @@ def check_models(settings: VisionSettings) -> list[Check]:
     downloads = any(found.state == NOT_DOWNLOADED for found in found_all)
     fix = "the bot downloads what is missing at first start; `clipchat prefetch` does it now" if downloads else ""
     return [Check("models", worst, summary, fix), *parts]
+
+
+def check_answer_model(settings: VisionSettings) -> Check | None:
+    """What the answer model is, from its config: a language model that reads the caption and tags, or a
+    vision-language model that sees the photo; and that its config (and a VLM's processor) load. None: the
+    captioner's language model answers, or the set cannot load (`check_models` says why)."""
+    from vision.catalog.hub import cached_file, hub_cache_folder
+    from vision.models.vlm import answer_kind
+
+    try:
+        ref = settings.model_set().answer_model
+    except ClipchatError:
+        return None
+    if ref is None:
+        return None
+    name = "answer model kind"
+    on_hub = ref.scheme == "hf-hub" or (ref.scheme == "name" and not Path(ref.target).exists())  # as transformers
+    if on_hub and cached_file(ref.target, "config.json", hub_cache_folder(settings.hub_cache_dir)) is None:
+        return Check(name, WARN, f"{ref}: not downloaded yet; its kind is read from its config once it is")
+    try:
+        kind = answer_kind(ref, settings.hub_cache_dir)
+    except ClipchatError as error:
+        return Check(name, FAIL, error.detail)
+    loads = "its config and processor load" if kind.sees_images else "its config loads"
+    return Check(name, OK, f"{ref}: {kind.shown}; {loads}")
 
 
 def _model_check(found) -> Check:
@@ -307,6 +333,7 @@ def run_checks(bot: BotSettings, vision: VisionSettings, storage: StorageSetting
         *checks,
         asyncio.run(check_database(storage)),
         *check_models(vision),
+        *[answers for answers in (check_answer_model(vision),) if answers is not None],
         check_device(vision),
         check_speed_paths(vision),
         check_disk(vision),

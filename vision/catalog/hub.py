@@ -17,6 +17,7 @@ puts those from `.env` there first.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -37,6 +38,8 @@ LM_CONFIG = ("config.json",)
 LM_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 # ... and its tokenizer, from the same repository: a fast tokenizer's file or a slow one's vocabulary
 LM_TOKENIZER = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model")
+# ... and a vision-language model's processor (image processor, chat template): older saves have the first
+PROCESSOR = ("preprocessor_config.json", "processor_config.json")
 # open_clip: an hf-hub: model's config, and its weights (safetensors preferred, as open_clip does)
 CLIP_CONFIG = ("open_clip_config.json",)
 CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -60,15 +63,16 @@ def hub_cache_folder(hub_cache_dir: Path | str | None = None) -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def hub_files(model_set: ModelSet) -> list[HubFile]:
-    """The hub files of every reference in the set except a built-in CLIP name (see `clip_hub_files`)."""
+def hub_files(model_set: ModelSet, cache: Path | None = None) -> list[HubFile]:
+    """The hub files of every reference in the set except a built-in CLIP name (see `clip_hub_files`); `cache`:
+    where an answer model's config may already be, which says whether it needs a processor too."""
     files: list[HubFile] = []
     if model_set.clip.startswith(HF_HUB):
         repo = model_set.clip[len(HF_HUB) :].strip("/")
         files += [HubFile(repo, CLIP_CONFIG, "CLIP"), HubFile(repo, CLIP_WEIGHTS, "CLIP")]
     files += language_model_files(model_set.language_model, "language model")
     if model_set.answer_model is not None:
-        files += language_model_files(model_set.answer_model, "answer model")
+        files += answer_model_files(model_set.answer_model, "answer model", cache)
     captioner = model_set.captioner
     if captioner.location is not None and captioner.location.scheme == "hf-hub":
         if captioner.kind == "clipcap":
@@ -92,6 +96,30 @@ def language_model_files(ref: Ref, role: str) -> list[HubFile]:
             HubFile(ref.target, LM_TOKENIZER, role),
         ]
     return []
+
+
+def answer_model_files(ref: Ref, role: str, cache: Path | None) -> list[HubFile]:
+    """A causal LM's files, and a vision-language model's processor when its config (once here) says it is one:
+    until the config is here, what the model is cannot be known without asking the hub, and its loading will."""
+    files = language_model_files(ref, role)
+    if files and sees_images(ref.target, cache):
+        files.append(HubFile(ref.target, PROCESSOR, role))
+    return files
+
+
+def sees_images(repo: str, cache: Path | None) -> bool:
+    """Whether the cached config of `repo` is an image-text-to-text model's (transformers' public mapping); False
+    when no config is cached or it cannot be read."""
+    config = cached_file(repo, LM_CONFIG[0], cache)
+    if config is None:
+        return False
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return False
+    from transformers import CONFIG_MAPPING, MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+
+    return model_type in CONFIG_MAPPING and CONFIG_MAPPING[model_type] in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
 
 
 def clip_hub_files(name: str, pretrained: str | None) -> list[HubFile]:
@@ -135,7 +163,7 @@ def ensure_available(
     from huggingface_hub import constants
 
     cache = hub_cache_folder(hub_cache_dir)
-    missing = missing_files(hub_files(model_set), cache)
+    missing = missing_files(hub_files(model_set, cache), cache)
     if not missing:  # only now is open_clip worth importing: what is missing is already known otherwise
         missing = missing_files(clip_hub_files(model_set.clip, model_set.clip_pretrained), cache)
     if not missing:
@@ -264,7 +292,7 @@ def presence(
     else:
         found.append(_repository("captioner", captioner.checkpoint, hub))
     if model_set.answer_model is not None:
-        found.append(_language_model("answer model", model_set.answer_model, hub))
+        found.append(_language_model("answer model", model_set.answer_model, hub, answer=True))
     return found
 
 
@@ -305,10 +333,10 @@ def _clip(model_set: ModelSet, hub: HubCache, allow_random_weights: bool) -> Pre
     return Presence("clip", shown, NOT_DOWNLOADED, config.get("url", ""))
 
 
-def _language_model(role: str, ref: Ref, hub: HubCache) -> Presence:
-    """On disk only when every file the start-up check wants is (config, weights, tokenizer): doctor and
-    `clipchat models` then agree with it."""
-    files = language_model_files(ref, role)
+def _language_model(role: str, ref: Ref, hub: HubCache, answer: bool = False) -> Presence:
+    """On disk only when every file the start-up check wants is (config, weights, tokenizer; a VLM answer model's
+    processor): doctor and `clipchat models` then agree with it."""
+    files = answer_model_files(ref, role, hub.cache_dir) if answer else language_model_files(ref, role)
     lacking = missing_files(files, hub.cache_dir)
     if lacking:
         names = ", ".join(file.names[0] for file in lacking)

@@ -39,7 +39,8 @@ class VisionSettings(BaseSettings):
     answer_model: str | None = Field(
         None,
         description="Override the set's model for open questions (the default set's is stock GPT-2): any "
-        "causal language model, hf-hub:ORG/REPO or local-dir:PATH. A small instruction-tuned model with a chat "
+        "causal language model, or an image-text-to-text model that sees the photo (SmolVLM, Qwen2.5-VL, "
+        "Florence-2), hf-hub:ORG/REPO or local-dir:PATH. A small instruction-tuned model with a chat "
         "template answers far better than GPT-2.",
     )
     allow_random_weights: bool = Field(

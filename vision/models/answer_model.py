@@ -1,6 +1,8 @@
-"""The model that answers open questions: any transformers causal LM, loaded when first needed.
+"""The model that answers open questions: any transformers causal LM, or a vision-language model
+(`vlm`), loaded when first needed.
 
-    answerer = LazyAnswerModel(lambda: load_answer_model(ref, device, dtype))
+    answerer = LazyAnswerModel(lambda: load_answer_model(ref, device, dtype), str(ref), kind)
+    answerer.sees_images          # known before loading (from the config): whether questions bring the photo
     model = answerer.get()        # loads on the first open question, then stays
     model.window, model.chat      # context length from its config; whether it has a chat template
 
@@ -15,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 from ..catalog.model_sets import Ref
 from .language_model import load_language_model
+from .vlm import AnswerKind, answer_kind, load_seeing_model
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +40,18 @@ class AnswerModel:
     tokenizer: PreTrainedTokenizerBase
     window: int  # tokens the prompt and the answer share
     source: str
+    processor: Any = None  # a vision-language model's processor (photo and text to inputs); None: a causal LM
+    kind: AnswerKind = AnswerKind.WORDS
 
     @property
     def chat(self) -> bool:
-        """Whether the tokenizer brings a chat template (instruction-tuned models do; GPT-2 does not)."""
-        return bool(getattr(self.tokenizer, "chat_template", None))
+        """Whether the tokenizer (or a VLM's processor) brings a chat template (instruction-tuned models do; GPT-2
+        does not)."""
+        return bool(getattr(self.processor or self.tokenizer, "chat_template", None))
+
+    @property
+    def sees_images(self) -> bool:
+        return self.kind.sees_images
 
     @property
     def stop_ids(self) -> list[int]:
@@ -49,7 +59,8 @@ class AnswerModel:
         has begun another turn), and a new line: answers are one or two sentences. Decoding skips special
         tokens, so an answer that ran on past one read as its words on both sides glued together."""
         ids: set[int] = set()
-        for source in (getattr(self.lm, "generation_config", None), self.lm.config, self.tokenizer):
+        text_config = _text_config(self.lm)  # a VLM's language model's; a causal LM's own config
+        for source in (getattr(self.lm, "generation_config", None), self.lm.config, text_config, self.tokenizer):
             value = getattr(source, "eos_token_id", None)
             ids.update(value if isinstance(value, (list, tuple)) else [value] if value is not None else [])
         added = getattr(self.tokenizer, "added_tokens_decoder", {})
@@ -65,9 +76,16 @@ class AnswerModel:
         return pad if pad is not None else self.stop_ids[0]
 
 
+def _text_config(lm: torch.nn.Module) -> Any:
+    """The language model's config: a VLM's `text_config`, a causal LM's own."""
+    config: Any = lm.config
+    return config.get_text_config()
+
+
 def context_window(lm: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> int:
+    config = _text_config(lm)  # a VLM keeps its language model's length there
     for name in WINDOW_FIELDS:
-        value = getattr(lm.config, name, None)
+        value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:
             return value
     limit = getattr(tokenizer, "model_max_length", None)
@@ -78,7 +96,13 @@ def answer_model_from(lm: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, s
     return AnswerModel(lm, tokenizer, context_window(lm, tokenizer), source)
 
 
-def load_answer_model(ref: Ref, device: torch.device, dtype: torch.dtype, cache_dir: Path | None = None) -> AnswerModel:
+def load_answer_model(
+    ref: Ref, device: torch.device, dtype: torch.dtype, cache_dir: Path | None = None, kind: AnswerKind | None = None
+) -> AnswerModel:
+    """A causal LM, or a vision-language model when its config is one (`vlm.answer_kind`; `kind` when known)."""
+    kind = kind or answer_kind(ref, cache_dir)
+    if kind.sees_images:
+        return load_seeing_model(ref, device, dtype, cache_dir, kind)
     lm, tokenizer = load_language_model(ref, device, dtype, cache_dir)
     model = answer_model_from(lm, tokenizer, str(ref))
     log.info(
@@ -91,19 +115,33 @@ def load_answer_model(ref: Ref, device: torch.device, dtype: torch.dtype, cache_
 
 
 class LazyAnswerModel:
-    """Loads once, on the first `get()`; every later call returns the same model."""
+    """Loads once, on the first `get()`; every later call returns the same model. `kind` is known before: whether
+    questions must bring the photo is decided at start-up. `words`: for a task-prompted model (Florence-2, which
+    cannot chat), the answer model of the open questions it cannot answer."""
 
-    def __init__(self, load: Callable[[], AnswerModel], source: str) -> None:
+    def __init__(
+        self,
+        load: Callable[[], AnswerModel],
+        source: str,
+        kind: AnswerKind = AnswerKind.WORDS,
+        words: LazyAnswerModel | None = None,
+    ) -> None:
         self._load = load
         self.source = source
+        self.kind = kind
+        self.words = words
         self._model: AnswerModel | None = None
         self._lock = threading.Lock()  # the model thread asks, but a warm-up or a test may ask from another
 
     @classmethod
-    def ready(cls, model: AnswerModel) -> LazyAnswerModel:
-        lazy = cls(lambda: model, model.source)
+    def ready(cls, model: AnswerModel, words: LazyAnswerModel | None = None) -> LazyAnswerModel:
+        lazy = cls(lambda: model, model.source, model.kind, words)
         lazy._model = model
         return lazy
+
+    @property
+    def sees_images(self) -> bool:
+        return self.kind.sees_images
 
     @property
     def loaded(self) -> bool:

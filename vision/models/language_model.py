@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from clipchat.errors import ModelNotFound
+from clipchat.errors import InvalidConfig, ModelNotFound
 
 from ..catalog.model_sets import Ref
 
@@ -63,6 +63,11 @@ def load_language_model(
         raise ModelNotFound(
             f"Could not load language model {ref}: {str(error).rstrip('.')}. If this machine is "
             "offline, run `clipchat prefetch` where it can reach the Hugging Face Hub."
+        ) from error
+    except ValueError as error:  # a config no causal LM class takes: a vision-language model, say
+        raise InvalidConfig(
+            f"{ref} is not a causal language model ({str(error).splitlines()[0].rstrip('.')}): the captioner "
+            "decodes with GPT-2-style models; a vision-language model goes in answer_model (CLIPCHAT_ANSWER_MODEL)."
         ) from error
     # transformers wraps PreTrainedModel.to with functools.wraps, whose type mypy reads as the unbound function
     return model.to(device).eval(), tokenizer  # type: ignore[arg-type]
