@@ -37,15 +37,16 @@ RouteHandler = Callable[[DialogueModels, Route, PhotoFacts, torch.Tensor], Answe
 ROUTES: dict[RouteKind, RouteHandler] = {
     # "what is this?": the caption and tags already say it
     RouteKind.DESCRIBE: lambda models, route, facts, image: answer_describe(facts),
-    RouteKind.COLOUR: lambda models, route, facts, image: answer_colour(models, image, route.subject),
+    # CLIP's answers, which say so where they differ from the caption the user has (`agreement`)
+    RouteKind.COLOUR: lambda models, route, facts, image: answer_colour(models, image, route.subject, facts.caption),
     RouteKind.PRESENCE: lambda models, route, facts, image: (
-        answer_presence(models, image, route.subject) if route.subject else None
+        answer_presence(models, image, route.subject, facts.caption) if route.subject else None
     ),
     RouteKind.IDENTIFY: lambda models, route, facts, image: (
-        answer_identify(models, image, route.subject) if route.subject else None
+        answer_identify(models, image, route.subject, facts.caption) if route.subject else None
     ),
     RouteKind.COUNT: lambda models, route, facts, image: (
-        answer_count(models, image, route.subject) if route.subject else None
+        answer_count(models, image, route.subject, facts.caption) if route.subject else None
     ),
     RouteKind.MOOD: lambda models, route, facts, image: answer_mood(models.encoder, image),
     RouteKind.OPEN: lambda models, route, facts, image: None,
