@@ -9,12 +9,15 @@ This package never imports `telegram`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
 from clipchat.facts import PhotoFacts
-from clipchat.i18n import N_, say
+from clipchat.i18n import N_, english, say
 
+from .across import ORDINAL_NAMES, answer_across
+from .album import asked, picked
 from .conversation import Answer, AnswerOptions, Conversation, DialogueModels
 from .describe import answer_describe
 from .elsewhere import OpenQuestion, checked, open_question, unavailable
@@ -50,6 +53,7 @@ ROUTES: dict[RouteKind, RouteHandler] = {
     ),
     RouteKind.MOOD: lambda models, route, facts, image: answer_mood(models.encoder, image),
     RouteKind.OPEN: lambda models, route, facts, image: None,
+    RouteKind.ALBUM: lambda models, route, facts, image: None,  # asked across an album before routing (`_in_album`)
 }
 
 
@@ -65,29 +69,61 @@ def answer(
     looked = _looked(models, conversation, question)
     if isinstance(looked, Answer):
         return looked
-    question, image = looked
-    return answer_open(models, conversation, question, image, options, drafts)
+    conversation, question, image = looked
+    return named(answer_open(models, conversation, question, image, options, drafts), conversation)
 
 
 def route(models: DialogueModels, conversation: Conversation, question: str) -> Answer | OpenQuestion:
     """`answer` up to the answer model: CLIP's answer where its routes have one, else the open question as chat
     messages, for an answer model elsewhere (a model server) to write; `elsewhere.checked` judges what it wrote."""
     looked = _looked(models, conversation, question)
-    return looked if isinstance(looked, Answer) else open_question(conversation, looked[0])
+    return looked if isinstance(looked, Answer) else open_question(looked[0], looked[1])
 
 
-def _looked(models: DialogueModels, conversation: Conversation, question: str) -> Answer | tuple[str, torch.Tensor]:
-    """The answer from the photo's facts or CLIP's routes, or the tidied question and the photo's vector for an
-    answer model."""
+def _looked(
+    models: DialogueModels, conversation: Conversation, question: str
+) -> Answer | tuple[Conversation, str, torch.Tensor]:
+    """The answer from the photo's facts or CLIP's routes, or, for an answer model, the conversation about the
+    photo asked about (an album's photo named by position), the tidied question and the photo's vector."""
     question = " ".join(question.split())[:MAX_QUESTION_CHARS]
     if conversation.image is None:
         return Answer(NEEDS_PHOTO, "needs_photo", said=say(NEEDS_PHOTO))
-    if conversation.image.model and conversation.image.model != models.encoder.identity:
+    if any(f.model and f.model != models.encoder.identity for f in (conversation.image, *conversation.album)):
         return Answer(SEE_AGAIN, "needs_photo", said=say(SEE_AGAIN))
-    image = torch.as_tensor(conversation.image.embedding, dtype=torch.float32, device=models.encoder.device)
-    route = route_question(question)
-    looked = ROUTES[route.kind](models, route, conversation.image, image)
-    return looked if looked is not None else (question, image)
+    if len(conversation.album) > 1:  # "which one is red?", "the second one": across the album, or one of it
+        looked = _in_album(models, conversation, question)
+        if isinstance(looked, Answer):
+            return looked
+        conversation, question = looked
+    facts = conversation.image
+    assert facts is not None
+    image = torch.as_tensor(facts.embedding, dtype=torch.float32, device=models.encoder.device)
+    route = route_question(question) if question else Route(RouteKind.DESCRIBE)
+    grounded = ROUTES[route.kind](models, route, facts, image)
+    return named(grounded, conversation) if grounded is not None else (conversation, question, image)
+
+
+def _in_album(models: DialogueModels, conversation: Conversation, question: str) -> Answer | tuple[Conversation, str]:
+    """An album question's answer, or the conversation about the photo it names (and what it asks of it)."""
+    total = len(conversation.album)
+    pick = picked(question, total)
+    if pick is None:
+        ask = asked(question)
+        answered = answer_across(models, conversation.album, ask) if ask else None
+        return answered if answered is not None else (conversation, question)
+    if pick.position >= total:
+        said = say("There are only {total} photos in the album.", total=total)
+        return Answer(english(said), RouteKind.ALBUM, 1.0, {"photos": list(range(total))}, said)
+    return replace(conversation, image=conversation.album[pick.position], position=pick.position), pick.rest
+
+
+def named(answer: Answer, conversation: Conversation) -> Answer:
+    """An answer about one photo of an album, which says which one ("The second photo: ...") and keeps it under
+    discussion."""
+    if conversation.position is None or len(conversation.album) < 2:
+        return answer
+    said = (say("The {ordinal} photo:", ordinal=ORDINAL_NAMES[conversation.position]), " ", answer.said or answer.text)
+    return replace(answer, text=english(said), said=said, details={**answer.details, "photo": conversation.position})
 
 
 __all__ = [
