@@ -40,13 +40,20 @@ LARGEST = N_("The {ordinal} photo shows the largest one.")
 SMALLEST = N_("The {ordinal} photo shows the smallest one.")
 _LARGER = {"biggest", "largest", "bigger", "larger", "big", "large", "huge"}
 _SMALLER = {"smallest", "smaller", "tiniest", "tiny", "little", "small"}
+_ADJECTIVES = {"colour", "colours", "color", "colors", "size", "sizes"}
 _FILLER = {"the", "a", "an", "one", "ones", "photo", "photos", "picture", "pictures", "there", "some", "any", "of"}
 
 
 @dataclass(frozen=True)
 class Criterion:
+    name: str  # the vocabulary section's: "colour", "shape"
     section: tuple[str, ...]  # the labels a photo's value is chosen among
     label: str
+
+    @property
+    def describes(self) -> bool:
+        """A colour or a size says what a thing is like ("red"); the other sections name things ("a star")."""
+        return self.name in _ADJECTIVES
 
 
 def sections(models: DialogueModels) -> list[tuple[str, tuple[str, ...]]]:
@@ -65,14 +72,16 @@ def criteria(models: DialogueModels, value: str) -> tuple[list[Criterion], list[
     words = ["gray" if w == "grey" else w for w in value.lower().replace("?", "").split()]
     used = [False] * len(words)
     found: list[tuple[int, Criterion]] = []
-    labels = sorted(((label, s) for _, s in sections(models) for label in s), key=lambda item: -len(item[0].split()))
-    for label, section in labels:
+    labels = sorted(
+        ((label, name, s) for name, s in sections(models) for label in s), key=lambda item: -len(item[0].split())
+    )
+    for label, name, section in labels:
         for start in agreement._at(words, label):
             span = range(start, start + len(label.split()))
             if not any(used[i] for i in span):
                 for i in span:
                     used[i] = True
-                found.append((start, Criterion(section, label)))
+                found.append((start, Criterion(name, section, label)))
     extreme = 0
     for i, w in enumerate(words):
         if not used[i] and w in _LARGER | _SMALLER:
@@ -124,7 +133,7 @@ def _value(found: list[Criterion], left: list[str], plural: bool) -> tuple[Said,
     if not found:
         thing = " ".join(left)
         return (thing if thing.endswith("s") else thing + "s") if plural else article(singular(thing)), True
-    nouns = [c.label for c in found if c.section not in (COLOURS, SIZES) and c.label not in COLOURS + SIZES]
+    nouns = [c.label for c in found if not c.describes]
     if not nouns and len(found) == 1 and found[0].label in COLOUR_NAMES:
         return COLOUR_NAMES[found[0].label], False
     text = " ".join(c.label for c in found)
@@ -144,16 +153,18 @@ def answer_across(models: DialogueModels, album: Sequence[PhotoFacts], ask: Albu
         return Answer(english(said), RouteKind.ALBUM, 1.0, {"photos": list(range(total))}, said)
     found, left, extreme = criteria(models, value)
     if extreme:
-        size = next(labels for name, labels in sections(models) if name in ("size", "sizes"))
+        name, size = next((name, labels) for name, labels in sections(models) if name in ("size", "sizes"))
         wanted = _LARGER if extreme > 0 else _SMALLER
-        found.append(Criterion(size, next((s for s in size if s in wanted), size[-1] if extreme > 0 else size[0])))
-    if not found and not left:
-        return None
+        label = next((s for s in size if s in wanted), size[-1] if extreme > 0 else size[0])
+        found.append(Criterion(name, size, label))
+    vocabulary = models.tagger.vocabulary.labels
+    if not found and (not left or singular(" ".join(left)) not in vocabulary):
+        return None  # nothing it names is something CLIP has a word for: not an album question after all
     if found:
         ranked = {c: values(models, album, c.section) for c in found}
         matches = [p for p in range(total) if all(ranked[c][p][0].label == c.label for c in found)]
     else:
-        matches = [p for p, there in enumerate(_present(models, album, " ".join(left))) if there]
+        matches = [p for p, there in enumerate(_present(models, album, singular(" ".join(left)))) if there]
     if extreme and not matches:  # none looks large: the largest of them
         size_asked = found[-1]
         matches = [max(range(total), key=lambda p: _score(ranked[size_asked][p], size_asked.label))]
