@@ -188,3 +188,24 @@ def stored_turns(chat: dict):
     from storage import Turn
 
     return Turn.chat_id == chat["id"]
+
+
+async def test_a_question_in_an_albums_caption_is_answered_across_its_photos(start_bot, telegram, understood):
+    """An album captioned "which one is red?" got its photos described and the question ignored."""
+    from tests.test_bot import distinct
+
+    app = await start_bot()
+    chat, alice = private(43), user(43)
+    photos = distinct(understood, 3)
+    wanted = photos[1]
+    for number, held in enumerate(photos):
+        caption = f"Which one is {wanted.scene.colour}?" if number == 0 else None
+        send_photo(telegram, chat, alice, held.image, caption=caption, media_group_id="asked")
+    [reply] = await telegram.wait_replies(chat["id"], 1)
+    answer, lines = reply.text.split("\n\n", 1)
+    assert "second" in answer and "first" not in answer and "third" not in answer, reply.text
+    assert lines.startswith("3 photos:"), reply.text
+    await eventually(lambda: stored(app, stored_turns(chat), 2), what="the album's turns stored")
+    send_text(telegram, chat, alice, "what colour is it?")
+    colour = (await telegram.wait_replies(chat["id"], 2))[-1]
+    assert colour.text.startswith("The second photo:") and wanted.scene.colour in colour.text, colour.text
