@@ -9,13 +9,16 @@ This package never imports `telegram`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from clipchat.facts import PhotoFacts
-from clipchat.i18n import N_, say
+from clipchat.i18n import N_, english, say
 
+from .across import ORDINAL_NAMES, answer_across
+from .album import asked, picked
 from .conversation import Answer, AnswerOptions, Conversation, DialogueModels
 from .describe import answer_describe
 from .elsewhere import OpenQuestion, checked, open_question, unavailable
@@ -40,18 +43,20 @@ RouteHandler = Callable[[DialogueModels, Route, PhotoFacts, torch.Tensor], Answe
 ROUTES: dict[RouteKind, RouteHandler] = {
     # "what is this?": the caption and tags already say it
     RouteKind.DESCRIBE: lambda models, route, facts, image: answer_describe(facts),
-    RouteKind.COLOUR: lambda models, route, facts, image: answer_colour(models, image, route.subject),
+    # CLIP's answers, which say so where they differ from the caption the user has (`agreement`)
+    RouteKind.COLOUR: lambda models, route, facts, image: answer_colour(models, image, route.subject, facts.caption),
     RouteKind.PRESENCE: lambda models, route, facts, image: (
-        answer_presence(models, image, route.subject) if route.subject else None
+        answer_presence(models, image, route.subject, facts.caption) if route.subject else None
     ),
     RouteKind.IDENTIFY: lambda models, route, facts, image: (
-        answer_identify(models, image, route.subject) if route.subject else None
+        answer_identify(models, image, route.subject, facts.caption) if route.subject else None
     ),
     RouteKind.COUNT: lambda models, route, facts, image: (
-        answer_count(models, image, route.subject) if route.subject else None
+        answer_count(models, image, route.subject, facts.caption) if route.subject else None
     ),
     RouteKind.MOOD: lambda models, route, facts, image: answer_mood(models.encoder, image),
     RouteKind.OPEN: lambda models, route, facts, image: None,
+    RouteKind.ALBUM: lambda models, route, facts, image: None,  # asked across an album before routing (`_in_album`)
 }
 
 
@@ -70,31 +75,66 @@ def answer(
     looked = _looked(models, conversation, question)
     if isinstance(looked, Answer):
         return looked
-    question, image = looked
+    conversation, question, image = looked
     if models.answerer.sees_images:
-        return answer_seeing(models, conversation, question, image, picture, options, drafts)
-    return answer_open(models, conversation, question, image, options, drafts)
+        # The photo fetched is the one under discussion; a question about another of its album, named by position,
+        # is answered from that photo's words rather than with the wrong pixels.
+        seen = picture if conversation.position is None else None
+        return named(answer_seeing(models, conversation, question, image, seen, options, drafts), conversation)
+    return named(answer_open(models, conversation, question, image, options, drafts), conversation)
 
 
 def route(models: DialogueModels, conversation: Conversation, question: str) -> Answer | OpenQuestion:
     """`answer` up to the answer model: CLIP's answer where its routes have one, else the open question as chat
     messages, for an answer model elsewhere (a model server) to write; `elsewhere.checked` judges what it wrote."""
     looked = _looked(models, conversation, question)
-    return looked if isinstance(looked, Answer) else open_question(conversation, looked[0])
+    return looked if isinstance(looked, Answer) else open_question(looked[0], looked[1])
 
 
-def _looked(models: DialogueModels, conversation: Conversation, question: str) -> Answer | tuple[str, torch.Tensor]:
-    """The answer from the photo's facts or CLIP's routes, or the tidied question and the photo's vector for an
-    answer model."""
+def _looked(
+    models: DialogueModels, conversation: Conversation, question: str
+) -> Answer | tuple[Conversation, str, torch.Tensor]:
+    """The answer from the photo's facts or CLIP's routes, or, for an answer model, the conversation about the
+    photo asked about (an album's photo named by position), the tidied question and the photo's vector."""
     question = " ".join(question.split())[:MAX_QUESTION_CHARS]
     if conversation.image is None:
         return Answer(NEEDS_PHOTO, "needs_photo", said=say(NEEDS_PHOTO))
-    if conversation.image.model and conversation.image.model != models.encoder.identity:
+    if any(f.model and f.model != models.encoder.identity for f in (conversation.image, *conversation.album)):
         return Answer(SEE_AGAIN, "needs_photo", said=say(SEE_AGAIN))
-    image = torch.as_tensor(conversation.image.embedding, dtype=torch.float32, device=models.encoder.device)
-    route = route_question(question, models.encoder)
-    looked = ROUTES[route.kind](models, route, conversation.image, image)
-    return looked if looked is not None else (question, image)
+    if len(conversation.album) > 1:  # "which one is red?", "the second one": across the album, or one of it
+        looked = _in_album(models, conversation, question)
+        if isinstance(looked, Answer):
+            return looked
+        conversation, question = looked
+    facts = conversation.image
+    assert facts is not None
+    image = torch.as_tensor(facts.embedding, dtype=torch.float32, device=models.encoder.device)
+    route = route_question(question, models.encoder) if question else Route(RouteKind.DESCRIBE)
+    grounded = ROUTES[route.kind](models, route, facts, image)
+    return named(grounded, conversation) if grounded is not None else (conversation, question, image)
+
+
+def _in_album(models: DialogueModels, conversation: Conversation, question: str) -> Answer | tuple[Conversation, str]:
+    """An album question's answer, or the conversation about the photo it names (and what it asks of it)."""
+    total = len(conversation.album)
+    pick = picked(question, total)
+    if pick is None:
+        ask = asked(question)
+        answered = answer_across(models, conversation.album, ask) if ask else None
+        return answered if answered is not None else (conversation, question)
+    if pick.position >= total:
+        said = say("There are only {total} photos in the album.", total=total)
+        return Answer(english(said), RouteKind.ALBUM, 1.0, {"photos": list(range(total))}, said)
+    return replace(conversation, image=conversation.album[pick.position], position=pick.position), pick.rest
+
+
+def named(answer: Answer, conversation: Conversation) -> Answer:
+    """An answer about one photo of an album, which says which one ("The second photo: ...") and keeps it under
+    discussion."""
+    if conversation.position is None or len(conversation.album) < 2:
+        return answer
+    said = (say("The {ordinal} photo:", ordinal=ORDINAL_NAMES[conversation.position]), " ", answer.said or answer.text)
+    return replace(answer, text=english(said), said=said, details={**answer.details, "photo": conversation.position})
 
 
 __all__ = [

@@ -30,6 +30,8 @@ class DialogueModels(Protocol):
 class Conversation:
     image: PhotoFacts | None
     turns: tuple[tuple[Role, str], ...] = ()  # (role, text), oldest first
+    album: tuple[PhotoFacts, ...] = ()  # the album `image` is one of, in order; () for a photo sent alone
+    position: int | None = None  # where `image` is in `album`
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,12 @@ class Answer:
     def quotes_models(self) -> bool:
         """The answer holds the models' own words (a caption, labels, generated text), which stay in their
         language whatever the reader's."""
-        return self.route in (RouteKind.DESCRIBE, RouteKind.OPEN, RouteKind.PRESENCE, RouteKind.IDENTIFY)
+        return bool(self.details.get("quotes_models")) or self.route in (
+            RouteKind.DESCRIBE,
+            RouteKind.OPEN,
+            RouteKind.PRESENCE,
+            RouteKind.IDENTIFY,
+        )
 
 
 @dataclass(frozen=True)

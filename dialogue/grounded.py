@@ -11,8 +11,9 @@ from __future__ import annotations
 import torch
 
 from clipchat.facts import Tag
-from clipchat.i18n import Phrase, english, say, word
+from clipchat.i18n import Phrase, Said, english, say, word
 
+from . import agreement
 from .conversation import Answer, DialogueModels
 from .routing import RouteKind
 
@@ -134,13 +135,22 @@ def _best(models: DialogueModels, image: torch.Tensor, labels: list[str]) -> lis
     return models.tagger.classify(image[None], labels)[0]
 
 
-def answer_colour(models: DialogueModels, image: torch.Tensor, subject: str | None) -> Answer:
+def answer_colour(models: DialogueModels, image: torch.Tensor, subject: str | None, caption: str = "") -> Answer:
     colours = candidate_labels(models, "colour") or COLOURS
     labels = [f"{c} {subject}" if subject else c for c in colours]
-    ranked = _best(models, image, labels)
-    colour = colours[labels.index(ranked[0].label)]
+    ranked = [Tag(colours[labels.index(tag.label)], tag.score) for tag in _best(models, image, labels)]
+    colour = ranked[0].label
     name = COLOUR_NAMES.get(colour, colour)
     sure = ranked[0].score >= UNSURE
+    disagreed = agreement.disagreement(ranked, agreement.caption_label(caption, colours, subject))
+    if disagreed:
+        said: Said = agreement.both(
+            disagreed,
+            COLOUR_NAMES.get(disagreed.said, disagreed.said),
+            COLOUR_NAMES.get(disagreed.seen, disagreed.seen),
+        )
+        details = {"colour": disagreed.followed, "caption": disagreed.said}
+        return Answer(english(said), RouteKind.COLOUR, ranked[0].score, details, said)
     if sure and subject:
         said = say("The {subject} is {colour}.", subject=subject, colour=name)
     elif sure:
@@ -152,7 +162,7 @@ def answer_colour(models: DialogueModels, image: torch.Tensor, subject: str | No
     return Answer(english(said), RouteKind.COLOUR, ranked[0].score, {"colour": colour}, said)
 
 
-def answer_presence(models: DialogueModels, image: torch.Tensor, subject: str) -> Answer:
+def answer_presence(models: DialogueModels, image: torch.Tensor, subject: str, caption: str = "") -> Answer:
     thing = singular(subject)
     section = next((labels for _, labels in models.tagger.vocabulary.sections if thing in labels), None)
     labels = (
@@ -163,6 +173,18 @@ def answer_presence(models: DialogueModels, image: torch.Tensor, subject: str) -
     top = ranked[:1] if section else ranked[:3]
     present = any(t.label == thing for t in top)
     score = next(t.score for t in ranked if t.label == thing)
+    said_label = agreement.caption_label(caption, section) if section else None
+    disagreed = agreement.disagreement(ranked, said_label)
+    if disagreed:
+        pair = article(disagreed.said), article(disagreed.seen)
+        said: Said
+        if thing in (disagreed.said, disagreed.seen):
+            present, said = agreement.presence(disagreed, thing == disagreed.said, *pair)
+        else:  # neither names it: no, and the caption's value beside CLIP's
+            no = say("No, I don't see {thing}.", thing=article(thing))
+            present, said = False, (no, " ", agreement.both(disagreed, *pair))
+        details = {"present": present, "caption": disagreed.said, "instead": disagreed.followed}
+        return Answer(english(said), RouteKind.PRESENCE, score if present else 1 - score, details, said)
     if present:
         said = say("Yes, I can see {thing}.", thing=article(thing))
         return Answer(english(said), RouteKind.PRESENCE, score, {"present": True}, said)
@@ -172,12 +194,17 @@ def answer_presence(models: DialogueModels, image: torch.Tensor, subject: str) -
     return Answer(english(said), RouteKind.PRESENCE, 1 - score, {"present": False, "instead": ranked[0].label}, said)
 
 
-def answer_identify(models: DialogueModels, image: torch.Tensor, category: str) -> Answer | None:
+def answer_identify(models: DialogueModels, image: torch.Tensor, category: str, caption: str = "") -> Answer | None:
     labels = candidate_labels(models, category)
     if not labels:
         return None
     ranked = _best(models, image, list(labels))
     best = ranked[0]
+    disagreed = agreement.disagreement(ranked, agreement.caption_label(caption, labels))
+    if disagreed:
+        said = agreement.both(disagreed, article(disagreed.said), article(disagreed.seen))
+        details = {"label": disagreed.followed, "caption": disagreed.said}
+        return Answer(english(said), RouteKind.IDENTIFY, best.score, details, said)
     if best.score >= UNSURE:
         said = say("It looks like {thing}.", thing=article(best.label))
     else:
@@ -189,11 +216,19 @@ def answer_identify(models: DialogueModels, image: torch.Tensor, category: str) 
     return Answer(english(said), RouteKind.IDENTIFY, best.score, {"label": best.label}, said)
 
 
-def answer_count(models: DialogueModels, image: torch.Tensor, subject: str) -> Answer:
+def answer_count(models: DialogueModels, image: torch.Tensor, subject: str, caption: str = "") -> Answer:
     plural = subject if subject.endswith("s") else subject + "s"
     labels = [f"{n} {singular(subject) if n == 'one' else plural}" for n in NUMBERS]
     ranked = _best(models, image, labels)
     number = ranked[0].label.split()[0]
+    counted = agreement.caption_count(caption, singular(subject))
+    numbers = [Tag(tag.label.split()[0], tag.score) for tag in ranked]
+    said_number = NUMBERS[counted - 1] if counted and counted <= len(NUMBERS) else None
+    disagreed = agreement.disagreement(numbers, said_number)
+    if disagreed:
+        said = agreement.both(disagreed, NUMBER_NAMES[disagreed.said], NUMBER_NAMES[disagreed.seen])
+        details = {"count": NUMBERS.index(disagreed.followed) + 1, "caption": NUMBERS.index(disagreed.said) + 1}
+        return Answer(english(said), RouteKind.COUNT, ranked[0].score, details, said)
     if ranked[0].score >= UNSURE:
         said = say("I count {number}.", number=NUMBER_NAMES[number])
     else:

@@ -28,6 +28,7 @@ class RouteKind(StrEnum):
     IDENTIFY = "identify"
     COUNT = "count"
     MOOD = "mood"
+    ALBUM = "album"  # across an album's photos (`album`, `across`)
     OPEN = "open"  # anything else: the language model
 
 

@@ -199,8 +199,36 @@ async def image_under_discussion(
         .order_by(Turn.id.desc())
         .limit(1)
     )
+    if (
+        sent is not None
+        and discussed is not None
+        and sent.media_group_id
+        and (sent.media_group_id == discussed.media_group_id)
+    ):  # an album photo picked out by position ("the second one") stays under discussion
+        return discussed
     candidates = [image for image in (sent, discussed) if image is not None]
     return max(candidates, key=lambda image: image.id) if candidates else None
+
+
+ALBUM_MOST = 10  # Telegram's largest album
+
+
+async def album_of(session: AsyncSession, image: ImageRecord) -> list[ImageRecord]:
+    """The album `image` was posted in, in the order it was posted (its position is what people name: "the
+    second one"); empty for a photo sent on its own."""
+    if not image.media_group_id:
+        return []
+    rows = await session.scalars(
+        select(ImageRecord)
+        .where(
+            ImageRecord.chat_id == image.chat_id,
+            ImageRecord.media_group_id == image.media_group_id,
+            ImageRecord.topic_id == image.topic_id,
+        )
+        .order_by(ImageRecord.message_id, ImageRecord.id)
+        .limit(ALBUM_MOST)
+    )
+    return list(rows.all())
 
 
 async def reset_thread(session: AsyncSession, chat_id: int, user_id: int, topic_id: int = 0) -> int:

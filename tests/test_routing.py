@@ -111,7 +111,8 @@ def test_the_photo_and_its_colour_are_recognised_in_the_other_languages_the_bot_
 
 def test_every_route_has_a_path_that_answers_it_and_no_other_route_can_be_made() -> None:
     assert set(ROUTES) == set(RouteKind)
-    assert {route_question(row["question"]).kind for row in bank()} == set(RouteKind)  # the bank reaches each
+    # The bank reaches each, but for an album's: asked only after an album (`dialogue.album`), never about one photo
+    assert {route_question(row["question"]).kind for row in bank()} == set(RouteKind) - {RouteKind.ALBUM}
     assert Route("colour").kind is RouteKind.COLOUR  # the strings the question bank names still work
     with pytest.raises(ValueError, match="weather"):
         Route("weather")

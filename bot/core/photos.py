@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +17,7 @@ from clipchat.errors import BadImage, UserError
 from clipchat.facts import PhotoFacts
 from clipchat.i18n import N_, translator
 from clipchat.kinds import Role
-from dialogue import Conversation, RouteKind
+from dialogue import Answer, Conversation, RouteKind
 from storage import (
     NewImage,
     Switches,
@@ -147,10 +148,24 @@ async def on_album(
         else:  # a spoiler photo's line goes behind its spoiler, the others' stay in sight
             response += Said.about(text.describe(result, tags=3, language=language), photo.spoiler)
             good.append((photo, result))
+    about = -1  # the photo the conversation goes on about: the album's last, or the one its question picked
+    if len(good) > 1 and len(good) == len(results) and text.is_question(words):  # "which one is red?" as its caption
+        answer = await _across(services, where, [facts for _, facts in good], words)
+        said = text.spoken(answer, language, noted=False)
+        spoiler = any(photo.spoiler for photo, _ in good)
+        response = Said.about(said, spoiler) + "\n\n" + response
+        about = answer.details.get("photo", -1)
     if good:
         response = text.noting_model_language(response, language)
     sent = await chat.reply(response)
-    await remember(services, where, good, words, response.text, sent)
+    await remember(services, where, good, words, response.text, sent, about)
+
+
+async def _across(services: Services, where: Where, album: list[PhotoFacts], question: str) -> Answer:
+    """The answer to a question asked in an album's caption, about all its photos (`dialogue.answer`)."""
+    conversation, forgotten = await _conversation(services, where, album[-1])
+    conversation = replace(conversation, album=tuple(album), position=len(album) - 1)
+    return await services.models.answer(AnswerRequest(conversation, question, forgotten))
 
 
 async def on_channel_post(services: Services, message: PhotoMessage, channel: Channel) -> None:
@@ -184,8 +199,10 @@ async def remember(
     user_text: str,
     reply: str,
     reply_message_id: int | None,
+    about: int = -1,
 ) -> list[int]:
-    """Store the photos, what the user said and what the bot answered; returns the image ids."""
+    """Store the photos, what the user said and what the bot answered (about the photo at `about`, by default the
+    last); returns the image ids."""
 
     async def work(session: AsyncSession) -> list[int]:
         ids = []
@@ -209,7 +226,7 @@ async def remember(
             ids.append(record.id)
         if where.user_id is not None and reply:  # a photo kept silently for /search is not a conversation
             await add_exchange(
-                session, where, user_text or "[photo]", reply, ids[-1] if ids else None, reply_message_id
+                session, where, user_text or "[photo]", reply, ids[about] if ids else None, reply_message_id
             )
         return ids
 

@@ -14,6 +14,7 @@ from storage import (
     ImageRecord,
     UsageKind,
     add_sent_photos,
+    album_of,
     forget_count,
     image_exists,
     image_under_discussion,
@@ -77,14 +78,29 @@ async def _thread(
 ) -> tuple[ImageRecord | None, Conversation, int]:
     """`thread`, and the count of /forgets, which the model requests carry so that no process answers
     from a cache made before one (`engine.Models`)."""
+    image, conversation, forgotten, _album = await _album_thread(services, where, reply_to)
+    return image, conversation, forgotten
+
+
+async def _album_thread(
+    services: Services, where: Where, reply_to: int | None = None
+) -> tuple[ImageRecord | None, Conversation, int, list[ImageRecord]]:
+    """`_thread`, and the album the photo under discussion was posted in (in order; empty for a photo sent
+    alone), which the dialogue asks across ("which one is red?") and names photos of by position."""
     async with services.reading() as session:
         image = await image_under_discussion(session, where.chat_id, where.thread_user, reply_to, where.topic)
         turns = await recent_turns(session, where.chat_id, where.thread_user, CONTEXT_TURNS, where.topic)
         forgotten = await forget_count(session)
+        album = await album_of(session, image) if image is not None else []
+    if len(album) < 2 or image is None or image.id not in [photo.id for photo in album]:
+        album = []
     conversation = Conversation(
-        image=image.facts() if image else None, turns=tuple((turn.role, turn.text) for turn in turns)
+        image=image.facts() if image else None,
+        turns=tuple((turn.role, turn.text) for turn in turns),
+        album=tuple(photo.facts() for photo in album),
+        position=[photo.id for photo in album].index(image.id) if album and image else None,
     )
-    return image, conversation, forgotten
+    return image, conversation, forgotten, album
 
 
 async def on_question(services: Services, where: Where, question: str, reply_to: int | None, chat: Chat) -> None:
@@ -93,14 +109,19 @@ async def on_question(services: Services, where: Where, question: str, reply_to:
     most = services.settings.max_question_chars
     question, cut = question[:most], len(question) > most  # the model reads a bounded prompt anyway
     async with chat.working():
-        image, conversation, forgotten = await _thread(services, where, reply_to)
+        image, conversation, forgotten, album = await _album_thread(services, where, reply_to)
         photo = await pixels.photo_of(services, chat, image, forgotten)  # None unless the answer model sees images
         request = AnswerRequest(conversation, question, forgotten, photo=photo)
         answer = await _written(services, where, request, chat, image)
     language = await records.language(services, where)
     _ = translator(language)
     note = "\n\n" + _("(I read only the first {count} characters of your message.)", count=most) if cut else ""
-    sent = await chat.reply(text.answered(answer, language, spoiler=_spoiler(image)) + note)
+    about = [album[p] for p in answer.details.get("photos", ()) if p < len(album)] or [image] if album else [image]
+    if album and isinstance(answer.details.get("photo"), int) and answer.details["photo"] < len(album):
+        image = album[answer.details["photo"]]  # "the second one": under discussion from now on
+        about = [image]
+    spoiler = any(_spoiler(photo) for photo in about)
+    sent = await chat.reply(text.answered(answer, language, spoiler=spoiler) + note)
     await write_with_retry(
         services.sessions,
         lambda session: add_exchange(session, where, question, answer.text, image.id if image else None, sent),
