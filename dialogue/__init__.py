@@ -24,7 +24,7 @@ from .grounded import answer_colour, answer_count, answer_identify, answer_prese
 from .intents import route_question
 from .mood import answer_mood, photo_mood, text_sentiment
 from .routing import Route, RouteKind
-from .seeing import answer_seeing
+from .seeing import answer_seeing, read_text
 
 MAX_QUESTION_CHARS = 2000
 NEEDS_PHOTO = N_(
@@ -51,6 +51,7 @@ ROUTES: dict[RouteKind, RouteHandler] = {
         answer_count(models, image, route.subject) if route.subject else None
     ),
     RouteKind.MOOD: lambda models, route, facts, image: answer_mood(models.encoder, image),
+    RouteKind.READ: lambda models, route, facts, image: None,  # the answer model reads it (`read_text`)
     RouteKind.OPEN: lambda models, route, facts, image: None,
 }
 
@@ -70,7 +71,9 @@ def answer(
     looked = _looked(models, conversation, question)
     if isinstance(looked, Answer):
         return looked
-    question, image = looked
+    question, image, kind = looked
+    if kind is RouteKind.READ:
+        return read_text(models, conversation, picture, options, drafts)
     if models.answerer.sees_images:
         return answer_seeing(models, conversation, question, image, picture, options, drafts)
     return answer_open(models, conversation, question, image, options, drafts)
@@ -83,9 +86,11 @@ def route(models: DialogueModels, conversation: Conversation, question: str) -> 
     return looked if isinstance(looked, Answer) else open_question(conversation, looked[0])
 
 
-def _looked(models: DialogueModels, conversation: Conversation, question: str) -> Answer | tuple[str, torch.Tensor]:
-    """The answer from the photo's facts or CLIP's routes, or the tidied question and the photo's vector for an
-    answer model."""
+def _looked(
+    models: DialogueModels, conversation: Conversation, question: str
+) -> Answer | tuple[str, torch.Tensor, RouteKind]:
+    """The answer from the photo's facts or CLIP's routes, or the tidied question, the photo's vector and the
+    route's kind (OPEN or READ) for an answer model."""
     question = " ".join(question.split())[:MAX_QUESTION_CHARS]
     if conversation.image is None:
         return Answer(NEEDS_PHOTO, "needs_photo", said=say(NEEDS_PHOTO))
@@ -94,7 +99,7 @@ def _looked(models: DialogueModels, conversation: Conversation, question: str) -
     image = torch.as_tensor(conversation.image.embedding, dtype=torch.float32, device=models.encoder.device)
     route = route_question(question, models.encoder)
     looked = ROUTES[route.kind](models, route, conversation.image, image)
-    return looked if looked is not None else (question, image)
+    return looked if looked is not None else (question, image, route.kind)
 
 
 __all__ = [
@@ -122,6 +127,7 @@ __all__ = [
     "contradiction",
     "open_question",
     "photo_mood",
+    "read_text",
     "route",
     "route_question",
     "text_sentiment",

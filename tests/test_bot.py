@@ -33,7 +33,7 @@ async def test_private_photo_gets_caption_and_tags(start_bot, telegram, world_mo
     assert reply.reply_to == photo["message_id"]
     assert telegram.sent("sendChatAction", 1)[0].params["action"] == "typing"
     registered = {c["command"] for c in telegram.sent("setMyCommands")[0].params["commands"]}
-    assert {"caption", "tags", "ask", "mood", "search", "reset", "forget", "settings", "help"} <= registered
+    assert {"caption", "tags", "ask", "read", "mood", "search", "reset", "forget", "settings", "help"} <= registered
 
 
 def test_every_command_the_bot_answers_is_in_the_menu_or_left_out_on_purpose(tmp_path) -> None:

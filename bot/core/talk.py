@@ -1,4 +1,4 @@
-"""Talking about photos already seen: questions, /caption, /tags, /mood and /search. What is said about a photo
+"""Talking about photos already seen: questions, /read, /caption, /tags, /mood and /search. What is said about a photo
 posted behind a spoiler goes behind a spoiler too (`Said`)."""
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ REINDEXING = N_(
 # Not saying which label: saying it back is what the refusal is for
 LINK_LABEL = N_("I weigh plain words, not links or @names. Name what may be in the photo, like: /tags cat, dog, fox")
 MAX_SEARCH_CHARS = 300
+# What /read asks about the photo under discussion: the READ route (`dialogue.routing`) takes it to the answer
+# model that sees the photo, as "what does it say?" is taken; remembered as this question in the conversation.
+READ_REQUEST = "Read the text in the photo."
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,11 @@ async def on_question(services: Services, where: Where, question: str, reply_to:
         services.sessions,
         lambda session: add_exchange(session, where, question, answer.text, image.id if image else None, sent),
     )
+
+
+async def read(services: Services, where: Where, reply_to: int | None, chat: Chat) -> None:
+    """/read: the text in the photo under discussion (or the one replied to), as a question asking for it."""
+    await on_question(services, where, READ_REQUEST, reply_to, chat)
 
 
 async def _written(
