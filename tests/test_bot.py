@@ -60,7 +60,7 @@ def test_every_command_the_bot_answers_is_in_the_menu_or_left_out_on_purpose(tmp
     menu = [command.command for command in MENU]
     left_out = {"start", "stats", "allow", "ban", "unban", "usage", "quota"}  # Telegram's Start button; operators'
     assert answered == set(menu) | left_out and not left_out & set(menu)
-    assert menu == ["caption", "tags", "ask", "mood", "search", "reset", "forget", "settings", "help"]
+    assert menu == ["caption", "tags", "ask", "read", "mood", "search", "reset", "forget", "settings", "help"]
     listed = [line.split(" - ")[0] for line in help_text(translator("en")).splitlines() if line.startswith("/")]
     assert listed == [f"/{name}" for name in menu]  # /help lists the menu, in its order
 
