@@ -151,7 +151,9 @@ async def caption(services: Services, where: Where, reply_to: int | None) -> Sai
     language = await records.language(services, where)
     if conversation.image is None:
         return Said(translator(language)(NO_PHOTO))
-    described = Said.about(text.describe(conversation.image, language=language), _spoiler(image))
+    described = Said.about(
+        text.describe(conversation.image, language=language, reads=services.models.sees_images), _spoiler(image)
+    )
     return text.noting_model_language(described, language)
 
 
@@ -161,7 +163,7 @@ async def tags(services: Services, where: Where, labels_text: str, reply_to: int
     language = await records.language(services, where)
     if conversation.image is None:
         return Said(translator(language)(NO_PHOTO))
-    found = conversation.image.tags
+    found = conversation.image.topical  # the note that it shows text is said with the caption, not here
     if labels_text.strip():
         labels = parse_label_list(labels_text)
         refusal = _label_refusal(labels, services.settings.max_labels, services.settings.max_label_chars, language)
