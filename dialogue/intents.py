@@ -206,16 +206,16 @@ class FrameSpace:
                 out.append(token)
         return out
 
-    def misspelt(self, word: str) -> str:
-        """The frame's word that `word` is a form ("describing": describe) or a typo ("colr": colour) of, or the
+    def misspelt(self, term: str) -> str:
+        """The frame's word that `term` is a form ("describing": describe) or a typo ("colr": colour) of, or the
         slot."""
-        if word.endswith("ing") and (found := {word[:-3], word[:-3] + "e"} & self.frame):
+        if term.endswith("ing") and (found := {term[:-3], term[:-3] + "e"} & self.frame):
             return found.pop()
-        if word not in self._typos:
-            like = [known for known in self.frame if known[:1] == word[:1]]  # typos keep the first letter
-            close = difflib.get_close_matches(word, like, n=1, cutoff=0.8) if len(word) >= 4 else []
-            self._typos[word] = close[0] if close else SLOT
-        return self._typos[word]
+        if term not in self._typos:
+            like = [known for known in self.frame if known[:1] == term[:1]]  # typos keep the first letter
+            close = difflib.get_close_matches(term, like, n=1, cutoff=0.8) if len(term) >= 4 else []
+            self._typos[term] = close[0] if close else SLOT
+        return self._typos[term]
 
     def features(self, text: str) -> Counter[str]:
         tokens = self.tokens(text)
@@ -229,10 +229,10 @@ class FrameSpace:
                 vector[self.column[feature]] = count * self.idf[feature]
         return F.normalize(vector, dim=0)
 
-    def leads_astray(self, word: str, kind: RouteKind) -> bool:
-        """Whether `word`, first in what a pattern took as the thing asked about, is a word of questions rather
+    def leads_astray(self, first: str, kind: RouteKind) -> bool:
+        """Whether `first`, first in what a pattern took as the thing asked about, is a word of questions rather
         than of things: one that points to `kind` ("number" of "the number of dogs") or that most routes use."""
-        stem = next(iter(words(word)), word)
+        stem = next(iter(words(first)), first)
         return self.points.get((stem, kind), 0.0) >= POINTS or self.spread.get(stem, 0) >= 2
 
     def points_to(self, text: str, kind: RouteKind) -> bool:
