@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+WRITING = "writing"  # the section of the one tag saying that the photo shows text (`ZeroShotTagger.writing`)
+
 
 @dataclass(frozen=True)
 class Tag:
@@ -22,5 +24,15 @@ class PhotoFacts:
     model: str  # identity of the CLIP that made `embedding`: vectors of different models never meet
 
     @property
+    def topical(self) -> tuple[Tag, ...]:
+        """The tags about what the photo shows, without the note that it shows text."""
+        return tuple(tag for tag in self.tags if tag.section != WRITING)
+
+    @property
     def labels(self) -> tuple[str, ...]:
-        return tuple(tag.label for tag in self.tags)
+        return tuple(tag.label for tag in self.topical)
+
+    @property
+    def shows_text(self) -> bool:
+        """CLIP found text or writing in the photo (`vision.models.tagger.ZeroShotTagger.writing`)."""
+        return any(tag.section == WRITING for tag in self.tags)

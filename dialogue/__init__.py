@@ -27,7 +27,7 @@ from .grounded import answer_colour, answer_count, answer_identify, answer_prese
 from .intents import route_question
 from .mood import answer_mood, photo_mood, text_sentiment
 from .routing import Route, RouteKind
-from .seeing import answer_seeing
+from .seeing import answer_seeing, read_text
 
 MAX_QUESTION_CHARS = 2000
 NEEDS_PHOTO = N_(
@@ -55,6 +55,7 @@ ROUTES: dict[RouteKind, RouteHandler] = {
         answer_count(models, image, route.subject, facts.caption) if route.subject else None
     ),
     RouteKind.MOOD: lambda models, route, facts, image: answer_mood(models.encoder, image),
+    RouteKind.READ: lambda models, route, facts, image: None,  # the answer model reads it (`read_text`)
     RouteKind.OPEN: lambda models, route, facts, image: None,
     RouteKind.ALBUM: lambda models, route, facts, image: None,  # asked across an album before routing (`_in_album`)
 }
@@ -75,11 +76,13 @@ def answer(
     looked = _looked(models, conversation, question)
     if isinstance(looked, Answer):
         return looked
-    conversation, question, image = looked
+    conversation, question, image, kind = looked
+    # The photo fetched is the one under discussion; a question about another of its album, named by position, is
+    # answered from that photo's words rather than with the wrong pixels.
+    seen = picture if conversation.position is None else None
+    if kind is RouteKind.READ:
+        return named(read_text(models, conversation, seen, options, drafts), conversation)
     if models.answerer.sees_images:
-        # The photo fetched is the one under discussion; a question about another of its album, named by position,
-        # is answered from that photo's words rather than with the wrong pixels.
-        seen = picture if conversation.position is None else None
         return named(answer_seeing(models, conversation, question, image, seen, options, drafts), conversation)
     return named(answer_open(models, conversation, question, image, options, drafts), conversation)
 
@@ -93,9 +96,10 @@ def route(models: DialogueModels, conversation: Conversation, question: str) -> 
 
 def _looked(
     models: DialogueModels, conversation: Conversation, question: str
-) -> Answer | tuple[Conversation, str, torch.Tensor]:
+) -> Answer | tuple[Conversation, str, torch.Tensor, RouteKind]:
     """The answer from the photo's facts or CLIP's routes, or, for an answer model, the conversation about the
-    photo asked about (an album's photo named by position), the tidied question and the photo's vector."""
+    photo asked about (an album's photo named by position), the tidied question, the photo's vector and the
+    route's kind (OPEN or READ)."""
     question = " ".join(question.split())[:MAX_QUESTION_CHARS]
     if conversation.image is None:
         return Answer(NEEDS_PHOTO, "needs_photo", said=say(NEEDS_PHOTO))
@@ -111,7 +115,7 @@ def _looked(
     image = torch.as_tensor(facts.embedding, dtype=torch.float32, device=models.encoder.device)
     route = route_question(question, models.encoder) if question else Route(RouteKind.DESCRIBE)
     grounded = ROUTES[route.kind](models, route, facts, image)
-    return named(grounded, conversation) if grounded is not None else (conversation, question, image)
+    return named(grounded, conversation) if grounded is not None else (conversation, question, image, route.kind)
 
 
 def _in_album(models: DialogueModels, conversation: Conversation, question: str) -> Answer | tuple[Conversation, str]:
@@ -162,6 +166,7 @@ __all__ = [
     "contradiction",
     "open_question",
     "photo_mood",
+    "read_text",
     "route",
     "route_question",
     "text_sentiment",

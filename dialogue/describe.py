@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from clipchat.facts import PhotoFacts
-from clipchat.i18n import Said, english, say, translator
+from clipchat.i18n import N_, Said, english, say, translator
 
 from .conversation import Answer
 from .routing import RouteKind
@@ -27,18 +27,25 @@ def sentence(caption: str) -> str:
     return text if text.endswith((".", "!", "?", "…")) else text + "."
 
 
-def described(facts: PhotoFacts, tags: int = 5) -> Said:
+def described(facts: PhotoFacts, tags: int = 5, reads: bool = False) -> Said:
     """'A red circle on grass.' and a line of its top tags, the way the bot answers a photo; the caption and
-    tags are the models' words, only "Tags:" is said in the reader's language."""
-    text = sentence(facts.caption)
+    tags are the models' words, only "Tags:" is said in the reader's language. A photo CLIP finds text in says
+    so, offering /read where the answer model can read it (`reads`)."""
+    said: Said = sentence(facts.caption)
     labels = [_hashtag(label) for label in facts.labels[:tags]]
     if labels := [label for label in labels if label]:
-        return text, "\n", say("Tags: {tags}", tags=", ".join(f"#{label}" for label in labels))
-    return text
+        said = said, "\n", say("Tags: {tags}", tags=", ".join(f"#{label}" for label in labels))
+    if facts.shows_text:
+        said = said, "\n", say(HAS_TEXT_READ if reads else HAS_TEXT)
+    return said
 
 
-def describe(facts: PhotoFacts, tags: int = 5, language: str | None = None) -> str:
-    return translator(language).said(described(facts, tags))
+def describe(facts: PhotoFacts, tags: int = 5, language: str | None = None, reads: bool = False) -> str:
+    return translator(language).said(described(facts, tags, reads))
+
+
+HAS_TEXT = N_("There is text in it.")
+HAS_TEXT_READ = N_("There is text in it: /read reads it.")
 
 
 def answer_describe(facts: PhotoFacts) -> Answer:

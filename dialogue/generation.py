@@ -128,9 +128,11 @@ def sample_from(
     candidates: int,
     max_tokens: int,
     drafts: Drafts | None = None,
+    greedy: bool = False,
 ) -> list[Caption]:
     """`candidates` answers sampled after the prompt in `inputs` (its `input_ids`, and for a model that sees
-    images the processor's pixel values and the rest), cleaned, with their mean log-probability."""
+    images the processor's pixel values and the rest), cleaned, with their mean log-probability. `greedy`: the
+    likeliest tokens instead (a transcription is not sampled)."""
     lm = cast(LanguageModel, model.lm)  # an answer model's module is a transformers generating model
     tokenizer = model.tokenizer
     ids = inputs["input_ids"]
@@ -145,9 +147,7 @@ def sample_from(
         "GenerateDecoderOnlyOutput",
         lm.generate(
             **inputs,
-            do_sample=True,
-            top_p=0.9,
-            temperature=0.8,
+            **({"do_sample": False} if greedy else {"do_sample": True, "top_p": 0.9, "temperature": 0.8}),
             num_return_sequences=candidates,
             max_new_tokens=max_tokens,
             logits_processor=answer_only_repetition(ids.shape[1]),

@@ -229,10 +229,10 @@ class FrameSpace:
                 vector[self.column[feature]] = count * self.idf[feature]
         return F.normalize(vector, dim=0)
 
-    def leads_astray(self, word: str, kind: RouteKind) -> bool:
-        """Whether `word`, first in what a pattern took as the thing asked about, is a word of questions rather
+    def leads_astray(self, first: str, kind: RouteKind) -> bool:
+        """Whether `first`, first in what a pattern took as the thing asked about, is a word of questions rather
         than of things: one that points to `kind` ("number" of "the number of dogs") or that most routes use."""
-        stem = next(iter(words(word)), word)
+        stem = next(iter(words(first)), first)
         return self.points.get((stem, kind), 0.0) >= POINTS or self.spread.get(stem, 0) >= 2
 
     def points_to(self, text: str, kind: RouteKind) -> bool:

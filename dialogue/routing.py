@@ -7,8 +7,9 @@ whose everyday phrasings measure them. A question no pattern matches goes to the
 (`intents.route_question`), which leaves it "open", for the language model, unless it is plainly near one
 route's example phrasings; so a pattern here should only claim questions its path answers better.
 
-In the other languages the bot speaks (Russian, Spanish, Chinese) only the two commonest questions are routed:
-the photo as a whole ("Что это?", "¿Qué es esto?", "这是什么？") and its colour ("Какого цвета?"). Their subject is
+In the other languages the bot speaks (Russian, Spanish, Chinese) only the commonest questions are routed:
+the photo as a whole ("Что это?", "¿Qué es esto?", "这是什么？"), its colour ("Какого цвета?") and its text ("Что
+написано?", "¿Qué dice?", "写的什么？"). Their subject is
 not kept, since CLIP reads English: "какого цвета машина?" is answered with the photo's main colour.
 """
 
@@ -29,6 +30,7 @@ class RouteKind(StrEnum):
     COUNT = "count"
     MOOD = "mood"
     ALBUM = "album"  # across an album's photos (`album`, `across`)
+    READ = "read"  # the text in the photo: transcribed by an answer model that sees it
     OPEN = "open"  # anything else: the language model
 
 
@@ -182,6 +184,19 @@ _COLOUR = [
         rf"(?:(?:{'|'.join(COLOURS)}) or )?(?:{'|'.join(COLOURS)})$"
     ),
 ]
+# "what does the sign say?", "read the text", "what's written on it", "transcribe the sign": the photo's text.
+# Not "is there any text?" (presence) nor "what language is the sign in" (open).
+_TEXT = r"(?:text|writing|words|wording|inscription|lettering|letters|label|sign)"
+_READ = [
+    re.compile(r"^(?:(?:can|could|would|will) you )?(?:please )?(?:read|transcribe)\b"),
+    re.compile(
+        r"^what (?:does|do|did) (?:it|this|that|they|(?:the|this|that|these|those|its) [\w' -]+?) (?:say|read)$"
+    ),
+    re.compile(r"^what (?:is|are|was|were) (?:written|printed|typed|spelt|spelled|scribbled)\b"),
+    re.compile(rf"^what (?:is|are|was|were) (?:the |this |that )?{_TEXT}s?(?: (?:on|in|of) .+)?$"),
+    re.compile(r"^what (?:text|words?|letters) (?:is|are|do you see|can you see)\b"),
+    re.compile(r"^what (?:is|are) (?:it|this|that|the \w+) saying$"),
+]
 _COUNT = [
     re.compile(r"^(?:count )?how many\b ?(?P<subject>.*)$"),
     re.compile(r"^count (?:all )?(?P<subject>.+)$"),
@@ -285,6 +300,13 @@ _COLOUR_ELSEWHERE = [
     re.compile(r"^(?:de )?(?:que|cual|cuales) (?:es el |son los )?colou?r(?:es)?\b"),
     re.compile(r"(?:什么|啥|哪种|哪个|哪些)(?:颜色|色)|颜色是(?:什么|啥)"),
 ]
+_READ_ELSEWHERE = [
+    re.compile(r"^(?:что|че|чё) (?:тут |здесь |там |на (?:нем|ней|нём) )?(?:написано|пишут|сказано)\b"),
+    re.compile(r"^(?:прочитай|прочти|прочитайте|прочтите|перепиши)\b"),
+    re.compile(r"^(?:que|qué) (?:dice|pone|esta escrito|hay escrito)\b"),
+    re.compile(r"^(?:lee|leeme|leer|transcribe|transcribir)\b"),
+    re.compile(r"写(?:的|着|了)?(?:是)?(?:什么|啥)|(?:读|念)(?:一下|出来)|上面(?:的)?(?:字|文字)"),
+]
 _POLITE_ELSEWHERE = re.compile(r"(?:^|\s)(?:пожалуйста|плиз|por favor|porfa)(?=\s|$)|^(?:请问|请)(?=.)")
 
 
@@ -314,6 +336,8 @@ def pattern_route(text: str) -> Route | None:
         return Route(RouteKind.COLOUR)
     if any(pattern.search(plain) for pattern in _DESCRIBE_ELSEWHERE):
         return Route(RouteKind.DESCRIBE)
+    if any(pattern.search(plain) for pattern in _READ_ELSEWHERE):
+        return Route(RouteKind.READ)
     if any(pattern.search(text) for pattern in _MOOD):
         return Route(RouteKind.MOOD)
     for pattern in _COLOUR:
@@ -323,6 +347,8 @@ def pattern_route(text: str) -> Route | None:
         if match := pattern.search(text):
             named = _COUNT_END.sub("", match.group("subject")).strip()
             return Route(RouteKind.COUNT, _subject(named))
+    if any(pattern.search(text) for pattern in _READ):
+        return Route(RouteKind.READ)
     if any(pattern.search(text) for pattern in _PLACE):
         return Route(RouteKind.IDENTIFY, "place")
     for pattern in _IDENTIFY:

@@ -10,6 +10,9 @@ candidate streamed to the drafts), fewer candidates since each one costs a pass 
 Without the photo (it could not be fetched in time) the same model answers from the words alone. A task-prompted
 model (Florence-2) cannot chat: it reads the photo's text for a question that asks for it (<OCR>), describes the
 photo at length for one that asks for that, and leaves the other open questions to the captioner's language model.
+
+A request to read the photo's text (the READ route, `/read`) is `read_text`: Florence-2's OCR task, or a chat VLM
+given a fixed instruction to transcribe, greedily; an answer model that reads only words says which sets can read.
 """
 
 from __future__ import annotations
@@ -43,13 +46,28 @@ READS = re.compile(
 DESCRIBES = re.compile(r"\b(?:describe|description|detail|details|detailed|everything)\b")
 READS_AS = N_("The text in the photo reads: {text}")
 NO_TEXT = N_("I can't find any text in the photo.")
+TRANSCRIBE = (
+    "Transcribe the text written in the photo exactly as it appears, word for word, and nothing else. "
+    "If there is no text, answer: none"
+)
+NO_READING = N_(
+    "Reading the text in a photo needs an answer model that sees the photo, and mine reads only the caption and "
+    "tags. The model sets that can read are {sets}."
+)
+READING_SETS = ("smolvlm-256m", "florence-2-base", "qwen2.5-vl-3b")
+NOT_FETCHED = N_("I couldn't get the photo again to read it. Could you send it once more?")
+_NONE = re.compile(r"^(?:none|no text|there is no text|nothing)\W*$", re.IGNORECASE)
 
 
 def seen_messages(
-    conversation: Conversation, question: str, with_image: bool, fold_system: bool = False
+    conversation: Conversation,
+    question: str,
+    with_image: bool,
+    fold_system: bool = False,
+    instruction: str = SEEING_INSTRUCTION,
 ) -> list[dict[str, Any]]:
     """The chat in the content-part form VLM templates read; the photo goes with the question."""
-    system = f"{SEEING_INSTRUCTION}\n{facts_text(photo_of(conversation))}"
+    system = f"{instruction}\n{facts_text(photo_of(conversation))}"
     asked: list[dict[str, str]] = [{"type": "text", "text": question}]
     if with_image:
         asked.insert(0, {"type": "image"})
@@ -63,7 +81,12 @@ def seen_messages(
 
 
 def seen_inputs(
-    model: AnswerModel, conversation: Conversation, question: str, picture: Any | None, budget: int
+    model: AnswerModel,
+    conversation: Conversation,
+    question: str,
+    picture: Any | None,
+    budget: int,
+    instruction: str = SEEING_INSTRUCTION,
 ) -> dict[str, torch.Tensor]:
     """The processor's inputs for the longest prompt within `budget` tokens, the photo's included: the oldest
     (user, assistant) pairs go first, and an over-long question keeps its end."""
@@ -78,10 +101,10 @@ def seen_inputs(
     def inputs(kept: list[list[tuple[Any, str]]]) -> dict[str, torch.Tensor]:
         chosen = Conversation(conversation.image, tuple(turn for pair in kept for turn in pair))
         try:
-            messages = seen_messages(chosen, question, picture is not None)
+            messages = seen_messages(chosen, question, picture is not None, instruction=instruction)
             prompt = model.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         except TemplateError:
-            messages = seen_messages(chosen, question, picture is not None, fold_system=True)
+            messages = seen_messages(chosen, question, picture is not None, True, instruction)
             prompt = model.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return photo_inputs(model, str(prompt), picture)
 
@@ -130,9 +153,7 @@ def _by_task(
     """Florence-2's tasks for what they answer; the other open questions to the words' answer model."""
     asked = question.lower()
     if picture is not None and READS.search(asked):
-        text = run_task(model, picture, READ_TASK, TASK_TOKENS)  # as written: a sign may say "Caption:"
-        said = say(READS_AS, text=text) if text else say(NO_TEXT)
-        return Answer(english(said), RouteKind.OPEN, 1.0, {"read": text, "saw": True}, said)
+        return _read(run_task(model, picture, READ_TASK, TASK_TOKENS))  # as written: a sign may say "Caption:"
     if picture is not None and DESCRIBES.search(asked):
         text = clean(run_task(model, picture, DESCRIBE_TASK, TASK_TOKENS))
         whole = text[: text.rfind(".") + 1] or text  # whole sentences: a paragraph cut at the limit ends early
@@ -145,4 +166,51 @@ def _by_task(
     return answer_open(models, conversation, question, image, options, drafts, model=words.get())
 
 
-__all__ = ["NO_TEXT", "READS_AS", "SEEING_INSTRUCTION", "answer_seeing", "seen_inputs", "seen_messages"]
+def read_text(
+    models: DialogueModels,
+    conversation: Conversation,
+    picture: Any | None,
+    options: AnswerOptions,
+    drafts: Drafts | None = None,
+) -> Answer:
+    """The photo's text, transcribed by the answer model that sees it. CLIP does not judge a transcription: it
+    scores how well words describe a photo, not whether the photo's letters spell them (a sign reading "SALE"
+    and one reading "EXIT" look alike to it), so its check would only refuse text at random."""
+    lazy = models.answerer
+    if not lazy.sees_images:
+        said = say(NO_READING, sets=", ".join(READING_SETS))
+        return Answer(english(said), RouteKind.READ, 1.0, {"read": None}, said)
+    if picture is None:  # the photo could not be fetched again: no text is made up from the caption
+        return Answer(NOT_FETCHED, RouteKind.READ, 0.0, {"read": None, "saw": False}, say(NOT_FETCHED))
+    model = lazy.get()
+    if model.kind is AnswerKind.TASKS:
+        return _read(run_task(model, picture, READ_TASK, TASK_TOKENS))
+    window = min(model.window, options.context_window or model.window)
+    only_photo = Conversation(conversation.image)  # earlier turns would only tempt it to answer, not transcribe
+    inputs = seen_inputs(model, only_photo, TRANSCRIBE, picture, window - MIN_ANSWER_TOKENS, TRANSCRIBE)
+    room = max(1, min(TASK_TOKENS, window - inputs["input_ids"].shape[1]))
+    written = sample_from(model, inputs, 1, room, drafts, greedy=True)  # none: it wrote nothing or looped
+    return _read(written[0].text if written else "")
+
+
+def _read(text: str) -> Answer:
+    """What was read, as said to the reader; the text itself in `details["read"]`."""
+    text = text.strip()
+    if _NONE.match(text):
+        text = ""
+    said = say(READS_AS, text=text) if text else say(NO_TEXT)
+    return Answer(english(said), RouteKind.READ, 1.0, {"read": text, "saw": True}, said)
+
+
+__all__ = [
+    "NO_READING",
+    "NO_TEXT",
+    "READING_SETS",
+    "READS_AS",
+    "SEEING_INSTRUCTION",
+    "TRANSCRIBE",
+    "answer_seeing",
+    "read_text",
+    "seen_inputs",
+    "seen_messages",
+]

@@ -33,7 +33,7 @@ async def test_private_photo_gets_caption_and_tags(start_bot, telegram, world_mo
     assert reply.reply_to == photo["message_id"]
     assert telegram.sent("sendChatAction", 1)[0].params["action"] == "typing"
     registered = {c["command"] for c in telegram.sent("setMyCommands")[0].params["commands"]}
-    assert {"caption", "tags", "ask", "mood", "search", "reset", "forget", "settings", "help"} <= registered
+    assert {"caption", "tags", "ask", "read", "mood", "search", "reset", "forget", "settings", "help"} <= registered
 
 
 def test_every_command_the_bot_answers_is_in_the_menu_or_left_out_on_purpose(tmp_path) -> None:
@@ -60,7 +60,7 @@ def test_every_command_the_bot_answers_is_in_the_menu_or_left_out_on_purpose(tmp
     menu = [command.command for command in MENU]
     left_out = {"start", "stats", "allow", "ban", "unban", "usage", "quota"}  # Telegram's Start button; operators'
     assert answered == set(menu) | left_out and not left_out & set(menu)
-    assert menu == ["caption", "tags", "ask", "mood", "search", "reset", "forget", "settings", "help"]
+    assert menu == ["caption", "tags", "ask", "read", "mood", "search", "reset", "forget", "settings", "help"]
     listed = [line.split(" - ")[0] for line in help_text(translator("en")).splitlines() if line.startswith("/")]
     assert listed == [f"/{name}" for name in menu]  # /help lists the menu, in its order
 

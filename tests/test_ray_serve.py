@@ -270,3 +270,16 @@ def test_ctrl_c_stops_the_vision_server_after_the_cluster_stopped(world_dir: Pat
     assert "SIGINT: removing clipchat-vision from the cluster" in output
     assert "could not remove clipchat-vision from the Ray cluster" in output
     assert "Traceback" not in output and head.token not in output
+
+
+def test_the_driver_sends_the_photo_when_the_replicas_answer_model_sees_images(world_dir, tmp_path) -> None:
+    """On Ray the driver loads no model: whether questions bring the photo is read from the set's config."""
+    from bot.engine.ray_serve import replicas_see_images
+    from tests.tiny_vlms import tiny_smolvlm
+    from vision.catalog.settings import VisionSettings
+
+    vlm = tiny_smolvlm(tmp_path / "smolvlm")
+    assert replicas_see_images(VisionSettings(models=str(world_dir), answer_model=f"local-dir:{vlm}"))
+    assert not replicas_see_images(VisionSettings(models=str(world_dir)))  # the world's chat model reads words
+    gone = VisionSettings(models=str(world_dir), answer_model=f"local-dir:{tmp_path / 'missing'}")
+    assert not replicas_see_images(gone)  # not found here: words, said in the log, not a failed start

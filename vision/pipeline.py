@@ -35,6 +35,7 @@ from .models.language_model import linearize, load_language_model
 from .models.scoring import rerank
 from .models.tagger import DEFAULT_TEMPLATES, ZeroShotTagger, load_vocabulary
 from .models.vlm import AnswerKind, answer_kind
+from .models.writing import WritingCheck
 
 log = logging.getLogger(__name__)
 SPEED_PATHS_ENV = "CLIPCHAT_SPEED_PATHS"  # VisionSettings.speed_paths; read here too for bench and library use
@@ -57,6 +58,7 @@ class VisionModels:
         self.encoder = encoder
         self.captioner = captioner
         self.tagger = tagger
+        self.writing = WritingCheck(encoder)  # whether a photo shows text, for a CLIP that tells it apart
         # Open questions: the set's answer model, else the captioner's own language model.
         self.answerer = answerer or LazyAnswerModel.ready(
             answer_model_from(captioner.lm, captioner.tokenizer, str(model_set.language_model))
@@ -99,6 +101,9 @@ class VisionModels:
         with STAGE_SECONDS.labels("caption").time():
             captions = self.caption(raw, options)
         tags = self.tagger.tag(vectors, top_k=top_k_tags, threshold=tag_threshold)
+        for image_tags, writing in zip(tags, self.writing.tags(vectors)):
+            if writing is not None:  # last: the note that it shows text, not a tag of what it shows
+                image_tags.append(writing)
         out = []
         for vector, candidates, image_tags in zip(vectors, captions, tags):
             best = rerank(self.encoder, vector, candidates)[0][0] if len(candidates) > 1 else candidates[0]

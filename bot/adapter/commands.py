@@ -1,4 +1,4 @@
-"""The commands: /start, /help, /caption, /tags, /ask, /mood, /search, /reset, /stats, and the one table
+"""The commands: /start, /help, /caption, /tags, /ask, /read, /mood, /search, /reset, /stats, and the one table
 (`COMMANDS`) of every command the bot answers, which both the routing and Telegram's command menu read."""
 
 from __future__ import annotations
@@ -88,6 +88,11 @@ async def ask(update: Update, context: BotContext) -> None:
         await reply(message, _("Ask me something about the photo, e.g. /ask what colour is it?"))
         return
     await answer_question(update, context, question)
+
+
+async def read(update: Update, context: BotContext) -> None:
+    """The text in the photo, read by an answer model that sees it."""
+    await answer_question(update, context, talk.READ_REQUEST)
 
 
 async def mood(update: Update, context: BotContext) -> None:
@@ -183,6 +188,7 @@ COMMANDS = (
     Command("caption", caption, N_("Describe the latest photo (or the one you reply to)")),
     Command("tags", tags, N_("Tags for the photo; or /tags cat, dog, fox to choose between labels")),
     Command("ask", ask, N_("Ask about the photo: /ask what colour is the car?")),
+    Command("read", read, N_("Read the text in the photo")),
     Command("mood", mood, N_("The mood of the photo")),
     Command("search", search, N_("Find an earlier photo in this chat: /search red bicycle")),
     Command("reset", reset, N_("Clear my memory of our conversation here")),

@@ -102,11 +102,11 @@ async def on_photo(services: Services, message: PhotoMessage, chat: Chat) -> Non
             asked = AnswerRequest(conversation, message.text, forgotten, photo=jpeg)
             answer = await services.models.answer(asked)
             said = text.spoken(answer, language, noted=False)
-            words = f"{said}\n\n({text.describe(facts, tags=3, language=language)})"
+            words = f"{said}\n\n({text.describe(facts, tags=3, language=language, reads=services.models.sees_images)})"
             if answer.route == RouteKind.DESCRIBE:  # "what is this?": the answer is the description, don't repeat it
                 words = said
         else:
-            words = text.describe(facts, language=language)
+            words = text.describe(facts, language=language, reads=services.models.sees_images)
     # The caption is the models' own words; about a spoiler photo, they go behind a spoiler too
     response = text.noting_model_language(Said.about(words, message.photo.spoiler), language)
     sent = await chat.reply(response)
@@ -146,7 +146,9 @@ async def on_album(
             log.error("album photo %d failed", number, exc_info=result)
             response += _(ALBUM_PHOTO_FAILED)
         else:  # a spoiler photo's line goes behind its spoiler, the others' stay in sight
-            response += Said.about(text.describe(result, tags=3, language=language), photo.spoiler)
+            response += Said.about(
+                text.describe(result, tags=3, language=language, reads=services.models.sees_images), photo.spoiler
+            )
             good.append((photo, result))
     about = -1  # the photo the conversation goes on about: the album's last, or the one its question picked
     if len(good) > 1 and len(good) == len(results) and text.is_question(words):  # "which one is red?" as its caption

@@ -1,4 +1,4 @@
-"""Talking about photos already seen: questions, /caption, /tags, /mood and /search. What is said about a photo
+"""Talking about photos already seen: questions, /read, /caption, /tags, /mood and /search. What is said about a photo
 posted behind a spoiler goes behind a spoiler too (`Said`)."""
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ REINDEXING = N_(
 # Not saying which label: saying it back is what the refusal is for
 LINK_LABEL = N_("I weigh plain words, not links or @names. Name what may be in the photo, like: /tags cat, dog, fox")
 MAX_SEARCH_CHARS = 300
+# What /read asks about the photo under discussion: the READ route (`dialogue.routing`) takes it to the answer
+# model that sees the photo, as "what does it say?" is taken; remembered as this question in the conversation.
+READ_REQUEST = "Read the text in the photo."
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,11 @@ async def on_question(services: Services, where: Where, question: str, reply_to:
     )
 
 
+async def read(services: Services, where: Where, reply_to: int | None, chat: Chat) -> None:
+    """/read: the text in the photo under discussion (or the one replied to), as a question asking for it."""
+    await on_question(services, where, READ_REQUEST, reply_to, chat)
+
+
 async def _written(
     services: Services, where: Where, request: AnswerRequest, chat: Chat, image: ImageRecord | None
 ) -> Answer:
@@ -164,7 +172,9 @@ async def caption(services: Services, where: Where, reply_to: int | None) -> Sai
     language = await records.language(services, where)
     if conversation.image is None:
         return Said(translator(language)(NO_PHOTO))
-    described = Said.about(text.describe(conversation.image, language=language), _spoiler(image))
+    described = Said.about(
+        text.describe(conversation.image, language=language, reads=services.models.sees_images), _spoiler(image)
+    )
     return text.noting_model_language(described, language)
 
 
@@ -174,7 +184,7 @@ async def tags(services: Services, where: Where, labels_text: str, reply_to: int
     language = await records.language(services, where)
     if conversation.image is None:
         return Said(translator(language)(NO_PHOTO))
-    found = conversation.image.tags
+    found = conversation.image.topical  # the note that it shows text is said with the caption, not here
     if labels_text.strip():
         labels = parse_label_list(labels_text)
         refusal = _label_refusal(labels, services.settings.max_labels, services.settings.max_label_chars, language)

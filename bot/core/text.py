@@ -78,9 +78,10 @@ def looks_like_link(words: str) -> bool:
     return _LINK.search(words) is not None
 
 
-def describe(facts: PhotoFacts, tags: int = 5, language: str = DEFAULT) -> str:
-    """'A red circle on grass.' plus its top tags, the way the bot answers a photo (and "what is this?")."""
-    return _describe(facts, tags, language)
+def describe(facts: PhotoFacts, tags: int = 5, language: str = DEFAULT, reads: bool = False) -> str:
+    """'A red circle on grass.' plus its top tags, the way the bot answers a photo (and "what is this?"); a photo
+    with text says so, offering /read when the answer model can read it (`reads`)."""
+    return _describe(facts, tags, language, reads)
 
 
 def noting_model_language(text: Words, language: str) -> Words:

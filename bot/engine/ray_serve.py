@@ -212,16 +212,38 @@ def undeploy(timeout_s: float) -> bool:
     return False
 
 
+def replicas_see_images(vision: VisionSettings) -> bool:
+    """Whether the replicas' answer model sees images, read from the model set's config as `load_models` reads it
+    (its config alone, a few kB): then the driver keeps each photo downscaled and sends it with the question."""
+    from vision.models.vlm import answer_kind
+
+    ref = vision.model_set().answer_model
+    if ref is None:  # the captioner's language model: words
+        return False
+    try:
+        return answer_kind(ref, vision.hub_cache_dir, check=False).sees_images
+    except ClipchatError as error:  # the replicas loaded it; this machine may not reach it: questions bring words
+        log.warning(
+            "could not tell whether answer model %s sees images, so questions go without the photo: %s", ref, error
+        )
+        return False
+
+
 class RayModels:
     """`Models`, answered by the vision application on Ray Serve."""
 
     def __init__(
-        self, handle: DeploymentHandle[Any], identity: str, limits: ImageLimits, timeout: float = 120.0
+        self,
+        handle: DeploymentHandle[Any],
+        identity: str,
+        limits: ImageLimits,
+        timeout: float = 120.0,
+        sees_images: bool = False,
     ) -> None:
         self.handle = handle
         self.identity = identity
         self.limits = limits
-        self.sees_images = False  # the in-process answer model, on Ray, reads words
+        self.sees_images = sees_images  # the replicas' answer model sees the photo: questions bring it
         self.timeout = timeout  # a caller's longest wait, as in LocalModels
 
     @classmethod
@@ -233,8 +255,9 @@ class RayModels:
             await asyncio.to_thread(join_cluster, address)
         handle = serve.get_app_handle(APP_NAME)
         identity = await handle.identity.remote()
+        sees = await asyncio.to_thread(replicas_see_images, vision)
         log.info("vision on Ray Serve (%s), models %s", address or "local", identity)
-        return cls(handle, identity, vision.image_limits(), timeout)
+        return cls(handle, identity, vision.image_limits(), timeout, sees)
 
     async def describe(self, request: DescribeRequest) -> PhotoFacts:
         return await self._call("describe", request, PhotoFacts)
