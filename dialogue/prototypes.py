@@ -275,6 +275,8 @@ PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
         "what is printed on the X",
     ),
     RouteKind.OPEN: (
+        "anything else to say",  # an invitation to go on, not "what does it say"
+        "anything more to say about it",
         "what is the X",  # a word the prototypes lack after it joins the slot: "what is the boy riding"
         "what are the X",
         "what X is it",

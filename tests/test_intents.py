@@ -116,7 +116,16 @@ def test_a_question_no_pattern_matches_is_routed_by_its_nearest_phrasings(
 
 
 @pytest.mark.parametrize(
-    "remark", ["It is red.", "What a sunset!", "hello all", "Are you sure?", "red circle", "please remember this"]
+    "remark",
+    [
+        "It is red.",
+        "What a sunset!",
+        "hello all",
+        "Are you sure?",
+        "red circle",
+        "please remember this",
+        "anything else to say?",  # asks the bot to go on, not to read the photo's text
+    ],
 )
 def test_a_remark_is_no_question_for_the_fallback(remark: str) -> None:
     """Chat that asks nothing stays with the language model, however many words it shares with a question."""
