@@ -41,54 +41,24 @@ VOCABULARY = 49_280  # SmolVLM's tokenizer, with its image and row/column tokens
 
 
 def build(folder: Path, size: str) -> Path:
-    """SmolVLM-`size`'s architecture and processor at full size, random weights, saved for `from_pretrained`."""
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3ImageProcessor, Idefics3Processor
+    """SmolVLM-`size`'s architecture at full size (the tests' tiny SmolVLM with the published shapes; the
+    processor reads a 512-px photo as 64 image tokens), random weights, saved for `from_pretrained`."""
+    from tests.tiny_vlms import tiny_smolvlm
 
-    from tests.tiny_vlms import SMOLVLM_TEMPLATE, tiny_tokenizer
-
-    rows = [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
-    special = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>"]
-    tokenizer = tiny_tokenizer(
-        [*special, "<global-img>", *rows], eos_token="<end_of_utterance>", bos_token="<|im_start|>"
-    )
-    tokenizer.pad_token = "<|endoftext|>"
-    processor = Idefics3Processor(
-        Idefics3ImageProcessor(size={"longest_edge": 2048}, max_image_size={"longest_edge": 512}),
-        tokenizer,
-        image_seq_len=64,
-        chat_template=SMOLVLM_TEMPLATE,
-    )
     hidden, layers, heads, kv_heads, mlp = TEXT[size]
-    config = Idefics3Config(
-        vision_config={
-            "hidden_size": 768,
-            "intermediate_size": 3072,
-            "num_hidden_layers": 12,
-            "num_attention_heads": 12,
-            "image_size": 512,
-            "patch_size": 16,
-        },
-        text_config={
-            "vocab_size": VOCABULARY,
-            "hidden_size": hidden,
-            "intermediate_size": mlp,
-            "num_hidden_layers": layers,
-            "num_attention_heads": heads,
-            "num_key_value_heads": kv_heads,
-            "max_position_embeddings": 8192,
-            "rope_theta": 100_000,
-            "tie_word_embeddings": True,
-            "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-            "bos_token_id": tokenizer.bos_token_id,
-        },
-        scale_factor=4,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-    )
-    model = Idefics3ForConditionalGeneration(config).eval()
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    siglip = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12}
+    llama = {
+        "vocab_size": VOCABULARY,
+        "hidden_size": hidden,
+        "intermediate_size": mlp,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "max_position_embeddings": 8192,
+        "rope_theta": 100_000,
+        "tie_word_embeddings": True,
+    }
+    return tiny_smolvlm(folder, size=512, patch=16, scale_factor=4, vision=siglip, text=llama)
 
 
 def photo() -> Image.Image:

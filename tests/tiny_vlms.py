@@ -60,8 +60,29 @@ def tiny_tokenizer(special: list[str], vocab_size: int = 400, **named: str):
     return tokenizer
 
 
-def tiny_smolvlm(folder: Path, seed: int = 0) -> Path:
-    """Idefics3 (SmolVLM-256M/500M-Instruct's architecture): a SigLIP tower, pixel shuffle, a Llama."""
+TINY_SIGLIP = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+TINY_LLAMA = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+}
+
+
+def tiny_smolvlm(
+    folder: Path,
+    seed: int = 0,
+    *,
+    size: int = 32,
+    patch: int = 8,
+    scale_factor: int = 2,
+    vision: dict | None = None,
+    text: dict | None = None,
+) -> Path:
+    """Idefics3 (SmolVLM-256M/500M-Instruct's architecture): a SigLIP tower, pixel shuffle, a Llama. Tiny by
+    default; `bench.vlm_path` gives it SmolVLM's published shapes (`size`, `patch`, `vision`, `text`)."""
     from transformers import (
         Idefics3Config,
         Idefics3ForConditionalGeneration,
@@ -75,37 +96,25 @@ def tiny_smolvlm(folder: Path, seed: int = 0) -> Path:
         [*special, "<global-img>", *rows], eos_token="<end_of_utterance>", bos_token="<|im_start|>"
     )
     tokenizer.pad_token = "<|endoftext|>"
-    size = 32  # the vision tower's input; the image is split into tiles of this side
+    # `size`: the vision tower's input; the image is split into tiles of this side
     image_processor = Idefics3ImageProcessor(
         size={"longest_edge": 2 * size}, max_image_size={"longest_edge": size}, do_image_splitting=True
     )
-    image_seq_len = 4  # (32 / 8) ** 2 patches / scale_factor ** 2 = 16 / 4
+    image_seq_len = (size // patch) ** 2 // scale_factor**2  # tiny: (32 / 8) ** 2 patches / 2 ** 2 = 4
     processor = Idefics3Processor(
         image_processor, tokenizer, image_seq_len=image_seq_len, chat_template=SMOLVLM_TEMPLATE
     )
     torch.manual_seed(seed)
     config = Idefics3Config(
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": size,
-            "patch_size": 8,
-        },
+        vision_config={**(vision or TINY_SIGLIP), "image_size": size, "patch_size": patch},
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 512,
+            **(text or TINY_LLAMA),
             "pad_token_id": tokenizer.pad_token_id,
             "eos_token_id": tokenizer.eos_token_id,
             "bos_token_id": tokenizer.bos_token_id,
         },
-        scale_factor=2,
+        scale_factor=scale_factor,
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
     )
     model = Idefics3ForConditionalGeneration(config).eval()
