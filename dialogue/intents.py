@@ -79,9 +79,22 @@ def route_question(question: str, encoder: TextEncoder | None = None) -> Route:
     prototypes (in the frame space, and CLIP's where `encoder` tells routes apart), else open."""
     text = tidy(question)
     matched = pattern_route(text)
-    if matched is None:
-        return learned_route(text, encoder) if asks(question, text) else Route(RouteKind.OPEN)
-    return _subject_repaired(matched, text)
+    if matched is not None:
+        return _subject_repaired(matched, text)
+    if not asks(question, text):
+        return Route(RouteKind.OPEN)
+    for reading in readings(text)[1:]:  # "I'm trying to settle a bet, what colour is the jacket?"
+        if (matched := pattern_route(reading)) is not None and matched.kind is not RouteKind.OPEN:
+            return _subject_repaired(_subject_elsewhere(matched, text), reading)
+    return learned_route(text, encoder)
+
+
+def _subject_elsewhere(matched: Route, text: str) -> Route:
+    """A clause's route given the thing another clause names, where the clause names none ("the car, what colour
+    is it": car)."""
+    if matched.subject is None and matched.kind in (RouteKind.COLOUR, RouteKind.COUNT, RouteKind.PRESENCE):
+        return Route(matched.kind, thing_named(text, matched.kind))
+    return matched
 
 
 def _subject_repaired(matched: Route, text: str) -> Route:
@@ -114,33 +127,37 @@ def asks(question: str, text: str) -> bool:
 
 def learned_route(text: str, encoder: TextEncoder | None = None) -> Route:
     """The fallback for `tidy`'s text that no pattern matched."""
-    kind = nearest_kind(text, encoder)
+    kind, reading = nearest_kind(text, encoder)
     if kind in (RouteKind.OPEN, RouteKind.DESCRIBE, RouteKind.MOOD):
         return Route(kind)
-    subject = _category(text) if kind is RouteKind.IDENTIFY else thing_named(text, kind)
+    # the thing is looked for where the question is asked ("I'm off on holiday, how many bags do I see"), then
+    # anywhere ("the car, what colour would you say")
+    find = _category if kind is RouteKind.IDENTIFY else lambda part: thing_named(part, kind)
+    subject = find(reading) or find(text)
     if subject is None and kind in _NEEDS_SUBJECT:
         return Route(RouteKind.OPEN)
     return Route(kind, subject)
 
 
-def nearest_kind(text: str, encoder: TextEncoder | None = None) -> RouteKind:
-    """The route whose prototypes `text` (or one of its `readings`) is plainly nearest, or OPEN."""
+def nearest_kind(text: str, encoder: TextEncoder | None = None) -> tuple[RouteKind, str]:
+    """The route whose prototypes `text` (or one of its `readings`) is plainly nearest, or OPEN; and that reading."""
     space = frame_space()
     view = clip_view(encoder) if encoder is not None else None
-    best: dict[RouteKind, float] = {}
+    best: dict[RouteKind, tuple[float, str]] = {}
     for reading in readings(text):
         similarity = space.similarity(reading)
         if encoder is not None and view is not None and view.trusted:
             similarity = (similarity + view.similarity(encoder, reading)) / 2
         for kind, value in zip(space.kinds, similarity.tolist()):
-            best[kind] = max(best.get(kind, -1.0), value)
-    (first, nearest), (_, runner_up) = sorted(best.items(), key=lambda item: -item[1])[:2]
+            if value > best.get(kind, (-1.0, ""))[0]:
+                best[kind] = (value, reading)
+    (first, (nearest, reading)), (_, (runner_up, _)) = sorted(best.items(), key=lambda item: -item[1][0])[:2]
     plain = (
         nearest >= NEAR_ENOUGH
         and nearest - runner_up >= MARGIN
         and (space.points_to(text, first) or (first is RouteKind.DESCRIBE and _WHAT.search(text) is not None))
     )
-    return first if plain else RouteKind.OPEN
+    return (first, reading) if plain else (RouteKind.OPEN, text)
 
 
 def readings(text: str) -> list[str]:

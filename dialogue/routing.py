@@ -95,6 +95,12 @@ _POLITE = re.compile(
     r"(?:tell|let) me know|tell me(?= (?:what|which|how|where|if|whether|the|who))|"
     r"do you know|any idea|i wonder|i (?:would like|want|wanna) to know|check)\b[\s,:]*"
 )
+# Words that add nothing to what is asked, wherever they stand: "so um what is this", "briefly describe it",
+# "what am i even looking at", "is there maybe a cat".
+_FILLERS = re.compile(
+    r"\b(?:um+|uh+|erm|hmm+|hiya|basically|actually|really|just|even|exactly|maybe|perhaps|possibly|kindly|"
+    r"briefly|quickly|roughly|approximately|honestly|simply)\b[\s,]*"
+)
 _THANKS = re.compile(r"[\s,]*\b(?:please|thanks|thank you|for me)$")
 
 PHOTO = r"(?:photo|picture|image|pic|pict|photograph|shot|snap|img)"
@@ -217,7 +223,7 @@ _IDENTIFY = [
     re.compile(rf"\b(?:what|which) (?:kind|sort|type|breed|species) of (?P<subject>{_CATEGORY})\b"),
     re.compile(rf"^(?:what|which) (?P<subject>{_CATEGORY})\b"),
     re.compile(
-        rf"^what (?:is|are) (?:this|that|the|it) (?P<subject>{_CATEGORY})"
+        rf"^what (?:is|are) (?:this|that|the|it) (?!thing\b)(?P<subject>{_CATEGORY})"  # "this thing": describe
         rf"(?: called| in (?:the|this) {PHOTO})?$"
     ),
     re.compile(
@@ -313,14 +319,15 @@ _POLITE_ELSEWHERE = re.compile(r"(?:^|\s)(?:пожалуйста|плиз|por fa
 def _plain(text: str) -> str:
     """`tidy`'s text the way the patterns in other languages expect it."""
     text = text.replace("ё", "е").translate(str.maketrans("áéíóúü", "aeiouu")).lstrip("¿¡ ")
-    text = _POLITE_ELSEWHERE.sub(" ", text)
-    return " ".join(re.sub(r"[,，、]", " ", text).split()).rstrip("吗嘛")
+    text = _POLITE_ELSEWHERE.sub(" ", re.sub(r"[,，、]", " ", text))  # "Опиши, пожалуйста, это фото"
+    return " ".join(text.split()).rstrip("吗嘛")
 
 
 def tidy(question: str) -> str:
     """Lower case, one space, typos and contractions spelt out, polite framing and end punctuation dropped."""
     text = " ".join(question.lower().replace("\u2019", "'").split())
     text = _WORD.sub(lambda word: _WORDS.get(word.group(), word.group()), text)
+    text = _FILLERS.sub("", text)
     text = re.sub(r"[\s?!.,;:？！。，]+$", "", text)  # Chinese full-width marks too
     while True:
         shorter = _THANKS.sub("", _POLITE.sub("", text)).strip(" ,")

@@ -106,6 +106,11 @@ def test_no_paraphrase_is_a_prototype_or_a_tuning_question() -> None:
         ("can the bird fly?", "open", None),
         ("what is the name of the dog?", "open", None),  # a dog's name: the language model, not a category
         ("how would you title this?", "open", None),
+        ("I'm trying to settle a bet, what colour is the jacket?", "colour", "jacket"),  # the asking clause's
+        ("the apples, how many are there?", "count", "apples"),  # or, where it names none, another clause's
+        ("sorry to bother you, what is this thing?", "describe", None),
+        ("so um briefly describe the scene", "describe", None),  # fillers say nothing
+        ("is there maybe a cat?", "presence", "cat"),
     ],
 )
 def test_a_question_no_pattern_matches_is_routed_by_its_nearest_phrasings(
