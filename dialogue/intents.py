@@ -64,10 +64,18 @@ _KINDS = {"kind", "sort", "type", "breed", "species", "make", "model"}
 _HEDGED = re.compile(r"^\w+(?: \w+)*? (?:a|an) (\w+(?: \w+)?)$")  # words before the article that names it
 _CLAUSES = re.compile(r"\s*[,;:\u2013\u2014]\s*|\s+-\s+")
 _ASKED = re.compile(r"\b(?:what|which|how|where|who|whether|if|why|when)\b")  # where an indirect question starts
+# an indirect question's order, "what breed this dog is", "which city it was", "what this photo is of"
+_INDIRECT = re.compile(
+    r"^(?P<asked>(?:what|which)(?: \w+)??) (?P<thing>it|this|that|these|those|they|"
+    r"(?:the|this|that|these|those|its|his|her|their)(?: \w+){1,3}?) (?P<verb>is|are|was|were)(?P<tail> of| about)?$"
+)
+_INDIRECT_DOES = re.compile(  # "what the sign says": "what does the sign say"
+    r"^what (?P<thing>it|this|that|(?:the|this|that|its|his|her|their)(?: \w+){1,3}?) (?P<verb>say|read|show|mean)s$"
+)
 _WHAT = re.compile(r"\b(?:what|which)\b")  # "what is this?" has no word of describe's own
 _REQUEST = re.compile(
     r"^(?:(?:could|can|would|will) you|tell me|let me know|do you know|any idea|i'?d like|i would like|i want|"
-    r"i'?m wondering|i am wondering|i wonder|i need|i'?d love|mind)\b|\b(?:please|pls|plz)\b"
+    r"i'?m wondering|i am wondering|i wonder|i need|i'?d love|i'?d appreciate|help me|mind)\b|\b(?:please|pls|plz)\b"
 )
 _AFTERTHOUGHT = re.compile(r"\s*(?:,.*|\bor (?:no|not)(?: \w+)?)$")
 _EXCLAIMED = re.compile(r"^(?:what an?|such an?)\b")  # "what a sunset!"
@@ -151,24 +159,26 @@ def nearest_kind(text: str, encoder: TextEncoder | None = None) -> tuple[RouteKi
         for kind, value in zip(space.kinds, similarity.tolist()):
             if value > best.get(kind, (-1.0, ""))[0]:
                 best[kind] = (value, reading)
+
+    def pointed(kind: RouteKind) -> bool:  # a word of the question is mostly `kind`'s
+        return space.points_to(text, kind) or (kind is RouteKind.DESCRIBE and _WHAT.search(text) is not None)
+
     (first, (nearest, reading)), (_, (runner_up, _)) = sorted(best.items(), key=lambda item: -item[1][0])[:2]
-    plain = (
-        nearest >= NEAR_ENOUGH
-        and nearest - runner_up >= MARGIN
-        and (space.points_to(text, first) or (first is RouteKind.DESCRIBE and _WHAT.search(text) is not None))
-    )
+    plain = nearest >= NEAR_ENOUGH and nearest - runner_up >= MARGIN and pointed(first)
     return (first, reading) if plain else (RouteKind.OPEN, text)
 
 
 def readings(text: str) -> list[str]:
     """`text`, each of its clauses ("the car, what colour is it"), and each from its first question word on
-    ("I'm curious what this shows"): a lead-in or an afterthought the prototypes lack does not hide the question."""
+    ("I'm curious what this shows"), that as a direct question too ("what breed this dog is": "what breed is this
+    dog"): a lead-in or an afterthought the prototypes lack does not hide the question."""
     found = [text]
     for clause in [text, *(part.strip() for part in _CLAUSES.split(text) if part.strip())]:
-        asked = _ASKED.search(clause)
-        for reading in (clause, clause[asked.start() :] if asked else clause):
-            if reading not in found:
-                found.append(reading)
+        for embedded in [clause, *(clause[asked.start() :] for asked in _ASKED.finditer(clause))]:
+            direct = _INDIRECT.sub(r"\g<asked> \g<verb> \g<thing>\g<tail>", embedded)
+            for reading in (embedded, _INDIRECT_DOES.sub(r"what does \g<thing> \g<verb>", direct)):
+                if reading not in found:
+                    found.append(reading)
     return found
 
 

@@ -54,6 +54,8 @@ _WORDS = {
     "what's": "what is",
     "what're": "what are",
     "wheres": "where is",
+    "kinda": "kind of",
+    "sorta": "sort of",
     "where's": "where is",
     "hw": "how",
     "manny": "many",
@@ -101,14 +103,16 @@ _FILLERS = re.compile(
     r"\b(?:um+|uh+|erm|hmm+|hiya|basically|actually|really|just|even|exactly|maybe|perhaps|possibly|kindly|"
     r"briefly|quickly|roughly|approximately|honestly|simply)\b[\s,]*"
 )
-_THANKS = re.compile(r"[\s,]*\b(?:please|thanks|thank you|for me)$")
+_THANKS = re.compile(
+    r"[\s,]*\b(?:please|thanks|thank you|for me|in (?:a |one )?(?:few words|word|sentence|nutshell|short|detail))$"
+)
 
 PHOTO = r"(?:photo|picture|image|pic|pict|photograph|shot|snap|img)"
 THIS = rf"(?:it|this|that|this one|(?:the|this|that) {PHOTO})"  # the photo itself
 _DETERMINERS = re.compile(r"^(?:a|an|the|any|some|this|that|these|those|its|his|her|their|my)\s+")
 _WHERE_IN_PHOTO = re.compile(
     rf"(?:^|\s+)(?:(?:in|on|inside) {THIS}|here|there|at all|"
-    r"anywhere|visible)$"
+    r"anywhere|somewhere|visible)$"
 )
 NO_SUBJECT = {"it", "this", "that", "they", "them", "these", "those", "thing", "one", "stuff", "object"}
 
@@ -174,7 +178,10 @@ _CATEGORY = "|".join(CATEGORIES)
 
 _MOOD = [
     re.compile(r"\b(?:mood|feel|feels|feeling|feelings|vibe|vibes|atmosphere|emotion|emotions)\b"),
-    re.compile(rf"^(?:is|was) (?:it|this|that) (?:a |an )?(?:{'|'.join(MOODS)})(?: {PHOTO}| scene)?$"),
+    re.compile(
+        rf"^(?:is|was) (?:it|this|that) (?:a |an )?(?:{'|'.join(MOODS)})(?: {PHOTO}| scene)?"
+        rf"(?: or (?:a |an )?(?:{'|'.join(MOODS)})(?: one| {PHOTO}| scene)?)?$"  # "a sad photo or a happy one"
+    ),
 ]
 _COLOUR = [
     re.compile(
@@ -277,7 +284,8 @@ _DESCRIBE_ELSEWHERE = [
     re.compile(rf"^что (?:тут |здесь )?(?:изображено|нарисовано|показано)(?: (?:на|в) (?:этом |этой )?{_RU_PHOTO})?$"),
     re.compile(rf"^что ты (?:тут |здесь )?видишь(?: (?:на|в) (?:этом |этой )?{_RU_PHOTO})?$"),
     re.compile(
-        rf"^(?:опиши|опишите|расскажи|расскажите)(?: (?:это|его|ее|мне|что видишь|"
+        rf"^(?:(?:можешь|можете|могли бы) )?(?:опиши|опишите|описать|расскажи|расскажите|рассказать)"
+        rf"(?: (?:это|его|ее|мне|что видишь|"
         rf"(?:о |об |про )?(?:этом |эту |это |этой )?{_RU_PHOTO}))*$"
     ),
     re.compile(r"^(?:que|qué) (?:es|son) (?:esto|eso|esta|este|aquello|estas|estos)(?: de aqui)?$"),
@@ -287,7 +295,8 @@ _DESCRIBE_ELSEWHERE = [
         rf"(?: aqui| (?:en|dentro de) (?:la|esta|esa|mi) {_ES_PHOTO}| (?:la|esta) {_ES_PHOTO})?$"
     ),
     re.compile(
-        rf"^(?:describe|describa|describeme|describela|describelo|describemela|describemelo|"
+        rf"^(?:(?:puedes|podrias|puede|podria) )?(?:describe|describa|describeme|describela|describelo|"
+        rf"describemela|describemelo|describirme|"
         rf"describir)(?: (?:esto|lo que ves|(?:la|esta|esa|mi) {_ES_PHOTO}))?$"
     ),
     re.compile(
@@ -366,6 +375,7 @@ def pattern_route(text: str) -> Route | None:
         if match := pattern.search(text):
             thing = _subject(match)
             # "anything red?" names no thing to look for; "a real photo?" is about the photo, not in it
+            thing = thing and _subject(re.sub(r"^(?:anything|something) like ", "", thing))  # "something like a bridge"
             if thing and not re.match(r"(?:anything|something)\b", thing) and not re.search(rf"\b{PHOTO}$", thing):
                 return Route(RouteKind.PRESENCE, thing)
             return Route(RouteKind.OPEN)
