@@ -67,7 +67,10 @@ _ASKED = re.compile(r"\b(?:what|which|how|where|who|whether|if|why|when)\b")  # 
 # an indirect question's order, "what breed this dog is", "which city it was", "what this photo is of"
 _INDIRECT = re.compile(
     r"^(?P<asked>(?:what|which)(?: \w+)??) (?P<thing>it|this|that|these|those|they|"
-    r"(?:the|this|that|these|those|its|his|her|their)(?: \w+){1,3}?) (?P<verb>is|are|was|were)(?P<tail> of| about)?$"
+    r"(?:the|this|that|these|those|its|his|her|their)(?: \w+){1,3}?) (?P<verb>is|are|was|were|(?:could|might|would|may) be)(?P<tail> of| about)?$"
+)
+_OPINION = re.compile(  # "what breed would you say the dog is": "what breed the dog is"
+    r"^(?P<asked>(?:what|which|where|how many)(?: \w+)??) (?:would|do|did|could|will) you (?:say|think|guess|reckon)\b"
 )
 _INDIRECT_DOES = re.compile(  # "what the sign says": "what does the sign say"
     r"^what (?P<thing>it|this|that|(?:the|this|that|its|his|her|their)(?: \w+){1,3}?) (?P<verb>say|read|show|mean)s$"
@@ -142,6 +145,9 @@ def learned_route(text: str, encoder: TextEncoder | None = None) -> Route:
     # anywhere ("the car, what colour would you say")
     find = _category if kind is RouteKind.IDENTIFY else lambda part: thing_named(part, kind)
     subject = find(reading) or find(text)
+    if subject is None and kind is RouteKind.IDENTIFY and _KINDS & set(words(reading)):
+        named = thing_named(reading, kind)  # "what breed is the dog": the kind of a category named as the thing
+        subject = SAME_CATEGORY.get(named, named) if named in CATEGORIES else None
     if subject is None and kind in _NEEDS_SUBJECT:
         return Route(RouteKind.OPEN)
     return Route(kind, subject)
@@ -175,11 +181,17 @@ def readings(text: str) -> list[str]:
     found = [text]
     for clause in [text, *(part.strip() for part in _CLAUSES.split(text) if part.strip())]:
         for embedded in [clause, *(clause[asked.start() :] for asked in _ASKED.finditer(clause))]:
-            direct = _INDIRECT.sub(r"\g<asked> \g<verb> \g<thing>\g<tail>", embedded)
+            direct = _INDIRECT.sub(_asked_directly, _OPINION.sub(r"\g<asked>", embedded))
             for reading in (embedded, _INDIRECT_DOES.sub(r"what does \g<thing> \g<verb>", direct)):
                 if reading not in found:
                     found.append(reading)
     return found
+
+
+def _asked_directly(found: re.Match[str]) -> str:
+    """An indirect question in direct order: "what this could be": "what could this be"."""
+    verb, be = [*found["verb"].split(), ""][:2]
+    return " ".join(part for part in (found["asked"], verb, found["thing"], be) if part) + (found["tail"] or "")
 
 
 def words(text: str) -> list[str]:

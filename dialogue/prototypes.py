@@ -13,6 +13,7 @@ from .routing import RouteKind
 
 PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
     RouteKind.DESCRIBE: (
+        "give me the gist of the picture",
         "what have we got",
         "what do you make of this",
         "what is this meant to be",
@@ -187,6 +188,7 @@ PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
         "is a X visible",
     ),
     RouteKind.IDENTIFY: (
+        "what breed is the X",
         "which species is the X",
         "guess the location",
         "what location is this",

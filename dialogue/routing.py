@@ -111,7 +111,7 @@ PHOTO = r"(?:photo|picture|image|pic|pict|photograph|shot|snap|img)"
 THIS = rf"(?:it|this|that|this one|(?:the|this|that) {PHOTO})"  # the photo itself
 _DETERMINERS = re.compile(r"^(?:a|an|the|any|some|this|that|these|those|its|his|her|their|my)\s+")
 _WHERE_IN_PHOTO = re.compile(
-    rf"(?:^|\s+)(?:(?:in|on|inside) {THIS}|here|there|at all|"
+    rf"(?:^|\s+)(?:(?:in|on|inside) {THIS}|in here|here|there|at all|"
     r"anywhere|somewhere|visible)$"
 )
 NO_SUBJECT = {"it", "this", "that", "they", "them", "these", "those", "thing", "one", "stuff", "object"}
@@ -325,6 +325,9 @@ _READ_ELSEWHERE = [
 _POLITE_ELSEWHERE = re.compile(r"(?:^|\s)(?:пожалуйста|плиз|por favor|porfa)(?=\s|$)|^(?:请问|请)(?=.)")
 
 
+_ASKING = re.compile(r"\b(?:what|which|how|where|who|whether|if|why|when)\b")
+
+
 def _plain(text: str) -> str:
     """`tidy`'s text the way the patterns in other languages expect it."""
     text = text.replace("ё", "е").translate(str.maketrans("áéíóúü", "aeiouu")).lstrip("¿¡ ")
@@ -376,6 +379,8 @@ def pattern_route(text: str) -> Route | None:
             thing = _subject(match)
             # "anything red?" names no thing to look for; "a real photo?" is about the photo, not in it
             thing = thing and _subject(re.sub(r"^(?:anything|something) like ", "", thing))  # "something like a bridge"
+            if thing and _ASKING.search(thing):  # "any idea what this is" names no thing: it asks something else
+                continue
             if thing and not re.match(r"(?:anything|something)\b", thing) and not re.search(rf"\b{PHOTO}$", thing):
                 return Route(RouteKind.PRESENCE, thing)
             return Route(RouteKind.OPEN)

@@ -25,7 +25,7 @@ from dialogue.routing import tidy
 DATA = Path(__file__).parent / "data"
 PARAPHRASES_GOOD_ENOUGH = 0.8  # see the note at the assertion
 TUNING_GOOD_ENOUGH = 0.9
-DEVELOPMENT_GOOD_ENOUGH = 0.95  # measured 0.973 (356/366) when the set was last tuned on
+DEVELOPMENT_GOOD_ENOUGH = 0.95  # measured 0.972 (413/425) when the set was last tuned on
 
 
 def rows(name: str) -> list[dict]:
@@ -135,6 +135,9 @@ def test_no_paraphrase_is_a_prototype_or_a_tuning_question() -> None:
         ("what kinda dog is that", "identify", "dog"),
         ("I just took this, what do you make of it?", "describe", None),
         ("how do you work?", "open", None),
+        ("any clue what this could be?", "describe", None),  # "any clue" is no thing to look for
+        ("what breed would you say the dog is", "identify", "dog"),
+        ("any cats in here?", "presence", "cats"),
     ],
 )
 def test_a_question_no_pattern_matches_is_routed_by_its_nearest_phrasings(
