@@ -23,7 +23,7 @@ from dialogue.prototypes import PROTOTYPES
 from dialogue.routing import tidy
 
 DATA = Path(__file__).parent / "data"
-PARAPHRASES_GOOD_ENOUGH = 0.8  # see the note at the assertion
+PARAPHRASES_GOOD_ENOUGH = 0.85  # see the note at the assertion
 TUNING_GOOD_ENOUGH = 0.9
 DEVELOPMENT_GOOD_ENOUGH = 0.95  # measured 0.972 (413/425) when the set was last tuned on
 
@@ -57,9 +57,10 @@ def test_paraphrases_nobody_tuned_on_reach_the_path_that_can_answer_them(world_m
     for kind, kind_rate in by_kind.items():
         figure(f"routing right, paraphrases, {kind}", kind_rate)
     print(f"paraphrases: {rate:.3f} right; misses:", *misses, sep="\n  ")
-    # The issue asks for 0.95. The patterns alone route 0.379; with the fallback it is measured at 0.810 on the
-    # world, where CLIP's text tower knows only shape captions and the frame space alone decides. This bound
-    # holds today's figure so that it cannot slip back; it is not the target.
+    # The issue asks for 0.95. The patterns alone route 0.379; with the fallback it was 0.810 on the world, where
+    # CLIP's text tower knows only shape captions and the frame space alone decides. Tuned on the development
+    # paraphrases only (issue 30's second round) it is measured at 0.851 (148/174), as a fresh dev batch had
+    # predicted (0.847). This bound holds today's figure so that it cannot slip back; it is not the target.
     assert rate >= PARAPHRASES_GOOD_ENOUGH, "\n".join(misses)
     assert by_kind["open"] >= 0.95, "questions for the language model must stay open"
 
