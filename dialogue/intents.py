@@ -64,10 +64,21 @@ _KINDS = {"kind", "sort", "type", "breed", "species", "make", "model"}
 _HEDGED = re.compile(r"^\w+(?: \w+)*? (?:a|an) (\w+(?: \w+)?)$")  # words before the article that names it
 _CLAUSES = re.compile(r"\s*[,;:\u2013\u2014]\s*|\s+-\s+")
 _ASKED = re.compile(r"\b(?:what|which|how|where|who|whether|if|why|when)\b")  # where an indirect question starts
+# an indirect question's order, "what breed this dog is", "which city it was", "what this photo is of"
+_INDIRECT = re.compile(
+    r"^(?P<asked>(?:what|which)(?: \w+)??) (?P<thing>it|this|that|these|those|they|"
+    r"(?:the|this|that|these|those|its|his|her|their)(?: \w+){1,3}?) (?P<verb>is|are|was|were|(?:could|might|would|may) be)(?P<tail> of| about)?$"
+)
+_OPINION = re.compile(  # "what breed would you say the dog is": "what breed the dog is"
+    r"^(?P<asked>(?:what|which|where|how many)(?: \w+)??) (?:would|do|did|could|will) you (?:say|think|guess|reckon)\b"
+)
+_INDIRECT_DOES = re.compile(  # "what the sign says": "what does the sign say"
+    r"^what (?P<thing>it|this|that|(?:the|this|that|its|his|her|their)(?: \w+){1,3}?) (?P<verb>say|read|show|mean)s$"
+)
 _WHAT = re.compile(r"\b(?:what|which)\b")  # "what is this?" has no word of describe's own
 _REQUEST = re.compile(
     r"^(?:(?:could|can|would|will) you|tell me|let me know|do you know|any idea|i'?d like|i would like|i want|"
-    r"i'?m wondering|i am wondering|i wonder|i need|i'?d love|mind)\b|\b(?:please|pls|plz)\b"
+    r"i'?m wondering|i am wondering|i wonder|i need|i'?d love|i'?d appreciate|help me|mind)\b|\b(?:please|pls|plz)\b"
 )
 _AFTERTHOUGHT = re.compile(r"\s*(?:,.*|\bor (?:no|not)(?: \w+)?)$")
 _EXCLAIMED = re.compile(r"^(?:what an?|such an?)\b")  # "what a sunset!"
@@ -79,9 +90,22 @@ def route_question(question: str, encoder: TextEncoder | None = None) -> Route:
     prototypes (in the frame space, and CLIP's where `encoder` tells routes apart), else open."""
     text = tidy(question)
     matched = pattern_route(text)
-    if matched is None:
-        return learned_route(text, encoder) if asks(question, text) else Route(RouteKind.OPEN)
-    return _subject_repaired(matched, text)
+    if matched is not None:
+        return _subject_repaired(matched, text)
+    if not asks(question, text):
+        return Route(RouteKind.OPEN)
+    for reading in readings(text)[1:]:  # "I'm trying to settle a bet, what colour is the jacket?"
+        if (matched := pattern_route(reading)) is not None and matched.kind is not RouteKind.OPEN:
+            return _subject_repaired(_subject_elsewhere(matched, text), reading)
+    return learned_route(text, encoder)
+
+
+def _subject_elsewhere(matched: Route, text: str) -> Route:
+    """A clause's route given the thing another clause names, where the clause names none ("the car, what colour
+    is it": car)."""
+    if matched.subject is None and matched.kind in (RouteKind.COLOUR, RouteKind.COUNT, RouteKind.PRESENCE):
+        return Route(matched.kind, thing_named(text, matched.kind))
+    return matched
 
 
 def _subject_repaired(matched: Route, text: str) -> Route:
@@ -114,45 +138,60 @@ def asks(question: str, text: str) -> bool:
 
 def learned_route(text: str, encoder: TextEncoder | None = None) -> Route:
     """The fallback for `tidy`'s text that no pattern matched."""
-    kind = nearest_kind(text, encoder)
+    kind, reading = nearest_kind(text, encoder)
     if kind in (RouteKind.OPEN, RouteKind.DESCRIBE, RouteKind.MOOD):
         return Route(kind)
-    subject = _category(text) if kind is RouteKind.IDENTIFY else thing_named(text, kind)
+    # the thing is looked for where the question is asked ("I'm off on holiday, how many bags do I see"), then
+    # anywhere ("the car, what colour would you say")
+    find = _category if kind is RouteKind.IDENTIFY else lambda part: thing_named(part, kind)
+    subject = find(reading) or find(text)
+    if subject is None and kind is RouteKind.IDENTIFY and _KINDS & set(words(reading)):
+        named = thing_named(reading, kind)  # "what breed is the dog": the kind of a category named as the thing
+        subject = SAME_CATEGORY.get(named, named) if named in CATEGORIES else None
     if subject is None and kind in _NEEDS_SUBJECT:
         return Route(RouteKind.OPEN)
     return Route(kind, subject)
 
 
-def nearest_kind(text: str, encoder: TextEncoder | None = None) -> RouteKind:
-    """The route whose prototypes `text` (or one of its `readings`) is plainly nearest, or OPEN."""
+def nearest_kind(text: str, encoder: TextEncoder | None = None) -> tuple[RouteKind, str]:
+    """The route whose prototypes `text` (or one of its `readings`) is plainly nearest, or OPEN; and that reading."""
     space = frame_space()
     view = clip_view(encoder) if encoder is not None else None
-    best: dict[RouteKind, float] = {}
+    best: dict[RouteKind, tuple[float, str]] = {}
     for reading in readings(text):
         similarity = space.similarity(reading)
         if encoder is not None and view is not None and view.trusted:
             similarity = (similarity + view.similarity(encoder, reading)) / 2
         for kind, value in zip(space.kinds, similarity.tolist()):
-            best[kind] = max(best.get(kind, -1.0), value)
-    (first, nearest), (_, runner_up) = sorted(best.items(), key=lambda item: -item[1])[:2]
-    plain = (
-        nearest >= NEAR_ENOUGH
-        and nearest - runner_up >= MARGIN
-        and (space.points_to(text, first) or (first is RouteKind.DESCRIBE and _WHAT.search(text) is not None))
-    )
-    return first if plain else RouteKind.OPEN
+            if value > best.get(kind, (-1.0, ""))[0]:
+                best[kind] = (value, reading)
+
+    def pointed(kind: RouteKind) -> bool:  # a word of the question is mostly `kind`'s
+        return space.points_to(text, kind) or (kind is RouteKind.DESCRIBE and _WHAT.search(text) is not None)
+
+    (first, (nearest, reading)), (_, (runner_up, _)) = sorted(best.items(), key=lambda item: -item[1][0])[:2]
+    plain = nearest >= NEAR_ENOUGH and nearest - runner_up >= MARGIN and pointed(first)
+    return (first, reading) if plain else (RouteKind.OPEN, text)
 
 
 def readings(text: str) -> list[str]:
     """`text`, each of its clauses ("the car, what colour is it"), and each from its first question word on
-    ("I'm curious what this shows"): a lead-in or an afterthought the prototypes lack does not hide the question."""
+    ("I'm curious what this shows"), that as a direct question too ("what breed this dog is": "what breed is this
+    dog"): a lead-in or an afterthought the prototypes lack does not hide the question."""
     found = [text]
     for clause in [text, *(part.strip() for part in _CLAUSES.split(text) if part.strip())]:
-        asked = _ASKED.search(clause)
-        for reading in (clause, clause[asked.start() :] if asked else clause):
-            if reading not in found:
-                found.append(reading)
+        for embedded in [clause, *(clause[asked.start() :] for asked in _ASKED.finditer(clause))]:
+            direct = _INDIRECT.sub(_asked_directly, _OPINION.sub(r"\g<asked>", embedded))
+            for reading in (embedded, _INDIRECT_DOES.sub(r"what does \g<thing> \g<verb>", direct)):
+                if reading not in found:
+                    found.append(reading)
     return found
+
+
+def _asked_directly(found: re.Match[str]) -> str:
+    """An indirect question in direct order: "what this could be": "what could this be"."""
+    verb, be = [*found["verb"].split(), ""][:2]
+    return " ".join(part for part in (found["asked"], verb, found["thing"], be) if part) + (found["tail"] or "")
 
 
 def words(text: str) -> list[str]:

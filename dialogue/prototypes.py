@@ -2,7 +2,8 @@
 
 X stands for whatever the question names ("what colour is the X"): a word the prototypes never use becomes X
 in the question too, so that "the umbrella" and "the car" look alike. The phrasings are the kinds of question in
-the test suite's question bank (routing_bank.jsonl, its dev half) and everyday variants of them. The paraphrase
+the test suite's question bank (routing_bank.jsonl, its dev half) and everyday variants of them, checked
+against the development paraphrases (routing_dev_paraphrases.jsonl). The paraphrase
 set that measures the fallback (routing_paraphrases.jsonl) is never a source, and no paraphrase is a prototype.
 """
 
@@ -12,6 +13,11 @@ from .routing import RouteKind
 
 PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
     RouteKind.DESCRIBE: (
+        "give me the gist of the picture",
+        "what have we got",
+        "what do you make of this",
+        "what is this meant to be",
+        "what is it that you see",
         "what is all this",
         "what would this be",
         "what kind of picture is this",
@@ -67,6 +73,7 @@ PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
         "what is this image",
     ),
     RouteKind.COLOUR: (
+        "what shade would you say the X is",
         "what colour this is",
         "what colour the X is",
         "what shade is it",
@@ -101,6 +108,9 @@ PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
         "what colour is the X painted",
     ),
     RouteKind.COUNT: (
+        "work out how many X there are",
+        "find the number of X",
+        "what number of X are there",
         "tally the X",
         "the total of X",
         "what is the quantity of X",
@@ -132,6 +142,8 @@ PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
         "how many X in the photo",
     ),
     RouteKind.PRESENCE: (
+        "find a X in the picture",
+        "look for any X",
         "look for a X",
         "check for a X",
         "could there be a X",
@@ -176,6 +188,8 @@ PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
         "is a X visible",
     ),
     RouteKind.IDENTIFY: (
+        "what breed is the X",
+        "which species is the X",
         "guess the location",
         "what location is this",
         "what city could this be",
@@ -221,6 +235,7 @@ PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
         "where could this be",
     ),
     RouteKind.MOOD: (
+        "what tone does it set",
         "what mood does it have",
         "is it a cheerful scene",
         "does it seem calm",
@@ -275,6 +290,11 @@ PROTOTYPES: dict[RouteKind, tuple[str, ...]] = {
         "what is printed on the X",
     ),
     RouteKind.OPEN: (
+        "how do you X",
+        "how does the X work",
+        "how are you",
+        "what are the X looking at",
+        "what are the X eating",
         "anything else to say",  # an invitation to go on, not "what does it say"
         "anything more to say about it",
         "what is the X",  # a word the prototypes lack after it joins the slot: "what is the boy riding"

@@ -54,6 +54,8 @@ _WORDS = {
     "what's": "what is",
     "what're": "what are",
     "wheres": "where is",
+    "kinda": "kind of",
+    "sorta": "sort of",
     "where's": "where is",
     "hw": "how",
     "manny": "many",
@@ -95,14 +97,22 @@ _POLITE = re.compile(
     r"(?:tell|let) me know|tell me(?= (?:what|which|how|where|if|whether|the|who))|"
     r"do you know|any idea|i wonder|i (?:would like|want|wanna) to know|check)\b[\s,:]*"
 )
-_THANKS = re.compile(r"[\s,]*\b(?:please|thanks|thank you|for me)$")
+# Words that add nothing to what is asked, wherever they stand: "so um what is this", "briefly describe it",
+# "what am i even looking at", "is there maybe a cat".
+_FILLERS = re.compile(
+    r"\b(?:um+|uh+|erm|hmm+|hiya|basically|actually|really|just|even|exactly|maybe|perhaps|possibly|kindly|"
+    r"briefly|quickly|roughly|approximately|honestly|simply)\b[\s,]*"
+)
+_THANKS = re.compile(
+    r"[\s,]*\b(?:please|thanks|thank you|for me|in (?:a |one )?(?:few words|word|sentence|nutshell|short|detail))$"
+)
 
 PHOTO = r"(?:photo|picture|image|pic|pict|photograph|shot|snap|img)"
 THIS = rf"(?:it|this|that|this one|(?:the|this|that) {PHOTO})"  # the photo itself
 _DETERMINERS = re.compile(r"^(?:a|an|the|any|some|this|that|these|those|its|his|her|their|my)\s+")
 _WHERE_IN_PHOTO = re.compile(
-    rf"(?:^|\s+)(?:(?:in|on|inside) {THIS}|here|there|at all|"
-    r"anywhere|visible)$"
+    rf"(?:^|\s+)(?:(?:in|on|inside) {THIS}|in here|here|there|at all|"
+    r"anywhere|somewhere|visible)$"
 )
 NO_SUBJECT = {"it", "this", "that", "they", "them", "these", "those", "thing", "one", "stuff", "object"}
 
@@ -168,7 +178,10 @@ _CATEGORY = "|".join(CATEGORIES)
 
 _MOOD = [
     re.compile(r"\b(?:mood|feel|feels|feeling|feelings|vibe|vibes|atmosphere|emotion|emotions)\b"),
-    re.compile(rf"^(?:is|was) (?:it|this|that) (?:a |an )?(?:{'|'.join(MOODS)})(?: {PHOTO}| scene)?$"),
+    re.compile(
+        rf"^(?:is|was) (?:it|this|that) (?:a |an )?(?:{'|'.join(MOODS)})(?: {PHOTO}| scene)?"
+        rf"(?: or (?:a |an )?(?:{'|'.join(MOODS)})(?: one| {PHOTO}| scene)?)?$"  # "a sad photo or a happy one"
+    ),
 ]
 _COLOUR = [
     re.compile(
@@ -217,7 +230,7 @@ _IDENTIFY = [
     re.compile(rf"\b(?:what|which) (?:kind|sort|type|breed|species) of (?P<subject>{_CATEGORY})\b"),
     re.compile(rf"^(?:what|which) (?P<subject>{_CATEGORY})\b"),
     re.compile(
-        rf"^what (?:is|are) (?:this|that|the|it) (?P<subject>{_CATEGORY})"
+        rf"^what (?:is|are) (?:this|that|the|it) (?!thing\b)(?P<subject>{_CATEGORY})"  # "this thing": describe
         rf"(?: called| in (?:the|this) {PHOTO})?$"
     ),
     re.compile(
@@ -271,7 +284,8 @@ _DESCRIBE_ELSEWHERE = [
     re.compile(rf"^что (?:тут |здесь )?(?:изображено|нарисовано|показано)(?: (?:на|в) (?:этом |этой )?{_RU_PHOTO})?$"),
     re.compile(rf"^что ты (?:тут |здесь )?видишь(?: (?:на|в) (?:этом |этой )?{_RU_PHOTO})?$"),
     re.compile(
-        rf"^(?:опиши|опишите|расскажи|расскажите)(?: (?:это|его|ее|мне|что видишь|"
+        rf"^(?:(?:можешь|можете|могли бы) )?(?:опиши|опишите|описать|расскажи|расскажите|рассказать)"
+        rf"(?: (?:это|его|ее|мне|что видишь|"
         rf"(?:о |об |про )?(?:этом |эту |это |этой )?{_RU_PHOTO}))*$"
     ),
     re.compile(r"^(?:que|qué) (?:es|son) (?:esto|eso|esta|este|aquello|estas|estos)(?: de aqui)?$"),
@@ -281,7 +295,8 @@ _DESCRIBE_ELSEWHERE = [
         rf"(?: aqui| (?:en|dentro de) (?:la|esta|esa|mi) {_ES_PHOTO}| (?:la|esta) {_ES_PHOTO})?$"
     ),
     re.compile(
-        rf"^(?:describe|describa|describeme|describela|describelo|describemela|describemelo|"
+        rf"^(?:(?:puedes|podrias|puede|podria) )?(?:describe|describa|describeme|describela|describelo|"
+        rf"describemela|describemelo|describirme|"
         rf"describir)(?: (?:esto|lo que ves|(?:la|esta|esa|mi) {_ES_PHOTO}))?$"
     ),
     re.compile(
@@ -310,17 +325,21 @@ _READ_ELSEWHERE = [
 _POLITE_ELSEWHERE = re.compile(r"(?:^|\s)(?:пожалуйста|плиз|por favor|porfa)(?=\s|$)|^(?:请问|请)(?=.)")
 
 
+_ASKING = re.compile(r"\b(?:what|which|how|where|who|whether|if|why|when)\b")
+
+
 def _plain(text: str) -> str:
     """`tidy`'s text the way the patterns in other languages expect it."""
     text = text.replace("ё", "е").translate(str.maketrans("áéíóúü", "aeiouu")).lstrip("¿¡ ")
-    text = _POLITE_ELSEWHERE.sub(" ", text)
-    return " ".join(re.sub(r"[,，、]", " ", text).split()).rstrip("吗嘛")
+    text = _POLITE_ELSEWHERE.sub(" ", re.sub(r"[,，、]", " ", text))  # "Опиши, пожалуйста, это фото"
+    return " ".join(text.split()).rstrip("吗嘛")
 
 
 def tidy(question: str) -> str:
     """Lower case, one space, typos and contractions spelt out, polite framing and end punctuation dropped."""
     text = " ".join(question.lower().replace("\u2019", "'").split())
     text = _WORD.sub(lambda word: _WORDS.get(word.group(), word.group()), text)
+    text = _FILLERS.sub("", text)
     text = re.sub(r"[\s?!.,;:？！。，]+$", "", text)  # Chinese full-width marks too
     while True:
         shorter = _THANKS.sub("", _POLITE.sub("", text)).strip(" ,")
@@ -359,6 +378,9 @@ def pattern_route(text: str) -> Route | None:
         if match := pattern.search(text):
             thing = _subject(match)
             # "anything red?" names no thing to look for; "a real photo?" is about the photo, not in it
+            thing = thing and _subject(re.sub(r"^(?:anything|something) like ", "", thing))  # "something like a bridge"
+            if thing and _ASKING.search(thing):  # "any idea what this is" names no thing: it asks something else
+                continue
             if thing and not re.match(r"(?:anything|something)\b", thing) and not re.search(rf"\b{PHOTO}$", thing):
                 return Route(RouteKind.PRESENCE, thing)
             return Route(RouteKind.OPEN)

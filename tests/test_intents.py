@@ -2,7 +2,8 @@
 
 tests/data/routing_paraphrases.jsonl was written and committed before the fallback existed, from templates the
 patterns were not written from (tests/data/make_routing_paraphrases.py); the fallback's prototypes and thresholds
-were tuned on tests/data/routing_tuning.jsonl and the bank's dev half only. Its figures are measured with the
+were tuned on tests/data/routing_tuning.jsonl, tests/data/routing_dev_paraphrases.jsonl (written for issue 30
+before the fallback was improved, without reading the paraphrase set's rows) and the bank's dev half only. Its figures are measured with the
 world's CLIP, as the bot routes: the fallback consults CLIP's text tower only where it tells the prototypes'
 routes apart.
 """
@@ -22,8 +23,9 @@ from dialogue.prototypes import PROTOTYPES
 from dialogue.routing import tidy
 
 DATA = Path(__file__).parent / "data"
-PARAPHRASES_GOOD_ENOUGH = 0.8  # see the note at the assertion
+PARAPHRASES_GOOD_ENOUGH = 0.85  # see the note at the assertion
 TUNING_GOOD_ENOUGH = 0.9
+DEVELOPMENT_GOOD_ENOUGH = 0.95  # measured 0.972 (413/425) when the set was last tuned on
 
 
 def rows(name: str) -> list[dict]:
@@ -55,9 +57,10 @@ def test_paraphrases_nobody_tuned_on_reach_the_path_that_can_answer_them(world_m
     for kind, kind_rate in by_kind.items():
         figure(f"routing right, paraphrases, {kind}", kind_rate)
     print(f"paraphrases: {rate:.3f} right; misses:", *misses, sep="\n  ")
-    # The issue asks for 0.95. The patterns alone route 0.379; with the fallback it is measured at 0.810 on the
-    # world, where CLIP's text tower knows only shape captions and the frame space alone decides. This bound
-    # holds today's figure so that it cannot slip back; it is not the target.
+    # The issue asks for 0.95. The patterns alone route 0.379; with the fallback it was 0.810 on the world, where
+    # CLIP's text tower knows only shape captions and the frame space alone decides. Tuned on the development
+    # paraphrases only (issue 30's second round) it is measured at 0.851 (148/174), as a fresh dev batch had
+    # predicted (0.847). This bound holds today's figure so that it cannot slip back; it is not the target.
     assert rate >= PARAPHRASES_GOOD_ENOUGH, "\n".join(misses)
     assert by_kind["open"] >= 0.95, "questions for the language model must stay open"
 
@@ -80,11 +83,25 @@ def test_the_phrasings_the_fallback_was_tuned_on_are_routed(figure) -> None:
     assert rate >= TUNING_GOOD_ENOUGH, "\n".join(misses)
 
 
+def test_the_development_paraphrases_are_routed(figure) -> None:
+    """routing_dev_paraphrases.jsonl: written (before the router was improved) to be tuned on, so that the
+    committed paraphrase set can stay held out."""
+    development = rows("routing_dev_paraphrases.jsonl")
+    rate, by_kind, misses = rate_by_kind(development)
+    figure(f"routing right, the fallback's development paraphrases ({len(development)})", rate)
+    assert rate >= DEVELOPMENT_GOOD_ENOUGH, "\n".join(misses)
+    assert by_kind["open"] >= 0.95, "questions for the language model must stay open"
+
+
 def test_no_paraphrase_is_a_prototype_or_a_tuning_question() -> None:
     """The set that measures the fallback is no part of what it was built from."""
     measured = {tidy(row["question"]) for row in rows("routing_paraphrases.jsonl")}
     built_from = {tidy(phrase) for phrases in PROTOTYPES.values() for phrase in phrases}
-    built_from |= {tidy(row["question"]) for row in rows("routing_tuning.jsonl")}
+    built_from |= {
+        tidy(row["question"])
+        for name in ("routing_tuning.jsonl", "routing_dev_paraphrases.jsonl")
+        for row in rows(name)
+    }
     assert not measured & built_from
     assert set(PROTOTYPES) == set(RouteKind) - {RouteKind.ALBUM}
 
@@ -106,6 +123,22 @@ def test_no_paraphrase_is_a_prototype_or_a_tuning_question() -> None:
         ("can the bird fly?", "open", None),
         ("what is the name of the dog?", "open", None),  # a dog's name: the language model, not a category
         ("how would you title this?", "open", None),
+        ("I'm trying to settle a bet, what colour is the jacket?", "colour", "jacket"),  # the asking clause's
+        ("the apples, how many are there?", "count", "apples"),  # or, where it names none, another clause's
+        ("sorry to bother you, what is this thing?", "describe", None),
+        ("so um briefly describe the scene", "describe", None),  # fillers say nothing
+        ("is there maybe a cat?", "presence", "cat"),
+        ("I wonder which city this is", "identify", "place"),  # an indirect question read as a direct one
+        ("tell me what the sign says", "read", None),
+        ("could you describe the picture in a few words", "describe", None),
+        ("is it a sad photo or a happy one", "mood", None),
+        ("is there something like a bridge", "presence", "bridge"),
+        ("what kinda dog is that", "identify", "dog"),
+        ("I just took this, what do you make of it?", "describe", None),
+        ("how do you work?", "open", None),
+        ("any clue what this could be?", "describe", None),  # "any clue" is no thing to look for
+        ("what breed would you say the dog is", "identify", "dog"),
+        ("any cats in here?", "presence", "cats"),
     ],
 )
 def test_a_question_no_pattern_matches_is_routed_by_its_nearest_phrasings(
