@@ -139,6 +139,19 @@ def test_no_paraphrase_is_a_prototype_or_a_tuning_question() -> None:
         ("any clue what this could be?", "describe", None),  # "any clue" is no thing to look for
         ("what breed would you say the dog is", "identify", "dog"),
         ("any cats in here?", "presence", "cats"),
+        # issue 30, round 2: emoji, expletives, chat spellings, "X in the pic?", a choice between two things
+        ("what on earth is this 🤔", "describe", None),
+        ("walk me through this picture", "describe", None),
+        ("how would you describe this photo?", "describe", None),
+        ("cat in the pic?", "presence", "cat"),
+        ("is the sun in the picture?", "presence", "sun"),
+        ("Is there a bus in this picture or not?", "presence", "bus"),
+        ("trees in the background?", "presence", "trees"),
+        ("do u c a dog", "presence", "dog"),
+        ("is that a dog or a cat", "open", None),
+        ("number of people in the photo please", "count", "people"),
+        ("what's on the sign?", "read", None),
+        ("tell me a story about this picture", "open", None),
     ],
 )
 def test_a_question_no_pattern_matches_is_routed_by_its_nearest_phrasings(
