@@ -87,6 +87,18 @@ _WORDS = {
     "plz": "please",
     "im": "i am",
     "i'm": "i am",
+    "wot": "what",
+    "wha": "what",
+    "iz": "is",
+    "tihs": "this",
+    "thsi": "this",
+    "teh": "the",
+    "hte": "the",
+    "describing": "describe",  # "would you mind describing it"
+    "explaining": "explain",
+    "counting": "count",
+    "summarising": "summarise",
+    "summarizing": "summarise",
     "wtf": "what",
     "wth": "what",
     "thr": "there",
@@ -297,6 +309,9 @@ _DESCRIBE = [
     re.compile(
         rf"^how (?:would|could|do|can|should) (?:you|i|we|one) (?:describe|caption|sum up|summari[sz]e) {THIS}$"
     ),
+    re.compile(rf"^sum (?:up {THIS}|{THIS} up)$"),
+    re.compile(rf"^what (?:is|are) (?:the|this|that) scene(?: here| (?:in|on) {THIS})?$"),
+    re.compile(rf"^what (?:is|are) the main (?:subject|thing|object|focus)(?: here| (?:in|of|on) {THIS})?$"),
     re.compile(rf"^(?:walk|talk|run|take) me through (?:{THIS}|what is (?:in|on|happening in) {THIS}|what you see)$"),
     re.compile(
         rf"^(?:describe|explain|caption|identify|summari[sz]e)(?: (?:me )?(?:{THIS}|what you see|"

@@ -152,6 +152,12 @@ def test_no_paraphrase_is_a_prototype_or_a_tuning_question() -> None:
         ("number of people in the photo please", "count", "people"),
         ("what's on the sign?", "read", None),
         ("tell me a story about this picture", "open", None),
+        ("I'd be grateful if you could describe the picture", "describe", None),  # a request after a lead-in
+        ("would you mind counting the birds", "count", "birds"),
+        ("descibe the pictre", "describe", None),  # typos of the patterns' words
+        ("whta is tihs", "describe", None),
+        ("sum this picture up", "describe", None),
+        ("what's the main subject", "describe", None),  # not the main colour
     ],
 )
 def test_a_question_no_pattern_matches_is_routed_by_its_nearest_phrasings(
