@@ -186,7 +186,8 @@ def readings(text: str) -> list[str]:
     found = [text]
     if (spelt := _typos_spelt(text)) != text:
         found.append(spelt)
-    for clause in [spelt, *(part.strip() for part in _CLAUSES.split(spelt) if part.strip())]:
+    clauses = [part.strip() for version in dict.fromkeys((text, spelt)) for part in _CLAUSES.split(version)]
+    for clause in [spelt, *(part for part in clauses if part)]:
         starts = [*_ASKED.finditer(clause), *_REQUESTED.finditer(clause)]
         for embedded in [clause, *(clause[start.start() :] for start in starts if start.start() > 0)]:
             direct = _INDIRECT.sub(_asked_directly, _OPINION.sub(r"\g<asked>", embedded))
@@ -202,9 +203,10 @@ def _typos_spelt(text: str) -> str:
 
     def spelt(found: re.Match[str]) -> str:
         term = found.group()
-        if len(term) < 5 or term in frame:
+        if len(term) < 5 or term in frame or next(iter(words(term)), term) in frame:
             return term
-        like = [target for target in _TYPO_TARGETS if target[0] == term[0]]
+        # an inflection ("coloured", "photos") is no typo
+        like = [target for target in _TYPO_TARGETS if target[0] == term[0] and not term.startswith(target)]
         return next(iter(difflib.get_close_matches(term, like, n=1, cutoff=0.85)), term)
 
     return _WORD.sub(spelt, text)
