@@ -23,9 +23,9 @@ from dialogue.prototypes import PROTOTYPES
 from dialogue.routing import tidy
 
 DATA = Path(__file__).parent / "data"
-PARAPHRASES_GOOD_ENOUGH = 0.85  # see the note at the assertion
+PARAPHRASES_GOOD_ENOUGH = 0.865  # see the note at the assertion
 TUNING_GOOD_ENOUGH = 0.9
-DEVELOPMENT_GOOD_ENOUGH = 0.95  # measured 0.972 (413/425) when the set was last tuned on
+DEVELOPMENT_GOOD_ENOUGH = 0.95  # measured 0.981 (633/645) when the set was last tuned on (round 2)
 
 
 def rows(name: str) -> list[dict]:
@@ -60,7 +60,9 @@ def test_paraphrases_nobody_tuned_on_reach_the_path_that_can_answer_them(world_m
     # The issue asks for 0.95. The patterns alone route 0.379; with the fallback it was 0.810 on the world, where
     # CLIP's text tower knows only shape captions and the frame space alone decides. Tuned on the development
     # paraphrases only (issue 30's second round) it is measured at 0.851 (148/174), as a fresh dev batch had
-    # predicted (0.847). This bound holds today's figure so that it cannot slip back; it is not the target.
+    # predicted (0.847). Round 2 (chat forms, "X in the pic?", requests after lead-ins, typos) measured 0.868
+    # (151/174); its untuned fresh batches scored 0.898 before and 0.952 after, so they overrate this set's
+    # harder templates. This bound holds today's figure so that it cannot slip back; it is not the target.
     assert rate >= PARAPHRASES_GOOD_ENOUGH, "\n".join(misses)
     assert by_kind["open"] >= 0.95, "questions for the language model must stay open"
 
