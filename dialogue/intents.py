@@ -80,6 +80,11 @@ _REQUEST = re.compile(
     r"^(?:(?:could|can|would|will) you|tell me|let me know|do you know|any idea|i'?d like|i would like|i want|"
     r"i'?m wondering|i am wondering|i wonder|i need|i'?d love|i'?d appreciate|help me|mind)\b|\b(?:please|pls|plz)\b"
 )
+# where a request starts after a lead-in: "I'd be grateful if you could describe the picture", "do you mind
+# describing this" (`tidy` spells the -ing form as the verb)
+_REQUESTED = re.compile(r"\b(?:describe|explain|summari[sz]e|caption|count|transcribe)\b")
+# the words of the patterns that typos hide most ("descibe the pictre"): each, spelt right, makes a reading
+_TYPO_TARGETS = ("describe", "picture", "photo", "image", "happening", "going", "colour", "written", "count", "shown")
 _AFTERTHOUGHT = re.compile(r"\s*(?:,.*|\bor (?:no|not)(?: \w+)?)$")
 _EXCLAIMED = re.compile(r"^(?:what an?|such an?)\b")  # "what a sunset!"
 _NEEDS_SUBJECT = {RouteKind.PRESENCE, RouteKind.IDENTIFY}
@@ -179,13 +184,32 @@ def readings(text: str) -> list[str]:
     ("I'm curious what this shows"), that as a direct question too ("what breed this dog is": "what breed is this
     dog"): a lead-in or an afterthought the prototypes lack does not hide the question."""
     found = [text]
-    for clause in [text, *(part.strip() for part in _CLAUSES.split(text) if part.strip())]:
-        for embedded in [clause, *(clause[asked.start() :] for asked in _ASKED.finditer(clause))]:
+    if (spelt := _typos_spelt(text)) != text:
+        found.append(spelt)
+    clauses = [part.strip() for version in dict.fromkeys((text, spelt)) for part in _CLAUSES.split(version)]
+    for clause in [spelt, *(part for part in clauses if part)]:
+        starts = [*_ASKED.finditer(clause), *_REQUESTED.finditer(clause)]
+        for embedded in [clause, *(clause[start.start() :] for start in starts if start.start() > 0)]:
             direct = _INDIRECT.sub(_asked_directly, _OPINION.sub(r"\g<asked>", embedded))
             for reading in (embedded, _INDIRECT_DOES.sub(r"what does \g<thing> \g<verb>", direct)):
                 if reading not in found:
                     found.append(reading)
     return found
+
+
+def _typos_spelt(text: str) -> str:
+    """`text` with a word the prototypes lack that is a typo of one of `_TYPO_TARGETS` spelt right."""
+    frame = frame_space().frame
+
+    def spelt(found: re.Match[str]) -> str:
+        term = found.group()
+        if len(term) < 5 or term in frame or next(iter(words(term)), term) in frame:
+            return term
+        # an inflection ("coloured", "photos") is no typo
+        like = [target for target in _TYPO_TARGETS if target[0] == term[0] and not term.startswith(target)]
+        return next(iter(difflib.get_close_matches(term, like, n=1, cutoff=0.85)), term)
+
+    return _WORD.sub(spelt, text)
 
 
 def _asked_directly(found: re.Match[str]) -> str:

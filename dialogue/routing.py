@@ -87,6 +87,26 @@ _WORDS = {
     "plz": "please",
     "im": "i am",
     "i'm": "i am",
+    "wot": "what",
+    "wha": "what",
+    "iz": "is",
+    "tihs": "this",
+    "thsi": "this",
+    "teh": "the",
+    "hte": "the",
+    "describing": "describe",  # "would you mind describing it"
+    "explaining": "explain",
+    "counting": "count",
+    "summarising": "summarise",
+    "summarizing": "summarise",
+    "wtf": "what",
+    "wth": "what",
+    "thr": "there",
+    "c": "see",
+    "recognize": "recognise",
+    "anyone": "someone",  # "is anyone in the photo?": as the question bank asks it
+    "anybody": "someone",
+    "somebody": "someone",
 }
 _WORD = re.compile(r"[\w']+")
 # "Hey,", "please", "could you tell me", "I wonder": dropped, leaving the question itself.
@@ -103,17 +123,22 @@ _FILLERS = re.compile(
     r"\b(?:um+|uh+|erm|hmm+|hiya|basically|actually|really|just|even|exactly|maybe|perhaps|possibly|kindly|"
     r"briefly|quickly|roughly|approximately|honestly|simply)\b[\s,]*"
 )
+# "what on earth is this", "what the heck is that": what is asked is "what is this".
+_EXPLETIVE = re.compile(r"\b(what|where|who|how) (?:on earth|in the world|the (?:heck|hell|fuck|devil))\b")
+# Emoji and other pictographs, wherever they stand: "what is this 🤔", "any cars in this pic 🚗".
+_PICTOGRAPHS = re.compile("[\u2190-\u21ff\u2300-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff\ufe0f\u200d]+")
 _THANKS = re.compile(
     r"[\s,]*\b(?:please|thanks|thank you|for me|in (?:a |one )?(?:few words|word|sentence|nutshell|short|detail))$"
 )
 
 PHOTO = r"(?:photo|picture|image|pic|pict|photograph|shot|snap|img)"
 THIS = rf"(?:it|this|that|this one|(?:the|this|that) {PHOTO})"  # the photo itself
-_DETERMINERS = re.compile(r"^(?:a|an|the|any|some|this|that|these|those|its|his|her|their|my)\s+")
+_DETERMINERS = re.compile(r"^(?:like|a|an|the|any|some|this|that|these|those|its|his|her|their|my)\s+")
 _WHERE_IN_PHOTO = re.compile(
-    rf"(?:^|\s+)(?:(?:in|on|inside) {THIS}|in here|here|there|at all|"
-    r"anywhere|somewhere|visible)$"
+    rf"(?:^|\s+)(?:(?:in|on|inside) {THIS}|in here|in there|here|there|at all|inside|present|"
+    r"in the (?:background|foreground|distance)|anywhere|somewhere|visible)$"
 )
+_OR_NOT = re.compile(r"\s+or (?:not|no|something|anything)$")  # "a bus in this picture or not", "a dog or something"
 NO_SUBJECT = {"it", "this", "that", "they", "them", "these", "those", "thing", "one", "stuff", "object"}
 
 COLOURS = (
@@ -209,6 +234,7 @@ _READ = [
     re.compile(rf"^what (?:is|are|was|were) (?:the |this |that )?{_TEXT}s?(?: (?:on|in|of) .+)?$"),
     re.compile(r"^what (?:text|words?|letters) (?:is|are|do you see|can you see)\b"),
     re.compile(r"^what (?:is|are) (?:it|this|that|the \w+) saying$"),
+    re.compile(rf"^what (?:is|are) (?:on|in) (?:the|this|that) (?:{_TEXT}|board|poster|plaque|banner|note|screen)$"),
 ]
 _COUNT = [
     re.compile(r"^(?:count )?how many\b ?(?P<subject>.*)$"),
@@ -238,6 +264,12 @@ _IDENTIFY = [
         r"bird|shape|vehicle)$"
     ),
 ]
+# a thing named in a few words, not a question's ("what", "how") nor a verb's: "red car", "dog"
+_THING = (
+    r"(?!(?:the|what|which|how|who|where|why|when|anything|everything|nothing|number|amount|total|colou?rs?|"
+    r"shade|kind|type|sort|breed|species|mood|name)\b)[\w'-]+(?: (?!of\b)[\w'-]+){0,2}?"
+)
+_IN_PHOTO = rf"(?:(?:in|on|inside) {THIS}|in (?:there|here)|in the (?:background|foreground|distance))"
 _PRESENCE = [
     re.compile(
         r"^(?:(?:is|are) there|(?:if|whether) there (?:is|are)|(?:do|can|could) you (?:see|spot|find|notice)|"
@@ -247,10 +279,15 @@ _PRESENCE = [
     re.compile(rf"^(?:is|are) (?:it|this|that) (?:a |an )?(?:{PHOTO} of )?(?P<subject>(?:a|an|some) .+)$"),
     re.compile(rf"^(?:is|are) (?:it|this|that) (?:a |an )?{PHOTO} of (?P<subject>.+)$"),
     re.compile(r"^are (?:these|those|they) (?P<subject>\w+s)$"),  # "are these apples?"
+    # "is the sun in the picture?", "are cats in the photo", "dog in there?", "trees in the background or not?"
+    re.compile(
+        rf"^(?:(?:is|are) (?:(?:the|a|an|any|some) )?|(?:a|an|any|some) )?(?P<subject>{_THING}) {_IN_PHOTO}(?: or not)?$"
+    ),
 ]
 _DESCRIBE = [
     re.compile(rf"^what (?:is|are) (?:it|this|that|these|those)(?: thing| one)?(?: (?:a )?{PHOTO}(?: of)?| of)?$"),
     re.compile(r"^what (?:this|that|it) is$"),
+    re.compile(rf"^what (?:is|are) (?:it|this|that|these|those)(?: thing| things| one)? (?:in|on) {THIS}$"),
     re.compile(rf"^what (?:is|are) (?:in|on) (?:it|{THIS})$"),
     re.compile(
         rf"^what (?:is|are) (?:shown|pictured|depicted|happening|going on|visible|there)"
@@ -258,8 +295,24 @@ _DESCRIBE = [
     ),
     re.compile(rf"^what (?:is|are) (?:the|this) {PHOTO} (?:about|of|showing)$"),
     re.compile(rf"^what (?:does|do) {THIS} (?:show|depict|contain|have)$"),
-    re.compile(r"^what (?:am i|are we|are you) (?:looking at|seeing)$"),
-    re.compile(rf"^(?:what|everything|all) (?:do |can )?you (?:can )?see(?: here| (?:in|on) {THIS})?$"),
+    re.compile(
+        rf"^what (?:am i|are we|are you|is it that (?:i am|we are|you are)) (?:looking at|seeing)"
+        rf"(?: here| (?:in|on) {THIS})?$"
+    ),
+    re.compile(
+        rf"^(?:what|everything|all) (?:do |can |could )?you (?:can )?(?:see|make out|spot|notice|recognise|pick out)"
+        rf"(?: here| (?:in|on) {THIS})?$"
+    ),
+    re.compile(rf"^what (?:do|have) (?:we|i|you) (?:have|got)(?: here| (?:in|on) {THIS})?$"),
+    re.compile(rf"^what (?:is|are) (?:the )?(?:subject|topic|theme|content|contents) of {THIS}$"),
+    re.compile(rf"^what (?:is|are) (?:the|this|that) {PHOTO}(?: of)?$"),  # "whats the pic"
+    re.compile(
+        rf"^how (?:would|could|do|can|should) (?:you|i|we|one) (?:describe|caption|sum up|summari[sz]e) {THIS}$"
+    ),
+    re.compile(rf"^sum (?:up {THIS}|{THIS} up)$"),
+    re.compile(rf"^what (?:is|are) (?:the|this|that) scene(?: here| (?:in|on) {THIS})?$"),
+    re.compile(rf"^what (?:is|are) the main (?:subject|thing|object|focus)(?: here| (?:in|of|on) {THIS})?$"),
+    re.compile(rf"^(?:walk|talk|run|take) me through (?:{THIS}|what is (?:in|on|happening in) {THIS}|what you see)$"),
     re.compile(
         rf"^(?:describe|explain|caption|identify|summari[sz]e)(?: (?:me )?(?:{THIS}|what you see|"
         rf"what is (?:in|on) {THIS}|everything))?$"
@@ -267,7 +320,7 @@ _DESCRIBE = [
     re.compile(rf"^(?:give|write)(?: me)? (?:a |the )?(?:description|caption)(?: (?:for|of) {THIS})?$"),
     re.compile(rf"^what can you (?:tell me|say) about {THIS}$"),
     re.compile(
-        rf"^tell me (?:more |everything |all )?(?:about {THIS}|(?:that )?you (?:can )?see"
+        rf"^tell me (?:more |everything |all )?(?:about {THIS}|(?:that )?you (?:can )?(?:see|notice|spot)"
         rf"(?: (?:in|on) {THIS})?)$"
     ),
 ]
@@ -325,6 +378,7 @@ _READ_ELSEWHERE = [
 _POLITE_ELSEWHERE = re.compile(r"(?:^|\s)(?:пожалуйста|плиз|por favor|porfa)(?=\s|$)|^(?:请问|请)(?=.)")
 
 
+_CHOICE = re.compile(r"\b(?:or|and) (?:a|an|the|some|any)\b|\bor\b")
 _ASKING = re.compile(r"\b(?:what|which|how|where|who|whether|if|why|when)\b")
 
 
@@ -337,9 +391,9 @@ def _plain(text: str) -> str:
 
 def tidy(question: str) -> str:
     """Lower case, one space, typos and contractions spelt out, polite framing and end punctuation dropped."""
-    text = " ".join(question.lower().replace("\u2019", "'").split())
+    text = " ".join(_PICTOGRAPHS.sub(" ", question.lower().replace("\u2019", "'")).split())
     text = _WORD.sub(lambda word: _WORDS.get(word.group(), word.group()), text)
-    text = _FILLERS.sub("", text)
+    text = _EXPLETIVE.sub(r"\1", _FILLERS.sub("", text))
     text = re.sub(r"[\s?!.,;:？！。，]+$", "", text)  # Chinese full-width marks too
     while True:
         shorter = _THANKS.sub("", _POLITE.sub("", text)).strip(" ,")
@@ -378,9 +432,12 @@ def pattern_route(text: str) -> Route | None:
         if match := pattern.search(text):
             thing = _subject(match)
             # "anything red?" names no thing to look for; "a real photo?" is about the photo, not in it
-            thing = thing and _subject(re.sub(r"^(?:anything|something) like ", "", thing))  # "something like a bridge"
+            # "something like a bridge", "anything that looks like a cat"
+            thing = thing and _subject(re.sub(r"^(?:anything|something) (?:that looks? )?like ", "", thing))
             if thing and _ASKING.search(thing):  # "any idea what this is" names no thing: it asks something else
                 continue
+            if thing and _CHOICE.search(thing):  # "is that a dog or a cat?": a choice, for the language model
+                return Route(RouteKind.OPEN)
             if thing and not re.match(r"(?:anything|something)\b", thing) and not re.search(rf"\b{PHOTO}$", thing):
                 return Route(RouteKind.PRESENCE, thing)
             return Route(RouteKind.OPEN)
@@ -395,5 +452,5 @@ def _subject(found: re.Match[str] | str) -> str | None:
     previous = None
     while text != previous:
         previous = text
-        text = _WHERE_IN_PHOTO.sub("", _DETERMINERS.sub("", text.strip())).strip()
+        text = _WHERE_IN_PHOTO.sub("", _DETERMINERS.sub("", _OR_NOT.sub("", text.strip()))).strip()
     return None if not text or text in NO_SUBJECT else text

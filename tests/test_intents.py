@@ -23,9 +23,9 @@ from dialogue.prototypes import PROTOTYPES
 from dialogue.routing import tidy
 
 DATA = Path(__file__).parent / "data"
-PARAPHRASES_GOOD_ENOUGH = 0.85  # see the note at the assertion
+PARAPHRASES_GOOD_ENOUGH = 0.865  # see the note at the assertion
 TUNING_GOOD_ENOUGH = 0.9
-DEVELOPMENT_GOOD_ENOUGH = 0.95  # measured 0.972 (413/425) when the set was last tuned on
+DEVELOPMENT_GOOD_ENOUGH = 0.95  # measured 0.981 (633/645) when the set was last tuned on (round 2)
 
 
 def rows(name: str) -> list[dict]:
@@ -60,7 +60,9 @@ def test_paraphrases_nobody_tuned_on_reach_the_path_that_can_answer_them(world_m
     # The issue asks for 0.95. The patterns alone route 0.379; with the fallback it was 0.810 on the world, where
     # CLIP's text tower knows only shape captions and the frame space alone decides. Tuned on the development
     # paraphrases only (issue 30's second round) it is measured at 0.851 (148/174), as a fresh dev batch had
-    # predicted (0.847). This bound holds today's figure so that it cannot slip back; it is not the target.
+    # predicted (0.847). Round 2 (chat forms, "X in the pic?", requests after lead-ins, typos) measured 0.868
+    # (151/174); its untuned fresh batches scored 0.898 before and 0.952 after, so they overrate this set's
+    # harder templates. This bound holds today's figure so that it cannot slip back; it is not the target.
     assert rate >= PARAPHRASES_GOOD_ENOUGH, "\n".join(misses)
     assert by_kind["open"] >= 0.95, "questions for the language model must stay open"
 
@@ -139,6 +141,25 @@ def test_no_paraphrase_is_a_prototype_or_a_tuning_question() -> None:
         ("any clue what this could be?", "describe", None),  # "any clue" is no thing to look for
         ("what breed would you say the dog is", "identify", "dog"),
         ("any cats in here?", "presence", "cats"),
+        # issue 30, round 2: emoji, expletives, chat spellings, "X in the pic?", a choice between two things
+        ("what on earth is this 🤔", "describe", None),
+        ("walk me through this picture", "describe", None),
+        ("how would you describe this photo?", "describe", None),
+        ("cat in the pic?", "presence", "cat"),
+        ("is the sun in the picture?", "presence", "sun"),
+        ("Is there a bus in this picture or not?", "presence", "bus"),
+        ("trees in the background?", "presence", "trees"),
+        ("do u c a dog", "presence", "dog"),
+        ("is that a dog or a cat", "open", None),
+        ("number of people in the photo please", "count", "people"),
+        ("what's on the sign?", "read", None),
+        ("tell me a story about this picture", "open", None),
+        ("I'd be grateful if you could describe the picture", "describe", None),  # a request after a lead-in
+        ("would you mind counting the birds", "count", "birds"),
+        ("descibe the pictre", "describe", None),  # typos of the patterns' words
+        ("whta is tihs", "describe", None),
+        ("sum this picture up", "describe", None),
+        ("what's the main subject", "describe", None),  # not the main colour
     ],
 )
 def test_a_question_no_pattern_matches_is_routed_by_its_nearest_phrasings(
