@@ -8,7 +8,9 @@ prototypes (`prototypes.PROTOTYPES`), a word the prototypes never use standing a
 prototypes' routes apart (`clip_view`, checked once per loaded model and cached), CLIP's similarity is
 averaged in. A route is taken only when the text asks something (`asks`: not "It is red."), its nearest
 prototype is near enough, nearer by a margin than any other route's, and a word of the question is mostly that
-route's; else the question stays open, for the language model. A route that needs a subject ("count the
+route's. Where the prototypes leave a question open, a classifier learned from labelled questions
+(`classifier`, trained on first use on `data/intents.jsonl` and the prototypes, in about half a second) takes it
+when it is sure (`TRUSTED`); else the question stays open, for the language model. A route that needs a subject ("count the
 circles") takes it from the question; when none is found the question stays open too.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import json
 import logging
 import math
 import re
@@ -24,12 +27,14 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 
 import torch
 import torch.nn.functional as F
 
 from vision.models.encoder import TextEncoder
 
+from .classifier import TextClassifier
 from .prototypes import PROTOTYPES
 from .routing import (
     CATEGORIES,
@@ -144,6 +149,10 @@ def asks(question: str, text: str) -> bool:
 def learned_route(text: str, encoder: TextEncoder | None = None) -> Route:
     """The fallback for `tidy`'s text that no pattern matched."""
     kind, reading = nearest_kind(text, encoder)
+    if kind is RouteKind.OPEN:  # the prototypes see nothing plain: the classifier, where it is sure
+        learned, probability = classified_kind(text)
+        if probability >= TRUSTED:
+            kind, reading = learned, text
     if kind in (RouteKind.OPEN, RouteKind.DESCRIBE, RouteKind.MOOD):
         return Route(kind)
     # the thing is looked for where the question is asked ("I'm off on holiday, how many bags do I see"), then
@@ -156,6 +165,58 @@ def learned_route(text: str, encoder: TextEncoder | None = None) -> Route:
     if subject is None and kind in _NEEDS_SUBJECT:
         return Route(RouteKind.OPEN)
     return Route(kind, subject)
+
+
+TRUSTED = 0.7  # the classifier's probability a route needs, where the prototypes leave a question open
+# what the prototypes' X stands for when the classifier trains on them: things of every size, one and many
+_THINGS = ("dog", "car", "umbrella", "red ball", "tree", "woman", "bottle", "house", "kite", "bicycle", "sign", "boat")
+_MANY = ("dogs", "cars", "people", "birds", "chairs", "trees", "flowers", "cups", "kids", "windows", "sheep", "boats")
+_PLURAL_BEFORE = {"are", "many", "these", "those", "any", "some", "all", "of", "were"}
+
+
+def classifier_features(text: str) -> list[str]:
+    """`tidy`'s text as the classifier's features: its words and word pairs (as `words` spells them), the frame's
+    tokens and token pairs (other words as the slot), and each word's character 3- to 5-grams (typos share most)."""
+    found = words(text)
+    tokens = frame_space().tokens(text)
+    out = [f"w {term}" for term in found] + [f"w {a} {b}" for a, b in itertools.pairwise(["^", *found, "$"])]
+    out += [f"t {a} {b}" for a, b in itertools.pairwise(["^", *tokens, "$"])]
+    for term in _WORD.findall(text):
+        padded = f" {term} "
+        out += [f"c {padded[i : i + n]}" for n in (3, 4, 5) for i in range(len(padded) - n + 1)]
+    return out
+
+
+def training_questions() -> list[tuple[str, str]]:
+    """The classifier's labelled questions: `data/intents.jsonl`, and the prototypes with their X named."""
+    lines = resources.files(__package__).joinpath("data/intents.jsonl").read_text(encoding="utf-8").splitlines()
+    found = [json.loads(line) for line in lines if line.strip() and not line.startswith("#")]
+    out = [(tidy(row["question"]), row["kind"]) for row in found]
+    for kind, phrases in PROTOTYPES.items():
+        for index, phrase in enumerate(phrases):
+            for turn in range(3):
+                tidied = tidy(phrase).split()
+                named = [
+                    (_MANY if before in _PLURAL_BEFORE else _THINGS)[(index * 3 + turn) % len(_THINGS)]
+                    if term == SLOT
+                    else term
+                    for before, term in zip(["^", *tidied], tidied)
+                ]
+                out.append((" ".join(named), str(kind)))
+    return out
+
+
+@cache
+def classifier() -> TextClassifier:
+    texts, labels = zip(*training_questions())
+    return TextClassifier.fit(texts, labels, classifier_features)
+
+
+def classified_kind(text: str) -> tuple[RouteKind, float]:
+    """The classifier's route for `text` and its probability."""
+    found = classifier().probabilities(text)
+    label = max(found, key=found.__getitem__)
+    return RouteKind(label), found[label]
 
 
 def nearest_kind(text: str, encoder: TextEncoder | None = None) -> tuple[RouteKind, str]:

@@ -17,13 +17,14 @@ from pathlib import Path
 import pytest
 
 from clipchat.facts import PhotoFacts, Tag
-from dialogue import Conversation, RouteKind, answer, route_question
-from dialogue.intents import clip_view
+from dialogue import Conversation, Route, RouteKind, answer, route_question
+from dialogue.intents import clip_view, nearest_kind
 from dialogue.prototypes import PROTOTYPES
 from dialogue.routing import tidy
 
 DATA = Path(__file__).parent / "data"
-PARAPHRASES_GOOD_ENOUGH = 0.865  # see the note at the assertion
+PARAPHRASES_GOOD_ENOUGH = 0.905  # see the note at the assertion
+HARD_GOOD_ENOUGH = 0.9  # routing_hard_dev.jsonl: 0.823 before the classifier (its header), 0.908 with it
 TUNING_GOOD_ENOUGH = 0.9
 DEVELOPMENT_GOOD_ENOUGH = 0.95  # measured 0.981 (633/645) when the set was last tuned on (round 2)
 
@@ -62,7 +63,9 @@ def test_paraphrases_nobody_tuned_on_reach_the_path_that_can_answer_them(world_m
     # paraphrases only (issue 30's second round) it is measured at 0.851 (148/174), as a fresh dev batch had
     # predicted (0.847). Round 2 (chat forms, "X in the pic?", requests after lead-ins, typos) measured 0.868
     # (151/174); its untuned fresh batches scored 0.898 before and 0.952 after, so they overrate this set's
-    # harder templates. This bound holds today's figure so that it cannot slip back; it is not the target.
+    # harder templates. Round 3 added a learned classifier (trained on the dev sets, never on this one) where the
+    # prototypes leave a question open: 0.908 (158/174), wrong grounded routes 8 -> 9 of 174.
+    # This bound holds today's figure so that it cannot slip back; it is not the target.
     assert rate >= PARAPHRASES_GOOD_ENOUGH, "\n".join(misses)
     assert by_kind["open"] >= 0.95, "questions for the language model must stay open"
 
@@ -93,6 +96,46 @@ def test_the_development_paraphrases_are_routed(figure) -> None:
     figure(f"routing right, the fallback's development paraphrases ({len(development)})", rate)
     assert rate >= DEVELOPMENT_GOOD_ENOUGH, "\n".join(misses)
     assert by_kind["open"] >= 0.95, "questions for the language model must stay open"
+
+
+def test_the_hard_development_batch_is_routed(figure) -> None:
+    """routing_hard_dev.jsonl (issue 30, round 3): the held-out set's forms, which the classifier never trains on."""
+    hard = rows("routing_hard_dev.jsonl")
+    rate, by_kind, misses = rate_by_kind(hard)
+    figure(f"routing right, the hard development paraphrases ({len(hard)})", rate)
+    assert rate >= HARD_GOOD_ENOUGH, "\n".join(misses)
+    assert by_kind["open"] >= 0.95, "questions for the language model must stay open"
+
+
+def test_the_classifier_trains_on_the_tuning_sets_copied_into_the_package() -> None:
+    """dialogue/data/intents.jsonl is what tests/data/make_intents_data.py writes (the product reads no tests/),
+    and holds no question of a set that measures routing."""
+    from tests.data.make_intents_data import HEADER, TARGET, labelled
+
+    shipped = TARGET.read_text(encoding="utf-8")
+    assert shipped == HEADER + "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in labelled())
+    trained = {tidy(row["question"]) for row in labelled()}
+    measured = {
+        tidy(row["question"]) for name in ("routing_paraphrases.jsonl", "routing_hard_dev.jsonl") for row in rows(name)
+    }
+    # the bank's held-out half is routed by the patterns, tuned on its dev half, whose short questions recur there
+    # tidied ("describe the photo"); the classifier sees only what the patterns leave
+    assert trained and not trained & measured
+
+
+@pytest.mark.parametrize(
+    ("question", "route"),
+    [
+        ("The jacket, what shade would you call it?", Route(RouteKind.COLOUR, "jacket")),
+        ("a boat, is there one?", Route(RouteKind.PRESENCE, "boat")),
+        ("the dog, what breed would it be?", Route(RouteKind.IDENTIFY, "dog")),
+        ("Can you make sense of this image for me?", Route(RouteKind.DESCRIBE)),
+    ],
+)
+def test_the_classifier_takes_what_the_prototypes_leave_open(question: str, route: Route) -> None:
+    """Round 3: the subject first, other verbs; the prototypes' frames alone leave these open."""
+    assert nearest_kind(tidy(question))[0] is RouteKind.OPEN
+    assert route_question(question) == route
 
 
 def test_no_paraphrase_is_a_prototype_or_a_tuning_question() -> None:
