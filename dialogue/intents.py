@@ -114,8 +114,40 @@ def _subject_elsewhere(matched: Route, text: str) -> Route:
     """A clause's route given the thing another clause names, where the clause names none ("the car, what colour
     is it": car)."""
     if matched.subject is None and matched.kind in (RouteKind.COLOUR, RouteKind.COUNT, RouteKind.PRESENCE):
-        return Route(matched.kind, thing_named(text, matched.kind))
+        return Route(matched.kind, named_first(text, matched.kind) or thing_named(text, matched.kind))
+    named = named_first(text, RouteKind.IDENTIFY)
+    head = named.split()[0] if named else ""
+    if matched.kind is RouteKind.DESCRIBE and head in CATEGORIES and head not in NO_SUBJECT | {"thing"}:
+        return Route(RouteKind.IDENTIFY, SAME_CATEGORY.get(head, head))  # "the animal, what is it": which animal
     return matched
+
+
+_NOUN_PHRASE = re.compile(
+    r"^(?:(?:the|a|an|this|that|these|those|my|his|her|their|its|our|some) )?(?P<thing>[\w'-]+(?: [\w'-]+){0,5})$"
+)
+_NOT_A_THING = re.compile(
+    r"\b(?:is|are|was|were|do|does|did|can|could|would|will|you|i|me|we|there|it|they|what|which|how|where|who|"
+    r"why|when|if|whether|sorry|please|thanks|hey|hi|ok|so|quick|question|wondering|curious)\b"
+)
+_PLACE_AFTER = re.compile(r"\s+(?:in|on|at|near|by|under|behind|beside|next to|inside|outside|above|below)\b.*$")
+
+
+def named_first(text: str, kind: RouteKind) -> str | None:
+    """The thing a clause of its own names, before or after the question ("the goats, how many", "windows, how
+    many has the house got"): a noun phrase, no verb nor question word; for count without where they are, for
+    identify its first word (the category, if it is one)."""
+    for clause in _CLAUSES.split(text):
+        found = _NOUN_PHRASE.match(clause.strip())
+        if not found or _NOT_A_THING.search(clause) or _PHOTOS.match(found["thing"].split()[-1]):
+            continue
+        thing = found["thing"]
+        if kind in (RouteKind.COUNT, RouteKind.IDENTIFY):
+            thing = _PLACE_AFTER.sub("", thing)
+        if kind is RouteKind.IDENTIFY:
+            thing = thing.split()[0]
+        if thing not in NO_SUBJECT:
+            return thing
+    return None
 
 
 def _subject_repaired(matched: Route, text: str) -> Route:
@@ -158,9 +190,10 @@ def learned_route(text: str, encoder: TextEncoder | None = None) -> Route:
     # the thing is looked for where the question is asked ("I'm off on holiday, how many bags do I see"), then
     # anywhere ("the car, what colour would you say")
     find = _category if kind is RouteKind.IDENTIFY else lambda part: thing_named(part, kind)
-    subject = find(reading) or find(text)
+    subject = find(reading) or (named_first(text, kind) if kind is not RouteKind.IDENTIFY else None) or find(text)
     if subject is None and kind is RouteKind.IDENTIFY and _KINDS & set(words(reading)):
-        named = thing_named(reading, kind)  # "what breed is the dog": the kind of a category named as the thing
+        # "what breed is the dog": the kind of a category named as the thing; "the cat, what breed is it"
+        named = thing_named(reading, kind) or named_first(text, kind)
         subject = SAME_CATEGORY.get(named, named) if named in CATEGORIES else None
     if subject is None and kind in _NEEDS_SUBJECT:
         return Route(RouteKind.OPEN)

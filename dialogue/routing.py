@@ -59,6 +59,13 @@ _WORDS = {
     "where's": "where is",
     "hw": "how",
     "manny": "many",
+    "mny": "many",
+    "mant": "many",
+    "knd": "kind",
+    "cnt": "count",
+    "cuont": "count",
+    "cn": "can",
+    "headcount": "head count",
     "u": "you",
     "r": "are",
     "ur": "your",
@@ -138,6 +145,12 @@ _WHERE_IN_PHOTO = re.compile(
     rf"(?:^|\s+)(?:(?:in|on|inside) {THIS}|in here|in there|here|there|at all|inside|present|"
     r"in the (?:background|foreground|distance)|anywhere|somewhere|visible)$"
 )
+# what is said of the thing rather than the thing: "a cat hiding in there", "the walls, what colour are they painted"
+_SAID_OF = re.compile(
+    r"\s+(?:hiding|lurking|included|shown|pictured|featured|painted|coloured|dyed|standing|sitting|lying)$"
+)
+# "one in the field", "it on the left": no thing named, only where it is
+_WHERE_ONLY = re.compile(r"^(?:one|it|they|them|any|some)\s+(?:in|on|at|near|by|under|behind|next to)\b.*$")
 _OR_NOT = re.compile(r"\s+or (?:not|no|something|anything)$")  # "a bus in this picture or not", "a dog or something"
 NO_SUBJECT = {"it", "this", "that", "they", "them", "these", "those", "thing", "one", "stuff", "object"}
 
@@ -238,13 +251,23 @@ _READ = [
 ]
 _COUNT = [
     re.compile(r"^(?:count )?how many\b ?(?P<subject>.*)$"),
-    re.compile(r"^count (?:all )?(?P<subject>.+)$"),
-    re.compile(r"^(?:what is )?the number of (?P<subject>.+)$"),
+    re.compile(r"^(?:count|tally|add up|enumerate)(?: up)? (?:all )?(?P<subject>.+)$"),
+    # "the number of cars", "I need a head count of the kids", "figure out the number of cars"
+    re.compile(
+        r"^(?:(?:what is|give me|tell me|i need|i would like|i want|get me|(?:figure|work) out) )?(?:the |a )?"
+        r"(?:total )?(?:number|count|tally|head count) of (?P<subject>.+)$"
+    ),
 ]
 _COUNT_END = re.compile(
     r"\b(?:are|is|were|was|can|could|do|does|did|there|in|on|you|i|we|have|has|here|visible|"
-    r"shown|left)\b.*$"
+    r"shown|left|would|will|should|might|must|for|parked|standing|sitting|lying|hiding|playing|waiting)\b.*$"
 )
+# "how many years old", "how many calories": amounts, not things a photo shows one by one
+_AMOUNTS = re.compile(
+    r"^(?:years?|months?|days?|hours?|minutes?|seconds?|times?|calories|kilos?|kg|pounds?|miles?|km|metres?|"
+    r"meters?|feet|inches|percent|degrees?|dollars?|euros?|words?|letters?)\b"
+)
+_GENERAL = re.compile(r"^how many \w+ (?:does|do) (?:a|an) \w+ have$")  # "how many legs does a spider have"
 _PLACE = [
     re.compile(
         rf"^where (?:(?:is|was|are|were|could|might|would|do you think) )?(?:{THIS}|we|here|this place)"
@@ -263,6 +286,7 @@ _IDENTIFY = [
         r"^what is the name of (?:this|the|that) (?P<subject>place|location|animal|food|dish|flower|plant|"
         r"bird|shape|vehicle)$"
     ),
+    re.compile(rf"^(?:identify|recognise|name) (?:the|this|that) (?P<subject>{_CATEGORY})$"),
 ]
 # a thing named in a few words, not a question's ("what", "how") nor a verb's: "red car", "dog"
 _THING = (
@@ -272,7 +296,8 @@ _THING = (
 _IN_PHOTO = rf"(?:(?:in|on|inside) {THIS}|in (?:there|here)|in the (?:background|foreground|distance))"
 _PRESENCE = [
     re.compile(
-        r"^(?:(?:is|are) there|(?:if|whether) there (?:is|are)|(?:do|can|could) you (?:see|spot|find|notice)|"
+        r"^(?:(?:is|are) there|(?:if|whether) there (?:is|are)|(?:do|can|could) you (?:see|spot|find|notice|"
+        r"make out|pick out)|"
         r"can i see|any) (?P<subject>.+)$"
     ),
     re.compile(rf"^does (?:it|this|the {PHOTO}|this {PHOTO}) (?:show|have|contain|include|feature) (?P<subject>.+)$"),
@@ -378,6 +403,7 @@ _READ_ELSEWHERE = [
 _POLITE_ELSEWHERE = re.compile(r"(?:^|\s)(?:пожалуйста|плиз|por favor|porfa)(?=\s|$)|^(?:请问|请)(?=.)")
 
 
+_NO_THING = re.compile(r"(?:chance|way|reason|need|point|possibility|difference|problem|rule|time)\b")
 _CHOICE = re.compile(r"\b(?:or|and) (?:a|an|the|some|any)\b|\bor\b")
 _ASKING = re.compile(r"\b(?:what|which|how|where|who|whether|if|why|when)\b")
 
@@ -419,6 +445,8 @@ def pattern_route(text: str) -> Route | None:
     for pattern in _COUNT:
         if match := pattern.search(text):
             named = _COUNT_END.sub("", match.group("subject")).strip()
+            if _AMOUNTS.match(named) or _GENERAL.match(text):
+                return Route(RouteKind.OPEN)
             return Route(RouteKind.COUNT, _subject(named))
     if any(pattern.search(text) for pattern in _READ):
         return Route(RouteKind.READ)
@@ -434,8 +462,11 @@ def pattern_route(text: str) -> Route | None:
             # "anything red?" names no thing to look for; "a real photo?" is about the photo, not in it
             # "something like a bridge", "anything that looks like a cat"
             thing = thing and _subject(re.sub(r"^(?:anything|something) (?:that looks? )?like ", "", thing))
+            thing = thing and _subject(re.sub(r"^chance (?:that )?there (?:is|are) ", "", thing))  # "any chance"
             if thing and _ASKING.search(thing):  # "any idea what this is" names no thing: it asks something else
                 continue
+            if thing and _NO_THING.match(thing):  # "is there a chance it rains", "a way to fix this"
+                return Route(RouteKind.OPEN)
             if thing and _CHOICE.search(thing):  # "is that a dog or a cat?": a choice, for the language model
                 return Route(RouteKind.OPEN)
             if thing and not re.match(r"(?:anything|something)\b", thing) and not re.search(rf"\b{PHOTO}$", thing):
@@ -453,4 +484,5 @@ def _subject(found: re.Match[str] | str) -> str | None:
     while text != previous:
         previous = text
         text = _WHERE_IN_PHOTO.sub("", _DETERMINERS.sub("", _OR_NOT.sub("", text.strip()))).strip()
+        text = _WHERE_ONLY.sub("", _SAID_OF.sub("", text)).strip()
     return None if not text or text in NO_SUBJECT else text

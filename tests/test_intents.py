@@ -23,8 +23,9 @@ from dialogue.prototypes import PROTOTYPES
 from dialogue.routing import tidy
 
 DATA = Path(__file__).parent / "data"
-PARAPHRASES_GOOD_ENOUGH = 0.905  # see the note at the assertion
+PARAPHRASES_GOOD_ENOUGH = 0.935  # see the note at the assertion
 HARD_GOOD_ENOUGH = 0.9  # routing_hard_dev.jsonl: 0.823 before the classifier (its header), 0.908 with it
+HARD4_GOOD_ENOUGH = 0.93  # routing_hard_dev4.jsonl: 0.792 untuned (its header), 0.953 with round 4's subjects
 TUNING_GOOD_ENOUGH = 0.9
 DEVELOPMENT_GOOD_ENOUGH = 0.95  # measured 0.981 (633/645) when the set was last tuned on (round 2)
 
@@ -65,6 +66,8 @@ def test_paraphrases_nobody_tuned_on_reach_the_path_that_can_answer_them(world_m
     # (151/174); its untuned fresh batches scored 0.898 before and 0.952 after, so they overrate this set's
     # harder templates. Round 3 added a learned classifier (trained on the dev sets, never on this one) where the
     # prototypes leave a question open: 0.908 (158/174), wrong grounded routes 8 -> 9 of 174.
+    # Round 4 (subjects: a clause naming the thing, chat typos, "head count of", amounts that are no things)
+    # measured 0.937 (163/174), count-only; 1 wrong grounded route and 2 wrong subjects of 174.
     # This bound holds today's figure so that it cannot slip back; it is not the target.
     assert rate >= PARAPHRASES_GOOD_ENOUGH, "\n".join(misses)
     assert by_kind["open"] >= 0.95, "questions for the language model must stay open"
@@ -107,6 +110,32 @@ def test_the_hard_development_batch_is_routed(figure) -> None:
     assert by_kind["open"] >= 0.95, "questions for the language model must stay open"
 
 
+def test_the_round_4_batch_is_routed_with_its_subjects(figure) -> None:
+    """routing_hard_dev4.jsonl (issue 30, round 4): grounded questions whose thing is hidden by the held-out set's
+    forms; scored once untuned (0.792), then tuned on."""
+    hard = rows("routing_hard_dev4.jsonl")
+    rate, _, misses = rate_by_kind(hard)
+    figure(f"routing right, the round-4 subject paraphrases ({len(hard)})", rate)
+    assert rate >= HARD4_GOOD_ENOUGH, "\n".join(misses)
+
+
+@pytest.mark.parametrize(
+    ("question", "route"),
+    [
+        ("windows, how many does the barn have?", Route(RouteKind.COUNT, "windows")),
+        ("how mny cups r on the table", Route(RouteKind.COUNT, "cups")),
+        ("a tractor, is there one in the field?", Route(RouteKind.PRESENCE, "tractor")),
+        ("the shed, what colour is it painted?", Route(RouteKind.COLOUR, "shed")),
+        ("the animal on the right, what is it?", Route(RouteKind.IDENTIFY, "animal")),
+        ("how many years old is that car?", Route(RouteKind.OPEN)),
+        ("is there a chance of snow?", Route(RouteKind.OPEN)),
+    ],
+)
+def test_the_thing_is_found_where_the_question_does_not_name_it(question: str, route: Route) -> None:
+    """Round 4: the thing in a clause of its own, chat typos, what is said of the thing; amounts are not things."""
+    assert route_question(question) == route
+
+
 def test_the_classifier_trains_on_the_tuning_sets_copied_into_the_package() -> None:
     """dialogue/data/intents.jsonl is what tests/data/make_intents_data.py writes (the product reads no tests/),
     and holds no question of a set that measures routing."""
@@ -116,7 +145,9 @@ def test_the_classifier_trains_on_the_tuning_sets_copied_into_the_package() -> N
     assert shipped == HEADER + "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in labelled())
     trained = {tidy(row["question"]) for row in labelled()}
     measured = {
-        tidy(row["question"]) for name in ("routing_paraphrases.jsonl", "routing_hard_dev.jsonl") for row in rows(name)
+        tidy(row["question"])
+        for name in ("routing_paraphrases.jsonl", "routing_hard_dev.jsonl", "routing_hard_dev4.jsonl")
+        for row in rows(name)
     }
     # the bank's held-out half is routed by the patterns, tuned on its dev half, whose short questions recur there
     # tidied ("describe the photo"); the classifier sees only what the patterns leave

@@ -19,7 +19,7 @@ from dialogue.routing import tidy
 DATA = Path(__file__).parent
 TARGET = DATA.parent.parent / "dialogue" / "data" / "intents.jsonl"
 SOURCES = ("routing_bank.jsonl", "routing_tuning.jsonl", "routing_dev_paraphrases.jsonl")
-MEASURED = ("routing_paraphrases.jsonl", "routing_hard_dev.jsonl")
+MEASURED = ("routing_paraphrases.jsonl", "routing_hard_dev.jsonl", "routing_hard_dev4.jsonl")
 HEADER = """\
 # Labelled questions for routing's learned classifier (dialogue/intents.py), one {"question", "kind"} a line.
 # Written by tests/data/make_intents_data.py from the sets routing was tuned on: the question bank's dev half,
