@@ -27,7 +27,7 @@ from .grounded import answer_colour, answer_count, answer_identify, answer_prese
 from .intents import route_question
 from .mood import answer_mood, photo_mood, text_sentiment
 from .routing import Route, RouteKind
-from .seeing import answer_seeing, read_text
+from .seeing import answer_seeing, read_text, seen_better
 
 MAX_QUESTION_CHARS = 2000
 NEEDS_PHOTO = N_(
@@ -73,7 +73,7 @@ def answer(
     Only the answer model's answers are written gradually: with `drafts`, its text so far goes there meanwhile.
     `picture`: the photo itself (a PIL image), for an answer model that sees images; it answers from the words
     without it."""
-    looked = _looked(models, conversation, question)
+    looked = _looked(models, conversation, question, models.answerer.sees_images and picture is not None)
     if isinstance(looked, Answer):
         return looked
     conversation, question, image, kind = looked
@@ -87,19 +87,22 @@ def answer(
     return named(answer_open(models, conversation, question, image, options, drafts), conversation)
 
 
-def route(models: DialogueModels, conversation: Conversation, question: str) -> Answer | OpenQuestion:
+def route(
+    models: DialogueModels, conversation: Conversation, question: str, sees_images: bool = False
+) -> Answer | OpenQuestion:
     """`answer` up to the answer model: CLIP's answer where its routes have one, else the open question as chat
-    messages, for an answer model elsewhere (a model server) to write; `elsewhere.checked` judges what it wrote."""
-    looked = _looked(models, conversation, question)
+    messages, for an answer model elsewhere (a model server) to write; `elsewhere.checked` judges what it wrote.
+    `sees_images`: that model gets the photo, so the questions it answers better than CLIP go to it."""
+    looked = _looked(models, conversation, question, sees_images)
     return looked if isinstance(looked, Answer) else open_question(looked[0], looked[1])
 
 
 def _looked(
-    models: DialogueModels, conversation: Conversation, question: str
+    models: DialogueModels, conversation: Conversation, question: str, sees: bool
 ) -> Answer | tuple[Conversation, str, torch.Tensor, RouteKind]:
     """The answer from the photo's facts or CLIP's routes, or, for an answer model, the conversation about the
     photo asked about (an album's photo named by position), the tidied question, the photo's vector and the
-    route's kind (OPEN or READ)."""
+    route's kind (OPEN or READ). `sees`: the answer model will have the photo (`seeing.SEEN_BETTER`)."""
     question = " ".join(question.split())[:MAX_QUESTION_CHARS]
     if conversation.image is None:
         return Answer(NEEDS_PHOTO, "needs_photo", said=say(NEEDS_PHOTO))
@@ -114,6 +117,8 @@ def _looked(
     assert facts is not None
     image = torch.as_tensor(facts.embedding, dtype=torch.float32, device=models.encoder.device)
     route = route_question(question, models.encoder) if question else Route(RouteKind.DESCRIBE)
+    if sees and seen_better(route):
+        return conversation, question, image, RouteKind.OPEN
     grounded = ROUTES[route.kind](models, route, facts, image)
     return named(grounded, conversation) if grounded is not None else (conversation, question, image, route.kind)
 

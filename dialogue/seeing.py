@@ -31,7 +31,7 @@ from .conversation import Answer, AnswerOptions, Conversation, DialogueModels
 from .describe import answer_describe
 from .generation import MIN_ANSWER_TOKENS, Drafts, answer_open, clean, judged, sample_from
 from .prompts import MAX_QUESTION_TOKENS, alternating, decoded, facts_text, photo_of
-from .routing import RouteKind
+from .routing import Route, RouteKind
 
 SEEING_INSTRUCTION = (
     "You answer questions about the photo you see. The user was already told its caption; the tags are what "
@@ -57,6 +57,21 @@ NO_READING = N_(
 READING_SETS = ("smolvlm-256m", "florence-2-base", "qwen2.5-vl-3b")
 NOT_FETCHED = N_("I couldn't get the photo again to read it. Could you send it once more?")
 _NONE = re.compile(r"^(?:none|no text|there is no text|nothing)\W*$", re.IGNORECASE)
+
+
+# Questions CLIP's exact routes answer, unless the answer model has the photo: measured on the world's held-out
+# placed photos (tests/test_world_vlm.py, which fails when a row stops holding). "Where is it?" reaches CLIP as a
+# place to name ("an airport"), and "is there any text?" as a thing CLIP cannot check (letters, `read_text`); a
+# model that sees the photo answers both. Colour, shape, counting and the rest stay with CLIP's routes.
+SEEN_BETTER: frozenset[tuple[RouteKind, str | None]] = frozenset(
+    {(RouteKind.IDENTIFY, "place")}
+    | {(RouteKind.PRESENCE, thing) for thing in ("text", "word", "words", "writing", "letters", "label", "sign")}
+)
+
+
+def seen_better(route: Route) -> bool:
+    """Whether a model that sees the photo answers `route`'s question better than CLIP's route does."""
+    return (route.kind, route.subject) in SEEN_BETTER
 
 
 def seen_messages(
@@ -208,9 +223,11 @@ __all__ = [
     "READING_SETS",
     "READS_AS",
     "SEEING_INSTRUCTION",
+    "SEEN_BETTER",
     "TRANSCRIBE",
     "answer_seeing",
     "read_text",
+    "seen_better",
     "seen_inputs",
     "seen_messages",
 ]

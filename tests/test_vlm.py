@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from clipchat.errors import InvalidConfig
-from dialogue import Conversation, answer
+from dialogue import Answer, Conversation, answer, route
 from dialogue.conversation import AnswerOptions
 from dialogue.seeing import NO_TEXT, READS_AS
 from tests.tiny_vlms import tiny_florence2, tiny_qwen2_5_vl, tiny_smolvlm
@@ -223,3 +223,22 @@ async def test_the_terminal_reads_a_photo_again_for_a_model_that_sees_images(tmp
     path.unlink()
     with pytest.raises(Unavailable):
         await terminal.fetch(photo)
+
+
+def test_where_and_is_there_text_go_to_a_model_that_sees_the_photo_and_stay_with_clip_otherwise(
+    vlm_dirs, world_dir, cache_dir, heldout
+) -> None:
+    """CLIP named a place for "where is it?" ("an airport") and said "no, I don't see a text" for letters it cannot
+    check; a model that has the photo answers them (the table measured in tests/test_world_vlm.py). Without the
+    photo, or for a model that reads only words, CLIP's routes answer as before."""
+    models = with_answer_model(world_dir, cache_dir, vlm_dirs["smolvlm"])
+    held = heldout[0]
+    facts = models.describe([held.image])[0]
+    torch.manual_seed(0)
+    for question in ("where is it?", "is there any text?", "is there a word on it?"):
+        seen = answer(models, Conversation(facts), question, AnswerOptions(max_tokens=4), picture=held.image)
+        assert seen.route == "open" and seen.details["saw"], question
+        assert answer(models, Conversation(facts), question, picture=None).route != "open", question
+    assert answer(models, Conversation(facts), "what colour is it?", picture=held.image).route == "colour"
+    assert route(models, Conversation(facts), "where is it?", sees_images=True).messages  # a model server's
+    assert isinstance(route(models, Conversation(facts), "where is it?"), Answer)

@@ -185,7 +185,7 @@ class ModelFeatures:
         results: list[Answer | OpenQuestion] = []
         for r in requests:
             self._settle(r.forgotten)
-            results.append(route(self.models, r.conversation, r.question))
+            results.append(route(self.models, r.conversation, r.question, sees_images=r.photo is not None))
         return results
 
     @torch.inference_mode()
