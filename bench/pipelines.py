@@ -170,11 +170,12 @@ def clipchat_graphs(device: str = "cpu", dtype: torch.dtype = torch.float32) -> 
     return clipchat(device, dtype, graphs=True)
 
 
-def clipcap_reference(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
-    """ClipCap's predict.py: one photo at a time, the whole sequence through GPT-2 at every step."""
+def clipcap_reference(device: str = "cpu", dtype: torch.dtype = torch.float32, models=None) -> Pipeline:
+    """ClipCap's predict.py: one photo at a time, the whole sequence through GPT-2 at every step. `models`: ClipCap's
+    own (`build_models(as_clipchat_loads=False, tags=False)`), when already built; only read."""
     from bench.reference import reference_greedy
 
-    models = build_models(device, dtype, as_clipchat_loads=False, tags=False)
+    models = models or build_models(device, dtype, as_clipchat_loads=False, tags=False)
     encoder = models.encoder
 
     def run(images):
@@ -200,9 +201,10 @@ def clipcap_reference(device: str = "cpu", dtype: torch.dtype = torch.float32) -
     )
 
 
-def clipcap_batched(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
-    """The same weights at their best: batched, KV-cached `generate` from the prefix embeddings."""
-    models = build_models(device, dtype, as_clipchat_loads=False, tags=False)
+def clipcap_batched(device: str = "cpu", dtype: torch.dtype = torch.float32, models=None) -> Pipeline:
+    """The same weights at their best: batched, KV-cached `generate` from the prefix embeddings (`models`: as
+    clipcap_reference's)."""
+    models = models or build_models(device, dtype, as_clipchat_loads=False, tags=False)
     encoder, captioner = models.encoder, models.captioner
 
     @torch.inference_mode()
@@ -245,13 +247,14 @@ def _coca(device: str, dtype: torch.dtype):
     return model.to(device, dtype).eval().requires_grad_(False), preprocess
 
 
-def coca(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
+def coca(device: str = "cpu", dtype: torch.dtype = torch.float32, built=None) -> Pipeline:
     """CoCa's greedy `generate` loop: image encoded once, both text towers re-run over the whole
     sequence each step. open_clip's `generate` imports transformers helpers that transformers 5
-    removed, so the same loop runs here on CoCa's own forward."""
+    removed, so the same loop runs here on CoCa's own forward. `built`: `_coca`'s (model, preprocess), when
+    already built; only read."""
     from bench.coca_cache import START_OF_TEXT
 
-    model, preprocess = _coca(device, dtype)
+    model, preprocess = built or _coca(device, dtype)
 
     @torch.inference_mode()
     def run(images):
@@ -278,11 +281,11 @@ def coca(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
     )
 
 
-def coca_cached(device: str = "cpu", dtype: torch.dtype = torch.float32) -> Pipeline:
+def coca_cached(device: str = "cpu", dtype: torch.dtype = torch.float32, built=None) -> Pipeline:
     from bench.coca_cache import greedy_logits
     from vision.models.encoder import ClipEncoder
 
-    model, preprocess = _coca(device, dtype)
+    model, preprocess = built or _coca(device, dtype)
     images = ClipEncoder(model, preprocess, None, "coca", torch.device(device), dtype)  # its prepare/pixels_from
 
     @torch.inference_mode()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench.flops import count_flops, vit_flops
-from bench.pipelines import build_models, clipcap_batched, clipcap_reference, coca, coca_cached, jpeg_photos
+from bench.pipelines import _coca, build_models, clipcap_batched, clipcap_reference, coca, coca_cached, jpeg_photos
 from bench.tokens import caption_tokens, compare_tokens, same_weights
 from vision.fast.packed_linear import pack_linears, packing_available
 
@@ -50,12 +50,14 @@ def test_flops_count_attention_as_the_hand_count_does():
 
 
 def test_cached_coca_captions_as_coca_does(photos):
-    assert _tokens(coca_cached(), photos) == _tokens(coca(), photos)
+    built = _coca("cpu", torch.float32)  # one CoCa for both: neither writes to it, and each build takes seconds
+    assert _tokens(coca_cached(built=built), photos) == _tokens(coca(built=built), photos)
 
 
 def test_batched_clipcap_and_clipchat_caption_as_clipcap_reference_does(photos, clipchat_models):
-    reference = _tokens(clipcap_reference(), photos)
-    assert _tokens(clipcap_batched(), photos) == reference
+    clipcap = build_models(as_clipchat_loads=False, tags=False)  # ClipCap's own, read by both of its pipelines
+    reference = _tokens(clipcap_reference(models=clipcap), photos)
+    assert _tokens(clipcap_batched(models=clipcap), photos) == reference
     assert caption_tokens(clipchat_models, photos) == reference  # same seed, same weights: the same captions
 
 

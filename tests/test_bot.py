@@ -343,6 +343,69 @@ async def test_a_message_that_finds_no_turn_in_time_fails_as_a_timed_out_send() 
     await asyncio.wait_for(allowance.wait_turn("sendMessage", -100794), 1)  # another group's goes at once
 
 
+def _bot_of(telegram, bot_settings, tmp_path, **changes):
+    """The application's own bot (its HTTP client and rate limiter as the settings make them), models unloaded."""
+    from bot.adapter.application import build_application
+    from storage import StorageSettings
+
+    app = build_application(
+        bot_settings.model_copy(update=changes),
+        storage_settings=StorageSettings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"),
+    )
+    return app.bot
+
+
+async def test_a_reply_telegram_got_but_answered_late_is_not_sent_again(telegram) -> None:
+    """A send whose answer came after the read timeout was taken for lost and sent again, though Telegram
+    had it: under a slow Bot API, 300 people asking /help at once got 428 replies. A send that may have
+    arrived is now raised, never repeated; one that never left (a full connection pool) is still retried."""
+    from telegram import Bot, Message
+    from telegram.error import TimedOut
+
+    from bot.adapter.sending import reply
+    from bot.adapter.telegram_chat import QuietRequest
+    from tests.conftest import BOT_TOKEN
+
+    telegram.latency["sendMessage"] = 0.6
+    async with Bot(BOT_TOKEN, base_url=telegram.base_url, request=QuietRequest(read_timeout=0.3)) as bot:
+        late = Message.de_json(telegram.message(private(801), user(801), text="/help"), bot)
+        with pytest.raises(TimedOut):
+            await reply(late, "help for 801", retries=3)
+        await asyncio.sleep(0.5)  # Telegram answers it, to nobody
+    assert [call.text for call in telegram.sent("sendMessage", 801)] == ["help for 801"]  # once
+
+    del telegram.latency["sendMessage"]
+    one_connection = QuietRequest(connection_pool_size=1, pool_timeout=0.2)
+    async with Bot(BOT_TOKEN, base_url=telegram.base_url, request=one_connection) as bot:
+        telegram.held["sendMessage"] = asyncio.Event()  # the one connection taken by a send in flight
+        first = asyncio.create_task(reply(Message.de_json(telegram.message(private(802), user(802)), bot), "one"))
+        await telegram.wait_for(lambda: telegram.sent("sendMessage", 802), what="the first send in flight")
+        second = asyncio.create_task(reply(Message.de_json(telegram.message(private(803), user(803)), bot), "two"))
+        await asyncio.sleep(0.4)  # the second found the pool full: never sent, so retried after a second
+        telegram.held["sendMessage"].set()
+        await asyncio.wait_for(asyncio.gather(first, second), 10)
+    assert [call.text for call in telegram.sent("sendMessage", 803)] == ["two"]
+
+
+async def test_every_reply_keeps_the_settings_send_retries(telegram, bot_settings, tmp_path) -> None:
+    """/help (and every reply but a photo's answer) retried network errors 3 times whatever `send_retries`
+    said: with it at 0 the log still read "attempt 1 of 4"."""
+    from telegram import Message
+    from telegram.error import NetworkError
+
+    from bot.adapter.sending import reply
+
+    async with _bot_of(telegram, bot_settings, tmp_path, send_retries=0) as bot:
+        telegram.fail("sendMessage", times=1, code=502, description="Bad Gateway")
+        with pytest.raises(NetworkError):
+            await reply(Message.de_json(telegram.message(private(804), user(804), text="/help"), bot), "help")
+    assert len(telegram.sent("sendMessage", 804, refused=True)) == 1
+    async with _bot_of(telegram, bot_settings, tmp_path, send_retries=2) as bot:
+        telegram.fail("sendMessage", times=2, code=502, description="Bad Gateway")
+        await reply(Message.de_json(telegram.message(private(805), user(805), text="/help"), bot), "help")
+    assert [call.refused for call in telegram.sent("sendMessage", 805, refused=True)] == [True, True, False]
+
+
 async def test_search_sends_back_the_photo_the_phrase_describes(start_bot, telegram, understood):
     await start_bot()
     photos = distinct(understood, 4)

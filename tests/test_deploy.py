@@ -770,19 +770,27 @@ def doctor(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProces
 
 
 def test_doctor_says_what_to_fix(tmp_path: Path, world_dir: Path) -> None:
-    broken = doctor(
-        tmp_path=tmp_path, TELEGRAM_BOT_TOKEN="not-a-token", DATABASE_URL="postgresql://nobody@127.0.0.1:1/none"
-    )
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "healthy").mkdir()
+    with ThreadPoolExecutor(2) as pool:  # both at once: each is mostly its own start-up, waiting on imports
+        running_broken = pool.submit(
+            doctor,
+            tmp_path=tmp_path / "broken",
+            TELEGRAM_BOT_TOKEN="not-a-token",
+            DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
+        )
+        running_healthy = pool.submit(
+            doctor,
+            tmp_path=tmp_path / "healthy",
+            TELEGRAM_BOT_TOKEN=BOT_TOKEN,
+            CLIPCHAT_MODELS=str(world_dir),
+            DATABASE_URL=f"sqlite:///{tmp_path / 'healthy' / 'bot.db'}",
+        )
+        broken, healthy = running_broken.result(), running_healthy.result()
     assert broken.returncode == 1
     assert "✗ token: The bot token in TELEGRAM_BOT_TOKEN does not look like one" in broken.stdout
     assert "✗ database: postgresql+asyncpg://nobody@127.0.0.1:1/none" in broken.stdout
     assert "not-a-token" not in broken.stdout
-    healthy = doctor(
-        tmp_path=tmp_path,
-        TELEGRAM_BOT_TOKEN=BOT_TOKEN,
-        CLIPCHAT_MODELS=str(world_dir),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
-    )
     assert healthy.returncode == 0, healthy.stdout
     assert "✓ token: well-formed, for bot id 123456789" in healthy.stdout and BOT_TOKEN not in healthy.stdout
     assert "! database:" in healthy.stdout and "clipchat db upgrade" in healthy.stdout  # a fresh file: no schema

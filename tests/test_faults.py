@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from tests.bot_helpers import jpeg, send_photo, send_text
+from tests.bot_helpers import eventually, jpeg, send_photo, send_text
 from tests.conftest import BOT_TOKEN, fresh_postgres
 from tests.fake_telegram import group, private, user
 from tests.fault_table import Try, Watch, account, refusals
@@ -636,22 +636,29 @@ async def test_a_flood_of_1000_updates_from_100_users_is_answered_in_full(
 
 
 async def test_a_slow_bot_api_under_many_senders_drops_no_reply(start_bot, telegram, bot_settings):
-    """300 people at once while each send takes 1.5 s: PTB's default pool (256 connections, 1 s wait)
-    dropped the replies that found it full. Send retries are off, so the pool alone is measured
-    (retries hid it here, as they would not under a longer flood)."""
+    """300 people at once while each send takes 6 s. PTB's default pool (256 connections, 1 s wait) dropped
+    the replies that found it full; its 5 s read timeout took each slow answer for a lost send, which was sent
+    again (Telegram had it: up to four copies of one reply), even with send retries off, which /help ignored.
+    Send retries are off, so neither retries nor luck hide a drop; the replies are counted once the bot has
+    finished every update, so a late second copy is counted too."""
     app = await start_bot(bot_settings.model_copy(update={"rate_limit_per_second": 1000, "send_retries": 0}))
-    telegram.latency["sendMessage"] = 1.5
+    telegram.latency["sendMessage"] = 6.0  # past PTB's default read timeout (5 s)
     tries = []
     with Watch() as watch:
         for person in range(300):
             message = send_text(telegram, private(20_000 + person), user(20_000 + person), "/help")
             tries.append(Try(20_000 + person, message["message_id"], answer=False))
         await telegram.wait_for(
-            lambda: len(telegram.sent("sendMessage")) >= 300 or watch.tracebacks(), timeout=120, what="300 replies"
+            lambda: (
+                len([c for c in telegram.sent("sendMessage") if "_result" in c.params]) >= 300 or watch.tracebacks()
+            ),
+            timeout=120,
+            what="300 replies answered",
         )
-    row = await account(
-        "a slow Bot API (1.5 s a send) and 300 senders at once", telegram, sessions_of(app), tries, watch
-    )
+        await eventually(
+            lambda: app.update_processor.current_concurrent_updates == 0, what="every update finished", timeout=60
+        )
+    row = await account("a slow Bot API (6 s a send) and 300 senders at once", telegram, sessions_of(app), tries, watch)
     assert (row.replies, row.lost, row.crashes) == (300, 0, 0), watch.tracebacks()
 
 

@@ -111,8 +111,16 @@ def build_application(
         .concurrent_updates(PerUserOrder(settings.max_concurrent_updates, settings.user_queue, shared))
         # Every update in progress may be sending at once (PTB's default pool, 256 connections with a
         # 1 s wait, dropped replies under a flood), plus the jobs; a request that finds the pool full
-        # (chat actions run beside their updates) waits its turn as long as a send may take.
-        .request(QuietRequest(connection_pool_size=settings.max_concurrent_updates + 8, pool_timeout=SEND_DEADLINE_S))
+        # (chat actions run beside their updates) waits its turn as long as a send may take. An answer is
+        # waited for as long too: past PTB's 5 s a slow Bot API's message was taken for lost and sent again
+        # (it had arrived: a second copy), and a send that may have arrived is never repeated (`with_retries`).
+        .request(
+            QuietRequest(
+                connection_pool_size=settings.max_concurrent_updates + 8,
+                pool_timeout=SEND_DEADLINE_S,
+                read_timeout=SEND_DEADLINE_S,
+            )
+        )
         .context_types(ContextTypes(context=BotContext, bot_data=BotData))
         .post_init(post_init)
         .post_shutdown(post_shutdown)

@@ -87,6 +87,7 @@ class MeteredRateLimiter(AIORateLimiter):
     def __init__(self, overall_max_rate: float, group_max_rate: float, max_retries: int = 0) -> None:
         super().__init__(overall_max_rate=0, group_max_rate=0, max_retries=max_retries)  # no spacing of its own
         self.allowance = Allowance(overall_max_rate, group_max_rate)
+        self.send_retries = max_retries  # the settings' count, for network errors too (`sending.send_retries`)
 
     async def process_request(
         self,

@@ -4,7 +4,10 @@ kept alive while the models work.
 
 Flood control (429 RetryAfter) is PTB's `AIORateLimiter`'s job, with its own retries, and the spacing of
 messages is `Allowance`'s; here only network blips are retried (never a RetryAfter, so the two never
-multiply), with the project's one retry policy, and no retry starts after SEND_DEADLINE_S.
+multiply), with the project's one retry policy, as many times as the settings' `send_retries`, and no retry
+starts after SEND_DEADLINE_S. A request that may have reached Telegram (written whole, then no answer in time)
+is never sent again unless asking twice is harmless (getFile, a download): the Bot API has no way to say "this
+is the same message", so a second sendMessage is a second message in the chat.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import httpx
 from aiolimiter import AsyncLimiter
 from telegram import Bot, LinkPreviewOptions, Message, MessageEntity, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
@@ -99,19 +103,59 @@ def _group_key(chat_id: object) -> int | str | None:
     return None
 
 
+# Transport failures after which Telegram may have the request: it went out whole (or the connection broke
+# while the answer was awaited) and no answer came. A pool, connect or write failure never left in one piece;
+# an answer (a 502) is Telegram saying it did nothing.
+_MAY_HAVE_ARRIVED = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError, httpx.CloseError)
+
+
 def is_network_blip(error: BaseException) -> bool:
     # BadRequest is a NetworkError subclass in PTB, but sending the same request again cannot help.
     return isinstance(error, NetworkError) and not isinstance(error, BadRequest)
 
 
-async def with_retries(send: Callable[[], Awaitable[T]], retries: int = 3, what: str = "sending to Telegram") -> T:
-    """Run `send`, retrying network errors (the rate limiter already waited out flood control)."""
+def may_have_arrived(error: BaseException) -> bool:
+    """Whether Telegram may have received (and acted on) the request that failed with `error`."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:  # PTB raises its TimedOut/NetworkError from httpx's
+        if isinstance(cause, _MAY_HAVE_ARRIVED):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return False
+
+
+async def with_retries(
+    send: Callable[[], Awaitable[T]],
+    retries: int = 3,
+    what: str = "sending to Telegram",
+    *,
+    idempotent: bool = False,
+) -> T:
+    """Run `send`, retrying network errors (the rate limiter already waited out flood control). Unless asking
+    twice is harmless (`idempotent`: a read), one that may have reached Telegram is raised, not sent again:
+    a second copy of a message cannot be taken back, and the first most likely arrived."""
+
+    def transient(error: BaseException) -> bool:
+        if not is_network_blip(error):
+            return False
+        if not idempotent and may_have_arrived(error):
+            log.warning("%s: no answer, but Telegram may have it: not sent again (%r)", what, error)
+            return False
+        return True
+
     async for attempt in retrying(
-        is_network_blip, attempts=retries + 1, first_delay=1.0, max_delay=8.0, deadline=SEND_DEADLINE_S, what=what
+        transient, attempts=retries + 1, first_delay=1.0, max_delay=8.0, deadline=SEND_DEADLINE_S, what=what
     ):
         with attempt:
             result = await send()
     return result
+
+
+def send_retries(bot: Bot) -> int:
+    """The retries of a send the settings ask for (`send_retries`), kept by the bot's rate limiter."""
+    return getattr(getattr(bot, "rate_limiter", None), "send_retries", 3)
 
 
 def spoilers(said: Said) -> list[MessageEntity]:
@@ -123,7 +167,13 @@ def spoilers(said: Said) -> list[MessageEntity]:
 
 
 async def reply(
-    message: Message, text: str | Said, *, markdown: bool = False, previews: bool = True, retries: int = 3, **kwargs
+    message: Message,
+    text: str | Said,
+    *,
+    markdown: bool = False,
+    previews: bool = True,
+    retries: int | None = None,
+    **kwargs,
 ) -> Message | None:
     """Reply to `message` with `text`, split to Telegram's limit; returns the first message sent. With
     `previews` off, no piece shows a preview of a link in it (words the bot repeats from someone). Words `text`
@@ -131,6 +181,8 @@ async def reply(
     as Markdown, which would move the entities' offsets (and whose fallback would drop them)."""
     said = text if isinstance(text, Said) else Said(text)
     markdown = markdown and not said.hidden
+    if retries is None:  # the settings' count, whichever handler replies
+        retries = send_retries(message.get_bot())
     first = None
     for number, piece in enumerate(said.split()):
         extra = kwargs if number == 0 else {}  # a keyboard belongs to the first piece only

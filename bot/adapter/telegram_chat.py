@@ -96,7 +96,7 @@ async def download(bot: Bot, photo: PhotoFile, max_bytes: int, timeout: float = 
         raise too_big
     try:
         telegram_file = await with_retries(
-            lambda: bot.get_file(photo.file_id, read_timeout=timeout), retries=2, what="getFile"
+            lambda: bot.get_file(photo.file_id, read_timeout=timeout), retries=2, what="getFile", idempotent=True
         )
     except BadRequest as error:
         if "too big" in str(error).lower():  # the public Bot API serves at most 20 MB
@@ -108,7 +108,10 @@ async def download(bot: Bot, photo: PhotoFile, max_bytes: int, timeout: float = 
         # as `bytes`, which intake's BytesIO shares (a bytearray it copies); PTB's bytearray is dropped at once
         data = bytes(
             await with_retries(
-                lambda: telegram_file.download_as_bytearray(read_timeout=timeout), retries=2, what="downloading a photo"
+                lambda: telegram_file.download_as_bytearray(read_timeout=timeout),
+                retries=2,
+                what="downloading a photo",
+                idempotent=True,
             )
         )
     except InvalidToken as error:

@@ -355,7 +355,7 @@ async def _fetch(bot: ExtBot, file_id: str, timeout: float, max_bytes: int) -> b
     async with asyncio.timeout(timeout):
         try:
             telegram_file = await with_retries(
-                lambda: bot.get_file(file_id, read_timeout=timeout), retries=2, what="getFile"
+                lambda: bot.get_file(file_id, read_timeout=timeout), retries=2, what="getFile", idempotent=True
             )
         except BadRequest as error:
             if any(there in str(error).lower() for there in THERE_BUT_NOT_SERVED):  # not gone: no marking it
@@ -373,6 +373,7 @@ async def _fetch(bot: ExtBot, file_id: str, timeout: float, max_bytes: int) -> b
                     lambda: telegram_file.download_as_bytearray(read_timeout=timeout),
                     retries=2,
                     what="downloading a photo",
+                    idempotent=True,
                 )
             )
         except InvalidToken as error:
