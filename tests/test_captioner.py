@@ -151,16 +151,26 @@ def test_clipcap_transformer_mapper_layout_loads(world_dir: Path, tmp_path: Path
 def test_a_bfloat16_language_model_gives_the_same_captions_as_float32(
     world_dir: Path, cache_dir: Path, heldout
 ) -> None:
-    """The condition for `auto` running GPT-2 in bfloat16 on CPUs with native bf16: no caption may change."""
+    """The condition for `auto` running GPT-2 in bfloat16 on CPUs with native bf16, by the project's accuracy rule
+    (issue 32): the held-out captions within 1 point of float32's. On a Zen 5 (AVX-512 BF16) one near-tie of 240
+    turned ("square" for "cross"), which the earlier rule, no caption may change, refused on every world built."""
     images = [h.image for h in heldout]
     reference = load_models(str(world_dir), device="cpu", dtype="float32", cache_dir=cache_dir / "float32")
     half = load_models(str(world_dir), device="cpu", dtype="bfloat16", cache_dir=cache_dir / "bfloat16")
     raw = reference.encoder.embed_images(images, normalize=False)
     as_float32 = [c[0].text for c in reference.caption(raw)]
-    assert [c[0].text for c in half.caption(raw)] == as_float32
+    as_bfloat16 = [c[0].text for c in half.caption(raw)]
+    changed = [(a, b) for a, b in zip(as_bfloat16, as_float32) if a != b]
+    assert len(changed) <= len(images) // 100, changed
+
+    def exact(captions: list[str]) -> float:
+        return sum(c == f"{h.scene.caption}" for c, h in zip(captions, heldout)) / len(heldout)
+
+    assert exact(as_bfloat16) >= exact(as_float32) - 0.01
     auto = load_models(str(world_dir), device="cpu", dtype="auto", cache_dir=cache_dir / "auto")
     assert auto.encoder.dtype == torch.float32  # CLIP stays float32 under auto on a CPU
-    assert [d.caption for d in auto.describe(images)] == [d.caption for d in reference.describe(images)]
+    automatic = [d.caption for d in auto.describe(images)]
+    assert sum(a != b for a, b in zip(automatic, [d.caption for d in reference.describe(images)])) <= len(images) // 100
 
 
 def test_a_linearized_language_model_keeps_gpt2s_checkpoint_layout(world_dir: Path) -> None:
