@@ -59,13 +59,13 @@ NOT_FETCHED = N_("I couldn't get the photo again to read it. Could you send it o
 _NONE = re.compile(r"^(?:none|no text|there is no text|nothing)\W*$", re.IGNORECASE)
 
 
-# Questions CLIP's exact routes answer, unless the answer model has the photo: measured on the world's held-out
-# placed photos (tests/test_world_vlm.py, which fails when a row stops holding). "Where is it?" reaches CLIP as a
+# Questions CLIP's exact routes answer, unless the answer model has the photo: measured on the test world's held-out
+# placed photos (docs/testing.md; the measuring test fails when a row stops holding). "Where is it?" reaches CLIP as a
 # place to name ("an airport"), and "is there any text?" as a thing CLIP cannot check (letters, `read_text`); a
 # model that sees the photo answers both. Colour, shape, counting and the rest stay with CLIP's routes.
 SEEN_BETTER: frozenset[tuple[RouteKind, str | None]] = frozenset(
     {(RouteKind.IDENTIFY, "place")}
-    | {(RouteKind.PRESENCE, thing) for thing in ("text", "word", "words", "writing", "letters", "label", "sign")}
+    | {(RouteKind.PRESENCE, thing) for thing in ("text", "word", "words", "writing", "letters")}
 )
 
 
