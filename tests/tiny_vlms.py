@@ -43,8 +43,8 @@ QWEN_TEMPLATE = (
 )
 
 
-def tiny_tokenizer(special: list[str], vocab_size: int = 400, **named: str):
-    """A byte-level BPE fast tokenizer trained on CORPUS, with `special` tokens added as special ones."""
+def tiny_tokenizer(special: list[str], vocab_size: int = 400, corpus: list[str] = CORPUS, **named: str):
+    """A byte-level BPE fast tokenizer trained on `corpus`, with `special` tokens added as special ones."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -54,7 +54,7 @@ def tiny_tokenizer(special: list[str], vocab_size: int = 400, **named: str):
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    bpe.train_from_iterator(CORPUS, trainer)
+    bpe.train_from_iterator(corpus, trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, **named)
     tokenizer.add_special_tokens({"additional_special_tokens": [t for t in special if t not in named.values()]})
     return tokenizer
@@ -71,8 +71,12 @@ TINY_LLAMA = {
 }
 
 
-def tiny_smolvlm(
-    folder: Path,
+def tiny_smolvlm(folder: Path, seed: int = 0, **shape) -> Path:
+    """Idefics3 (SmolVLM-256M/500M-Instruct's architecture), random weights, saved: see `smolvlm`."""
+    return _save(folder, *smolvlm(seed, **shape))
+
+
+def smolvlm(
     seed: int = 0,
     *,
     size: int = 32,
@@ -80,9 +84,13 @@ def tiny_smolvlm(
     scale_factor: int = 2,
     vision: dict | None = None,
     text: dict | None = None,
-) -> Path:
-    """Idefics3 (SmolVLM-256M/500M-Instruct's architecture): a SigLIP tower, pixel shuffle, a Llama. Tiny by
-    default; `bench.vlm_path` gives it SmolVLM's published shapes (`size`, `patch`, `vision`, `text`)."""
+    corpus: list[str] = CORPUS,
+    vocab_size: int = 400,
+    upscale: bool = True,
+):
+    """(model, processor) of Idefics3 (SmolVLM's architecture): a SigLIP tower, pixel shuffle, a Llama. Tiny by
+    default; `bench.vlm_path` gives it SmolVLM's published shapes (`size`, `patch`, `vision`, `text`), the world
+    (`tests.world.vlm_training`) its own tokenizer corpus and a processor that does not upscale its small photos."""
     from transformers import (
         Idefics3Config,
         Idefics3ForConditionalGeneration,
@@ -93,12 +101,19 @@ def tiny_smolvlm(
     rows = [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
     special = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>"]
     tokenizer = tiny_tokenizer(
-        [*special, "<global-img>", *rows], eos_token="<end_of_utterance>", bos_token="<|im_start|>"
+        [*special, "<global-img>", *rows],
+        vocab_size,
+        corpus,
+        eos_token="<end_of_utterance>",
+        bos_token="<|im_start|>",
     )
     tokenizer.pad_token = "<|endoftext|>"
-    # `size`: the vision tower's input; the image is split into tiles of this side
+    # `size`: the vision tower's input; the image is split into tiles of this side (SmolVLM's processor first
+    # resizes to twice it: `upscale`)
     image_processor = Idefics3ImageProcessor(
-        size={"longest_edge": 2 * size}, max_image_size={"longest_edge": size}, do_image_splitting=True
+        size={"longest_edge": (2 if upscale else 1) * size},
+        max_image_size={"longest_edge": size},
+        do_image_splitting=True,
     )
     image_seq_len = (size // patch) ** 2 // scale_factor**2  # tiny: (32 / 8) ** 2 patches / 2 ** 2 = 4
     processor = Idefics3Processor(
@@ -119,7 +134,7 @@ def tiny_smolvlm(
     )
     model = Idefics3ForConditionalGeneration(config).eval()
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    return _save(folder, model, processor)
+    return model, processor
 
 
 def tiny_qwen2_5_vl(folder: Path, seed: int = 0) -> Path:

@@ -1,9 +1,10 @@
-"""Build the synthetic world into a directory: data, a tiny CLIP, a tiny GPT-2, a trained captioner, and a
-tiny Llama-style chat model that answers open questions.
+"""Build the synthetic world into a directory: data, a tiny CLIP, a tiny GPT-2, a trained captioner, a
+tiny Llama-style chat model that answers open questions, and a tiny vision-language model that sees the photo.
 
     python -m tests.world build DIR
     clipchat describe --models DIR DIR/data/heldout/0000.png
     clipchat describe --models DIR/guided DIR/data/heldout/0000.png
+    clipchat chat --models DIR/seeing     # /photo DIR/data/placed/00000.png, then "where is it?"
 
 The captioner is trained by `clipchat train-captioner` itself, exactly as an
 operator would train one.
@@ -26,7 +27,9 @@ from vision.models.tagger import DEFAULT_TEMPLATES
 from .chat_training import train_chat_model
 from .clip_training import VALUES, tag_label, train_clip
 from .language_training import train_language_model
+from .placed import heldout_photos, write_placed_split
 from .scenes import ATTRIBUTES, Scene, all_scenes, compositional_split, render
+from .vlm_training import train_vlm
 
 TRAIN_RENDERS_PER_SCENE = 12
 # CLIP learns single labels from these; the tagger asks with its own templates (vision.models.tagger.DEFAULT_TEMPLATES),
@@ -111,6 +114,12 @@ def _vision_models(directory: Path, seen: list[Scene]) -> Path:
     return train
 
 
+def _seeing_model(directory: Path, seen: list[Scene]) -> None:
+    """The placed photos held out (position and word), and the VLM trained on photos of the seen scenes."""
+    write_placed_split(directory / "data" / "placed", heldout_photos(seen, seed=4), seed=4)
+    train_vlm(directory / "vlm", seen, log=lambda line: None)
+
+
 def build_world(directory: Path, *, log=print) -> Path:
     """Build everything into `directory` (skipped when a finished build is already there).
 
@@ -125,21 +134,42 @@ def build_world(directory: Path, *, log=print) -> Path:
 
 
 def _build(directory: Path, log) -> Path:
-    from bot.ops.cli import main as clipchat
-
     started = time.monotonic()
     seen, _ = compositional_split()  # the unseen fifth reaches no training step below
     assert not set(CLIP_TRAINING_TEMPLATES) & set(DEFAULT_TEMPLATES)
     # The chat model needs nothing else the world makes, so it trains beside the rest, each on one core:
     # models this small keep one core busy with small operations, and a second thread on the same
     # operations gains less than a second process running other ones.
-    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+    # The VLM needs nothing else either and trains longest: a third process from the start, so that no core waits
+    # idle while it ends alone (one free core at a time: 692 s for the whole build, where three at once share both).
+    pool = ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn"))
+    with pool:
         chat = pool.submit(_on_one_thread, train_chat_model, directory / "chat", seen)
         vision = pool.submit(_on_one_thread, _vision_models, directory, seen)
+        seeing = pool.submit(_on_one_thread, _seeing_model, directory, seen)
         train = vision.result()
         log(f"world: data written, CLIP and GPT-2 trained ({time.monotonic() - started:.0f}s)")
         chat.result()
         log(f"world: chat answer model trained ({time.monotonic() - started:.0f}s)")
+        _train_captioner(directory, train)
+        log(f"world: captioner trained ({time.monotonic() - started:.0f}s)")
+        seeing.result()
+        log(f"world: vision-language model trained ({time.monotonic() - started:.0f}s)")
+    write_manifest(directory, "local-dir:captioner", answer_model="local-dir:chat")
+    write_manifest(
+        directory / "seeing",
+        "local-dir:../captioner",
+        clip="local-dir:../clip",
+        language_model="local-dir:../gpt2",
+        vocabulary="../vocab.txt",
+        answer_model="local-dir:../vlm",
+    )
+    (directory / COMPLETE).write_text(f"{time.monotonic() - started:.0f}s\n")
+    return directory
+
+
+def _train_captioner(directory: Path, train: Path) -> None:
+    from bot.ops.cli import main as clipchat
 
     # The guided set has no captioning checkpoint; it is also what train-captioner reads CLIP and GPT-2 from.
     write_manifest(
@@ -174,7 +204,3 @@ def _build(directory: Path, log) -> Path:
     )  # every image trains; test_training_report checks validation
     if code != 0:
         raise RuntimeError(f"train-captioner failed with exit code {code}")
-    log(f"world: captioner trained ({time.monotonic() - started:.0f}s)")
-    write_manifest(directory, "local-dir:captioner", answer_model="local-dir:chat")
-    (directory / COMPLETE).write_text(f"{time.monotonic() - started:.0f}s\n")
-    return directory
