@@ -18,9 +18,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageFilter, ImageFont
 
-from .scenes import COLOURS, Scene, _background_fill, _draw_shape, all_scenes
+from .scenes import COLOURS, Scene, _draw_shape, all_scenes, canvas
 
 PLACED_SIZE = 96
 POSITIONS = ("left", "centre", "right")
@@ -70,12 +70,7 @@ def render_placed(placed: Placed, rng: random.Random) -> Image.Image:
 def render_with_layout(placed: Placed, rng: random.Random) -> tuple[Image.Image, Layout]:
     scene = placed.scene
     s = PLACED_SIZE * _SUPERSAMPLE
-    image = Image.new("RGB", (s, s), _background_fill(scene.background))
-    draw = ImageDraw.Draw(image)
-    if scene.background == "striped":
-        step = s // 8
-        for x in range(0, s, step):
-            draw.rectangle([x, 0, x + step // 2, s], fill=(170, 170, 170))
+    image, draw = canvas(scene.background, s)
     radius = (rng.uniform(7.5, 9.5) if scene.size == "small" else rng.uniform(14, 17)) * _SUPERSAMPLE
     cx = (_CENTRES[placed.position] * PLACED_SIZE + rng.uniform(-3, 3)) * _SUPERSAMPLE
     cy = (35 + rng.uniform(-3, 3)) * _SUPERSAMPLE

@@ -82,12 +82,7 @@ def describe(
 def render(scene: Scene, rng: random.Random) -> Image.Image:
     """Draw the scene with random position, size jitter, rotation and noise."""
     s = IMAGE_SIZE * _SUPERSAMPLE
-    image = Image.new("RGB", (s, s), _background_fill(scene.background))
-    draw = ImageDraw.Draw(image)
-    if scene.background == "striped":
-        step = s // 8
-        for x in range(0, s, step):
-            draw.rectangle([x, 0, x + step // 2, s], fill=(170, 170, 170))
+    image, draw = canvas(scene.background, s)
     radius_px = (rng.uniform(10, 12.5) if scene.size == "small" else rng.uniform(19, 24)) * _SUPERSAMPLE
     # Subjects sit near the centre, as in most photos; the jitter keeps every render different.
     jitter = 8 * _SUPERSAMPLE
@@ -99,6 +94,17 @@ def render(scene: Scene, rng: random.Random) -> Image.Image:
     if rng.random() < 0.5:
         image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.1, 0.6)))
     return image
+
+
+def canvas(background: str, side: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    """A square of `side` pixels painted with `background`, and a pen to draw on it."""
+    image = Image.new("RGB", (side, side), _background_fill(background))
+    draw = ImageDraw.Draw(image)
+    if background == "striped":
+        step = side // 8
+        for x in range(0, side, step):
+            draw.rectangle([x, 0, x + step // 2, side], fill=(170, 170, 170))
+    return image, draw
 
 
 def _background_fill(background: str) -> tuple[int, int, int]:
