@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from clipchat.facts import PhotoFacts
 from dialogue.conversation import Conversation
@@ -290,8 +291,6 @@ def train_dialogues(
 ) -> None:
     """Stage 2: the connector (with the tower's read-outs tied in) and the language model, the tower frozen."""
     rng = random.Random(seed)
-    from PIL import Image
-
     image_id = model.config.image_token_id
     expanded = processor.tokenizer.decode(
         processor(text=["<image>"], images=[Image.new("RGB", (SIZE, SIZE))])["input_ids"][0]
