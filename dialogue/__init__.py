@@ -73,7 +73,7 @@ def answer(
     Only the answer model's answers are written gradually: with `drafts`, its text so far goes there meanwhile.
     `picture`: the photo itself (a PIL image), for an answer model that sees images; it answers from the words
     without it."""
-    looked = _looked(models, conversation, question, models.answerer.sees_images and picture is not None)
+    looked = _looked(models, conversation, question, picture is not None and models.answerer.sees_images)
     if isinstance(looked, Answer):
         return looked
     conversation, question, image, kind = looked
