@@ -117,7 +117,8 @@ def _looked(
     assert facts is not None
     image = torch.as_tensor(facts.embedding, dtype=torch.float32, device=models.encoder.device)
     route = route_question(question, models.encoder) if question else Route(RouteKind.DESCRIBE)
-    if sees and seen_better(route):
+    # only for the photo fetched: an album photo named by position goes to the answer model without its pixels
+    if sees and conversation.position is None and seen_better(route):
         return conversation, question, image, RouteKind.OPEN
     grounded = ROUTES[route.kind](models, route, facts, image)
     return named(grounded, conversation) if grounded is not None else (conversation, question, image, route.kind)

@@ -242,3 +242,15 @@ def test_where_and_is_there_text_go_to_a_model_that_sees_the_photo_and_stay_with
     assert answer(models, Conversation(facts), "what colour is it?", picture=held.image).route == "colour"
     assert route(models, Conversation(facts), "where is it?", sees_images=True).messages  # a model server's
     assert isinstance(route(models, Conversation(facts), "where is it?"), Answer)
+
+
+def test_an_album_photo_named_by_position_is_not_sent_to_the_vlm_with_another_photos_pixels(
+    vlm_dirs, world_dir, cache_dir, heldout
+) -> None:
+    """The photo fetched is the one under discussion; "where is the second one?" asks about another, so CLIP's route
+    answers it as for a words-only model, rather than the VLM answering without that photo's pixels."""
+    models = with_answer_model(world_dir, cache_dir, vlm_dirs["smolvlm"])
+    first, second = models.describe([heldout[0].image, heldout[1].image])
+    album = Conversation(first, album=(first, second), position=0)
+    reply = answer(models, album, "where is the second one?", picture=heldout[0].image)
+    assert reply.details.get("photo") == 1 and reply.route == "identify"
