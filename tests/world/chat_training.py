@@ -156,15 +156,7 @@ def train_chat_model(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     model.train()
     for _ in range(steps):
-        batch = [rng.choice(examples) for _ in range(32)]
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.full((len(batch), width), end)
-        labels = torch.full((len(batch), width), -100)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (tokens, targets) in enumerate(batch):
-            ids[row, : len(tokens)] = torch.tensor(tokens)
-            labels[row, : len(targets)] = torch.tensor(targets)
-            mask[row, : len(tokens)] = 1
+        ids, labels, mask = padded([rng.choice(examples) for _ in range(32)], end)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -175,6 +167,19 @@ def train_chat_model(
     model.generation_config.pad_token_id = end
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+
+
+def padded(batch: list[tuple[list[int], list[int]]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, labels, attention mask) of (tokens, labels) pairs, padded on the right to the longest."""
+    width = max(len(tokens) for tokens, _ in batch)
+    ids = torch.full((len(batch), width), pad)
+    labels = torch.full((len(batch), width), -100)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (tokens, targets) in enumerate(batch):
+        ids[row, : len(tokens)] = torch.tensor(tokens)
+        labels[row, : len(targets)] = torch.tensor(targets)
+        mask[row, : len(tokens)] = 1
+    return ids, labels, mask
 
 
 def _encode(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:

@@ -35,7 +35,7 @@ from clipchat.facts import PhotoFacts
 from dialogue.conversation import Conversation
 from dialogue.seeing import SEEING_INSTRUCTION, TRANSCRIBE, seen_messages
 
-from .chat_training import world_facts
+from .chat_training import padded, world_facts
 from .clip_training import VALUES
 from .placed import POSITIONS, WORDS, Layout, Placed, render_with_layout, training_photos
 from .scenes import ATTRIBUTES, Scene, describe
@@ -315,14 +315,7 @@ def train_dialogues(
     model.train()
     for step in range(steps):
         batch = [rng.choice(examples) for _ in range(24)]
-        width = max(len(ids) for _, ids, _ in batch)
-        ids = torch.full((len(batch), width), pad)
-        labels = torch.full((len(batch), width), -100)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (_, tokens_, targets) in enumerate(batch):
-            ids[row, : len(tokens_)] = torch.tensor(tokens_)
-            labels[row, : len(targets)] = torch.tensor(targets)
-            mask[row, : len(tokens_)] = 1
+        ids, labels, mask = padded([(tokens_, targets) for _, tokens_, targets in batch], pad)
         shown = tokens[[photo for photo, _, _ in batch]].float()
         seen = model.model.connector(shown) + tied(shown)  # (B, image_seq_len, width)
         inputs = embed(ids)
