@@ -5,8 +5,9 @@
 What makes the comparison fair:
 
 - matched dtypes: every pipeline runs in float32, then every pipeline in bfloat16 (where the
-  CPU multiplies it natively); ratios only ever compare rows of one dtype. The bot's own
-  `auto` mix (CLIP float32, GPT-2 bfloat16) is one more row, outside the ratios;
+  CPU multiplies it natively); ratios only ever compare rows of one dtype. clipchat with CLIP
+  kept in float32 beside a bfloat16 GPT-2 is one more row, outside the ratios: what `auto` ran
+  before CLIP followed the dtype too, so each run shows what that choice is worth on its CPU;
 - each baseline twice, as shipped and at its best (`bench/pipelines.py`);
 - the same serving for all: JPEG bytes in, the bot's micro-batcher, one model thread, the
   same warm-up and the same batching wait (`bench/harness.py`);
@@ -55,7 +56,7 @@ def default_dtypes() -> list[str]:
 def _build(dtype_name: str, thread: Executor) -> list[Pipeline]:
     dtype = DTYPES[dtype_name]
     rows = [thread.submit(clipchat, "cpu", dtype).result()]
-    if dtype == torch.bfloat16:  # what `auto` runs on such a CPU: CLIP stays float32
+    if dtype == torch.bfloat16:  # CLIP in float32 beside it: what CLIP in bfloat16 gains on this CPU
         rows.append(thread.submit(clipchat, "cpu", dtype, torch.float32).result())
     return rows + [thread.submit(build, "cpu", dtype).result() for build in BASELINES]
 

@@ -101,9 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     from vision.catalog.devices import resolve_dtype
 
-    print(
-        f"dtype {args.dtype} (GPT-2s in {resolve_dtype(args.dtype, torch.device('cpu'))}, CLIP in float32 under auto)"
-    )
+    print(f"dtype {args.dtype} (the models in {resolve_dtype(args.dtype, torch.device('cpu'))})")
     for step, value in measure(args.dtype).items():
         print(f"{value:6.2f} GB  {step}")
 

@@ -153,9 +153,9 @@ def clipchat(
     decoding = DecodingOptions(max_tokens=TOKENS, graphs=graphs)
     features = ModelFeatures(models, decoding=decoding)
     mixed = clip_dtype not in (None, dtype)
-    config = f"CLIP {_name(clip_dtype)}, GPT-2 {_name(dtype)} (the bot's auto)" if mixed else "as shipped"
+    config = f"CLIP {_name(clip_dtype)}, GPT-2 {_name(dtype)}" if mixed else "as shipped"
     return Pipeline(
-        "clipchat" + ("_as_bot_runs" if mixed else "") + ("_graphs" if graphs else ""),
+        "clipchat" + (f"_clip_{_name(clip_dtype)}" if mixed else "") + ("_graphs" if graphs else ""),
         "clipchat",
         config + (", CUDA graphs (static KV cache, fixed batch sizes)" if graphs else ""),
         16,

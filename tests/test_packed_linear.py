@@ -33,7 +33,7 @@ def test_a_packed_language_model_computes_the_same_and_saves_the_same_checkpoint
 
 
 def test_the_loaded_world_models_run_their_linears_and_attention_packed(world_models) -> None:
-    """CLIP stays float32 on every CPU; GPT-2 is bfloat16 where the CPU multiplies it natively, float32 elsewhere."""
+    """CLIP and GPT-2 are bfloat16 where the CPU multiplies it natively, float32 elsewhere."""
     packed_dtypes = (torch.float32, torch.bfloat16) if cpu_has_fast_bf16() else (torch.float32,)
     for model in (world_models.captioner, world_models.encoder.model):
         in_attention = {id(m.out_proj) for m in model.modules() if isinstance(m, PackedSelfAttention)}

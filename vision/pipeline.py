@@ -20,7 +20,7 @@ from clipchat.errors import InvalidConfig
 from clipchat.facts import PhotoFacts
 from clipchat.metrics import STAGE_SECONDS
 
-from .catalog.devices import SpeedPathsMode, resolve_clip_dtype, resolve_device, resolve_dtype
+from .catalog.devices import SpeedPathsMode, resolve_device, resolve_dtype
 from .catalog.hub import ensure_available
 from .catalog.model_sets import ModelSet, load_model_set
 from .decoding.guided import GuidedCaptioner
@@ -188,12 +188,11 @@ def load_models(
     ensure_available(model_set, hub_cache_dir)  # seconds, not minutes of retries, when weights cannot come
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    clip_dtype = resolve_clip_dtype(dtype, torch_device)
     encoder = load_clip(
         model_set.clip,
         model_set.clip_pretrained,
         torch_device,
-        clip_dtype,
+        torch_dtype,
         hub_cache_dir,
         allow_random_weights=allow_random_weights,
     )

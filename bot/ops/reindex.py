@@ -45,7 +45,7 @@ from storage.reindex import (
     start_run,
 )
 from vision import ImageLimits, load_image
-from vision.catalog.devices import resolve_clip_dtype, resolve_device
+from vision.catalog.devices import resolve_device, resolve_dtype
 from vision.catalog.settings import VisionSettings
 from vision.models.encoder import ClipEncoder, clip_identity, load_clip
 
@@ -219,7 +219,7 @@ class Embedder:
     async def load(cls, settings: VisionSettings, timeout: float) -> Embedder:
         model_set = settings.model_set()
         device = resolve_device(settings.device)
-        dtype = resolve_clip_dtype(settings.dtype, device)  # the bot's rule: /search compares their vectors
+        dtype = resolve_dtype(settings.dtype, device)  # the bot's rule: /search compares their vectors
         # One thread loads and runs CLIP: PyTorch gives each thread its own OpenMP team (see services.py)
         thread = ThreadPoolExecutor(1, thread_name_prefix="reindex-clip")
         encoder = await asyncio.get_running_loop().run_in_executor(

@@ -105,15 +105,18 @@ def cpu_has_fast_bf16() -> bool:
     dot products (AMD Zen 4 and later, Intel Cooper Lake).
 
     There bfloat16 matmuls run several times faster than float32 ones (docs/benchmarks.md has the figures),
-    and the test worlds' held-out captions stay within 1 point of float32's (a Zen 5 turned one near-tie of 240);
-    `load_models` keeps CLIP itself in float32 under `auto`. Elsewhere bfloat16 is emulated, so float32 stays.
+    and the test world's held-out captions, tags and text-to-photo retrieval stay within 1 point of float32's,
+    with CLIP in bfloat16 too (measured in the test suite). Elsewhere bfloat16 is emulated, so float32 stays.
     """
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def resolve_dtype(name: str, device: torch.device, training: bool = False) -> torch.dtype:
     """`auto` is float16 on CUDA (the CLIP and GPT-2 weights were trained to tolerate it), bfloat16 on CPUs
-    with AMX, and float32 elsewhere; for training, `auto` is always float32 (the optimiser needs it)."""
+    that multiply it natively (`cpu_has_fast_bf16`), and float32 elsewhere; for training, `auto` is always
+    float32 (the optimiser needs it). CLIP and the language models share the one rule: every process that embeds
+    photos (the bot, `db reindex`) stores vectors /search compares, and a float32 vector and a bfloat16 one of
+    the same photo are as good as each other there (measured on the test world: docs/benchmarks.md)."""
     if name == "auto":
         if training:
             return torch.float32
@@ -126,10 +129,3 @@ def resolve_dtype(name: str, device: torch.device, training: bool = False) -> to
     if dtype == torch.float16 and device.type == "cpu":
         raise InvalidConfig("float16 is not supported on the CPU; use float32 (or bfloat16 on CPUs that have it).")
     return dtype
-
-
-def resolve_clip_dtype(name: str, device: torch.device) -> torch.dtype:
-    """CLIP's dtype: as `resolve_dtype`, except that `auto` keeps it in float32 on a CPU. In bfloat16 its
-    vectors moved enough to change 2 of 240 held-out test-world captions, while GPT-2 in bfloat16 changed none.
-    Every process that embeds photos (the bot, `db reindex`) must use this one rule: /search compares them."""
-    return torch.float32 if name == "auto" and device.type == "cpu" else resolve_dtype(name, device)

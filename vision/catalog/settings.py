@@ -53,10 +53,9 @@ class VisionSettings(BaseSettings):
     )
     dtype: str = Field(
         "auto",
-        description="auto, float32, float16 or bfloat16. auto: float16 on CUDA; on CPUs with native bfloat16 "
-        "(Intel AMX, AMD Zen 4's AVX-512 BF16), GPT-2 in bfloat16 (faster generation, the same captions: "
-        "docs/benchmarks.md) and CLIP in float32; else float32. bfloat16 puts CLIP in bfloat16 too: faster "
-        "again, but it changed 2 of 240 test-world captions on one build.",
+        description="auto, float32, float16 or bfloat16. auto: float16 on CUDA; bfloat16 on CPUs that multiply "
+        "it natively (Intel AMX, AMD Zen 4's AVX-512 BF16): faster, with captions, tags and search within a point "
+        "of float32's (docs/benchmarks.md); else float32.",
     )
     cuda_graphs: bool = Field(
         False,
