@@ -83,11 +83,14 @@ _INDIRECT_DOES = re.compile(  # "what the sign says": "what does the sign say"
 _WHAT = re.compile(r"\b(?:what|which)\b")  # "what is this?" has no word of describe's own
 _REQUEST = re.compile(
     r"^(?:(?:could|can|would|will) you|tell me|let me know|do you know|any idea|i'?d like|i would like|i want|"
-    r"i'?m wondering|i am wondering|i wonder|i need|i'?d love|i'?d appreciate|help me|mind)\b|\b(?:please|pls|plz)\b"
+    r"i'?m wondering|i am wondering|i wonder|i'?m curious|i am curious|i need|i'?d love|i'?d appreciate|help me|"
+    r"mind)\b|\b(?:please|pls|plz)\b"
 )
 # where a request starts after a lead-in: "I'd be grateful if you could describe the picture", "do you mind
 # describing this" (`tidy` spells the -ing form as the verb)
-_REQUESTED = re.compile(r"\b(?:describe|explain|summari[sz]e|caption|count|transcribe)\b")
+_REQUESTED = re.compile(
+    r"\b(?:describe|explain|summari[sz]e|caption|count|transcribe)\b|\bthe (?:colou?rs?|number) of\b"
+)
 # the words of the patterns that typos hide most ("descibe the pictre"): each, spelt right, makes a reading
 _TYPO_TARGETS = ("describe", "picture", "photo", "image", "happening", "going", "colour", "written", "count", "shown")
 _AFTERTHOUGHT = re.compile(r"\s*(?:,.*|\bor (?:no|not)(?: \w+)?)$")

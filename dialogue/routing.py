@@ -106,6 +106,7 @@ _WORDS = {
     "counting": "count",
     "summarising": "summarise",
     "summarizing": "summarise",
+    "transcribing": "transcribe",
     "wtf": "what",
     "wth": "what",
     "thr": "there",
@@ -122,7 +123,9 @@ _POLITE = re.compile(
     r"(?:could|can|would|will) you(?: please)?(?= (?:tell|describe|count|check|explain|give|"
     r"let|say|caption|identify|name|guess|write))|"
     r"(?:tell|let) me know|tell me(?= (?:what|which|how|where|if|whether|the|who))|"
-    r"do you know|any idea|i wonder|i (?:would like|want|wanna) to know|check)\b[\s,:]*"
+    r"do you know|any idea|i wonder|i (?:would like|want|wanna) to know|check|"
+    r"(?:is there )?any chance (?:that )?you (?:could|can|would|might)(?: please)?(?= (?:tell|describe|count|check|"
+    r"explain|give|let|say|caption|identify|name|guess|write|read|transcribe)))\b[\s,:]*"
 )
 # Words that add nothing to what is asked, wherever they stand: "so um what is this", "briefly describe it",
 # "what am i even looking at", "is there maybe a cat".
@@ -135,7 +138,8 @@ _EXPLETIVE = re.compile(r"\b(what|where|who|how) (?:on earth|in the world|the (?
 # Emoji and other pictographs, wherever they stand: "what is this 🤔", "any cars in this pic 🚗".
 _PICTOGRAPHS = re.compile("[\u2190-\u21ff\u2300-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff\ufe0f\u200d]+")
 _THANKS = re.compile(
-    r"[\s,]*\b(?:please|thanks|thank you|for me|in (?:a |one )?(?:few words|word|sentence|nutshell|short|detail))$"
+    r"[\s,]*\b(?:please|thanks|thank you|thx|cheers|for me|"
+    r"in (?:a |one )?(?:few words|word|sentence|nutshell|short|detail))$"
 )
 
 PHOTO = r"(?:photo|picture|image|pic|pict|photograph|shot|snap|img)"
@@ -211,16 +215,48 @@ MOODS = (
     "sombre",
     "somber",
     "uplifting",
+    # words for how a photo feels and for little else: "does the scene seem tense?", "is this photo calming?"
+    "tense",
+    "serene",
+    "tranquil",
+    "calming",
+    "relaxing",
+    "lonely",
+    "nostalgic",
+    "eerie",
+    "creepy",
+    "spooky",
+    "ominous",
+    "moody",
+    "melancholy",
+    "dreamy",
+    "hopeful",
+    "bleak",
+    "cheery",
+    "upbeat",
+    "festive",
 )
 _CATEGORY = "|".join(CATEGORIES)
 
+_SETTING = rf"(?: {PHOTO}| scene| setting| moment| place| atmosphere)"  # "is it a peaceful setting"
 _MOOD = [
-    re.compile(r"\b(?:mood|feel|feels|feeling|feelings|vibe|vibes|atmosphere|emotion|emotions)\b"),
     re.compile(
-        rf"^(?:is|was) (?:it|this|that) (?:a |an )?(?:{'|'.join(MOODS)})(?: {PHOTO}| scene)?"
-        rf"(?: or (?:a |an )?(?:{'|'.join(MOODS)})(?: one| {PHOTO}| scene)?)?$"  # "a sad photo or a happy one"
+        r"\b(?:mood|feel|feels|feeling|feelings|vibe|vibes|atmosphere|emotion|emotions|emotional|emotionally)\b"
+    ),
+    re.compile(
+        rf"^(?:is|was) (?:it|this|that) (?:a |an )?(?:{'|'.join(MOODS)}){_SETTING}?"
+        rf"(?: or (?:a |an )?(?:{'|'.join(MOODS)})(?: one|{_SETTING})?)?$"  # "a sad photo or a happy one"
+    ),
+    # "is there a sense of calm here": a feeling, not a thing to look for
+    re.compile(
+        r"\bsense of (?:calm|peace|sadness|joy|happiness|melancholy|loneliness|dread|unease|tension|nostalgia|"
+        r"serenity|wonder|excitement|fun|menace|warmth)\b"
     ),
 ]
+_HUE = (
+    r"(?:(?:more|mostly|kind of|sort of|a bit|slightly|really|very|more of)\s)?(?:an? )?"
+    rf"(?:(?:dark|light|bright|pale|deep|pastel) )?(?:{'|'.join(COLOURS)})(?:ish)?"
+)
 _COLOUR = [
     re.compile(
         r"^(?:(?:what|which) (?:is |are )?)?(?:the )?(?:main |dominant |primary |predominant )?"
@@ -229,10 +265,20 @@ _COLOUR = [
     re.compile(r"^(?:what|which) colours? (?:is|are|was|were) (?P<subject>.+)$"),
     re.compile(r"^(?:what|which) colours? (?P<subject>.+?) (?:is|are|was|were)$"),  # "what colour the car is"
     re.compile(r"^(?:(?:what|which) (?:is |are )?)?(?:the )?(?:main |dominant |primary |predominant )?colours?\b"),
-    # "is the car red?": the colour answer says which colour it is, which answers yes or no too
+    # "is the car red?": the colour answer says which colour it is, which answers yes or no too; "is the truck
+    # dark blue", "is the jacket more red or orange", "more of a blue or a green"
     re.compile(
-        rf"^(?:is|are) (?P<subject>it|this|that|they|(?:the|this|that|these|those) [\w' -]+?) "
-        rf"(?:(?:{'|'.join(COLOURS)}) or )?(?:{'|'.join(COLOURS)})$"
+        rf"^(?:is|are) (?P<subject>it|this|that|they|(?:the|this|that|these|those) [\w' -]+?) {_HUE}(?: or {_HUE})?$"
+    ),
+    # "what shade of green is the grass", "what tone of blue is the sky" (not "what tone is it": the mood's)
+    re.compile(
+        rf"^(?:what|which) (?:shade|hue|tint|tone)s? of (?:{'|'.join(COLOURS)}|colou?r) (?:is|are|was|were) "
+        r"(?P<subject>.+)$"
+    ),
+    # "list the colours in this photo", "describe the colour of the dress"
+    re.compile(
+        r"^(?:list|describe|name|identify|tell me|give me)(?: me)? (?:all )?(?:the )?(?:main |dominant |different )?"
+        r"colou?rs?\b(?: (?:of|on) (?P<subject>.+))?"
     ),
 ]
 # "what does the sign say?", "read the text", "what's written on it", "transcribe the sign": the photo's text.
@@ -342,7 +388,12 @@ _DESCRIBE = [
         rf"^(?:describe|explain|caption|identify|summari[sz]e)(?: (?:me )?(?:{THIS}|what you see|"
         rf"what is (?:in|on) {THIS}|everything))?$"
     ),
-    re.compile(rf"^(?:give|write)(?: me)? (?:a |the )?(?:description|caption)(?: (?:for|of) {THIS})?$"),
+    # "give me a caption", "provide a description of the image", "can I get a short summary", "need a caption"
+    re.compile(
+        r"^(?:give|write|provide|generate|create|produce|make|(?:i )?need|i want|i would like|"
+        r"(?:can|could|may) (?:i|we) (?:get|have))(?: me| us)? (?:a |the |an )?(?:(?:short|quick|brief|full|"
+        rf"detailed|good) )?(?:description|caption|summary)(?: (?:for|of) {THIS})?$"
+    ),
     re.compile(rf"^what can you (?:tell me|say) about {THIS}$"),
     re.compile(
         rf"^tell me (?:more |everything |all )?(?:about {THIS}|(?:that )?you (?:can )?(?:see|notice|spot)"
@@ -403,6 +454,8 @@ _READ_ELSEWHERE = [
 _POLITE_ELSEWHERE = re.compile(r"(?:^|\s)(?:пожалуйста|плиз|por favor|porfa)(?=\s|$)|^(?:请问|请)(?=.)")
 
 
+_ADVICE = re.compile(r"\b(?:should|shall|goe?s? (?:well )?with|match(?:es)?|favou?rite)\b")
+_MOST = re.compile(r"(?:the )?(?:most|more|main|dominant|common|prominent|strongest)\b")
 _NO_THING = re.compile(r"(?:chance|way|reason|need|point|possibility|difference|problem|rule|time)\b")
 _CHOICE = re.compile(r"\b(?:or|and) (?:a|an|the|some|any)\b|\bor\b")
 _ASKING = re.compile(r"\b(?:what|which|how|where|who|whether|if|why|when)\b")
@@ -441,7 +494,10 @@ def pattern_route(text: str) -> Route | None:
         return Route(RouteKind.MOOD)
     for pattern in _COLOUR:
         if match := pattern.search(text):
-            return Route(RouteKind.COLOUR, _subject(match))
+            if _ADVICE.search(text):  # "what colour should I paint the walls": advice, not a colour in the photo
+                return Route(RouteKind.OPEN)
+            thing = _subject(match)  # "which colour is most common": which colour, of no thing
+            return Route(RouteKind.COLOUR, None if thing and _MOST.match(thing) else thing)
     for pattern in _COUNT:
         if match := pattern.search(text):
             named = _COUNT_END.sub("", match.group("subject")).strip()
