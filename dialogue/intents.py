@@ -37,6 +37,7 @@ from vision.models.encoder import TextEncoder
 from .classifier import TextClassifier
 from .prototypes import PROTOTYPES
 from .routing import (
+    ADVICE,
     CATEGORIES,
     COLOURS,
     MOODS,
@@ -109,8 +110,11 @@ def route_question(question: str, encoder: TextEncoder | None = None) -> Route:
         return Route(RouteKind.OPEN)
     for reading in readings(text)[1:]:  # "I'm trying to settle a bet, what colour is the jacket?"
         if (matched := pattern_route(reading)) is not None and matched.kind is not RouteKind.OPEN:
+            if matched.kind is RouteKind.COLOUR and ADVICE.search(text):  # "can you change the colour of the car"
+                return Route(RouteKind.OPEN)
             return _subject_repaired(_subject_elsewhere(matched, text), reading)
-    return learned_route(text, encoder)
+    learned = learned_route(text, encoder)
+    return Route(RouteKind.OPEN) if learned.kind is RouteKind.COLOUR and ADVICE.search(text) else learned
 
 
 def _subject_elsewhere(matched: Route, text: str) -> Route:

@@ -262,13 +262,15 @@ _COLOUR = [
         r"^(?:(?:what|which) (?:is |are )?)?(?:the )?(?:main |dominant |primary |predominant )?"
         r"colours? (?:of )(?P<subject>.+)$"
     ),
-    re.compile(r"^(?:what|which) colours? (?:is|are|was|were) (?P<subject>.+)$"),
-    re.compile(r"^(?:what|which) colours? (?P<subject>.+?) (?:is|are|was|were)$"),  # "what colour the car is"
+    # "what shade is the sofa", "what colour the car is"
+    re.compile(r"^(?:what|which) (?:colour|shade|hue|tint)s? (?:is|are|was|were) (?P<subject>.+)$"),
+    re.compile(r"^(?:what|which) (?:colour|shade|hue|tint)s? (?P<subject>.+?) (?:is|are|was|were)$"),
     re.compile(r"^(?:(?:what|which) (?:is |are )?)?(?:the )?(?:main |dominant |primary |predominant )?colours?\b"),
     # "is the car red?": the colour answer says which colour it is, which answers yes or no too; "is the truck
     # dark blue", "is the jacket more red or orange", "more of a blue or a green"
     re.compile(
-        rf"^(?:is|are) (?P<subject>it|this|that|they|(?:the|this|that|these|those) [\w' -]+?) {_HUE}(?: or {_HUE})?$"
+        rf"^(?:is|are) (?P<subject>it|this|that|they|(?:the|this|that|these|those) [\w' -]+?) {_HUE}(?: or {_HUE})?"
+        rf"(?: here| (?:in|on) {THIS})?$"
     ),
     # "what shade of green is the grass", "what tone of blue is the sky" (not "what tone is it": the mood's)
     re.compile(
@@ -454,7 +456,13 @@ _READ_ELSEWHERE = [
 _POLITE_ELSEWHERE = re.compile(r"(?:^|\s)(?:пожалуйста|плиз|por favor|porfa)(?=\s|$)|^(?:请问|请)(?=.)")
 
 
-_ADVICE = re.compile(r"\b(?:should|shall|goe?s? (?:well )?with|match(?:es)?|favou?rite)\b")
+# a colour to choose or to make, not one in the photo: "what colour should I paint the walls", "what colour do you
+# like", "can you change the colour of the car"
+ADVICE = re.compile(
+    r"\b(?:should|shall|goe?s? (?:well )?with|match(?:es)?|favou?rite|(?:do|would) you (?:like|prefer|love)|"
+    r"change|edit|recolou?r)\b"
+)
+_HOW_ARE_YOU = re.compile(r"^how (?:are|do) you (?:feel|feeling)(?: today| now)?$")  # the bot's feelings
 _MOST = re.compile(r"(?:the )?(?:most|more|main|dominant|common|prominent|strongest)\b")
 _NO_THING = re.compile(r"(?:chance|way|reason|need|point|possibility|difference|problem|rule|time)\b")
 _CHOICE = re.compile(r"\b(?:or|and) (?:a|an|the|some|any)\b|\bor\b")
@@ -491,10 +499,10 @@ def pattern_route(text: str) -> Route | None:
     if any(pattern.search(plain) for pattern in _READ_ELSEWHERE):
         return Route(RouteKind.READ)
     if any(pattern.search(text) for pattern in _MOOD):
-        return Route(RouteKind.MOOD)
+        return Route(RouteKind.OPEN if _HOW_ARE_YOU.match(text) else RouteKind.MOOD)
     for pattern in _COLOUR:
         if match := pattern.search(text):
-            if _ADVICE.search(text):  # "what colour should I paint the walls": advice, not a colour in the photo
+            if ADVICE.search(text):
                 return Route(RouteKind.OPEN)
             thing = _subject(match)  # "which colour is most common": which colour, of no thing
             return Route(RouteKind.COLOUR, None if thing and _MOST.match(thing) else thing)

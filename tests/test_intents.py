@@ -276,6 +276,10 @@ def test_no_paraphrase_is_a_prototype_or_a_tuning_question() -> None:
         ("Provide a description of the image", "describe", None),
         ("any chance you could describe the photo", "describe", None),
         ("Can I get a description?", "describe", None),
+        ("is the van white in this picture", "colour", "van"),  # not "van white", present or not
+        ("which colour do you prefer?", "open", None),  # a colour to choose or to make, not one in the photo
+        ("could you change the colour of the sky", "open", None),
+        ("how are you feeling today?", "open", None),  # the bot's feelings, not the photo's
     ],
 )
 def test_a_question_no_pattern_matches_is_routed_by_its_nearest_phrasings(
