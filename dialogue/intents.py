@@ -75,6 +75,11 @@ _INDIRECT = re.compile(
     r"^(?P<asked>(?:what|which)(?: \w+)??) (?P<thing>it|this|that|these|those|they|"
     r"(?:the|this|that|these|those|its|his|her|their)(?: \w+){1,3}?) (?P<verb>is|are|was|were|(?:could|might|would|may) be)(?P<tail> of| about)?$"
 )
+# a yes/no question's indirect order: "(tell me) if this image is depressing", "whether there is a cat"
+_WHETHER = re.compile(
+    r"^(?:if|whether) (?P<thing>it|this|that|there|(?:the|this|that|these|those|its|his|her|their)(?: \w+){1,3}?) "
+    r"(?P<verb>is|are|was|were) (?P<rest>.+)$"
+)
 _OPINION = re.compile(  # "what breed would you say the dog is": "what breed the dog is"
     r"^(?P<asked>(?:what|which|where|how many)(?: \w+)??) (?:would|do|did|could|will) you (?:say|think|guess|reckon)\b"
 )
@@ -112,7 +117,8 @@ def route_question(question: str, encoder: TextEncoder | None = None) -> Route:
         if (matched := pattern_route(reading)) is not None and matched.kind is not RouteKind.OPEN:
             if matched.kind is RouteKind.COLOUR and ADVICE.search(text):  # "can you change the colour of the car"
                 return Route(RouteKind.OPEN)
-            return _subject_repaired(_subject_elsewhere(matched, text), reading)
+            # the thing the clause names, found again ("what shade would you say it is": none), else another's
+            return _subject_elsewhere(_subject_repaired(matched, reading), text)
     learned = learned_route(text, encoder)
     return Route(RouteKind.OPEN) if learned.kind is RouteKind.COLOUR and ADVICE.search(text) else learned
 
@@ -292,6 +298,7 @@ def readings(text: str) -> list[str]:
         starts = [*_ASKED.finditer(clause), *_REQUESTED.finditer(clause)]
         for embedded in [clause, *(clause[start.start() :] for start in starts if start.start() > 0)]:
             direct = _INDIRECT.sub(_asked_directly, _OPINION.sub(r"\g<asked>", embedded))
+            direct = _WHETHER.sub(r"\g<verb> \g<thing> \g<rest>", direct)
             for reading in (embedded, _INDIRECT_DOES.sub(r"what does \g<thing> \g<verb>", direct)):
                 if reading not in found:
                     found.append(reading)

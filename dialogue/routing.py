@@ -107,6 +107,9 @@ _WORDS = {
     "summarising": "summarise",
     "summarizing": "summarise",
     "transcribing": "transcribe",
+    "whatcha": "what do you",
+    "watcha": "what do you",
+    "hapy": "happy",
     "wtf": "what",
     "wth": "what",
     "thr": "there",
@@ -124,8 +127,9 @@ _POLITE = re.compile(
     r"let|say|caption|identify|name|guess|write))|"
     r"(?:tell|let) me know|tell me(?= (?:what|which|how|where|if|whether|the|who))|"
     r"do you know|any idea|i wonder|i (?:would like|want|wanna) to know|check|"
-    r"(?:is there )?any chance (?:that )?you (?:could|can|would|might)(?: please)?(?= (?:tell|describe|count|check|"
-    r"explain|give|let|say|caption|identify|name|guess|write|read|transcribe)))\b[\s,:]*"
+    r"(?:(?:is there )?any chance (?:that )?|i (?:was|am) hoping |hoping )you (?:could|can|would|might)(?: please)?"
+    r"(?= (?:tell|describe|count|check|explain|give|let|say|caption|identify|name|guess|write|read|transcribe)))"
+    r"\b[\s,:]*"
 )
 # Words that add nothing to what is asked, wherever they stand: "so um what is this", "briefly describe it",
 # "what am i even looking at", "is there maybe a cat".
@@ -244,8 +248,14 @@ _MOOD = [
         r"\b(?:mood|feel|feels|feeling|feelings|vibe|vibes|atmosphere|emotion|emotions|emotional|emotionally)\b"
     ),
     re.compile(
-        rf"^(?:is|was) (?:it|this|that) (?:a |an )?(?:{'|'.join(MOODS)}){_SETTING}?"
+        rf"^(?:is|was) (?:{THIS}|(?:the|this|that) (?:scene|setting|atmosphere|place)) (?:a |an )?(?:{'|'.join(MOODS)})"
+        rf"{_SETTING}?"
         rf"(?: or (?:a |an )?(?:{'|'.join(MOODS)})(?: one|{_SETTING})?)?$"  # "a sad photo or a happy one"
+    ),
+    # "do you find this image sad", "would you describe the scene as gloomy": a mood said of the photo
+    re.compile(
+        rf"\b(?:find|consider|call|describe|rate) (?:{THIS}|(?:the|this) (?:scene|setting|atmosphere)) (?:as |to be )?"
+        rf"(?:a |an )?(?:{'|'.join(MOODS)})\b"
     ),
     # "is there a sense of calm here": a feeling, not a thing to look for
     re.compile(
@@ -258,9 +268,9 @@ _HUE = (
     rf"(?:(?:dark|light|bright|pale|deep|pastel) )?(?:{'|'.join(COLOURS)})(?:ish)?"
 )
 _COLOUR = [
-    re.compile(
-        r"^(?:(?:what|which) (?:is |are )?)?(?:the )?(?:main |dominant |primary |predominant )?"
-        r"colours? (?:of )(?P<subject>.+)$"
+    re.compile(  # "what is the colour of the car", "pick out the colour of the kite"
+        r"^(?:(?:what|which) (?:is |are )?|(?:identify|determine|find|check|name|(?:pick|make|work|figure) out) )?"
+        r"(?:the )?(?:main |dominant |primary |predominant )?colours? (?:of )(?P<subject>.+)$"
     ),
     # "what shade is the sofa", "what colour the car is"
     re.compile(r"^(?:what|which) (?:colour|shade|hue|tint)s? (?:is|are|was|were) (?P<subject>.+)$"),
@@ -383,11 +393,12 @@ _DESCRIBE = [
         rf"^how (?:would|could|do|can|should) (?:you|i|we|one) (?:describe|caption|sum up|summari[sz]e) {THIS}$"
     ),
     re.compile(rf"^sum (?:up {THIS}|{THIS} up)$"),
+    re.compile(rf"^put {THIS} (?:into|in) words$"),
     re.compile(rf"^what (?:is|are) (?:the|this|that) scene(?: here| (?:in|on) {THIS})?$"),
     re.compile(rf"^what (?:is|are) the main (?:subject|thing|object|focus)(?: here| (?:in|of|on) {THIS})?$"),
     re.compile(rf"^(?:walk|talk|run|take) me through (?:{THIS}|what is (?:in|on|happening in) {THIS}|what you see)$"),
     re.compile(
-        rf"^(?:describe|explain|caption|identify|summari[sz]e)(?: (?:me )?(?:{THIS}|what you see|"
+        rf"^(?:describe|explain|caption|identify|summari[sz]e|characteri[sz]e|narrate|outline)(?: (?:me )?(?:{THIS}|what you see|"
         rf"what is (?:in|on) {THIS}|everything))?$"
     ),
     # "give me a caption", "provide a description of the image", "can I get a short summary", "need a caption"
@@ -464,6 +475,7 @@ ADVICE = re.compile(
 )
 _HOW_ARE_YOU = re.compile(r"^how (?:are|do) you (?:feel|feeling)(?: today| now)?$")  # the bot's feelings
 _MOST = re.compile(r"(?:the )?(?:most|more|main|dominant|common|prominent|strongest)\b")
+_COLOUR_OF = re.compile(r"^colours? of (?P<subject>.+)$")
 _NO_THING = re.compile(r"(?:chance|way|reason|need|point|possibility|difference|problem|rule|time)\b")
 _CHOICE = re.compile(r"\b(?:or|and) (?:a|an|the|some|any)\b|\bor\b")
 _ASKING = re.compile(r"\b(?:what|which|how|where|who|whether|if|why|when)\b")
@@ -529,6 +541,8 @@ def pattern_route(text: str) -> Route | None:
             thing = thing and _subject(re.sub(r"^chance (?:that )?there (?:is|are) ", "", thing))  # "any chance"
             if thing and _ASKING.search(thing):  # "any idea what this is" names no thing: it asks something else
                 continue
+            if thing and (asked := _COLOUR_OF.match(thing)):  # "can you make out the colour of the sign"
+                return Route(RouteKind.COLOUR, _subject(asked["subject"]))
             if thing and _NO_THING.match(thing):  # "is there a chance it rains", "a way to fix this"
                 return Route(RouteKind.OPEN)
             if thing and _CHOICE.search(thing):  # "is that a dog or a cat?": a choice, for the language model
