@@ -239,13 +239,26 @@ MOODS = (
     "cheery",
     "upbeat",
     "festive",
+    "sorrowful",
+    "joyous",
+    "lighthearted",
+    "sentimental",
+    "mournful",
+    "wistful",
+    "solemn",
+    "soothing",
+    "unsettling",
+    "haunting",
+    "heartwarming",
+    "heartbreaking",
 )
 _CATEGORY = "|".join(CATEGORIES)
 
 _SETTING = rf"(?: {PHOTO}| scene| setting| moment| place| atmosphere)"  # "is it a peaceful setting"
 _MOOD = [
     re.compile(
-        r"\b(?:mood|feel|feels|feeling|feelings|vibe|vibes|atmosphere|emotion|emotions|emotional|emotionally)\b"
+        r"\b(?:mood|feel|feels|feeling|feelings|vibe|vibes|atmosphere|emotion|emotions|emotional|emotionally|"
+        r"sentiment|sentiments|aura|ambiance|ambience|(?:overall|general) tone)\b"
     ),
     re.compile(
         rf"^(?:is|was) (?:{THIS}|(?:the|this|that) (?:scene|setting|atmosphere|place)) (?:a |an )?(?:{'|'.join(MOODS)})"
@@ -265,7 +278,7 @@ _MOOD = [
 ]
 _HUE = (
     r"(?:(?:more|mostly|kind of|sort of|a bit|slightly|really|very|more of)\s)?(?:an? )?"
-    rf"(?:(?:dark|light|bright|pale|deep|pastel) )?(?:{'|'.join(COLOURS)})(?:ish)?"
+    rf"(?:(?:dark|light|bright|pale|deep|pastel) )?(?:{'|'.join(COLOURS)})(?:ish)?(?: one)?"  # "a red one"
 )
 _COLOUR = [
     re.compile(  # "what is the colour of the car", "pick out the colour of the kite"
@@ -276,6 +289,7 @@ _COLOUR = [
     re.compile(r"^(?:what|which) (?:colour|shade|hue|tint)s? (?:is|are|was|were) (?P<subject>.+)$"),
     re.compile(r"^(?:what|which) (?:colour|shade|hue|tint)s? (?P<subject>.+?) (?:is|are|was|were)$"),
     re.compile(r"^(?:(?:what|which) (?:is |are )?)?(?:the )?(?:main |dominant |primary |predominant )?colours?\b"),
+    re.compile(r"^(?:what|which) (?:hues|shades)\b"),  # "which hues appear in the photo"
     # "is the car red?": the colour answer says which colour it is, which answers yes or no too; "is the truck
     # dark blue", "is the jacket more red or orange", "more of a blue or a green"
     re.compile(
@@ -377,17 +391,21 @@ _DESCRIBE = [
         rf"(?: here| (?:in|on) {THIS})?$"
     ),
     re.compile(rf"^what (?:is|are) (?:the|this) {PHOTO} (?:about|of|showing)$"),
-    re.compile(rf"^what (?:does|do) {THIS} (?:show|depict|contain|have)$"),
+    re.compile(  # "what does the photograph illustrate"
+        rf"^what (?:does|do) {THIS} (?:show|depict|contain|have|illustrate|present|represent|portray|capture|"
+        r"feature|display|include)$"
+    ),
     re.compile(
         rf"^what (?:am i|are we|are you|is it that (?:i am|we are|you are)) (?:looking at|seeing)"
         rf"(?: here| (?:in|on) {THIS})?$"
     ),
     re.compile(
-        rf"^(?:what|everything|all) (?:do |can |could )?you (?:can )?(?:see|make out|spot|notice|recognise|pick out)"
+        r"^(?:what(?: things| objects)?|everything|all) (?:do |can |could )?you (?:can )?"
+        rf"(?:see|make out|spot|notice|recognise|pick out|find)"
         rf"(?: here| (?:in|on) {THIS})?$"
     ),
     re.compile(rf"^what (?:do|have) (?:we|i|you) (?:have|got)(?: here| (?:in|on) {THIS})?$"),
-    re.compile(rf"^what (?:is|are) (?:the )?(?:subject|topic|theme|content|contents) of {THIS}$"),
+    re.compile(rf"^what (?:is|are) (?:the )?(?:subject(?: matter)?|topic|theme|content|contents) of {THIS}$"),
     re.compile(rf"^what (?:is|are) (?:the|this|that) {PHOTO}(?: of)?$"),  # "whats the pic"
     re.compile(
         rf"^how (?:would|could|do|can|should) (?:you|i|we|one) (?:describe|caption|sum up|summari[sz]e) {THIS}$"
@@ -474,7 +492,10 @@ ADVICE = re.compile(
     r"change|edit|recolou?r)\b"
 )
 _HOW_ARE_YOU = re.compile(r"^how (?:are|do) you (?:feel|feeling)(?: today| now)?$")  # the bot's feelings
-_MOST = re.compile(r"(?:the )?(?:most|more|main|dominant|common|prominent|strongest)\b")
+# what is said of the colours rather than a thing: "which colour is most common", "which colours are used here"
+_MOST = re.compile(
+    r"(?:the )?(?:most|more|main|dominant|common|prominent|strongest|used|present|seen|showing|appearing|there)\b"
+)
 _COLOUR_OF = re.compile(r"^colours? of (?P<subject>.+)$")
 _NO_THING = re.compile(r"(?:chance|way|reason|need|point|possibility|difference|problem|rule|time)\b")
 _CHOICE = re.compile(r"\b(?:or|and) (?:a|an|the|some|any)\b|\bor\b")
