@@ -122,14 +122,16 @@ _WORDS = {
 _WORD = re.compile(r"[\w']+")
 # "Hey,", "please", "could you tell me", "I wonder": dropped, leaving the question itself.
 _POLITE = re.compile(
-    r"^(?:hey|hi|hello|ok|okay|so|well|um|and|but|bot|please|quick question|"
+    r"^(?:(?:hey|hi|hello) there|hey|hi|hello|yo|ok|okay|alright|so|well|um|and|but|bot|please|quick question|quick one|"
+    r"random question(?: but)?|just (?:wondering|curious)|curious|out of curiosity|in your opinion|(?:to )?be honest|"
+    r"tbh|honestly|"
     r"(?:could|can|would|will) you(?: please)?(?= (?:tell|describe|count|check|explain|give|"
     r"let|say|caption|identify|name|guess|write))|"
     r"(?:tell|let) me know|tell me(?= (?:what|which|how|where|if|whether|the|who))|"
     r"do you know|any idea|i wonder|i (?:would like|want|wanna) to know|check|"
     r"(?:(?:is there )?any chance (?:that )?|i (?:was|am) hoping |hoping )you (?:could|can|would|might)(?: please)?"
     r"(?= (?:tell|describe|count|check|explain|give|let|say|caption|identify|name|guess|write|read|transcribe)))"
-    r"\b[\s,:]*"
+    r"\b[\s,:!.\u2013\u2014-]*"  # "hey there! is it sad", "quick question - what is this"
 )
 # Words that add nothing to what is asked, wherever they stand: "so um what is this", "briefly describe it",
 # "what am i even looking at", "is there maybe a cat".
@@ -141,10 +143,15 @@ _FILLERS = re.compile(
 _EXPLETIVE = re.compile(r"\b(what|where|who|how) (?:on earth|in the world|the (?:heck|hell|fuck|devil))\b")
 # Emoji and other pictographs, wherever they stand: "what is this 🤔", "any cars in this pic 🚗".
 _PICTOGRAPHS = re.compile("[\u2190-\u21ff\u2300-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff\ufe0f\u200d]+")
+# An aside at the end that asks nothing: "what colour is the car, if you don't mind me asking", "... real quick lol"
 _THANKS = re.compile(
-    r"[\s,]*\b(?:please|thanks|thank you|thx|cheers|for me|"
-    r"in (?:a |one )?(?:few words|word|sentence|nutshell|short|detail))$"
+    r"[\s,]*\b(?:please|please and thank you|thanks|thank you|thx|ty|cheers(?: mate)?|for me|"
+    r"in (?:a |one )?(?:few words|word|sentence|nutshell|short|detail)|in (?:your own words|simple terms|plain english)|"
+    r"if you (?:do not|don't) mind(?: me asking| my asking)?|when you (?:have|get) a (?:sec|second|moment|minute|chance)|"
+    r"if (?:that|it) is (?:ok|okay|alright|fine)|if (?:possible|you can|you could)|by any chance|real quick|"
+    r"(?:thanks|thank you|thx) in advance|lol|lmao|haha+|hehe)$"
 )
+_EMOTICONS = re.compile(r"(?<!\w)[:;=]-?[()dp3/|]+(?!\w)")  # ":)", ";-)", ":d": lower case already
 
 PHOTO = r"(?:photo|picture|image|pic|pict|photograph|shot|snap|img)"
 THIS = rf"(?:it|this|that|this one|(?:the|this|that) {PHOTO})"  # the photo itself
@@ -511,7 +518,7 @@ def _plain(text: str) -> str:
 
 def tidy(question: str) -> str:
     """Lower case, one space, typos and contractions spelt out, polite framing and end punctuation dropped."""
-    text = " ".join(_PICTOGRAPHS.sub(" ", question.lower().replace("\u2019", "'")).split())
+    text = " ".join(_EMOTICONS.sub(" ", _PICTOGRAPHS.sub(" ", question.lower().replace("\u2019", "'"))).split())
     text = _WORD.sub(lambda word: _WORDS.get(word.group(), word.group()), text)
     text = _EXPLETIVE.sub(r"\1", _FILLERS.sub("", text))
     text = re.sub(r"[\s?!.,;:？！。，]+$", "", text)  # Chinese full-width marks too

@@ -315,6 +315,29 @@ def test_a_question_no_pattern_matches_is_routed_by_its_nearest_phrasings(
 
 
 @pytest.mark.parametrize(
+    ("question", "route"),
+    [
+        ("what's in this picture", Route(RouteKind.DESCRIBE)),
+        ("is this picture sad", Route(RouteKind.MOOD)),
+        ("what colour is the car", Route(RouteKind.COLOUR, "car")),
+        ("is the dress red", Route(RouteKind.COLOUR, "dress")),
+    ],
+)
+def test_a_greeting_or_an_aside_does_not_change_the_route(question: str, route: Route) -> None:
+    """Round 5: words before or after the question that ask nothing ("hey there!", "if you don't mind me asking",
+    "lol", ":)") leave its route and its thing as they were."""
+    openers = ("", "hey there! ", "yo ", "random question but ", "in your opinion, ", "just wondering, ")
+    asides = ("", " if you don't mind me asking", " when you have a sec", " if that's ok", " real quick lol", " :)")
+    wrong = [
+        f"{opener}{question}{aside!r}: {found}"
+        for opener in openers
+        for aside in asides
+        if (found := route_question(opener + question + aside)) != route
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize(
     "remark",
     [
         "It is red.",
