@@ -71,6 +71,9 @@ def test_paraphrases_nobody_tuned_on_reach_the_path_that_can_answer_them(world_m
     # prototypes leave a question open: 0.908 (158/174), wrong grounded routes 8 -> 9 of 174.
     # Round 4 (subjects: a clause naming the thing, chat typos, "head count of", amounts that are no things)
     # measured 0.937 (163/174), count-only; 1 wrong grounded route and 2 wrong subjects of 174.
+    # Round 5 (describe, mood and colour in other words, lead-ins, asides; routing_dev5.jsonl 0.837 -> 0.983, its
+    # hard batch 0.873 untuned) left it at 0.937 (describe 26/30, mood 18/20, colour 22/25): the misses are in
+    # forms none of round 5's 480 questions had.
     # This bound holds today's figure so that it cannot slip back; it is not the target.
     assert rate >= PARAPHRASES_GOOD_ENOUGH, "\n".join(misses)
     assert by_kind["open"] >= 0.95, "questions for the language model must stay open"
