@@ -37,6 +37,7 @@ from vision.models.encoder import TextEncoder
 from .classifier import TextClassifier
 from .prototypes import PROTOTYPES
 from .routing import (
+    ADVICE,
     CATEGORIES,
     COLOURS,
     MOODS,
@@ -74,6 +75,11 @@ _INDIRECT = re.compile(
     r"^(?P<asked>(?:what|which)(?: \w+)??) (?P<thing>it|this|that|these|those|they|"
     r"(?:the|this|that|these|those|its|his|her|their)(?: \w+){1,3}?) (?P<verb>is|are|was|were|(?:could|might|would|may) be)(?P<tail> of| about)?$"
 )
+# a yes/no question's indirect order: "(tell me) if this image is depressing", "whether there is a cat"
+_WHETHER = re.compile(
+    r"^(?:if|whether) (?P<thing>it|this|that|there|(?:the|this|that|these|those|its|his|her|their)(?: \w+){1,3}?) "
+    r"(?P<verb>is|are|was|were) (?P<rest>.+)$"
+)
 _OPINION = re.compile(  # "what breed would you say the dog is": "what breed the dog is"
     r"^(?P<asked>(?:what|which|where|how many)(?: \w+)??) (?:would|do|did|could|will) you (?:say|think|guess|reckon)\b"
 )
@@ -83,11 +89,14 @@ _INDIRECT_DOES = re.compile(  # "what the sign says": "what does the sign say"
 _WHAT = re.compile(r"\b(?:what|which)\b")  # "what is this?" has no word of describe's own
 _REQUEST = re.compile(
     r"^(?:(?:could|can|would|will) you|tell me|let me know|do you know|any idea|i'?d like|i would like|i want|"
-    r"i'?m wondering|i am wondering|i wonder|i need|i'?d love|i'?d appreciate|help me|mind)\b|\b(?:please|pls|plz)\b"
+    r"i'?m wondering|i am wondering|i wonder|i'?m curious|i am curious|i need|i'?d love|i'?d appreciate|help me|"
+    r"mind)\b|\b(?:please|pls|plz)\b"
 )
 # where a request starts after a lead-in: "I'd be grateful if you could describe the picture", "do you mind
 # describing this" (`tidy` spells the -ing form as the verb)
-_REQUESTED = re.compile(r"\b(?:describe|explain|summari[sz]e|caption|count|transcribe)\b")
+_REQUESTED = re.compile(
+    r"\b(?:describe|explain|summari[sz]e|caption|count|transcribe)\b|\bthe (?:colou?rs?|number) of\b"
+)
 # the words of the patterns that typos hide most ("descibe the pictre"): each, spelt right, makes a reading
 _TYPO_TARGETS = ("describe", "picture", "photo", "image", "happening", "going", "colour", "written", "count", "shown")
 _AFTERTHOUGHT = re.compile(r"\s*(?:,.*|\bor (?:no|not)(?: \w+)?)$")
@@ -106,8 +115,12 @@ def route_question(question: str, encoder: TextEncoder | None = None) -> Route:
         return Route(RouteKind.OPEN)
     for reading in readings(text)[1:]:  # "I'm trying to settle a bet, what colour is the jacket?"
         if (matched := pattern_route(reading)) is not None and matched.kind is not RouteKind.OPEN:
-            return _subject_repaired(_subject_elsewhere(matched, text), reading)
-    return learned_route(text, encoder)
+            if matched.kind is RouteKind.COLOUR and ADVICE.search(text):  # "can you change the colour of the car"
+                return Route(RouteKind.OPEN)
+            # the thing the clause names, found again ("what shade would you say it is": none), else another's
+            return _subject_elsewhere(_subject_repaired(matched, reading), text)
+    learned = learned_route(text, encoder)
+    return Route(RouteKind.OPEN) if learned.kind is RouteKind.COLOUR and ADVICE.search(text) else learned
 
 
 def _subject_elsewhere(matched: Route, text: str) -> Route:
@@ -285,6 +298,7 @@ def readings(text: str) -> list[str]:
         starts = [*_ASKED.finditer(clause), *_REQUESTED.finditer(clause)]
         for embedded in [clause, *(clause[start.start() :] for start in starts if start.start() > 0)]:
             direct = _INDIRECT.sub(_asked_directly, _OPINION.sub(r"\g<asked>", embedded))
+            direct = _WHETHER.sub(r"\g<verb> \g<thing> \g<rest>", direct)
             for reading in (embedded, _INDIRECT_DOES.sub(r"what does \g<thing> \g<verb>", direct)):
                 if reading not in found:
                     found.append(reading)

@@ -106,6 +106,10 @@ _WORDS = {
     "counting": "count",
     "summarising": "summarise",
     "summarizing": "summarise",
+    "transcribing": "transcribe",
+    "whatcha": "what do you",
+    "watcha": "what do you",
+    "hapy": "happy",
     "wtf": "what",
     "wth": "what",
     "thr": "there",
@@ -118,11 +122,16 @@ _WORDS = {
 _WORD = re.compile(r"[\w']+")
 # "Hey,", "please", "could you tell me", "I wonder": dropped, leaving the question itself.
 _POLITE = re.compile(
-    r"^(?:hey|hi|hello|ok|okay|so|well|um|and|but|bot|please|quick question|"
+    r"^(?:(?:hey|hi|hello) there|hey|hi|hello|yo|ok|okay|alright|so|well|um|and|but|bot|please|quick question|quick one|"
+    r"random question(?: but)?|just (?:wondering|curious)|curious|out of curiosity|in your opinion|(?:to )?be honest|"
+    r"tbh|honestly|"
     r"(?:could|can|would|will) you(?: please)?(?= (?:tell|describe|count|check|explain|give|"
     r"let|say|caption|identify|name|guess|write))|"
     r"(?:tell|let) me know|tell me(?= (?:what|which|how|where|if|whether|the|who))|"
-    r"do you know|any idea|i wonder|i (?:would like|want|wanna) to know|check)\b[\s,:]*"
+    r"do you know|any idea|i wonder|i (?:would like|want|wanna) to know|check|"
+    r"(?:(?:is there )?any chance (?:that )?|i (?:was|am) hoping |hoping )you (?:could|can|would|might)(?: please)?"
+    r"(?= (?:tell|describe|count|check|explain|give|let|say|caption|identify|name|guess|write|read|transcribe)))"
+    r"\b[\s,:!.\u2013\u2014-]*"  # "hey there! is it sad", "quick question - what is this"
 )
 # Words that add nothing to what is asked, wherever they stand: "so um what is this", "briefly describe it",
 # "what am i even looking at", "is there maybe a cat".
@@ -134,9 +143,15 @@ _FILLERS = re.compile(
 _EXPLETIVE = re.compile(r"\b(what|where|who|how) (?:on earth|in the world|the (?:heck|hell|fuck|devil))\b")
 # Emoji and other pictographs, wherever they stand: "what is this 🤔", "any cars in this pic 🚗".
 _PICTOGRAPHS = re.compile("[\u2190-\u21ff\u2300-\u27bf\u2b00-\u2bff\U0001f000-\U0001faff\ufe0f\u200d]+")
+# An aside at the end that asks nothing: "what colour is the car, if you don't mind me asking", "... real quick lol"
 _THANKS = re.compile(
-    r"[\s,]*\b(?:please|thanks|thank you|for me|in (?:a |one )?(?:few words|word|sentence|nutshell|short|detail))$"
+    r"[\s,]*\b(?:please|please and thank you|thanks|thank you|thx|ty|cheers(?: mate)?|for me|"
+    r"in (?:a |one )?(?:few words|word|sentence|nutshell|short|detail)|in (?:your own words|simple terms|plain english)|"
+    r"if you (?:do not|don't) mind(?: me asking| my asking)?|when you (?:have|get) a (?:sec|second|moment|minute|chance)|"
+    r"if (?:that|it) is (?:ok|okay|alright|fine)|if (?:possible|you can|you could)|by any chance|real quick|"
+    r"(?:thanks|thank you|thx) in advance|lol|lmao|haha+|hehe)$"
 )
+_EMOTICONS = re.compile(r"(?<!\w)[:;=]-?[()dp3/|]+(?!\w)")  # ":)", ";-)", ":d": lower case already
 
 PHOTO = r"(?:photo|picture|image|pic|pict|photograph|shot|snap|img)"
 THIS = rf"(?:it|this|that|this one|(?:the|this|that) {PHOTO})"  # the photo itself
@@ -211,28 +226,92 @@ MOODS = (
     "sombre",
     "somber",
     "uplifting",
+    # words for how a photo feels and for little else: "does the scene seem tense?", "is this photo calming?"
+    "tense",
+    "serene",
+    "tranquil",
+    "calming",
+    "relaxing",
+    "lonely",
+    "nostalgic",
+    "eerie",
+    "creepy",
+    "spooky",
+    "ominous",
+    "moody",
+    "melancholy",
+    "dreamy",
+    "hopeful",
+    "bleak",
+    "cheery",
+    "upbeat",
+    "festive",
+    "sorrowful",
+    "joyous",
+    "lighthearted",
+    "sentimental",
+    "mournful",
+    "wistful",
+    "solemn",
+    "soothing",
+    "unsettling",
+    "haunting",
+    "heartwarming",
+    "heartbreaking",
 )
 _CATEGORY = "|".join(CATEGORIES)
 
+_SETTING = rf"(?: {PHOTO}| scene| setting| moment| place| atmosphere)"  # "is it a peaceful setting"
 _MOOD = [
-    re.compile(r"\b(?:mood|feel|feels|feeling|feelings|vibe|vibes|atmosphere|emotion|emotions)\b"),
     re.compile(
-        rf"^(?:is|was) (?:it|this|that) (?:a |an )?(?:{'|'.join(MOODS)})(?: {PHOTO}| scene)?"
-        rf"(?: or (?:a |an )?(?:{'|'.join(MOODS)})(?: one| {PHOTO}| scene)?)?$"  # "a sad photo or a happy one"
+        r"\b(?:mood|feel|feels|feeling|feelings|vibe|vibes|atmosphere|emotion|emotions|emotional|emotionally|"
+        r"sentiment|sentiments|aura|ambiance|ambience|(?:overall|general) tone)\b"
+    ),
+    re.compile(
+        rf"^(?:is|was) (?:{THIS}|(?:the|this|that) (?:scene|setting|atmosphere|place)) (?:a |an )?(?:{'|'.join(MOODS)})"
+        rf"{_SETTING}?"
+        rf"(?: or (?:a |an )?(?:{'|'.join(MOODS)})(?: one|{_SETTING})?)?$"  # "a sad photo or a happy one"
+    ),
+    # "do you find this image sad", "would you describe the scene as gloomy": a mood said of the photo
+    re.compile(
+        rf"\b(?:find|consider|call|describe|rate) (?:{THIS}|(?:the|this) (?:scene|setting|atmosphere)) (?:as |to be )?"
+        rf"(?:a |an )?(?:{'|'.join(MOODS)})\b"
+    ),
+    # "is there a sense of calm here": a feeling, not a thing to look for
+    re.compile(
+        r"\bsense of (?:calm|peace|sadness|joy|happiness|melancholy|loneliness|dread|unease|tension|nostalgia|"
+        r"serenity|wonder|excitement|fun|menace|warmth)\b"
     ),
 ]
+_HUE = (
+    r"(?:(?:more|mostly|kind of|sort of|a bit|slightly|really|very|more of)\s)?(?:an? )?"
+    rf"(?:(?:dark|light|bright|pale|deep|pastel) )?(?:{'|'.join(COLOURS)})(?:ish)?(?: one)?"  # "a red one"
+)
 _COLOUR = [
-    re.compile(
-        r"^(?:(?:what|which) (?:is |are )?)?(?:the )?(?:main |dominant |primary |predominant )?"
-        r"colours? (?:of )(?P<subject>.+)$"
+    re.compile(  # "what is the colour of the car", "pick out the colour of the kite"
+        r"^(?:(?:what|which) (?:is |are )?|(?:identify|determine|find|check|name|(?:pick|make|work|figure) out) )?"
+        r"(?:the )?(?:main |dominant |primary |predominant )?colours? (?:of )(?P<subject>.+)$"
     ),
-    re.compile(r"^(?:what|which) colours? (?:is|are|was|were) (?P<subject>.+)$"),
-    re.compile(r"^(?:what|which) colours? (?P<subject>.+?) (?:is|are|was|were)$"),  # "what colour the car is"
+    # "what shade is the sofa", "what colour the car is"
+    re.compile(r"^(?:what|which) (?:colour|shade|hue|tint)s? (?:is|are|was|were) (?P<subject>.+)$"),
+    re.compile(r"^(?:what|which) (?:colour|shade|hue|tint)s? (?P<subject>.+?) (?:is|are|was|were)$"),
     re.compile(r"^(?:(?:what|which) (?:is |are )?)?(?:the )?(?:main |dominant |primary |predominant )?colours?\b"),
-    # "is the car red?": the colour answer says which colour it is, which answers yes or no too
+    re.compile(r"^(?:what|which) (?:hues|shades)\b"),  # "which hues appear in the photo"
+    # "is the car red?": the colour answer says which colour it is, which answers yes or no too; "is the truck
+    # dark blue", "is the jacket more red or orange", "more of a blue or a green"
     re.compile(
-        rf"^(?:is|are) (?P<subject>it|this|that|they|(?:the|this|that|these|those) [\w' -]+?) "
-        rf"(?:(?:{'|'.join(COLOURS)}) or )?(?:{'|'.join(COLOURS)})$"
+        rf"^(?:is|are) (?P<subject>it|this|that|they|(?:the|this|that|these|those) [\w' -]+?) {_HUE}(?: or {_HUE})?"
+        rf"(?: here| (?:in|on) {THIS})?$"
+    ),
+    # "what shade of green is the grass", "what tone of blue is the sky" (not "what tone is it": the mood's)
+    re.compile(
+        rf"^(?:what|which) (?:shade|hue|tint|tone)s? of (?:{'|'.join(COLOURS)}|colou?r) (?:is|are|was|were) "
+        r"(?P<subject>.+)$"
+    ),
+    # "list the colours in this photo", "describe the colour of the dress"
+    re.compile(
+        r"^(?:list|describe|name|identify|tell me|give me)(?: me)? (?:all )?(?:the )?(?:main |dominant |different )?"
+        r"colou?rs?\b(?: (?:of|on) (?P<subject>.+))?"
     ),
 ]
 # "what does the sign say?", "read the text", "what's written on it", "transcribe the sign": the photo's text.
@@ -319,30 +398,40 @@ _DESCRIBE = [
         rf"(?: here| (?:in|on) {THIS})?$"
     ),
     re.compile(rf"^what (?:is|are) (?:the|this) {PHOTO} (?:about|of|showing)$"),
-    re.compile(rf"^what (?:does|do) {THIS} (?:show|depict|contain|have)$"),
+    re.compile(  # "what does the photograph illustrate"
+        rf"^what (?:does|do) {THIS} (?:show|depict|contain|have|illustrate|present|represent|portray|capture|"
+        r"feature|display|include)$"
+    ),
     re.compile(
         rf"^what (?:am i|are we|are you|is it that (?:i am|we are|you are)) (?:looking at|seeing)"
         rf"(?: here| (?:in|on) {THIS})?$"
     ),
     re.compile(
-        rf"^(?:what|everything|all) (?:do |can |could )?you (?:can )?(?:see|make out|spot|notice|recognise|pick out)"
+        r"^(?:what(?: things| objects)?|everything|all) (?:do |can |could )?you (?:can )?"
+        rf"(?:see|make out|spot|notice|recognise|pick out|find)"
         rf"(?: here| (?:in|on) {THIS})?$"
     ),
     re.compile(rf"^what (?:do|have) (?:we|i|you) (?:have|got)(?: here| (?:in|on) {THIS})?$"),
-    re.compile(rf"^what (?:is|are) (?:the )?(?:subject|topic|theme|content|contents) of {THIS}$"),
+    re.compile(rf"^what (?:is|are) (?:the )?(?:subject(?: matter)?|topic|theme|content|contents) of {THIS}$"),
     re.compile(rf"^what (?:is|are) (?:the|this|that) {PHOTO}(?: of)?$"),  # "whats the pic"
     re.compile(
         rf"^how (?:would|could|do|can|should) (?:you|i|we|one) (?:describe|caption|sum up|summari[sz]e) {THIS}$"
     ),
     re.compile(rf"^sum (?:up {THIS}|{THIS} up)$"),
+    re.compile(rf"^put {THIS} (?:into|in) words$"),
     re.compile(rf"^what (?:is|are) (?:the|this|that) scene(?: here| (?:in|on) {THIS})?$"),
     re.compile(rf"^what (?:is|are) the main (?:subject|thing|object|focus)(?: here| (?:in|of|on) {THIS})?$"),
     re.compile(rf"^(?:walk|talk|run|take) me through (?:{THIS}|what is (?:in|on|happening in) {THIS}|what you see)$"),
     re.compile(
-        rf"^(?:describe|explain|caption|identify|summari[sz]e)(?: (?:me )?(?:{THIS}|what you see|"
+        rf"^(?:describe|explain|caption|identify|summari[sz]e|characteri[sz]e|narrate|outline)(?: (?:me )?(?:{THIS}|what you see|"
         rf"what is (?:in|on) {THIS}|everything))?$"
     ),
-    re.compile(rf"^(?:give|write)(?: me)? (?:a |the )?(?:description|caption)(?: (?:for|of) {THIS})?$"),
+    # "give me a caption", "provide a description of the image", "can I get a short summary", "need a caption"
+    re.compile(
+        r"^(?:give|write|provide|generate|create|produce|make|(?:i )?need|i want|i would like|"
+        r"(?:can|could|may) (?:i|we) (?:get|have))(?: me| us)? (?:a |the |an )?(?:(?:short|quick|brief|full|"
+        rf"detailed|good) )?(?:description|caption|summary)(?: (?:for|of) {THIS})?$"
+    ),
     re.compile(rf"^what can you (?:tell me|say) about {THIS}$"),
     re.compile(
         rf"^tell me (?:more |everything |all )?(?:about {THIS}|(?:that )?you (?:can )?(?:see|notice|spot)"
@@ -403,6 +492,18 @@ _READ_ELSEWHERE = [
 _POLITE_ELSEWHERE = re.compile(r"(?:^|\s)(?:пожалуйста|плиз|por favor|porfa)(?=\s|$)|^(?:请问|请)(?=.)")
 
 
+# a colour to choose or to make, not one in the photo: "what colour should I paint the walls", "what colour do you
+# like", "can you change the colour of the car"
+ADVICE = re.compile(
+    r"\b(?:should|shall|goe?s? (?:well )?with|match(?:es)?|favou?rite|(?:do|would) you (?:like|prefer|love)|"
+    r"change|edit|recolou?r)\b"
+)
+_HOW_ARE_YOU = re.compile(r"^how (?:are|do) you (?:feel|feeling)(?: today| now)?$")  # the bot's feelings
+# what is said of the colours rather than a thing: "which colour is most common", "which colours are used here"
+_MOST = re.compile(
+    r"(?:the )?(?:most|more|main|dominant|common|prominent|strongest|used|present|seen|showing|appearing|there)\b"
+)
+_COLOUR_OF = re.compile(r"^colours? of (?P<subject>.+)$")
 _NO_THING = re.compile(r"(?:chance|way|reason|need|point|possibility|difference|problem|rule|time)\b")
 _CHOICE = re.compile(r"\b(?:or|and) (?:a|an|the|some|any)\b|\bor\b")
 _ASKING = re.compile(r"\b(?:what|which|how|where|who|whether|if|why|when)\b")
@@ -417,7 +518,7 @@ def _plain(text: str) -> str:
 
 def tidy(question: str) -> str:
     """Lower case, one space, typos and contractions spelt out, polite framing and end punctuation dropped."""
-    text = " ".join(_PICTOGRAPHS.sub(" ", question.lower().replace("\u2019", "'")).split())
+    text = " ".join(_EMOTICONS.sub(" ", _PICTOGRAPHS.sub(" ", question.lower().replace("\u2019", "'"))).split())
     text = _WORD.sub(lambda word: _WORDS.get(word.group(), word.group()), text)
     text = _EXPLETIVE.sub(r"\1", _FILLERS.sub("", text))
     text = re.sub(r"[\s?!.,;:？！。，]+$", "", text)  # Chinese full-width marks too
@@ -438,10 +539,13 @@ def pattern_route(text: str) -> Route | None:
     if any(pattern.search(plain) for pattern in _READ_ELSEWHERE):
         return Route(RouteKind.READ)
     if any(pattern.search(text) for pattern in _MOOD):
-        return Route(RouteKind.MOOD)
+        return Route(RouteKind.OPEN if _HOW_ARE_YOU.match(text) else RouteKind.MOOD)
     for pattern in _COLOUR:
         if match := pattern.search(text):
-            return Route(RouteKind.COLOUR, _subject(match))
+            if ADVICE.search(text):
+                return Route(RouteKind.OPEN)
+            thing = _subject(match)  # "which colour is most common": which colour, of no thing
+            return Route(RouteKind.COLOUR, None if thing and _MOST.match(thing) else thing)
     for pattern in _COUNT:
         if match := pattern.search(text):
             named = _COUNT_END.sub("", match.group("subject")).strip()
@@ -465,6 +569,8 @@ def pattern_route(text: str) -> Route | None:
             thing = thing and _subject(re.sub(r"^chance (?:that )?there (?:is|are) ", "", thing))  # "any chance"
             if thing and _ASKING.search(thing):  # "any idea what this is" names no thing: it asks something else
                 continue
+            if thing and (asked := _COLOUR_OF.match(thing)):  # "can you make out the colour of the sign"
+                return Route(RouteKind.COLOUR, _subject(asked["subject"]))
             if thing and _NO_THING.match(thing):  # "is there a chance it rains", "a way to fix this"
                 return Route(RouteKind.OPEN)
             if thing and _CHOICE.search(thing):  # "is that a dog or a cat?": a choice, for the language model

@@ -3,10 +3,11 @@ on, copied from the sets routing was tuned on so that the product never reads te
 
     python3 -m tests.data.make_intents_data
 
-Its sources: the question bank's dev half (routing_bank.jsonl), routing_tuning.jsonl and
-routing_dev_paraphrases.jsonl. Never routing_paraphrases.jsonl (held out, measured only), nor the bank's held-out
-half, nor routing_hard_dev.jsonl (round 3's hard batch, kept to measure the classifier untrained on it); and a
-question that, tidied, is one of those two measuring sets' (two of the bank's dev half are) is left out, unread.
+Its sources: the question bank's dev half (routing_bank.jsonl), routing_tuning.jsonl,
+routing_dev_paraphrases.jsonl and routing_dev5.jsonl (issue 30, round 5). Never routing_paraphrases.jsonl (held
+out, measured only), nor the bank's held-out half, nor routing_hard_dev.jsonl and routing_hard_dev5.jsonl (rounds 3
+and 5's hard batches, kept to measure the classifier untrained on them); and a question that, tidied, is one of the
+measuring sets' (two of the bank's dev half are) is left out, unread.
 """
 
 from __future__ import annotations
@@ -18,12 +19,18 @@ from dialogue.routing import tidy
 
 DATA = Path(__file__).parent
 TARGET = DATA.parent.parent / "dialogue" / "data" / "intents.jsonl"
-SOURCES = ("routing_bank.jsonl", "routing_tuning.jsonl", "routing_dev_paraphrases.jsonl")
-MEASURED = ("routing_paraphrases.jsonl", "routing_hard_dev.jsonl", "routing_hard_dev4.jsonl")
+SOURCES = ("routing_bank.jsonl", "routing_tuning.jsonl", "routing_dev_paraphrases.jsonl", "routing_dev5.jsonl")
+MEASURED = (
+    "routing_paraphrases.jsonl",
+    "routing_hard_dev.jsonl",
+    "routing_hard_dev4.jsonl",
+    "routing_hard_dev5.jsonl",
+)
 HEADER = """\
 # Labelled questions for routing's learned classifier (dialogue/intents.py), one {"question", "kind"} a line.
 # Written by tests/data/make_intents_data.py from the sets routing was tuned on: the question bank's dev half,
-# routing_tuning.jsonl and routing_dev_paraphrases.jsonl; never from a held-out set. Do not edit by hand.
+# routing_tuning.jsonl, routing_dev_paraphrases.jsonl and routing_dev5.jsonl; never from a held-out set.
+# Do not edit by hand.
 """
 
 
