@@ -16,6 +16,7 @@ import torch
 
 from clipchat.facts import PhotoFacts
 from clipchat.i18n import N_, english, say
+from vision.models.vlm import AnswerKind
 
 from .across import ORDINAL_NAMES, answer_across
 from .album import asked, picked
@@ -118,10 +119,16 @@ def _looked(
     image = torch.as_tensor(facts.embedding, dtype=torch.float32, device=models.encoder.device)
     route = route_question(question, models.encoder) if question else Route(RouteKind.DESCRIBE)
     # only for the photo fetched: an album photo named by position goes to the answer model without its pixels
-    if sees and conversation.position is None and seen_better(route):
+    if sees and conversation.position is None and seen_better(route, chats=_chats(models)):
         return conversation, question, image, RouteKind.OPEN
     grounded = ROUTES[route.kind](models, route, facts, image)
     return named(grounded, conversation) if grounded is not None else (conversation, question, image, route.kind)
+
+
+def _chats(models: DialogueModels) -> bool:
+    """Whether the model the photo goes to answers any question about it: a chat VLM or a model server (the
+    local answer model then is a words-only one), not Florence-2's tasks."""
+    return models.answerer.kind is not AnswerKind.TASKS
 
 
 def _in_album(models: DialogueModels, conversation: Conversation, question: str) -> Answer | tuple[Conversation, str]:

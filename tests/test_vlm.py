@@ -225,23 +225,28 @@ async def test_the_terminal_reads_a_photo_again_for_a_model_that_sees_images(tmp
         await terminal.fetch(photo)
 
 
-def test_where_and_is_there_text_go_to_a_model_that_sees_the_photo_and_stay_with_clip_otherwise(
+def test_where_text_and_colour_go_to_a_model_that_sees_the_photo_and_stay_with_clip_otherwise(
     vlm_dirs, world_dir, cache_dir, heldout
 ) -> None:
     """CLIP named a place for "where is it?" ("an airport") and said "no, I don't see a text" for letters it cannot
-    check; a model that has the photo answers them (the table measured in tests/test_world_vlm.py). Without the
-    photo, or for a model that reads only words, CLIP's routes answer as before."""
+    check; a model that has the photo answers them, and colour too when it chats (the table measured in
+    tests/test_world_vlm.py). Without the photo, for a model that reads only words, or for Florence-2's tasks
+    (colour is none of them), CLIP's routes answer as before; shape stays with CLIP."""
     models = with_answer_model(world_dir, cache_dir, vlm_dirs["smolvlm"])
     held = heldout[0]
     facts = models.describe([held.image])[0]
     torch.manual_seed(0)
-    for question in ("where is it?", "is there any text?", "is there a word on it?"):
+    for question in ("where is it?", "is there any text?", "is there a word on it?", "what colour is the star?"):
         seen = answer(models, Conversation(facts), question, AnswerOptions(max_tokens=4), picture=held.image)
         assert seen.route == "open" and seen.details["saw"], question
         assert answer(models, Conversation(facts), question, picture=None).route != "open", question
-    assert answer(models, Conversation(facts), "what colour is it?", picture=held.image).route == "colour"
-    assert route(models, Conversation(facts), "where is it?", sees_images=True).messages  # a model server's
-    assert isinstance(route(models, Conversation(facts), "where is it?"), Answer)
+    assert answer(models, Conversation(facts), "what shape is it?", picture=held.image).route == "identify"
+    assert route(models, Conversation(facts), "what colour is it?", sees_images=True).messages  # a model server's
+    assert isinstance(route(models, Conversation(facts), "what colour is it?"), Answer)
+    tasks = with_answer_model(world_dir, cache_dir, vlm_dirs["florence-2"])
+    assert answer(tasks, Conversation(facts), "what colour is it?", picture=held.image).route == "colour"
+    read = answer(tasks, Conversation(facts), "is there any text?", picture=held.image)  # Florence-2's OCR task
+    assert read.route == "read" and read.details["saw"]
 
 
 def test_an_album_photo_named_by_position_is_not_sent_to_the_vlm_with_another_photos_pixels(

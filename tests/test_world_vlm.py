@@ -198,10 +198,11 @@ def test_vlm_answers_seldom_name_what_the_photo_lacks(asked, seeing_models, figu
 
 
 def test_the_routes_a_seeing_model_takes_from_clip_are_the_ones_it_answers_better(asked, seeing_models, figure) -> None:
-    """The SEEN_BETTER table, measured: for each question, CLIP's route against the VLM with the photo. A route
-    stays with CLIP unless the VLM is plainly better at it (by more than a tenth of the photos), and goes to the
-    VLM only where it is. CLIP's routes also say where they differ from the caption (`agreement`), which the
-    VLM's answers do not."""
+    """The SEEN_BETTER table, measured: for each question, CLIP's route against the VLM with the photo. Where one
+    is plainly better (by more than a tenth of the photos) the table must send the question to it; within that
+    noise either may answer, and CLIP keeps the route unless it was plainly worse on some build: its routes also
+    say where they differ from the caption (`agreement`), which the VLM's answers do not. Colour measured 29
+    against 33 on a Zen 5's build (within noise) and 29 against 37 on a Sapphire Rapids' (plainly the VLM)."""
     photos, facts = asked
     questions = {
         "where is it?": lambda photo, text: position_right(text, photo.position),
@@ -228,7 +229,7 @@ def test_the_routes_a_seeing_model_takes_from_clip_are_the_ones_it_answers_bette
             f"CLIP {sum(clip)}, VLM {sum(vlm)}",
         )
         noise = len(clip) // 10  # a tenth of the photos: what 40 photos cannot tell apart
-        if seen_better(route):
-            assert sum(vlm) > sum(clip) + noise, question
-        else:
-            assert sum(clip) >= sum(vlm) - noise, question
+        if sum(vlm) > sum(clip) + noise:
+            assert seen_better(route), question
+        if sum(clip) > sum(vlm) + noise:
+            assert not seen_better(route), question
