@@ -171,7 +171,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     directory = world_folder(session.config)
     if (directory / COMPLETE).is_file():
         return
-    session.config.stash[WORLD_BUILD] = BackgroundBuild(directory, worker_id(session.config))
+    # The build's own processes, as `python -m tests.world build` runs them: it sizes their threads itself
+    environment = {name: value for name, value in os.environ.items() if name not in _SET_FOR_CHILDREN}
+    session.config.stash[WORLD_BUILD] = BackgroundBuild(directory, worker_id(session.config), environment)
 
 
 def worker_id(config: pytest.Config) -> str:
@@ -195,13 +197,22 @@ def world_folder(config: pytest.Config) -> Path:
     return temporary
 
 
+_SET_FOR_CHILDREN: set[str] = set()  # environment a worker beside others set for the processes its tests start
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """In a pytest-xdist worker beside others: one intra-op thread. Two workers of two threads each on two
-    cores spin-wait on each other's OpenMP teams, and a test of a few seconds took twenty times as long."""
+    cores spin-wait on each other's OpenMP teams, and a test of a few seconds took twenty times as long.
+
+    The processes its tests start (the CLI, bots, doctor, servers) get one thread too, unless OMP_NUM_THREADS
+    is set: a two-thread child beside the other worker waited on its own team the same way."""
     if getattr(config, "workerinput", {}).get("workercount", 1) > 1:
         import torch
 
         torch.set_num_threads(1)
+        if "OMP_NUM_THREADS" not in os.environ:  # a developer's own setting stays theirs, the build's too
+            os.environ["OMP_NUM_THREADS"] = "1"
+            _SET_FOR_CHILDREN.add("OMP_NUM_THREADS")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -13,7 +13,6 @@ from pathlib import Path
 from tests.bot_helpers import send_photo
 from tests.conftest import BOT_TOKEN
 from tests.fake_telegram import private, user
-from tests.test_cli import clipchat
 
 
 def command() -> list[str]:
@@ -132,9 +131,3 @@ def test_clipchat_chat_talks_about_a_photo(world_dir: Path, heldout, tmp_path: P
     assert lines[0].lower().startswith(held.scene.caption.lower().rstrip("."))
     assert held.scene.colour in lines[2]
     assert str(held.path) in lines[3]
-
-
-def test_run_and_chat_explain_themselves() -> None:
-    for name in ("run", "chat"):
-        result = clipchat(name, "--help")
-        assert result.returncode == 0 and "--models" in result.stdout

@@ -19,9 +19,10 @@ def clipchat(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
-@pytest.mark.parametrize("command", ["describe", "train-captioner", "evaluate", "prefetch"])
+@pytest.mark.parametrize("command", ["run", "chat", "describe", "train-captioner", "evaluate", "prefetch"])
 def test_every_command_explains_itself(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """The parser `clipchat` runs, in this process: the command's own start-up is tested by the others here."""
+    """The parser `clipchat` runs, in this process: each command's own start-up is tested by the others here
+    (`run` and `chat` in test_bot_cli.py)."""
     from bot.ops.cli import build_parser
 
     with pytest.raises(SystemExit) as exit_:

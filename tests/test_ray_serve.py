@@ -240,9 +240,11 @@ async def test_the_bot_answers_through_ray_serve(
 def test_a_process_without_the_token_is_refused_and_told_what_to_set(cluster, world_dir: Path, tmp_path: Path) -> None:
     """What deploy/README.md's commands ran into before: joining an authenticated head without the token."""
     head, _, _ = cluster
+    # Ray tries the head once a second, 20 times by default, before it gives up: 3 tries see the same refusal
+    quick = {"RAY_NUM_REDIS_GET_RETRIES": "3"}
     refused = subprocess.run(
         [*command(), "vision-server", "--address", head.address, "--models", str(world_dir)],
-        env={**without_settings(os.environ), "HF_HUB_OFFLINE": "1", "CLIPCHAT_DEVICE": "cpu"},
+        env={**without_settings(os.environ), "HF_HUB_OFFLINE": "1", "CLIPCHAT_DEVICE": "cpu", **quick},
         cwd=tmp_path,
         capture_output=True,
         text=True,

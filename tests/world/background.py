@@ -38,7 +38,7 @@ class BackgroundBuild:
     Several may start into one folder (one per pytest-xdist worker): the first trains, the others wait for
     it and then find the world built. Each logs to a file of its own, named after `name`."""
 
-    def __init__(self, directory: Path, name: str = "main") -> None:
+    def __init__(self, directory: Path, name: str = "main", env: dict[str, str] | None = None) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.log_path = directory / f"build-{name}.log"
@@ -46,6 +46,7 @@ class BackgroundBuild:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tests.world", "build", str(directory)],
                 cwd=ROOT,  # this checkout's code, whatever is installed
+                env=env,  # None: this process's
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: `stop` reaches the trainers it starts too
