@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -32,6 +31,7 @@ from bench.memory import rss_gb
 from clipchat.facts import PhotoFacts, Tag
 from dialogue.conversation import Conversation
 from dialogue.seeing import SEEN_CANDIDATES, seen_inputs
+from vision.catalog.devices import cpu_model, isa_flags
 from vision.catalog.model_sets import Ref
 from vision.models.vlm import load_seeing_model
 
@@ -110,7 +110,9 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float32", help="comma-separated: float32, bfloat16")
     args = parser.parse_args()
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    print(f"SmolVLM-{args.size} architecture, random weights; {platform.processor() or platform.machine()}, ")
+    print(
+        f"SmolVLM-{args.size} architecture, random weights; {cpu_model()} ({' '.join(isa_flags()) or 'no listed ISA'}),"
+    )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average {load}")
     with tempfile.TemporaryDirectory() as folder:
         build(Path(folder), args.size)
