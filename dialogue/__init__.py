@@ -74,7 +74,10 @@ def answer(
     Only the answer model's answers are written gradually: with `drafts`, its text so far goes there meanwhile.
     `picture`: the photo itself (a PIL image), for an answer model that sees images; it answers from the words
     without it."""
-    looked = _looked(models, conversation, question, picture is not None and models.answerer.sees_images)
+    sees = picture is not None and models.answerer.sees_images
+    # Florence-2 answers only its tasks (reading, describing); a chat VLM answers anything about the photo
+    chats = sees and models.answerer.kind is not AnswerKind.TASKS
+    looked = _looked(models, conversation, question, sees, chats)
     if isinstance(looked, Answer):
         return looked
     conversation, question, image, kind = looked
@@ -93,17 +96,19 @@ def route(
 ) -> Answer | OpenQuestion:
     """`answer` up to the answer model: CLIP's answer where its routes have one, else the open question as chat
     messages, for an answer model elsewhere (a model server) to write; `elsewhere.checked` judges what it wrote.
-    `sees_images`: that model gets the photo, so the questions it answers better than CLIP go to it."""
-    looked = _looked(models, conversation, question, sees_images)
+    `sees_images`: that model gets the photo, so the questions it answers better than CLIP go to it (a model
+    server chats, whatever the local answer model is)."""
+    looked = _looked(models, conversation, question, sees_images, chats=True)
     return looked if isinstance(looked, Answer) else open_question(looked[0], looked[1])
 
 
 def _looked(
-    models: DialogueModels, conversation: Conversation, question: str, sees: bool
+    models: DialogueModels, conversation: Conversation, question: str, sees: bool, chats: bool
 ) -> Answer | tuple[Conversation, str, torch.Tensor, RouteKind]:
     """The answer from the photo's facts or CLIP's routes, or, for an answer model, the conversation about the
     photo asked about (an album's photo named by position), the tidied question, the photo's vector and the
-    route's kind (OPEN or READ). `sees`: the answer model will have the photo (`seeing.SEEN_BETTER`)."""
+    route's kind (OPEN or READ). `sees`: the answer model will have the photo; `chats`: it answers any question
+    about it, not only a task's (`seeing.seen_better`)."""
     question = " ".join(question.split())[:MAX_QUESTION_CHARS]
     if conversation.image is None:
         return Answer(NEEDS_PHOTO, "needs_photo", said=say(NEEDS_PHOTO))
@@ -119,16 +124,10 @@ def _looked(
     image = torch.as_tensor(facts.embedding, dtype=torch.float32, device=models.encoder.device)
     route = route_question(question, models.encoder) if question else Route(RouteKind.DESCRIBE)
     # only for the photo fetched: an album photo named by position goes to the answer model without its pixels
-    if sees and conversation.position is None and seen_better(route, chats=_chats(models)):
+    if sees and conversation.position is None and seen_better(route, chats):
         return conversation, question, image, RouteKind.OPEN
     grounded = ROUTES[route.kind](models, route, facts, image)
     return named(grounded, conversation) if grounded is not None else (conversation, question, image, route.kind)
-
-
-def _chats(models: DialogueModels) -> bool:
-    """Whether the model the photo goes to answers any question about it: a chat VLM or a model server (the
-    local answer model then is a words-only one), not Florence-2's tasks."""
-    return models.answerer.kind is not AnswerKind.TASKS
 
 
 def _in_album(models: DialogueModels, conversation: Conversation, question: str) -> Answer | tuple[Conversation, str]:

@@ -231,7 +231,7 @@ def test_where_text_and_colour_go_to_a_model_that_sees_the_photo_and_stay_with_c
     """CLIP named a place for "where is it?" ("an airport") and said "no, I don't see a text" for letters it cannot
     check; a model that has the photo answers them, and colour too when it chats (the table measured in
     tests/test_world_vlm.py). Without the photo, for a model that reads only words, or for Florence-2's tasks
-    (colour is none of them), CLIP's routes answer as before; shape stays with CLIP."""
+    (where and colour are none of them), CLIP's routes answer as before; shape stays with CLIP."""
     models = with_answer_model(world_dir, cache_dir, vlm_dirs["smolvlm"])
     held = heldout[0]
     facts = models.describe([held.image])[0]
@@ -245,6 +245,9 @@ def test_where_text_and_colour_go_to_a_model_that_sees_the_photo_and_stay_with_c
     assert isinstance(route(models, Conversation(facts), "what colour is it?"), Answer)
     tasks = with_answer_model(world_dir, cache_dir, vlm_dirs["florence-2"])
     assert answer(tasks, Conversation(facts), "what colour is it?", picture=held.image).route == "colour"
+    assert answer(tasks, Conversation(facts), "where is it?", picture=held.image).route == "identify"
+    # a model server that sees chats, whatever answers locally
+    assert route(tasks, Conversation(facts), "what colour is it?", sees_images=True).messages
     read = answer(tasks, Conversation(facts), "is there any text?", picture=held.image)  # Florence-2's OCR task
     assert read.route == "read" and read.details["saw"]
 
