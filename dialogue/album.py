@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .routing import PHOTO, tidy
+from .routing import PHOTO
+from .tidying import tidy
 
 ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 _SUFFIXED = re.compile(r"^(\d+)(?:st|nd|rd|th)$")

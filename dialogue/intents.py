@@ -47,8 +47,8 @@ from .routing import (
     Route,
     RouteKind,
     pattern_route,
-    tidy,
 )
+from .tidying import tidy
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from clipchat.facts import PhotoFacts, Tag
 from dialogue import Conversation, Route, RouteKind, answer, route_question
 from dialogue.intents import clip_view, nearest_kind
 from dialogue.prototypes import PROTOTYPES
-from dialogue.routing import tidy
+from dialogue.tidying import tidy
 
 DATA = Path(__file__).parent / "data"
 PARAPHRASES_GOOD_ENOUGH = 0.935  # see the note at the assertion
@@ -308,6 +308,7 @@ def test_no_paraphrase_is_a_prototype_or_a_tuning_question() -> None:
         ("is the photo joyous", "mood", None),
         ("which hues can you see", "colour", None),
         ("which colours are used in the photo", "colour", None),  # "used" is no thing
+        ("what colour is the used car", "colour", "used car"),  # a thing, whatever word it shares with those
     ],
 )
 def test_a_question_no_pattern_matches_is_routed_by_its_nearest_phrasings(

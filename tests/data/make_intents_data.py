@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dialogue.routing import tidy
+from dialogue.tidying import tidy
 
 DATA = Path(__file__).parent
 TARGET = DATA.parent.parent / "dialogue" / "data" / "intents.jsonl"
