@@ -29,9 +29,10 @@ def test_text_to_image_recall_at_1_over_200_heldout_images(world_models, heldout
 def test_clip_in_bfloat16_keeps_search_and_tags_within_a_point_of_float32(
     world_dir: Path, cache_dir: Path, heldout, figure
 ) -> None:
-    """Issue 32's accuracy rule for running CLIP in bfloat16 under `auto`: text-to-photo retrieval and every
-    attribute's top tag within 1 point of float32's, and a store of float32 vectors (photos sent before the
-    change, or embedded on a CPU without bfloat16) still searched as well by bfloat16 queries, and the reverse."""
+    """Issue 32's accuracy rule for running CLIP in bfloat16 under `auto`: text-to-photo retrieval and the top tag
+    of every attribute within 1 point of float32's over 200 held-out photos (2 photos; a split of 40 unseen ones
+    could not tell a point), and a store of float32 vectors (photos sent before the change, or embedded on a CPU
+    without bfloat16) searched as well by bfloat16 phrases, and the reverse."""
     from tests.world.clip_training import tag_label
     from tests.world.scenes import ATTRIBUTES
     from vision import load_models
@@ -45,30 +46,25 @@ def test_clip_in_bfloat16_keeps_search_and_tags_within_a_point_of_float32(
     photos = {name: models.encoder.embed_images([h.image for h in sample]) for name, models in sets.items()}
     phrases = {name: models.encoder.embed_texts([h.scene.caption for h in sample]) for name, models in sets.items()}
 
-    def recall(stored: str, asked: str) -> dict[str, float]:
+    def recall(stored: str, asked: str) -> float:
         best = (phrases[asked].float() @ photos[stored].float().T).argmax(dim=1).tolist()
-        return by_split(sample, lambda h: sample[best[sample.index(h)]] is h)
+        return sum(sample[b] is h for b, h in zip(best, sample)) / len(sample)
 
-    def tags(name: str) -> dict[str, float]:
+    def tags(name: str) -> float:
         models = sets[name]
         every = models.tagger.tag(photos[name], top_k=len(models.tagger.vocabulary.labels), threshold=0.0)
         winners = [{tag.section: tag.label for tag in reversed(found)} for found in every]
-        right = {
-            id(h): sum(w[a] == tag_label(a, getattr(h.scene, a)) for a in ATTRIBUTES) for h, w in zip(sample, winners)
-        }
-        return by_split(sample, lambda h: right[id(h)] / len(ATTRIBUTES))
+        right = [w[a] == tag_label(a, getattr(h.scene, a)) for h, w in zip(sample, winners) for a in ATTRIBUTES]
+        return sum(right) / len(right)
 
-    reference, reference_tags = recall("float32", "float32"), tags("float32")
+    reference = recall("float32", "float32")
     for stored, asked in (("bfloat16", "bfloat16"), ("float32", "bfloat16"), ("bfloat16", "float32")):
         found = recall(stored, asked)
-        figure(f"recall@1 among 200, photos in {stored}, phrases in {asked}, seen / unseen", found)
-        assert all(found[split] >= reference[split] - 0.01 for split in found), (stored, asked, found, reference)
-    half_tags = tags("bfloat16")
-    figure("top-1 tags right, CLIP in bfloat16 / float32", (half_tags, reference_tags))
-    assert all(abs(half_tags[split] - reference_tags[split]) <= 0.01 for split in half_tags), (
-        half_tags,
-        reference_tags,
-    )
+        figure(f"recall@1 among 200, photos in {stored} and phrases in {asked} (float32: {reference:.3f})", found)
+        assert found >= reference - 0.01, (stored, asked, found, reference)
+    half, full = tags("bfloat16"), tags("float32")
+    figure(f"top-1 tags right among 200, CLIP in bfloat16 (float32: {full:.3f})", half)
+    assert abs(half - full) <= 0.01, (half, full)
 
 
 def test_embeddings_are_unit_vectors_whatever_the_batch_size(world_models, heldout) -> None:

@@ -33,7 +33,8 @@ COLOURS = ("white", "beige", "lavender", "yellow", "tan", "lightgrey", "skyblue"
 def photo(
     rng: random.Random, words: tuple[str, ...], written: bool, size: int = 224, any_colour: bool = False
 ) -> Image.Image:
-    """A plain background, maybe with a word on it; `any_colour`: any light colour rather than a named one."""
+    """A plain background, maybe with a word on it; `any_colour`: any colour with every channel at least 110 (of
+    every hue, and dark letters stay legible on most) rather than a named one."""
     background = tuple(rng.randint(110, 255) for _ in range(3)) if any_colour else rng.choice(COLOURS)
     image = Image.new("RGB", (size, size), background)
     if written:
