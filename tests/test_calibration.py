@@ -17,7 +17,7 @@ import pytest
 from clipchat.errors import InvalidConfig
 from vision import load_models
 from vision.decoding.strategies import DecodingOptions, decode
-from vision.fast import bf16_rows, calibration, choose_step, plain_step
+from vision.fast import bf16_rows, calibration, choose_step, lone_step, plain_step
 from vision.fast.calibration import SpeedPath, Trial, Variant, Why
 from vision.fast.gpt2_steps import Gpt2Steps
 from vision.fast.packed_linear import PackedLinear, PackedSelfAttention, packing_available
@@ -143,6 +143,17 @@ def test_no_path_that_measured_slower_is_ever_on(seed, plain_models, tmp_path) -
             for w in workloads
         ]
         assert verdict.on == all(faster), verdict
+        if verdict.lone_only:  # the lean step for lone photos alone: it won them and lost the batch
+            assert verdict.path == SpeedPath.LEAN_STEP and faster_on(recorded, verdict.path) == {"lone"}, verdict
+
+
+def faster_on(recorded: dict, path: SpeedPath) -> set[str]:
+    return {
+        w
+        for p, w, _ in recorded
+        if p == path
+        and statistics.median(recorded[p, w, Variant.FAST]) <= statistics.median(recorded[p, w, Variant.PLAIN])
+    }
 
 
 @NEEDS_KERNEL
@@ -292,3 +303,33 @@ def test_a_busy_machine_still_decides_a_path_that_won_or_lost_every_repeat(faste
     assert clip.why == Why.MEASURED and clip.on == faster
     assert (SpeedPath.CLIP_PACKED in running(models)) == faster
     assert choose(plain_models(), tmp_path, Never()).cached  # decided: the next start reads it
+
+
+def test_a_lean_step_that_wins_lone_photos_and_loses_batches_serves_lone_photos_only(
+    plain_models, tmp_path, heldout
+) -> None:
+    """The Zen 4 case: the lean step took a lone photo from 46 to 40 ms and 16 photos from 31 to a hair over. It
+    then runs for one row and plain steps take batches; captions stay as the plain path gives them."""
+    reference = plain_models()
+    raw = reference.encoder.embed_images([h.image for h in heldout[:4]], normalize=False)
+    expected = decode(reference.captioner, raw, DecodingOptions())
+    alone = decode(reference.captioner, raw[:1], DecodingOptions())
+    models = plain_models()
+    times = {path: {Variant.PLAIN: 1.0, Variant.FAST: 0.5} for path in SpeedPath}
+    times[SpeedPath.LEAN_STEP] = {Variant.PLAIN: 1.0, Variant.FAST: 0.8, (Variant.FAST, "batch"): 1.02}
+    chosen = choose(models, tmp_path, Scripted(times))
+    [lean] = [v for v in chosen.verdicts if v.path == SpeedPath.LEAN_STEP]
+    assert not lean.on and lean.lone_only and lean.why == Why.MEASURED
+    assert "the lean GPT-2 step: on for a lone photo (a lone photo: plain 1000 ms vs lean 800 ms;" in lean.describe()
+    assert models.captioner.choose_step is lone_step
+    lm = models.captioner.lm
+    assert isinstance(lone_step(lm, 1, 30), Gpt2Steps) and lone_step(lm, 16, 30) is None
+    assert [[c.tokens for c in g] for g in decode(models.captioner, raw, DecodingOptions())] == [
+        [c.tokens for c in g] for g in expected
+    ]
+    assert [[c.tokens for c in g] for g in decode(models.captioner, raw[:1], DecodingOptions())] == [
+        [c.tokens for c in g] for g in alone
+    ]
+    again = plain_models()
+    cached = choose(again, tmp_path, Never())
+    assert cached.cached and again.captioner.choose_step is lone_step  # the next start serves lone photos alike

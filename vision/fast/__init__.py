@@ -35,4 +35,11 @@ def plain_step(lm, batch: int, length: int, *, graphs: bool = False) -> StaticSt
     return StaticStep(lm, batch, length) if graphs else None
 
 
-__all__ = ["choose_step", "plain_step"]
+def lone_step(lm, batch: int, length: int, *, graphs: bool = False) -> Gpt2Steps | StaticStep | None:
+    """`choose_step` for a lone caption, `plain_step` for a batch: where the lean step won a lone photo and lost
+    a batch of them (`calibration`)."""
+    chooser = choose_step if batch == 1 else plain_step
+    return chooser(lm, batch, length, graphs=graphs)
+
+
+__all__ = ["choose_step", "lone_step", "plain_step"]

@@ -8,7 +8,8 @@ workload, and only a path at least as fast on every workload is plugged in:
 - the few-row bfloat16 kernel (`bf16_rows`): a lone photo's caption (its prefix and LONE_TOKENS steps);
 - packed linears for CLIP: a lone photo's CLIP pass;
 - the lean GPT-2 step (`gpt2_steps`; the one-call step where the kernel is on) against transformers'
-  `forward`: the lone caption and one pass of 16 captions;
+  `forward`: the lone caption and one pass of 16 captions; a lean step that wins the first and loses the second
+  serves lone captions only (`lone_step`: steps are chosen per call, by their rows);
 - packed linears for GPT-2 (`packed_linear`), on the step just chosen: the same two workloads.
 
 Each workload runs once per variant untimed, then REPEATS times per variant, interleaved (plain, path; path,
@@ -48,7 +49,7 @@ from torch import nn
 
 from ..catalog.devices import SpeedPathsMode, cpu_model, isa_flags
 from ..models.captioner import PrefixCaptioner
-from . import bf16_rows, choose_step, plain_step
+from . import bf16_rows, choose_step, lone_step, plain_step
 from .gpt2_steps import Gpt2Steps
 from .packed_linear import PackedLinear, PackedSelfAttention, pack_linears, packed_dtypes, packing_available
 from .versions import installed
@@ -65,7 +66,7 @@ BUDGET_S = 20.0
 # than about the path: on the shared 2-core Sapphire Rapids (load 2-5) runs of one lone photo swung 1.3-10x
 # between repeats, on a quiet one they stay within a few percent
 NOISE = 1.5
-FORMAT = 2  # a new workload or rule is a new key: every cached choice is measured again
+FORMAT = 3  # a new workload or rule is a new key: every cached choice is measured again
 FOLDER = "speed_paths"
 
 
@@ -127,10 +128,12 @@ class Verdict:
     why: Why
     # per workload (`lone`, `batch`): the medians in ms, plain's and the path's
     workloads: tuple[tuple[str, float, float], ...] = ()
+    # the lean step only: it won a lone photo and lost the batch, so it runs for one row and plain steps beyond
+    lone_only: bool = False
 
     def describe(self) -> str:
         label, short = LABELS[self.path]
-        state = "on" if self.on else "off"
+        state = "on" if self.on else "on for a lone photo" if self.lone_only else "off"
         if self.why == Why.MEASURED and self.workloads:
             if len(self.workloads) == 1:
                 [(_, plain, fast)] = self.workloads
@@ -193,12 +196,12 @@ def choose(
         verdicts = tuple(
             Verdict(path, True, Why.FORCED) if path in wiring.available else _unavailable(path) for path in SpeedPath
         )
-        wiring.settle({v.path for v in verdicts if v.on})
+        wiring.settle(verdicts)
         return SpeedPaths(mode, verdicts)
     key = cache_key(encoder, captioner, wiring)
     cached = read_cache(cache_dir, key)
     if cached is not None:
-        wiring.settle({v.path for v in cached if v.on})
+        wiring.settle(cached)
         return SpeedPaths(mode, cached, cached=True)
     started = time.monotonic()
     deadline = started + budget_s
@@ -208,9 +211,9 @@ def choose(
             measured.append(_unavailable(path))
         else:
             measured.append(_measure(path, wiring, timer, deadline))
-        wiring.switch(path, measured[-1].on)
+        wiring.switch(path, measured[-1].on, lone_only=measured[-1].lone_only)
     chosen = SpeedPaths(mode, tuple(measured), seconds=time.monotonic() - started)
-    wiring.settle({v.path for v in measured if v.on})
+    wiring.settle(tuple(measured))
     log.info("speed paths measured in %.1f s: %s", chosen.seconds, "; ".join(chosen.describe()))
     if any(v.why in (Why.OVER_BUDGET, Why.UNSTEADY) for v in measured):
         # a busy machine at this start; kept, the untimed paths would stay off for good
@@ -252,7 +255,10 @@ def _measure(path: SpeedPath, wiring: _Wiring, timer: Timer, deadline: float) ->
         )
         for name in workloads
     )
-    return Verdict(path, Outcome.SLOWER not in outcomes, Why.MEASURED, medians)  # as fast on every workload
+    on = Outcome.SLOWER not in outcomes  # at least as fast on every workload
+    # A step is chosen per call, by its rows: the lean step can serve lone photos alone where only they gain
+    lone_only = path == SpeedPath.LEAN_STEP and [*outcomes] == [Outcome.FASTER, Outcome.SLOWER]
+    return Verdict(path, on, Why.MEASURED, medians, lone_only=lone_only)
 
 
 class Outcome(StrEnum):
@@ -303,22 +309,31 @@ class _Wiring:
         if next(encoder.model.parameters()).dtype in packed_dtypes():
             self.available.add(SpeedPath.CLIP_PACKED)
         self.state = dict.fromkeys(SpeedPath, False)
+        self.lone_only = dict.fromkeys(SpeedPath, False)
         self._apply()
 
-    def switch(self, path: SpeedPath, on: bool) -> None:
+    def switch(self, path: SpeedPath, on: bool, lone_only: bool = False) -> None:
         self.state[path] = on and path in self.available
+        self.lone_only[path] = lone_only and path in self.available
         self._apply()
 
-    def settle(self, on: set[SpeedPath]) -> None:
-        """Leave the models with exactly the paths in `on` (those available), the rest's packed copies freed."""
-        self.state = {path: path in on and path in self.available for path in SpeedPath}
+    def settle(self, verdicts: tuple[Verdict, ...]) -> None:
+        """Leave the models with exactly the paths the verdicts turn on (those available), the rest's packed copies
+        freed."""
+        self.state = {
+            path: any(v.path == path and v.on for v in verdicts) and path in self.available for path in SpeedPath
+        }
+        self.lone_only = {path: any(v.path == path and v.lone_only for v in verdicts) for path in SpeedPath}
         self._apply()
         self.gpt2.settle(self.state[SpeedPath.GPT2_PACKED], self.state[SpeedPath.FEW_ROWS])
         self.clip.settle(self.state[SpeedPath.CLIP_PACKED], False)
 
     def _apply(self) -> None:
         if self.chooses:
-            self.captioner.choose_step = choose_step if self.state[SpeedPath.LEAN_STEP] else plain_step
+            lean = self.state[SpeedPath.LEAN_STEP]
+            self.captioner.choose_step = (
+                choose_step if lean else lone_step if self.lone_only[SpeedPath.LEAN_STEP] else plain_step
+            )
         self.gpt2.switch(self.state[SpeedPath.GPT2_PACKED], self.state[SpeedPath.FEW_ROWS])
         self.clip.switch(self.state[SpeedPath.CLIP_PACKED], False)
 
@@ -442,7 +457,8 @@ def read_cache(cache_dir: Path, key: dict) -> tuple[Verdict, ...] | None:
 
 def _verdict(entry: dict) -> Verdict:
     workloads = tuple((str(name), float(plain), float(fast)) for name, plain, fast in entry.get("workloads", ()))
-    return Verdict(SpeedPath(entry["path"]), bool(entry["on"]), Why(entry["why"]), workloads)
+    path, lone_only = SpeedPath(entry["path"]), bool(entry.get("lone_only", False))
+    return Verdict(path, bool(entry["on"]), Why(entry["why"]), workloads, lone_only=lone_only)
 
 
 def write_cache(cache_dir: Path, key: dict, chosen: SpeedPaths) -> None:
