@@ -257,7 +257,8 @@ def _measure(path: SpeedPath, wiring: _Wiring, timer: Timer, deadline: float) ->
     )
     on = Outcome.SLOWER not in outcomes  # at least as fast on every workload
     # A step is chosen per call, by its rows: the lean step can serve lone photos alone where only they gain
-    lone_only = path == SpeedPath.LEAN_STEP and [*outcomes] == [Outcome.FASTER, Outcome.SLOWER]
+    by_workload = dict(zip(workloads, outcomes, strict=True))
+    lone_only = path == SpeedPath.LEAN_STEP and by_workload == {"lone": Outcome.FASTER, "batch": Outcome.SLOWER}
     return Verdict(path, on, Why.MEASURED, medians, lone_only=lone_only)
 
 
