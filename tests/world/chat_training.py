@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from clipchat.facts import PhotoFacts, Tag
 from dialogue.prompts import system_message
@@ -157,7 +158,8 @@ def train_chat_model(
     model.train()
     for _ in range(steps):
         ids, labels, mask = padded([rng.choice(examples) for _ in range(32)], end)
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        loss = answer_loss(model.lm_head, hidden, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -167,6 +169,15 @@ def train_chat_model(
     model.generation_config.pad_token_id = end
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+
+
+def answer_loss(head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The causal language-model loss of `labels` (-100: not taught), as transformers computes it, with the
+    output head applied only where a token is taught: the answers are a few tokens of prompts of a hundred and
+    more, and the head over every position was about a fifth of each training step."""
+    targets = labels[:, 1:]
+    taught = targets != -100
+    return F.cross_entropy(head(hidden[:, :-1][taught]).float(), targets[taught])
 
 
 def padded(batch: list[tuple[list[int], list[int]]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

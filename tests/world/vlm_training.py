@@ -35,7 +35,7 @@ from clipchat.facts import PhotoFacts
 from dialogue.conversation import Conversation
 from dialogue.seeing import SEEING_INSTRUCTION, TRANSCRIBE, seen_messages
 
-from .chat_training import padded, world_facts
+from .chat_training import answer_loss, padded, world_facts
 from .clip_training import VALUES
 from .placed import POSITIONS, WORDS, Layout, Placed, render_with_layout, training_photos
 from .scenes import ATTRIBUTES, Scene, describe
@@ -320,7 +320,8 @@ def train_dialogues(
         seen = model.model.connector(shown) + tied(shown)  # (B, image_seq_len, width)
         inputs = embed(ids)
         inputs = inputs.masked_scatter((ids == image_id)[..., None], seen.reshape(-1, seen.shape[-1]).to(inputs.dtype))
-        loss = model(inputs_embeds=inputs, attention_mask=mask, labels=labels).loss
+        hidden = model.model(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
+        loss = answer_loss(model.lm_head, hidden, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
