@@ -69,12 +69,21 @@ def attribute_accuracy(caption: str, scene: Scene) -> float:
 
 @pytest.fixture(scope="session")
 def world_dir(request: pytest.FixtureRequest) -> Path:
-    from tests.world.build import build_world
+    """The world's data, CLIP, GPT-2, captioner and chat model: not yet its VLM (`seeing_world_dir`)."""
+    from tests.world.build import BASE_COMPLETE, build_world
 
     build = request.config.stash.get(WORLD_BUILD, None)
     if build is not None:  # started when collection ended, and built while the tests before this one ran
-        return build.result()
+        return build.result(BASE_COMPLETE)
     return build_world(world_folder(request.config))
+
+
+@pytest.fixture(scope="session")
+def seeing_world_dir(world_dir: Path, request: pytest.FixtureRequest) -> Path:
+    """The whole world, its VLM and placed photos too: the build's last stage, trained while the tests that
+    need only `world_dir` run."""
+    build = request.config.stash.get(WORLD_BUILD, None)
+    return build.result() if build is not None else world_dir
 
 
 @pytest.fixture(scope="session")
@@ -147,6 +156,10 @@ def needs_world(item: pytest.Item) -> bool:
     return "world_dir" in getattr(item, "fixturenames", ())
 
 
+def needs_seeing_world(item: pytest.Item) -> bool:
+    return "seeing_world_dir" in getattr(item, "fixturenames", ())
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that needs the trained world `world`, so that `pytest -m "not world"` is the fast lane,
@@ -154,7 +167,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if needs_world(item):
             item.add_marker(pytest.mark.world)
-    items.sort(key=needs_world)  # stable: each group keeps its order
+    # stable: each group keeps its order; the tests of the VLM, the build's last stage, come last of all
+    items.sort(key=lambda item: (needs_world(item), needs_seeing_world(item)))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -81,6 +81,51 @@ def test_a_second_build_into_the_same_folder_waits_and_uses_the_first(tmp_path: 
     assert not (world / "data").exists()
 
 
+def test_tests_of_the_base_world_start_while_its_vlm_still_trains(tmp_path: Path) -> None:
+    """The VLM is the build's longest stage: the tests that need the rest of the world must not wait for it,
+    and the VLM's own tests must."""
+    import fcntl
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.world.background import BackgroundBuild
+    from tests.world.build import BASE_COMPLETE, BUILDING, COMPLETE
+
+    world = tmp_path / "world"
+    world.mkdir()
+    with open(world / BUILDING, "w") as first, ThreadPoolExecutor(2) as waiting:
+        fcntl.flock(first, fcntl.LOCK_EX)  # another xdist worker's build, training
+        build = BackgroundBuild(world)  # this worker's: waits for that one
+        try:
+            base, whole = waiting.submit(build.result, BASE_COMPLETE), waiting.submit(build.result)
+            time.sleep(2)
+            assert not base.done() and not whole.done()
+            (world / BASE_COMPLETE).write_text("1s\n")
+            assert base.result(timeout=10) == world
+            time.sleep(2)
+            assert not whole.done(), "the VLM's tests started before the VLM was trained"
+            (world / COMPLETE).write_text("2s\n")
+        except BaseException:
+            build.stop()
+            raise
+    assert whole.result(timeout=60) == world
+
+
+def test_a_killed_builds_first_stage_is_not_read_as_built(tmp_path: Path) -> None:
+    """A build killed after its first stage left that stage's marker: the next session rebuilds the folder, and
+    its tests must wait for the models being rewritten, not read them half-written."""
+    from tests.world.background import BackgroundBuild
+    from tests.world.build import BASE_COMPLETE
+
+    world = tmp_path / "world"
+    world.mkdir()
+    (world / BASE_COMPLETE).write_text("1s\n")
+    build = BackgroundBuild(world)
+    try:
+        assert not (world / BASE_COMPLETE).exists()
+    finally:
+        build.stop()
+
+
 def test_xdist_workers_share_one_world_folder_and_their_fault_rows_reach_the_summary(tmp_path: Path) -> None:
     """Under pytest-xdist each worker is a process of its own: they must build into and read one world folder
     (two would train twice, on the same two cores), and the fault rows and figures their tests record must

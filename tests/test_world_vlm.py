@@ -47,11 +47,11 @@ class PlacedPhoto:
 
 
 @pytest.fixture(scope="module")
-def placed(world_dir: Path) -> list[PlacedPhoto]:
+def placed(seeing_world_dir: Path) -> list[PlacedPhoto]:
     from tests.bot_helpers import jpeg
     from vision import load_image
 
-    folder = world_dir / "data" / "placed"
+    folder = seeing_world_dir / "data" / "placed"
     out = []
     for line in (folder / "captions.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -63,10 +63,10 @@ def placed(world_dir: Path) -> list[PlacedPhoto]:
 
 
 @pytest.fixture(scope="module")
-def seeing_models(world_dir: Path, cache_dir: Path):
+def seeing_models(seeing_world_dir: Path, cache_dir: Path):
     from vision import load_models
 
-    return load_models(str(world_dir / "seeing"), device="cpu", cache_dir=cache_dir)
+    return load_models(str(seeing_world_dir / "seeing"), device="cpu", cache_dir=cache_dir)
 
 
 @pytest.fixture(scope="module")
