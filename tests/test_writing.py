@@ -9,6 +9,7 @@ and notes text in no photo.
 
 from __future__ import annotations
 
+import colorsys
 import json
 import random
 from pathlib import Path
@@ -33,9 +34,10 @@ COLOURS = ("white", "beige", "lavender", "yellow", "tan", "lightgrey", "skyblue"
 def photo(
     rng: random.Random, words: tuple[str, ...], written: bool, size: int = 224, any_colour: bool = False
 ) -> Image.Image:
-    """A plain background, maybe with a word on it; `any_colour`: any colour with every channel at least 110 (of
-    every hue, and dark letters stay legible on most) rather than a named one."""
-    background = tuple(rng.randint(110, 255) for _ in range(3)) if any_colour else rng.choice(COLOURS)
+    """A plain background, maybe with a word on it; `any_colour`: any light colour (of every hue and saturation,
+    brightness at least 0.75, so dark letters stay legible) rather than a named one."""
+    light = colorsys.hsv_to_rgb(rng.random(), rng.random(), rng.uniform(0.75, 1.0))
+    background = tuple(round(255 * channel) for channel in light) if any_colour else rng.choice(COLOURS)
     image = Image.new("RGB", (size, size), background)
     if written:
         font = ImageFont.load_default(size=rng.randint(size // 8, size // 5))
@@ -63,6 +65,7 @@ def reading_clip(tmp_path_factory) -> Path:
     pool = torch.stack([preprocess(photo(rng, training, written, any_colour=True)) for written in shows])
     truth = torch.tensor([[1.0] * 3 + [0.0] * 3 if written else [0.0] * 3 + [1.0] * 3 for written in shows])
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=100, pct_start=0.1)
     model.train()
     for _ in range(100):
         batch = torch.randint(len(pool), (32,))
@@ -74,6 +77,7 @@ def reading_clip(tmp_path_factory) -> Path:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, 4.6052)
     save_file(model.state_dict(), str(folder / "open_clip_model.safetensors"))
