@@ -310,12 +310,13 @@ class _Wiring:
         if next(encoder.model.parameters()).dtype in packed_dtypes():
             self.available.add(SpeedPath.CLIP_PACKED)
         self.state = dict.fromkeys(SpeedPath, False)
-        self.lone_only = dict.fromkeys(SpeedPath, False)
+        self.lean_for_lone_only = False  # the lean step's `lone_only` verdict: the only path served by rows
         self._apply()
 
     def switch(self, path: SpeedPath, on: bool, lone_only: bool = False) -> None:
         self.state[path] = on and path in self.available
-        self.lone_only[path] = lone_only and path in self.available
+        if path == SpeedPath.LEAN_STEP:
+            self.lean_for_lone_only = lone_only and path in self.available
         self._apply()
 
     def settle(self, verdicts: tuple[Verdict, ...]) -> None:
@@ -324,7 +325,8 @@ class _Wiring:
         self.state = {
             path: any(v.path == path and v.on for v in verdicts) and path in self.available for path in SpeedPath
         }
-        self.lone_only = {path: any(v.path == path and v.lone_only for v in verdicts) for path in SpeedPath}
+        lean = SpeedPath.LEAN_STEP
+        self.lean_for_lone_only = lean in self.available and any(v.path == lean and v.lone_only for v in verdicts)
         self._apply()
         self.gpt2.settle(self.state[SpeedPath.GPT2_PACKED], self.state[SpeedPath.FEW_ROWS])
         self.clip.settle(self.state[SpeedPath.CLIP_PACKED], False)
@@ -332,9 +334,7 @@ class _Wiring:
     def _apply(self) -> None:
         if self.chooses:
             lean = self.state[SpeedPath.LEAN_STEP]
-            self.captioner.choose_step = (
-                choose_step if lean else lone_step if self.lone_only[SpeedPath.LEAN_STEP] else plain_step
-            )
+            self.captioner.choose_step = choose_step if lean else lone_step if self.lean_for_lone_only else plain_step
         self.gpt2.switch(self.state[SpeedPath.GPT2_PACKED], self.state[SpeedPath.FEW_ROWS])
         self.clip.switch(self.state[SpeedPath.CLIP_PACKED], False)
 
